@@ -1,0 +1,47 @@
+//! Errors of the job model and the Redis layer.
+
+/// A job spec that cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The body is not JSON at all.
+    #[error("malformed JSON: {reason}")]
+    MalformedJson {
+        /// The parser's message, with line and column.
+        reason: String,
+    },
+    /// A field is missing, unknown, of the wrong type or out of range.
+    #[error("{}{reason}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
+    Field {
+        /// The field's path (`inputs[0].cid`), empty for the top level.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A failure talking to Redis or reading what it holds.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis could not be reached or refused a command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A record in Redis does not decode: written by another version, or corrupted.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// The Redis key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No such job.
+    #[error("job {0} not found")]
+    JobNotFound(String),
+    /// The idempotency key was used before with a different spec.
+    #[error("idempotency key {key:?} was used for job {job} with a different spec")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The job it names.
+        job: String,
+    },
+}

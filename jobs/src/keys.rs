@@ -1,0 +1,135 @@
+//! The Redis key layout — every key Shoal uses is named here and nowhere else.
+//!
+//! The layout is Redis-Cluster-compatible: keys that one script or transaction touches together
+//! share a `{hash tag}`, so they live in one slot.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `shoal:{jNN}:job:<id>` | hash | one job: `spec`, `state`, `invocation`, times, `shard`, `result`, `failure` |
+//! | `shoal:{jNN}:execs:<id>` | hash | the job's executions, execution id → JSON |
+//! | `shoal:{jNN}:state:<state>` | sorted set | ids of this tag's jobs in that state, scored by creation time |
+//! | `shoal:{sNN}:jobs` | stream | shard NN's queue; consumer group [`WORKER_GROUP`] |
+//! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
+//!
+//! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
+//! from its id alone; listing by state visits the [`JOB_TAGS`] index sets.
+
+use sha2::{Digest, Sha256};
+
+use crate::model::JobState;
+
+/// How many tags jobs are spread over. Far more than a cluster has nodes, so slots balance.
+pub const JOB_TAGS: u32 = 64;
+
+/// The consumer group every worker reads shard streams through.
+pub const WORKER_GROUP: &str = "workers";
+
+/// The tag of a job's keys: `jNN`, from a stable hash of its id.
+pub fn job_tag(job_id: &str) -> String {
+    let digest = Sha256::digest(job_id.as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % JOB_TAGS;
+    format!("j{n:02}")
+}
+
+/// The keys of one job, all in one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKeys {
+    /// The job's hash.
+    pub job: String,
+    /// The job's executions.
+    pub executions: String,
+    /// The state index sets of the job's tag, in [`JobState::ALL`] order.
+    pub state_index: [String; 5],
+}
+
+impl JobKeys {
+    /// The keys of job `id`.
+    pub fn of(id: &str) -> JobKeys {
+        let tag = job_tag(id);
+        JobKeys {
+            job: format!("shoal:{{{tag}}}:job:{id}"),
+            executions: format!("shoal:{{{tag}}}:execs:{id}"),
+            state_index: JobState::ALL.map(|state| state_index(&tag, state)),
+        }
+    }
+}
+
+/// The index set of jobs with tag `tag` in `state`.
+pub fn state_index(tag: &str, state: JobState) -> String {
+    format!("shoal:{{{tag}}}:state:{state}")
+}
+
+/// Every job tag, for listings that visit them all.
+pub fn all_job_tags() -> impl Iterator<Item = String> {
+    (0..JOB_TAGS).map(|n| format!("j{n:02}"))
+}
+
+/// The stream of shard `shard`.
+pub fn shard_stream(shard: u32) -> String {
+    format!("shoal:{{s{shard:02}}}:jobs")
+}
+
+/// The key remembering which job an idempotency key created. The user's key is hashed so any
+/// string is a safe key of bounded length.
+pub fn idempotency(user_key: &str) -> String {
+    let digest = Sha256::digest(user_key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("shoal:idem:{hex}")
+}
+
+/// The Redis Cluster hash slot of a key, as the server computes it (CRC16/XMODEM of the tag).
+pub fn cluster_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = key
+        .find('{')
+        .and_then(|open| key[open + 1..].find('}').map(|len| (open + 1, len)))
+        .filter(|&(_, len)| len > 0)
+        .map_or(bytes, |(start, len)| &bytes[start..start + len]);
+    crc16_xmodem(tagged) % 16384
+}
+
+// Hand-written: the slot function is eight lines; a crate for it would pull in a whole client.
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_keys_share_one_slot() {
+        for id in ["01JDXZ5Q8K3M2N4P6R8T0V2X4Z", "a", "another-id"] {
+            let keys = JobKeys::of(id);
+            let slot = cluster_slot(&keys.job);
+            assert_eq!(cluster_slot(&keys.executions), slot);
+            for index in &keys.state_index {
+                assert_eq!(cluster_slot(index), slot);
+            }
+        }
+    }
+
+    #[test]
+    fn slot_function_matches_redis_reference_values() {
+        // CRC16/XMODEM's check value, and slots printed by `CLUSTER KEYSLOT` on redis-server 7.0.
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
+        assert_eq!(cluster_slot("foo"), 12182);
+        assert_eq!(cluster_slot("123456789"), 12739);
+        assert_eq!(cluster_slot("{user1000}.following"), 3443);
+        assert_eq!(cluster_slot("foo{}{bar}"), 8363);
+        assert_eq!(cluster_slot("shoal:{j07}:job:x"), 8075);
+    }
+
+    #[test]
+    fn jobs_spread_over_all_tags() {
+        let tags: std::collections::BTreeSet<String> = (0..5000).map(|i| job_tag(&format!("job-{i}"))).collect();
+        assert_eq!(tags.len(), JOB_TAGS as usize);
+    }
+}

@@ -1,0 +1,27 @@
+//! Shoal's job model and its Redis layout.
+//!
+//! - [`model`]: what a user asks ([`JobSpec`]), the job Shoal tracks ([`Job`]) and each attempt
+//!   to run it ([`Execution`]).
+//! - [`keys`]: every Redis key, cluster-compatible, in one place.
+//! - [`store`]: job records and their atomic state transitions.
+//! - [`queue`]: the shard streams jobs travel on.
+//! - [`router`]: which shard a job goes to.
+//! - [`server`]: a private `redis-server` for the embedded stack and the tests.
+
+pub mod error;
+pub mod keys;
+pub mod model;
+pub mod queue;
+pub mod router;
+pub mod server;
+pub mod store;
+
+pub use error::{SpecError, StoreError};
+pub use model::{
+    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec, Job, JobSpec,
+    JobState, Limits, VerificationPolicy, OUTPUTS_MOUNT,
+};
+pub use queue::{Delivery, ShardQueue, ShardReader};
+pub use router::ShardRouter;
+pub use server::{Fsync, RedisServer};
+pub use store::{now_ms, Created, JobStore, Started};

@@ -1,0 +1,511 @@
+//! The job model: what a user asks for ([`JobSpec`]), the job as Shoal tracks it ([`Job`]), and
+//! each attempt to run it ([`Execution`]).
+//!
+//! A job is separate from its executions: retries, replicas and verifier re-runs are all
+//! executions of one job, each with its own worker, timings and result.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use cid::Cid;
+use multihash_codetable::{Code, MultihashDigest};
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+
+/// Multicodec for JSON, used for invocation CIDs (the spec's canonical JSON is the block).
+const JSON_CODEC: u64 = 0x0200;
+
+/// A CID carried as its string form in JSON (the `cid` crate's serde form is bytes, for IPLD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentId(pub Cid);
+
+impl ContentId {
+    /// The CID.
+    pub fn cid(&self) -> &Cid {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for ContentId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Cid::from_str(s).map(ContentId).map_err(|e| format!("invalid CID {s:?}: {e}"))
+    }
+}
+
+impl Serialize for ContentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a user asks Shoal to run: a WebAssembly program and its inputs, both named by CID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The WebAssembly module (a UnixFS file).
+    pub program: ContentId,
+    /// The export to call: `_start` (a WASI command's `main`) unless named.
+    #[serde(default = "default_entrypoint")]
+    pub entrypoint: String,
+    /// Arguments after argv\[0\].
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables; sorted, so every worker passes them in one order.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Content mounted read-only into the guest.
+    #[serde(default)]
+    pub inputs: Vec<InputSpec>,
+    /// Resource limits; anything left out takes the default.
+    #[serde(default)]
+    pub limits: Limits,
+    /// How the result is checked by the verifier.
+    #[serde(default)]
+    pub verification: VerificationPolicy,
+    /// A URL called with the job's final state (delivery is a later issue; it is validated and kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+fn default_entrypoint() -> String {
+    "_start".to_string()
+}
+
+/// One input: content mounted read-only at a path inside the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// The content (a UnixFS file or directory).
+    pub cid: ContentId,
+    /// Where the guest sees it; `/inputs` unless named.
+    #[serde(default = "default_mount")]
+    pub path: String,
+}
+
+fn default_mount() -> String {
+    "/inputs".to_string()
+}
+
+/// The guest path of the writable output directory, whose contents become the job's output CID.
+pub const OUTPUTS_MOUNT: &str = "/outputs";
+
+/// Resource limits for one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Units of wasmtime fuel (about one per wasm instruction).
+    pub fuel: u64,
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock budget in milliseconds: a safety net; fuel is what makes runs deterministic.
+    pub wall_time_ms: u64,
+    /// Largest total size of files written to `/outputs`.
+    pub output_bytes: u64,
+    /// Largest stdout and stderr kept, each.
+    pub log_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 50_000_000_000,
+            memory_bytes: 512 << 20,
+            wall_time_ms: 300_000,
+            output_bytes: 256 << 20,
+            log_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest value each limit may be set to.
+    pub const MAX: Limits = Limits {
+        fuel: 10_000_000_000_000,
+        memory_bytes: 4 << 30,
+        wall_time_ms: 3_600_000,
+        output_bytes: 16 << 30,
+        log_bytes: 64 << 20,
+    };
+}
+
+/// How a job's result is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VerificationPolicy {
+    /// No re-execution.
+    None,
+    /// The verifier re-executes a sampled fraction of jobs.
+    #[default]
+    Sampled,
+    /// The verifier re-executes every job.
+    Always,
+}
+
+impl Eq for VerificationPolicy {}
+
+impl JobSpec {
+    /// Parses a spec from JSON, reporting the path of the offending field.
+    pub fn from_json(body: &[u8]) -> Result<JobSpec, SpecError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let reason = inner.to_string();
+            if inner.is_syntax() || inner.is_eof() {
+                SpecError::MalformedJson { reason }
+            } else {
+                SpecError::Field { field: if field == "." { String::new() } else { field }, reason }
+            }
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks what the types alone cannot: paths, names and limits.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let field = |field: &str, reason: String| Err(SpecError::Field { field: field.to_string(), reason });
+        if self.entrypoint.is_empty() || self.entrypoint.len() > 256 {
+            return field("entrypoint", "must be 1 to 256 characters".into());
+        }
+        if self.args.len() > 1024 || self.args.iter().map(String::len).sum::<usize>() > 64 << 10 {
+            return field("args", "at most 1024 arguments and 64 KiB in all".into());
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+                return field(&format!("env.{key}"), "names must be non-empty without '=' or NUL".into());
+            }
+        }
+        if self.inputs.len() > 1024 {
+            return field("inputs", "at most 1024 inputs".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            if let Err(reason) = check_mount_path(&input.path) {
+                return field(&format!("inputs[{i}].path"), reason);
+            }
+            if !seen.insert(input.path.as_str()) {
+                return field(&format!("inputs[{i}].path"), format!("{} is mounted twice", input.path));
+            }
+        }
+        let (l, max) = (&self.limits, &Limits::MAX);
+        for (name, value, max) in [
+            ("limits.fuel", l.fuel, max.fuel),
+            ("limits.memory_bytes", l.memory_bytes, max.memory_bytes),
+            ("limits.wall_time_ms", l.wall_time_ms, max.wall_time_ms),
+            ("limits.output_bytes", l.output_bytes, max.output_bytes),
+            ("limits.log_bytes", l.log_bytes, max.log_bytes),
+        ] {
+            if value == 0 || value > max {
+                return field(name, format!("must be between 1 and {max}, got {value}"));
+            }
+        }
+        if let Some(url) = &self.webhook {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
+                return field("webhook", "must be an http(s) URL of at most 2048 characters".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The invocation CID: the hash of the spec's canonical JSON (fields in declaration order,
+    /// maps sorted), kept for memoisation — equal specs have equal invocation CIDs.
+    pub fn invocation_cid(&self) -> Cid {
+        let canonical = serde_json::to_vec(self).expect("a JobSpec always serialises");
+        Cid::new_v1(JSON_CODEC, Code::Sha2_256.digest(&canonical))
+    }
+}
+
+fn check_mount_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.len() > 1024 {
+        return Err(format!("{path:?} must be an absolute path of at most 1024 bytes"));
+    }
+    if path.split('/').any(|c| c == ".." || c == ".") || path.contains('\0') || path == "/" {
+        return Err(format!("{path:?} must not be / or contain '.', '..' or NUL"));
+    }
+    let outputs = OUTPUTS_MOUNT;
+    if path == outputs || path.starts_with(&format!("{outputs}/")) {
+        return Err(format!("{path:?} is inside {outputs}, which is the output directory"));
+    }
+    Ok(())
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted and on a stream, not yet picked up.
+    Queued,
+    /// A worker has picked it up.
+    Running,
+    /// Finished with exit code 0; the output CID is final.
+    Succeeded,
+    /// Finished without a result; the reason says why.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in life order.
+    pub const ALL: [JobState; 5] =
+        [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled];
+
+    /// Whether the job can change no more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+
+    /// The state's name as used in the API and in Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown state {s:?}; expected one of queued, running, succeeded, failed, cancelled"))
+    }
+}
+
+/// A job as Shoal tracks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's id (a ULID: unique and sortable by creation time).
+    pub id: String,
+    /// Hash of the spec (see [`JobSpec::invocation_cid`]).
+    pub invocation: ContentId,
+    /// What was asked.
+    pub spec: JobSpec,
+    /// Where it is.
+    pub state: JobState,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Milliseconds since the Unix epoch of the last state change.
+    pub updated_at_ms: u64,
+    /// The shard stream the job was placed on.
+    pub shard: u32,
+    /// Why the job failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The execution whose result is the job's result, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ExecutionResult>,
+    /// Every attempt so far, oldest first.
+    #[serde(default)]
+    pub executions: Vec<Execution>,
+}
+
+/// One attempt to run a job on one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Unique within the job: `<worker>-<n>`.
+    pub id: String,
+    /// The worker that ran it.
+    pub worker: String,
+    /// When the worker picked the job up.
+    pub started_at_ms: u64,
+    /// When it finished, if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+    /// What happened, once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ExecutionOutcome>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ExecutionOutcome {
+    /// The program ran to completion (any exit code).
+    Completed(ExecutionResult),
+    /// The program could not be run, or was stopped.
+    Failed(Failure),
+}
+
+/// What a completed execution produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionResult {
+    /// The guest's exit code (0 is success).
+    pub exit_code: i32,
+    /// The UnixFS directory built from `/outputs`.
+    pub output: ContentId,
+    /// The captured stdout, as a UnixFS file.
+    pub stdout: ContentId,
+    /// The captured stderr, as a UnixFS file.
+    pub stderr: ContentId,
+    /// Fuel the run consumed: deterministic, so equal on every honest worker.
+    pub fuel_consumed: u64,
+    /// Time spent fetching inputs, in milliseconds.
+    pub fetch_ms: u64,
+    /// Time spent running the program, in milliseconds.
+    pub run_ms: u64,
+}
+
+/// Why an execution or a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// A stable machine-readable reason.
+    pub reason: FailureReason,
+    /// A human-readable explanation (trap message, the CID that could not be fetched, …).
+    pub message: String,
+    /// The guest's stderr, as a UnixFS file, when the guest ran at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<ContentId>,
+    /// Fuel consumed before the failure, when the guest ran at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_consumed: Option<u64>,
+}
+
+/// Machine-readable failure reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The guest trapped (unreachable, panic, out-of-bounds access…).
+    Trap,
+    /// The guest used up its fuel.
+    FuelExhausted,
+    /// The guest asked for more memory than its limit.
+    MemoryLimit,
+    /// The guest overflowed its stack.
+    StackOverflow,
+    /// The run exceeded its wall-clock budget.
+    Timeout,
+    /// The guest wrote more than its output limit.
+    OutputLimit,
+    /// The program is not a valid WebAssembly module.
+    InvalidProgram,
+    /// The program has no such entrypoint.
+    MissingEntrypoint,
+    /// An input or the program could not be fetched or verified.
+    InputUnavailable,
+    /// The guest exited with a non-zero code.
+    NonZeroExit,
+    /// The worker running the job stopped responding.
+    WorkerLost,
+    /// A fault inside Shoal itself.
+    Internal,
+}
+
+impl FailureReason {
+    /// The reason's name, as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Trap => "trap",
+            FailureReason::FuelExhausted => "fuel_exhausted",
+            FailureReason::MemoryLimit => "memory_limit",
+            FailureReason::StackOverflow => "stack_overflow",
+            FailureReason::Timeout => "timeout",
+            FailureReason::OutputLimit => "output_limit",
+            FailureReason::InvalidProgram => "invalid_program",
+            FailureReason::MissingEntrypoint => "missing_entrypoint",
+            FailureReason::InputUnavailable => "input_unavailable",
+            FailureReason::NonZeroExit => "non_zero_exit",
+            FailureReason::WorkerLost => "worker_lost",
+            FailureReason::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+
+    fn spec_json(extra: &str) -> String {
+        format!(r#"{{"program":"{PROGRAM}"{extra}}}"#)
+    }
+
+    #[test]
+    fn minimal_spec_takes_defaults() {
+        let spec = JobSpec::from_json(spec_json("").as_bytes()).unwrap();
+        assert_eq!(spec.entrypoint, "_start");
+        assert_eq!(spec.limits, Limits::default());
+        assert_eq!(spec.verification, VerificationPolicy::Sampled);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (spec_json(r#","colour":"blue""#), "colour", "unknown field `colour`"),
+            (spec_json(r#","inputs":[{"cid":"bafynope"}]"#), "inputs[0].cid", "invalid CID"),
+            (spec_json(r#","inputs":[{"cid":"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4","path":"/outputs/x"}]"#), "inputs[0].path", "output directory"),
+            (spec_json(r#","limits":{"fuel":0}"#), "limits.fuel", "between 1 and"),
+            (spec_json(r#","limits":{"memory_bytes":"lots"}"#), "limits.memory_bytes", "invalid type"),
+            (r#"{"args":[]}"#.to_string(), "", "missing field `program`"),
+        ];
+        for (body, want_field, want_reason) in cases {
+            match JobSpec::from_json(body.as_bytes()) {
+                Err(SpecError::Field { field, reason }) => {
+                    assert_eq!(field, want_field, "{body}");
+                    assert!(reason.contains(want_reason), "{body}: {reason}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_its_own_error() {
+        for body in ["{", "not json", r#"{"program": }"#] {
+            assert!(matches!(JobSpec::from_json(body.as_bytes()), Err(SpecError::MalformedJson { .. })), "{body}");
+        }
+    }
+
+    #[test]
+    fn invocation_cid_ignores_env_order_and_sees_every_field() {
+        let a = JobSpec::from_json(spec_json(r#","env":{"A":"1","B":"2"}"#).as_bytes()).unwrap();
+        let b = JobSpec::from_json(spec_json(r#","env":{"B":"2","A":"1"}"#).as_bytes()).unwrap();
+        let c = JobSpec::from_json(spec_json(r#","env":{"B":"2","A":"1"},"args":["x"]"#).as_bytes()).unwrap();
+        assert_eq!(a.invocation_cid(), b.invocation_cid());
+        assert_ne!(a.invocation_cid(), c.invocation_cid());
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
+        }
+        assert!("done".parse::<JobState>().is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! The shard streams: one Redis stream per shard, read by workers through a consumer group.
+//!
+//! Delivery is at-least-once: an entry stays pending in the group until the worker that read it
+//! acknowledges it, which it does only after the job's result is durably written
+//! ([`crate::JobStore::finish_execution`]). A worker that dies leaves its entries pending, where
+//! they can be reclaimed; the job record itself stays `running` with the lost execution visible.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client};
+
+use crate::error::StoreError;
+use crate::keys::{self, WORKER_GROUP};
+
+/// One job handed to a worker by a shard stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The shard it came from.
+    pub shard: u32,
+    /// The stream entry id, needed to acknowledge it.
+    pub entry: String,
+    /// The job to run.
+    pub job_id: String,
+}
+
+/// Writes to and reads from the shard streams.
+#[derive(Clone)]
+pub struct ShardQueue {
+    conn: ConnectionManager,
+}
+
+impl ShardQueue {
+    /// A queue over `conn`.
+    pub fn new(conn: ConnectionManager) -> ShardQueue {
+        ShardQueue { conn }
+    }
+
+    /// Creates the consumer group of every shard stream (and the streams), if missing.
+    pub async fn ensure_groups(&self, shards: u32) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        for shard in 0..shards {
+            let created: redis::RedisResult<()> =
+                conn.xgroup_create_mkstream(keys::shard_stream(shard), WORKER_GROUP, "0").await;
+            match created {
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts job `job_id` on shard `shard`'s stream.
+    pub async fn enqueue(&self, shard: u32, job_id: &str) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.xadd(keys::shard_stream(shard), "*", &[("job", job_id)]).await?)
+    }
+
+    /// Acknowledges a delivery and removes its entry, once the job's result is stored.
+    pub async fn ack(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let stream = keys::shard_stream(delivery.shard);
+        let mut conn = self.conn.clone();
+        let _: (i64, i64) = redis::pipe()
+            .xack(&stream, WORKER_GROUP, &[&delivery.entry])
+            .xdel(&stream, &[&delivery.entry])
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Number of entries waiting on shard `shard` (read or not).
+    pub async fn len(&self, shard: u32) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.xlen(keys::shard_stream(shard)).await?)
+    }
+}
+
+/// A blocking reader of one shard stream for one consumer.
+///
+/// It owns its connection: a blocking `XREADGROUP` holds a whole connection for its duration,
+/// and redis-rs's default response timeout (500 ms) would cut it short, so the connection's
+/// timeout is set above the block time.
+pub struct ShardReader {
+    conn: MultiplexedConnection,
+    shard: u32,
+    consumer: String,
+    block: Duration,
+}
+
+impl ShardReader {
+    /// Connects a reader of shard `shard` as `consumer`, blocking up to `block` per read.
+    pub async fn connect(client: &Client, shard: u32, consumer: &str, block: Duration) -> Result<ShardReader, StoreError> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(block + Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok(ShardReader { conn, shard, consumer: consumer.to_string(), block })
+    }
+
+    /// The next new delivery for this consumer, or `None` if none arrived within the block time.
+    pub async fn next(&mut self) -> Result<Option<Delivery>, StoreError> {
+        let stream = keys::shard_stream(self.shard);
+        let options = StreamReadOptions::default()
+            .group(WORKER_GROUP, &self.consumer)
+            .count(1)
+            .block(self.block.as_millis() as usize);
+        let reply: Option<StreamReadReply> = self.conn.xread_options(&[&stream], &[">"], &options).await?;
+        let Some(entry) = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next()) else {
+            return Ok(None);
+        };
+        let job_id: Option<String> = entry.get("job");
+        let job_id = job_id.ok_or_else(|| StoreError::Corrupt {
+            key: format!("{stream} {}", entry.id),
+            reason: "stream entry without a job field".into(),
+        })?;
+        Ok(Some(Delivery { shard: self.shard, entry: entry.id, job_id }))
+    }
+}

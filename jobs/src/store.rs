@@ -1,0 +1,333 @@
+//! Job state in Redis: creation, lookup, listing and the atomic state transitions.
+//!
+//! Every transition is one Lua script over keys of one slot (see [`crate::keys`]), so a job's
+//! record, executions and state index never disagree, and a finished job can never be changed
+//! again: a duplicate or late result is kept as an execution but does not touch the job.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use crate::error::StoreError;
+use crate::keys::{self, JobKeys};
+use crate::model::{Execution, ExecutionOutcome, Failure, Job, JobSpec, JobState};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What [`JobStore::create`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// A new job was stored.
+    New(Job),
+    /// The idempotency key named an existing job, which is returned unchanged.
+    Existing(Job),
+}
+
+/// What [`JobStore::start_execution`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// The execution is recorded and the job is running.
+    Running(Job),
+    /// The job had already finished; nothing was changed and the delivery should be acked.
+    AlreadyFinished(JobState),
+}
+
+// KEYS: job, executions, five state indexes (JobState::ALL order).
+// Every script moves the job between index sets by its current state, so indexes follow it.
+const CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued',
+  'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+return 1
+"#;
+
+const STATES: &str = r#"
+local states = {queued = 3, running = 4, succeeded = 5, failed = 6, cancelled = 7}
+local function move(id, from, to, created)
+  redis.call('ZREM', KEYS[states[from]], id)
+  redis.call('ZADD', KEYS[states[to]], created, id)
+end
+local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
+"#;
+
+// ARGV: id, execution id, execution JSON, now.
+const START: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing'} end
+if terminal(state) then return {'terminal', state} end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at_ms', ARGV[4])
+move(ARGV[1], state, 'running', redis.call('HGET', KEYS[1], 'created_at_ms'))
+return {'running'}
+"#;
+
+// ARGV: id, execution id, execution JSON, final state, result JSON or '', failure JSON or '', now.
+const FINISH: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing'} end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if terminal(state) then return {'terminal', state} end
+redis.call('HSET', KEYS[1], 'state', ARGV[4], 'updated_at_ms', ARGV[7])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[6]) end
+move(ARGV[1], state, ARGV[4], redis.call('HGET', KEYS[1], 'created_at_ms'))
+return {ARGV[4]}
+"#;
+
+/// Job records in Redis. Cheap to clone: clones share one auto-reconnecting connection.
+#[derive(Clone)]
+pub struct JobStore {
+    conn: ConnectionManager,
+    create: Script,
+    start: Script,
+    finish: Script,
+}
+
+impl JobStore {
+    /// A store over `conn`.
+    pub fn new(conn: ConnectionManager) -> JobStore {
+        JobStore {
+            conn,
+            create: Script::new(CREATE),
+            start: Script::new(&format!("{STATES}{START}")),
+            finish: Script::new(&format!("{STATES}{FINISH}")),
+        }
+    }
+
+    /// The underlying connection, for queue operations that go with job changes.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Stores a new queued job for `spec` placed on `shard`.
+    ///
+    /// With an idempotency key, a second call with the same key returns the first job instead
+    /// of creating another; the same key with a different spec is a conflict.
+    pub async fn create(
+        &self,
+        spec: &JobSpec,
+        shard: u32,
+        idempotency_key: Option<&str>,
+    ) -> Result<Created, StoreError> {
+        let invocation = spec.invocation_cid().to_string();
+        let mut id = ulid::Ulid::new().to_string();
+        let mut conn = self.conn.clone();
+        if let Some(user_key) = idempotency_key {
+            let key = keys::idempotency(user_key);
+            let claim = format!("{id} {invocation}");
+            // One day, like the idempotency windows of common payment APIs.
+            let won: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(&claim)
+                .arg("NX")
+                .arg("EX")
+                .arg(86_400)
+                .query_async::<Option<String>>(&mut conn)
+                .await?
+                .is_some();
+            if !won {
+                let existing: String = conn.get(&key).await?;
+                let (existing_id, existing_invocation) = existing.split_once(' ').ok_or_else(|| {
+                    StoreError::Corrupt { key: key.clone(), reason: "idempotency record without invocation".into() }
+                })?;
+                if existing_invocation != invocation {
+                    return Err(StoreError::IdempotencyConflict {
+                        key: user_key.to_string(),
+                        job: existing_id.to_string(),
+                    });
+                }
+                // If the first request died between claiming the key and storing its job, this
+                // one stores it under the claimed id: the script below creates at most once.
+                id = existing_id.to_string();
+                if let Some(job) = self.get(&id).await? {
+                    return Ok(Created::Existing(job));
+                }
+            }
+        }
+        let created_at = now_ms();
+        let keys = JobKeys::of(&id);
+        let spec_json = serde_json::to_string(spec).expect("a JobSpec always serialises");
+        let _: i32 = self
+            .create
+            .key(&keys.job)
+            .key(&keys.executions)
+            .key(&keys.state_index[..])
+            .arg(&spec_json)
+            .arg(&invocation)
+            .arg(created_at)
+            .arg(shard)
+            .arg(&id)
+            .invoke_async(&mut conn)
+            .await?;
+        let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
+        Ok(Created::New(job))
+    }
+
+    /// The job `id` with its executions, or `None`.
+    pub async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let keys = JobKeys::of(id);
+        let mut conn = self.conn.clone();
+        let (fields, execs): (Vec<(String, String)>, Vec<(String, String)>) = redis::pipe()
+            .hgetall(&keys.job)
+            .hgetall(&keys.executions)
+            .query_async(&mut conn)
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        decode_job(id, &keys.job, fields, execs).map(Some)
+    }
+
+    /// Job ids in `state`, newest first, at most `limit`, starting after the cursor `before`
+    /// (a creation time in ms and an id) for pagination. Returns the page and the next cursor.
+    pub async fn list(
+        &self,
+        state: JobState,
+        limit: usize,
+        before: Option<(u64, String)>,
+    ) -> Result<(Vec<(u64, String)>, Option<(u64, String)>), StoreError> {
+        let mut conn = self.conn.clone();
+        let max = before.as_ref().map_or("+inf".to_string(), |(ms, _)| ms.to_string());
+        let mut pipe = redis::pipe();
+        for tag in keys::all_job_tags() {
+            // Each tag's index is read separately: on a cluster they live in different slots.
+            pipe.cmd("ZRANGE")
+                .arg(keys::state_index(&tag, state))
+                .arg(&max)
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .arg("WITHSCORES");
+        }
+        let pages: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
+        let mut all: Vec<(u64, String)> =
+            pages.into_iter().flatten().map(|(id, score)| (score as u64, id)).collect();
+        all.sort_by(|a, b| b.cmp(a));
+        if let Some(cursor) = &before {
+            all.retain(|entry| entry < cursor);
+        }
+        let next = (all.len() > limit).then(|| all[limit - 1].clone());
+        all.truncate(limit);
+        Ok((all, next))
+    }
+
+    /// Records that `execution` started on job `id` and marks the job running — unless the
+    /// job already finished.
+    pub async fn start_execution(&self, id: &str, execution: &Execution) -> Result<Started, StoreError> {
+        let keys = JobKeys::of(id);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .start
+            .key(&keys.job)
+            .key(&keys.executions)
+            .key(&keys.state_index[..])
+            .arg(id)
+            .arg(&execution.id)
+            .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("running") => {
+                Ok(Started::Running(self.get(id).await?.ok_or_else(|| StoreError::JobNotFound(id.into()))?))
+            }
+            Some("terminal") => Ok(Started::AlreadyFinished(parse_state(&keys.job, reply.get(1))?)),
+            _ => Err(StoreError::JobNotFound(id.to_string())),
+        }
+    }
+
+    /// Records a finished execution and, unless the job is already final, settles the job with
+    /// it in the same atomic step. Returns the job's state afterwards.
+    pub async fn finish_execution(&self, id: &str, execution: &Execution) -> Result<JobState, StoreError> {
+        let keys = JobKeys::of(id);
+        let (state, result, failure) = match &execution.outcome {
+            Some(ExecutionOutcome::Completed(result)) if result.exit_code == 0 => {
+                (JobState::Succeeded, serde_json::to_string(result).expect("serialises"), String::new())
+            }
+            Some(ExecutionOutcome::Completed(result)) => {
+                let failure = Failure {
+                    reason: crate::model::FailureReason::NonZeroExit,
+                    message: format!("the program exited with code {}", result.exit_code),
+                    stderr: Some(result.stderr),
+                    fuel_consumed: Some(result.fuel_consumed),
+                };
+                let failure = serde_json::to_string(&failure).expect("serialises");
+                (JobState::Failed, serde_json::to_string(result).expect("serialises"), failure)
+            }
+            Some(ExecutionOutcome::Failed(failure)) => {
+                (JobState::Failed, String::new(), serde_json::to_string(failure).expect("serialises"))
+            }
+            None => {
+                return Err(StoreError::Corrupt {
+                    key: keys.executions,
+                    reason: format!("execution {} finished without an outcome", execution.id),
+                })
+            }
+        };
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .finish
+            .key(&keys.job)
+            .key(&keys.executions)
+            .key(&keys.state_index[..])
+            .arg(id)
+            .arg(&execution.id)
+            .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
+            .arg(state.as_str())
+            .arg(result)
+            .arg(failure)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("missing") | None => Err(StoreError::JobNotFound(id.to_string())),
+            Some("terminal") => parse_state(&keys.job, reply.get(1)),
+            Some(other) => parse_state(&keys.job, Some(&other.to_string())),
+        }
+    }
+}
+
+fn parse_state(key: &str, value: Option<&String>) -> Result<JobState, StoreError> {
+    value
+        .ok_or_else(|| StoreError::Corrupt { key: key.to_string(), reason: "no state".into() })?
+        .parse()
+        .map_err(|reason| StoreError::Corrupt { key: key.to_string(), reason })
+}
+
+fn decode_job(
+    id: &str,
+    key: &str,
+    fields: Vec<(String, String)>,
+    execs: Vec<(String, String)>,
+) -> Result<Job, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
+    let mut get = std::collections::HashMap::<String, String>::from_iter(fields);
+    let mut take = |name: &str| get.remove(name).ok_or_else(|| corrupt(format!("missing field {name}")));
+    let number = |value: String, name: &str| {
+        value.parse::<u64>().map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: format!("{name}: {e}") })
+    };
+    let spec: JobSpec = serde_json::from_str(&take("spec")?).map_err(|e| corrupt(format!("spec: {e}")))?;
+    let invocation = take("invocation")?.parse().map_err(corrupt)?;
+    let state = parse_state(key, Some(&take("state")?))?;
+    let created_at_ms = number(take("created_at_ms")?, "created_at_ms")?;
+    let updated_at_ms = number(take("updated_at_ms")?, "updated_at_ms")?;
+    let shard = number(take("shard")?, "shard")? as u32;
+    let result = take("result").ok().map(|r| serde_json::from_str(&r)).transpose().map_err(|e| corrupt(format!("result: {e}")))?;
+    let failure = take("failure").ok().map(|f| serde_json::from_str(&f)).transpose().map_err(|e| corrupt(format!("failure: {e}")))?;
+    let mut executions = execs
+        .into_iter()
+        .map(|(exec_id, json)| {
+            serde_json::from_str::<Execution>(&json).map_err(|e| corrupt(format!("execution {exec_id}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    executions.sort_by(|a, b| (a.started_at_ms, &a.id).cmp(&(b.started_at_ms, &b.id)));
+    Ok(Job { id: id.to_string(), invocation, spec, state, created_at_ms, updated_at_ms, shard, failure, result, executions })
+}

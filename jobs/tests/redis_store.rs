@@ -1,0 +1,127 @@
+//! The job store and shard queue against a real `redis-server` started by the test.
+
+use std::time::Duration;
+
+use shoal_jobs::*;
+
+const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+
+async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, ShardQueue) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let conn = client.get_connection_manager().await.unwrap();
+    (dir, server, client, JobStore::new(conn.clone()), ShardQueue::new(conn))
+}
+
+fn spec(args: &[&str]) -> JobSpec {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    JobSpec::from_json(format!(r#"{{"program":"{PROGRAM}","args":[{}]}}"#, args.join(",")).as_bytes()).unwrap()
+}
+
+fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
+    Execution { id: id.into(), worker: "w1".into(), started_at_ms: now_ms(), finished_at_ms: outcome.as_ref().map(|_| now_ms()), outcome }
+}
+
+fn completed(exit_code: i32, output: &str) -> ExecutionOutcome {
+    let cid: ContentId = output.parse().unwrap();
+    ExecutionOutcome::Completed(ExecutionResult { exit_code, output: cid, stdout: cid, stderr: cid, fuel_consumed: 7, fetch_ms: 1, run_ms: 2 })
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_same_job_and_rejects_a_different_spec() {
+    let (_dir, _server, _client, store, _queue) = setup().await;
+    let Created::New(first) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else { panic!("not new") };
+    let Created::Existing(again) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else { panic!("not existing") };
+    assert_eq!(first.id, again.id);
+    let err = store.create(&spec(&["b"]), 3, Some("key-1")).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyConflict { ref job, .. } if *job == first.id), "{err}");
+    let Created::New(other) = store.create(&spec(&["a"]), 3, None).await.unwrap() else { panic!("not new") };
+    assert_ne!(other.id, first.id);
+}
+
+#[tokio::test]
+async fn a_finished_job_is_never_changed_by_a_duplicate_result() {
+    let (_dir, _server, _client, store, _queue) = setup().await;
+    let Created::New(job) = store.create(&spec(&[]), 0, None).await.unwrap() else { panic!() };
+    assert_eq!(job.state, JobState::Queued);
+    let Started::Running(running) = store.start_execution(&job.id, &execution("e1", None)).await.unwrap() else { panic!() };
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!(running.executions.len(), 1);
+
+    let first = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+    let second = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354";
+    let state = store.finish_execution(&job.id, &execution("e1", Some(completed(0, first)))).await.unwrap();
+    assert_eq!(state, JobState::Succeeded);
+    // A duplicate delivery ran again and got a different answer: recorded, but the job holds.
+    let state = store.finish_execution(&job.id, &execution("e2", Some(completed(0, second)))).await.unwrap();
+    assert_eq!(state, JobState::Succeeded);
+    let done = store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(done.result.unwrap().output.to_string(), first);
+    assert_eq!(done.executions.len(), 2);
+    assert!(matches!(store.start_execution(&job.id, &execution("e3", None)).await.unwrap(), Started::AlreadyFinished(JobState::Succeeded)));
+
+    let (running, _) = store.list(JobState::Running, 10, None).await.unwrap();
+    assert!(running.is_empty());
+    let (succeeded, _) = store.list(JobState::Succeeded, 10, None).await.unwrap();
+    assert_eq!(succeeded.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), vec![job.id.as_str()]);
+}
+
+#[tokio::test]
+async fn non_zero_exit_fails_the_job_with_its_reason() {
+    let (_dir, _server, _client, store, _queue) = setup().await;
+    let Created::New(job) = store.create(&spec(&[]), 0, None).await.unwrap() else { panic!() };
+    store.start_execution(&job.id, &execution("e1", None)).await.unwrap();
+    let state = store.finish_execution(&job.id, &execution("e1", Some(completed(3, PROGRAM)))).await.unwrap();
+    assert_eq!(state, JobState::Failed);
+    let failed = store.get(&job.id).await.unwrap().unwrap();
+    let failure = failed.failure.unwrap();
+    assert_eq!(failure.reason, FailureReason::NonZeroExit);
+    assert!(failure.message.contains('3'), "{}", failure.message);
+}
+
+#[tokio::test]
+async fn listing_pages_through_jobs_newest_first() {
+    let (_dir, _server, _client, store, _queue) = setup().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let Created::New(job) = store.create(&spec(&[&i.to_string()]), 0, None).await.unwrap() else { panic!() };
+        ids.push(job.id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = store.list(JobState::Queued, 3, cursor).await.unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(page.into_iter().map(|(_, id)| id));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+}
+
+#[tokio::test]
+async fn a_delivery_stays_pending_until_acked() {
+    let (_dir, _server, client, _store, queue) = setup().await;
+    queue.ensure_groups(2).await.unwrap();
+    queue.ensure_groups(2).await.unwrap();
+    queue.enqueue(1, "job-a").await.unwrap();
+    let mut reader = ShardReader::connect(&client, 1, "w1", Duration::from_millis(1500)).await.unwrap();
+    let delivery = reader.next().await.unwrap().unwrap();
+    assert_eq!(delivery.job_id, "job-a");
+    // Nothing new: the block time passes (longer than redis-rs's default 500 ms timeout).
+    assert!(reader.next().await.unwrap().is_none());
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pending: redis::streams::StreamPendingReply =
+        redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP).await.unwrap();
+    assert_eq!(pending.count(), 1);
+    queue.ack(&delivery).await.unwrap();
+    let pending: redis::streams::StreamPendingReply =
+        redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP).await.unwrap();
+    assert_eq!(pending.count(), 0);
+    assert_eq!(queue.len(1).await.unwrap(), 0);
+}
