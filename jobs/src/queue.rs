@@ -76,44 +76,59 @@ impl ShardQueue {
     }
 }
 
-/// A blocking reader of one shard stream for one consumer.
+/// A blocking reader of a set of shard streams for one consumer.
 ///
-/// It owns its connection: a blocking `XREADGROUP` holds a whole connection for its duration,
-/// and redis-rs's default response timeout (500 ms) would cut it short, so the connection's
-/// timeout is set above the block time.
+/// It reads all its shards in one `XREADGROUP`, so a job on any of them is picked up at once.
+/// It owns its connection: a blocking read holds a whole connection for its duration, and
+/// redis-rs's default response timeout (500 ms) would cut it short, so the connection's timeout
+/// is set above the block time.
 pub struct ShardReader {
     conn: MultiplexedConnection,
-    shard: u32,
+    streams: Vec<String>,
+    shards: Vec<u32>,
     consumer: String,
     block: Duration,
 }
 
 impl ShardReader {
-    /// Connects a reader of shard `shard` as `consumer`, blocking up to `block` per read.
-    pub async fn connect(client: &Client, shard: u32, consumer: &str, block: Duration) -> Result<ShardReader, StoreError> {
+    /// Connects a reader of `shards` as `consumer`, blocking up to `block` per read.
+    ///
+    /// All shards are read with one command, which a single Redis node serves; on a cluster
+    /// the caller groups shards by node.
+    pub async fn connect(client: &Client, shards: &[u32], consumer: &str, block: Duration) -> Result<ShardReader, StoreError> {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(block + Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(5)));
         let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
-        Ok(ShardReader { conn, shard, consumer: consumer.to_string(), block })
+        Ok(ShardReader {
+            conn,
+            streams: shards.iter().map(|&s| keys::shard_stream(s)).collect(),
+            shards: shards.to_vec(),
+            consumer: consumer.to_string(),
+            block,
+        })
     }
 
-    /// The next new delivery for this consumer, or `None` if none arrived within the block time.
-    pub async fn next(&mut self) -> Result<Option<Delivery>, StoreError> {
-        let stream = keys::shard_stream(self.shard);
+    /// Up to `count` new deliveries for this consumer; empty if none arrived within the block time.
+    pub async fn next(&mut self, count: usize) -> Result<Vec<Delivery>, StoreError> {
         let options = StreamReadOptions::default()
             .group(WORKER_GROUP, &self.consumer)
-            .count(1)
+            .count(count.max(1))
             .block(self.block.as_millis() as usize);
-        let reply: Option<StreamReadReply> = self.conn.xread_options(&[&stream], &[">"], &options).await?;
-        let Some(entry) = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next()) else {
-            return Ok(None);
-        };
-        let job_id: Option<String> = entry.get("job");
-        let job_id = job_id.ok_or_else(|| StoreError::Corrupt {
-            key: format!("{stream} {}", entry.id),
-            reason: "stream entry without a job field".into(),
-        })?;
-        Ok(Some(Delivery { shard: self.shard, entry: entry.id, job_id }))
+        let ids = vec![">"; self.streams.len()];
+        let reply: Option<StreamReadReply> = self.conn.xread_options(&self.streams, &ids, &options).await?;
+        let mut deliveries = Vec::new();
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(index) = self.streams.iter().position(|s| *s == stream.key) else { continue };
+            for entry in stream.ids {
+                let job_id: Option<String> = entry.get("job");
+                let job_id = job_id.ok_or_else(|| StoreError::Corrupt {
+                    key: format!("{} {}", stream.key, entry.id),
+                    reason: "stream entry without a job field".into(),
+                })?;
+                deliveries.push(Delivery { shard: self.shards[index], entry: entry.id, job_id });
+            }
+        }
+        Ok(deliveries)
     }
 }

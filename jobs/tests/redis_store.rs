@@ -110,16 +110,18 @@ async fn a_delivery_stays_pending_until_acked() {
     queue.ensure_groups(2).await.unwrap();
     queue.ensure_groups(2).await.unwrap();
     queue.enqueue(1, "job-a").await.unwrap();
-    let mut reader = ShardReader::connect(&client, 1, "w1", Duration::from_millis(1500)).await.unwrap();
-    let delivery = reader.next().await.unwrap().unwrap();
-    assert_eq!(delivery.job_id, "job-a");
+    let mut reader = ShardReader::connect(&client, &[0, 1], "w1", Duration::from_millis(1500)).await.unwrap();
+    let deliveries = reader.next(4).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    let delivery = &deliveries[0];
+    assert_eq!((delivery.shard, delivery.job_id.as_str()), (1, "job-a"));
     // Nothing new: the block time passes (longer than redis-rs's default 500 ms timeout).
-    assert!(reader.next().await.unwrap().is_none());
+    assert!(reader.next(4).await.unwrap().is_empty());
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let pending: redis::streams::StreamPendingReply =
         redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP).await.unwrap();
     assert_eq!(pending.count(), 1);
-    queue.ack(&delivery).await.unwrap();
+    queue.ack(delivery).await.unwrap();
     let pending: redis::streams::StreamPendingReply =
         redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP).await.unwrap();
     assert_eq!(pending.count(), 0);

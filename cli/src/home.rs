@@ -1,0 +1,81 @@
+//! The local Shoal home: the block store user commands and the embedded stack share, and the
+//! endpoints file through which `shoal dev` tells other commands where it listens.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Where a gateway listens when nothing else says.
+pub const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
+
+/// The directory layout under `--home`.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+/// Where a running `shoal dev` stack listens, written to `<home>/dev.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// The gateway's base URL.
+    pub gateway: String,
+    /// The content server's base URL (trustless gateway).
+    pub content: String,
+    /// The private Redis.
+    pub redis: String,
+    /// The `shoal dev` process, so scripts can stop it.
+    pub pid: u32,
+}
+
+impl Home {
+    /// The home at `root` (created on first write).
+    pub fn new(root: PathBuf) -> Home {
+        Home { root }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The local block store.
+    pub fn blocks(&self) -> PathBuf {
+        self.root.join("blocks")
+    }
+
+    fn endpoints_file(&self) -> PathBuf {
+        self.root.join("dev.json")
+    }
+
+    /// Records where a dev stack listens.
+    pub fn write_endpoints(&self, endpoints: &Endpoints) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+        let file = self.endpoints_file();
+        let tmp = file.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+        Ok(())
+    }
+
+    /// Forgets the dev stack's endpoints (it is stopping).
+    pub fn clear_endpoints(&self) {
+        std::fs::remove_file(self.endpoints_file()).ok();
+    }
+
+    /// The endpoints of a dev stack started with this home, if one wrote them.
+    pub fn endpoints(&self) -> Option<Endpoints> {
+        let bytes = std::fs::read(self.endpoints_file()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The gateway to talk to: `explicit` if given, else the dev stack's, else the default.
+    pub fn gateway_url(&self, explicit: Option<&str>) -> String {
+        explicit
+            .map(str::to_string)
+            .or_else(|| self.endpoints().map(|e| e.gateway))
+            .unwrap_or_else(|| DEFAULT_GATEWAY.to_string())
+            .trim_end_matches('/')
+            .to_string()
+    }
+}

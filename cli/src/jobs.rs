@@ -1,0 +1,247 @@
+//! Job commands over the gateway's HTTP API: `run`, `status`, `logs`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::Args;
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Map, Value};
+use shoal_content::source::{HttpGatewaySource, SourceChain};
+use shoal_content::{unixfs, BlockSource, FsBlockStore};
+use shoal_jobs::{ContentId, ExecutionOutcome, Job, JobState};
+
+use crate::api::Api;
+use crate::home::Home;
+
+/// `shoal run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The program's CID (a WASI command module).
+    #[arg(long)]
+    program: String,
+    /// An input: `CID` (mounted at /inputs) or `CID:/mount/path`. Repeatable.
+    #[arg(long = "input", value_name = "CID[:PATH]")]
+    inputs: Vec<String>,
+    /// The export to call (default `_start`).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// An argument passed to the program after argv[0]. Repeatable.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// An environment variable `KEY=VALUE`. Repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Fuel limit (about one unit per wasm instruction).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// Wall-time limit in milliseconds.
+    #[arg(long)]
+    wall_time_ms: Option<u64>,
+    /// Limit on the bytes written to /outputs.
+    #[arg(long)]
+    output_bytes: Option<u64>,
+    /// Makes the submission idempotent: the same key and spec return the same job.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Print the job id and return at once instead of waiting.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this many seconds (the job keeps running).
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
+    #[arg(long, env = "SHOAL_GATEWAY")]
+    gateway: Option<String>,
+}
+
+/// `shoal status` / `shoal logs`.
+#[derive(Args)]
+pub struct JobArgs {
+    /// The job id.
+    job: String,
+    /// Print the job record as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
+    #[arg(long, env = "SHOAL_GATEWAY")]
+    gateway: Option<String>,
+}
+
+impl RunArgs {
+    /// The JSON job spec; limits not given are left to the server's defaults.
+    fn spec(&self) -> anyhow::Result<Value> {
+        let mut spec = Map::new();
+        spec.insert("program".into(), json!(self.program));
+        if let Some(entrypoint) = &self.entrypoint {
+            spec.insert("entrypoint".into(), json!(entrypoint));
+        }
+        spec.insert("args".into(), json!(self.args));
+        let mut env = Map::new();
+        for pair in &self.env {
+            let (key, value) = pair.split_once('=').with_context(|| format!("--env {pair:?} is not KEY=VALUE"))?;
+            env.insert(key.into(), json!(value));
+        }
+        spec.insert("env".into(), Value::Object(env));
+        let inputs: Vec<Value> = self
+            .inputs
+            .iter()
+            .map(|input| match input.split_once(':') {
+                Some((cid, path)) => json!({ "cid": cid, "path": path }),
+                None => json!({ "cid": input }),
+            })
+            .collect();
+        spec.insert("inputs".into(), Value::Array(inputs));
+        let mut limits = Map::new();
+        let given = [
+            ("fuel", self.fuel),
+            ("memory_bytes", self.memory_bytes),
+            ("wall_time_ms", self.wall_time_ms),
+            ("output_bytes", self.output_bytes),
+        ];
+        for (name, value) in given {
+            if let Some(value) = value {
+                limits.insert(name.into(), json!(value));
+            }
+        }
+        spec.insert("limits".into(), Value::Object(limits));
+        Ok(Value::Object(spec))
+    }
+}
+
+/// `shoal run`: submits, then (unless `--no-wait`) shows progress until the job ends and prints
+/// the output CID. Exits 1 if the job failed.
+pub async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let job = api.submit(&args.spec()?, args.idempotency_key.as_deref()).await?;
+    if args.no_wait {
+        println!("{}", job.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("job {} submitted (shard {})", job.id, job.shard);
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("a valid template"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let mut delay = Duration::from_millis(50);
+    let job = loop {
+        let job = api.job(&job.id).await?;
+        bar.set_message(format!("job {} {}", job.id, describe(&job)));
+        if job.state.is_terminal() {
+            break job;
+        }
+        if Instant::now() >= deadline {
+            bar.finish_and_clear();
+            bail!("job {} is still {} after {} s; follow it with `shoal status {}`", job.id, job.state, args.timeout_secs, job.id);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    };
+    bar.finish_and_clear();
+    report(&job)
+}
+
+/// A short description of where a job is.
+fn describe(job: &Job) -> String {
+    match (job.state, job.executions.last()) {
+        (JobState::Running, Some(execution)) => format!("running on {}", execution.worker),
+        (state, _) => state.to_string(),
+    }
+}
+
+/// Prints a finished job's result (output CID on stdout) or failure; the exit code says which.
+fn report(job: &Job) -> anyhow::Result<ExitCode> {
+    match (job.state, &job.result, &job.failure) {
+        (JobState::Succeeded, Some(result), _) => {
+            eprintln!(
+                "job {} succeeded: exit code {}, {} fuel, fetch {} ms, run {} ms",
+                job.id, result.exit_code, result.fuel_consumed, result.fetch_ms, result.run_ms
+            );
+            println!("{}", result.output);
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, _, Some(failure)) => {
+            eprintln!("job {} {} ({}): {}", job.id, job.state, failure.reason, failure.message);
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            eprintln!("job {} ended {}", job.id, job.state);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `shoal status JOB`.
+pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let job = api.job(&args.job).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("job        {}", job.id);
+    println!("state      {}", job.state);
+    println!("program    {}", job.spec.program);
+    for input in &job.spec.inputs {
+        println!("input      {} at {}", input.cid, input.path);
+    }
+    println!("invocation {}", job.invocation);
+    if let Some(result) = &job.result {
+        println!("output     {}", result.output);
+    }
+    if let Some(failure) = &job.failure {
+        println!("failure    {}: {}", failure.reason, failure.message);
+    }
+    for execution in &job.executions {
+        let outcome = match &execution.outcome {
+            None => "running".to_string(),
+            Some(ExecutionOutcome::Completed(result)) => {
+                format!("exit {} output {} fuel {}", result.exit_code, result.output, result.fuel_consumed)
+            }
+            Some(ExecutionOutcome::Failed(failure)) => format!("failed ({}): {}", failure.reason, failure.message),
+        };
+        let took = execution.finished_at_ms.map(|end| format!(" in {} ms", end.saturating_sub(execution.started_at_ms)));
+        println!("execution  {} on {}{}: {}", execution.id, execution.worker, took.unwrap_or_default(), outcome);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shoal logs JOB`: the latest execution's stdout, then its stderr.
+pub async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let job = api.job(&args.job).await?;
+    let Some(execution) = job.executions.iter().rev().find(|e| e.outcome.is_some()) else {
+        bail!("job {} has no finished execution yet ({})", job.id, job.state);
+    };
+    let (stdout, stderr) = match execution.outcome.as_ref().expect("found by having one") {
+        ExecutionOutcome::Completed(result) => (Some(&result.stdout), Some(&result.stderr)),
+        ExecutionOutcome::Failed(failure) => (None, failure.stderr.as_ref()),
+    };
+    let mut sources: Vec<Arc<dyn BlockSource>> = Vec::new();
+    if let Some(endpoints) = home.endpoints() {
+        sources.push(Arc::new(HttpGatewaySource::new(&endpoints.content)?));
+    }
+    let store = FsBlockStore::open(home.blocks())?;
+    let reader = Arc::new(SourceChain::new(sources).with_cache(Arc::new(store)));
+    let read = |cid: &ContentId| {
+        let reader = reader.clone();
+        let cid = *cid.cid();
+        async move {
+            let chunks: Vec<Bytes> = unixfs::cat(reader, cid).try_collect().await.with_context(|| format!("reading {cid}"))?;
+            anyhow::Ok(chunks.concat())
+        }
+    };
+    if let Some(cid) = stdout {
+        print!("{}", String::from_utf8_lossy(&read(cid).await?));
+    }
+    if let Some(cid) = stderr {
+        eprint!("{}", String::from_utf8_lossy(&read(cid).await?));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,92 @@
+//! `shoal`: one binary for every role and every user command.
+//!
+//! Services: `dev` (the whole embedded stack), `gateway`, `worker`, `content` (the trustless
+//! gateway over a block store), `verifier`. User commands: `add`, `get`, `cat`, `car`
+//! (content), `run`, `status`, `logs`, `result` (jobs, over the gateway's HTTP API).
+
+mod api;
+mod content;
+mod dev;
+mod home;
+mod jobs;
+mod services;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Run WebAssembly programs where the data is.
+#[derive(Parser)]
+#[command(name = "shoal", version, about)]
+struct Cli {
+    /// Where local state lives: the block store, the dev stack's Redis data and its endpoints.
+    #[arg(long, global = true, env = "SHOAL_HOME", default_value = ".shoal")]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the embedded stack: a private redis-server, the gateway, workers and the content server.
+    Dev(dev::DevArgs),
+    /// Serve the HTTP API.
+    Gateway(services::GatewayArgs),
+    /// Pull jobs from the shard streams and run them.
+    Worker(services::WorkerArgs),
+    /// Serve the local block store as an IPFS trustless gateway.
+    Content(services::ContentArgs),
+    /// Re-run finished jobs to catch faulty workers (not built yet).
+    Verifier(services::VerifierArgs),
+    /// Import a file or directory into the local block store and print its CID.
+    Add(content::AddArgs),
+    /// Write the file or directory named by a CID to disk.
+    Get(content::GetArgs),
+    /// Print the bytes of a file named by a CID (or CID/path).
+    Cat(content::CatArgs),
+    /// Move DAGs in and out as CAR files.
+    #[command(subcommand)]
+    Car(content::CarCommand),
+    /// Submit a job and, by default, wait for its result.
+    Run(jobs::RunArgs),
+    /// Show a job's state and executions.
+    Status(jobs::JobArgs),
+    /// Print a job's stdout and stderr.
+    Logs(jobs::JobArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let home = home::Home::new(cli.home);
+    match cli.command {
+        Command::Dev(args) => dev::run(&home, args).await,
+        Command::Gateway(args) => services::gateway(args).await,
+        Command::Worker(args) => services::worker(&home, args).await,
+        Command::Content(args) => services::content(&home, args).await,
+        Command::Verifier(args) => services::verifier(args),
+        Command::Add(args) => content::add(&home, args).await,
+        Command::Get(args) => content::get(&home, args).await,
+        Command::Cat(args) => content::cat(&home, args).await,
+        Command::Car(command) => content::car(&home, command).await,
+        Command::Run(args) => jobs::run(&home, args).await,
+        Command::Status(args) => jobs::status(&home, args).await,
+        Command::Logs(args) => jobs::logs(&home, args).await,
+    }
+}

@@ -1,0 +1,163 @@
+//! The long-running roles: `gateway`, `worker`, `content`, `verifier`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use shoal_content::{BlockStore, FsBlockStore};
+use shoal_gateway::GatewayConfig;
+use shoal_worker::WorkerConfig;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::home::Home;
+
+/// Number of shard streams unless configured: many more than workers on one node, few enough to
+/// read in one `XREADGROUP`. Gateways and workers must agree.
+pub const DEFAULT_SHARDS: u32 = 16;
+
+/// Sets up logging for a service: human-readable lines, or JSON lines with `SHOAL_LOG_FORMAT=json`;
+/// the level comes from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if std::env::var("SHOAL_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // Already initialised (a second service in the same process): keep the first.
+    drop(result);
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `shoal gateway`.
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// The Redis holding jobs.
+    #[arg(long, env = "SHOAL_REDIS")]
+    redis: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Number of shard streams (must match the workers).
+    #[arg(long, default_value_t = DEFAULT_SHARDS)]
+    shards: u32,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = GatewayConfig::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+}
+
+/// `shoal worker`.
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// The Redis holding jobs.
+    #[arg(long, env = "SHOAL_REDIS")]
+    redis: String,
+    /// This worker's id (default: host name and process id).
+    #[arg(long)]
+    id: Option<String>,
+    /// Number of shard streams (must match the gateways).
+    #[arg(long, default_value_t = DEFAULT_SHARDS)]
+    shards: u32,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Trustless gateways to fetch content from, in order, after the local store.
+    #[arg(long = "fetch-from", value_name = "URL")]
+    fetch_from: Vec<String>,
+    /// Local block store (default: `<home>/blocks`).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Bytes of materialised inputs kept between jobs.
+    #[arg(long, default_value_t = 4 << 30)]
+    input_cache_bytes: u64,
+    /// Seconds allowed to fetch a job's program and inputs.
+    #[arg(long, default_value_t = 60)]
+    fetch_timeout_secs: u64,
+}
+
+impl WorkerArgs {
+    /// The worker configuration these arguments describe.
+    fn config(&self, home: &Home) -> WorkerConfig {
+        let id = self.id.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+        let mut config = WorkerConfig::new(&id, &self.redis, home.root());
+        config.shards = self.shards;
+        config.concurrency = self.concurrency;
+        config.gateways = self.fetch_from.clone();
+        if let Some(store) = &self.store {
+            config.store_dir = store.clone();
+        }
+        config.input_cache_bytes = self.input_cache_bytes;
+        config.fetch_timeout = Duration::from_secs(self.fetch_timeout_secs);
+        config
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into())
+}
+
+/// `shoal content`.
+#[derive(Args)]
+pub struct ContentArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The block store to serve (default: `<home>/blocks`).
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+/// `shoal verifier`.
+#[derive(Args)]
+pub struct VerifierArgs {}
+
+/// Runs a gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
+pub async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let mut config = GatewayConfig::new(args.redis, args.shards);
+    config.max_body_bytes = args.max_body_bytes;
+    let router = shoal_gateway::router(config).await?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "gateway listening");
+    shoal_gateway::serve(listener, router, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a worker until Ctrl-C or SIGTERM, then lets its running jobs finish.
+pub async fn worker(home: &Home, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    shoal_worker::run(args.config(home), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves a block store as a trustless gateway until Ctrl-C or SIGTERM.
+pub async fn content(home: &Home, args: ContentArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let dir = args.store.unwrap_or_else(|| home.blocks());
+    let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, store = %dir.display(), "content server listening");
+    axum::serve(listener, shoal_content::serve::router(store)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The verifier is the subject of a later issue: say so instead of pretending to verify.
+pub fn verifier(_args: VerifierArgs) -> anyhow::Result<ExitCode> {
+    eprintln!("shoal verifier: re-execution of sampled jobs is not built yet; jobs are not verified");
+    Ok(ExitCode::from(2))
+}

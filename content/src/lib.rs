@@ -1,0 +1,27 @@
+//! Shoal's content layer.
+//!
+//! Everything in Shoal — programs, inputs, outputs — is named by an IPFS CID. This crate turns
+//! bytes into CIDs exactly as kubo and the JS importer do ([`unixfs`]), turns CIDs back into bytes
+//! that have been checked block by block against their hashes ([`source`], [`unixfs`]), moves
+//! DAGs around as CAR files ([`car`]) and serves blocks over the trustless-gateway protocol
+//! ([`serve`]).
+//!
+//! Trust model: a block is only ever handed to the rest of the system after its bytes have been
+//! hashed and compared with the multihash inside its CID ([`Block::new_verified`]). Local stores
+//! verify too, so a corrupted disk is caught the same way as a lying peer.
+
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod car;
+pub mod dag;
+pub mod error;
+pub mod serve;
+pub mod source;
+pub mod store;
+pub mod unixfs;
+
+pub use block::{Block, Codec};
+pub use error::ContentError;
+pub use block::parse_cid;
+pub use store::{BlockReader, BlockSink, BlockSource, BlockStore, FsBlockStore, MemoryBlockStore};

@@ -1,0 +1,122 @@
+//! The one error shape every endpoint answers with:
+//! `{"error": {"code": "...", "message": "...", "field": "...", ...}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use shoal_jobs::{FailureReason, JobState, SpecError, StoreError};
+
+/// An error answer: an HTTP status and a machine-readable code with a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+/// The `error` object of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct ErrorBody {
+    /// Stable, machine-readable (`invalid_spec`, `job_not_found`, …).
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// The path of the request field at fault (`inputs[0].cid`, `limit`), when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The job's state, when the error is about a job's life (`not_finished`, `job_failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    /// Why the job failed, for `job_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: &'a ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody { code, message: message.into(), field: None, state: None, reason: None },
+        }
+    }
+
+    /// A 400 about one query or path parameter.
+    pub fn invalid_parameter(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message).with_field(field)
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    pub fn with_state(mut self, state: JobState) -> ApiError {
+        self.body.state = Some(state);
+        self
+    }
+
+    /// The answer for a request that ran out of time.
+    pub fn timeout() -> ApiError {
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "the request did not complete in time; retry it (with the same Idempotency-Key for submissions)")
+    }
+
+    /// The answer for a request whose handler panicked: the details stay in the log.
+    pub fn internal() -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the gateway failed while handling this request")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(Envelope { error: &self.body })).into_response()
+    }
+}
+
+impl From<SpecError> for ApiError {
+    fn from(error: SpecError) -> ApiError {
+        match error {
+            SpecError::MalformedJson { reason } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {reason}"))
+            }
+            SpecError::Field { field, reason } => {
+                let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_spec", reason);
+                if field.is_empty() {
+                    error
+                } else {
+                    error.with_field(field)
+                }
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            // Every Redis failure the gateway can meet is Redis being down, slow or refusing
+            // writes (out of memory, read-only replica): the client should retry later.
+            StoreError::Redis(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis_unavailable",
+                format!("the job store (Redis) is unavailable, retry later: {e}"),
+            ),
+            StoreError::JobNotFound(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "job_not_found", format!("no job with id {id}"))
+            }
+            StoreError::IdempotencyConflict { key, job } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!("Idempotency-Key {key:?} was already used for job {job} with a different spec; use a new key for a new job"),
+            ),
+            StoreError::Corrupt { key, reason } => {
+                tracing::error!(%key, %reason, "corrupt record in Redis");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", format!("the stored record {key} cannot be read: {reason}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The gateway's settings and the errors that stop it from starting.
+
+use std::time::Duration;
+
+use shoal_jobs::StoreError;
+
+/// How a gateway connects to Redis and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// The Redis holding jobs and shard streams, e.g. `redis://127.0.0.1:6379/`.
+    pub redis_url: String,
+    /// How many shard streams jobs are spread over; must match the workers' setting.
+    pub shards: u32,
+    /// The largest request body accepted, in bytes; larger ones get 413 without being read.
+    pub max_body_bytes: usize,
+    /// How long one request may take, body upload included, before it is answered with 504.
+    pub request_timeout: Duration,
+    /// How long one Redis command or connection attempt may take before the request fails with
+    /// 503; short, so an unreachable Redis is reported rather than waited on.
+    pub redis_timeout: Duration,
+}
+
+impl GatewayConfig {
+    /// The default body limit: 1 MiB, far above any real job spec.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+    /// The default request timeout.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default Redis command and connection timeout.
+    pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// A configuration for the Redis at `redis_url` with `shards` shard streams and every other
+    /// setting at its default.
+    pub fn new(redis_url: impl Into<String>, shards: u32) -> GatewayConfig {
+        GatewayConfig {
+            redis_url: redis_url.into(),
+            shards,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            redis_timeout: Self::DEFAULT_REDIS_TIMEOUT,
+        }
+    }
+}
+
+/// Why a gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A setting is out of range.
+    #[error("invalid gateway configuration: {0}")]
+    InvalidConfig(String),
+    /// The Redis URL does not parse, or Redis could not be reached at start-up.
+    #[error("cannot connect to Redis at {address}: {source}")]
+    Connect {
+        /// The server's address (host and port; never the password).
+        address: String,
+        /// The client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The shard streams' consumer groups could not be created.
+    #[error("cannot create the shard streams' consumer groups: {0}")]
+    ShardGroups(#[source] StoreError),
+}

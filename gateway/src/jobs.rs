@@ -1,0 +1,266 @@
+//! The job endpoints: submit, status, result and listing.
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use futures::future::try_join_all;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::{Deserialize, Serialize};
+use shoal_jobs::{ContentId, Created, Job, JobSpec, JobState, StoreError};
+
+use crate::api_error::ApiError;
+use crate::AppState;
+
+/// The request header that makes a submission idempotent.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a submission's answer when it returns the job an earlier one with its key created.
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// The longest Idempotency-Key accepted (the length Stripe and the IETF draft's examples use).
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Page size of `GET /v1/jobs` unless `limit` says otherwise.
+const DEFAULT_PAGE: usize = 50;
+/// The largest page `GET /v1/jobs` returns.
+const MAX_PAGE: usize = 500;
+
+/// `POST /v1/jobs`: stores a job for the JSON spec in the body and puts it on its shard stream.
+///
+/// 202 with the new job; with an `Idempotency-Key` seen before for the same spec, 200 with the
+/// job that key created (and `Idempotent-Replayed: true`), which is not queued again.
+pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let body = read_json_body(&headers, body, app.config.max_body_bytes).await?;
+    let spec = JobSpec::from_json(&body)?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let shard = app.placement.route(&spec);
+    match app.store.create(&spec, shard, idempotency_key).await? {
+        Created::New(job) => {
+            app.queue.enqueue(shard, &job.id).await?;
+            app.metrics.jobs_submitted.inc();
+            tracing::info!(job = %job.id, shard, "job submitted");
+            Ok(job_response(StatusCode::ACCEPTED, job, false))
+        }
+        Created::Existing(job) => {
+            app.metrics.jobs_replayed.inc();
+            Ok(job_response(StatusCode::OK, job, true))
+        }
+    }
+}
+
+fn job_response(status: StatusCode, job: Job, replayed: bool) -> Response {
+    let location = HeaderValue::try_from(format!("/v1/jobs/{}", job.id)).expect("a ULID is a valid header value");
+    let mut response = (status, [(LOCATION, location)], Json(job)).into_response();
+    if replayed {
+        response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Reads a JSON request body of at most `limit` bytes. A declared length over the limit is
+/// refused before a byte is read; a body without one is cut off as soon as it passes the limit.
+async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let content_type = headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
+    // The media type without its parameters (`; charset=utf-8`), compared case-insensitively.
+    let essence = content_type.and_then(|t| t.split(';').next()).map(str::trim);
+    if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("the body must be a JSON job spec sent with Content-Type: application/json, not {}", content_type.unwrap_or("no Content-Type")),
+        ));
+    }
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than the limit of {limit} bytes"))
+    };
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {error}"))),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters"),
+        )
+    };
+    let key = value.to_str().map_err(|_| invalid())?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(invalid());
+    }
+    Ok(Some(key))
+}
+
+/// Parses a job id from a path: a ULID, in any case, returned in its canonical upper-case form
+/// (the form ids are stored under).
+fn job_id(raw: &str) -> Result<String, ApiError> {
+    raw.parse::<ulid::Ulid>()
+        .map(|id| id.to_string())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_job_id", format!("{raw:?} is not a job id (a 26-character ULID): {e}")).with_field("id"))
+}
+
+async fn load_job(app: &AppState, raw_id: &str) -> Result<Job, ApiError> {
+    let id = job_id(raw_id)?;
+    app.store.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id).into())
+}
+
+/// `GET /v1/jobs/{id}`: the job with its state and executions.
+pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    load_job(&app, &id).await.map(Json)
+}
+
+/// The answer of `GET /v1/jobs/{id}/result` for a job that succeeded.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobResultBody {
+    job: String,
+    state: JobState,
+    output: ContentId,
+    stdout: ContentId,
+    stderr: ContentId,
+    exit_code: i32,
+    fuel_consumed: u64,
+}
+
+/// `GET /v1/jobs/{id}/result`: 200 with the outputs when the job succeeded; 409 `not_finished`
+/// while it is queued or running; 422 `job_failed` (with the failure reason) or `job_cancelled`
+/// when it ended without a result.
+pub(crate) async fn result(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<JobResultBody>, ApiError> {
+    let job = load_job(&app, &id).await?;
+    match job.state {
+        JobState::Succeeded => {
+            let result = job.result.ok_or_else(|| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", format!("job {} succeeded but has no result recorded", job.id))
+            })?;
+            Ok(Json(JobResultBody {
+                job: job.id,
+                state: job.state,
+                output: result.output,
+                stdout: result.stdout,
+                stderr: result.stderr,
+                exit_code: result.exit_code,
+                fuel_consumed: result.fuel_consumed,
+            }))
+        }
+        JobState::Queued | JobState::Running => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_finished",
+            format!("job {} is {}; its result is not ready yet", job.id, job.state),
+        )
+        .with_state(job.state)),
+        JobState::Failed => {
+            let (message, reason) = match &job.failure {
+                Some(failure) => (format!("job {} failed ({}): {}", job.id, failure.reason, failure.message), Some(failure.reason)),
+                None => (format!("job {} failed", job.id), None),
+            };
+            let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "job_failed", message).with_state(job.state);
+            error.body.reason = reason;
+            Err(error)
+        }
+        JobState::Cancelled => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "job_cancelled", format!("job {} was cancelled and has no result", job.id))
+            .with_state(job.state)),
+    }
+}
+
+/// The query of `GET /v1/jobs`; every value is parsed by hand so each error names its field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A position in the listing: the creation time and id of the last job of the previous page.
+///
+/// Clients treat it as opaque; its form, `<created_ms>-<id>`, is URL-safe as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    created_ms: u64,
+    id: String,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        format!("{}-{}", self.created_ms, self.id)
+    }
+
+    fn decode(raw: &str) -> Result<Cursor, ApiError> {
+        let invalid = || ApiError::invalid_parameter("cursor", format!("{raw:?} is not a cursor returned by this API"));
+        let (ms, id) = raw.split_once('-').ok_or_else(invalid)?;
+        let created_ms = ms.parse().map_err(|_| invalid())?;
+        let id = id.parse::<ulid::Ulid>().map_err(|_| invalid())?.to_string();
+        Ok(Cursor { created_ms, id })
+    }
+}
+
+/// The answer of `GET /v1/jobs`.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobPage {
+    /// Newest first.
+    jobs: Vec<Job>,
+    /// The cursor of the next page, `null` on the last page.
+    next_cursor: Option<String>,
+    /// The URL of the next page, `null` on the last page.
+    next: Option<String>,
+}
+
+/// `GET /v1/jobs?state=…&limit=…&cursor=…`: jobs newest first. Without `state`, jobs in every
+/// state are listed, merged by creation time.
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{rejection}; the parameters are state, limit and cursor"))
+    })?;
+    let state = query
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()
+        .map_err(|reason| ApiError::invalid_parameter("state", reason))?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::invalid_parameter("limit", format!("limit must be a whole number from 1 to {MAX_PAGE}, got {raw:?}")))?,
+    };
+    let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+
+    let states: &[JobState] = match &state {
+        Some(state) => std::slice::from_ref(state),
+        None => &JobState::ALL,
+    };
+    let before = cursor.map(|c| (c.created_ms, c.id));
+    let pages = try_join_all(states.iter().map(|&state| app.store.list(state, limit, before.clone()))).await?;
+    // Each state's page holds its newest `limit` jobs before the cursor, so the newest `limit`
+    // of their union are the newest overall; more remain if the union overflows or any state
+    // had more.
+    let any_state_has_more = pages.iter().any(|(_, next)| next.is_some());
+    let mut entries: Vec<(u64, String)> = pages.into_iter().flat_map(|(page, _)| page).collect();
+    entries.sort_by(|a, b| b.cmp(a));
+    let has_more = any_state_has_more || entries.len() > limit;
+    entries.truncate(limit);
+    let next_cursor = has_more.then(|| entries.last()).flatten().map(|(created_ms, id)| Cursor { created_ms: *created_ms, id: id.clone() }.encode());
+
+    // A job that vanished between the listing and the loading is left out.
+    let jobs: Vec<Job> = try_join_all(entries.iter().map(|(_, id)| app.store.get(id))).await?.into_iter().flatten().collect();
+    let next = next_cursor.as_ref().map(|cursor| {
+        let state = state.map_or(String::new(), |s| format!("state={s}&"));
+        format!("/v1/jobs?{state}limit={limit}&cursor={cursor}")
+    });
+    Ok(Json(JobPage { jobs, next_cursor, next }))
+}

@@ -1,0 +1,137 @@
+//! Shoal's stateless HTTP gateway: accepts job submissions, puts them on the shard streams and
+//! serves job state. Everything lives in Redis, so any number of gateways can run side by side.
+//!
+//! | endpoint | answers |
+//! |---|---|
+//! | `POST /v1/jobs` | body: a JSON job spec (`Content-Type: application/json`, at most [`GatewayConfig::max_body_bytes`]). **202** with the job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` header already used for the same spec: **200** with that job and `Idempotent-Replayed: true` (not queued again); used for a different spec: **422** `idempotency_key_reused`. |
+//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions; **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
+//! | `GET /v1/jobs/{id}/result` | **200** `{job, state, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result. |
+//! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first; `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
+//! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
+//! | `GET /metrics` | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
+//!
+//! Every error is `{"error": {"code": "...", "message": "...", "field": "..."}}` (`field` when
+//! one request field is at fault, e.g. `inputs[0].cid`). Bad specs are **400** (`malformed_json`,
+//! or `invalid_spec` with the field); a wrong content type **415**; a body over the limit **413**;
+//! Redis unreachable **503**; a request over [`GatewayConfig::request_timeout`] **504**.
+//! Every answer carries `x-request-id` (the client's, or a fresh one).
+
+mod api_error;
+mod config;
+mod jobs;
+mod layers;
+mod metrics;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use shoal_jobs::{JobStore, ShardQueue, ShardRouter};
+use tokio::net::TcpListener;
+
+pub use config::{GatewayConfig, GatewayError};
+
+use api_error::ApiError;
+use metrics::Metrics;
+
+/// What every handler shares: handles on Redis (cheap to clone) and the settings.
+#[derive(Clone)]
+struct AppState {
+    store: JobStore,
+    queue: ShardQueue,
+    redis: ConnectionManager,
+    placement: ShardRouter,
+    config: Arc<GatewayConfig>,
+    metrics: Arc<Metrics>,
+}
+
+/// Connects to Redis, creates the shard streams' consumer groups if missing, and returns the
+/// gateway's routes with their middleware.
+///
+/// The connection reconnects by itself: while Redis is down requests answer 503, and they
+/// succeed again once it is back, without restarting the gateway.
+pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
+    if config.shards == 0 {
+        return Err(GatewayError::InvalidConfig("shards must be at least 1".into()));
+    }
+    if config.max_body_bytes == 0 {
+        return Err(GatewayError::InvalidConfig("max_body_bytes must be at least 1".into()));
+    }
+    let client = redis::Client::open(config.redis_url.as_str())
+        .map_err(|source| GatewayError::Connect { address: "(unparsable URL)".into(), source })?;
+    let address = client.get_connection_info().addr().to_string();
+    // Few, short retries: a request waiting on a reconnect should fail fast with 503 rather
+    // than hang; the next request starts a new attempt.
+    let manager_config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_max_delay(config.redis_timeout)
+        .set_connection_timeout(Some(config.redis_timeout))
+        .set_response_timeout(Some(config.redis_timeout));
+    let redis = ConnectionManager::new_with_config(client, manager_config)
+        .await
+        .map_err(|source| GatewayError::Connect { address, source })?;
+    let queue = ShardQueue::new(redis.clone());
+    queue.ensure_groups(config.shards).await.map_err(GatewayError::ShardGroups)?;
+
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState {
+        store: JobStore::new(redis.clone()),
+        queue,
+        redis,
+        placement: ShardRouter::new(config.shards),
+        config: Arc::new(config.clone()),
+        metrics: metrics.clone(),
+    };
+    let routes = Router::new()
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs/{id}", get(jobs::status))
+        .route("/v1/jobs/{id}/result", get(jobs::result))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    Ok(layers::apply(routes, metrics, config.request_timeout))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections
+/// and returns once the requests in flight have been answered.
+pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// `GET /healthz`: whether this gateway can reach Redis.
+async fn health(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut redis = app.redis.clone();
+    // The connection's own timeouts bound one attempt; this bounds a reconnect's retries too.
+    let ping = tokio::time::timeout(app.config.redis_timeout * 2, redis::cmd("PING").query_async::<String>(&mut redis)).await;
+    match ping {
+        Ok(Ok(_)) => Ok(Json(serde_json::json!({ "status": "ok" }))),
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable", format!("Redis does not answer: {e}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_unavailable",
+            format!("Redis did not answer a PING within {:?}", app.config.redis_timeout * 2),
+        )),
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {}", request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
+}

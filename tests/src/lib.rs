@@ -1,0 +1,251 @@
+//! A whole Shoal stack for tests: a private `redis-server`, the gateway on a loopback port,
+//! workers (in-process, or as `shoal worker` processes that a test can SIGKILL) and a shared
+//! local block store. Everything is stopped when the [`Stack`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cid::Cid;
+use serde_json::Value;
+use shoal_content::unixfs::{self, ImportOptions};
+use shoal_content::{BlockStore, FsBlockStore};
+use shoal_gateway::GatewayConfig;
+use shoal_jobs::{Fsync, Job, RedisServer};
+use shoal_worker::WorkerConfig;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Shard streams in test stacks: few, so tests exercise several shards without slow start-up.
+pub const SHARDS: u32 = 4;
+
+/// The repository root (for `programs/wasm`, `data/`, `docker-compose.yml`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+}
+
+/// The bytes of a committed guest program, `programs/wasm/<name>.wasm`.
+pub fn program_bytes(name: &str) -> Vec<u8> {
+    let path = repo_root().join("programs/wasm").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The `shoal` binary built beside this test (cargo builds every workspace binary before tests
+/// run under `cargo test --workspace`).
+pub fn shoal_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/shoal
+    let profile_dir = exe.parent().and_then(Path::parent).context("test binary has no target directory")?;
+    let binary = profile_dir.join("shoal");
+    if !binary.exists() {
+        bail!("{} is missing: run `cargo build -p shoal-cli` (make test does)", binary.display());
+    }
+    Ok(binary)
+}
+
+/// How a test stack is set up.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Workers started in-process.
+    pub workers: usize,
+    /// Jobs each in-process worker runs at once.
+    pub concurrency: usize,
+    /// How long workers wait for content no source has.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for StackOptions {
+    fn default() -> StackOptions {
+        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// A running stack.
+pub struct Stack {
+    /// The private Redis.
+    pub redis: RedisServer,
+    /// The gateway's base URL.
+    pub gateway: String,
+    /// The block store the workers share, where inputs are added and outputs appear.
+    pub store: Arc<FsBlockStore>,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    home: tempfile::TempDir,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    processes: Vec<Child>,
+    options: StackOptions,
+}
+
+impl Stack {
+    /// Starts Redis, the gateway and the in-process workers.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let home = tempfile::tempdir()?;
+        let redis_dir = home.path().join("redis");
+        let redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, Fsync::EverySec)).await??;
+        let store = Arc::new(FsBlockStore::open(home.path().join("blocks"))?);
+        let (stop, _) = watch::channel(false);
+
+        let router = shoal_gateway::router(GatewayConfig::new(redis.url(), SHARDS)).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let gateway = format!("http://{}", listener.local_addr()?);
+        let mut stopped = stop.subscribe();
+        let gateway_task = tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.wait_for(|s| *s).await.ok();
+            };
+            shoal_gateway::serve(listener, router, shutdown).await.expect("gateway serves");
+        });
+        let mut stack = Stack {
+            redis,
+            gateway,
+            store,
+            http: reqwest::Client::new(),
+            home,
+            stop,
+            tasks: vec![gateway_task],
+            processes: Vec::new(),
+            options: options.clone(),
+        };
+        for n in 0..options.workers {
+            stack.start_worker(&format!("worker-{n}"));
+        }
+        Ok(stack)
+    }
+
+    /// The configuration of a worker named `id` in this stack.
+    pub fn worker_config(&self, id: &str) -> WorkerConfig {
+        let mut config = WorkerConfig::new(id, &self.redis.url(), self.home.path());
+        config.shards = SHARDS;
+        config.concurrency = self.options.concurrency;
+        config.fetch_timeout = self.options.fetch_timeout;
+        config
+    }
+
+    /// Starts one more in-process worker.
+    pub fn start_worker(&mut self, id: &str) {
+        let config = self.worker_config(id);
+        let mut stopped = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.wait_for(|s| *s).await.ok();
+            };
+            shoal_worker::run(config, shutdown).await.expect("worker runs");
+        }));
+    }
+
+    /// Starts a `shoal worker` process (so a test can kill it), sharing this stack's store.
+    pub fn spawn_worker_process(&mut self, id: &str) -> anyhow::Result<u32> {
+        let child = Command::new(shoal_binary()?)
+            .arg("--home")
+            .arg(self.home.path())
+            .args(["worker", "--redis", &self.redis.url(), "--id", id, "--shards", &SHARDS.to_string(), "--concurrency", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a shoal worker process")?;
+        let pid = child.id();
+        self.processes.push(child);
+        Ok(pid)
+    }
+
+    /// SIGKILLs the worker process `pid` started by [`Stack::spawn_worker_process`].
+    pub fn kill_worker_process(&mut self, pid: u32) -> anyhow::Result<()> {
+        let child = self.processes.iter_mut().find(|c| c.id() == pid).context("no such worker process")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Imports `bytes` as a UnixFS file into the shared store.
+    pub async fn add_bytes(&self, bytes: &[u8]) -> anyhow::Result<Cid> {
+        Ok(unixfs::import_reader(bytes, &ImportOptions::default(), self.store.as_ref() as &dyn BlockStore).await?.root)
+    }
+
+    /// Imports a file or directory into the shared store.
+    pub async fn add_path(&self, path: &Path) -> anyhow::Result<Cid> {
+        Ok(unixfs::import_path(path, &ImportOptions::default(), self.store.as_ref() as &dyn BlockStore).await?.root)
+    }
+
+    /// Adds a committed guest program and returns its CID.
+    pub async fn add_program(&self, name: &str) -> anyhow::Result<Cid> {
+        self.add_bytes(&program_bytes(name)).await
+    }
+
+    /// POSTs a job spec; returns the status and the JSON body.
+    pub async fn submit(&self, spec: &Value) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let response = self.http.post(format!("{}/v1/jobs", self.gateway)).json(spec).send().await?;
+        let status = response.status();
+        Ok((status, response.json().await?))
+    }
+
+    /// Submits a spec that must be accepted and returns the job id.
+    pub async fn submit_ok(&self, spec: &Value) -> anyhow::Result<String> {
+        let (status, body) = self.submit(spec).await?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            bail!("submission answered {status}: {body}");
+        }
+        Ok(body["id"].as_str().context("job without id")?.to_string())
+    }
+
+    /// The job as the gateway reports it.
+    pub async fn job(&self, id: &str) -> anyhow::Result<Job> {
+        let response = self.http.get(format!("{}/v1/jobs/{id}", self.gateway)).send().await?;
+        if !response.status().is_success() {
+            bail!("GET job {id}: {}", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// Polls until the job is terminal, or fails after `limit`.
+    pub async fn wait_terminal(&self, id: &str, limit: Duration) -> anyhow::Result<Job> {
+        self.wait_until(id, limit, |job| job.state.is_terminal()).await
+    }
+
+    /// Polls until `done(job)`, or fails after `limit` with the last state seen.
+    pub async fn wait_until(&self, id: &str, limit: Duration, done: impl Fn(&Job) -> bool) -> anyhow::Result<Job> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let job = self.job(id).await?;
+            if done(&job) {
+                return Ok(job);
+            }
+            if Instant::now() > deadline {
+                bail!("job {id} still {} after {limit:?}: {job:?}", job.state);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reads a whole UnixFS file (or `CID/path`) from the shared store.
+    pub async fn read(&self, root: &Cid, path: &str) -> anyhow::Result<Vec<u8>> {
+        use futures::TryStreamExt;
+        let cid = if path.is_empty() { *root } else { unixfs::resolve_path(self.store.as_ref(), root, path).await? };
+        let store: Arc<dyn shoal_content::BlockReader> = self.store.clone();
+        let chunks: Vec<bytes::Bytes> = unixfs::cat(store, cid).try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    /// Stops workers and the gateway, then Redis.
+    pub async fn shutdown(mut self) {
+        self.stop.send(true).ok();
+        for task in self.tasks.drain(..) {
+            task.await.ok();
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.send(true).ok();
+        for task in &self.tasks {
+            task.abort();
+        }
+        for child in &mut self.processes {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}

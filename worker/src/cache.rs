@@ -1,0 +1,121 @@
+//! The worker's caches: compiled programs in memory, materialised inputs on disk.
+//!
+//! Both are moka caches weighted by size, so the configured bytes bound them whatever the mix of
+//! small and large entries, and both coalesce concurrent misses: two jobs over the same CID
+//! fetch and compile it once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cid::Cid;
+use moka::future::Cache;
+use shoal_runtime::Program;
+
+/// Weights are in KiB: moka weights are `u32`, and inputs can be far larger than 4 GiB.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1)
+}
+
+/// Compiled programs by program CID.
+#[derive(Clone)]
+pub struct ProgramCache {
+    cache: Cache<Cid, (Program, u64)>,
+}
+
+impl ProgramCache {
+    /// A cache holding up to `bytes` of wasm (weighed by module size).
+    pub fn new(bytes: u64) -> ProgramCache {
+        let cache = Cache::builder().max_capacity(bytes / 1024).weigher(|_, (_, size): &(Program, u64)| kib(*size)).build();
+        ProgramCache { cache }
+    }
+
+    /// The compiled program `cid`, loading and compiling it with `load` on a miss.
+    pub async fn get_or_load<E, F>(&self, cid: Cid, load: F) -> Result<Program, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: std::future::Future<Output = Result<(Program, u64), E>>,
+    {
+        self.cache.try_get_with(cid, load).await.map(|(program, _)| program)
+    }
+}
+
+/// An input materialised as a directory tree on local disk, removed when the last user drops it.
+#[derive(Debug)]
+pub struct MaterialisedInput {
+    /// The directory to mount into the guest.
+    pub dir: PathBuf,
+    /// File bytes it holds.
+    pub bytes: u64,
+    root: PathBuf,
+}
+
+impl Drop for MaterialisedInput {
+    fn drop(&mut self) {
+        // Evicted from the cache and no job mounts it any more.
+        std::fs::remove_dir_all(&self.root).ok();
+    }
+}
+
+/// Materialised inputs by CID.
+#[derive(Clone)]
+pub struct InputCache {
+    root: PathBuf,
+    cache: Cache<Cid, Arc<MaterialisedInput>>,
+}
+
+impl InputCache {
+    /// A cache under `root` holding up to `bytes` of input files. Leftovers of an earlier run
+    /// under `root` are removed: nothing there is known to be complete.
+    pub fn new(root: PathBuf, bytes: u64) -> std::io::Result<InputCache> {
+        if root.exists() {
+            std::fs::remove_dir_all(&root)?;
+        }
+        std::fs::create_dir_all(&root)?;
+        let cache = Cache::builder()
+            .max_capacity(bytes / 1024)
+            .weigher(|_, input: &Arc<MaterialisedInput>| kib(input.bytes))
+            .build();
+        Ok(InputCache { root, cache })
+    }
+
+    /// The input `cid`, materialising it with `fetch` on a miss. `fetch` receives a fresh
+    /// directory to write into and returns the bytes it wrote.
+    pub async fn get_or_fetch<E, F, Fut>(&self, cid: Cid, fetch: F) -> Result<Arc<MaterialisedInput>, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<(PathBuf, u64), E>>,
+    {
+        let root = self.root.join(format!("{cid}-{}", ulid::Ulid::new()));
+        self.cache
+            .try_get_with(cid, async move {
+                let guard = RemoveOnError(Some(root.clone()));
+                let (dir, bytes) = fetch(root.clone()).await?;
+                guard.disarm();
+                Ok(Arc::new(MaterialisedInput { dir, bytes, root }))
+            })
+            .await
+    }
+
+    /// The directory inputs are materialised under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Removes a half-materialised input if its fetch fails or is abandoned.
+struct RemoveOnError(Option<PathBuf>);
+
+impl RemoveOnError {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            std::fs::remove_dir_all(path).ok();
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! One delivery, start to finish: record the execution, fetch, run, publish, settle.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::TryStreamExt;
+use shoal_content::source::SourceChain;
+use shoal_content::unixfs::{self, ImportOptions, NodeKind};
+use shoal_content::{BlockReader, BlockStore, ContentError};
+use shoal_jobs::{
+    now_ms, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Job, JobStore, Started,
+    StoreError, OUTPUTS_MOUNT,
+};
+use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
+use tracing::{info, info_span, Instrument};
+
+use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
+
+/// Largest program accepted: larger modules are almost certainly not programs.
+pub const MAX_PROGRAM_BYTES: u64 = 256 << 20;
+
+/// Everything one worker needs to run jobs.
+pub struct Executor {
+    /// The worker's id.
+    pub worker: String,
+    /// Job records.
+    pub jobs: JobStore,
+    /// Verified blocks: the local store first, then the gateways.
+    pub chain: Arc<SourceChain>,
+    /// Where outputs, stdout and stderr are written.
+    pub store: Arc<dyn BlockStore>,
+    /// The shared deterministic runtime.
+    pub runtime: Runtime,
+    /// Compiled programs.
+    pub programs: ProgramCache,
+    /// Materialised inputs.
+    pub inputs: InputCache,
+    /// Per-run scratch directories (outputs) live here.
+    pub scratch: PathBuf,
+    /// Time allowed for fetching the program and inputs.
+    pub fetch_timeout: Duration,
+}
+
+/// A failure before or while running, with what the record should say.
+#[derive(Clone)]
+struct Stop {
+    failure: Failure,
+    /// Content was not found (yet): worth asking again until the fetch timeout.
+    missing: bool,
+}
+
+impl Stop {
+    fn new(reason: FailureReason, message: impl Into<String>) -> Stop {
+        Stop { failure: Failure { reason, message: message.into(), stderr: None, fuel_consumed: None }, missing: false }
+    }
+
+    /// Says how long content was waited for, when it never arrived.
+    fn after(mut self, waited: Duration) -> Stop {
+        if self.missing {
+            self.failure.message = format!("{} (gave up after {waited:?})", self.failure.message);
+        }
+        self
+    }
+}
+
+impl Executor {
+    /// Runs job `job_id` once and stores the execution's outcome, settling the job.
+    ///
+    /// Returns an error only if the outcome could not be stored: the caller must then leave the
+    /// delivery unacknowledged.
+    pub async fn execute(&self, job_id: &str) -> Result<(), StoreError> {
+        let mut execution = Execution {
+            id: ulid::Ulid::new().to_string(),
+            worker: self.worker.clone(),
+            started_at_ms: now_ms(),
+            finished_at_ms: None,
+            outcome: None,
+        };
+        let job = match self.jobs.start_execution(job_id, &execution).await? {
+            Started::Running(job) => job,
+            Started::AlreadyFinished(state) => {
+                info!(job = job_id, %state, "already finished; skipping duplicate delivery");
+                return Ok(());
+            }
+        };
+        let span = info_span!("job", job = job_id, execution = %execution.id);
+        let outcome = self.run_job(&job, &execution.id).instrument(span).await;
+        execution.finished_at_ms = Some(now_ms());
+        execution.outcome = Some(match outcome {
+            Ok(result) => ExecutionOutcome::Completed(result),
+            Err(stop) => ExecutionOutcome::Failed(stop.failure),
+        });
+        let state = self.jobs.finish_execution(job_id, &execution).await?;
+        info!(job = job_id, %state, "job settled");
+        Ok(())
+    }
+
+    async fn run_job(&self, job: &Job, execution_id: &str) -> Result<ExecutionResult, Stop> {
+        let spec = &job.spec;
+        let fetch_started = Instant::now();
+        let (program, inputs) = self.fetch(job).await?;
+        let fetch_ms = fetch_started.elapsed().as_millis() as u64;
+
+        let run_dir = self.scratch.join(execution_id);
+        let outputs = run_dir.join("outputs");
+        std::fs::create_dir_all(&outputs).map_err(|e| internal(format!("creating {}: {e}", outputs.display())))?;
+        let _cleanup = RemoveDir(run_dir);
+
+        let mut mounts: Vec<Mount> = inputs
+            .iter()
+            .map(|(path, input)| Mount { host: input.dir.clone(), guest: path.clone(), writable: false })
+            .collect();
+        mounts.push(Mount { host: outputs.clone(), guest: OUTPUTS_MOUNT.to_string(), writable: true });
+        let limits = &spec.limits;
+        let invocation = Invocation {
+            entrypoint: spec.entrypoint.clone(),
+            args: std::iter::once(spec.program.to_string()).chain(spec.args.iter().cloned()).collect(),
+            env: spec.env.clone(),
+            mounts,
+            limits: shoal_runtime::Limits {
+                fuel: limits.fuel,
+                memory_bytes: limits.memory_bytes,
+                wall_time: Duration::from_millis(limits.wall_time_ms),
+                stdout_bytes: limits.log_bytes as usize,
+                stderr_bytes: limits.log_bytes as usize,
+                output_bytes: limits.output_bytes,
+            },
+        };
+        let run_started = Instant::now();
+        let result = self.runtime.run(&program, invocation).await;
+        let run_ms = run_started.elapsed().as_millis() as u64;
+        drop(inputs);
+        match result {
+            Ok(outcome) => {
+                let output = self.import_dir(&outputs).await?;
+                Ok(ExecutionResult {
+                    exit_code: outcome.exit_code,
+                    output,
+                    stdout: self.import_bytes(outcome.stdout).await?,
+                    stderr: self.import_bytes(outcome.stderr).await?,
+                    fuel_consumed: outcome.fuel_consumed,
+                    fetch_ms,
+                    run_ms,
+                })
+            }
+            Err(RunError::Guest(failure)) => {
+                let (reason, message) = match &failure.kind {
+                    FailureKind::Trap { message } => (FailureReason::Trap, message.clone()),
+                    FailureKind::FuelExhausted { .. } => (FailureReason::FuelExhausted, failure.kind.to_string()),
+                    FailureKind::MemoryLimit { .. } => (FailureReason::MemoryLimit, failure.kind.to_string()),
+                    FailureKind::StackOverflow => (FailureReason::StackOverflow, failure.kind.to_string()),
+                    FailureKind::Timeout { .. } => (FailureReason::Timeout, failure.kind.to_string()),
+                    FailureKind::OutputLimit { .. } => (FailureReason::OutputLimit, failure.kind.to_string()),
+                };
+                let stderr = self.import_bytes(failure.stderr.clone()).await?;
+                Err(Stop {
+                    failure: Failure { reason, message, stderr: Some(stderr), fuel_consumed: Some(failure.fuel_consumed) },
+                    missing: false,
+                })
+            }
+            Err(e @ RunError::MissingEntrypoint { .. }) => Err(Stop::new(FailureReason::MissingEntrypoint, e.to_string())),
+            Err(e @ RunError::InvalidModule { .. }) => Err(Stop::new(FailureReason::InvalidProgram, e.to_string())),
+            Err(e) => Err(internal(e.to_string())),
+        }
+    }
+
+    /// Fetches the program and the inputs. Content that no source has yet is asked for again,
+    /// with backoff, until [`Executor::fetch_timeout`]: an upload may still be on its way. Content
+    /// that is malformed or fails verification fails at once.
+    async fn fetch(&self, job: &Job) -> Result<(Program, Vec<(String, Arc<MaterialisedInput>)>), Stop> {
+        let spec = &job.spec;
+        let deadline = tokio::time::Instant::now() + self.fetch_timeout;
+        let mut backoff = Duration::from_millis(100);
+        let mut last_miss: Option<Stop> = None;
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, async {
+                let program = self.program(*spec.program.cid()).await?;
+                let mut inputs = Vec::with_capacity(spec.inputs.len());
+                for input in &spec.inputs {
+                    inputs.push((input.path.clone(), self.input(*input.cid.cid()).await?));
+                }
+                Ok::<_, Stop>((program, inputs))
+            })
+            .await;
+            match attempt {
+                Ok(Ok(fetched)) => return Ok(fetched),
+                Ok(Err(stop)) if stop.missing && tokio::time::Instant::now() < deadline => {
+                    last_miss = Some(stop);
+                    tokio::time::sleep_until((tokio::time::Instant::now() + backoff).min(deadline)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Ok(Err(stop)) => return Err(stop.after(self.fetch_timeout)),
+                Err(_elapsed) => {
+                    return Err(match last_miss {
+                        Some(stop) => stop.after(self.fetch_timeout),
+                        None => Stop::new(
+                            FailureReason::InputUnavailable,
+                            format!("fetching the program and inputs did not finish within {:?}", self.fetch_timeout),
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Fetches (verified) and compiles the program, through the program cache.
+    async fn program(&self, cid: Cid) -> Result<Program, Stop> {
+        self.programs
+            .get_or_load(cid, async {
+                let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
+                if info.kind != NodeKind::File {
+                    return Err(Stop::new(
+                        FailureReason::InvalidProgram,
+                        format!("program {cid} is a UnixFS {}, not a file", info.kind.name()),
+                    ));
+                }
+                if info.size > MAX_PROGRAM_BYTES {
+                    return Err(Stop::new(
+                        FailureReason::InvalidProgram,
+                        format!("program {cid} is {} bytes, more than the {MAX_PROGRAM_BYTES} accepted", info.size),
+                    ));
+                }
+                let reader: Arc<dyn BlockReader> = self.chain.clone();
+                let chunks: Vec<Bytes> =
+                    unixfs::cat(reader, cid).try_collect().await.map_err(|e| unavailable(&cid, e))?;
+                let wasm = chunks.concat();
+                let program = self.runtime.compile(&wasm).map_err(|e| match e {
+                    RunError::InvalidModule { reason } => Stop::new(
+                        FailureReason::InvalidProgram,
+                        format!("program {cid} is not a valid WebAssembly module: {reason}"),
+                    ),
+                    other => internal(format!("compiling {cid}: {other}")),
+                })?;
+                Ok((program, wasm.len() as u64))
+            })
+            .await
+            .map_err(|stop: Arc<Stop>| Stop::clone(&stop))
+    }
+
+    /// Materialises an input on disk, through the input cache.
+    async fn input(&self, cid: Cid) -> Result<Arc<MaterialisedInput>, Stop> {
+        self.inputs
+            .get_or_fetch(cid, |root| async move {
+                let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
+                // A directory's entries appear at the mount path; a single file appears inside
+                // it, named by its CID (WASI can only preopen directories).
+                let (dest, dir) = if info.kind.is_directory() {
+                    (root.join("tree"), root.join("tree"))
+                } else {
+                    (root.join("tree").join(cid.to_string()), root.join("tree"))
+                };
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| internal(format!("creating {}: {e}", parent.display())))?;
+                }
+                let exported =
+                    unixfs::export_to_path(self.chain.as_ref(), &cid, &dest).await.map_err(|e| unavailable(&cid, e))?;
+                Ok((dir, exported.bytes))
+            })
+            .await
+            .map_err(|stop: Arc<Stop>| Stop::clone(&stop))
+    }
+
+    async fn import_dir(&self, dir: &Path) -> Result<ContentId, Stop> {
+        let options = ImportOptions { include_hidden: true, ..ImportOptions::default() };
+        let imported = unixfs::import_path(dir, &options, self.store.as_ref())
+            .await
+            .map_err(|e| internal(format!("publishing outputs: {e}")))?;
+        Ok(ContentId(imported.root))
+    }
+
+    async fn import_bytes(&self, bytes: Bytes) -> Result<ContentId, Stop> {
+        let imported = unixfs::import_reader(&bytes[..], &ImportOptions::default(), self.store.as_ref())
+            .await
+            .map_err(|e| internal(format!("publishing logs: {e}")))?;
+        Ok(ContentId(imported.root))
+    }
+}
+
+fn unavailable(cid: &Cid, error: ContentError) -> Stop {
+    let missing = matches!(error, ContentError::NotFound { .. } | ContentError::Unavailable { .. });
+    let mut stop = Stop::new(FailureReason::InputUnavailable, format!("fetching {cid}: {error}"));
+    stop.missing = missing;
+    stop
+}
+
+fn internal(message: String) -> Stop {
+    Stop::new(FailureReason::Internal, message)
+}
+
+/// Removes a run's scratch directory however the run ends.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}

@@ -1,0 +1,189 @@
+//! Shoal's edge worker.
+//!
+//! A worker reads jobs from its shard streams ([`shoal_jobs::ShardReader`]), records each attempt
+//! as an [`Execution`], fetches the program and inputs through verified block sources
+//! ([`shoal_content::source::SourceChain`]), keeps them in size-weighted caches
+//! ([`cache`]), runs the program in the shared deterministic runtime ([`shoal_runtime`]),
+//! imports `/outputs`, stdout and stderr as UnixFS, and settles the job in one atomic step
+//! before acknowledging the stream entry. A worker that dies mid-job leaves the entry pending and
+//! the job `running` with its execution visible, never lost.
+
+pub mod cache;
+pub mod execute;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_content::source::{HttpGatewaySource, SourceChain};
+use shoal_content::{BlockSource, BlockStore, FsBlockStore};
+use shoal_jobs::{Delivery, JobStore, ShardQueue, ShardReader, StoreError};
+use shoal_runtime::{Runtime, RuntimeConfig};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use crate::cache::{InputCache, ProgramCache};
+use crate::execute::Executor;
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The worker's identity, used as its consumer name and in executions.
+    pub id: String,
+    /// Where Redis is.
+    pub redis_url: String,
+    /// How many shard streams exist; the worker reads all of them.
+    pub shards: u32,
+    /// How many jobs run at once.
+    pub concurrency: usize,
+    /// The local block store: a cache of fetched blocks and where outputs are written.
+    pub store_dir: PathBuf,
+    /// Trustless gateways to fetch blocks from, tried in order after the local store.
+    pub gateways: Vec<String>,
+    /// Scratch space for materialised inputs and outputs.
+    pub work_dir: PathBuf,
+    /// Bytes of materialised inputs kept on disk between jobs.
+    pub input_cache_bytes: u64,
+    /// Bytes of compiled programs kept in memory.
+    pub program_cache_bytes: u64,
+    /// How long fetching a job's program and inputs may take before the job fails.
+    pub fetch_timeout: Duration,
+    /// How long one stream read blocks waiting for work.
+    pub poll_block: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker named `id` against `redis_url`, keeping its files under `home`.
+    pub fn new(id: &str, redis_url: &str, home: &std::path::Path) -> WorkerConfig {
+        WorkerConfig {
+            id: id.to_string(),
+            redis_url: redis_url.to_string(),
+            shards: 16,
+            concurrency: 2,
+            store_dir: home.join("blocks"),
+            gateways: Vec::new(),
+            work_dir: home.join("work").join(id),
+            input_cache_bytes: 4 << 30,
+            program_cache_bytes: 512 << 20,
+            fetch_timeout: Duration::from_secs(60),
+            poll_block: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a worker could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The content layer failed to open its store or a source.
+    #[error(transparent)]
+    Content(#[from] shoal_content::ContentError),
+    /// The wasm runtime could not be created.
+    #[error("creating the wasm runtime: {0}")]
+    Runtime(#[from] shoal_runtime::RuntimeError),
+    /// Local I/O.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs a worker until `shutdown` resolves, then finishes the jobs it has started.
+pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), WorkerError> {
+    let client = redis::Client::open(config.redis_url.as_str()).map_err(StoreError::from)?;
+    let conn = client.get_connection_manager().await.map_err(StoreError::from)?;
+    let jobs = JobStore::new(conn.clone());
+    let queue = ShardQueue::new(conn);
+    queue.ensure_groups(config.shards).await?;
+
+    std::fs::create_dir_all(&config.work_dir)
+        .map_err(|source| WorkerError::Io { context: format!("creating {}", config.work_dir.display()), source })?;
+    let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(&config.store_dir)?);
+    let mut sources: Vec<Arc<dyn BlockSource>> = Vec::new();
+    for url in &config.gateways {
+        sources.push(Arc::new(HttpGatewaySource::new(url)?));
+    }
+    let chain = SourceChain::new(sources).with_cache(store.clone());
+    let runtime = Runtime::new(RuntimeConfig {
+        max_concurrent_instances: config.concurrency as u32,
+        ..RuntimeConfig::default()
+    })?;
+    let executor = Arc::new(Executor {
+        worker: config.id.clone(),
+        jobs: jobs.clone(),
+        chain: Arc::new(chain),
+        store,
+        runtime,
+        programs: ProgramCache::new(config.program_cache_bytes),
+        inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes)
+            .map_err(|source| WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source })?,
+        scratch: config.work_dir.join("runs"),
+        fetch_timeout: config.fetch_timeout,
+    });
+
+    let shards: Vec<u32> = (0..config.shards).collect();
+    let mut reader = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await?;
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    info!(worker = %config.id, shards = config.shards, concurrency = config.concurrency, "worker started");
+    tokio::pin!(shutdown);
+    loop {
+        // Only read as many entries as there are free slots: the rest stay on the stream for
+        // other workers instead of waiting here.
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        };
+        let free = slots.available_permits() + 1;
+        let deliveries = tokio::select! {
+            _ = &mut shutdown => break,
+            read = reader.next(free) => read,
+        };
+        let deliveries = match deliveries {
+            Ok(deliveries) => deliveries,
+            Err(e) => {
+                warn!(error = %e, "reading shard streams failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Ok(fresh) = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await {
+                    reader = fresh;
+                }
+                continue;
+            }
+        };
+        let mut permit = Some(permit);
+        for delivery in deliveries {
+            let permit = match permit.take() {
+                Some(permit) => permit,
+                None => slots.clone().acquire_owned().await.expect("semaphore is never closed"),
+            };
+            let executor = executor.clone();
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                handle(&executor, &queue, delivery).await;
+                drop(permit);
+            });
+        }
+    }
+    info!(worker = %config.id, "shutting down: waiting for running jobs");
+    let _all = slots.acquire_many(config.concurrency.max(1) as u32).await;
+    Ok(())
+}
+
+async fn handle(executor: &Executor, queue: &ShardQueue, delivery: Delivery) {
+    match executor.execute(&delivery.job_id).await {
+        // The result is durably stored: only now is the entry acknowledged.
+        Ok(()) => {
+            if let Err(e) = queue.ack(&delivery).await {
+                warn!(job = %delivery.job_id, error = %e, "ack failed; the entry stays pending and may run again");
+            }
+        }
+        Err(e) => {
+            error!(job = %delivery.job_id, error = %e, "could not record the job's result; leaving it pending");
+        }
+    }
+}
