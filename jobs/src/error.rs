@@ -45,3 +45,21 @@ pub enum StoreError {
         job: String,
     },
 }
+
+impl StoreError {
+    /// Whether the failure is Redis being away for a moment — the connection dropped or was
+    /// refused, a timeout, or Redis still loading its data after a restart — so the same command
+    /// is worth sending again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.code() == Some("LOADING")
+            }
+            _ => false,
+        }
+    }
+}

@@ -115,8 +115,19 @@ impl ShardReader {
             .group(WORKER_GROUP, &self.consumer)
             .count(count.max(1))
             .block(self.block.as_millis() as usize);
-        let ids = vec![">"; self.streams.len()];
-        let reply: Option<StreamReadReply> = self.conn.xread_options(&self.streams, &ids, &options).await?;
+        self.read(">", &options).await
+    }
+
+    /// Up to `count` entries delivered to this consumer earlier and not yet acknowledged — what
+    /// it was working on when its connection (or Redis) went away. Does not block.
+    pub async fn pending(&mut self, count: usize) -> Result<Vec<Delivery>, StoreError> {
+        let options = StreamReadOptions::default().group(WORKER_GROUP, &self.consumer).count(count.max(1));
+        self.read("0", &options).await
+    }
+
+    async fn read(&mut self, from: &str, options: &StreamReadOptions) -> Result<Vec<Delivery>, StoreError> {
+        let ids = vec![from; self.streams.len()];
+        let reply: Option<StreamReadReply> = self.conn.xread_options(&self.streams, &ids, options).await?;
         let mut deliveries = Vec::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(index) = self.streams.iter().position(|s| *s == stream.key) else { continue };

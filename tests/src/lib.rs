@@ -54,11 +54,13 @@ pub struct StackOptions {
     pub concurrency: usize,
     /// How long workers wait for content no source has.
     pub fetch_timeout: Duration,
+    /// When Redis fsyncs its append-only file.
+    pub fsync: Fsync,
 }
 
 impl Default for StackOptions {
     fn default() -> StackOptions {
-        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10) }
+        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10), fsync: Fsync::EverySec }
     }
 }
 
@@ -82,9 +84,13 @@ pub struct Stack {
 impl Stack {
     /// Starts Redis, the gateway and the in-process workers.
     pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        // Logs of the stack's parts, shown for failing tests; `RUST_LOG` sets the level.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init().ok();
         let home = tempfile::tempdir()?;
         let redis_dir = home.path().join("redis");
-        let redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, Fsync::EverySec)).await??;
+        let fsync = options.fsync;
+        let redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, fsync)).await??;
         let store = Arc::new(FsBlockStore::open(home.path().join("blocks"))?);
         let (stop, _) = watch::channel(false);
 
@@ -190,13 +196,21 @@ impl Stack {
         Ok(body["id"].as_str().context("job without id")?.to_string())
     }
 
-    /// The job as the gateway reports it.
+    /// The job as the gateway reports it, asking again (for up to 10 s) while the gateway
+    /// answers 503 — Redis briefly away, as a client is told to.
     pub async fn job(&self, id: &str) -> anyhow::Result<Job> {
-        let response = self.http.get(format!("{}/v1/jobs/{id}", self.gateway)).send().await?;
-        if !response.status().is_success() {
-            bail!("GET job {id}: {}", response.status());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = self.http.get(format!("{}/v1/jobs/{id}", self.gateway)).send().await?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response.json().await?);
+            }
+            if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+                bail!("GET job {id}: {status}: {}", response.text().await.unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(response.json().await?)
     }
 
     /// Polls until the job is terminal, or fails after `limit`.

@@ -18,6 +18,7 @@ use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
 use tracing::{info, info_span, Instrument};
 
 use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
+use crate::retry::with_retries;
 
 /// Largest program accepted: larger modules are almost certainly not programs.
 pub const MAX_PROGRAM_BYTES: u64 = 256 << 20;
@@ -79,7 +80,7 @@ impl Executor {
             finished_at_ms: None,
             outcome: None,
         };
-        let job = match self.jobs.start_execution(job_id, &execution).await? {
+        let job = match with_retries("start_execution", || self.jobs.start_execution(job_id, &execution)).await? {
             Started::Running(job) => job,
             Started::AlreadyFinished(state) => {
                 info!(job = job_id, %state, "already finished; skipping duplicate delivery");
@@ -93,7 +94,7 @@ impl Executor {
             Ok(result) => ExecutionOutcome::Completed(result),
             Err(stop) => ExecutionOutcome::Failed(stop.failure),
         });
-        let state = self.jobs.finish_execution(job_id, &execution).await?;
+        let state = with_retries("finish_execution", || self.jobs.finish_execution(job_id, &execution)).await?;
         info!(job = job_id, %state, "job settled");
         Ok(())
     }

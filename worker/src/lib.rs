@@ -10,9 +10,11 @@
 
 pub mod cache;
 pub mod execute;
+pub mod retry;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_content::source::{HttpGatewaySource, SourceChain};
@@ -24,6 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::cache::{InputCache, ProgramCache};
 use crate::execute::Executor;
+use crate::retry::with_retries;
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -130,6 +133,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let shards: Vec<u32> = (0..config.shards).collect();
     let mut reader = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await?;
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // Entries this worker is running now: its pending list also holds them, and they must not
+    // be started twice when that list is re-read.
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Start by taking back what this worker id left pending (a restart, a lost connection).
+    let mut resume_pending = true;
     info!(worker = %config.id, shards = config.shards, concurrency = config.concurrency, "worker started");
     tokio::pin!(shutdown);
     loop {
@@ -140,21 +148,31 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
         };
         let free = slots.available_permits() + 1;
-        let deliveries = tokio::select! {
+        let read = tokio::select! {
             _ = &mut shutdown => break,
-            read = reader.next(free) => read,
+            read = async {
+                if resume_pending { reader.pending(free).await } else { reader.next(free).await }
+            } => read,
         };
-        let deliveries = match deliveries {
+        let deliveries = match read {
             Ok(deliveries) => deliveries,
             Err(e) => {
-                warn!(error = %e, "reading shard streams failed; retrying");
+                warn!(error = %e, "reading shard streams failed; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 if let Ok(fresh) = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await {
                     reader = fresh;
+                    resume_pending = true;
                 }
                 continue;
             }
         };
+        let deliveries: Vec<Delivery> = {
+            let mut running = in_flight.lock().expect("in-flight set is never poisoned");
+            deliveries.into_iter().filter(|d| running.insert(d.entry.clone())).collect()
+        };
+        if resume_pending && deliveries.is_empty() {
+            resume_pending = false;
+        }
         let mut permit = Some(permit);
         for delivery in deliveries {
             let permit = match permit.take() {
@@ -163,8 +181,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             };
             let executor = executor.clone();
             let queue = queue.clone();
+            let in_flight = in_flight.clone();
             tokio::spawn(async move {
-                handle(&executor, &queue, delivery).await;
+                handle(&executor, &queue, &delivery).await;
+                in_flight.lock().expect("in-flight set is never poisoned").remove(&delivery.entry);
                 drop(permit);
             });
         }
@@ -174,11 +194,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     Ok(())
 }
 
-async fn handle(executor: &Executor, queue: &ShardQueue, delivery: Delivery) {
+async fn handle(executor: &Executor, queue: &ShardQueue, delivery: &Delivery) {
     match executor.execute(&delivery.job_id).await {
         // The result is durably stored: only now is the entry acknowledged.
         Ok(()) => {
-            if let Err(e) = queue.ack(&delivery).await {
+            if let Err(e) = with_retries("ack", || queue.ack(delivery)).await {
                 warn!(job = %delivery.job_id, error = %e, "ack failed; the entry stays pending and may run again");
             }
         }
