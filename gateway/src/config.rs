@@ -9,14 +9,18 @@ use shoal_jobs::StoreError;
 pub struct GatewayConfig {
     /// The Redis holding jobs and shard streams, e.g. `redis://127.0.0.1:6379/`.
     pub redis_url: String,
-    /// How many shard streams jobs are spread over; must match the workers' setting.
+    /// How many shard streams jobs are spread over; at least 1, and the same as the workers'
+    /// setting (a job is placed by `hash(first input) mod shards`). Set by [`GatewayConfig::new`].
     pub shards: u32,
     /// The largest request body accepted, in bytes; larger ones get 413 without being read.
+    /// Default [`GatewayConfig::DEFAULT_MAX_BODY_BYTES`] (1 MiB); at least 1.
     pub max_body_bytes: usize,
     /// How long one request may take, body upload included, before it is answered with 504.
+    /// Default [`GatewayConfig::DEFAULT_REQUEST_TIMEOUT`] (30 s).
     pub request_timeout: Duration,
     /// How long one Redis command or connection attempt may take before the request fails with
     /// 503; short, so an unreachable Redis is reported rather than waited on.
+    /// Default [`GatewayConfig::DEFAULT_REDIS_TIMEOUT`] (2 s).
     pub redis_timeout: Duration,
 }
 
@@ -29,7 +33,7 @@ impl GatewayConfig {
     pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
     /// A configuration for the Redis at `redis_url` with `shards` shard streams and every other
-    /// setting at its default.
+    /// setting at its default: 1 MiB bodies, 30 s per request, 2 s per Redis command.
     pub fn new(redis_url: impl Into<String>, shards: u32) -> GatewayConfig {
         GatewayConfig {
             redis_url: redis_url.into(),

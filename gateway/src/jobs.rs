@@ -3,13 +3,15 @@
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use std::time::Duration;
+
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use futures::future::try_join_all;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use shoal_jobs::{ContentId, Created, Job, JobSpec, JobState, StoreError};
 
@@ -26,13 +28,21 @@ const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 const DEFAULT_PAGE: usize = 50;
 /// The largest page `GET /v1/jobs` returns.
 const MAX_PAGE: usize = 500;
+/// At most this much of a refused body is still read (and discarded) before the connection
+/// is closed; see [`linger`].
+const LINGER_BYTES: usize = 16 << 20;
+/// At most this long is a refused body still read before the connection is closed.
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// `POST /v1/jobs`: stores a job for the JSON spec in the body and puts it on its shard stream.
 ///
 /// 202 with the new job; with an `Idempotency-Key` seen before for the same spec, 200 with the
 /// job that key created (and `Idempotent-Replayed: true`), which is not queued again.
 pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let body = read_json_body(&headers, body, app.config.max_body_bytes).await?;
+    let body = match read_json_body(&headers, body, app.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(refused) => return Ok(refused),
+    };
     let spec = JobSpec::from_json(&body)?;
     let idempotency_key = idempotency_key(&headers)?;
     let shard = app.placement.route(&spec);
@@ -60,30 +70,73 @@ fn job_response(status: StatusCode, job: Job, replayed: bool) -> Response {
 }
 
 /// Reads a JSON request body of at most `limit` bytes. A declared length over the limit is
-/// refused before a byte is read; a body without one is cut off as soon as it passes the limit.
-async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// refused before a byte is read; a body without one is refused as soon as it passes the limit.
+///
+/// A refusal is the complete answer, sent with `Connection: close` since the connection cannot
+/// be reused with the rest of the body unread.
+async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
     let content_type = headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
     // The media type without its parameters (`; charset=utf-8`), compared case-insensitively.
     let essence = content_type.and_then(|t| t.split(';').next()).map(str::trim);
     if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!("the body must be a JSON job spec sent with Content-Type: application/json, not {}", content_type.unwrap_or("no Content-Type")),
-        ));
+        );
+        return Err(refuse_unread(error, body));
     }
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than the limit of {limit} bytes"))
     };
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large());
+        return Err(refuse_unread(too_large(), body));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {error}"))),
+    let mut body = body;
+    let mut read = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {error}")).into_response()
+        })?;
+        let Some(data) = frame.data_ref() else { continue };
+        if read.len() + data.len() > limit {
+            return Err(refuse_unread(too_large(), body));
+        }
+        read.extend_from_slice(data);
     }
+    Ok(Bytes::from(read))
+}
+
+/// The answer to a request refused before its body was read to the end.
+fn refuse_unread(error: ApiError, body: Body) -> Response {
+    linger(body);
+    let mut response = error.into_response();
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Reads and discards what follows of a refused body, up to [`LINGER_BYTES`] and
+/// [`LINGER_TIME`], in the background.
+///
+/// Closing a connection the client is still sending on makes the kernel reset it, and a client
+/// that meets the reset while writing reports a broken pipe instead of the answer on its way.
+/// Reading on for a little while (nginx's "lingering close") lets the client read the answer
+/// first; the caps keep a client from making the gateway read an unbounded body.
+fn linger(mut body: Body) {
+    tokio::spawn(async move {
+        let drain = async {
+            let mut drained = 0;
+            while drained < LINGER_BYTES {
+                match body.frame().await {
+                    Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
+                    Some(Err(_)) | None => break,
+                }
+            }
+        };
+        // Running out of time is the expected end for a client that keeps sending.
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {

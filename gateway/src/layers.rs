@@ -70,17 +70,24 @@ async fn timeout(State(limit): State<Duration>, request: Request, next: Next) ->
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::StatusCode;
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     use super::*;
 
+    async fn panics() -> &'static str {
+        panic!("boom")
+    }
+
+    async fn never_answers() -> &'static str {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        "too late"
+    }
+
     fn app(timeout: Duration) -> Router {
-        let router = Router::new()
-            .route("/panic", get(|| async { panic!("boom") }))
-            .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(3600)).await }));
+        let router = Router::new().route("/panic", get(panics)).route("/slow", get(never_answers));
         apply(router, Arc::new(Metrics::new()), timeout)
     }
 
@@ -90,8 +97,6 @@ mod tests {
         let body = body.collect().await.unwrap().to_bytes();
         (parts.status, parts.headers, serde_json::from_slice(&body).unwrap())
     }
-
-    use axum::http::HeaderMap;
 
     #[tokio::test]
     async fn a_panic_becomes_a_json_500_with_the_request_id() {

@@ -12,9 +12,13 @@
 //!
 //! Every error is `{"error": {"code": "...", "message": "...", "field": "..."}}` (`field` when
 //! one request field is at fault, e.g. `inputs[0].cid`). Bad specs are **400** (`malformed_json`,
-//! or `invalid_spec` with the field); a wrong content type **415**; a body over the limit **413**;
+//! or `invalid_spec` with the field); a wrong content type **415**; a body over the limit **413**
+//! (answered as soon as the type or the size is known, with `Connection: close`; a refused body is
+//! never buffered);
 //! Redis unreachable **503**; a request over [`GatewayConfig::request_timeout`] **504**.
 //! Every answer carries `x-request-id` (the client's, or a fresh one).
+
+#![warn(missing_docs)]
 
 mod api_error;
 mod config;

@@ -24,4 +24,4 @@ pub use model::{
 pub use queue::{Delivery, ShardQueue, ShardReader};
 pub use router::ShardRouter;
 pub use server::{Fsync, RedisServer};
-pub use store::{now_ms, Created, JobStore, Started};
+pub use store::{now_ms, Created, JobStore, Listed, Started};

@@ -27,11 +27,14 @@ pub enum Created {
     Existing(Job),
 }
 
+/// A job in a listing: its creation time in ms and its id (also the listing's cursor).
+pub type Listed = (u64, String);
+
 /// What [`JobStore::start_execution`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
     /// The execution is recorded and the job is running.
-    Running(Job),
+    Running(Box<Job>),
     /// The job had already finished; nothing was changed and the delivery should be acked.
     AlreadyFinished(JobState),
 }
@@ -152,7 +155,7 @@ impl JobStore {
         let created_at = now_ms();
         let keys = JobKeys::of(&id);
         let spec_json = serde_json::to_string(spec).expect("a JobSpec always serialises");
-        let _: i32 = self
+        let stored: i32 = self
             .create
             .key(&keys.job)
             .key(&keys.executions)
@@ -165,7 +168,9 @@ impl JobStore {
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
-        Ok(Created::New(job))
+        // Two requests with one key can both reach the script; only the one that stored the
+        // job reports it as new (and so queues it).
+        Ok(if stored == 1 { Created::New(job) } else { Created::Existing(job) })
     }
 
     /// The job `id` with its executions, or `None`.
@@ -185,31 +190,25 @@ impl JobStore {
 
     /// Job ids in `state`, newest first, at most `limit`, starting after the cursor `before`
     /// (a creation time in ms and an id) for pagination. Returns the page and the next cursor.
-    pub async fn list(
-        &self,
-        state: JobState,
-        limit: usize,
-        before: Option<(u64, String)>,
-    ) -> Result<(Vec<(u64, String)>, Option<(u64, String)>), StoreError> {
+    pub async fn list(&self, state: JobState, limit: usize, before: Option<Listed>) -> Result<(Vec<Listed>, Option<Listed>), StoreError> {
         let mut conn = self.conn.clone();
-        let max = before.as_ref().map_or("+inf".to_string(), |(ms, _)| ms.to_string());
         let mut pipe = redis::pipe();
         for tag in keys::all_job_tags() {
             // Each tag's index is read separately: on a cluster they live in different slots.
-            pipe.cmd("ZRANGE")
-                .arg(keys::state_index(&tag, state))
-                .arg(&max)
-                .arg("-inf")
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
-                .arg("WITHSCORES");
+            let index = keys::state_index(&tag, state);
+            let newest = match &before {
+                None => "+inf".to_string(),
+                // Strictly older than the cursor's millisecond; jobs of that very millisecond
+                // are read whole below, since the limit would cut them before the id filter.
+                Some((ms, _)) => format!("({ms}"),
+            };
+            pipe.cmd("ZRANGE").arg(&index).arg(newest).arg("-inf").arg("BYSCORE").arg("REV").arg("LIMIT").arg(0).arg(limit + 1).arg("WITHSCORES");
+            if let Some((ms, _)) = &before {
+                pipe.cmd("ZRANGE").arg(&index).arg(ms).arg(ms).arg("BYSCORE").arg("WITHSCORES");
+            }
         }
         let pages: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
-        let mut all: Vec<(u64, String)> =
-            pages.into_iter().flatten().map(|(id, score)| (score as u64, id)).collect();
+        let mut all: Vec<Listed> = pages.into_iter().flatten().map(|(id, score)| (score as u64, id)).collect();
         all.sort_by(|a, b| b.cmp(a));
         if let Some(cursor) = &before {
             all.retain(|entry| entry < cursor);
@@ -237,7 +236,7 @@ impl JobStore {
             .await?;
         match reply.first().map(String::as_str) {
             Some("running") => {
-                Ok(Started::Running(self.get(id).await?.ok_or_else(|| StoreError::JobNotFound(id.into()))?))
+                Ok(Started::Running(Box::new(self.get(id).await?.ok_or_else(|| StoreError::JobNotFound(id.into()))?)))
             }
             Some("terminal") => Ok(Started::AlreadyFinished(parse_state(&keys.job, reply.get(1))?)),
             _ => Err(StoreError::JobNotFound(id.to_string())),

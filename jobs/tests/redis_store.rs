@@ -127,3 +127,65 @@ async fn a_delivery_stays_pending_until_acked() {
     assert_eq!(pending.count(), 0);
     assert_eq!(queue.len(1).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn listing_keeps_jobs_created_in_the_same_millisecond_across_pages() {
+    let (_dir, _server, client, store, _) = setup().await;
+    // Four ids of one tag, two of them in one millisecond, indexed directly so the times are
+    // exact (page boundaries fall inside that millisecond).
+    let mut ids: Vec<String> = Vec::new();
+    while ids.len() < 4 {
+        let id = ulid::Ulid::new().to_string();
+        if keys::job_tag(&id) == keys::job_tag(ids.first().unwrap_or(&id)) {
+            ids.push(id);
+        }
+    }
+    let times = [1000u64, 1000, 999, 998];
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let index = keys::state_index(&keys::job_tag(&ids[0]), JobState::Queued);
+    for (id, ms) in ids.iter().zip(times) {
+        let _: () = redis::cmd("ZADD").arg(&index).arg(ms).arg(id).query_async(&mut conn).await.unwrap();
+    }
+    let mut expected: Vec<(u64, String)> = times.iter().copied().zip(ids.iter().cloned()).collect();
+    expected.sort_by(|a, b| b.cmp(a));
+    for limit in [1, 2, 3] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = store.list(JobState::Queued, limit, cursor).await.unwrap();
+            assert!(page.len() <= limit);
+            seen.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "limit {limit}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_key_store_and_report_one_new_job() {
+    let (_dir, _server, _client, store, _) = setup().await;
+    for round in 0..200 {
+        let key = format!("race-{round}");
+        let spec = spec(&["race"]);
+        let attempts = (0..8).map(|_| store.create(&spec, 0, Some(&key)));
+        let results = futures::future::join_all(attempts).await;
+        let mut ids = std::collections::BTreeSet::new();
+        let mut new = 0;
+        for result in results {
+            match result.unwrap() {
+                Created::New(job) => {
+                    new += 1;
+                    ids.insert(job.id);
+                }
+                Created::Existing(job) => {
+                    ids.insert(job.id);
+                }
+            }
+        }
+        assert_eq!(new, 1, "round {round}: exactly one request queues the job");
+        assert_eq!(ids.len(), 1, "round {round}: one job");
+    }
+}

@@ -119,3 +119,76 @@ impl Drop for RemoveOnError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use shoal_content::{Block, Codec};
+
+    use super::*;
+
+    fn cid(n: u8) -> Cid {
+        *Block::encode(Codec::Raw, vec![n]).cid()
+    }
+
+    /// A fetch that writes `bytes` bytes into its directory and counts its calls.
+    async fn write_file(root: PathBuf, bytes: usize, calls: &AtomicUsize) -> Result<(PathBuf, u64), String> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+        std::fs::write(root.join("data"), vec![7u8; bytes]).map_err(|e| e.to_string())?;
+        Ok((root, bytes as u64))
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_fetch_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = InputCache::new(dir.path().join("inputs"), 1 << 20).unwrap();
+        let calls = AtomicUsize::new(0);
+        let (a, b) = tokio::join!(
+            cache.get_or_fetch(cid(1), |root| write_file(root, 10, &calls)),
+            cache.get_or_fetch(cid(1), |root| write_file(root, 10, &calls)),
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(a.unwrap().dir, b.unwrap().dir);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_leaves_nothing_behind_and_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = InputCache::new(dir.path().join("inputs"), 1 << 20).unwrap();
+        let failed = cache
+            .get_or_fetch(cid(2), |root| async move {
+                std::fs::create_dir_all(root.join("half")).unwrap();
+                Err::<(PathBuf, u64), _>("source went away".to_string())
+            })
+            .await;
+        assert_eq!(*failed.unwrap_err(), "source went away");
+        assert_eq!(std::fs::read_dir(cache.root()).unwrap().count(), 0, "the half-written input is removed");
+        let calls = AtomicUsize::new(0);
+        cache.get_or_fetch(cid(2), |root| write_file(root, 10, &calls)).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the failure was not cached");
+    }
+
+    #[tokio::test]
+    async fn evicted_inputs_are_removed_from_disk_once_no_job_uses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for one 64 KiB input, not two.
+        let cache = InputCache::new(dir.path().join("inputs"), 100 << 10).unwrap();
+        let calls = AtomicUsize::new(0);
+        let first = cache.get_or_fetch(cid(3), |root| write_file(root, 64 << 10, &calls)).await.unwrap();
+        let first_dir = first.dir.clone();
+        for n in 4..8 {
+            cache.get_or_fetch(cid(n), |root| write_file(root, 64 << 10, &calls)).await.unwrap();
+        }
+        cache.cache.run_pending_tasks().await;
+        assert!(cache.cache.entry_count() <= 1, "{} entries kept", cache.cache.entry_count());
+        assert!(first_dir.exists(), "still mounted by a running job");
+        let kept_first = cache.cache.contains_key(&cid(3));
+        drop(first);
+        cache.cache.run_pending_tasks().await;
+        assert_eq!(first_dir.exists(), kept_first, "an evicted input goes once its last job is done");
+        let on_disk = std::fs::read_dir(cache.root()).unwrap().count() as u64;
+        assert_eq!(on_disk, cache.cache.entry_count(), "only cached inputs stay on disk");
+    }
+}

@@ -1,0 +1,625 @@
+//! The gateway's HTTP API end to end: a real `redis-server`, the router served on a loopback
+//! port, and a real HTTP client.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::streams::StreamRangeReply;
+use redis::AsyncCommands;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use shoal_gateway::{router, serve, GatewayConfig, GatewayError};
+use shoal_jobs::keys::shard_stream;
+use shoal_jobs::server::free_port;
+use shoal_jobs::{
+    now_ms, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobStore, RedisServer,
+    ShardQueue,
+};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+const INPUT: &str = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354";
+const OUTPUT: &str = "bafybeiedpcapwld4tkgtzwahfofgn4wex5ryysf4se6hwpmlrsh4ntnrau";
+const SHARDS: u32 = 4;
+/// Longest any single wait in these tests may take before it counts as a hang.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A valid spec with every field given (so it reads back unchanged); `tag` goes into `args`
+/// so different tags give different specs.
+fn spec(tag: &str) -> Value {
+    json!({
+        "program": PROGRAM,
+        "entrypoint": "_start",
+        "args": ["--tag", tag],
+        "env": {"MODE": "test"},
+        "inputs": [{"cid": INPUT, "path": "/data"}],
+        "limits": {"fuel": 1_000_000, "memory_bytes": 67_108_864, "wall_time_ms": 10_000, "output_bytes": 1_048_576, "log_bytes": 65_536},
+        "verification": {"mode": "none"}
+    })
+}
+
+/// A gateway on a loopback port over its own Redis; both stop when it is dropped.
+struct Gateway {
+    base: String,
+    http: reqwest::Client,
+    redis: RedisServer,
+    _shutdown: oneshot::Sender<()>,
+    _dir: TempDir,
+}
+
+impl Gateway {
+    async fn start() -> Gateway {
+        Gateway::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut GatewayConfig)) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let redis = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+        let mut config = GatewayConfig::new(redis.url(), SHARDS);
+        adjust(&mut config);
+        let app = router(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        tokio::spawn(serve(listener, app, async move {
+            stop.await.ok();
+        }));
+        Gateway { base, http: reqwest::Client::new(), redis, _shutdown: shutdown, _dir: dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn submit(&self, spec: &Value, idempotency_key: Option<&str>) -> Response {
+        let mut request = self.http.post(self.url("/v1/jobs")).json(spec);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn post_raw(&self, content_type: Option<&str>, body: &'static str) -> Response {
+        let mut request = self.http.post(self.url("/v1/jobs")).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Submits `spec` and returns the new job's id.
+    async fn create(&self, spec: &Value) -> String {
+        let response = self.submit(spec, None).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let job: Value = response.json().await.unwrap();
+        job["id"].as_str().unwrap().to_string()
+    }
+
+    async fn redis(&self) -> ConnectionManager {
+        redis::Client::open(self.redis.url()).unwrap().get_connection_manager().await.unwrap()
+    }
+
+    /// How many entries of shard `shard`'s stream carry job `job`.
+    async fn entries_for(&self, shard: u32, job: &str) -> usize {
+        let reply: StreamRangeReply = self.redis().await.xrange_all(shard_stream(shard)).await.unwrap();
+        reply.ids.iter().filter(|entry| entry.get::<String>("job").as_deref() == Some(job)).count()
+    }
+
+    async fn total_backlog(&self) -> u64 {
+        let queue = ShardQueue::new(self.redis().await);
+        let mut total = 0;
+        for shard in 0..SHARDS {
+            total += queue.len(shard).await.unwrap();
+        }
+        total
+    }
+}
+
+/// Asserts an error answer's status and code, and returns its `error` object.
+async fn expect_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()[CONTENT_TYPE].to_str().unwrap().to_string();
+    assert_eq!(content_type, "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    body["error"].clone()
+}
+
+fn execution(n: u32) -> Execution {
+    Execution { id: format!("w1-{n}"), worker: "w1".into(), started_at_ms: now_ms(), finished_at_ms: None, outcome: None }
+}
+
+fn cid(s: &str) -> ContentId {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_job_is_stored_queued_and_put_on_its_shard_stream() {
+    let gateway = Gateway::start().await;
+    let response = gateway.submit(&spec("a"), None).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()[LOCATION].to_str().unwrap().to_string();
+    let job: Value = response.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(id.len(), 26, "{id} is not a ULID");
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+    assert_eq!(job["state"], "queued");
+
+    let response = gateway.get(&location).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let read: Value = response.json().await.unwrap();
+    assert_eq!(read["id"], id);
+    assert_eq!(read["state"], "queued");
+    assert_eq!(read["spec"], spec("a"), "the stored spec is the submitted one");
+    assert_eq!(read["executions"], json!([]));
+
+    let shard = read["shard"].as_u64().unwrap() as u32;
+    assert!(shard < SHARDS);
+    assert_eq!(gateway.entries_for(shard, id).await, 1);
+    assert_eq!(gateway.total_backlog().await, 1);
+    // Ids are case-insensitive ULIDs: the lower-case form names the same job.
+    let lower = gateway.get(&format!("/v1/jobs/{}", id.to_lowercase())).await;
+    assert_eq!(lower.status(), StatusCode::OK);
+    assert_eq!(lower.json::<Value>().await.unwrap()["id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_and_spec_return_the_first_job_without_queueing_it_again() {
+    let gateway = Gateway::start().await;
+    let first = gateway.submit(&spec("a"), Some("order-17")).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    let again = gateway.submit(&spec("a"), Some("order-17")).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let location = again.headers()[LOCATION].to_str().unwrap().to_string();
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(location, format!("/v1/jobs/{}", first["id"].as_str().unwrap()));
+
+    let shard = first["shard"].as_u64().unwrap() as u32;
+    assert_eq!(gateway.entries_for(shard, first["id"].as_str().unwrap()).await, 1);
+    assert_eq!(gateway.total_backlog().await, 1);
+
+    // Another key is another job.
+    let other = gateway.submit(&spec("a"), Some("order-18")).await;
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["id"], first["id"]);
+    assert_eq!(gateway.total_backlog().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_reused_for_another_spec_is_422_and_creates_nothing() {
+    let gateway = Gateway::start().await;
+    let first = gateway.submit(&spec("a"), Some("key-1")).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+
+    let error = expect_error(gateway.submit(&spec("b"), Some("key-1")).await, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused").await;
+    assert!(error["message"].as_str().unwrap().contains(first["id"].as_str().unwrap()), "{error}");
+    assert_eq!(gateway.total_backlog().await, 1);
+    let listed: Value = gateway.get("/v1/jobs").await.json().await.unwrap();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_idempotency_key_is_400() {
+    let gateway = Gateway::start().await;
+    let long = "k".repeat(256);
+    expect_error(gateway.submit(&spec("a"), Some(&long)).await, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/jobs"))
+        .json(&spec("a"))
+        .header("idempotency-key", reqwest::header::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
+    assert_eq!(gateway.total_backlog().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_specs_are_400_naming_the_field_and_why() {
+    let gateway = Gateway::start().await;
+    let json = Some("application/json");
+
+    let error = expect_error(gateway.post_raw(json, r#"{"program": "#).await, StatusCode::BAD_REQUEST, "malformed_json").await;
+    assert!(error.get("field").is_none(), "{error}");
+
+    let unknown = format!(r#"{{"program":"{PROGRAM}","colour":"blue"}}"#).leak();
+    let error = expect_error(gateway.post_raw(json, unknown).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    assert_eq!(error["field"], "colour");
+    assert!(error["message"].as_str().unwrap().contains("unknown field `colour`"), "{error}");
+
+    let mut bad_cid = spec("a");
+    bad_cid["inputs"][0]["cid"] = json!("bafynotacid");
+    let error = expect_error(gateway.submit(&bad_cid, None).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    assert_eq!(error["field"], "inputs[0].cid");
+    assert!(error["message"].as_str().unwrap().contains("invalid CID"), "{error}");
+
+    let mut zero_fuel = spec("a");
+    zero_fuel["limits"]["fuel"] = json!(0);
+    let error = expect_error(gateway.submit(&zero_fuel, None).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    assert_eq!(error["field"], "limits.fuel");
+
+    let error = expect_error(gateway.post_raw(json, r#"{"args":[]}"#).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    assert!(error["message"].as_str().unwrap().contains("missing field `program`"), "{error}");
+
+    assert_eq!(gateway.total_backlog().await, 0, "no rejected spec is queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_declared_json_is_415() {
+    let gateway = Gateway::start().await;
+    let body = format!(r#"{{"program":"{PROGRAM}"}}"#).leak();
+    expect_error(gateway.post_raw(Some("text/plain"), body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    expect_error(gateway.post_raw(None, body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    // Parameters and case do not matter.
+    let response = gateway.post_raw(Some("Application/JSON; charset=utf-8"), body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+/// A body of `total` bytes of JSON whitespace, produced chunk by chunk as the client sends it;
+/// `pulled` counts the bytes the client has taken from it.
+fn generated_body(total: u64, pulled: Arc<AtomicU64>) -> reqwest::Body {
+    const CHUNK: usize = 64 << 10;
+    let chunk = Bytes::from(vec![b' '; CHUNK]);
+    let chunks = total / CHUNK as u64;
+    let stream = futures::stream::iter(0..chunks).map(move |_| {
+        pulled.fetch_add(CHUNK as u64, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(chunk.clone())
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_gigabyte_body_is_refused_with_413_without_being_read() {
+    const GIB: u64 = 1 << 30;
+    // Far below 1 GiB, far above what loopback socket buffers can hold.
+    const MOST_READ: u64 = 64 << 20;
+    let gateway = Gateway::start().await;
+
+    for declared in [true, false] {
+        let pulled = Arc::new(AtomicU64::new(0));
+        let mut request = gateway
+            .http
+            .post(gateway.url("/v1/jobs"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(generated_body(GIB, pulled.clone()));
+        if declared {
+            request = request.header(CONTENT_LENGTH, GIB);
+        }
+        let response = tokio::time::timeout(DEADLINE, request.send())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to a 1 GiB body (declared length: {declared})"))
+            .unwrap();
+        assert_eq!(response.headers()["connection"], "close", "a connection with a body left unread is not reused");
+        let error = expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+        assert!(error["message"].as_str().unwrap().contains(&GatewayConfig::DEFAULT_MAX_BODY_BYTES.to_string()), "{error}");
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(pulled < MOST_READ, "the client sent {pulled} bytes before the answer (declared length: {declared})");
+    }
+    // The gateway still serves after both.
+    assert_eq!(gateway.get("/healthz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_stalls_is_answered_504_after_the_request_timeout() {
+    let gateway = Gateway::start_with(|config| config.request_timeout = Duration::from_millis(300)).await;
+    let opening = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"{\"program\":")) });
+    let stalled = opening.chain(futures::stream::pending());
+    let request = gateway
+        .http
+        .post(gateway.url("/v1/jobs"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(reqwest::Body::wrap_stream(stalled))
+        .send();
+    let response = tokio::time::timeout(DEADLINE, request).await.expect("a stalled upload was never answered").unwrap();
+    expect_error(response, StatusCode::GATEWAY_TIMEOUT, "timeout").await;
+    assert_eq!(gateway.total_backlog().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_returns_once_shutdown_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let app = router(GatewayConfig::new(redis.url(), SHARDS)).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app, async move {
+        stop.await.ok();
+    }));
+    let health = reqwest::get(format!("http://{address}/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    shutdown.send(()).unwrap();
+    tokio::time::timeout(DEADLINE, server).await.expect("serve did not return after shutdown").unwrap().unwrap();
+    assert!(reqwest::get(format!("http://{address}/healthz")).await.is_err(), "still serving after shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_at_the_configured_limit_is_accepted_and_one_byte_more_is_not() {
+    let body = format!(r#"{{"program":"{PROGRAM}"}}"#);
+    let gateway = Gateway::start_with(|config| config.max_body_bytes = body.len()).await;
+    let send = |body: String| gateway.http.post(gateway.url("/v1/jobs")).header(CONTENT_TYPE, "application/json").body(body).send();
+    assert_eq!(send(body.clone()).await.unwrap().status(), StatusCode::ACCEPTED);
+    expect_error(send(format!("{body} ")).await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_invalid_job_ids() {
+    let gateway = Gateway::start().await;
+    let unknown = ulid::Ulid::new().to_string();
+    let error = expect_error(gateway.get(&format!("/v1/jobs/{unknown}")).await, StatusCode::NOT_FOUND, "job_not_found").await;
+    assert!(error["message"].as_str().unwrap().contains(&unknown), "{error}");
+    expect_error(gateway.get(&format!("/v1/jobs/{unknown}/result")).await, StatusCode::NOT_FOUND, "job_not_found").await;
+
+    let error = expect_error(gateway.get("/v1/jobs/not-a-ulid").await, StatusCode::BAD_REQUEST, "invalid_job_id").await;
+    assert_eq!(error["field"], "id");
+    expect_error(gateway.get("/v1/jobs/not-a-ulid/result").await, StatusCode::BAD_REQUEST, "invalid_job_id").await;
+
+    expect_error(gateway.get("/v2/nothing").await, StatusCode::NOT_FOUND, "not_found").await;
+    let delete = gateway.http.delete(gateway.url("/v1/jobs")).send().await.unwrap();
+    expect_error(delete, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_result_follows_the_jobs_life() {
+    let gateway = Gateway::start().await;
+    let store = JobStore::new(gateway.redis().await);
+
+    let id = gateway.create(&spec("ok")).await;
+    let error = expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_finished").await;
+    assert_eq!(error["state"], "queued");
+
+    store.start_execution(&id, &execution(1)).await.unwrap();
+    let error = expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_finished").await;
+    assert_eq!(error["state"], "running");
+    let status: Value = gateway.get(&format!("/v1/jobs/{id}")).await.json().await.unwrap();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["executions"][0]["worker"], "w1");
+
+    let result = ExecutionResult {
+        exit_code: 0,
+        output: cid(OUTPUT),
+        stdout: cid(PROGRAM),
+        stderr: cid(INPUT),
+        fuel_consumed: 12_345,
+        fetch_ms: 3,
+        run_ms: 7,
+    };
+    let mut done = execution(1);
+    done.finished_at_ms = Some(now_ms());
+    done.outcome = Some(ExecutionOutcome::Completed(result));
+    store.finish_execution(&id, &done).await.unwrap();
+    let response = gateway.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"job": id, "state": "succeeded", "output": OUTPUT, "stdout": PROGRAM, "stderr": INPUT, "exit_code": 0, "fuel_consumed": 12_345})
+    );
+
+    let failed = gateway.create(&spec("trap")).await;
+    store.start_execution(&failed, &execution(2)).await.unwrap();
+    let mut trapped = execution(2);
+    trapped.finished_at_ms = Some(now_ms());
+    trapped.outcome = Some(ExecutionOutcome::Failed(Failure {
+        reason: FailureReason::Trap,
+        message: "wasm trap: unreachable".into(),
+        stderr: None,
+        fuel_consumed: Some(10),
+    }));
+    store.finish_execution(&failed, &trapped).await.unwrap();
+    let error = expect_error(gateway.get(&format!("/v1/jobs/{failed}/result")).await, StatusCode::UNPROCESSABLE_ENTITY, "job_failed").await;
+    assert_eq!(error["state"], "failed");
+    assert_eq!(error["reason"], "trap");
+    assert!(error["message"].as_str().unwrap().contains("unreachable"), "{error}");
+}
+
+/// Follows `next_cursor` from `first` to the last page, returning every listed id in order and
+/// the number of pages.
+async fn walk_pages(gateway: &Gateway, first: &str) -> (Vec<String>, usize) {
+    let (mut ids, mut pages) = (Vec::new(), 0);
+    let mut path = first.to_string();
+    loop {
+        let response = gateway.get(&path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let page: Value = response.json().await.unwrap();
+        pages += 1;
+        assert!(pages <= 100, "pagination does not end");
+        ids.extend(page["jobs"].as_array().unwrap().iter().map(|job| job["id"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(next) => {
+                let cursor = page["next_cursor"].as_str().unwrap();
+                assert!(next.contains(cursor), "{page}");
+                path = next.to_string();
+            }
+            None => {
+                assert!(page["next_cursor"].is_null(), "{page}");
+                return (ids, pages);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_filters_by_state_and_pages_without_duplicates_or_misses() {
+    let gateway = Gateway::start().await;
+    let store = JobStore::new(gateway.redis().await);
+    let mut created = Vec::new();
+    for n in 0..11 {
+        created.push(gateway.create(&spec(&format!("job-{n}"))).await);
+    }
+    let running: Vec<String> = created.iter().step_by(3).cloned().collect();
+    for (n, id) in running.iter().enumerate() {
+        store.start_execution(id, &execution(n as u32)).await.unwrap();
+    }
+    let queued: Vec<String> = created.iter().filter(|id| !running.contains(id)).cloned().collect();
+    // Newest first: ULIDs sort by creation time, and these were created one after another.
+    let newest_first = |ids: &[String]| {
+        let mut ids = ids.to_vec();
+        ids.sort_by(|a, b| b.cmp(a));
+        ids
+    };
+
+    let (ids, pages) = walk_pages(&gateway, "/v1/jobs?state=queued&limit=3").await;
+    assert_eq!(ids, newest_first(&queued));
+    assert_eq!(pages, 3);
+
+    let (ids, pages) = walk_pages(&gateway, "/v1/jobs?state=running&limit=2").await;
+    assert_eq!(ids, newest_first(&running));
+    assert_eq!(pages, 2);
+
+    let (ids, _) = walk_pages(&gateway, "/v1/jobs?limit=4").await;
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "duplicates in {ids:?}");
+    assert_eq!(ids, newest_first(&created));
+
+    let (ids, pages) = walk_pages(&gateway, "/v1/jobs?state=succeeded").await;
+    assert!(ids.is_empty());
+    assert_eq!(pages, 1);
+
+    let page: Value = gateway.get("/v1/jobs?state=running").await.json().await.unwrap();
+    assert!(page["jobs"].as_array().unwrap().iter().all(|job| job["state"] == "running"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_listing_parameters_are_400_naming_the_parameter() {
+    let gateway = Gateway::start().await;
+    for (query, field) in [
+        ("state=done", "state"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=nonsense", "cursor"),
+        ("cursor=12-notaulid", "cursor"),
+    ] {
+        let error = expect_error(gateway.get(&format!("/v1/jobs?{query}")).await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+        assert_eq!(error["field"], field, "{query}: {error}");
+    }
+    expect_error(gateway.get("/v1/jobs?colour=blue").await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+}
+
+/// Polls `/healthz` until it answers `want`, failing after [`DEADLINE`].
+async fn wait_for_health(gateway: &Gateway, want: StatusCode) -> Response {
+    let started = Instant::now();
+    loop {
+        let response = gateway.get("/healthz").await;
+        if response.status() == want {
+            return response;
+        }
+        assert!(started.elapsed() < DEADLINE, "/healthz still answers {} after {DEADLINE:?}", response.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_redis_down_and_back_without_restarting_the_gateway() {
+    let mut gateway = Gateway::start().await;
+    let response = gateway.get("/healthz").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+
+    tokio::task::block_in_place(|| gateway.redis.kill());
+    // Nothing can answer a PING now, so the very first check after the kill must fail.
+    let error = expect_error(gateway.get("/healthz").await, StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable").await;
+    assert!(!error["message"].as_str().unwrap().is_empty());
+    expect_error(gateway.submit(&spec("down"), None).await, StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable").await;
+    let unknown = ulid::Ulid::new().to_string();
+    expect_error(gateway.get(&format!("/v1/jobs/{unknown}")).await, StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable").await;
+
+    tokio::task::block_in_place(|| gateway.redis.restart()).unwrap();
+    wait_for_health(&gateway, StatusCode::OK).await;
+    let response = gateway.submit(&spec("after"), None).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let job: Value = response.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(gateway.entries_for(job["shard"].as_u64().unwrap() as u32, id).await, 1);
+    assert_eq!(gateway.get(&format!("/v1/jobs/{id}")).await.status(), StatusCode::OK);
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed) in a metrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_and_status_and_report_the_backlog() {
+    let gateway = Gateway::start().await;
+    for n in 0..3 {
+        gateway.create(&spec(&format!("m{n}"))).await;
+    }
+    gateway.post_raw(Some("application/json"), "{").await;
+    let id = ulid::Ulid::new().to_string();
+    gateway.get(&format!("/v1/jobs/{id}")).await;
+    gateway.get(&format!("/v1/jobs/{}", ulid::Ulid::new())).await;
+    gateway.get("/no/such/path").await;
+
+    let response = gateway.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = response.text().await.unwrap();
+    let count = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no sample {series} in:\n{text}"));
+    assert_eq!(count(r#"shoal_gateway_http_requests_total{method="POST",route="/v1/jobs",status="202"}"#), 3.0);
+    assert_eq!(count(r#"shoal_gateway_http_requests_total{method="POST",route="/v1/jobs",status="400"}"#), 1.0);
+    assert_eq!(count(r#"shoal_gateway_http_requests_total{method="GET",route="/v1/jobs/{id}",status="404"}"#), 2.0);
+    assert_eq!(count(r#"shoal_gateway_http_requests_total{method="GET",route="unmatched",status="404"}"#), 1.0);
+    assert_eq!(count(r#"shoal_gateway_http_request_duration_seconds_count{method="POST",route="/v1/jobs"}"#), 4.0);
+    assert_eq!(count("shoal_gateway_jobs_submitted_total"), 3.0);
+    assert_eq!(count("shoal_gateway_redis_up"), 1.0);
+    let backlog: f64 = (0..SHARDS).map(|shard| count(&format!(r#"shoal_gateway_shard_backlog{{shard="{shard}"}}"#))).sum();
+    assert_eq!(backlog, 3.0);
+    assert!(text.trim_end().ends_with("# EOF"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_echoed_or_generated() {
+    let gateway = Gateway::start().await;
+    let response = gateway.http.get(gateway.url("/healthz")).header("x-request-id", "client-chose-this").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "client-chose-this");
+
+    // Error answers carry it too.
+    let response = gateway.http.get(gateway.url("/v1/jobs/bad")).header("x-request-id", "req-2").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["x-request-id"], "req-2");
+
+    let mut generated = BTreeSet::new();
+    for _ in 0..2 {
+        let response = gateway.get("/healthz").await;
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(id.len(), 36, "{id} is not a UUID");
+        generated.insert(id);
+    }
+    assert_eq!(generated.len(), 2, "two requests got the same generated id");
+}
+
+#[tokio::test]
+async fn a_gateway_does_not_start_without_redis_or_with_a_bad_setting() {
+    let nobody = format!("redis://127.0.0.1:{}/", free_port().unwrap());
+    match router(GatewayConfig::new(nobody, SHARDS)).await {
+        Err(GatewayError::Connect { address, .. }) => assert!(address.starts_with("127.0.0.1:"), "{address}"),
+        other => panic!("expected a connection error, got {:?}", other.err()),
+    }
+    match router(GatewayConfig::new("not a url", SHARDS)).await {
+        Err(GatewayError::Connect { .. }) => {}
+        other => panic!("expected a connection error, got {:?}", other.err()),
+    }
+    assert!(matches!(router(GatewayConfig::new("redis://127.0.0.1:1/", 0)).await, Err(GatewayError::InvalidConfig(_))));
+}
