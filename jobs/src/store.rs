@@ -27,6 +27,9 @@ pub enum Created {
     Existing(Job),
 }
 
+/// The field-value pairs of a Redis hash.
+type HashFields = Vec<(String, String)>;
+
 /// A job in a listing: its creation time in ms and its id (also the listing's cursor).
 pub type Listed = (u64, String);
 
@@ -177,7 +180,7 @@ impl JobStore {
     pub async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
-        let (fields, execs): (Vec<(String, String)>, Vec<(String, String)>) = redis::pipe()
+        let (fields, execs): (HashFields, HashFields) = redis::pipe()
             .hgetall(&keys.job)
             .hgetall(&keys.executions)
             .query_async(&mut conn)

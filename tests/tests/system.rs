@@ -136,10 +136,12 @@ async fn a_worker_killed_mid_job_leaves_the_job_visible_and_its_entry_pending() 
     let client = redis::Client::open(stack.redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let stream = shoal_jobs::keys::shard_stream(job.shard);
-    let pending: (u64, Option<String>, Option<String>, Option<Vec<(String, String)>>) =
-        redis::cmd("XPENDING").arg(&stream).arg(shoal_jobs::keys::WORKER_GROUP).query_async(&mut conn).await.unwrap();
-    assert_eq!(pending.0, 1, "the entry stays pending");
-    assert_eq!(pending.3.unwrap(), vec![("doomed".to_string(), "1".to_string())]);
+    let pending: redis::streams::StreamPendingReply =
+        redis::AsyncCommands::xpending(&mut conn, &stream, shoal_jobs::keys::WORKER_GROUP).await.unwrap();
+    let redis::streams::StreamPendingReply::Data(pending) = pending else { panic!("the entry stays pending") };
+    assert_eq!(pending.count, 1);
+    let consumers: Vec<(String, usize)> = pending.consumers.iter().map(|c| (c.name.clone(), c.pending)).collect();
+    assert_eq!(consumers, vec![("doomed".to_string(), 1)]);
     stack.shutdown().await;
 }
 
