@@ -88,6 +88,9 @@ pub struct WorkerArgs {
     /// Seconds allowed to fetch a job's program and inputs.
     #[arg(long, default_value_t = 60)]
     fetch_timeout_secs: u64,
+    /// Seconds another worker's entry may go unrenewed before this worker takes it over.
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout_secs: u64,
 }
 
 impl WorkerArgs {
@@ -103,6 +106,7 @@ impl WorkerArgs {
         }
         config.input_cache_bytes = self.input_cache_bytes;
         config.fetch_timeout = Duration::from_secs(self.fetch_timeout_secs);
+        config.visibility_timeout = Duration::from_secs(self.visibility_timeout_secs.max(1));
         config
     }
 }

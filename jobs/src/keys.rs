@@ -9,6 +9,7 @@
 //! | `shoal:{jNN}:execs:<id>` | hash | the job's executions, execution id → JSON |
 //! | `shoal:{jNN}:state:<state>` | sorted set | ids of this tag's jobs in that state, scored by creation time |
 //! | `shoal:{sNN}:jobs` | stream | shard NN's queue; consumer group [`WORKER_GROUP`] |
+//! | `shoal:{sNN}:dead` | stream | shard NN's dead letters: entries whose job could not be run, with the reason |
 //! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
@@ -67,6 +68,12 @@ pub fn all_job_tags() -> impl Iterator<Item = String> {
 /// The stream of shard `shard`.
 pub fn shard_stream(shard: u32) -> String {
     format!("shoal:{{s{shard:02}}}:jobs")
+}
+
+/// The dead-letter stream of shard `shard` (same slot as its stream, so moving an entry is one
+/// transaction).
+pub fn dead_letter_stream(shard: u32) -> String {
+    format!("shoal:{{s{shard:02}}}:dead")
 }
 
 /// The key remembering which job an idempotency key created. The user's key is hashed so any

@@ -19,7 +19,7 @@ pub mod store;
 pub use error::{SpecError, StoreError};
 pub use model::{
     ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec, Job, JobSpec,
-    JobState, Limits, VerificationPolicy, OUTPUTS_MOUNT,
+    JobState, Limits, RetryPolicy, VerificationPolicy, OUTPUTS_MOUNT,
 };
 pub use queue::{Delivery, ShardQueue, ShardReader};
 pub use router::ShardRouter;

@@ -79,6 +79,9 @@ pub struct JobSpec {
     /// How the result is checked by the verifier.
     #[serde(default)]
     pub verification: VerificationPolicy,
+    /// How often the job may be started before it is given up (workers dying under it).
+    #[serde(default)]
+    pub retry: RetryPolicy,
     /// A URL called with the job's final state (delivery is a later issue; it is validated and kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
@@ -143,6 +146,29 @@ impl Limits {
         output_bytes: 16 << 30,
         log_bytes: 64 << 20,
     };
+}
+
+/// How many times a job may be started.
+///
+/// Only lost executions are retried — a worker that died or hung mid-job. A guest failure
+/// (trap, fuel, memory, …) is final: the same program fails the same way on every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Executions started before the job fails with [`FailureReason::WorkerLost`] and its entry
+    /// goes to the dead-letter stream.
+    pub max_attempts: u32,
+}
+
+impl RetryPolicy {
+    /// The most attempts a job may ask for.
+    pub const MAX_ATTEMPTS: u32 = 20;
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy { max_attempts: 3 }
+    }
 }
 
 /// How a job's result is checked.
@@ -215,6 +241,10 @@ impl JobSpec {
             if value == 0 || value > max {
                 return field(name, format!("must be between 1 and {max}, got {value}"));
             }
+        }
+        let attempts = self.retry.max_attempts;
+        if attempts == 0 || attempts > RetryPolicy::MAX_ATTEMPTS {
+            return field("retry.max_attempts", format!("must be between 1 and {}, got {attempts}", RetryPolicy::MAX_ATTEMPTS));
         }
         if let Some(url) = &self.webhook {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client};
 
 use crate::error::StoreError;
@@ -67,6 +67,77 @@ impl ShardQueue {
             .query_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Takes over, for `consumer`, up to `count` entries of `shards` that another consumer read
+    /// and left unacknowledged for longer than `min_idle` — its worker died or hangs, since a
+    /// live worker renews its claims ([`ShardQueue::renew`]).
+    pub async fn reclaim(&self, shards: &[u32], consumer: &str, min_idle: Duration, count: usize) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut deliveries = Vec::new();
+        for &shard in shards {
+            let stream = keys::shard_stream(shard);
+            let mut cursor = "0-0".to_string();
+            // Bounded: one pass over the shard's pending list, a page of `count` at a time.
+            loop {
+                let wanted = count - deliveries.len();
+                if wanted == 0 {
+                    return Ok(deliveries);
+                }
+                let options = StreamAutoClaimOptions::default().count(wanted);
+                let reply: StreamAutoClaimReply =
+                    conn.xautoclaim_options(&stream, WORKER_GROUP, consumer, min_idle.as_millis() as u64, &cursor, options).await?;
+                for entry in reply.claimed {
+                    deliveries.push(delivery(shard, &stream, entry)?);
+                }
+                if reply.next_stream_id == "0-0" {
+                    break;
+                }
+                cursor = reply.next_stream_id;
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// Resets the idle time of `consumer`'s entries `deliveries` (still running), so no other
+    /// worker reclaims them.
+    pub async fn renew(&self, consumer: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for delivery in deliveries {
+            // Claiming one's own entry with min-idle 0 resets its idle time; JUSTID leaves its
+            // delivery count alone.
+            let options = StreamClaimOptions::default().with_justid();
+            pipe.xclaim_options(keys::shard_stream(delivery.shard), WORKER_GROUP, consumer, 0, &[&delivery.entry], options).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Moves a delivery whose job cannot be run to shard `shard`'s dead-letter stream with the
+    /// reason, and acknowledges it, in one transaction.
+    pub async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
+        let stream = keys::shard_stream(delivery.shard);
+        let mut conn = self.conn.clone();
+        let _: (String, i64, i64) = redis::pipe()
+            .atomic()
+            .xadd(keys::dead_letter_stream(delivery.shard), "*", &[("job", delivery.job_id.as_str()), ("entry", &delivery.entry), ("reason", reason)])
+            .xack(&stream, WORKER_GROUP, &[&delivery.entry])
+            .xdel(&stream, &[&delivery.entry])
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Entries on shard `shard`'s dead-letter stream: job id and reason, oldest first.
+    pub async fn dead_letters(&self, shard: u32) -> Result<Vec<(String, String)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = conn.xrange_all(keys::dead_letter_stream(shard)).await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|entry| (entry.get("job").unwrap_or_default(), entry.get("reason").unwrap_or_default()))
+            .collect())
     }
 
     /// Number of entries waiting on shard `shard` (read or not).
@@ -132,14 +203,19 @@ impl ShardReader {
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(index) = self.streams.iter().position(|s| *s == stream.key) else { continue };
             for entry in stream.ids {
-                let job_id: Option<String> = entry.get("job");
-                let job_id = job_id.ok_or_else(|| StoreError::Corrupt {
-                    key: format!("{} {}", stream.key, entry.id),
-                    reason: "stream entry without a job field".into(),
-                })?;
-                deliveries.push(Delivery { shard: self.shards[index], entry: entry.id, job_id });
+                deliveries.push(delivery(self.shards[index], &stream.key, entry)?);
             }
         }
         Ok(deliveries)
     }
+}
+
+/// The delivery a stream entry stands for.
+fn delivery(shard: u32, stream: &str, entry: StreamId) -> Result<Delivery, StoreError> {
+    let job_id: Option<String> = entry.get("job");
+    let job_id = job_id.ok_or_else(|| StoreError::Corrupt {
+        key: format!("{stream} {}", entry.id),
+        reason: "stream entry without a job field".into(),
+    })?;
+    Ok(Delivery { shard, entry: entry.id, job_id })
 }

@@ -40,6 +40,12 @@ pub enum Started {
     Running(Box<Job>),
     /// The job had already finished; nothing was changed and the delivery should be acked.
     AlreadyFinished(JobState),
+    /// The job had been started its `max_attempts` times without finishing: it is now failed
+    /// ([`crate::FailureReason::WorkerLost`]) and the delivery belongs in the dead-letter stream.
+    AttemptsExhausted {
+        /// Executions started.
+        attempts: u32,
+    },
 }
 
 // KEYS: job, executions, five state indexes (JobState::ALL order).
@@ -47,7 +53,7 @@ pub enum Started {
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued',
-  'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4])
+  'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 return 1
 "#;
@@ -62,10 +68,21 @@ local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'can
 "#;
 
 // ARGV: id, execution id, execution JSON, now.
+// A job started `max_attempts` times without any execution finishing lost its workers each
+// time: it fails here, atomically, instead of being started again.
 const START: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
 if terminal(state) then return {'terminal', state} end
+local started = redis.call('HLEN', KEYS[2])
+local max = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '0')
+if max > 0 and started >= max then
+  local failure = cjson.encode({reason = 'worker_lost', message = 'the job was started ' .. started ..
+    ' times (its max_attempts) and every worker running it died or hung before finishing'})
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'failure', failure, 'updated_at_ms', ARGV[4])
+  move(ARGV[1], state, 'failed', redis.call('HGET', KEYS[1], 'created_at_ms'))
+  return {'exhausted', tostring(started)}
+end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at_ms', ARGV[4])
 move(ARGV[1], state, 'running', redis.call('HGET', KEYS[1], 'created_at_ms'))
@@ -168,6 +185,7 @@ impl JobStore {
             .arg(created_at)
             .arg(shard)
             .arg(&id)
+            .arg(spec.retry.max_attempts)
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
@@ -242,6 +260,9 @@ impl JobStore {
                 Ok(Started::Running(Box::new(self.get(id).await?.ok_or_else(|| StoreError::JobNotFound(id.into()))?)))
             }
             Some("terminal") => Ok(Started::AlreadyFinished(parse_state(&keys.job, reply.get(1))?)),
+            Some("exhausted") => Ok(Started::AttemptsExhausted {
+                attempts: reply.get(1).and_then(|n| n.parse().ok()).unwrap_or_default(),
+            }),
             _ => Err(StoreError::JobNotFound(id.to_string())),
         }
     }

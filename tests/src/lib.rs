@@ -56,11 +56,13 @@ pub struct StackOptions {
     pub fetch_timeout: Duration,
     /// When Redis fsyncs its append-only file.
     pub fsync: Fsync,
+    /// How long a dead or hung worker's entries wait before another worker takes them over.
+    pub visibility_timeout: Duration,
 }
 
 impl Default for StackOptions {
     fn default() -> StackOptions {
-        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10), fsync: Fsync::EverySec }
+        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10), fsync: Fsync::EverySec, visibility_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -127,6 +129,7 @@ impl Stack {
         config.shards = SHARDS;
         config.concurrency = self.options.concurrency;
         config.fetch_timeout = self.options.fetch_timeout;
+        config.visibility_timeout = self.options.visibility_timeout;
         config
     }
 
@@ -148,6 +151,8 @@ impl Stack {
             .arg("--home")
             .arg(self.home.path())
             .args(["worker", "--redis", &self.redis.url(), "--id", id, "--shards", &SHARDS.to_string(), "--concurrency", "1"])
+            .arg("--visibility-timeout-secs")
+            .arg(self.options.visibility_timeout.as_secs().max(1).to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -162,6 +167,15 @@ impl Stack {
         let child = self.processes.iter_mut().find(|c| c.id() == pid).context("no such worker process")?;
         child.kill()?;
         child.wait()?;
+        Ok(())
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the worker process `pid`.
+    pub fn signal_worker_process(&self, pid: u32, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
         Ok(())
     }
 

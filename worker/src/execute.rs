@@ -15,7 +15,7 @@ use shoal_jobs::{
     StoreError, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
 use crate::retry::with_retries;
@@ -45,6 +45,19 @@ pub struct Executor {
     pub fetch_timeout: Duration,
 }
 
+/// What became of a delivery whose outcome is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The job is settled (by this execution or an earlier one): acknowledge the entry.
+    Done,
+    /// The job had been started too often without finishing and is now failed: the entry
+    /// belongs in the dead-letter stream.
+    AttemptsExhausted {
+        /// Executions started.
+        attempts: u32,
+    },
+}
+
 /// A failure before or while running, with what the record should say.
 #[derive(Clone)]
 struct Stop {
@@ -72,7 +85,7 @@ impl Executor {
     ///
     /// Returns an error only if the outcome could not be stored: the caller must then leave the
     /// delivery unacknowledged.
-    pub async fn execute(&self, job_id: &str) -> Result<(), StoreError> {
+    pub async fn execute(&self, job_id: &str) -> Result<Settled, StoreError> {
         let mut execution = Execution {
             id: ulid::Ulid::new().to_string(),
             worker: self.worker.clone(),
@@ -84,7 +97,11 @@ impl Executor {
             Started::Running(job) => job,
             Started::AlreadyFinished(state) => {
                 info!(job = job_id, %state, "already finished; skipping duplicate delivery");
-                return Ok(());
+                return Ok(Settled::Done);
+            }
+            Started::AttemptsExhausted { attempts } => {
+                warn!(job = job_id, attempts, "started too often without finishing; failed as worker_lost");
+                return Ok(Settled::AttemptsExhausted { attempts });
             }
         };
         let span = info_span!("job", job = job_id, execution = %execution.id);
@@ -96,7 +113,7 @@ impl Executor {
         });
         let state = with_retries("finish_execution", || self.jobs.finish_execution(job_id, &execution)).await?;
         info!(job = job_id, %state, "job settled");
-        Ok(())
+        Ok(Settled::Done)
     }
 
     async fn run_job(&self, job: &Job, execution_id: &str) -> Result<ExecutionResult, Stop> {

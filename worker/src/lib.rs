@@ -12,7 +12,7 @@ pub mod cache;
 pub mod execute;
 pub mod retry;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use crate::cache::{InputCache, ProgramCache};
-use crate::execute::Executor;
+use crate::execute::{Executor, Settled};
 use crate::retry::with_retries;
 
 /// How a worker is set up.
@@ -53,6 +53,10 @@ pub struct WorkerConfig {
     pub fetch_timeout: Duration,
     /// How long one stream read blocks waiting for work.
     pub poll_block: Duration,
+    /// How long an entry another worker read may go unrenewed before this worker takes it
+    /// over: that worker is taken for dead or hung. Running jobs renew their entries every
+    /// third of this.
+    pub visibility_timeout: Duration,
 }
 
 impl WorkerConfig {
@@ -70,6 +74,7 @@ impl WorkerConfig {
             program_cache_bytes: 512 << 20,
             fetch_timeout: Duration::from_secs(60),
             poll_block: Duration::from_secs(1),
+            visibility_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -133,11 +138,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let shards: Vec<u32> = (0..config.shards).collect();
     let mut reader = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await?;
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    // Entries this worker is running now: its pending list also holds them, and they must not
-    // be started twice when that list is re-read.
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Entries this worker is running now, by entry id: they are renewed while they run, and
+    // must not be started twice when the pending list is re-read.
+    let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
+    let renewer = tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
     // Start by taking back what this worker id left pending (a restart, a lost connection).
     let mut resume_pending = true;
+    let mut next_reclaim = tokio::time::Instant::now();
     info!(worker = %config.id, shards = config.shards, concurrency = config.concurrency, "worker started");
     tokio::pin!(shutdown);
     loop {
@@ -148,10 +155,17 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
         };
         let free = slots.available_permits() + 1;
+        let reclaim = !resume_pending && tokio::time::Instant::now() >= next_reclaim;
         let read = tokio::select! {
             _ = &mut shutdown => break,
             read = async {
-                if resume_pending { reader.pending(free).await } else { reader.next(free).await }
+                if resume_pending {
+                    reader.pending(free).await
+                } else if reclaim {
+                    queue.reclaim(&shards, &config.id, config.visibility_timeout, free).await
+                } else {
+                    reader.next(free).await
+                }
             } => read,
         };
         let deliveries = match read {
@@ -166,9 +180,17 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
                 continue;
             }
         };
+        if reclaim {
+            // Look again soon while there is more to take over, else after half a timeout.
+            let pause = if deliveries.len() < free { config.visibility_timeout / 2 } else { Duration::ZERO };
+            next_reclaim = tokio::time::Instant::now() + pause;
+            if !deliveries.is_empty() {
+                info!(count = deliveries.len(), "took over entries of a dead or hung worker");
+            }
+        }
         let deliveries: Vec<Delivery> = {
             let mut running = in_flight.lock().expect("in-flight set is never poisoned");
-            deliveries.into_iter().filter(|d| running.insert(d.entry.clone())).collect()
+            deliveries.into_iter().filter(|d| running.insert(d.entry.clone(), d.clone()).is_none()).collect()
         };
         if resume_pending && deliveries.is_empty() {
             resume_pending = false;
@@ -191,13 +213,36 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     }
     info!(worker = %config.id, "shutting down: waiting for running jobs");
     let _all = slots.acquire_many(config.concurrency.max(1) as u32).await;
+    renewer.abort();
     Ok(())
+}
+
+/// Renews the claims on the entries this worker is running, every `every`, so that no other
+/// worker takes a long job over while it still runs.
+async fn renew_claims(queue: ShardQueue, consumer: String, in_flight: Arc<Mutex<HashMap<String, Delivery>>>, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        ticks.tick().await;
+        let running: Vec<Delivery> = in_flight.lock().expect("in-flight set is never poisoned").values().cloned().collect();
+        if running.is_empty() {
+            continue;
+        }
+        if let Err(e) = queue.renew(&consumer, &running).await {
+            warn!(error = %e, "renewing claims failed; retrying at the next tick");
+        }
+    }
 }
 
 async fn handle(executor: &Executor, queue: &ShardQueue, delivery: &Delivery) {
     match executor.execute(&delivery.job_id).await {
+        Ok(Settled::AttemptsExhausted { attempts }) => {
+            let reason = format!("worker_lost: started {attempts} times, never finished");
+            if let Err(e) = with_retries("dead_letter", || queue.dead_letter(delivery, &reason)).await {
+                warn!(job = %delivery.job_id, error = %e, "dead-lettering failed; the entry stays pending");
+            }
+        }
         // The result is durably stored: only now is the entry acknowledged.
-        Ok(()) => {
+        Ok(Settled::Done) => {
             if let Err(e) = with_retries("ack", || queue.ack(delivery)).await {
                 warn!(job = %delivery.job_id, error = %e, "ack failed; the entry stays pending and may run again");
             }

@@ -1,0 +1,98 @@
+//! Work that outlives its worker: a killed or hung worker's job is taken over by another and
+//! finishes once; a job whose workers keep dying ends in the dead-letter stream with its reason.
+
+use std::time::Duration;
+
+use serde_json::json;
+use shoal_jobs::{FailureReason, JobState, ShardQueue};
+use shoal_tests::{Stack, StackOptions};
+
+const WAIT: Duration = Duration::from_secs(120);
+const VISIBILITY: Duration = Duration::from_secs(2);
+
+/// Fuel for a run of a few seconds of the infinite loop, ending in `fuel_exhausted`: a long job
+/// with a deterministic end.
+const LONG_RUN_FUEL: u64 = 10_000_000_000;
+
+fn options() -> StackOptions {
+    StackOptions { workers: 0, visibility_timeout: VISIBILITY, ..StackOptions::default() }
+}
+
+fn long_job(program: &str, max_attempts: u32) -> serde_json::Value {
+    json!({
+        "program": program,
+        "limits": {"fuel": LONG_RUN_FUEL, "wall_time_ms": 600_000},
+        "retry": {"max_attempts": max_attempts},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_workers_job_is_taken_over_and_finishes_once() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let program = stack.add_program("infinite-loop").await.unwrap().to_string();
+    let doomed = stack.spawn_worker_process("doomed").unwrap();
+    let id = stack.submit_ok(&long_job(&program, 3)).await.unwrap();
+    stack.wait_until(&id, WAIT, |job| job.state == JobState::Running).await.unwrap();
+    stack.kill_worker_process(doomed).unwrap();
+
+    stack.start_worker("survivor");
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.failure.as_ref().map(|f| f.reason), Some(FailureReason::FuelExhausted), "{job:?}");
+    let workers: Vec<&str> = job.executions.iter().map(|e| e.worker.as_str()).collect();
+    assert_eq!(workers, ["doomed", "survivor"]);
+    assert!(job.executions[0].outcome.is_none() && job.executions[1].outcome.is_some());
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_workers_job_is_reclaimed_and_its_late_result_changes_nothing() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let program = stack.add_program("infinite-loop").await.unwrap().to_string();
+    let hung = stack.spawn_worker_process("hung").unwrap();
+    let id = stack.submit_ok(&long_job(&program, 3)).await.unwrap();
+    stack.wait_until(&id, WAIT, |job| job.state == JobState::Running).await.unwrap();
+    stack.signal_worker_process(hung, "STOP").unwrap();
+
+    stack.start_worker("healthy");
+    let settled = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(settled.executions.len(), 2, "{settled:?}");
+    assert_eq!(settled.executions[1].worker, "healthy");
+
+    // The hung worker wakes up, finishes its copy and records it; the job does not change.
+    stack.signal_worker_process(hung, "CONT").unwrap();
+    let both = stack.wait_until(&id, WAIT, |job| job.executions.iter().all(|e| e.outcome.is_some())).await.unwrap();
+    assert_eq!(both.state, settled.state);
+    assert_eq!(both.failure, settled.failure);
+    assert_eq!(both.result, settled.result);
+    assert_eq!(both.updated_at_ms, settled.updated_at_ms, "the late result did not settle the job again");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_whose_workers_keep_dying_is_dead_lettered_with_its_reason() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let program = stack.add_program("infinite-loop").await.unwrap().to_string();
+    let id = stack.submit_ok(&long_job(&program, 2)).await.unwrap();
+    for attempt in 1..=2 {
+        let pid = stack.spawn_worker_process(&format!("doomed-{attempt}")).unwrap();
+        stack.wait_until(&id, WAIT, |job| job.executions.len() == attempt).await.unwrap();
+        stack.kill_worker_process(pid).unwrap();
+    }
+
+    stack.start_worker("last");
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    let failure = job.failure.clone().unwrap();
+    assert_eq!(failure.reason, FailureReason::WorkerLost);
+    assert!(failure.message.contains("2 times"), "{}", failure.message);
+    assert_eq!(job.executions.len(), 2, "not started a third time: {job:?}");
+
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let queue = ShardQueue::new(client.get_connection_manager().await.unwrap());
+    let dead = queue.dead_letters(job.shard).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, id);
+    assert!(dead[0].1.starts_with("worker_lost"), "{dead:?}");
+    assert_eq!(queue.len(job.shard).await.unwrap(), 0, "the entry left the shard stream");
+    stack.shutdown().await;
+}
