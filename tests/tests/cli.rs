@@ -1,0 +1,99 @@
+//! The `shoal` command as a user runs it: `shoal dev` in the background, then `add`, `run`,
+//! `status`, `logs`, `get`, `cat` and `car export|import` as separate processes.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_tests::{repo_root, shoal_binary};
+
+/// A `shoal dev` process, stopped with SIGTERM when dropped.
+struct Dev {
+    child: Child,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().ok();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn shoal(home: &Path, args: &[&str]) -> Output {
+    let output = Command::new(shoal_binary().unwrap()).arg("--home").arg(home).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "shoal {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout_line(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
+    let home = tempfile::tempdir().unwrap();
+    let dev = Dev {
+        child: Command::new(shoal_binary().unwrap())
+            .arg("--home")
+            .arg(home.path())
+            .args(["dev", "--port", "0", "--content-port", "0", "--workers", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let endpoints = home.path().join("dev.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !endpoints.exists() {
+        assert!(Instant::now() < deadline, "shoal dev did not write its endpoints");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("hello.txt"), b"hello world\n").unwrap();
+    let input = stdout_line(&shoal(home.path(), &["add", "--quiet", work.path().join("hello.txt").to_str().unwrap()]));
+    assert_eq!(input, "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
+    let program_path = repo_root().join("programs/wasm/echo-hash.wasm");
+    let program = stdout_line(&shoal(home.path(), &["add", "--quiet", program_path.to_str().unwrap()]));
+
+    let run = shoal(home.path(), &["run", "--program", &program, "--input", &format!("{input}:/data"), "--env", "ECHO_HASH_INPUT=/data", "--arg", "hi"]);
+    let output = stdout_line(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let job = stderr.split_whitespace().nth(1).expect("`job <id> submitted` on stderr").to_string();
+
+    let status = stdout_line(&shoal(home.path(), &["status", &job]));
+    assert!(status.contains("succeeded") && status.contains(&output), "{status}");
+    let logs = stdout_line(&shoal(home.path(), &["logs", &job]));
+    assert!(logs.contains("hi"), "stdout has the argument: {logs}");
+
+    let digest_line = stdout_line(&shoal(home.path(), &["cat", &format!("{output}/{input}.sha256")]));
+    assert_eq!(digest_line, format!("a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447  {input}"));
+
+    let fetched = work.path().join("fetched");
+    shoal(home.path(), &["get", &output, "-o", fetched.to_str().unwrap()]);
+    assert!(fetched.join(format!("{input}.sha256")).is_file());
+
+    // A CAR export of the output imports into a fresh home under the same root.
+    let car = work.path().join("output.car");
+    shoal(home.path(), &["car", "export", &output, "-o", car.to_str().unwrap()]);
+    let other = tempfile::tempdir().unwrap();
+    let roots = stdout_line(&shoal(other.path(), &["car", "import", car.to_str().unwrap()]));
+    assert_eq!(roots, output);
+    let again = stdout_line(&shoal(other.path(), &["cat", &format!("{output}/{input}.sha256"), "--from", "http://127.0.0.1:9"]));
+    assert_eq!(again, digest_line, "read from the imported blocks alone");
+    drop(dev);
+    assert!(!endpoints.exists(), "shoal dev removes its endpoints when it stops");
+}
