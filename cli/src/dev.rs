@@ -1,6 +1,6 @@
 //! `shoal dev`: the embedded stack in one process — a private `redis-server` on a free loopback
-//! port, the gateway, N workers sharing the local block store, and the content server — stopped
-//! together by Ctrl-C or SIGTERM.
+//! port, the gateway, N workers sharing the local block store, a verifier, and the content
+//! server — stopped together by Ctrl-C or SIGTERM.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use clap::Args;
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
 use shoal_jobs::{Fsync, RedisServer};
+use shoal_verifier::VerifierConfig;
 use shoal_worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,6 +41,9 @@ pub struct DevArgs {
     /// fsync every AOF write (no accepted job lost even on power loss) instead of every second.
     #[arg(long)]
     fsync_always: bool,
+    /// Fraction of `sampled` jobs the verifier re-executes (0 to 1).
+    #[arg(long, default_value_t = 1.0)]
+    verify_rate: f64,
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM.
@@ -87,6 +91,16 @@ pub async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> {
         });
     }
 
+    let mut verifier = WorkerConfig::new("dev-verifier", &redis_url, home.root());
+    verifier.shards = args.shards;
+    verifier.concurrency = 1;
+    let shutdown = until_stopped();
+    let verify_rate = args.verify_rate;
+    tasks.spawn(async move {
+        shoal_verifier::run(VerifierConfig { worker: verifier, sample_rate: verify_rate }, shutdown).await?;
+        Ok(())
+    });
+
     home.write_endpoints(&Endpoints {
         gateway: gateway_url.clone(),
         content: content_url.clone(),
@@ -98,6 +112,7 @@ pub async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> {
     println!("  content  {content_url}  (trustless gateway over {})", home.blocks().display());
     println!("  redis    {redis_url}  (data in {})", home.root().join("redis").display());
     println!("  workers  {} x {} slots", args.workers, args.concurrency);
+    println!("  verifier re-runs {:.0} % of sampled jobs", args.verify_rate * 100.0);
     println!("Ctrl-C stops everything.");
 
     // Stop on a signal, or as soon as any part fails.

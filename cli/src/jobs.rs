@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{unixfs, BlockSource, FsBlockStore};
-use shoal_jobs::{ContentId, ExecutionOutcome, Job, JobState};
+use shoal_jobs::{ContentId, ExecutionOutcome, Job, JobState, VerificationOutcome};
 
 use crate::api::Api;
 use crate::home::Home;
@@ -197,6 +197,16 @@ pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(failure) = &job.failure {
         println!("failure    {}: {}", failure.reason, failure.message);
+    }
+    if let Some(verification) = &job.verification {
+        let verdict = match &verification.outcome {
+            VerificationOutcome::Agreed => "agreed".to_string(),
+            VerificationOutcome::Disagreed { worker, recomputed, .. } => {
+                format!("DISAGREED: {worker} reported a result the verifier could not reproduce (it got {})", recomputed.output)
+            }
+            VerificationOutcome::Inconclusive { reason } => format!("inconclusive: {reason}"),
+        };
+        println!("verified   by {}: {verdict}", verification.verifier);
     }
     for execution in &job.executions {
         let outcome = match &execution.outcome {

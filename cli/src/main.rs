@@ -36,7 +36,7 @@ enum Command {
     Worker(services::WorkerArgs),
     /// Serve the local block store as an IPFS trustless gateway.
     Content(services::ContentArgs),
-    /// Re-run finished jobs to catch faulty workers (not built yet).
+    /// Re-run a sample of succeeded jobs and record whether their results agree.
     Verifier(services::VerifierArgs),
     /// Import a file or directory into the local block store and print its CID.
     Add(content::AddArgs),
@@ -80,7 +80,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Gateway(args) => services::gateway(args).await,
         Command::Worker(args) => services::worker(&home, args).await,
         Command::Content(args) => services::content(&home, args).await,
-        Command::Verifier(args) => services::verifier(args),
+        Command::Verifier(args) => services::verifier(&home, args).await,
         Command::Add(args) => content::add(&home, args).await,
         Command::Get(args) => content::get(&home, args).await,
         Command::Cat(args) => content::cat(&home, args).await,

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
+use shoal_verifier::VerifierConfig;
 use shoal_worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -128,7 +129,26 @@ pub struct ContentArgs {
 
 /// `shoal verifier`.
 #[derive(Args)]
-pub struct VerifierArgs {}
+pub struct VerifierArgs {
+    /// The Redis holding jobs.
+    #[arg(long, env = "SHOAL_REDIS")]
+    redis: String,
+    /// This verifier's id.
+    #[arg(long, default_value = "verifier")]
+    id: String,
+    /// Number of shard streams (must match the workers).
+    #[arg(long, default_value_t = DEFAULT_SHARDS)]
+    shards: u32,
+    /// Fraction of `sampled` jobs re-executed (0 to 1); `always` jobs are all re-executed.
+    #[arg(long, default_value_t = 0.1)]
+    sample_rate: f64,
+    /// Trustless gateways to fetch content from, in order, after the local store.
+    #[arg(long = "fetch-from", value_name = "URL")]
+    fetch_from: Vec<String>,
+    /// Local block store (default: `<home>/blocks`).
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
 
 /// Runs a gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -160,8 +180,16 @@ pub async fn content(home: &Home, args: ContentArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The verifier is the subject of a later issue: say so instead of pretending to verify.
-pub fn verifier(_args: VerifierArgs) -> anyhow::Result<ExitCode> {
-    eprintln!("shoal verifier: re-execution of sampled jobs is not built yet; jobs are not verified");
-    Ok(ExitCode::from(2))
+/// Runs a verifier until Ctrl-C or SIGTERM.
+pub async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let mut worker = WorkerConfig::new(&args.id, &args.redis, home.root());
+    worker.shards = args.shards;
+    worker.concurrency = 1;
+    worker.gateways = args.fetch_from;
+    if let Some(store) = args.store {
+        worker.store_dir = store;
+    }
+    shoal_verifier::run(VerifierConfig { worker, sample_rate: args.sample_rate }, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
 }

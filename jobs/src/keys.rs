@@ -5,10 +5,11 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `shoal:{jNN}:job:<id>` | hash | one job: `spec`, `state`, `invocation`, times, `shard`, `result`, `failure` |
+//! | `shoal:{jNN}:job:<id>` | hash | one job: `spec`, `state`, `invocation`, times, `shard`, `max_attempts`, `result`, `failure`, `verification` |
 //! | `shoal:{jNN}:execs:<id>` | hash | the job's executions, execution id → JSON |
 //! | `shoal:{jNN}:state:<state>` | sorted set | ids of this tag's jobs in that state, scored by creation time |
 //! | `shoal:{sNN}:jobs` | stream | shard NN's queue; consumer group [`WORKER_GROUP`] |
+//! | `shoal:{sNN}:verify` | stream | shard NN's succeeded jobs awaiting the verifier; consumer group [`VERIFIER_GROUP`] |
 //! | `shoal:{sNN}:dead` | stream | shard NN's dead letters: entries whose job could not be run, with the reason |
 //! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
 //!
@@ -24,6 +25,9 @@ pub const JOB_TAGS: u32 = 64;
 
 /// The consumer group every worker reads shard streams through.
 pub const WORKER_GROUP: &str = "workers";
+
+/// The consumer group verifiers read the verification streams through.
+pub const VERIFIER_GROUP: &str = "verifiers";
 
 /// The tag of a job's keys: `jNN`, from a stable hash of its id.
 pub fn job_tag(job_id: &str) -> String {
@@ -68,6 +72,11 @@ pub fn all_job_tags() -> impl Iterator<Item = String> {
 /// The stream of shard `shard`.
 pub fn shard_stream(shard: u32) -> String {
     format!("shoal:{{s{shard:02}}}:jobs")
+}
+
+/// The verification stream of shard `shard`: jobs that succeeded there, for the verifier.
+pub fn verify_stream(shard: u32) -> String {
+    format!("shoal:{{s{shard:02}}}:verify")
 }
 
 /// The dead-letter stream of shard `shard` (same slot as its stream, so moving an entry is one

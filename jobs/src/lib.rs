@@ -19,9 +19,9 @@ pub mod store;
 pub use error::{SpecError, StoreError};
 pub use model::{
     ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec, Job, JobSpec,
-    JobState, Limits, RetryPolicy, VerificationPolicy, OUTPUTS_MOUNT,
+    JobState, Limits, RetryPolicy, Verification, VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,
 };
-pub use queue::{Delivery, ShardQueue, ShardReader};
+pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
 pub use router::ShardRouter;
 pub use server::{Fsync, RedisServer};
 pub use store::{now_ms, Created, JobStore, Listed, Started};

@@ -357,6 +357,43 @@ pub struct Job {
     /// Every attempt so far, oldest first.
     #[serde(default)]
     pub executions: Vec<Execution>,
+    /// What the verifier found, once it re-ran the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// A verifier's re-execution of a succeeded job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The verifier's id.
+    pub verifier: String,
+    /// When it finished, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What it found.
+    pub outcome: VerificationOutcome,
+}
+
+/// The verdict of a re-execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum VerificationOutcome {
+    /// The re-execution produced the same exit code, fuel, output, stdout and stderr.
+    Agreed,
+    /// The re-execution produced something else: the worker that reported the result is faulty
+    /// or lying.
+    Disagreed {
+        /// The worker whose execution settled the job.
+        worker: String,
+        /// What that worker reported.
+        reported: Box<ExecutionResult>,
+        /// What the verifier computed.
+        recomputed: Box<ExecutionResult>,
+    },
+    /// The re-execution could not complete (content gone, runtime fault): no verdict.
+    Inconclusive {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One attempt to run a job on one worker.

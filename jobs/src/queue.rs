@@ -12,11 +12,40 @@ use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOp
 use redis::{AsyncCommands, AsyncConnectionConfig, Client};
 
 use crate::error::StoreError;
-use crate::keys::{self, WORKER_GROUP};
+use crate::keys::{self, VERIFIER_GROUP, WORKER_GROUP};
 
-/// One job handed to a worker by a shard stream.
+/// Which of a shard's streams: jobs for workers, or succeeded jobs for the verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// `shoal:{sNN}:jobs`, read by workers.
+    Jobs,
+    /// `shoal:{sNN}:verify`, read by verifiers.
+    Verify,
+}
+
+impl Lane {
+    /// The stream of this lane on shard `shard`.
+    pub fn stream(self, shard: u32) -> String {
+        match self {
+            Lane::Jobs => keys::shard_stream(shard),
+            Lane::Verify => keys::verify_stream(shard),
+        }
+    }
+
+    /// The consumer group that reads this lane.
+    pub fn group(self) -> &'static str {
+        match self {
+            Lane::Jobs => WORKER_GROUP,
+            Lane::Verify => VERIFIER_GROUP,
+        }
+    }
+}
+
+/// One job handed to a worker (or verifier) by a shard stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The lane it came from.
+    pub lane: Lane,
     /// The shard it came from.
     pub shard: u32,
     /// The stream entry id, needed to acknowledge it.
@@ -37,15 +66,16 @@ impl ShardQueue {
         ShardQueue { conn }
     }
 
-    /// Creates the consumer group of every shard stream (and the streams), if missing.
+    /// Creates the consumer groups of every shard's streams (and the streams), if missing.
     pub async fn ensure_groups(&self, shards: u32) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         for shard in 0..shards {
-            let created: redis::RedisResult<()> =
-                conn.xgroup_create_mkstream(keys::shard_stream(shard), WORKER_GROUP, "0").await;
-            match created {
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                other => other?,
+            for lane in [Lane::Jobs, Lane::Verify] {
+                let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(lane.stream(shard), lane.group(), "0").await;
+                match created {
+                    Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    other => other?,
+                }
             }
         }
         Ok(())
@@ -57,12 +87,18 @@ impl ShardQueue {
         Ok(conn.xadd(keys::shard_stream(shard), "*", &[("job", job_id)]).await?)
     }
 
-    /// Acknowledges a delivery and removes its entry, once the job's result is stored.
+    /// Puts job `job_id`, which succeeded, on shard `shard`'s verification stream.
+    pub async fn enqueue_verification(&self, shard: u32, job_id: &str) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.xadd(keys::verify_stream(shard), "*", &[("job", job_id)]).await?)
+    }
+
+    /// Acknowledges a delivery and removes its entry, once what it asked for is stored.
     pub async fn ack(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        let stream = keys::shard_stream(delivery.shard);
+        let stream = delivery.lane.stream(delivery.shard);
         let mut conn = self.conn.clone();
         let _: (i64, i64) = redis::pipe()
-            .xack(&stream, WORKER_GROUP, &[&delivery.entry])
+            .xack(&stream, delivery.lane.group(), &[&delivery.entry])
             .xdel(&stream, &[&delivery.entry])
             .query_async(&mut conn)
             .await?;
@@ -88,7 +124,7 @@ impl ShardQueue {
                 let reply: StreamAutoClaimReply =
                     conn.xautoclaim_options(&stream, WORKER_GROUP, consumer, min_idle.as_millis() as u64, &cursor, options).await?;
                 for entry in reply.claimed {
-                    deliveries.push(delivery(shard, &stream, entry)?);
+                    deliveries.push(delivery(Lane::Jobs, shard, &stream, entry)?);
                 }
                 if reply.next_stream_id == "0-0" {
                     break;
@@ -154,6 +190,7 @@ impl ShardQueue {
 /// redis-rs's default response timeout (500 ms) would cut it short, so the connection's timeout
 /// is set above the block time.
 pub struct ShardReader {
+    lane: Lane,
     conn: MultiplexedConnection,
     streams: Vec<String>,
     shards: Vec<u32>,
@@ -162,18 +199,25 @@ pub struct ShardReader {
 }
 
 impl ShardReader {
-    /// Connects a reader of `shards` as `consumer`, blocking up to `block` per read.
+    /// Connects a reader of the job streams of `shards` as `consumer`, blocking up to `block`
+    /// per read.
     ///
     /// All shards are read with one command, which a single Redis node serves; on a cluster
     /// the caller groups shards by node.
     pub async fn connect(client: &Client, shards: &[u32], consumer: &str, block: Duration) -> Result<ShardReader, StoreError> {
+        ShardReader::connect_lane(client, Lane::Jobs, shards, consumer, block).await
+    }
+
+    /// Like [`ShardReader::connect`], for the streams of `lane`.
+    pub async fn connect_lane(client: &Client, lane: Lane, shards: &[u32], consumer: &str, block: Duration) -> Result<ShardReader, StoreError> {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(block + Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(5)));
         let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
         Ok(ShardReader {
+            lane,
             conn,
-            streams: shards.iter().map(|&s| keys::shard_stream(s)).collect(),
+            streams: shards.iter().map(|&s| lane.stream(s)).collect(),
             shards: shards.to_vec(),
             consumer: consumer.to_string(),
             block,
@@ -183,7 +227,7 @@ impl ShardReader {
     /// Up to `count` new deliveries for this consumer; empty if none arrived within the block time.
     pub async fn next(&mut self, count: usize) -> Result<Vec<Delivery>, StoreError> {
         let options = StreamReadOptions::default()
-            .group(WORKER_GROUP, &self.consumer)
+            .group(self.lane.group(), &self.consumer)
             .count(count.max(1))
             .block(self.block.as_millis() as usize);
         self.read(">", &options).await
@@ -192,7 +236,7 @@ impl ShardReader {
     /// Up to `count` entries delivered to this consumer earlier and not yet acknowledged — what
     /// it was working on when its connection (or Redis) went away. Does not block.
     pub async fn pending(&mut self, count: usize) -> Result<Vec<Delivery>, StoreError> {
-        let options = StreamReadOptions::default().group(WORKER_GROUP, &self.consumer).count(count.max(1));
+        let options = StreamReadOptions::default().group(self.lane.group(), &self.consumer).count(count.max(1));
         self.read("0", &options).await
     }
 
@@ -203,7 +247,7 @@ impl ShardReader {
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(index) = self.streams.iter().position(|s| *s == stream.key) else { continue };
             for entry in stream.ids {
-                deliveries.push(delivery(self.shards[index], &stream.key, entry)?);
+                deliveries.push(delivery(self.lane, self.shards[index], &stream.key, entry)?);
             }
         }
         Ok(deliveries)
@@ -211,11 +255,11 @@ impl ShardReader {
 }
 
 /// The delivery a stream entry stands for.
-fn delivery(shard: u32, stream: &str, entry: StreamId) -> Result<Delivery, StoreError> {
+fn delivery(lane: Lane, shard: u32, stream: &str, entry: StreamId) -> Result<Delivery, StoreError> {
     let job_id: Option<String> = entry.get("job");
     let job_id = job_id.ok_or_else(|| StoreError::Corrupt {
         key: format!("{stream} {}", entry.id),
         reason: "stream entry without a job field".into(),
     })?;
-    Ok(Delivery { shard, entry: entry.id, job_id })
+    Ok(Delivery { lane, shard, entry: entry.id, job_id })
 }

@@ -11,7 +11,7 @@ use redis::{AsyncCommands, Script};
 
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys};
-use crate::model::{Execution, ExecutionOutcome, Failure, Job, JobSpec, JobState};
+use crate::model::{Execution, ExecutionOutcome, Failure, Job, JobSpec, JobState, Verification};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -102,6 +102,13 @@ move(ARGV[1], state, ARGV[4], redis.call('HGET', KEYS[1], 'created_at_ms'))
 return {ARGV[4]}
 "#;
 
+// ARGV: verification JSON. Only an existing job: HSET alone would create a stub record.
+const VERIFY: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'verification', ARGV[1])
+return 1
+"#;
+
 /// Job records in Redis. Cheap to clone: clones share one auto-reconnecting connection.
 #[derive(Clone)]
 pub struct JobStore {
@@ -109,6 +116,7 @@ pub struct JobStore {
     create: Script,
     start: Script,
     finish: Script,
+    verify: Script,
 }
 
 impl JobStore {
@@ -119,6 +127,7 @@ impl JobStore {
             create: Script::new(CREATE),
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
+            verify: Script::new(VERIFY),
         }
     }
 
@@ -239,6 +248,23 @@ impl JobStore {
         Ok((all, next))
     }
 
+    /// Records a verifier's verdict on job `id` (replacing an earlier one).
+    pub async fn record_verification(&self, id: &str, verification: &Verification) -> Result<(), StoreError> {
+        let keys = JobKeys::of(id);
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(verification).expect("a Verification always serialises");
+        let stored: i32 = self
+            .verify
+            .key(&keys.job)
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await?;
+        if stored == 0 {
+            return Err(StoreError::JobNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
     /// Records that `execution` started on job `id` and marks the job running — unless the
     /// job already finished.
     pub async fn start_execution(&self, id: &str, execution: &Execution) -> Result<Started, StoreError> {
@@ -345,6 +371,8 @@ fn decode_job(
     let shard = number(take("shard")?, "shard")? as u32;
     let result = take("result").ok().map(|r| serde_json::from_str(&r)).transpose().map_err(|e| corrupt(format!("result: {e}")))?;
     let failure = take("failure").ok().map(|f| serde_json::from_str(&f)).transpose().map_err(|e| corrupt(format!("failure: {e}")))?;
+    let verification =
+        take("verification").ok().map(|v| serde_json::from_str(&v)).transpose().map_err(|e| corrupt(format!("verification: {e}")))?;
     let mut executions = execs
         .into_iter()
         .map(|(exec_id, json)| {
@@ -352,5 +380,5 @@ fn decode_job(
         })
         .collect::<Result<Vec<_>, _>>()?;
     executions.sort_by(|a, b| (a.started_at_ms, &a.id).cmp(&(b.started_at_ms, &b.id)));
-    Ok(Job { id: id.to_string(), invocation, spec, state, created_at_ms, updated_at_ms, shard, failure, result, executions })
+    Ok(Job { id: id.to_string(), invocation, spec, state, created_at_ms, updated_at_ms, shard, failure, result, executions, verification })
 }

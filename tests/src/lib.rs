@@ -58,11 +58,13 @@ pub struct StackOptions {
     pub fsync: Fsync,
     /// How long a dead or hung worker's entries wait before another worker takes them over.
     pub visibility_timeout: Duration,
+    /// Start a verifier re-running this fraction of `sampled` jobs.
+    pub verifier: Option<f64>,
 }
 
 impl Default for StackOptions {
     fn default() -> StackOptions {
-        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10), fsync: Fsync::EverySec, visibility_timeout: Duration::from_secs(30) }
+        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10), fsync: Fsync::EverySec, visibility_timeout: Duration::from_secs(30), verifier: None }
     }
 }
 
@@ -120,6 +122,9 @@ impl Stack {
         for n in 0..options.workers {
             stack.start_worker(&format!("worker-{n}"));
         }
+        if let Some(rate) = options.verifier {
+            stack.start_verifier("verifier", rate);
+        }
         Ok(stack)
     }
 
@@ -142,6 +147,19 @@ impl Stack {
                 stopped.wait_for(|s| *s).await.ok();
             };
             shoal_worker::run(config, shutdown).await.expect("worker runs");
+        }));
+    }
+
+    /// Starts an in-process verifier re-running `rate` of the `sampled` jobs.
+    pub fn start_verifier(&mut self, id: &str, rate: f64) {
+        let mut worker = self.worker_config(id);
+        worker.concurrency = 1;
+        let mut stopped = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.wait_for(|s| *s).await.ok();
+            };
+            shoal_verifier::run(shoal_verifier::VerifierConfig { worker, sample_rate: rate }, shutdown).await.expect("verifier runs");
         }));
     }
 

@@ -1,1 +1,164 @@
-//! placeholder
+//! Shoal's verifier: re-runs a sample of succeeded jobs and records whether the result agrees.
+//!
+//! Workers put every job that succeeded (unless its spec says `verification: none`) on their
+//! shard's verification stream. A verifier reads those streams through its own consumer group,
+//! picks the jobs to check — all of them for `always`, a deterministic fraction
+//! ([`VerifierConfig::sample_rate`], by a hash of the job id) for `sampled` — and re-executes
+//! each through the worker's own [`Executor::run_spec`], so fetching, the runtime and output
+//! import are the very same code. The verdict ([`VerificationOutcome`]) goes into the job record:
+//! `agreed`, `disagreed` (naming the worker whose result settled the job, with both results), or
+//! `inconclusive`.
+//!
+//! What this does not do yet (the malicious-workers issue): act on a disagreement (re-run on
+//! others, quarantine the worker), or sample by worker reputation.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use shoal_jobs::{
+    now_ms, Delivery, ExecutionOutcome, Job, JobState, Lane, ShardReader, StoreError, Verification, VerificationOutcome,
+    VerificationPolicy,
+};
+use shoal_worker::execute::Executor;
+use shoal_worker::retry::with_retries;
+use shoal_worker::{WorkerConfig, WorkerError};
+use tracing::{info, warn};
+
+/// How a verifier is set up.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// Where it fetches and runs: the same settings a worker takes (its `id` names the verifier).
+    pub worker: WorkerConfig,
+    /// Fraction of `sampled` jobs re-executed, from 0 to 1.
+    pub sample_rate: f64,
+}
+
+/// Why a verifier stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// The sample rate is not a fraction.
+    #[error("sample rate must be between 0 and 1, got {0}")]
+    InvalidSampleRate(f64),
+    /// Setting up the executor failed.
+    #[error(transparent)]
+    Setup(#[from] WorkerError),
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether job `job_id` is in the sample of `rate`: a hash of the id, so every verifier (and a
+/// rerun) picks the same jobs.
+pub fn sampled(job_id: &str, rate: f64) -> bool {
+    let digest = Sha256::digest(job_id.as_bytes());
+    let draw = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
+    draw < rate
+}
+
+/// Runs a verifier until `shutdown` resolves, finishing the verification in progress.
+pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), VerifierError> {
+    if !(0.0..=1.0).contains(&config.sample_rate) {
+        return Err(VerifierError::InvalidSampleRate(config.sample_rate));
+    }
+    let client = redis::Client::open(config.worker.redis_url.as_str()).map_err(StoreError::from)?;
+    let executor = Executor::open(&config.worker, &client).await?;
+    let shards: Vec<u32> = (0..config.worker.shards).collect();
+    let id = config.worker.id.clone();
+    let mut reader = ShardReader::connect_lane(&client, Lane::Verify, &shards, &id, config.worker.poll_block).await?;
+    let mut resume_pending = true;
+    info!(verifier = %id, sample_rate = config.sample_rate, "verifier started");
+    tokio::pin!(shutdown);
+    loop {
+        let read = tokio::select! {
+            _ = &mut shutdown => break,
+            read = async { if resume_pending { reader.pending(1).await } else { reader.next(1).await } } => read,
+        };
+        let deliveries = match read {
+            Ok(deliveries) => deliveries,
+            Err(e) => {
+                warn!(error = %e, "reading verification streams failed; reconnecting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Ok(fresh) = ShardReader::connect_lane(&client, Lane::Verify, &shards, &id, config.worker.poll_block).await {
+                    reader = fresh;
+                    resume_pending = true;
+                }
+                continue;
+            }
+        };
+        if deliveries.is_empty() {
+            resume_pending = false;
+        }
+        for delivery in deliveries {
+            verify(&executor, &delivery, config.sample_rate).await?;
+            with_retries("ack", || executor.queue.ack(&delivery)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks one delivered job, if it is in the sample, and records the verdict.
+async fn verify(executor: &Executor, delivery: &Delivery, rate: f64) -> Result<(), StoreError> {
+    let Some(job) = with_retries("get", || executor.jobs.get(&delivery.job_id)).await? else {
+        warn!(job = %delivery.job_id, "job to verify no longer exists");
+        return Ok(());
+    };
+    let chosen = match job.spec.verification {
+        VerificationPolicy::Always => true,
+        VerificationPolicy::Sampled => sampled(&job.id, rate),
+        VerificationPolicy::None => false,
+    };
+    if !chosen || job.state != JobState::Succeeded {
+        return Ok(());
+    }
+    let outcome = recompute(executor, &job).await;
+    match &outcome {
+        VerificationOutcome::Agreed => info!(job = %job.id, "verified: agreed"),
+        VerificationOutcome::Disagreed { worker, .. } => warn!(job = %job.id, %worker, "verified: DISAGREED"),
+        VerificationOutcome::Inconclusive { reason } => warn!(job = %job.id, %reason, "verification inconclusive"),
+    }
+    let verification = Verification { verifier: executor.worker.clone(), at_ms: now_ms(), outcome };
+    with_retries("record_verification", || executor.jobs.record_verification(&job.id, &verification)).await
+}
+
+/// Re-executes `job` and compares with the result that settled it.
+async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
+    let Some(reported) = job.result.clone() else {
+        return VerificationOutcome::Inconclusive { reason: "the job succeeded without a recorded result".into() };
+    };
+    let recomputed = match executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await {
+        Ok(result) => result,
+        Err(failure) => {
+            return VerificationOutcome::Inconclusive { reason: format!("re-execution failed ({}): {}", failure.reason, failure.message) }
+        }
+    };
+    let same = recomputed.exit_code == reported.exit_code
+        && recomputed.fuel_consumed == reported.fuel_consumed
+        && recomputed.output == reported.output
+        && recomputed.stdout == reported.stdout
+        && recomputed.stderr == reported.stderr;
+    if same {
+        return VerificationOutcome::Agreed;
+    }
+    // The execution that settled the job is the first that completed with the reported output.
+    let worker = job
+        .executions
+        .iter()
+        .find(|e| matches!(&e.outcome, Some(ExecutionOutcome::Completed(r)) if *r == reported))
+        .map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
+    VerificationOutcome::Disagreed { worker, reported: Box::new(reported), recomputed: Box::new(recomputed) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_is_deterministic_and_close_to_the_rate() {
+        let ids: Vec<String> = (0..20_000).map(|n| format!("job-{n}")).collect();
+        let picked = ids.iter().filter(|id| sampled(id, 0.1)).count();
+        assert!((1_700..=2_300).contains(&picked), "{picked} of 20000 at rate 0.1");
+        assert!(ids.iter().all(|id| sampled(id, 0.1) == sampled(id, 0.1)));
+        assert!(ids.iter().all(|id| sampled(id, 1.0)));
+        assert!(!ids.iter().any(|id| sampled(id, 0.0)));
+    }
+}

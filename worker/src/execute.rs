@@ -11,8 +11,8 @@ use shoal_content::source::SourceChain;
 use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{BlockReader, BlockStore, ContentError};
 use shoal_jobs::{
-    now_ms, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Job, JobStore, Started,
-    StoreError, OUTPUTS_MOUNT,
+    now_ms, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, JobSpec, JobState, JobStore,
+    ShardQueue, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
 use tracing::{info, info_span, warn, Instrument};
@@ -29,6 +29,8 @@ pub struct Executor {
     pub worker: String,
     /// Job records.
     pub jobs: JobStore,
+    /// The shard streams, for handing succeeded jobs to the verifier.
+    pub queue: ShardQueue,
     /// Verified blocks: the local store first, then the gateways.
     pub chain: Arc<SourceChain>,
     /// Where outputs, stdout and stderr are written.
@@ -105,21 +107,31 @@ impl Executor {
             }
         };
         let span = info_span!("job", job = job_id, execution = %execution.id);
-        let outcome = self.run_job(&job, &execution.id).instrument(span).await;
+        let outcome = self.run_spec(&job.spec, &execution.id).instrument(span).await;
         execution.finished_at_ms = Some(now_ms());
         execution.outcome = Some(match outcome {
             Ok(result) => ExecutionOutcome::Completed(result),
-            Err(stop) => ExecutionOutcome::Failed(stop.failure),
+            Err(failure) => ExecutionOutcome::Failed(failure),
         });
         let state = with_retries("finish_execution", || self.jobs.finish_execution(job_id, &execution)).await?;
         info!(job = job_id, %state, "job settled");
+        // Written after the result: a worker dying in between leaves one job unverified, which
+        // sampling tolerates; the reverse order could verify a result never stored.
+        if state == JobState::Succeeded && job.spec.verification != VerificationPolicy::None {
+            with_retries("enqueue_verification", || self.queue.enqueue_verification(job.shard, job_id)).await?;
+        }
         Ok(Settled::Done)
     }
 
-    async fn run_job(&self, job: &Job, execution_id: &str) -> Result<ExecutionResult, Stop> {
-        let spec = &job.spec;
+    /// Fetches, runs and publishes one execution of `spec`, touching no job record: what
+    /// [`Executor::execute`] records, and what the verifier recomputes to compare.
+    pub async fn run_spec(&self, spec: &JobSpec, execution_id: &str) -> Result<ExecutionResult, Failure> {
+        self.run_once(spec, execution_id).await.map_err(|stop| stop.failure)
+    }
+
+    async fn run_once(&self, spec: &JobSpec, execution_id: &str) -> Result<ExecutionResult, Stop> {
         let fetch_started = Instant::now();
-        let (program, inputs) = self.fetch(job).await?;
+        let (program, inputs) = self.fetch(spec).await?;
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
         let run_dir = self.scratch.join(execution_id);
@@ -188,8 +200,7 @@ impl Executor {
     /// Fetches the program and the inputs. Content that no source has yet is asked for again,
     /// with backoff, until [`Executor::fetch_timeout`]: an upload may still be on its way. Content
     /// that is malformed or fails verification fails at once.
-    async fn fetch(&self, job: &Job) -> Result<(Program, Vec<(String, Arc<MaterialisedInput>)>), Stop> {
-        let spec = &job.spec;
+    async fn fetch(&self, spec: &JobSpec) -> Result<(Program, Vec<(String, Arc<MaterialisedInput>)>), Stop> {
         let deadline = tokio::time::Instant::now() + self.fetch_timeout;
         let mut backoff = Duration::from_millis(100);
         let mut last_miss: Option<Stop> = None;

@@ -102,38 +102,44 @@ pub enum WorkerError {
     },
 }
 
+impl Executor {
+    /// The executor `config` describes, over the Redis of `client`: job records, the local
+    /// block store in front of the configured gateways, a runtime sized for the concurrency,
+    /// and the caches. Creates the shard streams' consumer groups if missing.
+    pub async fn open(config: &WorkerConfig, client: &redis::Client) -> Result<Executor, WorkerError> {
+        let conn = client.get_connection_manager().await.map_err(StoreError::from)?;
+        let queue = ShardQueue::new(conn.clone());
+        queue.ensure_groups(config.shards).await?;
+        std::fs::create_dir_all(&config.work_dir)
+            .map_err(|source| WorkerError::Io { context: format!("creating {}", config.work_dir.display()), source })?;
+        let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(&config.store_dir)?);
+        let mut sources: Vec<Arc<dyn BlockSource>> = Vec::new();
+        for url in &config.gateways {
+            sources.push(Arc::new(HttpGatewaySource::new(url)?));
+        }
+        let chain = SourceChain::new(sources).with_cache(store.clone());
+        let runtime = Runtime::new(RuntimeConfig { max_concurrent_instances: config.concurrency as u32, ..RuntimeConfig::default() })?;
+        Ok(Executor {
+            worker: config.id.clone(),
+            jobs: JobStore::new(conn),
+            queue,
+            chain: Arc::new(chain),
+            store,
+            runtime,
+            programs: ProgramCache::new(config.program_cache_bytes),
+            inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes)
+                .map_err(|source| WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source })?,
+            scratch: config.work_dir.join("runs"),
+            fetch_timeout: config.fetch_timeout,
+        })
+    }
+}
+
 /// Runs a worker until `shutdown` resolves, then finishes the jobs it has started.
 pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), WorkerError> {
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StoreError::from)?;
-    let conn = client.get_connection_manager().await.map_err(StoreError::from)?;
-    let jobs = JobStore::new(conn.clone());
-    let queue = ShardQueue::new(conn);
-    queue.ensure_groups(config.shards).await?;
-
-    std::fs::create_dir_all(&config.work_dir)
-        .map_err(|source| WorkerError::Io { context: format!("creating {}", config.work_dir.display()), source })?;
-    let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(&config.store_dir)?);
-    let mut sources: Vec<Arc<dyn BlockSource>> = Vec::new();
-    for url in &config.gateways {
-        sources.push(Arc::new(HttpGatewaySource::new(url)?));
-    }
-    let chain = SourceChain::new(sources).with_cache(store.clone());
-    let runtime = Runtime::new(RuntimeConfig {
-        max_concurrent_instances: config.concurrency as u32,
-        ..RuntimeConfig::default()
-    })?;
-    let executor = Arc::new(Executor {
-        worker: config.id.clone(),
-        jobs: jobs.clone(),
-        chain: Arc::new(chain),
-        store,
-        runtime,
-        programs: ProgramCache::new(config.program_cache_bytes),
-        inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes)
-            .map_err(|source| WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source })?,
-        scratch: config.work_dir.join("runs"),
-        fetch_timeout: config.fetch_timeout,
-    });
+    let executor = Arc::new(Executor::open(&config, &client).await?);
+    let queue = executor.queue.clone();
 
     let shards: Vec<u32> = (0..config.shards).collect();
     let mut reader = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await?;
