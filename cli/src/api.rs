@@ -28,7 +28,8 @@ impl Api {
 
     /// The job `id` with its state and executions.
     pub async fn job(&self, id: &str) -> anyhow::Result<Job> {
-        let response = self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await.with_context(|| self.unreachable())?;
+        let response =
+            self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await.with_context(|| self.unreachable())?;
         decode(response).await
     }
 

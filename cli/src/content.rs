@@ -85,7 +85,8 @@ pub enum CarCommand {
 
 /// The local store.
 fn local_store(home: &Home) -> anyhow::Result<Arc<dyn BlockStore>> {
-    let store = FsBlockStore::open(home.blocks()).with_context(|| format!("opening the block store in {}", home.blocks().display()))?;
+    let store = FsBlockStore::open(home.blocks())
+        .with_context(|| format!("opening the block store in {}", home.blocks().display()))?;
     Ok(Arc::new(store))
 }
 
@@ -123,9 +124,7 @@ async fn resolve(reader: &dyn BlockReader, target: &str) -> anyhow::Result<(cid:
 fn total_bytes(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
     if meta.is_dir() {
-        std::fs::read_dir(path)
-            .map(|entries| entries.flatten().map(|e| total_bytes(&e.path())).sum())
-            .unwrap_or(0)
+        std::fs::read_dir(path).map(|entries| entries.flatten().map(|e| total_bytes(&e.path())).sum()).unwrap_or(0)
     } else {
         meta.len()
     }
@@ -139,8 +138,10 @@ pub async fn add(home: &Home, args: AddArgs) -> anyhow::Result<ExitCode> {
     } else {
         let bar = ProgressBar::new(total_bytes(&args.path));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} adding {bytes}/{total_bytes} {wide_bar} {binary_bytes_per_sec} eta {eta}")
-                .expect("a valid template"),
+            ProgressStyle::with_template(
+                "{spinner} adding {bytes}/{total_bytes} {wide_bar} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
         );
         bar
     };
@@ -195,7 +196,8 @@ pub async fn car(home: &Home, command: CarCommand) -> anyhow::Result<ExitCode> {
         CarCommand::Export { cid, output, sources } => {
             let reader = reader(home, &sources)?;
             let root = parse_cid(&cid)?;
-            let file = tokio::fs::File::create(&output).await.with_context(|| format!("creating {}", output.display()))?;
+            let file =
+                tokio::fs::File::create(&output).await.with_context(|| format!("creating {}", output.display()))?;
             let mut writer = tokio::io::BufWriter::new(file);
             let stats = car::export_car(reader.as_ref(), &root, &mut writer, DagScope::All, WalkOptions::default())
                 .await
@@ -206,9 +208,10 @@ pub async fn car(home: &Home, command: CarCommand) -> anyhow::Result<ExitCode> {
         CarCommand::Import { file } => {
             let store = local_store(home)?;
             let reader = tokio::fs::File::open(&file).await.with_context(|| format!("opening {}", file.display()))?;
-            let imported = car::import_car(tokio::io::BufReader::new(reader), store.as_ref(), &file.display().to_string())
-                .await
-                .with_context(|| format!("importing {}", file.display()))?;
+            let imported =
+                car::import_car(tokio::io::BufReader::new(reader), store.as_ref(), &file.display().to_string())
+                    .await
+                    .with_context(|| format!("importing {}", file.display()))?;
             if imported.roots.is_empty() {
                 bail!("{} declares no root", file.display());
             }

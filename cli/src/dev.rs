@@ -145,7 +145,9 @@ async fn shoal_gateway_task(
 
 async fn bind(port: u16) -> anyhow::Result<TcpListener> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpListener::bind(address).await.with_context(|| format!("listening on {address} (choose another port with --port / --content-port)"))
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address} (choose another port with --port / --content-port)"))
 }
 
 fn flatten(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

@@ -138,7 +138,13 @@ pub async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         if Instant::now() >= deadline {
             bar.finish_and_clear();
-            bail!("job {} is still {} after {} s; follow it with `shoal status {}`", job.id, job.state, args.timeout_secs, job.id);
+            bail!(
+                "job {} is still {} after {} s; follow it with `shoal status {}`",
+                job.id,
+                job.state,
+                args.timeout_secs,
+                job.id
+            );
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(500));
@@ -202,7 +208,10 @@ pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
         let verdict = match &verification.outcome {
             VerificationOutcome::Agreed => "agreed".to_string(),
             VerificationOutcome::Disagreed { worker, recomputed, .. } => {
-                format!("DISAGREED: {worker} reported a result the verifier could not reproduce (it got {})", recomputed.output)
+                format!(
+                    "DISAGREED: {worker} reported a result the verifier could not reproduce (it got {})",
+                    recomputed.output
+                )
             }
             VerificationOutcome::Inconclusive { reason } => format!("inconclusive: {reason}"),
         };
@@ -216,7 +225,8 @@ pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
             }
             Some(ExecutionOutcome::Failed(failure)) => format!("failed ({}): {}", failure.reason, failure.message),
         };
-        let took = execution.finished_at_ms.map(|end| format!(" in {} ms", end.saturating_sub(execution.started_at_ms)));
+        let took =
+            execution.finished_at_ms.map(|end| format!(" in {} ms", end.saturating_sub(execution.started_at_ms)));
         println!("execution  {} on {}{}: {}", execution.id, execution.worker, took.unwrap_or_default(), outcome);
     }
     Ok(ExitCode::SUCCESS)
@@ -243,7 +253,8 @@ pub async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
         let reader = reader.clone();
         let cid = *cid.cid();
         async move {
-            let chunks: Vec<Bytes> = unixfs::cat(reader, cid).try_collect().await.with_context(|| format!("reading {cid}"))?;
+            let chunks: Vec<Bytes> =
+                unixfs::cat(reader, cid).try_collect().await.with_context(|| format!("reading {cid}"))?;
             anyhow::Ok(chunks.concat())
         }
     };

@@ -38,7 +38,8 @@ pub fn init_logging() {
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
@@ -113,7 +114,9 @@ impl WorkerArgs {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into())
 }
 
 /// `shoal content`.
@@ -173,7 +176,8 @@ pub async fn worker(home: &Home, args: WorkerArgs) -> anyhow::Result<ExitCode> {
 pub async fn content(home: &Home, args: ContentArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let dir = args.store.unwrap_or_else(|| home.blocks());
-    let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
+    let store: Arc<dyn BlockStore> =
+        Arc::new(FsBlockStore::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, store = %dir.display(), "content server listening");
     axum::serve(listener, shoal_content::serve::router(store)).with_graceful_shutdown(shutdown_signal()).await?;

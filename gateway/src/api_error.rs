@@ -39,10 +39,7 @@ struct Envelope<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            body: ErrorBody { code, message: message.into(), field: None, state: None, reason: None },
-        }
+        ApiError { status, body: ErrorBody { code, message: message.into(), field: None, state: None, reason: None } }
     }
 
     /// A 400 about one query or path parameter.
@@ -62,7 +59,11 @@ impl ApiError {
 
     /// The answer for a request that ran out of time.
     pub fn timeout() -> ApiError {
-        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "the request did not complete in time; retry it (with the same Idempotency-Key for submissions)")
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request did not complete in time; retry it (with the same Idempotency-Key for submissions)",
+        )
     }
 
     /// The answer for a request whose handler panicked: the details stay in the log.
@@ -80,9 +81,11 @@ impl IntoResponse for ApiError {
 impl From<SpecError> for ApiError {
     fn from(error: SpecError) -> ApiError {
         match error {
-            SpecError::MalformedJson { reason } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {reason}"))
-            }
+            SpecError::MalformedJson { reason } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {reason}"),
+            ),
             SpecError::Field { field, reason } => {
                 let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_spec", reason);
                 if field.is_empty() {

@@ -48,12 +48,18 @@ pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body
     let shard = app.placement.route(&spec);
     match app.store.create(&spec, shard, idempotency_key).await? {
         Created::New(job) => {
-            app.queue.enqueue(shard, &job.id).await?;
+            app.store.enqueue(&app.queue, &job.id, shard).await?;
             app.metrics.jobs_submitted.inc();
             tracing::info!(job = %job.id, shard, "job submitted");
             Ok(job_response(StatusCode::ACCEPTED, job, false))
         }
         Created::Existing(job) => {
+            // The first request stored the job but failed to queue it (it answered 503): the
+            // client's retry queues it.
+            if job.state == JobState::Queued && !app.store.is_enqueued(&job.id).await? {
+                app.store.enqueue(&app.queue, &job.id, job.shard).await?;
+                tracing::info!(job = %job.id, shard = job.shard, "queued on an idempotent retry");
+            }
             app.metrics.jobs_replayed.inc();
             Ok(job_response(StatusCode::OK, job, true))
         }
@@ -82,12 +88,19 @@ async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result
         let error = ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("the body must be a JSON job spec sent with Content-Type: application/json, not {}", content_type.unwrap_or("no Content-Type")),
+            format!(
+                "the body must be a JSON job spec sent with Content-Type: application/json, not {}",
+                content_type.unwrap_or("no Content-Type")
+            ),
         );
         return Err(refuse_unread(error, body));
     }
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than the limit of {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
     };
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
@@ -97,7 +110,8 @@ async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result
     let mut read = Vec::with_capacity(declared.map_or(0, |length| length as usize));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
-            ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {error}")).into_response()
+            ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("the body could not be read: {error}"))
+                .into_response()
         })?;
         let Some(data) = frame.data_ref() else { continue };
         if read.len() + data.len() > limit {
@@ -158,9 +172,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 /// Parses a job id from a path: a ULID, in any case, returned in its canonical upper-case form
 /// (the form ids are stored under).
 fn job_id(raw: &str) -> Result<String, ApiError> {
-    raw.parse::<ulid::Ulid>()
-        .map(|id| id.to_string())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_job_id", format!("{raw:?} is not a job id (a 26-character ULID): {e}")).with_field("id"))
+    raw.parse::<ulid::Ulid>().map(|id| id.to_string()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_job_id",
+            format!("{raw:?} is not a job id (a 26-character ULID): {e}"),
+        )
+        .with_field("id")
+    })
 }
 
 async fn load_job(app: &AppState, raw_id: &str) -> Result<Job, ApiError> {
@@ -188,12 +207,19 @@ pub(crate) struct JobResultBody {
 /// `GET /v1/jobs/{id}/result`: 200 with the outputs when the job succeeded; 409 `not_finished`
 /// while it is queued or running; 422 `job_failed` (with the failure reason) or `job_cancelled`
 /// when it ended without a result.
-pub(crate) async fn result(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<JobResultBody>, ApiError> {
+pub(crate) async fn result(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobResultBody>, ApiError> {
     let job = load_job(&app, &id).await?;
     match job.state {
         JobState::Succeeded => {
             let result = job.result.ok_or_else(|| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", format!("job {} succeeded but has no result recorded", job.id))
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_record",
+                    format!("job {} succeeded but has no result recorded", job.id),
+                )
             })?;
             Ok(Json(JobResultBody {
                 job: job.id,
@@ -213,15 +239,22 @@ pub(crate) async fn result(State(app): State<AppState>, Path(id): Path<String>) 
         .with_state(job.state)),
         JobState::Failed => {
             let (message, reason) = match &job.failure {
-                Some(failure) => (format!("job {} failed ({}): {}", job.id, failure.reason, failure.message), Some(failure.reason)),
+                Some(failure) => {
+                    (format!("job {} failed ({}): {}", job.id, failure.reason, failure.message), Some(failure.reason))
+                }
                 None => (format!("job {} failed", job.id), None),
             };
-            let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "job_failed", message).with_state(job.state);
+            let mut error =
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "job_failed", message).with_state(job.state);
             error.body.reason = reason;
             Err(error)
         }
-        JobState::Cancelled => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "job_cancelled", format!("job {} was cancelled and has no result", job.id))
-            .with_state(job.state)),
+        JobState::Cancelled => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "job_cancelled",
+            format!("job {} was cancelled and has no result", job.id),
+        )
+        .with_state(job.state)),
     }
 }
 
@@ -275,7 +308,11 @@ pub(crate) async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{rejection}; the parameters are state, limit and cursor"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("{rejection}; the parameters are state, limit and cursor"),
+        )
     })?;
     let state = query
         .state
@@ -285,11 +322,12 @@ pub(crate) async fn list(
         .map_err(|reason| ApiError::invalid_parameter("state", reason))?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::invalid_parameter("limit", format!("limit must be a whole number from 1 to {MAX_PAGE}, got {raw:?}")))?,
+        Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "limit",
+                format!("limit must be a whole number from 1 to {MAX_PAGE}, got {raw:?}"),
+            )
+        })?,
     };
     let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
 
@@ -307,10 +345,14 @@ pub(crate) async fn list(
     entries.sort_by(|a, b| b.cmp(a));
     let has_more = any_state_has_more || entries.len() > limit;
     entries.truncate(limit);
-    let next_cursor = has_more.then(|| entries.last()).flatten().map(|(created_ms, id)| Cursor { created_ms: *created_ms, id: id.clone() }.encode());
+    let next_cursor = has_more
+        .then(|| entries.last())
+        .flatten()
+        .map(|(created_ms, id)| Cursor { created_ms: *created_ms, id: id.clone() }.encode());
 
     // A job that vanished between the listing and the loading is left out.
-    let jobs: Vec<Job> = try_join_all(entries.iter().map(|(_, id)| app.store.get(id))).await?.into_iter().flatten().collect();
+    let jobs: Vec<Job> =
+        try_join_all(entries.iter().map(|(_, id)| app.store.get(id))).await?.into_iter().flatten().collect();
     let next = next_cursor.as_ref().map(|cursor| {
         let state = state.map_or(String::new(), |s| format!("state={s}&"));
         format!("/v1/jobs?{state}limit={limit}&cursor={cursor}")

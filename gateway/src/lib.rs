@@ -116,10 +116,15 @@ where
 async fn health(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut redis = app.redis.clone();
     // The connection's own timeouts bound one attempt; this bounds a reconnect's retries too.
-    let ping = tokio::time::timeout(app.config.redis_timeout * 2, redis::cmd("PING").query_async::<String>(&mut redis)).await;
+    let ping =
+        tokio::time::timeout(app.config.redis_timeout * 2, redis::cmd("PING").query_async::<String>(&mut redis)).await;
     match ping {
         Ok(Ok(_)) => Ok(Json(serde_json::json!({ "status": "ok" }))),
-        Ok(Err(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable", format!("Redis does not answer: {e}"))),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_unavailable",
+            format!("Redis does not answer: {e}"),
+        )),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "redis_unavailable",

@@ -58,7 +58,9 @@ impl Metrics {
     pub fn new() -> Metrics {
         let requests = Family::<RouteStatusLabels, Counter>::default();
         // 1 ms to about 16 s: Redis-bound requests sit at the low end, timeouts at the top.
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15)));
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 15))
+        });
         let jobs_submitted = Counter::default();
         let jobs_replayed = Counter::default();
         let shard_backlog = Family::<ShardLabels, Gauge>::default();
@@ -67,8 +69,16 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "Time to answer HTTP requests, by route", latency.clone());
         registry.register("jobs_submitted", "New jobs accepted and queued", jobs_submitted.clone());
-        registry.register("jobs_replayed", "Submissions answered with an existing job because of their Idempotency-Key", jobs_replayed.clone());
-        registry.register("shard_backlog", "Entries on each shard stream (read or not), at scrape time", shard_backlog.clone());
+        registry.register(
+            "jobs_replayed",
+            "Submissions answered with an existing job because of their Idempotency-Key",
+            jobs_replayed.clone(),
+        );
+        registry.register(
+            "shard_backlog",
+            "Entries on each shard stream (read or not), at scrape time",
+            shard_backlog.clone(),
+        );
         registry.register("redis_up", "Whether Redis answered at the last scrape (1) or not (0)", redis_up.clone());
         Metrics { registry, requests, latency, jobs_submitted, jobs_replayed, shard_backlog, redis_up }
     }
@@ -81,7 +91,10 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
     let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str).to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    metrics.latency.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(started.elapsed().as_secs_f64());
+    metrics
+        .latency
+        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+        .observe(started.elapsed().as_secs_f64());
     metrics.requests.get_or_create(&RouteStatusLabels { method, route, status }).inc();
     response
 }
@@ -107,7 +120,8 @@ pub(crate) async fn scrape(State(app): State<AppState>) -> Result<Response, ApiE
         }
     }
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
-        .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("encoding metrics: {e}")))?;
+    prometheus_client::encoding::text::encode(&mut text, &metrics.registry).map_err(|e| {
+        ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("encoding metrics: {e}"))
+    })?;
     Ok(([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }

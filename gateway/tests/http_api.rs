@@ -18,8 +18,8 @@ use shoal_gateway::{router, serve, GatewayConfig, GatewayError};
 use shoal_jobs::keys::shard_stream;
 use shoal_jobs::server::free_port;
 use shoal_jobs::{
-    now_ms, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobStore, RedisServer,
-    ShardQueue,
+    now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobSpec,
+    JobStore, RedisServer, ShardQueue,
 };
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -140,7 +140,13 @@ async fn expect_error(response: Response, status: StatusCode, code: &str) -> Val
 }
 
 fn execution(n: u32) -> Execution {
-    Execution { id: format!("w1-{n}"), worker: "w1".into(), started_at_ms: now_ms(), finished_at_ms: None, outcome: None }
+    Execution {
+        id: format!("w1-{n}"),
+        worker: "w1".into(),
+        started_at_ms: now_ms(),
+        finished_at_ms: None,
+        outcome: None,
+    }
 }
 
 fn cid(s: &str) -> ContentId {
@@ -206,13 +212,37 @@ async fn the_same_idempotency_key_and_spec_return_the_first_job_without_queueing
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_queues_a_job_whose_first_submission_was_stored_but_not_queued() {
+    let gateway = Gateway::start().await;
+    // The first request stored the job and failed before queueing it (Redis went away).
+    let store = JobStore::new(gateway.redis().await);
+    let stored = JobSpec::from_json(spec("a").to_string().as_bytes()).unwrap();
+    let Created::New(job) = store.create(&stored, 2, Some("order-99")).await.unwrap() else { panic!("new") };
+    assert_eq!(gateway.total_backlog().await, 0);
+
+    let retry = gateway.submit(&spec("a"), Some("order-99")).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["id"], job.id.as_str());
+    assert_eq!(gateway.entries_for(2, &job.id).await, 1, "the retry queued it");
+    // And only once.
+    gateway.submit(&spec("a"), Some("order-99")).await;
+    assert_eq!(gateway.entries_for(2, &job.id).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_reused_for_another_spec_is_422_and_creates_nothing() {
     let gateway = Gateway::start().await;
     let first = gateway.submit(&spec("a"), Some("key-1")).await;
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     let first: Value = first.json().await.unwrap();
 
-    let error = expect_error(gateway.submit(&spec("b"), Some("key-1")).await, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused").await;
+    let error = expect_error(
+        gateway.submit(&spec("b"), Some("key-1")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
     assert!(error["message"].as_str().unwrap().contains(first["id"].as_str().unwrap()), "{error}");
     assert_eq!(gateway.total_backlog().await, 1);
     let listed: Value = gateway.get("/v1/jobs").await.json().await.unwrap();
@@ -223,7 +253,8 @@ async fn an_idempotency_key_reused_for_another_spec_is_422_and_creates_nothing()
 async fn an_unusable_idempotency_key_is_400() {
     let gateway = Gateway::start().await;
     let long = "k".repeat(256);
-    expect_error(gateway.submit(&spec("a"), Some(&long)).await, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
+    expect_error(gateway.submit(&spec("a"), Some(&long)).await, StatusCode::BAD_REQUEST, "invalid_idempotency_key")
+        .await;
     let response = gateway
         .http
         .post(gateway.url("/v1/jobs"))
@@ -241,7 +272,8 @@ async fn bad_specs_are_400_naming_the_field_and_why() {
     let gateway = Gateway::start().await;
     let json = Some("application/json");
 
-    let error = expect_error(gateway.post_raw(json, r#"{"program": "#).await, StatusCode::BAD_REQUEST, "malformed_json").await;
+    let error =
+        expect_error(gateway.post_raw(json, r#"{"program": "#).await, StatusCode::BAD_REQUEST, "malformed_json").await;
     assert!(error.get("field").is_none(), "{error}");
 
     let unknown = format!(r#"{{"program":"{PROGRAM}","colour":"blue"}}"#).leak();
@@ -260,7 +292,8 @@ async fn bad_specs_are_400_naming_the_field_and_why() {
     let error = expect_error(gateway.submit(&zero_fuel, None).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
     assert_eq!(error["field"], "limits.fuel");
 
-    let error = expect_error(gateway.post_raw(json, r#"{"args":[]}"#).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    let error =
+        expect_error(gateway.post_raw(json, r#"{"args":[]}"#).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
     assert!(error["message"].as_str().unwrap().contains("missing field `program`"), "{error}");
 
     assert_eq!(gateway.total_backlog().await, 0, "no rejected spec is queued");
@@ -270,8 +303,14 @@ async fn bad_specs_are_400_naming_the_field_and_why() {
 async fn a_body_that_is_not_declared_json_is_415() {
     let gateway = Gateway::start().await;
     let body = format!(r#"{{"program":"{PROGRAM}"}}"#).leak();
-    expect_error(gateway.post_raw(Some("text/plain"), body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
-    expect_error(gateway.post_raw(None, body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    expect_error(
+        gateway.post_raw(Some("text/plain"), body).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    expect_error(gateway.post_raw(None, body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        .await;
     // Parameters and case do not matter.
     let response = gateway.post_raw(Some("Application/JSON; charset=utf-8"), body).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -313,7 +352,10 @@ async fn a_one_gigabyte_body_is_refused_with_413_without_being_read() {
             .unwrap();
         assert_eq!(response.headers()["connection"], "close", "a connection with a body left unread is not reused");
         let error = expect_error(response, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
-        assert!(error["message"].as_str().unwrap().contains(&GatewayConfig::DEFAULT_MAX_BODY_BYTES.to_string()), "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(&GatewayConfig::DEFAULT_MAX_BODY_BYTES.to_string()),
+            "{error}"
+        );
         let pulled = pulled.load(Ordering::Relaxed);
         assert!(pulled < MOST_READ, "the client sent {pulled} bytes before the answer (declared length: {declared})");
     }
@@ -359,7 +401,9 @@ async fn serve_returns_once_shutdown_completes() {
 async fn a_body_at_the_configured_limit_is_accepted_and_one_byte_more_is_not() {
     let body = format!(r#"{{"program":"{PROGRAM}"}}"#);
     let gateway = Gateway::start_with(|config| config.max_body_bytes = body.len()).await;
-    let send = |body: String| gateway.http.post(gateway.url("/v1/jobs")).header(CONTENT_TYPE, "application/json").body(body).send();
+    let send = |body: String| {
+        gateway.http.post(gateway.url("/v1/jobs")).header(CONTENT_TYPE, "application/json").body(body).send()
+    };
     assert_eq!(send(body.clone()).await.unwrap().status(), StatusCode::ACCEPTED);
     expect_error(send(format!("{body} ")).await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
 }
@@ -368,9 +412,11 @@ async fn a_body_at_the_configured_limit_is_accepted_and_one_byte_more_is_not() {
 async fn unknown_and_invalid_job_ids() {
     let gateway = Gateway::start().await;
     let unknown = ulid::Ulid::new().to_string();
-    let error = expect_error(gateway.get(&format!("/v1/jobs/{unknown}")).await, StatusCode::NOT_FOUND, "job_not_found").await;
+    let error =
+        expect_error(gateway.get(&format!("/v1/jobs/{unknown}")).await, StatusCode::NOT_FOUND, "job_not_found").await;
     assert!(error["message"].as_str().unwrap().contains(&unknown), "{error}");
-    expect_error(gateway.get(&format!("/v1/jobs/{unknown}/result")).await, StatusCode::NOT_FOUND, "job_not_found").await;
+    expect_error(gateway.get(&format!("/v1/jobs/{unknown}/result")).await, StatusCode::NOT_FOUND, "job_not_found")
+        .await;
 
     let error = expect_error(gateway.get("/v1/jobs/not-a-ulid").await, StatusCode::BAD_REQUEST, "invalid_job_id").await;
     assert_eq!(error["field"], "id");
@@ -387,11 +433,13 @@ async fn the_result_follows_the_jobs_life() {
     let store = JobStore::new(gateway.redis().await);
 
     let id = gateway.create(&spec("ok")).await;
-    let error = expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_finished").await;
+    let error =
+        expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_finished").await;
     assert_eq!(error["state"], "queued");
 
     store.start_execution(&id, &execution(1)).await.unwrap();
-    let error = expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_finished").await;
+    let error =
+        expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_finished").await;
     assert_eq!(error["state"], "running");
     let status: Value = gateway.get(&format!("/v1/jobs/{id}")).await.json().await.unwrap();
     assert_eq!(status["state"], "running");
@@ -429,7 +477,12 @@ async fn the_result_follows_the_jobs_life() {
         fuel_consumed: Some(10),
     }));
     store.finish_execution(&failed, &trapped).await.unwrap();
-    let error = expect_error(gateway.get(&format!("/v1/jobs/{failed}/result")).await, StatusCode::UNPROCESSABLE_ENTITY, "job_failed").await;
+    let error = expect_error(
+        gateway.get(&format!("/v1/jobs/{failed}/result")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "job_failed",
+    )
+    .await;
     assert_eq!(error["state"], "failed");
     assert_eq!(error["reason"], "trap");
     assert!(error["message"].as_str().unwrap().contains("unreachable"), "{error}");
@@ -512,7 +565,9 @@ async fn bad_listing_parameters_are_400_naming_the_parameter() {
         ("cursor=nonsense", "cursor"),
         ("cursor=12-notaulid", "cursor"),
     ] {
-        let error = expect_error(gateway.get(&format!("/v1/jobs?{query}")).await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+        let error =
+            expect_error(gateway.get(&format!("/v1/jobs?{query}")).await, StatusCode::BAD_REQUEST, "invalid_parameter")
+                .await;
         assert_eq!(error["field"], field, "{query}: {error}");
     }
     expect_error(gateway.get("/v1/jobs?colour=blue").await, StatusCode::BAD_REQUEST, "invalid_parameter").await;
@@ -544,7 +599,12 @@ async fn health_follows_redis_down_and_back_without_restarting_the_gateway() {
     assert!(!error["message"].as_str().unwrap().is_empty());
     expect_error(gateway.submit(&spec("down"), None).await, StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable").await;
     let unknown = ulid::Ulid::new().to_string();
-    expect_error(gateway.get(&format!("/v1/jobs/{unknown}")).await, StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable").await;
+    expect_error(
+        gateway.get(&format!("/v1/jobs/{unknown}")).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "redis_unavailable",
+    )
+    .await;
 
     tokio::task::block_in_place(|| gateway.redis.restart()).unwrap();
     wait_for_health(&gateway, StatusCode::OK).await;
@@ -585,7 +645,8 @@ async fn metrics_count_requests_by_route_and_status_and_report_the_backlog() {
     assert_eq!(count(r#"shoal_gateway_http_request_duration_seconds_count{method="POST",route="/v1/jobs"}"#), 4.0);
     assert_eq!(count("shoal_gateway_jobs_submitted_total"), 3.0);
     assert_eq!(count("shoal_gateway_redis_up"), 1.0);
-    let backlog: f64 = (0..SHARDS).map(|shard| count(&format!(r#"shoal_gateway_shard_backlog{{shard="{shard}"}}"#))).sum();
+    let backlog: f64 =
+        (0..SHARDS).map(|shard| count(&format!(r#"shoal_gateway_shard_backlog{{shard="{shard}"}}"#))).sum();
     assert_eq!(backlog, 3.0);
     assert!(text.trim_end().ends_with("# EOF"));
 }
@@ -593,7 +654,8 @@ async fn metrics_count_requests_by_route_and_status_and_report_the_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_echoed_or_generated() {
     let gateway = Gateway::start().await;
-    let response = gateway.http.get(gateway.url("/healthz")).header("x-request-id", "client-chose-this").send().await.unwrap();
+    let response =
+        gateway.http.get(gateway.url("/healthz")).header("x-request-id", "client-chose-this").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "client-chose-this");
 
     // Error answers carry it too.

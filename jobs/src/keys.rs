@@ -5,12 +5,13 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `shoal:{jNN}:job:<id>` | hash | one job: `spec`, `state`, `invocation`, times, `shard`, `max_attempts`, `result`, `failure`, `verification` |
+//! | `shoal:{jNN}:job:<id>` | hash | one job: `spec`, `state`, `invocation`, times, `shard`, `max_attempts`, `entry` (its stream entry), `result`, `failure`, `verification` |
 //! | `shoal:{jNN}:execs:<id>` | hash | the job's executions, execution id → JSON |
 //! | `shoal:{jNN}:state:<state>` | sorted set | ids of this tag's jobs in that state, scored by creation time |
 //! | `shoal:{sNN}:jobs` | stream | shard NN's queue; consumer group [`WORKER_GROUP`] |
 //! | `shoal:{sNN}:verify` | stream | shard NN's succeeded jobs awaiting the verifier; consumer group [`VERIFIER_GROUP`] |
 //! | `shoal:{sNN}:dead` | stream | shard NN's dead letters: entries whose job could not be run, with the reason |
+//! | `shoal:lock:requeue` | string | which worker may re-queue lost submissions now (expires) |
 //! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
@@ -83,6 +84,11 @@ pub fn verify_stream(shard: u32) -> String {
 /// transaction).
 pub fn dead_letter_stream(shard: u32) -> String {
     format!("shoal:{{s{shard:02}}}:dead")
+}
+
+/// The lock of the re-queuer of lost submissions.
+pub fn requeue_lock() -> String {
+    "shoal:lock:requeue".to_string()
 }
 
 /// The key remembering which job an idempotency key created. The user's key is hashed so any

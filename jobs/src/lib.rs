@@ -18,8 +18,8 @@ pub mod store;
 
 pub use error::{SpecError, StoreError};
 pub use model::{
-    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec, Job, JobSpec,
-    JobState, Limits, RetryPolicy, Verification, VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,
+    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec, Job, JobSpec, JobState,
+    Limits, RetryPolicy, Verification, VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,
 };
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
 pub use router::ShardRouter;

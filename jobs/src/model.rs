@@ -244,7 +244,10 @@ impl JobSpec {
         }
         let attempts = self.retry.max_attempts;
         if attempts == 0 || attempts > RetryPolicy::MAX_ATTEMPTS {
-            return field("retry.max_attempts", format!("must be between 1 and {}, got {attempts}", RetryPolicy::MAX_ATTEMPTS));
+            return field(
+                "retry.max_attempts",
+                format!("must be between 1 and {}, got {attempts}", RetryPolicy::MAX_ATTEMPTS),
+            );
         }
         if let Some(url) = &self.webhook {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
@@ -324,10 +327,9 @@ impl FromStr for JobState {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown state {s:?}; expected one of queued, running, succeeded, failed, cancelled"))
+        JobState::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| {
+            format!("unknown state {s:?}; expected one of queued, running, succeeded, failed, cancelled")
+        })
     }
 }
 
@@ -536,7 +538,13 @@ mod tests {
         let cases = [
             (spec_json(r#","colour":"blue""#), "colour", "unknown field `colour`"),
             (spec_json(r#","inputs":[{"cid":"bafynope"}]"#), "inputs[0].cid", "invalid CID"),
-            (spec_json(r#","inputs":[{"cid":"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4","path":"/outputs/x"}]"#), "inputs[0].path", "output directory"),
+            (
+                spec_json(
+                    r#","inputs":[{"cid":"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4","path":"/outputs/x"}]"#,
+                ),
+                "inputs[0].path",
+                "output directory",
+            ),
             (spec_json(r#","limits":{"fuel":0}"#), "limits.fuel", "between 1 and"),
             (spec_json(r#","limits":{"memory_bytes":"lots"}"#), "limits.memory_bytes", "invalid type"),
             (r#"{"args":[]}"#.to_string(), "", "missing field `program`"),

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOptions, StreamId, StreamReadOptions, StreamReadReply,
+};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client};
 
 use crate::error::StoreError;
@@ -71,7 +73,8 @@ impl ShardQueue {
         let mut conn = self.conn.clone();
         for shard in 0..shards {
             for lane in [Lane::Jobs, Lane::Verify] {
-                let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(lane.stream(shard), lane.group(), "0").await;
+                let created: redis::RedisResult<()> =
+                    conn.xgroup_create_mkstream(lane.stream(shard), lane.group(), "0").await;
                 match created {
                     Err(e) if e.code() == Some("BUSYGROUP") => {}
                     other => other?,
@@ -108,7 +111,13 @@ impl ShardQueue {
     /// Takes over, for `consumer`, up to `count` entries of `shards` that another consumer read
     /// and left unacknowledged for longer than `min_idle` — its worker died or hangs, since a
     /// live worker renews its claims ([`ShardQueue::renew`]).
-    pub async fn reclaim(&self, shards: &[u32], consumer: &str, min_idle: Duration, count: usize) -> Result<Vec<Delivery>, StoreError> {
+    pub async fn reclaim(
+        &self,
+        shards: &[u32],
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let mut conn = self.conn.clone();
         let mut deliveries = Vec::new();
         for &shard in shards {
@@ -121,8 +130,9 @@ impl ShardQueue {
                     return Ok(deliveries);
                 }
                 let options = StreamAutoClaimOptions::default().count(wanted);
-                let reply: StreamAutoClaimReply =
-                    conn.xautoclaim_options(&stream, WORKER_GROUP, consumer, min_idle.as_millis() as u64, &cursor, options).await?;
+                let reply: StreamAutoClaimReply = conn
+                    .xautoclaim_options(&stream, WORKER_GROUP, consumer, min_idle.as_millis() as u64, &cursor, options)
+                    .await?;
                 for entry in reply.claimed {
                     deliveries.push(delivery(Lane::Jobs, shard, &stream, entry)?);
                 }
@@ -144,7 +154,15 @@ impl ShardQueue {
             // Claiming one's own entry with min-idle 0 resets its idle time; JUSTID leaves its
             // delivery count alone.
             let options = StreamClaimOptions::default().with_justid();
-            pipe.xclaim_options(keys::shard_stream(delivery.shard), WORKER_GROUP, consumer, 0, &[&delivery.entry], options).ignore();
+            pipe.xclaim_options(
+                keys::shard_stream(delivery.shard),
+                WORKER_GROUP,
+                consumer,
+                0,
+                &[&delivery.entry],
+                options,
+            )
+            .ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
@@ -157,7 +175,11 @@ impl ShardQueue {
         let mut conn = self.conn.clone();
         let _: (String, i64, i64) = redis::pipe()
             .atomic()
-            .xadd(keys::dead_letter_stream(delivery.shard), "*", &[("job", delivery.job_id.as_str()), ("entry", &delivery.entry), ("reason", reason)])
+            .xadd(
+                keys::dead_letter_stream(delivery.shard),
+                "*",
+                &[("job", delivery.job_id.as_str()), ("entry", &delivery.entry), ("reason", reason)],
+            )
             .xack(&stream, WORKER_GROUP, &[&delivery.entry])
             .xdel(&stream, &[&delivery.entry])
             .query_async(&mut conn)
@@ -204,12 +226,23 @@ impl ShardReader {
     ///
     /// All shards are read with one command, which a single Redis node serves; on a cluster
     /// the caller groups shards by node.
-    pub async fn connect(client: &Client, shards: &[u32], consumer: &str, block: Duration) -> Result<ShardReader, StoreError> {
+    pub async fn connect(
+        client: &Client,
+        shards: &[u32],
+        consumer: &str,
+        block: Duration,
+    ) -> Result<ShardReader, StoreError> {
         ShardReader::connect_lane(client, Lane::Jobs, shards, consumer, block).await
     }
 
     /// Like [`ShardReader::connect`], for the streams of `lane`.
-    pub async fn connect_lane(client: &Client, lane: Lane, shards: &[u32], consumer: &str, block: Duration) -> Result<ShardReader, StoreError> {
+    pub async fn connect_lane(
+        client: &Client,
+        lane: Lane,
+        shards: &[u32],
+        consumer: &str,
+        block: Duration,
+    ) -> Result<ShardReader, StoreError> {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(block + Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(5)));

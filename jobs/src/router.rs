@@ -62,10 +62,13 @@ mod tests {
     #[test]
     fn same_first_input_same_shard() {
         let json = |input: &str| {
-            format!(r#"{{"program":"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4","inputs":[{{"cid":"{input}"}}]}}"#)
+            format!(
+                r#"{{"program":"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4","inputs":[{{"cid":"{input}"}}]}}"#
+            )
         };
         let router = ShardRouter::new(16);
-        let a = JobSpec::from_json(json("bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354").as_bytes()).unwrap();
+        let a =
+            JobSpec::from_json(json("bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354").as_bytes()).unwrap();
         let mut b = a.clone();
         b.args.push("other".into());
         assert_eq!(router.route(&a), router.route(&b));

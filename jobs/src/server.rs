@@ -105,7 +105,9 @@ impl RedisServer {
                 let mut reply = [0u8; 64];
                 stream.set_read_timeout(Some(Duration::from_millis(500))).ok();
                 // Loading the AOF answers -LOADING; only +PONG means ready.
-                if stream.write_all(b"PING\r\n").is_ok() && stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG")) {
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
+                {
                     return Ok(());
                 }
             }

@@ -4,7 +4,7 @@
 //! record, executions and state index never disagree, and a finished job can never be changed
 //! again: a duplicate or late result is kept as an execution but does not touch the job.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -12,6 +12,7 @@ use redis::{AsyncCommands, Script};
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys};
 use crate::model::{Execution, ExecutionOutcome, Failure, Job, JobSpec, JobState, Verification};
+use crate::queue::ShardQueue;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -40,6 +41,9 @@ pub enum Started {
     Running(Box<Job>),
     /// The job had already finished; nothing was changed and the delivery should be acked.
     AlreadyFinished(JobState),
+    /// The job is running from another stream entry: this one is a duplicate, to acknowledge
+    /// without running.
+    Duplicate,
     /// The job had been started its `max_attempts` times without finishing: it is now failed
     /// ([`crate::FailureReason::WorkerLost`]) and the delivery belongs in the dead-letter stream.
     AttemptsExhausted {
@@ -67,13 +71,17 @@ end
 local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 "#;
 
-// ARGV: id, execution id, execution JSON, now.
+// ARGV: id, execution id, execution JSON, now, stream entry ('' when not started from one).
+// The job remembers the entry it was last started from: another entry for a job that is
+// running is a duplicate (a re-queued job whose first entry turned up after all) and is not run.
 // A job started `max_attempts` times without any execution finishing lost its workers each
 // time: it fails here, atomically, instead of being started again.
 const START: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
 if terminal(state) then return {'terminal', state} end
+local entry = redis.call('HGET', KEYS[1], 'entry')
+if ARGV[5] ~= '' and state == 'running' and entry and entry ~= ARGV[5] then return {'duplicate'} end
 local started = redis.call('HLEN', KEYS[2])
 local max = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '0')
 if max > 0 and started >= max then
@@ -85,6 +93,7 @@ if max > 0 and started >= max then
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at_ms', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'entry', ARGV[5]) end
 move(ARGV[1], state, 'running', redis.call('HGET', KEYS[1], 'created_at_ms'))
 return {'running'}
 "#;
@@ -102,6 +111,13 @@ move(ARGV[1], state, ARGV[4], redis.call('HGET', KEYS[1], 'created_at_ms'))
 return {ARGV[4]}
 "#;
 
+// ARGV: stream entry id. Records where a job was queued, unless a worker already started it.
+const ENQUEUED: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSETNX', KEYS[1], 'entry', ARGV[1])
+return 1
+"#;
+
 // ARGV: verification JSON. Only an existing job: HSET alone would create a stub record.
 const VERIFY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -117,6 +133,7 @@ pub struct JobStore {
     start: Script,
     finish: Script,
     verify: Script,
+    enqueued: Script,
 }
 
 impl JobStore {
@@ -128,6 +145,7 @@ impl JobStore {
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
             verify: Script::new(VERIFY),
+            enqueued: Script::new(ENQUEUED),
         }
     }
 
@@ -207,11 +225,8 @@ impl JobStore {
     pub async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
-        let (fields, execs): (HashFields, HashFields) = redis::pipe()
-            .hgetall(&keys.job)
-            .hgetall(&keys.executions)
-            .query_async(&mut conn)
-            .await?;
+        let (fields, execs): (HashFields, HashFields) =
+            redis::pipe().hgetall(&keys.job).hgetall(&keys.executions).query_async(&mut conn).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -220,7 +235,12 @@ impl JobStore {
 
     /// Job ids in `state`, newest first, at most `limit`, starting after the cursor `before`
     /// (a creation time in ms and an id) for pagination. Returns the page and the next cursor.
-    pub async fn list(&self, state: JobState, limit: usize, before: Option<Listed>) -> Result<(Vec<Listed>, Option<Listed>), StoreError> {
+    pub async fn list(
+        &self,
+        state: JobState,
+        limit: usize,
+        before: Option<Listed>,
+    ) -> Result<(Vec<Listed>, Option<Listed>), StoreError> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for tag in keys::all_job_tags() {
@@ -232,7 +252,16 @@ impl JobStore {
                 // are read whole below, since the limit would cut them before the id filter.
                 Some((ms, _)) => format!("({ms}"),
             };
-            pipe.cmd("ZRANGE").arg(&index).arg(newest).arg("-inf").arg("BYSCORE").arg("REV").arg("LIMIT").arg(0).arg(limit + 1).arg("WITHSCORES");
+            pipe.cmd("ZRANGE")
+                .arg(&index)
+                .arg(newest)
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .arg("WITHSCORES");
             if let Some((ms, _)) = &before {
                 pipe.cmd("ZRANGE").arg(&index).arg(ms).arg(ms).arg("BYSCORE").arg("WITHSCORES");
             }
@@ -253,21 +282,89 @@ impl JobStore {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(verification).expect("a Verification always serialises");
-        let stored: i32 = self
-            .verify
-            .key(&keys.job)
-            .arg(json)
-            .invoke_async(&mut conn)
-            .await?;
+        let stored: i32 = self.verify.key(&keys.job).arg(json).invoke_async(&mut conn).await?;
         if stored == 0 {
             return Err(StoreError::JobNotFound(id.to_string()));
         }
         Ok(())
     }
 
+    /// Puts job `id` on shard `shard`'s stream and records the entry in the job, so that
+    /// [`JobStore::unqueued`] can tell a job that never reached its stream.
+    pub async fn enqueue(&self, queue: &ShardQueue, id: &str, shard: u32) -> Result<String, StoreError> {
+        let entry = queue.enqueue(shard, id).await?;
+        let mut conn = self.conn.clone();
+        let _: i32 = self.enqueued.key(JobKeys::of(id).job).arg(&entry).invoke_async(&mut conn).await?;
+        Ok(entry)
+    }
+
+    /// Whether job `id` has a stream entry recorded (it was queued, or a worker started it).
+    pub async fn is_enqueued(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hexists(JobKeys::of(id).job, "entry").await?)
+    }
+
+    /// Takes the right to re-queue lost jobs for `hold` as `holder`; false if another holds it.
+    /// One requeuer at a time keeps two from queueing the same job twice.
+    pub async fn take_requeue_lock(&self, holder: &str, hold: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(keys::requeue_lock())
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(hold.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Queued jobs created more than `grace` ago that have no stream entry recorded — their
+    /// submission stored the job but failed (or Redis lost the write) before queueing it. At
+    /// most `limit`, with their shards.
+    pub async fn unqueued(&self, grace: Duration, limit: usize) -> Result<Vec<(String, u32)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let before = now_ms().saturating_sub(grace.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        for tag in keys::all_job_tags() {
+            pipe.cmd("ZRANGE")
+                .arg(keys::state_index(&tag, JobState::Queued))
+                .arg("-inf")
+                .arg(before)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+        }
+        let ids: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let ids: Vec<String> = ids.into_iter().flatten().take(limit).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(JobKeys::of(id).job).arg("entry").arg("shard").arg("state");
+        }
+        let fields: Vec<(Option<String>, Option<u32>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .into_iter()
+            .zip(fields)
+            .filter_map(|(id, (entry, shard, state))| match (entry, shard, state.as_deref()) {
+                (None, Some(shard), Some("queued")) => Some((id, shard)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Records that `execution` started on job `id` and marks the job running — unless the
     /// job already finished.
     pub async fn start_execution(&self, id: &str, execution: &Execution) -> Result<Started, StoreError> {
+        self.start_delivered(id, "", execution).await
+    }
+
+    /// Like [`JobStore::start_execution`], for a job delivered by stream entry `entry`: if the
+    /// job is already running from another entry, nothing changes ([`Started::Duplicate`]).
+    pub async fn start_delivered(&self, id: &str, entry: &str, execution: &Execution) -> Result<Started, StoreError> {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
@@ -279,9 +376,11 @@ impl JobStore {
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
             .arg(now_ms())
+            .arg(entry)
             .invoke_async(&mut conn)
             .await?;
         match reply.first().map(String::as_str) {
+            Some("duplicate") => Ok(Started::Duplicate),
             Some("running") => {
                 Ok(Started::Running(Box::new(self.get(id).await?.ok_or_else(|| StoreError::JobNotFound(id.into()))?)))
             }
@@ -369,10 +468,21 @@ fn decode_job(
     let created_at_ms = number(take("created_at_ms")?, "created_at_ms")?;
     let updated_at_ms = number(take("updated_at_ms")?, "updated_at_ms")?;
     let shard = number(take("shard")?, "shard")? as u32;
-    let result = take("result").ok().map(|r| serde_json::from_str(&r)).transpose().map_err(|e| corrupt(format!("result: {e}")))?;
-    let failure = take("failure").ok().map(|f| serde_json::from_str(&f)).transpose().map_err(|e| corrupt(format!("failure: {e}")))?;
-    let verification =
-        take("verification").ok().map(|v| serde_json::from_str(&v)).transpose().map_err(|e| corrupt(format!("verification: {e}")))?;
+    let result = take("result")
+        .ok()
+        .map(|r| serde_json::from_str(&r))
+        .transpose()
+        .map_err(|e| corrupt(format!("result: {e}")))?;
+    let failure = take("failure")
+        .ok()
+        .map(|f| serde_json::from_str(&f))
+        .transpose()
+        .map_err(|e| corrupt(format!("failure: {e}")))?;
+    let verification = take("verification")
+        .ok()
+        .map(|v| serde_json::from_str(&v))
+        .transpose()
+        .map_err(|e| corrupt(format!("verification: {e}")))?;
     let mut executions = execs
         .into_iter()
         .map(|(exec_id, json)| {
@@ -380,5 +490,17 @@ fn decode_job(
         })
         .collect::<Result<Vec<_>, _>>()?;
     executions.sort_by(|a, b| (a.started_at_ms, &a.id).cmp(&(b.started_at_ms, &b.id)));
-    Ok(Job { id: id.to_string(), invocation, spec, state, created_at_ms, updated_at_ms, shard, failure, result, executions, verification })
+    Ok(Job {
+        id: id.to_string(),
+        invocation,
+        spec,
+        state,
+        created_at_ms,
+        updated_at_ms,
+        shard,
+        failure,
+        result,
+        executions,
+        verification,
+    })
 }

@@ -20,19 +20,35 @@ fn spec(args: &[&str]) -> JobSpec {
 }
 
 fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
-    Execution { id: id.into(), worker: "w1".into(), started_at_ms: now_ms(), finished_at_ms: outcome.as_ref().map(|_| now_ms()), outcome }
+    Execution {
+        id: id.into(),
+        worker: "w1".into(),
+        started_at_ms: now_ms(),
+        finished_at_ms: outcome.as_ref().map(|_| now_ms()),
+        outcome,
+    }
 }
 
 fn completed(exit_code: i32, output: &str) -> ExecutionOutcome {
     let cid: ContentId = output.parse().unwrap();
-    ExecutionOutcome::Completed(ExecutionResult { exit_code, output: cid, stdout: cid, stderr: cid, fuel_consumed: 7, fetch_ms: 1, run_ms: 2 })
+    ExecutionOutcome::Completed(ExecutionResult {
+        exit_code,
+        output: cid,
+        stdout: cid,
+        stderr: cid,
+        fuel_consumed: 7,
+        fetch_ms: 1,
+        run_ms: 2,
+    })
 }
 
 #[tokio::test]
 async fn idempotency_key_returns_the_same_job_and_rejects_a_different_spec() {
     let (_dir, _server, _client, store, _queue) = setup().await;
     let Created::New(first) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else { panic!("not new") };
-    let Created::Existing(again) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else { panic!("not existing") };
+    let Created::Existing(again) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else {
+        panic!("not existing")
+    };
     assert_eq!(first.id, again.id);
     let err = store.create(&spec(&["b"]), 3, Some("key-1")).await.unwrap_err();
     assert!(matches!(err, StoreError::IdempotencyConflict { ref job, .. } if *job == first.id), "{err}");
@@ -45,7 +61,9 @@ async fn a_finished_job_is_never_changed_by_a_duplicate_result() {
     let (_dir, _server, _client, store, _queue) = setup().await;
     let Created::New(job) = store.create(&spec(&[]), 0, None).await.unwrap() else { panic!() };
     assert_eq!(job.state, JobState::Queued);
-    let Started::Running(running) = store.start_execution(&job.id, &execution("e1", None)).await.unwrap() else { panic!() };
+    let Started::Running(running) = store.start_execution(&job.id, &execution("e1", None)).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(running.state, JobState::Running);
     assert_eq!(running.executions.len(), 1);
 
@@ -59,7 +77,10 @@ async fn a_finished_job_is_never_changed_by_a_duplicate_result() {
     let done = store.get(&job.id).await.unwrap().unwrap();
     assert_eq!(done.result.unwrap().output.to_string(), first);
     assert_eq!(done.executions.len(), 2);
-    assert!(matches!(store.start_execution(&job.id, &execution("e3", None)).await.unwrap(), Started::AlreadyFinished(JobState::Succeeded)));
+    assert!(matches!(
+        store.start_execution(&job.id, &execution("e3", None)).await.unwrap(),
+        Started::AlreadyFinished(JobState::Succeeded)
+    ));
 
     let (running, _) = store.list(JobState::Running, 10, None).await.unwrap();
     assert!(running.is_empty());
@@ -119,11 +140,15 @@ async fn a_delivery_stays_pending_until_acked() {
     assert!(reader.next(4).await.unwrap().is_empty());
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let pending: redis::streams::StreamPendingReply =
-        redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP).await.unwrap();
+        redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP)
+            .await
+            .unwrap();
     assert_eq!(pending.count(), 1);
     queue.ack(delivery).await.unwrap();
     let pending: redis::streams::StreamPendingReply =
-        redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP).await.unwrap();
+        redis::AsyncCommands::xpending(&mut conn, shoal_jobs::keys::shard_stream(1), shoal_jobs::keys::WORKER_GROUP)
+            .await
+            .unwrap();
     assert_eq!(pending.count(), 0);
     assert_eq!(queue.len(1).await.unwrap(), 0);
 }

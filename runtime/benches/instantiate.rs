@@ -25,22 +25,17 @@ const HELLO: &str = r#"(module
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("tokio runtime");
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("tokio runtime");
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let empty_wasm = wat::parse_str(EMPTY).expect("wat");
     let hello_wasm = wat::parse_str(HELLO).expect("wat");
 
-    let compile_times: Vec<Duration> = (0..50)
-        .map(|_| timed(|| drop(runtime.compile(&empty_wasm).expect("compiles"))))
-        .collect();
+    let compile_times: Vec<Duration> =
+        (0..50).map(|_| timed(|| drop(runtime.compile(&empty_wasm).expect("compiles")))).collect();
     report("baseline: compile trivial module", compile_times);
 
-    let spawn_times: Vec<Duration> = (0..RUNS)
-        .map(|_| timed(|| std::thread::spawn(|| ()).join().expect("thread")))
-        .collect();
+    let spawn_times: Vec<Duration> =
+        (0..RUNS).map(|_| timed(|| std::thread::spawn(|| ()).join().expect("thread"))).collect();
     report("baseline: spawn + join a thread", spawn_times);
 
     let empty = runtime.compile(&empty_wasm).expect("compiles");
@@ -81,10 +76,7 @@ async fn sequential_runs(runtime: &Runtime, program: &Program) -> Vec<Duration> 
 }
 
 fn invocation() -> Invocation {
-    Invocation {
-        args: vec!["bench".to_owned()],
-        ..Invocation::default()
-    }
+    Invocation { args: vec!["bench".to_owned()], ..Invocation::default() }
 }
 
 fn timed(f: impl FnOnce()) -> Duration {

@@ -51,26 +51,19 @@ pub(crate) struct Captured {
 
 impl CappedOutput {
     pub(crate) fn new(cap: usize) -> Self {
-        Self {
-            cap,
-            state: Arc::default(),
-        }
+        Self { cap, state: Arc::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, CaptureState> {
         // A panic while holding this lock can only come from an allocation
         // failure; the buffer is still consistent, so keep using it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn append(&self, bytes: &[u8]) {
         let mut state = self.lock();
         let room = self.cap.saturating_sub(state.head.len());
-        state
-            .head
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        state.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
         state.total += bytes.len() as u64;
 
         let recent = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
@@ -130,11 +123,7 @@ impl Pollable for CappedOutput {
 }
 
 impl AsyncWrite for CappedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }

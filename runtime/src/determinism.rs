@@ -65,9 +65,7 @@ impl HostMonotonicClock for SteppingMonotonicClock {
     }
 
     fn now(&self) -> u64 {
-        self.readings
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_mul(GUEST_MONOTONIC_STEP_NANOS)
+        self.readings.fetch_add(1, Ordering::Relaxed).saturating_mul(GUEST_MONOTONIC_STEP_NANOS)
     }
 }
 

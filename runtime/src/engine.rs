@@ -21,10 +21,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
-    WasmFeatures,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy, WasmFeatures};
 
 use crate::error::RuntimeError;
 
@@ -167,10 +164,7 @@ impl EpochTicker {
                 }
             })
             .map_err(RuntimeError::Thread)?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
     }
 }
 
@@ -196,23 +190,14 @@ mod tests {
 
     #[test]
     fn rejects_zero_instances() {
-        let config = RuntimeConfig {
-            max_concurrent_instances: 0,
-            ..RuntimeConfig::default()
-        };
+        let config = RuntimeConfig { max_concurrent_instances: 0, ..RuntimeConfig::default() };
         let err = build_engine(&config).expect_err("zero instances must be rejected");
-        assert!(
-            err.to_string().contains("max_concurrent_instances"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("max_concurrent_instances"), "{err}");
     }
 
     #[test]
     fn rejects_memory_beyond_32_bit_address_space() {
-        let config = RuntimeConfig {
-            max_memory_bytes: (4 << 30) + 1,
-            ..RuntimeConfig::default()
-        };
+        let config = RuntimeConfig { max_memory_bytes: (4 << 30) + 1, ..RuntimeConfig::default() };
         let err = build_engine(&config).expect_err("more than 4 GiB must be rejected");
         assert!(err.to_string().contains("max_memory_bytes"), "{err}");
     }

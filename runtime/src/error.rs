@@ -83,10 +83,7 @@ impl RunError {
     }
 
     pub(crate) fn host(context: &'static str, source: impl Into<BoxError>) -> Self {
-        RunError::Host {
-            context,
-            source: source.into(),
-        }
+        RunError::Host { context, source: source.into() }
     }
 }
 
@@ -114,11 +111,7 @@ pub struct GuestFailure {
 
 impl fmt::Display for GuestFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "guest failed after {} fuel: {}",
-            self.fuel_consumed, self.kind
-        )
+        write!(f, "guest failed after {} fuel: {}", self.fuel_consumed, self.kind)
     }
 }
 

@@ -50,8 +50,7 @@ mod outputs;
 mod runtime;
 
 pub use determinism::{
-    GUEST_INSECURE_RANDOM_SEED, GUEST_INSECURE_SEED, GUEST_MONOTONIC_STEP_NANOS, GUEST_RANDOM_SEED,
-    GUEST_WALL_CLOCK,
+    GUEST_INSECURE_RANDOM_SEED, GUEST_INSECURE_SEED, GUEST_MONOTONIC_STEP_NANOS, GUEST_RANDOM_SEED, GUEST_WALL_CLOCK,
 };
 pub use engine::{RuntimeConfig, HOST_STACK_HEADROOM_BYTES};
 pub use error::{BoxError, FailureKind, GuestFailure, RunError, RuntimeError};

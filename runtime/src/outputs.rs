@@ -47,9 +47,7 @@ mod tests {
         let mount = tempfile::tempdir().expect("tempdir");
         std::os::unix::fs::symlink(outside.path(), mount.path().join("link")).expect("symlink");
         let counted = total_size([mount.path()]).expect("walk");
-        let link_size = fs::symlink_metadata(mount.path().join("link"))
-            .expect("lstat")
-            .len();
+        let link_size = fs::symlink_metadata(mount.path().join("link")).expect("lstat").len();
         assert_eq!(counted, link_size);
     }
 }

@@ -6,9 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use wasmtime::{
-    CallHook, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap,
-};
+use wasmtime::{CallHook, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -61,26 +59,19 @@ struct ProgramInner {
 impl Program {
     /// Names of the exported functions, in module order.
     pub fn exported_functions(&self) -> impl Iterator<Item = &str> {
-        self.inner
-            .exported_functions
-            .iter()
-            .map(|(name, _)| name.as_str())
+        self.inner.exported_functions.iter().map(|(name, _)| name.as_str())
     }
 }
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Program")
-            .field("exported_functions", &self.inner.exported_functions)
-            .finish_non_exhaustive()
+        f.debug_struct("Program").field("exported_functions", &self.inner.exported_functions).finish_non_exhaustive()
     }
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Runtime").field("config", &self.inner.config).finish_non_exhaustive()
     }
 }
 
@@ -90,21 +81,11 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine = build_engine(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| {
-            &mut state.wasi
-        })
-        .map_err(|err| RuntimeError::Linker(err.into_boxed_dyn_error()))?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)
+            .map_err(|err| RuntimeError::Linker(err.into_boxed_dyn_error()))?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let slots = Arc::new(Semaphore::new(config.max_concurrent_instances as usize));
-        Ok(Self {
-            inner: Arc::new(RuntimeInner {
-                engine,
-                linker,
-                config,
-                slots,
-                _ticker: ticker,
-            }),
-        })
+        Ok(Self { inner: Arc::new(RuntimeInner { engine, linker, config, slots, _ticker: ticker }) })
     }
 
     /// The configuration this runtime was created with.
@@ -126,36 +107,21 @@ impl Runtime {
                 ),
             });
         }
-        let module = Module::from_binary(&self.inner.engine, wasm).map_err(|err| {
-            RunError::InvalidModule {
-                reason: format!("{err:?}"),
-            }
+        let module = Module::from_binary(&self.inner.engine, wasm)
+            .map_err(|err| RunError::InvalidModule { reason: format!("{err:?}") })?;
+        let pre = self.inner.linker.instantiate_pre(&module).map_err(|err| RunError::InvalidModule {
+            reason: format!("cannot link (only WASI preview 1 imports are provided): {err:?}"),
         })?;
-        let pre =
-            self.inner
-                .linker
-                .instantiate_pre(&module)
-                .map_err(|err| RunError::InvalidModule {
-                    reason: format!(
-                        "cannot link (only WASI preview 1 imports are provided): {err:?}"
-                    ),
-                })?;
         let exported_functions = module
             .exports()
             .filter_map(|export| match export.ty() {
-                ExternType::Func(func) => Some((
-                    export.name().to_owned(),
-                    func.params().len() == 0 && func.results().len() == 0,
-                )),
+                ExternType::Func(func) => {
+                    Some((export.name().to_owned(), func.params().len() == 0 && func.results().len() == 0))
+                }
                 _ => None,
             })
             .collect();
-        Ok(Program {
-            inner: Arc::new(ProgramInner {
-                pre,
-                exported_functions,
-            }),
-        })
+        Ok(Program { inner: Arc::new(ProgramInner { pre, exported_functions }) })
     }
 
     /// Runs `program` once with a fresh store.
@@ -169,11 +135,7 @@ impl Runtime {
     /// The guest exiting with `proc_exit(n)` is an [`Outcome`] with
     /// `exit_code == n`, whatever `n` is; a guest failure is
     /// [`RunError::Guest`].
-    pub async fn run(
-        &self,
-        program: &Program,
-        invocation: Invocation,
-    ) -> Result<Outcome, RunError> {
+    pub async fn run(&self, program: &Program, invocation: Invocation) -> Result<Outcome, RunError> {
         self.check_invocation(program, &invocation)?;
         let permit = Arc::clone(&self.inner.slots)
             .acquire_owned()
@@ -191,9 +153,7 @@ impl Runtime {
                 let _ = done.send(outcome);
             })
             .map_err(|err| RunError::host("spawning the guest thread", err))?;
-        result
-            .await
-            .map_err(|err| RunError::host("waiting for the guest thread (it panicked)", err))?
+        result.await.map_err(|err| RunError::host("waiting for the guest thread (it panicked)", err))?
     }
 
     /// Rejects malformed invocations before any slot is taken.
@@ -203,11 +163,7 @@ impl Runtime {
             return invalid("the program was compiled by another Runtime".into());
         }
         let entry = &invocation.entrypoint;
-        let is_runnable = program
-            .inner
-            .exported_functions
-            .iter()
-            .any(|(name, unit)| name == entry && *unit);
+        let is_runnable = program.inner.exported_functions.iter().any(|(name, unit)| name == entry && *unit);
         if !is_runnable {
             return Err(RunError::MissingEntrypoint {
                 name: entry.clone(),
@@ -229,29 +185,18 @@ impl Runtime {
         }
         for (key, value) in &invocation.env {
             if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-                return invalid(format!(
-                    "environment variable {key:?} is not a valid NAME=value pair"
-                ));
+                return invalid(format!("environment variable {key:?} is not a valid NAME=value pair"));
             }
         }
         for (index, mount) in invocation.mounts.iter().enumerate() {
             if mount.guest.is_empty() {
-                return invalid(format!(
-                    "mount of {} has an empty guest path",
-                    mount.host.display()
-                ));
+                return invalid(format!("mount of {} has an empty guest path", mount.host.display()));
             }
-            if invocation.mounts[..index]
-                .iter()
-                .any(|m| m.guest == mount.guest)
-            {
+            if invocation.mounts[..index].iter().any(|m| m.guest == mount.guest) {
                 return invalid(format!("guest path {:?} is mounted twice", mount.guest));
             }
             if !mount.host.is_dir() {
-                return invalid(format!(
-                    "mount source {} is not a directory",
-                    mount.host.display()
-                ));
+                return invalid(format!("mount source {} is not a directory", mount.host.display()));
             }
         }
         Ok(())
@@ -274,23 +219,13 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = desired as u64 <= self.limit_bytes;
         self.denied |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // Tables are bounded, deterministically, by the pool's element limit.
         Ok(true)
     }
@@ -341,34 +276,20 @@ fn execute(
     let stdout = CappedOutput::new(limits.stdout_bytes);
     let stderr = CappedOutput::new(limits.stderr_bytes);
     let wasi = build_wasi(invocation, &stdout, &stderr)?;
-    let roots: Vec<PathBuf> = invocation
-        .mounts
-        .iter()
-        .filter(|mount| mount.writable)
-        .map(|mount| mount.host.clone())
-        .collect();
+    let roots: Vec<PathBuf> =
+        invocation.mounts.iter().filter(|mount| mount.writable).map(|mount| mount.host.clone()).collect();
     let watch_outputs = !roots.is_empty();
 
     let mut store = Store::new(
         &runtime.engine,
         GuestState {
             wasi,
-            memory: MemoryLimiter {
-                limit_bytes: limits.memory_bytes,
-                denied: false,
-            },
-            outputs: OutputWatch {
-                roots,
-                limit_bytes: limits.output_bytes,
-                host_calls: 0,
-                verdict: None,
-            },
+            memory: MemoryLimiter { limit_bytes: limits.memory_bytes, denied: false },
+            outputs: OutputWatch { roots, limit_bytes: limits.output_bytes, host_calls: 0, verdict: None },
         },
     );
     store.limiter(|state| &mut state.memory);
-    store
-        .set_fuel(limits.fuel)
-        .map_err(|err| RunError::host("setting the fuel budget", err))?;
+    store.set_fuel(limits.fuel).map_err(|err| RunError::host("setting the fuel budget", err))?;
     store.epoch_deadline_trap();
     store.set_epoch_deadline(epoch_ticks(limits.wall_time, runtime.config.epoch_tick));
     if watch_outputs {
@@ -400,24 +321,15 @@ fn execute(
         Ok(()) => 0,
         Err(failure) => match classify(failure, &state.memory, state.outputs, limits, &err)? {
             Ending::Exit(code) => code,
-            Ending::Failed(kind) => {
-                return Err(guest_failure(kind, fuel_consumed, out, err, duration))
-            }
+            Ending::Failed(kind) => return Err(guest_failure(kind, fuel_consumed, out, err, duration)),
         },
     };
     if watch_outputs {
-        let roots = invocation
-            .mounts
-            .iter()
-            .filter(|m| m.writable)
-            .map(|m| m.host.as_path());
-        let written = outputs::total_size(roots)
-            .map_err(|err| RunError::host("measuring the outputs directory", err))?;
+        let roots = invocation.mounts.iter().filter(|m| m.writable).map(|m| m.host.as_path());
+        let written =
+            outputs::total_size(roots).map_err(|err| RunError::host("measuring the outputs directory", err))?;
         if written > limits.output_bytes {
-            let kind = FailureKind::OutputLimit {
-                limit_bytes: limits.output_bytes,
-                written,
-            };
+            let kind = FailureKind::OutputLimit { limit_bytes: limits.output_bytes, written };
             return Err(guest_failure(kind, fuel_consumed, out, err, duration));
         }
     }
@@ -432,34 +344,20 @@ fn execute(
     })
 }
 
-fn build_wasi(
-    invocation: &Invocation,
-    stdout: &CappedOutput,
-    stderr: &CappedOutput,
-) -> Result<WasiP1Ctx, RunError> {
+fn build_wasi(invocation: &Invocation, stdout: &CappedOutput, stderr: &CappedOutput) -> Result<WasiP1Ctx, RunError> {
     let mut builder = WasiCtxBuilder::new();
     // Must come before the preopens, which capture it: file I/O then happens
     // on this (already dedicated) thread instead of hopping to a tokio pool.
-    builder
-        .allow_blocking_current_thread(true)
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .args(&invocation.args);
+    builder.allow_blocking_current_thread(true).stdout(stdout.clone()).stderr(stderr.clone()).args(&invocation.args);
     for (key, value) in &invocation.env {
         builder.env(key, value);
     }
     make_deterministic(&mut builder);
     for mount in &invocation.mounts {
-        let perms = if mount.writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        builder
-            .preopened_dir(&mount.host, &mount.guest, perms)
-            .map_err(|err| RunError::InvalidInvocation {
-                reason: format!("cannot open mount {}: {err}", mount.host.display()),
-            })?;
+        let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|err| RunError::InvalidInvocation {
+            reason: format!("cannot open mount {}: {err}", mount.host.display()),
+        })?;
     }
     Ok(builder.build_p1())
 }
@@ -500,32 +398,23 @@ fn classify(
     }
     match outputs.verdict {
         Some(Ok(written)) => {
-            return Ok(Ending::Failed(FailureKind::OutputLimit {
-                limit_bytes: limits.output_bytes,
-                written,
-            }));
+            return Ok(Ending::Failed(FailureKind::OutputLimit { limit_bytes: limits.output_bytes, written }));
         }
         Some(Err(io)) => return Err(RunError::host("measuring the outputs directory", io)),
         None => {}
     }
     let kind = match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => FailureKind::FuelExhausted { fuel: limits.fuel },
-        Some(Trap::Interrupt) => FailureKind::Timeout {
-            wall_time: limits.wall_time,
-        },
+        Some(Trap::Interrupt) => FailureKind::Timeout { wall_time: limits.wall_time },
         // A guest whose allocation was refused usually aborts right after
         // (Rust's allocation-failure handler traps), so any other trap, or a
         // failed instantiation, following a denied grow is the memory limit.
-        _ if memory.denied => FailureKind::MemoryLimit {
-            limit_bytes: limits.memory_bytes,
-        },
+        _ if memory.denied => FailureKind::MemoryLimit { limit_bytes: limits.memory_bytes },
         Some(Trap::StackOverflow) => FailureKind::StackOverflow,
         // Instantiation fails without a trap only for host reasons (the
         // module was validated and linked at compile time).
         None if instantiating => return Err(RunError::host("instantiating the program", err)),
-        _ => FailureKind::Trap {
-            message: trap_message(&err, stderr),
-        },
+        _ => FailureKind::Trap { message: trap_message(&err, stderr) },
     };
     Ok(Ending::Failed(kind))
 }
@@ -573,17 +462,10 @@ mod tests {
 
     #[test]
     fn limiter_denies_growth_beyond_the_limit_and_remembers_it() {
-        let mut limiter = MemoryLimiter {
-            limit_bytes: 2 * 65536,
-            denied: false,
-        };
-        assert!(limiter
-            .memory_growing(0, 2 * 65536, None)
-            .expect("no error"));
+        let mut limiter = MemoryLimiter { limit_bytes: 2 * 65536, denied: false };
+        assert!(limiter.memory_growing(0, 2 * 65536, None).expect("no error"));
         assert!(!limiter.denied);
-        assert!(!limiter
-            .memory_growing(2 * 65536, 3 * 65536, None)
-            .expect("no error"));
+        assert!(!limiter.memory_growing(2 * 65536, 3 * 65536, None).expect("no error"));
         assert!(limiter.denied);
     }
 }

@@ -15,10 +15,7 @@ use shoal_runtime::{
 
 async fn run_ok(runtime: &Runtime, body: &str, invocation: Invocation) -> Outcome {
     let program = compile(runtime, body);
-    runtime
-        .run(&program, invocation)
-        .await
-        .unwrap_or_else(|err| panic!("run failed: {err:?}"))
+    runtime.run(&program, invocation).await.unwrap_or_else(|err| panic!("run failed: {err:?}"))
 }
 
 async fn run_failing(runtime: &Runtime, body: &str, invocation: Invocation) -> GuestFailure {
@@ -30,11 +27,7 @@ async fn run_failing(runtime: &Runtime, body: &str, invocation: Invocation) -> G
 }
 
 fn mount(dir: &tempfile::TempDir, guest: &str, writable: bool) -> Mount {
-    Mount {
-        host: dir.path().to_path_buf(),
-        guest: guest.to_owned(),
-        writable,
-    }
+    Mount { host: dir.path().to_path_buf(), guest: guest.to_owned(), writable }
 }
 
 /// Writes a line to stdout and to `result.txt` in the first preopen. The
@@ -127,10 +120,7 @@ async fn trap_reports_the_trap_code_and_the_stderr_tail() {
     };
     assert!(message.contains("unreachable"), "{message}");
     assert!(message.contains("wasm backtrace"), "{message}");
-    assert!(
-        message.contains("thread 'main' panicked: boom"),
-        "{message}"
-    );
+    assert!(message.contains("thread 'main' panicked: boom"), "{message}");
     assert_eq!(&failure.stderr[..], b"thread 'main' panicked: boom\n");
     assert!(failure.fuel_consumed > 0);
 }
@@ -157,12 +147,7 @@ async fn wall_time_limit_stops_a_guest_with_plenty_of_fuel() {
 
     let failure = run_failing(&runtime(), INFINITE_LOOP, inv).await;
 
-    assert_eq!(
-        failure.kind,
-        FailureKind::Timeout {
-            wall_time: Duration::from_millis(200)
-        }
-    );
+    assert_eq!(failure.kind, FailureKind::Timeout { wall_time: Duration::from_millis(200) });
     assert!(!failure.kind.is_deterministic());
     assert!(failure.duration >= Duration::from_millis(200));
 }
@@ -182,12 +167,7 @@ async fn memory_bomb_hits_the_memory_limit() {
 
     let failure = run_failing(&runtime(), body, inv).await;
 
-    assert_eq!(
-        failure.kind,
-        FailureKind::MemoryLimit {
-            limit_bytes: 8 << 20
-        }
-    );
+    assert_eq!(failure.kind, FailureKind::MemoryLimit { limit_bytes: 8 << 20 });
 }
 
 #[tokio::test]
@@ -197,18 +177,13 @@ async fn module_needing_more_initial_memory_than_allowed_hits_the_memory_limit()
     // 300 pages (~19 MiB) are more than the 16 MiB limit.
     let wasm = wat::parse_str(format!("(module (memory 300) {body})")).expect("wat");
     let program = runtime.compile(&wasm).expect("compiles");
-    let inv = Invocation {
-        entrypoint: "run".into(),
-        ..invocation()
-    };
+    let inv = Invocation { entrypoint: "run".into(), ..invocation() };
 
     let err = runtime.run(&program, inv).await.expect_err("must fail");
 
     assert_eq!(
         err.guest_failure().map(|failure| &failure.kind),
-        Some(&FailureKind::MemoryLimit {
-            limit_bytes: 16 << 20
-        })
+        Some(&FailureKind::MemoryLimit { limit_bytes: 16 << 20 })
     );
 }
 
@@ -266,13 +241,7 @@ async fn outputs_over_the_limit_are_reported_after_the_run() {
 
     let failure = run_failing(&runtime(), body, inv).await;
 
-    assert_eq!(
-        failure.kind,
-        FailureKind::OutputLimit {
-            limit_bytes: 1000,
-            written: 65536
-        }
-    );
+    assert_eq!(failure.kind, FailureKind::OutputLimit { limit_bytes: 1000, written: 65536 });
 }
 
 #[tokio::test]
@@ -296,38 +265,25 @@ async fn outputs_growing_past_the_limit_stop_the_guest_during_the_run() {
 
     let failure = run_failing(&runtime(), body, inv).await;
 
-    let FailureKind::OutputLimit {
-        limit_bytes,
-        written,
-    } = failure.kind
-    else {
+    let FailureKind::OutputLimit { limit_bytes, written } = failure.kind else {
         panic!("expected an output limit, got {:?}", failure.kind);
     };
     assert_eq!(limit_bytes, 10 << 10);
     assert!(written > 10 << 10 && written < 1000 << 10, "{written}");
-    let on_disk = fs::metadata(outputs.path().join("stream.bin"))
-        .expect("file")
-        .len();
+    let on_disk = fs::metadata(outputs.path().join("stream.bin")).expect("file").len();
     assert_eq!(on_disk, written);
 }
 
 #[tokio::test]
 async fn bytes_that_are_not_wasm_are_an_invalid_module() {
-    let err = runtime()
-        .compile(b"#!/bin/sh\necho not wasm\n")
-        .expect_err("must be rejected");
-    assert!(
-        matches!(&err, RunError::InvalidModule { reason } if reason.contains("magic")),
-        "{err}"
-    );
+    let err = runtime().compile(b"#!/bin/sh\necho not wasm\n").expect_err("must be rejected");
+    assert!(matches!(&err, RunError::InvalidModule { reason } if reason.contains("magic")), "{err}");
 }
 
 #[tokio::test]
 async fn truncated_wasm_is_an_invalid_module() {
     let wasm = common::module(HELLO);
-    let err = runtime()
-        .compile(&wasm[..wasm.len() / 2])
-        .expect_err("must be rejected");
+    let err = runtime().compile(&wasm[..wasm.len() / 2]).expect_err("must be rejected");
     assert!(matches!(err, RunError::InvalidModule { .. }), "{err}");
 }
 
@@ -335,24 +291,15 @@ async fn truncated_wasm_is_an_invalid_module() {
 async fn imports_other_than_wasi_are_an_invalid_module() {
     let wasm = wat::parse_str(r#"(module (import "env" "net_connect" (func)))"#).expect("wat");
     let err = runtime().compile(&wasm).expect_err("must be rejected");
-    assert!(
-        matches!(&err, RunError::InvalidModule { reason } if reason.contains("net_connect")),
-        "{err}"
-    );
+    assert!(matches!(&err, RunError::InvalidModule { reason } if reason.contains("net_connect")), "{err}");
 }
 
 #[tokio::test]
 async fn missing_entrypoint_lists_the_exported_functions() {
     let runtime = runtime();
-    let program = compile(
-        &runtime,
-        r#"(func (export "run")) (func (export "add") (param i32))"#,
-    );
+    let program = compile(&runtime, r#"(func (export "run")) (func (export "add") (param i32))"#);
 
-    let err = runtime
-        .run(&program, invocation())
-        .await
-        .expect_err("no _start");
+    let err = runtime.run(&program, invocation()).await.expect_err("no _start");
 
     match err {
         RunError::MissingEntrypoint { name, available } => {
@@ -362,14 +309,8 @@ async fn missing_entrypoint_lists_the_exported_functions() {
         other => panic!("expected MissingEntrypoint, got {other:?}"),
     }
     // An export with parameters cannot be an entrypoint either.
-    let with_params = Invocation {
-        entrypoint: "add".into(),
-        ..invocation()
-    };
-    let err = runtime
-        .run(&program, with_params)
-        .await
-        .expect_err("has params");
+    let with_params = Invocation { entrypoint: "add".into(), ..invocation() };
+    let err = runtime.run(&program, with_params).await.expect_err("has params");
     assert!(matches!(err, RunError::MissingEntrypoint { .. }), "{err}");
 }
 
@@ -381,10 +322,7 @@ async fn named_entrypoint_runs_that_export() {
       (func (export "_start") (drop (call $write (i32.const 1) (i32.const 64) (i32.const 1))))
       (func (export "other") (drop (call $write (i32.const 1) (i32.const 65) (i32.const 1))))
     "#;
-    let inv = Invocation {
-        entrypoint: "other".into(),
-        ..invocation()
-    };
+    let inv = Invocation { entrypoint: "other".into(), ..invocation() };
 
     let outcome = run_ok(&runtime(), body, inv).await;
 
@@ -405,11 +343,7 @@ async fn bad_invocations_are_rejected_before_running() {
     let runtime = runtime();
     let program = compile(&runtime, HELLO);
     let missing_dir = Invocation {
-        mounts: vec![Mount {
-            host: "/nonexistent/shoal/outputs".into(),
-            guest: "/outputs".into(),
-            writable: true,
-        }],
+        mounts: vec![Mount { host: "/nonexistent/shoal/outputs".into(), guest: "/outputs".into(), writable: true }],
         ..invocation()
     };
     let too_much_memory = {
@@ -423,10 +357,7 @@ async fn bad_invocations_are_rejected_before_running() {
         inv
     };
     for inv in [missing_dir, too_much_memory, bad_env] {
-        let err = runtime
-            .run(&program, inv)
-            .await
-            .expect_err("must be rejected");
+        let err = runtime.run(&program, inv).await.expect_err("must be rejected");
         assert!(matches!(err, RunError::InvalidInvocation { .. }), "{err}");
     }
 }
@@ -434,10 +365,7 @@ async fn bad_invocations_are_rejected_before_running() {
 #[tokio::test]
 async fn program_from_another_runtime_is_rejected() {
     let program = compile(&runtime(), HELLO);
-    let err = runtime()
-        .run(&program, invocation())
-        .await
-        .expect_err("must be rejected");
+    let err = runtime().run(&program, invocation()).await.expect_err("must be rejected");
     assert!(matches!(err, RunError::InvalidInvocation { .. }), "{err}");
 }
 
@@ -460,10 +388,7 @@ async fn clocks_and_random_are_fixed() {
     assert_eq!(u128::from(word(0)), GUEST_WALL_CLOCK.as_nanos());
     assert_eq!(word(16) - word(8), GUEST_MONOTONIC_STEP_NANOS);
     // wasmtime-wasi draws random bytes one `u8` sample at a time.
-    let expected_random: Vec<u8> = ChaCha20Rng::from_seed(GUEST_RANDOM_SEED)
-        .random_iter::<u8>()
-        .take(32)
-        .collect();
+    let expected_random: Vec<u8> = ChaCha20Rng::from_seed(GUEST_RANDOM_SEED).random_iter::<u8>().take(32).collect();
     assert_eq!(&outcome.stdout[24..56], &expected_random[..]);
 }
 
@@ -523,18 +448,9 @@ async fn nans_are_canonicalised() {
     let out = &outcome.stdout;
     let canonical_f32 = f32::NAN.to_bits();
     assert_eq!(canonical_f32, 0x7fc0_0000);
-    assert_eq!(
-        u32::from_le_bytes(out[0..4].try_into().expect("4")),
-        canonical_f32
-    );
-    assert_eq!(
-        u32::from_le_bytes(out[4..8].try_into().expect("4")),
-        canonical_f32
-    );
-    assert_eq!(
-        u64::from_le_bytes(out[8..16].try_into().expect("8")),
-        f64::NAN.to_bits()
-    );
+    assert_eq!(u32::from_le_bytes(out[0..4].try_into().expect("4")), canonical_f32);
+    assert_eq!(u32::from_le_bytes(out[4..8].try_into().expect("4")), canonical_f32);
+    assert_eq!(u64::from_le_bytes(out[8..16].try_into().expect("8")), f64::NAN.to_bits());
 }
 
 #[tokio::test]
@@ -561,16 +477,11 @@ async fn args_and_env_are_exactly_the_invocations() {
     // WAT wants every import before the prelude's definitions.
     let text = format!("(module {imports} {} {body})", common::PRELUDE);
     let runtime = runtime();
-    let program = runtime
-        .compile(&wat::parse_str(&text).expect("wat"))
-        .expect("compiles");
+    let program = runtime.compile(&wat::parse_str(&text).expect("wat")).expect("compiles");
 
     let outcome = runtime.run(&program, inv).await.expect("runs");
 
-    assert_eq!(
-        &outcome.stdout[..],
-        b"prog\0--flag\0ALPHA=first\0ZED=last\0"
-    );
+    assert_eq!(&outcome.stdout[..], b"prog\0--flag\0ALPHA=first\0ZED=last\0");
 }
 
 #[tokio::test]

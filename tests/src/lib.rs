@@ -64,7 +64,14 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> StackOptions {
-        StackOptions { workers: 1, concurrency: 2, fetch_timeout: Duration::from_secs(10), fsync: Fsync::EverySec, visibility_timeout: Duration::from_secs(30), verifier: None }
+        StackOptions {
+            workers: 1,
+            concurrency: 2,
+            fetch_timeout: Duration::from_secs(10),
+            fsync: Fsync::EverySec,
+            visibility_timeout: Duration::from_secs(30),
+            verifier: None,
+        }
     }
 }
 
@@ -159,7 +166,9 @@ impl Stack {
             let shutdown = async move {
                 stopped.wait_for(|s| *s).await.ok();
             };
-            shoal_verifier::run(shoal_verifier::VerifierConfig { worker, sample_rate: rate }, shutdown).await.expect("verifier runs");
+            shoal_verifier::run(shoal_verifier::VerifierConfig { worker, sample_rate: rate }, shutdown)
+                .await
+                .expect("verifier runs");
         }));
     }
 
@@ -168,7 +177,17 @@ impl Stack {
         let child = Command::new(shoal_binary()?)
             .arg("--home")
             .arg(self.home.path())
-            .args(["worker", "--redis", &self.redis.url(), "--id", id, "--shards", &SHARDS.to_string(), "--concurrency", "1"])
+            .args([
+                "worker",
+                "--redis",
+                &self.redis.url(),
+                "--id",
+                id,
+                "--shards",
+                &SHARDS.to_string(),
+                "--concurrency",
+                "1",
+            ])
             .arg("--visibility-timeout-secs")
             .arg(self.options.visibility_timeout.as_secs().max(1).to_string())
             .stdout(Stdio::null())

@@ -69,7 +69,20 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let program_path = repo_root().join("programs/wasm/echo-hash.wasm");
     let program = stdout_line(&shoal(home.path(), &["add", "--quiet", program_path.to_str().unwrap()]));
 
-    let run = shoal(home.path(), &["run", "--program", &program, "--input", &format!("{input}:/data"), "--env", "ECHO_HASH_INPUT=/data", "--arg", "hi"]);
+    let run = shoal(
+        home.path(),
+        &[
+            "run",
+            "--program",
+            &program,
+            "--input",
+            &format!("{input}:/data"),
+            "--env",
+            "ECHO_HASH_INPUT=/data",
+            "--arg",
+            "hi",
+        ],
+    );
     let output = stdout_line(&run);
     let stderr = String::from_utf8_lossy(&run.stderr);
     let job = stderr.split_whitespace().nth(1).expect("`job <id> submitted` on stderr").to_string();
@@ -92,7 +105,10 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let other = tempfile::tempdir().unwrap();
     let roots = stdout_line(&shoal(other.path(), &["car", "import", car.to_str().unwrap()]));
     assert_eq!(roots, output);
-    let again = stdout_line(&shoal(other.path(), &["cat", &format!("{output}/{input}.sha256"), "--from", "http://127.0.0.1:9"]));
+    let again = stdout_line(&shoal(
+        other.path(),
+        &["cat", &format!("{output}/{input}.sha256"), "--from", "http://127.0.0.1:9"],
+    ));
     assert_eq!(again, digest_line, "read from the imported blocks alone");
     drop(dev);
     assert!(!endpoints.exists(), "shoal dev removes its endpoints when it stops");

@@ -22,7 +22,9 @@ async fn cloud_detect_gives_the_same_output_cid_through_the_system_and_directly(
     let scene_cid = stack.add_path(&scene).await.unwrap();
     let program = stack.add_program("cloud-detect").await.unwrap();
     let id = stack
-        .submit_ok(&json!({"program": program.to_string(), "inputs": [{"cid": scene_cid.to_string(), "path": "/inputs"}]}))
+        .submit_ok(
+            &json!({"program": program.to_string(), "inputs": [{"cid": scene_cid.to_string(), "path": "/inputs"}]}),
+        )
         .await
         .unwrap();
     let job = stack.wait_terminal(&id, Duration::from_secs(300)).await.unwrap();
@@ -32,7 +34,8 @@ async fn cloud_detect_gives_the_same_output_cid_through_the_system_and_directly(
     // The outputs a person checks by eye, and the statistics, are in the result.
     let mask = stack.read(through_system.cid(), "mask.png").await.unwrap();
     assert_eq!(&mask[..8], b"\x89PNG\r\n\x1a\n");
-    let stats: serde_json::Value = serde_json::from_slice(&stack.read(through_system.cid(), "stats.json").await.unwrap()).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_slice(&stack.read(through_system.cid(), "stats.json").await.unwrap()).unwrap();
     let fraction = stats["cloud_fraction"].as_f64().unwrap();
     assert!(fraction > 0.01 && fraction < 0.5, "a field of cumulus covers part of the crop: {fraction}");
     stack.shutdown().await;

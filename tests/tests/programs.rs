@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use shoal_content::unixfs::{import_path, import_reader, ImportOptions};
 use shoal_content::MemoryBlockStore;
 use shoal_runtime::{
-    FailureKind, GuestFailure, Invocation, Limits, Mount, Outcome, Program, RunError, Runtime,
-    RuntimeConfig, GUEST_WALL_CLOCK,
+    FailureKind, GuestFailure, Invocation, Limits, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig,
+    GUEST_WALL_CLOCK,
 };
 
 /// Every module the guest workspace builds, in manifest order.
@@ -65,10 +65,7 @@ struct ManifestEntry {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives inside the repository")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives inside the repository").to_path_buf()
 }
 
 fn programs_dir() -> PathBuf {
@@ -82,10 +79,7 @@ fn manifest() -> Result<Manifest> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The CID `ipfs add --cid-version=1` gives `bytes`, computed by shoal-content.
@@ -122,20 +116,11 @@ fn roomy_limits() -> Limits {
 }
 
 fn invocation(args: &[&str], mounts: Vec<Mount>, limits: Limits) -> Invocation {
-    Invocation {
-        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
-        mounts,
-        limits,
-        ..Invocation::default()
-    }
+    Invocation { args: args.iter().map(|arg| (*arg).to_owned()).collect(), mounts, limits, ..Invocation::default() }
 }
 
 fn mount(host: &Path, guest: &str, writable: bool) -> Mount {
-    Mount {
-        host: host.to_path_buf(),
-        guest: guest.to_owned(),
-        writable,
-    }
+    Mount { host: host.to_path_buf(), guest: guest.to_owned(), writable }
 }
 
 async fn run_ok(program: &Program, invocation: Invocation) -> Result<Outcome> {
@@ -174,10 +159,7 @@ fn scene_dir() -> Result<PathBuf> {
 /// Width and height from a PNG's IHDR chunk, after checking the signature.
 fn png_size(bytes: &[u8]) -> Result<(u32, u32)> {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-    ensure!(
-        bytes.len() > 24 && bytes.starts_with(SIGNATURE) && &bytes[12..16] == b"IHDR",
-        "not a PNG"
-    );
+    ensure!(bytes.len() > 24 && bytes.starts_with(SIGNATURE) && &bytes[12..16] == b"IHDR", "not a PNG");
     let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     Ok((be(16), be(20)))
 }
@@ -188,10 +170,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 }
 
 fn number(value: &serde_json::Value, pointer: &str) -> Result<f64> {
-    value
-        .pointer(pointer)
-        .and_then(serde_json::Value::as_f64)
-        .with_context(|| format!("no number at {pointer}"))
+    value.pointer(pointer).and_then(serde_json::Value::as_f64).with_context(|| format!("no number at {pointer}"))
 }
 
 #[tokio::test]
@@ -205,11 +184,7 @@ async fn committed_modules_match_their_manifest_sha256_and_cid() -> Result<()> {
     for entry in &manifest.programs {
         let path = programs_dir().join(&entry.file);
         let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let (size, sha256, cid) = (
-            bytes.len() as u64,
-            sha256_hex(&bytes),
-            unixfs_cid(&bytes).await?,
-        );
+        let (size, sha256, cid) = (bytes.len() as u64, sha256_hex(&bytes), unixfs_cid(&bytes).await?);
         if (size, &sha256, &cid) != (entry.size, &entry.sha256, &entry.cid) {
             mismatches.push(format!(
                 "{}: file has size {size}, sha256 {sha256}, cid {cid}; manifest says {}, {}, {}",
@@ -217,16 +192,8 @@ async fn committed_modules_match_their_manifest_sha256_and_cid() -> Result<()> {
             ));
         }
         // kubo's layout: one chunk is a raw block, more are a dag-pb root.
-        let prefix = if size <= CHUNK_BYTES {
-            "bafkrei"
-        } else {
-            "bafybei"
-        };
-        assert!(
-            cid.starts_with(prefix),
-            "{}: {cid} for {size} bytes",
-            entry.name
-        );
+        let prefix = if size <= CHUNK_BYTES { "bafkrei" } else { "bafybei" };
+        assert!(cid.starts_with(prefix), "{}: {cid} for {size} bytes", entry.name);
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     Ok(())
@@ -245,32 +212,19 @@ async fn echo_hash_reports_exactly_its_arguments_environment_and_digests() -> Re
     let program = compile("echo-hash")?;
     let mut call = invocation(
         &["echo-hash", "--flag", "two words", ""],
-        vec![
-            mount(inputs.path(), "/inputs", false),
-            mount(outputs.path(), "/outputs", true),
-        ],
+        vec![mount(inputs.path(), "/inputs", false), mount(outputs.path(), "/outputs", true)],
         roomy_limits(),
     );
-    call.env = BTreeMap::from([
-        ("ZETA".to_owned(), "last".to_owned()),
-        ("ALPHA".to_owned(), "a=b".to_owned()),
-    ]);
+    call.env = BTreeMap::from([("ZETA".to_owned(), "last".to_owned()), ("ALPHA".to_owned(), "a=b".to_owned())]);
     let first = run_ok(&program, call.clone()).await?;
 
-    let files = [
-        ("a-empty", sha256_hex(b"")),
-        ("b.txt", sha256_hex(b"hello world\n")),
-        ("sub/c.bin", sha256_hex(&binary)),
-    ];
-    let mut expected = String::from(
-        "arg[0]=echo-hash\narg[1]=--flag\narg[2]=two words\narg[3]=\nenv ALPHA=a=b\nenv ZETA=last\n",
-    );
+    let files =
+        [("a-empty", sha256_hex(b"")), ("b.txt", sha256_hex(b"hello world\n")), ("sub/c.bin", sha256_hex(&binary))];
+    let mut expected =
+        String::from("arg[0]=echo-hash\narg[1]=--flag\narg[2]=two words\narg[3]=\nenv ALPHA=a=b\nenv ZETA=last\n");
     for (path, digest) in &files {
         expected.push_str(&format!("{digest}  {path}\n"));
-        assert_eq!(
-            fs::read_to_string(outputs.path().join(format!("{path}.sha256")))?,
-            format!("{digest}  {path}\n")
-        );
+        assert_eq!(fs::read_to_string(outputs.path().join(format!("{path}.sha256")))?, format!("{digest}  {path}\n"));
     }
     assert_eq!(String::from_utf8_lossy(&first.stdout), expected);
     assert!(first.stderr.is_empty());
@@ -291,11 +245,7 @@ async fn echo_hash_reports_exactly_its_arguments_environment_and_digests() -> Re
 
 #[tokio::test]
 async fn trap_program_traps_with_its_panic_message() -> Result<()> {
-    let failure = run_failing(
-        &compile("trap")?,
-        invocation(&["trap"], vec![], roomy_limits()),
-    )
-    .await?;
+    let failure = run_failing(&compile("trap")?, invocation(&["trap"], vec![], roomy_limits())).await?;
     match &failure.kind {
         FailureKind::Trap { message } => {
             assert!(message.contains("unreachable"), "{message}");
@@ -311,18 +261,12 @@ async fn trap_program_traps_with_its_panic_message() -> Result<()> {
 async fn infinite_loop_stops_when_its_fuel_runs_out() -> Result<()> {
     let program = compile("infinite-loop")?;
     let budget = 50_000_000;
-    let limits = Limits {
-        fuel: budget,
-        ..roomy_limits()
-    };
+    let limits = Limits { fuel: budget, ..roomy_limits() };
     let call = invocation(&["infinite-loop"], vec![], limits);
     let failure = run_failing(&program, call.clone()).await?;
     assert_eq!(failure.kind, FailureKind::FuelExhausted { fuel: budget });
     assert_eq!(failure.fuel_consumed, budget);
-    assert_eq!(
-        failure.stdout,
-        "infinite-loop: spinning until the host stops me\n"
-    );
+    assert_eq!(failure.stdout, "infinite-loop: spinning until the host stops me\n");
     // Fuel, not the clock, decides: a second run stops in the same place.
     let again = run_failing(&program, call).await?;
     assert_eq!((again.kind, again.stdout), (failure.kind, failure.stdout));
@@ -333,56 +277,31 @@ async fn infinite_loop_stops_when_its_fuel_runs_out() -> Result<()> {
 async fn memory_bomb_hits_the_memory_limit() -> Result<()> {
     let program = compile("memory-bomb")?;
     let limit = 64 << 20;
-    let limits = Limits {
-        memory_bytes: limit,
-        ..roomy_limits()
-    };
-    let failure = run_failing(
-        &program,
-        invocation(&["memory-bomb"], vec![], limits.clone()),
-    )
-    .await?;
-    assert_eq!(
-        failure.kind,
-        FailureKind::MemoryLimit { limit_bytes: limit }
-    );
+    let limits = Limits { memory_bytes: limit, ..roomy_limits() };
+    let failure = run_failing(&program, invocation(&["memory-bomb"], vec![], limits.clone())).await?;
+    assert_eq!(failure.kind, FailureKind::MemoryLimit { limit_bytes: limit });
     let stdout = String::from_utf8_lossy(&failure.stdout);
     assert!(stdout.contains("holding 32 MiB\n"), "{stdout}");
     assert!(!stdout.contains("holding 64 MiB"), "{stdout}");
 
     // With fallible allocation the guest sees the refusal and exits cleanly.
-    let graceful = runtime()
-        .run(
-            &program,
-            invocation(&["memory-bomb", "--graceful"], vec![], limits),
-        )
-        .await?;
+    let graceful = runtime().run(&program, invocation(&["memory-bomb", "--graceful"], vec![], limits)).await?;
     assert_eq!(graceful.exit_code, 1);
     let stdout = String::from_utf8_lossy(&graceful.stdout);
-    assert!(
-        stdout.contains("memory-bomb: allocation failed after"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("memory-bomb: allocation failed after"), "{stdout}");
     Ok(())
 }
 
 #[tokio::test]
 async fn stack_overflow_is_reported_as_such() -> Result<()> {
     let program = compile("stack-overflow")?;
-    let failure = run_failing(
-        &program,
-        invocation(&["stack-overflow"], vec![], roomy_limits()),
-    )
-    .await?;
+    let failure = run_failing(&program, invocation(&["stack-overflow"], vec![], roomy_limits())).await?;
     assert_eq!(failure.kind, FailureKind::StackOverflow);
 
     // Frames in linear memory run off the shadow stack instead: rustc puts it
     // at the bottom of memory, so that is an out-of-bounds trap.
-    let failure = run_failing(
-        &program,
-        invocation(&["stack-overflow", "linear-memory"], vec![], roomy_limits()),
-    )
-    .await?;
+    let failure =
+        run_failing(&program, invocation(&["stack-overflow", "linear-memory"], vec![], roomy_limits())).await?;
     match &failure.kind {
         FailureKind::Trap { message } => {
             assert!(message.contains("out of bounds memory access"), "{message}")
@@ -397,24 +316,14 @@ async fn huge_output_is_stopped_at_the_output_cap() -> Result<()> {
     let program = compile("huge-output")?;
     let outputs = tempfile::tempdir()?;
     let cap = 8 << 20;
-    let limits = Limits {
-        output_bytes: cap,
-        ..roomy_limits()
-    };
+    let limits = Limits { output_bytes: cap, ..roomy_limits() };
     let failure = run_failing(
         &program,
-        invocation(
-            &["huge-output", "1G", "0"],
-            vec![mount(outputs.path(), "/outputs", true)],
-            limits,
-        ),
+        invocation(&["huge-output", "1G", "0"], vec![mount(outputs.path(), "/outputs", true)], limits),
     )
     .await?;
     match failure.kind {
-        FailureKind::OutputLimit {
-            limit_bytes,
-            written,
-        } => {
+        FailureKind::OutputLimit { limit_bytes, written } => {
             assert_eq!(limit_bytes, cap);
             // Stopped long before the gigabyte it meant to write.
             assert!(written > cap && written < 256 << 20, "wrote {written}");
@@ -430,18 +339,13 @@ async fn huge_output_is_stopped_at_the_output_cap() -> Result<()> {
         invocation(
             &["huge-output", "0", "4M"],
             vec![mount(empty_outputs.path(), "/outputs", true)],
-            Limits {
-                stdout_bytes: stdout_cap,
-                ..roomy_limits()
-            },
+            Limits { stdout_bytes: stdout_cap, ..roomy_limits() },
         ),
     )
     .await?;
     assert!(outcome.stdout_truncated);
     assert_eq!(outcome.stdout.len(), stdout_cap);
-    assert!(outcome
-        .stdout
-        .starts_with(b"huge-output stdout line 00000000000000000000 "));
+    assert!(outcome.stdout.starts_with(b"huge-output stdout line 00000000000000000000 "));
     Ok(())
 }
 
@@ -450,24 +354,13 @@ async fn huge_output_within_its_cap_writes_the_ipfs_test_vector() -> Result<()> 
     let outputs = tempfile::tempdir()?;
     run_ok(
         &compile("huge-output")?,
-        invocation(
-            &["huge-output", "1M", "0"],
-            vec![mount(outputs.path(), "/outputs", true)],
-            roomy_limits(),
-        ),
+        invocation(&["huge-output", "1M", "0"], vec![mount(outputs.path(), "/outputs", true)], roomy_limits()),
     )
     .await?;
     // 1 MiB with byte i = i % 251: kubo's CIDv1 for it (see shared notes).
-    let imported = import_path(
-        &outputs.path().join("big.bin"),
-        &ImportOptions::default(),
-        &MemoryBlockStore::new(),
-    )
-    .await?;
-    assert_eq!(
-        imported.root.to_string(),
-        "bafybeiedpcapwld4tkgtzwahfofgn4wex5ryysf4se6hwpmlrsh4ntnrau"
-    );
+    let imported =
+        import_path(&outputs.path().join("big.bin"), &ImportOptions::default(), &MemoryBlockStore::new()).await?;
+    assert_eq!(imported.root.to_string(), "bafybeiedpcapwld4tkgtzwahfofgn4wex5ryysf4se6hwpmlrsh4ntnrau");
     Ok(())
 }
 
@@ -492,10 +385,7 @@ async fn cloud_detect_masks_the_real_scene_in_line_with_bqa() -> Result<()> {
         &compile("cloud-detect")?,
         invocation(
             &["cloud-detect"],
-            vec![
-                mount(&scene, "/inputs", false),
-                mount(outputs.path(), "/outputs", true),
-            ],
+            vec![mount(&scene, "/inputs", false), mount(outputs.path(), "/outputs", true)],
             roomy_limits(),
         ),
     )
@@ -517,15 +407,9 @@ async fn cloud_detect_masks_the_real_scene_in_line_with_bqa() -> Result<()> {
     assert_eq!(stats["scene_id"], SCENE_ID);
     let cloud_fraction = number(&stats, "/cloud_fraction")?;
     // README: 5.66 %; BQA's high-confidence cloud covers 6.02 % of the crop.
-    assert!(
-        (0.04..0.08).contains(&cloud_fraction),
-        "cloud fraction {cloud_fraction}"
-    );
+    assert!((0.04..0.08).contains(&cloud_fraction), "cloud fraction {cloud_fraction}");
     let reference = number(&stats, "/bqa_cloud_agreement/reference_fraction")?;
-    assert!(
-        (reference - 0.0602).abs() < 0.0001,
-        "BQA fraction {reference}"
-    );
+    assert!((reference - 0.0602).abs() < 0.0001, "BQA fraction {reference}");
     // README: accuracy 0.9531, IoU 0.4269; floors as in the program's own test.
     let accuracy = number(&stats, "/bqa_cloud_agreement/accuracy")?;
     let iou = number(&stats, "/bqa_cloud_agreement/iou")?;
@@ -535,13 +419,9 @@ async fn cloud_detect_masks_the_real_scene_in_line_with_bqa() -> Result<()> {
     // docs/images/ shows this module's output on this scene, byte for byte.
     for name in ["mask.png", "preview.png"] {
         let committed = repo_root().join("docs/images").join(name);
-        let committed =
-            fs::read(&committed).with_context(|| format!("reading {}", committed.display()))?;
+        let committed = fs::read(&committed).with_context(|| format!("reading {}", committed.display()))?;
         let produced = if name == "mask.png" { &mask } else { &preview };
-        assert!(
-            &committed == produced,
-            "docs/images/{name} is not cloud-detect's output"
-        );
+        assert!(&committed == produced, "docs/images/{name} is not cloud-detect's output");
     }
 
     // The next job of the pipeline: cloud-remove with this result at /mask.
@@ -582,10 +462,7 @@ async fn cell_count_counts_the_nuclei_of_the_real_image() -> Result<()> {
         &compile("cell-count")?,
         invocation(
             &["cell-count", "/inputs/ihc.png", "/outputs"],
-            vec![
-                mount(&microscopy, "/inputs", false),
-                mount(outputs.path(), "/outputs", true),
-            ],
+            vec![mount(&microscopy, "/inputs", false), mount(outputs.path(), "/outputs", true)],
             roomy_limits(),
         ),
     )

@@ -96,3 +96,45 @@ async fn a_job_whose_workers_keep_dying_is_dead_lettered_with_its_reason() {
     assert_eq!(queue.len(job.shard).await.unwrap(), 0, "the entry left the shard stream");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_stored_but_never_queued_is_requeued_and_run() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap().to_string();
+    // A gateway that died between storing the job and queueing it.
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let jobs = shoal_jobs::JobStore::new(client.get_connection_manager().await.unwrap());
+    let spec = shoal_jobs::JobSpec::from_json(json!({"program": program}).to_string().as_bytes()).unwrap();
+    let shoal_jobs::Created::New(job) = jobs.create(&spec, 1, None).await.unwrap() else { panic!("new job") };
+    assert!(jobs.unqueued(Duration::ZERO, 10).await.unwrap().contains(&(job.id.clone(), 1)));
+
+    stack.start_worker("requeuer");
+    let done = stack.wait_terminal(&job.id, WAIT).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.executions.len(), 1);
+    assert!(jobs.unqueued(Duration::ZERO, 10).await.unwrap().is_empty());
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_queued_twice_runs_once() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let program = stack.add_program("infinite-loop").await.unwrap().to_string();
+    let id = stack.submit_ok(&long_job(&program, 3)).await.unwrap();
+    let shard = stack.job(&id).await.unwrap().shard;
+    // A second entry for the same job, as a re-queue racing a late first entry would make.
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    ShardQueue::new(client.get_connection_manager().await.unwrap()).enqueue(shard, &id).await.unwrap();
+
+    stack.start_worker("one");
+    stack.start_worker("two");
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.executions.len(), 1, "the duplicate entry was not run: {job:?}");
+    let queue = ShardQueue::new(client.get_connection_manager().await.unwrap());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while queue.len(shard).await.unwrap() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "both entries are acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.shutdown().await;
+}

@@ -13,7 +13,8 @@ const WAIT: Duration = Duration::from_secs(120);
 async fn jobs_accepted_before_a_redis_crash_run_after_it() {
     // fsync on every write: with `everysec`, up to the last second of writes may be lost to a
     // crash (see docs/reliability.md), which is exactly what this test must not allow.
-    let mut stack = Stack::start(StackOptions { workers: 0, fsync: Fsync::Always, ..StackOptions::default() }).await.unwrap();
+    let mut stack =
+        Stack::start(StackOptions { workers: 0, fsync: Fsync::Always, ..StackOptions::default() }).await.unwrap();
     let program = stack.add_program("echo-hash").await.unwrap();
     let mut ids = Vec::new();
     for n in 0..5 {

@@ -74,7 +74,9 @@ async fn the_same_job_gives_the_same_output_cid_on_two_workers_and_across_runs()
             let file = shoal_content::unixfs::resolve_path(first.store.as_ref(), result.output.cid(), "big.bin").await;
             let file = match file {
                 Ok(cid) => cid,
-                Err(_) => shoal_content::unixfs::resolve_path(second.store.as_ref(), result.output.cid(), "big.bin").await.unwrap(),
+                Err(_) => shoal_content::unixfs::resolve_path(second.store.as_ref(), result.output.cid(), "big.bin")
+                    .await
+                    .unwrap(),
             };
             assert_eq!(file.to_string(), MIB_VECTOR_CID);
             outputs.push((result.output.to_string(), result.stdout.to_string(), result.fuel_consumed));
@@ -177,11 +179,9 @@ async fn guest_failures_are_reported_with_their_reason() {
     assert_eq!(reason, FailureReason::FuelExhausted, "{message}");
     assert!(job.failure.unwrap().fuel_consumed.unwrap() >= 50_000_000);
 
-    let (reason, message, _) = failure_of(
-        &stack,
-        json!({"program": program("memory-bomb").await, "limits": {"memory_bytes": 64u64 << 20}}),
-    )
-    .await;
+    let (reason, message, _) =
+        failure_of(&stack, json!({"program": program("memory-bomb").await, "limits": {"memory_bytes": 64u64 << 20}}))
+            .await;
     assert_eq!(reason, FailureReason::MemoryLimit, "{message}");
 
     let (reason, message, _) = failure_of(
@@ -198,7 +198,8 @@ async fn guest_failures_are_reported_with_their_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_programs_and_missing_content_fail_with_a_clear_reason() {
-    let stack = Stack::start(StackOptions { fetch_timeout: Duration::from_secs(2), ..StackOptions::default() }).await.unwrap();
+    let stack =
+        Stack::start(StackOptions { fetch_timeout: Duration::from_secs(2), ..StackOptions::default() }).await.unwrap();
 
     let not_wasm = stack.add_bytes(b"#!/bin/sh\necho this is not WebAssembly\n").await.unwrap();
     let (reason, message, _) = failure_of(&stack, json!({"program": not_wasm.to_string()})).await;
@@ -212,7 +213,8 @@ async fn bad_programs_and_missing_content_fail_with_a_clear_reason() {
     assert!(message.contains("no_such_export"), "{message}");
 
     // A well-formed CID that no source has: the sha256 of bytes never added.
-    let absent = shoal_content::Block::encode(shoal_content::Codec::Raw, &b"never added anywhere"[..]).cid().to_string();
+    let absent =
+        shoal_content::Block::encode(shoal_content::Codec::Raw, &b"never added anywhere"[..]).cid().to_string();
     let (reason, message, job) =
         failure_of(&stack, json!({"program": echo.to_string(), "inputs": [{"cid": absent, "path": "/data"}]})).await;
     assert_eq!(reason, FailureReason::InputUnavailable);

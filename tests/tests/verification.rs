@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shoal_jobs::{
-    now_ms, Execution, ExecutionOutcome, JobState, JobStore, ShardQueue, Started, VerificationOutcome,
-};
+use shoal_jobs::{now_ms, Execution, ExecutionOutcome, JobState, JobStore, ShardQueue, Started, VerificationOutcome};
 use shoal_tests::{Stack, StackOptions};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -47,12 +45,20 @@ async fn a_worker_reporting_a_false_result_is_caught_and_named() {
     let honest_worker = stack.worker_config("reference");
     let client = redis::Client::open(stack.redis.url()).unwrap();
     let reference = shoal_worker::execute::Executor::open(&honest_worker, &client).await.unwrap();
-    let other_spec = shoal_jobs::JobSpec::from_json(json!({"program": program.to_string(), "args": ["y"]}).to_string().as_bytes()).unwrap();
+    let other_spec =
+        shoal_jobs::JobSpec::from_json(json!({"program": program.to_string(), "args": ["y"]}).to_string().as_bytes())
+            .unwrap();
     let wrong = reference.run_spec(&other_spec, "liar-run").await.unwrap();
 
     let conn = client.get_connection_manager().await.unwrap();
     let jobs = JobStore::new(conn.clone());
-    let mut execution = Execution { id: "liar-1".into(), worker: "liar".into(), started_at_ms: now_ms(), finished_at_ms: None, outcome: None };
+    let mut execution = Execution {
+        id: "liar-1".into(),
+        worker: "liar".into(),
+        started_at_ms: now_ms(),
+        finished_at_ms: None,
+        outcome: None,
+    };
     let Started::Running(job) = jobs.start_execution(&id, &execution).await.unwrap() else { panic!("job starts") };
     execution.finished_at_ms = Some(now_ms());
     execution.outcome = Some(ExecutionOutcome::Completed(wrong.clone()));
@@ -97,7 +103,8 @@ async fn jobs_outside_the_sample_are_not_re_run() {
     loop {
         let mut waiting = 0u64;
         for shard in 0..shoal_tests::SHARDS {
-            waiting += redis::AsyncCommands::xlen::<_, u64>(&mut conn, shoal_jobs::keys::verify_stream(shard)).await.unwrap();
+            waiting +=
+                redis::AsyncCommands::xlen::<_, u64>(&mut conn, shoal_jobs::keys::verify_stream(shard)).await.unwrap();
         }
         if waiting == 0 {
             break;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
-    now_ms, Delivery, ExecutionOutcome, Job, JobState, Lane, ShardReader, StoreError, Verification, VerificationOutcome,
-    VerificationPolicy,
+    now_ms, Delivery, ExecutionOutcome, Job, JobState, Lane, ShardReader, StoreError, Verification,
+    VerificationOutcome, VerificationPolicy,
 };
 use shoal_worker::execute::Executor;
 use shoal_worker::retry::with_retries;
@@ -78,7 +78,9 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
             Err(e) => {
                 warn!(error = %e, "reading verification streams failed; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(fresh) = ShardReader::connect_lane(&client, Lane::Verify, &shards, &id, config.worker.poll_block).await {
+                if let Ok(fresh) =
+                    ShardReader::connect_lane(&client, Lane::Verify, &shards, &id, config.worker.poll_block).await
+                {
                     reader = fresh;
                     resume_pending = true;
                 }
@@ -128,7 +130,9 @@ async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
     let recomputed = match executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await {
         Ok(result) => result,
         Err(failure) => {
-            return VerificationOutcome::Inconclusive { reason: format!("re-execution failed ({}): {}", failure.reason, failure.message) }
+            return VerificationOutcome::Inconclusive {
+                reason: format!("re-execution failed ({}): {}", failure.reason, failure.message),
+            }
         }
     };
     let same = recomputed.exit_code == reported.exit_code

@@ -25,7 +25,8 @@ pub struct ProgramCache {
 impl ProgramCache {
     /// A cache holding up to `bytes` of wasm (weighed by module size).
     pub fn new(bytes: u64) -> ProgramCache {
-        let cache = Cache::builder().max_capacity(bytes / 1024).weigher(|_, (_, size): &(Program, u64)| kib(*size)).build();
+        let cache =
+            Cache::builder().max_capacity(bytes / 1024).weigher(|_, (_, size): &(Program, u64)| kib(*size)).build();
         ProgramCache { cache }
     }
 

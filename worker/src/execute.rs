@@ -11,8 +11,8 @@ use shoal_content::source::SourceChain;
 use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{BlockReader, BlockStore, ContentError};
 use shoal_jobs::{
-    now_ms, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, JobSpec, JobState, JobStore,
-    ShardQueue, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
+    now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, JobSpec,
+    JobState, JobStore, ShardQueue, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
 use tracing::{info, info_span, warn, Instrument};
@@ -83,11 +83,12 @@ impl Stop {
 }
 
 impl Executor {
-    /// Runs job `job_id` once and stores the execution's outcome, settling the job.
+    /// Runs the delivered job once and stores the execution's outcome, settling the job.
     ///
     /// Returns an error only if the outcome could not be stored: the caller must then leave the
     /// delivery unacknowledged.
-    pub async fn execute(&self, job_id: &str) -> Result<Settled, StoreError> {
+    pub async fn execute(&self, delivery: &Delivery) -> Result<Settled, StoreError> {
+        let job_id = delivery.job_id.as_str();
         let mut execution = Execution {
             id: ulid::Ulid::new().to_string(),
             worker: self.worker.clone(),
@@ -95,17 +96,24 @@ impl Executor {
             finished_at_ms: None,
             outcome: None,
         };
-        let job = match with_retries("start_execution", || self.jobs.start_execution(job_id, &execution)).await? {
-            Started::Running(job) => job,
-            Started::AlreadyFinished(state) => {
-                info!(job = job_id, %state, "already finished; skipping duplicate delivery");
-                return Ok(Settled::Done);
-            }
-            Started::AttemptsExhausted { attempts } => {
-                warn!(job = job_id, attempts, "started too often without finishing; failed as worker_lost");
-                return Ok(Settled::AttemptsExhausted { attempts });
-            }
-        };
+        let job =
+            match with_retries("start_execution", || self.jobs.start_delivered(job_id, &delivery.entry, &execution))
+                .await?
+            {
+                Started::Running(job) => job,
+                Started::AlreadyFinished(state) => {
+                    info!(job = job_id, %state, "already finished; skipping duplicate delivery");
+                    return Ok(Settled::Done);
+                }
+                Started::Duplicate => {
+                    info!(job = job_id, entry = %delivery.entry, "running from another entry; skipping this duplicate");
+                    return Ok(Settled::Done);
+                }
+                Started::AttemptsExhausted { attempts } => {
+                    warn!(job = job_id, attempts, "started too often without finishing; failed as worker_lost");
+                    return Ok(Settled::AttemptsExhausted { attempts });
+                }
+            };
         let span = info_span!("job", job = job_id, execution = %execution.id);
         let outcome = self.run_spec(&job.spec, &execution.id).instrument(span).await;
         execution.finished_at_ms = Some(now_ms());
@@ -187,11 +195,18 @@ impl Executor {
                 };
                 let stderr = self.import_bytes(failure.stderr.clone()).await?;
                 Err(Stop {
-                    failure: Failure { reason, message, stderr: Some(stderr), fuel_consumed: Some(failure.fuel_consumed) },
+                    failure: Failure {
+                        reason,
+                        message,
+                        stderr: Some(stderr),
+                        fuel_consumed: Some(failure.fuel_consumed),
+                    },
                     missing: false,
                 })
             }
-            Err(e @ RunError::MissingEntrypoint { .. }) => Err(Stop::new(FailureReason::MissingEntrypoint, e.to_string())),
+            Err(e @ RunError::MissingEntrypoint { .. }) => {
+                Err(Stop::new(FailureReason::MissingEntrypoint, e.to_string()))
+            }
             Err(e @ RunError::InvalidModule { .. }) => Err(Stop::new(FailureReason::InvalidProgram, e.to_string())),
             Err(e) => Err(internal(e.to_string())),
         }
@@ -282,7 +297,8 @@ impl Executor {
                     (root.join("tree").join(cid.to_string()), root.join("tree"))
                 };
                 if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| internal(format!("creating {}: {e}", parent.display())))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| internal(format!("creating {}: {e}", parent.display())))?;
                 }
                 let exported =
                     unixfs::export_to_path(self.chain.as_ref(), &cid, &dest).await.map_err(|e| unavailable(&cid, e))?;

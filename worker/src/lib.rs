@@ -118,7 +118,10 @@ impl Executor {
             sources.push(Arc::new(HttpGatewaySource::new(url)?));
         }
         let chain = SourceChain::new(sources).with_cache(store.clone());
-        let runtime = Runtime::new(RuntimeConfig { max_concurrent_instances: config.concurrency as u32, ..RuntimeConfig::default() })?;
+        let runtime = Runtime::new(RuntimeConfig {
+            max_concurrent_instances: config.concurrency as u32,
+            ..RuntimeConfig::default()
+        })?;
         Ok(Executor {
             worker: config.id.clone(),
             jobs: JobStore::new(conn),
@@ -127,8 +130,9 @@ impl Executor {
             store,
             runtime,
             programs: ProgramCache::new(config.program_cache_bytes),
-            inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes)
-                .map_err(|source| WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source })?,
+            inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes).map_err(|source| {
+                WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source }
+            })?,
             scratch: config.work_dir.join("runs"),
             fetch_timeout: config.fetch_timeout,
         })
@@ -147,7 +151,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     // Entries this worker is running now, by entry id: they are renewed while they run, and
     // must not be started twice when the pending list is re-read.
     let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
-    let renewer = tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
+    let renewer =
+        tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
     // Start by taking back what this worker id left pending (a restart, a lost connection).
     let mut resume_pending = true;
     let mut next_reclaim = tokio::time::Instant::now();
@@ -193,6 +198,9 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             if !deliveries.is_empty() {
                 info!(count = deliveries.len(), "took over entries of a dead or hung worker");
             }
+            if let Err(e) = requeue_lost(&executor, &config).await {
+                warn!(error = %e, "re-queueing lost submissions failed; trying again later");
+            }
         }
         let deliveries: Vec<Delivery> = {
             let mut running = in_flight.lock().expect("in-flight set is never poisoned");
@@ -223,13 +231,32 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     Ok(())
 }
 
+/// Puts back on their streams the queued jobs whose submission never reached one (older than a
+/// visibility timeout, so a submission in progress is left alone). One worker at a time.
+async fn requeue_lost(executor: &Executor, config: &WorkerConfig) -> Result<(), StoreError> {
+    if !executor.jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await? {
+        return Ok(());
+    }
+    for (job, shard) in executor.jobs.unqueued(config.visibility_timeout, 100).await? {
+        let entry = executor.jobs.enqueue(&executor.queue, &job, shard).await?;
+        warn!(%job, shard, %entry, "re-queued a job whose submission never reached its stream");
+    }
+    Ok(())
+}
+
 /// Renews the claims on the entries this worker is running, every `every`, so that no other
 /// worker takes a long job over while it still runs.
-async fn renew_claims(queue: ShardQueue, consumer: String, in_flight: Arc<Mutex<HashMap<String, Delivery>>>, every: Duration) {
+async fn renew_claims(
+    queue: ShardQueue,
+    consumer: String,
+    in_flight: Arc<Mutex<HashMap<String, Delivery>>>,
+    every: Duration,
+) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
     loop {
         ticks.tick().await;
-        let running: Vec<Delivery> = in_flight.lock().expect("in-flight set is never poisoned").values().cloned().collect();
+        let running: Vec<Delivery> =
+            in_flight.lock().expect("in-flight set is never poisoned").values().cloned().collect();
         if running.is_empty() {
             continue;
         }
@@ -240,7 +267,7 @@ async fn renew_claims(queue: ShardQueue, consumer: String, in_flight: Arc<Mutex<
 }
 
 async fn handle(executor: &Executor, queue: &ShardQueue, delivery: &Delivery) {
-    match executor.execute(&delivery.job_id).await {
+    match executor.execute(delivery).await {
         Ok(Settled::AttemptsExhausted { attempts }) => {
             let reason = format!("worker_lost: started {attempts} times, never finished");
             if let Err(e) = with_retries("dead_letter", || queue.dead_letter(delivery, &reason)).await {

@@ -39,19 +39,13 @@ pub fn module(body: &str) -> Vec<u8> {
 
 /// A runtime small enough for tests.
 pub fn runtime() -> Runtime {
-    Runtime::new(RuntimeConfig {
-        max_concurrent_instances: 4,
-        max_memory_bytes: 64 << 20,
-        ..RuntimeConfig::default()
-    })
-    .expect("test runtime")
+    Runtime::new(RuntimeConfig { max_concurrent_instances: 4, max_memory_bytes: 64 << 20, ..RuntimeConfig::default() })
+        .expect("test runtime")
 }
 
 /// Compiles a module made of [`PRELUDE`] plus `body`.
 pub fn compile(runtime: &Runtime, body: &str) -> Program {
-    runtime
-        .compile(&module(body))
-        .expect("test module compiles")
+    runtime.compile(&module(body)).expect("test module compiles")
 }
 
 /// An invocation with small limits.
