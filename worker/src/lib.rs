@@ -6,7 +6,8 @@
 //! ([`cache`]), runs the program in the shared deterministic runtime ([`shoal_runtime`]),
 //! imports `/outputs`, stdout and stderr as UnixFS, and settles the job in one atomic step
 //! before acknowledging the stream entry. A worker that dies mid-job leaves the entry pending and
-//! the job `running` with its execution visible, never lost.
+//! the job `running` with its execution visible; another worker takes the entry over once it
+//! has gone unrenewed for the visibility timeout (see `docs/reliability.md`).
 
 pub mod cache;
 pub mod execute;
