@@ -41,7 +41,8 @@ async fn cloud_detect_gives_the_same_output_cid_through_the_system_and_directly(
     stack.shutdown().await;
 
     // The same program, scene and limits, run directly: argv[0] is the program CID, as the
-    // worker passes it.
+    // worker passes it. The invocation is spelled out here rather than taken from the worker, so
+    // a mistake there would show as a different CID.
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let compiled = runtime.compile(&program_bytes("cloud-detect")).unwrap();
     let outputs = tempfile::tempdir().unwrap();

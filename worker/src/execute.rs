@@ -152,21 +152,7 @@ impl Executor {
             .map(|(path, input)| Mount { host: input.dir.clone(), guest: path.clone(), writable: false })
             .collect();
         mounts.push(Mount { host: outputs.clone(), guest: OUTPUTS_MOUNT.to_string(), writable: true });
-        let limits = &spec.limits;
-        let invocation = Invocation {
-            entrypoint: spec.entrypoint.clone(),
-            args: std::iter::once(spec.program.to_string()).chain(spec.args.iter().cloned()).collect(),
-            env: spec.env.clone(),
-            mounts,
-            limits: shoal_runtime::Limits {
-                fuel: limits.fuel,
-                memory_bytes: limits.memory_bytes,
-                wall_time: Duration::from_millis(limits.wall_time_ms),
-                stdout_bytes: limits.log_bytes as usize,
-                stderr_bytes: limits.log_bytes as usize,
-                output_bytes: limits.output_bytes,
-            },
-        };
+        let invocation = invocation(spec, mounts);
         let run_started = Instant::now();
         let result = self.runtime.run(&program, invocation).await;
         let run_ms = run_started.elapsed().as_millis() as u64;
@@ -341,5 +327,26 @@ struct RemoveDir(PathBuf);
 impl Drop for RemoveDir {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// The runtime invocation of `spec` with `mounts`: argv\[0\] is the program's CID, then the
+/// spec's arguments; the spec's environment and limits. The one place a job becomes a run, so
+/// workers, the verifier and a direct run all invoke a program alike.
+pub fn invocation(spec: &JobSpec, mounts: Vec<Mount>) -> Invocation {
+    let limits = &spec.limits;
+    Invocation {
+        entrypoint: spec.entrypoint.clone(),
+        args: std::iter::once(spec.program.to_string()).chain(spec.args.iter().cloned()).collect(),
+        env: spec.env.clone(),
+        mounts,
+        limits: shoal_runtime::Limits {
+            fuel: limits.fuel,
+            memory_bytes: limits.memory_bytes,
+            wall_time: Duration::from_millis(limits.wall_time_ms),
+            stdout_bytes: limits.log_bytes as usize,
+            stderr_bytes: limits.log_bytes as usize,
+            output_bytes: limits.output_bytes,
+        },
     }
 }
