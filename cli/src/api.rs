@@ -33,6 +33,14 @@ impl Api {
         decode(response).await
     }
 
+    /// The live workers.
+    pub async fn workers(&self) -> anyhow::Result<Vec<shoal_jobs::Member>> {
+        let response =
+            self.http.get(format!("{}/v1/workers", self.base)).send().await.with_context(|| self.unreachable())?;
+        let body: Value = decode(response).await?;
+        Ok(serde_json::from_value(body["workers"].clone())?)
+    }
+
     fn unreachable(&self) -> String {
         format!("cannot reach the gateway at {} (is `shoal dev` running? set --gateway or SHOAL_GATEWAY)", self.base)
     }

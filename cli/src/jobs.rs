@@ -266,3 +266,30 @@ pub async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `shoal workers`.
+#[derive(Args)]
+pub struct WorkersArgs {
+    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
+    #[arg(long, env = "SHOAL_GATEWAY")]
+    gateway: Option<String>,
+}
+
+/// `shoal workers`: the live workers, one per line.
+pub async fn workers(home: &Home, args: WorkersArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let now = shoal_jobs::now_ms();
+    for member in api.workers().await? {
+        let info = &member.info;
+        let labels: Vec<String> = info.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{}	capacity {}	cache {} MiB	seen {} ms ago	{}",
+            info.id,
+            info.capacity,
+            info.cache_bytes >> 20,
+            now.saturating_sub(member.last_seen_ms),
+            labels.join(",")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -2,7 +2,7 @@
 //!
 //! Services: `dev` (the whole embedded stack), `gateway`, `worker`, `content` (the trustless
 //! gateway over a block store), `verifier`. User commands: `add`, `get`, `cat`, `car`
-//! (content), `run`, `status`, `logs`, `result` (jobs, over the gateway's HTTP API).
+//! (content), `run`, `status`, `logs`, `workers` (over the gateway's HTTP API).
 
 mod api;
 mod content;
@@ -53,6 +53,8 @@ enum Command {
     Status(jobs::JobArgs),
     /// Print a job's stdout and stderr.
     Logs(jobs::JobArgs),
+    /// List the live workers.
+    Workers(jobs::WorkersArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,5 +90,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => jobs::run(&home, args).await,
         Command::Status(args) => jobs::status(&home, args).await,
         Command::Logs(args) => jobs::logs(&home, args).await,
+        Command::Workers(args) => jobs::workers(&home, args).await,
     }
 }

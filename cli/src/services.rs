@@ -93,11 +93,14 @@ pub struct WorkerArgs {
     /// Seconds another worker's entry may go unrenewed before this worker takes it over.
     #[arg(long, default_value_t = 30)]
     visibility_timeout_secs: u64,
+    /// A label `KEY=VALUE` the worker registers with. Repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
 }
 
 impl WorkerArgs {
     /// The worker configuration these arguments describe.
-    fn config(&self, home: &Home) -> WorkerConfig {
+    fn config(&self, home: &Home) -> anyhow::Result<WorkerConfig> {
         let id = self.id.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
         let mut config = WorkerConfig::new(&id, &self.redis, home.root());
         config.shards = self.shards;
@@ -109,7 +112,11 @@ impl WorkerArgs {
         config.input_cache_bytes = self.input_cache_bytes;
         config.fetch_timeout = Duration::from_secs(self.fetch_timeout_secs);
         config.visibility_timeout = Duration::from_secs(self.visibility_timeout_secs.max(1));
-        config
+        for label in &self.labels {
+            let (key, value) = label.split_once('=').with_context(|| format!("--label {label:?} is not KEY=VALUE"))?;
+            config.labels.insert(key.to_string(), value.to_string());
+        }
+        Ok(config)
     }
 }
 
@@ -168,7 +175,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
 /// Runs a worker until Ctrl-C or SIGTERM, then lets its running jobs finish.
 pub async fn worker(home: &Home, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     init_logging();
-    shoal_worker::run(args.config(home), shutdown_signal()).await?;
+    shoal_worker::run(args.config(home)?, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

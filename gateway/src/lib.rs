@@ -7,6 +7,7 @@
 //! | `GET /v1/jobs/{id}` | **200** the job with its state and executions; **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first; `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
+//! | `GET /v1/workers` | **200** `{workers, live_within_ms}`: the workers heard from in the last 20 s (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
 //!
@@ -35,7 +36,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shoal_jobs::{JobStore, ShardQueue, ShardRouter};
+use shoal_jobs::{JobStore, Membership, ShardQueue, ShardRouter};
 use tokio::net::TcpListener;
 
 pub use config::{GatewayConfig, GatewayError};
@@ -95,6 +96,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::status))
         .route("/v1/jobs/{id}/result", get(jobs::result))
+        .route("/v1/workers", get(workers))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
@@ -110,6 +112,16 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// Workers not heard from for this long are left out of `GET /v1/workers`: several missed
+/// heartbeats (workers beat every 5 s by default).
+const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `GET /v1/workers`: the live workers, most recently heard from first.
+async fn workers(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let live = Membership::new(app.redis.clone()).live(LIVE_WITHIN).await?;
+    Ok(Json(serde_json::json!({ "workers": live, "live_within_ms": LIVE_WITHIN.as_millis() as u64 })))
 }
 
 /// `GET /healthz`: whether this gateway can reach Redis.

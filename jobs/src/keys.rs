@@ -11,6 +11,8 @@
 //! | `shoal:{sNN}:jobs` | stream | shard NN's queue; consumer group [`WORKER_GROUP`] |
 //! | `shoal:{sNN}:verify` | stream | shard NN's succeeded jobs awaiting the verifier; consumer group [`VERIFIER_GROUP`] |
 //! | `shoal:{sNN}:dead` | stream | shard NN's dead letters: entries whose job could not be run, with the reason |
+//! | `shoal:{w}:members` | hash | registered workers, id → what they offer (JSON) |
+//! | `shoal:{w}:heartbeats` | sorted set | registered workers scored by their last heartbeat (ms) |
 //! | `shoal:lock:requeue` | string | which worker may re-queue lost submissions now (expires) |
 //! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
 //!
@@ -84,6 +86,16 @@ pub fn verify_stream(shard: u32) -> String {
 /// transaction).
 pub fn dead_letter_stream(shard: u32) -> String {
     format!("shoal:{{s{shard:02}}}:dead")
+}
+
+/// The registry of workers (same slot as [`heartbeats`], so both change in one transaction).
+pub fn members() -> String {
+    "shoal:{w}:members".to_string()
+}
+
+/// Workers by last heartbeat.
+pub fn heartbeats() -> String {
+    "shoal:{w}:heartbeats".to_string()
 }
 
 /// The lock of the re-queuer of lost submissions.

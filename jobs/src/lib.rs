@@ -5,11 +5,13 @@
 //! - [`keys`]: every Redis key, cluster-compatible, in one place.
 //! - [`store`]: job records and their atomic state transitions.
 //! - [`queue`]: the shard streams jobs travel on.
+//! - [`membership`]: which workers are alive and what they offer.
 //! - [`router`]: which shard a job goes to.
 //! - [`server`]: a private `redis-server` for the embedded stack and the tests.
 
 pub mod error;
 pub mod keys;
+pub mod membership;
 pub mod model;
 pub mod queue;
 pub mod router;
@@ -17,6 +19,7 @@ pub mod server;
 pub mod store;
 
 pub use error::{SpecError, StoreError};
+pub use membership::{Member, Membership, WorkerInfo};
 pub use model::{
     ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec, Job, JobSpec, JobState,
     Limits, RetryPolicy, Verification, VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,

@@ -214,3 +214,34 @@ async fn concurrent_creates_with_one_key_store_and_report_one_new_job() {
         assert_eq!(ids.len(), 1, "round {round}: one job");
     }
 }
+
+#[tokio::test]
+async fn the_live_set_holds_workers_that_beat_and_drops_those_that_leave_or_go_quiet() {
+    let (_dir, _server, client, _, _) = setup().await;
+    let members = Membership::new(client.get_connection_manager().await.unwrap());
+    let info = |id: &str| WorkerInfo {
+        id: id.into(),
+        capacity: 4,
+        cache_bytes: 1 << 30,
+        labels: [("region".to_string(), "eu".to_string())].into(),
+        shards: 16,
+        started_at_ms: now_ms(),
+    };
+    members.heartbeat(&info("a")).await.unwrap();
+    members.heartbeat(&info("b")).await.unwrap();
+    let live = members.live(Duration::from_secs(10)).await.unwrap();
+    let ids: std::collections::BTreeSet<String> = live.iter().map(|m| m.info.id.clone()).collect();
+    assert_eq!(ids, ["a".to_string(), "b".to_string()].into());
+    assert_eq!(live[0].info.labels["region"], "eu");
+
+    members.leave("a").await.unwrap();
+    let live = members.live(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(live.iter().map(|m| m.info.id.as_str()).collect::<Vec<_>>(), ["b"]);
+
+    // `b` stops beating: out of a 200 ms window, then forgotten at ten windows.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(members.live(Duration::from_millis(200)).await.unwrap().is_empty());
+    assert_eq!(members.live(Duration::from_secs(10)).await.unwrap().len(), 1, "still registered");
+    assert!(members.live(Duration::from_millis(20)).await.unwrap().is_empty());
+    assert!(members.live(Duration::from_secs(10)).await.unwrap().is_empty(), "forgotten after ten windows");
+}

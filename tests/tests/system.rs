@@ -239,3 +239,22 @@ fn docker_compose_file_is_valid() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_lists_the_live_workers() {
+    let stack = Stack::start(StackOptions { workers: 2, ..StackOptions::default() }).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let ids = loop {
+        let body: serde_json::Value =
+            stack.http.get(format!("{}/v1/workers", stack.gateway)).send().await.unwrap().json().await.unwrap();
+        let mut ids: Vec<String> =
+            body["workers"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap().to_string()).collect();
+        ids.sort();
+        if ids.len() == 2 || std::time::Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ids, ["worker-0", "worker-1"]);
+    stack.shutdown().await;
+}

@@ -13,14 +13,14 @@ pub mod cache;
 pub mod execute;
 pub mod retry;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{BlockSource, BlockStore, FsBlockStore};
-use shoal_jobs::{Delivery, JobStore, ShardQueue, ShardReader, StoreError};
+use shoal_jobs::{now_ms, Delivery, JobStore, Membership, ShardQueue, ShardReader, StoreError, WorkerInfo};
 use shoal_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
@@ -58,6 +58,10 @@ pub struct WorkerConfig {
     /// over: that worker is taken for dead or hung. Running jobs renew their entries every
     /// third of this.
     pub visibility_timeout: Duration,
+    /// How often the worker refreshes its registration ([`shoal_jobs::Membership`]).
+    pub heartbeat: Duration,
+    /// Labels it registers with (region, hardware, …).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl WorkerConfig {
@@ -76,6 +80,8 @@ impl WorkerConfig {
             fetch_timeout: Duration::from_secs(60),
             poll_block: Duration::from_secs(1),
             visibility_timeout: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -154,6 +160,16 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
     let renewer =
         tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
+    let membership = Membership::new(executor.jobs.connection());
+    let info = WorkerInfo {
+        id: config.id.clone(),
+        capacity: config.concurrency as u32,
+        cache_bytes: config.input_cache_bytes,
+        labels: config.labels.clone(),
+        shards: config.shards,
+        started_at_ms: now_ms(),
+    };
+    let heart = tokio::spawn(beat(membership.clone(), info, config.heartbeat));
     // Start by taking back what this worker id left pending (a restart, a lost connection).
     let mut resume_pending = true;
     let mut next_reclaim = tokio::time::Instant::now();
@@ -229,7 +245,22 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     info!(worker = %config.id, "shutting down: waiting for running jobs");
     let _all = slots.acquire_many(config.concurrency.max(1) as u32).await;
     renewer.abort();
+    heart.abort();
+    if let Err(e) = membership.leave(&config.id).await {
+        warn!(error = %e, "could not deregister; the registration expires by itself");
+    }
     Ok(())
+}
+
+/// Refreshes the worker's registration every `every`.
+async fn beat(membership: Membership, info: WorkerInfo, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        ticks.tick().await;
+        if let Err(e) = membership.heartbeat(&info).await {
+            warn!(error = %e, "heartbeat failed; retrying at the next tick");
+        }
+    }
 }
 
 /// Puts back on their streams the queued jobs whose submission never reached one (older than a

@@ -1,0 +1,116 @@
+//! Which workers are alive: each registers what it offers and beats a heartbeat; any gateway
+//! reads the live set from Redis (gateways keep no state of their own).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::keys;
+use crate::store::now_ms;
+
+/// What a worker offers, as it registers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The worker's id (its consumer name on the streams).
+    pub id: String,
+    /// Jobs it runs at once.
+    pub capacity: u32,
+    /// Bytes of inputs it keeps cached.
+    pub cache_bytes: u64,
+    /// Free-form labels (region, hardware, …) for placement.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Shards it reads.
+    pub shards: u32,
+    /// When it started, in ms since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
+/// A registered worker and when it was last heard from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// What it registered.
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    /// Its last heartbeat, in ms since the Unix epoch.
+    pub last_seen_ms: u64,
+}
+
+/// The worker registry in Redis.
+#[derive(Clone)]
+pub struct Membership {
+    conn: ConnectionManager,
+}
+
+impl Membership {
+    /// The registry over `conn`.
+    pub fn new(conn: ConnectionManager) -> Membership {
+        Membership { conn }
+    }
+
+    /// Registers (or refreshes) `info` and records a heartbeat now.
+    pub async fn heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(info).expect("a WorkerInfo always serialises");
+        redis::pipe()
+            .atomic()
+            .hset(keys::members(), &info.id, json)
+            .zadd(keys::heartbeats(), &info.id, now_ms())
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes worker `id` at once (it is shutting down).
+    pub async fn leave(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hdel(keys::members(), id)
+            .zrem(keys::heartbeats(), id)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The workers heard from within `within`, most recently seen first. Registrations older
+    /// than ten times that are removed on the way (workers that died without leaving).
+    pub async fn live(&self, within: Duration) -> Result<Vec<Member>, StoreError> {
+        let mut conn = self.conn.clone();
+        let now = now_ms();
+        let window = within.as_millis() as u64;
+        let forgotten: Vec<String> =
+            conn.zrangebyscore(keys::heartbeats(), "-inf", now.saturating_sub(window * 10)).await?;
+        if !forgotten.is_empty() {
+            redis::pipe()
+                .atomic()
+                .hdel(keys::members(), &forgotten)
+                .zrem(keys::heartbeats(), &forgotten)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        let seen: Vec<(String, u64)> =
+            conn.zrevrangebyscore_withscores(keys::heartbeats(), "+inf", now.saturating_sub(window)).await?;
+        if seen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+        let infos: Vec<Option<String>> =
+            redis::cmd("HMGET").arg(keys::members()).arg(&ids).query_async(&mut conn).await?;
+        seen.iter()
+            .zip(infos)
+            .filter_map(|((id, last_seen_ms), json)| json.map(|json| (id, *last_seen_ms, json)))
+            .map(|(id, last_seen_ms, json)| {
+                let info = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    key: format!("{} {id}", keys::members()),
+                    reason: e.to_string(),
+                })?;
+                Ok(Member { info, last_seen_ms })
+            })
+            .collect()
+    }
+}
