@@ -93,8 +93,7 @@ pub fn parse_cid(input: &str) -> Result<Cid> {
     if trimmed.is_empty() {
         return Err(ContentError::InvalidCid { input: input.to_string(), reason: "empty".into() });
     }
-    Cid::from_str(trimmed)
-        .map_err(|e| ContentError::InvalidCid { input: input.to_string(), reason: e.to_string() })
+    Cid::from_str(trimmed).map_err(|e| ContentError::InvalidCid { input: input.to_string(), reason: e.to_string() })
 }
 
 #[cfg(test)]
@@ -104,10 +103,7 @@ mod tests {
     #[test]
     fn hello_world_raw_leaf_matches_kubo() {
         let block = Block::encode(Codec::Raw, &b"hello world\n"[..]);
-        assert_eq!(
-            block.cid().to_string(),
-            "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
-        );
+        assert_eq!(block.cid().to_string(), "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
     }
 
     #[test]

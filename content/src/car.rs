@@ -90,26 +90,14 @@ pub struct CarWriter<W> {
 impl<W: AsyncWrite + Unpin> CarWriter<W> {
     /// Writes the header naming `roots` and returns a writer ready for blocks.
     pub async fn new(mut writer: W, roots: &[Cid]) -> Result<CarWriter<W>> {
-        let header = CarHeader {
-            roots: Some(roots.to_vec()),
-            version: 1,
-        };
-        let encoded = serde_ipld_dagcbor::to_vec(&header)
-            .map_err(|e| ContentError::Car(format!("encoding header: {e}")))?;
+        let header = CarHeader { roots: Some(roots.to_vec()), version: 1 };
+        let encoded =
+            serde_ipld_dagcbor::to_vec(&header).map_err(|e| ContentError::Car(format!("encoding header: {e}")))?;
         let mut framed = Vec::with_capacity(encoded.len() + MAX_VARINT_LEN);
         encode_varint(encoded.len() as u64, &mut framed);
         framed.extend_from_slice(&encoded);
-        writer
-            .write_all(&framed)
-            .await
-            .map_err(|e| ContentError::io("writing CAR header", e))?;
-        Ok(CarWriter {
-            writer,
-            stats: CarStats {
-                blocks: 0,
-                bytes: framed.len() as u64,
-            },
-        })
+        writer.write_all(&framed).await.map_err(|e| ContentError::io("writing CAR header", e))?;
+        Ok(CarWriter { writer, stats: CarStats { blocks: 0, bytes: framed.len() as u64 } })
     }
 
     /// Appends `block` as one section.
@@ -126,14 +114,8 @@ impl<W: AsyncWrite + Unpin> CarWriter<W> {
         encode_varint(section_len, &mut prefix);
         prefix.extend_from_slice(&cid_bytes);
         let context = || format!("writing block {} to CAR", block.cid());
-        self.writer
-            .write_all(&prefix)
-            .await
-            .map_err(|e| ContentError::io(context(), e))?;
-        self.writer
-            .write_all(block.data())
-            .await
-            .map_err(|e| ContentError::io(context(), e))?;
+        self.writer.write_all(&prefix).await.map_err(|e| ContentError::io(context(), e))?;
+        self.writer.write_all(block.data()).await.map_err(|e| ContentError::io(context(), e))?;
         self.stats.blocks += 1;
         self.stats.bytes += prefix.len() as u64 + block.data().len() as u64;
         Ok(())
@@ -146,10 +128,7 @@ impl<W: AsyncWrite + Unpin> CarWriter<W> {
 
     /// Flushes and returns the underlying writer.
     pub async fn finish(mut self) -> Result<W> {
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| ContentError::io("flushing CAR", e))?;
+        self.writer.flush().await.map_err(|e| ContentError::io("flushing CAR", e))?;
         Ok(self.writer)
     }
 }
@@ -189,21 +168,15 @@ impl<R: AsyncRead + Unpin> CarReader<R> {
             None => return Err(car.error("empty stream: no CAR header")),
         };
         if len == 0 || len > MAX_HEADER_LEN {
-            return Err(car.error(format!(
-                "header length {len} is outside 1..={MAX_HEADER_LEN}"
-            )));
+            return Err(car.error(format!("header length {len} is outside 1..={MAX_HEADER_LEN}")));
         }
         let bytes = car.read_exact(len, "header").await?;
         let header: CarHeader = serde_ipld_dagcbor::from_slice(&bytes)
             .map_err(|e| car.error(format!("header is not a dag-cbor CAR header: {e}")))?;
         if header.version != 1 {
-            return Err(ContentError::UnsupportedCarVersion {
-                version: header.version,
-            });
+            return Err(ContentError::UnsupportedCarVersion { version: header.version });
         }
-        car.roots = header
-            .roots
-            .ok_or_else(|| car.error("CARv1 header has no roots"))?;
+        car.roots = header.roots.ok_or_else(|| car.error("CARv1 header has no roots"))?;
         Ok(car)
     }
 
@@ -219,10 +192,7 @@ impl<R: AsyncRead + Unpin> CarReader<R> {
 
     /// What has been read so far.
     pub fn stats(&self) -> CarStats {
-        CarStats {
-            blocks: self.blocks,
-            bytes: self.offset,
-        }
+        CarStats { blocks: self.blocks, bytes: self.offset }
     }
 
     /// The next block, verified, or `None` at a clean end of stream.
@@ -240,11 +210,8 @@ impl<R: AsyncRead + Unpin> CarReader<R> {
         }
         let bytes = self.read_exact(len, &format!("section {section}")).await?;
         let mut cursor = std::io::Cursor::new(&bytes[..]);
-        let cid = Cid::read_bytes(&mut cursor).map_err(|e| {
-            self.error(format!(
-                "section {section} at byte {section_start}: bad CID: {e}"
-            ))
-        })?;
+        let cid = Cid::read_bytes(&mut cursor)
+            .map_err(|e| self.error(format!("section {section} at byte {section_start}: bad CID: {e}")))?;
         let data = bytes.slice(cursor.position() as usize..);
         let origin = format!("{} (CAR section {section})", self.origin);
         let block = Block::new_verified(cid, data, &origin)?;
@@ -254,9 +221,10 @@ impl<R: AsyncRead + Unpin> CarReader<R> {
 
     /// The remaining blocks as a stream; it ends after the first error.
     pub fn into_stream(self) -> impl futures::Stream<Item = Result<Block>> {
-        futures::stream::try_unfold(self, |mut car| async move {
-            Ok(car.next_block().await?.map(|block| (block, car)))
-        })
+        futures::stream::try_unfold(
+            self,
+            |mut car| async move { Ok(car.next_block().await?.map(|block| (block, car))) },
+        )
     }
 
     fn error(&self, reason: impl fmt::Display) -> ContentError {
@@ -288,9 +256,7 @@ impl<R: AsyncRead + Unpin> CarReader<R> {
                 return Ok(Some(value));
             }
         }
-        Err(self.error(format!(
-            "varint at byte {start} is longer than {MAX_VARINT_LEN} bytes"
-        )))
+        Err(self.error(format!("varint at byte {start} is longer than {MAX_VARINT_LEN} bytes")))
     }
 
     async fn read_exact(&mut self, len: u64, what: &str) -> Result<Bytes> {
@@ -302,9 +268,9 @@ impl<R: AsyncRead + Unpin> CarReader<R> {
                 self.offset += len;
                 Ok(Bytes::from(buf))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(self.error(format!(
-                "truncated {what}: {len} bytes announced at byte {start}, stream ended first"
-            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(self.error(format!("truncated {what}: {len} bytes announced at byte {start}, stream ended first")))
+            }
             Err(e) => Err(ContentError::io(format!("reading {}", self.origin), e)),
         }
     }
@@ -371,10 +337,7 @@ pub struct WalkOptions {
 
 impl Default for WalkOptions {
     fn default() -> WalkOptions {
-        WalkOptions {
-            max_blocks: DEFAULT_MAX_DAG_BLOCKS,
-            prefetch: DEFAULT_PREFETCH,
-        }
+        WalkOptions { max_blocks: DEFAULT_MAX_DAG_BLOCKS, prefetch: DEFAULT_PREFETCH }
     }
 }
 
@@ -408,10 +371,7 @@ struct UnixFsKind {
 fn links_to_follow(block: &Block, follow: Follow) -> Result<Vec<(Cid, Follow)>> {
     match follow {
         Follow::Nothing => Ok(Vec::new()),
-        Follow::Everything => Ok(dag::links(block)?
-            .into_iter()
-            .map(|cid| (cid, Follow::Everything))
-            .collect()),
+        Follow::Everything => Ok(dag::links(block)?.into_iter().map(|cid| (cid, Follow::Everything)).collect()),
         Follow::Entity => entity_links(block),
     }
 }
@@ -421,20 +381,12 @@ fn entity_links(block: &Block) -> Result<Vec<(Cid, Follow)>> {
         return Ok(Vec::new());
     }
     let node = dag::decode_pb(block)?;
-    let Some(kind) = node
-        .data
-        .as_ref()
-        .and_then(|d| <UnixFsKind as prost::Message>::decode(d.clone()).ok())
-    else {
+    let Some(kind) = node.data.as_ref().and_then(|d| <UnixFsKind as prost::Message>::decode(d.clone()).ok()) else {
         // dag-pb without UnixFS data is not a UnixFS entity: the entity is the block itself.
         return Ok(Vec::new());
     };
     match kind.kind {
-        UNIXFS_FILE | UNIXFS_RAW => Ok(node
-            .links
-            .into_iter()
-            .map(|l| (l.cid, Follow::Everything))
-            .collect()),
+        UNIXFS_FILE | UNIXFS_RAW => Ok(node.links.into_iter().map(|l| (l.cid, Follow::Everything)).collect()),
         UNIXFS_HAMT_SHARD => {
             // In a HAMT shard a link named by the bucket index alone (hex, padded to the width of
             // `fanout - 1`) points at a sub-shard; longer names are entries (index + entry name).
@@ -479,12 +431,7 @@ impl fmt::Debug for DagWalker<'_> {
 
 impl<'a> DagWalker<'a> {
     /// A walk of `scope` under `root`, reading through `reader`.
-    pub fn new(
-        reader: &'a dyn BlockReader,
-        root: Cid,
-        scope: DagScope,
-        options: WalkOptions,
-    ) -> Self {
+    pub fn new(reader: &'a dyn BlockReader, root: Cid, scope: DagScope, options: WalkOptions) -> Self {
         let follow = match scope {
             DagScope::Block => Follow::Nothing,
             DagScope::Entity => Follow::Entity,
@@ -562,19 +509,12 @@ impl<'a> DagWalker<'a> {
         let window = self.options.prefetch;
         // Only the top of the stack is walked next; scanning deeper would fetch too early.
         let scan = self.stack.len().saturating_sub(window.saturating_mul(4));
-        let upcoming: Vec<Cid> = self.stack[scan..]
-            .iter()
-            .rev()
-            .map(|(cid, _)| *cid)
-            .collect();
+        let upcoming: Vec<Cid> = self.stack[scan..].iter().rev().map(|(cid, _)| *cid).collect();
         for cid in upcoming {
             if self.pending.len() + self.ready.len() >= window {
                 break;
             }
-            if !self.visited.contains(&cid)
-                && !self.pending.contains(&cid)
-                && !self.ready.contains_key(&cid)
-            {
+            if !self.visited.contains(&cid) && !self.pending.contains(&cid) && !self.ready.contains_key(&cid) {
                 self.start_fetch(cid);
             }
         }
@@ -615,11 +555,7 @@ pub struct CarImport {
 ///
 /// Blocks may come in any order (ipfs-car, for one, writes children before parents). `origin`
 /// names the stream in errors.
-pub async fn import_car<R: AsyncRead + Unpin>(
-    reader: R,
-    sink: &dyn BlockSink,
-    origin: &str,
-) -> Result<CarImport> {
+pub async fn import_car<R: AsyncRead + Unpin>(reader: R, sink: &dyn BlockSink, origin: &str) -> Result<CarImport> {
     let car = CarReader::new(reader, origin).await?;
     let roots = car.roots().to_vec();
     import_blocks(car, sink, &roots).await
@@ -633,12 +569,12 @@ pub(crate) async fn import_blocks<R: AsyncRead + Unpin>(
     roots: &[Cid],
 ) -> Result<CarImport> {
     // Links of every block seen, keyed by multihash: a CIDv0 link and a CIDv1 dag-pb section
-    // name the same bytes. Only CIDs are kept, so memory is ~40 bytes per link, not per byte.
+    // name the same bytes. Only CIDs are kept, so memory is ~100 bytes per link, not per byte.
     let mut links: HashMap<Vec<u8>, Vec<Cid>> = HashMap::new();
     while let Some(block) = car.next_block().await? {
         let key = block.cid().hash().to_bytes();
-        if !links.contains_key(&key) {
-            links.insert(key, dag::links(&block)?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = links.entry(key) {
+            slot.insert(dag::links(&block)?);
         }
         sink.put(&block).await?;
     }
@@ -662,10 +598,7 @@ pub(crate) async fn import_blocks<R: AsyncRead + Unpin>(
             }
         }
     }
-    Ok(CarImport {
-        roots: car.roots().to_vec(),
-        stats: car.stats(),
-    })
+    Ok(CarImport { roots: car.roots().to_vec(), stats: car.stats() })
 }
 
 #[cfg(test)]
@@ -677,11 +610,7 @@ mod tests {
         // The header go-car and ipfs-car write for one CIDv1 root: a2 65 "roots" 81 d8 2a 58 25 00
         // <cid> 67 "version" 01 (map of 2, keys in dag-cbor's length-first order).
         let root = Block::encode(Codec::Raw, &b"x"[..]);
-        let encoded = serde_ipld_dagcbor::to_vec(&CarHeader {
-            roots: Some(vec![*root.cid()]),
-            version: 1,
-        })
-        .unwrap();
+        let encoded = serde_ipld_dagcbor::to_vec(&CarHeader { roots: Some(vec![*root.cid()]), version: 1 }).unwrap();
         let mut expected = vec![0xa2, 0x65];
         expected.extend_from_slice(b"roots");
         expected.extend_from_slice(&[0x81, 0xd8, 0x2a, 0x58, 0x25, 0x00]);

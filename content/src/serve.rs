@@ -55,10 +55,7 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> ServeOptions {
-        ServeOptions {
-            verify_raw: true,
-            walk: WalkOptions::default(),
-        }
+        ServeOptions { verify_raw: true, walk: WalkOptions::default() }
     }
 }
 
@@ -69,13 +66,8 @@ pub fn router(store: Arc<dyn BlockStore>) -> Router {
 
 /// The trustless gateway over `store`.
 pub fn router_with(store: Arc<dyn BlockStore>, options: ServeOptions) -> Router {
-    let state = Arc::new(Gateway {
-        store: StoreReader(store),
-        options,
-    });
-    Router::new()
-        .route("/ipfs/{cid}", get(get_ipfs))
-        .with_state(state)
+    let state = Arc::new(Gateway { store: StoreReader(store), options });
+    Router::new().route("/ipfs/{cid}", get(get_ipfs)).with_state(state)
 }
 
 /// Reads a store through [`get_verified`]; the trait objects do not upcast to [`BlockReader`].
@@ -106,9 +98,7 @@ struct Rejection(StatusCode, String);
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let mut response = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
-        response
-            .headers_mut()
-            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
         response
     }
 }
@@ -136,18 +126,15 @@ async fn serve(
     let cid = parse_cid(cid_text).map_err(|e| Rejection(StatusCode::BAD_REQUEST, e.to_string()))?;
     let format = negotiate(params, headers)?;
     if params.contains_key("entity-bytes") {
-        return Err(Rejection(
-            StatusCode::BAD_REQUEST,
-            "entity-bytes is not supported by this gateway".into(),
-        ));
+        return Err(Rejection(StatusCode::BAD_REQUEST, "entity-bytes is not supported by this gateway".into()));
     }
     match format {
         Format::Raw => serve_raw(gateway, cid, headers).await,
         Format::Car => {
             let scope = match params.get("dag-scope") {
-                Some(value) => value
-                    .parse::<DagScope>()
-                    .map_err(|e| Rejection(StatusCode::BAD_REQUEST, e.to_string()))?,
+                Some(value) => {
+                    value.parse::<DagScope>().map_err(|e| Rejection(StatusCode::BAD_REQUEST, e.to_string()))?
+                }
                 None => DagScope::All,
             };
             serve_car(gateway, method, cid, scope, headers).await
@@ -167,12 +154,7 @@ fn negotiate(params: &HashMap<String, String>, headers: &HeaderMap) -> Result<Fo
             )),
         };
     }
-    let accept = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",");
+    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     let mut offers: Vec<(f32, usize, Format)> = Vec::new();
     for (position, item) in accept.split(',').enumerate() {
         let mut parts = item.split(';').map(str::trim);
@@ -212,47 +194,26 @@ fn negotiate(params: &HashMap<String, String>, headers: &HeaderMap) -> Result<Fo
 }
 
 fn not_found(cid: &Cid) -> Rejection {
-    Rejection(
-        StatusCode::NOT_FOUND,
-        format!("block {cid} is not in this store"),
-    )
+    Rejection(StatusCode::NOT_FOUND, format!("block {cid} is not in this store"))
 }
 
 fn internal(cid: &Cid, error: &ContentError) -> Rejection {
     tracing::error!(%cid, %error, "cannot serve block from the local store");
-    Rejection(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("cannot serve {cid}: {error}"),
-    )
+    Rejection(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot serve {cid}: {error}"))
 }
 
 /// Headers every successful response carries.
-fn content_headers(
-    headers: &mut HeaderMap,
-    cid: &Cid,
-    content_type: &'static str,
-    etag: &str,
-    filename: &str,
-) {
+fn content_headers(headers: &mut HeaderMap, cid: &Cid, content_type: &'static str, etag: &str, filename: &str) {
     let mut set = |name, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
     };
     set(header::ETAG, etag.to_string());
-    set(
-        header::CONTENT_DISPOSITION,
-        format!("attachment; filename=\"{filename}\""),
-    );
-    set(
-        header::HeaderName::from_static("x-ipfs-path"),
-        format!("/ipfs/{cid}"),
-    );
+    set(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\""));
+    set(header::HeaderName::from_static("x-ipfs-path"), format!("/ipfs/{cid}"));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
 }
@@ -262,17 +223,10 @@ fn not_modified(request: &HeaderMap, etag: &str) -> bool {
     request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        })
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
 }
 
-async fn serve_raw(
-    gateway: &Gateway,
-    cid: Cid,
-    request: &HeaderMap,
-) -> Result<Response, Rejection> {
+async fn serve_raw(gateway: &Gateway, cid: Cid, request: &HeaderMap) -> Result<Response, Rejection> {
     let store = gateway.store.0.as_ref();
     let data = if gateway.options.verify_raw {
         match get_verified(store, &cid).await {
@@ -293,13 +247,7 @@ async fn serve_raw(
     } else {
         Body::from(data).into_response()
     };
-    content_headers(
-        response.headers_mut(),
-        &cid,
-        MEDIA_TYPE_RAW,
-        &etag,
-        &format!("{cid}.bin"),
-    );
+    content_headers(response.headers_mut(), &cid, MEDIA_TYPE_RAW, &etag, &format!("{cid}.bin"));
     Ok(response)
 }
 
@@ -324,13 +272,7 @@ async fn serve_car(
     } else {
         Body::from_stream(stream_car(gateway.clone(), cid, scope)).into_response()
     };
-    content_headers(
-        response.headers_mut(),
-        &cid,
-        CAR_CONTENT_TYPE,
-        &etag,
-        &format!("{cid}.car"),
-    );
+    content_headers(response.headers_mut(), &cid, CAR_CONTENT_TYPE, &etag, &format!("{cid}.car"));
     Ok(response)
 }
 
@@ -358,9 +300,7 @@ fn stream_car(
         match done_rx.await {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(Err(std::io::Error::other(error.to_string()))),
-            Err(_) => Some(Err(std::io::Error::other(
-                "CAR export task ended without a result",
-            ))),
+            Err(_) => Some(Err(std::io::Error::other("CAR export task ended without a result"))),
         }
     })
     .filter_map(std::future::ready);

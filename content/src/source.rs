@@ -51,10 +51,8 @@ pub struct HttpGatewaySource {
 impl HttpGatewaySource {
     /// A source for the gateway at `base_url` (`http://127.0.0.1:8080`; a trailing `/` is fine).
     pub fn new(base_url: &str) -> Result<HttpGatewaySource> {
-        let parsed = reqwest::Url::parse(base_url).map_err(|e| ContentError::InvalidUrl {
-            url: base_url.to_string(),
-            reason: e.to_string(),
-        })?;
+        let parsed = reqwest::Url::parse(base_url)
+            .map_err(|e| ContentError::InvalidUrl { url: base_url.to_string(), reason: e.to_string() })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ContentError::InvalidUrl {
                 url: base_url.to_string(),
@@ -93,11 +91,7 @@ impl HttpGatewaySource {
     }
 
     fn source_error(&self, cid: &Cid, reason: impl fmt::Display) -> ContentError {
-        ContentError::Source {
-            cid: *cid,
-            origin: self.base.clone(),
-            reason: reason.to_string(),
-        }
+        ContentError::Source { cid: *cid, origin: self.base.clone(), reason: reason.to_string() }
     }
 
     /// Asks for the DAG under `root` (limited to `scope`) as a CAR; `Ok(None)` on 404.
@@ -111,10 +105,7 @@ impl HttpGatewaySource {
         let response = self
             .client
             .get(&url)
-            .header(
-                http::header::ACCEPT,
-                format!("{MEDIA_TYPE_CAR}; version=1; order=dfs; dups=n"),
-            )
+            .header(http::header::ACCEPT, format!("{MEDIA_TYPE_CAR}; version=1; order=dfs; dups=n"))
             .timeout(self.car_timeout)
             .send()
             .await
@@ -124,11 +115,8 @@ impl HttpGatewaySource {
             reqwest::StatusCode::NOT_FOUND => return Ok(None),
             status => return Err(self.source_error(root, format!("HTTP {status} for {url}"))),
         }
-        let body = response
-            .bytes_stream()
-            .map_err(|e| std::io::Error::other(describe_reqwest(&e)));
-        let reader: Pin<Box<dyn AsyncRead + Send>> =
-            Box::pin(tokio_util::io::StreamReader::new(body));
+        let body = response.bytes_stream().map_err(|e| std::io::Error::other(describe_reqwest(&e)));
+        let reader: Pin<Box<dyn AsyncRead + Send>> = Box::pin(tokio_util::io::StreamReader::new(body));
         Ok(Some(CarReader::new(reader, url).await?))
     }
 
@@ -136,13 +124,10 @@ impl HttpGatewaySource {
     /// writes each to `sink`, and checks that every block reachable from `root` arrived — a
     /// gateway may end a 200 response early, or send another DAG than the one asked for.
     pub async fn fetch_dag(&self, root: &Cid, sink: &dyn BlockSink) -> Result<CarImport> {
-        let car =
-            self.fetch_car(root, DagScope::All)
-                .await?
-                .ok_or_else(|| ContentError::NotFound {
-                    cid: *root,
-                    detail: format!("{} answered 404 for the DAG", self.base),
-                })?;
+        let car = self.fetch_car(root, DagScope::All).await?.ok_or_else(|| ContentError::NotFound {
+            cid: *root,
+            detail: format!("{} answered 404 for the DAG", self.base),
+        })?;
         car::import_blocks(car, sink, &[*root]).await
     }
 }
@@ -168,27 +153,16 @@ impl BlockSource for HttpGatewaySource {
             reqwest::StatusCode::NOT_FOUND => return Ok(None),
             status => return Err(self.source_error(cid, format!("HTTP {status} for {url}"))),
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_SECTION_LEN)
-        {
-            return Err(
-                self.source_error(cid, format!("block larger than {MAX_SECTION_LEN} bytes"))
-            );
+        if response.content_length().is_some_and(|len| len > MAX_SECTION_LEN) {
+            return Err(self.source_error(cid, format!("block larger than {MAX_SECTION_LEN} bytes")));
         }
         // Read chunk by chunk so a lying Content-Length (or none) cannot make us buffer more
         // than one block's worth.
         let mut body = BytesMut::new();
         let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| self.source_error(cid, describe_reqwest(&e)))?
-        {
+        while let Some(chunk) = stream.try_next().await.map_err(|e| self.source_error(cid, describe_reqwest(&e)))? {
             if (body.len() + chunk.len()) as u64 > MAX_SECTION_LEN {
-                return Err(
-                    self.source_error(cid, format!("block larger than {MAX_SECTION_LEN} bytes"))
-                );
+                return Err(self.source_error(cid, format!("block larger than {MAX_SECTION_LEN} bytes")));
             }
             body.extend_from_slice(&chunk);
         }
@@ -199,11 +173,7 @@ impl BlockSource for HttpGatewaySource {
 /// reqwest's `Display` omits the cause ("error sending request"); the chain says what happened.
 fn describe_reqwest(error: &reqwest::Error) -> String {
     use std::error::Error as _;
-    let mut text = if error.is_timeout() {
-        format!("timed out: {error}")
-    } else {
-        error.to_string()
-    };
+    let mut text = if error.is_timeout() { format!("timed out: {error}") } else { error.to_string() };
     let mut cause = error.source();
     while let Some(inner) = cause {
         text.push_str(": ");
@@ -281,10 +251,7 @@ pub struct SourceChain {
 impl fmt::Debug for SourceChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SourceChain")
-            .field(
-                "sources",
-                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            )
+            .field("sources", &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>())
             .field("cache", &self.cache.as_ref().map(|c| c.name()))
             .field("source_timeout", &self.source_timeout)
             .field("deadline", &self.deadline)
@@ -295,12 +262,7 @@ impl fmt::Debug for SourceChain {
 impl SourceChain {
     /// A chain over `sources`, tried in order, with no cache and no total deadline.
     pub fn new(sources: Vec<Arc<dyn BlockSource>>) -> SourceChain {
-        SourceChain {
-            sources,
-            cache: None,
-            source_timeout: DEFAULT_SOURCE_TIMEOUT,
-            deadline: None,
-        }
+        SourceChain { sources, cache: None, source_timeout: DEFAULT_SOURCE_TIMEOUT, deadline: None }
     }
 
     /// Reads `cache` before the sources and writes verified blocks into it.
@@ -331,10 +293,7 @@ impl SourceChain {
     pub async fn fetch_traced(&self, cid: &Cid) -> Result<Fetched> {
         let deadline = self.deadline.map(|d| Instant::now() + d);
         let mut failed = Vec::new();
-        let candidates = self
-            .cache
-            .iter()
-            .map(|c| (c.clone() as Arc<dyn BlockSource>, true));
+        let candidates = self.cache.iter().map(|c| (c.clone() as Arc<dyn BlockSource>, true));
         let candidates = candidates.chain(self.sources.iter().map(|s| (s.clone(), false)));
         for (source, is_cache) in candidates {
             let name = source.name().to_string();
@@ -347,10 +306,7 @@ impl SourceChain {
             };
             let outcome = match tokio::time::timeout(limit, source.fetch(cid)).await {
                 Err(_) if deadline_binds => {
-                    failed.push(SourceAttempt {
-                        source: name,
-                        outcome: AttemptOutcome::DeadlineReached,
-                    });
+                    failed.push(SourceAttempt { source: name, outcome: AttemptOutcome::DeadlineReached });
                     break;
                 }
                 Err(_) => AttemptOutcome::TimedOut(limit),
@@ -361,11 +317,7 @@ impl SourceChain {
                         if !is_cache {
                             self.write_through(&block).await;
                         }
-                        return Ok(Fetched {
-                            block,
-                            source: name,
-                            failed,
-                        });
+                        return Ok(Fetched { block, source: name, failed });
                     }
                     Err(e) => {
                         tracing::warn!(%cid, source = %name, "block failed verification; trying the next source");
@@ -373,27 +325,14 @@ impl SourceChain {
                     }
                 },
             };
-            failed.push(SourceAttempt {
-                source: name,
-                outcome,
-            });
+            failed.push(SourceAttempt { source: name, outcome });
         }
         let detail = if failed.is_empty() {
             "no sources configured".to_string()
         } else {
-            format!(
-                "tried {}",
-                failed
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
+            format!("tried {}", failed.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "))
         };
-        if failed
-            .iter()
-            .all(|a| matches!(a.outcome, AttemptOutcome::Missing))
-        {
+        if failed.iter().all(|a| matches!(a.outcome, AttemptOutcome::Missing)) {
             Err(ContentError::NotFound { cid: *cid, detail })
         } else {
             Err(ContentError::Unavailable { cid: *cid, detail })

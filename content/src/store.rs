@@ -113,21 +113,41 @@ impl BlockSource for FsBlockStore {
 impl BlockSink for FsBlockStore {
     async fn put(&self, block: &Block) -> Result<()> {
         let path = self.path_of(block.cid());
-        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let dir = path.parent().expect("block path has a parent");
-        tokio::fs::create_dir_all(dir)
+        let (cid, data) = (*block.cid(), block.data().clone());
+        // One blocking task for the whole check-write-rename: a hop to the blocking pool per
+        // step cost more than the file system itself for small blocks.
+        tokio::task::spawn_blocking(move || write_block_file(&path, &cid, &data))
             .await
-            .map_err(|e| ContentError::io(format!("creating {}", dir.display()), e))?;
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique_suffix()));
-        tokio::fs::write(&tmp, block.data())
-            .await
-            .map_err(|e| ContentError::io(format!("writing block {}", block.cid()), e))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|e| ContentError::io(format!("storing block {}", block.cid()), e))
+            .map_err(|e| ContentError::io(format!("storing block {cid}"), std::io::Error::other(e)))?
     }
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory, creating the
+/// directory the first time one of its blocks is written.
+fn write_block_file(path: &Path, cid: &Cid, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    if path.try_exists().unwrap_or(false) {
+        return Ok(());
+    }
+    let dir = path.parent().expect("block path has a parent");
+    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique_suffix()));
+    let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp);
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| ContentError::io(format!("creating {}", dir.display()), e))?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(|e| ContentError::io(format!("writing block {cid}"), e))?;
+    let written = file.write_all(data).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        drop(file);
+        // Best effort: the write's error is what matters, not a failure to tidy up after it.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ContentError::io(format!("storing block {cid}"), e));
+    }
+    Ok(())
 }
 
 #[async_trait]

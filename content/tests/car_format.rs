@@ -9,16 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use car_support::*;
 use cid::Cid;
-use shoal_content::car::{
-    export_car, import_car, CarReader, CarWriter, DagScope, WalkOptions, MAX_SECTION_LEN,
-};
+use shoal_content::car::{export_car, import_car, CarReader, CarWriter, DagScope, WalkOptions, MAX_SECTION_LEN};
 use shoal_content::{Block, BlockReader, Codec, ContentError, MemoryBlockStore};
 
 async fn export(store: &MemoryBlockStore, root: &Cid, scope: DagScope) -> Vec<u8> {
     let mut out = Vec::new();
-    export_car(store, root, &mut out, scope, WalkOptions::default())
-        .await
-        .unwrap();
+    export_car(store, root, &mut out, scope, WalkOptions::default()).await.unwrap();
     out
 }
 
@@ -73,13 +69,8 @@ async fn export_is_identical_with_and_without_prefetch() {
     let dag = sample_dag();
     let store = store_with(&dag.blocks).await;
     let mut sequential = Vec::new();
-    let options = WalkOptions {
-        prefetch: 0,
-        ..WalkOptions::default()
-    };
-    export_car(&store, &dag.root, &mut sequential, DagScope::All, options)
-        .await
-        .unwrap();
+    let options = WalkOptions { prefetch: 0, ..WalkOptions::default() };
+    export_car(&store, &dag.root, &mut sequential, DagScope::All, options).await.unwrap();
     assert_eq!(sequential, export(&store, &dag.root, DagScope::All).await);
 }
 
@@ -109,19 +100,10 @@ async fn prefetch_fetches_siblings_concurrently_within_its_window() {
     let mut blocks = leaves.clone();
     blocks.push(root.clone());
     for (prefetch, expected_peak) in [(0usize, 1usize), (8, 8)] {
-        let reader = SlowReader {
-            store: store_with(&blocks).await,
-            current: 0.into(),
-            peak: 0.into(),
-        };
+        let reader = SlowReader { store: store_with(&blocks).await, current: 0.into(), peak: 0.into() };
         let mut out = Vec::new();
-        let options = WalkOptions {
-            prefetch,
-            ..WalkOptions::default()
-        };
-        let stats = export_car(&reader, root.cid(), &mut out, DagScope::All, options)
-            .await
-            .unwrap();
+        let options = WalkOptions { prefetch, ..WalkOptions::default() };
+        let stats = export_car(&reader, root.cid(), &mut out, DagScope::All, options).await.unwrap();
         assert_eq!(stats.blocks, 41);
         let (_, read) = read_all(&out).await.unwrap();
         assert_eq!(
@@ -131,10 +113,7 @@ async fn prefetch_fetches_siblings_concurrently_within_its_window() {
         // The target block is fetched alongside a full window, so the peak may exceed the window
         // by the one block the walk is waiting for.
         let peak = reader.peak.load(Ordering::SeqCst);
-        assert!(
-            peak >= expected_peak && peak <= expected_peak + 1,
-            "prefetch {prefetch}: peak {peak}"
-        );
+        assert!(peak >= expected_peak && peak <= expected_peak + 1, "prefetch {prefetch}: peak {peak}");
     }
 }
 
@@ -145,48 +124,23 @@ async fn scopes_block_entity_and_all_select_the_spec_blocks() {
     let chunk2 = leaf("file chunk 2");
     let file = pb_node(&[(&chunk1, ""), (&chunk2, "")], Some(UNIXFS_FILE));
     let other = leaf("another file");
-    let dir = pb_node(
-        &[(&file, "file.bin"), (&other, "other.txt")],
-        Some(UNIXFS_DIRECTORY),
-    );
+    let dir = pb_node(&[(&file, "file.bin"), (&other, "other.txt")], Some(UNIXFS_DIRECTORY));
     let entry = leaf("entry in the root shard");
     let sub_shard = pb_node(&[(&dir, "1Adir")], Some(UNIXFS_HAMT_256));
-    let shard = pb_node(
-        &[(&sub_shard, "0F"), (&entry, "A3entry.txt")],
-        Some(UNIXFS_HAMT_256),
-    );
-    let all = [
-        &shard, &sub_shard, &entry, &dir, &file, &chunk1, &chunk2, &other,
-    ]
-    .map(|b| b.clone());
+    let shard = pb_node(&[(&sub_shard, "0F"), (&entry, "A3entry.txt")], Some(UNIXFS_HAMT_256));
+    let all = [&shard, &sub_shard, &entry, &dir, &file, &chunk1, &chunk2, &other].map(|b| b.clone());
     let store = store_with(&all).await;
 
-    let cids = |car: Vec<u8>| async move {
-        read_all(&car)
-            .await
-            .unwrap()
-            .1
-            .iter()
-            .map(|b| *b.cid())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        cids(export(&store, file.cid(), DagScope::Block).await).await,
-        vec![*file.cid()]
-    );
+    let cids =
+        |car: Vec<u8>| async move { read_all(&car).await.unwrap().1.iter().map(|b| *b.cid()).collect::<Vec<_>>() };
+    assert_eq!(cids(export(&store, file.cid(), DagScope::Block).await).await, vec![*file.cid()]);
     assert_eq!(
         cids(export(&store, file.cid(), DagScope::Entity).await).await,
         vec![*file.cid(), *chunk1.cid(), *chunk2.cid()]
     );
-    assert_eq!(
-        cids(export(&store, dir.cid(), DagScope::Entity).await).await,
-        vec![*dir.cid()]
-    );
+    assert_eq!(cids(export(&store, dir.cid(), DagScope::Entity).await).await, vec![*dir.cid()]);
     // Entity of a sharded directory: every shard node, no entries.
-    assert_eq!(
-        cids(export(&store, shard.cid(), DagScope::Entity).await).await,
-        vec![*shard.cid(), *sub_shard.cid()]
-    );
+    assert_eq!(cids(export(&store, shard.cid(), DagScope::Entity).await).await, vec![*shard.cid(), *sub_shard.cid()]);
     assert_eq!(
         cids(export(&store, shard.cid(), DagScope::All).await).await,
         vec![
@@ -204,20 +158,10 @@ async fn scopes_block_entity_and_all_select_the_spec_blocks() {
 
 #[tokio::test]
 async fn cidv0_dags_round_trip() {
-    let a = Block::encode_v0(
-        ipld_dagpb::PbNode {
-            links: vec![],
-            data: Some(UNIXFS_FILE.into()),
-        }
-        .into_bytes(),
-    );
+    let a = Block::encode_v0(ipld_dagpb::PbNode { links: vec![], data: Some(UNIXFS_FILE.into()) }.into_bytes());
     let root = Block::encode_v0(
         ipld_dagpb::PbNode {
-            links: vec![ipld_dagpb::PbLink {
-                cid: *a.cid(),
-                name: Some("a".into()),
-                size: None,
-            }],
+            links: vec![ipld_dagpb::PbLink { cid: *a.cid(), name: Some("a".into()), size: None }],
             data: Some(UNIXFS_DIRECTORY.into()),
         }
         .into_bytes(),
@@ -240,13 +184,7 @@ async fn import_accepts_children_before_parents() {
     }
     writer.finish().await.unwrap();
     let store = MemoryBlockStore::new();
-    assert_eq!(
-        import_car(&car[..], &store, "reversed.car")
-            .await
-            .unwrap()
-            .roots,
-        vec![dag.root]
-    );
+    assert_eq!(import_car(&car[..], &store, "reversed.car").await.unwrap().roots, vec![dag.root]);
     assert_eq!(store.len(), dag.blocks.len());
 }
 
@@ -260,19 +198,10 @@ async fn import_of_an_incomplete_car_names_the_missing_block() {
         writer.write_block(block).await.unwrap();
     }
     writer.finish().await.unwrap();
-    let err = import_car(&car[..], &MemoryBlockStore::new(), "short.car")
-        .await
-        .unwrap_err();
+    let err = import_car(&car[..], &MemoryBlockStore::new(), "short.car").await.unwrap_err();
     match &err {
-        ContentError::Incomplete {
-            root,
-            missing: m,
-            origin,
-        } => {
-            assert_eq!(
-                (root, m, origin.as_str()),
-                (&dag.root, &missing, "short.car")
-            );
+        ContentError::Incomplete { root, missing: m, origin } => {
+            assert_eq!((root, m, origin.as_str()), (&dag.root, &missing, "short.car"));
         }
         other => panic!("expected Incomplete, got {other}"),
     }
@@ -298,17 +227,11 @@ async fn every_truncation_is_an_error_or_an_incomplete_import() {
         let err = result.expect_err("a cut CAR must not import");
         if boundaries.contains(&cut) {
             // A cut between sections reads cleanly; only the completeness check can catch it.
-            assert!(
-                matches!(err, ContentError::Incomplete { .. }),
-                "cut at {cut}: {err}"
-            );
+            assert!(matches!(err, ContentError::Incomplete { .. }), "cut at {cut}: {err}");
         } else {
             assert!(matches!(err, ContentError::Car(_)), "cut at {cut}: {err}");
             let text = err.to_string();
-            assert!(
-                text.contains("truncated") || text.contains("empty stream"),
-                "cut at {cut}: {text}"
-            );
+            assert!(text.contains("truncated") || text.contains("empty stream"), "cut at {cut}: {text}");
         }
     }
 }
@@ -325,10 +248,7 @@ async fn a_tampered_block_fails_verification_naming_cid_and_section() {
     match &err {
         ContentError::HashMismatch { cid, origin } => {
             assert_eq!(cid, &dag.dfs_order[4]);
-            assert!(
-                origin.contains("test.car") && origin.contains("section 5"),
-                "{origin}"
-            );
+            assert!(origin.contains("test.car") && origin.contains("section 5"), "{origin}");
         }
         other => panic!("expected HashMismatch, got {other}"),
     }
@@ -336,12 +256,7 @@ async fn a_tampered_block_fails_verification_naming_cid_and_section() {
 
 #[tokio::test]
 async fn garbage_and_empty_input_are_car_errors() {
-    for input in [
-        &b""[..],
-        b"\x00",
-        b"hello, this is not a CAR",
-        &pseudo_random_bytes(4096, 7),
-    ] {
+    for input in [&b""[..], b"\x00", b"hello, this is not a CAR", &pseudo_random_bytes(4096, 7)] {
         let err = read_all(input).await.unwrap_err();
         assert!(matches!(err, ContentError::Car(_)), "{input:?}: {err}");
         assert!(err.to_string().contains("test.car"), "{err}");
@@ -356,14 +271,8 @@ async fn carv2_and_unknown_versions_are_unsupported() {
     v2.push(0x02);
     v2.extend_from_slice(&[0u8; 40]);
     let err = read_all(&v2).await.unwrap_err();
-    assert!(
-        matches!(err, ContentError::UnsupportedCarVersion { version: 2 }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("unsupported CAR version 2"),
-        "{err}"
-    );
+    assert!(matches!(err, ContentError::UnsupportedCarVersion { version: 2 }), "{err}");
+    assert!(err.to_string().contains("unsupported CAR version 2"), "{err}");
 
     let root = leaf("x");
     let mut header = vec![0xa2, 0x65];
@@ -377,20 +286,12 @@ async fn carv2_and_unknown_versions_are_unsupported() {
     push_varint(&mut v3, header.len() as u64);
     v3.extend_from_slice(&header);
     let err = read_all(&v3).await.unwrap_err();
-    assert!(
-        matches!(err, ContentError::UnsupportedCarVersion { version: 3 }),
-        "{err}"
-    );
+    assert!(matches!(err, ContentError::UnsupportedCarVersion { version: 3 }), "{err}");
 }
 
 async fn valid_header() -> Vec<u8> {
     let mut out = Vec::new();
-    CarWriter::new(&mut out, &[*leaf("root").cid()])
-        .await
-        .unwrap()
-        .finish()
-        .await
-        .unwrap();
+    CarWriter::new(&mut out, &[*leaf("root").cid()]).await.unwrap().finish().await.unwrap();
     out
 }
 
@@ -399,18 +300,12 @@ async fn absurd_lengths_are_rejected_before_allocating() {
     let mut huge_header = Vec::new();
     push_varint(&mut huge_header, 1 << 40);
     let err = read_all(&huge_header).await.unwrap_err();
-    assert!(
-        err.to_string().contains("header length 1099511627776"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("header length 1099511627776"), "{err}");
 
     let mut huge_section = valid_header().await;
     push_varint(&mut huge_section, 100 << 20);
     let err = read_all(&huge_section).await.unwrap_err();
-    assert!(
-        err.to_string().contains("section 1") && err.to_string().contains("104857600"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("section 1") && err.to_string().contains("104857600"), "{err}");
 
     let mut zero_section = valid_header().await;
     zero_section.push(0);
@@ -433,10 +328,7 @@ async fn malformed_varints_and_cids_are_rejected() {
     let mut bad_cid = valid_header().await;
     bad_cid.extend_from_slice(&[0x05, 0x07, 0x55, 0x12, 0x01, 0xaa]);
     let err = read_all(&bad_cid).await.unwrap_err();
-    assert!(
-        err.to_string().contains("section 1") && err.to_string().contains("bad CID"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("section 1") && err.to_string().contains("bad CID"), "{err}");
 }
 
 #[tokio::test]
@@ -453,36 +345,15 @@ async fn oversized_blocks_are_refused_by_the_writer() {
 async fn export_stops_at_the_block_limit_and_at_missing_blocks() {
     let dag = sample_dag();
     let store = store_with(&dag.blocks).await;
-    let options = WalkOptions {
-        max_blocks: 3,
-        ..WalkOptions::default()
-    };
-    let err = export_car(&store, &dag.root, &mut Vec::new(), DagScope::All, options)
-        .await
-        .unwrap_err();
+    let options = WalkOptions { max_blocks: 3, ..WalkOptions::default() };
+    let err = export_car(&store, &dag.root, &mut Vec::new(), DagScope::All, options).await.unwrap_err();
     assert!(matches!(err, ContentError::Limit(_)), "{err}");
 
     let missing = dag.dfs_order[2];
-    let partial: Vec<Block> = dag
-        .blocks
-        .iter()
-        .filter(|b| *b.cid() != missing)
-        .cloned()
-        .collect();
+    let partial: Vec<Block> = dag.blocks.iter().filter(|b| *b.cid() != missing).cloned().collect();
     let store = store_with(&partial).await;
-    let err = export_car(
-        &store,
-        &dag.root,
-        &mut Vec::new(),
-        DagScope::All,
-        WalkOptions::default(),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(err, ContentError::NotFound { cid, .. } if cid == missing),
-        "{err}"
-    );
+    let err = export_car(&store, &dag.root, &mut Vec::new(), DagScope::All, WalkOptions::default()).await.unwrap_err();
+    assert!(matches!(err, ContentError::NotFound { cid, .. } if cid == missing), "{err}");
 }
 
 #[tokio::test]
@@ -490,17 +361,6 @@ async fn export_reads_through_verification() {
     let dag = sample_dag();
     let store = store_with(&dag.blocks).await;
     store.insert_unchecked(&dag.dfs_order[1], &b"not the mid node"[..]);
-    let err = export_car(
-        &store,
-        &dag.root,
-        &mut Vec::new(),
-        DagScope::All,
-        WalkOptions::default(),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(err, ContentError::HashMismatch { cid, .. } if cid == dag.dfs_order[1]),
-        "{err}"
-    );
+    let err = export_car(&store, &dag.root, &mut Vec::new(), DagScope::All, WalkOptions::default()).await.unwrap_err();
+    assert!(matches!(err, ContentError::HashMismatch { cid, .. } if cid == dag.dfs_order[1]), "{err}");
 }

@@ -10,9 +10,7 @@ use shoal_content::Block;
 
 /// Reads `bytes` to the end or the first error; returns the blocks read before that.
 fn read_car(bytes: &[u8]) -> Vec<Block> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async {
         let mut blocks = Vec::new();
         let Ok(mut car) = CarReader::new(bytes, "fuzz").await else {
@@ -26,22 +24,12 @@ fn read_car(bytes: &[u8]) -> Vec<Block> {
 }
 
 fn sample_car() -> (Vec<u8>, Vec<Block>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async {
         let dag = sample_dag();
         let store = store_with(&dag.blocks).await;
         let mut car = Vec::new();
-        export_car(
-            &store,
-            &dag.root,
-            &mut car,
-            DagScope::All,
-            WalkOptions::default(),
-        )
-        .await
-        .unwrap();
+        export_car(&store, &dag.root, &mut car, DagScope::All, WalkOptions::default()).await.unwrap();
         (car, dag.blocks)
     })
 }

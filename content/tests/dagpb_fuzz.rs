@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use ipld_dagpb::{PbLink, PbNode};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use shoal_content::unixfs::pb::{Data, DataType};
 use shoal_content::unixfs::{self, NodeKind};
 use shoal_content::{Block, BlockReader, BlockSink, Codec, MemoryBlockStore};
@@ -28,11 +28,7 @@ fn exercise(root: &Block, blocks: &[Block]) -> (Option<unixfs::NodeInfo>, Option
         let _ = unixfs::list(store.as_ref(), root.cid()).await;
         let _ = unixfs::resolve_path(store.as_ref(), root.cid(), "a/b").await;
         let reader: Arc<dyn BlockReader> = store.clone();
-        let bytes = unixfs::cat(reader, *root.cid())
-            .try_collect::<Vec<Bytes>>()
-            .await
-            .ok()
-            .map(|parts| parts.concat());
+        let bytes = unixfs::cat(reader, *root.cid()).try_collect::<Vec<Bytes>>().await.ok().map(|parts| parts.concat());
         (info, bytes)
     })
 }

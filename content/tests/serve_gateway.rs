@@ -30,11 +30,7 @@ async fn get(url: &str, accept: Option<&str>) -> reqwest::Response {
 }
 
 fn header_of<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no {name} header"))
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("no {name} header"))
 }
 
 async fn car_cids(response: reqwest::Response) -> (Vec<Cid>, Vec<Cid>) {
@@ -51,19 +47,12 @@ async fn car_cids(response: reqwest::Response) -> (Vec<Cid>, Vec<Cid>) {
 async fn raw_blocks_come_with_the_spec_headers() {
     let (base, dag, _) = serve_sample().await;
     let leaf = &dag.blocks[2];
-    for (query, accept) in [
-        ("?format=raw", None),
-        ("", Some(RAW)),
-        ("?format=raw", Some(CAR)),
-    ] {
+    for (query, accept) in [("?format=raw", None), ("", Some(RAW)), ("?format=raw", Some(CAR))] {
         let response = get(&format!("{base}/ipfs/{}{query}", leaf.cid()), accept).await;
         assert_eq!(response.status(), StatusCode::OK, "{query} {accept:?}");
         assert_eq!(header_of(&response, "content-type"), RAW);
         assert_eq!(header_of(&response, "x-content-type-options"), "nosniff");
-        assert_eq!(
-            header_of(&response, "etag"),
-            format!("\"{}.raw\"", leaf.cid())
-        );
+        assert_eq!(header_of(&response, "etag"), format!("\"{}.raw\"", leaf.cid()));
         assert!(header_of(&response, "cache-control").contains("immutable"));
         assert_eq!(response.bytes().await.unwrap(), leaf.data());
     }
@@ -74,23 +63,12 @@ async fn head_answers_headers_without_a_body() {
     let (base, dag, _) = serve_sample().await;
     let leaf = &dag.blocks[2];
     let client = reqwest::Client::new();
-    let response = client
-        .head(format!("{base}/ipfs/{}?format=raw", leaf.cid()))
-        .send()
-        .await
-        .unwrap();
+    let response = client.head(format!("{base}/ipfs/{}?format=raw", leaf.cid())).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        header_of(&response, "content-length"),
-        leaf.data().len().to_string()
-    );
+    assert_eq!(header_of(&response, "content-length"), leaf.data().len().to_string());
     assert!(response.bytes().await.unwrap().is_empty());
 
-    let response = client
-        .head(format!("{base}/ipfs/{}?format=car", dag.root))
-        .send()
-        .await
-        .unwrap();
+    let response = client.head(format!("{base}/ipfs/{}?format=car", dag.root)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header_of(&response, "content-type"), CAR_CONTENT_TYPE);
     assert!(response.bytes().await.unwrap().is_empty());
@@ -115,24 +93,13 @@ async fn cars_stream_the_dag_in_dfs_order_for_each_scope() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header_of(&response, "content-type"), CAR_CONTENT_TYPE);
     assert_eq!(header_of(&response, "x-content-type-options"), "nosniff");
-    assert_eq!(
-        car_cids(response).await,
-        (vec![dag.root], dag.dfs_order.clone())
-    );
+    assert_eq!(car_cids(response).await, (vec![dag.root], dag.dfs_order.clone()));
 
-    let response = get(
-        &format!("{base}/ipfs/{}?format=car&dag-scope=block", dag.root),
-        Some(RAW),
-    )
-    .await;
+    let response = get(&format!("{base}/ipfs/{}?format=car&dag-scope=block", dag.root), Some(RAW)).await;
     assert_eq!(car_cids(response).await.1, vec![dag.root]);
 
     // The sample root carries no UnixFS data: its entity is the block itself.
-    let response = get(
-        &format!("{base}/ipfs/{}?dag-scope=entity", dag.root),
-        Some(CAR),
-    )
-    .await;
+    let response = get(&format!("{base}/ipfs/{}?dag-scope=entity", dag.root), Some(CAR)).await;
     assert_eq!(car_cids(response).await.1, vec![dag.root]);
 }
 
@@ -142,10 +109,7 @@ async fn accept_is_negotiated_by_quality_and_car_version() {
     let url = format!("{base}/ipfs/{}", dag.root);
     let cases = [
         (format!("{CAR};q=0.5, {RAW}"), Some(RAW)),
-        (
-            format!("text/html, {CAR}; version=1; order=dfs"),
-            Some(CAR_CONTENT_TYPE),
-        ),
+        (format!("text/html, {CAR}; version=1; order=dfs"), Some(CAR_CONTENT_TYPE)),
         (format!("{CAR}; version=2"), None),
         (format!("{RAW};q=0"), None),
         ("text/html,*/*".to_string(), None),
@@ -155,11 +119,7 @@ async fn accept_is_negotiated_by_quality_and_car_version() {
         match expected {
             Some(content_type) => {
                 assert_eq!(response.status(), StatusCode::OK, "{accept}");
-                assert_eq!(
-                    header_of(&response, "content-type"),
-                    content_type,
-                    "{accept}"
-                );
+                assert_eq!(header_of(&response, "content-type"), content_type, "{accept}");
             }
             None => assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE, "{accept}"),
         }
@@ -172,31 +132,11 @@ async fn bad_requests_name_what_is_wrong() {
     let (base, dag, _) = serve_sample().await;
     let absent = *Block::encode(shoal_content::Codec::Raw, &b"absent"[..]).cid();
     let cases = [
-        (
-            format!("/ipfs/not-a-cid?format=raw"),
-            StatusCode::BAD_REQUEST,
-            "not-a-cid".to_string(),
-        ),
-        (
-            format!("/ipfs/{absent}?format=raw"),
-            StatusCode::NOT_FOUND,
-            absent.to_string(),
-        ),
-        (
-            format!("/ipfs/{absent}?format=car"),
-            StatusCode::NOT_FOUND,
-            absent.to_string(),
-        ),
-        (
-            format!("/ipfs/{}?format=tar", dag.root),
-            StatusCode::BAD_REQUEST,
-            "\"tar\"".to_string(),
-        ),
-        (
-            format!("/ipfs/{}?format=car&dag-scope=most", dag.root),
-            StatusCode::BAD_REQUEST,
-            "\"most\"".to_string(),
-        ),
+        ("/ipfs/not-a-cid?format=raw".to_string(), StatusCode::BAD_REQUEST, "not-a-cid".to_string()),
+        (format!("/ipfs/{absent}?format=raw"), StatusCode::NOT_FOUND, absent.to_string()),
+        (format!("/ipfs/{absent}?format=car"), StatusCode::NOT_FOUND, absent.to_string()),
+        (format!("/ipfs/{}?format=tar", dag.root), StatusCode::BAD_REQUEST, "\"tar\"".to_string()),
+        (format!("/ipfs/{}?format=car&dag-scope=most", dag.root), StatusCode::BAD_REQUEST, "\"most\"".to_string()),
         (
             format!("/ipfs/{}?format=car&entity-bytes=0:10", dag.root),
             StatusCode::BAD_REQUEST,
@@ -224,10 +164,7 @@ async fn a_corrupted_store_is_not_served() {
     // The CAR starts (the root is fine) and then breaks: the body must fail, not end cleanly.
     let response = get(&format!("{base}/ipfs/{}?format=car", dag.root), None).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.bytes().await.is_err(),
-        "a broken CAR export must abort the response"
-    );
+    assert!(response.bytes().await.is_err(), "a broken CAR export must abort the response");
 }
 
 /// CIDv0 (`Qm…`) roots work end to end: served raw and as a CAR, fetched through the gateway

@@ -14,9 +14,7 @@ use shoal_content::car::{CarWriter, DagScope, WalkOptions};
 use shoal_content::serve::{router, router_with, ServeOptions};
 use shoal_content::source::{copy_dag, AttemptOutcome, HttpGatewaySource, SourceChain};
 use shoal_content::store::get_verified;
-use shoal_content::{
-    BlockReader, BlockSource, BlockStore, ContentError, FsBlockStore, MemoryBlockStore,
-};
+use shoal_content::{BlockReader, BlockSource, BlockStore, ContentError, FsBlockStore, MemoryBlockStore};
 
 fn arc(store: &MemoryBlockStore) -> Arc<dyn BlockStore> {
     Arc::new(store.clone())
@@ -24,14 +22,7 @@ fn arc(store: &MemoryBlockStore) -> Arc<dyn BlockStore> {
 
 /// A store behind a gateway that serves whatever bytes it holds, unverified — a liar.
 async fn lying_gateway(store: &MemoryBlockStore) -> String {
-    spawn_server(router_with(
-        arc(store),
-        ServeOptions {
-            verify_raw: false,
-            ..ServeOptions::default()
-        },
-    ))
-    .await
+    spawn_server(router_with(arc(store), ServeOptions { verify_raw: false, ..ServeOptions::default() })).await
 }
 
 #[tokio::test]
@@ -51,16 +42,10 @@ async fn a_gateway_serving_tampered_bytes_is_caught_and_the_next_source_is_used(
         matches!(&err, ContentError::HashMismatch { cid, origin } if *cid == target && *origin == liar_url),
         "{err}"
     );
-    assert!(
-        err.to_string().contains(&target.to_string()) && err.to_string().contains(&liar_url),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&target.to_string()) && err.to_string().contains(&liar_url), "{err}");
 
     // In a chain, the liar is recorded and skipped; the honest gateway delivers.
-    let chain = SourceChain::new(vec![
-        liar,
-        Arc::new(HttpGatewaySource::new(&honest_url).unwrap()),
-    ]);
+    let chain = SourceChain::new(vec![liar, Arc::new(HttpGatewaySource::new(&honest_url).unwrap())]);
     let fetched = chain.fetch_traced(&target).await.unwrap();
     assert_eq!(fetched.block.data(), &Bytes::from_static(b"alpha"));
     assert_eq!(fetched.source, honest_url);
@@ -80,9 +65,7 @@ async fn a_gateway_serving_tampered_bytes_is_caught_and_the_next_source_is_used(
     assert!(matches!(err, ContentError::Unavailable { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains(&target.to_string())
-            && text.contains(&liar_url)
-            && text.contains("failed verification"),
+        text.contains(&target.to_string()) && text.contains(&liar_url) && text.contains("failed verification"),
         "{text}"
     );
 }
@@ -96,36 +79,20 @@ async fn a_dag_moves_between_two_stores_over_http() {
     let local = Arc::new(FsBlockStore::open(dir.path()).unwrap());
 
     // Block by block through a chain that caches into the local store.
-    let chain = SourceChain::new(vec![Arc::new(HttpGatewaySource::new(&base).unwrap())])
-        .with_cache(local.clone());
+    let chain = SourceChain::new(vec![Arc::new(HttpGatewaySource::new(&base).unwrap())]).with_cache(local.clone());
     let sink = MemoryBlockStore::new();
-    let copied = copy_dag(
-        &chain,
-        &dag.root,
-        &sink,
-        DagScope::All,
-        WalkOptions::default(),
-    )
-    .await
-    .unwrap();
+    let copied = copy_dag(&chain, &dag.root, &sink, DagScope::All, WalkOptions::default()).await.unwrap();
     assert_eq!(copied, dag.blocks.len() as u64);
     for block in &dag.blocks {
         assert_eq!(&local.get(block.cid()).await.unwrap(), block);
         assert_eq!(&sink.get(block.cid()).await.unwrap(), block);
     }
     // Now cached: the next read comes from the local store, not the gateway.
-    assert_eq!(
-        chain.fetch_traced(&dag.root).await.unwrap().source,
-        local.name()
-    );
+    assert_eq!(chain.fetch_traced(&dag.root).await.unwrap().source, local.name());
 
     // The whole DAG as one CAR.
     let other = MemoryBlockStore::new();
-    let imported = HttpGatewaySource::new(&base)
-        .unwrap()
-        .fetch_dag(&dag.root, &other)
-        .await
-        .unwrap();
+    let imported = HttpGatewaySource::new(&base).unwrap().fetch_dag(&dag.root, &other).await.unwrap();
     assert_eq!(imported.roots, vec![dag.root]);
     assert_eq!(other.len(), dag.blocks.len());
 }
@@ -133,10 +100,7 @@ async fn a_dag_moves_between_two_stores_over_http() {
 /// A gateway that answers every CAR request with the same prepared bytes and a 200.
 async fn canned_car_gateway(car: Vec<u8>) -> String {
     let car = Bytes::from(car);
-    let app = axum::Router::new().route(
-        "/ipfs/{cid}",
-        axum::routing::get(move || async move { car.clone() }),
-    );
+    let app = axum::Router::new().route("/ipfs/{cid}", axum::routing::get(move || async move { car.clone() }));
     spawn_server(app).await
 }
 
@@ -151,10 +115,7 @@ async fn a_car_that_ends_early_or_holds_another_dag_is_rejected() {
     }
     writer.finish().await.unwrap();
     let gateway = HttpGatewaySource::new(&canned_car_gateway(short).await).unwrap();
-    let err = gateway
-        .fetch_dag(&dag.root, &MemoryBlockStore::new())
-        .await
-        .unwrap_err();
+    let err = gateway.fetch_dag(&dag.root, &MemoryBlockStore::new()).await.unwrap_err();
     assert!(
         matches!(err, ContentError::Incomplete { root, missing: m, .. } if root == dag.root && m == missing),
         "{err}"
@@ -163,20 +124,12 @@ async fn a_car_that_ends_early_or_holds_another_dag_is_rejected() {
     // A complete CAR of some other DAG, whose header names that other root, does not count.
     let stranger = leaf("a different DAG");
     let mut other = Vec::new();
-    let mut writer = CarWriter::new(&mut other, &[*stranger.cid()])
-        .await
-        .unwrap();
+    let mut writer = CarWriter::new(&mut other, &[*stranger.cid()]).await.unwrap();
     writer.write_block(&stranger).await.unwrap();
     writer.finish().await.unwrap();
     let gateway = HttpGatewaySource::new(&canned_car_gateway(other).await).unwrap();
-    let err = gateway
-        .fetch_dag(&dag.root, &MemoryBlockStore::new())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ContentError::Incomplete { missing, .. } if missing == dag.root),
-        "{err}"
-    );
+    let err = gateway.fetch_dag(&dag.root, &MemoryBlockStore::new()).await.unwrap_err();
+    assert!(matches!(err, ContentError::Incomplete { missing, .. } if missing == dag.root), "{err}");
 }
 
 #[tokio::test]
@@ -191,10 +144,7 @@ async fn http_status_codes_map_to_none_and_source_errors() {
     // The default server refuses to pass on a corrupted block: a 500, reported as a source error.
     store.insert_unchecked(&dag.root, &b"rot"[..]);
     let err = gateway.fetch(&dag.root).await.unwrap_err();
-    assert!(
-        matches!(&err, ContentError::Source { origin, .. } if *origin == base),
-        "{err}"
-    );
+    assert!(matches!(&err, ContentError::Source { origin, .. } if *origin == base), "{err}");
     assert!(err.to_string().contains("500"), "{err}");
 
     // Nothing listening.
@@ -202,21 +152,11 @@ async fn http_status_codes_map_to_none_and_source_errors() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let err = HttpGatewaySource::new(&format!("http://{closed}"))
-        .unwrap()
-        .fetch(&absent)
-        .await
-        .unwrap_err();
+    let err = HttpGatewaySource::new(&format!("http://{closed}")).unwrap().fetch(&absent).await.unwrap_err();
     assert!(matches!(err, ContentError::Source { .. }), "{err}");
 
     for bad in ["not a url", "ftp://example.invalid/"] {
-        assert!(
-            matches!(
-                HttpGatewaySource::new(bad),
-                Err(ContentError::InvalidUrl { .. })
-            ),
-            "{bad}"
-        );
+        assert!(matches!(HttpGatewaySource::new(bad), Err(ContentError::InvalidUrl { .. })), "{bad}");
     }
 }
 
@@ -253,16 +193,12 @@ impl BlockSource for Named {
 #[tokio::test(start_paused = true)]
 async fn a_silent_source_times_out_and_the_next_one_answers() {
     let dag = sample_dag();
-    let chain = SourceChain::new(vec![
-        Arc::new(Silent("silent")),
-        Arc::new(Named("honest", store_with(&dag.blocks).await)),
-    ])
-    .with_source_timeout(Duration::from_secs(3));
+    let chain =
+        SourceChain::new(vec![Arc::new(Silent("silent")), Arc::new(Named("honest", store_with(&dag.blocks).await))])
+            .with_source_timeout(Duration::from_secs(3));
     let fetched = chain.fetch_traced(&dag.root).await.unwrap();
     assert_eq!(fetched.source, "honest");
-    assert!(
-        matches!(fetched.failed[0].outcome, AttemptOutcome::TimedOut(d) if d == Duration::from_secs(3))
-    );
+    assert!(matches!(fetched.failed[0].outcome, AttemptOutcome::TimedOut(d) if d == Duration::from_secs(3)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -278,16 +214,9 @@ async fn a_cid_no_source_has_fails_at_the_deadline_naming_it_and_what_was_tried(
     let started = tokio::time::Instant::now();
     let err = chain.get(&absent).await.unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(30));
-    assert!(
-        matches!(err, ContentError::Unavailable { cid, .. } if cid == absent),
-        "{err}"
-    );
+    assert!(matches!(err, ContentError::Unavailable { cid, .. } if cid == absent), "{err}");
     let text = err.to_string();
-    for needle in [
-        "empty: not found",
-        "silent-a: no answer within 20s",
-        "silent-b: total deadline reached",
-    ] {
+    for needle in ["empty: not found", "silent-a: no answer within 20s", "silent-b: total deadline reached"] {
         assert!(text.contains(needle), "{needle:?} missing from: {text}");
     }
 }
@@ -300,15 +229,8 @@ async fn a_cid_every_source_lacks_is_not_found_listing_them() {
         Arc::new(Named("second", MemoryBlockStore::new())),
     ]);
     let err = chain.get(&absent).await.unwrap_err();
-    assert!(
-        matches!(err, ContentError::NotFound { cid, .. } if cid == absent),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .contains("first: not found; second: not found"),
-        "{err}"
-    );
+    assert!(matches!(err, ContentError::NotFound { cid, .. } if cid == absent), "{err}");
+    assert!(err.to_string().contains("first: not found; second: not found"), "{err}");
 }
 
 #[tokio::test]
@@ -316,16 +238,10 @@ async fn a_corrupted_cache_entry_is_skipped_and_reported() {
     let dag = sample_dag();
     let cache = MemoryBlockStore::new();
     cache.insert_unchecked(&dag.root, &b"rotten"[..]);
-    let chain = SourceChain::new(vec![Arc::new(Named(
-        "origin",
-        store_with(&dag.blocks).await,
-    ))])
-    .with_cache(Arc::new(cache.clone()));
+    let chain = SourceChain::new(vec![Arc::new(Named("origin", store_with(&dag.blocks).await))])
+        .with_cache(Arc::new(cache.clone()));
     let fetched = chain.fetch_traced(&dag.root).await.unwrap();
     assert_eq!(fetched.source, "origin");
-    assert!(matches!(
-        &fetched.failed[0].outcome,
-        AttemptOutcome::Failed(ContentError::HashMismatch { .. })
-    ));
+    assert!(matches!(&fetched.failed[0].outcome, AttemptOutcome::Failed(ContentError::HashMismatch { .. })));
     assert_eq!(fetched.failed[0].source, "memory");
 }

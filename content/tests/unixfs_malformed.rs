@@ -18,7 +18,10 @@ use shoal_content::{Block, BlockReader, BlockSink, Codec, ContentError, MemoryBl
 /// A dag-pb block with `links` (target, name, declared tsize) and UnixFS `data`.
 fn pb(links: &[(Cid, &str)], data: Option<Data>) -> Block {
     let node = PbNode {
-        links: links.iter().map(|(cid, name)| PbLink { cid: *cid, name: Some(name.to_string()), size: Some(1) }).collect(),
+        links: links
+            .iter()
+            .map(|(cid, name)| PbLink { cid: *cid, name: Some(name.to_string()), size: Some(1) })
+            .collect(),
         data: data.map(|d| d.encode_to_vec().into()),
     };
     Block::encode(Codec::DagPb, node.into_bytes())
@@ -88,7 +91,9 @@ async fn dag_pb_without_valid_unixfs_data_is_malformed() {
     let unknown_type =
         Block::encode(Codec::DagPb, PbNode { links: vec![], data: Some(Bytes::from_static(&[0x08, 99])) }.into_bytes());
     let store = store_of(&[&no_data, &bad_data, &unknown_type]).await;
-    for (block, says) in [(&no_data, "no UnixFS Data"), (&bad_data, "UnixFS Data"), (&unknown_type, "unknown UnixFS type 99")] {
+    for (block, says) in
+        [(&no_data, "no UnixFS Data"), (&bad_data, "UnixFS Data"), (&unknown_type, "unknown UnixFS type 99")]
+    {
         let err = unixfs::stat(store.as_ref(), block.cid()).await.unwrap_err();
         assert!(err.to_string().contains(says), "{err}");
         assert_malformed(err, block.cid());

@@ -52,6 +52,48 @@ async fn files_match_the_peer_in_every_profile() {
     }
 }
 
+/// Vectors from kubo itself (`ipfs add` and `ipfs add --cid-version=1`), not from the peer: the
+/// peer agreeing with Shoal would not help if both were wrong.
+#[tokio::test]
+async fn kubo_vectors_match_in_every_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = dir.path().join("hello.txt");
+    std::fs::write(&hello, "hello world\n").unwrap();
+    let mod251 = dir.path().join("mod251");
+    std::fs::write(&mod251, (0..1u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    let empty_dir = dir.path().join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let hello_v1 = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+    for (profile, vectors) in [
+        (
+            Profile::KuboV1,
+            [
+                hello_v1,
+                "bafybeiedpcapwld4tkgtzwahfofgn4wex5ryysf4se6hwpmlrsh4ntnrau",
+                "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354",
+            ],
+        ),
+        (
+            Profile::UnixfsV02015,
+            [
+                "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+                "QmXgkY4miMKJBrg8YYke4xw6C2n8WNsUc1GXLhN84k4QM3",
+                "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn",
+            ],
+        ),
+    ] {
+        let opts = ImportOptions { profile, ..Default::default() };
+        for (path, expected) in [&hello, &mod251, &empty_dir].into_iter().zip(vectors) {
+            let imported = unixfs::import_path(path, &opts, &CountingSink::default()).await.unwrap();
+            assert_eq!(imported.root.to_string(), expected, "{profile}: {}", path.display());
+        }
+    }
+    // unixfs-v1-2025 keeps raw leaves, so a one-chunk file has the same CID as in kubo-v1.
+    let opts = ImportOptions { profile: Profile::UnixfsV12025, ..Default::default() };
+    let imported = unixfs::import_path(&hello, &opts, &CountingSink::default()).await.unwrap();
+    assert_eq!(imported.root.to_string(), hello_v1);
+}
+
 /// 200 MiB: more than 174 × 256 KiB, so a three-level tree in the 256 KiB profiles.
 #[tokio::test]
 async fn a_multi_level_file_matches_the_peer_in_every_profile() {
@@ -117,8 +159,7 @@ async fn the_hamt_threshold_boundary_matches_the_peer() {
     let block_at = make("block-at", 3_855, 24, false);
     let block_over = make("block-over", 3_855, 24, true);
 
-    for (profile, at, over) in
-        [(Profile::KuboV1, links_at, links_over), (Profile::UnixfsV12025, block_at, block_over)]
+    for (profile, at, over) in [(Profile::KuboV1, links_at, links_over), (Profile::UnixfsV12025, block_at, block_over)]
     {
         let store = MemoryBlockStore::new();
         let ours = assert_same_as_peer(profile, &[at, over], &store).await;
@@ -133,36 +174,46 @@ async fn the_exporter_reads_dags_built_by_the_peer() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("random-3MiB");
     write_random_file(&file, 3 * MIB + 17, 31);
+    // 2,000 entries with 120-byte names: over the HAMT threshold in every profile, at a fifth of
+    // the files (and so of the test's time) a 10,000-entry tree would need.
     let tree = dir.path().join("tree");
-    write_flat_dir(&tree, 10_000);
+    std::fs::create_dir(&tree).unwrap();
+    let long_name = |i: usize| format!("{i:05}-{}.txt", "x".repeat(110));
+    for i in 0..2_000 {
+        std::fs::write(tree.join(long_name(i)), format!("content of file {i}\n")).unwrap();
+    }
     write_flat_dir(&tree.join("sub"), 2);
 
     for profile in [Profile::UnixfsV02015, Profile::KuboV1] {
         let blocks = tempfile::tempdir().unwrap();
         let peer = peer_import(profile, &[&file, &tree], Some(blocks.path()));
         let store = Arc::new(MemoryBlockStore::new());
-        assert!(load_peer_blocks(blocks.path(), &store).await > 10_000);
+        assert!(load_peer_blocks(blocks.path(), &store).await > 2_000);
         let file_root = shoal_content::parse_cid(&peer[0].cid).unwrap();
         let tree_root = shoal_content::parse_cid(&peer[1].cid).unwrap();
+        assert_eq!(unixfs::stat(store.as_ref(), &tree_root).await.unwrap().kind, NodeKind::HamtDirectory);
 
         let reader: Arc<dyn BlockReader> = store.clone();
         let bytes: Vec<bytes::Bytes> = unixfs::cat(reader.clone(), file_root).try_collect().await.unwrap();
         assert!(bytes.concat() == std::fs::read(&file).unwrap(), "{profile}: cat differs");
 
         let entries = unixfs::list(store.as_ref(), &tree_root).await.unwrap();
-        assert_eq!(entries.len(), 10_001, "{profile}");
-        assert_eq!(entries[0].name, "file-00000.txt");
-        assert_eq!(entries[10_000].name, "sub");
-        assert_eq!(entries[10_000].kind, NodeKind::Directory);
+        assert_eq!(entries.len(), 2_001, "{profile}");
+        assert_eq!(entries[0].name, long_name(0));
+        assert_eq!(entries[2_000].name, "sub");
+        assert_eq!(entries[2_000].kind, NodeKind::Directory);
         let target = unixfs::resolve_path(store.as_ref(), &tree_root, "sub/file-00001.txt").await.unwrap();
         let bytes: Vec<bytes::Bytes> = unixfs::cat(reader.clone(), target).try_collect().await.unwrap();
         assert_eq!(bytes.concat(), b"content of file 1\n");
-        let missing = unixfs::resolve_path(store.as_ref(), &tree_root, "file-10000.txt").await.unwrap_err();
+        let target = unixfs::resolve_path(store.as_ref(), &tree_root, &long_name(1234)).await.unwrap();
+        let bytes: Vec<bytes::Bytes> = unixfs::cat(reader.clone(), target).try_collect().await.unwrap();
+        assert_eq!(bytes.concat(), b"content of file 1234\n");
+        let missing = unixfs::resolve_path(store.as_ref(), &tree_root, &long_name(2_000)).await.unwrap_err();
         assert!(matches!(missing, shoal_content::ContentError::PathNotFound { .. }), "{missing}");
 
         let out = tempfile::tempdir().unwrap();
         let exported = unixfs::export_to_path(store.as_ref(), &tree_root, &out.path().join("tree")).await.unwrap();
-        assert_eq!((exported.files, exported.directories), (10_002, 2));
+        assert_eq!((exported.files, exported.directories), (2_002, 2));
         assert_same_tree(&tree, &out.path().join("tree"));
     }
 }

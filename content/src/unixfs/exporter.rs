@@ -164,9 +164,7 @@ fn kind_of(cid: &Cid, node: &Node) -> Result<NodeKind> {
             DataType::Directory => Ok(NodeKind::Directory),
             DataType::HamtShard => Ok(NodeKind::HamtDirectory),
             DataType::Symlink => Ok(NodeKind::Symlink),
-            DataType::Metadata => {
-                Err(ContentError::Unsupported { cid: *cid, reason: "UnixFS Metadata nodes".into() })
-            }
+            DataType::Metadata => Err(ContentError::Unsupported { cid: *cid, reason: "UnixFS Metadata nodes".into() }),
         },
     }
 }
@@ -337,7 +335,10 @@ fn hamt_entries<'a>(
                 let hash = hamt::name_hash(name.as_bytes());
                 let placed = slot_path.iter().enumerate().all(|(depth, s)| hamt::slot(hash, depth, bits) == Some(*s));
                 if !placed {
-                    return Err(malformed(&shard, format!("HAMT entry {name:?} is not in the slot its name hashes to")));
+                    return Err(malformed(
+                        &shard,
+                        format!("HAMT entry {name:?} is not in the slot its name hashes to"),
+                    ));
                 }
                 if out.len() >= MAX_ENTRIES {
                     return Err(too_many_entries(&shard));
@@ -364,15 +365,15 @@ pub async fn resolve_path(reader: &dyn BlockReader, root: &Cid, path: &str) -> R
         let block = fetch(reader, &current).await?;
         let node = decode(&block)?;
         current = match (kind_of(&current, &node)?, node) {
-            (NodeKind::Directory, Node::Pb { links, .. }) => links
-                .into_iter()
-                .find(|l| l.name.as_deref() == Some(segment))
-                .map(|l| l.cid)
-                .ok_or_else(not_found)?,
+            (NodeKind::Directory, Node::Pb { links, .. }) => {
+                links.into_iter().find(|l| l.name.as_deref() == Some(segment)).map(|l| l.cid).ok_or_else(not_found)?
+            }
             (NodeKind::HamtDirectory, Node::Pb { data, links, .. }) => {
                 hamt_lookup(reader, current, &data, links, segment).await?.ok_or_else(not_found)?
             }
-            (kind, _) => return Err(ContentError::WrongKind { cid: current, expected: "directory", found: kind.name() }),
+            (kind, _) => {
+                return Err(ContentError::WrongKind { cid: current, expected: "directory", found: kind.name() })
+            }
         };
     }
     Ok(current)

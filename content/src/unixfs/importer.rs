@@ -7,8 +7,10 @@
 //! at most one partial run per level, so memory does not grow with the file.
 //!
 //! Hashing is the expensive part, so chunks are hashed on blocking threads a few chunks ahead of
-//! the reader while earlier blocks are handed to the sink in order.
+//! the sink, which receives blocks in order. Local files go further: each blocking task reads
+//! its own chunk by offset as well as hashing it, so reading and hashing use every core.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::Metadata;
 use std::future::Future;
@@ -18,7 +20,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use cid::Cid;
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use ipld_dagpb::{PbLink, PbNode};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -33,6 +36,9 @@ use crate::store::BlockSink;
 /// Chunks hashed ahead of the sink. Enough to keep both cores hashing while the reader fills the
 /// next chunk; small enough that memory stays a few chunks (≤ 5 MiB at 1 MiB chunks).
 const HASH_AHEAD: usize = 4;
+
+/// Leaf writes to the sink under way at once (see [`Importer::put_leaf`]).
+const WRITE_AHEAD: usize = 4;
 
 /// Called with the number of file bytes imported so far (cumulative over a whole tree).
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -78,8 +84,8 @@ pub async fn import_reader(
     sink: &dyn BlockSink,
 ) -> Result<Imported> {
     let mut importer = Importer::new(opts, sink);
-    let file = importer.file(reader).await?;
-    Ok(importer.finish(file.cid))
+    let file = importer.file(ReaderLeaves { reader, eof: false }).await?;
+    importer.finish(file.cid).await
 }
 
 /// Imports a file, or a directory tree, from the local file system.
@@ -88,16 +94,15 @@ pub async fn import_reader(
 /// skipped unless [`ImportOptions::include_hidden`], and a name that is not UTF-8 is an error.
 /// If `path` itself is a symbolic link, its target is imported.
 pub async fn import_path(path: &Path, opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Imported> {
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
+    let meta =
+        tokio::fs::metadata(path).await.map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
     let mut importer = Importer::new(opts, sink);
     let root = if meta.is_dir() {
         importer.directory_at(path.to_path_buf()).await?
     } else {
         importer.entry_at(path.to_path_buf(), meta).await?
     };
-    Ok(importer.finish(root.cid))
+    importer.finish(root.cid).await
 }
 
 /// A finished node as its parent links to it.
@@ -126,6 +131,9 @@ struct Importer<'a> {
     sink: &'a dyn BlockSink,
     bytes: u64,
     blocks: u64,
+    /// Leaf writes under way. Leaves are written while later chunks hash; every other block
+    /// waits for these first, so a parent is never stored before its children.
+    writing: FuturesUnordered<BoxFuture<'a, Result<()>>>,
 }
 
 impl<'a> Importer<'a> {
@@ -137,16 +145,46 @@ impl<'a> Importer<'a> {
             sink,
             bytes: 0,
             blocks: 0,
+            writing: FuturesUnordered::new(),
         }
     }
 
-    fn finish(self, root: Cid) -> Imported {
-        Imported { root, size: self.bytes, blocks: self.blocks }
+    async fn finish(mut self, root: Cid) -> Result<Imported> {
+        self.drain().await?;
+        Ok(Imported { root, size: self.bytes, blocks: self.blocks })
     }
 
+    /// Stores `block` once every leaf write under way has finished.
     async fn put(&mut self, block: &Block) -> Result<()> {
+        self.drain().await?;
         self.sink.put(block).await?;
         self.blocks += 1;
+        Ok(())
+    }
+
+    /// Starts storing a leaf without waiting for it, with at most [`WRITE_AHEAD`] under way: a
+    /// store's write (a file per block) takes as long as hashing a chunk, and need not wait
+    /// for it.
+    async fn put_leaf(&mut self, block: Block) -> Result<()> {
+        while self.writing.len() >= WRITE_AHEAD {
+            self.writing.next().await.expect("writes under way")?;
+        }
+        let sink = self.sink;
+        self.writing.push(Box::pin(async move { sink.put(&block).await }));
+        self.blocks += 1;
+        // Poll until nothing more is ready, so the new write has started (a store typically
+        // hands it to a blocking thread on first poll) before this task goes back to hashing.
+        while let Some(Some(done)) = self.writing.next().now_or_never() {
+            done?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every leaf write under way.
+    async fn drain(&mut self) -> Result<()> {
+        while let Some(done) = self.writing.next().await {
+            done?;
+        }
         Ok(())
     }
 
@@ -157,37 +195,41 @@ impl<'a> Importer<'a> {
         Ok(Child { cid: *block.cid(), tsize: block.data().len() as u64 })
     }
 
-    async fn file(&mut self, mut reader: impl AsyncRead + Unpin + Send) -> Result<Child> {
-        let chunk_size = self.profile.chunk_size();
-        let profile = self.profile;
-        let mut tree = BalancedTree { max_links: profile.max_links(), levels: Vec::new() };
-        let mut hashing = FuturesOrdered::new();
+    /// Imports one file whose leaves `leaves` produces, building the balanced tree as they come.
+    async fn file(&mut self, mut leaves: impl LeafProducer) -> Result<Child> {
+        let chunk_size = self.profile.chunk_size() as u64;
+        let mut tree = BalancedTree { max_links: self.profile.max_links(), levels: Vec::new() };
+        let mut pending = VecDeque::new();
         let mut first = true;
-        let mut eof = false;
         loop {
-            while !eof && hashing.len() < HASH_AHEAD {
-                let chunk = read_chunk(&mut reader, chunk_size).await?;
-                eof = chunk.len() < chunk_size;
-                // An empty file still gets one (empty) leaf, as in kubo; otherwise a short read
-                // at the end yields no extra empty chunk.
-                if chunk.is_empty() && !first {
-                    break;
+            while pending.len() < HASH_AHEAD {
+                match leaves.start(self.profile).await? {
+                    Some(task) => pending.push_back(task),
+                    None => break,
                 }
-                first = false;
-                hashing.push_back(tokio::task::spawn_blocking(move || encode_leaf(chunk, profile)));
             }
-            let Some(joined) = hashing.next().await else { break };
-            let leaf = joined.map_err(|e| ContentError::io("hashing a chunk", std::io::Error::other(e)))?;
-            self.put(&leaf.block).await?;
+            let Some(task) = pending.pop_front() else { break };
+            let leaf = task.await.map_err(|e| ContentError::io("hashing a chunk", std::io::Error::other(e)))??;
+            // An empty file still gets one (empty) leaf, as in kubo; otherwise an empty read
+            // after a full chunk is the end of input, not a leaf.
+            if leaf.filesize == 0 && !first {
+                break;
+            }
+            first = false;
+            let last = leaf.filesize < chunk_size;
+            let leaf_child = Child { cid: *leaf.block.cid(), tsize: leaf.block.data().len() as u64 };
+            self.put_leaf(leaf.block).await?;
             self.bytes += leaf.filesize;
             if let Some(progress) = &self.progress {
                 progress(self.bytes);
             }
-            let node = FileNode {
-                child: Child { cid: *leaf.block.cid(), tsize: leaf.block.data().len() as u64 },
-                filesize: leaf.filesize,
-            };
+            let node = FileNode { child: leaf_child, filesize: leaf.filesize };
             tree.push(self, node, 0).await?;
+            if last {
+                // Leaves started past the end of input are empty; dropping them cancels nothing
+                // that matters.
+                break;
+            }
         }
         Ok(tree.finish(self).await?.child)
     }
@@ -231,10 +273,8 @@ impl<'a> Importer<'a> {
             return Ok(root);
         }
         let children_tsize: u64 = entries.iter().map(|(_, c)| c.tsize).sum();
-        let links = entries
-            .into_iter()
-            .map(|(name, c)| PbLink { cid: c.cid, name: Some(name), size: Some(c.tsize) })
-            .collect();
+        let links =
+            entries.into_iter().map(|(name, c)| PbLink { cid: c.cid, name: Some(name), size: Some(c.tsize) }).collect();
         let data = Data::new(DataType::Directory).encode_to_vec();
         let node = self.put_pb(PbNode { links, data: Some(data.into()) }).await?;
         Ok(Child { cid: node.cid, tsize: node.tsize + children_tsize })
@@ -291,7 +331,8 @@ impl<'a> Importer<'a> {
                 let file = tokio::fs::File::open(&path)
                     .await
                     .map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
-                self.file(file).await
+                let file = Arc::new(file.into_std().await);
+                self.file(FileLeaves { file, path, len: meta.len(), offset: 0 }).await
             } else {
                 Err(ContentError::InvalidArgument {
                     what: format!("file {}", path.display()),
@@ -353,19 +394,119 @@ struct Leaf {
     filesize: u64,
 }
 
+/// A leaf being read and hashed on a blocking thread.
+type LeafTask = tokio::task::JoinHandle<Result<Leaf>>;
+
+/// Where a file's leaves come from: each call starts the next chunk's leaf.
+#[async_trait::async_trait]
+trait LeafProducer: Send {
+    /// Starts the next leaf, or `None` once the input is known to be exhausted. A leaf shorter
+    /// than a chunk is the last one; leaves started after it are empty.
+    async fn start(&mut self, profile: Profile) -> Result<Option<LeafTask>>;
+}
+
+/// Leaves of a stream: chunks are read in order here, hashed on blocking threads.
+struct ReaderLeaves<R> {
+    reader: R,
+    eof: bool,
+}
+
+#[async_trait::async_trait]
+impl<R: AsyncRead + Unpin + Send> LeafProducer for ReaderLeaves<R> {
+    async fn start(&mut self, profile: Profile) -> Result<Option<LeafTask>> {
+        if self.eof {
+            return Ok(None);
+        }
+        let chunk = read_chunk(&mut self.reader, profile.chunk_size()).await?;
+        self.eof = chunk.len() < profile.chunk_size();
+        Ok(Some(tokio::task::spawn_blocking(move || Ok(encode_leaf(chunk, profile)))))
+    }
+}
+
+/// Leaves of a local file: each blocking task reads its own chunk by offset (`pread`) and
+/// hashes it, so reading and hashing run in parallel on every core with no extra copy.
+///
+/// The file is imported as long as it was when opened: chunks are sized from that length (so a
+/// small file costs a small buffer, not a whole chunk), and a short read ends the file.
+struct FileLeaves {
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    len: u64,
+    offset: u64,
+}
+
+#[async_trait::async_trait]
+impl LeafProducer for FileLeaves {
+    async fn start(&mut self, profile: Profile) -> Result<Option<LeafTask>> {
+        // An empty file still has its one (empty) leaf.
+        if self.offset >= self.len && !(self.offset == 0 && self.len == 0) {
+            return Ok(None);
+        }
+        let (file, offset, path) = (self.file.clone(), self.offset, self.path.clone());
+        let want = (self.len - offset).min(profile.chunk_size() as u64) as usize;
+        self.offset += profile.chunk_size() as u64;
+        Ok(Some(tokio::task::spawn_blocking(move || {
+            let chunk = read_chunk_at(&file, offset, want)
+                .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
+            Ok(encode_leaf(chunk, profile))
+        })))
+    }
+}
+
+/// Reads up to `want` bytes at `offset`; fewer only at the end of the file.
+fn read_chunk_at(file: &std::fs::File, offset: u64, want: usize) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
 /// Hashes one chunk into a leaf block (runs on a blocking thread).
 fn encode_leaf(chunk: Bytes, profile: Profile) -> Leaf {
     let filesize = chunk.len() as u64;
     let block = if profile.raw_leaves() {
         Block::encode(Codec::Raw, chunk)
     } else {
-        let mut data = Data::new(DataType::File);
-        data.filesize = Some(filesize);
-        // An empty `Data.data` is left out, as kubo and JS do (it changes the bytes, so the CID).
-        data.data = (!chunk.is_empty()).then_some(chunk);
-        encode_pb(PbNode { links: Vec::new(), data: Some(data.encode_to_vec().into()) }, profile.cid_v0())
+        let bytes = pb_file_leaf(&chunk);
+        if profile.cid_v0() {
+            Block::encode_v0(bytes)
+        } else {
+            Block::encode(Codec::DagPb, bytes)
+        }
     };
     Leaf { block, filesize }
+}
+
+/// The dag-pb bytes of a link-less UnixFS `File` leaf holding `chunk`, written in one pass
+/// (encoding the `Data` message and then the node copied each chunk twice). The bytes are those
+/// prost and ipld-dagpb produce — `PBNode { Data: Data { Type: File, Data: chunk, filesize } }`
+/// — with an empty chunk's `Data.Data` left out, as kubo and JS do.
+fn pb_file_leaf(chunk: &[u8]) -> Bytes {
+    use prost::encoding::{encode_varint, encoded_len_varint};
+    let len = chunk.len() as u64;
+    let data_field = if chunk.is_empty() { 0 } else { 1 + encoded_len_varint(len) + chunk.len() };
+    let unixfs_len = 2 + data_field + 1 + encoded_len_varint(len);
+    let mut out = BytesMut::with_capacity(1 + encoded_len_varint(unixfs_len as u64) + unixfs_len);
+    out.extend_from_slice(&[0x0a]); // PBNode.Data (field 1, length-delimited)
+    encode_varint(unixfs_len as u64, &mut out);
+    out.extend_from_slice(&[0x08, DataType::File as u8]); // Data.Type (field 1, varint)
+    if !chunk.is_empty() {
+        out.extend_from_slice(&[0x12]); // Data.Data (field 2, length-delimited)
+        encode_varint(len, &mut out);
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&[0x18]); // Data.filesize (field 3, varint)
+    encode_varint(len, &mut out);
+    out.freeze()
 }
 
 pub(crate) fn encode_pb(node: PbNode, cid_v0: bool) -> Block {
@@ -421,15 +562,85 @@ mod tests {
         Child { cid: *Block::encode(Codec::Raw, vec![seed]).cid(), tsize }
     }
 
+    /// A sink whose writes finish out of order, and which records any block stored before a
+    /// block it links to.
+    #[derive(Default)]
+    struct ScramblingSink {
+        stored: std::sync::Mutex<std::collections::HashSet<Cid>>,
+        orphans: std::sync::Mutex<Vec<Cid>>,
+    }
+
+    #[async_trait::async_trait]
+    impl BlockSink for ScramblingSink {
+        async fn put(&self, block: &Block) -> Result<()> {
+            for _ in 0..block.cid().hash().digest()[0] % 7 {
+                tokio::task::yield_now().await;
+            }
+            let links = crate::dag::links(block)?;
+            let mut stored = self.stored.lock().unwrap();
+            if links.iter().any(|l| !stored.contains(l)) {
+                self.orphans.lock().unwrap().push(*block.cid());
+            }
+            stored.insert(*block.cid());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn blocks_reach_the_sink_children_first_and_all_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(dir.path().join("big"), &data).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for i in 0..20 {
+            std::fs::write(dir.path().join(format!("sub/{i}")), format!("{i}")).unwrap();
+        }
+        let sink = ScramblingSink::default();
+        let imported = import_path(dir.path(), &ImportOptions::default(), &sink).await.unwrap();
+        assert!(sink.orphans.lock().unwrap().is_empty(), "stored before their children: {:?}", sink.orphans);
+        let stored = sink.stored.lock().unwrap();
+        assert!(stored.contains(&imported.root));
+        // 12 leaves + 1 parent for "big", 20 files, "sub", the root.
+        assert_eq!((imported.blocks, stored.len()), (35, 35));
+    }
+
+    #[tokio::test]
+    async fn hidden_entries_are_skipped_unless_asked_for_and_symlinks_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("visible"), "v").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "h").unwrap();
+        std::os::unix::fs::symlink("visible", dir.path().join("link")).unwrap();
+        for (include_hidden, expected) in [(false, vec!["link", "visible"]), (true, vec![".hidden", "link", "visible"])]
+        {
+            let store = MemoryBlockStore::new();
+            let opts = ImportOptions { include_hidden, ..Default::default() };
+            let root = import_path(dir.path(), &opts, &store).await.unwrap().root;
+            let entries = crate::unixfs::list(&store, &root).await.unwrap();
+            let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+            assert_eq!(names, expected, "include_hidden = {include_hidden}");
+            let link = entries.iter().find(|e| e.name == "link").unwrap();
+            assert_eq!((link.kind, link.size), (crate::unixfs::NodeKind::Symlink, "visible".len() as u64));
+        }
+    }
+
+    #[test]
+    fn one_pass_file_leaves_match_prost_and_dagpb_encoding() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 256 * 1024, 1024 * 1024] {
+            let chunk: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut data = Data::new(DataType::File);
+            data.filesize = Some(len as u64);
+            data.data = (!chunk.is_empty()).then(|| Bytes::from(chunk.clone()));
+            let reference = PbNode { links: Vec::new(), data: Some(data.encode_to_vec().into()) }.into_bytes();
+            assert!(pb_file_leaf(&chunk) == reference, "{len}-byte leaf differs");
+        }
+    }
+
     #[test]
     fn block_bytes_estimate_is_the_real_encoded_length() {
-        let entries: Vec<(String, Child)> = (0..300u32)
-            .map(|i| (format!("entry-{i}-é"), child(i as u8, u64::from(i) * 977 + 1)))
-            .collect();
-        let links = entries
-            .iter()
-            .map(|(n, c)| PbLink { cid: c.cid, name: Some(n.clone()), size: Some(c.tsize) })
-            .collect();
+        let entries: Vec<(String, Child)> =
+            (0..300u32).map(|i| (format!("entry-{i}-é"), child(i as u8, u64::from(i) * 977 + 1))).collect();
+        let links =
+            entries.iter().map(|(n, c)| PbLink { cid: c.cid, name: Some(n.clone()), size: Some(c.tsize) }).collect();
         let node = PbNode { links, data: Some(Data::new(DataType::Directory).encode_to_vec().into()) };
         assert_eq!(directory_block_bytes(&entries), node.into_bytes().len() as u64);
     }

@@ -42,8 +42,8 @@ pub mod pb;
 mod profile;
 
 pub use exporter::{
-    cat, cat_range, cat_reader, export_to_path, list, resolve, resolve_path, stat, DirEntry, Exported, NodeInfo, NodeKind,
-    MAX_BLOCK_SIZE, MAX_DEPTH, MAX_ENTRIES,
+    cat, cat_range, cat_reader, export_to_path, list, resolve, resolve_path, stat, DirEntry, Exported, NodeInfo,
+    NodeKind, MAX_BLOCK_SIZE, MAX_DEPTH, MAX_ENTRIES,
 };
 pub use hamt::{name_hash as hamt_name_hash, MURMUR3_X64_64};
 pub use importer::{import_path, import_reader, ImportOptions, Imported, ProgressFn};

@@ -63,11 +63,7 @@ pub fn sample_dag() -> SampleDag {
     // dag-pb encoders sort links by name, so the names fix the link order.
     let root = pb_node(&[(&mid, "1-mid"), (&c, "2-c"), (&a, "3-a-again")], None);
     let dfs_order = vec![*root.cid(), *mid.cid(), *a.cid(), *b.cid(), *c.cid()];
-    SampleDag {
-        root: *root.cid(),
-        blocks: vec![root, mid, a, b, c],
-        dfs_order,
-    }
+    SampleDag { root: *root.cid(), blocks: vec![root, mid, a, b, c], dfs_order }
 }
 
 /// A store holding `blocks`.
@@ -95,8 +91,7 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// The `ipfs-car` CLI installed by `npm ci --prefix content/tests/js-car`.
 pub fn ipfs_car_bin() -> PathBuf {
-    let bin =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-car/node_modules/.bin/ipfs-car");
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-car/node_modules/.bin/ipfs-car");
     assert!(
         bin.exists(),
         "{} is missing: run `npm ci --prefix content/tests/js-car` first (the Makefile's test setup does)",
@@ -112,12 +107,7 @@ pub fn ipfs_car(args: &[&std::ffi::OsStr]) -> String {
         .args(args)
         .output()
         .expect("running node (Node 20 is needed for the ipfs-car interop tests)");
-    assert!(
-        output.status.success(),
-        "ipfs-car {:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "ipfs-car {:?} failed: {}", args, String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("ipfs-car prints UTF-8")
 }
 

@@ -82,11 +82,8 @@ pub fn peer_import(profile: Profile, paths: &[&Path], blocks: Option<&Path>) -> 
     cmd.arg(profile.name()).args(paths);
     let out = cmd.output().expect("running node (Node.js 20 must be installed)");
     assert!(out.status.success(), "npm peer failed: {}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<PeerImport> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<PeerImport> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), paths.len());
     lines
 }
@@ -120,8 +117,7 @@ pub async fn load_peer_blocks(dir: &Path, store: &shoal_content::MemoryBlockStor
 /// Asserts that two trees on disk hold the same names, file bytes and symlink targets.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
     let meta = std::fs::symlink_metadata(expected).unwrap();
-    let actual_meta = std::fs::symlink_metadata(actual)
-        .unwrap_or_else(|e| panic!("{} missing: {e}", actual.display()));
+    let actual_meta = std::fs::symlink_metadata(actual).unwrap_or_else(|e| panic!("{} missing: {e}", actual.display()));
     if meta.file_type().is_symlink() {
         assert!(actual_meta.file_type().is_symlink(), "{} is not a symlink", actual.display());
         assert_eq!(std::fs::read_link(expected).unwrap(), std::fs::read_link(actual).unwrap());
