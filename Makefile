@@ -22,11 +22,13 @@ demo: data
 
 ## Every test (unit, integration, whole-system, npm cross-checks, docker-compose validation).
 test: data js-peers
+	$(CARGO) build -p shoal-cli  # whole-system tests run the `shoal` binary itself
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Benchmarks; results are recorded in docs/.
 bench: data js-peers
 	scripts/bench-content.sh
+	$(CARGO) bench -p shoal-runtime --bench instantiate
 
 ## Long fault-injection runs (issue 5: the chaos harness is not built yet).
 chaos:

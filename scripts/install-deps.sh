@@ -11,6 +11,7 @@ command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v bzip2 >/dev/null || need+=(bzip2)
+[ -x /usr/bin/time ] || need+=(time)   # peak-memory figures of make bench
 command -v cc >/dev/null || need+=(gcc)
 # Rust: rustup's toolchain if present; otherwise Debian's rustc-web (1.85, new enough for the workspace).
 command -v cargo >/dev/null || need+=(rustc-web cargo-web)
