@@ -1,0 +1,174 @@
+//! The gateway client: submissions with an Idempotency-Key, retried while the gateway or Redis
+//! is away, and job reads.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use shoal_jobs::Job;
+use tokio::time::Instant;
+
+use crate::error::{LoadtestError, Result};
+
+/// Pause between retries, doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How a submission ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// 202: a new job.
+    Accepted {
+        /// The job id.
+        id: String,
+        /// Requests it took (1 = no retry).
+        attempts: u32,
+    },
+    /// 200 with `Idempotent-Replayed`: an earlier attempt had created the job.
+    Replayed {
+        /// The job id.
+        id: String,
+        /// Requests it took.
+        attempts: u32,
+    },
+    /// A definite refusal (4xx), or no answer before the deadline.
+    Refused {
+        /// Why, for the report.
+        reason: String,
+    },
+}
+
+/// What a read of a job found.
+#[derive(Debug, Clone)]
+pub enum JobRead {
+    /// The record.
+    Found(Box<Job>),
+    /// 404: the gateway does not know the id (the record is gone).
+    Missing,
+    /// No answer this time (gateway restarting, Redis away, timeout).
+    Unavailable(String),
+}
+
+/// A client of one gateway.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// Whether an answer means "ask again later" rather than "no".
+fn retryable(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+}
+
+impl Api {
+    /// A client of the gateway at `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: String) -> Result<Api> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|source| LoadtestError::Http { context: "building the HTTP client".into(), source })?;
+        Ok(Api { http, base })
+    }
+
+    /// Submits `spec` under `key`, retrying connection errors and 5xx (always with the same key,
+    /// so a retry can never create a second job) until `deadline`.
+    pub async fn submit(&self, spec: &Value, key: &str, deadline: Instant) -> Submitted {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 0;
+        let mut last = String::from("never tried");
+        while Instant::now() < deadline {
+            attempts += 1;
+            let sent =
+                self.http.post(format!("{}/v1/jobs", self.base)).header("Idempotency-Key", key).json(spec).send().await;
+            match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    if status == StatusCode::ACCEPTED || status == StatusCode::OK {
+                        let id = response
+                            .json::<Value>()
+                            .await
+                            .ok()
+                            .and_then(|body| body["id"].as_str().map(str::to_string));
+                        match id {
+                            Some(id) if status == StatusCode::ACCEPTED => return Submitted::Accepted { id, attempts },
+                            Some(id) => return Submitted::Replayed { id, attempts },
+                            // The answer was cut off: the job may exist; the key makes asking again safe.
+                            None => last = format!("{status} without a readable body"),
+                        }
+                    } else if retryable(status) {
+                        last = format!("{status}");
+                    } else {
+                        let body = response.text().await.unwrap_or_default();
+                        return Submitted::Refused { reason: format!("{status}: {body}") };
+                    }
+                }
+                Err(e) => last = format!("{e}"),
+            }
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        Submitted::Refused { reason: format!("no answer before the deadline after {attempts} attempts; last: {last}") }
+    }
+
+    /// Reads job `id` once.
+    pub async fn job(&self, id: &str) -> JobRead {
+        match self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await {
+            Ok(response) if response.status().is_success() => match response.json::<Job>().await {
+                Ok(job) => JobRead::Found(Box::new(job)),
+                Err(e) => JobRead::Unavailable(format!("reading job {id}: {e}")),
+            },
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => JobRead::Missing,
+            Ok(response) => JobRead::Unavailable(format!("GET job {id}: {}", response.status())),
+            Err(e) => JobRead::Unavailable(format!("GET job {id}: {e}")),
+        }
+    }
+
+    /// Reads job `id`, asking again while unavailable until `deadline`.
+    pub async fn job_until(&self, id: &str, deadline: Instant) -> JobRead {
+        loop {
+            let read = self.job(id).await;
+            if !matches!(read, JobRead::Unavailable(_)) || Instant::now() >= deadline {
+                return read;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The ids of every job the gateway lists (all states), or why the listing failed.
+    pub async fn all_job_ids(&self, deadline: Instant) -> std::result::Result<Vec<String>, String> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        // Bounded: a page holds up to 500 jobs, so this covers 50 million jobs.
+        for _ in 0..100_000 {
+            let mut url = format!("{}/v1/jobs?limit=500", self.base);
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let page = loop {
+                match self.http.get(&url).send().await {
+                    Ok(response) if response.status().is_success() => match response.json::<Value>().await {
+                        Ok(page) => break page,
+                        Err(e) => return Err(format!("reading a job page: {e}")),
+                    },
+                    Ok(response) if !retryable(response.status()) => {
+                        return Err(format!("listing jobs: {}", response.status()))
+                    }
+                    _ if Instant::now() >= deadline => return Err("listing jobs: no answer before the deadline".into()),
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            for job in page["jobs"].as_array().into_iter().flatten() {
+                if let Some(id) = job["id"].as_str() {
+                    ids.push(id.to_string());
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return Ok(ids),
+            }
+        }
+        Err("listing jobs: too many pages".into())
+    }
+}

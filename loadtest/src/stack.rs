@@ -1,0 +1,281 @@
+//! The system under test as separate processes the harness can kill: a private Redis, one
+//! `shoal gateway` and `shoal worker`s sharing one home (and so one block store).
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use shoal_jobs::{Fsync, RedisServer};
+
+use crate::error::{LoadtestError, Result};
+
+/// How long a (re)started gateway has to answer `/healthz`.
+const GATEWAY_READY: Duration = Duration::from_secs(30);
+
+/// The `shoal` binary to run when none is given: beside this executable (a test binary sits
+/// one level deeper, in `deps/`), else the workspace's release build, else its debug build.
+pub fn default_shoal_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| LoadtestError::io("locating this executable", e))?;
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe.parent() {
+        candidates.push(dir.join("shoal"));
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join("shoal"));
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    candidates.push(root.join("target/release/shoal"));
+    candidates.push(root.join("target/debug/shoal"));
+    candidates.iter().find(|path| path.is_file()).cloned().ok_or_else(|| {
+        LoadtestError::Setup(format!(
+            "no shoal binary in {candidates:?}: build it (`cargo build -p shoal-cli`) or pass --shoal"
+        ))
+    })
+}
+
+/// Settings the stack's processes are started with.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// The `shoal` binary.
+    pub shoal: PathBuf,
+    /// Shared home of every worker (block store in `home/blocks`); also holds `redis/` and `logs/`.
+    pub home: PathBuf,
+    /// Shard streams.
+    pub shards: u32,
+    /// Jobs each worker runs at once.
+    pub worker_concurrency: usize,
+    /// Seconds after which a worker reclaims others' pending entries, when workers support it.
+    pub visibility_timeout_secs: u64,
+    /// Redis fsync policy.
+    pub fsync: Fsync,
+}
+
+/// A worker process and what has been done to it.
+#[derive(Debug)]
+struct WorkerProcess {
+    id: String,
+    child: Child,
+    paused: bool,
+}
+
+/// The running stack. Dropping it kills every process it started.
+#[derive(Debug)]
+pub struct Stack {
+    config: StackConfig,
+    redis: Arc<Mutex<RedisServer>>,
+    redis_url: String,
+    gateway_port: u16,
+    gateway: Mutex<Option<Child>>,
+    workers: Mutex<Vec<WorkerProcess>>,
+    worker_flags: Vec<String>,
+    next_worker: Mutex<usize>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a process table leaves it consistent enough to kill from.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Stack {
+    /// Starts Redis and the gateway (workers come with [`Stack::start_worker`]).
+    pub async fn start(config: StackConfig) -> Result<Stack> {
+        std::fs::create_dir_all(config.home.join("logs"))
+            .map_err(|e| LoadtestError::io(format!("creating {}/logs", config.home.display()), e))?;
+        let redis_dir = config.home.join("redis");
+        let fsync = config.fsync;
+        let redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, fsync))
+            .await
+            .map_err(|e| LoadtestError::Setup(format!("starting redis-server: {e}")))??;
+        let redis_url = redis.url();
+        let gateway_port = shoal_jobs::server::free_port()?;
+        let worker_flags = worker_flags(&config)?;
+        let stack = Stack {
+            config,
+            redis: Arc::new(Mutex::new(redis)),
+            redis_url,
+            gateway_port,
+            gateway: Mutex::new(None),
+            workers: Mutex::new(Vec::new()),
+            worker_flags,
+            next_worker: Mutex::new(0),
+        };
+        stack.spawn_gateway()?;
+        stack.wait_gateway().await?;
+        Ok(stack)
+    }
+
+    /// The gateway's base URL.
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+
+    /// Whether workers were given `--visibility-timeout-secs` (their `--help` lists it).
+    pub fn workers_reclaim(&self) -> bool {
+        !self.worker_flags.is_empty()
+    }
+
+    fn log_file(&self, name: &str) -> Result<File> {
+        let path = self.config.home.join("logs").join(format!("{name}.log"));
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| LoadtestError::io(format!("opening {}", path.display()), e))
+    }
+
+    fn spawn_gateway(&self) -> Result<()> {
+        let log = self.log_file("gateway")?;
+        let err = log.try_clone().map_err(|e| LoadtestError::io("duplicating the gateway log", e))?;
+        let child = Command::new(&self.config.shoal)
+            .arg("gateway")
+            .args(["--redis", &self.redis_url, "--listen", &format!("127.0.0.1:{}", self.gateway_port)])
+            .args(["--shards", &self.config.shards.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| LoadtestError::io(format!("starting {} gateway", self.config.shoal.display()), e))?;
+        *lock(&self.gateway) = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the gateway answers `/healthz` at all (503 while Redis is away counts: it is up).
+    async fn wait_gateway(&self) -> Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|source| LoadtestError::Http { context: "building an HTTP client".into(), source })?;
+        let started = Instant::now();
+        while started.elapsed() < GATEWAY_READY {
+            if client.get(format!("{}/healthz", self.gateway_url())).send().await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = lock(&self.gateway).as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(LoadtestError::Setup(format!(
+                        "the gateway exited with {status}; see {}/logs/gateway.log",
+                        self.config.home.display()
+                    )));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(LoadtestError::Setup(format!("the gateway did not answer within {GATEWAY_READY:?}")))
+    }
+
+    /// A fresh worker id (`w0`, `w1`, …).
+    pub fn new_worker_id(&self) -> String {
+        let mut next = lock(&self.next_worker);
+        let id = format!("w{}", *next);
+        *next += 1;
+        id
+    }
+
+    /// Starts a worker process named `id`.
+    pub fn start_worker(&self, id: &str) -> Result<()> {
+        let log = self.log_file(&format!("worker-{id}"))?;
+        let err = log.try_clone().map_err(|e| LoadtestError::io("duplicating a worker log", e))?;
+        let child = Command::new(&self.config.shoal)
+            .arg("--home")
+            .arg(&self.config.home)
+            .args(["worker", "--redis", &self.redis_url, "--id", id])
+            .args(["--shards", &self.config.shards.to_string()])
+            .args(["--concurrency", &self.config.worker_concurrency.to_string()])
+            .args(&self.worker_flags)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| LoadtestError::io(format!("starting worker {id}"), e))?;
+        lock(&self.workers).push(WorkerProcess { id: id.to_string(), child, paused: false });
+        Ok(())
+    }
+
+    /// Ids of the workers running and not paused.
+    pub fn running_workers(&self) -> Vec<String> {
+        lock(&self.workers).iter().filter(|w| !w.paused).map(|w| w.id.clone()).collect()
+    }
+
+    /// SIGKILLs worker `id` and reaps it.
+    pub fn kill_worker(&self, id: &str) -> Result<()> {
+        let mut workers = lock(&self.workers);
+        let index =
+            workers.iter().position(|w| w.id == id).ok_or_else(|| LoadtestError::Setup(format!("no worker {id}")))?;
+        let mut worker = workers.remove(index);
+        worker.child.kill().map_err(|e| LoadtestError::io(format!("killing worker {id}"), e))?;
+        worker.child.wait().map_err(|e| LoadtestError::io(format!("reaping worker {id}"), e))?;
+        Ok(())
+    }
+
+    /// Sends SIGSTOP (`stop`) or SIGCONT to worker `id`: a hang that keeps its connections open.
+    pub fn signal_worker(&self, id: &str, stop: bool) -> Result<()> {
+        let mut workers = lock(&self.workers);
+        let worker =
+            workers.iter_mut().find(|w| w.id == id).ok_or_else(|| LoadtestError::Setup(format!("no worker {id}")))?;
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &worker.child.id().to_string()])
+            .status()
+            .map_err(|e| LoadtestError::io(format!("kill {signal} worker {id}"), e))?;
+        if !status.success() {
+            return Err(LoadtestError::Setup(format!("kill {signal} worker {id}: {status}")));
+        }
+        worker.paused = stop;
+        Ok(())
+    }
+
+    /// Kills Redis (SIGKILL) and starts it again on the same port and data directory.
+    pub async fn restart_redis(&self) -> Result<()> {
+        let redis = self.redis.clone();
+        tokio::task::spawn_blocking(move || lock(&redis).restart())
+            .await
+            .map_err(|e| LoadtestError::Setup(format!("restarting redis-server: {e}")))??;
+        Ok(())
+    }
+
+    /// Kills the gateway (SIGKILL) and starts it again on the same port.
+    pub async fn restart_gateway(&self) -> Result<()> {
+        if let Some(mut child) = lock(&self.gateway).take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        self.spawn_gateway()?;
+        self.wait_gateway().await
+    }
+
+    /// Kills every worker (SIGKILL ends stopped ones too) and the gateway, then stops Redis.
+    pub fn shutdown(&self) {
+        for worker in lock(&self.workers).iter_mut() {
+            worker.child.kill().ok();
+            worker.child.wait().ok();
+        }
+        lock(&self.workers).clear();
+        if let Some(mut child) = lock(&self.gateway).take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        lock(&self.redis).stop();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// `--visibility-timeout-secs S` when this `shoal worker` knows the flag, else nothing.
+fn worker_flags(config: &StackConfig) -> Result<Vec<String>> {
+    let help = Command::new(&config.shoal)
+        .args(["worker", "--help"])
+        .output()
+        .map_err(|e| LoadtestError::io(format!("running {} worker --help", config.shoal.display()), e))?;
+    let text = String::from_utf8_lossy(&help.stdout);
+    Ok(if text.contains("--visibility-timeout-secs") {
+        vec!["--visibility-timeout-secs".into(), config.visibility_timeout_secs.to_string()]
+    } else {
+        Vec::new()
+    })
+}

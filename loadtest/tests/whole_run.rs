@@ -1,0 +1,62 @@
+//! A whole harness run against real processes: 200 jobs through the HTTP API while a worker is
+//! SIGKILLed (and restarted under its id) and Redis is killed and restarted.
+
+use clap::Parser;
+use shoal_loadtest::{run, Options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_jobs_survive_a_worker_kill_and_a_redis_restart() {
+    let out = tempfile::tempdir().unwrap();
+    let prefix = out.path().join("report");
+    let args = [
+        "shoal-loadtest",
+        "--jobs=200",
+        "--rate=40",
+        "--workers=2",
+        "--kill-every-secs=1.5",
+        "--max-kills=1",
+        "--replace=same-id",
+        "--restart-redis-at=3",
+        "--stall-secs=30",
+        "--deadline-secs=80",
+        "--quiet",
+    ];
+    let options = Options::parse_from(args);
+    let report = run(&options, args.join(" ")).await.unwrap();
+    report.write(&prefix).unwrap();
+
+    let kinds: Vec<(&str, bool)> = report.faults_injected.iter().map(|f| (f.kind.as_str(), f.ok)).collect();
+    assert_eq!(kinds, [("kill_worker", true), ("restart_redis", true)], "{:#?}", report.faults_injected);
+    assert_eq!(report.submitted, 200, "{report:#?}");
+    assert_eq!(report.lost, 0, "{report:#?}");
+    assert_eq!(report.wrong, 0, "{report:#?}");
+    assert_eq!(report.duplicates, 0, "{report:#?}");
+    assert_eq!(report.succeeded, report.submitted, "{report:#?}");
+    assert!(report.p50_ms <= report.p95_ms && report.p95_ms <= report.p99_ms);
+
+    // The JSON carries the figures under their documented names; the other two files exist.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    for field in [
+        "command",
+        "submitted",
+        "succeeded",
+        "failed",
+        "failed_by_reason",
+        "lost",
+        "wrong",
+        "duplicates",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "throughput_per_s",
+        "faults_injected",
+    ] {
+        assert!(json.get(field).is_some(), "report.json lacks {field}: {json}");
+    }
+    assert_eq!(json["succeeded"], 200);
+    let markdown = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(markdown.contains("| lost | 0 |"), "{markdown}");
+    let svg = std::fs::read_to_string(out.path().join("report.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("200 jobs"), "{svg}");
+}
