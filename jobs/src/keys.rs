@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `shoal:{jNN}:job:<id>` | hash | one job: `spec`, `state`, `invocation`, times, `shard`, `max_attempts`, `entry` (its stream entry), `result`, `failure`, `verification` |
 //! | `shoal:{jNN}:execs:<id>` | hash | the job's executions, execution id → JSON |
+//! | `shoal:{jNN}:deadlines` | sorted set | this tag's unfinished jobs, scored by their deadline (creation + `retry.total_timeout_ms`) |
 //! | `shoal:{jNN}:state:<state>` | sorted set | ids of this tag's jobs in that state, scored by creation time |
 //! | `shoal:{sNN}:jobs` | stream | shard NN's queue; consumer group [`WORKER_GROUP`] |
 //! | `shoal:{sNN}:verify` | stream | shard NN's succeeded jobs awaiting the verifier; consumer group [`VERIFIER_GROUP`] |
@@ -48,6 +49,8 @@ pub struct JobKeys {
     pub executions: String,
     /// The state index sets of the job's tag, in [`JobState::ALL`] order.
     pub state_index: [String; 5],
+    /// The deadline index of the job's tag.
+    pub deadlines: String,
 }
 
 impl JobKeys {
@@ -58,6 +61,7 @@ impl JobKeys {
             job: format!("shoal:{{{tag}}}:job:{id}"),
             executions: format!("shoal:{{{tag}}}:execs:{id}"),
             state_index: JobState::ALL.map(|state| state_index(&tag, state)),
+            deadlines: deadline_index(&tag),
         }
     }
 }
@@ -65,6 +69,11 @@ impl JobKeys {
 /// The index set of jobs with tag `tag` in `state`.
 pub fn state_index(tag: &str, state: JobState) -> String {
     format!("shoal:{{{tag}}}:state:{state}")
+}
+
+/// The unfinished jobs of tag `tag`, scored by the time they must be finished by (ms).
+pub fn deadline_index(tag: &str) -> String {
+    format!("shoal:{{{tag}}}:deadlines")
 }
 
 /// Every job tag, for listings that visit them all.

@@ -158,16 +158,21 @@ pub struct RetryPolicy {
     /// Executions started before the job fails with [`FailureReason::WorkerLost`] and its entry
     /// goes to the dead-letter stream.
     pub max_attempts: u32,
+    /// Time from submission by which the job must have finished, in ms, however many attempts
+    /// it took; past it the job fails with [`FailureReason::DeadlineExceeded`].
+    pub total_timeout_ms: u64,
 }
 
 impl RetryPolicy {
     /// The most attempts a job may ask for.
     pub const MAX_ATTEMPTS: u32 = 20;
+    /// The longest total timeout: a week.
+    pub const MAX_TOTAL_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
 }
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        RetryPolicy { max_attempts: 3 }
+        RetryPolicy { max_attempts: 3, total_timeout_ms: 3_600_000 }
     }
 }
 
@@ -247,6 +252,13 @@ impl JobSpec {
             return field(
                 "retry.max_attempts",
                 format!("must be between 1 and {}, got {attempts}", RetryPolicy::MAX_ATTEMPTS),
+            );
+        }
+        let total = self.retry.total_timeout_ms;
+        if !(1_000..=RetryPolicy::MAX_TOTAL_TIMEOUT_MS).contains(&total) {
+            return field(
+                "retry.total_timeout_ms",
+                format!("must be between 1000 and {}, got {total}", RetryPolicy::MAX_TOTAL_TIMEOUT_MS),
             );
         }
         if let Some(url) = &self.webhook {
@@ -485,6 +497,8 @@ pub enum FailureReason {
     NonZeroExit,
     /// The worker running the job stopped responding.
     WorkerLost,
+    /// The job did not finish within its total timeout (`retry.total_timeout_ms`).
+    DeadlineExceeded,
     /// A fault inside Shoal itself.
     Internal,
 }
@@ -504,6 +518,7 @@ impl FailureReason {
             FailureReason::InputUnavailable => "input_unavailable",
             FailureReason::NonZeroExit => "non_zero_exit",
             FailureReason::WorkerLost => "worker_lost",
+            FailureReason::DeadlineExceeded => "deadline_exceeded",
             FailureReason::Internal => "internal",
         }
     }

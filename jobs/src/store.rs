@@ -11,7 +11,7 @@ use redis::{AsyncCommands, Script};
 
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys};
-use crate::model::{Execution, ExecutionOutcome, Failure, Job, JobSpec, JobState, Verification};
+use crate::model::{Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification};
 use crate::queue::ShardQueue;
 
 /// Milliseconds since the Unix epoch.
@@ -52,23 +52,25 @@ pub enum Started {
     },
 }
 
-// KEYS: job, executions, five state indexes (JobState::ALL order).
+// KEYS: job, executions, five state indexes (JobState::ALL order), the deadline index.
 // Every script moves the job between index sets by its current state, so indexes follow it.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued',
   'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
 return 1
 "#;
 
 const STATES: &str = r#"
 local states = {queued = 3, running = 4, succeeded = 5, failed = 6, cancelled = 7}
+local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 local function move(id, from, to, created)
   redis.call('ZREM', KEYS[states[from]], id)
   redis.call('ZADD', KEYS[states[to]], created, id)
+  if terminal(to) then redis.call('ZREM', KEYS[8], id) end
 end
-local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 "#;
 
 // ARGV: id, execution id, execution JSON, now, stream entry ('' when not started from one).
@@ -111,6 +113,16 @@ move(ARGV[1], state, ARGV[4], redis.call('HGET', KEYS[1], 'created_at_ms'))
 return {ARGV[4]}
 "#;
 
+// ARGV: id, failure JSON, now. Fails a job that is past its deadline, unless it finished.
+const EXPIRE: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then redis.call('ZREM', KEYS[8], ARGV[1]) return 0 end
+if terminal(state) then redis.call('ZREM', KEYS[8], ARGV[1]) return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'failure', ARGV[2], 'updated_at_ms', ARGV[3])
+move(ARGV[1], state, 'failed', redis.call('HGET', KEYS[1], 'created_at_ms'))
+return 1
+"#;
+
 // ARGV: stream entry id. Records where a job was queued, unless a worker already started it.
 const ENQUEUED: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -134,6 +146,7 @@ pub struct JobStore {
     finish: Script,
     verify: Script,
     enqueued: Script,
+    expire: Script,
 }
 
 impl JobStore {
@@ -146,6 +159,7 @@ impl JobStore {
             finish: Script::new(&format!("{STATES}{FINISH}")),
             verify: Script::new(VERIFY),
             enqueued: Script::new(ENQUEUED),
+            expire: Script::new(&format!("{STATES}{EXPIRE}")),
         }
     }
 
@@ -207,12 +221,14 @@ impl JobStore {
             .key(&keys.job)
             .key(&keys.executions)
             .key(&keys.state_index[..])
+            .key(&keys.deadlines)
             .arg(&spec_json)
             .arg(&invocation)
             .arg(created_at)
             .arg(shard)
             .arg(&id)
             .arg(spec.retry.max_attempts)
+            .arg(spec.retry.total_timeout_ms)
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
@@ -298,6 +314,51 @@ impl JobStore {
         Ok(entry)
     }
 
+    /// Fails (with [`FailureReason::DeadlineExceeded`]) up to `limit` unfinished jobs whose
+    /// total timeout has passed; returns their ids. Their stream entries, when delivered, find
+    /// them finished.
+    pub async fn expire_overdue(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        for tag in keys::all_job_tags() {
+            pipe.cmd("ZRANGE")
+                .arg(keys::deadline_index(&tag))
+                .arg("-inf")
+                .arg(now)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit);
+        }
+        let overdue: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let mut expired = Vec::new();
+        for id in overdue.into_iter().flatten().take(limit) {
+            let keys = JobKeys::of(&id);
+            let failure = Failure {
+                reason: FailureReason::DeadlineExceeded,
+                message: "the job did not finish within its total timeout (retry.total_timeout_ms)".into(),
+                stderr: None,
+                fuel_consumed: None,
+            };
+            let done: i32 = self
+                .expire
+                .key(&keys.job)
+                .key(&keys.executions)
+                .key(&keys.state_index[..])
+                .key(&keys.deadlines)
+                .arg(&id)
+                .arg(serde_json::to_string(&failure).expect("a Failure always serialises"))
+                .arg(now)
+                .invoke_async(&mut conn)
+                .await?;
+            if done == 1 {
+                expired.push(id);
+            }
+        }
+        Ok(expired)
+    }
+
     /// Whether job `id` has a stream entry recorded (it was queued, or a worker started it).
     pub async fn is_enqueued(&self, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
@@ -372,6 +433,7 @@ impl JobStore {
             .key(&keys.job)
             .key(&keys.executions)
             .key(&keys.state_index[..])
+            .key(&keys.deadlines)
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
@@ -402,7 +464,7 @@ impl JobStore {
             }
             Some(ExecutionOutcome::Completed(result)) => {
                 let failure = Failure {
-                    reason: crate::model::FailureReason::NonZeroExit,
+                    reason: FailureReason::NonZeroExit,
                     message: format!("the program exited with code {}", result.exit_code),
                     stderr: Some(result.stderr),
                     fuel_consumed: Some(result.fuel_consumed),
@@ -426,6 +488,7 @@ impl JobStore {
             .key(&keys.job)
             .key(&keys.executions)
             .key(&keys.state_index[..])
+            .key(&keys.deadlines)
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))

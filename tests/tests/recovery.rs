@@ -138,3 +138,22 @@ async fn a_job_queued_twice_runs_once() {
     }
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_past_its_total_timeout_fails_with_deadline_exceeded() {
+    let stack = Stack::start(StackOptions { workers: 1, ..options() }).await.unwrap();
+    let program = stack.add_program("infinite-loop").await.unwrap().to_string();
+    let id = stack
+        .submit_ok(&json!({
+            "program": program,
+            // Runs for several seconds, past its one-second total timeout.
+            "limits": {"fuel": 3 * LONG_RUN_FUEL, "wall_time_ms": 600_000},
+            "retry": {"total_timeout_ms": 1_000},
+        }))
+        .await
+        .unwrap();
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.failure.map(|f| f.reason), Some(FailureReason::DeadlineExceeded));
+    assert!(job.updated_at_ms >= job.created_at_ms + 1_000, "not before its deadline");
+    stack.shutdown().await;
+}

@@ -215,8 +215,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             if !deliveries.is_empty() {
                 info!(count = deliveries.len(), "took over entries of a dead or hung worker");
             }
-            if let Err(e) = requeue_lost(&executor, &config).await {
-                warn!(error = %e, "re-queueing lost submissions failed; trying again later");
+            if let Err(e) = sweep(&executor, &config).await {
+                warn!(error = %e, "sweeping lost and overdue jobs failed; trying again later");
             }
         }
         let deliveries: Vec<Delivery> = {
@@ -263,15 +263,19 @@ async fn beat(membership: Membership, info: WorkerInfo, every: Duration) {
     }
 }
 
-/// Puts back on their streams the queued jobs whose submission never reached one (older than a
-/// visibility timeout, so a submission in progress is left alone). One worker at a time.
-async fn requeue_lost(executor: &Executor, config: &WorkerConfig) -> Result<(), StoreError> {
+/// One worker at a time: puts back on their streams the queued jobs whose submission never
+/// reached one (older than a visibility timeout, so a submission in progress is left alone), and
+/// fails the jobs past their total timeout.
+async fn sweep(executor: &Executor, config: &WorkerConfig) -> Result<(), StoreError> {
     if !executor.jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await? {
         return Ok(());
     }
     for (job, shard) in executor.jobs.unqueued(config.visibility_timeout, 100).await? {
         let entry = executor.jobs.enqueue(&executor.queue, &job, shard).await?;
         warn!(%job, shard, %entry, "re-queued a job whose submission never reached its stream");
+    }
+    for job in executor.jobs.expire_overdue(100).await? {
+        warn!(%job, "failed a job past its total timeout");
     }
     Ok(())
 }
