@@ -43,7 +43,7 @@ fn spec(tag: &str) -> Value {
         "inputs": [{"cid": INPUT, "path": "/data"}],
         "limits": {"fuel": 1_000_000, "memory_bytes": 67_108_864, "wall_time_ms": 10_000, "output_bytes": 1_048_576, "log_bytes": 65_536},
         "verification": {"mode": "none"},
-        "retry": {"max_attempts": 3, "total_timeout_ms": 3_600_000}
+        "retry": {"max_attempts": 3, "total_timeout_ms": 3_600_000, "backoff_ms": 1_000}
     })
 }
 

@@ -161,6 +161,11 @@ pub struct RetryPolicy {
     /// Time from submission by which the job must have finished, in ms, however many attempts
     /// it took; past it the job fails with [`FailureReason::DeadlineExceeded`].
     pub total_timeout_ms: u64,
+    /// Base delay before a lost execution is retried, in ms: attempt n+1 starts no sooner than
+    /// `backoff_ms · 2^(n-1)`, times a random factor from 0.5 to 1.5, after attempt n started.
+    /// (Never sooner than the workers' visibility timeout either: that is when a lost execution
+    /// is noticed.)
+    pub backoff_ms: u64,
 }
 
 impl RetryPolicy {
@@ -172,7 +177,7 @@ impl RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        RetryPolicy { max_attempts: 3, total_timeout_ms: 3_600_000 }
+        RetryPolicy { max_attempts: 3, total_timeout_ms: 3_600_000, backoff_ms: 1_000 }
     }
 }
 
@@ -260,6 +265,9 @@ impl JobSpec {
                 "retry.total_timeout_ms",
                 format!("must be between 1000 and {}, got {total}", RetryPolicy::MAX_TOTAL_TIMEOUT_MS),
             );
+        }
+        if self.retry.backoff_ms > 3_600_000 {
+            return field("retry.backoff_ms", format!("must be at most 3600000, got {}", self.retry.backoff_ms));
         }
         if let Some(url) = &self.webhook {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {

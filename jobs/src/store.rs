@@ -44,6 +44,12 @@ pub enum Started {
     /// The job is running from another stream entry: this one is a duplicate, to acknowledge
     /// without running.
     Duplicate,
+    /// The job's last attempt started less than its backoff ago: leave the entry pending (it is
+    /// taken over again after the visibility timeout) rather than run it now.
+    BackingOff {
+        /// Time left until a retry is allowed.
+        wait: Duration,
+    },
     /// The job had been started its `max_attempts` times without finishing: it is now failed
     /// ([`crate::FailureReason::WorkerLost`]) and the delivery belongs in the dead-letter stream.
     AttemptsExhausted {
@@ -57,7 +63,8 @@ pub enum Started {
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued',
-  'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6])
+  'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6],
+  'backoff_ms', ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
 return 1
@@ -73,7 +80,9 @@ local function move(id, from, to, created)
 end
 "#;
 
-// ARGV: id, execution id, execution JSON, now, stream entry ('' when not started from one).
+// ARGV: id, execution id, execution JSON, now, stream entry ('' when not started from one),
+// jitter factor (0.5 to 1.5). A retry sooner than the job's backoff after the last start is
+// refused with the time left; the entry stays pending and is taken over again later.
 // The job remembers the entry it was last started from: another entry for a job that is
 // running is a duplicate (a re-queued job whose first entry turned up after all) and is not run.
 // A job started `max_attempts` times without any execution finishing lost its workers each
@@ -86,6 +95,12 @@ local entry = redis.call('HGET', KEYS[1], 'entry')
 if ARGV[5] ~= '' and state == 'running' and entry and entry ~= ARGV[5] then return {'duplicate'} end
 local started = redis.call('HLEN', KEYS[2])
 local max = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '0')
+local backoff = tonumber(redis.call('HGET', KEYS[1], 'backoff_ms') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_started_ms') or '0')
+if started > 0 and backoff > 0 and (max == 0 or started < max) then
+  local wait = math.min(backoff * 2 ^ (started - 1) * tonumber(ARGV[6]), 3600000)
+  if tonumber(ARGV[4]) < last + wait then return {'later', tostring(math.ceil(last + wait - ARGV[4]))} end
+end
 if max > 0 and started >= max then
   local failure = cjson.encode({reason = 'worker_lost', message = 'the job was started ' .. started ..
     ' times (its max_attempts) and every worker running it died or hung before finishing'})
@@ -94,7 +109,7 @@ if max > 0 and started >= max then
   return {'exhausted', tostring(started)}
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at_ms', ARGV[4])
+redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at_ms', ARGV[4], 'last_started_ms', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'entry', ARGV[5]) end
 move(ARGV[1], state, 'running', redis.call('HGET', KEYS[1], 'created_at_ms'))
 return {'running'}
@@ -229,6 +244,7 @@ impl JobStore {
             .arg(&id)
             .arg(spec.retry.max_attempts)
             .arg(spec.retry.total_timeout_ms)
+            .arg(spec.retry.backoff_ms)
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
@@ -424,8 +440,11 @@ impl JobStore {
     }
 
     /// Like [`JobStore::start_execution`], for a job delivered by stream entry `entry`: if the
-    /// job is already running from another entry, nothing changes ([`Started::Duplicate`]).
+    /// job is already running from another entry, nothing changes ([`Started::Duplicate`]); a
+    /// retry too soon after the last start is refused ([`Started::BackingOff`]).
     pub async fn start_delivered(&self, id: &str, entry: &str, execution: &Execution) -> Result<Started, StoreError> {
+        // Spreads retries of jobs that failed together, so they do not return together.
+        let jitter = 0.5 + rand_unit(&execution.id);
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
@@ -439,10 +458,14 @@ impl JobStore {
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
             .arg(now_ms())
             .arg(entry)
+            .arg(jitter)
             .invoke_async(&mut conn)
             .await?;
         match reply.first().map(String::as_str) {
             Some("duplicate") => Ok(Started::Duplicate),
+            Some("later") => Ok(Started::BackingOff {
+                wait: Duration::from_millis(reply.get(1).and_then(|ms| ms.parse().ok()).unwrap_or_default()),
+            }),
             Some("running") => {
                 Ok(Started::Running(Box::new(self.get(id).await?.ok_or_else(|| StoreError::JobNotFound(id.into()))?)))
             }
@@ -566,4 +589,12 @@ fn decode_job(
         executions,
         verification,
     })
+}
+
+/// A number in [0, 1) drawn from `seed` (an execution id, itself random): jitter without a
+/// random-number crate.
+fn rand_unit(seed: &str) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(seed.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) as f64 / (u64::MAX as f64 + 1.0)
 }

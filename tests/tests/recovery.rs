@@ -157,3 +157,23 @@ async fn a_job_past_its_total_timeout_fails_with_deadline_exceeded() {
     assert!(job.updated_at_ms >= job.created_at_ms + 1_000, "not before its deadline");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_execution_is_retried_only_after_its_backoff() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let program = stack.add_program("infinite-loop").await.unwrap().to_string();
+    let doomed = stack.spawn_worker_process("doomed").unwrap();
+    let mut spec = long_job(&program, 3);
+    // At least 4 s (8 s × a jitter of 0.5 to 1.5), twice the visibility timeout.
+    spec["retry"]["backoff_ms"] = json!(8_000);
+    let id = stack.submit_ok(&spec).await.unwrap();
+    stack.wait_until(&id, WAIT, |job| job.state == JobState::Running).await.unwrap();
+    stack.kill_worker_process(doomed).unwrap();
+
+    stack.start_worker("survivor");
+    let job = stack.wait_until(&id, WAIT, |job| job.executions.len() == 2).await.unwrap();
+    let gap = job.executions[1].started_at_ms - job.executions[0].started_at_ms;
+    assert!(gap >= 4_000, "retried {gap} ms after the first start");
+    assert!(gap <= 12_000 + 2 * VISIBILITY.as_millis() as u64, "not much later either: {gap} ms");
+    stack.shutdown().await;
+}

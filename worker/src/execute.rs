@@ -52,6 +52,8 @@ pub struct Executor {
 pub enum Settled {
     /// The job is settled (by this execution or an earlier one): acknowledge the entry.
     Done,
+    /// The job may not be retried yet: leave the entry pending, unacknowledged.
+    Later,
     /// The job had been started too often without finishing and is now failed: the entry
     /// belongs in the dead-letter stream.
     AttemptsExhausted {
@@ -104,6 +106,10 @@ impl Executor {
                 Started::AlreadyFinished(state) => {
                     info!(job = job_id, %state, "already finished; skipping duplicate delivery");
                     return Ok(Settled::Done);
+                }
+                Started::BackingOff { wait } => {
+                    info!(job = job_id, ?wait, "retry backing off; leaving the entry pending");
+                    return Ok(Settled::Later);
                 }
                 Started::Duplicate => {
                     info!(job = job_id, entry = %delivery.entry, "running from another entry; skipping this duplicate");

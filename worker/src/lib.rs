@@ -310,6 +310,7 @@ async fn handle(executor: &Executor, queue: &ShardQueue, delivery: &Delivery) {
                 warn!(job = %delivery.job_id, error = %e, "dead-lettering failed; the entry stays pending");
             }
         }
+        Ok(Settled::Later) => {}
         // The result is durably stored: only now is the entry acknowledged.
         Ok(Settled::Done) => {
             if let Err(e) = with_retries("ack", || queue.ack(delivery)).await {
