@@ -11,7 +11,7 @@ use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use shoal_gateway::{router, serve, GatewayConfig, GatewayError};
