@@ -17,7 +17,7 @@ echo "== building (release)"
 cargo build --release -p shoal-cli
 shoal=target/release/shoal
 
-echo "== starting the embedded stack (redis-server, gateway, 2 workers, content server)"
+echo "== starting the embedded stack (redis-server, gateway, 2 workers, verifier, content server)"
 mkdir -p "$SHOAL_HOME"
 rm -f "$SHOAL_HOME/dev.json"
 "$shoal" dev --port "$PORT" --content-port "$CONTENT_PORT" --workers 2 >"$SHOAL_HOME/dev.log" 2>&1 &
@@ -44,7 +44,11 @@ echo "output   $output_cid"
 rm -rf "$OUT"
 mkdir -p out
 "$shoal" get "$output_cid" -o "$OUT"
-fraction=$(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))["cloud_fraction"]*100:.2f}")' "$OUT/stats.json")
+fraction=$(python3 - "$OUT/stats.json" <<'PY'
+import json, sys
+print("%.2f" % (json.load(open(sys.argv[1]))["cloud_fraction"] * 100))
+PY
+)
 
 echo
 echo "cloud mask : $PWD/$OUT/mask.png"
