@@ -14,6 +14,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo_root/scripts/apt-install.sh"
 data_dir="$repo_root/data"
 cache_dir="$data_dir/cache"
 
@@ -50,19 +51,7 @@ require_tools() {
     local missing=()
     python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
     command -v bzip2 >/dev/null || missing+=(bzip2)
-    [[ "${#missing[@]}" == 0 ]] && return
-    local sudo=()
-    if [[ "$(id -u)" != 0 ]]; then
-        if ! command -v sudo >/dev/null; then
-            echo "fetch-data: missing ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
-            exit 1
-        fi
-        sudo=(sudo)
-    fi
-    echo "fetch-data: installing ${missing[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt_install fetch-data "${missing[@]}"
 }
 
 mkdir -p "$cache_dir"

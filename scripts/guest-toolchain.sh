@@ -22,6 +22,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo_root/scripts/apt-install.sh"
 programs_dir="$repo_root/programs"
 wasm_dir="$programs_dir/wasm"
 manifest="$programs_dir/manifest.json"
@@ -36,20 +37,7 @@ install_toolchain() {
         dpkg-query --show --showformat='${db:Status-Status}' "$package" 2>/dev/null | grep -qx installed \
             || missing+=("$package")
     done
-    [[ "${#missing[@]}" == 0 ]] && return
-    local sudo=()
-    if [[ "$(id -u)" != 0 ]]; then
-        if ! command -v sudo >/dev/null; then
-            echo "guest-toolchain: missing packages ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
-            exit 1
-        fi
-        sudo=(sudo)
-    fi
-    echo "guest-toolchain: installing ${missing[*]}"
-    # Through env, so the setting survives sudo's environment reset.
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt_install guest-toolchain "${missing[@]}"
 }
 
 # Builds every guest into the target directory $1.

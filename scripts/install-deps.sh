@@ -16,10 +16,5 @@ command -v cc >/dev/null || need+=(gcc)
 # Rust: rustup's toolchain if present; otherwise Debian's rustc-web (1.85, new enough for the workspace).
 command -v cargo >/dev/null || need+=(rustc-web cargo-web)
 
-if ((${#need[@]})); then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "installing: ${need[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install install-deps ${need[@]+"${need[@]}"}
