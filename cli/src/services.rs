@@ -17,9 +17,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::home::Home;
 
-/// Number of shard streams unless configured: many more than workers on one node, few enough to
-/// read in one `XREADGROUP`. Gateways and workers must agree.
-pub const DEFAULT_SHARDS: u32 = 16;
+/// Number of shard streams unless configured: far more than workers, so a join or a leave moves
+/// a small share of them, and still few enough to read in one `XREADGROUP`. Gateways, workers
+/// and verifiers must agree.
+pub const DEFAULT_SHARDS: u32 = 256;
 
 /// Sets up logging for a service: human-readable lines, or JSON lines with `SHOAL_LOG_FORMAT=json`;
 /// the level comes from `RUST_LOG` (default `info`).
@@ -61,6 +62,9 @@ pub struct GatewayArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = GatewayConfig::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Jobs outstanding (queued or running) beyond which submissions get 429; 0 for no limit.
+    #[arg(long, default_value_t = GatewayConfig::DEFAULT_MAX_BACKLOG.unwrap_or(0))]
+    max_backlog: u64,
 }
 
 /// `shoal worker`.
@@ -96,6 +100,13 @@ pub struct WorkerArgs {
     /// A label `KEY=VALUE` the worker registers with. Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// Workers reading each shard: more than one lets hot data be served from several caches.
+    #[arg(long, default_value_t = 1)]
+    shard_replicas: usize,
+    /// Milliseconds between heartbeats; a worker silent for three is taken for gone and its
+    /// shards move to the others.
+    #[arg(long, default_value_t = 5000)]
+    heartbeat_ms: u64,
 }
 
 impl WorkerArgs {
@@ -112,6 +123,8 @@ impl WorkerArgs {
         config.input_cache_bytes = self.input_cache_bytes;
         config.fetch_timeout = Duration::from_secs(self.fetch_timeout_secs);
         config.visibility_timeout = Duration::from_secs(self.visibility_timeout_secs.max(1));
+        config.shard_replicas = self.shard_replicas.max(1);
+        config.heartbeat = Duration::from_millis(self.heartbeat_ms.max(100));
         for label in &self.labels {
             let (key, value) = label.split_once('=').with_context(|| format!("--label {label:?} is not KEY=VALUE"))?;
             config.labels.insert(key.to_string(), value.to_string());
@@ -165,6 +178,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let mut config = GatewayConfig::new(args.redis, args.shards);
     config.max_body_bytes = args.max_body_bytes;
+    config.max_backlog = Some(args.max_backlog).filter(|&limit| limit > 0);
     let router = shoal_gateway::router(config).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "gateway listening");

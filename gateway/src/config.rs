@@ -22,6 +22,13 @@ pub struct GatewayConfig {
     /// 503; short, so an unreachable Redis is reported rather than waited on.
     /// Default [`GatewayConfig::DEFAULT_REDIS_TIMEOUT`] (2 s).
     pub redis_timeout: Duration,
+    /// Entries outstanding over all shard streams (queued or running) beyond which submissions
+    /// are refused with 429 and `Retry-After`; `None` never refuses.
+    /// Default [`GatewayConfig::DEFAULT_MAX_BACKLOG`].
+    pub max_backlog: Option<u64>,
+    /// How often the backlog is sampled for [`GatewayConfig::max_backlog`].
+    /// Default [`GatewayConfig::DEFAULT_BACKLOG_SAMPLE_INTERVAL`] (250 ms).
+    pub backlog_sample_interval: Duration,
 }
 
 impl GatewayConfig {
@@ -31,9 +38,14 @@ impl GatewayConfig {
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
     /// The default Redis command and connection timeout.
     pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The default backlog limit: a million outstanding entries, about 100 MB of Redis memory.
+    pub const DEFAULT_MAX_BACKLOG: Option<u64> = Some(1_000_000);
+    /// The default backlog sampling interval.
+    pub const DEFAULT_BACKLOG_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 
     /// A configuration for the Redis at `redis_url` with `shards` shard streams and every other
-    /// setting at its default: 1 MiB bodies, 30 s per request, 2 s per Redis command.
+    /// setting at its default: 1 MiB bodies, 30 s per request, 2 s per Redis command, at most a
+    /// million entries outstanding.
     pub fn new(redis_url: impl Into<String>, shards: u32) -> GatewayConfig {
         GatewayConfig {
             redis_url: redis_url.into(),
@@ -41,6 +53,8 @@ impl GatewayConfig {
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             redis_timeout: Self::DEFAULT_REDIS_TIMEOUT,
+            max_backlog: Self::DEFAULT_MAX_BACKLOG,
+            backlog_sample_interval: Self::DEFAULT_BACKLOG_SAMPLE_INTERVAL,
         }
     }
 }

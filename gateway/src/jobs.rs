@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use std::time::Duration;
 
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -45,6 +45,17 @@ pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body
     };
     let spec = JobSpec::from_json(&body)?;
     let idempotency_key = idempotency_key(&headers)?;
+    if let Some(limit) = app.config.max_backlog {
+        let outstanding = app.backlog.outstanding();
+        if outstanding >= limit {
+            app.metrics.jobs_refused.inc();
+            let message = format!("{outstanding} jobs are outstanding, the limit is {limit}: submit again later");
+            let mut refused = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "backlog_full", message).into_response();
+            let wait = app.config.backlog_sample_interval.as_secs().max(1);
+            refused.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));
+            return Ok(refused);
+        }
+    }
     let shard = app.placement.route(&spec);
     match app.store.create(&spec, shard, idempotency_key).await? {
         Created::New(job) => {

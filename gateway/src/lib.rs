@@ -16,12 +16,14 @@
 //! or `invalid_spec` with the field); a wrong content type **415**; a body over the limit **413**
 //! (answered as soon as the type or the size is known, with `Connection: close`; a refused body is
 //! never buffered);
-//! Redis unreachable **503**; a request over [`GatewayConfig::request_timeout`] **504**.
+//! more than [`GatewayConfig::max_backlog`] entries outstanding on the shard streams **429**
+//! `backlog_full` with `Retry-After`; Redis unreachable **503**; a request over [`GatewayConfig::request_timeout`] **504**.
 //! Every answer carries `x-request-id` (the client's, or a fresh one).
 
 #![warn(missing_docs)]
 
 mod api_error;
+mod backpressure;
 mod config;
 mod jobs;
 mod layers;
@@ -42,6 +44,7 @@ use tokio::net::TcpListener;
 pub use config::{GatewayConfig, GatewayError};
 
 use api_error::ApiError;
+use backpressure::Backlog;
 use metrics::Metrics;
 
 /// What every handler shares: handles on Redis (cheap to clone) and the settings.
@@ -53,6 +56,7 @@ struct AppState {
     placement: ShardRouter,
     config: Arc<GatewayConfig>,
     metrics: Arc<Metrics>,
+    backlog: Arc<Backlog>,
 }
 
 /// Connects to Redis, creates the shard streams' consumer groups if missing, and returns the
@@ -84,6 +88,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     queue.ensure_groups(config.shards).await.map_err(GatewayError::ShardGroups)?;
 
     let metrics = Arc::new(Metrics::new());
+    let backlog = Backlog::sample(redis.clone(), &config);
     let state = AppState {
         store: JobStore::new(redis.clone()),
         queue,
@@ -91,6 +96,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         placement: ShardRouter::new(config.shards),
         config: Arc::new(config.clone()),
         metrics: metrics.clone(),
+        backlog,
     };
     let routes = Router::new()
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))

@@ -50,6 +50,8 @@ pub(crate) struct Metrics {
     pub jobs_submitted: Counter,
     /// Submissions answered with an existing job because of their Idempotency-Key.
     pub jobs_replayed: Counter,
+    /// Submissions refused with 429 because the backlog was over its limit.
+    pub jobs_refused: Counter,
     shard_backlog: Family<ShardLabels, Gauge>,
     redis_up: Gauge,
 }
@@ -63,6 +65,7 @@ impl Metrics {
         });
         let jobs_submitted = Counter::default();
         let jobs_replayed = Counter::default();
+        let jobs_refused = Counter::default();
         let shard_backlog = Family::<ShardLabels, Gauge>::default();
         let redis_up = Gauge::default();
         let mut registry = Registry::with_prefix("shoal_gateway");
@@ -75,12 +78,17 @@ impl Metrics {
             jobs_replayed.clone(),
         );
         registry.register(
+            "jobs_refused",
+            "Submissions refused with 429 because the backlog was over its limit",
+            jobs_refused.clone(),
+        );
+        registry.register(
             "shard_backlog",
             "Entries on each shard stream (read or not), at scrape time",
             shard_backlog.clone(),
         );
         registry.register("redis_up", "Whether Redis answered at the last scrape (1) or not (0)", redis_up.clone());
-        Metrics { registry, requests, latency, jobs_submitted, jobs_replayed, shard_backlog, redis_up }
+        Metrics { registry, requests, latency, jobs_submitted, jobs_replayed, jobs_refused, shard_backlog, redis_up }
     }
 }
 

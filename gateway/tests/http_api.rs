@@ -499,6 +499,7 @@ async fn the_result_follows_the_jobs_life() {
         fuel_consumed: 12_345,
         fetch_ms: 3,
         run_ms: 7,
+        inputs_cached: 0,
     };
     let mut done = execution(1);
     done.finished_at_ms = Some(now_ms());
@@ -731,4 +732,53 @@ async fn a_gateway_does_not_start_without_redis_or_with_a_bad_setting() {
         other => panic!("expected a connection error, got {:?}", other.err()),
     }
     assert!(matches!(router(GatewayConfig::new("redis://127.0.0.1:1/", 0)).await, Err(GatewayError::InvalidConfig(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_over_the_backlog_limit_get_429_with_retry_after_and_none_is_lost() {
+    let gateway = Gateway::start_with(|config| {
+        config.max_backlog = Some(3);
+        config.backlog_sample_interval = Duration::from_millis(20);
+    })
+    .await;
+    for n in 0..3 {
+        gateway.create(&spec(&format!("fill-{n}"))).await;
+    }
+    // The limit acts on the sampled backlog: wait for a sample that sees the three.
+    let deadline = Instant::now() + DEADLINE;
+    let refused = loop {
+        let response = gateway.submit(&spec("over"), None).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "below the limit a submission is accepted");
+        assert!(Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    let error = expect_error(refused, StatusCode::TOO_MANY_REQUESTS, "backlog_full").await;
+    assert!(error["message"].as_str().unwrap().contains("limit is 3"), "{error}");
+    let queued = gateway.total_backlog().await;
+    assert!(queued >= 3, "accepted jobs stay queued");
+
+    // Work drains (here: the entries are acknowledged as a worker would) and submissions are
+    // accepted again.
+    let mut redis = gateway.redis().await;
+    for shard in 0..SHARDS {
+        let _: u64 =
+            redis::cmd("XTRIM").arg(shard_stream(shard)).arg("MAXLEN").arg(0).query_async(&mut redis).await.unwrap();
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let response = gateway.submit(&spec("after"), None).await;
+        if response.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(Instant::now() < deadline, "still refused after the backlog drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(sample(&metrics, "shoal_gateway_jobs_refused_total").is_some_and(|n| n >= 1.0), "{metrics}");
 }

@@ -19,6 +19,11 @@
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
 //! from its id alone; listing by state visits the [`JOB_TAGS`] index sets.
+//!
+//! Keys without a tag (`shoal:lock:requeue`, `shoal:idem:<sha256>`) are only ever used by
+//! single-key commands, so their slot does not matter: an idempotency key is claimed with
+//! `SET NX` on its own, and the job it names is created afterwards by a script over the job's
+//! keys alone, which creates it at most once.
 
 use sha2::{Digest, Sha256};
 

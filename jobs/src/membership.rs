@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
+use crate::connection::RedisConnection;
 use crate::error::StoreError;
 use crate::keys;
 use crate::store::now_ms;
@@ -40,16 +40,18 @@ pub struct Member {
     pub last_seen_ms: u64,
 }
 
-/// The worker registry in Redis.
+/// The worker registry in Redis. Both of its keys share the `{w}` tag, so its transactions
+/// run on a cluster too.
 #[derive(Clone)]
 pub struct Membership {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 impl Membership {
-    /// The registry over `conn`.
-    pub fn new(conn: ConnectionManager) -> Membership {
-        Membership { conn }
+    /// The registry over `conn` (a [`redis::aio::ConnectionManager`] for one node, or a
+    /// [`RedisConnection`]).
+    pub fn new(conn: impl Into<RedisConnection>) -> Membership {
+        Membership { conn: conn.into() }
     }
 
     /// Registers (or refreshes) `info` and records a heartbeat now.

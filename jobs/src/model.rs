@@ -462,6 +462,10 @@ pub struct ExecutionResult {
     pub fetch_ms: u64,
     /// Time spent running the program, in milliseconds.
     pub run_ms: u64,
+    /// How many of the job's inputs the worker already held in its input cache: the measure
+    /// of data locality (all of them is a local run).
+    #[serde(default)]
+    pub inputs_cached: u32,
 }
 
 /// Why an execution or a job failed.

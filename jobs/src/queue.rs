@@ -4,15 +4,23 @@
 //! acknowledges it, which it does only after the job's result is durably written
 //! ([`crate::JobStore::finish_execution`]). A worker that dies leaves its entries pending, where
 //! they can be reclaimed; the job record itself stays `running` with the lost execution visible.
+//!
+//! Every shard's streams share the shard's `{sNN}` tag, so on a Redis Cluster each shard lives
+//! on one node and the shards spread over all of them.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOptions, StreamId, StreamReadOptions, StreamReadReply,
 };
 use redis::{AsyncCommands, AsyncConnectionConfig, Client};
+use tokio::time::Instant;
 
+use crate::connection::{self, Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, VERIFIER_GROUP, WORKER_GROUP};
 
@@ -56,16 +64,17 @@ pub struct Delivery {
     pub job_id: String,
 }
 
-/// Writes to and reads from the shard streams.
+/// Writes to and reads from the shard streams, on one node or a cluster.
 #[derive(Clone)]
 pub struct ShardQueue {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 impl ShardQueue {
-    /// A queue over `conn`.
-    pub fn new(conn: ConnectionManager) -> ShardQueue {
-        ShardQueue { conn }
+    /// A queue over `conn` (a [`redis::aio::ConnectionManager`] for one node, or a
+    /// [`RedisConnection`]).
+    pub fn new(conn: impl Into<RedisConnection>) -> ShardQueue {
+        ShardQueue { conn: conn.into() }
     }
 
     /// Creates the consumer groups of every shard's streams (and the streams), if missing.
@@ -148,23 +157,18 @@ impl ShardQueue {
     /// Resets the idle time of `consumer`'s entries `deliveries` (still running), so no other
     /// worker reclaims them.
     pub async fn renew(&self, consumer: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for delivery in deliveries {
+            let stream = keys::shard_stream(delivery.shard);
             // Claiming one's own entry with min-idle 0 resets its idle time; JUSTID leaves its
             // delivery count alone.
             let options = StreamClaimOptions::default().with_justid();
-            pipe.xclaim_options(
-                keys::shard_stream(delivery.shard),
-                WORKER_GROUP,
-                consumer,
-                0,
-                &[&delivery.entry],
-                options,
-            )
-            .ignore();
+            batch.add(
+                &stream,
+                redis::Cmd::xclaim_options(&stream, WORKER_GROUP, consumer, 0, &[&delivery.entry], options),
+            );
         }
-        pipe.query_async::<()>(&mut conn).await?;
+        self.conn.query_batch::<redis::Value>(&batch).await?;
         Ok(())
     }
 
@@ -205,27 +209,40 @@ impl ShardQueue {
     }
 }
 
-/// A blocking reader of a set of shard streams for one consumer.
+/// How long a cluster-mode reader waits before looking at its streams again when none had
+/// anything: short next to a job's run time, long enough that idle readers cost little.
+pub const CLUSTER_IDLE_WAIT: Duration = Duration::from_millis(25);
+
+/// A reader of a set of shard streams for one consumer.
 ///
-/// It reads all its shards in one `XREADGROUP`, so a job on any of them is picked up at once.
-/// It owns its connection: a blocking read holds a whole connection for its duration, and
-/// redis-rs's default response timeout (500 ms) would cut it short, so the connection's timeout
-/// is set above the block time.
+/// On a single node it reads all its shards in one blocking `XREADGROUP`, so a job on any of
+/// them is picked up at once. It owns its connection: a blocking read holds a whole connection
+/// for its duration, and redis-rs's default response timeout (500 ms) would cut it short, so the
+/// connection's timeout is set above the block time.
+///
+/// On a cluster one command cannot name streams of different slots, so it reads each stream
+/// on its own, without blocking — the reads of a round in flight together — and waits
+/// [`CLUSTER_IDLE_WAIT`] between rounds that found nothing, up to the block time.
 pub struct ShardReader {
     lane: Lane,
-    conn: MultiplexedConnection,
+    conn: ReaderConnection,
     streams: Vec<String>,
     shards: Vec<u32>,
     consumer: String,
     block: Duration,
+    // The stream a cluster round starts at, moved on every round so that a busy shard
+    // cannot keep the reader from the others.
+    first: usize,
+}
+
+enum ReaderConnection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 impl ShardReader {
     /// Connects a reader of the job streams of `shards` as `consumer`, blocking up to `block`
-    /// per read.
-    ///
-    /// All shards are read with one command, which a single Redis node serves; on a cluster
-    /// the caller groups shards by node.
+    /// per read, on the single Redis node of `client`.
     pub async fn connect(
         client: &Client,
         shards: &[u32],
@@ -247,35 +264,91 @@ impl ShardReader {
             .set_response_timeout(Some(block + Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(5)));
         let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
-        Ok(ShardReader {
+        Ok(ShardReader::with(ReaderConnection::Single(conn), lane, shards, consumer, block))
+    }
+
+    /// Connects a reader of the streams of `lane` on `shards` as `consumer`, on the Redis
+    /// Cluster of `client`; a read returns empty after `block` when nothing came.
+    pub async fn connect_cluster(
+        client: &ClusterClient,
+        lane: Lane,
+        shards: &[u32],
+        consumer: &str,
+        block: Duration,
+    ) -> Result<ShardReader, StoreError> {
+        let conn = client.get_async_connection().await?;
+        Ok(ShardReader::with(ReaderConnection::Cluster(conn), lane, shards, consumer, block))
+    }
+
+    /// Connects a reader to the Redis at `urls`, like [`RedisConnection::open`]: one URL is a
+    /// single node ([`ShardReader::connect_lane`]), several are a cluster
+    /// ([`ShardReader::connect_cluster`]).
+    pub async fn open(
+        urls: &[String],
+        lane: Lane,
+        shards: &[u32],
+        consumer: &str,
+        block: Duration,
+    ) -> Result<ShardReader, StoreError> {
+        match urls {
+            [url] => ShardReader::connect_lane(&Client::open(url.as_str())?, lane, shards, consumer, block).await,
+            _ => {
+                let client = ClusterClient::new(urls.iter().map(String::as_str))?;
+                ShardReader::connect_cluster(&client, lane, shards, consumer, block).await
+            }
+        }
+    }
+
+    fn with(conn: ReaderConnection, lane: Lane, shards: &[u32], consumer: &str, block: Duration) -> ShardReader {
+        ShardReader {
             lane,
             conn,
             streams: shards.iter().map(|&s| lane.stream(s)).collect(),
             shards: shards.to_vec(),
             consumer: consumer.to_string(),
             block,
-        })
+            first: 0,
+        }
     }
 
     /// Up to `count` new deliveries for this consumer; empty if none arrived within the block time.
     pub async fn next(&mut self, count: usize) -> Result<Vec<Delivery>, StoreError> {
+        let count = count.max(1);
+        if let ReaderConnection::Cluster(conn) = &self.conn {
+            let conn = conn.clone();
+            let deadline = Instant::now() + self.block;
+            loop {
+                let deliveries = self.read_cluster(&conn, ">", count).await?;
+                let now = Instant::now();
+                if !deliveries.is_empty() || now >= deadline {
+                    return Ok(deliveries);
+                }
+                tokio::time::sleep(CLUSTER_IDLE_WAIT.min(deadline - now)).await;
+            }
+        }
         let options = StreamReadOptions::default()
             .group(self.lane.group(), &self.consumer)
-            .count(count.max(1))
+            .count(count)
             .block(self.block.as_millis() as usize);
-        self.read(">", &options).await
+        self.read_single(">", &options).await
     }
 
     /// Up to `count` entries delivered to this consumer earlier and not yet acknowledged — what
     /// it was working on when its connection (or Redis) went away. Does not block.
     pub async fn pending(&mut self, count: usize) -> Result<Vec<Delivery>, StoreError> {
-        let options = StreamReadOptions::default().group(self.lane.group(), &self.consumer).count(count.max(1));
-        self.read("0", &options).await
+        let count = count.max(1);
+        if let ReaderConnection::Cluster(conn) = &self.conn {
+            let conn = conn.clone();
+            return self.read_cluster(&conn, "0", count).await;
+        }
+        let options = StreamReadOptions::default().group(self.lane.group(), &self.consumer).count(count);
+        self.read_single("0", &options).await
     }
 
-    async fn read(&mut self, from: &str, options: &StreamReadOptions) -> Result<Vec<Delivery>, StoreError> {
+    async fn read_single(&mut self, from: &str, options: &StreamReadOptions) -> Result<Vec<Delivery>, StoreError> {
+        let ReaderConnection::Single(conn) = &mut self.conn else { unreachable!("only called on a single node") };
         let ids = vec![from; self.streams.len()];
-        let reply: Option<StreamReadReply> = self.conn.xread_options(&self.streams, &ids, options).await?;
+        let reply: Option<StreamReadReply> = conn.xread_options(&self.streams, &ids, options).await?;
         let mut deliveries = Vec::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(index) = self.streams.iter().position(|s| *s == stream.key) else { continue };
@@ -285,14 +358,92 @@ impl ShardReader {
         }
         Ok(deliveries)
     }
+
+    /// One round over the streams, each read on its own, for up to `count` entries after `from`
+    /// (`>`: new ones; `0`: this consumer's pending ones).
+    ///
+    /// Entries read are delivered to this consumer, so a round never asks for more than
+    /// `count` in all: it reads a window of streams at once with `count` shared among them,
+    /// then goes on with the streams not yet read and those that filled their share, until it
+    /// has `count` or every stream came back short.
+    async fn read_cluster(
+        &mut self,
+        conn: &ClusterConnection,
+        from: &str,
+        count: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let streams = self.streams.len();
+        if streams == 0 {
+            return Ok(Vec::new());
+        }
+        let mut open: VecDeque<(usize, String)> =
+            (0..streams).map(|i| ((self.first + i) % streams, from.to_string())).collect();
+        self.first = (self.first + 1) % streams;
+        let mut deliveries = Vec::new();
+        while deliveries.len() < count && !open.is_empty() {
+            let wanted = count - deliveries.len();
+            let window: Vec<(usize, String)> = open.drain(..wanted.min(open.len())).collect();
+            let shares = split(wanted, window.len());
+            let mut batch = Batch::new();
+            for ((index, after), &share) in window.iter().zip(&shares) {
+                let stream = &self.streams[*index];
+                let mut read = redis::cmd("XREADGROUP");
+                read.arg("GROUP").arg(self.lane.group()).arg(&self.consumer).arg("COUNT").arg(share);
+                read.arg("STREAMS").arg(stream).arg(after);
+                batch.add(stream, read);
+            }
+            let replies: Vec<Option<StreamReadReply>> = connection::query_batch_cluster(conn, &batch).await?;
+            for (((index, after), share), reply) in window.into_iter().zip(shares).zip(replies) {
+                let entries: Vec<StreamId> = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect();
+                let full = entries.len() == share;
+                // History reads go on after the last entry seen; new-entry reads (`>`) need no
+                // cursor, the group moves on by itself.
+                let after = match entries.last() {
+                    Some(last) if after != ">" => last.id.clone(),
+                    _ => after,
+                };
+                for entry in entries {
+                    deliveries.push(delivery(self.lane, self.shards[index], &self.streams[index], entry)?);
+                }
+                if full {
+                    open.push_back((index, after));
+                }
+            }
+        }
+        Ok(deliveries)
+    }
+}
+
+/// `total` split into `parts` shares as equal as can be (the first ones larger by one).
+fn split(total: usize, parts: usize) -> Vec<usize> {
+    (0..parts).map(|i| total / parts + usize::from(i < total % parts)).collect()
 }
 
 /// The delivery a stream entry stands for.
-fn delivery(lane: Lane, shard: u32, stream: &str, entry: StreamId) -> Result<Delivery, StoreError> {
+pub(crate) fn delivery(lane: Lane, shard: u32, stream: &str, entry: StreamId) -> Result<Delivery, StoreError> {
     let job_id: Option<String> = entry.get("job");
     let job_id = job_id.ok_or_else(|| StoreError::Corrupt {
         key: format!("{stream} {}", entry.id),
         reason: "stream entry without a job field".into(),
     })?;
     Ok(Delivery { lane, shard, entry: entry.id, job_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn shares_add_up_to_the_total_and_differ_by_at_most_one() {
+        assert_eq!(split(5, 5), [1, 1, 1, 1, 1]);
+        assert_eq!(split(19, 16), [2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(split(100, 3), [34, 33, 33]);
+        for total in 1..40 {
+            for parts in 1..=total {
+                let shares = split(total, parts);
+                assert_eq!(shares.iter().sum::<usize>(), total, "{total} over {parts}");
+                assert!(shares.iter().all(|&s| s == total / parts || s == total / parts + 1));
+            }
+        }
+    }
 }

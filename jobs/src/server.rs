@@ -2,6 +2,7 @@
 //!
 //! It listens on a free loopback port, keeps its data (with the append-only file on) in a
 //! directory of its own, and is stopped when dropped. Nothing assumes a Redis already running.
+//! [`RedisCluster`] starts three of them as a Redis Cluster.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,26 @@ pub enum ServerError {
         /// The end of its log file.
         log: String,
     },
+    /// `redis-cli --cluster create` could not be run or failed.
+    #[error("redis-cli --cluster create over ports {ports:?} failed: {output}")]
+    ClusterCreate {
+        /// The nodes' ports.
+        ports: Vec<u16>,
+        /// What went wrong: the error running it, or the end of its output.
+        output: String,
+    },
+    /// The cluster was created but its nodes did not all report `cluster_state:ok` in time.
+    #[error("the Redis Cluster on ports {ports:?} was not ready within {waited:?}; node {port} said: {info}")]
+    ClusterNotReady {
+        /// The nodes' ports.
+        ports: Vec<u16>,
+        /// How long we waited.
+        waited: Duration,
+        /// The node that was not ready.
+        port: u16,
+        /// Its last `CLUSTER INFO` reply, or why it could not be asked.
+        info: String,
+    },
     /// Local I/O (data directory, free port).
     #[error("{context}: {source}")]
     Io {
@@ -58,6 +79,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     fsync: Fsync,
+    // The cluster bus port when the server is a cluster node.
+    cluster_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -71,7 +94,20 @@ impl RedisServer {
     pub fn start_on(dir: &Path, port: u16, fsync: Fsync) -> Result<RedisServer, ServerError> {
         std::fs::create_dir_all(dir)
             .map_err(|source| ServerError::Io { context: format!("creating {}", dir.display()), source })?;
-        let mut server = RedisServer { child: None, port, dir: dir.to_path_buf(), fsync };
+        let mut server = RedisServer { child: None, port, dir: dir.to_path_buf(), fsync, cluster_port: None };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts a cluster-enabled `redis-server` on free loopback ports (client and cluster bus),
+    /// not yet part of any cluster.
+    fn start_cluster_node(dir: &Path) -> Result<RedisServer, ServerError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| ServerError::Io { context: format!("creating {}", dir.display()), source })?;
+        // The bus port is given explicitly: the default (port + 10000) can be taken, or past 65535.
+        let (port, bus) = (free_port()?, free_port()?);
+        let mut server =
+            RedisServer { child: None, port, dir: dir.to_path_buf(), fsync: Fsync::EverySec, cluster_port: Some(bus) };
         server.spawn()?;
         Ok(server)
     }
@@ -82,12 +118,19 @@ impl RedisServer {
             Fsync::EverySec => "everysec",
             Fsync::Always => "always",
         };
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--dir")
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", fsync, "--save", ""])
-            .args(["--logfile", "redis.log", "--protected-mode", "yes"])
+            .args(["--logfile", "redis.log", "--protected-mode", "yes"]);
+        if let Some(bus) = self.cluster_port {
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
+                .args(["--cluster-config-file", "nodes.conf"]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -116,10 +159,14 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
-        let tail = log.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let log = self.log_tail(5);
         self.stop();
-        Err(ServerError::NotReady { port: self.port, waited: started.elapsed(), log: tail })
+        Err(ServerError::NotReady { port: self.port, waited: started.elapsed(), log })
+    }
+
+    /// The last `lines` lines of the server's log file.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default(), lines)
     }
 
     /// The `redis://` URL of the server.
@@ -171,6 +218,101 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A private Redis Cluster of three `redis-server` nodes on loopback, each master of a third of
+/// the slots (no replicas), each with its own data directory; dropping it stops them all.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// The number of nodes: the fewest `redis-cli --cluster create` accepts as masters.
+    pub const NODES: usize = 3;
+
+    /// Starts [`RedisCluster::NODES`] cluster-enabled nodes with their data in `dir/node-N`,
+    /// joins them with `redis-cli --cluster create` and waits until every node reports
+    /// `cluster_state:ok`.
+    pub fn start(dir: &Path) -> Result<RedisCluster, ServerError> {
+        let nodes = (0..Self::NODES)
+            .map(|n| RedisServer::start_cluster_node(&dir.join(format!("node-{n}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = RedisCluster { nodes };
+        cluster.create()?;
+        cluster.wait_ok(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    fn create(&self) -> Result<(), ServerError> {
+        let binary = std::env::var("SHOAL_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_string());
+        let failed = |output: String| ServerError::ClusterCreate { ports: self.ports(), output };
+        let output = Command::new(&binary)
+            .args(["--cluster", "create"])
+            .args(self.nodes.iter().map(|node| format!("127.0.0.1:{}", node.port())))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("cannot run {binary} (install the redis-tools package): {e}")))?;
+        if !output.status.success() {
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            return Err(failed(format!("{}: {}", output.status, tail(&text, 10))));
+        }
+        Ok(())
+    }
+
+    /// Waits until every node sees the whole cluster and all slots served: the nodes learn of
+    /// each other by gossip, a moment after `redis-cli` has assigned the slots.
+    fn wait_ok(&self, limit: Duration) -> Result<(), ServerError> {
+        let started = Instant::now();
+        loop {
+            let not_ready = self.nodes.iter().find_map(|node| {
+                let info = cluster_info(node.port()).unwrap_or_else(|e| e.to_string());
+                let ready = info.lines().any(|l| l.trim() == "cluster_state:ok")
+                    && info.lines().any(|l| l.trim() == format!("cluster_known_nodes:{}", self.nodes.len()));
+                (!ready).then(|| (node.port(), info))
+            });
+            let Some((port, info)) = not_ready else { return Ok(()) };
+            if started.elapsed() >= limit {
+                return Err(ServerError::ClusterNotReady {
+                    ports: self.ports(),
+                    waited: started.elapsed(),
+                    port,
+                    info,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `redis://` URLs of the nodes, for [`crate::RedisConnection::open`].
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes' client ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+
+    /// The nodes themselves.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+}
+
+/// `CLUSTER INFO` of the node on `port`.
+fn cluster_info(port: u16) -> redis::RedisResult<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
+    redis::cmd("CLUSTER").arg("INFO").query(&mut conn)
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A loopback port nothing listens on right now.

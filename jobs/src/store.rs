@@ -6,9 +6,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
+use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys};
 use crate::model::{Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification};
@@ -152,10 +152,11 @@ redis.call('HSET', KEYS[1], 'verification', ARGV[1])
 return 1
 "#;
 
-/// Job records in Redis. Cheap to clone: clones share one auto-reconnecting connection.
+/// Job records in Redis, on one node or a cluster. Cheap to clone: clones share one
+/// auto-reconnecting connection.
 #[derive(Clone)]
 pub struct JobStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     create: Script,
     start: Script,
     finish: Script,
@@ -165,10 +166,11 @@ pub struct JobStore {
 }
 
 impl JobStore {
-    /// A store over `conn`.
-    pub fn new(conn: ConnectionManager) -> JobStore {
+    /// A store over `conn` (a [`redis::aio::ConnectionManager`] for one node, or a
+    /// [`RedisConnection`]).
+    pub fn new(conn: impl Into<RedisConnection>) -> JobStore {
         JobStore {
-            conn,
+            conn: conn.into(),
             create: Script::new(CREATE),
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
@@ -179,7 +181,7 @@ impl JobStore {
     }
 
     /// The underlying connection, for queue operations that go with job changes.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
 
@@ -273,8 +275,7 @@ impl JobStore {
         limit: usize,
         before: Option<Listed>,
     ) -> Result<(Vec<Listed>, Option<Listed>), StoreError> {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for tag in keys::all_job_tags() {
             // Each tag's index is read separately: on a cluster they live in different slots.
             let index = keys::state_index(&tag, state);
@@ -284,21 +285,17 @@ impl JobStore {
                 // are read whole below, since the limit would cut them before the id filter.
                 Some((ms, _)) => format!("({ms}"),
             };
-            pipe.cmd("ZRANGE")
-                .arg(&index)
-                .arg(newest)
-                .arg("-inf")
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
-                .arg("WITHSCORES");
+            let mut page = redis::cmd("ZRANGE");
+            page.arg(&index).arg(newest).arg("-inf").arg("BYSCORE").arg("REV");
+            page.arg("LIMIT").arg(0).arg(limit + 1).arg("WITHSCORES");
+            batch.add(&index, page);
             if let Some((ms, _)) = &before {
-                pipe.cmd("ZRANGE").arg(&index).arg(ms).arg(ms).arg("BYSCORE").arg("WITHSCORES");
+                let mut same_ms = redis::cmd("ZRANGE");
+                same_ms.arg(&index).arg(ms).arg(ms).arg("BYSCORE").arg("WITHSCORES");
+                batch.add(&index, same_ms);
             }
         }
-        let pages: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
+        let pages: Vec<Vec<(String, f64)>> = self.conn.query_batch(&batch).await?;
         let mut all: Vec<Listed> = pages.into_iter().flatten().map(|(id, score)| (score as u64, id)).collect();
         all.sort_by(|a, b| b.cmp(a));
         if let Some(cursor) = &before {
@@ -336,18 +333,14 @@ impl JobStore {
     pub async fn expire_overdue(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
         let now = now_ms();
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for tag in keys::all_job_tags() {
-            pipe.cmd("ZRANGE")
-                .arg(keys::deadline_index(&tag))
-                .arg("-inf")
-                .arg(now)
-                .arg("BYSCORE")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit);
+            let index = keys::deadline_index(&tag);
+            let mut overdue = redis::cmd("ZRANGE");
+            overdue.arg(&index).arg("-inf").arg(now).arg("BYSCORE").arg("LIMIT").arg(0).arg(limit);
+            batch.add(&index, overdue);
         }
-        let overdue: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let overdue: Vec<Vec<String>> = self.conn.query_batch(&batch).await?;
         let mut expired = Vec::new();
         for id in overdue.into_iter().flatten().take(limit) {
             let keys = JobKeys::of(&id);
@@ -400,29 +393,27 @@ impl JobStore {
     /// submission stored the job but failed (or Redis lost the write) before queueing it. At
     /// most `limit`, with their shards.
     pub async fn unqueued(&self, grace: Duration, limit: usize) -> Result<Vec<(String, u32)>, StoreError> {
-        let mut conn = self.conn.clone();
         let before = now_ms().saturating_sub(grace.as_millis() as u64);
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for tag in keys::all_job_tags() {
-            pipe.cmd("ZRANGE")
-                .arg(keys::state_index(&tag, JobState::Queued))
-                .arg("-inf")
-                .arg(before)
-                .arg("BYSCORE")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit);
+            let index = keys::state_index(&tag, JobState::Queued);
+            let mut queued = redis::cmd("ZRANGE");
+            queued.arg(&index).arg("-inf").arg(before).arg("BYSCORE").arg("LIMIT").arg(0).arg(limit);
+            batch.add(&index, queued);
         }
-        let ids: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let ids: Vec<Vec<String>> = self.conn.query_batch(&batch).await?;
         let ids: Vec<String> = ids.into_iter().flatten().take(limit).collect();
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for id in &ids {
-            pipe.cmd("HMGET").arg(JobKeys::of(id).job).arg("entry").arg("shard").arg("state");
+            let job = JobKeys::of(id).job;
+            let mut fields = redis::cmd("HMGET");
+            fields.arg(&job).arg("entry").arg("shard").arg("state");
+            batch.add(&job, fields);
         }
-        let fields: Vec<(Option<String>, Option<u32>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        let fields: Vec<(Option<String>, Option<u32>, Option<String>)> = self.conn.query_batch(&batch).await?;
         Ok(ids
             .into_iter()
             .zip(fields)

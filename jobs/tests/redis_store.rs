@@ -39,6 +39,7 @@ fn completed(exit_code: i32, output: &str) -> ExecutionOutcome {
         fuel_consumed: 7,
         fetch_ms: 1,
         run_ms: 2,
+        inputs_cached: 0,
     })
 }
 

@@ -60,6 +60,10 @@ pub struct StackOptions {
     pub visibility_timeout: Duration,
     /// Start a verifier re-running this fraction of `sampled` jobs.
     pub verifier: Option<f64>,
+    /// Shard streams.
+    pub shards: u32,
+    /// How often workers beat their heartbeat; one silent for three is taken for gone.
+    pub heartbeat: Duration,
 }
 
 impl Default for StackOptions {
@@ -71,6 +75,8 @@ impl Default for StackOptions {
             fsync: Fsync::EverySec,
             visibility_timeout: Duration::from_secs(30),
             verifier: None,
+            shards: SHARDS,
+            heartbeat: Duration::from_millis(500),
         }
     }
 }
@@ -105,7 +111,7 @@ impl Stack {
         let store = Arc::new(FsBlockStore::open(home.path().join("blocks"))?);
         let (stop, _) = watch::channel(false);
 
-        let router = shoal_gateway::router(GatewayConfig::new(redis.url(), SHARDS)).await?;
+        let router = shoal_gateway::router(GatewayConfig::new(redis.url(), options.shards)).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let gateway = format!("http://{}", listener.local_addr()?);
         let mut stopped = stop.subscribe();
@@ -138,7 +144,8 @@ impl Stack {
     /// The configuration of a worker named `id` in this stack.
     pub fn worker_config(&self, id: &str) -> WorkerConfig {
         let mut config = WorkerConfig::new(id, &self.redis.url(), self.home.path());
-        config.shards = SHARDS;
+        config.shards = self.options.shards;
+        config.heartbeat = self.options.heartbeat;
         config.concurrency = self.options.concurrency;
         config.fetch_timeout = self.options.fetch_timeout;
         config.visibility_timeout = self.options.visibility_timeout;
@@ -147,7 +154,11 @@ impl Stack {
 
     /// Starts one more in-process worker.
     pub fn start_worker(&mut self, id: &str) {
-        let config = self.worker_config(id);
+        self.start_worker_with(self.worker_config(id));
+    }
+
+    /// Starts one more in-process worker configured as `config` (see [`Stack::worker_config`]).
+    pub fn start_worker_with(&mut self, config: WorkerConfig) {
         let mut stopped = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move {
             let shutdown = async move {
@@ -184,7 +195,9 @@ impl Stack {
                 "--id",
                 id,
                 "--shards",
-                &SHARDS.to_string(),
+                &self.options.shards.to_string(),
+                "--heartbeat-ms",
+                &self.options.heartbeat.as_millis().to_string(),
                 "--concurrency",
                 "1",
             ])

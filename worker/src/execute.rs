@@ -1,6 +1,7 @@
 //! One delivery, start to finish: record the execution, fetch, run, publish, settle.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,15 @@ pub enum Settled {
         /// Executions started.
         attempts: u32,
     },
+}
+
+/// A job's program and inputs, ready to run.
+struct Fetched {
+    program: Program,
+    /// Mount path and materialised input, in the spec's order.
+    inputs: Vec<(String, Arc<MaterialisedInput>)>,
+    /// How many inputs were in the cache already.
+    cached: u32,
 }
 
 /// A failure before or while running, with what the record should say.
@@ -145,7 +155,7 @@ impl Executor {
 
     async fn run_once(&self, spec: &JobSpec, execution_id: &str) -> Result<ExecutionResult, Stop> {
         let fetch_started = Instant::now();
-        let (program, inputs) = self.fetch(spec).await?;
+        let Fetched { program, inputs, cached } = self.fetch(spec).await?;
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
         let run_dir = self.scratch.join(execution_id);
@@ -174,6 +184,7 @@ impl Executor {
                     fuel_consumed: outcome.fuel_consumed,
                     fetch_ms,
                     run_ms,
+                    inputs_cached: cached,
                 })
             }
             Err(RunError::Guest(failure)) => {
@@ -207,7 +218,7 @@ impl Executor {
     /// Fetches the program and the inputs. Content that no source has yet is asked for again,
     /// with backoff, until [`Executor::fetch_timeout`]: an upload may still be on its way. Content
     /// that is malformed or fails verification fails at once.
-    async fn fetch(&self, spec: &JobSpec) -> Result<(Program, Vec<(String, Arc<MaterialisedInput>)>), Stop> {
+    async fn fetch(&self, spec: &JobSpec) -> Result<Fetched, Stop> {
         let deadline = tokio::time::Instant::now() + self.fetch_timeout;
         let mut backoff = Duration::from_millis(100);
         let mut last_miss: Option<Stop> = None;
@@ -215,10 +226,13 @@ impl Executor {
             let attempt = tokio::time::timeout_at(deadline, async {
                 let program = self.program(*spec.program.cid()).await?;
                 let mut inputs = Vec::with_capacity(spec.inputs.len());
+                let mut cached = 0;
                 for input in &spec.inputs {
-                    inputs.push((input.path.clone(), self.input(*input.cid.cid()).await?));
+                    let (materialised, hit) = self.input(*input.cid.cid()).await?;
+                    inputs.push((input.path.clone(), materialised));
+                    cached += u32::from(hit);
                 }
-                Ok::<_, Stop>((program, inputs))
+                Ok::<_, Stop>(Fetched { program, inputs, cached })
             })
             .await;
             match attempt {
@@ -276,28 +290,36 @@ impl Executor {
             .map_err(|stop: Arc<Stop>| Stop::clone(&stop))
     }
 
-    /// Materialises an input on disk, through the input cache.
-    async fn input(&self, cid: Cid) -> Result<Arc<MaterialisedInput>, Stop> {
-        self.inputs
-            .get_or_fetch(cid, |root| async move {
-                let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
-                // A directory's entries appear at the mount path; a single file appears inside
-                // it, named by its CID (WASI can only preopen directories).
-                let (dest, dir) = if info.kind.is_directory() {
-                    (root.join("tree"), root.join("tree"))
-                } else {
-                    (root.join("tree").join(cid.to_string()), root.join("tree"))
-                };
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| internal(format!("creating {}: {e}", parent.display())))?;
+    /// Materialises an input on disk, through the input cache; says whether it was there
+    /// already (or being fetched by another job on this worker).
+    async fn input(&self, cid: Cid) -> Result<(Arc<MaterialisedInput>, bool), Stop> {
+        let fetched = AtomicBool::new(false);
+        let input = self
+            .inputs
+            .get_or_fetch(cid, |root| {
+                fetched.store(true, Ordering::Relaxed);
+                async move {
+                    let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
+                    // A directory's entries appear at the mount path; a single file appears inside
+                    // it, named by its CID (WASI can only preopen directories).
+                    let (dest, dir) = if info.kind.is_directory() {
+                        (root.join("tree"), root.join("tree"))
+                    } else {
+                        (root.join("tree").join(cid.to_string()), root.join("tree"))
+                    };
+                    if let Some(parent) = dest.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| internal(format!("creating {}: {e}", parent.display())))?;
+                    }
+                    let exported = unixfs::export_to_path(self.chain.as_ref(), &cid, &dest)
+                        .await
+                        .map_err(|e| unavailable(&cid, e))?;
+                    Ok((dir, exported.bytes))
                 }
-                let exported =
-                    unixfs::export_to_path(self.chain.as_ref(), &cid, &dest).await.map_err(|e| unavailable(&cid, e))?;
-                Ok((dir, exported.bytes))
             })
             .await
-            .map_err(|stop: Arc<Stop>| Stop::clone(&stop))
+            .map_err(|stop: Arc<Stop>| Stop::clone(&stop))?;
+        Ok((input, !fetched.load(Ordering::Relaxed)))
     }
 
     async fn import_dir(&self, dir: &Path) -> Result<ContentId, Stop> {

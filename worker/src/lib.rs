@@ -20,9 +20,13 @@ use std::time::Duration;
 
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{BlockSource, BlockStore, FsBlockStore};
-use shoal_jobs::{now_ms, Delivery, JobStore, Membership, ShardQueue, ShardReader, StoreError, WorkerInfo};
+use shoal_jobs::backlog::{longest, oldest_waiting, take_unread};
+use shoal_jobs::{
+    now_ms, shard_backlogs, Candidate, Delivery, JobStore, Membership, ShardAssignment, ShardQueue, ShardReader,
+    StoreError, WorkerInfo,
+};
 use shoal_runtime::{Runtime, RuntimeConfig};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tracing::{error, info, warn};
 
 use crate::cache::{InputCache, ProgramCache};
@@ -62,6 +66,14 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// Labels it registers with (region, hardware, …).
     pub labels: BTreeMap<String, String>,
+    /// How many workers read each shard ([`ShardAssignment`]); this worker reads the shards it
+    /// ranks among the first that many for.
+    pub shard_replicas: usize,
+    /// When idle, take unread work from a shard this worker does not read once that shard has
+    /// at least this many unread entries…
+    pub steal_min_backlog: u64,
+    /// …or once its oldest unread entry has waited this long (its readers are gone or stuck).
+    pub steal_after: Duration,
 }
 
 impl WorkerConfig {
@@ -70,7 +82,7 @@ impl WorkerConfig {
         WorkerConfig {
             id: id.to_string(),
             redis_url: redis_url.to_string(),
-            shards: 16,
+            shards: 256,
             concurrency: 2,
             store_dir: home.join("blocks"),
             gateways: Vec::new(),
@@ -82,6 +94,9 @@ impl WorkerConfig {
             visibility_timeout: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             labels: BTreeMap::new(),
+            shard_replicas: 1,
+            steal_min_backlog: 4,
+            steal_after: Duration::from_secs(5),
         }
     }
 }
@@ -151,15 +166,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StoreError::from)?;
     let executor = Arc::new(Executor::open(&config, &client).await?);
     let queue = executor.queue.clone();
+    let all_shards: Vec<u32> = (0..config.shards).collect();
 
-    let shards: Vec<u32> = (0..config.shards).collect();
-    let mut reader = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await?;
-    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    // Entries this worker is running now, by entry id: they are renewed while they run, and
-    // must not be started twice when the pending list is re-read.
-    let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
-    let renewer =
-        tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
     let membership = Membership::new(executor.jobs.connection());
     let info = WorkerInfo {
         id: config.id.clone(),
@@ -169,13 +177,43 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
         shards: config.shards,
         started_at_ms: now_ms(),
     };
-    let heart = tokio::spawn(beat(membership.clone(), info, config.heartbeat));
+    let placement = Placement {
+        membership: membership.clone(),
+        info,
+        assignment: ShardAssignment::new(config.shards, config.shard_replicas),
+        live_within: config.heartbeat * 3,
+    };
+    // Join before reading anything, so the first reads are of this worker's own shards.
+    let first = with_retries("join", || placement.refresh()).await?;
+    let (assigned_tx, mut assigned) = watch::channel(first);
+    let heart = tokio::spawn(beat(placement, config.heartbeat, assigned_tx));
+    let mut owned = assigned.borrow_and_update().clone();
+    let mut reader = ShardReader::connect(&client, &owned, &config.id, config.poll_block).await?;
+
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // Entries this worker is running now, by entry id: they are renewed while they run, and
+    // must not be started twice when the pending list is re-read.
+    let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
+    let renewer =
+        tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
     // Start by taking back what this worker id left pending (a restart, a lost connection).
     let mut resume_pending = true;
     let mut next_reclaim = tokio::time::Instant::now();
-    info!(worker = %config.id, shards = config.shards, concurrency = config.concurrency, "worker started");
+    info!(worker = %config.id, shards = owned.len(), concurrency = config.concurrency, "worker started");
     tokio::pin!(shutdown);
     loop {
+        if assigned.has_changed().unwrap_or(false) {
+            let shards = assigned.borrow_and_update().clone();
+            match ShardReader::connect(&client, &shards, &config.id, config.poll_block).await {
+                Ok(fresh) => {
+                    info!(from = owned.len(), to = shards.len(), "shard assignment changed");
+                    reader = fresh;
+                    owned = shards;
+                    resume_pending = true;
+                }
+                Err(e) => warn!(error = %e, "could not switch to the new shard assignment; keeping the old one"),
+            }
+        }
         // Only read as many entries as there are free slots: the rest stay on the stream for
         // other workers instead of waiting here.
         let permit = tokio::select! {
@@ -187,21 +225,29 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
         let read = tokio::select! {
             _ = &mut shutdown => break,
             read = async {
-                if resume_pending {
+                if reclaim {
+                    // Every shard, not only this worker's: a dead worker's entries are taken
+                    // over after the visibility timeout whatever the membership says.
+                    queue.reclaim(&all_shards, &config.id, config.visibility_timeout, free).await
+                } else if owned.is_empty() {
+                    // No shard of its own (more workers than shards): it only steals.
+                    if !resume_pending {
+                        tokio::time::sleep(config.poll_block).await;
+                    }
+                    Ok(Vec::new())
+                } else if resume_pending {
                     reader.pending(free).await
-                } else if reclaim {
-                    queue.reclaim(&shards, &config.id, config.visibility_timeout, free).await
                 } else {
                     reader.next(free).await
                 }
             } => read,
         };
-        let deliveries = match read {
+        let mut deliveries = match read {
             Ok(deliveries) => deliveries,
             Err(e) => {
                 warn!(error = %e, "reading shard streams failed; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(fresh) = ShardReader::connect(&client, &shards, &config.id, config.poll_block).await {
+                if let Ok(fresh) = ShardReader::connect(&client, &owned, &config.id, config.poll_block).await {
                     reader = fresh;
                     resume_pending = true;
                 }
@@ -217,6 +263,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             }
             if let Err(e) = sweep(&executor, &config).await {
                 warn!(error = %e, "sweeping lost and overdue jobs failed; trying again later");
+            }
+        } else if !resume_pending && deliveries.is_empty() {
+            match steal(&executor, &config, &owned, free).await {
+                Ok(stolen) => deliveries = stolen,
+                Err(e) => warn!(error = %e, "looking for work to steal failed; trying again later"),
             }
         }
         let deliveries: Vec<Delivery> = {
@@ -252,15 +303,65 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     Ok(())
 }
 
-/// Refreshes the worker's registration every `every`.
-async fn beat(membership: Membership, info: WorkerInfo, every: Duration) {
+/// This worker's place among the live workers.
+struct Placement {
+    membership: Membership,
+    info: WorkerInfo,
+    assignment: ShardAssignment,
+    /// Workers heard from within this are live.
+    live_within: Duration,
+}
+
+impl Placement {
+    /// Beats the heartbeat, then works out the shards this worker reads among the live set.
+    async fn refresh(&self) -> Result<Vec<u32>, StoreError> {
+        self.membership.heartbeat(&self.info).await?;
+        let live = self.membership.live(self.live_within).await?;
+        let candidates: Vec<Candidate> = live.iter().map(|m| Candidate::new(&m.info.id, m.info.capacity)).collect();
+        Ok(self.assignment.shards_of(&self.info.id, &candidates))
+    }
+}
+
+/// Refreshes the worker's registration every `every`, publishing its shards when they change.
+async fn beat(placement: Placement, every: Duration, assigned: watch::Sender<Vec<u32>>) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
     loop {
         ticks.tick().await;
-        if let Err(e) = membership.heartbeat(&info).await {
-            warn!(error = %e, "heartbeat failed; retrying at the next tick");
+        match placement.refresh().await {
+            Ok(shards) => {
+                assigned.send_if_modified(|current| {
+                    let changed = *current != shards;
+                    *current = shards;
+                    changed
+                });
+            }
+            Err(e) => warn!(error = %e, "heartbeat failed; keeping the current shards, retrying at the next tick"),
         }
     }
+}
+
+/// Work for an idle worker from a shard it does not read: the one with the longest backlog of
+/// at least [`WorkerConfig::steal_min_backlog`] entries, else one whose oldest unread entry has
+/// waited [`WorkerConfig::steal_after`] (its readers are gone or overloaded).
+async fn steal(
+    executor: &Executor,
+    config: &WorkerConfig,
+    owned: &[u32],
+    count: usize,
+) -> Result<Vec<Delivery>, StoreError> {
+    let others: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
+    let mut conn = executor.jobs.connection();
+    let backlogs = shard_backlogs(&mut conn, &others).await?;
+    let victim = match longest(&backlogs, config.steal_min_backlog) {
+        Some(backlog) => Some(backlog.shard),
+        None => oldest_waiting(&mut conn, &backlogs, config.steal_after).await?,
+    };
+    let Some(shard) = victim else { return Ok(Vec::new()) };
+    let stolen = take_unread(&mut conn, shard, &config.id, count).await?;
+    if !stolen.is_empty() {
+        info!(shard, count = stolen.len(), "stole work from a shard this worker does not read");
+    }
+    Ok(stolen)
 }
 
 /// One worker at a time: puts back on their streams the queued jobs whose submission never

@@ -1,0 +1,161 @@
+//! One connection type for a single Redis node and for a Redis Cluster.
+//!
+//! [`RedisConnection`] is what the store, the queue and the membership registry talk through.
+//! Commands and scripts go through it unchanged: every script and transaction Shoal sends
+//! touches keys of one slot (see [`crate::keys`]), so the cluster client routes each by its
+//! first key. Only batches of independent commands over many slots differ: the cluster client
+//! refuses a pipeline that spans slots, so [`Batch`] splits them into one pipeline per slot.
+
+use std::collections::BTreeMap;
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::error::StoreError;
+use crate::keys;
+
+/// A connection to Shoal's Redis: one node, or a cluster of them. Cheap to clone: clones share
+/// the underlying (auto-reconnecting, multiplexed) connections.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// A single Redis node, through a reconnecting connection manager.
+    Single(ConnectionManager),
+    /// A Redis Cluster: commands are routed to the node owning their keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl RedisConnection {
+    /// Connects to the Redis at `urls`: one URL is a single node; several are seed nodes of a
+    /// cluster (any of its nodes will do; the client discovers the rest). No URL at all is the
+    /// cluster client's configuration error.
+    pub async fn open(urls: &[String]) -> Result<RedisConnection, StoreError> {
+        match urls {
+            [url] => Ok(redis::Client::open(url.as_str())?.get_connection_manager().await?.into()),
+            _ => Ok(ClusterClient::new(urls.iter().map(String::as_str))?.get_async_connection().await?.into()),
+        }
+    }
+
+    /// Whether this is a cluster connection.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(_))
+    }
+
+    /// Runs the independent commands of `batch` and returns their replies in order: one
+    /// pipeline on a single node; on a cluster, one pipeline per slot, all in flight at once.
+    pub async fn query_batch<T: FromRedisValue>(&self, batch: &Batch) -> RedisResult<Vec<T>> {
+        match self {
+            RedisConnection::Single(conn) => {
+                let mut pipe = redis::pipe();
+                for (_, cmd) in &batch.commands {
+                    pipe.add_command(cmd.clone());
+                }
+                pipe.query_async(&mut conn.clone()).await
+            }
+            RedisConnection::Cluster(conn) => query_batch_cluster(conn, batch).await,
+        }
+    }
+}
+
+/// Runs `batch` on a cluster: one pipeline per slot, sent concurrently, replies put back in the
+/// batch's order.
+pub(crate) async fn query_batch_cluster<T: FromRedisValue>(
+    conn: &ClusterConnection,
+    batch: &Batch,
+) -> RedisResult<Vec<T>> {
+    let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (index, (slot, _)) in batch.commands.iter().enumerate() {
+        by_slot.entry(*slot).or_default().push(index);
+    }
+    // Spawned so that the slots' pipelines are in flight together; the set aborts them if the
+    // caller gives up waiting.
+    let mut tasks = tokio::task::JoinSet::new();
+    for indexes in by_slot.into_values() {
+        let mut pipe = Pipeline::with_capacity(indexes.len());
+        for &index in &indexes {
+            pipe.add_command(batch.commands[index].1.clone());
+        }
+        let mut conn = conn.clone();
+        tasks.spawn(async move { pipe.query_async::<Vec<Value>>(&mut conn).await.map(|values| (indexes, values)) });
+    }
+    let mut replies: Vec<Option<Value>> = vec![None; batch.commands.len()];
+    while let Some(joined) = tasks.join_next().await {
+        // Nothing else can cancel these tasks, so a join error is a panic: pass it on.
+        let (indexes, values) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        for (index, value) in indexes.into_iter().zip(values) {
+            replies[index] = Some(value);
+        }
+    }
+    replies.into_iter().map(|value| Ok(redis::from_redis_value(value.unwrap_or(Value::Nil))?)).collect()
+}
+
+/// Independent commands, each touching keys of one slot (not necessarily the same slot for
+/// all), for [`RedisConnection::query_batch`]. Not a transaction: each command stands alone.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    commands: Vec<(u16, Cmd)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds `cmd`, whose keys all live in the slot of `key`.
+    pub fn add(&mut self, key: &str, cmd: Cmd) -> &mut Batch {
+        self.commands.push((keys::cluster_slot(key), cmd));
+        self
+    }
+
+    /// The number of commands in the batch.
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// Whether the batch holds no command.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+}
+
+impl From<ConnectionManager> for RedisConnection {
+    fn from(conn: ConnectionManager) -> RedisConnection {
+        RedisConnection::Single(conn)
+    }
+}
+
+impl From<ClusterConnection> for RedisConnection {
+    fn from(conn: ClusterConnection) -> RedisConnection {
+        RedisConnection::Cluster(conn)
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Single(conn) => conn.req_packed_command(cmd),
+            RedisConnection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(conn) => conn.get_db(),
+            RedisConnection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Placement by data locality on a real stack: the same input keeps reaching the worker that
+//! cached it, shards move when workers join and leave, and work stranded on a shard whose
+//! reader is gone is stolen by an idle worker.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+use serde_json::{json, Value};
+use shoal_jobs::{
+    now_ms, Candidate, ExecutionOutcome, Job, JobSpec, JobState, Membership, ShardAssignment, ShardRouter, WorkerInfo,
+};
+use shoal_tests::{Stack, StackOptions};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn spec(program: &Cid, input: &Cid, tag: &str) -> Value {
+    json!({"program": program.to_string(), "args": [tag], "inputs": [{"cid": input.to_string()}]})
+}
+
+/// The shard a spec is routed to, as the gateway routes it.
+fn shard_of(spec: &Value, shards: u32) -> u32 {
+    ShardRouter::new(shards).route(&JobSpec::from_json(spec.to_string().as_bytes()).unwrap())
+}
+
+/// The live workers as the gateway lists them, once exactly `ids` are live.
+async fn live_workers(stack: &Stack, ids: &[&str]) -> Vec<Candidate> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let body: Value =
+            stack.http.get(format!("{}/v1/workers", stack.gateway)).send().await.unwrap().json().await.unwrap();
+        let mut live: Vec<Candidate> = body["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| Candidate::new(w["id"].as_str().unwrap(), w["capacity"].as_u64().unwrap() as u32))
+            .collect();
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut want: Vec<&str> = ids.to_vec();
+        want.sort();
+        if live.iter().map(|c| c.id.as_str()).eq(want.iter().copied()) {
+            return live;
+        }
+        assert!(Instant::now() < deadline, "live workers never became {ids:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The one completed execution of a succeeded job: (worker, inputs it had cached).
+fn ran_on(job: &Job) -> (String, u32) {
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let completed: Vec<_> = job
+        .executions
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Some(ExecutionOutcome::Completed(result)) => Some((e.worker.clone(), result.inputs_cached)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed.len(), 1, "{job:?}");
+    completed[0].clone()
+}
+
+async fn run_all(stack: &Stack, specs: &[Value]) -> Vec<Job> {
+    let mut ids = Vec::new();
+    for spec in specs {
+        ids.push(stack.submit_ok(spec).await.unwrap());
+    }
+    let mut jobs = Vec::new();
+    for id in ids {
+        jobs.push(stack.wait_terminal(&id, WAIT).await.unwrap());
+    }
+    jobs
+}
+
+/// Waits until the workers have had time to see the membership settle (three heartbeats).
+async fn settle(options: &StackOptions) {
+    tokio::time::sleep(options.heartbeat * 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_input_keeps_reaching_the_worker_that_cached_it() {
+    let options = StackOptions { workers: 3, shards: 32, ..StackOptions::default() };
+    let stack = Stack::start(options.clone()).await.unwrap();
+    let live = live_workers(&stack, &["worker-0", "worker-1", "worker-2"]).await;
+    settle(&options).await;
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let mut inputs = Vec::new();
+    for n in 0..12 {
+        inputs.push(stack.add_bytes(format!("scene {n}").as_bytes()).await.unwrap());
+    }
+    let assignment = ShardAssignment::new(options.shards, 1);
+
+    let first: Vec<Value> = inputs.iter().map(|input| spec(&program, input, "first")).collect();
+    let second: Vec<Value> = inputs.iter().map(|input| spec(&program, input, "second")).collect();
+    let first_jobs = run_all(&stack, &first).await;
+    let second_jobs = run_all(&stack, &second).await;
+
+    let mut per_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for ((spec, first), second) in first.iter().zip(&first_jobs).zip(&second_jobs) {
+        let owner = assignment.owners(shard_of(spec, options.shards), &live)[0].id.clone();
+        let (first_worker, _) = ran_on(first);
+        let (second_worker, cached) = ran_on(second);
+        assert_eq!(first_worker, owner, "a job runs on the worker that reads its input's shard");
+        assert_eq!(second_worker, first_worker, "the same input goes back to the same worker");
+        assert_eq!(cached, 1, "and finds its input cached there");
+        *per_worker.entry(owner).or_default() += 1;
+    }
+    assert!(per_worker.len() >= 2, "twelve inputs spread over more than one worker: {per_worker:?}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shards_move_to_a_joining_worker_and_back_when_it_leaves() {
+    let options = StackOptions { workers: 2, shards: 16, ..StackOptions::default() };
+    let mut stack = Stack::start(options.clone()).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let two = live_workers(&stack, &["worker-0", "worker-1"]).await;
+
+    // A third worker joins, as a process that can be told to leave.
+    let pid = stack.spawn_worker_process("joiner").unwrap();
+    let three = live_workers(&stack, &["worker-0", "worker-1", "joiner"]).await;
+    settle(&options).await;
+    let assignment = ShardAssignment::new(options.shards, 1);
+    let taken = assignment.shards_of("joiner", &three);
+    assert!(!taken.is_empty(), "the joiner takes a share of the shards");
+    assert_eq!(assignment.moved(&two, &three), taken.len(), "only the joiner's share moved");
+
+    // Inputs whose shards the joiner took run there.
+    let mut joiner_specs = Vec::new();
+    for n in 0.. {
+        let input = stack.add_bytes(format!("join {n}").as_bytes()).await.unwrap();
+        let spec = spec(&program, &input, "join");
+        if taken.contains(&shard_of(&spec, options.shards)) {
+            joiner_specs.push(spec);
+            if joiner_specs.len() == 3 {
+                break;
+            }
+        }
+    }
+    for job in run_all(&stack, &joiner_specs).await {
+        assert_eq!(ran_on(&job).0, "joiner");
+    }
+
+    // It leaves cleanly (SIGTERM): its shards go back to the two, which run the same inputs.
+    stack.signal_worker_process(pid, "TERM").unwrap();
+    live_workers(&stack, &["worker-0", "worker-1"]).await;
+    settle(&options).await;
+    let again: Vec<Value> = joiner_specs
+        .iter()
+        .map(|spec| {
+            let mut spec = spec.clone();
+            spec["args"] = json!(["after-leave"]);
+            spec
+        })
+        .collect();
+    for (spec, job) in again.iter().zip(run_all(&stack, &again).await) {
+        let owner = &assignment.owners(shard_of(spec, options.shards), &two)[0].id;
+        assert_eq!(&ran_on(&job).0, owner, "the leaver's shard is read by its next-ranked worker");
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_on_a_shard_nobody_reads_is_stolen_by_an_idle_worker() {
+    let options = StackOptions { workers: 0, shards: 8, ..StackOptions::default() };
+    let mut stack = Stack::start(options.clone()).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap();
+
+    // A registered worker that never reads (hung, or overloaded), weighted to own most shards.
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let membership = Membership::new(client.get_connection_manager().await.unwrap());
+    let ghost = WorkerInfo {
+        id: "ghost".into(),
+        capacity: 10_000,
+        cache_bytes: 0,
+        labels: BTreeMap::new(),
+        shards: options.shards,
+        started_at_ms: now_ms(),
+    };
+    let beating = {
+        let (membership, ghost) = (membership.clone(), ghost.clone());
+        tokio::spawn(async move {
+            loop {
+                membership.heartbeat(&ghost).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    membership.heartbeat(&ghost).await.unwrap();
+    let mut config = stack.worker_config("thief");
+    config.steal_after = Duration::from_secs(1);
+    stack.start_worker_with(config);
+    let live = live_workers(&stack, &["ghost", "thief"]).await;
+    settle(&options).await;
+
+    let assignment = ShardAssignment::new(options.shards, 1);
+    let mut specs = Vec::new();
+    for n in 0..3 {
+        let input = stack.add_bytes(format!("stranded {n}").as_bytes()).await.unwrap();
+        let spec = spec(&program, &input, "stranded");
+        if assignment.owners(shard_of(&spec, options.shards), &live)[0].id == "ghost" {
+            specs.push(spec);
+        }
+    }
+    assert!(!specs.is_empty(), "the ghost owns nearly every shard");
+    for job in run_all(&stack, &specs).await {
+        assert_eq!(ran_on(&job).0, "thief", "stranded work is stolen, never lost");
+    }
+    beating.abort();
+    stack.shutdown().await;
+}
