@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use shoal_jobs::shard_backlogs;
+use shoal_jobs::{shard_backlogs, RedisConnection};
 
 use crate::GatewayConfig;
 
@@ -27,7 +27,7 @@ impl Backlog {
     pub fn sample(conn: ConnectionManager, config: &GatewayConfig) -> Arc<Backlog> {
         let backlog = Arc::new(Backlog::default());
         let shards: Vec<u32> = (0..config.shards).collect();
-        tokio::spawn(sampler(Arc::downgrade(&backlog), conn, shards, config.backlog_sample_interval));
+        tokio::spawn(sampler(Arc::downgrade(&backlog), conn.into(), shards, config.backlog_sample_interval));
         backlog
     }
 
@@ -37,12 +37,12 @@ impl Backlog {
     }
 }
 
-async fn sampler(backlog: Weak<Backlog>, mut conn: ConnectionManager, shards: Vec<u32>, every: Duration) {
+async fn sampler(backlog: Weak<Backlog>, conn: RedisConnection, shards: Vec<u32>, every: Duration) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
     loop {
         ticks.tick().await;
         let Some(backlog) = backlog.upgrade() else { return };
-        match shard_backlogs(&mut conn, &shards).await {
+        match shard_backlogs(&conn, &shards).await {
             Ok(shards) => {
                 let total = shards.iter().map(|b| b.outstanding()).sum();
                 backlog.outstanding.store(total, Ordering::Relaxed);

@@ -1,12 +1,12 @@
 //! How much work waits on each shard: what idle workers steal from and what the gateway's
-//! backpressure measures.
+//! backpressure measures. Every call works on a single node and on a Redis Cluster alike.
 
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
 use redis::streams::{StreamInfoGroupsReply, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 
+use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, WORKER_GROUP};
 use crate::queue::{delivery, Delivery, Lane};
@@ -32,27 +32,26 @@ impl ShardBacklog {
     }
 }
 
-/// The backlog of each of `shards`, in that order, in one pipelined round trip.
+/// The backlog of each of `shards`, in that order, in two batched round trips.
 ///
 /// Acknowledged entries are deleted ([`crate::ShardQueue::ack`]), so a stream's length is its
 /// outstanding work; the group's pending count splits it into read and unread. (The group's
 /// `lag` field would say the same, but Redis reports it as unknown after deletions.)
-pub async fn shard_backlogs<C: ConnectionLike + Send + Sync>(
-    conn: &mut C,
-    shards: &[u32],
-) -> Result<Vec<ShardBacklog>, StoreError> {
+pub async fn shard_backlogs(conn: &RedisConnection, shards: &[u32]) -> Result<Vec<ShardBacklog>, StoreError> {
     if shards.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
+    let (mut lengths, mut groups) = (Batch::new(), Batch::new());
     for &shard in shards {
         let stream = keys::shard_stream(shard);
-        pipe.xlen(&stream).xinfo_groups(&stream);
+        lengths.add(&stream, redis::cmd("XLEN").arg(&stream).clone());
+        groups.add(&stream, redis::cmd("XINFO").arg("GROUPS").arg(&stream).clone());
     }
-    let replies: Vec<(u64, StreamInfoGroupsReply)> = pipe.query_async(conn).await?;
+    let (lengths, groups) =
+        tokio::try_join!(conn.query_batch::<u64>(&lengths), conn.query_batch::<StreamInfoGroupsReply>(&groups))?;
     Ok(shards
         .iter()
-        .zip(replies)
+        .zip(lengths.into_iter().zip(groups))
         .map(|(&shard, (len, groups))| {
             let group = groups.groups.iter().find(|g| g.name == WORKER_GROUP);
             let pending = group.map_or(0, |g| g.pending as u64).min(len);
@@ -69,8 +68,8 @@ pub fn longest(backlogs: &[ShardBacklog], at_least: u64) -> Option<ShardBacklog>
 
 /// The shard of `backlogs` whose oldest unread entry has waited longest, if that is at least
 /// `older_than`: work its readers are not getting to. Entry ids are their enqueue times (ms).
-pub async fn oldest_waiting<C: ConnectionLike + Send + Sync>(
-    conn: &mut C,
+pub async fn oldest_waiting(
+    conn: &RedisConnection,
     backlogs: &[ShardBacklog],
     older_than: Duration,
 ) -> Result<Option<u32>, StoreError> {
@@ -78,12 +77,14 @@ pub async fn oldest_waiting<C: ConnectionLike + Send + Sync>(
     if waiting.is_empty() {
         return Ok(None);
     }
-    let mut pipe = redis::pipe();
+    let mut firsts = Batch::new();
     for backlog in &waiting {
         // The first entry after the last delivered one: the oldest nobody has read.
-        pipe.xrange_count(keys::shard_stream(backlog.shard), format!("({}", backlog.last_delivered), "+", 1);
+        let stream = keys::shard_stream(backlog.shard);
+        let after = format!("({}", backlog.last_delivered);
+        firsts.add(&stream, redis::cmd("XRANGE").arg(&stream).arg(after).arg("+").arg("COUNT").arg(1).clone());
     }
-    let replies: Vec<StreamRangeReply> = pipe.query_async(conn).await?;
+    let replies: Vec<StreamRangeReply> = conn.query_batch(&firsts).await?;
     let cutoff = now_ms().saturating_sub(older_than.as_millis() as u64);
     Ok(waiting
         .iter()
@@ -96,8 +97,8 @@ pub async fn oldest_waiting<C: ConnectionLike + Send + Sync>(
 
 /// Reads, for `consumer`, up to `count` unread entries of shard `shard`'s job stream, without
 /// blocking: how a worker takes work from a shard it does not normally read.
-pub async fn take_unread<C: ConnectionLike + Send + Sync>(
-    conn: &mut C,
+pub async fn take_unread(
+    conn: &mut RedisConnection,
     shard: u32,
     consumer: &str,
     count: usize,

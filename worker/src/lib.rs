@@ -191,9 +191,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let mut reader = ShardReader::connect(&client, &owned, &config.id, config.poll_block).await?;
 
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    // Entries this worker is running now, by entry id: they are renewed while they run, and
-    // must not be started twice when the pending list is re-read.
-    let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
+    // Entries this worker is running now, by shard and entry id (entry ids are unique only
+    // within one stream): they are renewed while they run, and must not be started twice when
+    // the pending list is re-read.
+    let in_flight: Arc<Mutex<HashMap<(u32, String), Delivery>>> = Arc::default();
     let renewer =
         tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
     // Start by taking back what this worker id left pending (a restart, a lost connection).
@@ -272,7 +273,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
         }
         let deliveries: Vec<Delivery> = {
             let mut running = in_flight.lock().expect("in-flight set is never poisoned");
-            deliveries.into_iter().filter(|d| running.insert(d.entry.clone(), d.clone()).is_none()).collect()
+            deliveries.into_iter().filter(|d| running.insert((d.shard, d.entry.clone()), d.clone()).is_none()).collect()
         };
         if resume_pending && deliveries.is_empty() {
             resume_pending = false;
@@ -288,7 +289,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             let in_flight = in_flight.clone();
             tokio::spawn(async move {
                 handle(&executor, &queue, &delivery).await;
-                in_flight.lock().expect("in-flight set is never poisoned").remove(&delivery.entry);
+                in_flight
+                    .lock()
+                    .expect("in-flight set is never poisoned")
+                    .remove(&(delivery.shard, delivery.entry.clone()));
                 drop(permit);
             });
         }
@@ -351,10 +355,10 @@ async fn steal(
 ) -> Result<Vec<Delivery>, StoreError> {
     let others: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
     let mut conn = executor.jobs.connection();
-    let backlogs = shard_backlogs(&mut conn, &others).await?;
+    let backlogs = shard_backlogs(&conn, &others).await?;
     let victim = match longest(&backlogs, config.steal_min_backlog) {
         Some(backlog) => Some(backlog.shard),
-        None => oldest_waiting(&mut conn, &backlogs, config.steal_after).await?,
+        None => oldest_waiting(&conn, &backlogs, config.steal_after).await?,
     };
     let Some(shard) = victim else { return Ok(Vec::new()) };
     let stolen = take_unread(&mut conn, shard, &config.id, count).await?;
@@ -386,7 +390,7 @@ async fn sweep(executor: &Executor, config: &WorkerConfig) -> Result<(), StoreEr
 async fn renew_claims(
     queue: ShardQueue,
     consumer: String,
-    in_flight: Arc<Mutex<HashMap<String, Delivery>>>,
+    in_flight: Arc<Mutex<HashMap<(u32, String), Delivery>>>,
     every: Duration,
 ) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
