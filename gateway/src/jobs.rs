@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use shoal_jobs::{ContentId, Created, Job, JobSpec, JobState, StoreError};
+use shoal_jobs::{ContentId, Created, Job, JobSpec, JobState, StoreError, TaskSummary};
 
 use crate::api_error::ApiError;
 use crate::AppState;
@@ -199,8 +199,19 @@ async fn load_job(app: &AppState, raw_id: &str) -> Result<Job, ApiError> {
 }
 
 /// `GET /v1/jobs/{id}`: the job with its state and executions.
-pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    load_job(&app, &id).await.map(Json)
+pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
+    let job = load_job(&app, &id).await?;
+    let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&id).await? } else { None };
+    Ok(Json(JobStatus { job, tasks }))
+}
+
+/// The answer of `GET /v1/jobs/{id}`: the job, and for a fanned-out job how its tasks stand.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobStatus {
+    #[serde(flatten)]
+    job: Job,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<TaskSummary>,
 }
 
 /// The answer of `GET /v1/jobs/{id}/result` for a job that succeeded.

@@ -4,7 +4,7 @@
 //! | endpoint | answers |
 //! |---|---|
 //! | `POST /v1/jobs` | body: a JSON job spec (`Content-Type: application/json`, at most [`GatewayConfig::max_body_bytes`]). **202** with the job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` header already used for the same spec: **200** with that job and `Idempotent-Replayed: true` (not queued again); used for a different spec: **422** `idempotency_key_reused`. |
-//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions; **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
+//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many there are, succeeded and failed, the failed ones by name, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first; `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
 //! | `GET /v1/workers` | **200** `{workers, live_within_ms}`: the workers heard from in the last 20 s (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first. |
@@ -38,7 +38,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shoal_jobs::{JobStore, Membership, ShardQueue, ShardRouter};
+use shoal_jobs::{FanOutStore, JobStore, Membership, ShardQueue, ShardRouter};
 use tokio::net::TcpListener;
 
 pub use config::{GatewayConfig, GatewayError};
@@ -51,6 +51,7 @@ use metrics::Metrics;
 #[derive(Clone)]
 struct AppState {
     store: JobStore,
+    fanouts: FanOutStore,
     queue: ShardQueue,
     redis: ConnectionManager,
     placement: ShardRouter,
@@ -91,6 +92,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     let backlog = Backlog::sample(redis.clone(), &config);
     let state = AppState {
         store: JobStore::new(redis.clone()),
+        fanouts: FanOutStore::new(redis.clone()),
         queue,
         redis,
         placement: ShardRouter::new(config.shards),

@@ -14,6 +14,13 @@
 //! | `shoal:{sNN}:dead` | stream | shard NN's dead letters: entries whose job could not be run, with the reason |
 //! | `shoal:{w}:members` | hash | registered workers, id → what they offer (JSON) |
 //! | `shoal:{w}:heartbeats` | sorted set | registered workers scored by their last heartbeat (ms) |
+//! | `shoal:{jNN}:tasks:<id>` | hash | a fanned-out job's tasks: input entry name → task job id |
+//! | `shoal:{jNN}:tasks-done:<id>` | set | names of its tasks that have finished |
+//! | `shoal:{jNN}:task-outputs:<id>` | hash | name → output CID of each succeeded task |
+//! | `shoal:{jNN}:task-failures:<id>` | list | the first failed tasks (JSON) |
+//! | `shoal:{jNN}:fanout:<id>` | hash | its task counts (`total`, `succeeded`, `failed`), gathered `output`, and the `execution` that fanned it out |
+//! | `shoal:fanout:waiting` | sorted set | fanned-out jobs whose tasks are not all finished, scored by when they fanned out |
+//! | `shoal:lock:fanout` | string | which worker gathers finished tasks now (expires) |
 //! | `shoal:lock:requeue` | string | which worker may re-queue lost submissions now (expires) |
 //! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
 //!
@@ -110,6 +117,45 @@ pub fn members() -> String {
 /// Workers by last heartbeat.
 pub fn heartbeats() -> String {
     "shoal:{w}:heartbeats".to_string()
+}
+
+/// The keys of a fanned-out job's tasks, in the job's slot (see [`crate::fanout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOutKeys {
+    /// Entry name → task job id.
+    pub tasks: String,
+    /// Names of finished tasks.
+    pub done: String,
+    /// Name → output CID of succeeded tasks.
+    pub outputs: String,
+    /// The first failed tasks.
+    pub failures: String,
+    /// Counts, the gathered output and the fan-out execution.
+    pub summary: String,
+}
+
+impl FanOutKeys {
+    /// The fan-out keys of job `id`.
+    pub fn of(id: &str) -> FanOutKeys {
+        let tag = job_tag(id);
+        FanOutKeys {
+            tasks: format!("shoal:{{{tag}}}:tasks:{id}"),
+            done: format!("shoal:{{{tag}}}:tasks-done:{id}"),
+            outputs: format!("shoal:{{{tag}}}:task-outputs:{id}"),
+            failures: format!("shoal:{{{tag}}}:task-failures:{id}"),
+            summary: format!("shoal:{{{tag}}}:fanout:{id}"),
+        }
+    }
+}
+
+/// Fanned-out jobs still waiting for tasks.
+pub fn fanout_waiting() -> String {
+    "shoal:fanout:waiting".to_string()
+}
+
+/// The lock of the gatherer of finished tasks.
+pub fn fanout_lock() -> String {
+    "shoal:lock:fanout".to_string()
 }
 
 /// The lock of the re-queuer of lost submissions.

@@ -6,6 +6,7 @@
 //! - [`connection`]: one connection type for a single Redis node or a Redis Cluster.
 //! - [`store`]: job records and their atomic state transitions.
 //! - [`queue`]: the shard streams jobs travel on.
+//! - [`fanout`]: the tasks of jobs fanned out over a directory.
 //! - [`membership`]: which workers are alive and what they offer.
 //! - [`router`]: which shard a job goes to.
 //! - [`placement`]: which workers read which shards.
@@ -15,6 +16,7 @@
 pub mod backlog;
 pub mod connection;
 pub mod error;
+pub mod fanout;
 pub mod keys;
 pub mod membership;
 pub mod model;
@@ -27,10 +29,12 @@ pub mod store;
 pub use backlog::{shard_backlogs, ShardBacklog};
 pub use connection::{Batch, RedisConnection};
 pub use error::{SpecError, StoreError};
+pub use fanout::{FanOutStore, TaskOutcome};
 pub use membership::{Member, Membership, WorkerInfo};
 pub use model::{
-    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec, Job, JobSpec, JobState,
-    Limits, RetryPolicy, Verification, VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,
+    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, InputSpec, Job, JobSpec,
+    JobState, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification, VerificationOutcome, VerificationPolicy,
+    OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};

@@ -85,6 +85,35 @@ pub struct JobSpec {
     /// A URL called with the job's final state (delivery is a later issue; it is validated and kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// Run the program once per entry of a directory input instead of once over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<FanOut>,
+}
+
+/// Fans a job out over the entries of one of its directory inputs: one *task* per entry, each an
+/// ordinary job whose input is that entry alone, mounted under the entry's name where the
+/// directory was mounted (so the guest sees the same paths as over the whole directory), and
+/// placed by the entry's own CID, so each task runs where its data is. Tasks are retried on their
+/// own; the job finishes when all have, and its output is a directory with one entry per task,
+/// named as the input entry, holding that task's outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanOut {
+    /// Which input is the directory (an index into `inputs`); the first unless given.
+    #[serde(default)]
+    pub input: usize,
+    /// Only entries whose name matches this glob (`*.TIF`, `LC08_*`); every entry unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glob: Option<String>,
+}
+
+impl FanOut {
+    /// Whether entry `name` is one of the tasks.
+    pub fn selects(&self, name: &str) -> bool {
+        self.glob
+            .as_deref()
+            .is_none_or(|glob| globset::Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(name)))
+    }
 }
 
 fn default_entrypoint() -> String {
@@ -100,6 +129,11 @@ pub struct InputSpec {
     /// Where the guest sees it; `/inputs` unless named.
     #[serde(default = "default_mount")]
     pub path: String,
+    /// The name the content appears under inside `path`: a file appears as `path/name`
+    /// (`path/<its CID>` unless named), a directory as `path/name/…` (its entries directly in
+    /// `path` unless named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 fn default_mount() -> String {
@@ -239,6 +273,21 @@ impl JobSpec {
             if !seen.insert(input.path.as_str()) {
                 return field(&format!("inputs[{i}].path"), format!("{} is mounted twice", input.path));
             }
+            if let Some(name) = &input.name {
+                if let Err(reason) = check_entry_name(name) {
+                    return field(&format!("inputs[{i}].name"), reason);
+                }
+            }
+        }
+        if let Some(fan_out) = &self.fan_out {
+            if fan_out.input >= self.inputs.len() {
+                return field("fan_out.input", format!("there is no input {} to fan out over", fan_out.input));
+            }
+            if let Some(glob) = &fan_out.glob {
+                if let Err(e) = globset::Glob::new(glob) {
+                    return field("fan_out.glob", format!("{glob:?} is not a glob: {e}"));
+                }
+            }
         }
         let (l, max) = (&self.limits, &Limits::MAX);
         for (name, value, max) in [
@@ -295,6 +344,14 @@ fn check_mount_path(path: &str) -> Result<(), String> {
     let outputs = OUTPUTS_MOUNT;
     if path == outputs || path.starts_with(&format!("{outputs}/")) {
         return Err(format!("{path:?} is inside {outputs}, which is the output directory"));
+    }
+    Ok(())
+}
+
+/// A UnixFS entry name: one non-empty path component.
+fn check_entry_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(format!("{name:?} must be one path component of 1 to 255 bytes, not . or .."));
     }
     Ok(())
 }
@@ -382,6 +439,46 @@ pub struct Job {
     /// What the verifier found, once it re-ran the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+}
+
+/// How the tasks of a fanned-out job ([`FanOut`]) stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// Tasks the job fanned out into.
+    pub total: u64,
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Tasks that failed (after their own retries).
+    pub failed: u64,
+    /// The first failed tasks, with why ([`TaskSummary::MAX_FAILURES_LISTED`] at most).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<TaskFailure>,
+    /// The gathered outputs once every task has finished: one entry per succeeded task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ContentId>,
+}
+
+impl TaskSummary {
+    /// How many failed tasks are listed by name.
+    pub const MAX_FAILURES_LISTED: usize = 100;
+
+    /// Tasks not finished yet.
+    pub fn pending(&self) -> u64 {
+        self.total.saturating_sub(self.succeeded + self.failed)
+    }
+}
+
+/// One failed task of a fanned-out job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// The input entry it ran on.
+    pub name: String,
+    /// The task's own job id.
+    pub job: String,
+    /// Why it failed.
+    pub reason: FailureReason,
+    /// The failure's message.
+    pub message: String,
 }
 
 /// A verifier's re-execution of a succeeded job.
@@ -511,6 +608,8 @@ pub enum FailureReason {
     WorkerLost,
     /// The job did not finish within its total timeout (`retry.total_timeout_ms`).
     DeadlineExceeded,
+    /// Some tasks of a fanned-out job failed (each task's own failure is in the job's `tasks`).
+    TasksFailed,
     /// A fault inside Shoal itself.
     Internal,
 }
@@ -531,6 +630,7 @@ impl FailureReason {
             FailureReason::NonZeroExit => "non_zero_exit",
             FailureReason::WorkerLost => "worker_lost",
             FailureReason::DeadlineExceeded => "deadline_exceeded",
+            FailureReason::TasksFailed => "tasks_failed",
             FailureReason::Internal => "internal",
         }
     }

@@ -377,9 +377,14 @@ impl JobStore {
     /// Takes the right to re-queue lost jobs for `hold` as `holder`; false if another holds it.
     /// One requeuer at a time keeps two from queueing the same job twice.
     pub async fn take_requeue_lock(&self, holder: &str, hold: Duration) -> Result<bool, StoreError> {
+        self.take_lock(&keys::requeue_lock(), holder, hold).await
+    }
+
+    /// Takes lock `lock` (a key of [`keys`]) for `holder` for `hold`, unless someone holds it.
+    pub async fn take_lock(&self, lock: &str, holder: &str, hold: Duration) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let taken: Option<String> = redis::cmd("SET")
-            .arg(keys::requeue_lock())
+            .arg(lock)
             .arg(holder)
             .arg("NX")
             .arg("PX")

@@ -57,11 +57,12 @@ impl Drop for MaterialisedInput {
     }
 }
 
-/// Materialised inputs by CID.
+/// Materialised inputs by CID and the name they are mounted under (the same content under two
+/// names is two directory layouts).
 #[derive(Clone)]
 pub struct InputCache {
     root: PathBuf,
-    cache: Cache<Cid, Arc<MaterialisedInput>>,
+    cache: Cache<(Cid, Option<String>), Arc<MaterialisedInput>>,
 }
 
 impl InputCache {
@@ -79,9 +80,14 @@ impl InputCache {
         Ok(InputCache { root, cache })
     }
 
-    /// The input `cid`, materialising it with `fetch` on a miss. `fetch` receives a fresh
-    /// directory to write into and returns the bytes it wrote.
-    pub async fn get_or_fetch<E, F, Fut>(&self, cid: Cid, fetch: F) -> Result<Arc<MaterialisedInput>, Arc<E>>
+    /// The input `cid` mounted as `name`, materialising it with `fetch` on a miss. `fetch`
+    /// receives a fresh directory to write into and returns the bytes it wrote.
+    pub async fn get_or_fetch<E, F, Fut>(
+        &self,
+        cid: Cid,
+        name: Option<String>,
+        fetch: F,
+    ) -> Result<Arc<MaterialisedInput>, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: FnOnce(PathBuf) -> Fut,
@@ -89,7 +95,7 @@ impl InputCache {
     {
         let root = self.root.join(format!("{cid}-{}", ulid::Ulid::new()));
         self.cache
-            .try_get_with(cid, async move {
+            .try_get_with((cid, name), async move {
                 let guard = RemoveOnError(Some(root.clone()));
                 let (dir, bytes) = fetch(root.clone()).await?;
                 guard.disarm();
@@ -147,8 +153,8 @@ mod tests {
         let cache = InputCache::new(dir.path().join("inputs"), 1 << 20).unwrap();
         let calls = AtomicUsize::new(0);
         let (a, b) = tokio::join!(
-            cache.get_or_fetch(cid(1), |root| write_file(root, 10, &calls)),
-            cache.get_or_fetch(cid(1), |root| write_file(root, 10, &calls)),
+            cache.get_or_fetch(cid(1), None, |root| write_file(root, 10, &calls)),
+            cache.get_or_fetch(cid(1), None, |root| write_file(root, 10, &calls)),
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(a.unwrap().dir, b.unwrap().dir);
@@ -159,7 +165,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = InputCache::new(dir.path().join("inputs"), 1 << 20).unwrap();
         let failed = cache
-            .get_or_fetch(cid(2), |root| async move {
+            .get_or_fetch(cid(2), None, |root| async move {
                 std::fs::create_dir_all(root.join("half")).unwrap();
                 Err::<(PathBuf, u64), _>("source went away".to_string())
             })
@@ -167,7 +173,7 @@ mod tests {
         assert_eq!(*failed.unwrap_err(), "source went away");
         assert_eq!(std::fs::read_dir(cache.root()).unwrap().count(), 0, "the half-written input is removed");
         let calls = AtomicUsize::new(0);
-        cache.get_or_fetch(cid(2), |root| write_file(root, 10, &calls)).await.unwrap();
+        cache.get_or_fetch(cid(2), None, |root| write_file(root, 10, &calls)).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the failure was not cached");
     }
 
@@ -177,7 +183,7 @@ mod tests {
         // Room for one 64 KiB input, not two.
         let cache = InputCache::new(dir.path().join("inputs"), 100 << 10).unwrap();
         let calls = AtomicUsize::new(0);
-        let first = cache.get_or_fetch(cid(3), |root| write_file(root, 64 << 10, &calls)).await.unwrap();
+        let first = cache.get_or_fetch(cid(3), None, |root| write_file(root, 64 << 10, &calls)).await.unwrap();
         let first_dir = first.dir.clone();
         for n in 4..8 {
             cache.get_or_fetch(cid(n), |root| write_file(root, 64 << 10, &calls)).await.unwrap();

@@ -12,8 +12,8 @@ use shoal_content::source::SourceChain;
 use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{BlockReader, BlockStore, ContentError};
 use shoal_jobs::{
-    now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, JobSpec,
-    JobState, JobStore, ShardQueue, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
+    now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOutStore,
+    JobSpec, JobState, JobStore, ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
 use tracing::{info, info_span, warn, Instrument};
@@ -46,6 +46,10 @@ pub struct Executor {
     pub scratch: PathBuf,
     /// Time allowed for fetching the program and inputs.
     pub fetch_timeout: Duration,
+    /// Where tasks of fanned-out jobs are queued.
+    pub router: ShardRouter,
+    /// The records of fanned-out jobs.
+    pub fanouts: FanOutStore,
 }
 
 /// What became of a delivery whose outcome is stored.
@@ -131,6 +135,9 @@ impl Executor {
                 }
             };
         let span = info_span!("job", job = job_id, execution = %execution.id);
+        if job.spec.fan_out.is_some() {
+            return self.fan_out(&job, execution).instrument(span).await;
+        }
         let outcome = self.run_spec(&job.spec, &execution.id).instrument(span).await;
         execution.finished_at_ms = Some(now_ms());
         execution.outcome = Some(match outcome {
@@ -228,7 +235,7 @@ impl Executor {
                 let mut inputs = Vec::with_capacity(spec.inputs.len());
                 let mut cached = 0;
                 for input in &spec.inputs {
-                    let (materialised, hit) = self.input(*input.cid.cid()).await?;
+                    let (materialised, hit) = self.input(*input.cid.cid(), input.name.as_deref()).await?;
                     inputs.push((input.path.clone(), materialised));
                     cached += u32::from(hit);
                 }
@@ -292,21 +299,24 @@ impl Executor {
 
     /// Materialises an input on disk, through the input cache; says whether it was there
     /// already (or being fetched by another job on this worker).
-    async fn input(&self, cid: Cid) -> Result<(Arc<MaterialisedInput>, bool), Stop> {
+    async fn input(&self, cid: Cid, name: Option<&str>) -> Result<(Arc<MaterialisedInput>, bool), Stop> {
         let fetched = AtomicBool::new(false);
         let input = self
             .inputs
-            .get_or_fetch(cid, |root| {
+            .get_or_fetch(cid, name.map(str::to_string), |root| {
                 fetched.store(true, Ordering::Relaxed);
                 async move {
                     let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
-                    // A directory's entries appear at the mount path; a single file appears inside
-                    // it, named by its CID (WASI can only preopen directories).
-                    let (dest, dir) = if info.kind.is_directory() {
-                        (root.join("tree"), root.join("tree"))
-                    } else {
-                        (root.join("tree").join(cid.to_string()), root.join("tree"))
+                    // A named input appears inside the mount path under its name. Unnamed, a
+                    // directory's entries appear at the mount path and a single file inside it,
+                    // named by its CID (WASI can only preopen directories).
+                    let tree = root.join("tree");
+                    let dest = match name {
+                        Some(name) => tree.join(name),
+                        None if info.kind.is_directory() => tree.clone(),
+                        None => tree.join(cid.to_string()),
                     };
+                    let dir = tree;
                     if let Some(parent) = dest.parent() {
                         std::fs::create_dir_all(parent)
                             .map_err(|e| internal(format!("creating {}: {e}", parent.display())))?;

@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod execute;
+pub mod fanout;
 pub mod retry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,8 +23,8 @@ use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{BlockSource, BlockStore, FsBlockStore};
 use shoal_jobs::backlog::{longest, oldest_waiting, take_unread};
 use shoal_jobs::{
-    now_ms, shard_backlogs, Candidate, Delivery, JobStore, Membership, ShardAssignment, ShardQueue, ShardReader,
-    StoreError, WorkerInfo,
+    now_ms, shard_backlogs, Candidate, Delivery, FanOutStore, JobStore, Membership, ShardAssignment, ShardQueue,
+    ShardReader, ShardRouter, StoreError, WorkerInfo,
 };
 use shoal_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::{watch, Semaphore};
@@ -74,6 +75,8 @@ pub struct WorkerConfig {
     pub steal_min_backlog: u64,
     /// …or once its oldest unread entry has waited this long (its readers are gone or stuck).
     pub steal_after: Duration,
+    /// How often finished tasks of fanned-out jobs are gathered (by one worker at a time).
+    pub gather_every: Duration,
 }
 
 impl WorkerConfig {
@@ -97,6 +100,7 @@ impl WorkerConfig {
             shard_replicas: 1,
             steal_min_backlog: 4,
             steal_after: Duration::from_secs(5),
+            gather_every: Duration::from_millis(500),
         }
     }
 }
@@ -146,7 +150,9 @@ impl Executor {
         })?;
         Ok(Executor {
             worker: config.id.clone(),
-            jobs: JobStore::new(conn),
+            jobs: JobStore::new(conn.clone()),
+            fanouts: FanOutStore::new(conn),
+            router: ShardRouter::new(config.shards),
             queue,
             chain: Arc::new(chain),
             store,
@@ -187,6 +193,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let first = with_retries("join", || placement.refresh()).await?;
     let (assigned_tx, mut assigned) = watch::channel(first);
     let heart = tokio::spawn(beat(placement, config.heartbeat, assigned_tx));
+    let gathering = tokio::spawn(fanout::gatherer(executor.clone(), config.gather_every));
     let mut owned = assigned.borrow_and_update().clone();
     let mut reader = ShardReader::connect(&client, &owned, &config.id, config.poll_block).await?;
 
@@ -301,6 +308,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let _all = slots.acquire_many(config.concurrency.max(1) as u32).await;
     renewer.abort();
     heart.abort();
+    gathering.abort();
     if let Err(e) = membership.leave(&config.id).await {
         warn!(error = %e, "could not deregister; the registration expires by itself");
     }

@@ -105,6 +105,35 @@ pub async fn import_path(path: &Path, opts: &ImportOptions, sink: &dyn BlockSink
     importer.finish(root.cid).await
 }
 
+/// An existing DAG to link into a new directory ([`import_links`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The entry's name in the directory (one path component).
+    pub name: String,
+    /// The DAG's root.
+    pub cid: Cid,
+    /// The DAG's cumulative size (block plus sub-DAGs), the link's `Tsize` (see
+    /// [`super::NodeInfo::dag_size`]).
+    pub dag_size: u64,
+}
+
+/// Builds a UnixFS directory over existing DAGs, which are linked, never read: exactly the
+/// directory a tree import of the same entries would build, HAMT-sharded past the same size.
+/// Names must be unique; they are sorted as the importer sorts them.
+pub async fn import_links(mut links: Vec<Link>, opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Imported> {
+    links.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = links.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        return Err(ContentError::InvalidArgument {
+            what: format!("directory entry {:?}", pair[0].name),
+            reason: "appears twice".into(),
+        });
+    }
+    let mut importer = Importer::new(opts, sink);
+    let entries = links.into_iter().map(|l| (l.name, Child { cid: l.cid, tsize: l.dag_size })).collect();
+    let root = importer.directory(entries).await?;
+    importer.finish(root.cid).await
+}
+
 /// A finished node as its parent links to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Child {
@@ -602,6 +631,31 @@ mod tests {
         assert!(stored.contains(&imported.root));
         // 12 leaves + 1 parent for "big", 20 files, "sub", the root.
         assert_eq!((imported.blocks, stored.len()), (35, 35));
+    }
+
+    #[tokio::test]
+    async fn linking_imported_entries_builds_the_directory_a_tree_import_builds() {
+        let store = crate::MemoryBlockStore::default();
+        for entries in [3usize, 6000] {
+            let dir = tempfile::tempdir().unwrap();
+            for i in 0..entries {
+                std::fs::write(dir.path().join(format!("scene-{i:05}.tif")), format!("pixels {i}")).unwrap();
+            }
+            std::fs::create_dir(dir.path().join("sub")).unwrap();
+            std::fs::write(dir.path().join("sub/inner"), "x").unwrap();
+            let whole = import_path(dir.path(), &ImportOptions::default(), &store).await.unwrap();
+            let mut links = Vec::new();
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let entry = entry.unwrap();
+                let root = import_path(&entry.path(), &ImportOptions::default(), &store).await.unwrap().root;
+                let dag_size = super::super::stat(&store, &root).await.unwrap().dag_size;
+                links.push(Link { name: entry.file_name().into_string().unwrap(), cid: root, dag_size });
+            }
+            let linked = import_links(links.clone(), &ImportOptions::default(), &store).await.unwrap();
+            assert_eq!(linked.root, whole.root, "{entries} entries");
+            links.push(links[0].clone());
+            assert!(import_links(links, &ImportOptions::default(), &store).await.is_err(), "a name twice");
+        }
     }
 
     #[tokio::test]
