@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod retry;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -167,14 +168,47 @@ impl Executor {
     }
 }
 
+/// What runs one delivered job and stores its outcome: the real [`Executor`], or a stand-in
+/// that models fetching and running (the scale simulation in `shoal-loadtest`), so both share
+/// one worker loop — placement, stealing, claims, recovery.
+pub trait Execute: Send + Sync + 'static {
+    /// Runs the delivered job once and settles it, as [`Executor::execute`] does.
+    fn execute(&self, delivery: &Delivery) -> impl Future<Output = Result<Settled, StoreError>> + Send;
+}
+
+impl Execute for Executor {
+    fn execute(&self, delivery: &Delivery) -> impl Future<Output = Result<Settled, StoreError>> + Send {
+        Executor::execute(self, delivery)
+    }
+}
+
 /// Runs a worker until `shutdown` resolves, then finishes the jobs it has started.
-pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), WorkerError> {
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StoreError::from)?;
     let executor = Arc::new(Executor::open(&config, &client).await?);
-    let queue = executor.queue.clone();
+    let gathering = tokio::spawn(fanout::gatherer(executor.clone(), config.gather_every));
+    let (jobs, queue) = (executor.jobs.clone(), executor.queue.clone());
+    let served = serve(&config, &client, jobs, queue, executor, shutdown).await;
+    gathering.abort();
+    served
+}
+
+/// The worker loop over `executor`: joins the membership, reads its shards (and steals when
+/// idle), runs what it reads up to its concurrency, renews its claims, takes over dead workers'
+/// entries and sweeps lost submissions, until `shutdown` resolves; then finishes the jobs it has
+/// started and leaves. `jobs` and `queue` are over the Redis of `client`.
+pub async fn serve<E: Execute>(
+    config: &WorkerConfig,
+    client: &redis::Client,
+    jobs: JobStore,
+    queue: ShardQueue,
+    executor: Arc<E>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let config = config.clone();
     let all_shards: Vec<u32> = (0..config.shards).collect();
 
-    let membership = Membership::new(executor.jobs.connection());
+    let membership = Membership::new(jobs.connection());
     let info = WorkerInfo {
         id: config.id.clone(),
         capacity: config.concurrency as u32,
@@ -193,9 +227,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let first = with_retries("join", || placement.refresh()).await?;
     let (assigned_tx, mut assigned) = watch::channel(first);
     let heart = tokio::spawn(beat(placement, config.heartbeat, assigned_tx));
-    let gathering = tokio::spawn(fanout::gatherer(executor.clone(), config.gather_every));
     let mut owned = assigned.borrow_and_update().clone();
-    let mut reader = ShardReader::connect(&client, &owned, &config.id, config.poll_block).await?;
+    let mut reader = ShardReader::connect(client, &owned, &config.id, config.poll_block).await?;
 
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // Entries this worker is running now, by shard and entry id (entry ids are unique only
@@ -212,7 +245,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     loop {
         if assigned.has_changed().unwrap_or(false) {
             let shards = assigned.borrow_and_update().clone();
-            match ShardReader::connect(&client, &shards, &config.id, config.poll_block).await {
+            match ShardReader::connect(client, &shards, &config.id, config.poll_block).await {
                 Ok(fresh) => {
                     info!(from = owned.len(), to = shards.len(), "shard assignment changed");
                     reader = fresh;
@@ -255,7 +288,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             Err(e) => {
                 warn!(error = %e, "reading shard streams failed; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(fresh) = ShardReader::connect(&client, &owned, &config.id, config.poll_block).await {
+                if let Ok(fresh) = ShardReader::connect(client, &owned, &config.id, config.poll_block).await {
                     reader = fresh;
                     resume_pending = true;
                 }
@@ -269,11 +302,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             if !deliveries.is_empty() {
                 info!(count = deliveries.len(), "took over entries of a dead or hung worker");
             }
-            if let Err(e) = sweep(&executor, &config).await {
+            if let Err(e) = sweep(&jobs, &queue, &config).await {
                 warn!(error = %e, "sweeping lost and overdue jobs failed; trying again later");
             }
         } else if !resume_pending && deliveries.is_empty() {
-            match steal(&executor, &config, &owned, free).await {
+            match steal(&jobs, &config, &owned, free).await {
                 Ok(stolen) => deliveries = stolen,
                 Err(e) => warn!(error = %e, "looking for work to steal failed; trying again later"),
             }
@@ -295,7 +328,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
             let queue = queue.clone();
             let in_flight = in_flight.clone();
             tokio::spawn(async move {
-                handle(&executor, &queue, &delivery).await;
+                handle(executor.as_ref(), &queue, &delivery).await;
                 in_flight
                     .lock()
                     .expect("in-flight set is never poisoned")
@@ -308,7 +341,6 @@ pub async fn run(config: WorkerConfig, shutdown: impl std::future::Future<Output
     let _all = slots.acquire_many(config.concurrency.max(1) as u32).await;
     renewer.abort();
     heart.abort();
-    gathering.abort();
     if let Err(e) = membership.leave(&config.id).await {
         warn!(error = %e, "could not deregister; the registration expires by itself");
     }
@@ -356,13 +388,13 @@ async fn beat(placement: Placement, every: Duration, assigned: watch::Sender<Vec
 /// at least [`WorkerConfig::steal_min_backlog`] entries, else one whose oldest unread entry has
 /// waited [`WorkerConfig::steal_after`] (its readers are gone or overloaded).
 async fn steal(
-    executor: &Executor,
+    jobs: &JobStore,
     config: &WorkerConfig,
     owned: &[u32],
     count: usize,
 ) -> Result<Vec<Delivery>, StoreError> {
     let others: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
-    let mut conn = executor.jobs.connection();
+    let mut conn = jobs.connection();
     let backlogs = shard_backlogs(&conn, &others).await?;
     let victim = match longest(&backlogs, config.steal_min_backlog) {
         Some(backlog) => Some(backlog.shard),
@@ -379,15 +411,15 @@ async fn steal(
 /// One worker at a time: puts back on their streams the queued jobs whose submission never
 /// reached one (older than a visibility timeout, so a submission in progress is left alone), and
 /// fails the jobs past their total timeout.
-async fn sweep(executor: &Executor, config: &WorkerConfig) -> Result<(), StoreError> {
-    if !executor.jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await? {
+async fn sweep(jobs: &JobStore, queue: &ShardQueue, config: &WorkerConfig) -> Result<(), StoreError> {
+    if !jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await? {
         return Ok(());
     }
-    for (job, shard) in executor.jobs.unqueued(config.visibility_timeout, 100).await? {
-        let entry = executor.jobs.enqueue(&executor.queue, &job, shard).await?;
+    for (job, shard) in jobs.unqueued(config.visibility_timeout, 100).await? {
+        let entry = jobs.enqueue(queue, &job, shard).await?;
         warn!(%job, shard, %entry, "re-queued a job whose submission never reached its stream");
     }
-    for job in executor.jobs.expire_overdue(100).await? {
+    for job in jobs.expire_overdue(100).await? {
         warn!(%job, "failed a job past its total timeout");
     }
     Ok(())
@@ -415,7 +447,7 @@ async fn renew_claims(
     }
 }
 
-async fn handle(executor: &Executor, queue: &ShardQueue, delivery: &Delivery) {
+async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, delivery: &Delivery) {
     match executor.execute(delivery).await {
         Ok(Settled::AttemptsExhausted { attempts }) => {
             let reason = format!("worker_lost: started {attempts} times, never finished");
