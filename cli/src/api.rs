@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use shoal_jobs::Job;
+use shoal_jobs::{Job, JobStatus};
 
 /// The gateway at one base URL.
 pub struct Api {
@@ -26,8 +26,8 @@ impl Api {
         decode(response).await
     }
 
-    /// The job `id` with its state and executions.
-    pub async fn job(&self, id: &str) -> anyhow::Result<Job> {
+    /// The job `id` with its state and executions, and its tasks if it fanned out.
+    pub async fn job(&self, id: &str) -> anyhow::Result<JobStatus> {
         let response =
             self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await.with_context(|| self.unreachable())?;
         decode(response).await

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{unixfs, BlockSource, FsBlockStore};
-use shoal_jobs::{ContentId, ExecutionOutcome, Job, JobState, VerificationOutcome};
+use shoal_jobs::{ContentId, ExecutionOutcome, Job, JobState, JobStatus, VerificationOutcome};
 
 use crate::api::Api;
 use crate::home::Home;
@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Limit on the bytes written to /outputs.
     #[arg(long)]
     output_bytes: Option<u64>,
+    /// Run once per entry of the (first) input directory instead of once over it; with a
+    /// GLOB, only the entries whose names match (`--each '*.TIF'`).
+    #[arg(long, value_name = "GLOB", num_args = 0..=1, default_missing_value = "*")]
+    each: Option<String>,
     /// Makes the submission idempotent: the same key and spec return the same job.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -111,6 +115,9 @@ impl RunArgs {
             }
         }
         spec.insert("limits".into(), Value::Object(limits));
+        if let Some(glob) = &self.each {
+            spec.insert("fan_out".into(), json!({ "glob": glob }));
+        }
         Ok(Value::Object(spec))
     }
 }
@@ -131,9 +138,28 @@ pub async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut delay = Duration::from_millis(50);
     let job = loop {
-        let job = api.job(&job.id).await?;
-        bar.set_message(format!("job {} {}", job.id, describe(&job)));
+        let JobStatus { job, tasks } = api.job(&job.id).await?;
+        match &tasks {
+            Some(tasks) if !job.state.is_terminal() => {
+                if bar.length() != Some(tasks.total) {
+                    bar.set_style(
+                        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} tasks {msg}")
+                            .expect("a valid template"),
+                    );
+                    bar.set_length(tasks.total);
+                }
+                bar.set_position(tasks.succeeded + tasks.failed);
+                bar.set_message(if tasks.failed > 0 { format!("({} failed)", tasks.failed) } else { String::new() });
+            }
+            _ => bar.set_message(format!("job {} {}", job.id, describe(&job))),
+        }
         if job.state.is_terminal() {
+            if let Some(tasks) = &tasks {
+                eprintln!("{} of {} tasks succeeded, {} failed", tasks.succeeded, tasks.total, tasks.failed);
+                for failure in &tasks.failures {
+                    eprintln!("  {} ({}): {}", failure.name, failure.reason, failure.message);
+                }
+            }
             break job;
         }
         if Instant::now() >= deadline {
@@ -186,11 +212,12 @@ fn report(job: &Job) -> anyhow::Result<ExitCode> {
 /// `shoal status JOB`.
 pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(home.gateway_url(args.gateway.as_deref()));
-    let job = api.job(&args.job).await?;
+    let status = api.job(&args.job).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&job)?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let JobStatus { job, tasks } = status;
     println!("job        {}", job.id);
     println!("state      {}", job.state);
     println!("program    {}", job.spec.program);
@@ -203,6 +230,15 @@ pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(failure) = &job.failure {
         println!("failure    {}: {}", failure.reason, failure.message);
+    }
+    if let Some(tasks) = &tasks {
+        println!(
+            "tasks      {} of {}: {} succeeded, {} failed",
+            tasks.total - tasks.pending(),
+            tasks.total,
+            tasks.succeeded,
+            tasks.failed
+        );
     }
     if let Some(verification) = &job.verification {
         let verdict = match &verification.outcome {
@@ -235,7 +271,7 @@ pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
 /// `shoal logs JOB`: the latest execution's stdout, then its stderr.
 pub async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(home.gateway_url(args.gateway.as_deref()));
-    let job = api.job(&args.job).await?;
+    let job = api.job(&args.job).await?.job;
     let Some(execution) = job.executions.iter().rev().find(|e| e.outcome.is_some()) else {
         bail!("job {} has no finished execution yet ({})", job.id, job.state);
     };

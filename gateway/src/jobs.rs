@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use shoal_jobs::{ContentId, Created, Job, JobSpec, JobState, StoreError, TaskSummary};
+use shoal_jobs::{ContentId, Created, Job, JobSpec, JobState, JobStatus, StoreError};
 
 use crate::api_error::ApiError;
 use crate::AppState;
@@ -203,15 +203,6 @@ pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) 
     let job = load_job(&app, &id).await?;
     let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&id).await? } else { None };
     Ok(Json(JobStatus { job, tasks }))
-}
-
-/// The answer of `GET /v1/jobs/{id}`: the job, and for a fanned-out job how its tasks stand.
-#[derive(Debug, Serialize)]
-pub(crate) struct JobStatus {
-    #[serde(flatten)]
-    job: Job,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tasks: Option<TaskSummary>,
 }
 
 /// The answer of `GET /v1/jobs/{id}/result` for a job that succeeded.

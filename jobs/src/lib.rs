@@ -33,8 +33,8 @@ pub use fanout::{FanOutStore, TaskOutcome};
 pub use membership::{Member, Membership, WorkerInfo};
 pub use model::{
     ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, InputSpec, Job, JobSpec,
-    JobState, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification, VerificationOutcome, VerificationPolicy,
-    OUTPUTS_MOUNT,
+    JobState, JobStatus, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification, VerificationOutcome,
+    VerificationPolicy, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};

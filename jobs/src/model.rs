@@ -441,6 +441,18 @@ pub struct Job {
     pub verification: Option<Verification>,
 }
 
+/// A job as `GET /v1/jobs/{id}` shows it: the record, and for a fanned-out job how its tasks
+/// stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job.
+    #[serde(flatten)]
+    pub job: Job,
+    /// Its tasks, once it has fanned out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<TaskSummary>,
+}
+
 /// How the tasks of a fanned-out job ([`FanOut`]) stand.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSummary {

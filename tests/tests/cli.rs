@@ -110,6 +110,18 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
         &["cat", &format!("{output}/{input}.sha256"), "--from", "http://127.0.0.1:9"],
     ));
     assert_eq!(again, digest_line, "read from the imported blocks alone");
+    // `--each` runs once per entry of a directory, shows the tasks, and gathers the outputs
+    // under the entries' names.
+    for name in ["a.txt", "b.txt", "skip.bin"] {
+        std::fs::write(work.path().join("fetched").join(name), name).unwrap();
+    }
+    let dir = stdout_line(&shoal(home.path(), &["add", "--quiet", work.path().join("fetched").to_str().unwrap()]));
+    let each = shoal(home.path(), &["run", "--program", &program, "--input", &dir, "--each", "*.txt"]);
+    let gathered = stdout_line(&each);
+    let stderr = String::from_utf8_lossy(&each.stderr);
+    assert!(stderr.contains("2 of 2 tasks succeeded, 0 failed"), "{stderr}");
+    let digest = stdout_line(&shoal(home.path(), &["cat", &format!("{gathered}/a.txt/a.txt.sha256")]));
+    assert!(digest.ends_with("  a.txt"), "{digest}");
     drop(dev);
     assert!(!endpoints.exists(), "shoal dev removes its endpoints when it stops");
 }
