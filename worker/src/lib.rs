@@ -384,7 +384,10 @@ async fn beat(placement: Placement, every: Duration, assigned: watch::Sender<Vec
     }
 }
 
-/// Work for an idle worker from a shard it does not read: the one with the longest backlog of
+/// Shards an idle worker looks at for work to steal, per attempt.
+const STEAL_SAMPLE: usize = 64;
+
+/// Work for an idle worker from a shard it does not read (among [`STEAL_SAMPLE`] of them): the one with the longest backlog of
 /// at least [`WorkerConfig::steal_min_backlog`] entries, else one whose oldest unread entry has
 /// waited [`WorkerConfig::steal_after`] (its readers are gone or overloaded).
 async fn steal(
@@ -393,7 +396,11 @@ async fn steal(
     owned: &[u32],
     count: usize,
 ) -> Result<Vec<Delivery>, StoreError> {
+    // A sample of the other shards, from a random place: with thousands of shards and workers,
+    // every idle worker scanning every shard each poll would load Redis more than the work does.
     let others: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
+    let start = if others.is_empty() { 0 } else { (ulid::Ulid::new().random() % others.len() as u128) as usize };
+    let others: Vec<u32> = others.iter().cycle().skip(start).take(others.len().min(STEAL_SAMPLE)).copied().collect();
     let mut conn = jobs.connection();
     let backlogs = shard_backlogs(&conn, &others).await?;
     let victim = match longest(&backlogs, config.steal_min_backlog) {
