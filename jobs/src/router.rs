@@ -26,7 +26,12 @@ impl ShardRouter {
     /// workers reading it keep that input in cache. Jobs without inputs are placed by program.
     pub fn route(&self, spec: &JobSpec) -> u32 {
         let key = spec.inputs.first().map_or(&spec.program, |input| &input.cid);
-        let digest = key.cid().hash().digest();
+        self.shard_of(key.cid())
+    }
+
+    /// The shard jobs whose first input is `cid` go to.
+    pub fn shard_of(&self, cid: &cid::Cid) -> u32 {
+        let digest = cid.hash().digest();
         let mut word = [0u8; 8];
         let n = digest.len().min(8);
         word[..n].copy_from_slice(&digest[..n]);

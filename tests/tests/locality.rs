@@ -210,3 +210,87 @@ async fn work_on_a_shard_nobody_reads_is_stolen_by_an_idle_worker() {
     beating.abort();
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_worker_steals_first_where_it_already_holds_the_data() {
+    let options = StackOptions { workers: 0, shards: 16, ..StackOptions::default() };
+    let mut stack = Stack::start(options.clone()).await.unwrap();
+    let echo = stack.add_program("echo-hash").await.unwrap();
+    let spin = stack.add_program("infinite-loop").await.unwrap();
+
+    // A registered worker that never reads, weighted to own nearly every shard.
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let membership = Membership::new(client.get_connection_manager().await.unwrap());
+    let ghost = WorkerInfo {
+        id: "ghost".into(),
+        capacity: 10_000,
+        cache_bytes: 0,
+        labels: BTreeMap::new(),
+        shards: options.shards,
+        started_at_ms: now_ms(),
+    };
+    membership.heartbeat(&ghost).await.unwrap();
+    let beating = {
+        let (membership, ghost) = (membership.clone(), ghost.clone());
+        tokio::spawn(async move {
+            loop {
+                membership.heartbeat(&ghost).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let mut config = stack.worker_config("thief");
+    config.concurrency = 1;
+    config.steal_after = Duration::from_secs(1);
+    config.steal_min_backlog = 2;
+    stack.start_worker_with(config);
+    let live = live_workers(&stack, &["ghost", "thief"]).await;
+    settle(&options).await;
+    let assignment = ShardAssignment::new(options.shards, 1);
+    let ghost_owns = |spec: &Value| assignment.owners(shard_of(spec, options.shards), &live)[0].id == "ghost";
+
+    // Two inputs on two different shards of the ghost's.
+    let mut picked: Vec<(Cid, u32)> = Vec::new();
+    for n in 0.. {
+        let input = stack.add_bytes(format!("data {n}").as_bytes()).await.unwrap();
+        let probe = spec(&echo, &input, "probe");
+        let shard = shard_of(&probe, options.shards);
+        if ghost_owns(&probe) && picked.iter().all(|(_, s)| *s != shard) {
+            picked.push((input, shard));
+            if picked.len() == 2 {
+                break;
+            }
+        }
+    }
+    let (held, other) = (picked[0].0, picked[1].0);
+
+    // The thief takes a stranded job over `held`, and so comes to hold it.
+    let warm = run_all(&stack, &[spec(&echo, &held, "warm")]).await;
+    assert_eq!(ran_on(&warm[0]).0, "thief");
+
+    // While it is busy with a long job, backlogs build on both shards, the longer one on the
+    // shard whose data it does not hold.
+    let long = json!({"program": spin.to_string(), "args": ["long"], "inputs": [{"cid": held.to_string()}],
+        "limits": {"fuel": 10_000_000_000_000u64, "wall_time_ms": 3000}, "retry": {"max_attempts": 1}});
+    let long = stack.submit_ok(&long).await.unwrap();
+    stack.wait_until(&long, WAIT, |job| job.state == JobState::Running).await.unwrap();
+    let mut later = Vec::new();
+    for n in 0..3 {
+        later.push((other, stack.submit_ok(&spec(&echo, &other, &format!("other {n}"))).await.unwrap()));
+    }
+    for n in 0..2 {
+        later.push((held, stack.submit_ok(&spec(&echo, &held, &format!("held {n}"))).await.unwrap()));
+    }
+    assert_eq!(stack.wait_terminal(&long, WAIT).await.unwrap().state, JobState::Failed, "the long job times out");
+
+    let mut started = Vec::new();
+    for (input, id) in &later {
+        let job = stack.wait_terminal(id, WAIT).await.unwrap();
+        assert_eq!(ran_on(&job).0, "thief");
+        started.push((job.executions[0].started_at_ms, *input));
+    }
+    started.sort();
+    assert_eq!(started[0].1, held, "the first job it steals is one whose data it holds: {started:?}");
+    beating.abort();
+    stack.shutdown().await;
+}

@@ -104,6 +104,11 @@ impl InputCache {
             .await
     }
 
+    /// The CIDs of the inputs held now.
+    pub fn held(&self) -> Vec<Cid> {
+        self.cache.iter().map(|(key, _)| key.0).collect()
+    }
+
     /// The directory inputs are materialised under.
     pub fn root(&self) -> &Path {
         &self.root

@@ -14,18 +14,19 @@ pub mod execute;
 pub mod fanout;
 pub mod retry;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cid::Cid;
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{BlockSource, BlockStore, FsBlockStore};
 use shoal_jobs::backlog::{longest, oldest_waiting, take_unread};
 use shoal_jobs::{
-    now_ms, shard_backlogs, Candidate, Delivery, FanOutStore, JobStore, Membership, ShardAssignment, ShardQueue,
-    ShardReader, ShardRouter, StoreError, WorkerInfo,
+    now_ms, shard_backlogs, Candidate, Delivery, FanOutStore, JobStore, Membership, ShardAssignment, ShardBacklog,
+    ShardQueue, ShardReader, ShardRouter, StoreError, WorkerInfo,
 };
 use shoal_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::{watch, Semaphore};
@@ -174,11 +175,21 @@ impl Executor {
 pub trait Execute: Send + Sync + 'static {
     /// Runs the delivered job once and settles it, as [`Executor::execute`] does.
     fn execute(&self, delivery: &Delivery) -> impl Future<Output = Result<Settled, StoreError>> + Send;
+
+    /// The inputs this worker holds now: when it steals, it prefers shards they route to.
+    /// None unless the executor keeps inputs.
+    fn held_inputs(&self) -> Vec<Cid> {
+        Vec::new()
+    }
 }
 
 impl Execute for Executor {
     fn execute(&self, delivery: &Delivery) -> impl Future<Output = Result<Settled, StoreError>> + Send {
         Executor::execute(self, delivery)
+    }
+
+    fn held_inputs(&self) -> Vec<Cid> {
+        self.inputs.held()
     }
 }
 
@@ -207,6 +218,7 @@ pub async fn serve<E: Execute>(
 ) -> Result<(), WorkerError> {
     let config = config.clone();
     let all_shards: Vec<u32> = (0..config.shards).collect();
+    let router = ShardRouter::new(config.shards);
 
     let membership = Membership::new(jobs.connection());
     let info = WorkerInfo {
@@ -306,7 +318,8 @@ pub async fn serve<E: Execute>(
                 warn!(error = %e, "sweeping lost and overdue jobs failed; trying again later");
             }
         } else if !resume_pending && deliveries.is_empty() {
-            match steal(&jobs, &config, &owned, free).await {
+            let held: HashSet<u32> = executor.held_inputs().iter().map(|cid| router.shard_of(cid)).collect();
+            match steal(&jobs, &config, &owned, &held, free).await {
                 Ok(stolen) => deliveries = stolen,
                 Err(e) => warn!(error = %e, "looking for work to steal failed; trying again later"),
             }
@@ -387,30 +400,43 @@ async fn beat(placement: Placement, every: Duration, assigned: watch::Sender<Vec
 /// Shards an idle worker looks at for work to steal, per attempt.
 const STEAL_SAMPLE: usize = 64;
 
-/// Work for an idle worker from a shard it does not read (among [`STEAL_SAMPLE`] of them): the one with the longest backlog of
-/// at least [`WorkerConfig::steal_min_backlog`] entries, else one whose oldest unread entry has
-/// waited [`WorkerConfig::steal_after`] (its readers are gone or overloaded).
+/// Work for an idle worker from a shard it does not read. Among the shards whose data it holds
+/// (`held`) and [`STEAL_SAMPLE`] others, it takes from the one with the longest backlog of at
+/// least [`WorkerConfig::steal_min_backlog`] entries — a held one first, where the inputs are
+/// already on its disk — else from one whose oldest unread entry has waited
+/// [`WorkerConfig::steal_after`] (its readers are gone or overloaded).
 async fn steal(
     jobs: &JobStore,
     config: &WorkerConfig,
     owned: &[u32],
+    held: &HashSet<u32>,
     count: usize,
 ) -> Result<Vec<Delivery>, StoreError> {
-    // A sample of the other shards, from a random place: with thousands of shards and workers,
-    // every idle worker scanning every shard each poll would load Redis more than the work does.
+    // A sample, from a random place: with thousands of shards and workers, every idle worker
+    // scanning every shard each poll would load Redis more than the work does.
     let others: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
     let start = if others.is_empty() { 0 } else { (ulid::Ulid::new().random() % others.len() as u128) as usize };
-    let others: Vec<u32> = others.iter().cycle().skip(start).take(others.len().min(STEAL_SAMPLE)).copied().collect();
+    let mut sample: Vec<u32> = held.iter().copied().filter(|shard| !owned.contains(shard)).collect();
+    sample.sort_unstable();
+    sample.extend(others.iter().cycle().skip(start).take(others.len().min(STEAL_SAMPLE)).filter(|s| !held.contains(s)));
     let mut conn = jobs.connection();
-    let backlogs = shard_backlogs(&conn, &others).await?;
-    let victim = match longest(&backlogs, config.steal_min_backlog) {
+    let backlogs = shard_backlogs(&conn, &sample).await?;
+    let held_backlogs: Vec<ShardBacklog> = backlogs.iter().filter(|b| held.contains(&b.shard)).cloned().collect();
+    let victim = match longest(&held_backlogs, config.steal_min_backlog)
+        .or_else(|| longest(&backlogs, config.steal_min_backlog))
+    {
         Some(backlog) => Some(backlog.shard),
         None => oldest_waiting(&conn, &backlogs, config.steal_after).await?,
     };
     let Some(shard) = victim else { return Ok(Vec::new()) };
     let stolen = take_unread(&mut conn, shard, &config.id, count).await?;
     if !stolen.is_empty() {
-        info!(shard, count = stolen.len(), "stole work from a shard this worker does not read");
+        info!(
+            shard,
+            count = stolen.len(),
+            held = held.contains(&shard),
+            "stole work from a shard this worker does not read"
+        );
     }
     Ok(stolen)
 }
