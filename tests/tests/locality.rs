@@ -73,6 +73,28 @@ async fn run_all(stack: &Stack, specs: &[Value]) -> Vec<Job> {
     jobs
 }
 
+/// Registers "ghost": a worker that beats its heartbeat but never reads (hung, or overloaded),
+/// with a capacity that makes it own nearly every shard. It beats until the handle is aborted.
+async fn start_ghost(stack: &Stack, options: &StackOptions) -> tokio::task::JoinHandle<()> {
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let membership = Membership::new(client.get_connection_manager().await.unwrap());
+    let ghost = WorkerInfo {
+        id: "ghost".into(),
+        capacity: 10_000,
+        cache_bytes: 0,
+        labels: BTreeMap::new(),
+        shards: options.shards,
+        started_at_ms: now_ms(),
+    };
+    membership.heartbeat(&ghost).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            membership.heartbeat(&ghost).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
 /// Waits until the workers have had time to see the membership settle (three heartbeats).
 async fn settle(options: &StackOptions) {
     tokio::time::sleep(options.heartbeat * 3).await;
@@ -168,26 +190,7 @@ async fn work_on_a_shard_nobody_reads_is_stolen_by_an_idle_worker() {
     let program = stack.add_program("echo-hash").await.unwrap();
 
     // A registered worker that never reads (hung, or overloaded), weighted to own most shards.
-    let client = redis::Client::open(stack.redis.url()).unwrap();
-    let membership = Membership::new(client.get_connection_manager().await.unwrap());
-    let ghost = WorkerInfo {
-        id: "ghost".into(),
-        capacity: 10_000,
-        cache_bytes: 0,
-        labels: BTreeMap::new(),
-        shards: options.shards,
-        started_at_ms: now_ms(),
-    };
-    let beating = {
-        let (membership, ghost) = (membership.clone(), ghost.clone());
-        tokio::spawn(async move {
-            loop {
-                membership.heartbeat(&ghost).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    membership.heartbeat(&ghost).await.unwrap();
+    let beating = start_ghost(&stack, &options).await;
     let mut config = stack.worker_config("thief");
     config.steal_after = Duration::from_secs(1);
     stack.start_worker_with(config);
@@ -219,26 +222,7 @@ async fn an_idle_worker_steals_first_where_it_already_holds_the_data() {
     let spin = stack.add_program("infinite-loop").await.unwrap();
 
     // A registered worker that never reads, weighted to own nearly every shard.
-    let client = redis::Client::open(stack.redis.url()).unwrap();
-    let membership = Membership::new(client.get_connection_manager().await.unwrap());
-    let ghost = WorkerInfo {
-        id: "ghost".into(),
-        capacity: 10_000,
-        cache_bytes: 0,
-        labels: BTreeMap::new(),
-        shards: options.shards,
-        started_at_ms: now_ms(),
-    };
-    membership.heartbeat(&ghost).await.unwrap();
-    let beating = {
-        let (membership, ghost) = (membership.clone(), ghost.clone());
-        tokio::spawn(async move {
-            loop {
-                membership.heartbeat(&ghost).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let beating = start_ghost(&stack, &options).await;
     let mut config = stack.worker_config("thief");
     config.concurrency = 1;
     config.steal_after = Duration::from_secs(1);
