@@ -13,7 +13,7 @@ use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{BlockReader, BlockStore, ContentError};
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOutStore,
-    JobSpec, JobState, JobStore, ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
+    Job, JobSpec, JobState, JobStore, ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
 use tracing::{info, info_span, warn, Instrument};
@@ -67,6 +67,50 @@ pub enum Settled {
     },
 }
 
+/// What [`begin`] found.
+#[derive(Debug)]
+pub enum Begun {
+    /// Run the job: its record, and the execution now recorded as started.
+    Run(Box<Job>, Execution),
+    /// Do not run it; the delivery is settled like this.
+    Settled(Settled),
+}
+
+/// Records that `worker` starts an execution of the delivered job — the one protocol every
+/// executor follows, so retries, backoff, duplicates and exhausted attempts are handled alike:
+/// the job to run, or how the delivery is settled without running.
+pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result<Begun, StoreError> {
+    let job_id = delivery.job_id.as_str();
+    let execution = Execution {
+        id: ulid::Ulid::new().to_string(),
+        worker: worker.to_string(),
+        started_at_ms: now_ms(),
+        finished_at_ms: None,
+        outcome: None,
+    };
+    let settled =
+        match with_retries("start_execution", || jobs.start_delivered(job_id, &delivery.entry, &execution)).await? {
+            Started::Running(job) => return Ok(Begun::Run(job, execution)),
+            Started::AlreadyFinished(state) => {
+                info!(job = job_id, %state, "already finished; skipping duplicate delivery");
+                Settled::Done
+            }
+            Started::BackingOff { wait } => {
+                info!(job = job_id, ?wait, "retry backing off; leaving the entry pending");
+                Settled::Later
+            }
+            Started::Duplicate => {
+                info!(job = job_id, entry = %delivery.entry, "running from another entry; skipping this duplicate");
+                Settled::Done
+            }
+            Started::AttemptsExhausted { attempts } => {
+                warn!(job = job_id, attempts, "started too often without finishing; failed as worker_lost");
+                Settled::AttemptsExhausted { attempts }
+            }
+        };
+    Ok(Begun::Settled(settled))
+}
+
 /// A job's program and inputs, ready to run.
 struct Fetched {
     program: Program,
@@ -105,35 +149,10 @@ impl Executor {
     /// delivery unacknowledged.
     pub async fn execute(&self, delivery: &Delivery) -> Result<Settled, StoreError> {
         let job_id = delivery.job_id.as_str();
-        let mut execution = Execution {
-            id: ulid::Ulid::new().to_string(),
-            worker: self.worker.clone(),
-            started_at_ms: now_ms(),
-            finished_at_ms: None,
-            outcome: None,
+        let (job, mut execution) = match begin(&self.jobs, &self.worker, delivery).await? {
+            Begun::Run(job, execution) => (job, execution),
+            Begun::Settled(settled) => return Ok(settled),
         };
-        let job =
-            match with_retries("start_execution", || self.jobs.start_delivered(job_id, &delivery.entry, &execution))
-                .await?
-            {
-                Started::Running(job) => job,
-                Started::AlreadyFinished(state) => {
-                    info!(job = job_id, %state, "already finished; skipping duplicate delivery");
-                    return Ok(Settled::Done);
-                }
-                Started::BackingOff { wait } => {
-                    info!(job = job_id, ?wait, "retry backing off; leaving the entry pending");
-                    return Ok(Settled::Later);
-                }
-                Started::Duplicate => {
-                    info!(job = job_id, entry = %delivery.entry, "running from another entry; skipping this duplicate");
-                    return Ok(Settled::Done);
-                }
-                Started::AttemptsExhausted { attempts } => {
-                    warn!(job = job_id, attempts, "started too often without finishing; failed as worker_lost");
-                    return Ok(Settled::AttemptsExhausted { attempts });
-                }
-            };
         let span = info_span!("job", job = job_id, execution = %execution.id);
         if job.spec.fan_out.is_some() {
             return self.fan_out(&job, execution).instrument(span).await;
