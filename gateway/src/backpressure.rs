@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use shoal_jobs::{shard_backlogs, RedisConnection};
 
 use crate::GatewayConfig;
@@ -24,10 +23,10 @@ pub(crate) struct Backlog {
 impl Backlog {
     /// Starts sampling every [`GatewayConfig::backlog_sample_interval`] over `conn`; sampling
     /// stops when the returned handle is dropped.
-    pub fn sample(conn: ConnectionManager, config: &GatewayConfig) -> Arc<Backlog> {
+    pub fn sample(conn: RedisConnection, config: &GatewayConfig) -> Arc<Backlog> {
         let backlog = Arc::new(Backlog::default());
         let shards: Vec<u32> = (0..config.shards).collect();
-        tokio::spawn(sampler(Arc::downgrade(&backlog), conn.into(), shards, config.backlog_sample_interval));
+        tokio::spawn(sampler(Arc::downgrade(&backlog), conn, shards, config.backlog_sample_interval));
         backlog
     }
 

@@ -7,7 +7,8 @@ use shoal_jobs::StoreError;
 /// How a gateway connects to Redis and what it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
-    /// The Redis holding jobs and shard streams, e.g. `redis://127.0.0.1:6379/`.
+    /// The Redis holding jobs and shard streams, e.g. `redis://127.0.0.1:6379/`; several
+    /// comma-separated URLs are seed nodes of a Redis Cluster.
     pub redis_url: String,
     /// How many shard streams jobs are spread over; at least 1, and the same as the workers'
     /// setting (a job is placed by `hash(first input) mod shards`). Set by [`GatewayConfig::new`].
@@ -32,6 +33,11 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// The URLs in [`GatewayConfig::redis_url`]: one for a single node, several for a cluster.
+    pub fn redis_urls(&self) -> Vec<String> {
+        self.redis_url.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
+    }
+
     /// The default body limit: 1 MiB, far above any real job spec.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
     /// The default request timeout.

@@ -38,7 +38,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shoal_jobs::{FanOutStore, JobStore, Membership, ShardQueue, ShardRouter};
+use redis::cluster::ClusterClient;
+use shoal_jobs::{FanOutStore, JobStore, Membership, RedisConnection, ShardQueue, ShardRouter};
 use tokio::net::TcpListener;
 
 pub use config::{GatewayConfig, GatewayError};
@@ -53,7 +54,7 @@ struct AppState {
     store: JobStore,
     fanouts: FanOutStore,
     queue: ShardQueue,
-    redis: ConnectionManager,
+    redis: RedisConnection,
     placement: ShardRouter,
     config: Arc<GatewayConfig>,
     metrics: Arc<Metrics>,
@@ -72,19 +73,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     if config.max_body_bytes == 0 {
         return Err(GatewayError::InvalidConfig("max_body_bytes must be at least 1".into()));
     }
-    let client = redis::Client::open(config.redis_url.as_str())
-        .map_err(|source| GatewayError::Connect { address: "(unparsable URL)".into(), source })?;
-    let address = client.get_connection_info().addr().to_string();
-    // Few, short retries: a request waiting on a reconnect should fail fast with 503 rather
-    // than hang; the next request starts a new attempt.
-    let manager_config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_max_delay(config.redis_timeout)
-        .set_connection_timeout(Some(config.redis_timeout))
-        .set_response_timeout(Some(config.redis_timeout));
-    let redis = ConnectionManager::new_with_config(client, manager_config)
-        .await
-        .map_err(|source| GatewayError::Connect { address, source })?;
+    let redis = connect(&config).await?;
     let queue = ShardQueue::new(redis.clone());
     queue.ensure_groups(config.shards).await.map_err(GatewayError::ShardGroups)?;
 
@@ -111,6 +100,37 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     Ok(layers::apply(routes, metrics, config.request_timeout))
+}
+
+/// Connects to the Redis of `config`: one node through a reconnecting connection manager, or a
+/// cluster through its seed nodes, both with the short timeouts of [`GatewayConfig::redis_timeout`].
+async fn connect(config: &GatewayConfig) -> Result<RedisConnection, GatewayError> {
+    let urls = config.redis_urls();
+    if let [url] = urls.as_slice() {
+        let client = redis::Client::open(url.as_str())
+            .map_err(|source| GatewayError::Connect { address: "(unparsable URL)".into(), source })?;
+        let address = client.get_connection_info().addr().to_string();
+        // Few, short retries: a request waiting on a reconnect should fail fast with 503 rather
+        // than hang; the next request starts a new attempt.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_max_delay(config.redis_timeout)
+            .set_connection_timeout(Some(config.redis_timeout))
+            .set_response_timeout(Some(config.redis_timeout));
+        let manager = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(|source| GatewayError::Connect { address, source })?;
+        return Ok(manager.into());
+    }
+    let address = "a Redis Cluster (seed nodes given)".to_string();
+    let client = ClusterClient::builder(urls.iter().map(String::as_str))
+        .connection_timeout(config.redis_timeout)
+        .response_timeout(config.redis_timeout)
+        .retries(1)
+        .build()
+        .map_err(|source| GatewayError::Connect { address: address.clone(), source })?;
+    let conn = client.get_async_connection().await.map_err(|source| GatewayError::Connect { address, source })?;
+    Ok(conn.into())
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections

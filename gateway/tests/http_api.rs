@@ -782,3 +782,68 @@ async fn submissions_over_the_backlog_limit_get_429_with_retry_after_and_none_is
     let metrics = gateway.get("/metrics").await.text().await.unwrap();
     assert!(sample(&metrics, "shoal_gateway_jobs_refused_total").is_some_and(|n| n >= 1.0), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_runs_on_a_three_node_redis_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = tokio::task::spawn_blocking({
+        let path = dir.path().to_path_buf();
+        move || shoal_jobs::RedisCluster::start(&path)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut config = GatewayConfig::new(cluster.urls().join(","), 16);
+    config.max_backlog = Some(12);
+    config.backlog_sample_interval = Duration::from_millis(20);
+    let app = router(config).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (_shutdown, stop) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, app, async move {
+        stop.await.ok();
+    }));
+    let http = reqwest::Client::new();
+
+    // Twelve jobs, spread over shards on every node; each reads back; the listing pages over
+    // all of them.
+    let mut ids = BTreeSet::new();
+    for n in 0..12 {
+        let mut spec = spec(&format!("cluster-{n}"));
+        spec["inputs"][0]["cid"] = json!(if n % 2 == 0 { INPUT } else { OUTPUT });
+        let response = http.post(format!("{base}/v1/jobs")).json(&spec).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let job: Value = response.json().await.unwrap();
+        let id = job["id"].as_str().unwrap().to_string();
+        let read: Value = http.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(read["state"], "queued");
+        ids.insert(id);
+    }
+    let mut listed = BTreeSet::new();
+    let mut next = format!("{base}/v1/jobs?state=queued&limit=5");
+    loop {
+        let page: Value = http.get(&next).send().await.unwrap().json().await.unwrap();
+        listed.extend(page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => next = format!("{base}/v1/jobs?state=queued&limit=5&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ids);
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(http.get(format!("{base}/v1/workers")).send().await.unwrap().status(), StatusCode::OK);
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(sample(&metrics, "shoal_gateway_redis_up"), Some(1.0), "{metrics}");
+
+    // The backlog, summed over the cluster's nodes, reaches the limit.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let response = http.post(format!("{base}/v1/jobs")).json(&spec("over")).send().await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster's backlog was never seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(cluster);
+}
