@@ -8,6 +8,8 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use shoal_jobs::*;
 
+mod common;
+
 const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 /// Shards used by the stream tests: many more than nodes, as in production.
@@ -254,20 +256,7 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
     for round in 0..100 {
         let key = format!("race-{round}");
         let spec = spec(&["race"]);
-        let results = futures::future::join_all((0..8).map(|_| store.create(&spec, 0, Some(&key)))).await;
-        let mut ids = BTreeSet::new();
-        let mut new = 0;
-        for result in results {
-            match result.unwrap() {
-                Created::New(job) => {
-                    new += 1;
-                    ids.insert(job.id);
-                }
-                Created::Existing(job) => {
-                    ids.insert(job.id);
-                }
-            }
-        }
+        let (new, ids) = common::race_creates(&store, &spec, &key, 8).await;
         assert_eq!(new, 1, "round {round}: exactly one request queues the job");
         assert_eq!(ids.len(), 1, "round {round}: one job");
         let id = ids.into_iter().next().unwrap();

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use shoal_jobs::*;
 
+mod common;
+
 const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, ShardQueue) {
@@ -196,21 +198,7 @@ async fn concurrent_creates_with_one_key_store_and_report_one_new_job() {
     for round in 0..200 {
         let key = format!("race-{round}");
         let spec = spec(&["race"]);
-        let attempts = (0..8).map(|_| store.create(&spec, 0, Some(&key)));
-        let results = futures::future::join_all(attempts).await;
-        let mut ids = std::collections::BTreeSet::new();
-        let mut new = 0;
-        for result in results {
-            match result.unwrap() {
-                Created::New(job) => {
-                    new += 1;
-                    ids.insert(job.id);
-                }
-                Created::Existing(job) => {
-                    ids.insert(job.id);
-                }
-            }
-        }
+        let (new, ids) = common::race_creates(&store, &spec, &key, 8).await;
         assert_eq!(new, 1, "round {round}: exactly one request queues the job");
         assert_eq!(ids.len(), 1, "round {round}: one job");
     }
