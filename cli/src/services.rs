@@ -50,7 +50,7 @@ pub async fn shutdown_signal() {
 /// `shoal gateway`.
 #[derive(Args)]
 pub struct GatewayArgs {
-    /// The Redis holding jobs.
+    /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS")]
     redis: String,
     /// Address to listen on.
@@ -70,7 +70,7 @@ pub struct GatewayArgs {
 /// `shoal worker`.
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// The Redis holding jobs.
+    /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS")]
     redis: String,
     /// This worker's id (default: host name and process id).
@@ -153,7 +153,7 @@ pub struct ContentArgs {
 /// `shoal verifier`.
 #[derive(Args)]
 pub struct VerifierArgs {
-    /// The Redis holding jobs.
+    /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS")]
     redis: String,
     /// This verifier's id.

@@ -60,11 +60,11 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
     if !(0.0..=1.0).contains(&config.sample_rate) {
         return Err(VerifierError::InvalidSampleRate(config.sample_rate));
     }
-    let client = redis::Client::open(config.worker.redis_url.as_str()).map_err(StoreError::from)?;
-    let executor = Executor::open(&config.worker, &client).await?;
+    let urls = config.worker.redis_urls();
+    let executor = Executor::open(&config.worker).await?;
     let shards: Vec<u32> = (0..config.worker.shards).collect();
     let id = config.worker.id.clone();
-    let mut reader = ShardReader::connect_lane(&client, Lane::Verify, &shards, &id, config.worker.poll_block).await?;
+    let mut reader = ShardReader::open(&urls, Lane::Verify, &shards, &id, config.worker.poll_block).await?;
     let mut resume_pending = true;
     info!(verifier = %id, sample_rate = config.sample_rate, "verifier started");
     tokio::pin!(shutdown);
@@ -78,8 +78,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
             Err(e) => {
                 warn!(error = %e, "reading verification streams failed; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(fresh) =
-                    ShardReader::connect_lane(&client, Lane::Verify, &shards, &id, config.worker.poll_block).await
+                if let Ok(fresh) = ShardReader::open(&urls, Lane::Verify, &shards, &id, config.worker.poll_block).await
                 {
                     reader = fresh;
                     resume_pending = true;

@@ -191,12 +191,12 @@ mod tests {
         let first = cache.get_or_fetch(cid(3), None, |root| write_file(root, 64 << 10, &calls)).await.unwrap();
         let first_dir = first.dir.clone();
         for n in 4..8 {
-            cache.get_or_fetch(cid(n), |root| write_file(root, 64 << 10, &calls)).await.unwrap();
+            cache.get_or_fetch(cid(n), None, |root| write_file(root, 64 << 10, &calls)).await.unwrap();
         }
         cache.cache.run_pending_tasks().await;
         assert!(cache.cache.entry_count() <= 1, "{} entries kept", cache.cache.entry_count());
         assert!(first_dir.exists(), "still mounted by a running job");
-        let kept_first = cache.cache.contains_key(&cid(3));
+        let kept_first = cache.cache.contains_key(&(cid(3), None));
         drop(first);
         cache.cache.run_pending_tasks().await;
         assert_eq!(first_dir.exists(), kept_first, "an evicted input goes once its last job is done");

@@ -25,8 +25,8 @@ use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{BlockSource, BlockStore, FsBlockStore};
 use shoal_jobs::backlog::{longest, oldest_waiting, take_unread};
 use shoal_jobs::{
-    now_ms, shard_backlogs, Candidate, Delivery, FanOutStore, JobStore, Membership, ShardAssignment, ShardBacklog,
-    ShardQueue, ShardReader, ShardRouter, StoreError, WorkerInfo,
+    now_ms, shard_backlogs, Candidate, Delivery, FanOutStore, JobStore, Lane, Membership, RedisConnection,
+    ShardAssignment, ShardBacklog, ShardQueue, ShardReader, ShardRouter, StoreError, WorkerInfo,
 };
 use shoal_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::{watch, Semaphore};
@@ -41,7 +41,7 @@ use crate::retry::with_retries;
 pub struct WorkerConfig {
     /// The worker's identity, used as its consumer name and in executions.
     pub id: String,
-    /// Where Redis is.
+    /// Where Redis is: one URL, or several comma-separated seed nodes of a Redis Cluster.
     pub redis_url: String,
     /// How many shard streams exist; the worker reads all of them.
     pub shards: u32,
@@ -82,6 +82,11 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The URLs in [`WorkerConfig::redis_url`]: one for a single node, several for a cluster.
+    pub fn redis_urls(&self) -> Vec<String> {
+        self.redis_url.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
+    }
+
     /// Defaults for a worker named `id` against `redis_url`, keeping its files under `home`.
     pub fn new(id: &str, redis_url: &str, home: &std::path::Path) -> WorkerConfig {
         WorkerConfig {
@@ -131,11 +136,11 @@ pub enum WorkerError {
 }
 
 impl Executor {
-    /// The executor `config` describes, over the Redis of `client`: job records, the local
-    /// block store in front of the configured gateways, a runtime sized for the concurrency,
-    /// and the caches. Creates the shard streams' consumer groups if missing.
-    pub async fn open(config: &WorkerConfig, client: &redis::Client) -> Result<Executor, WorkerError> {
-        let conn = client.get_connection_manager().await.map_err(StoreError::from)?;
+    /// The executor `config` describes, over its Redis: job records, the local block store in
+    /// front of the configured gateways, a runtime sized for the concurrency, and the caches.
+    /// Creates the shard streams' consumer groups if missing.
+    pub async fn open(config: &WorkerConfig) -> Result<Executor, WorkerError> {
+        let conn = RedisConnection::open(&config.redis_urls()).await?;
         let queue = ShardQueue::new(conn.clone());
         queue.ensure_groups(config.shards).await?;
         std::fs::create_dir_all(&config.work_dir)
@@ -195,11 +200,10 @@ impl Execute for Executor {
 
 /// Runs a worker until `shutdown` resolves, then finishes the jobs it has started.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
-    let client = redis::Client::open(config.redis_url.as_str()).map_err(StoreError::from)?;
-    let executor = Arc::new(Executor::open(&config, &client).await?);
+    let executor = Arc::new(Executor::open(&config).await?);
     let gathering = tokio::spawn(fanout::gatherer(executor.clone(), config.gather_every));
     let (jobs, queue) = (executor.jobs.clone(), executor.queue.clone());
-    let served = serve(&config, &client, jobs, queue, executor, shutdown).await;
+    let served = serve(&config, jobs, queue, executor, shutdown).await;
     gathering.abort();
     served
 }
@@ -207,16 +211,16 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
 /// The worker loop over `executor`: joins the membership, reads its shards (and steals when
 /// idle), runs what it reads up to its concurrency, renews its claims, takes over dead workers'
 /// entries and sweeps lost submissions, until `shutdown` resolves; then finishes the jobs it has
-/// started and leaves. `jobs` and `queue` are over the Redis of `client`.
+/// started and leaves. `jobs` and `queue` are over the Redis of `config`.
 pub async fn serve<E: Execute>(
     config: &WorkerConfig,
-    client: &redis::Client,
     jobs: JobStore,
     queue: ShardQueue,
     executor: Arc<E>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let config = config.clone();
+    let urls = config.redis_urls();
     let all_shards: Vec<u32> = (0..config.shards).collect();
     let router = ShardRouter::new(config.shards);
 
@@ -240,7 +244,7 @@ pub async fn serve<E: Execute>(
     let (assigned_tx, mut assigned) = watch::channel(first);
     let heart = tokio::spawn(beat(placement, config.heartbeat, assigned_tx));
     let mut owned = assigned.borrow_and_update().clone();
-    let mut reader = ShardReader::connect(client, &owned, &config.id, config.poll_block).await?;
+    let mut reader = ShardReader::open(&urls, Lane::Jobs, &owned, &config.id, config.poll_block).await?;
 
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // Entries this worker is running now, by shard and entry id (entry ids are unique only
@@ -257,7 +261,7 @@ pub async fn serve<E: Execute>(
     loop {
         if assigned.has_changed().unwrap_or(false) {
             let shards = assigned.borrow_and_update().clone();
-            match ShardReader::connect(client, &shards, &config.id, config.poll_block).await {
+            match ShardReader::open(&urls, Lane::Jobs, &shards, &config.id, config.poll_block).await {
                 Ok(fresh) => {
                     info!(from = owned.len(), to = shards.len(), "shard assignment changed");
                     reader = fresh;
@@ -300,7 +304,7 @@ pub async fn serve<E: Execute>(
             Err(e) => {
                 warn!(error = %e, "reading shard streams failed; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(fresh) = ShardReader::connect(client, &owned, &config.id, config.poll_block).await {
+                if let Ok(fresh) = ShardReader::open(&urls, Lane::Jobs, &owned, &config.id, config.poll_block).await {
                     reader = fresh;
                     resume_pending = true;
                 }
