@@ -37,3 +37,7 @@ chaos: deps
 ## Rebuild the guest programs byte-identically with the Debian WASI toolchain.
 programs:
 	scripts/guest-toolchain.sh build
+
+## The scale simulation (100 workers joining, then 1000); reports go to docs/scale/.
+scale:
+	scripts/scale.sh

@@ -12,7 +12,10 @@
 //! Weights are the workers' capacities, so a worker running twice as many jobs at once reads
 //! about twice as many shards.
 
-use std::collections::BTreeSet;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 /// One candidate reader of shards: an id and how many jobs it runs at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,11 +92,40 @@ impl ShardAssignment {
 
     /// The shards worker `id` reads when `workers` are alive. A worker not among them reads
     /// none (it only steals).
+    ///
+    /// The whole table for a live set is worked out once per process and shared: every worker
+    /// needs all `S·N` scores to find its own shards, so workers sharing a process (several on
+    /// one machine, or the scale simulation's thousands) would otherwise pay `S·N²` between them
+    /// at every heartbeat.
     pub fn shards_of(&self, id: &str, workers: &[Candidate]) -> Vec<u32> {
-        if !workers.iter().any(|w| w.id == id) {
-            return Vec::new();
+        self.by_worker(workers).get(id).cloned().unwrap_or_default()
+    }
+
+    /// Every live worker's shards, from the per-process memo of recent live sets.
+    fn by_worker(&self, workers: &[Candidate]) -> Arc<HashMap<String, Vec<u32>>> {
+        static RECENT: Mutex<Vec<(u64, Arc<HashMap<String, Vec<u32>>>)>> = Mutex::new(Vec::new());
+        let mut members: Vec<(&str, u32)> = workers.iter().map(|w| (w.id.as_str(), w.capacity)).collect();
+        members.sort_unstable();
+        let mut hasher = DefaultHasher::new();
+        (self.shards, self.replicas, &members).hash(&mut hasher);
+        let key = hasher.finish();
+        let mut recent = RECENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, table)) = recent.iter().find(|(k, _)| *k == key) {
+            return table.clone();
         }
-        (0..self.shards).filter(|&shard| self.owners(shard, workers).iter().any(|w| w.id == id)).collect()
+        let mut table: HashMap<String, Vec<u32>> = HashMap::new();
+        for shard in 0..self.shards {
+            for owner in self.owners(shard, workers) {
+                table.entry(owner.id.clone()).or_default().push(shard);
+            }
+        }
+        let table = Arc::new(table);
+        // A few live sets: while membership changes, workers briefly see different ones.
+        if recent.len() == 4 {
+            recent.remove(0);
+        }
+        recent.push((key, table.clone()));
+        table
     }
 
     /// The set of (shard, owner) pairs for `workers`: what [`ShardAssignment::moved`] compares.

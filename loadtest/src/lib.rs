@@ -12,6 +12,8 @@
 //! - [`api`]: the gateway client (retries, idempotency keys).
 //! - [`run`]: the run itself ([`run::run`]).
 //! - [`report`]: the [`Report`] and its JSON, Markdown and SVG forms.
+//! - [`sim`]: the scale simulation (`shoal-loadtest sim`): many in-process workers over a
+//!   synthetic catalogue, with a simulated executor.
 
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod error;
 pub mod options;
 pub mod report;
 pub mod run;
+pub mod sim;
 pub mod stack;
 pub mod workload;
 

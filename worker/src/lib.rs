@@ -283,9 +283,17 @@ pub async fn serve<E: Execute>(
             _ = &mut shutdown => break,
             read = async {
                 if reclaim {
-                    // Every shard, not only this worker's: a dead worker's entries are taken
-                    // over after the visibility timeout whatever the membership says.
-                    queue.reclaim(&all_shards, &config.id, config.visibility_timeout, free).await
+                    // Every shard with entries pending, not only this worker's: a dead worker's
+                    // entries are taken over after the visibility timeout whatever the
+                    // membership says. Counting first costs two batched round trips instead of
+                    // one claim attempt per shard.
+                    match shard_backlogs(&jobs.connection(), &all_shards).await {
+                        Ok(backlogs) => {
+                            let pending: Vec<u32> = backlogs.iter().filter(|b| b.pending > 0).map(|b| b.shard).collect();
+                            queue.reclaim(&pending, &config.id, config.visibility_timeout, free).await
+                        }
+                        Err(e) => Err(e),
+                    }
                 } else if owned.is_empty() {
                     // No shard of its own (more workers than shards): it only steals.
                     if !resume_pending {
@@ -312,8 +320,14 @@ pub async fn serve<E: Execute>(
             }
         };
         if reclaim {
-            // Look again soon while there is more to take over, else after half a timeout.
-            let pause = if deliveries.len() < free { config.visibility_timeout / 2 } else { Duration::ZERO };
+            // Look again soon while there is more to take over, else after half a timeout,
+            // jittered so that workers started together do not all scan at once.
+            let jitter = (ulid::Ulid::new().random() % 1000) as f64 / 1000.0;
+            let pause = if deliveries.len() < free {
+                (config.visibility_timeout / 2).mul_f64(0.75 + jitter / 2.0)
+            } else {
+                Duration::ZERO
+            };
             next_reclaim = tokio::time::Instant::now() + pause;
             if !deliveries.is_empty() {
                 info!(count = deliveries.len(), "took over entries of a dead or hung worker");

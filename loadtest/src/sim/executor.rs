@@ -1,22 +1,19 @@
 //! The simulated executor: the real executor's record-keeping around a modelled fetch and run.
 //!
-//! A job is started and settled through [`JobStore`] exactly as `shoal_worker`'s `Executor`
-//! does it, so the worker loop, the claims and the recovery paths are the real ones. Only the
-//! middle is modelled: each input is "fetched" into a per-worker cache weighted by the item's
-//! size (a hit costs nothing, a miss sleeps latency + size / bandwidth), and the program "runs"
-//! for a time drawn from its CID and scaled by the input size. All simulated time is multiplied
-//! by a time scale, so a 1 GB fetch at 1 GB/s takes 1 ms of real time at scale 1/1000.
+//! A job is started through `shoal_worker::execute::begin` and settled through [`JobStore`]
+//! exactly as `shoal_worker`'s `Executor` does it, so the worker loop, the claims and the
+//! recovery paths are the real ones. Only the middle is modelled: each input is "fetched" into
+//! a per-worker cache weighted by the item's size (a hit costs nothing, a miss sleeps latency +
+//! size / bandwidth), and the program "runs" for a time drawn from its CID and scaled by the
+//! input size. All simulated time is multiplied by a time scale, so a 1 GB fetch at 1 GB/s
+//! takes 1 ms of real time at scale 1/1000.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
 use moka::future::Cache;
-use shoal_jobs::{
-    now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Started,
-    StoreError,
-};
-use shoal_worker::execute::Settled;
+use shoal_jobs::{now_ms, ContentId, Delivery, ExecutionOutcome, ExecutionResult, JobState, JobStore, StoreError};
+use shoal_worker::execute::{begin, Begun, Settled};
 use shoal_worker::retry::with_retries;
 use shoal_worker::Execute;
 use tokio::sync::mpsc;
@@ -120,6 +117,11 @@ impl ItemCache {
             .await;
         (!entry.is_fresh(), size)
     }
+
+    /// The items held now.
+    pub fn held(&self) -> Vec<Cid> {
+        self.items.iter().map(|(cid, _)| *cid).collect()
+    }
 }
 
 /// One worker's simulated executor: its identity, its cache, the cost model.
@@ -154,22 +156,10 @@ impl SimulatedExecutor {
 impl Execute for SimulatedExecutor {
     async fn execute(&self, delivery: &Delivery) -> Result<Settled, StoreError> {
         let job_id = delivery.job_id.as_str();
-        let mut execution = Execution {
-            id: ulid::Ulid::new().to_string(),
-            worker: self.worker.clone(),
-            started_at_ms: now_ms(),
-            finished_at_ms: None,
-            outcome: None,
+        let (job, mut execution) = match begin(&self.jobs, &self.worker, delivery).await? {
+            Begun::Run(job, execution) => (job, execution),
+            Begun::Settled(settled) => return Ok(settled),
         };
-        let job =
-            match with_retries("start_execution", || self.jobs.start_delivered(job_id, &delivery.entry, &execution))
-                .await?
-            {
-                Started::Running(job) => job,
-                Started::AlreadyFinished(_) | Started::Duplicate => return Ok(Settled::Done),
-                Started::BackingOff { .. } => return Ok(Settled::Later),
-                Started::AttemptsExhausted { attempts } => return Ok(Settled::AttemptsExhausted { attempts }),
-            };
         let fetch_started = Instant::now();
         let (mut cached, mut input_bytes) = (0u32, 0u64);
         let mut inputs = Vec::with_capacity(job.spec.inputs.len());
@@ -200,6 +190,10 @@ impl Execute for SimulatedExecutor {
         // The run may have stopped listening; the job's record is what counts.
         self.completions.send(Completion { job_id: job_id.to_string(), state }).ok();
         Ok(Settled::Done)
+    }
+
+    fn held_inputs(&self) -> Vec<Cid> {
+        self.cache.held()
     }
 }
 
@@ -233,7 +227,8 @@ mod tests {
         let (a, b) = (catalogue.cid(0), catalogue.cid(1));
         let one = model.compute_time(&a, 1_000_000_000);
         assert!(one >= Duration::from_secs(10) && one <= Duration::from_secs(20), "{one:?}");
-        assert_eq!(model.compute_time(&a, 2_000_000_000), one * 2);
+        let two = model.compute_time(&a, 2_000_000_000);
+        assert!(two.abs_diff(one * 2) <= Duration::from_nanos(2), "{two:?} is not twice {one:?}");
         assert_ne!(model.compute_time(&b, 1_000_000_000), one);
     }
 
@@ -259,6 +254,7 @@ mod tests {
             assert!(!cache.fetch(catalogue.cid(n)).await.0);
         }
         cache.items.run_pending_tasks().await;
+        assert_eq!(cache.held().len() as u64, cache.items.entry_count());
         assert!(cache.items.weighted_size() <= 3_000_000_000 / 1024);
         assert!(cache.items.entry_count() < 10);
     }

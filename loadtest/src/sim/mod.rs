@@ -55,7 +55,11 @@ pub enum SimError {
 /// A simulated scale run: `shoal-loadtest sim [OPTIONS]`. Sizes take decimal units (`100TB`,
 /// `1PB`, `2TB`, `125MB`); times are simulated unless named real.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "shoal-loadtest sim", version, about)]
+#[command(
+    name = "shoal-loadtest sim",
+    version,
+    about = "Scale simulation: many in-process Shoal workers over a synthetic catalogue (loopback only)."
+)]
 pub struct SimOptions {
     /// Workers started over the run.
     #[arg(long, default_value_t = 100)]

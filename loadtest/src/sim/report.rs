@@ -66,8 +66,7 @@ pub struct SimReport {
 }
 
 impl SimReport {
-    /// Whether the run reached `success` (succeeded with the right output over submitted) with
-    /// nothing wrong or duplicated.
+    /// Accepted jobs that succeeded with the expected output, over accepted jobs (0 if none).
     pub fn success_rate(&self) -> f64 {
         if self.base.submitted == 0 {
             0.0
@@ -90,7 +89,9 @@ impl SimReport {
         let svg_path = with("svg");
         let svg_name = svg_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let json = serde_json::to_string_pretty(self).expect("a report always serialises");
-        for (path, text) in [(with("json"), json + "\n"), (with("md"), self.markdown(&svg_name)), (svg_path, self.svg())] {
+        for (path, text) in
+            [(with("json"), json + "\n"), (with("md"), self.markdown(&svg_name)), (svg_path, self.svg())]
+        {
             std::fs::write(&path, text).map_err(|e| LoadtestError::io(format!("writing {}", path.display()), e))?;
         }
         Ok(())
@@ -110,7 +111,11 @@ impl SimReport {
         );
         let _ = writeln!(md, "| figure | value |\n|---|---|");
         let join = match self.join_at_s {
-            Some(at) => format!("{} at start, {} joined at {at:.0} s", self.initial_workers, self.workers - self.initial_workers),
+            Some(at) => format!(
+                "{} at start, {} joined at {at:.0} s",
+                self.initial_workers,
+                self.workers - self.initial_workers
+            ),
             None => format!("{} at start", self.initial_workers),
         };
         let rows: Vec<(&str, String)> = vec![
@@ -215,7 +220,11 @@ impl SimReport {
             let max = if i == 2 { 100.0 } else { nice_max(values.iter().cloned().fold(0.0, f64::max)) };
             let y = |v: f64| bottom - v / max * PANEL;
             let _ = writeln!(svg, "<text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"13\">{title}</text>", top - 6.0);
-            let _ = writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"black\"/>", LEFT + plot_w);
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"black\"/>",
+                LEFT + plot_w
+            );
             let _ = writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{top}\" x2=\"{LEFT}\" y2=\"{bottom}\" stroke=\"black\"/>");
             for t in 0..=4 {
                 let v = max * t as f64 / 4.0;
@@ -230,8 +239,13 @@ impl SimReport {
                     y(v)
                 );
             }
-            let points: Vec<String> = mids.iter().zip(values).map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
-            let _ = writeln!(svg, "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>", points.join(" "));
+            let points: Vec<String> =
+                mids.iter().zip(values).map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                points.join(" ")
+            );
             if i == 0 {
                 // Live workers on a right-hand axis of the throughput panel.
                 let most = nice_max(self.series.iter().map(|b| b.live_workers as f64).fold(0.0, f64::max));
@@ -265,7 +279,12 @@ impl SimReport {
             }
             for t in 0..=5 {
                 let at = end * t as f64 / 5.0;
-                let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{at:.0} s</text>", x(at), bottom + 16.0);
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{at:.0} s</text>",
+                    x(at),
+                    bottom + 16.0
+                );
             }
             if let Some(join) = self.join_at_s {
                 let _ = writeln!(
@@ -291,9 +310,9 @@ fn nice_max(v: f64) -> f64 {
     [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * power).find(|m| *m >= v).unwrap_or(10.0 * power)
 }
 
-/// A tick label: integers without decimals, small values with one.
+/// A tick label: whole and large values without decimals, others with one.
 fn short(v: f64) -> String {
-    if v >= 10.0 || v.fract() == 0.0 {
+    if v >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
@@ -324,5 +343,6 @@ mod tests {
         assert_eq!(nice_max(0.3), 0.5);
         assert_eq!(human_bytes(1_000_000_000_000_000), "1.0 PB");
         assert_eq!(human_bytes(100_412_000_000_000), "100.4 TB");
+        assert_eq!((short(12.5), short(50.0), short(137.5)), ("12.5".into(), "50".into(), "138".into()));
     }
 }

@@ -57,7 +57,7 @@ impl Popularity {
         let items = items.max(1);
         let mut rng = SplitMix::new(seed ^ 0x9091_1A11);
         // A stride coprime with `items` makes rank -> item a permutation.
-        let mut stride = rng.next_u64() % items | 1;
+        let mut stride = (rng.next_u64() % items) | 1;
         while gcd(stride, items) != 1 {
             stride = (stride + 2) % items.max(2);
         }
