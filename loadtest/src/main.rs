@@ -2,42 +2,24 @@
 //! runs the scale simulation instead ([`shoal_loadtest::sim`]); every other command line is the
 //! reliability harness's, unchanged.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shoal_loadtest::sim::{run_sim, SimOptions};
-use shoal_loadtest::{run, Options};
+use shoal_loadtest::sim::{run_sim, SimOptions, SimReport};
+use shoal_loadtest::{run, Options, Report};
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("sim") {
         return simulate();
     }
     let options = Options::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let command =
-        std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = match runtime.block_on(run(&options, command)) {
+    let report = match drive("warn", |command| run(&options, command), options.report.as_deref(), Report::write) {
         Ok(report) => report,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if let Some(prefix) = &options.report {
-        if let Err(e) = report.write(prefix) {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-        eprintln!("report: {}.{{json,md,svg}}", prefix.display());
-    }
     println!(
         "submitted {} succeeded {} failed {} lost {} wrong {} duplicates {} | p50 {:.0} ms p95 {:.0} ms p99 {:.0} ms | {:.1} jobs/s | {} faults",
         report.submitted,
@@ -66,31 +48,11 @@ const SIM_SUCCESS: f64 = 0.999;
 fn simulate() -> ExitCode {
     let options =
         SimOptions::parse_from(std::iter::once("shoal-loadtest sim".to_string()).chain(std::env::args().skip(2)));
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let command =
-        std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = match runtime.block_on(run_sim(&options, command)) {
+    let report = match drive("error", |command| run_sim(&options, command), options.report.as_deref(), SimReport::write)
+    {
         Ok(report) => report,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if let Some(prefix) = &options.report {
-        if let Err(e) = report.write(prefix) {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-        eprintln!("report: {}.{{json,md,svg}}", prefix.display());
-    }
     let b = &report.base;
     println!(
         "{} workers | submitted {} succeeded {} failed {} lost {} wrong {} duplicates {} | success {:.3}% | hit rate {:.1}% local {:.1}% | p50 {:.0} ms p99 {:.0} ms | {:.1} jobs/s",
@@ -113,4 +75,35 @@ fn simulate() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The part both modes share: logging at `level` unless `RUST_LOG` says otherwise, a
+/// multi-threaded runtime running `job` with the command line, and the report written under
+/// `prefix` if one is given. An error is printed and becomes the exit code.
+fn drive<R, E: Display, F: Future<Output = Result<R, E>>>(
+    level: &str,
+    job: impl FnOnce(String) -> F,
+    prefix: Option<&Path>,
+    write: fn(&R, &Path) -> shoal_loadtest::Result<()>,
+) -> Result<R, ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let command =
+        std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: starting the async runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    let report = runtime.block_on(job(command)).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    if let Some(prefix) = prefix {
+        write(&report, prefix).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })?;
+        eprintln!("report: {}.{{json,md,svg}}", prefix.display());
+    }
+    Ok(report)
 }
