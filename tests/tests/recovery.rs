@@ -146,8 +146,9 @@ async fn a_job_past_its_total_timeout_fails_with_deadline_exceeded() {
     let id = stack
         .submit_ok(&json!({
             "program": program,
-            // Runs for several seconds, past its one-second total timeout.
-            "limits": {"fuel": 3 * LONG_RUN_FUEL, "wall_time_ms": 600_000},
+            // Runs for several seconds on an idle machine, well past its one-second total
+            // timeout and the sweeps (every half visibility timeout, jittered) that enforce it.
+            "limits": {"fuel": 8 * LONG_RUN_FUEL, "wall_time_ms": 600_000},
             "retry": {"total_timeout_ms": 1_000},
         }))
         .await

@@ -221,7 +221,6 @@ pub async fn serve<E: Execute>(
 ) -> Result<(), WorkerError> {
     let config = config.clone();
     let urls = config.redis_urls();
-    let all_shards: Vec<u32> = (0..config.shards).collect();
     let router = ShardRouter::new(config.shards);
 
     let membership = Membership::new(jobs.connection());
@@ -256,6 +255,7 @@ pub async fn serve<E: Execute>(
     // Start by taking back what this worker id left pending (a restart, a lost connection).
     let mut resume_pending = true;
     let mut next_reclaim = tokio::time::Instant::now();
+    let (mut next_steal, mut misses) = (tokio::time::Instant::now(), 0u32);
     info!(worker = %config.id, shards = owned.len(), concurrency = config.concurrency, "worker started");
     tokio::pin!(shutdown);
     loop {
@@ -283,17 +283,10 @@ pub async fn serve<E: Execute>(
             _ = &mut shutdown => break,
             read = async {
                 if reclaim {
-                    // Every shard with entries pending, not only this worker's: a dead worker's
-                    // entries are taken over after the visibility timeout whatever the
-                    // membership says. Counting first costs two batched round trips instead of
-                    // one claim attempt per shard.
-                    match shard_backlogs(&jobs.connection(), &all_shards).await {
-                        Ok(backlogs) => {
-                            let pending: Vec<u32> = backlogs.iter().filter(|b| b.pending > 0).map(|b| b.shard).collect();
-                            queue.reclaim(&pending, &config.id, config.visibility_timeout, free).await
-                        }
-                        Err(e) => Err(e),
-                    }
+                    // Its own shards: entries a dead or hung worker left there. A dead worker's
+                    // own shards move to live workers once the membership drops it, and they
+                    // take its entries over here; what it stole, the shards' owners take over.
+                    queue.reclaim(&owned, &config.id, config.visibility_timeout, free).await
                 } else if owned.is_empty() {
                     // No shard of its own (more workers than shards): it only steals.
                     if !resume_pending {
@@ -335,12 +328,19 @@ pub async fn serve<E: Execute>(
             if let Err(e) = sweep(&jobs, &queue, &config).await {
                 warn!(error = %e, "sweeping lost and overdue jobs failed; trying again later");
             }
-        } else if !resume_pending && deliveries.is_empty() {
+        } else if !resume_pending && deliveries.is_empty() && tokio::time::Instant::now() >= next_steal {
             let held: HashSet<u32> = executor.held_inputs().iter().map(|cid| router.shard_of(cid)).collect();
             match steal(&jobs, &config, &owned, &held, free).await {
                 Ok(stolen) => deliveries = stolen,
                 Err(e) => warn!(error = %e, "looking for work to steal failed; trying again later"),
             }
+            // Nothing to steal: look less often (up to every 8 polls, jittered), so thousands of
+            // idle workers do not load Redis more than the work does; look again at once after
+            // a find.
+            misses = if deliveries.is_empty() { (misses + 1).min(3) } else { 0 };
+            let jitter = 0.5 + (ulid::Ulid::new().random() % 1000) as f64 / 1000.0;
+            next_steal =
+                tokio::time::Instant::now() + config.poll_block.mul_f64(((1u32 << misses) - 1) as f64 * jitter);
         }
         let deliveries: Vec<Delivery> = {
             let mut running = in_flight.lock().expect("in-flight set is never poisoned");
