@@ -3,7 +3,7 @@
 # with a simulated executor over a synthetic catalogue whose blocks are never stored, a private
 # redis-server and an in-process gateway taking jobs over HTTP. Two scenarios:
 #   join: 100 workers, 100 TB catalogue, 10 start and 90 join mid-run;
-#   wide: 1000 workers, 1 PB catalogue, 10 programs from 4 users submitting at once.
+#   wide: 1000 workers, 1 PB catalogue, 12 programs from 4 users submitting at once.
 # Writes docs/scale/<scenario>-<date>.{json,md,svg}; exits non-zero if a scenario's success
 # (accepted jobs that succeeded with the expected output) is below 99.9%.
 #
@@ -36,13 +36,13 @@ for scenario in $SCENARIOS; do
     wide)
       args=(
         --workers "${WIDE_WORKERS:-1000}" --start-spread-secs "${WIDE_SPREAD:-20}"
-        --duration-secs "${WIDE_DURATION:-240}"
+        --duration-secs "${WIDE_DURATION:-150}"
         --catalogue 1PB --item 1GB --cache 2TB
         --users 4 --programs 12 --outstanding-per-user "${WIDE_OUTSTANDING:-150}"
         --time-scale "${WIDE_TIME_SCALE:-0.1}"
-        --shards "${WIDE_SHARDS:-512}" --shard-replicas "${WIDE_REPLICAS:-2}"
-        --heartbeat-secs "${WIDE_HEARTBEAT:-20}" --poll-block-ms "${WIDE_POLL_BLOCK_MS:-10000}"
-        --visibility-timeout-secs 60 --redis-connections 16
+        --shards "${WIDE_SHARDS:-4096}" --shard-replicas "${WIDE_REPLICAS:-1}"
+        --heartbeat-secs "${WIDE_HEARTBEAT:-5}" --poll-block-ms "${WIDE_POLL_BLOCK_MS:-1000}"
+        --visibility-timeout-secs 30 --redis-connections 16
         --bucket-secs 10 --stall-secs 120
       )
       ;;
