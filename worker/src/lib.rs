@@ -279,14 +279,12 @@ pub async fn serve<E: Execute>(
         };
         let free = slots.available_permits() + 1;
         let reclaim = !resume_pending && tokio::time::Instant::now() >= next_reclaim;
+        let mut sweeper = false;
         let read = tokio::select! {
             _ = &mut shutdown => break,
             read = async {
                 if reclaim {
-                    // Its own shards: entries a dead or hung worker left there. A dead worker's
-                    // own shards move to live workers once the membership drops it, and they
-                    // take its entries over here; what it stole, the shards' owners take over.
-                    queue.reclaim(&owned, &config.id, config.visibility_timeout, free).await
+                    take_over(&jobs, &queue, &config, &owned, free, &mut sweeper).await
                 } else if owned.is_empty() {
                     // No shard of its own (more workers than shards): it only steals.
                     if !resume_pending {
@@ -325,8 +323,10 @@ pub async fn serve<E: Execute>(
             if !deliveries.is_empty() {
                 info!(count = deliveries.len(), "took over entries of a dead or hung worker");
             }
-            if let Err(e) = sweep(&jobs, &queue, &config).await {
-                warn!(error = %e, "sweeping lost and overdue jobs failed; trying again later");
+            if sweeper {
+                if let Err(e) = sweep(&jobs, &queue, &config).await {
+                    warn!(error = %e, "sweeping lost and overdue jobs failed; trying again later");
+                }
             }
         } else if !resume_pending && deliveries.is_empty() && tokio::time::Instant::now() >= next_steal {
             let held: HashSet<u32> = executor.held_inputs().iter().map(|cid| router.shard_of(cid)).collect();
@@ -459,13 +459,35 @@ async fn steal(
     Ok(stolen)
 }
 
-/// One worker at a time: puts back on their streams the queued jobs whose submission never
-/// reached one (older than a visibility timeout, so a submission in progress is left alone), and
-/// fails the jobs past their total timeout.
-async fn sweep(jobs: &JobStore, queue: &ShardQueue, config: &WorkerConfig) -> Result<(), StoreError> {
-    if !jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await? {
-        return Ok(());
+/// Takes over up to `count` entries that dead or hung workers left unrenewed past the
+/// visibility timeout: on this worker's own shards (a dead worker's shards come to live workers
+/// once the membership drops it), and, for the one worker that gets the sweep lock (`sweeper`
+/// says whether this one did), on every other shard with entries pending — so a dead worker's
+/// entries wait for the visibility timeout only, not also for its membership to expire, while
+/// only one worker at a time pays for looking at every shard.
+async fn take_over(
+    jobs: &JobStore,
+    queue: &ShardQueue,
+    config: &WorkerConfig,
+    owned: &[u32],
+    count: usize,
+    sweeper: &mut bool,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut taken = queue.reclaim(owned, &config.id, config.visibility_timeout, count).await?;
+    *sweeper = jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await?;
+    if *sweeper && taken.len() < count {
+        let all: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
+        let pending: Vec<u32> =
+            shard_backlogs(&jobs.connection(), &all).await?.iter().filter(|b| b.pending > 0).map(|b| b.shard).collect();
+        taken.extend(queue.reclaim(&pending, &config.id, config.visibility_timeout, count - taken.len()).await?);
     }
+    Ok(taken)
+}
+
+/// Run by the holder of the sweep lock: puts back on their streams the queued jobs whose
+/// submission never reached one (older than a visibility timeout, so a submission in progress is
+/// left alone), and fails the jobs past their total timeout.
+async fn sweep(jobs: &JobStore, queue: &ShardQueue, config: &WorkerConfig) -> Result<(), StoreError> {
     for (job, shard) in jobs.unqueued(config.visibility_timeout, 100).await? {
         let entry = jobs.enqueue(queue, &job, shard).await?;
         warn!(%job, shard, %entry, "re-queued a job whose submission never reached its stream");
