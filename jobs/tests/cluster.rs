@@ -10,7 +10,7 @@ use shoal_jobs::*;
 
 mod common;
 
-const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+use common::{execution, spec, PROGRAM};
 
 /// Shards used by the stream tests: many more than nodes, as in production.
 const SHARDS: u32 = 16;
@@ -69,21 +69,6 @@ fn parse_cluster_nodes(reply: &str) -> Vec<(u16, u16, u16)> {
         }
     }
     ranges
-}
-
-fn spec(args: &[&str]) -> JobSpec {
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    JobSpec::from_json(format!(r#"{{"program":"{PROGRAM}","args":[{}]}}"#, args.join(",")).as_bytes()).unwrap()
-}
-
-fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
-    Execution {
-        id: id.into(),
-        worker: "w1".into(),
-        started_at_ms: now_ms(),
-        finished_at_ms: outcome.as_ref().map(|_| now_ms()),
-        outcome,
-    }
 }
 
 fn completed(exit_code: i32) -> ExecutionOutcome {

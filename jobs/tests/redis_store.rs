@@ -6,7 +6,7 @@ use shoal_jobs::*;
 
 mod common;
 
-const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+use common::{execution, spec, PROGRAM};
 
 async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, ShardQueue) {
     let dir = tempfile::tempdir().unwrap();
@@ -14,21 +14,6 @@ async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, Sh
     let client = redis::Client::open(server.url()).unwrap();
     let conn = client.get_connection_manager().await.unwrap();
     (dir, server, client, JobStore::new(conn.clone()), ShardQueue::new(conn))
-}
-
-fn spec(args: &[&str]) -> JobSpec {
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    JobSpec::from_json(format!(r#"{{"program":"{PROGRAM}","args":[{}]}}"#, args.join(",")).as_bytes()).unwrap()
-}
-
-fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
-    Execution {
-        id: id.into(),
-        worker: "w1".into(),
-        started_at_ms: now_ms(),
-        finished_at_ms: outcome.as_ref().map(|_| now_ms()),
-        outcome,
-    }
 }
 
 fn completed(exit_code: i32, output: &str) -> ExecutionOutcome {

@@ -89,6 +89,42 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of a run of `planned` jobs started by `command` at `started_at_unix_s`, with
+    /// nothing counted yet.
+    pub fn empty(command: String, started_at_unix_s: u64, planned: usize) -> Report {
+        Report {
+            command,
+            started_at_unix_s,
+            planned,
+            submitted: 0,
+            not_submitted: 0,
+            not_submitted_reasons: BTreeMap::new(),
+            succeeded: 0,
+            failed: 0,
+            failed_by_reason: BTreeMap::new(),
+            lost: 0,
+            lost_by_state: BTreeMap::new(),
+            wrong: 0,
+            duplicates: 0,
+            reexecuted: 0,
+            submit_retries: 0,
+            submit_replays: 0,
+            p50_ms: 0.0,
+            p95_ms: 0.0,
+            p99_ms: 0.0,
+            max_ms: 0.0,
+            throughput_per_s: 0.0,
+            duration_s: 0.0,
+            ended_early: None,
+            faults_injected: Vec::new(),
+            faults_by_kind: BTreeMap::new(),
+            jobs_by_kind: BTreeMap::new(),
+            workers_reclaim: false,
+            examples: Vec::new(),
+            latencies_ms: Vec::new(),
+        }
+    }
+
     /// Whether every accepted job finished once, correctly, with nothing lost.
     pub fn clean(&self) -> bool {
         self.lost == 0 && self.wrong == 0 && self.duplicates == 0 && self.failed == 0 && self.not_submitted == 0

@@ -139,27 +139,6 @@ pub async fn run(options: &Options, command: String) -> Result<Report> {
     stack.shutdown();
 
     let mut report = Report {
-        command,
-        started_at_unix_s,
-        planned: workload.jobs.len(),
-        submitted: 0,
-        not_submitted: 0,
-        not_submitted_reasons: BTreeMap::new(),
-        succeeded: 0,
-        failed: 0,
-        failed_by_reason: BTreeMap::new(),
-        lost: 0,
-        lost_by_state: BTreeMap::new(),
-        wrong: 0,
-        duplicates: 0,
-        reexecuted: 0,
-        submit_retries: 0,
-        submit_replays: 0,
-        p50_ms: 0.0,
-        p95_ms: 0.0,
-        p99_ms: 0.0,
-        max_ms: 0.0,
-        throughput_per_s: 0.0,
         duration_s,
         ended_early,
         faults_by_kind: faults.iter().fold(BTreeMap::new(), |mut map, f| {
@@ -167,10 +146,8 @@ pub async fn run(options: &Options, command: String) -> Result<Report> {
             map
         }),
         faults_injected: faults,
-        jobs_by_kind: BTreeMap::new(),
         workers_reclaim: stack.workers_reclaim(),
-        examples: Vec::new(),
-        latencies_ms: Vec::new(),
+        ..Report::empty(command, started_at_unix_s, workload.jobs.len())
     };
     let mut example = |report: &mut Report, text: String| {
         if report.examples.len() < MAX_EXAMPLES {

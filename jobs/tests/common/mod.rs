@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use shoal_jobs::{Created, JobSpec, JobStore};
+use shoal_jobs::{now_ms, Created, Execution, ExecutionOutcome, JobSpec, JobStore};
 
 /// Creates `spec` `racers` times at once under one idempotency key; returns how many calls
 /// created a job and the ids all calls returned.
@@ -22,4 +22,24 @@ pub async fn race_creates(store: &JobStore, spec: &JobSpec, key: &str, racers: u
         }
     }
     (new, ids)
+}
+
+/// The program CID the store tests' specs name (the `hello world` vector; never run).
+pub const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+
+/// A spec of [`PROGRAM`] with `args`.
+pub fn spec(args: &[&str]) -> JobSpec {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    JobSpec::from_json(format!(r#"{{"program":"{PROGRAM}","args":[{}]}}"#, args.join(",")).as_bytes()).unwrap()
+}
+
+/// An execution `id` by worker `w1`, finished now if it has an `outcome`.
+pub fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
+    Execution {
+        id: id.into(),
+        worker: "w1".into(),
+        started_at_ms: now_ms(),
+        finished_at_ms: outcome.as_ref().map(|_| now_ms()),
+        outcome,
+    }
 }

@@ -520,37 +520,7 @@ fn assess(
     t0_ms: u64,
     live: &[(u64, usize)],
 ) -> SimReport {
-    let mut base = Report {
-        command,
-        started_at_unix_s,
-        planned: submissions.len(),
-        submitted: 0,
-        not_submitted: 0,
-        not_submitted_reasons: BTreeMap::new(),
-        succeeded: 0,
-        failed: 0,
-        failed_by_reason: BTreeMap::new(),
-        lost: 0,
-        lost_by_state: BTreeMap::new(),
-        wrong: 0,
-        duplicates: 0,
-        reexecuted: 0,
-        submit_retries: 0,
-        submit_replays: 0,
-        p50_ms: 0.0,
-        p95_ms: 0.0,
-        p99_ms: 0.0,
-        max_ms: 0.0,
-        throughput_per_s: 0.0,
-        duration_s: 0.0,
-        ended_early: None,
-        faults_injected: Vec::new(),
-        faults_by_kind: BTreeMap::new(),
-        jobs_by_kind: BTreeMap::new(),
-        workers_reclaim: true,
-        examples: Vec::new(),
-        latencies_ms: Vec::new(),
-    };
+    let mut base = Report { workers_reclaim: true, ..Report::empty(command, started_at_unix_s, submissions.len()) };
     let bucket_ms = (o.bucket_secs.max(0.1) * 1000.0) as u64;
     let mut buckets: BTreeMap<u64, BucketSums> = BTreeMap::new();
     let (mut inputs, mut cached, mut local) = (0u64, 0u64, 0u64);
