@@ -91,9 +91,14 @@ proptest! {
     fn mutated_cars_never_panic_and_only_yield_genuine_blocks(mutations in prop::collection::vec(mutation(), 1..4)) {
         let (car, originals) = sample_car();
         for block in read_car(&apply(&car, &mutations)) {
-            // A mutation may turn a CID into another valid CID, but then the bytes no longer hash
-            // to it; anything handed out must be one of the blocks that was written.
-            prop_assert!(originals.contains(&block), "unexpected block {}", block.cid());
+            // A mutation may turn a CID into another valid CID. If it changed the multihash, the
+            // bytes no longer hash to it and the block is refused; if it changed only the version
+            // or codec, the bytes still hash to it — content addressing covers the multihash —
+            // and the block is the same bytes under the same multihash as one that was written.
+            let genuine = originals
+                .iter()
+                .any(|o| o.data() == block.data() && o.cid().hash() == block.cid().hash());
+            prop_assert!(genuine, "unexpected block {}", block.cid());
         }
     }
 }
