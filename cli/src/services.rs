@@ -100,9 +100,16 @@ pub struct WorkerArgs {
     /// A label `KEY=VALUE` the worker registers with. Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// Workers reading each shard: more than one lets hot data be served from several caches.
+    /// Workers reading each shard: more than one lets all data be served from several caches.
     #[arg(long, default_value_t = 1)]
     shard_replicas: usize,
+    /// Unread entries per reader above which a shard is hot and gets another reader, preferably
+    /// a worker already holding its data.
+    #[arg(long, default_value_t = 8)]
+    hot_backlog: u64,
+    /// The most workers reading a hot shard; `--shard-replicas` or fewer turns hot replicas off.
+    #[arg(long, default_value_t = 4)]
+    max_shard_readers: usize,
     /// Milliseconds between heartbeats; a worker silent for three is taken for gone and its
     /// shards move to the others.
     #[arg(long, default_value_t = 5000)]
@@ -124,6 +131,8 @@ impl WorkerArgs {
         config.fetch_timeout = Duration::from_secs(self.fetch_timeout_secs);
         config.visibility_timeout = Duration::from_secs(self.visibility_timeout_secs.max(1));
         config.shard_replicas = self.shard_replicas.max(1);
+        config.hot_backlog = self.hot_backlog.max(1);
+        config.max_shard_readers = self.max_shard_readers;
         config.heartbeat = Duration::from_millis(self.heartbeat_ms.max(100));
         for label in &self.labels {
             let (key, value) = label.split_once('=').with_context(|| format!("--label {label:?} is not KEY=VALUE"))?;

@@ -32,7 +32,9 @@ impl ShardBacklog {
     }
 }
 
-/// The backlog of each of `shards`, in that order, in two batched round trips.
+/// The backlog of each of `shards`, in that order, in two batched round trips: the streams'
+/// lengths, then the consumer groups of the non-empty ones (most shards are empty most of the
+/// time, and a stream no worker has opened yet does not exist).
 ///
 /// Acknowledged entries are deleted ([`crate::ShardQueue::ack`]), so a stream's length is its
 /// outstanding work; the group's pending count splits it into read and unread. (The group's
@@ -41,19 +43,29 @@ pub async fn shard_backlogs(conn: &RedisConnection, shards: &[u32]) -> Result<Ve
     if shards.is_empty() {
         return Ok(Vec::new());
     }
-    let (mut lengths, mut groups) = (Batch::new(), Batch::new());
+    let mut lengths = Batch::new();
     for &shard in shards {
         let stream = keys::shard_stream(shard);
         lengths.add(&stream, redis::cmd("XLEN").arg(&stream).clone());
+    }
+    let lengths = conn.query_batch::<u64>(&lengths).await?;
+    let mut groups = Batch::new();
+    for (&shard, _) in shards.iter().zip(&lengths).filter(|(_, &len)| len > 0) {
+        let stream = keys::shard_stream(shard);
         groups.add(&stream, redis::cmd("XINFO").arg("GROUPS").arg(&stream).clone());
     }
-    let (lengths, groups) =
-        tokio::try_join!(conn.query_batch::<u64>(&lengths), conn.query_batch::<StreamInfoGroupsReply>(&groups))?;
+    let groups = if !groups.is_empty() {
+        conn.query_batch::<StreamInfoGroupsReply>(&groups).await?
+    } else {
+        Vec::new()
+    };
+    let mut groups = groups.into_iter();
     Ok(shards
         .iter()
-        .zip(lengths.into_iter().zip(groups))
-        .map(|(&shard, (len, groups))| {
-            let group = groups.groups.iter().find(|g| g.name == WORKER_GROUP);
+        .zip(lengths)
+        .map(|(&shard, len)| {
+            let groups = if len > 0 { groups.next() } else { None };
+            let group = groups.as_ref().and_then(|g| g.groups.iter().find(|g| g.name == WORKER_GROUP));
             let pending = group.map_or(0, |g| g.pending as u64).min(len);
             let last_delivered = group.map_or_else(|| "0-0".to_string(), |g| g.last_delivered_id.clone());
             ShardBacklog { shard, unread: len - pending, pending, last_delivered }

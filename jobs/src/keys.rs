@@ -14,6 +14,9 @@
 //! | `shoal:{sNN}:dead` | stream | shard NN's dead letters: entries whose job could not be run, with the reason |
 //! | `shoal:{w}:members` | hash | registered workers, id → what they offer (JSON) |
 //! | `shoal:{w}:heartbeats` | sorted set | registered workers scored by their last heartbeat (ms) |
+//! | `shoal:{w}:holders:<shard>` | set | workers that advertise holding inputs routed to that shard |
+//! | `shoal:{w}:hot` | string | hot shards and the extra workers reading them (JSON, expires) |
+//! | `shoal:{w}:lock:hot` | string | which worker looks for hot shards now (expires) |
 //! | `shoal:{jNN}:tasks:<id>` | hash | a fanned-out job's tasks: input entry name → task job id |
 //! | `shoal:{jNN}:tasks-done:<id>` | set | names of its tasks that have finished |
 //! | `shoal:{jNN}:task-outputs:<id>` | hash | name → output CID of each succeeded task |
@@ -117,6 +120,21 @@ pub fn members() -> String {
 /// Workers by last heartbeat.
 pub fn heartbeats() -> String {
     "shoal:{w}:heartbeats".to_string()
+}
+
+/// Workers that advertise holding inputs routed to `shard` (see [`crate::Membership::advertise`]).
+pub fn holders(shard: u32) -> String {
+    format!("shoal:{{w}}:holders:{shard}")
+}
+
+/// The hot shards and their extra readers, as last published (see [`crate::hot`]).
+pub fn hot_shards() -> String {
+    "shoal:{w}:hot".to_string()
+}
+
+/// The lock of the worker that looks for hot shards.
+pub fn hot_lock() -> String {
+    "shoal:{w}:lock:hot".to_string()
 }
 
 /// The keys of a fanned-out job's tasks, in the job's slot (see [`crate::fanout`]).

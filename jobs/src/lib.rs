@@ -10,6 +10,7 @@
 //! - [`membership`]: which workers are alive and what they offer.
 //! - [`router`]: which shard a job goes to.
 //! - [`placement`]: which workers read which shards.
+//! - [`hot`]: extra readers, holding the data first, for shards whose backlog outgrows their owners.
 //! - [`backlog`]: how much work waits on each shard.
 //! - [`server`]: a private `redis-server` for the embedded stack and the tests.
 
@@ -17,6 +18,7 @@ pub mod backlog;
 pub mod connection;
 pub mod error;
 pub mod fanout;
+pub mod hot;
 pub mod keys;
 pub mod membership;
 pub mod model;
@@ -30,6 +32,7 @@ pub use backlog::{shard_backlogs, ShardBacklog};
 pub use connection::{Batch, RedisConnection};
 pub use error::{SpecError, StoreError};
 pub use fanout::{FanOutStore, TaskOutcome};
+pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, WorkerInfo};
 pub use model::{
     ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, InputSpec, Job, JobSpec,

@@ -1,7 +1,9 @@
 //! Which workers are alive: each registers what it offers and beats a heartbeat; any gateway
-//! reads the live set from Redis (gateways keep no state of their own).
+//! reads the live set from Redis (gateways keep no state of their own). Workers also advertise
+//! which shards' data their caches hold, so a hot shard can be given to more readers that
+//! already hold its data ([`crate::hot`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -77,6 +79,70 @@ impl Membership {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Advertises that worker `id` now holds inputs routed to the shards `added` and no longer
+    /// to those in `dropped`. Workers send changes only, so advertising costs in proportion to
+    /// cache churn; what a worker that died advertised stays behind, and readers discount it
+    /// against the live set ([`Membership::holders`]).
+    pub async fn advertise(&self, id: &str, added: &[u32], dropped: &[u32]) -> Result<(), StoreError> {
+        if added.is_empty() && dropped.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for &shard in added {
+            pipe.sadd(keys::holders(shard), id).ignore();
+        }
+        for &shard in dropped {
+            pipe.srem(keys::holders(shard), id).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// For each of `shards`, in that order, the workers among `live` that advertise holding its
+    /// data. Advertisements of workers no longer registered at all (they left, or died long
+    /// enough ago to be forgotten by [`Membership::live`]) are removed on the way.
+    pub async fn holders(&self, shards: &[u32], live: &[Member]) -> Result<Vec<BTreeSet<String>>, StoreError> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &shard in shards {
+            pipe.smembers(keys::holders(shard));
+        }
+        let mut conn = self.conn.clone();
+        let advertised: Vec<BTreeSet<String>> = pipe.query_async(&mut conn).await?;
+        let alive: BTreeSet<&str> = live.iter().map(|m| m.info.id.as_str()).collect();
+        let absent: BTreeSet<&String> =
+            advertised.iter().flatten().filter(|id| !alive.contains(id.as_str())).collect();
+        if !absent.is_empty() {
+            let absent: Vec<&String> = absent.into_iter().collect();
+            let registered: Vec<bool> = {
+                let mut pipe = redis::pipe();
+                for id in &absent {
+                    pipe.hexists(keys::members(), *id);
+                }
+                pipe.query_async(&mut conn).await?
+            };
+            let forgotten: Vec<&String> =
+                absent.iter().zip(registered).filter(|(_, registered)| !registered).map(|(id, _)| *id).collect();
+            if !forgotten.is_empty() {
+                let mut pipe = redis::pipe();
+                for (&shard, ids) in shards.iter().zip(&advertised) {
+                    let gone: Vec<&&String> = forgotten.iter().filter(|id| ids.contains(**id)).collect();
+                    if !gone.is_empty() {
+                        pipe.srem(keys::holders(shard), gone).ignore();
+                    }
+                }
+                pipe.query_async::<()>(&mut conn).await?;
+            }
+        }
+        Ok(advertised
+            .into_iter()
+            .map(|ids| ids.into_iter().filter(|id| alive.contains(id.as_str())).collect())
+            .collect())
     }
 
     /// The workers heard from within `within`, most recently seen first. Registrations older

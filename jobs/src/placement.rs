@@ -90,6 +90,27 @@ impl ShardAssignment {
         ranked.into_iter().map(|(_, w)| w).collect()
     }
 
+    /// The `wanted` workers that should read `shard` while it is hot (see [`crate::hot`]): its
+    /// owners first, so they keep it, then the workers in `holders` (which advertise holding its
+    /// data already), then everyone else — each group in rendezvous order, so every worker
+    /// computing this agrees, and the extra readers of a shard stay the same while it stays hot.
+    pub fn readers<'a>(
+        &self,
+        shard: u32,
+        wanted: usize,
+        workers: &'a [Candidate],
+        holders: &BTreeSet<String>,
+    ) -> Vec<&'a Candidate> {
+        let owners = self.owners(shard, workers);
+        let mut rest: Vec<(bool, f64, &Candidate)> = workers
+            .iter()
+            .filter(|w| !owners.iter().any(|o| o.id == w.id))
+            .map(|w| (holders.contains(&w.id), w.score(shard), w))
+            .collect();
+        rest.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then_with(|| a.2.id.cmp(&b.2.id)));
+        owners.into_iter().chain(rest.into_iter().map(|(_, _, w)| w)).take(wanted.max(1)).collect()
+    }
+
     /// The shards worker `id` reads when `workers` are alive. A worker not among them reads
     /// none (it only steals).
     ///
@@ -206,6 +227,29 @@ mod tests {
         let small = assignment.shards_of("worker-0", &live).len() as f64;
         // Capacities 8 and 2: the big worker reads about four times as many shards.
         assert!((3.0..5.5).contains(&(big / small)), "big {big}, small {small}");
+    }
+
+    #[test]
+    fn a_hot_shard_is_read_by_its_owners_then_holders_then_the_next_ranked() {
+        let live = workers(10);
+        let assignment = ShardAssignment::new(64, 1);
+        let shard = 7;
+        let ranked = ShardAssignment::new(64, live.len()).owners(shard, &live);
+        let owner = ranked[0].id.clone();
+        let ids = |readers: Vec<&Candidate>| readers.into_iter().map(|w| w.id.clone()).collect::<Vec<_>>();
+
+        // No holders: the next-ranked workers, as if the shard had more replicas.
+        let plain = ids(assignment.readers(shard, 3, &live, &BTreeSet::new()));
+        assert_eq!(plain, ids(ranked[..3].to_vec()));
+
+        // Holders come before better-ranked workers that do not hold the data; the owner stays first.
+        let holders: BTreeSet<String> = [ranked[9].id.clone(), ranked[5].id.clone(), owner.clone()].into();
+        let hot = ids(assignment.readers(shard, 4, &live, &holders));
+        assert_eq!(hot, vec![owner.clone(), ranked[5].id.clone(), ranked[9].id.clone(), ranked[1].id.clone()]);
+
+        // Never more readers than live workers, never fewer than one.
+        assert_eq!(assignment.readers(shard, 50, &live, &holders).len(), 10);
+        assert_eq!(ids(assignment.readers(shard, 0, &live, &holders)), vec![owner]);
     }
 
     #[test]

@@ -219,3 +219,61 @@ async fn the_live_set_holds_workers_that_beat_and_drops_those_that_leave_or_go_q
     assert!(members.live(Duration::from_millis(20)).await.unwrap().is_empty());
     assert!(members.live(Duration::from_secs(10)).await.unwrap().is_empty(), "forgotten after ten windows");
 }
+
+#[tokio::test]
+async fn a_hot_shard_gets_extra_readers_holders_first_and_the_publication_expires() {
+    let (_dir, _server, client, _, queue) = setup().await;
+    let conn = client.get_connection_manager().await.unwrap();
+    let members = Membership::new(conn.clone());
+    for id in ["a", "b", "c", "d"] {
+        let info = WorkerInfo {
+            id: id.into(),
+            capacity: 1,
+            cache_bytes: 1 << 30,
+            labels: Default::default(),
+            shards: 8,
+            started_at_ms: now_ms(),
+        };
+        members.heartbeat(&info).await.unwrap();
+    }
+    let live = members.live(Duration::from_secs(10)).await.unwrap();
+    let candidates: Vec<Candidate> = live.iter().map(|m| Candidate::new(&m.info.id, m.info.capacity)).collect();
+    let assignment = ShardAssignment::new(8, 1);
+    let (hot, cold) = (5, 2);
+    // The worst-ranked non-owner of the hot shard holds its data: holding must beat rank.
+    let ranked = ShardAssignment::new(8, 4).owners(hot, &candidates);
+    let (owner, holder) = (ranked[0].id.clone(), ranked[3].id.clone());
+    members.advertise(&holder, &[hot, cold], &[]).await.unwrap();
+    members.advertise("d", &[], &[]).await.unwrap();
+    for n in 0..20 {
+        queue.enqueue(hot, &format!("job-{n}")).await.unwrap();
+    }
+    queue.enqueue(cold, "job-cold").await.unwrap();
+
+    let policy = HotPolicy { backlog_per_reader: 8, max_readers: 3 };
+    let conn = RedisConnection::from(conn);
+    let picked =
+        HotShards::refresh(&conn, &members, &assignment, &policy, &live, Duration::from_secs(10)).await.unwrap();
+    let extra = &picked.extra_readers[&hot];
+    assert_eq!(picked.extra_readers.len(), 1, "only the shard past 8 unread per reader is hot: {picked:?}");
+    assert_eq!(extra.len(), 2, "20 unread at 8 per reader want 3 readers, the owner and two more");
+    assert_eq!(extra[0], holder, "the worker holding the data is picked first");
+    assert_eq!(extra[1], ranked[1].id, "then the next-ranked");
+    assert!(!extra.contains(&owner));
+    assert_eq!(HotShards::read(&conn).await.unwrap(), picked);
+    assert_eq!(picked.shards_for(&holder), vec![hot]);
+
+    // The holder leaves: its advertisements go once it is no longer registered.
+    members.leave(&holder).await.unwrap();
+    let live = members.live(Duration::from_secs(10)).await.unwrap();
+    let holders = members.holders(&[hot, cold], &live).await.unwrap();
+    assert!(holders.iter().all(|h| h.is_empty()), "{holders:?}");
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let left: Vec<String> = redis::AsyncCommands::smembers(&mut raw, keys::holders(hot)).await.unwrap();
+    assert!(left.is_empty(), "a departed worker's advertisement is removed: {left:?}");
+
+    // Published for 200 ms only: then every shard falls back to its owners.
+    HotShards::refresh(&conn, &members, &assignment, &policy, &live, Duration::from_millis(200)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(HotShards::read(&conn).await.unwrap(), HotShards::default());
+}

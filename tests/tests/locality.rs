@@ -278,3 +278,64 @@ async fn an_idle_worker_steals_first_where_it_already_holds_the_data() {
     beating.abort();
     stack.shutdown().await;
 }
+
+/// Runs 12 jobs of 400 ms each over one input on three workers that never steal, and returns
+/// which worker ran each, with the input's shard. With `max_shard_readers` of 1 only the shard's owner
+/// reads it.
+async fn spread_of_a_hot_input(max_shard_readers: usize) -> (BTreeMap<String, usize>, Stack, u32) {
+    let options = StackOptions { workers: 0, shards: 16, ..StackOptions::default() };
+    let mut stack = Stack::start(options.clone()).await.unwrap();
+    let spin = stack.add_program("infinite-loop").await.unwrap();
+    for id in ["a", "b", "c"] {
+        let mut config = stack.worker_config(id);
+        config.concurrency = 1;
+        // Stealing off: only hot replicas may spread the shard's work.
+        config.steal_min_backlog = u64::MAX;
+        config.steal_after = Duration::from_secs(3600);
+        config.hot_backlog = 2;
+        config.max_shard_readers = max_shard_readers;
+        stack.start_worker_with(config);
+    }
+    live_workers(&stack, &["a", "b", "c"]).await;
+    settle(&options).await;
+    let input = stack.add_bytes(b"a scene everyone wants").await.unwrap();
+    let specs: Vec<Value> = (0..12)
+        .map(|n| {
+            json!({"program": spin.to_string(), "args": [format!("hot {n}")], "inputs": [{"cid": input.to_string()}],
+                "limits": {"fuel": 10_000_000_000_000u64, "wall_time_ms": 400}, "retry": {"max_attempts": 1}})
+        })
+        .collect();
+    let shard = shard_of(&specs[0], options.shards);
+    let mut ran = BTreeMap::new();
+    for job in run_all(&stack, &specs).await {
+        assert_eq!(job.state, JobState::Failed, "each job runs until its wall-time limit: {job:?}");
+        assert_eq!(job.executions.len(), 1, "{job:?}");
+        *ran.entry(job.executions[0].worker.clone()).or_insert(0) += 1;
+    }
+    (ran, stack, shard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_input_is_served_by_more_than_one_worker_and_its_holders_are_advertised() {
+    let (alone, stack, _) = spread_of_a_hot_input(1).await;
+    assert_eq!(alone.len(), 1, "without hot replicas the owner alone runs them: {alone:?}");
+    stack.shutdown().await;
+
+    let (spread, stack, shard) = spread_of_a_hot_input(3).await;
+    eprintln!("12 jobs over one hot input ran on {spread:?}; with hot replicas off, on {alone:?}");
+    assert!(spread.len() >= 2, "a backlog of 12 at 2 per reader gets more readers: {spread:?}");
+    // Every worker that ran one holds the input now, and advertises it.
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let membership = Membership::new(client.get_connection_manager().await.unwrap());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = membership.live(Duration::from_secs(10)).await.unwrap();
+        let holders = membership.holders(&[shard], &live).await.unwrap().remove(0);
+        if spread.keys().all(|worker| holders.contains(worker)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "holders {holders:?} never covered {spread:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.shutdown().await;
+}

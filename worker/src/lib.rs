@@ -14,7 +14,7 @@ pub mod execute;
 pub mod fanout;
 pub mod retry;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,8 +25,9 @@ use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{BlockSource, BlockStore, FsBlockStore};
 use shoal_jobs::backlog::{longest, oldest_waiting, take_unread};
 use shoal_jobs::{
-    now_ms, shard_backlogs, Candidate, Delivery, FanOutStore, JobStore, Lane, Membership, RedisConnection,
-    ShardAssignment, ShardBacklog, ShardQueue, ShardReader, ShardRouter, StoreError, WorkerInfo,
+    keys, now_ms, shard_backlogs, Candidate, Delivery, FanOutStore, HotPolicy, HotShards, JobStore, Lane, Member,
+    Membership, RedisConnection, ShardAssignment, ShardBacklog, ShardQueue, ShardReader, ShardRouter, StoreError,
+    WorkerInfo,
 };
 use shoal_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::{watch, Semaphore};
@@ -79,6 +80,12 @@ pub struct WorkerConfig {
     pub steal_after: Duration,
     /// How often finished tasks of fanned-out jobs are gathered (by one worker at a time).
     pub gather_every: Duration,
+    /// A shard with more unread entries than this per reader is hot and gets another reader,
+    /// preferably a worker that holds its data ([`shoal_jobs::hot`])…
+    pub hot_backlog: u64,
+    /// …up to this many readers in all; [`WorkerConfig::shard_replicas`] or fewer turns hot
+    /// replicas off.
+    pub max_shard_readers: usize,
 }
 
 impl WorkerConfig {
@@ -108,6 +115,8 @@ impl WorkerConfig {
             steal_min_backlog: 4,
             steal_after: Duration::from_secs(5),
             gather_every: Duration::from_millis(500),
+            hot_backlog: 8,
+            max_shard_readers: 4,
         }
     }
 }
@@ -181,8 +190,9 @@ pub trait Execute: Send + Sync + 'static {
     /// Runs the delivered job once and settles it, as [`Executor::execute`] does.
     fn execute(&self, delivery: &Delivery) -> impl Future<Output = Result<Settled, StoreError>> + Send;
 
-    /// The inputs this worker holds now: when it steals, it prefers shards they route to.
-    /// None unless the executor keeps inputs.
+    /// The inputs this worker holds now. The shards they route to are advertised (so hot ones
+    /// can be given to this worker as an extra reader) and preferred when it steals. None unless
+    /// the executor keeps inputs.
     fn held_inputs(&self) -> Vec<Cid> {
         Vec::new()
     }
@@ -221,7 +231,6 @@ pub async fn serve<E: Execute>(
 ) -> Result<(), WorkerError> {
     let config = config.clone();
     let urls = config.redis_urls();
-    let router = ShardRouter::new(config.shards);
 
     let membership = Membership::new(jobs.connection());
     let info = WorkerInfo {
@@ -232,16 +241,22 @@ pub async fn serve<E: Execute>(
         shards: config.shards,
         started_at_ms: now_ms(),
     };
-    let placement = Placement {
+    let held = executor.clone();
+    let placement = Arc::new(Placement {
+        jobs: jobs.clone(),
         membership: membership.clone(),
         info,
         assignment: ShardAssignment::new(config.shards, config.shard_replicas),
-        live_within: config.heartbeat * 3,
-    };
+        policy: HotPolicy { backlog_per_reader: config.hot_backlog, max_readers: config.max_shard_readers },
+        router: ShardRouter::new(config.shards),
+        held: Box::new(move || held.held_inputs()),
+        advertised: Mutex::default(),
+        every: config.heartbeat,
+    });
     // Join before reading anything, so the first reads are of this worker's own shards.
     let first = with_retries("join", || placement.refresh()).await?;
     let (assigned_tx, mut assigned) = watch::channel(first);
-    let heart = tokio::spawn(beat(placement, config.heartbeat, assigned_tx));
+    let heart = tokio::spawn(beat(placement.clone(), config.heartbeat, assigned_tx));
     let mut owned = assigned.borrow_and_update().clone();
     let mut reader = ShardReader::open(&urls, Lane::Jobs, &owned, &config.id, config.poll_block).await?;
 
@@ -329,7 +344,7 @@ pub async fn serve<E: Execute>(
                 }
             }
         } else if !resume_pending && deliveries.is_empty() && tokio::time::Instant::now() >= next_steal {
-            let held: HashSet<u32> = executor.held_inputs().iter().map(|cid| router.shard_of(cid)).collect();
+            let held: HashSet<u32> = placement.held_shards();
             match steal(&jobs, &config, &owned, &held, free).await {
                 Ok(stolen) => deliveries = stolen,
                 Err(e) => warn!(error = %e, "looking for work to steal failed; trying again later"),
@@ -372,33 +387,88 @@ pub async fn serve<E: Execute>(
     let _all = slots.acquire_many(config.concurrency.max(1) as u32).await;
     renewer.abort();
     heart.abort();
+    if let Err(e) = placement.withdraw().await {
+        warn!(error = %e, "could not withdraw what this worker advertised holding; it is removed once it is forgotten");
+    }
     if let Err(e) = membership.leave(&config.id).await {
         warn!(error = %e, "could not deregister; the registration expires by itself");
     }
     Ok(())
 }
 
-/// This worker's place among the live workers.
+/// This worker's place among the live workers: its registration, what it advertises holding,
+/// and the shards it reads — its own, plus the hot shards it was picked for.
 struct Placement {
+    jobs: JobStore,
     membership: Membership,
     info: WorkerInfo,
     assignment: ShardAssignment,
-    /// Workers heard from within this are live.
-    live_within: Duration,
+    policy: HotPolicy,
+    router: ShardRouter,
+    /// The inputs the executor holds now.
+    held: Box<dyn Fn() -> Vec<Cid> + Send + Sync>,
+    /// The shards this worker last advertised holding data of.
+    advertised: Mutex<BTreeSet<u32>>,
+    /// The heartbeat interval.
+    every: Duration,
 }
 
 impl Placement {
-    /// Beats the heartbeat, then works out the shards this worker reads among the live set.
+    /// Beats the heartbeat, advertises what changed in the cache, then works out the shards this
+    /// worker reads among the live set.
     async fn refresh(&self) -> Result<Vec<u32>, StoreError> {
         self.membership.heartbeat(&self.info).await?;
-        let live = self.membership.live(self.live_within).await?;
+        // Three missed heartbeats and a worker is taken for gone.
+        let live_within = self.every * 3;
+        let live = self.membership.live(live_within).await?;
+        self.advertise().await?;
         let candidates: Vec<Candidate> = live.iter().map(|m| Candidate::new(&m.info.id, m.info.capacity)).collect();
-        Ok(self.assignment.shards_of(&self.info.id, &candidates))
+        let mut shards = self.assignment.shards_of(&self.info.id, &candidates);
+        if self.policy.max_readers > self.assignment.replicas() {
+            shards.extend(self.hot_shards(&live, live_within).await?.shards_for(&self.info.id));
+            shards.sort_unstable();
+            shards.dedup();
+        }
+        Ok(shards)
+    }
+
+    /// The published hot shards; refreshed first by whichever worker gets the hot lock this
+    /// heartbeat, so one worker per interval pays for sampling every shard.
+    async fn hot_shards(&self, live: &[Member], ttl: Duration) -> Result<HotShards, StoreError> {
+        let conn = self.jobs.connection();
+        if self.jobs.take_lock(&keys::hot_lock(), &self.info.id, self.every).await? {
+            HotShards::refresh(&conn, &self.membership, &self.assignment, &self.policy, live, ttl).await
+        } else {
+            HotShards::read(&conn).await
+        }
+    }
+
+    /// Advertises the shards whose data this worker came to hold, and withdraws those it no
+    /// longer holds, since the last call.
+    async fn advertise(&self) -> Result<(), StoreError> {
+        let now: BTreeSet<u32> = (self.held)().iter().map(|cid| self.router.shard_of(cid)).collect();
+        let before = self.advertised.lock().expect("advertised set is never poisoned").clone();
+        let added: Vec<u32> = now.difference(&before).copied().collect();
+        let dropped: Vec<u32> = before.difference(&now).copied().collect();
+        self.membership.advertise(&self.info.id, &added, &dropped).await?;
+        *self.advertised.lock().expect("advertised set is never poisoned") = now;
+        Ok(())
+    }
+
+    /// The shards whose data this worker held at its last heartbeat.
+    fn held_shards(&self) -> HashSet<u32> {
+        self.advertised.lock().expect("advertised set is never poisoned").iter().copied().collect()
+    }
+
+    /// Withdraws everything this worker advertised (it is leaving).
+    async fn withdraw(&self) -> Result<(), StoreError> {
+        let all: Vec<u32> = self.advertised.lock().expect("advertised set is never poisoned").iter().copied().collect();
+        self.membership.advertise(&self.info.id, &[], &all).await
     }
 }
 
 /// Refreshes the worker's registration every `every`, publishing its shards when they change.
-async fn beat(placement: Placement, every: Duration, assigned: watch::Sender<Vec<u32>>) {
+async fn beat(placement: Arc<Placement>, every: Duration, assigned: watch::Sender<Vec<u32>>) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
     loop {
         ticks.tick().await;
