@@ -39,7 +39,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
-use shoal_jobs::{FanOutStore, JobStore, Membership, RedisConnection, ShardQueue, ShardRouter};
+use shoal_jobs::{FanOutStore, HotShards, JobStore, Membership, RedisConnection, ShardQueue, ShardRouter};
 use tokio::net::TcpListener;
 
 pub use config::{GatewayConfig, GatewayError};
@@ -146,10 +146,16 @@ where
 /// heartbeats (workers beat every 5 s by default).
 const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// `GET /v1/workers`: the live workers, most recently heard from first.
+/// `GET /v1/workers`: the live workers, most recently heard from first, and the hot shards with
+/// the workers picked to read them besides their owners.
 async fn workers(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let live = Membership::new(app.redis.clone()).live(LIVE_WITHIN).await?;
-    Ok(Json(serde_json::json!({ "workers": live, "live_within_ms": LIVE_WITHIN.as_millis() as u64 })))
+    let hot = HotShards::read(&app.redis).await?;
+    Ok(Json(serde_json::json!({
+        "workers": live,
+        "live_within_ms": LIVE_WITHIN.as_millis() as u64,
+        "hot_shards": hot.extra_readers,
+    })))
 }
 
 /// `GET /healthz`: whether this gateway can reach Redis.
