@@ -7,19 +7,22 @@
 //! samples every shard's backlog and, for each shard with more than
 //! [`HotPolicy::backlog_per_reader`] unread entries per reader, picks extra readers: workers
 //! that advertise holding the shard's data first ([`Membership::advertise`]), then the next
-//! ranked ([`ShardAssignment::readers`]). It publishes them with an expiry ([`HotShards`]).
+//! ranked ([`ShardAssignment::readers`]). A shard whose oldest unread entry has waited past
+//! [`HotPolicy::stranded_after`] gets one extra reader too, however short its backlog: its
+//! owner is likely dead but not yet dropped from the membership, which takes three missed
+//! heartbeats. It publishes them with an expiry ([`HotShards`]).
 //! Every worker reads the publication at its heartbeat and also reads the hot shards it was
 //! picked for; when a backlog drains, the next publication drops the shard and its extra
 //! readers let it go. Readers of one stream share its consumer group, so an entry still goes to
 //! exactly one of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::backlog::{shard_backlogs, ShardBacklog};
+use crate::backlog::{shard_backlogs, waiting_longer_than, ShardBacklog};
 use crate::connection::RedisConnection;
 use crate::error::StoreError;
 use crate::keys;
@@ -34,14 +37,17 @@ pub struct HotPolicy {
     /// The most workers that read one shard, owners included. At most the shard's owner count
     /// turns hot replicas off.
     pub max_readers: usize,
+    /// A shard whose oldest unread entry has waited this long gets one more reader.
+    pub stranded_after: Duration,
 }
 
 impl HotPolicy {
     /// How many workers should read a shard with `unread` entries waiting and `owners` owners:
-    /// one per [`HotPolicy::backlog_per_reader`] entries, at least the owners, at most
-    /// [`HotPolicy::max_readers`].
-    pub fn readers_wanted(&self, unread: u64, owners: usize) -> usize {
+    /// one per [`HotPolicy::backlog_per_reader`] entries, one more than the owners if it is
+    /// `stranded`, at least the owners, at most [`HotPolicy::max_readers`].
+    pub fn readers_wanted(&self, unread: u64, owners: usize, stranded: bool) -> usize {
         let wanted = usize::try_from(unread.div_ceil(self.backlog_per_reader.max(1))).unwrap_or(usize::MAX);
+        let wanted = if stranded { wanted.max(owners + 1) } else { wanted };
         wanted.clamp(owners, self.max_readers.max(owners))
     }
 }
@@ -54,20 +60,21 @@ pub struct HotShards {
 }
 
 impl HotShards {
-    /// Picks extra readers for the shards of `backlogs` that `policy` finds hot, among `live`
-    /// (whose advertised holdings `membership` reads).
+    /// Picks extra readers for the shards of `backlogs` that `policy` finds hot (or `stranded`),
+    /// among `live` (whose advertised holdings `membership` reads).
     pub async fn pick(
         membership: &Membership,
         assignment: &ShardAssignment,
         policy: &HotPolicy,
         backlogs: &[ShardBacklog],
+        stranded: &BTreeSet<u32>,
         live: &[Member],
     ) -> Result<HotShards, StoreError> {
         let candidates: Vec<Candidate> = live.iter().map(|m| Candidate::new(&m.info.id, m.info.capacity)).collect();
         let owners = assignment.replicas().min(candidates.len());
         let hot: Vec<(u32, usize)> = backlogs
             .iter()
-            .map(|b| (b.shard, policy.readers_wanted(b.unread, owners)))
+            .map(|b| (b.shard, policy.readers_wanted(b.unread, owners, stranded.contains(&b.shard))))
             .filter(|&(_, wanted)| wanted > owners)
             .collect();
         let shards: Vec<u32> = hot.iter().map(|&(shard, _)| shard).collect();
@@ -84,7 +91,8 @@ impl HotShards {
         Ok(HotShards { extra_readers })
     }
 
-    /// Samples every shard's backlog over `conn`, picks the hot shards' extra readers
+    /// Samples every shard's backlog (and how long its oldest unread entry waited) over `conn`,
+    /// picks the hot and stranded shards' extra readers
     /// ([`HotShards::pick`]) and publishes them for `ttl`: if the picker stops, they expire
     /// and every shard falls back to its owners.
     pub async fn refresh(
@@ -97,7 +105,12 @@ impl HotShards {
     ) -> Result<HotShards, StoreError> {
         let shards: Vec<u32> = (0..assignment.shards()).collect();
         let backlogs = shard_backlogs(conn, &shards).await?;
-        let hot = HotShards::pick(membership, assignment, policy, &backlogs, live).await?;
+        let stranded = if policy.max_readers > assignment.replicas() {
+            waiting_longer_than(conn, &backlogs, policy.stranded_after).await?.into_iter().map(|(_, s)| s).collect()
+        } else {
+            BTreeSet::new()
+        };
+        let hot = HotShards::pick(membership, assignment, policy, &backlogs, &stranded, live).await?;
         let json = serde_json::to_string(&hot).expect("HotShards always serialises");
         let mut conn = conn.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -128,16 +141,22 @@ mod tests {
 
     #[test]
     fn readers_grow_with_the_backlog_between_the_owners_and_the_cap() {
-        let policy = HotPolicy { backlog_per_reader: 8, max_readers: 4 };
-        assert_eq!(policy.readers_wanted(0, 1), 1);
-        assert_eq!(policy.readers_wanted(8, 1), 1);
-        assert_eq!(policy.readers_wanted(9, 1), 2);
-        assert_eq!(policy.readers_wanted(24, 1), 3);
-        assert_eq!(policy.readers_wanted(10_000, 1), 4);
-        assert_eq!(policy.readers_wanted(3, 2), 2, "never fewer than the owners");
-        let off = HotPolicy { backlog_per_reader: 8, max_readers: 1 };
-        assert_eq!(off.readers_wanted(10_000, 1), 1, "a cap of the owner count turns it off");
-        assert_eq!(HotPolicy { backlog_per_reader: 0, max_readers: 3 }.readers_wanted(2, 1), 2);
+        let after = Duration::from_secs(5);
+        let policy = HotPolicy { backlog_per_reader: 8, max_readers: 4, stranded_after: after };
+        assert_eq!(policy.readers_wanted(0, 1, false), 1);
+        assert_eq!(policy.readers_wanted(8, 1, false), 1);
+        assert_eq!(policy.readers_wanted(9, 1, false), 2);
+        assert_eq!(policy.readers_wanted(24, 1, false), 3);
+        assert_eq!(policy.readers_wanted(10_000, 1, false), 4);
+        assert_eq!(policy.readers_wanted(3, 2, false), 2, "never fewer than the owners");
+        assert_eq!(policy.readers_wanted(1, 1, true), 2, "a stranded shard gets one more reader");
+        assert_eq!(policy.readers_wanted(24, 1, true), 3);
+        let off = HotPolicy { backlog_per_reader: 8, max_readers: 1, stranded_after: after };
+        assert_eq!(off.readers_wanted(10_000, 1, true), 1, "a cap of the owner count turns it off");
+        assert_eq!(
+            HotPolicy { backlog_per_reader: 0, max_readers: 3, stranded_after: after }.readers_wanted(2, 1, false),
+            2
+        );
     }
 
     #[test]

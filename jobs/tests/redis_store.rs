@@ -250,7 +250,7 @@ async fn a_hot_shard_gets_extra_readers_holders_first_and_the_publication_expire
     }
     queue.enqueue(cold, "job-cold").await.unwrap();
 
-    let policy = HotPolicy { backlog_per_reader: 8, max_readers: 3 };
+    let policy = HotPolicy { backlog_per_reader: 8, max_readers: 3, stranded_after: Duration::from_secs(60) };
     let conn = RedisConnection::from(conn);
     let picked =
         HotShards::refresh(&conn, &members, &assignment, &policy, &live, Duration::from_secs(10)).await.unwrap();
@@ -262,6 +262,21 @@ async fn a_hot_shard_gets_extra_readers_holders_first_and_the_publication_expire
     assert!(!extra.contains(&owner));
     assert_eq!(HotShards::read(&conn).await.unwrap(), picked);
     assert_eq!(picked.shards_for(&holder), vec![hot]);
+
+    // Once the cold shard's one entry has waited past `stranded_after`, it gets one extra reader
+    // too: its owner is not reading it. The holder of its data is picked.
+    let impatient = HotPolicy { stranded_after: Duration::from_millis(100), ..policy };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let picked =
+        HotShards::refresh(&conn, &members, &assignment, &impatient, &live, Duration::from_secs(10)).await.unwrap();
+    let cold_owner = &assignment.owners(cold, &candidates)[0].id;
+    let want = if *cold_owner == holder {
+        ShardAssignment::new(8, 2).owners(cold, &candidates)[1].id.clone()
+    } else {
+        holder.clone()
+    };
+    assert_eq!(picked.extra_readers.get(&cold), Some(&vec![want]), "{picked:?}");
+    assert_eq!(picked.extra_readers[&hot].len(), 2);
 
     // The holder leaves: its advertisements go once it is no longer registered.
     members.leave(&holder).await.unwrap();

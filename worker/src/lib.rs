@@ -77,6 +77,7 @@ pub struct WorkerConfig {
     /// at least this many unread entries…
     pub steal_min_backlog: u64,
     /// …or once its oldest unread entry has waited this long (its readers are gone or stuck).
+    /// Such a shard also gets an extra reader, busy or not ([`shoal_jobs::hot`]).
     pub steal_after: Duration,
     /// How often finished tasks of fanned-out jobs are gathered (by one worker at a time).
     pub gather_every: Duration,
@@ -247,7 +248,11 @@ pub async fn serve<E: Execute>(
         membership: membership.clone(),
         info,
         assignment: ShardAssignment::new(config.shards, config.shard_replicas),
-        policy: HotPolicy { backlog_per_reader: config.hot_backlog, max_readers: config.max_shard_readers },
+        policy: HotPolicy {
+            backlog_per_reader: config.hot_backlog,
+            max_readers: config.max_shard_readers,
+            stranded_after: config.steal_after,
+        },
         router: ShardRouter::new(config.shards),
         held: Box::new(move || held.held_inputs()),
         advertised: Mutex::default(),
