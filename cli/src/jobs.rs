@@ -23,8 +23,9 @@ pub struct RunArgs {
     /// The program's CID (a WASI command module).
     #[arg(long)]
     program: String,
-    /// An input: `CID` (mounted at /inputs) or `CID:/mount/path`. Repeatable.
-    #[arg(long = "input", value_name = "CID[:PATH]")]
+    /// An input: `CID` (mounted at /inputs) or `CID:/mount/path`, optionally named
+    /// (`NAME=CID[:PATH]`, a NAME without `=`: it then appears as PATH/NAME). Repeatable.
+    #[arg(long = "input", value_name = "[NAME=]CID[:PATH]")]
     inputs: Vec<String>,
     /// The export to call (default `_start`).
     #[arg(long)]
@@ -49,8 +50,16 @@ pub struct RunArgs {
     output_bytes: Option<u64>,
     /// Run once per entry of the (first) input directory instead of once over it; with a
     /// GLOB, only the entries whose names match (`--each '*.TIF'`).
-    #[arg(long, value_name = "GLOB", num_args = 0..=1, default_missing_value = "*")]
+    #[arg(long, value_name = "GLOB", num_args = 0..=1, default_missing_value = "*", group = "fan_out")]
     each: Option<String>,
+    /// Run once per `--input` instead of once over all of them; outputs are gathered under
+    /// each input's name (an unnamed input is named by its CID).
+    #[arg(long, group = "fan_out")]
+    each_input: bool,
+    /// With `--each` or `--each-input`: give each run up to N files (grouped by where their
+    /// data is); the program then writes one output per file, /outputs/<name>.
+    #[arg(long, value_name = "N", requires = "fan_out")]
+    batch: Option<u32>,
     /// Makes the submission idempotent: the same key and spec return the same job.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -96,9 +105,25 @@ impl RunArgs {
         let inputs: Vec<Value> = self
             .inputs
             .iter()
-            .map(|input| match input.split_once(':') {
-                Some((cid, path)) => json!({ "cid": cid, "path": path }),
-                None => json!({ "cid": input }),
+            .map(|input| {
+                // CIDs hold neither `=` nor `:`, so the first of each ends the name or the CID.
+                let (name, rest) = match input.split_once('=') {
+                    Some((name, rest)) => (Some(name), rest),
+                    None => (None, input.as_str()),
+                };
+                let (cid, path) = match rest.split_once(':') {
+                    Some((cid, path)) => (cid, Some(path)),
+                    None => (rest, None),
+                };
+                let mut input = Map::new();
+                input.insert("cid".into(), json!(cid));
+                if let Some(path) = path {
+                    input.insert("path".into(), json!(path));
+                }
+                if let Some(name) = name.or(self.each_input.then_some(cid)) {
+                    input.insert("name".into(), json!(name));
+                }
+                Value::Object(input)
             })
             .collect();
         spec.insert("inputs".into(), Value::Array(inputs));
@@ -115,8 +140,18 @@ impl RunArgs {
             }
         }
         spec.insert("limits".into(), Value::Object(limits));
+        let mut fan_out = Map::new();
         if let Some(glob) = &self.each {
-            spec.insert("fan_out".into(), json!({ "glob": glob }));
+            fan_out.insert("glob".into(), json!(glob));
+        }
+        if self.each_input {
+            fan_out.insert("over".into(), json!("inputs"));
+        }
+        if let Some(batch) = self.batch {
+            fan_out.insert("batch".into(), json!(batch));
+        }
+        if self.each.is_some() || self.each_input {
+            spec.insert("fan_out".into(), Value::Object(fan_out));
         }
         Ok(Value::Object(spec))
     }
@@ -140,22 +175,33 @@ pub async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
     let job = loop {
         let JobStatus { job, tasks } = api.job(&job.id).await?;
         match &tasks {
+            // The bar counts files; with batches, the tasks they run in are shown beside it.
             Some(tasks) if !job.state.is_terminal() => {
                 if bar.length() != Some(tasks.total) {
                     bar.set_style(
-                        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} tasks {msg}")
+                        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} files {msg}")
                             .expect("a valid template"),
                     );
                     bar.set_length(tasks.total);
                 }
                 bar.set_position(tasks.succeeded + tasks.failed);
-                bar.set_message(if tasks.failed > 0 { format!("({} failed)", tasks.failed) } else { String::new() });
+                let mut message = Vec::new();
+                if tasks.failed > 0 {
+                    message.push(format!("{} failed", tasks.failed));
+                }
+                if tasks.tasks != tasks.total {
+                    message.push(format!("{} of {} tasks done", tasks.tasks_finished, tasks.tasks));
+                }
+                bar.set_message(if message.is_empty() { String::new() } else { format!("({})", message.join(", ")) });
             }
             _ => bar.set_message(format!("job {} {}", job.id, describe(&job))),
         }
         if job.state.is_terminal() {
             if let Some(tasks) = &tasks {
-                eprintln!("{} of {} tasks succeeded, {} failed", tasks.succeeded, tasks.total, tasks.failed);
+                eprintln!(
+                    "{} of {} files succeeded, {} failed ({} tasks)",
+                    tasks.succeeded, tasks.total, tasks.failed, tasks.tasks
+                );
                 for failure in &tasks.failures {
                     eprintln!("  {} ({}): {}", failure.name, failure.reason, failure.message);
                 }
@@ -233,11 +279,13 @@ pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(tasks) = &tasks {
         println!(
-            "tasks      {} of {}: {} succeeded, {} failed",
+            "files      {} of {}: {} succeeded, {} failed ({} of {} tasks done)",
             tasks.total - tasks.pending(),
             tasks.total,
             tasks.succeeded,
-            tasks.failed
+            tasks.failed,
+            tasks.tasks_finished,
+            tasks.tasks
         );
     }
     if let Some(verification) = &job.verification {
@@ -328,4 +376,55 @@ pub async fn workers(home: &Home, args: WorkersArgs) -> anyhow::Result<ExitCode>
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn spec(args: &[&str]) -> Value {
+        let run = Run::try_parse_from(std::iter::once("run").chain(args.iter().copied())).unwrap();
+        run.args.spec().unwrap()
+    }
+
+    const A: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+    const B: &str = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354";
+
+    #[test]
+    fn inputs_take_an_optional_name_and_path() {
+        let spec =
+            spec(&["--program", A, "--input", A, "--input", &format!("{B}:/data"), "--input", &format!("x:y={A}:/p")]);
+        assert_eq!(
+            spec["inputs"],
+            json!([{"cid": A}, {"cid": B, "path": "/data"}, {"cid": A, "path": "/p", "name": "x:y"}]),
+            "the first = ends the name, the first : after it the CID"
+        );
+        assert!(spec.get("fan_out").is_none());
+    }
+
+    #[test]
+    fn each_and_each_input_fan_out_with_an_optional_batch() {
+        let each = spec(&["--program", A, "--input", B, "--each", "*.tif", "--batch", "8"]);
+        assert_eq!(each["fan_out"], json!({"glob": "*.tif", "batch": 8}));
+        assert_eq!(spec(&["--program", A, "--input", B, "--each"])["fan_out"], json!({"glob": "*"}));
+        let inputs = spec(&["--program", A, "--input", &format!("one={A}"), "--input", B, "--each-input"]);
+        assert_eq!(inputs["fan_out"], json!({"over": "inputs"}));
+        assert_eq!(inputs["inputs"], json!([{"cid": A, "name": "one"}, {"cid": B, "name": B}]), "unnamed: by CID");
+    }
+
+    #[test]
+    fn batch_needs_a_fan_out_and_the_two_fan_outs_exclude_each_other() {
+        let parse = |args: &[&str]| Run::try_parse_from(std::iter::once("run").chain(args.iter().copied())).is_ok();
+        assert!(!parse(&["--program", A, "--batch", "4"]));
+        assert!(!parse(&["--program", A, "--each", "--each-input"]));
+        assert!(parse(&["--program", A, "--each-input", "--batch", "4"]));
+    }
 }

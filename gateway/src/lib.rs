@@ -4,10 +4,10 @@
 //! | endpoint | answers |
 //! |---|---|
 //! | `POST /v1/jobs` | body: a JSON job spec (`Content-Type: application/json`, at most [`GatewayConfig::max_body_bytes`]). **202** with the job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` header already used for the same spec: **200** with that job and `Idempotent-Replayed: true` (not queued again); used for a different spec: **422** `idempotency_key_reused`. |
-//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many there are, succeeded and failed, the failed ones by name, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
+//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many files there are, succeeded and failed, the failed ones by name, how many `tasks` they were batched into and `tasks_finished`, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first; `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
-//! | `GET /v1/workers` | **200** `{workers, live_within_ms}`: the workers heard from in the last 20 s (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first. |
+//! | `GET /v1/workers` | **200** `{workers, live_within_ms, hot_shards}`: the workers heard from in the last 20 s (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, and each hot shard's extra readers. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
 //!

@@ -1,40 +1,50 @@
-//! The records of fanned-out jobs ([`crate::FanOut`]): which tasks a job fanned out into, which
-//! have finished and how, and the list of jobs still waiting for theirs.
+//! The records of fanned-out jobs ([`crate::FanOut`]): which tasks a job fanned out into and
+//! which files each was given, which tasks have finished and how each file fared, and the list
+//! of jobs still waiting for theirs.
 //!
 //! A task is an ordinary job; nothing in a task's own record points back at its job. Instead the
 //! gatherer (one worker at a time, under a lock) visits the waiting jobs, reads the states of
 //! their unfinished tasks in one batch, and counts the newly finished ones in an idempotent step:
-//! a task is counted when its name first enters the job's done set. A gatherer that dies midway
-//! loses nothing; the next one counts what it had not.
+//! a task's files are counted when the task's key first enters the job's done set. A gatherer
+//! that dies midway loses nothing; the next one counts what it had not.
 
 use redis::{AsyncCommands, Script};
 
 use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, FanOutKeys, JobKeys};
-use crate::model::{ContentId, Execution, ExecutionResult, Failure, JobState, TaskFailure, TaskSummary};
+use crate::model::{ContentId, Execution, ExecutionResult, Failure, FailureReason, JobState, TaskFailure, TaskSummary};
 use crate::store::now_ms;
 
-/// Counts newly finished tasks: a task counts once, when its name first enters the done set.
-/// KEYS: done, summary, outputs, failures. ARGV: how many failures to list, then for each task
-/// its name, `ok` or `failed`, and its output CID or failure JSON.
+/// Counts newly finished tasks: a task's files count once, when its key first enters the done
+/// set. KEYS: done, summary, outputs, failures. ARGV: how many failures to list, then for each
+/// task its key and its number of files, then for each of those files its name, `ok` or
+/// `failed`, and its output CID or failure JSON.
 const RECORD_FINISHED: &str = r#"
 local listed = tonumber(ARGV[1])
-for i = 2, #ARGV, 3 do
-  local name, status, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('SADD', KEYS[1], name) == 1 then
-    if status == 'ok' then
-      redis.call('HINCRBY', KEYS[2], 'succeeded', 1)
-      redis.call('HSET', KEYS[3], name, payload)
-    else
-      if redis.call('HINCRBY', KEYS[2], 'failed', 1) <= listed then
+local i = 2
+while i <= #ARGV do
+  local files = tonumber(ARGV[i + 1])
+  local new = redis.call('SADD', KEYS[1], ARGV[i]) == 1
+  i = i + 2
+  for _ = 1, files do
+    if new then
+      local name, status, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+      if status == 'ok' then
+        redis.call('HINCRBY', KEYS[2], 'succeeded', 1)
+        redis.call('HSET', KEYS[3], name, payload)
+      elseif redis.call('HINCRBY', KEYS[2], 'failed', 1) <= listed then
         redis.call('RPUSH', KEYS[4], payload)
       end
     end
+    i = i + 3
   end
 end
 return 0
 "#;
+
+/// Files counted by one script call, at most (a task's files are never split between calls).
+const FILES_PER_CALL: usize = 500;
 
 /// How a task stands, as far as its job is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +55,91 @@ pub enum TaskOutcome {
     Succeeded(ContentId),
     /// Failed (after its own retries), or its record is gone.
     Failed(Failure),
+}
+
+/// One task of a fanned-out job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Its key within the job: the name of its first file.
+    pub key: String,
+    /// The task's own job id.
+    pub job: String,
+    /// The names of its files (directory entries or inputs), in name order.
+    pub files: Vec<String>,
+}
+
+/// A finished task and how each of its files fared: its output entry, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedTask {
+    /// The task's key.
+    pub key: String,
+    /// The task's job id.
+    pub job: String,
+    /// Each file, by name, with its output or failure.
+    pub files: Vec<(String, Result<ContentId, Failure>)>,
+}
+
+impl Task {
+    /// The task failed: so did each of its files, for the same reason.
+    pub fn failed(&self, failure: &Failure) -> FinishedTask {
+        self.finished(self.files.iter().map(|name| (name.clone(), Err(failure.clone()))).collect())
+    }
+
+    /// A one-file task (`batch` 1) succeeded: its whole output is its file's.
+    pub fn succeeded_whole(&self, output: ContentId) -> FinishedTask {
+        self.finished(self.files.iter().map(|name| (name.clone(), Ok(output))).collect())
+    }
+
+    /// A batch task succeeded and its output directory holds `written` (name, CID): each file's
+    /// output is the entry named as the file, and a file without one fails
+    /// ([`FailureReason::MissingOutput`], naming what the task wrote that matches none of its
+    /// files). Entries named as none of its files are not gathered.
+    pub fn succeeded_batch(&self, written: &[(String, ContentId)]) -> FinishedTask {
+        let stray: Vec<&str> = written
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| !self.files.iter().any(|f| f == name))
+            .collect();
+        let files = self
+            .files
+            .iter()
+            .map(|name| {
+                let found = written.iter().find(|(entry, _)| entry == name).map(|(_, cid)| *cid);
+                let outcome = found.ok_or_else(|| {
+                    let instead = match stray.as_slice() {
+                        [] => String::new(),
+                        stray if stray.len() <= 5 => format!("; it wrote {stray:?}, named as none of its files"),
+                        stray => format!(
+                            "; it wrote {:?} and {} more, named as none of its files",
+                            &stray[..5],
+                            stray.len() - 5
+                        ),
+                    };
+                    Failure {
+                        reason: FailureReason::MissingOutput,
+                        message: format!("batch task {} wrote no /outputs/{name}{instead}", self.job),
+                        stderr: None,
+                        fuel_consumed: None,
+                    }
+                });
+                (name.clone(), outcome)
+            })
+            .collect();
+        self.finished(files)
+    }
+
+    fn finished(&self, files: Vec<(String, Result<ContentId, Failure>)>) -> FinishedTask {
+        FinishedTask { key: self.key.clone(), job: self.job.clone(), files }
+    }
+}
+
+/// A fanned-out job's tasks not yet counted as finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The job's `fan_out.batch`: above 1, tasks write one output entry per file.
+    pub batch: u32,
+    /// The tasks, by key.
+    pub tasks: Vec<Task>,
 }
 
 /// The fan-out records in Redis.
@@ -60,22 +155,39 @@ impl FanOutStore {
         FanOutStore { conn: conn.into(), record_finished: Script::new(RECORD_FINISHED) }
     }
 
-    /// Records that job `id` fanned out into `tasks` (entry name, task job id) by `execution`,
-    /// and puts it on the waiting list. Repeating it (a fan-out re-run after a crash) writes the
-    /// same tasks again.
-    pub async fn record(&self, id: &str, tasks: &[(String, String)], execution: &Execution) -> Result<(), StoreError> {
+    /// Records that job `id` fanned out into `tasks` (grouped `batch` files at most) by
+    /// `execution`, and puts it on the waiting list. Repeating it (a fan-out re-run after a
+    /// crash) writes the same tasks again.
+    pub async fn record(&self, id: &str, tasks: &[Task], batch: u32, execution: &Execution) -> Result<(), StoreError> {
         let keys = FanOutKeys::of(id);
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.atomic();
         // Bounded argument lists: a job may have tens of thousands of tasks.
         for chunk in tasks.chunks(1000) {
-            pipe.hset_multiple(&keys.tasks, chunk).ignore();
+            let ids: Vec<(&str, &str)> = chunk.iter().map(|task| (task.key.as_str(), task.job.as_str())).collect();
+            pipe.hset_multiple(&keys.tasks, &ids).ignore();
+            // Names cannot hold `/` (UnixFS entries and input names alike), so it separates them.
+            let files: Vec<(&str, String)> = chunk
+                .iter()
+                .filter(|task| task.files != [task.key.as_str()])
+                .map(|task| (task.key.as_str(), task.files.join("/")))
+                .collect();
+            if !files.is_empty() {
+                pipe.hset_multiple(&keys.files, &files).ignore();
+            }
         }
-        pipe.hset(&keys.summary, "total", tasks.len())
-            .ignore()
-            .hset(&keys.summary, "execution", serde_json::to_string(execution).expect("an Execution serialises"))
-            .ignore();
+        let total: usize = tasks.iter().map(|task| task.files.len()).sum();
+        pipe.hset_multiple(
+            &keys.summary,
+            &[
+                ("total", total.to_string()),
+                ("tasks", tasks.len().to_string()),
+                ("batch", batch.to_string()),
+                ("execution", serde_json::to_string(execution).expect("an Execution serialises")),
+            ],
+        )
+        .ignore();
         pipe.query_async::<()>(&mut conn).await?;
         let _: i64 = conn.zadd(keys::fanout_waiting(), id, now_ms()).await?;
         Ok(())
@@ -96,23 +208,29 @@ impl FanOutStore {
             .transpose()
     }
 
-    /// How job `id`'s tasks stand; `None` if it has not fanned out (or is not a fan-out job).
+    /// How job `id`'s files and tasks stand; `None` if it has not fanned out (or is not a
+    /// fan-out job).
     pub async fn summary(&self, id: &str) -> Result<Option<TaskSummary>, StoreError> {
         let keys = FanOutKeys::of(id);
         let mut conn = self.conn.clone();
-        let (fields, failures): ((Option<u64>, Option<u64>, Option<u64>, Option<String>), Vec<String>) = redis::pipe()
+        type Fields = (Option<u64>, Option<u64>, Option<u64>, Option<String>, Option<u64>);
+        let (fields, finished, failures): (Fields, u64, Vec<String>) = redis::pipe()
             .cmd("HMGET")
             .arg(&keys.summary)
-            .arg(&["total", "succeeded", "failed", "output"])
+            .arg(&["total", "succeeded", "failed", "output", "tasks"])
+            .scard(&keys.done)
             .lrange(&keys.failures, 0, TaskSummary::MAX_FAILURES_LISTED as isize - 1)
             .query_async(&mut conn)
             .await?;
-        let (Some(total), succeeded, failed, output) = fields else { return Ok(None) };
+        let (Some(total), succeeded, failed, output, tasks) = fields else { return Ok(None) };
         let corrupt = |reason: String| StoreError::Corrupt { key: keys.summary.clone(), reason };
         Ok(Some(TaskSummary {
             total,
             succeeded: succeeded.unwrap_or(0),
             failed: failed.unwrap_or(0),
+            // Records written before batches had one task per file.
+            tasks: tasks.unwrap_or(total),
+            tasks_finished: finished,
             failures: failures
                 .iter()
                 .map(|f| serde_json::from_str(f).map_err(|e| corrupt(format!("failure: {e}"))))
@@ -121,24 +239,42 @@ impl FanOutStore {
         }))
     }
 
-    /// Job `id`'s tasks: (entry name, task job id), by name.
-    pub async fn tasks(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut tasks: Vec<(String, String)> = conn.hgetall(FanOutKeys::of(id).tasks).await?;
-        tasks.sort();
-        Ok(tasks)
+    /// Job `id`'s tasks, by key.
+    pub async fn tasks(&self, id: &str) -> Result<Vec<Task>, StoreError> {
+        Ok(self.read_tasks(id, false).await?.tasks)
     }
 
-    /// Job `id`'s tasks not yet counted as finished: (entry name, task job id), by name.
-    pub async fn unfinished(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+    /// Job `id`'s tasks not yet counted as finished, by key, with its batch size.
+    pub async fn unfinished(&self, id: &str) -> Result<Unfinished, StoreError> {
+        self.read_tasks(id, true).await
+    }
+
+    async fn read_tasks(&self, id: &str, unfinished_only: bool) -> Result<Unfinished, StoreError> {
         let keys = FanOutKeys::of(id);
         let mut conn = self.conn.clone();
-        let (tasks, done): (Vec<(String, String)>, std::collections::HashSet<String>) =
-            redis::pipe().hgetall(&keys.tasks).smembers(&keys.done).query_async(&mut conn).await?;
-        let mut unfinished: Vec<(String, String)> =
-            tasks.into_iter().filter(|(name, _)| !done.contains(name)).collect();
-        unfinished.sort();
-        Ok(unfinished)
+        type Read = (Vec<(String, String)>, std::collections::HashMap<String, String>, Vec<String>, Option<u32>);
+        let (tasks, mut files, done, batch): Read = redis::pipe()
+            .hgetall(&keys.tasks)
+            .hgetall(&keys.files)
+            .smembers(&keys.done)
+            .hget(&keys.summary, "batch")
+            .query_async(&mut conn)
+            .await?;
+        let done: std::collections::HashSet<String> =
+            if unfinished_only { done.into_iter().collect() } else { [].into() };
+        let mut tasks: Vec<Task> = tasks
+            .into_iter()
+            .filter(|(key, _)| !done.contains(key))
+            .map(|(key, job)| {
+                let files = match files.remove(&key) {
+                    Some(names) => names.split('/').map(str::to_string).collect(),
+                    None => vec![key.clone()],
+                };
+                Task { key, job, files }
+            })
+            .collect();
+        tasks.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Unfinished { batch: batch.unwrap_or(1), tasks })
     }
 
     /// The outcomes of tasks `tasks` (job ids), in order, read in one batch.
@@ -157,7 +293,7 @@ impl FanOutStore {
                 let corrupt = |reason: String| StoreError::Corrupt { key: key.clone(), reason };
                 let Some(state) = state else {
                     return Ok(TaskOutcome::Failed(Failure {
-                        reason: crate::FailureReason::Internal,
+                        reason: FailureReason::Internal,
                         message: format!("task {task} has no record"),
                         stderr: None,
                         fuel_consumed: None,
@@ -174,7 +310,7 @@ impl FanOutStore {
                     _ => TaskOutcome::Failed(match failure.filter(|f| !f.is_empty()) {
                         Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(format!("failure: {e}")))?,
                         None => Failure {
-                            reason: crate::FailureReason::Internal,
+                            reason: FailureReason::Internal,
                             message: format!("task {task} ended {state} without a failure"),
                             stderr: None,
                             fuel_consumed: None,
@@ -185,44 +321,48 @@ impl FanOutStore {
             .collect()
     }
 
-    /// Counts finished tasks of job `id` — (entry name, task job id, outcome); unfinished ones
-    /// are ignored — each once however often it is reported.
-    pub async fn record_finished(
-        &self,
-        id: &str,
-        finished: &[(String, String, TaskOutcome)],
-    ) -> Result<(), StoreError> {
+    /// Counts the files of finished tasks of job `id`, each task once however often it is
+    /// reported.
+    pub async fn record_finished(&self, id: &str, finished: &[FinishedTask]) -> Result<(), StoreError> {
         let keys = FanOutKeys::of(id);
         let mut conn = self.conn.clone();
-        for chunk in finished.chunks(500) {
+        let mut rest = finished;
+        while !rest.is_empty() {
+            // Whole tasks up to the file budget, and at least one.
+            let mut take = 0;
+            let mut files = 0;
+            while take < rest.len() && (take == 0 || files + rest[take].files.len() <= FILES_PER_CALL) {
+                files += rest[take].files.len();
+                take += 1;
+            }
+            let (chunk, after) = rest.split_at(take);
+            rest = after;
             let mut invocation = self.record_finished.prepare_invoke();
             invocation.key(&keys.done).key(&keys.summary).key(&keys.outputs).key(&keys.failures);
             invocation.arg(TaskSummary::MAX_FAILURES_LISTED);
-            let mut any = false;
-            for (name, task, outcome) in chunk {
-                match outcome {
-                    TaskOutcome::Unfinished => continue,
-                    TaskOutcome::Succeeded(output) => invocation.arg(name).arg("ok").arg(output.to_string()),
-                    TaskOutcome::Failed(failure) => {
-                        let listed = TaskFailure {
-                            name: name.clone(),
-                            job: task.clone(),
-                            reason: failure.reason,
-                            message: failure.message.clone(),
-                        };
-                        invocation.arg(name).arg("failed").arg(serde_json::to_string(&listed).expect("serialises"))
-                    }
-                };
-                any = true;
+            for task in chunk {
+                invocation.arg(&task.key).arg(task.files.len());
+                for (name, outcome) in &task.files {
+                    match outcome {
+                        Ok(output) => invocation.arg(name).arg("ok").arg(output.to_string()),
+                        Err(failure) => {
+                            let listed = TaskFailure {
+                                name: name.clone(),
+                                job: task.job.clone(),
+                                reason: failure.reason,
+                                message: failure.message.clone(),
+                            };
+                            invocation.arg(name).arg("failed").arg(serde_json::to_string(&listed).expect("serialises"))
+                        }
+                    };
+                }
             }
-            if any {
-                let _: i64 = invocation.invoke_async(&mut conn).await?;
-            }
+            let _: i64 = invocation.invoke_async(&mut conn).await?;
         }
         Ok(())
     }
 
-    /// The outputs of job `id`'s succeeded tasks: (entry name, output directory), by name.
+    /// The outputs of job `id`'s succeeded files: (file name, output), by name.
     pub async fn outputs(&self, id: &str) -> Result<Vec<(String, ContentId)>, StoreError> {
         let key = FanOutKeys::of(id).outputs;
         let mut conn = self.conn.clone();
@@ -230,7 +370,9 @@ impl FanOutStore {
         let mut outputs = outputs
             .into_iter()
             .map(|(name, cid)| {
-                let cid = cid.parse().map_err(|e| StoreError::Corrupt { key: key.clone(), reason: format!("{e}") })?;
+                let cid = cid
+                    .parse::<ContentId>()
+                    .map_err(|e| StoreError::Corrupt { key: key.clone(), reason: e.to_string() })?;
                 Ok((name, cid))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -246,5 +388,44 @@ impl FanOutStore {
         }
         let _: i64 = conn.zrem(keys::fanout_waiting(), id).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid(n: u8) -> ContentId {
+        use multihash_codetable::{Code, MultihashDigest};
+        ContentId(cid::Cid::new_v1(0x55, Code::Sha2_256.digest(&[n])))
+    }
+
+    fn task(files: &[&str]) -> Task {
+        Task { key: files[0].to_string(), job: "task-1".into(), files: files.iter().map(|f| f.to_string()).collect() }
+    }
+
+    #[test]
+    fn a_failed_task_fails_each_of_its_files_alike() {
+        let failure =
+            Failure { reason: FailureReason::Trap, message: "boom".into(), stderr: None, fuel_consumed: None };
+        let finished = task(&["a", "b"]).failed(&failure);
+        assert_eq!(finished.files, [("a".to_string(), Err(failure.clone())), ("b".to_string(), Err(failure))]);
+    }
+
+    #[test]
+    fn a_one_file_task_gives_its_whole_output() {
+        assert_eq!(task(&["a"]).succeeded_whole(cid(1)).files, [("a".to_string(), Ok(cid(1)))]);
+    }
+
+    #[test]
+    fn a_batch_task_gives_each_file_its_entry_and_fails_files_without_one() {
+        let written = [("a".to_string(), cid(1)), ("b.sha256".to_string(), cid(2)), ("c".to_string(), cid(3))];
+        let finished = task(&["a", "b", "c"]).succeeded_batch(&written);
+        assert_eq!(finished.files[0], ("a".to_string(), Ok(cid(1))));
+        assert_eq!(finished.files[2], ("c".to_string(), Ok(cid(3))));
+        let (name, Err(failure)) = &finished.files[1] else { panic!("{:?}", finished.files[1]) };
+        assert_eq!((name.as_str(), failure.reason), ("b", FailureReason::MissingOutput));
+        assert!(failure.message.contains("/outputs/b") && failure.message.contains("b.sha256"), "{}", failure.message);
+        assert!(failure.message.contains("task-1"), "{}", failure.message);
     }
 }

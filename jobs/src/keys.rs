@@ -17,11 +17,12 @@
 //! | `shoal:{w}:holders:<shard>` | set | workers that advertise holding inputs routed to that shard |
 //! | `shoal:{w}:hot` | string | hot shards and the extra workers reading them (JSON, expires) |
 //! | `shoal:{w}:lock:hot` | string | which worker looks for hot shards now (expires) |
-//! | `shoal:{jNN}:tasks:<id>` | hash | a fanned-out job's tasks: input entry name → task job id |
-//! | `shoal:{jNN}:tasks-done:<id>` | set | names of its tasks that have finished |
-//! | `shoal:{jNN}:task-outputs:<id>` | hash | name → output CID of each succeeded task |
-//! | `shoal:{jNN}:task-failures:<id>` | list | the first failed tasks (JSON) |
-//! | `shoal:{jNN}:fanout:<id>` | hash | its task counts (`total`, `succeeded`, `failed`), gathered `output`, and the `execution` that fanned it out |
+//! | `shoal:{jNN}:tasks:<id>` | hash | a fanned-out job's tasks: task key (the name of its first file) → task job id |
+//! | `shoal:{jNN}:task-files:<id>` | hash | task key → the names of its files, `/`-separated, for tasks of more than their key's file |
+//! | `shoal:{jNN}:tasks-done:<id>` | set | keys of its tasks that have finished |
+//! | `shoal:{jNN}:task-outputs:<id>` | hash | file name → output CID of each succeeded file |
+//! | `shoal:{jNN}:task-failures:<id>` | list | the first failed files (JSON) |
+//! | `shoal:{jNN}:fanout:<id>` | hash | its file counts (`total`, `succeeded`, `failed`), `tasks`, `batch`, gathered `output`, and the `execution` that fanned it out |
 //! | `shoal:fanout:waiting` | sorted set | fanned-out jobs whose tasks are not all finished, scored by when they fanned out |
 //! | `shoal:lock:fanout` | string | which worker gathers finished tasks now (expires) |
 //! | `shoal:lock:requeue` | string | which worker may re-queue lost submissions now (expires) |
@@ -140,15 +141,17 @@ pub fn hot_lock() -> String {
 /// The keys of a fanned-out job's tasks, in the job's slot (see [`crate::fanout`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanOutKeys {
-    /// Entry name → task job id.
+    /// Task key → task job id.
     pub tasks: String,
-    /// Names of finished tasks.
+    /// Task key → its files' names, for tasks of several files.
+    pub files: String,
+    /// Keys of finished tasks.
     pub done: String,
-    /// Name → output CID of succeeded tasks.
+    /// File name → output CID of succeeded files.
     pub outputs: String,
-    /// The first failed tasks.
+    /// The first failed files.
     pub failures: String,
-    /// Counts, the gathered output and the fan-out execution.
+    /// Counts, the batch size, the gathered output and the fan-out execution.
     pub summary: String,
 }
 
@@ -158,6 +161,7 @@ impl FanOutKeys {
         let tag = job_tag(id);
         FanOutKeys {
             tasks: format!("shoal:{{{tag}}}:tasks:{id}"),
+            files: format!("shoal:{{{tag}}}:task-files:{id}"),
             done: format!("shoal:{{{tag}}}:tasks-done:{id}"),
             outputs: format!("shoal:{{{tag}}}:task-outputs:{id}"),
             failures: format!("shoal:{{{tag}}}:task-failures:{id}"),

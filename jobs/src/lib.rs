@@ -31,13 +31,13 @@ pub mod store;
 pub use backlog::{shard_backlogs, ShardBacklog};
 pub use connection::{Batch, RedisConnection};
 pub use error::{SpecError, StoreError};
-pub use fanout::{FanOutStore, TaskOutcome};
+pub use fanout::{FanOutStore, FinishedTask, Task, TaskOutcome, Unfinished};
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, WorkerInfo};
 pub use model::{
-    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, InputSpec, Job, JobSpec,
-    JobState, JobStatus, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification, VerificationOutcome,
-    VerificationPolicy, OUTPUTS_MOUNT,
+    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, InputSpec,
+    Job, JobSpec, JobState, JobStatus, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification,
+    VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};

@@ -115,8 +115,7 @@ impl Membership {
         let mut conn = self.conn.clone();
         let advertised: Vec<BTreeSet<String>> = pipe.query_async(&mut conn).await?;
         let alive: BTreeSet<&str> = live.iter().map(|m| m.info.id.as_str()).collect();
-        let absent: BTreeSet<&String> =
-            advertised.iter().flatten().filter(|id| !alive.contains(id.as_str())).collect();
+        let absent: BTreeSet<&String> = advertised.iter().flatten().filter(|id| !alive.contains(id.as_str())).collect();
         if !absent.is_empty() {
             let absent: Vec<&String> = absent.into_iter().collect();
             let registered: Vec<bool> = {

@@ -17,6 +17,9 @@ use crate::error::SpecError;
 /// Multicodec for JSON, used for invocation CIDs (the spec's canonical JSON is the block).
 const JSON_CODEC: u64 = 0x0200;
 
+/// The most inputs a spec may have.
+const MAX_INPUTS: usize = 1024;
+
 /// A CID carried as its string form in JSON (the `cid` crate's serde form is bytes, for IPLD).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentId(pub Cid);
@@ -85,34 +88,150 @@ pub struct JobSpec {
     /// A URL called with the job's final state (delivery is a later issue; it is validated and kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
-    /// Run the program once per entry of a directory input instead of once over it.
+    /// Run the program once per entry of a directory input, or per input, instead of once
+    /// over all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fan_out: Option<FanOut>,
 }
 
-/// Fans a job out over the entries of one of its directory inputs: one *task* per entry, each an
-/// ordinary job whose input is that entry alone, mounted under the entry's name where the
-/// directory was mounted (so the guest sees the same paths as over the whole directory), and
-/// placed by the entry's own CID, so each task runs where its data is. Tasks are retried on their
-/// own; the job finishes when all have, and its output is a directory with one entry per task,
-/// named as the input entry, holding that task's outputs.
+/// Fans a job out into *tasks*, each an ordinary job placed by its own data, retried on its own;
+/// the job finishes when all have, and its output is one directory with an entry per input file,
+/// named as the file.
+///
+/// Over a directory (`{"input": 0, "glob": "*.tif"}`, the default form): one file per selected
+/// entry of directory input `input`; a task's spec is the job's with that input replaced by the
+/// task's entries, each mounted under its name at the directory's mount path (so the guest sees
+/// the same paths as over the whole directory). Over the job's inputs (`{"over": "inputs"}`):
+/// each input is one file (each must have a `name`, unique in the job); a task's spec holds its
+/// inputs alone, each at its own path.
+///
+/// With `batch` 1 (the default) every file is a task, placed by the file's CID, and the task's
+/// whole `/outputs` becomes the entry named as the file. With a larger `batch`, files whose CIDs
+/// route to the same shard are grouped, in name order, into tasks of up to `batch` files, each
+/// placed on that shared shard; the program writes one output per file, `/outputs/<name>` (a
+/// file or a directory), and those entries are gathered. A file whose task wrote no
+/// `/outputs/<name>` fails ([`FailureReason::MissingOutput`], naming what the task wrote
+/// instead); other top-level names a batch task writes are not gathered, as they could collide
+/// between tasks. A failed batch task fails each of its files, with the task's failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FanOut {
-    /// Which input is the directory (an index into `inputs`); the first unless given.
+    /// What is fanned out over: a directory input's entries (the default) or the inputs.
+    #[serde(default, skip_serializing_if = "FanOutOver::is_directory")]
+    pub over: FanOutOver,
+    /// Which input is the directory (an index into `inputs`); the first unless given. Only for
+    /// the directory form.
     #[serde(default)]
     pub input: usize,
     /// Only entries whose name matches this glob (`*.TIF`, `LC08_*`); every entry unless given.
+    /// Only for the directory form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glob: Option<String>,
+    /// Files per task, at most: 1 (the default) runs each file as its own task.
+    #[serde(default = "one_file", skip_serializing_if = "is_one_file")]
+    pub batch: u32,
+}
+
+/// What a job fans out over (see [`FanOut`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanOutOver {
+    /// The entries of the directory input `fan_out.input`.
+    #[default]
+    Directory,
+    /// The job's inputs, each one file.
+    Inputs,
+}
+
+impl FanOutOver {
+    fn is_directory(&self) -> bool {
+        *self == FanOutOver::Directory
+    }
+}
+
+fn one_file() -> u32 {
+    1
+}
+
+fn is_one_file(batch: &u32) -> bool {
+    *batch == 1
 }
 
 impl FanOut {
-    /// Whether entry `name` is one of the tasks.
+    /// The most files one task may be given.
+    pub const MAX_BATCH: u32 = 1024;
+
+    /// Whether entry `name` is one of the files.
     pub fn selects(&self, name: &str) -> bool {
         self.glob
             .as_deref()
             .is_none_or(|glob| globset::Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(name)))
+    }
+
+    /// Checks the fan-out against the spec's `inputs`.
+    fn validate(&self, inputs: &[InputSpec]) -> Result<(), SpecError> {
+        let field = |field: &str, reason: String| Err(SpecError::Field { field: field.to_string(), reason });
+        if !(1..=FanOut::MAX_BATCH).contains(&self.batch) {
+            return field("fan_out.batch", format!("must be between 1 and {}, got {}", FanOut::MAX_BATCH, self.batch));
+        }
+        if let Some(glob) = &self.glob {
+            if self.over == FanOutOver::Inputs {
+                return field(
+                    "fan_out.glob",
+                    "selects entries of a directory; over inputs every input is a file".into(),
+                );
+            }
+            if let Err(e) = globset::Glob::new(glob) {
+                return field("fan_out.glob", format!("{glob:?} is not a glob: {e}"));
+            }
+        }
+        match self.over {
+            FanOutOver::Directory => {
+                let Some(directory) = inputs.get(self.input) else {
+                    return field("fan_out.input", format!("there is no input {} to fan out over", self.input));
+                };
+                // Its entries take its place at its mount path, so nothing else may be there.
+                if inputs.iter().enumerate().any(|(i, other)| i != self.input && other.path == directory.path) {
+                    return field(
+                        "fan_out.input",
+                        format!("the directory to fan out over shares its path {} with another input", directory.path),
+                    );
+                }
+                if self.batch as usize + inputs.len() - 1 > MAX_INPUTS {
+                    return field(
+                        "fan_out.batch",
+                        format!("a task would have more than {MAX_INPUTS} inputs with the other {}", inputs.len() - 1),
+                    );
+                }
+            }
+            FanOutOver::Inputs => {
+                if self.input != 0 {
+                    return field(
+                        "fan_out.input",
+                        "names a directory to fan out over; over inputs every input is a file".into(),
+                    );
+                }
+                if inputs.is_empty() {
+                    return field("fan_out.over", "there are no inputs to fan out over".into());
+                }
+                let mut names = BTreeMap::new();
+                for (i, input) in inputs.iter().enumerate() {
+                    let Some(name) = &input.name else {
+                        return field(
+                            &format!("inputs[{i}].name"),
+                            "must be given to fan out over inputs: outputs are gathered under it".into(),
+                        );
+                    };
+                    if let Some(first) = names.insert(name.as_str(), i) {
+                        return field(
+                            &format!("inputs[{i}].name"),
+                            format!("{name:?} is also inputs[{first}]'s; outputs are gathered under each input's name"),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -262,32 +381,38 @@ impl JobSpec {
                 return field(&format!("env.{key}"), "names must be non-empty without '=' or NUL".into());
             }
         }
-        if self.inputs.len() > 1024 {
-            return field("inputs", "at most 1024 inputs".into());
+        if self.inputs.len() > MAX_INPUTS {
+            return field("inputs", format!("at most {MAX_INPUTS} inputs"));
         }
-        let mut seen = std::collections::BTreeSet::new();
+        // Mount path → (name → index) of the inputs there. Inputs may share a path when each is
+        // named, with different names: they appear side by side (a batch task's files do).
+        let mut mounted: BTreeMap<&str, BTreeMap<Option<&str>, usize>> = BTreeMap::new();
         for (i, input) in self.inputs.iter().enumerate() {
             if let Err(reason) = check_mount_path(&input.path) {
                 return field(&format!("inputs[{i}].path"), reason);
-            }
-            if !seen.insert(input.path.as_str()) {
-                return field(&format!("inputs[{i}].path"), format!("{} is mounted twice", input.path));
             }
             if let Some(name) = &input.name {
                 if let Err(reason) = check_entry_name(name) {
                     return field(&format!("inputs[{i}].name"), reason);
                 }
             }
+            let there = mounted.entry(input.path.as_str()).or_default();
+            let shared = !there.is_empty();
+            if shared && (input.name.is_none() || there.contains_key(&None)) {
+                return field(
+                    &format!("inputs[{i}].path"),
+                    format!("{} is mounted twice; inputs may share a path only when each has a name", input.path),
+                );
+            }
+            if let Some(first) = there.insert(input.name.as_deref(), i) {
+                return field(
+                    &format!("inputs[{i}].name"),
+                    format!("inputs[{first}] is mounted at {} under the same name", input.path),
+                );
+            }
         }
         if let Some(fan_out) = &self.fan_out {
-            if fan_out.input >= self.inputs.len() {
-                return field("fan_out.input", format!("there is no input {} to fan out over", fan_out.input));
-            }
-            if let Some(glob) = &fan_out.glob {
-                if let Err(e) = globset::Glob::new(glob) {
-                    return field("fan_out.glob", format!("{glob:?} is not a glob: {e}"));
-                }
-            }
+            fan_out.validate(&self.inputs)?;
         }
         let (l, max) = (&self.limits, &Limits::MAX);
         for (name, value, max) in [
@@ -453,39 +578,47 @@ pub struct JobStatus {
     pub tasks: Option<TaskSummary>,
 }
 
-/// How the tasks of a fanned-out job ([`FanOut`]) stand.
+/// How the tasks of a fanned-out job ([`FanOut`]) stand. The counts are of *files* (directory
+/// entries or inputs fanned out over), which with `batch` 1 are also the tasks; `tasks` and
+/// `tasks_finished` count the tasks they were grouped into.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSummary {
-    /// Tasks the job fanned out into.
+    /// Files the job fanned out over.
     pub total: u64,
-    /// Tasks that succeeded.
+    /// Files that succeeded.
     pub succeeded: u64,
-    /// Tasks that failed (after their own retries).
+    /// Files that failed (after their task's retries).
     pub failed: u64,
-    /// The first failed tasks, with why ([`TaskSummary::MAX_FAILURES_LISTED`] at most).
+    /// Tasks the files were grouped into.
+    #[serde(default)]
+    pub tasks: u64,
+    /// Tasks that have finished, either way.
+    #[serde(default)]
+    pub tasks_finished: u64,
+    /// The first failed files, with why ([`TaskSummary::MAX_FAILURES_LISTED`] at most).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<TaskFailure>,
-    /// The gathered outputs once every task has finished: one entry per succeeded task.
+    /// The gathered outputs once every task has finished: one entry per succeeded file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<ContentId>,
 }
 
 impl TaskSummary {
-    /// How many failed tasks are listed by name.
+    /// How many failed files are listed by name.
     pub const MAX_FAILURES_LISTED: usize = 100;
 
-    /// Tasks not finished yet.
+    /// Files not finished yet.
     pub fn pending(&self) -> u64 {
         self.total.saturating_sub(self.succeeded + self.failed)
     }
 }
 
-/// One failed task of a fanned-out job.
+/// One failed file of a fanned-out job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskFailure {
-    /// The input entry it ran on.
+    /// The file (directory entry or input name).
     pub name: String,
-    /// The task's own job id.
+    /// The job id of the task it was in.
     pub job: String,
     /// Why it failed.
     pub reason: FailureReason,
@@ -620,8 +753,10 @@ pub enum FailureReason {
     WorkerLost,
     /// The job did not finish within its total timeout (`retry.total_timeout_ms`).
     DeadlineExceeded,
-    /// Some tasks of a fanned-out job failed (each task's own failure is in the job's `tasks`).
+    /// Some files of a fanned-out job failed (each file's own failure is in the job's `tasks`).
     TasksFailed,
+    /// A batch task of a fanned-out job wrote no output named as one of its files.
+    MissingOutput,
     /// A fault inside Shoal itself.
     Internal,
 }
@@ -643,6 +778,7 @@ impl FailureReason {
             FailureReason::WorkerLost => "worker_lost",
             FailureReason::DeadlineExceeded => "deadline_exceeded",
             FailureReason::TasksFailed => "tasks_failed",
+            FailureReason::MissingOutput => "missing_output",
             FailureReason::Internal => "internal",
         }
     }
@@ -697,6 +833,106 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
+    }
+
+    const FILE_A: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+    const DIR_B: &str = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354";
+
+    fn field_error(body: &str) -> (String, String) {
+        match JobSpec::from_json(body.as_bytes()) {
+            Err(SpecError::Field { field, reason }) => (field, reason),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_directory_fan_out_keeps_its_json_and_invocation_cid() {
+        let body = spec_json(&format!(r#","inputs":[{{"cid":"{DIR_B}"}}],"fan_out":{{"input":0,"glob":"*.tif"}}"#));
+        let spec = JobSpec::from_json(body.as_bytes()).unwrap();
+        let fan_out = spec.fan_out.as_ref().unwrap();
+        assert_eq!((fan_out.over, fan_out.batch), (FanOutOver::Directory, 1));
+        // Defaults are left out, so specs written before batches and lists of inputs hash alike.
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["fan_out"], serde_json::json!({"input": 0, "glob": "*.tif"}));
+        assert!(fan_out.selects("LC08_1.tif") && !fan_out.selects("notes.txt"));
+    }
+
+    #[test]
+    fn fan_out_over_inputs_and_batches_parse() {
+        let body = spec_json(&format!(
+            r#","inputs":[{{"cid":"{FILE_A}","name":"a"}},{{"cid":"{DIR_B}","name":"b","path":"/other"}}],"fan_out":{{"over":"inputs","batch":8}}"#
+        ));
+        let spec = JobSpec::from_json(body.as_bytes()).unwrap();
+        let fan_out = spec.fan_out.unwrap();
+        assert_eq!((fan_out.over, fan_out.batch), (FanOutOver::Inputs, 8));
+    }
+
+    #[test]
+    fn fan_out_errors_name_the_field() {
+        let dir = format!(r#"{{"cid":"{DIR_B}"}}"#);
+        let named = |name: &str| format!(r#"{{"cid":"{FILE_A}","name":"{name}"}}"#);
+        let cases = [
+            (format!(r#","inputs":[{dir}],"fan_out":{{"input":1}}"#), "fan_out.input", "no input 1"),
+            (format!(r#","inputs":[{dir}],"fan_out":{{"glob":"[z-a"}}"#), "fan_out.glob", "not a glob"),
+            (format!(r#","inputs":[{dir}],"fan_out":{{"batch":0}}"#), "fan_out.batch", "between 1 and 1024"),
+            (format!(r#","inputs":[{dir}],"fan_out":{{"batch":1025}}"#), "fan_out.batch", "between 1 and 1024"),
+            (format!(r#","inputs":[{dir}],"fan_out":{{"over":"everything"}}"#), "fan_out.over", "unknown variant"),
+            (format!(r#","inputs":[{dir}],"fan_out":{{"batches":2}}"#), "fan_out.batches", "unknown field `batches`"),
+            (r#","fan_out":{"over":"inputs"}"#.to_string(), "fan_out.over", "no inputs"),
+            (format!(r#","inputs":[{dir}],"fan_out":{{"over":"inputs"}}"#), "inputs[0].name", "must be given"),
+            (
+                format!(r#","inputs":[{},{}],"fan_out":{{"over":"inputs"}}"#, named("x"), named("x")),
+                "inputs[1].name",
+                "same name",
+            ),
+            (
+                format!(
+                    r#","inputs":[{},{{"cid":"{FILE_A}","name":"x","path":"/elsewhere"}}],"fan_out":{{"over":"inputs"}}"#,
+                    named("x")
+                ),
+                "inputs[1].name",
+                "also inputs[0]'s",
+            ),
+            (
+                format!(r#","inputs":[{}],"fan_out":{{"over":"inputs","glob":"*"}}"#, named("x")),
+                "fan_out.glob",
+                "over inputs",
+            ),
+            (
+                format!(r#","inputs":[{}],"fan_out":{{"over":"inputs","input":1}}"#, named("x")),
+                "fan_out.input",
+                "over inputs",
+            ),
+            (
+                format!(r#","inputs":[{{"cid":"{DIR_B}","name":"d"}},{}],"fan_out":{{}}"#, named("x")),
+                "fan_out.input",
+                "shares its path",
+            ),
+        ];
+        for (extra, want_field, want_reason) in cases {
+            let body = spec_json(&extra);
+            let (field, reason) = field_error(&body);
+            assert_eq!(field, want_field, "{body}: {reason}");
+            assert!(reason.contains(want_reason), "{body}: {reason}");
+        }
+    }
+
+    #[test]
+    fn inputs_share_a_path_only_when_each_is_named_differently() {
+        let two = |a: &str, b: &str| spec_json(&format!(r#","inputs":[{a},{b}]"#));
+        let named = |name: &str| format!(r#"{{"cid":"{FILE_A}","name":"{name}"}}"#);
+        let unnamed = format!(r#"{{"cid":"{FILE_A}"}}"#);
+        assert!(JobSpec::from_json(two(&named("a"), &named("b")).as_bytes()).is_ok());
+        for (body, want) in [
+            (two(&unnamed, &unnamed), "mounted twice"),
+            (two(&unnamed, &named("b")), "mounted twice"),
+            (two(&named("a"), &unnamed), "mounted twice"),
+        ] {
+            let (field, reason) = field_error(&body);
+            assert_eq!(field, "inputs[1].path", "{body}");
+            assert!(reason.contains(want), "{body}: {reason}");
+        }
+        assert_eq!(field_error(&two(&named("a"), &named("a"))).0, "inputs[1].name");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The `shoal` command as a user runs it: `shoal dev` in the background, then `add`, `run`,
-//! `status`, `logs`, `get`, `cat` and `car export|import` as separate processes.
+//! The `shoal` command as a user runs it: `shoal dev` in the background, then `add`, `run`
+//! (also fanned out: `--each`, `--each-input`, `--batch`), `status`, `logs`, `get`, `cat` and
+//! `car export|import` as separate processes.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -119,9 +120,32 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let each = shoal(home.path(), &["run", "--program", &program, "--input", &dir, "--each", "*.txt"]);
     let gathered = stdout_line(&each);
     let stderr = String::from_utf8_lossy(&each.stderr);
-    assert!(stderr.contains("2 of 2 tasks succeeded, 0 failed"), "{stderr}");
+    assert!(stderr.contains("2 of 2 files succeeded, 0 failed (2 tasks)"), "{stderr}");
     let digest = stdout_line(&shoal(home.path(), &["cat", &format!("{gathered}/a.txt/a.txt.sha256")]));
     assert!(digest.ends_with("  a.txt"), "{digest}");
+    // `--each-input` runs once per `--input`, gathering under the inputs' names (an unnamed
+    // one under its CID); `--batch` gives one run several files, each writing /outputs/<name>.
+    let each_input = shoal(
+        home.path(),
+        &["run", "--program", &program, "--input", &format!("hello={input}"), "--input", &dir, "--each-input"],
+    );
+    let gathered = stdout_line(&each_input);
+    assert!(String::from_utf8_lossy(&each_input.stderr).contains("2 of 2 files succeeded"));
+    let digest = stdout_line(&shoal(home.path(), &["cat", &format!("{gathered}/hello/hello.sha256")]));
+    assert!(digest.starts_with("a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447"), "{digest}");
+    let digest = stdout_line(&shoal(home.path(), &["cat", &format!("{gathered}/{dir}/{dir}/a.txt.sha256")]));
+    assert!(digest.ends_with(&format!("  {dir}/a.txt")), "{digest}");
+    let plates = work.path().join("plates");
+    for name in ["p1", "p2", "p3"] {
+        std::fs::create_dir_all(plates.join(name)).unwrap();
+        std::fs::write(plates.join(name).join("cells.txt"), name).unwrap();
+    }
+    let plates = stdout_line(&shoal(home.path(), &["add", "--quiet", plates.to_str().unwrap()]));
+    let batched = shoal(home.path(), &["run", "--program", &program, "--input", &plates, "--each", "--batch", "3"]);
+    let gathered = stdout_line(&batched);
+    assert!(String::from_utf8_lossy(&batched.stderr).contains("3 of 3 files succeeded, 0 failed"));
+    let digest = stdout_line(&shoal(home.path(), &["cat", &format!("{gathered}/p2/cells.txt.sha256")]));
+    assert!(digest.ends_with("  p2/cells.txt"), "{digest}");
     drop(dev);
     assert!(!endpoints.exists(), "shoal dev removes its endpoints when it stops");
 }

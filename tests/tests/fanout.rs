@@ -1,12 +1,13 @@
-//! Jobs fanned out over a directory on a real stack: one task per entry, placed by the entry's
-//! own CID, outputs gathered under the input names, failures reported per file, and a second
-//! run over the same directory finding its data where it runs.
+//! Jobs fanned out on a real stack: over a directory (one task per entry, placed by the entry's
+//! own CID) or over a list of inputs, one file per task or batched by shard; outputs gathered
+//! under the input names, failures reported per file, and a second run over the same directory
+//! finding its data where it runs.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shoal_jobs::{ExecutionOutcome, FailureReason, FanOutStore, JobState};
+use shoal_jobs::{ExecutionOutcome, FailureReason, FanOutStore, JobState, ShardRouter, Task};
 use shoal_tests::{Stack, StackOptions};
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -17,6 +18,40 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn status(stack: &Stack, id: &str) -> Value {
     stack.http.get(format!("{}/v1/jobs/{id}", stack.gateway)).send().await.unwrap().json().await.unwrap()
+}
+
+async fn tasks_of(stack: &Stack, id: &str) -> Vec<Task> {
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    FanOutStore::new(client.get_connection_manager().await.unwrap()).tasks(id).await.unwrap()
+}
+
+/// How many tasks files with these CIDs make in batches of `batch`: per shard, rounded up.
+fn expected_tasks(cids: &[cid::Cid], shards: u32, batch: usize) -> usize {
+    let router = ShardRouter::new(shards);
+    let mut per_shard = std::collections::BTreeMap::<u32, usize>::new();
+    for cid in cids {
+        *per_shard.entry(router.shard_of(cid)).or_default() += 1;
+    }
+    per_shard.values().map(|n| n.div_ceil(batch)).sum()
+}
+
+/// Checks that each task's inputs at `path` are its files, at most `batch` of them, whose CIDs
+/// all route to the shard the task was placed on; returns the tasks' sizes.
+async fn check_placement(stack: &Stack, tasks: &[Task], path: &str, shards: u32, batch: usize) -> Vec<usize> {
+    let router = ShardRouter::new(shards);
+    let mut sizes = Vec::new();
+    for task in tasks {
+        let job = stack.job(&task.job).await.unwrap();
+        let files: Vec<_> = job.spec.inputs.iter().filter(|input| input.path == path).collect();
+        let names: Vec<&str> = files.iter().map(|input| input.name.as_deref().unwrap()).collect();
+        assert_eq!(names, task.files, "task {} holds its files, in name order", task.job);
+        assert!(!files.is_empty() && files.len() <= batch, "{names:?}");
+        for input in &files {
+            assert_eq!(router.shard_of(input.cid.cid()), job.shard, "{} is placed where its data is", input.cid);
+        }
+        sizes.push(files.len());
+    }
+    sizes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -64,13 +99,12 @@ async fn a_directory_of_200_scenes_fans_out_gathers_and_runs_where_its_data_is_t
     // run over the same scenes finds them cached where it runs.
     let second = stack.submit_ok(&spec("warm")).await.unwrap();
     assert_eq!(stack.wait_terminal(&second, WAIT).await.unwrap().state, JobState::Succeeded);
-    let client = redis::Client::open(stack.redis.url()).unwrap();
-    let fanouts = FanOutStore::new(client.get_connection_manager().await.unwrap());
-    let tasks = fanouts.tasks(&second).await.unwrap();
+    let tasks = tasks_of(&stack, &second).await;
     assert_eq!(tasks.len(), 200);
     let mut local = 0;
-    for (_, task) in &tasks {
-        let task = stack.job(task).await.unwrap();
+    for task in &tasks {
+        assert_eq!(task.files, [task.key.as_str()], "one file per task");
+        let task = stack.job(&task.job).await.unwrap();
         let cached = task.executions.iter().find_map(|e| match &e.outcome {
             Some(ExecutionOutcome::Completed(result)) => Some(result.inputs_cached),
             _ => None,
@@ -123,5 +157,199 @@ async fn failed_tasks_are_reported_by_name_and_a_fan_out_over_a_file_fails_clear
         .unwrap();
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["field"], "fan_out.input");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_list_of_inputs_fans_out_per_input_and_batches_of_inputs_share_one_mount() {
+    let shards = 2;
+    let stack = Stack::start(StackOptions { workers: 2, shards, ..StackOptions::default() }).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap();
+
+    // One task per input, each placed by its own CID; the outputs gathered under the names.
+    let mut inputs = Vec::new();
+    let mut cids = Vec::new();
+    for n in 0..4 {
+        let cid = stack.add_bytes(format!("reading {n}").as_bytes()).await.unwrap();
+        cids.push(cid);
+        inputs.push(json!({"cid": cid.to_string(), "name": format!("r{n}.csv")}));
+    }
+    let spec = json!({"program": program.to_string(), "inputs": inputs, "fan_out": {"over": "inputs"}});
+    let id = stack.submit_ok(&spec).await.unwrap();
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let body = status(&stack, &id).await;
+    assert_eq!((body["tasks"]["total"].as_u64(), body["tasks"]["tasks"].as_u64()), (Some(4), Some(4)), "{body}");
+    let tasks = tasks_of(&stack, &id).await;
+    assert_eq!(check_placement(&stack, &tasks, "/inputs", shards, 1).await, [1, 1, 1, 1]);
+    let output = job.result.unwrap().output;
+    let names: Vec<String> = shoal_content::unixfs::list(stack.store.as_ref(), output.cid())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["r0.csv", "r1.csv", "r2.csv", "r3.csv"]);
+    let hashed = stack.read(output.cid(), "r2.csv/r2.csv.sha256").await.unwrap();
+    assert_eq!(String::from_utf8(hashed).unwrap(), format!("{}  r2.csv\n", hex(&Sha256::digest(b"reading 2"))));
+
+    // Batches of directories: inputs of one shard run together, side by side under /inputs, and
+    // the program's one output per input is gathered under the input's name.
+    let mut inputs = Vec::new();
+    let mut cids = Vec::new();
+    for n in 0..7 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cells.txt"), format!("plate {n}")).unwrap();
+        let cid = stack.add_path(dir.path()).await.unwrap();
+        cids.push(cid);
+        inputs.push(json!({"cid": cid.to_string(), "name": format!("plate-{n}")}));
+    }
+    let spec = json!({"program": program.to_string(), "inputs": inputs, "fan_out": {"over": "inputs", "batch": 3}});
+    let id = stack.submit_ok(&spec).await.unwrap();
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let tasks = tasks_of(&stack, &id).await;
+    assert_eq!(tasks.len(), expected_tasks(&cids, shards, 3));
+    let sizes = check_placement(&stack, &tasks, "/inputs", shards, 3).await;
+    assert!(sizes.iter().any(|&n| n > 1), "seven inputs over two shards make a task of several: {sizes:?}");
+    let body = status(&stack, &id).await;
+    assert_eq!(body["tasks"]["total"], 7, "counts are of files: {body}");
+    assert_eq!(body["tasks"]["succeeded"], 7);
+    assert_eq!(body["tasks"]["tasks"].as_u64(), Some(tasks.len() as u64));
+    assert_eq!(body["tasks"]["tasks_finished"].as_u64(), Some(tasks.len() as u64));
+    let output = job.result.unwrap().output;
+    for n in 0..7 {
+        let hashed = stack.read(output.cid(), &format!("plate-{n}/cells.txt.sha256")).await.unwrap();
+        let expected = format!("{}  plate-{n}/cells.txt\n", hex(&Sha256::digest(format!("plate {n}").as_bytes())));
+        assert_eq!(String::from_utf8(hashed).unwrap(), expected);
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_directory_of_50_scenes_in_batches_of_8_runs_by_shard_and_gathers_each_scene() {
+    let shards = 4;
+    let stack = Stack::start(StackOptions { workers: 2, shards, ..StackOptions::default() }).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..50 {
+        let scene = dir.path().join(format!("scene-{n:02}"));
+        std::fs::create_dir(&scene).unwrap();
+        std::fs::write(scene.join("B4.tif"), format!("red band of scene {n}")).unwrap();
+        std::fs::write(scene.join("B5.tif"), format!("near-infrared band of scene {n}")).unwrap();
+    }
+    let scenes = stack.add_path(dir.path()).await.unwrap();
+    let listing = shoal_content::unixfs::list(stack.store.as_ref(), &scenes).await.unwrap();
+    let cids: Vec<cid::Cid> = listing.iter().map(|entry| entry.cid).collect();
+    let spec = json!({
+        "program": program.to_string(),
+        "env": {"ECHO_HASH_INPUT": "/scenes"},
+        "inputs": [{"cid": scenes.to_string(), "path": "/scenes"}],
+        "fan_out": {"batch": 8},
+    });
+    let id = stack.submit_ok(&spec).await.unwrap();
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+
+    let tasks = tasks_of(&stack, &id).await;
+    assert_eq!(tasks.len(), expected_tasks(&cids, shards, 8));
+    let sizes = check_placement(&stack, &tasks, "/scenes", shards, 8).await;
+    assert_eq!(sizes.iter().sum::<usize>(), 50);
+    eprintln!("50 scenes in batches of 8 over {shards} shards: tasks of {sizes:?}");
+    let body = status(&stack, &id).await;
+    assert_eq!(body["tasks"]["total"], 50, "{body}");
+    assert_eq!(body["tasks"]["succeeded"], 50);
+    assert_eq!(body["tasks"]["tasks"].as_u64(), Some(tasks.len() as u64));
+
+    let output = job.result.unwrap().output;
+    let gathered = shoal_content::unixfs::list(stack.store.as_ref(), output.cid()).await.unwrap();
+    let names: Vec<&str> = gathered.iter().map(|entry| entry.name.as_str()).collect();
+    let expected: Vec<String> = (0..50).map(|n| format!("scene-{n:02}")).collect();
+    assert_eq!(names, expected);
+    for n in [0, 17, 49] {
+        for (band, content) in [("B4", "red band"), ("B5", "near-infrared band")] {
+            let hashed = stack.read(output.cid(), &format!("scene-{n:02}/{band}.tif.sha256")).await.unwrap();
+            let digest = hex(&Sha256::digest(format!("{content} of scene {n}").as_bytes()));
+            assert_eq!(String::from_utf8(hashed).unwrap(), format!("{digest}  scene-{n:02}/{band}.tif\n"));
+        }
+    }
+
+    // A second run batches alike, and each batch lands where its scenes are cached already.
+    let mut again = spec.clone();
+    again["args"] = json!(["warm"]);
+    let id = stack.submit_ok(&again).await.unwrap();
+    assert_eq!(stack.wait_terminal(&id, WAIT).await.unwrap().state, JobState::Succeeded);
+    let mut cached = 0;
+    for task in tasks_of(&stack, &id).await {
+        let task = stack.job(&task.job).await.unwrap();
+        cached += task
+            .executions
+            .iter()
+            .find_map(|e| match &e.outcome {
+                Some(ExecutionOutcome::Completed(result)) => Some(result.inputs_cached),
+                _ => None,
+            })
+            .unwrap_or(0);
+    }
+    eprintln!("warm batched run: {cached} of 50 scenes cached where their batch ran");
+    assert!(cached >= 45, "only {cached} of 50 scenes were cached where their batch ran");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_batch_a_file_without_its_output_fails_alone_and_a_failed_task_fails_each_of_its_files() {
+    let shards = 2;
+    let stack = Stack::start(StackOptions { workers: 2, shards, ..StackOptions::default() }).await.unwrap();
+    let echo = stack.add_program("echo-hash").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..10 {
+        let sample = dir.path().join(format!("sample-{n}"));
+        std::fs::create_dir(&sample).unwrap();
+        std::fs::write(sample.join("reads.fq"), format!("reads {n}")).unwrap();
+    }
+    // echo-hash writes `/outputs/stray.fq.sha256` for a plain file: no `/outputs/stray.fq`.
+    std::fs::write(dir.path().join("stray.fq"), "not a sample directory").unwrap();
+    let samples = stack.add_path(dir.path()).await.unwrap();
+    let spec = json!({"program": echo.to_string(), "inputs": [{"cid": samples.to_string()}], "fan_out": {"batch": 4}});
+    let id = stack.submit_ok(&spec).await.unwrap();
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    let failure = job.failure.unwrap();
+    assert_eq!(failure.reason, FailureReason::TasksFailed);
+    assert!(failure.message.contains("1 of 11 files failed"), "{}", failure.message);
+    let body = status(&stack, &id).await;
+    assert_eq!((body["tasks"]["succeeded"].as_u64(), body["tasks"]["failed"].as_u64()), (Some(10), Some(1)), "{body}");
+    let failures = body["tasks"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{body}");
+    assert_eq!(
+        (failures[0]["name"].as_str(), failures[0]["reason"].as_str()),
+        (Some("stray.fq"), Some("missing_output"))
+    );
+    let message = failures[0]["message"].as_str().unwrap();
+    assert!(message.contains("/outputs/stray.fq") && message.contains("stray.fq.sha256"), "{message}");
+    // The files that did get their output are gathered, the stray entry is not.
+    let output: shoal_jobs::ContentId = body["tasks"]["output"].as_str().unwrap().parse().unwrap();
+    let gathered = shoal_content::unixfs::list(stack.store.as_ref(), output.cid()).await.unwrap();
+    let names: Vec<&str> = gathered.iter().map(|entry| entry.name.as_str()).collect();
+    assert_eq!(names, (0..10).map(|n| format!("sample-{n}")).collect::<Vec<_>>());
+
+    // A batch task that traps fails every one of its files, each reported by name with the
+    // task that ran it.
+    let trap = stack.add_program("trap").await.unwrap();
+    let spec = json!({"program": trap.to_string(), "inputs": [{"cid": samples.to_string()}], "fan_out": {"batch": 4}});
+    let id = stack.submit_ok(&spec).await.unwrap();
+    assert_eq!(stack.wait_terminal(&id, WAIT).await.unwrap().state, JobState::Failed);
+    let body = status(&stack, &id).await;
+    assert_eq!((body["tasks"]["total"].as_u64(), body["tasks"]["failed"].as_u64()), (Some(11), Some(11)), "{body}");
+    let tasks = tasks_of(&stack, &id).await;
+    let listing = shoal_content::unixfs::list(stack.store.as_ref(), &samples).await.unwrap();
+    let cids: Vec<cid::Cid> = listing.iter().map(|entry| entry.cid).collect();
+    assert_eq!(tasks.len(), expected_tasks(&cids, shards, 4));
+    for failure in body["tasks"]["failures"].as_array().unwrap() {
+        assert_eq!(failure["reason"], "trap", "{failure}");
+        let name = failure["name"].as_str().unwrap();
+        let task = tasks.iter().find(|task| task.files.iter().any(|f| f == name)).unwrap();
+        assert_eq!(failure["job"].as_str(), Some(task.job.as_str()), "{name} is reported with its task");
+    }
     stack.shutdown().await;
 }

@@ -187,12 +187,9 @@ impl Executor {
         let run_dir = self.scratch.join(execution_id);
         let outputs = run_dir.join("outputs");
         std::fs::create_dir_all(&outputs).map_err(|e| internal(format!("creating {}: {e}", outputs.display())))?;
-        let _cleanup = RemoveDir(run_dir);
+        let _cleanup = RemoveDir(run_dir.clone());
 
-        let mut mounts: Vec<Mount> = inputs
-            .iter()
-            .map(|(path, input)| Mount { host: input.dir.clone(), guest: path.clone(), writable: false })
-            .collect();
+        let mut mounts = input_mounts(&inputs, &run_dir.join("inputs")).await?;
         mounts.push(Mount { host: outputs.clone(), guest: OUTPUTS_MOUNT.to_string(), writable: true });
         let invocation = invocation(spec, mounts);
         let run_started = Instant::now();
@@ -376,6 +373,77 @@ fn unavailable(cid: &Cid, error: ContentError) -> Stop {
 
 fn internal(message: String) -> Stop {
     Stop::new(FailureReason::Internal, message)
+}
+
+/// The mounts of a run's inputs, one per mount path, in the spec's order. Inputs sharing a path
+/// (each named, differently: a batch task's files) are joined into one directory under
+/// `joined` — hard links into the input cache, copies where linking fails — so the guest can
+/// list them side by side, which separate preopens below the path would not allow.
+async fn input_mounts(inputs: &[(String, Arc<MaterialisedInput>)], joined: &Path) -> Result<Vec<Mount>, Stop> {
+    let mut by_path: Vec<(&str, Vec<&Path>)> = Vec::new();
+    for (path, input) in inputs {
+        match by_path.iter_mut().find(|(there, _)| there == path) {
+            Some((_, dirs)) => dirs.push(&input.dir),
+            None => by_path.push((path, vec![&input.dir])),
+        }
+    }
+    let mut mounts = Vec::with_capacity(by_path.len());
+    for (n, (path, dirs)) in by_path.into_iter().enumerate() {
+        let host = match dirs.as_slice() {
+            [dir] => dir.to_path_buf(),
+            dirs => {
+                let host = joined.join(n.to_string());
+                let sources: Vec<PathBuf> = dirs.iter().map(|dir| dir.to_path_buf()).collect();
+                let target = host.clone();
+                let path = path.to_string();
+                tokio::task::spawn_blocking(move || join_dirs(&sources, &target))
+                    .await
+                    .map_err(|e| internal(format!("joining the inputs at {path}: {e}")))?
+                    .map_err(|e| internal(format!("joining the inputs at {path}: {e}")))?;
+                host
+            }
+        };
+        mounts.push(Mount { host, guest: path.to_string(), writable: false });
+    }
+    Ok(mounts)
+}
+
+/// Makes `target` a directory holding the entries of every directory in `sources`; two entries
+/// of one name are an error.
+fn join_dirs(sources: &[PathBuf], target: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    for source in sources {
+        for entry in std::fs::read_dir(source)? {
+            let entry = entry?;
+            let dest = target.join(entry.file_name());
+            if dest.symlink_metadata().is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("two inputs are named {:?}", entry.file_name()),
+                ));
+            }
+            link_tree(&entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Recreates `source` at `dest`: directories made, files hard-linked (copied across
+/// filesystems), symlinks copied as links.
+fn link_tree(source: &Path, dest: &Path) -> std::io::Result<()> {
+    let kind = source.symlink_metadata()?.file_type();
+    if kind.is_dir() {
+        std::fs::create_dir(dest)?;
+        for entry in std::fs::read_dir(source)? {
+            let entry = entry?;
+            link_tree(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else if kind.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(source)?, dest)
+    } else {
+        std::fs::hard_link(source, dest).or_else(|_| std::fs::copy(source, dest).map(drop))
+    }
 }
 
 /// Removes a run's scratch directory however the run ends.

@@ -1,14 +1,16 @@
-//! Jobs fanned out over a directory ([`shoal_jobs::FanOut`]): splitting one into tasks, and
-//! gathering the tasks' outputs when they have all finished.
+//! Fanned-out jobs ([`shoal_jobs::FanOut`]): splitting one into tasks — over a directory's
+//! entries or the job's inputs, one file per task or batched by shard — and gathering the
+//! tasks' outputs when they have all finished.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_jobs::{
-    keys, now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, InputSpec,
-    Job, JobState, StoreError, TaskOutcome,
+    keys, now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut,
+    FanOutOver, FinishedTask, InputSpec, Job, JobSpec, JobState, ShardRouter, StoreError, Task, TaskOutcome,
 };
 use tracing::{info, warn};
 
@@ -21,64 +23,136 @@ const CREATING_AT_ONCE: usize = 32;
 /// Fanned-out jobs a gathering round visits.
 const JOBS_PER_ROUND: usize = 50;
 
+/// Batch tasks' output directories listed at once while gathering.
+const LISTING_AT_ONCE: usize = 16;
+
+/// One file a job fans out over: a directory entry or an input, as a task mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FanFile {
+    /// Its name: where it is mounted under its path, and its output entry.
+    name: String,
+    /// The input a task gets for it (named `name`).
+    input: InputSpec,
+}
+
+/// The tasks of a fan-out over `files`: (shard, files) each. One file per task, on the shard of
+/// its CID, with `batch` 1; else files whose CIDs share a shard grouped in name order into tasks
+/// of up to `batch`, on that shard. Tasks come in order of their first file's name.
+fn plan(files: Vec<FanFile>, batch: u32, router: &ShardRouter) -> Vec<(u32, Vec<FanFile>)> {
+    let mut by_shard: BTreeMap<u32, Vec<FanFile>> = BTreeMap::new();
+    for file in files {
+        by_shard.entry(router.shard_of(file.input.cid.cid())).or_default().push(file);
+    }
+    let mut tasks: Vec<(u32, Vec<FanFile>)> = Vec::new();
+    for (shard, mut files) in by_shard {
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut files = files.into_iter().peekable();
+        while files.peek().is_some() {
+            tasks.push((shard, files.by_ref().take(batch.max(1) as usize).collect()));
+        }
+    }
+    tasks.sort_by(|a, b| a.1[0].name.cmp(&b.1[0].name));
+    tasks
+}
+
+/// The spec of a task over `files`: the job's, with the fanned-out input(s) replaced by the
+/// task's files, and no fan-out or webhook of its own.
+fn task_spec(spec: &JobSpec, fan_out: &FanOut, files: &[FanFile]) -> JobSpec {
+    let mut task = spec.clone();
+    task.fan_out = None;
+    task.webhook = None;
+    let inputs = files.iter().map(|file| file.input.clone());
+    match fan_out.over {
+        FanOutOver::Directory => {
+            task.inputs.splice(fan_out.input..=fan_out.input, inputs);
+        }
+        FanOutOver::Inputs => task.inputs = inputs.collect(),
+    }
+    task
+}
+
 impl Executor {
-    /// Fans `job` out: one task per selected entry of its directory input, each created (once,
-    /// however often this runs) and queued on the shard of its own CID. The job stays running
-    /// until [`gather`] finishes it; its stream entry can be acknowledged.
+    /// Fans `job` out: tasks over its selected directory entries or its inputs (see [`plan`]),
+    /// each created (once, however often this runs) and queued on its shard. The job stays
+    /// running until [`gather`] finishes it; its stream entry can be acknowledged.
     pub(crate) async fn fan_out(&self, job: &Job, mut execution: Execution) -> Result<Settled, StoreError> {
         let fan_out = job.spec.fan_out.as_ref().expect("called for fan-out jobs only");
-        let input = &job.spec.inputs[fan_out.input];
-        let listed = tokio::time::timeout(self.fetch_timeout, unixfs::list(self.chain.as_ref(), input.cid.cid())).await;
-        let entries = match listed {
-            Ok(Ok(entries)) => entries,
-            failed => {
-                let message = match failed {
-                    Ok(Err(e)) => format!("listing {} to fan out over: {e}", input.cid),
-                    _ => format!("listing {} to fan out over took longer than {:?}", input.cid, self.fetch_timeout),
-                };
-                execution.finished_at_ms = Some(now_ms());
-                execution.outcome = Some(ExecutionOutcome::Failed(Failure {
-                    reason: FailureReason::InputUnavailable,
-                    message,
-                    stderr: None,
-                    fuel_consumed: None,
-                }));
-                with_retries("finish_execution", || self.jobs.finish_execution(&job.id, &execution)).await?;
-                return Ok(Settled::Done);
-            }
+        let files = match fan_out.over {
+            FanOutOver::Inputs => job
+                .spec
+                .inputs
+                .iter()
+                .map(|input| FanFile { name: input.name.clone().unwrap_or_default(), input: input.clone() })
+                .collect(),
+            FanOutOver::Directory => match self.list_directory(&job.spec, fan_out).await {
+                Ok(files) => files,
+                Err(message) => {
+                    execution.finished_at_ms = Some(now_ms());
+                    execution.outcome = Some(ExecutionOutcome::Failed(Failure {
+                        reason: FailureReason::InputUnavailable,
+                        message,
+                        stderr: None,
+                        fuel_consumed: None,
+                    }));
+                    with_retries("finish_execution", || self.jobs.finish_execution(&job.id, &execution)).await?;
+                    return Ok(Settled::Done);
+                }
+            },
         };
-        let selected: Vec<_> = entries.into_iter().filter(|entry| fan_out.selects(&entry.name)).collect();
-        let tasks: Vec<(String, String)> = futures::stream::iter(selected)
-            .map(|entry| async move {
-                let mut spec = job.spec.clone();
-                spec.fan_out = None;
-                spec.webhook = None;
-                spec.inputs[fan_out.input] =
-                    InputSpec { cid: ContentId(entry.cid), path: input.path.clone(), name: Some(entry.name.clone()) };
-                let shard = self.router.route(&spec);
-                // The key makes creation exactly-once per entry, so a fan-out re-run after a
-                // crash finds the tasks it already made.
-                let key = format!("fanout:{}:{}", job.id, entry.name);
-                let task = match with_retries("create task", || self.jobs.create(&spec, shard, Some(&key))).await? {
-                    Created::New(task) => {
-                        self.jobs.enqueue(&self.queue, &task.id, shard).await?;
-                        task
-                    }
-                    Created::Existing(task) => {
-                        if task.state == JobState::Queued && !self.jobs.is_enqueued(&task.id).await? {
-                            self.jobs.enqueue(&self.queue, &task.id, task.shard).await?;
+        let tasks: Vec<Task> = futures::stream::iter(plan(files, fan_out.batch, &self.router))
+            .map(|(shard, files)| async move {
+                let spec = task_spec(&job.spec, fan_out, &files);
+                let key = files[0].name.clone();
+                // The key makes creation exactly-once per task, so a fan-out re-run after a
+                // crash finds the tasks it already made (the plan is a function of the files).
+                let idempotency = format!("fanout:{}:{key}", job.id);
+                let task =
+                    match with_retries("create task", || self.jobs.create(&spec, shard, Some(&idempotency))).await? {
+                        Created::New(task) => {
+                            self.jobs.enqueue(&self.queue, &task.id, shard).await?;
+                            task
                         }
-                        task
-                    }
-                };
-                Ok::<_, StoreError>((entry.name, task.id))
+                        Created::Existing(task) => {
+                            if task.state == JobState::Queued && !self.jobs.is_enqueued(&task.id).await? {
+                                self.jobs.enqueue(&self.queue, &task.id, task.shard).await?;
+                            }
+                            task
+                        }
+                    };
+                Ok::<_, StoreError>(Task { key, job: task.id, files: files.into_iter().map(|f| f.name).collect() })
             })
             .buffered(CREATING_AT_ONCE)
             .try_collect()
             .await?;
-        with_retries("record tasks", || self.fanouts.record(&job.id, &tasks, &execution)).await?;
-        info!(job = %job.id, tasks = tasks.len(), "fanned out");
+        with_retries("record tasks", || self.fanouts.record(&job.id, &tasks, fan_out.batch, &execution)).await?;
+        info!(job = %job.id, tasks = tasks.len(), batch = fan_out.batch, "fanned out");
         Ok(Settled::Done)
+    }
+
+    /// The selected entries of the directory input to fan out over, each as the input a task
+    /// mounts it by: under its name at the directory's path. Errs with why it could not be listed.
+    async fn list_directory(&self, spec: &JobSpec, fan_out: &FanOut) -> Result<Vec<FanFile>, String> {
+        let input = &spec.inputs[fan_out.input];
+        let listed = tokio::time::timeout(self.fetch_timeout, unixfs::list(self.chain.as_ref(), input.cid.cid())).await;
+        let entries = match listed {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => return Err(format!("listing {} to fan out over: {e}", input.cid)),
+            Err(_) => {
+                return Err(format!("listing {} to fan out over took longer than {:?}", input.cid, self.fetch_timeout))
+            }
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|entry| fan_out.selects(&entry.name))
+            .map(|entry| FanFile {
+                input: InputSpec {
+                    cid: ContentId(entry.cid),
+                    path: input.path.clone(),
+                    name: Some(entry.name.clone()),
+                },
+                name: entry.name,
+            })
+            .collect())
     }
 }
 
@@ -95,8 +169,8 @@ pub(crate) async fn gatherer(executor: std::sync::Arc<Executor>, every: Duration
     }
 }
 
-/// One gathering round, if this worker gets the lock (held up to `hold`): counts the newly
-/// finished tasks of waiting fanned-out jobs, and finishes each job whose tasks all have.
+/// One gathering round, if this worker gets the lock (held up to `hold`): counts the files of
+/// newly finished tasks of waiting fanned-out jobs, and finishes each job whose tasks all have.
 /// Returns how many jobs it finished.
 pub async fn gather(executor: &Executor, hold: Duration) -> Result<usize, StoreError> {
     if !executor.jobs.take_lock(&keys::fanout_lock(), &executor.worker, hold).await? {
@@ -105,14 +179,30 @@ pub async fn gather(executor: &Executor, hold: Duration) -> Result<usize, StoreE
     let mut finished = 0;
     for id in executor.fanouts.waiting(JOBS_PER_ROUND).await? {
         let unfinished = executor.fanouts.unfinished(&id).await?;
-        let ids: Vec<String> = unfinished.iter().map(|(_, task)| task.clone()).collect();
+        let ids: Vec<String> = unfinished.tasks.iter().map(|task| task.job.clone()).collect();
         let outcomes = executor.fanouts.outcomes(&ids).await?;
-        let done: Vec<(String, String, TaskOutcome)> = unfinished
-            .into_iter()
-            .zip(outcomes)
-            .filter(|(_, outcome)| *outcome != TaskOutcome::Unfinished)
-            .map(|((name, task), outcome)| (name, task, outcome))
-            .collect();
+        let batched = unfinished.batch > 1;
+        let job = id.as_str();
+        let done: Vec<FinishedTask> = futures::stream::iter(unfinished.tasks.into_iter().zip(outcomes))
+            .map(|(task, outcome)| async move {
+                match outcome {
+                    TaskOutcome::Unfinished => None,
+                    TaskOutcome::Failed(failure) => Some(task.failed(&failure)),
+                    TaskOutcome::Succeeded(output) if !batched => Some(task.succeeded_whole(output)),
+                    TaskOutcome::Succeeded(output) => match list_output(executor, &output).await {
+                        Ok(written) => Some(task.succeeded_batch(&written)),
+                        // Counted in a later round, once its output can be read.
+                        Err(e) => {
+                            warn!(job, task = %task.job, error = %e, "cannot list a batch task's output yet");
+                            None
+                        }
+                    },
+                }
+            })
+            .buffered(LISTING_AT_ONCE)
+            .filter_map(|task| async move { task })
+            .collect()
+            .await;
         executor.fanouts.record_finished(&id, &done).await?;
         let Some(summary) = executor.fanouts.summary(&id).await? else { continue };
         if summary.pending() > 0 {
@@ -126,8 +216,17 @@ pub async fn gather(executor: &Executor, hold: Duration) -> Result<usize, StoreE
     Ok(finished)
 }
 
-/// Gathers the outputs of job `id`'s succeeded tasks into one directory, named as the input
-/// entries, and settles the job: succeeded if every task did, else failed with `tasks_failed`.
+/// The top-level entries of a batch task's output directory.
+async fn list_output(executor: &Executor, output: &ContentId) -> Result<Vec<(String, ContentId)>, GatherError> {
+    let listed = tokio::time::timeout(executor.fetch_timeout, unixfs::list(executor.chain.as_ref(), output.cid()))
+        .await
+        .map_err(|_| GatherError::Slow(*output, executor.fetch_timeout))?
+        .map_err(GatherError::Content)?;
+    Ok(listed.into_iter().map(|entry| (entry.name, ContentId(entry.cid))).collect())
+}
+
+/// Gathers the outputs of job `id`'s succeeded files into one directory, named as the files,
+/// and settles the job: succeeded if every file did, else failed with `tasks_failed`.
 async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Result<(), GatherError> {
     let mut links = Vec::new();
     for (name, output) in executor.fanouts.outputs(id).await? {
@@ -161,7 +260,7 @@ async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Resul
         ExecutionOutcome::Failed(Failure {
             reason: FailureReason::TasksFailed,
             message: format!(
-                "{failed} of {total} tasks failed; the {} that succeeded are gathered in {}",
+                "{failed} of {total} files failed; the {} that succeeded are gathered in {}",
                 total - failed,
                 output.root
             ),
@@ -180,6 +279,70 @@ async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Resul
 enum GatherError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("building the output directory: {0}")]
+    #[error("reading task outputs or building the output directory: {0}")]
     Content(shoal_content::ContentError),
+    #[error("listing batch task output {0} took longer than {1:?}")]
+    Slow(ContentId, Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(n: u32) -> FanFile {
+        let cid = *shoal_content::Block::encode(shoal_content::Codec::Raw, n.to_be_bytes().to_vec()).cid();
+        let name = format!("f{n:03}");
+        FanFile { input: InputSpec { cid: ContentId(cid), path: "/in".into(), name: Some(name.clone()) }, name }
+    }
+
+    #[test]
+    fn batches_hold_files_of_one_shard_in_name_order_up_to_the_batch() {
+        let router = ShardRouter::new(4);
+        let files: Vec<FanFile> = (0..50).rev().map(file).collect();
+        let tasks = plan(files, 8, &router);
+        let mut seen = 0;
+        for (shard, files) in &tasks {
+            assert!(!files.is_empty() && files.len() <= 8);
+            assert!(files.iter().all(|f| router.shard_of(f.input.cid.cid()) == *shard));
+            assert!(files.windows(2).all(|pair| pair[0].name < pair[1].name));
+            seen += files.len();
+        }
+        assert_eq!(seen, 50);
+        // Per shard: all full batches but the last.
+        for shard in 0..4 {
+            let sizes: Vec<usize> = tasks.iter().filter(|(s, _)| *s == shard).map(|(_, f)| f.len()).collect();
+            let n: usize = sizes.iter().sum();
+            assert_eq!(sizes.len(), n.div_ceil(8), "shard {shard}: {sizes:?}");
+        }
+        assert!(tasks.windows(2).all(|pair| pair[0].1[0].name < pair[1].1[0].name), "tasks in key order");
+    }
+
+    #[test]
+    fn batch_one_gives_every_file_its_own_task_on_its_own_shard() {
+        let router = ShardRouter::new(16);
+        let tasks = plan((0..20).map(file).collect(), 1, &router);
+        assert_eq!(tasks.len(), 20);
+        assert!(tasks
+            .iter()
+            .all(|(shard, files)| files.len() == 1 && router.shard_of(files[0].input.cid.cid()) == *shard));
+    }
+
+    #[test]
+    fn a_task_spec_replaces_the_fanned_out_input_where_it_was() {
+        let shared = InputSpec { cid: file(99).input.cid, path: "/shared".into(), name: None };
+        let dir = InputSpec { cid: file(98).input.cid, path: "/in".into(), name: None };
+        let json = serde_json::json!({
+            "program": file(97).input.cid.to_string(),
+            "inputs": [shared, dir],
+            "fan_out": {"input": 1, "batch": 2},
+            "webhook": "http://example.invalid/hook",
+        });
+        let spec = JobSpec::from_json(json.to_string().as_bytes()).unwrap();
+        let fan_out = spec.fan_out.clone().unwrap();
+        let task = task_spec(&spec, &fan_out, &[file(1), file(2)]);
+        let expected: Vec<InputSpec> = [shared.clone(), file(1).input, file(2).input].into();
+        assert_eq!(task.inputs, expected);
+        task.validate().unwrap();
+        assert_eq!((task.fan_out, task.webhook), (None, None));
+    }
 }
