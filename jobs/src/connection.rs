@@ -7,8 +7,9 @@
 //! refuses a pipeline that spans slots, so [`Batch`] splits them into one pipeline per slot.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
@@ -30,12 +31,31 @@ impl RedisConnection {
     /// Connects to the Redis at `urls`: one URL is a single node; several are seed nodes of a
     /// cluster (any of its nodes will do; the client discovers the rest). No URL at all is the
     /// cluster client's configuration error.
+    ///
+    /// Replies may take up to [`RedisConnection::RESPONSE_TIMEOUT`]: workers send batches over
+    /// thousands of shards or tasks, which a busy Redis can take longer than redis-rs's default
+    /// half second to answer, and a timed-out batch is only sent again.
     pub async fn open(urls: &[String]) -> Result<RedisConnection, StoreError> {
+        let timeout = RedisConnection::RESPONSE_TIMEOUT;
         match urls {
-            [url] => Ok(redis::Client::open(url.as_str())?.get_connection_manager().await?.into()),
-            _ => Ok(ClusterClient::new(urls.iter().map(String::as_str))?.get_async_connection().await?.into()),
+            [url] => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                Ok(ConnectionManager::new_with_config(redis::Client::open(url.as_str())?, config).await?.into())
+            }
+            _ => Ok(ClusterClient::builder(urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()?
+                .get_async_connection()
+                .await?
+                .into()),
         }
     }
+
+    /// How long [`RedisConnection::open`]'s connections wait for a reply.
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Whether this is a cluster connection.
     pub fn is_cluster(&self) -> bool {
