@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # The scale simulation (`make scale`): real worker loops (`shoal_worker::serve`) in one process
 # with a simulated executor over a synthetic catalogue whose blocks are never stored, a private
-# redis-server and an in-process gateway taking jobs over HTTP. Two scenarios:
+# redis-server and an in-process gateway taking jobs over HTTP. Three scenarios:
 #   join: 100 workers, 100 TB catalogue, 10 start and 90 join mid-run;
-#   wide: 1000 workers, 1 PB catalogue, 12 programs from 4 users submitting at once.
-# Writes docs/scale/<scenario>-<date>.{json,md,svg}; exits non-zero if a scenario's success
-# (accepted jobs that succeeded with the expected output) is below 99.9%.
+#   wide: 1000 workers, 1 PB catalogue, 12 programs from 4 users submitting at once;
+#   agreement: the same small workload twice, once on real processes (`shoal-loadtest
+#     --workload locality`: 8 `shoal worker`s, a 1000-item catalogue of real blobs, echo-hash)
+#     and once simulated with matching parameters, its cost model set from the real run's
+#     measured execution times (docs/scale/agreement-2026-11-25.md compares them).
+# Writes docs/scale/<scenario>-<date>.{json,md,svg} (agreement: -real and -sim); exits non-zero
+# if a run's success (accepted jobs that succeeded with the expected output) is below 99.9%.
 #
-# Knobs (environment): SCENARIOS ("join wide" by default), DATE, and per scenario the options
-# below (see `shoal-loadtest sim --help`).
+# Knobs (environment): SCENARIOS ("join wide agreement" by default), DATE, and per scenario the
+# options below (see `shoal-loadtest sim --help`, `shoal-loadtest --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p shoal-loadtest
+SCENARIOS=${SCENARIOS:-join wide agreement}
+if [[ " $SCENARIOS " == *" agreement "* ]]; then
+  cargo build --release -p shoal-cli -p shoal-loadtest
+else
+  cargo build --release -p shoal-loadtest
+fi
 
-SCENARIOS=${SCENARIOS:-join wide}
 DATE=${DATE:-$(date -u +%Y-%m-%d)}
 BIN=target/release/shoal-loadtest
 status=0
@@ -46,12 +54,36 @@ for scenario in $SCENARIOS; do
         --bucket-secs 10 --stall-secs 120
       )
       ;;
+    agreement)
+      workers=${AGREE_WORKERS:-8} cache=${AGREE_CACHE:-10MB} jobs=${AGREE_JOBS:-6000}
+      real=(
+        --workload locality --workers "$workers" --worker-concurrency 2 --shards 256
+        --catalogue-items 1000 --item-bytes 500kB --cache-bytes "$cache"
+        --users 4 --distinct-programs 8 --outstanding-per-user 8
+        --duration-secs 300 --jobs "$jobs"
+        --visibility-timeout-secs 30 --heartbeat-ms 3000 --bucket-secs 5 --quiet
+      )
+      echo "== agreement (real): $BIN ${real[*]}" >&2
+      "$BIN" "${real[@]}" --report "docs/scale/agreement-$DATE-real" || status=$?
+      args=(
+        --workers "$workers" --concurrency 2 --start-spread-secs 0 --shards 256
+        --catalogue 500MB --item 500kB --cache "$cache"
+        --users 4 --programs 8 --outstanding-per-user 8
+        --duration-secs 300 --max-jobs "$jobs" --time-scale 1
+        --latency-ms 5 --bandwidth 50MB --compute-min-secs 0.025 --compute-max-secs 0.025
+        --heartbeat-secs 3 --poll-block-ms 1000 --visibility-timeout-secs 30
+        --bucket-secs 5 --quiet
+      )
+      scenario=agreement-$DATE-sim
+      ;;
     *)
-      echo "unknown scenario $scenario (join, wide)" >&2
+      echo "unknown scenario $scenario (join, wide, agreement)" >&2
       exit 2
       ;;
   esac
+  report=docs/scale/$scenario
+  [[ $scenario == agreement-* ]] || report=$report-$DATE
   echo "== $scenario: $BIN sim ${args[*]}" >&2
-  "$BIN" sim "${args[@]}" --report "docs/scale/$scenario-$DATE" || status=$?
+  "$BIN" sim "${args[@]}" --report "$report" || status=$?
 done
 exit "$status"

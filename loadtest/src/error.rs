@@ -34,6 +34,15 @@ pub enum LoadtestError {
         #[source]
         source: reqwest::Error,
     },
+    /// The harness's own Redis connection failed (reading job records directly).
+    #[error("{context}: {source}")]
+    Store {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: shoal_jobs::StoreError,
+    },
     /// The stack could not be brought up (binary missing, gateway never answering…).
     #[error("{0}")]
     Setup(String),

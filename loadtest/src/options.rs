@@ -27,6 +27,19 @@ impl Replace {
     }
 }
 
+/// What jobs a run submits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadKind {
+    /// `--jobs` planned jobs over a few small inputs: echo-hash over files and directories, and
+    /// huge-output (the reliability mix).
+    Mix,
+    /// The simulation's workload on real processes: users with their own programs (echo-hash
+    /// with distinct arguments) reading items of a catalogue of real blobs, drawn with Zipf
+    /// popularity, each user keeping a bounded number of jobs outstanding; reports the cache
+    /// hit and local task rates.
+    Locality,
+}
+
 /// When Redis fsyncs its append-only file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FsyncMode {
@@ -40,9 +53,40 @@ pub enum FsyncMode {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "shoal-loadtest", version, about)]
 pub struct Options {
-    /// Jobs to submit.
+    /// Jobs to submit (locality: at most this many, 0 for no limit).
     #[arg(long, default_value_t = 1000)]
     pub jobs: usize,
+    /// What to submit.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Mix)]
+    pub workload: WorkloadKind,
+    /// Locality: real seconds of submitting; then the run waits for what is outstanding.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub duration_secs: f64,
+    /// Locality: users submitting at once, each with programs of its own.
+    #[arg(long, default_value_t = 3)]
+    pub users: usize,
+    /// Locality: distinct programs (echo-hash with distinct arguments), spread over the users.
+    #[arg(long, default_value_t = 10)]
+    pub distinct_programs: usize,
+    /// Locality: jobs each user keeps submitted and unfinished (closed loop).
+    #[arg(long, default_value_t = 8)]
+    pub outstanding_per_user: usize,
+    /// Locality: items in the catalogue.
+    #[arg(long, default_value_t = 1000)]
+    pub catalogue_items: u64,
+    /// Locality: mean item size (items are 0.5 to 1.5 times it, as in the simulation).
+    #[arg(long, value_parser = crate::sim::parse_bytes, default_value = "500kB")]
+    pub item_bytes: u64,
+    /// Each worker's input cache (`shoal worker --input-cache-bytes`); the worker's default if
+    /// not given.
+    #[arg(long, value_parser = crate::sim::parse_bytes)]
+    pub cache_bytes: Option<u64>,
+    /// Workers' heartbeat (`shoal worker --heartbeat-ms`); the worker's default if not given.
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Locality: width of a time-series bucket, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub bucket_secs: f64,
     /// Submissions per second (open loop); without it, as fast as --submit-concurrency allows.
     #[arg(long)]
     pub rate: Option<f64>,

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LoadtestError, Result};
+use crate::sim::report::{by_jobs_line, human_bytes, times_row, Locality};
 
 /// One injected fault.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +84,10 @@ pub struct Report {
     pub workers_reclaim: bool,
     /// Up to 20 examples of lost, wrong or duplicated jobs, for debugging.
     pub examples: Vec<String>,
+    /// With the locality workload: workers, catalogue, cache hit and local task rates, a time
+    /// series — at the top level, named as in the simulation's report.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
     /// Latencies of finished jobs in milliseconds, for the histogram (not part of the JSON).
     #[serde(skip)]
     pub latencies_ms: Vec<f64>,
@@ -121,6 +126,7 @@ impl Report {
             jobs_by_kind: BTreeMap::new(),
             workers_reclaim: false,
             examples: Vec::new(),
+            locality: None,
             latencies_ms: Vec::new(),
         }
     }
@@ -197,6 +203,41 @@ impl Report {
                 );
             }
         };
+        if let Some(l) = &self.locality {
+            let _ = writeln!(md, "\n## Locality\n\n| figure | value |\n|---|---|");
+            let rows: [(&str, String); 7] = [
+                ("workers", l.workers.to_string()),
+                ("catalogue", format!("{} items, {}", l.catalogue_items, human_bytes(l.catalogue_bytes))),
+                ("input cache per worker", human_bytes(l.cache_bytes)),
+                (
+                    "users / programs / outstanding per user",
+                    format!("{} / {} / {}", l.users, l.programs, l.outstanding_per_user),
+                ),
+                ("cache hit rate", format!("{:.1}%", l.cache_hit_rate * 100.0)),
+                ("local task rate", format!("{:.1}%", l.local_task_rate * 100.0)),
+                ("execution (mean)", times_row(&l.execution_times)),
+            ];
+            for (name, value) in rows {
+                let _ = writeln!(md, "| {name} | {value} |");
+            }
+            let _ = writeln!(md, "\n{}", by_jobs_line(&l.by_jobs));
+            let _ = writeln!(
+                md,
+                "\n| t (s) | jobs/s | p99 ms | hit rate | local rate | live workers |\n|---|---|---|---|---|---|"
+            );
+            for b in &l.series {
+                let _ = writeln!(
+                    md,
+                    "| {:.0} | {:.1} | {:.0} | {:.1}% | {:.1}% | {} |",
+                    b.at_s,
+                    b.throughput_per_s,
+                    b.p99_ms,
+                    b.cache_hit_rate * 100.0,
+                    b.local_task_rate * 100.0,
+                    b.live_workers
+                );
+            }
+        }
         table(&mut md, "Jobs by kind", &self.jobs_by_kind);
         table(&mut md, "Failed by reason", &self.failed_by_reason);
         table(&mut md, "Lost by last state", &self.lost_by_state);

@@ -1,4 +1,7 @@
-//! One run: bring the stack up, submit, inject faults, wait, check, report.
+//! One run: bring the stack up, submit, inject faults, wait, check, report. The locality
+//! workload's run is in [`locality`].
+
+pub mod locality;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::api::{Api, JobRead, Submitted};
 use crate::error::{LoadtestError, Result};
-use crate::options::{FsyncMode, Options, Replace};
+use crate::options::{FsyncMode, Options, Replace, WorkloadKind};
 use crate::report::{quantile, FaultRecord, Report};
 use crate::stack::{default_shoal_binary, Stack, StackConfig};
 use crate::workload::{default_programs_dir, prepare, PlannedJob, SplitMix};
@@ -71,22 +74,13 @@ pub async fn run(options: &Options, command: String) -> Result<Report> {
         context: format!("opening {}/blocks", home.display()),
         source: Box::new(source),
     })?;
+    if options.workload == WorkloadKind::Locality {
+        let setup = locality::Setup { home, shoal, programs, store, started_at_unix_s, deadline };
+        return locality::run(options, command, setup).await;
+    }
     let workload = prepare(&store, &programs, options.jobs, options.inputs, options.huge_every, options.seed).await?;
 
-    let stack = Arc::new(
-        Stack::start(StackConfig {
-            shoal,
-            home: home.clone(),
-            shards: options.shards,
-            worker_concurrency: options.worker_concurrency,
-            visibility_timeout_secs: options.visibility_timeout_secs,
-            fsync: match options.fsync {
-                FsyncMode::EverySec => Fsync::EverySec,
-                FsyncMode::Always => Fsync::Always,
-            },
-        })
-        .await?,
-    );
+    let stack = Arc::new(start_stack(options, shoal, &home).await?);
     for _ in 0..options.workers {
         stack.start_worker(&stack.new_worker_id())?;
     }
@@ -238,6 +232,25 @@ pub async fn run(options: &Options, command: String) -> Result<Report> {
         report.throughput_per_s = sorted.len() as f64 / ((last_finished - first_created) as f64 / 1000.0);
     }
     Ok(report)
+}
+
+/// Starts the stack `options` describe (without workers), its processes run from `shoal` with
+/// their files under `home`.
+async fn start_stack(options: &Options, shoal: std::path::PathBuf, home: &std::path::Path) -> Result<Stack> {
+    Stack::start(StackConfig {
+        shoal,
+        home: home.to_path_buf(),
+        shards: options.shards,
+        worker_concurrency: options.worker_concurrency,
+        visibility_timeout_secs: options.visibility_timeout_secs,
+        fsync: match options.fsync {
+            FsyncMode::EverySec => Fsync::EverySec,
+            FsyncMode::Always => Fsync::Always,
+        },
+        input_cache_bytes: options.cache_bytes,
+        heartbeat_ms: options.heartbeat_ms,
+    })
+    .await
 }
 
 fn submitted_id(submission: Option<&Submitted>) -> Option<&str> {
@@ -466,7 +479,7 @@ fn since(t0: Instant) -> f64 {
 
 /// Injects the scheduled faults until told the run is done or the deadline passes; resumes any
 /// worker still paused at the end. Returns what was done.
-async fn inject_faults(
+pub(crate) async fn inject_faults(
     stack: Arc<Stack>,
     options: Options,
     t0: Instant,

@@ -50,6 +50,10 @@ pub struct StackConfig {
     pub visibility_timeout_secs: u64,
     /// Redis fsync policy.
     pub fsync: Fsync,
+    /// Each worker's input cache in bytes (`--input-cache-bytes`); the worker's default if none.
+    pub input_cache_bytes: Option<u64>,
+    /// Workers' heartbeat in milliseconds (`--heartbeat-ms`); the worker's default if none.
+    pub heartbeat_ms: Option<u64>,
 }
 
 /// A worker process and what has been done to it.
@@ -111,9 +115,14 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.gateway_port)
     }
 
+    /// The private Redis's URL.
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
+    }
+
     /// Whether workers were given `--visibility-timeout-secs` (their `--help` lists it).
     pub fn workers_reclaim(&self) -> bool {
-        !self.worker_flags.is_empty()
+        self.worker_flags.iter().any(|flag| flag == "--visibility-timeout-secs")
     }
 
     fn log_file(&self, name: &str) -> Result<File> {
@@ -266,16 +275,23 @@ impl Drop for Stack {
     }
 }
 
-/// `--visibility-timeout-secs S` when this `shoal worker` knows the flag, else nothing.
+/// `--visibility-timeout-secs S` when this `shoal worker` knows the flag (older ones did not),
+/// and the input cache and heartbeat when configured.
 fn worker_flags(config: &StackConfig) -> Result<Vec<String>> {
     let help = Command::new(&config.shoal)
         .args(["worker", "--help"])
         .output()
         .map_err(|e| LoadtestError::io(format!("running {} worker --help", config.shoal.display()), e))?;
     let text = String::from_utf8_lossy(&help.stdout);
-    Ok(if text.contains("--visibility-timeout-secs") {
-        vec!["--visibility-timeout-secs".into(), config.visibility_timeout_secs.to_string()]
-    } else {
-        Vec::new()
-    })
+    let mut flags = Vec::new();
+    if text.contains("--visibility-timeout-secs") {
+        flags.extend(["--visibility-timeout-secs".to_string(), config.visibility_timeout_secs.to_string()]);
+    }
+    if let Some(bytes) = config.input_cache_bytes {
+        flags.extend(["--input-cache-bytes".to_string(), bytes.to_string()]);
+    }
+    if let Some(ms) = config.heartbeat_ms {
+        flags.extend(["--heartbeat-ms".to_string(), ms.to_string()]);
+    }
+    Ok(flags)
 }

@@ -54,6 +54,98 @@ impl SplitMix {
     }
 }
 
+/// Items a job of program number `program` reads: 1 or 2 (the second is the next item, a
+/// neighbouring tile). The same rule in the simulation and in the real locality workload.
+pub fn inputs_per_job(program: usize) -> u64 {
+    1 + program as u64 % 2
+}
+
+/// The programs user `user` of `users` runs: every `users`-th one, starting at its own index, so
+/// users share none and each has at least one (when there are at least as many programs).
+pub fn programs_of(user: usize, users: usize, programs: usize) -> Vec<usize> {
+    let own: Vec<usize> = (user..programs).step_by(users.max(1)).collect();
+    if own.is_empty() {
+        vec![user % programs.max(1)]
+    } else {
+        own
+    }
+}
+
+/// Zipf (s = 1) popularity over `items` items, by inverting the continuous approximation of its
+/// distribution: rank `r` (from 0) has probability about `1 / ((r + 1) ln(items + 1))`. Ranks
+/// are spread over the items by a fixed permutation, so hot items land on many shards.
+#[derive(Debug, Clone, Copy)]
+pub struct Popularity {
+    items: u64,
+    /// `ln(items + 1)`.
+    log_span: f64,
+    /// An odd multiplier and an offset: rank `r` is item `(r * stride + offset) mod items`.
+    stride: u64,
+    offset: u64,
+}
+
+impl Popularity {
+    /// Popularity over `items` items, its rank-to-item permutation from `seed`.
+    pub fn new(items: u64, seed: u64) -> Popularity {
+        let items = items.max(1);
+        let mut rng = SplitMix::new(seed ^ 0x9091_1A11);
+        // A stride coprime with `items` makes rank -> item a permutation.
+        let mut stride = (rng.next_u64() % items) | 1;
+        while gcd(stride, items) != 1 {
+            stride = (stride + 2) % items.max(2);
+        }
+        Popularity { items, log_span: ((items + 1) as f64).ln(), stride, offset: rng.next_u64() % items }
+    }
+
+    /// How many items it spans.
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+
+    /// The popularity rank (0 is the most popular) drawn from `rng`.
+    pub fn rank(&self, rng: &mut SplitMix) -> u64 {
+        let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((unit * self.log_span).exp() as u64).saturating_sub(1).min(self.items - 1)
+    }
+
+    /// The item at popularity rank `rank`.
+    pub fn item(&self, rank: u64) -> u64 {
+        ((rank as u128 * self.stride as u128 + self.offset as u128) % self.items as u128) as u64
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// What a user's next job reads: which of its programs, and which items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draw {
+    /// The program (an index over all programs of the run).
+    pub program: usize,
+    /// The items it reads, in mount order: a popular item and, for two-input programs, the next.
+    pub items: Vec<u64>,
+}
+
+/// Draws a user's next job: one of its programs `own`, uniformly, over an item drawn from
+/// `popularity` (and the next one for two-input programs). The simulation and the real locality
+/// workload both draw through here, so a seed gives both the same sequence of items.
+pub fn draw(own: &[usize], popularity: &Popularity, rng: &mut SplitMix) -> Draw {
+    let program = own[rng.below(own.len())];
+    let first = popularity.item(popularity.rank(rng));
+    let items = (0..inputs_per_job(program)).map(|i| (first + i) % popularity.items()).collect();
+    Draw { program, items }
+}
+
+/// The seed of user `user`'s draws in a run seeded `seed`.
+pub fn user_seed(seed: u64, user: usize) -> u64 {
+    seed ^ (user as u64).wrapping_mul(0x5851_F42D_4C95_7F2D)
+}
+
 /// One job to submit.
 #[derive(Debug, Clone)]
 pub struct PlannedJob {
@@ -110,11 +202,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The CID of the directory holding `files` (relative path, content), imported into a
 /// throw-away store: an expected `/outputs` tree.
-async fn expected_tree(files: &[(String, Vec<u8>)]) -> Result<Cid> {
+pub(crate) async fn expected_tree(files: &[(String, Vec<u8>)]) -> Result<Cid> {
     expected_tree_into(files, &MemoryBlockStore::new()).await
 }
 
-async fn expected_tree_into(files: &[(String, Vec<u8>)], sink: &dyn BlockSink) -> Result<Cid> {
+pub(crate) async fn expected_tree_into(files: &[(String, Vec<u8>)], sink: &dyn BlockSink) -> Result<Cid> {
     let dir = tempfile::tempdir().map_err(|e| LoadtestError::io("creating a temporary directory", e))?;
     for (path, bytes) in files {
         write_file(&dir.path().join(path), bytes)?;
@@ -221,6 +313,49 @@ mod tests {
         let mut rng = SplitMix::new(0);
         assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn popularity_is_a_permutation_and_heavily_skewed() {
+        let popularity = Popularity::new(1000, 3);
+        let items: std::collections::HashSet<u64> = (0..1000).map(|r| popularity.item(r)).collect();
+        assert_eq!(items.len(), 1000);
+        let mut rng = SplitMix::new(1);
+        let ranks: Vec<u64> = (0..100_000).map(|_| popularity.rank(&mut rng)).collect();
+        assert!(ranks.iter().all(|&r| r < 1000));
+        // Zipf(1) over 1000 items: the top 10 take about ln(11)/ln(1001) ≈ 35% of draws.
+        let top = ranks.iter().filter(|&&r| r < 10).count() as f64 / ranks.len() as f64;
+        assert!((0.30..0.40).contains(&top), "top-10 share {top}");
+        assert!(ranks.iter().filter(|&&r| r >= 500).count() > 5000);
+    }
+
+    #[test]
+    fn users_own_disjoint_programs_that_cover_them_all() {
+        let owned: Vec<Vec<usize>> = (0..3).map(|u| programs_of(u, 3, 10)).collect();
+        let mut all: Vec<usize> = owned.concat();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(programs_of(4, 5, 2), vec![0]);
+    }
+
+    #[test]
+    fn a_draw_reads_neighbouring_items_of_its_own_programs() {
+        let popularity = Popularity::new(50, 2);
+        let mut rng = SplitMix::new(4);
+        for _ in 0..200 {
+            let draw = draw(&[1, 4], &popularity, &mut rng);
+            assert!(draw.program == 1 || draw.program == 4);
+            assert_eq!(draw.items.len() as u64, inputs_per_job(draw.program));
+            if let [first, second] = draw.items[..] {
+                assert_eq!(second, (first + 1) % 50);
+            }
+            assert!(draw.items.iter().all(|&i| i < 50));
+        }
+        // The same seed draws the same sequence.
+        let (mut a, mut b) = (SplitMix::new(9), SplitMix::new(9));
+        let one: Vec<Draw> = (0..20).map(|_| draw(&[0, 1, 2], &popularity, &mut a)).collect();
+        let two: Vec<Draw> = (0..20).map(|_| draw(&[0, 1, 2], &popularity, &mut b)).collect();
+        assert_eq!(one, two);
     }
 
     #[tokio::test]

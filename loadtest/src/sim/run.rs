@@ -1,7 +1,7 @@
 //! One simulated run: Redis, a gateway and N worker loops in this process; users submitting
 //! over HTTP; workers joining on a schedule; every job's record read and checked at the end.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,10 +20,10 @@ use crate::error::LoadtestError;
 use crate::report::{quantile, Report};
 use crate::sim::catalogue::Catalogue;
 use crate::sim::executor::{Completion, CostModel, SimulatedExecutor};
-use crate::sim::report::{Bucket, SimReport};
-use crate::sim::workload::{next_job, programs, programs_of, Popularity, SimJob};
+use crate::sim::report::{LocalityTally, SimReport, BY_JOBS};
+use crate::sim::workload::{next_job, programs, SimJob};
 use crate::sim::{SimError, SimOptions};
-use crate::workload::SplitMix;
+use crate::workload::{programs_of, user_seed, Popularity, SplitMix};
 
 /// Examples of problems kept in the report.
 const MAX_EXAMPLES: usize = 20;
@@ -231,7 +231,7 @@ pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport,
             // limit), so a stack that stopped answering ends the run instead of hanging it.
             deadline: (submit_until + Duration::from_secs(o.stall_secs)).min(deadline),
             key_prefix: format!("sim-{run_id}-{user}"),
-            seed: o.seed ^ (user as u64).wrapping_mul(0x5851_F42D_4C95_7F2D),
+            seed: user_seed(o.seed, user),
         };
         users.spawn(submit_user(context));
     }
@@ -409,7 +409,7 @@ async fn start_workers(
 }
 
 /// Records (ms since the epoch, live workers) every [`SAMPLE_EVERY`].
-async fn sample_live(membership: Membership, within: Duration, samples: Arc<Mutex<Vec<(u64, usize)>>>) {
+pub(crate) async fn sample_live(membership: Membership, within: Duration, samples: Arc<Mutex<Vec<(u64, usize)>>>) {
     let mut ticks = tokio::time::interval(SAMPLE_EVERY);
     loop {
         ticks.tick().await;
@@ -499,44 +499,39 @@ async fn submit_user(c: UserContext) -> Vec<Submission> {
     done
 }
 
-/// Per-bucket sums while assessing.
-#[derive(Default, Clone)]
-struct BucketSums {
-    latencies: Vec<f64>,
-    inputs: u64,
-    cached: u64,
-    jobs: u64,
-    local: u64,
+/// One planned job as the assessment sees it.
+pub(crate) struct Assessed<'a> {
+    /// Its kind, for `jobs_by_kind` (`program-N`).
+    pub kind: String,
+    /// The output a correct run produces.
+    pub expected: &'a cid::Cid,
+    /// How its submission went.
+    pub submitted: &'a Submitted,
+    /// Its record at the end (`None`: never accepted, or unreadable).
+    pub record: Option<&'a Job>,
 }
 
-/// Checks every job against its expected output and builds the report (without the run-level
-/// fields the caller fills in).
-fn assess(
-    o: &SimOptions,
-    command: String,
-    started_at_unix_s: u64,
-    submissions: &[Submission],
-    records: &[Option<Job>],
-    t0_ms: u64,
-    live: &[(u64, usize)],
-) -> SimReport {
-    let mut base = Report { workers_reclaim: true, ..Report::empty(command, started_at_unix_s, submissions.len()) };
-    let bucket_ms = (o.bucket_secs.max(0.1) * 1000.0) as u64;
-    let mut buckets: BTreeMap<u64, BucketSums> = BTreeMap::new();
-    let (mut inputs, mut cached, mut local) = (0u64, 0u64, 0u64);
+/// Counts every job into `base` (accepted, succeeded with the expected output, wrong, failed,
+/// lost, duplicated, re-executed; latencies, quantiles, throughput) and its locality into
+/// `tally`: the assessment the simulation and the real locality run share.
+pub(crate) fn assess_jobs<'a>(
+    base: &mut Report,
+    jobs: impl IntoIterator<Item = Assessed<'a>>,
+    tally: &mut LocalityTally,
+) {
     let (mut first_created, mut last_finished) = (u64::MAX, 0u64);
     let example = |base: &mut Report, text: String| {
         if base.examples.len() < MAX_EXAMPLES {
             base.examples.push(text);
         }
     };
-    for (submission, record) in submissions.iter().zip(records) {
-        *base.jobs_by_kind.entry(format!("program-{}", submission.job.program)).or_insert(0) += 1;
-        match &submission.submitted {
+    for Assessed { kind, expected, submitted, record } in jobs {
+        *base.jobs_by_kind.entry(kind).or_insert(0) += 1;
+        match submitted {
             Submitted::Accepted { attempts, .. } | Submitted::Replayed { attempts, .. } => {
                 base.submitted += 1;
                 base.submit_retries += usize::from(*attempts > 1);
-                base.submit_replays += usize::from(matches!(submission.submitted, Submitted::Replayed { .. }));
+                base.submit_replays += usize::from(matches!(submitted, Submitted::Replayed { .. }));
             }
             Submitted::Refused { reason } => {
                 base.not_submitted += 1;
@@ -560,25 +555,19 @@ fn assess(
             .collect();
         if outputs.len() > 1 {
             base.duplicates += 1;
-            example(&mut base, format!("job {} completed with {} different outputs", job.id, outputs.len()));
+            example(base, format!("job {} completed with {} different outputs", job.id, outputs.len()));
         }
         base.reexecuted += usize::from(job.executions.len() > 1);
         match job.state {
             JobState::Succeeded => {
                 let Some(result) = &job.result else {
                     base.wrong += 1;
-                    example(&mut base, format!("job {} succeeded without a result", job.id));
+                    example(base, format!("job {} succeeded without a result", job.id));
                     continue;
                 };
-                if *result.output.cid() != submission.job.expected_output {
+                if result.output.cid() != expected {
                     base.wrong += 1;
-                    example(
-                        &mut base,
-                        format!(
-                            "job {} output {} but expected {}",
-                            job.id, result.output, submission.job.expected_output
-                        ),
-                    );
+                    example(base, format!("job {} output {} but expected {expected}", job.id, result.output));
                     continue;
                 }
                 base.succeeded += 1;
@@ -586,29 +575,19 @@ fn assess(
                 base.latencies_ms.push(latency);
                 first_created = first_created.min(job.created_at_ms);
                 last_finished = last_finished.max(job.updated_at_ms);
-                let held = u64::from(result.inputs_cached);
-                let count = job.spec.inputs.len() as u64;
-                inputs += count;
-                cached += held;
-                local += u64::from(held >= count);
-                let sums = buckets.entry(job.updated_at_ms.saturating_sub(t0_ms) / bucket_ms).or_default();
-                sums.latencies.push(latency);
-                sums.inputs += count;
-                sums.cached += held;
-                sums.jobs += 1;
-                sums.local += u64::from(held >= count);
+                tally.add(job, result, latency);
             }
             JobState::Failed | JobState::Cancelled => {
                 base.failed += 1;
                 let reason = job.failure.as_ref().map_or_else(|| job.state.to_string(), |f| f.reason.to_string());
                 let message = job.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default();
                 *base.failed_by_reason.entry(reason).or_insert(0) += 1;
-                example(&mut base, format!("job {} failed: {message}", job.id));
+                example(base, format!("job {} failed: {message}", job.id));
             }
             JobState::Queued | JobState::Running => {
                 base.lost += 1;
                 *base.lost_by_state.entry(job.state.to_string()).or_insert(0) += 1;
-                example(&mut base, format!("job {} lost: last state {}", job.id, job.state));
+                example(base, format!("job {} lost: last state {}", job.id, job.state));
             }
         }
     }
@@ -621,47 +600,47 @@ fn assess(
     if last_finished > first_created {
         base.throughput_per_s = sorted.len() as f64 / ((last_finished - first_created) as f64 / 1000.0);
     }
-    let last_bucket = buckets.keys().next_back().copied().unwrap_or(0);
-    let series = (0..=last_bucket)
-        .map(|b| {
-            let mut sums = buckets.get(&b).cloned().unwrap_or_default();
-            sums.latencies.sort_by(f64::total_cmp);
-            let (from, to) = (t0_ms + b * bucket_ms, t0_ms + (b + 1) * bucket_ms);
-            Bucket {
-                at_s: (b * bucket_ms) as f64 / 1000.0,
-                throughput_per_s: sums.jobs as f64 / (bucket_ms as f64 / 1000.0),
-                p99_ms: quantile(&sums.latencies, 0.99),
-                cache_hit_rate: ratio(sums.cached, sums.inputs),
-                local_task_rate: ratio(sums.local, sums.jobs),
-                live_workers: live.iter().filter(|(at, _)| (from..to).contains(at)).map(|s| s.1).max().unwrap_or(0),
-            }
-        })
-        .collect();
+}
+
+/// Checks every job against its expected output and builds the report (without the run-level
+/// fields the caller fills in).
+fn assess(
+    o: &SimOptions,
+    command: String,
+    started_at_unix_s: u64,
+    submissions: &[Submission],
+    records: &[Option<Job>],
+    t0_ms: u64,
+    live: &[(u64, usize)],
+) -> SimReport {
+    let mut base = Report { workers_reclaim: true, ..Report::empty(command, started_at_unix_s, submissions.len()) };
+    let mut tally = LocalityTally::new(t0_ms, (o.bucket_secs.max(0.1) * 1000.0) as u64);
+    let jobs = submissions.iter().zip(records).map(|(s, record)| Assessed {
+        kind: format!("program-{}", s.job.program),
+        expected: &s.job.expected_output,
+        submitted: &s.submitted,
+        record: record.as_ref(),
+    });
+    assess_jobs(&mut base, jobs, &mut tally);
     SimReport {
-        local_task_rate: ratio(local, base.succeeded as u64),
+        local_task_rate: tally.local_task_rate(),
+        cache_hit_rate: tally.cache_hit_rate(),
         base,
         workers: 0,
         initial_workers: 0,
         join_at_s: None,
         catalogue_bytes: 0,
         catalogue_items: 0,
-        cache_hit_rate: ratio(cached, inputs),
         users: o.users,
         programs: o.programs,
         shards: o.shards,
         time_scale: o.time_scale,
         peak_live_workers: live.iter().map(|s| s.1).max().unwrap_or(0),
+        execution_times: tally.times(),
         settings: settings(o),
-        series,
-        bucket_s: bucket_ms as f64 / 1000.0,
-    }
-}
-
-fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64
+        series: tally.series(live),
+        bucket_s: tally.bucket_s(),
+        by_jobs: tally.by_jobs(BY_JOBS),
     }
 }
 
