@@ -76,25 +76,15 @@ pub fn longest(backlogs: &[ShardBacklog], at_least: u64) -> Option<ShardBacklog>
 }
 
 /// The shard of `backlogs` whose oldest unread entry has waited longest, if that is at least
-/// `older_than`: work its readers are not getting to.
+/// `older_than`: work its readers are not getting to. Entry ids are their enqueue times (ms).
 pub async fn oldest_waiting(
     conn: &RedisConnection,
     backlogs: &[ShardBacklog],
     older_than: Duration,
 ) -> Result<Option<u32>, StoreError> {
-    Ok(waiting_longer_than(conn, backlogs, older_than).await?.into_iter().min().map(|(_, shard)| shard))
-}
-
-/// The shards of `backlogs` whose oldest unread entry has waited at least `older_than`, each
-/// with that entry's enqueue time in ms (entry ids are their enqueue times), in one batch.
-pub async fn waiting_longer_than(
-    conn: &RedisConnection,
-    backlogs: &[ShardBacklog],
-    older_than: Duration,
-) -> Result<Vec<(u64, u32)>, StoreError> {
     let waiting: Vec<&ShardBacklog> = backlogs.iter().filter(|b| b.unread > 0).collect();
     if waiting.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let mut firsts = Batch::new();
     for backlog in &waiting {
@@ -110,7 +100,8 @@ pub async fn waiting_longer_than(
         .zip(replies)
         .filter_map(|(backlog, reply)| Some((entry_ms(&reply.ids.first()?.id)?, backlog.shard)))
         .filter(|&(enqueued, _)| enqueued <= cutoff)
-        .collect())
+        .min()
+        .map(|(_, shard)| shard))
 }
 
 /// Reads, for `consumer`, up to `count` unread entries of shard `shard`'s job stream, without

@@ -7,9 +7,9 @@
 //! samples every shard's backlog and, for each shard with more than
 //! [`HotPolicy::backlog_per_reader`] unread entries per reader, picks extra readers: workers
 //! that advertise holding the shard's data first ([`Membership::advertise`]), then the next
-//! ranked ([`ShardAssignment::readers`]). A shard whose oldest unread entry has waited past
-//! [`HotPolicy::stranded_after`] gets one extra reader too, however short its backlog: its
-//! owner is likely dead but not yet dropped from the membership, which takes three missed
+//! ranked ([`ShardAssignment::readers`]). A shard with work waiting whose owner has missed
+//! its heartbeat for [`HotPolicy::suspect_after`] gets one extra reader too, however short its
+//! backlog: the owner is likely dead, and the membership drops it only after three missed
 //! heartbeats. It publishes them with an expiry ([`HotShards`]).
 //! Every worker reads the publication at its heartbeat and also reads the hot shards it was
 //! picked for; when a backlog drains, the next publication drops the shard and its extra
@@ -22,12 +22,13 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::backlog::{shard_backlogs, waiting_longer_than, ShardBacklog};
+use crate::backlog::{shard_backlogs, ShardBacklog};
 use crate::connection::RedisConnection;
 use crate::error::StoreError;
 use crate::keys;
 use crate::membership::{Member, Membership};
 use crate::placement::{Candidate, ShardAssignment};
+use crate::store::now_ms;
 
 /// When a shard is hot, and how many readers it may have then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +38,9 @@ pub struct HotPolicy {
     /// The most workers that read one shard, owners included. At most the shard's owner count
     /// turns hot replicas off.
     pub max_readers: usize,
-    /// A shard whose oldest unread entry has waited this long gets one more reader.
-    pub stranded_after: Duration,
+    /// A shard with unread entries whose owner has not been heard from for this long gets one
+    /// more reader (its owner is suspected dead).
+    pub suspect_after: Duration,
 }
 
 impl HotPolicy {
@@ -60,21 +62,28 @@ pub struct HotShards {
 }
 
 impl HotShards {
-    /// Picks extra readers for the shards of `backlogs` that `policy` finds hot (or `stranded`),
-    /// among `live` (whose advertised holdings `membership` reads).
+    /// Picks extra readers for the shards of `backlogs` that `policy` finds hot (or stranded
+    /// with a suspect owner), among `live` (whose advertised holdings `membership` reads).
     pub async fn pick(
         membership: &Membership,
         assignment: &ShardAssignment,
         policy: &HotPolicy,
         backlogs: &[ShardBacklog],
-        stranded: &BTreeSet<u32>,
         live: &[Member],
     ) -> Result<HotShards, StoreError> {
         let candidates: Vec<Candidate> = live.iter().map(|m| Candidate::new(&m.info.id, m.info.capacity)).collect();
         let owners = assignment.replicas().min(candidates.len());
+        let heard_since = now_ms().saturating_sub(u64::try_from(policy.suspect_after.as_millis()).unwrap_or(u64::MAX));
+        let suspects: BTreeSet<&str> =
+            live.iter().filter(|m| m.last_seen_ms < heard_since).map(|m| m.info.id.as_str()).collect();
+        let stranded = |b: &ShardBacklog| {
+            b.unread > 0
+                && !suspects.is_empty()
+                && assignment.owners(b.shard, &candidates).iter().any(|o| suspects.contains(o.id.as_str()))
+        };
         let hot: Vec<(u32, usize)> = backlogs
             .iter()
-            .map(|b| (b.shard, policy.readers_wanted(b.unread, owners, stranded.contains(&b.shard))))
+            .map(|b| (b.shard, policy.readers_wanted(b.unread, owners, stranded(b))))
             .filter(|&(_, wanted)| wanted > owners)
             .collect();
         let shards: Vec<u32> = hot.iter().map(|&(shard, _)| shard).collect();
@@ -91,8 +100,8 @@ impl HotShards {
         Ok(HotShards { extra_readers })
     }
 
-    /// Samples every shard's backlog (and how long its oldest unread entry waited) over `conn`,
-    /// picks the hot and stranded shards' extra readers
+    /// Samples every shard's backlog over `conn`, picks the hot and stranded shards' extra
+    /// readers
     /// ([`HotShards::pick`]) and publishes them for `ttl`: if the picker stops, they expire
     /// and every shard falls back to its owners.
     pub async fn refresh(
@@ -105,12 +114,7 @@ impl HotShards {
     ) -> Result<HotShards, StoreError> {
         let shards: Vec<u32> = (0..assignment.shards()).collect();
         let backlogs = shard_backlogs(conn, &shards).await?;
-        let stranded = if policy.max_readers > assignment.replicas() {
-            waiting_longer_than(conn, &backlogs, policy.stranded_after).await?.into_iter().map(|(_, s)| s).collect()
-        } else {
-            BTreeSet::new()
-        };
-        let hot = HotShards::pick(membership, assignment, policy, &backlogs, &stranded, live).await?;
+        let hot = HotShards::pick(membership, assignment, policy, &backlogs, live).await?;
         let json = serde_json::to_string(&hot).expect("HotShards always serialises");
         let mut conn = conn.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -142,7 +146,7 @@ mod tests {
     #[test]
     fn readers_grow_with_the_backlog_between_the_owners_and_the_cap() {
         let after = Duration::from_secs(5);
-        let policy = HotPolicy { backlog_per_reader: 8, max_readers: 4, stranded_after: after };
+        let policy = HotPolicy { backlog_per_reader: 8, max_readers: 4, suspect_after: after };
         assert_eq!(policy.readers_wanted(0, 1, false), 1);
         assert_eq!(policy.readers_wanted(8, 1, false), 1);
         assert_eq!(policy.readers_wanted(9, 1, false), 2);
@@ -151,10 +155,10 @@ mod tests {
         assert_eq!(policy.readers_wanted(3, 2, false), 2, "never fewer than the owners");
         assert_eq!(policy.readers_wanted(1, 1, true), 2, "a stranded shard gets one more reader");
         assert_eq!(policy.readers_wanted(24, 1, true), 3);
-        let off = HotPolicy { backlog_per_reader: 8, max_readers: 1, stranded_after: after };
+        let off = HotPolicy { backlog_per_reader: 8, max_readers: 1, suspect_after: after };
         assert_eq!(off.readers_wanted(10_000, 1, true), 1, "a cap of the owner count turns it off");
         assert_eq!(
-            HotPolicy { backlog_per_reader: 0, max_readers: 3, stranded_after: after }.readers_wanted(2, 1, false),
+            HotPolicy { backlog_per_reader: 0, max_readers: 3, suspect_after: after }.readers_wanted(2, 1, false),
             2
         );
     }

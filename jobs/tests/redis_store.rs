@@ -250,7 +250,7 @@ async fn a_hot_shard_gets_extra_readers_holders_first_and_the_publication_expire
     }
     queue.enqueue(cold, "job-cold").await.unwrap();
 
-    let policy = HotPolicy { backlog_per_reader: 8, max_readers: 3, stranded_after: Duration::from_secs(60) };
+    let policy = HotPolicy { backlog_per_reader: 8, max_readers: 3, suspect_after: Duration::from_secs(60) };
     let conn = RedisConnection::from(conn);
     let picked =
         HotShards::refresh(&conn, &members, &assignment, &policy, &live, Duration::from_secs(10)).await.unwrap();
@@ -263,27 +263,33 @@ async fn a_hot_shard_gets_extra_readers_holders_first_and_the_publication_expire
     assert_eq!(HotShards::read(&conn).await.unwrap(), picked);
     assert_eq!(picked.shards_for(&holder), vec![hot]);
 
-    // Once the cold shard's one entry has waited past `stranded_after`, it gets one extra reader
-    // too: its owner is not reading it. The holder of its data is picked.
-    let impatient = HotPolicy { stranded_after: Duration::from_millis(100), ..policy };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The cold shard's owner misses a heartbeat: its one waiting entry gets an extra reader
+    // too, the holder of its data first.
+    let cold_owner = assignment.owners(cold, &candidates)[0].id.clone();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let late = now_ms() - 2_000;
+    redis::AsyncCommands::zadd::<_, _, _, ()>(&mut raw, keys::heartbeats(), &cold_owner, late).await.unwrap();
+    let live = members.live(Duration::from_secs(10)).await.unwrap();
+    let suspicious = HotPolicy { suspect_after: Duration::from_secs(1), ..policy };
     let picked =
-        HotShards::refresh(&conn, &members, &assignment, &impatient, &live, Duration::from_secs(10)).await.unwrap();
-    let cold_owner = &assignment.owners(cold, &candidates)[0].id;
-    let want = if *cold_owner == holder {
+        HotShards::refresh(&conn, &members, &assignment, &suspicious, &live, Duration::from_secs(10)).await.unwrap();
+    let want = if cold_owner == holder {
         ShardAssignment::new(8, 2).owners(cold, &candidates)[1].id.clone()
     } else {
         holder.clone()
     };
     assert_eq!(picked.extra_readers.get(&cold), Some(&vec![want]), "{picked:?}");
     assert_eq!(picked.extra_readers[&hot].len(), 2);
+    let empty = (0..8).find(|s| *s != hot && *s != cold && assignment.owners(*s, &candidates)[0].id == cold_owner);
+    if let Some(empty) = empty {
+        assert!(!picked.extra_readers.contains_key(&empty), "a suspect's shard with nothing waiting keeps its owner");
+    }
 
     // The holder leaves: its advertisements go once it is no longer registered.
     members.leave(&holder).await.unwrap();
     let live = members.live(Duration::from_secs(10)).await.unwrap();
     let holders = members.holders(&[hot, cold], &live).await.unwrap();
     assert!(holders.iter().all(|h| h.is_empty()), "{holders:?}");
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let left: Vec<String> = redis::AsyncCommands::smembers(&mut raw, keys::holders(hot)).await.unwrap();
     assert!(left.is_empty(), "a departed worker's advertisement is removed: {left:?}");
 

@@ -77,12 +77,12 @@ pub struct WorkerConfig {
     /// at least this many unread entries…
     pub steal_min_backlog: u64,
     /// …or once its oldest unread entry has waited this long (its readers are gone or stuck).
-    /// Such a shard also gets an extra reader, busy or not ([`shoal_jobs::hot`]).
     pub steal_after: Duration,
     /// How often finished tasks of fanned-out jobs are gathered (by one worker at a time).
     pub gather_every: Duration,
     /// A shard with more unread entries than this per reader is hot and gets another reader,
-    /// preferably a worker that holds its data ([`shoal_jobs::hot`])…
+    /// preferably a worker that holds its data ([`shoal_jobs::hot`]); so does one with work
+    /// waiting whose owner has missed a heartbeat…
     pub hot_backlog: u64,
     /// …up to this many readers in all; [`WorkerConfig::shard_replicas`] or fewer turns hot
     /// replicas off.
@@ -251,7 +251,8 @@ pub async fn serve<E: Execute>(
         policy: HotPolicy {
             backlog_per_reader: config.hot_backlog,
             max_readers: config.max_shard_readers,
-            stranded_after: config.steal_after,
+            // One heartbeat missed, with room for a late one.
+            suspect_after: config.heartbeat * 2,
         },
         router: ShardRouter::new(config.shards),
         held: Box::new(move || held.held_inputs()),

@@ -140,6 +140,12 @@ pub struct SimOptions {
     /// …or whose oldest unread entry waited this long, real seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub steal_after_secs: f64,
+    /// A shard with more unread entries than this per reader gets another reader (hot data).
+    #[arg(long, default_value_t = 8)]
+    pub hot_backlog: u64,
+    /// The most workers reading a hot shard; `--shard-replicas` turns hot replicas off.
+    #[arg(long, default_value_t = 4)]
+    pub max_shard_readers: usize,
     /// Redis connections the workers share (each also has its own blocking reader).
     #[arg(long, default_value_t = 8)]
     pub redis_connections: usize,

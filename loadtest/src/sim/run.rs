@@ -82,6 +82,8 @@ impl WorkerFactory {
         config.shard_replicas = o.shard_replicas;
         config.steal_min_backlog = o.steal_min_backlog;
         config.steal_after = Duration::from_secs_f64(o.steal_after_secs);
+        config.hot_backlog = o.hot_backlog;
+        config.max_shard_readers = o.max_shard_readers;
         let conn = self.pool[n % self.pool.len()].clone();
         let jobs = JobStore::new(conn.clone());
         let queue = ShardQueue::new(conn);
@@ -667,8 +669,8 @@ fn settings(o: &SimOptions) -> Vec<String> {
             o.shards, o.shard_replicas, o.heartbeat_secs, o.poll_block_ms, o.visibility_timeout_secs
         ),
         format!(
-            "steal at backlog {} or after {} s, redis connections = {}",
-            o.steal_min_backlog, o.steal_after_secs, o.redis_connections
+            "steal at backlog {} or after {} s, hot at {} unread per reader up to {} readers, redis connections = {}",
+            o.steal_min_backlog, o.steal_after_secs, o.hot_backlog, o.max_shard_readers, o.redis_connections
         ),
         format!("duration = {} s, max jobs = {}, seed = {}", o.duration_secs, o.max_jobs, o.seed),
     ]
