@@ -14,6 +14,8 @@
 //! - [`report`]: the [`Report`] and its JSON, Markdown and SVG forms.
 //! - [`sim`]: the scale simulation (`shoal-loadtest sim`): many in-process workers over a
 //!   synthetic catalogue, with a simulated executor.
+//! - [`scenes`]: one job fanned out over a directory of many small real-format Landsat scenes
+//!   (`shoal-loadtest scenes`), cold and warm, on worker processes.
 
 #![warn(missing_docs)]
 
@@ -22,6 +24,7 @@ pub mod error;
 pub mod options;
 pub mod report;
 pub mod run;
+pub mod scenes;
 pub mod sim;
 pub mod stack;
 pub mod workload;

@@ -1,6 +1,7 @@
 //! `shoal-loadtest`: see the crate documentation of `shoal_loadtest`. `shoal-loadtest sim …`
-//! runs the scale simulation instead ([`shoal_loadtest::sim`]); every other command line is the
-//! reliability harness's, unchanged.
+//! runs the scale simulation instead ([`shoal_loadtest::sim`]), `shoal-loadtest scenes …` one
+//! job fanned out over many real-format scenes ([`shoal_loadtest::scenes`]); every other command
+//! line is the reliability harness's, unchanged.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use shoal_loadtest::scenes::{run_scenes, ScenesOptions, ScenesReport};
 use shoal_loadtest::sim::{run_sim, SimOptions, SimReport};
 use shoal_loadtest::{run, Options, Report};
 
@@ -15,8 +17,11 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("sim") {
         return simulate();
     }
+    if std::env::args().nth(1).as_deref() == Some("scenes") {
+        return scenes();
+    }
     let options = Options::parse();
-    let report = match drive("warn", |command| run(&options, command), options.report.as_deref(), Report::write) {
+    let report = match drive("warn", |command| run(&options, command), options.report.as_deref(), Report::write, true) {
         Ok(report) => report,
         Err(code) => return code,
     };
@@ -48,11 +53,11 @@ const SIM_SUCCESS: f64 = 0.999;
 fn simulate() -> ExitCode {
     let options =
         SimOptions::parse_from(std::iter::once("shoal-loadtest sim".to_string()).chain(std::env::args().skip(2)));
-    let report = match drive("error", |command| run_sim(&options, command), options.report.as_deref(), SimReport::write)
-    {
-        Ok(report) => report,
-        Err(code) => return code,
-    };
+    let report =
+        match drive("error", |command| run_sim(&options, command), options.report.as_deref(), SimReport::write, true) {
+            Ok(report) => report,
+            Err(code) => return code,
+        };
     let b = &report.base;
     println!(
         "{} workers | submitted {} succeeded {} failed {} lost {} wrong {} duplicates {} | success {:.3}% | hit rate {:.1}% local {:.1}% | p50 {:.0} ms p99 {:.0} ms | {:.1} jobs/s",
@@ -77,14 +82,34 @@ fn simulate() -> ExitCode {
     }
 }
 
+/// `shoal-loadtest scenes …`: one job fanned out over a directory of real-format scenes; fails
+/// unless every entry is there and right and the warm run was local enough.
+fn scenes() -> ExitCode {
+    let options =
+        ScenesOptions::parse_from(std::iter::once("shoal-loadtest scenes".to_string()).chain(std::env::args().skip(2)));
+    match drive("warn", |command| run_scenes(&options, command), options.report.as_deref(), ScenesReport::write, false)
+    {
+        Ok(report) => {
+            print!("{}", report.summary());
+            if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(code) => code,
+    }
+}
+
 /// The part both modes share: logging at `level` unless `RUST_LOG` says otherwise, a
 /// multi-threaded runtime running `job` with the command line, and the report written under
-/// `prefix` if one is given. An error is printed and becomes the exit code.
+/// `prefix` if one is given (with an SVG plot if `with_plot`). An error is printed and becomes the exit code.
 fn drive<R, E: Display, F: Future<Output = Result<R, E>>>(
     level: &str,
     job: impl FnOnce(String) -> F,
     prefix: Option<&Path>,
     write: fn(&R, &Path) -> shoal_loadtest::Result<()>,
+    with_plot: bool,
 ) -> Result<R, ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -103,7 +128,7 @@ fn drive<R, E: Display, F: Future<Output = Result<R, E>>>(
             eprintln!("error: {e}");
             ExitCode::from(2)
         })?;
-        eprintln!("report: {}.{{json,md,svg}}", prefix.display());
+        eprintln!("report: {}.{{json,md{}}}", prefix.display(), if with_plot { ",svg" } else { "" });
     }
     Ok(report)
 }
