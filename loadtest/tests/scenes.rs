@@ -90,3 +90,17 @@ fn a_tile_holds_every_band_at_the_window_size_and_the_scene_mtl() {
     let (r2, c2) = plan.windows[58];
     assert_ne!(source.tile_files(r2, c2, 48).unwrap()[0].1, files[0].1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cloud_detect_fanned_out_over_scenes_writes_a_mask_for_each() {
+    let home = tempfile::tempdir().unwrap();
+    let options = ScenesOptions { scenes: 12, program: ScenesProgram::CloudDetect, ..options(home.path()) };
+    let report = run_scenes(&options, "test".into()).await.unwrap();
+    for run in [&report.cold, &report.warm] {
+        assert_eq!(run.job_state, "succeeded", "{} run: {:?}", run.run, run.base.examples);
+        assert_eq!(run.entries, 12, "{} run", run.run);
+        // Every entry holds a 32×32 mask.png: each task found its scene one level down.
+        assert_eq!(run.entries_ok, 12, "{} run: {:?}", run.run, run.base.examples);
+    }
+    assert!(report.passed, "{:?}", report.problems);
+}

@@ -93,9 +93,8 @@ pub enum ScenesProgram {
     /// against the output CID computed from the tile files' own hashes.
     EchoHash,
     /// `cloud-detect`: cloud mask of the scene; each gathered entry must hold a `mask.png` of
-    /// the tile's size. It reads the scene directory named by its first argument (default
-    /// `/inputs`) and a fan-out task's scene is mounted one level deeper, at
-    /// `<input path>/<entry name>`, with one argument list for all tasks (see docs/scale).
+    /// the tile's size. Every task gets the same arguments (the directory's mount path), and
+    /// cloud-detect finds its scene one level down, under the entry's name.
     CloudDetect,
 }
 
@@ -139,7 +138,7 @@ pub struct ScenesOptions {
     #[arg(long, default_value_t = 4 << 30)]
     pub input_cache_bytes: u64,
     /// The program each task runs.
-    #[arg(long, value_enum, default_value_t = ScenesProgram::EchoHash)]
+    #[arg(long, value_enum, default_value_t = ScenesProgram::CloudDetect)]
     pub program: ScenesProgram,
     /// The real scene the tiles are cut from (default: the repository's `data/landsat` scene).
     #[arg(long)]

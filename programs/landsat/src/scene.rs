@@ -164,8 +164,12 @@ impl Scene {
     /// Loads the scene in `dir`: the file ending `_MTL.txt`, the bands ending
     /// `_B1.TIF` … `_B7.TIF`, `_B9.TIF`, `_B10.TIF` and `_BQA.TIF`
     /// (case-insensitive, so USGS names and lower-case copies both work).
+    /// When `dir` holds no MTL file but exactly one directory, the scene is
+    /// looked for there: a task of a job fanned out over a directory of scenes
+    /// sees its scene mounted one level down, under the scene's name.
     pub fn open(dir: &Path) -> Result<Scene, SceneError> {
-        let names = list_files(dir)?;
+        let (dir, names) = scene_files(dir)?;
+        let dir = dir.as_path();
         let mtl_path = find_by_suffix(dir, &names, "_MTL.txt")?;
         let mtl_text = fs::read_to_string(&mtl_path).map_err(|source| SceneError::Read {
             path: mtl_path.clone(),
@@ -258,6 +262,24 @@ impl Scene {
     pub fn quality(&self, pixel: usize) -> QualityFlags {
         QualityFlags(self.quality[pixel])
     }
+}
+
+/// The directory holding the scene and its file names: `dir`, or its only
+/// subdirectory when `dir` has no MTL file (see [`Scene::open`]).
+fn scene_files(dir: &Path) -> Result<(PathBuf, Vec<String>), SceneError> {
+    let names = list_files(dir)?;
+    let has_mtl = names
+        .iter()
+        .any(|name| name.to_ascii_lowercase().ends_with("_mtl.txt"));
+    if !has_mtl {
+        let subdirs: Vec<&String> = names.iter().filter(|name| dir.join(name).is_dir()).collect();
+        if let [only] = subdirs.as_slice() {
+            let inner = dir.join(only);
+            let names = list_files(&inner)?;
+            return Ok((inner, names));
+        }
+    }
+    Ok((dir.to_owned(), names))
 }
 
 fn list_files(dir: &Path) -> Result<Vec<String>, SceneError> {
