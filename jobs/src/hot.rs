@@ -4,8 +4,9 @@
 //! few sharing a shard) is in demand, that shard's unread backlog grows behind its owners while
 //! other workers run colder work; stealing helps only workers that are idle, and only after a
 //! delay. So one worker at a time — whoever holds the hot lock, tried at every heartbeat —
-//! samples every shard's backlog and, for each shard with more than
-//! [`HotPolicy::backlog_per_reader`] unread entries per reader, picks extra readers: workers
+//! samples every shard's backlog and, for each shard with more unread entries per reader than
+//! [`HotPolicy::backlog_per_reader`] and than every worker's fair share of all unread work,
+//! picks extra readers: workers
 //! that advertise holding the shard's data first ([`Membership::advertise`]), then the next
 //! ranked ([`ShardAssignment::readers`]). A shard with work waiting whose owner has missed
 //! its heartbeat for [`HotPolicy::suspect_after`] gets one extra reader too, however short its
@@ -14,7 +15,9 @@
 //! Every worker reads the publication at its heartbeat and also reads the hot shards it was
 //! picked for; when a backlog drains, the next publication drops the shard and its extra
 //! readers let it go. Readers of one stream share its consumer group, so an entry still goes to
-//! exactly one of them.
+//! exactly one of them. The fair share keeps a job fanned out over thousands of files where its
+//! data is: when every shard has a backlog, every worker is busy with its own, and extra readers
+//! would only trade work between caches.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -44,11 +47,14 @@ pub struct HotPolicy {
 }
 
 impl HotPolicy {
-    /// How many workers should read a shard with `unread` entries waiting and `owners` owners:
-    /// one per [`HotPolicy::backlog_per_reader`] entries, one more than the owners if it is
-    /// `stranded`, at least the owners, at most [`HotPolicy::max_readers`].
-    pub fn readers_wanted(&self, unread: u64, owners: usize, stranded: bool) -> usize {
-        let wanted = usize::try_from(unread.div_ceil(self.backlog_per_reader.max(1))).unwrap_or(usize::MAX);
+    /// How many workers should read a shard with `unread` entries waiting and `owners` owners,
+    /// when each live worker's share of all unread work is `fair_share`: one per
+    /// [`HotPolicy::backlog_per_reader`] entries or per fair share, whichever is more; one more
+    /// than the owners if it is `stranded`; at least the owners, at most
+    /// [`HotPolicy::max_readers`].
+    pub fn readers_wanted(&self, unread: u64, owners: usize, stranded: bool, fair_share: u64) -> usize {
+        let per_reader = self.backlog_per_reader.max(fair_share).max(1);
+        let wanted = usize::try_from(unread.div_ceil(per_reader)).unwrap_or(usize::MAX);
         let wanted = if stranded { wanted.max(owners + 1) } else { wanted };
         wanted.clamp(owners, self.max_readers.max(owners))
     }
@@ -81,9 +87,11 @@ impl HotShards {
                 && !suspects.is_empty()
                 && assignment.owners(b.shard, &candidates).iter().any(|o| suspects.contains(o.id.as_str()))
         };
+        let unread: u64 = backlogs.iter().map(|b| b.unread).sum();
+        let fair_share = unread.div_ceil(candidates.len().max(1) as u64);
         let hot: Vec<(u32, usize)> = backlogs
             .iter()
-            .map(|b| (b.shard, policy.readers_wanted(b.unread, owners, stranded(b))))
+            .map(|b| (b.shard, policy.readers_wanted(b.unread, owners, stranded(b), fair_share)))
             .filter(|&(_, wanted)| wanted > owners)
             .collect();
         let shards: Vec<u32> = hot.iter().map(|&(shard, _)| shard).collect();
@@ -147,20 +155,20 @@ mod tests {
     fn readers_grow_with_the_backlog_between_the_owners_and_the_cap() {
         let after = Duration::from_secs(5);
         let policy = HotPolicy { backlog_per_reader: 8, max_readers: 4, suspect_after: after };
-        assert_eq!(policy.readers_wanted(0, 1, false), 1);
-        assert_eq!(policy.readers_wanted(8, 1, false), 1);
-        assert_eq!(policy.readers_wanted(9, 1, false), 2);
-        assert_eq!(policy.readers_wanted(24, 1, false), 3);
-        assert_eq!(policy.readers_wanted(10_000, 1, false), 4);
-        assert_eq!(policy.readers_wanted(3, 2, false), 2, "never fewer than the owners");
-        assert_eq!(policy.readers_wanted(1, 1, true), 2, "a stranded shard gets one more reader");
-        assert_eq!(policy.readers_wanted(24, 1, true), 3);
+        assert_eq!(policy.readers_wanted(0, 1, false, 0), 1);
+        assert_eq!(policy.readers_wanted(8, 1, false, 0), 1);
+        assert_eq!(policy.readers_wanted(9, 1, false, 0), 2);
+        assert_eq!(policy.readers_wanted(24, 1, false, 0), 3);
+        assert_eq!(policy.readers_wanted(10_000, 1, false, 0), 4);
+        assert_eq!(policy.readers_wanted(3, 2, false, 0), 2, "never fewer than the owners");
+        assert_eq!(policy.readers_wanted(1, 1, true, 0), 2, "a stranded shard gets one more reader");
+        assert_eq!(policy.readers_wanted(24, 1, true, 0), 3);
+        assert_eq!(policy.readers_wanted(40, 1, false, 2_500), 1, "no shard is hot when all work is far behind");
+        assert_eq!(policy.readers_wanted(40, 1, false, 15), 3, "a shard holding more than its share is");
         let off = HotPolicy { backlog_per_reader: 8, max_readers: 1, suspect_after: after };
-        assert_eq!(off.readers_wanted(10_000, 1, true), 1, "a cap of the owner count turns it off");
-        assert_eq!(
-            HotPolicy { backlog_per_reader: 0, max_readers: 3, suspect_after: after }.readers_wanted(2, 1, false),
-            2
-        );
+        assert_eq!(off.readers_wanted(10_000, 1, true, 0), 1, "a cap of the owner count turns it off");
+        let eager = HotPolicy { backlog_per_reader: 0, max_readers: 3, suspect_after: after };
+        assert_eq!(eager.readers_wanted(2, 1, false, 0), 2);
     }
 
     #[test]
