@@ -94,6 +94,21 @@ pub struct Report {
 }
 
 impl Report {
+    /// Sets the latency quantiles from `latencies_ms`, and the throughput: `finished` jobs from
+    /// the first created (`first_created_ms`) to the last finished (`last_finished_ms`), both in
+    /// ms since the Unix epoch.
+    pub fn summarise(&mut self, finished: usize, first_created_ms: u64, last_finished_ms: u64) {
+        let mut sorted = self.latencies_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        self.p50_ms = quantile(&sorted, 0.50);
+        self.p95_ms = quantile(&sorted, 0.95);
+        self.p99_ms = quantile(&sorted, 0.99);
+        self.max_ms = sorted.last().copied().unwrap_or(0.0);
+        if last_finished_ms > first_created_ms {
+            self.throughput_per_s = finished as f64 / ((last_finished_ms - first_created_ms) as f64 / 1000.0);
+        }
+    }
+
     /// A report of a run of `planned` jobs started by `command` at `started_at_unix_s`, with
     /// nothing counted yet.
     pub fn empty(command: String, started_at_unix_s: u64, planned: usize) -> Report {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::api::{Api, JobRead, Submitted};
 use crate::error::{LoadtestError, Result};
 use crate::options::{FsyncMode, Options, Replace, WorkloadKind};
-use crate::report::{quantile, FaultRecord, Report};
+use crate::report::{FaultRecord, Report};
 use crate::stack::{default_shoal_binary, Stack, StackConfig};
 use crate::workload::{default_programs_dir, prepare, PlannedJob, SplitMix};
 
@@ -222,15 +222,7 @@ pub async fn run(options: &Options, command: String) -> Result<Report> {
         }
         Err(e) => example(&mut report, format!("could not list jobs to look for duplicates: {e}")),
     }
-    let mut sorted = report.latencies_ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    report.p50_ms = quantile(&sorted, 0.50);
-    report.p95_ms = quantile(&sorted, 0.95);
-    report.p99_ms = quantile(&sorted, 0.99);
-    report.max_ms = sorted.last().copied().unwrap_or(0.0);
-    if last_finished > first_created {
-        report.throughput_per_s = sorted.len() as f64 / ((last_finished - first_created) as f64 / 1000.0);
-    }
+    report.summarise(report.latencies_ms.len(), first_created, last_finished);
     Ok(report)
 }
 

@@ -16,7 +16,7 @@ use super::processes::{ProcessConfig, Processes};
 use super::report::{problems, RunFigures, ScenesReport, TileCheck};
 use super::tiles::{self, SourceScene, Tile};
 use super::{default_source, ScenesError, ScenesOptions, ScenesProgram};
-use crate::report::{quantile, Report};
+use crate::report::Report;
 use crate::stack::default_shoal_binary;
 use crate::workload::default_programs_dir;
 
@@ -486,15 +486,7 @@ impl Context<'_> {
         base.succeeded = task_outputs.len() - wrong_entries;
         let check_s = seconds(checking);
 
-        let mut sorted = base.latencies_ms.clone();
-        sorted.sort_by(f64::total_cmp);
-        base.p50_ms = quantile(&sorted, 0.50);
-        base.p95_ms = quantile(&sorted, 0.95);
-        base.p99_ms = quantile(&sorted, 0.99);
-        base.max_ms = sorted.last().copied().unwrap_or(0.0);
-        if last_finished > first_created {
-            base.throughput_per_s = task_outputs.len() as f64 / ((last_finished - first_created) as f64 / 1000.0);
-        }
+        base.summarise(task_outputs.len(), first_created, last_finished);
         base.duration_s = wall_s;
         if !job.state.is_terminal() {
             base.ended_early = Some(format!("deadline of {} s", self.options.deadline_secs));

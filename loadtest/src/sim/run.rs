@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::api::{Api, Submitted};
 use crate::error::LoadtestError;
-use crate::report::{quantile, Report};
+use crate::report::Report;
 use crate::sim::catalogue::Catalogue;
 use crate::sim::executor::{Completion, CostModel, SimulatedExecutor};
 use crate::sim::report::{LocalityTally, SimReport, BY_JOBS};
@@ -593,15 +593,7 @@ pub(crate) fn assess_jobs<'a>(
             }
         }
     }
-    let mut sorted = base.latencies_ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    base.p50_ms = quantile(&sorted, 0.50);
-    base.p95_ms = quantile(&sorted, 0.95);
-    base.p99_ms = quantile(&sorted, 0.99);
-    base.max_ms = sorted.last().copied().unwrap_or(0.0);
-    if last_finished > first_created {
-        base.throughput_per_s = sorted.len() as f64 / ((last_finished - first_created) as f64 / 1000.0);
-    }
+    base.summarise(base.latencies_ms.len(), first_created, last_finished);
 }
 
 /// Checks every job against its expected output and builds the report (without the run-level
