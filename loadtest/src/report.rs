@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LoadtestError, Result};
-use crate::sim::report::{by_jobs_line, human_bytes, times_row, Locality};
+use crate::sim::report::{by_jobs_line, human_bytes, series_table, times_row, Locality};
 
 /// One injected fault.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,22 +236,8 @@ impl Report {
                 let _ = writeln!(md, "| {name} | {value} |");
             }
             let _ = writeln!(md, "\n{}", by_jobs_line(&l.by_jobs));
-            let _ = writeln!(
-                md,
-                "\n| t (s) | jobs/s | p99 ms | hit rate | local rate | live workers |\n|---|---|---|---|---|---|"
-            );
-            for b in &l.series {
-                let _ = writeln!(
-                    md,
-                    "| {:.0} | {:.1} | {:.0} | {:.1}% | {:.1}% | {} |",
-                    b.at_s,
-                    b.throughput_per_s,
-                    b.p99_ms,
-                    b.cache_hit_rate * 100.0,
-                    b.local_task_rate * 100.0,
-                    b.live_workers
-                );
-            }
+            let _ = writeln!(md);
+            series_table(&mut md, &l.series);
         }
         table(&mut md, "Jobs by kind", &self.jobs_by_kind);
         table(&mut md, "Failed by reason", &self.failed_by_reason);

@@ -385,21 +385,13 @@ async fn poll(
                 bar.message()
             );
         }
-        loop {
-            match ids.try_recv() {
-                Ok((n, id)) => {
-                    pending.insert(n, id);
-                    last_progress = Instant::now();
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    if submitting {
-                        submitting = false;
-                        last_progress = Instant::now();
-                    }
-                    break;
-                }
-            }
+        let submitted_all = drain(&mut ids, |(n, id)| {
+            pending.insert(n, id);
+            last_progress = Instant::now();
+        });
+        if submitted_all && submitting {
+            submitting = false;
+            last_progress = Instant::now();
         }
         if !submitting && pending.is_empty() {
             break None;
@@ -467,6 +459,18 @@ async fn poll(
 /// Seconds since `t0`.
 fn since(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64()
+}
+
+/// Hands everything waiting on `rx` to `each`, without waiting; whether every sender is gone,
+/// so that nothing more will come.
+pub(crate) fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>, mut each: impl FnMut(T)) -> bool {
+    loop {
+        match rx.try_recv() {
+            Ok(item) => each(item),
+            Err(mpsc::error::TryRecvError::Empty) => return false,
+            Err(mpsc::error::TryRecvError::Disconnected) => return true,
+        }
+    }
 }
 
 /// Injects the scheduled faults until told the run is done or the deadline passes; resumes any

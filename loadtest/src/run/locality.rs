@@ -34,6 +34,7 @@ use crate::api::{Api, Submitted};
 use crate::error::{LoadtestError, Result};
 use crate::options::Options;
 use crate::report::{FaultRecord, Report};
+use crate::run::drain;
 use crate::sim::catalogue::Catalogue;
 use crate::sim::report::{Locality, LocalityTally, BY_JOBS};
 use crate::sim::run::{assess_jobs, sample_live, Assessed};
@@ -433,20 +434,12 @@ async fn watch_jobs(
     let mut last_progress = Instant::now();
     let mut last_log = Instant::now();
     let ended_early = loop {
-        loop {
-            match accepted.try_recv() {
-                Ok((id, permit)) => {
-                    pending.insert(id, permit);
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    if submitting {
-                        submitting = false;
-                        last_progress = Instant::now();
-                    }
-                    break;
-                }
-            }
+        let submitted_all = drain(&mut accepted, |(id, permit)| {
+            pending.insert(id, permit);
+        });
+        if submitted_all && submitting {
+            submitting = false;
+            last_progress = Instant::now();
         }
         if !submitting && pending.is_empty() {
             break None;

@@ -321,6 +321,24 @@ pub fn by_jobs_line(buckets: &[JobsBucket]) -> String {
     format!("Cache hit rate per {BY_JOBS} jobs in the order they finished: {}", rates.join(", "))
 }
 
+/// The time series as a Markdown table, header included.
+pub fn series_table(md: &mut String, series: &[Bucket]) {
+    let _ =
+        writeln!(md, "| t (s) | jobs/s | p99 ms | hit rate | local rate | live workers |\n|---|---|---|---|---|---|");
+    for bucket in series {
+        let _ = writeln!(
+            md,
+            "| {:.0} | {:.1} | {:.0} | {:.1}% | {:.1}% | {} |",
+            bucket.at_s,
+            bucket.throughput_per_s,
+            bucket.p99_ms,
+            bucket.cache_hit_rate * 100.0,
+            bucket.local_task_rate * 100.0,
+            bucket.live_workers
+        );
+    }
+}
+
 impl SimReport {
     /// Accepted jobs that succeeded with the expected output, over accepted jobs (0 if none).
     pub fn success_rate(&self) -> f64 {
@@ -417,23 +435,8 @@ impl SimReport {
         for line in &self.settings {
             let _ = writeln!(md, "{line}");
         }
-        let _ = writeln!(
-            md,
-            "```\n\n## Time series ({} s buckets)\n\n| t (s) | jobs/s | p99 ms | hit rate | local rate | live workers |\n|---|---|---|---|---|---|",
-            self.bucket_s
-        );
-        for bucket in &self.series {
-            let _ = writeln!(
-                md,
-                "| {:.0} | {:.1} | {:.0} | {:.1}% | {:.1}% | {} |",
-                bucket.at_s,
-                bucket.throughput_per_s,
-                bucket.p99_ms,
-                bucket.cache_hit_rate * 100.0,
-                bucket.local_task_rate * 100.0,
-                bucket.live_workers
-            );
-        }
+        let _ = writeln!(md, "```\n\n## Time series ({} s buckets)\n", self.bucket_s);
+        series_table(&mut md, &self.series);
         if !b.examples.is_empty() {
             let _ = writeln!(md, "\n## Examples of problems\n");
             for example in &b.examples {
