@@ -24,6 +24,16 @@ pub struct FaultRecord {
     pub ok: bool,
 }
 
+impl FaultRecord {
+    /// How many of `faults` there were of each kind.
+    pub fn by_kind(faults: &[FaultRecord]) -> BTreeMap<String, usize> {
+        faults.iter().fold(BTreeMap::new(), |mut map, f| {
+            *map.entry(f.kind.clone()).or_insert(0) += 1;
+            map
+        })
+    }
+}
+
 /// Everything measured in one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {

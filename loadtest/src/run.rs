@@ -135,10 +135,7 @@ pub async fn run(options: &Options, command: String) -> Result<Report> {
     let mut report = Report {
         duration_s,
         ended_early,
-        faults_by_kind: faults.iter().fold(BTreeMap::new(), |mut map, f| {
-            *map.entry(f.kind.clone()).or_insert(0) += 1;
-            map
-        }),
+        faults_by_kind: FaultRecord::by_kind(&faults),
         faults_injected: faults,
         workers_reclaim: stack.workers_reclaim(),
         ..Report::empty(command, started_at_unix_s, workload.jobs.len())
