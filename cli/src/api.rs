@@ -5,19 +5,19 @@ use serde_json::Value;
 use shoal_jobs::{Job, JobStatus};
 
 /// The gateway at one base URL.
-pub struct Api {
+pub(crate) struct Api {
     base: String,
     http: reqwest::Client,
 }
 
 impl Api {
     /// A client of the gateway at `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: String) -> Api {
+    pub(crate) fn new(base: String) -> Api {
         Api { base, http: reqwest::Client::new() }
     }
 
     /// Submits a job spec; returns the job (new, or the one an earlier use of the key created).
-    pub async fn submit(&self, spec: &Value, idempotency_key: Option<&str>) -> anyhow::Result<Job> {
+    pub(crate) async fn submit(&self, spec: &Value, idempotency_key: Option<&str>) -> anyhow::Result<Job> {
         let mut request = self.http.post(format!("{}/v1/jobs", self.base)).json(spec);
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
@@ -27,14 +27,14 @@ impl Api {
     }
 
     /// The job `id` with its state and executions, and its tasks if it fanned out.
-    pub async fn job(&self, id: &str) -> anyhow::Result<JobStatus> {
+    pub(crate) async fn job(&self, id: &str) -> anyhow::Result<JobStatus> {
         let response =
             self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await.with_context(|| self.unreachable())?;
         decode(response).await
     }
 
     /// The live workers.
-    pub async fn workers(&self) -> anyhow::Result<Vec<shoal_jobs::Member>> {
+    pub(crate) async fn workers(&self) -> anyhow::Result<Vec<shoal_jobs::Member>> {
         let response =
             self.http.get(format!("{}/v1/workers", self.base)).send().await.with_context(|| self.unreachable())?;
         let body: Value = decode(response).await?;

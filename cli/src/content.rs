@@ -19,7 +19,7 @@ use crate::home::Home;
 
 /// `shoal add`.
 #[derive(Args)]
-pub struct AddArgs {
+pub(crate) struct AddArgs {
     /// The file or directory to import.
     path: PathBuf,
     /// The CID profile: kubo-v1 (`ipfs add --cid-version=1`), unixfs-v0-2015 (`ipfs add`), unixfs-v1-2025.
@@ -35,7 +35,7 @@ pub struct AddArgs {
 
 /// Where `get` and `cat` read from besides the local store.
 #[derive(Args)]
-pub struct SourceArgs {
+pub(crate) struct SourceArgs {
     /// Trustless gateways to fetch from, in order, after the local store (every block is verified).
     /// When absent, a running `shoal dev`'s content server is used.
     #[arg(long = "from", value_name = "URL")]
@@ -44,7 +44,7 @@ pub struct SourceArgs {
 
 /// `shoal get`.
 #[derive(Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// The CID, optionally followed by a path inside it (`CID/dir/file`).
     target: String,
     /// Where to write it (default: the CID or the path's last name, in the current directory).
@@ -56,7 +56,7 @@ pub struct GetArgs {
 
 /// `shoal cat`.
 #[derive(Args)]
-pub struct CatArgs {
+pub(crate) struct CatArgs {
     /// The CID of a file, optionally followed by a path inside a directory (`CID/dir/file`).
     target: String,
     #[command(flatten)]
@@ -65,7 +65,7 @@ pub struct CatArgs {
 
 /// `shoal car`.
 #[derive(Subcommand)]
-pub enum CarCommand {
+pub(crate) enum CarCommand {
     /// Write the DAG under a CID to a CAR v1 file.
     Export {
         /// The root CID.
@@ -131,7 +131,7 @@ fn total_bytes(path: &Path) -> u64 {
 }
 
 /// `shoal add PATH`: prints the root CID.
-pub async fn add(home: &Home, args: AddArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn add(home: &Home, args: AddArgs) -> anyhow::Result<ExitCode> {
     let store = local_store(home)?;
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -160,7 +160,7 @@ pub async fn add(home: &Home, args: AddArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `shoal get CID[/path] [-o PATH]`.
-pub async fn get(home: &Home, args: GetArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn get(home: &Home, args: GetArgs) -> anyhow::Result<ExitCode> {
     let reader = reader(home, &args.sources)?;
     let (cid, name) = resolve(reader.as_ref(), &args.target).await?;
     let dest = args.output.unwrap_or_else(|| PathBuf::from(name));
@@ -178,7 +178,7 @@ pub async fn get(home: &Home, args: GetArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `shoal cat CID[/path]`.
-pub async fn cat(home: &Home, args: CatArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn cat(home: &Home, args: CatArgs) -> anyhow::Result<ExitCode> {
     let reader = reader(home, &args.sources)?;
     let (cid, _) = resolve(reader.as_ref(), &args.target).await?;
     let mut stream = std::pin::pin!(unixfs::cat(reader, cid));
@@ -191,7 +191,7 @@ pub async fn cat(home: &Home, args: CatArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `shoal car export|import`.
-pub async fn car(home: &Home, command: CarCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn car(home: &Home, command: CarCommand) -> anyhow::Result<ExitCode> {
     match command {
         CarCommand::Export { cid, output, sources } => {
             let reader = reader(home, &sources)?;

@@ -22,7 +22,7 @@ use crate::services::{init_logging, shutdown_signal, DEFAULT_SHARDS};
 
 /// `shoal dev`.
 #[derive(Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Workers to start.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -47,7 +47,7 @@ pub struct DevArgs {
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM.
-pub async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let fsync = if args.fsync_always { Fsync::Always } else { Fsync::EverySec };
     let redis_dir = home.root().join("redis");

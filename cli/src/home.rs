@@ -7,17 +7,17 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// Where a gateway listens when nothing else says.
-pub const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
+pub(crate) const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
 
 /// The directory layout under `--home`.
 #[derive(Debug, Clone)]
-pub struct Home {
+pub(crate) struct Home {
     root: PathBuf,
 }
 
 /// Where a running `shoal dev` stack listens, written to `<home>/dev.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     /// The gateway's base URL.
     pub gateway: String,
     /// The content server's base URL (trustless gateway).
@@ -30,17 +30,17 @@ pub struct Endpoints {
 
 impl Home {
     /// The home at `root` (created on first write).
-    pub fn new(root: PathBuf) -> Home {
+    pub(crate) fn new(root: PathBuf) -> Home {
         Home { root }
     }
 
     /// The root directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// The local block store.
-    pub fn blocks(&self) -> PathBuf {
+    pub(crate) fn blocks(&self) -> PathBuf {
         self.root.join("blocks")
     }
 
@@ -49,7 +49,7 @@ impl Home {
     }
 
     /// Records where a dev stack listens.
-    pub fn write_endpoints(&self, endpoints: &Endpoints) -> anyhow::Result<()> {
+    pub(crate) fn write_endpoints(&self, endpoints: &Endpoints) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
         let file = self.endpoints_file();
         let tmp = file.with_extension("json.tmp");
@@ -60,18 +60,18 @@ impl Home {
     }
 
     /// Forgets the dev stack's endpoints (it is stopping).
-    pub fn clear_endpoints(&self) {
+    pub(crate) fn clear_endpoints(&self) {
         std::fs::remove_file(self.endpoints_file()).ok();
     }
 
     /// The endpoints of a dev stack started with this home, if one wrote them.
-    pub fn endpoints(&self) -> Option<Endpoints> {
+    pub(crate) fn endpoints(&self) -> Option<Endpoints> {
         let bytes = std::fs::read(self.endpoints_file()).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// The gateway to talk to: `explicit` if given, else the dev stack's, else the default.
-    pub fn gateway_url(&self, explicit: Option<&str>) -> String {
+    pub(crate) fn gateway_url(&self, explicit: Option<&str>) -> String {
         explicit
             .map(str::to_string)
             .or_else(|| self.endpoints().map(|e| e.gateway))

@@ -19,7 +19,7 @@ use crate::home::Home;
 
 /// `shoal run`.
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The program's CID (a WASI command module).
     #[arg(long)]
     program: String,
@@ -76,7 +76,7 @@ pub struct RunArgs {
 
 /// `shoal status` / `shoal logs`.
 #[derive(Args)]
-pub struct JobArgs {
+pub(crate) struct JobArgs {
     /// The job id.
     job: String,
     /// Print the job record as JSON.
@@ -159,7 +159,7 @@ impl RunArgs {
 
 /// `shoal run`: submits, then (unless `--no-wait`) shows progress until the job ends and prints
 /// the output CID. Exits 1 if the job failed.
-pub async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(home.gateway_url(args.gateway.as_deref()));
     let job = api.submit(&args.spec()?, args.idempotency_key.as_deref()).await?;
     if args.no_wait {
@@ -256,7 +256,7 @@ fn report(job: &Job) -> anyhow::Result<ExitCode> {
 }
 
 /// `shoal status JOB`.
-pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(home.gateway_url(args.gateway.as_deref()));
     let status = api.job(&args.job).await?;
     if args.json {
@@ -317,7 +317,7 @@ pub async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `shoal logs JOB`: the latest execution's stdout, then its stderr.
-pub async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(home.gateway_url(args.gateway.as_deref()));
     let job = api.job(&args.job).await?.job;
     let Some(execution) = job.executions.iter().rev().find(|e| e.outcome.is_some()) else {
@@ -353,14 +353,14 @@ pub async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
 
 /// `shoal workers`.
 #[derive(Args)]
-pub struct WorkersArgs {
+pub(crate) struct WorkersArgs {
     /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
     #[arg(long, env = "SHOAL_GATEWAY")]
     gateway: Option<String>,
 }
 
 /// `shoal workers`: the live workers, one per line.
-pub async fn workers(home: &Home, args: WorkersArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn workers(home: &Home, args: WorkersArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(home.gateway_url(args.gateway.as_deref()));
     let now = shoal_jobs::now_ms();
     for member in api.workers().await? {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
+use shoal_jobs::{Membership, ShardRouter};
 use shoal_verifier::VerifierConfig;
 use shoal_worker::WorkerConfig;
 use tokio::net::TcpListener;
@@ -17,14 +18,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::home::Home;
 
-/// Number of shard streams unless configured: far more than workers, so a join or a leave moves
-/// a small share of them, and still few enough to read in one `XREADGROUP`. Gateways, workers
-/// and verifiers must agree.
-pub const DEFAULT_SHARDS: u32 = 256;
+/// Number of shard streams unless configured ([`ShardRouter::DEFAULT_SHARDS`]).
+pub(crate) const DEFAULT_SHARDS: u32 = ShardRouter::DEFAULT_SHARDS;
 
 /// Sets up logging for a service: human-readable lines, or JSON lines with `SHOAL_LOG_FORMAT=json`;
 /// the level comes from `RUST_LOG` (default `info`).
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if std::env::var("SHOAL_LOG_FORMAT").is_ok_and(|f| f == "json") {
@@ -37,7 +36,7 @@ pub fn init_logging() {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler");
@@ -49,7 +48,7 @@ pub async fn shutdown_signal() {
 
 /// `shoal gateway`.
 #[derive(Args)]
-pub struct GatewayArgs {
+pub(crate) struct GatewayArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS")]
     redis: String,
@@ -69,7 +68,7 @@ pub struct GatewayArgs {
 
 /// `shoal worker`.
 #[derive(Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS")]
     redis: String,
@@ -80,7 +79,7 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = DEFAULT_SHARDS)]
     shards: u32,
     /// Jobs run at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_CONCURRENCY)]
     concurrency: usize,
     /// Trustless gateways to fetch content from, in order, after the local store.
     #[arg(long = "fetch-from", value_name = "URL")]
@@ -89,30 +88,30 @@ pub struct WorkerArgs {
     #[arg(long)]
     store: Option<PathBuf>,
     /// Bytes of materialised inputs kept between jobs.
-    #[arg(long, default_value_t = 4 << 30)]
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_INPUT_CACHE_BYTES)]
     input_cache_bytes: u64,
     /// Seconds allowed to fetch a job's program and inputs.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_FETCH_TIMEOUT.as_secs())]
     fetch_timeout_secs: u64,
     /// Seconds another worker's entry may go unrenewed before this worker takes it over.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_VISIBILITY_TIMEOUT.as_secs())]
     visibility_timeout_secs: u64,
     /// A label `KEY=VALUE` the worker registers with. Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
     /// Workers reading each shard: more than one lets all data be served from several caches.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_SHARD_REPLICAS)]
     shard_replicas: usize,
     /// Unread entries per reader above which a shard is hot and gets another reader, preferably
     /// a worker already holding its data.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_HOT_BACKLOG)]
     hot_backlog: u64,
     /// The most workers reading a hot shard; `--shard-replicas` or fewer turns hot replicas off.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_MAX_SHARD_READERS)]
     max_shard_readers: usize,
     /// Milliseconds between heartbeats; a worker silent for three is taken for gone and its
     /// shards move to the others.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = Membership::DEFAULT_HEARTBEAT.as_millis() as u64)]
     heartbeat_ms: u64,
 }
 
@@ -150,7 +149,7 @@ fn hostname() -> String {
 
 /// `shoal content`.
 #[derive(Args)]
-pub struct ContentArgs {
+pub(crate) struct ContentArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
@@ -161,7 +160,7 @@ pub struct ContentArgs {
 
 /// `shoal verifier`.
 #[derive(Args)]
-pub struct VerifierArgs {
+pub(crate) struct VerifierArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS")]
     redis: String,
@@ -183,7 +182,7 @@ pub struct VerifierArgs {
 }
 
 /// Runs a gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
-pub async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let mut config = GatewayConfig::new(args.redis, args.shards);
     config.max_body_bytes = args.max_body_bytes;
@@ -196,14 +195,14 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs a worker until Ctrl-C or SIGTERM, then lets its running jobs finish.
-pub async fn worker(home: &Home, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn worker(home: &Home, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     shoal_worker::run(args.config(home)?, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Serves a block store as a trustless gateway until Ctrl-C or SIGTERM.
-pub async fn content(home: &Home, args: ContentArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn content(home: &Home, args: ContentArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let dir = args.store.unwrap_or_else(|| home.blocks());
     let store: Arc<dyn BlockStore> =
@@ -215,7 +214,7 @@ pub async fn content(home: &Home, args: ContentArgs) -> anyhow::Result<ExitCode>
 }
 
 /// Runs a verifier until Ctrl-C or SIGTERM.
-pub async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let mut worker = WorkerConfig::new(&args.id, &args.redis, home.root());
     worker.shards = args.shards;

@@ -38,27 +38,27 @@ struct Envelope<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, body: ErrorBody { code, message: message.into(), field: None, state: None, reason: None } }
     }
 
     /// A 400 about one query or path parameter.
-    pub fn invalid_parameter(field: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn invalid_parameter(field: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message).with_field(field)
     }
 
-    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+    pub(crate) fn with_field(mut self, field: impl Into<String>) -> ApiError {
         self.body.field = Some(field.into());
         self
     }
 
-    pub fn with_state(mut self, state: JobState) -> ApiError {
+    pub(crate) fn with_state(mut self, state: JobState) -> ApiError {
         self.body.state = Some(state);
         self
     }
 
     /// The answer for a request that ran out of time.
-    pub fn timeout() -> ApiError {
+    pub(crate) fn timeout() -> ApiError {
         ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
@@ -67,7 +67,7 @@ impl ApiError {
     }
 
     /// The answer for a request whose handler panicked: the details stay in the log.
-    pub fn internal() -> ApiError {
+    pub(crate) fn internal() -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the gateway failed while handling this request")
     }
 }

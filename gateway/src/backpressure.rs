@@ -23,7 +23,7 @@ pub(crate) struct Backlog {
 impl Backlog {
     /// Starts sampling every [`GatewayConfig::backlog_sample_interval`] over `conn`; sampling
     /// stops when the returned handle is dropped.
-    pub fn sample(conn: RedisConnection, config: &GatewayConfig) -> Arc<Backlog> {
+    pub(crate) fn sample(conn: RedisConnection, config: &GatewayConfig) -> Arc<Backlog> {
         let backlog = Arc::new(Backlog::default());
         let shards: Vec<u32> = (0..config.shards).collect();
         tokio::spawn(sampler(Arc::downgrade(&backlog), conn, shards, config.backlog_sample_interval));
@@ -31,7 +31,7 @@ impl Backlog {
     }
 
     /// Entries outstanding at the last sample.
-    pub fn outstanding(&self) -> u64 {
+    pub(crate) fn outstanding(&self) -> u64 {
         self.outstanding.load(Ordering::Relaxed)
     }
 }

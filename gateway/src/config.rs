@@ -33,11 +33,6 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// The URLs in [`GatewayConfig::redis_url`]: one for a single node, several for a cluster.
-    pub fn redis_urls(&self) -> Vec<String> {
-        self.redis_url.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
-    }
-
     /// The default body limit: 1 MiB, far above any real job spec.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
     /// The default request timeout.
@@ -78,7 +73,7 @@ pub enum GatewayError {
         address: String,
         /// The client's error.
         #[source]
-        source: redis::RedisError,
+        source: StoreError,
     },
     /// The shard streams' consumer groups could not be created.
     #[error("cannot create the shard streams' consumer groups: {0}")]

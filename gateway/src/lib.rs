@@ -7,7 +7,7 @@
 //! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many files there are, succeeded and failed, the failed ones by name, how many `tasks` they were batched into and `tasks_finished`, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first; `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
-//! | `GET /v1/workers` | **200** `{workers, live_within_ms, hot_shards}`: the workers heard from in the last 20 s (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, and each hot shard's extra readers. |
+//! | `GET /v1/workers` | **200** `{workers, live_within_ms, hot_shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, and each hot shard's extra readers. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
 //!
@@ -37,9 +37,10 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use shoal_jobs::{FanOutStore, HotShards, JobStore, Membership, RedisConnection, ShardQueue, ShardRouter};
+use shoal_jobs::{
+    redis_addresses, redis_urls, ConnectOptions, FanOutStore, HotShards, JobStore, Membership, RedisConnection,
+    ShardQueue, ShardRouter,
+};
 use tokio::net::TcpListener;
 
 pub use config::{GatewayConfig, GatewayError};
@@ -102,35 +103,14 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     Ok(layers::apply(routes, metrics, config.request_timeout))
 }
 
-/// Connects to the Redis of `config`: one node through a reconnecting connection manager, or a
-/// cluster through its seed nodes, both with the short timeouts of [`GatewayConfig::redis_timeout`].
+/// Connects to the Redis of `config`, failing fast ([`ConnectOptions::fail_fast`] within
+/// [`GatewayConfig::redis_timeout`]): a request waiting on a reconnect should get 503 rather
+/// than hang; the next request starts a new attempt.
 async fn connect(config: &GatewayConfig) -> Result<RedisConnection, GatewayError> {
-    let urls = config.redis_urls();
-    if let [url] = urls.as_slice() {
-        let client = redis::Client::open(url.as_str())
-            .map_err(|source| GatewayError::Connect { address: "(unparsable URL)".into(), source })?;
-        let address = client.get_connection_info().addr().to_string();
-        // Few, short retries: a request waiting on a reconnect should fail fast with 503 rather
-        // than hang; the next request starts a new attempt.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(config.redis_timeout)
-            .set_connection_timeout(Some(config.redis_timeout))
-            .set_response_timeout(Some(config.redis_timeout));
-        let manager = ConnectionManager::new_with_config(client, manager_config)
-            .await
-            .map_err(|source| GatewayError::Connect { address, source })?;
-        return Ok(manager.into());
-    }
-    let address = "a Redis Cluster (seed nodes given)".to_string();
-    let client = ClusterClient::builder(urls.iter().map(String::as_str))
-        .connection_timeout(config.redis_timeout)
-        .response_timeout(config.redis_timeout)
-        .retries(1)
-        .build()
-        .map_err(|source| GatewayError::Connect { address: address.clone(), source })?;
-    let conn = client.get_async_connection().await.map_err(|source| GatewayError::Connect { address, source })?;
-    Ok(conn.into())
+    let urls = redis_urls(&config.redis_url);
+    RedisConnection::open_with(&urls, ConnectOptions::fail_fast(config.redis_timeout))
+        .await
+        .map_err(|source| GatewayError::Connect { address: redis_addresses(&urls), source })
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections
@@ -142,18 +122,16 @@ where
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
-/// Workers not heard from for this long are left out of `GET /v1/workers`: several missed
-/// heartbeats (workers beat every 5 s by default).
-const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
-
 /// `GET /v1/workers`: the live workers, most recently heard from first, and the hot shards with
 /// the workers picked to read them besides their owners.
 async fn workers(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let live = Membership::new(app.redis.clone()).live(LIVE_WITHIN).await?;
+    // Gateways do not know each worker's heartbeat: the default's window.
+    let live_within = Membership::live_window(Membership::DEFAULT_HEARTBEAT);
+    let live = Membership::new(app.redis.clone()).live(live_within).await?;
     let hot = HotShards::read(&app.redis).await?;
     Ok(Json(serde_json::json!({
         "workers": live,
-        "live_within_ms": LIVE_WITHIN.as_millis() as u64,
+        "live_within_ms": live_within.as_millis() as u64,
         "hot_shards": hot.extra_readers,
     })))
 }

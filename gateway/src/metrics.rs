@@ -57,7 +57,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let requests = Family::<RouteStatusLabels, Counter>::default();
         // 1 ms to about 16 s: Redis-bound requests sit at the low end, timeouts at the top.
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {

@@ -16,7 +16,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use shoal_gateway::{router, serve, GatewayConfig, GatewayError};
 use shoal_jobs::keys::shard_stream;
-use shoal_jobs::server::free_port;
+use shoal_jobs::free_port;
 use shoal_jobs::{
     now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobSpec,
     JobStore, RedisServer, ShardQueue,

@@ -27,30 +27,87 @@ pub enum RedisConnection {
     Cluster(ClusterConnection),
 }
 
+/// The Redis URLs in `spec`: one URL for a single node, several comma-separated for the seed
+/// nodes of a Redis Cluster. The one place a `--redis` value is read.
+pub fn redis_urls(spec: &str) -> Vec<String> {
+    spec.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
+}
+
+/// Where `urls` point, for messages: host and port of each, never a password.
+pub fn redis_addresses(urls: &[String]) -> String {
+    let addresses: Vec<String> = urls
+        .iter()
+        .map(|url| match redis::Client::open(url.as_str()) {
+            Ok(client) => client.get_connection_info().addr().to_string(),
+            Err(_) => "(unparsable URL)".to_string(),
+        })
+        .collect();
+    addresses.join(", ")
+}
+
+/// How patiently a [`RedisConnection`] talks to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long a reply may take.
+    pub response_timeout: Duration,
+    /// How often a failed command is retried on a fresh connection before its error is
+    /// returned; `None` keeps the client's default.
+    pub retries: Option<usize>,
+}
+
+impl Default for ConnectOptions {
+    /// Patient: workers send batches over thousands of shards or tasks, which a busy Redis can
+    /// take longer than redis-rs's default half second to answer, and a timed-out batch is only
+    /// sent again.
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            connect_timeout: RedisConnection::RESPONSE_TIMEOUT,
+            response_timeout: RedisConnection::RESPONSE_TIMEOUT,
+            retries: None,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Quick to give up: one retry, each wait at most `timeout` — for a request handler that
+    /// should answer 503 at once rather than hang on a reconnect.
+    pub fn fail_fast(timeout: Duration) -> ConnectOptions {
+        ConnectOptions { connect_timeout: timeout, response_timeout: timeout, retries: Some(1) }
+    }
+}
+
 impl RedisConnection {
-    /// Connects to the Redis at `urls`: one URL is a single node; several are seed nodes of a
-    /// cluster (any of its nodes will do; the client discovers the rest). No URL at all is the
-    /// cluster client's configuration error.
-    ///
-    /// Replies may take up to [`RedisConnection::RESPONSE_TIMEOUT`]: workers send batches over
-    /// thousands of shards or tasks, which a busy Redis can take longer than redis-rs's default
-    /// half second to answer, and a timed-out batch is only sent again.
+    /// Connects to the Redis at `urls` with [`ConnectOptions::default`]: one URL is a single
+    /// node; several are seed nodes of a cluster (any of its nodes will do; the client discovers
+    /// the rest). No URL at all is the cluster client's configuration error.
     pub async fn open(urls: &[String]) -> Result<RedisConnection, StoreError> {
-        let timeout = RedisConnection::RESPONSE_TIMEOUT;
+        RedisConnection::open_with(urls, ConnectOptions::default()).await
+    }
+
+    /// Connects to the Redis at `urls` as [`RedisConnection::open`] does, with `options`: the
+    /// one place connections are built.
+    pub async fn open_with(urls: &[String], options: ConnectOptions) -> Result<RedisConnection, StoreError> {
         match urls {
             [url] => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout));
+                let mut config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(Some(options.response_timeout));
+                if let Some(retries) = options.retries {
+                    config = config.set_number_of_retries(retries).set_max_delay(options.response_timeout);
+                }
                 Ok(ConnectionManager::new_with_config(redis::Client::open(url.as_str())?, config).await?.into())
             }
-            _ => Ok(ClusterClient::builder(urls.iter().map(String::as_str))
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .build()?
-                .get_async_connection()
-                .await?
-                .into()),
+            _ => {
+                let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
+                    .connection_timeout(options.connect_timeout)
+                    .response_timeout(options.response_timeout);
+                if let Some(retries) = options.retries {
+                    builder = builder.retries(retries as u32);
+                }
+                Ok(builder.build()?.get_async_connection().await?.into())
+            }
         }
     }
 

@@ -133,11 +133,6 @@ pub fn hot_shards() -> String {
     "shoal:{w}:hot".to_string()
 }
 
-/// The lock of the worker that looks for hot shards.
-pub fn hot_lock() -> String {
-    "shoal:{w}:lock:hot".to_string()
-}
-
 /// The keys of a fanned-out job's tasks, in the job's slot (see [`crate::fanout`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanOutKeys {
@@ -175,14 +170,27 @@ pub fn fanout_waiting() -> String {
     "shoal:fanout:waiting".to_string()
 }
 
-/// The lock of the gatherer of finished tasks.
-pub fn fanout_lock() -> String {
-    "shoal:lock:fanout".to_string()
+/// A lock one worker at a time holds for a while, so one does a shared chore per interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Held by the worker that looks for hot shards this heartbeat (see [`crate::hot`]).
+    Hot,
+    /// Held by the gatherer of fanned-out jobs' finished tasks.
+    FanOut,
+    /// Held by the re-queuer of lost submissions and expirer of overdue jobs.
+    Requeue,
 }
 
-/// The lock of the re-queuer of lost submissions.
-pub fn requeue_lock() -> String {
-    "shoal:lock:requeue".to_string()
+impl Lock {
+    /// The lock's key.
+    pub fn key(self) -> String {
+        match self {
+            Lock::Hot => "shoal:{w}:lock:hot",
+            Lock::FanOut => "shoal:lock:fanout",
+            Lock::Requeue => "shoal:lock:requeue",
+        }
+        .to_string()
+    }
 }
 
 /// The key remembering which job an idempotency key created. The user's key is hashed so any

@@ -1,35 +1,42 @@
 //! Shoal's job model and its Redis layout.
 //!
-//! - [`model`]: what a user asks ([`JobSpec`]), the job Shoal tracks ([`Job`]) and each attempt
+//! Everything public is re-exported at the crate root, the one path to it; only [`keys`] is a
+//! public module, since the key layout is read as a whole (tests and tools name its keys).
+//!
+//! - `model`: what a user asks ([`JobSpec`]), the job Shoal tracks ([`Job`]) and each attempt
 //!   to run it ([`Execution`]).
 //! - [`keys`]: every Redis key, cluster-compatible, in one place.
-//! - [`connection`]: one connection type for a single Redis node or a Redis Cluster.
-//! - [`store`]: job records and their atomic state transitions.
-//! - [`queue`]: the shard streams jobs travel on.
-//! - [`fanout`]: the tasks of jobs fanned out over a directory.
-//! - [`membership`]: which workers are alive and what they offer.
-//! - [`router`]: which shard a job goes to.
-//! - [`placement`]: which workers read which shards.
-//! - [`hot`]: extra readers, holding the data first, for shards whose backlog outgrows their owners.
-//! - [`backlog`]: how much work waits on each shard.
-//! - [`server`]: a private `redis-server` for the embedded stack and the tests.
+//! - `connection`: one connection type for a single Redis node or a Redis Cluster, built in one
+//!   place ([`RedisConnection::open_with`]).
+//! - `retry`: riding out Redis restarts ([`with_retries`]).
+//! - `store`: job records and their atomic state transitions ([`JobStore`]).
+//! - `queue`: the shard streams jobs travel on ([`ShardQueue`], [`ShardReader`]).
+//! - `fanout`: the tasks of jobs fanned out over a directory ([`FanOutStore`]).
+//! - `membership`: which workers are alive and what they offer ([`Membership`]).
+//! - `router`: which shard a job goes to ([`ShardRouter`]).
+//! - `placement`: which workers read which shards ([`ShardAssignment`]).
+//! - `hot`: extra readers, holding the data first, for shards whose backlog outgrows their
+//!   owners ([`HotShards`]).
+//! - `backlog`: how much work waits on each shard ([`shard_backlogs`]).
+//! - `server`: a private `redis-server` for the embedded stack and the tests ([`RedisServer`]).
 
-pub mod backlog;
-pub mod connection;
-pub mod error;
-pub mod fanout;
-pub mod hot;
+mod backlog;
+mod connection;
+mod error;
+mod fanout;
+mod hot;
 pub mod keys;
-pub mod membership;
-pub mod model;
-pub mod placement;
-pub mod queue;
-pub mod router;
-pub mod server;
-pub mod store;
+mod membership;
+mod model;
+mod placement;
+mod queue;
+mod retry;
+mod router;
+mod server;
+mod store;
 
-pub use backlog::{shard_backlogs, ShardBacklog};
-pub use connection::{Batch, RedisConnection};
+pub use backlog::{longest, oldest_waiting, shard_backlogs, take_unread, ShardBacklog};
+pub use connection::{redis_addresses, redis_urls, Batch, ConnectOptions, RedisConnection};
 pub use error::{SpecError, StoreError};
 pub use fanout::{FanOutStore, FinishedTask, Task, TaskOutcome, Unfinished};
 pub use hot::{HotPolicy, HotShards};
@@ -41,7 +48,7 @@ pub use model::{
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
+pub use retry::{with_retries, STORE_RETRY_LIMIT};
 pub use router::ShardRouter;
-pub use server::RedisCluster;
-pub use server::{Fsync, RedisServer};
+pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};
 pub use store::{now_ms, Created, JobStore, Listed, Started};

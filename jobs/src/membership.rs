@@ -50,6 +50,19 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// How often a worker beats its heartbeat unless configured otherwise.
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+    /// Heartbeats a worker may miss before it is taken for gone.
+    pub const MISSED_HEARTBEATS: u32 = 3;
+
+    /// The window within which a worker beating every `heartbeat` was last heard from, if it is
+    /// alive: [`Membership::MISSED_HEARTBEATS`] beats. The one rule for who is live, used by
+    /// workers (for shard ownership), gateways (for listing) and the harness alike.
+    pub fn live_window(heartbeat: Duration) -> Duration {
+        heartbeat * Membership::MISSED_HEARTBEATS
+    }
+
     /// The registry over `conn` (a [`redis::aio::ConnectionManager`] for one node, or a
     /// [`RedisConnection`]).
     pub fn new(conn: impl Into<RedisConnection>) -> Membership {

@@ -56,6 +56,9 @@ pub struct ShardAssignment {
     replicas: usize,
 }
 
+/// Each live worker's shards, by worker id.
+type ShardsByWorker = HashMap<String, Vec<u32>>;
+
 impl ShardAssignment {
     /// An assignment of `shards` shards, each read by `replicas` workers (at least one). More
     /// than one reader per shard lets hot data be served by several caches at once, at the cost
@@ -123,8 +126,8 @@ impl ShardAssignment {
     }
 
     /// Every live worker's shards, from the per-process memo of recent live sets.
-    fn by_worker(&self, workers: &[Candidate]) -> Arc<HashMap<String, Vec<u32>>> {
-        static RECENT: Mutex<Vec<(u64, Arc<HashMap<String, Vec<u32>>>)>> = Mutex::new(Vec::new());
+    fn by_worker(&self, workers: &[Candidate]) -> Arc<ShardsByWorker> {
+        static RECENT: Mutex<Vec<(u64, Arc<ShardsByWorker>)>> = Mutex::new(Vec::new());
         let mut members: Vec<(&str, u32)> = workers.iter().map(|w| (w.id.as_str(), w.capacity)).collect();
         members.sort_unstable();
         let mut hasher = DefaultHasher::new();

@@ -211,7 +211,7 @@ impl ShardQueue {
 
 /// How long a cluster-mode reader waits before looking at its streams again when none had
 /// anything: short next to a job's run time, long enough that idle readers cost little.
-pub const CLUSTER_IDLE_WAIT: Duration = Duration::from_millis(25);
+pub(crate) const CLUSTER_IDLE_WAIT: Duration = Duration::from_millis(25);
 
 /// A reader of a set of shard streams for one consumer.
 ///

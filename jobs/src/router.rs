@@ -12,6 +12,11 @@ pub struct ShardRouter {
 }
 
 impl ShardRouter {
+    /// Number of shard streams unless configured: far more than workers, so a join or a leave
+    /// moves a small share of them, and still few enough to read in one `XREADGROUP`. Gateways,
+    /// workers and verifiers must agree.
+    pub const DEFAULT_SHARDS: u32 = 256;
+
     /// A router over `shards` streams (at least one).
     pub fn new(shards: u32) -> ShardRouter {
         ShardRouter { shards: shards.max(1) }

@@ -10,7 +10,7 @@ use redis::{AsyncCommands, Script};
 
 use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
-use crate::keys::{self, JobKeys};
+use crate::keys::{self, JobKeys, Lock};
 use crate::model::{Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification};
 use crate::queue::ShardQueue;
 
@@ -377,14 +377,14 @@ impl JobStore {
     /// Takes the right to re-queue lost jobs for `hold` as `holder`; false if another holds it.
     /// One requeuer at a time keeps two from queueing the same job twice.
     pub async fn take_requeue_lock(&self, holder: &str, hold: Duration) -> Result<bool, StoreError> {
-        self.take_lock(&keys::requeue_lock(), holder, hold).await
+        self.take_lock(Lock::Requeue, holder, hold).await
     }
 
-    /// Takes lock `lock` (a key of [`keys`]) for `holder` for `hold`, unless someone holds it.
-    pub async fn take_lock(&self, lock: &str, holder: &str, hold: Duration) -> Result<bool, StoreError> {
+    /// Takes `lock` for `holder` for `hold`, unless someone holds it.
+    pub async fn take_lock(&self, lock: Lock, holder: &str, hold: Duration) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let taken: Option<String> = redis::cmd("SET")
-            .arg(lock)
+            .arg(lock.key())
             .arg(holder)
             .arg("NX")
             .arg("PX")

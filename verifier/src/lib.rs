@@ -16,12 +16,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
-    now_ms, Delivery, ExecutionOutcome, Job, JobState, Lane, ShardReader, StoreError, Verification,
+    now_ms, with_retries, Delivery, ExecutionOutcome, Job, JobState, Lane, ShardReader, StoreError, Verification,
     VerificationOutcome, VerificationPolicy,
 };
-use shoal_worker::execute::Executor;
-use shoal_worker::retry::with_retries;
-use shoal_worker::{WorkerConfig, WorkerError};
+use shoal_worker::{Executor, WorkerConfig, WorkerError};
 use tracing::{info, warn};
 
 /// How a verifier is set up.
@@ -91,7 +89,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
         }
         for delivery in deliveries {
             verify(&executor, &delivery, config.sample_rate).await?;
-            with_retries("ack", || executor.queue.ack(&delivery)).await?;
+            with_retries("ack", || executor.queue().ack(&delivery)).await?;
         }
     }
     Ok(())
@@ -99,7 +97,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
 
 /// Checks one delivered job, if it is in the sample, and records the verdict.
 async fn verify(executor: &Executor, delivery: &Delivery, rate: f64) -> Result<(), StoreError> {
-    let Some(job) = with_retries("get", || executor.jobs.get(&delivery.job_id)).await? else {
+    let Some(job) = with_retries("get", || executor.jobs().get(&delivery.job_id)).await? else {
         warn!(job = %delivery.job_id, "job to verify no longer exists");
         return Ok(());
     };
@@ -117,8 +115,8 @@ async fn verify(executor: &Executor, delivery: &Delivery, rate: f64) -> Result<(
         VerificationOutcome::Disagreed { worker, .. } => warn!(job = %job.id, %worker, "verified: DISAGREED"),
         VerificationOutcome::Inconclusive { reason } => warn!(job = %job.id, %reason, "verification inconclusive"),
     }
-    let verification = Verification { verifier: executor.worker.clone(), at_ms: now_ms(), outcome };
-    with_retries("record_verification", || executor.jobs.record_verification(&job.id, &verification)).await
+    let verification = Verification { verifier: executor.id().to_string(), at_ms: now_ms(), outcome };
+    with_retries("record_verification", || executor.jobs().record_verification(&job.id, &verification)).await
 }
 
 /// Re-executes `job` and compares with the result that settled it.

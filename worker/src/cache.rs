@@ -4,7 +4,7 @@
 //! small and large entries, and both coalesce concurrent misses: two jobs over the same CID
 //! fetch and compile it once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cid::Cid;
@@ -18,20 +18,20 @@ fn kib(bytes: u64) -> u32 {
 
 /// Compiled programs by program CID.
 #[derive(Clone)]
-pub struct ProgramCache {
+pub(crate) struct ProgramCache {
     cache: Cache<Cid, (Program, u64)>,
 }
 
 impl ProgramCache {
     /// A cache holding up to `bytes` of wasm (weighed by module size).
-    pub fn new(bytes: u64) -> ProgramCache {
+    pub(crate) fn new(bytes: u64) -> ProgramCache {
         let cache =
             Cache::builder().max_capacity(bytes / 1024).weigher(|_, (_, size): &(Program, u64)| kib(*size)).build();
         ProgramCache { cache }
     }
 
     /// The compiled program `cid`, loading and compiling it with `load` on a miss.
-    pub async fn get_or_load<E, F>(&self, cid: Cid, load: F) -> Result<Program, Arc<E>>
+    pub(crate) async fn get_or_load<E, F>(&self, cid: Cid, load: F) -> Result<Program, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: std::future::Future<Output = Result<(Program, u64), E>>,
@@ -42,7 +42,7 @@ impl ProgramCache {
 
 /// An input materialised as a directory tree on local disk, removed when the last user drops it.
 #[derive(Debug)]
-pub struct MaterialisedInput {
+pub(crate) struct MaterialisedInput {
     /// The directory to mount into the guest.
     pub dir: PathBuf,
     /// File bytes it holds.
@@ -60,7 +60,7 @@ impl Drop for MaterialisedInput {
 /// Materialised inputs by CID and the name they are mounted under (the same content under two
 /// names is two directory layouts).
 #[derive(Clone)]
-pub struct InputCache {
+pub(crate) struct InputCache {
     root: PathBuf,
     cache: Cache<(Cid, Option<String>), Arc<MaterialisedInput>>,
 }
@@ -68,7 +68,7 @@ pub struct InputCache {
 impl InputCache {
     /// A cache under `root` holding up to `bytes` of input files. Leftovers of an earlier run
     /// under `root` are removed: nothing there is known to be complete.
-    pub fn new(root: PathBuf, bytes: u64) -> std::io::Result<InputCache> {
+    pub(crate) fn new(root: PathBuf, bytes: u64) -> std::io::Result<InputCache> {
         if root.exists() {
             std::fs::remove_dir_all(&root)?;
         }
@@ -82,7 +82,7 @@ impl InputCache {
 
     /// The input `cid` mounted as `name`, materialising it with `fetch` on a miss. `fetch`
     /// receives a fresh directory to write into and returns the bytes it wrote.
-    pub async fn get_or_fetch<E, F, Fut>(
+    pub(crate) async fn get_or_fetch<E, F, Fut>(
         &self,
         cid: Cid,
         name: Option<String>,
@@ -105,13 +105,8 @@ impl InputCache {
     }
 
     /// The CIDs of the inputs held now.
-    pub fn held(&self) -> Vec<Cid> {
+    pub(crate) fn held(&self) -> Vec<Cid> {
         self.cache.iter().map(|(key, _)| key.0).collect()
-    }
-
-    /// The directory inputs are materialised under.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

@@ -8,48 +8,105 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cid::Cid;
 use futures::TryStreamExt;
-use shoal_content::source::SourceChain;
+use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, ImportOptions, NodeKind};
-use shoal_content::{BlockReader, BlockStore, ContentError};
+use shoal_content::{BlockReader, BlockSource, BlockStore, ContentError, FsBlockStore};
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOutStore,
-    Job, JobSpec, JobState, JobStore, ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, OUTPUTS_MOUNT,
+    Job, JobSpec, JobState, JobStore, RedisConnection, ShardQueue, ShardRouter, Started, StoreError,
+    VerificationPolicy, OUTPUTS_MOUNT,
 };
-use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime};
+use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime, RuntimeConfig};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
-use crate::retry::with_retries;
+use crate::config::{WorkerConfig, WorkerError};
+use shoal_jobs::with_retries;
 
 /// Largest program accepted: larger modules are almost certainly not programs.
 pub const MAX_PROGRAM_BYTES: u64 = 256 << 20;
 
-/// Everything one worker needs to run jobs.
+/// Everything one worker needs to run jobs: one delivery start to finish ([`Executor::execute`]),
+/// or one run of a spec touching no record ([`Executor::run_spec`], what the verifier compares).
 pub struct Executor {
     /// The worker's id.
-    pub worker: String,
+    pub(crate) worker: String,
     /// Job records.
-    pub jobs: JobStore,
+    pub(crate) jobs: JobStore,
     /// The shard streams, for handing succeeded jobs to the verifier.
-    pub queue: ShardQueue,
+    pub(crate) queue: ShardQueue,
     /// Verified blocks: the local store first, then the gateways.
-    pub chain: Arc<SourceChain>,
+    pub(crate) chain: Arc<SourceChain>,
     /// Where outputs, stdout and stderr are written.
-    pub store: Arc<dyn BlockStore>,
+    pub(crate) store: Arc<dyn BlockStore>,
     /// The shared deterministic runtime.
-    pub runtime: Runtime,
+    runtime: Runtime,
     /// Compiled programs.
-    pub programs: ProgramCache,
+    programs: ProgramCache,
     /// Materialised inputs.
-    pub inputs: InputCache,
+    pub(crate) inputs: InputCache,
     /// Per-run scratch directories (outputs) live here.
-    pub scratch: PathBuf,
+    scratch: PathBuf,
     /// Time allowed for fetching the program and inputs.
-    pub fetch_timeout: Duration,
+    pub(crate) fetch_timeout: Duration,
     /// Where tasks of fanned-out jobs are queued.
-    pub router: ShardRouter,
+    pub(crate) router: ShardRouter,
     /// The records of fanned-out jobs.
-    pub fanouts: FanOutStore,
+    pub(crate) fanouts: FanOutStore,
+}
+
+impl Executor {
+    /// The executor `config` describes, over its Redis: job records, the local block store in
+    /// front of the configured gateways, a runtime sized for the concurrency, and the caches.
+    /// Creates the shard streams' consumer groups if missing.
+    pub async fn open(config: &WorkerConfig) -> Result<Executor, WorkerError> {
+        let conn = RedisConnection::open(&config.redis_urls()).await?;
+        let queue = ShardQueue::new(conn.clone());
+        queue.ensure_groups(config.shards).await?;
+        std::fs::create_dir_all(&config.work_dir)
+            .map_err(|source| WorkerError::Io { context: format!("creating {}", config.work_dir.display()), source })?;
+        let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(&config.store_dir)?);
+        let mut sources: Vec<Arc<dyn BlockSource>> = Vec::new();
+        for url in &config.gateways {
+            sources.push(Arc::new(HttpGatewaySource::new(url)?));
+        }
+        let chain = SourceChain::new(sources).with_cache(store.clone());
+        let runtime = Runtime::new(RuntimeConfig {
+            max_concurrent_instances: config.concurrency as u32,
+            ..RuntimeConfig::default()
+        })?;
+        Ok(Executor {
+            worker: config.id.clone(),
+            jobs: JobStore::new(conn.clone()),
+            fanouts: FanOutStore::new(conn),
+            router: ShardRouter::new(config.shards),
+            queue,
+            chain: Arc::new(chain),
+            store,
+            runtime,
+            programs: ProgramCache::new(config.program_cache_bytes),
+            inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes).map_err(|source| {
+                WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source }
+            })?,
+            scratch: config.work_dir.join("runs"),
+            fetch_timeout: config.fetch_timeout,
+        })
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.worker
+    }
+
+    /// The job records it settles.
+    pub fn jobs(&self) -> &JobStore {
+        &self.jobs
+    }
+
+    /// The shard streams it reads and acknowledges.
+    pub fn queue(&self) -> &ShardQueue {
+        &self.queue
+    }
 }
 
 /// What became of a delivery whose outcome is stored.
@@ -71,7 +128,7 @@ pub enum Settled {
 #[derive(Debug)]
 pub enum Begun {
     /// Run the job: its record, and the execution now recorded as started.
-    Run(Box<Job>, Execution),
+    Run(Box<Job>, Box<Execution>),
     /// Do not run it; the delivery is settled like this.
     Settled(Settled),
 }
@@ -90,7 +147,7 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
     };
     let settled =
         match with_retries("start_execution", || jobs.start_delivered(job_id, &delivery.entry, &execution)).await? {
-            Started::Running(job) => return Ok(Begun::Run(job, execution)),
+            Started::Running(job) => return Ok(Begun::Run(job, Box::new(execution))),
             Started::AlreadyFinished(state) => {
                 info!(job = job_id, %state, "already finished; skipping duplicate delivery");
                 Settled::Done
@@ -109,6 +166,26 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
             }
         };
     Ok(Begun::Settled(settled))
+}
+
+/// Stores the outcome of `execution` of `job`, settling the job (once: a later settle of the
+/// same job changes nothing), then hands a succeeded job to the verifier unless its spec says
+/// `none` — the one settle step every executor takes, the real one and the simulation's alike.
+/// Returns the job's state after it.
+pub async fn settle(
+    jobs: &JobStore,
+    queue: &ShardQueue,
+    job: &Job,
+    execution: &Execution,
+) -> Result<JobState, StoreError> {
+    let state = with_retries("finish_execution", || jobs.finish_execution(&job.id, execution)).await?;
+    info!(job = %job.id, %state, "job settled");
+    // Written after the result: a worker dying in between leaves one job unverified, which
+    // sampling tolerates; the reverse order could verify a result never stored.
+    if state == JobState::Succeeded && job.spec.verification != VerificationPolicy::None {
+        with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
+    }
+    Ok(state)
 }
 
 /// A job's program and inputs, ready to run.
@@ -155,7 +232,7 @@ impl Executor {
         };
         let span = info_span!("job", job = job_id, execution = %execution.id);
         if job.spec.fan_out.is_some() {
-            return self.fan_out(&job, execution).instrument(span).await;
+            return self.fan_out(&job, *execution).instrument(span).await;
         }
         let outcome = self.run_spec(&job.spec, &execution.id).instrument(span).await;
         execution.finished_at_ms = Some(now_ms());
@@ -163,13 +240,7 @@ impl Executor {
             Ok(result) => ExecutionOutcome::Completed(result),
             Err(failure) => ExecutionOutcome::Failed(failure),
         });
-        let state = with_retries("finish_execution", || self.jobs.finish_execution(job_id, &execution)).await?;
-        info!(job = job_id, %state, "job settled");
-        // Written after the result: a worker dying in between leaves one job unverified, which
-        // sampling tolerates; the reverse order could verify a result never stored.
-        if state == JobState::Succeeded && job.spec.verification != VerificationPolicy::None {
-            with_retries("enqueue_verification", || self.queue.enqueue_verification(job.shard, job_id)).await?;
-        }
+        settle(&self.jobs, &self.queue, &job, &execution).await?;
         Ok(Settled::Done)
     }
 

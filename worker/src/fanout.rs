@@ -15,7 +15,7 @@ use shoal_jobs::{
 use tracing::{info, warn};
 
 use crate::execute::{Executor, Settled};
-use crate::retry::with_retries;
+use shoal_jobs::with_retries;
 
 /// Task records created at once while fanning out.
 const CREATING_AT_ONCE: usize = 32;
@@ -172,8 +172,8 @@ pub(crate) async fn gatherer(executor: std::sync::Arc<Executor>, every: Duration
 /// One gathering round, if this worker gets the lock (held up to `hold`): counts the files of
 /// newly finished tasks of waiting fanned-out jobs, and finishes each job whose tasks all have.
 /// Returns how many jobs it finished.
-pub async fn gather(executor: &Executor, hold: Duration) -> Result<usize, StoreError> {
-    if !executor.jobs.take_lock(&keys::fanout_lock(), &executor.worker, hold).await? {
+pub(crate) async fn gather(executor: &Executor, hold: Duration) -> Result<usize, StoreError> {
+    if !executor.jobs.take_lock(keys::Lock::FanOut, &executor.worker, hold).await? {
         return Ok(0);
     }
     let mut finished = 0;

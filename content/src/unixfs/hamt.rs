@@ -31,7 +31,7 @@ pub fn name_hash(name: &[u8]) -> u64 {
 
 /// The slot of a name with hash `hash` at `depth`, for a fanout of `2^bits`; `None` once the 64
 /// hash bits are used up (kubo does not go deeper either).
-pub fn slot(hash: u64, depth: usize, bits: u32) -> Option<usize> {
+pub(super) fn slot(hash: u64, depth: usize, bits: u32) -> Option<usize> {
     let used = (depth as u32).checked_mul(bits)?;
     if used + bits > 64 {
         return None;
@@ -40,7 +40,7 @@ pub fn slot(hash: u64, depth: usize, bits: u32) -> Option<usize> {
 }
 
 /// Hex digits of a slot prefix in link names for `fanout` (2 for 256).
-pub fn prefix_len(fanout: u64) -> usize {
+pub(super) fn prefix_len(fanout: u64) -> usize {
     format!("{:X}", fanout - 1).len()
 }
 

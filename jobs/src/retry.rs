@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use shoal_jobs::StoreError;
+use crate::StoreError;
 use tokio::time::Instant;
 use tracing::warn;
 

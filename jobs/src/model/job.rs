@@ -1,0 +1,200 @@
+//! The job as Shoal tracks it: [`Job`], its [`JobState`], and what the API reports of it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ContentId, Execution, ExecutionResult, Failure, FailureReason, JobSpec};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted and on a stream, not yet picked up.
+    Queued,
+    /// A worker has picked it up.
+    Running,
+    /// Finished with exit code 0; the output CID is final.
+    Succeeded,
+    /// Finished without a result; the reason says why.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in life order.
+    pub const ALL: [JobState; 5] =
+        [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled];
+
+    /// Whether the job can change no more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+
+    /// The state's name as used in the API and in Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| {
+            format!("unknown state {s:?}; expected one of queued, running, succeeded, failed, cancelled")
+        })
+    }
+}
+
+/// A job as Shoal tracks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's id (a ULID: unique and sortable by creation time).
+    pub id: String,
+    /// Hash of the spec (see [`JobSpec::invocation_cid`]).
+    pub invocation: ContentId,
+    /// What was asked.
+    pub spec: JobSpec,
+    /// Where it is.
+    pub state: JobState,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Milliseconds since the Unix epoch of the last state change.
+    pub updated_at_ms: u64,
+    /// The shard stream the job was placed on.
+    pub shard: u32,
+    /// Why the job failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The execution whose result is the job's result, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ExecutionResult>,
+    /// Every attempt so far, oldest first.
+    #[serde(default)]
+    pub executions: Vec<Execution>,
+    /// What the verifier found, once it re-ran the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it: the record, and for a fanned-out job how its tasks
+/// stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job.
+    #[serde(flatten)]
+    pub job: Job,
+    /// Its tasks, once it has fanned out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<TaskSummary>,
+}
+
+/// How the tasks of a fanned-out job ([`FanOut`]) stand. The counts are of *files* (directory
+/// entries or inputs fanned out over), which with `batch` 1 are also the tasks; `tasks` and
+/// `tasks_finished` count the tasks they were grouped into.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// Files the job fanned out over.
+    pub total: u64,
+    /// Files that succeeded.
+    pub succeeded: u64,
+    /// Files that failed (after their task's retries).
+    pub failed: u64,
+    /// Tasks the files were grouped into.
+    #[serde(default)]
+    pub tasks: u64,
+    /// Tasks that have finished, either way.
+    #[serde(default)]
+    pub tasks_finished: u64,
+    /// The first failed files, with why ([`TaskSummary::MAX_FAILURES_LISTED`] at most).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<TaskFailure>,
+    /// The gathered outputs once every task has finished: one entry per succeeded file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ContentId>,
+}
+
+impl TaskSummary {
+    /// How many failed files are listed by name.
+    pub const MAX_FAILURES_LISTED: usize = 100;
+
+    /// Files not finished yet.
+    pub fn pending(&self) -> u64 {
+        self.total.saturating_sub(self.succeeded + self.failed)
+    }
+}
+
+/// One failed file of a fanned-out job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// The file (directory entry or input name).
+    pub name: String,
+    /// The job id of the task it was in.
+    pub job: String,
+    /// Why it failed.
+    pub reason: FailureReason,
+    /// The failure's message.
+    pub message: String,
+}
+
+/// A verifier's re-execution of a succeeded job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The verifier's id.
+    pub verifier: String,
+    /// When it finished, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What it found.
+    pub outcome: VerificationOutcome,
+}
+
+/// The verdict of a re-execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum VerificationOutcome {
+    /// The re-execution produced the same exit code, fuel, output, stdout and stderr.
+    Agreed,
+    /// The re-execution produced something else: the worker that reported the result is faulty
+    /// or lying.
+    Disagreed {
+        /// The worker whose execution settled the job.
+        worker: String,
+        /// What that worker reported.
+        reported: Box<ExecutionResult>,
+        /// What the verifier computed.
+        recomputed: Box<ExecutionResult>,
+    },
+    /// The re-execution could not complete (content gone, runtime fault): no verdict.
+    Inconclusive {
+        /// Why.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
+        }
+        assert!("done".parse::<JobState>().is_err());
+    }
+}

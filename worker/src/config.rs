@@ -1,0 +1,133 @@
+//! How a worker is set up ([`WorkerConfig`], with its defaults in one place) and why it stops
+//! ([`WorkerError`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_jobs::{redis_urls, Membership, ShardRouter, StoreError};
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The worker's identity, used as its consumer name and in executions.
+    pub id: String,
+    /// Where Redis is: one URL, or several comma-separated seed nodes of a Redis Cluster.
+    pub redis_url: String,
+    /// How many shard streams exist; the worker reads all of them.
+    pub shards: u32,
+    /// How many jobs run at once.
+    pub concurrency: usize,
+    /// The local block store: a cache of fetched blocks and where outputs are written.
+    pub store_dir: PathBuf,
+    /// Trustless gateways to fetch blocks from, tried in order after the local store.
+    pub gateways: Vec<String>,
+    /// Scratch space for materialised inputs and outputs.
+    pub work_dir: PathBuf,
+    /// Bytes of materialised inputs kept on disk between jobs.
+    pub input_cache_bytes: u64,
+    /// Bytes of compiled programs kept in memory.
+    pub program_cache_bytes: u64,
+    /// How long fetching a job's program and inputs may take before the job fails.
+    pub fetch_timeout: Duration,
+    /// How long one stream read blocks waiting for work.
+    pub poll_block: Duration,
+    /// How long an entry another worker read may go unrenewed before this worker takes it
+    /// over: that worker is taken for dead or hung. Running jobs renew their entries every
+    /// third of this.
+    pub visibility_timeout: Duration,
+    /// How often the worker refreshes its registration ([`shoal_jobs::Membership`]).
+    pub heartbeat: Duration,
+    /// Labels it registers with (region, hardware, …).
+    pub labels: BTreeMap<String, String>,
+    /// How many workers read each shard ([`shoal_jobs::ShardAssignment`]); this worker reads the shards it
+    /// ranks among the first that many for.
+    pub shard_replicas: usize,
+    /// When idle, take unread work from a shard this worker does not read once that shard has
+    /// at least this many unread entries…
+    pub steal_min_backlog: u64,
+    /// …or once its oldest unread entry has waited this long (its readers are gone or stuck).
+    pub steal_after: Duration,
+    /// How often finished tasks of fanned-out jobs are gathered (by one worker at a time).
+    pub gather_every: Duration,
+    /// A shard with more unread entries than this per reader is hot and gets another reader,
+    /// preferably a worker that holds its data ([`shoal_jobs::HotShards`]); so does one with work
+    /// waiting whose owner has missed a heartbeat…
+    pub hot_backlog: u64,
+    /// …up to this many readers in all; [`WorkerConfig::shard_replicas`] or fewer turns hot
+    /// replicas off.
+    pub max_shard_readers: usize,
+}
+
+impl WorkerConfig {
+    /// Jobs run at once unless configured.
+    pub const DEFAULT_CONCURRENCY: usize = 2;
+    /// Bytes of materialised inputs kept unless configured.
+    pub const DEFAULT_INPUT_CACHE_BYTES: u64 = 4 << 30;
+    /// Bytes of compiled programs kept unless configured.
+    pub const DEFAULT_PROGRAM_CACHE_BYTES: u64 = 512 << 20;
+    /// Time to fetch a job's program and inputs unless configured.
+    pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The visibility timeout unless configured.
+    pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Readers per shard unless configured.
+    pub const DEFAULT_SHARD_REPLICAS: usize = 1;
+    /// The hot-shard backlog per reader unless configured.
+    pub const DEFAULT_HOT_BACKLOG: u64 = 8;
+    /// The most readers of a hot shard unless configured.
+    pub const DEFAULT_MAX_SHARD_READERS: usize = 4;
+
+    /// The URLs in [`WorkerConfig::redis_url`]: one for a single node, several for a cluster.
+    pub fn redis_urls(&self) -> Vec<String> {
+        redis_urls(&self.redis_url)
+    }
+
+    /// Defaults for a worker named `id` against `redis_url`, keeping its files under `home`.
+    pub fn new(id: &str, redis_url: &str, home: &std::path::Path) -> WorkerConfig {
+        WorkerConfig {
+            id: id.to_string(),
+            redis_url: redis_url.to_string(),
+            shards: ShardRouter::DEFAULT_SHARDS,
+            concurrency: WorkerConfig::DEFAULT_CONCURRENCY,
+            store_dir: home.join("blocks"),
+            gateways: Vec::new(),
+            work_dir: home.join("work").join(id),
+            input_cache_bytes: WorkerConfig::DEFAULT_INPUT_CACHE_BYTES,
+            program_cache_bytes: WorkerConfig::DEFAULT_PROGRAM_CACHE_BYTES,
+            fetch_timeout: WorkerConfig::DEFAULT_FETCH_TIMEOUT,
+            poll_block: Duration::from_secs(1),
+            visibility_timeout: WorkerConfig::DEFAULT_VISIBILITY_TIMEOUT,
+            heartbeat: Membership::DEFAULT_HEARTBEAT,
+            labels: BTreeMap::new(),
+            shard_replicas: WorkerConfig::DEFAULT_SHARD_REPLICAS,
+            steal_min_backlog: 4,
+            steal_after: Duration::from_secs(5),
+            gather_every: Duration::from_millis(500),
+            hot_backlog: WorkerConfig::DEFAULT_HOT_BACKLOG,
+            max_shard_readers: WorkerConfig::DEFAULT_MAX_SHARD_READERS,
+        }
+    }
+}
+
+/// Why a worker could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The content layer failed to open its store or a source.
+    #[error(transparent)]
+    Content(#[from] shoal_content::ContentError),
+    /// The wasm runtime could not be created.
+    #[error("creating the wasm runtime: {0}")]
+    Runtime(#[from] shoal_runtime::RuntimeError),
+    /// Local I/O.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
