@@ -2,7 +2,7 @@
 CARGO ?= cargo
 JS_PEERS := content/tests/js-unixfs content/tests/js-car
 
-.PHONY: demo test bench chaos programs deps data js-peers
+.PHONY: demo test lint bench chaos programs deps data js-peers
 
 ## Install missing system packages (redis-server, docker-compose, node, pip, ...).
 deps:
@@ -24,6 +24,11 @@ demo: data
 test: data js-peers
 	$(CARGO) build -p shoal-cli  # whole-system tests run the `shoal` binary itself
 	$(CARGO) test --workspace --no-fail-fast
+
+## Formatting and clippy with warnings as errors, as CI runs them before the tests.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks; results are recorded in docs/.
 bench: data js-peers

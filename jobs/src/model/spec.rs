@@ -327,83 +327,32 @@ impl JobSpec {
 
     /// Checks what the types alone cannot: paths, names and limits.
     pub fn validate(&self) -> Result<(), SpecError> {
-        let field = |field: &str, reason: String| Err(SpecError::Field { field: field.to_string(), reason });
-        if self.entrypoint.is_empty() || self.entrypoint.len() > 256 {
-            return field("entrypoint", "must be 1 to 256 characters".into());
-        }
-        if self.args.len() > 1024 || self.args.iter().map(String::len).sum::<usize>() > 64 << 10 {
-            return field("args", "at most 1024 arguments and 64 KiB in all".into());
-        }
-        for (key, value) in &self.env {
-            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
-                return field(&format!("env.{key}"), "names must be non-empty without '=' or NUL".into());
-            }
-        }
-        if self.inputs.len() > MAX_INPUTS {
-            return field("inputs", format!("at most {MAX_INPUTS} inputs"));
-        }
-        // Mount path → (name → index) of the inputs there. Inputs may share a path when each is
-        // named, with different names: they appear side by side (a batch task's files do).
-        let mut mounted: BTreeMap<&str, BTreeMap<Option<&str>, usize>> = BTreeMap::new();
-        for (i, input) in self.inputs.iter().enumerate() {
-            if let Err(reason) = check_mount_path(&input.path) {
-                return field(&format!("inputs[{i}].path"), reason);
-            }
-            if let Some(name) = &input.name {
-                if let Err(reason) = check_entry_name(name) {
-                    return field(&format!("inputs[{i}].name"), reason);
-                }
-            }
-            let there = mounted.entry(input.path.as_str()).or_default();
-            let shared = !there.is_empty();
-            if shared && (input.name.is_none() || there.contains_key(&None)) {
-                return field(
-                    &format!("inputs[{i}].path"),
-                    format!("{} is mounted twice; inputs may share a path only when each has a name", input.path),
-                );
-            }
-            if let Some(first) = there.insert(input.name.as_deref(), i) {
-                return field(
-                    &format!("inputs[{i}].name"),
-                    format!("inputs[{first}] is mounted at {} under the same name", input.path),
-                );
-            }
-        }
+        self.validate_invocation()?;
+        validate_inputs(&self.inputs)?;
         if let Some(fan_out) = &self.fan_out {
             fan_out.validate(&self.inputs)?;
         }
-        let (l, max) = (&self.limits, &Limits::MAX);
-        for (name, value, max) in [
-            ("limits.fuel", l.fuel, max.fuel),
-            ("limits.memory_bytes", l.memory_bytes, max.memory_bytes),
-            ("limits.wall_time_ms", l.wall_time_ms, max.wall_time_ms),
-            ("limits.output_bytes", l.output_bytes, max.output_bytes),
-            ("limits.log_bytes", l.log_bytes, max.log_bytes),
-        ] {
-            if value == 0 || value > max {
-                return field(name, format!("must be between 1 and {max}, got {value}"));
-            }
-        }
-        let attempts = self.retry.max_attempts;
-        if attempts == 0 || attempts > RetryPolicy::MAX_ATTEMPTS {
-            return field(
-                "retry.max_attempts",
-                format!("must be between 1 and {}, got {attempts}", RetryPolicy::MAX_ATTEMPTS),
-            );
-        }
-        let total = self.retry.total_timeout_ms;
-        if !(1_000..=RetryPolicy::MAX_TOTAL_TIMEOUT_MS).contains(&total) {
-            return field(
-                "retry.total_timeout_ms",
-                format!("must be between 1000 and {}, got {total}", RetryPolicy::MAX_TOTAL_TIMEOUT_MS),
-            );
-        }
-        if self.retry.backoff_ms > 3_600_000 {
-            return field("retry.backoff_ms", format!("must be at most 3600000, got {}", self.retry.backoff_ms));
-        }
+        self.limits.validate()?;
+        self.retry.validate()?;
         if let Some(url) = &self.webhook {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
-                return field("webhook", "must be an http(s) URL of at most 2048 characters".into());
+                return field_error("webhook", "must be an http(s) URL of at most 2048 characters");
+            }
+        }
+        Ok(())
+    }
+
+    /// The entrypoint, arguments and environment.
+    fn validate_invocation(&self) -> Result<(), SpecError> {
+        if self.entrypoint.is_empty() || self.entrypoint.len() > 256 {
+            return field_error("entrypoint", "must be 1 to 256 characters");
+        }
+        if self.args.len() > 1024 || self.args.iter().map(String::len).sum::<usize>() > 64 << 10 {
+            return field_error("args", "at most 1024 arguments and 64 KiB in all");
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+                return field_error(&format!("env.{key}"), "names must be non-empty without '=' or NUL");
             }
         }
         Ok(())
@@ -414,6 +363,89 @@ impl JobSpec {
     pub fn invocation_cid(&self) -> Cid {
         let canonical = serde_json::to_vec(self).expect("a JobSpec always serialises");
         Cid::new_v1(JSON_CODEC, Code::Sha2_256.digest(&canonical))
+    }
+}
+
+/// A validation error naming `field`.
+fn field_error(field: &str, reason: impl Into<String>) -> Result<(), SpecError> {
+    Err(SpecError::Field { field: field.to_string(), reason: reason.into() })
+}
+
+/// The inputs: how many, their mount paths and names, and which may share a path.
+fn validate_inputs(inputs: &[InputSpec]) -> Result<(), SpecError> {
+    if inputs.len() > MAX_INPUTS {
+        return field_error("inputs", format!("at most {MAX_INPUTS} inputs"));
+    }
+    // Mount path → (name → index) of the inputs there. Inputs may share a path when each is
+    // named, with different names: they appear side by side (a batch task's files do).
+    let mut mounted: BTreeMap<&str, BTreeMap<Option<&str>, usize>> = BTreeMap::new();
+    for (i, input) in inputs.iter().enumerate() {
+        if let Err(reason) = check_mount_path(&input.path) {
+            return field_error(&format!("inputs[{i}].path"), reason);
+        }
+        if let Some(name) = &input.name {
+            if let Err(reason) = check_entry_name(name) {
+                return field_error(&format!("inputs[{i}].name"), reason);
+            }
+        }
+        let there = mounted.entry(input.path.as_str()).or_default();
+        let shared = !there.is_empty();
+        if shared && (input.name.is_none() || there.contains_key(&None)) {
+            return field_error(
+                &format!("inputs[{i}].path"),
+                format!("{} is mounted twice; inputs may share a path only when each has a name", input.path),
+            );
+        }
+        if let Some(first) = there.insert(input.name.as_deref(), i) {
+            return field_error(
+                &format!("inputs[{i}].name"),
+                format!("inputs[{first}] is mounted at {} under the same name", input.path),
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Limits {
+    /// Every limit between 1 and [`Limits::MAX`]'s.
+    fn validate(&self) -> Result<(), SpecError> {
+        let max = &Limits::MAX;
+        for (name, value, max) in [
+            ("limits.fuel", self.fuel, max.fuel),
+            ("limits.memory_bytes", self.memory_bytes, max.memory_bytes),
+            ("limits.wall_time_ms", self.wall_time_ms, max.wall_time_ms),
+            ("limits.output_bytes", self.output_bytes, max.output_bytes),
+            ("limits.log_bytes", self.log_bytes, max.log_bytes),
+        ] {
+            if value == 0 || value > max {
+                return field_error(name, format!("must be between 1 and {max}, got {value}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RetryPolicy {
+    /// Attempts, total timeout and backoff within their bounds.
+    fn validate(&self) -> Result<(), SpecError> {
+        let attempts = self.max_attempts;
+        if attempts == 0 || attempts > RetryPolicy::MAX_ATTEMPTS {
+            return field_error(
+                "retry.max_attempts",
+                format!("must be between 1 and {}, got {attempts}", RetryPolicy::MAX_ATTEMPTS),
+            );
+        }
+        let total = self.total_timeout_ms;
+        if !(1_000..=RetryPolicy::MAX_TOTAL_TIMEOUT_MS).contains(&total) {
+            return field_error(
+                "retry.total_timeout_ms",
+                format!("must be between 1000 and {}, got {total}", RetryPolicy::MAX_TOTAL_TIMEOUT_MS),
+            );
+        }
+        if self.backoff_ms > 3_600_000 {
+            return field_error("retry.backoff_ms", format!("must be at most 3600000, got {}", self.backoff_ms));
+        }
+        Ok(())
     }
 }
 
