@@ -26,7 +26,7 @@ OUTSTANDING=${OUTSTANDING:-200}
 DEADLINE=${DEADLINE:-1200}
 REPORT=${REPORT:-docs/reliability/chaos-$(date -u +%Y-%m-%d)}
 
-exec target/release/shoal-loadtest \
+exec target/release/shoal-loadtest chaos \
   --shoal target/release/shoal \
   --jobs "$JOBS" \
   --workers "$WORKERS" \

@@ -5,14 +5,14 @@
 #   join: 100 workers, 100 TB catalogue, 10 start and 90 join mid-run;
 #   wide: 1000 workers, 1 PB catalogue, 12 programs from 4 users submitting at once;
 #   agreement: the same small workload twice, once on real processes (`shoal-loadtest
-#     --workload locality`: 8 `shoal worker`s, a 1000-item catalogue of real blobs, echo-hash)
+#     chaos --workload locality`: 8 `shoal worker`s, a 1000-item catalogue of real blobs, echo-hash)
 #     and once simulated with matching parameters, its cost model set from the real run's
 #     measured execution times (docs/scale/agreement-2026-11-25.md compares them).
 # Writes docs/scale/<scenario>-<date>.{json,md,svg} (agreement: -real and -sim); exits non-zero
 # if a run's success (accepted jobs that succeeded with the expected output) is below 99.9%.
 #
 # Knobs (environment): SCENARIOS ("join wide agreement" by default), DATE, and per scenario the
-# options below (see `shoal-loadtest sim --help`, `shoal-loadtest --help`).
+# options below (see `shoal-loadtest sim --help`, `shoal-loadtest chaos --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,8 +63,8 @@ for scenario in $SCENARIOS; do
         --duration-secs 300 --jobs "$jobs"
         --visibility-timeout-secs 30 --heartbeat-ms 3000 --bucket-secs 5 --quiet
       )
-      echo "== agreement (real): $BIN ${real[*]}" >&2
-      "$BIN" "${real[@]}" --report "docs/scale/agreement-$DATE-real" || status=$?
+      echo "== agreement (real): $BIN chaos ${real[*]}" >&2
+      "$BIN" chaos "${real[@]}" --report "docs/scale/agreement-$DATE-real" || status=$?
       args=(
         --workers "$workers" --concurrency 2 --start-spread-secs 0 --shards 256
         --catalogue 500MB --item 500kB --cache "$cache"

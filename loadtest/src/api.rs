@@ -38,6 +38,16 @@ pub enum Submitted {
     },
 }
 
+impl Submitted {
+    /// The job's id, if the gateway accepted the submission.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Submitted::Accepted { id, .. } | Submitted::Replayed { id, .. } => Some(id),
+            Submitted::Refused { .. } => None,
+        }
+    }
+}
+
 /// What a read of a job found.
 #[derive(Debug, Clone)]
 pub enum JobRead {

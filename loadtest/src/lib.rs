@@ -1,35 +1,44 @@
-//! `shoal-loadtest`: the load and chaos harness.
+//! `shoal-loadtest`: the load, chaos and scale harness, one command with a subcommand per mode
+//! ([`cli`]), each a [`Mode`] run by the one [`driver`] and reporting through [`RunReport`].
 //!
-//! It starts a whole Shoal deployment as separate processes on loopback (a private
-//! `redis-server`, a `shoal gateway`, several `shoal worker`s sharing one block store), submits
-//! a mix of jobs through the HTTP API, injects faults on a schedule (SIGKILL a worker and start
-//! a replacement, SIGSTOP/SIGCONT a worker, restart Redis, restart the gateway), waits for every
-//! job, checks every output CID against one computed independently, and reports.
-//!
-//! - [`options`]: what to run ([`Options`], also the command line).
-//! - [`stack`]: the processes and the faults done to them.
-//! - [`workload`]: programs, inputs, job specs and their expected output CIDs.
-//! - [`api`]: the gateway client (retries, idempotency keys).
-//! - [`run`]: the run itself ([`run::run`]).
-//! - [`report`]: the [`Report`] and its JSON, Markdown and SVG forms.
+//! - [`chaos`]: the reliability harness (`shoal-loadtest chaos`): a whole Shoal deployment as
+//!   separate processes on loopback, a job mix through the HTTP API, faults injected on a
+//!   schedule, every output CID checked against one computed independently.
 //! - [`sim`]: the scale simulation (`shoal-loadtest sim`): many in-process workers over a
 //!   synthetic catalogue, with a simulated executor.
 //! - [`scenes`]: one job fanned out over a directory of many small real-format Landsat scenes
 //!   (`shoal-loadtest scenes`), cold and warm, on worker processes.
+//!
+//! What the modes share, each depending only on the ones above it:
+//!
+//! - [`error`]: the one error type.
+//! - [`report`]: the [`RunReport`] trait and the report plumbing (quantiles, byte sizes,
+//!   Markdown tables, writing `PREFIX.json` and the documents beside it).
+//! - [`locality`]: cache hits, local tasks and the time series, counted the same way everywhere.
+//! - [`figures`]: the base [`figures::Report`] every mode counts its jobs into.
+//! - [`api`]: the gateway client (retries, idempotency keys).
+//! - [`stack`]: a stack of separate processes (chaos, scenes), the faults done to them and
+//!   what each cost.
+//! - [`workload`]: programs, inputs, job specs and their expected output CIDs; draws.
+//! - [`driver`]: the [`Mode`] trait and [`driver::drive`], the one path from options to exit
+//!   status.
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod chaos;
+pub mod cli;
+pub mod driver;
 pub mod error;
-pub mod options;
+pub mod figures;
+pub mod locality;
 pub mod report;
-pub mod run;
 pub mod scenes;
 pub mod sim;
 pub mod stack;
 pub mod workload;
 
+pub use cli::{Cli, Command};
+pub use driver::Mode;
 pub use error::{LoadtestError, Result};
-pub use options::{Options, Replace};
-pub use report::Report;
-pub use run::run;
+pub use report::RunReport;

@@ -1,12 +1,15 @@
 //! The system under test as separate processes the harness can kill: a private Redis, one
-//! `shoal gateway` and `shoal worker`s sharing one home (and so one block store).
+//! `shoal gateway` and `shoal worker`s sharing one home (and so one block store); what each
+//! process has cost.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use shoal_jobs::{Fsync, RedisServer};
 
 use crate::error::{LoadtestError, Result};
@@ -46,8 +49,9 @@ pub struct StackConfig {
     pub shards: u32,
     /// Jobs each worker runs at once.
     pub worker_concurrency: usize,
-    /// Seconds after which a worker reclaims others' pending entries, when workers support it.
-    pub visibility_timeout_secs: u64,
+    /// Seconds after which a worker reclaims others' pending entries, when workers support it;
+    /// the worker's default if none.
+    pub visibility_timeout_secs: Option<u64>,
     /// Redis fsync policy.
     pub fsync: Fsync,
     /// Each worker's input cache in bytes (`--input-cache-bytes`); the worker's default if none.
@@ -93,7 +97,7 @@ impl Stack {
             .await
             .map_err(|e| LoadtestError::Setup(format!("starting redis-server: {e}")))??;
         let redis_url = redis.url();
-        let gateway_port = shoal_jobs::server::free_port()?;
+        let gateway_port = shoal_jobs::free_port()?;
         let worker_flags = worker_flags(&config)?;
         let stack = Stack {
             config,
@@ -254,6 +258,28 @@ impl Stack {
         self.wait_gateway().await
     }
 
+    /// CPU seconds (user + system) each process has used so far: the workers by id, `gateway`.
+    pub fn cpu_seconds(&self) -> BTreeMap<String, f64> {
+        let mut cpu: BTreeMap<String, f64> =
+            lock(&self.workers).iter().map(|w| (w.id.clone(), process_cpu_seconds(w.child.id()))).collect();
+        if let Some(gateway) = lock(&self.gateway).as_ref() {
+            cpu.insert("gateway".to_string(), process_cpu_seconds(gateway.id()));
+        }
+        cpu
+    }
+
+    /// Redis's `INFO commandstats` (calls and microseconds per command since it started) and
+    /// its CPU seconds.
+    pub async fn redis_usage(&self) -> Result<(BTreeMap<String, CommandStats>, f64)> {
+        let failed = |e: redis::RedisError| LoadtestError::store("INFO", e);
+        let client = redis::Client::open(self.redis_url.as_str()).map_err(failed)?;
+        let mut conn = client.get_multiplexed_async_connection().await.map_err(failed)?;
+        let info: String =
+            redis::cmd("INFO").arg("server").arg("commandstats").query_async(&mut conn).await.map_err(failed)?;
+        let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")?.trim().parse::<u32>().ok());
+        Ok((parse_commandstats(&info), pid.map_or(0.0, process_cpu_seconds)))
+    }
+
     /// Kills every worker (SIGKILL ends stopped ones too) and the gateway, then stops Redis.
     pub fn shutdown(&self) {
         for worker in lock(&self.workers).iter_mut() {
@@ -284,8 +310,8 @@ fn worker_flags(config: &StackConfig) -> Result<Vec<String>> {
         .map_err(|e| LoadtestError::io(format!("running {} worker --help", config.shoal.display()), e))?;
     let text = String::from_utf8_lossy(&help.stdout);
     let mut flags = Vec::new();
-    if text.contains("--visibility-timeout-secs") {
-        flags.extend(["--visibility-timeout-secs".to_string(), config.visibility_timeout_secs.to_string()]);
+    if let Some(secs) = config.visibility_timeout_secs.filter(|_| text.contains("--visibility-timeout-secs")) {
+        flags.extend(["--visibility-timeout-secs".to_string(), secs.to_string()]);
     }
     if let Some(bytes) = config.input_cache_bytes {
         flags.extend(["--input-cache-bytes".to_string(), bytes.to_string()]);
@@ -294,4 +320,57 @@ fn worker_flags(config: &StackConfig) -> Result<Vec<String>> {
         flags.extend(["--heartbeat-ms".to_string(), ms.to_string()]);
     }
     Ok(flags)
+}
+
+/// One command's line of `INFO commandstats`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CommandStats {
+    /// Times it was called.
+    pub calls: u64,
+    /// Microseconds Redis spent in it.
+    pub usec: u64,
+}
+
+/// `cmdstat_hgetall:calls=3,usec=12,usec_per_call=4.00,…` lines, by command.
+fn parse_commandstats(info: &str) -> BTreeMap<String, CommandStats> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field =
+                |key: &str| fields.split(',').find_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok());
+            Some((name.to_string(), CommandStats { calls: field("calls")?, usec: field("usec")? }))
+        })
+        .collect()
+}
+
+/// User + system CPU seconds of process `pid` (0 if it cannot be read), from `/proc/PID/stat`.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // Linux reports in USER_HZ, 100 on every platform Shoal runs on.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commandstats_lines_become_calls_and_microseconds() {
+        let info = "# Commandstats\r\ncmdstat_hgetall:calls=12,usec=3400,usec_per_call=283.33,rejected_calls=0\r\ncmdstat_ping:calls=1,usec=0,usec_per_call=0.00\r\n";
+        let stats = parse_commandstats(info);
+        assert_eq!(stats["hgetall"], CommandStats { calls: 12, usec: 3400 });
+        assert_eq!(stats["ping"], CommandStats { calls: 1, usec: 0 });
+        assert_eq!(stats.len(), 2);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let busy: u64 = (0..20_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
+        assert!(busy > 0);
+        assert!(process_cpu_seconds(std::process::id()) > 0.0);
+    }
 }

@@ -1,6 +1,6 @@
 //! One job fanned out over a directory of many small real-format Landsat scenes
-//! (`shoal-loadtest scenes`), on a stack of separate processes: a private `redis-server`, a
-//! `shoal gateway` and K `shoal worker`s sharing one block store.
+//! (`shoal-loadtest scenes`), on a stack of separate processes ([`crate::stack`]): a private
+//! `redis-server`, a `shoal gateway` and K `shoal worker`s sharing one block store.
 //!
 //! The scenes are cut from the real scene in `data/landsat` ([`tiles`]): every band cropped to
 //! the same small window, written as a uint16 GeoTIFF under the USGS name, beside the scene's
@@ -10,164 +10,15 @@
 //! is checked entry by entry through the content layer, and the warm run's tasks are counted
 //! by whether the worker that ran them already held their scene ([`run`]).
 //!
+//! - [`options`]: what to run ([`ScenesOptions`], the subcommand's command line).
 //! - [`tiles`]: the tile generator.
-//! - [`processes`]: the stack of processes.
-//! - [`run`]: the run itself ([`run::run_scenes`]).
+//! - [`run`]: the run itself (`ScenesOptions`' [`Mode`](crate::driver::Mode)).
 //! - [`report`]: the [`ScenesReport`] and its JSON and Markdown forms.
 
-pub mod processes;
+pub mod options;
 pub mod report;
 pub mod run;
 pub mod tiles;
 
-use std::path::PathBuf;
-
-use clap::{Parser, ValueEnum};
-
+pub use options::{default_source, ScenesOptions, ScenesProgram};
 pub use report::{RunFigures, ScenesReport, TileCheck};
-pub use run::run_scenes;
-
-/// Why a scenes run could not be carried out (tasks that fail or outputs that are wrong are
-/// counted in the report, not errors).
-#[derive(Debug, thiserror::Error)]
-pub enum ScenesError {
-    /// The harness's own setup failed (the stack, Redis, the HTTP client).
-    #[error(transparent)]
-    Harness(#[from] crate::LoadtestError),
-    /// Local file I/O.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A source band could not be read, or a tile band written.
-    #[error("{path}: {source}")]
-    Tiff {
-        /// The band file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: tiff::TiffError,
-    },
-    /// Importing or reading content.
-    #[error("{context}: {source}")]
-    Content {
-        /// What was being done.
-        context: String,
-        /// The error.
-        #[source]
-        source: Box<shoal_content::ContentError>,
-    },
-    /// The gateway could not be asked, or answered something unreadable.
-    #[error("{context}: {message}")]
-    Gateway {
-        /// What was being asked.
-        context: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// An option or the source scene is out of range.
-    #[error("invalid: {0}")]
-    Invalid(String),
-}
-
-impl ScenesError {
-    /// An I/O error with what was being done.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> ScenesError {
-        ScenesError::Io { context: context.into(), source }
-    }
-
-    /// A content-layer error with what was being done.
-    pub fn content(context: impl Into<String>, source: shoal_content::ContentError) -> ScenesError {
-        ScenesError::Content { context: context.into(), source: Box::new(source) }
-    }
-}
-
-/// The program each task runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScenesProgram {
-    /// `echo-hash`: hashes every file of the task's scene; each gathered entry is checked
-    /// against the output CID computed from the tile files' own hashes.
-    EchoHash,
-    /// `cloud-detect`: cloud mask of the scene; each gathered entry must hold a `mask.png` of
-    /// the tile's size. Every task gets the same arguments (the directory's mount path), and
-    /// cloud-detect finds its scene one level down, under the entry's name.
-    CloudDetect,
-}
-
-impl ScenesProgram {
-    /// The program's name in `programs/wasm`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScenesProgram::EchoHash => "echo-hash",
-            ScenesProgram::CloudDetect => "cloud-detect",
-        }
-    }
-}
-
-/// `shoal-loadtest scenes [OPTIONS]`: one fan-out job over N small real-format scenes, cold and
-/// warm, on separate processes.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "shoal-loadtest scenes",
-    version,
-    about = "One job fanned out over a directory of N real-format Landsat scenes, run cold and warm on K worker processes"
-)]
-pub struct ScenesOptions {
-    /// Scenes in the directory (one task each).
-    #[arg(long, default_value_t = 1000)]
-    pub scenes: usize,
-    /// Side of a scene in 30 m pixels (B8, at 15 m, gets twice as many).
-    #[arg(long, default_value_t = 32)]
-    pub tile: u32,
-    /// Worker processes.
-    #[arg(long, default_value_t = 4)]
-    pub workers: usize,
-    /// Tasks each worker runs at once.
-    #[arg(long, default_value_t = 2)]
-    pub worker_concurrency: usize,
-    /// Shard streams (the system's default; with few shards per worker the hashing leaves
-    /// workers unevenly loaded, idle ones steal, and stolen tasks run away from their data).
-    #[arg(long, default_value_t = 256)]
-    pub shards: u32,
-    /// Bytes of materialised inputs each worker keeps between tasks (a 32-pixel scene is
-    /// about 45 KB on disk, so the default holds every scene of a 10,000-scene run many times over).
-    #[arg(long, default_value_t = 4 << 30)]
-    pub input_cache_bytes: u64,
-    /// The program each task runs.
-    #[arg(long, value_enum, default_value_t = ScenesProgram::CloudDetect)]
-    pub program: ScenesProgram,
-    /// The real scene the tiles are cut from (default: the repository's `data/landsat` scene).
-    #[arg(long)]
-    pub source: Option<PathBuf>,
-    /// The `shoal` binary (default: beside this one, else target/release, else target/debug).
-    #[arg(long)]
-    pub shoal: Option<PathBuf>,
-    /// Directory of the committed `.wasm` programs (default: the repository's `programs/wasm`).
-    #[arg(long)]
-    pub programs: Option<PathBuf>,
-    /// Home of the stack: tiles, block store, Redis, logs (default: a temporary directory,
-    /// removed afterwards).
-    #[arg(long)]
-    pub home: Option<PathBuf>,
-    /// Seconds each run may take before the tasks still unfinished count as lost.
-    #[arg(long, default_value_t = 3600)]
-    pub deadline_secs: u64,
-    /// Warm local task rate below which the command fails.
-    #[arg(long, default_value_t = 0.9)]
-    pub min_local_rate: f64,
-    /// Write the report to PREFIX.json and PREFIX.md.
-    #[arg(long, value_name = "PREFIX")]
-    pub report: Option<PathBuf>,
-    /// No progress lines on stderr.
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-/// The repository's real Landsat scene.
-pub fn default_source() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/landsat/LC80200392015216LGN00")
-}

@@ -1,14 +1,14 @@
-//! The report of a scenes run: per run (cold, warm) the reliability harness's [`Report`] figures
+//! The report of a scenes run: per run (cold, warm) the base [`Report`] figures
 //! with a *task* as the unit counted, plus entries, locality and wall times; JSON and Markdown.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::processes::CommandStats;
-use crate::report::Report;
+use crate::figures::Report;
+use crate::report::RunReport;
+use crate::stack::CommandStats;
 
 /// One run of the fanned-out job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,28 +139,9 @@ pub struct ScenesReport {
     pub problems: Vec<String>,
 }
 
-impl ScenesReport {
-    /// Writes `PREFIX.json` and `PREFIX.md`.
-    pub fn write(&self, prefix: &Path) -> crate::Result<()> {
-        if let Some(parent) = prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| crate::LoadtestError::io(format!("creating {}", parent.display()), e))?;
-        }
-        let with = |ext: &str| {
-            let mut name = prefix.as_os_str().to_owned();
-            name.push(format!(".{ext}"));
-            PathBuf::from(name)
-        };
-        let json = serde_json::to_string_pretty(self).expect("a report always serialises");
-        for (path, text) in [(with("json"), json + "\n"), (with("md"), self.markdown())] {
-            std::fs::write(&path, text)
-                .map_err(|e| crate::LoadtestError::io(format!("writing {}", path.display()), e))?;
-        }
-        Ok(())
-    }
-
-    /// A few lines for the terminal: one per run, then the problems.
-    pub fn summary(&self) -> String {
+impl RunReport for ScenesReport {
+    /// A line per run, then the problems.
+    fn summary(&self) -> String {
         let mut out = String::new();
         for run in [&self.cold, &self.warm] {
             let b = &run.base;
@@ -191,6 +172,18 @@ impl ScenesReport {
         out
     }
 
+    /// Every entry there and right in both runs, and the warm run local enough.
+    fn passed(&self) -> bool {
+        self.passed
+    }
+
+    /// `NAME.md`.
+    fn documents(&self, _name: &str) -> Vec<(&'static str, String)> {
+        vec![("md", self.markdown())]
+    }
+}
+
+impl ScenesReport {
     /// The report for people.
     pub fn markdown(&self) -> String {
         let mut md = String::new();

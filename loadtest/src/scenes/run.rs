@@ -10,14 +10,15 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_content::{BlockReader, FsBlockStore, MemoryBlockStore};
-use shoal_jobs::{ExecutionOutcome, Job, JobState, JobStatus};
+use shoal_jobs::{ExecutionOutcome, Fsync, Job, JobState, JobStatus};
 
-use super::processes::{ProcessConfig, Processes};
-use super::report::{problems, RunFigures, ScenesReport, TileCheck};
-use super::tiles::{self, SourceScene, Tile};
-use super::{default_source, ScenesError, ScenesOptions, ScenesProgram};
-use crate::report::Report;
-use crate::stack::default_shoal_binary;
+use crate::driver::Mode;
+use crate::error::LoadtestError;
+use crate::figures::{Report, MAX_EXAMPLES};
+use crate::scenes::options::{default_source, ScenesOptions, ScenesProgram};
+use crate::scenes::report::{problems, RunFigures, ScenesReport, TileCheck};
+use crate::scenes::tiles::{self, SourceScene, Tile};
+use crate::stack::{default_shoal_binary, Stack, StackConfig};
 use crate::workload::default_programs_dir;
 
 /// Where the scenes directory is mounted in every task.
@@ -32,9 +33,6 @@ const WORKERS_READY: Duration = Duration::from_secs(60);
 /// Entries checked at once through the content layer.
 const CHECKING_AT_ONCE: usize = 16;
 
-/// Examples of wrong or lost tasks kept in a report.
-const EXAMPLES: usize = 20;
-
 /// A client of the gateway, reading jobs as JSON.
 struct Gateway {
     http: reqwest::Client,
@@ -42,17 +40,20 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn new(base: String) -> Result<Gateway, ScenesError> {
+    fn new(base: String) -> Result<Gateway, LoadtestError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ScenesError::Gateway { context: "building the HTTP client".into(), message: e.to_string() })?;
+            .map_err(|e| LoadtestError::Gateway {
+                context: "building the HTTP client".into(),
+                message: e.to_string(),
+            })?;
         Ok(Gateway { http, base })
     }
 
-    async fn get(&self, path: &str) -> Result<Value, ScenesError> {
-        let failed = |message: String| ScenesError::Gateway { context: format!("GET {path}"), message };
+    async fn get(&self, path: &str) -> Result<Value, LoadtestError> {
+        let failed = |message: String| LoadtestError::Gateway { context: format!("GET {path}"), message };
         let response = self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| failed(e.to_string()))?;
         let status = response.status();
         if !status.is_success() {
@@ -61,8 +62,8 @@ impl Gateway {
         response.json().await.map_err(|e| failed(e.to_string()))
     }
 
-    async fn submit(&self, spec: &Value, key: &str) -> Result<String, ScenesError> {
-        let failed = |message: String| ScenesError::Gateway { context: format!("submitting {spec}"), message };
+    async fn submit(&self, spec: &Value, key: &str) -> Result<String, LoadtestError> {
+        let failed = |message: String| LoadtestError::Gateway { context: format!("submitting {spec}"), message };
         let response = self
             .http
             .post(format!("{}/v1/jobs", self.base))
@@ -76,14 +77,14 @@ impl Gateway {
         body["id"].as_str().map(str::to_string).ok_or_else(|| failed(format!("{status}: {body}")))
     }
 
-    async fn status(&self, id: &str) -> Result<JobStatus, ScenesError> {
+    async fn status(&self, id: &str) -> Result<JobStatus, LoadtestError> {
         let body = self.get(&format!("/v1/jobs/{id}")).await?;
         serde_json::from_value(body)
-            .map_err(|e| ScenesError::Gateway { context: format!("reading job {id}"), message: e.to_string() })
+            .map_err(|e| LoadtestError::Gateway { context: format!("reading job {id}"), message: e.to_string() })
     }
 
     /// Every job the gateway lists, page by page.
-    async fn all_jobs(&self) -> Result<Vec<Job>, ScenesError> {
+    async fn all_jobs(&self) -> Result<Vec<Job>, LoadtestError> {
         let mut jobs = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -93,7 +94,7 @@ impl Gateway {
             };
             let mut page = self.get(&path).await?;
             let listed: Vec<Job> = serde_json::from_value(page["jobs"].take())
-                .map_err(|e| ScenesError::Gateway { context: format!("reading {path}"), message: e.to_string() })?;
+                .map_err(|e| LoadtestError::Gateway { context: format!("reading {path}"), message: e.to_string() })?;
             jobs.extend(listed);
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_string()),
@@ -106,7 +107,7 @@ impl Gateway {
     /// were: a worker works out which shards it owns from the live set at each heartbeat, so
     /// before that the first workers up read shards that will move to later ones, and a run
     /// started at once would cache some scenes on workers that do not own them afterwards.
-    async fn wait_workers(&self, count: usize) -> Result<(), ScenesError> {
+    async fn wait_workers(&self, count: usize) -> Result<(), LoadtestError> {
         let started = Instant::now();
         let mut all_live_ms: Option<u64> = None;
         loop {
@@ -119,7 +120,7 @@ impl Gateway {
                 _ => {}
             }
             if started.elapsed() > WORKERS_READY {
-                return Err(ScenesError::Invalid(format!(
+                return Err(LoadtestError::Invalid(format!(
                     "{} of {count} workers live after {WORKERS_READY:?}, not all heard from since",
                     workers.len()
                 )));
@@ -138,11 +139,11 @@ fn seconds(since: Instant) -> f64 {
 }
 
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ScenesError> + Send + 'static,
-) -> Result<T, ScenesError> {
+    work: impl FnOnce() -> Result<T, LoadtestError> + Send + 'static,
+) -> Result<T, LoadtestError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ScenesError::Invalid(format!("a blocking step panicked: {e}")))?
+        .map_err(|e| LoadtestError::Invalid(format!("a blocking step panicked: {e}")))?
 }
 
 /// Reads a whole UnixFS file.
@@ -279,10 +280,10 @@ impl Context<'_> {
         cloud_detect: Cid,
         name: &str,
         bqa_cloud_fraction: f64,
-    ) -> Result<TileCheck, ScenesError> {
+    ) -> Result<TileCheck, LoadtestError> {
         let tile = unixfs::resolve_path(self.store.as_ref(), &self.scenes, name)
             .await
-            .map_err(|e| ScenesError::content(format!("resolving {name}"), e))?;
+            .map_err(|e| LoadtestError::content(format!("resolving {name}"), e))?;
         let spec = json!({
             "program": cloud_detect.to_string(),
             "inputs": [{"cid": tile.to_string(), "path": "/inputs"}],
@@ -331,7 +332,7 @@ impl Context<'_> {
     }
 
     /// Waits for job `id` to end (or the deadline), printing progress.
-    async fn wait(&self, id: &str, what: &str) -> Result<JobStatus, ScenesError> {
+    async fn wait(&self, id: &str, what: &str) -> Result<JobStatus, LoadtestError> {
         let started = Instant::now();
         let deadline = Duration::from_secs(self.options.deadline_secs);
         let mut last_print = Instant::now();
@@ -353,7 +354,7 @@ impl Context<'_> {
     }
 
     /// One run of the fanned-out job: submit, wait, read its tasks, check every entry.
-    async fn run(&self, run: &str) -> Result<RunFigures, ScenesError> {
+    async fn run(&self, run: &str) -> Result<RunFigures, LoadtestError> {
         let spec = self.spec(run);
         let submitted = Instant::now();
         let id = self.gateway.submit(&spec, &format!("scenes-{run}-{}", self.nonce)).await?;
@@ -413,7 +414,7 @@ impl Context<'_> {
                     base.failed += 1;
                     let reason = task.failure.as_ref().map_or_else(|| state.to_string(), |f| f.reason.to_string());
                     *base.failed_by_reason.entry(reason).or_insert(0) += 1;
-                    if base.examples.len() < EXAMPLES {
+                    if base.examples.len() < MAX_EXAMPLES {
                         let message = task.failure.as_ref().map_or(String::new(), |f| f.message.clone());
                         // The guest's own words say why; the first failure's are enough.
                         let stderr = match task.failure.as_ref().and_then(|f| f.stderr.as_ref()) {
@@ -432,8 +433,8 @@ impl Context<'_> {
                 }
             }
         }
-        if base.submitted != self.options.scenes && base.examples.len() < EXAMPLES {
-            base.examples.push(format!("{} tasks listed, {} scenes", base.submitted, self.options.scenes));
+        if base.submitted != self.options.scenes {
+            base.example(format!("{} tasks listed, {} scenes", base.submitted, self.options.scenes));
         }
 
         // Every gathered entry, through the content layer: named as a scene, the same DAG as its
@@ -446,7 +447,7 @@ impl Context<'_> {
         if let Some(output) = &output {
             let listing = unixfs::list(self.store.as_ref(), output.cid())
                 .await
-                .map_err(|e| ScenesError::content(format!("listing the output {output}"), e))?;
+                .map_err(|e| LoadtestError::content(format!("listing the output {output}"), e))?;
             entries = listing.len();
             let task_outputs = &task_outputs;
             let checked: Vec<(String, Result<(), String>)> = futures::stream::iter(listing)
@@ -471,9 +472,7 @@ impl Context<'_> {
                     }
                     Err(message) => {
                         right.insert(name, false);
-                        if base.examples.len() < EXAMPLES {
-                            base.examples.push(message);
-                        }
+                        base.example(message);
                     }
                 }
             }
@@ -512,15 +511,27 @@ impl Context<'_> {
     }
 }
 
+impl Mode for ScenesOptions {
+    type Report = ScenesReport;
+
+    fn report_prefix(&self) -> Option<&std::path::Path> {
+        self.report.as_deref()
+    }
+
+    async fn run(&self, command: String) -> Result<ScenesReport, LoadtestError> {
+        run_scenes(self, command).await
+    }
+}
+
 /// Runs the scenes scenario `options` describes; `command` is recorded in the report.
-pub async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesReport, ScenesError> {
+async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesReport, LoadtestError> {
     if options.scenes == 0 || options.workers == 0 || options.worker_concurrency == 0 || options.shards == 0 {
-        return Err(ScenesError::Invalid(
+        return Err(LoadtestError::Invalid(
             "--scenes, --workers, --worker-concurrency and --shards must be positive".into(),
         ));
     }
     if !(0.0..=1.0).contains(&options.min_local_rate) {
-        return Err(ScenesError::Invalid(format!("--min-local-rate {} is not a fraction", options.min_local_rate)));
+        return Err(LoadtestError::Invalid(format!("--min-local-rate {} is not a fraction", options.min_local_rate)));
     }
     let started = Instant::now();
     let started_at_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -533,7 +544,7 @@ pub async fn run_scenes(options: &ScenesOptions, command: String) -> Result<Scen
     let home = match &options.home {
         Some(home) => home.clone(),
         None => {
-            temporary = tempfile::tempdir().map_err(|e| ScenesError::io("creating a temporary home", e))?;
+            temporary = tempfile::tempdir().map_err(|e| LoadtestError::io("creating a temporary home", e))?;
             temporary.path().to_path_buf()
         }
     };
@@ -555,20 +566,21 @@ pub async fn run_scenes(options: &ScenesOptions, command: String) -> Result<Scen
     let adding = Instant::now();
     let store = Arc::new(
         FsBlockStore::open(home.join("blocks"))
-            .map_err(|e| ScenesError::content(format!("opening {}/blocks", home.display()), e))?,
+            .map_err(|e| LoadtestError::content(format!("opening {}/blocks", home.display()), e))?,
     );
     let imported = unixfs::import_path(&scenes_dir, &ImportOptions::default(), store.as_ref())
         .await
-        .map_err(|e| ScenesError::content(format!("adding {}", scenes_dir.display()), e))?;
+        .map_err(|e| LoadtestError::content(format!("adding {}", scenes_dir.display()), e))?;
     let add_program = |name: &'static str| {
         let store = store.clone();
         let path = programs.join(format!("{name}.wasm"));
         async move {
-            let bytes = std::fs::read(&path).map_err(|e| ScenesError::io(format!("reading {}", path.display()), e))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| LoadtestError::io(format!("reading {}", path.display()), e))?;
             unixfs::import_reader(&bytes[..], &ImportOptions::default(), store.as_ref())
                 .await
                 .map(|imported| imported.root)
-                .map_err(|e| ScenesError::content(format!("adding {}", path.display()), e))
+                .map_err(|e| LoadtestError::content(format!("adding {}", path.display()), e))
         }
     };
     let program = add_program(options.program.name()).await?;
@@ -581,7 +593,7 @@ pub async fn run_scenes(options: &ScenesOptions, command: String) -> Result<Scen
         for tile in &tiles {
             let cid = echo_hash_output(tile)
                 .await
-                .map_err(|e| ScenesError::content(format!("computing {}'s expected output", tile.name), e))?;
+                .map_err(|e| LoadtestError::content(format!("computing {}'s expected output", tile.name), e))?;
             let b1 = tile
                 .files
                 .iter()
@@ -593,16 +605,21 @@ pub async fn run_scenes(options: &ScenesOptions, command: String) -> Result<Scen
 
     // The stack.
     let starting = Instant::now();
-    let mut processes = Processes::start(&ProcessConfig {
+    let stack = Stack::start(StackConfig {
         shoal,
         home: home.clone(),
         shards: options.shards,
-        workers: options.workers,
-        concurrency: options.worker_concurrency,
-        input_cache_bytes: options.input_cache_bytes,
+        worker_concurrency: options.worker_concurrency,
+        visibility_timeout_secs: None,
+        fsync: Fsync::EverySec,
+        input_cache_bytes: Some(options.input_cache_bytes),
+        heartbeat_ms: None,
     })
     .await?;
-    let gateway = Gateway::new(processes.gateway_url().to_string())?;
+    for _ in 0..options.workers {
+        stack.start_worker(&stack.new_worker_id())?;
+    }
+    let gateway = Gateway::new(stack.gateway_url())?;
     gateway.wait_workers(options.workers).await?;
     let stack_start_s = seconds(starting);
 
@@ -620,15 +637,14 @@ pub async fn run_scenes(options: &ScenesOptions, command: String) -> Result<Scen
         context.progress(format!("tile check: {} {:?} {}", tile_check.state, tile_check.mask_size, tile_check.detail));
         let cold = context.run("cold").await?;
         let warm = context.run("warm").await?;
-        Ok::<_, ScenesError>((tile_check, cold, warm))
+        Ok::<_, LoadtestError>((tile_check, cold, warm))
     }
     .await;
-    let cpu_s = processes.cpu_seconds();
-    let redis = processes.redis_usage().await;
-    processes.shutdown();
+    let mut cpu_s = stack.cpu_seconds();
+    let redis = stack.redis_usage().await;
+    stack.shutdown();
     let (tile_check, cold, warm) = outcome?;
     let (commands, redis_cpu) = redis?;
-    let mut cpu_s = cpu_s;
     cpu_s.insert("redis".to_string(), redis_cpu);
     let mut redis_commands: Vec<_> = commands.into_iter().collect();
     redis_commands.sort_by_key(|(_, stats)| std::cmp::Reverse(stats.usec));

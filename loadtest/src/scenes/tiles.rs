@@ -10,7 +10,7 @@ use tiff::decoder::{Decoder, DecodingResult};
 use tiff::encoder::{colortype, TiffEncoder};
 use tiff::tags::Tag;
 
-use super::ScenesError;
+use crate::error::{LoadtestError, Result};
 
 /// The GeoTIFF tags that place a band on the ground, as the source band carries them.
 #[derive(Debug, Clone, Default)]
@@ -85,13 +85,13 @@ pub struct TilePlan {
 /// `count` windows of side `tile` over a `width` × `height` grid, at the largest stride that
 /// gives that many and spread evenly over the windows at that stride (row-major), so the tiles
 /// cover the whole scene and no two share an offset (and so their content differs).
-pub fn plan(width: u32, height: u32, tile: u32, count: usize) -> Result<TilePlan, ScenesError> {
+pub fn plan(width: u32, height: u32, tile: u32, count: usize) -> Result<TilePlan> {
     if tile == 0 || tile > width || tile > height {
-        return Err(ScenesError::Invalid(format!("a {tile}-pixel tile does not fit a {width}×{height} scene")));
+        return Err(LoadtestError::Invalid(format!("a {tile}-pixel tile does not fit a {width}×{height} scene")));
     }
     let fits = |stride: u32| ((height - tile) / stride + 1) as usize * ((width - tile) / stride + 1) as usize;
     let stride = (1..=tile.max(1)).rev().find(|&s| fits(s) >= count).ok_or_else(|| {
-        ScenesError::Invalid(format!(
+        LoadtestError::Invalid(format!(
             "{count} distinct {tile}-pixel windows do not fit a {width}×{height} scene (at most {})",
             fits(1)
         ))
@@ -108,12 +108,12 @@ pub fn plan(width: u32, height: u32, tile: u32, count: usize) -> Result<TilePlan
     Ok(TilePlan { tile, stride, windows })
 }
 
-fn tiff_error(path: &Path) -> impl Fn(tiff::TiffError) -> ScenesError + '_ {
-    move |source| ScenesError::Tiff { path: path.to_owned(), source }
+fn tiff_error(path: &Path) -> impl Fn(tiff::TiffError) -> LoadtestError + '_ {
+    move |source| LoadtestError::Tiff { path: path.to_owned(), source }
 }
 
-fn read_band(path: &Path, suffix: String) -> Result<Band, ScenesError> {
-    let file = File::open(path).map_err(|e| ScenesError::io(format!("opening {}", path.display()), e))?;
+fn read_band(path: &Path, suffix: String) -> Result<Band> {
+    let file = File::open(path).map_err(|e| LoadtestError::io(format!("opening {}", path.display()), e))?;
     let mut decoder = Decoder::new(BufReader::new(file)).map_err(tiff_error(path))?;
     let (width, height) = decoder.dimensions().map_err(tiff_error(path))?;
     let geo = GeoTags {
@@ -125,7 +125,7 @@ fn read_band(path: &Path, suffix: String) -> Result<Band, ScenesError> {
     };
     let pixels = match decoder.read_image().map_err(tiff_error(path))? {
         DecodingResult::U16(pixels) => pixels,
-        _ => return Err(ScenesError::Invalid(format!("{} is not a uint16 band", path.display()))),
+        _ => return Err(LoadtestError::Invalid(format!("{} is not a uint16 band", path.display()))),
     };
     Ok(Band { suffix, width, height, pixels, geo })
 }
@@ -133,22 +133,22 @@ fn read_band(path: &Path, suffix: String) -> Result<Band, ScenesError> {
 impl SourceScene {
     /// Reads the scene in `dir`: `<id>_B1.TIF` … `<id>_B11.TIF`, `<id>_BQA.TIF` and
     /// `<id>_MTL.txt`, where `<id>` is the directory's name.
-    pub fn open(dir: &Path) -> Result<SourceScene, ScenesError> {
+    pub fn open(dir: &Path) -> Result<SourceScene> {
         let id = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| ScenesError::Invalid(format!("{} has no scene id as its name", dir.display())))?;
+            .ok_or_else(|| LoadtestError::Invalid(format!("{} has no scene id as its name", dir.display())))?;
         let suffixes = (1..=11).map(|n| format!("B{n}")).chain(std::iter::once("BQA".to_string()));
         let bands = suffixes
             .map(|suffix| read_band(&dir.join(format!("{id}_{suffix}.TIF")), suffix))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>>>()?;
         let grid = bands.iter().find(|b| b.suffix == "B1").map(|b| (b.width, b.height)).unwrap_or_default();
         for band in &bands {
             // B8 (panchromatic, 15 m) covers the 30 m grid at twice the resolution (this crop's
             // has one row more); every other band is on the grid.
             let factor = band.width.checked_div(grid.0).unwrap_or(0);
             if factor == 0 || band.width != grid.0 * factor || band.height < grid.1 * factor {
-                return Err(ScenesError::Invalid(format!(
+                return Err(LoadtestError::Invalid(format!(
                     "band {} is {}×{}, not a whole multiple of the {}×{} grid",
                     band.suffix, band.width, band.height, grid.0, grid.1
                 )));
@@ -156,7 +156,7 @@ impl SourceScene {
         }
         let mtl_path = dir.join(format!("{id}_MTL.txt"));
         let mtl =
-            std::fs::read(&mtl_path).map_err(|e| ScenesError::io(format!("reading {}", mtl_path.display()), e))?;
+            std::fs::read(&mtl_path).map_err(|e| LoadtestError::io(format!("reading {}", mtl_path.display()), e))?;
         Ok(SourceScene { id, width: grid.0, height: grid.1, bands, mtl })
     }
 
@@ -178,7 +178,7 @@ impl SourceScene {
     /// The files of the `tile`-pixel tile at (`row`, `col`) of the 30 m grid: each band cropped
     /// (B8 at twice the offset and size), with its GeoTIFF tags and the tiepoint moved to the
     /// tile's corner; and the MTL, unchanged.
-    pub fn tile_files(&self, row: u32, col: u32, tile: u32) -> Result<Vec<(String, Vec<u8>)>, ScenesError> {
+    pub fn tile_files(&self, row: u32, col: u32, tile: u32) -> Result<Vec<(String, Vec<u8>)>> {
         let mut files = Vec::with_capacity(self.bands.len() + 1);
         for band in &self.bands {
             let factor = band.width / self.width;
@@ -190,7 +190,7 @@ impl SourceScene {
             }
             let name = format!("{}_{}.TIF", self.id, band.suffix);
             let bytes = encode_band(&band.geo, left, top, side, &pixels)
-                .map_err(|source| ScenesError::Tiff { path: PathBuf::from(&name), source })?;
+                .map_err(|source| LoadtestError::Tiff { path: PathBuf::from(&name), source })?;
             files.push((name, bytes));
         }
         files.push((format!("{}_MTL.txt", self.id), self.mtl.clone()));
@@ -200,8 +200,8 @@ impl SourceScene {
 
     /// Writes the tiles of `plan` under `dir` (one directory per tile) and returns them in
     /// plan order, spread over `threads` threads.
-    pub fn write_tiles(&self, plan: &TilePlan, dir: &Path, threads: usize) -> Result<Vec<Tile>, ScenesError> {
-        std::fs::create_dir_all(dir).map_err(|e| ScenesError::io(format!("creating {}", dir.display()), e))?;
+    pub fn write_tiles(&self, plan: &TilePlan, dir: &Path, threads: usize) -> Result<Vec<Tile>> {
+        std::fs::create_dir_all(dir).map_err(|e| LoadtestError::io(format!("creating {}", dir.display()), e))?;
         let chunk = plan.windows.len().div_ceil(threads.max(1)).max(1);
         std::thread::scope(|scope| {
             let handles: Vec<_> = plan
@@ -209,32 +209,30 @@ impl SourceScene {
                 .chunks(chunk)
                 .map(|windows| {
                     scope.spawn(move || {
-                        windows
-                            .iter()
-                            .map(|&(r, c)| self.write_tile(r, c, plan.tile, dir))
-                            .collect::<Result<Vec<_>, _>>()
+                        windows.iter().map(|&(r, c)| self.write_tile(r, c, plan.tile, dir)).collect::<Result<Vec<_>>>()
                     })
                 })
                 .collect();
             let mut tiles = Vec::with_capacity(plan.windows.len());
             for handle in handles {
-                tiles
-                    .extend(handle.join().map_err(|_| ScenesError::Invalid("a tile-writing thread panicked".into()))??);
+                tiles.extend(
+                    handle.join().map_err(|_| LoadtestError::Invalid("a tile-writing thread panicked".into()))??,
+                );
             }
             Ok(tiles)
         })
     }
 
-    fn write_tile(&self, row: u32, col: u32, tile: u32, dir: &Path) -> Result<Tile, ScenesError> {
+    fn write_tile(&self, row: u32, col: u32, tile: u32, dir: &Path) -> Result<Tile> {
         let name = self.tile_name(row, col);
         let tile_dir = dir.join(&name);
         std::fs::create_dir_all(&tile_dir)
-            .map_err(|e| ScenesError::io(format!("creating {}", tile_dir.display()), e))?;
+            .map_err(|e| LoadtestError::io(format!("creating {}", tile_dir.display()), e))?;
         let mut files = Vec::new();
         let mut bytes = 0;
         for (file, content) in self.tile_files(row, col, tile)? {
             let path = tile_dir.join(&file);
-            std::fs::write(&path, &content).map_err(|e| ScenesError::io(format!("writing {}", path.display()), e))?;
+            std::fs::write(&path, &content).map_err(|e| LoadtestError::io(format!("writing {}", path.display()), e))?;
             bytes += content.len() as u64;
             files.push(TileFile { name: file, sha256_hex: sha256_hex(&content) });
         }

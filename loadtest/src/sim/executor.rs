@@ -1,7 +1,7 @@
 //! The simulated executor: the real executor's record-keeping around a modelled fetch and run.
 //!
-//! A job is started through `shoal_worker::execute::begin` and settled through [`JobStore`]
-//! exactly as `shoal_worker`'s `Executor` does it, so the worker loop, the claims and the
+//! A job is started through [`shoal_worker::begin`] and settled through [`shoal_worker::settle`]
+//! exactly as `shoal_worker`'s `Executor` does it (verification enqueue included), so the worker loop, the claims and the
 //! recovery paths are the real ones. Only the middle is modelled: each input is "fetched" into
 //! a per-worker cache weighted by the item's size (a hit costs nothing, a miss sleeps latency +
 //! size / bandwidth), and the program "runs" for a time drawn from its CID and scaled by the
@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 use moka::future::Cache;
-use shoal_jobs::{now_ms, ContentId, Delivery, ExecutionOutcome, ExecutionResult, JobState, JobStore, StoreError};
-use shoal_worker::execute::{begin, Begun, Settled};
-use shoal_worker::retry::with_retries;
-use shoal_worker::Execute;
+use shoal_jobs::{
+    now_ms, ContentId, Delivery, ExecutionOutcome, ExecutionResult, JobState, JobStore, ShardQueue, StoreError,
+};
+use shoal_worker::{begin, settle, Begun, Execute, Settled};
 use tokio::sync::mpsc;
 
 use crate::sim::catalogue::{raw_cid, size_from, unit_of};
@@ -128,6 +128,7 @@ impl ItemCache {
 pub struct SimulatedExecutor {
     worker: String,
     jobs: JobStore,
+    queue: ShardQueue,
     cache: ItemCache,
     model: CostModel,
     completions: mpsc::UnboundedSender<Completion>,
@@ -145,6 +146,7 @@ impl SimulatedExecutor {
     ) -> SimulatedExecutor {
         SimulatedExecutor {
             worker: worker.to_string(),
+            queue: ShardQueue::new(jobs.connection()),
             jobs,
             cache: ItemCache::new(cache_bytes, model),
             model,
@@ -186,7 +188,7 @@ impl Execute for SimulatedExecutor {
             run_ms,
             inputs_cached: cached,
         }));
-        let state = with_retries("finish_execution", || self.jobs.finish_execution(job_id, &execution)).await?;
+        let state = settle(&self.jobs, &self.queue, &job, &execution).await?;
         // The run may have stopped listening; the job's record is what counts.
         self.completions.send(Completion { job_id: job_id.to_string(), state }).ok();
         Ok(Settled::Done)

@@ -1,273 +1,16 @@
-//! The report of a simulated run: the reliability harness's [`Report`] figures at the top level,
-//! plus the scale figures and a time series; JSON, Markdown and an SVG plot over time.
+//! The report of a simulated run: the base [`Report`] figures at the top level, plus the scale
+//! figures and a time series; JSON, Markdown and an SVG plot over time.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use shoal_jobs::{ExecutionOutcome, ExecutionResult, Job};
 
-use crate::error::{LoadtestError, Result};
-use crate::report::{quantile, Report};
+use crate::figures::Report;
+use crate::locality::{by_jobs_line, series_table, times_row, Bucket, ExecutionTimes, JobsBucket};
+use crate::report::{counts_line, examples_section, figure_table, human_bytes, RunReport};
 
-/// One bucket of the time series (by when jobs finished).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bucket {
-    /// Start of the bucket, seconds since submissions began.
-    pub at_s: f64,
-    /// Jobs finished in the bucket, per second.
-    pub throughput_per_s: f64,
-    /// 99th percentile of created → finished of those jobs, in (real) milliseconds.
-    pub p99_ms: f64,
-    /// Inputs of those jobs that their worker held already, over all their inputs.
-    pub cache_hit_rate: f64,
-    /// Those jobs that ran on a worker holding all their inputs, over those jobs.
-    pub local_task_rate: f64,
-    /// The most workers the membership listed as live during the bucket.
-    pub live_workers: usize,
-}
-
-/// Mean times of the executions that produced succeeded jobs, as the executor measured them
-/// (`ExecutionResult::fetch_ms`, `run_ms`, and the execution's start to finish): what a
-/// simulation's cost model is set from to stand for a real run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ExecutionTimes {
-    /// Fetching program and inputs, for jobs whose worker held all their inputs.
-    pub fetch_ms_local: f64,
-    /// Fetching, for jobs whose worker lacked an input.
-    pub fetch_ms_remote: f64,
-    /// Running the program.
-    pub run_ms: f64,
-    /// The whole execution, from its start being recorded to its outcome being recorded.
-    pub execution_ms: f64,
-}
-
-/// One succeeded job as locality sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobLocality {
-    /// The job.
-    pub id: String,
-    /// The worker whose execution produced the result.
-    pub worker: String,
-    /// The CIDs of its inputs, in order.
-    pub inputs: Vec<String>,
-    /// How many the worker held already (`ExecutionResult::inputs_cached`).
-    pub inputs_cached: u32,
-    /// When that execution started, ms since the epoch.
-    pub started_at_ms: u64,
-    /// When the job finished (its record's last update), ms since the epoch.
-    pub finished_at_ms: u64,
-}
-
-/// Cache hits over a run of consecutive jobs in the order they finished: the warm-up curve by
-/// jobs rather than by time, so runs of different speeds compare job for job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobsBucket {
-    /// Jobs that finished before these.
-    pub after_jobs: usize,
-    /// Jobs in the bucket.
-    pub jobs: usize,
-    /// Their inputs already held over all their inputs.
-    pub cache_hit_rate: f64,
-    /// Those of them whose worker held all their inputs.
-    pub local_task_rate: f64,
-}
-
-/// Per-bucket sums while tallying.
-#[derive(Default, Clone)]
-struct BucketSums {
-    latencies: Vec<f64>,
-    inputs: u64,
-    cached: u64,
-    jobs: u64,
-    local: u64,
-}
-
-/// Sums of cache hits, local jobs, times and a per-bucket series over succeeded jobs: the one
-/// place the simulation and the real locality run count them, so their figures mean the same.
-#[derive(Default)]
-pub struct LocalityTally {
-    t0_ms: u64,
-    bucket_ms: u64,
-    inputs: u64,
-    cached: u64,
-    jobs: u64,
-    local: u64,
-    buckets: BTreeMap<u64, BucketSums>,
-    fetch_local: (u64, u64),
-    fetch_remote: (u64, u64),
-    run_ms: u64,
-    execution_ms: u64,
-    records: Vec<JobLocality>,
-}
-
-impl LocalityTally {
-    /// A tally whose series starts at `t0_ms` (ms since the epoch) in buckets of `bucket_ms`.
-    pub fn new(t0_ms: u64, bucket_ms: u64) -> LocalityTally {
-        LocalityTally { t0_ms, bucket_ms: bucket_ms.max(1), ..LocalityTally::default() }
-    }
-
-    /// Counts succeeded `job`, whose `result` was checked, finished `latency_ms` after it was
-    /// created.
-    pub fn add(&mut self, job: &Job, result: &ExecutionResult, latency_ms: f64) {
-        let held = u64::from(result.inputs_cached);
-        let count = job.spec.inputs.len() as u64;
-        let local = held >= count;
-        self.inputs += count;
-        self.cached += held;
-        self.jobs += 1;
-        self.local += u64::from(local);
-        let sums = self.buckets.entry(job.updated_at_ms.saturating_sub(self.t0_ms) / self.bucket_ms).or_default();
-        sums.latencies.push(latency_ms);
-        sums.inputs += count;
-        sums.cached += held;
-        sums.jobs += 1;
-        sums.local += u64::from(local);
-        let fetch = if local { &mut self.fetch_local } else { &mut self.fetch_remote };
-        fetch.0 += result.fetch_ms;
-        fetch.1 += 1;
-        self.run_ms += result.run_ms;
-        // The execution that produced the result: the last completed one with its output.
-        let execution = job
-            .executions
-            .iter()
-            .rev()
-            .find(|e| matches!(&e.outcome, Some(ExecutionOutcome::Completed(r)) if r.output == result.output));
-        if let Some(execution) = execution {
-            self.execution_ms +=
-                execution.finished_at_ms.unwrap_or(execution.started_at_ms).saturating_sub(execution.started_at_ms);
-            self.records.push(JobLocality {
-                id: job.id.clone(),
-                worker: execution.worker.clone(),
-                inputs: job.spec.inputs.iter().map(|i| i.cid.to_string()).collect(),
-                inputs_cached: result.inputs_cached,
-                started_at_ms: execution.started_at_ms,
-                finished_at_ms: job.updated_at_ms,
-            });
-        }
-    }
-
-    /// Inputs already held over all inputs.
-    pub fn cache_hit_rate(&self) -> f64 {
-        ratio(self.cached, self.inputs)
-    }
-
-    /// Jobs whose worker held all their inputs over all jobs counted.
-    pub fn local_task_rate(&self) -> f64 {
-        ratio(self.local, self.jobs)
-    }
-
-    /// Mean execution times.
-    pub fn times(&self) -> ExecutionTimes {
-        let mean = |sum: u64, n: u64| if n == 0 { 0.0 } else { sum as f64 / n as f64 };
-        ExecutionTimes {
-            fetch_ms_local: mean(self.fetch_local.0, self.fetch_local.1),
-            fetch_ms_remote: mean(self.fetch_remote.0, self.fetch_remote.1),
-            run_ms: mean(self.run_ms, self.jobs),
-            execution_ms: mean(self.execution_ms, self.records.len() as u64),
-        }
-    }
-
-    /// Hit and local rates over every `chunk` jobs in the order they finished (the last bucket
-    /// holds the rest).
-    pub fn by_jobs(&self, chunk: usize) -> Vec<JobsBucket> {
-        let mut records: Vec<&JobLocality> = self.records.iter().collect();
-        records.sort_by_key(|r| (r.finished_at_ms, r.started_at_ms));
-        records
-            .chunks(chunk.max(1))
-            .enumerate()
-            .map(|(i, jobs)| {
-                let inputs: u64 = jobs.iter().map(|j| j.inputs.len() as u64).sum();
-                let cached: u64 = jobs.iter().map(|j| u64::from(j.inputs_cached)).sum();
-                let local = jobs.iter().filter(|j| j.inputs_cached as usize >= j.inputs.len()).count() as u64;
-                JobsBucket {
-                    after_jobs: i * chunk.max(1),
-                    jobs: jobs.len(),
-                    cache_hit_rate: ratio(cached, inputs),
-                    local_task_rate: ratio(local, jobs.len() as u64),
-                }
-            })
-            .collect()
-    }
-
-    /// The counted jobs, in the order counted.
-    pub fn records(&self) -> &[JobLocality] {
-        &self.records
-    }
-
-    /// Width of a bucket in seconds.
-    pub fn bucket_s(&self) -> f64 {
-        self.bucket_ms as f64 / 1000.0
-    }
-
-    /// The series from the first bucket to the last with a job, with the most live workers of
-    /// `live` samples (ms since the epoch, count) in each.
-    pub fn series(&self, live: &[(u64, usize)]) -> Vec<Bucket> {
-        let last_bucket = self.buckets.keys().next_back().copied().unwrap_or(0);
-        (0..=last_bucket)
-            .map(|b| {
-                let mut sums = self.buckets.get(&b).cloned().unwrap_or_default();
-                sums.latencies.sort_by(f64::total_cmp);
-                let (from, to) = (self.t0_ms + b * self.bucket_ms, self.t0_ms + (b + 1) * self.bucket_ms);
-                Bucket {
-                    at_s: (b * self.bucket_ms) as f64 / 1000.0,
-                    throughput_per_s: sums.jobs as f64 / self.bucket_s(),
-                    p99_ms: quantile(&sums.latencies, 0.99),
-                    cache_hit_rate: ratio(sums.cached, sums.inputs),
-                    local_task_rate: ratio(sums.local, sums.jobs),
-                    live_workers: live.iter().filter(|(at, _)| (from..to).contains(at)).map(|s| s.1).max().unwrap_or(0),
-                }
-            })
-            .collect()
-    }
-}
-
-/// `part / whole`, 0 when `whole` is 0.
-pub fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64
-    }
-}
-
-/// The locality figures of a real run with the locality workload, at the top level of its
-/// [`Report`] under the same names as in a [`SimReport`], so the two compare field by field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Locality {
-    /// Worker processes started.
-    pub workers: usize,
-    /// The catalogue's exact size in bytes.
-    pub catalogue_bytes: u64,
-    /// Items in the catalogue.
-    pub catalogue_items: u64,
-    /// Each worker's input cache, bytes.
-    pub cache_bytes: u64,
-    /// Inputs that were in their worker's input cache already, over all inputs of succeeded jobs.
-    pub cache_hit_rate: f64,
-    /// Succeeded jobs that ran on a worker that already held all their inputs.
-    pub local_task_rate: f64,
-    /// Users submitting at once.
-    pub users: usize,
-    /// Distinct programs.
-    pub programs: usize,
-    /// Jobs each user kept outstanding at most.
-    pub outstanding_per_user: usize,
-    /// Shard streams.
-    pub shards: u32,
-    /// Mean execution times of succeeded jobs.
-    pub execution_times: ExecutionTimes,
-    /// The time series, one bucket per `bucket_s`.
-    pub series: Vec<Bucket>,
-    /// Width of a bucket in seconds.
-    pub bucket_s: f64,
-    /// Hit and local rates per [`BY_JOBS`] jobs in the order they finished.
-    pub by_jobs: Vec<JobsBucket>,
-    /// Every succeeded job's locality (not part of the JSON: thousands of lines).
-    #[serde(skip)]
-    pub jobs: Vec<JobLocality>,
-}
+/// Success (accepted jobs that succeeded with the expected output) below which a run fails.
+pub const SIM_SUCCESS: f64 = 0.999;
 
 /// Everything measured in one simulated run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,34 +51,39 @@ pub struct SimReport {
     pub series: Vec<Bucket>,
     /// Width of a bucket in seconds.
     pub bucket_s: f64,
-    /// Hit and local rates per [`BY_JOBS`] jobs in the order they finished.
+    /// Hit and local rates per [`BY_JOBS`](crate::locality::BY_JOBS) jobs in the order they finished.
     pub by_jobs: Vec<JobsBucket>,
 }
 
-/// Jobs per bucket of the warm-up curve by jobs ([`LocalityTally::by_jobs`]).
-pub const BY_JOBS: usize = 500;
+impl RunReport for SimReport {
+    fn summary(&self) -> String {
+        let b = &self.base;
+        format!(
+            "{} workers | submitted {} succeeded {} failed {} lost {} wrong {} duplicates {} | success {:.3}% | hit rate {:.1}% local {:.1}% | p50 {:.0} ms p99 {:.0} ms | {:.1} jobs/s",
+            self.workers,
+            b.submitted,
+            b.succeeded,
+            b.failed,
+            b.lost,
+            b.wrong,
+            b.duplicates,
+            self.success_rate() * 100.0,
+            self.cache_hit_rate * 100.0,
+            self.local_task_rate * 100.0,
+            b.p50_ms,
+            b.p99_ms,
+            b.throughput_per_s
+        )
+    }
 
-/// The warm-up curve as one line: hit rates per bucket of jobs.
-pub fn by_jobs_line(buckets: &[JobsBucket]) -> String {
-    let rates: Vec<String> = buckets.iter().map(|b| format!("{:.1}%", b.cache_hit_rate * 100.0)).collect();
-    format!("Cache hit rate per {BY_JOBS} jobs in the order they finished: {}", rates.join(", "))
-}
+    /// At least [`SIM_SUCCESS`] succeeded, nothing wrong, nothing duplicated.
+    fn passed(&self) -> bool {
+        self.success_rate() >= SIM_SUCCESS && self.base.wrong == 0 && self.base.duplicates == 0
+    }
 
-/// The time series as a Markdown table, header included.
-pub fn series_table(md: &mut String, series: &[Bucket]) {
-    let _ =
-        writeln!(md, "| t (s) | jobs/s | p99 ms | hit rate | local rate | live workers |\n|---|---|---|---|---|---|");
-    for bucket in series {
-        let _ = writeln!(
-            md,
-            "| {:.0} | {:.1} | {:.0} | {:.1}% | {:.1}% | {} |",
-            bucket.at_s,
-            bucket.throughput_per_s,
-            bucket.p99_ms,
-            bucket.cache_hit_rate * 100.0,
-            bucket.local_task_rate * 100.0,
-            bucket.live_workers
-        );
+    /// `NAME.md` and `NAME.svg`.
+    fn documents(&self, name: &str) -> Vec<(&'static str, String)> {
+        vec![("md", self.markdown(&format!("{name}.svg"))), ("svg", self.svg())]
     }
 }
 
@@ -347,28 +95,6 @@ impl SimReport {
         } else {
             self.base.succeeded as f64 / self.base.submitted as f64
         }
-    }
-
-    /// Writes `PREFIX.json`, `PREFIX.md` and `PREFIX.svg`.
-    pub fn write(&self, prefix: &Path) -> Result<()> {
-        if let Some(parent) = prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| LoadtestError::io(format!("creating {}", parent.display()), e))?;
-        }
-        let with = |ext: &str| {
-            let mut name = prefix.as_os_str().to_owned();
-            name.push(format!(".{ext}"));
-            PathBuf::from(name)
-        };
-        let svg_path = with("svg");
-        let svg_name = svg_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let json = serde_json::to_string_pretty(self).expect("a report always serialises");
-        for (path, text) in
-            [(with("json"), json + "\n"), (with("md"), self.markdown(&svg_name)), (svg_path, self.svg())]
-        {
-            std::fs::write(&path, text).map_err(|e| LoadtestError::io(format!("writing {}", path.display()), e))?;
-        }
-        Ok(())
     }
 
     /// The report for people.
@@ -383,7 +109,6 @@ impl SimReport {
             b.succeeded,
             b.submitted
         );
-        let _ = writeln!(md, "| figure | value |\n|---|---|");
         let join = match self.join_at_s {
             Some(at) => format!(
                 "{} at start, {} joined at {at:.0} s",
@@ -392,7 +117,7 @@ impl SimReport {
             ),
             None => format!("{} at start", self.initial_workers),
         };
-        let rows: Vec<(&str, String)> = vec![
+        let rows = [
             ("workers", join),
             ("peak live workers (membership)", self.peak_live_workers.to_string()),
             ("catalogue", format!("{} items, {}", self.catalogue_items, human_bytes(self.catalogue_bytes))),
@@ -418,17 +143,9 @@ impl SimReport {
             ("time scale", format!("{} real s per simulated s", self.time_scale)),
             ("ended early", b.ended_early.clone().unwrap_or_else(|| "no".into())),
         ];
-        for (name, value) in rows {
-            let _ = writeln!(md, "| {name} | {value} |");
-        }
-        if !b.failed_by_reason.is_empty() {
-            let reasons: Vec<String> = b.failed_by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let _ = writeln!(md, "\nFailed by reason: {}", reasons.join(", "));
-        }
-        if !b.lost_by_state.is_empty() {
-            let states: Vec<String> = b.lost_by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let _ = writeln!(md, "\nLost by last state: {}", states.join(", "));
-        }
+        figure_table(&mut md, &rows);
+        counts_line(&mut md, "Failed by reason", &b.failed_by_reason);
+        counts_line(&mut md, "Lost by last state", &b.lost_by_state);
         let _ = writeln!(md, "\n{}", by_jobs_line(&self.by_jobs));
         let _ = writeln!(md, "\n![throughput, p99 latency and cache hit rate over time]({svg_name})\n");
         let _ = writeln!(md, "## Settings\n\n```");
@@ -437,12 +154,7 @@ impl SimReport {
         }
         let _ = writeln!(md, "```\n\n## Time series ({} s buckets)\n", self.bucket_s);
         series_table(&mut md, &self.series);
-        if !b.examples.is_empty() {
-            let _ = writeln!(md, "\n## Examples of problems\n");
-            for example in &b.examples {
-                let _ = writeln!(md, "- {example}");
-            }
-        }
+        examples_section(&mut md, &b.examples);
         md
     }
 
@@ -562,14 +274,6 @@ impl SimReport {
     }
 }
 
-/// Mean execution times as one table cell.
-pub fn times_row(t: &ExecutionTimes) -> String {
-    format!(
-        "fetch {:.1} ms when local, {:.1} ms otherwise; run {:.1} ms; whole execution {:.1} ms",
-        t.fetch_ms_local, t.fetch_ms_remote, t.run_ms, t.execution_ms
-    )
-}
-
 /// A round axis maximum at or above `v` (1, 2 or 5 times a power of ten).
 fn nice_max(v: f64) -> f64 {
     if v <= 0.0 {
@@ -586,18 +290,6 @@ fn short(v: f64) -> String {
     } else {
         format!("{v:.1}")
     }
-}
-
-/// Bytes in decimal units (TB, PB), as storage is sold.
-pub fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", units[unit])
 }
 
 #[cfg(test)]

@@ -8,29 +8,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use shoal_jobs::{Fsync, Job, JobState, JobStore, Membership, RedisServer, ShardQueue, StoreError};
-use shoal_worker::retry::with_retries;
+use shoal_jobs::with_retries;
+use shoal_jobs::{now_ms, Fsync, Job, JobStore, Membership, RedisServer, ShardQueue};
 use shoal_worker::WorkerConfig;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::{Api, Submitted};
-use crate::error::LoadtestError;
-use crate::report::Report;
+use crate::driver::Mode;
+use crate::error::{LoadtestError, Result};
+use crate::figures::{assess_jobs, Assessed, Report, MAX_EXAMPLES};
+use crate::locality::{sample_live, LocalityTally, BY_JOBS};
 use crate::sim::catalogue::Catalogue;
 use crate::sim::executor::{Completion, CostModel, SimulatedExecutor};
-use crate::sim::report::{LocalityTally, SimReport, BY_JOBS};
+use crate::sim::options::SimOptions;
+use crate::sim::report::SimReport;
 use crate::sim::workload::{next_job, programs, SimJob};
-use crate::sim::{SimError, SimOptions};
 use crate::workload::{programs_of, user_seed, Popularity, SplitMix};
 
-/// Examples of problems kept in the report.
-const MAX_EXAMPLES: usize = 20;
 /// Job records read at once at the end.
 const READ_PARALLEL: usize = 32;
-/// How often the live membership is sampled.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// How often a progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Time allowed for workers to finish their running jobs at the end.
@@ -54,7 +52,7 @@ struct Submission {
 struct RunningWorker {
     id: String,
     stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), shoal_worker::WorkerError>>,
+    task: tokio::task::JoinHandle<std::result::Result<(), shoal_worker::WorkerError>>,
 }
 
 /// Everything the workers of the run share.
@@ -102,24 +100,37 @@ impl WorkerFactory {
 
 /// A Redis connection for the harness and the workers: commands may wait behind thousands of
 /// others, so it waits longer than redis-rs's 500 ms default.
-async fn connect(client: &redis::Client) -> Result<ConnectionManager, SimError> {
+async fn connect(client: &redis::Client) -> Result<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(20)))
         .set_connection_timeout(Some(Duration::from_secs(10)));
     ConnectionManager::new_with_config(client.clone(), config)
         .await
-        .map_err(|e| SimError::Store { context: "connecting to Redis".into(), source: StoreError::from(e) })
+        .map_err(|e| LoadtestError::store("connecting to Redis", e))
+}
+
+impl Mode for SimOptions {
+    type Report = SimReport;
+    const LOG_LEVEL: &'static str = "error";
+
+    fn report_prefix(&self) -> Option<&std::path::Path> {
+        self.report.as_deref()
+    }
+
+    async fn run(&self, command: String) -> Result<SimReport> {
+        run_sim(self, command).await
+    }
 }
 
 /// Runs the simulation `options` describes; `command` is recorded in the report.
-pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport, SimError> {
+async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport> {
     let o = options;
     let initial = o.initial_workers.unwrap_or(o.workers).min(o.workers);
     if o.workers == 0 || o.users == 0 || o.programs == 0 || o.concurrency == 0 {
-        return Err(SimError::Invalid("workers, users, programs and concurrency must be at least 1".into()));
+        return Err(LoadtestError::Invalid("workers, users, programs and concurrency must be at least 1".into()));
     }
     if initial == 0 {
-        return Err(SimError::Invalid("at least one worker must start at the beginning".into()));
+        return Err(LoadtestError::Invalid("at least one worker must start at the beginning".into()));
     }
     let started_at_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(o.deadline_secs);
@@ -144,9 +155,8 @@ pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport,
         mean_item_bytes: catalogue.mean_bytes(),
     };
 
-    let redis = RedisServer::start(&home.join("redis"), Fsync::EverySec).map_err(LoadtestError::from)?;
-    let client = redis::Client::open(redis.url())
-        .map_err(|e| SimError::Store { context: "opening the Redis URL".into(), source: StoreError::from(e) })?;
+    let redis = RedisServer::start(&home.join("redis"), Fsync::EverySec)?;
+    let client = redis::Client::open(redis.url()).map_err(|e| LoadtestError::store("opening the Redis URL", e))?;
     let control = connect(&client).await?;
 
     let mut gateway_config = shoal_gateway::GatewayConfig::new(redis.url(), o.shards);
@@ -271,7 +281,7 @@ pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport,
             joined = users.join_next(), if submitting => {
                 match joined {
                     Some(Ok(mut done)) => submissions.append(&mut done),
-                    Some(Err(e)) => return Err(SimError::Invalid(format!("a submitter panicked: {e}"))),
+                    Some(Err(e)) => return Err(LoadtestError::Invalid(format!("a submitter panicked: {e}"))),
                     None => {
                         submitting = false;
                         last_progress = Instant::now();
@@ -280,7 +290,7 @@ pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport,
             }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        let accepted = submissions.iter().filter(|s| submitted_id(&s.submitted).is_some()).count();
+        let accepted = submissions.iter().filter(|s| s.submitted.id().is_some()).count();
         if !submitting && finished >= accepted {
             break None;
         }
@@ -331,7 +341,7 @@ pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport,
 
     log(o, "reading every job");
     let jobs = JobStore::new(control);
-    let records: Vec<Option<Job>> = futures::stream::iter(submissions.iter().map(|s| submitted_id(&s.submitted)))
+    let records: Vec<Option<Job>> = futures::stream::iter(submissions.iter().map(|s| s.submitted.id()))
         .map(|id| {
             let jobs = jobs.clone();
             async move {
@@ -362,17 +372,7 @@ pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport,
     for error in worker_errors.into_iter().take(MAX_EXAMPLES) {
         report.base.examples.push(error);
     }
-    match listed {
-        Ok(ids) => {
-            let accepted: HashSet<&str> = submissions.iter().filter_map(|s| submitted_id(&s.submitted)).collect();
-            let extra = ids.iter().filter(|id| !accepted.contains(id.as_str())).count();
-            report.base.duplicates += extra;
-            if extra > 0 {
-                report.base.examples.push(format!("{extra} jobs in the system that no submission returned"));
-            }
-        }
-        Err(e) => report.base.examples.push(format!("could not list jobs to look for duplicates: {e}")),
-    }
+    report.base.count_unreturned(listed, &submissions.iter().filter_map(|s| s.submitted.id()).collect());
     report.base.examples.truncate(MAX_EXAMPLES);
     Ok(report)
 }
@@ -380,17 +380,6 @@ pub async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport,
 fn log(options: &SimOptions, line: &str) {
     if !options.quiet {
         eprintln!("{line}");
-    }
-}
-
-fn now_ms() -> u64 {
-    shoal_jobs::now_ms()
-}
-
-fn submitted_id(submitted: &Submitted) -> Option<&str> {
-    match submitted {
-        Submitted::Accepted { id, .. } | Submitted::Replayed { id, .. } => Some(id),
-        Submitted::Refused { .. } => None,
     }
 }
 
@@ -407,17 +396,6 @@ async fn start_workers(
         tokio::time::sleep_until(started + spread * i as u32 / count).await;
         let worker = factory.start(n);
         workers.lock().expect("never poisoned").push(worker);
-    }
-}
-
-/// Records (ms since the epoch, live workers) every [`SAMPLE_EVERY`].
-pub(crate) async fn sample_live(membership: Membership, within: Duration, samples: Arc<Mutex<Vec<(u64, usize)>>>) {
-    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
-    loop {
-        ticks.tick().await;
-        if let Ok(live) = membership.live(within).await {
-            samples.lock().expect("never poisoned").push((now_ms(), live.len()));
-        }
     }
 }
 
@@ -469,7 +447,7 @@ async fn submit_user(c: UserContext) -> Vec<Submission> {
             (c.api.clone(), format!("{}-{n}", c.key_prefix), c.tracker.clone(), c.permits.clone(), c.user, c.deadline);
         in_flight.spawn(async move {
             let submitted = api.submit(&job.spec, &key, deadline).await;
-            let release = match submitted_id(&submitted) {
+            let release = match submitted.id() {
                 Some(id) => {
                     let mut t = tracker.lock().expect("never poisoned");
                     // It may have finished before its id came back.
@@ -499,101 +477,6 @@ async fn submit_user(c: UserContext) -> Vec<Submission> {
         }
     }
     done
-}
-
-/// One planned job as the assessment sees it.
-pub(crate) struct Assessed<'a> {
-    /// Its kind, for `jobs_by_kind` (`program-N`).
-    pub kind: String,
-    /// The output a correct run produces.
-    pub expected: &'a cid::Cid,
-    /// How its submission went.
-    pub submitted: &'a Submitted,
-    /// Its record at the end (`None`: never accepted, or unreadable).
-    pub record: Option<&'a Job>,
-}
-
-/// Counts every job into `base` (accepted, succeeded with the expected output, wrong, failed,
-/// lost, duplicated, re-executed; latencies, quantiles, throughput) and its locality into
-/// `tally`: the assessment the simulation and the real locality run share.
-pub(crate) fn assess_jobs<'a>(
-    base: &mut Report,
-    jobs: impl IntoIterator<Item = Assessed<'a>>,
-    tally: &mut LocalityTally,
-) {
-    let (mut first_created, mut last_finished) = (u64::MAX, 0u64);
-    let example = |base: &mut Report, text: String| {
-        if base.examples.len() < MAX_EXAMPLES {
-            base.examples.push(text);
-        }
-    };
-    for Assessed { kind, expected, submitted, record } in jobs {
-        *base.jobs_by_kind.entry(kind).or_insert(0) += 1;
-        match submitted {
-            Submitted::Accepted { attempts, .. } | Submitted::Replayed { attempts, .. } => {
-                base.submitted += 1;
-                base.submit_retries += usize::from(*attempts > 1);
-                base.submit_replays += usize::from(matches!(submitted, Submitted::Replayed { .. }));
-            }
-            Submitted::Refused { reason } => {
-                base.not_submitted += 1;
-                let short: String = reason.split(':').next().unwrap_or(reason).chars().take(60).collect();
-                *base.not_submitted_reasons.entry(short).or_insert(0) += 1;
-                continue;
-            }
-        }
-        let Some(job) = record else {
-            base.lost += 1;
-            *base.lost_by_state.entry("missing".into()).or_insert(0) += 1;
-            continue;
-        };
-        let outputs: HashSet<String> = job
-            .executions
-            .iter()
-            .filter_map(|e| match &e.outcome {
-                Some(shoal_jobs::ExecutionOutcome::Completed(result)) => Some(result.output.to_string()),
-                _ => None,
-            })
-            .collect();
-        if outputs.len() > 1 {
-            base.duplicates += 1;
-            example(base, format!("job {} completed with {} different outputs", job.id, outputs.len()));
-        }
-        base.reexecuted += usize::from(job.executions.len() > 1);
-        match job.state {
-            JobState::Succeeded => {
-                let Some(result) = &job.result else {
-                    base.wrong += 1;
-                    example(base, format!("job {} succeeded without a result", job.id));
-                    continue;
-                };
-                if result.output.cid() != expected {
-                    base.wrong += 1;
-                    example(base, format!("job {} output {} but expected {expected}", job.id, result.output));
-                    continue;
-                }
-                base.succeeded += 1;
-                let latency = job.updated_at_ms.saturating_sub(job.created_at_ms) as f64;
-                base.latencies_ms.push(latency);
-                first_created = first_created.min(job.created_at_ms);
-                last_finished = last_finished.max(job.updated_at_ms);
-                tally.add(job, result, latency);
-            }
-            JobState::Failed | JobState::Cancelled => {
-                base.failed += 1;
-                let reason = job.failure.as_ref().map_or_else(|| job.state.to_string(), |f| f.reason.to_string());
-                let message = job.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default();
-                *base.failed_by_reason.entry(reason).or_insert(0) += 1;
-                example(base, format!("job {} failed: {message}", job.id));
-            }
-            JobState::Queued | JobState::Running => {
-                base.lost += 1;
-                *base.lost_by_state.entry(job.state.to_string()).or_insert(0) += 1;
-                example(base, format!("job {} lost: last state {}", job.id, job.state));
-            }
-        }
-    }
-    base.summarise(base.latencies_ms.len(), first_created, last_finished);
 }
 
 /// Checks every job against its expected output and builds the report (without the run-level

@@ -1,15 +1,16 @@
 //! A whole harness run against real processes: 200 jobs through the HTTP API while a worker is
 //! SIGKILLed (and restarted under its id) and Redis is killed and restarted.
 
-use clap::Parser;
-use shoal_loadtest::{run, Options};
+use shoal_loadtest::{Mode, RunReport};
+
+use crate::common::{assert_fields, chaos, one_stack_at_a_time};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_jobs_survive_a_worker_kill_and_a_redis_restart() {
+    let _stack = one_stack_at_a_time().await;
     let out = tempfile::tempdir().unwrap();
     let prefix = out.path().join("report");
-    let args = [
-        "shoal-loadtest",
+    let (options, command) = chaos(&[
         "--jobs=200",
         "--rate=40",
         "--workers=2",
@@ -20,9 +21,8 @@ async fn two_hundred_jobs_survive_a_worker_kill_and_a_redis_restart() {
         "--stall-secs=30",
         "--deadline-secs=80",
         "--quiet",
-    ];
-    let options = Options::parse_from(args);
-    let report = run(&options, args.join(" ")).await.unwrap();
+    ]);
+    let report = options.run(command).await.unwrap();
     report.write(&prefix).unwrap();
 
     let kinds: Vec<(&str, bool)> = report.faults_injected.iter().map(|f| (f.kind.as_str(), f.ok)).collect();
@@ -35,25 +35,24 @@ async fn two_hundred_jobs_survive_a_worker_kill_and_a_redis_restart() {
     assert!(report.p50_ms <= report.p95_ms && report.p95_ms <= report.p99_ms);
 
     // The JSON carries the figures under their documented names; the other two files exist.
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
-    for field in [
-        "command",
-        "submitted",
-        "succeeded",
-        "failed",
-        "failed_by_reason",
-        "lost",
-        "wrong",
-        "duplicates",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "throughput_per_s",
-        "faults_injected",
-    ] {
-        assert!(json.get(field).is_some(), "report.json lacks {field}: {json}");
-    }
+    let json = assert_fields(
+        &out.path().join("report.json"),
+        &[
+            "command",
+            "submitted",
+            "succeeded",
+            "failed",
+            "failed_by_reason",
+            "lost",
+            "wrong",
+            "duplicates",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "throughput_per_s",
+            "faults_injected",
+        ],
+    );
     assert_eq!(json["succeeded"], 200);
     let markdown = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(markdown.contains("| lost | 0 |"), "{markdown}");

@@ -2,7 +2,10 @@
 //! one fanned-out job over them on 3 worker processes, cold then warm.
 
 use shoal_loadtest::scenes::tiles::{plan, SourceScene};
-use shoal_loadtest::scenes::{default_source, run_scenes, ScenesOptions, ScenesProgram};
+use shoal_loadtest::scenes::{default_source, ScenesOptions, ScenesProgram};
+use shoal_loadtest::{Mode, RunReport};
+
+use crate::common::{one_stack_at_a_time, read_json};
 
 fn options(home: &std::path::Path) -> ScenesOptions {
     ScenesOptions {
@@ -26,8 +29,9 @@ fn options(home: &std::path::Path) -> ScenesOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forty_scenes_fan_out_gather_every_entry_and_run_where_their_data_is_when_warm() {
+    let _stack = one_stack_at_a_time().await;
     let home = tempfile::tempdir().unwrap();
-    let report = run_scenes(&options(home.path()), "test".into()).await.unwrap();
+    let report = options(home.path()).run("test".into()).await.unwrap();
 
     // A tile is a scene cloud-detect reads: the cloudiest tile gives a 32×32 mask and a cloud
     // fraction in [0, 1] from its own statistics.
@@ -59,8 +63,7 @@ async fn forty_scenes_fan_out_gather_every_entry_and_run_where_their_data_is_whe
     // The report's files say the same.
     let prefix = home.path().join("report");
     report.write(&prefix).unwrap();
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(prefix.with_extension("json")).unwrap()).unwrap();
+    let json = read_json(&prefix.with_extension("json"));
     assert_eq!(json["entries"], 40);
     assert_eq!(json["warm"]["succeeded"], 40);
     assert_eq!(json["workers"], 3);
@@ -93,9 +96,10 @@ fn a_tile_holds_every_band_at_the_window_size_and_the_scene_mtl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cloud_detect_fanned_out_over_scenes_writes_a_mask_for_each() {
+    let _stack = one_stack_at_a_time().await;
     let home = tempfile::tempdir().unwrap();
     let options = ScenesOptions { scenes: 12, program: ScenesProgram::CloudDetect, ..options(home.path()) };
-    let report = run_scenes(&options, "test".into()).await.unwrap();
+    let report = options.run("test".into()).await.unwrap();
     for run in [&report.cold, &report.warm] {
         assert_eq!(run.job_state, "succeeded", "{} run: {:?}", run.run, run.base.examples);
         assert_eq!(run.entries, 12, "{} run", run.run);

@@ -1,15 +1,16 @@
 //! A small scale simulation end to end: 20 in-process workers (5 at the start, 15 joining
 //! mid-run) over a synthetic catalogue, jobs submitted over HTTP by three users.
 
-use clap::Parser;
-use shoal_loadtest::sim::{run_sim, SimOptions};
+use shoal_loadtest::{Mode, RunReport};
+
+use crate::common::{assert_fields, one_stack_at_a_time, sim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_workers_with_fifteen_joining_run_every_job_correctly() {
+    let _stack = one_stack_at_a_time().await;
     let out = tempfile::tempdir().unwrap();
     let prefix = out.path().join("sim");
-    let args = [
-        "sim",
+    let (options, command) = sim(&[
         "--workers=20",
         "--initial-workers=5",
         "--join-at-secs=5",
@@ -24,9 +25,8 @@ async fn twenty_workers_with_fifteen_joining_run_every_job_correctly() {
         "--stall-secs=30",
         "--deadline-secs=50",
         "--quiet",
-    ];
-    let options = SimOptions::parse_from(args);
-    let report = run_sim(&options, args.join(" ")).await.unwrap();
+    ]);
+    let report = options.run(command).await.unwrap();
     report.write(&prefix).unwrap();
     let base = &report.base;
 
@@ -54,26 +54,26 @@ async fn twenty_workers_with_fifteen_joining_run_every_job_correctly() {
     assert_eq!(finished.round() as usize, base.succeeded);
 
     // The JSON carries the reliability harness's top-level fields and the scale figures.
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("sim.json")).unwrap()).unwrap();
-    for field in [
-        "command",
-        "submitted",
-        "succeeded",
-        "failed",
-        "lost",
-        "wrong",
-        "duplicates",
-        "p99_ms",
-        "throughput_per_s",
-        "faults_injected",
-        "workers",
-        "catalogue_bytes",
-        "cache_hit_rate",
-        "local_task_rate",
-        "series",
-    ] {
-        assert!(json.get(field).is_some(), "the JSON report lacks {field}");
-    }
+    assert_fields(
+        &out.path().join("sim.json"),
+        &[
+            "command",
+            "submitted",
+            "succeeded",
+            "failed",
+            "lost",
+            "wrong",
+            "duplicates",
+            "p99_ms",
+            "throughput_per_s",
+            "faults_injected",
+            "workers",
+            "catalogue_bytes",
+            "cache_hit_rate",
+            "local_task_rate",
+            "series",
+        ],
+    );
     let svg = std::fs::read_to_string(out.path().join("sim.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 4, "three series and the live workers");
     assert!(svg.contains(">join</text>"));

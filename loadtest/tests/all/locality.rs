@@ -1,18 +1,19 @@
 //! The locality workload on real processes: three `shoal worker`s with small input caches, two
 //! users reading a 60-item catalogue of real blobs with Zipf popularity. Needs the `shoal`
-//! binary built (`cargo build -p shoal-cli`), like `whole_run.rs`.
+//! binary built (`cargo build -p shoal-cli`), like [`crate::whole_run`].
 
 use std::collections::HashSet;
 
-use clap::Parser;
-use shoal_loadtest::{run, Options};
+use shoal_loadtest::{Mode, RunReport};
+
+use crate::common::{assert_fields, chaos, one_stack_at_a_time};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locality_rates_are_the_ones_the_job_records_give() {
+    let _stack = one_stack_at_a_time().await;
     let out = tempfile::tempdir().unwrap();
     let prefix = out.path().join("locality");
-    let args = [
-        "shoal-loadtest",
+    let (options, command) = chaos(&[
         "--workload=locality",
         "--workers=3",
         "--shards=32",
@@ -29,9 +30,8 @@ async fn locality_rates_are_the_ones_the_job_records_give() {
         "--stall-secs=30",
         "--deadline-secs=120",
         "--quiet",
-    ];
-    let options = Options::parse_from(args);
-    let report = run(&options, args.join(" ")).await.unwrap();
+    ]);
+    let report = options.run(command).await.unwrap();
     report.write(&prefix).unwrap();
 
     // Every accepted job succeeded once with the output computed here from the item's bytes.
@@ -72,21 +72,20 @@ async fn locality_rates_are_the_ones_the_job_records_give() {
     assert_eq!(in_series.round() as usize, report.succeeded);
 
     // The JSON carries the figures at the top level, named as in the simulation's report.
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("locality.json")).unwrap()).unwrap();
-    for field in [
-        "submitted",
-        "succeeded",
-        "workers",
-        "catalogue_bytes",
-        "catalogue_items",
-        "cache_hit_rate",
-        "local_task_rate",
-        "execution_times",
-        "series",
-    ] {
-        assert!(json.get(field).is_some(), "locality.json lacks {field}");
-    }
+    let json = assert_fields(
+        &out.path().join("locality.json"),
+        &[
+            "submitted",
+            "succeeded",
+            "workers",
+            "catalogue_bytes",
+            "catalogue_items",
+            "cache_hit_rate",
+            "local_task_rate",
+            "execution_times",
+            "series",
+        ],
+    );
     assert_eq!(json["cache_hit_rate"].as_f64().unwrap(), locality.cache_hit_rate);
     let markdown = std::fs::read_to_string(out.path().join("locality.md")).unwrap();
     assert!(markdown.contains("| local task rate |"), "{markdown}");

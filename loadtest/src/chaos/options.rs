@@ -1,9 +1,8 @@
-//! What a run does: the command line of `shoal-loadtest`, also used by tests as a library value
-//! (`Options::parse_from([...])`).
+//! What a reliability run does: the options of `shoal-loadtest chaos`.
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, ValueEnum};
 
 /// How a SIGKILLed worker is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,9 +48,9 @@ pub enum FsyncMode {
     Always,
 }
 
-/// A load/chaos run against a Shoal stack the harness starts itself, on loopback only.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "shoal-loadtest", version, about)]
+/// A load/chaos run against a Shoal stack the harness starts itself, on loopback only:
+/// `shoal-loadtest chaos [OPTIONS]`.
+#[derive(Debug, Clone, Args)]
 pub struct Options {
     /// Jobs to submit (locality: at most this many, 0 for no limit).
     #[arg(long, default_value_t = 1000)]
@@ -75,11 +74,11 @@ pub struct Options {
     #[arg(long, default_value_t = 1000)]
     pub catalogue_items: u64,
     /// Locality: mean item size (items are 0.5 to 1.5 times it, as in the simulation).
-    #[arg(long, value_parser = crate::sim::parse_bytes, default_value = "500kB")]
+    #[arg(long, value_parser = crate::sim::options::parse_bytes, default_value = "500kB")]
     pub item_bytes: u64,
     /// Each worker's input cache (`shoal worker --input-cache-bytes`); the worker's default if
     /// not given.
-    #[arg(long, value_parser = crate::sim::parse_bytes)]
+    #[arg(long, value_parser = crate::sim::options::parse_bytes)]
     pub cache_bytes: Option<u64>,
     /// Workers' heartbeat (`shoal worker --heartbeat-ms`); the worker's default if not given.
     #[arg(long, value_name = "MS")]

@@ -11,7 +11,6 @@
 //! neighbouring tile), but echo-hash hashes only `/inputs`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,20 +23,20 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shoal_content::unixfs::{self, ImportOptions};
 use shoal_content::FsBlockStore;
+use shoal_jobs::with_retries;
 use shoal_jobs::{now_ms, Job, JobStore, Membership};
-use shoal_worker::retry::with_retries;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::{Api, Submitted};
+use crate::chaos::faults::inject_faults;
+use crate::chaos::options::Options;
+use crate::chaos::setup::{drain, Setup};
 use crate::error::{LoadtestError, Result};
-use crate::options::Options;
-use crate::report::{FaultRecord, Report};
-use crate::run::drain;
+use crate::figures::{assess_jobs, Assessed, FaultRecord, Report};
+use crate::locality::{sample_live, Locality, LocalityTally, BY_JOBS};
 use crate::sim::catalogue::Catalogue;
-use crate::sim::report::{Locality, LocalityTally, BY_JOBS};
-use crate::sim::run::{assess_jobs, sample_live, Assessed};
 use crate::workload::{draw, programs_of, user_seed, Popularity, SplitMix};
 
 /// Pause between rounds of reading the outstanding jobs.
@@ -50,22 +49,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const DEFAULT_HEARTBEAT_MS: u64 = 5000;
 /// How long the worker processes have to join the membership.
 const WORKERS_READY: Duration = Duration::from_secs(60);
-
-/// What the common part of [`crate::run`] prepared.
-pub struct Setup {
-    /// The stack's home.
-    pub home: PathBuf,
-    /// The `shoal` binary.
-    pub shoal: PathBuf,
-    /// The committed guest programs.
-    pub programs: PathBuf,
-    /// The workers' shared block store (`home/blocks`).
-    pub store: FsBlockStore,
-    /// When the run started (seconds since the Unix epoch).
-    pub started_at_unix_s: u64,
-    /// The run's hard limit.
-    pub deadline: Instant,
-}
 
 /// The catalogue as added to the store: every item's CID and size, and the output echo-hash
 /// produces over it.
@@ -101,10 +84,7 @@ pub async fn add_catalogue(store: &FsBlockStore, items: u64, mean: u64, seed: u6
         let bytes = item_bytes(seed, n, size);
         let cid = unixfs::import_reader(&bytes[..], &ImportOptions::default(), store)
             .await
-            .map_err(|source| LoadtestError::Content {
-                context: format!("importing catalogue item {n}"),
-                source: Box::new(source),
-            })?
+            .map_err(|source| LoadtestError::content(format!("importing catalogue item {n}"), source))?
             .root;
         // echo-hash over a single file mounted at /inputs, which the worker names by its CID.
         let name = cid.to_string();
@@ -159,33 +139,28 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     if o.users == 0 || o.distinct_programs == 0 || o.workers == 0 {
         return Err(LoadtestError::Setup("--users, --distinct-programs and --workers must be at least 1".into()));
     }
-    let Setup { home, shoal, programs, store, started_at_unix_s, deadline } = setup;
+    let Setup { started_at_unix_s, deadline, .. } = setup;
+    let (home, store) = (&setup.home, &setup.store);
     log(o, &format!("adding {} catalogue items of {} B on average", o.catalogue_items, o.item_bytes));
-    let catalogue = add_catalogue(&store, o.catalogue_items, o.item_bytes, o.seed).await?;
-    let wasm_path = programs.join("echo-hash.wasm");
+    let catalogue = add_catalogue(store, o.catalogue_items, o.item_bytes, o.seed).await?;
+    let wasm_path = setup.programs.join("echo-hash.wasm");
     let wasm =
         std::fs::read(&wasm_path).map_err(|e| LoadtestError::io(format!("reading {}", wasm_path.display()), e))?;
-    let echo_hash = unixfs::import_reader(&wasm[..], &ImportOptions::default(), &store)
+    let echo_hash = unixfs::import_reader(&wasm[..], &ImportOptions::default(), store)
         .await
-        .map_err(|source| LoadtestError::Content {
-            context: "importing echo-hash.wasm".into(),
-            source: Box::new(source),
-        })?
+        .map_err(|source| LoadtestError::content("importing echo-hash.wasm", source))?
         .root;
 
-    let stack = Arc::new(super::start_stack(o, shoal, &home).await?);
-    for _ in 0..o.workers {
-        stack.start_worker(&stack.new_worker_id())?;
-    }
+    let stack = Arc::new(setup.start_stack(o).await?);
     let api = Api::new(stack.gateway_url())?;
-    let client = redis::Client::open(stack.redis_url())
-        .map_err(|e| LoadtestError::Store { context: "opening the Redis URL".into(), source: e.into() })?;
+    let client =
+        redis::Client::open(stack.redis_url()).map_err(|e| LoadtestError::store("opening the Redis URL", e))?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(20)))
         .set_connection_timeout(Some(Duration::from_secs(10)));
     let conn = ConnectionManager::new_with_config(client, config)
         .await
-        .map_err(|e| LoadtestError::Store { context: "connecting to Redis".into(), source: e.into() })?;
+        .map_err(|e| LoadtestError::store("connecting to Redis", e))?;
     let jobs = JobStore::new(conn.clone());
 
     let live: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
@@ -222,8 +197,7 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     let t0 = Instant::now();
     let t0_ms = now_ms();
     let (done_tx, done_rx) = watch::channel(false);
-    let faults =
-        tokio::spawn(super::inject_faults(stack.clone(), o.clone(), t0, deadline, done_rx, ProgressBar::hidden()));
+    let faults = tokio::spawn(inject_faults(stack.clone(), o.clone(), t0, deadline, done_rx, ProgressBar::hidden()));
     let until = (t0 + Duration::from_secs_f64(o.duration_secs.max(0.0))).min(deadline);
     let planned = Arc::new(AtomicUsize::new(0));
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
@@ -266,7 +240,7 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     sampler.abort();
 
     // Jobs not seen finished are read once more: one that finished meanwhile counts.
-    let records: Vec<Option<Job>> = futures::stream::iter(submissions.iter().map(|(_, _, s)| submitted_id(s)))
+    let records: Vec<Option<Job>> = futures::stream::iter(submissions.iter().map(|(_, _, s)| s.id()))
         .map(|id| {
             let (jobs, finished) = (jobs.clone(), &finished);
             async move {
@@ -299,18 +273,7 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
         record: record.as_ref(),
     });
     assess_jobs(&mut report, assessed, &mut tally);
-    match listed {
-        Ok(ids) => {
-            let accepted: std::collections::HashSet<&str> =
-                submissions.iter().filter_map(|(_, _, s)| submitted_id(s)).collect();
-            let extra = ids.iter().filter(|id| !accepted.contains(id.as_str())).count();
-            report.duplicates += extra;
-            if extra > 0 {
-                report.examples.push(format!("{extra} jobs in the system that no submission returned"));
-            }
-        }
-        Err(e) => report.examples.push(format!("could not list jobs to look for duplicates: {e}")),
-    }
+    report.count_unreturned(listed, &submissions.iter().filter_map(|(_, _, s)| s.id()).collect());
     let live = live.lock().expect("never poisoned").clone();
     report.locality = Some(Locality {
         workers: o.workers,
@@ -344,13 +307,6 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
 fn log(options: &Options, line: &str) {
     if !options.quiet {
         eprintln!("{line}");
-    }
-}
-
-fn submitted_id(submitted: &Submitted) -> Option<&str> {
-    match submitted {
-        Submitted::Accepted { id, .. } | Submitted::Replayed { id, .. } => Some(id),
-        Submitted::Refused { .. } => None,
     }
 }
 
@@ -396,7 +352,7 @@ async fn submit_user(u: User) -> Vec<(usize, LocalityJob, Submitted)> {
         let (api, key, deadline, watch) = (u.api.clone(), format!("{}-{n}", u.key_prefix), u.deadline, u.watch.clone());
         in_flight.spawn(async move {
             let submitted = api.submit(&job.spec, &key, deadline).await;
-            if let Some(id) = submitted_id(&submitted) {
+            if let Some(id) = submitted.id() {
                 // A closed watcher (the run ending) drops the permit with the message.
                 watch.send((id.to_string(), permit)).ok();
             }

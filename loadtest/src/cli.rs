@@ -1,0 +1,58 @@
+//! The command line: `shoal-loadtest <chaos|sim|scenes> [OPTIONS]`, each subcommand's options a
+//! [`Mode`](crate::driver::Mode) the one [`drive`] runs.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::chaos::options::Options;
+use crate::driver::drive;
+use crate::scenes::options::ScenesOptions;
+use crate::sim::options::SimOptions;
+
+/// The load, chaos and scale harness for Shoal (loopback only).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "shoal-loadtest", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Reliability: a job mix (or the locality workload) through a stack of separate processes
+    /// while workers are killed and paused and Redis and the gateway restarted; every output
+    /// checked.
+    Chaos(Options),
+    /// Scale simulation: many in-process Shoal workers over a synthetic catalogue.
+    Sim(SimOptions),
+    /// One job fanned out over a directory of N real-format Landsat scenes, run cold and warm on
+    /// K worker processes.
+    Scenes(ScenesOptions),
+}
+
+impl Command {
+    /// Runs the subcommand through [`drive`]; its exit status.
+    pub fn drive(&self) -> ExitCode {
+        match self {
+            Command::Chaos(options) => drive(options),
+            Command::Sim(options) => drive(options),
+            Command::Scenes(options) => drive(options),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let Command::Sim(options) = Cli::parse_from(["shoal-loadtest", "sim"]).command else { panic!("not sim") };
+        assert_eq!(options.catalogue, 100_000_000_000_000);
+        assert_eq!(options.cache, 2_000_000_000_000);
+        assert_eq!(options.workers, 100);
+    }
+}
