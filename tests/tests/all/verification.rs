@@ -43,7 +43,7 @@ async fn a_worker_reporting_a_false_result_is_caught_and_named() {
     // The liar claims the job and reports the output of another job (same program, other args),
     // a plausible-looking but wrong result.
     let honest_worker = stack.worker_config("reference");
-    let reference = shoal_worker::execute::Executor::open(&honest_worker).await.unwrap();
+    let reference = shoal_worker::Executor::open(&honest_worker).await.unwrap();
     let other_spec =
         shoal_jobs::JobSpec::from_json(json!({"program": program.to_string(), "args": ["y"]}).to_string().as_bytes())
             .unwrap();

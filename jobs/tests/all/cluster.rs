@@ -8,9 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use shoal_jobs::*;
 
-mod common;
-
-use common::{execution, spec, PROGRAM};
+use crate::common::{self, completed, execution, spec, PROGRAM};
 
 /// Shards used by the stream tests: many more than nodes, as in production.
 const SHARDS: u32 = 16;
@@ -69,20 +67,6 @@ fn parse_cluster_nodes(reply: &str) -> Vec<(u16, u16, u16)> {
         }
     }
     ranges
-}
-
-fn completed(exit_code: i32) -> ExecutionOutcome {
-    let cid: ContentId = PROGRAM.parse().unwrap();
-    ExecutionOutcome::Completed(ExecutionResult {
-        exit_code,
-        output: cid,
-        stdout: cid,
-        stderr: cid,
-        fuel_consumed: 7,
-        fetch_ms: 1,
-        run_ms: 2,
-        inputs_cached: 0,
-    })
 }
 
 /// Reads from `reader` until `total` deliveries came, checking no read returns more than asked.
@@ -267,10 +251,10 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
     };
     assert_eq!(running.state, JobState::Running);
     assert_eq!(store.start_delivered(&plain.id, "1-1", &execution("e2", None)).await.unwrap(), Started::Duplicate);
-    let state = store.finish_execution(&plain.id, &execution("e1", Some(completed(0)))).await.unwrap();
+    let state = store.finish_execution(&plain.id, &execution("e1", Some(completed(0, PROGRAM)))).await.unwrap();
     assert_eq!(state, JobState::Succeeded);
     // A late duplicate result is recorded but does not change the finished job.
-    let state = store.finish_execution(&plain.id, &execution("e3", Some(completed(1)))).await.unwrap();
+    let state = store.finish_execution(&plain.id, &execution("e3", Some(completed(1, PROGRAM)))).await.unwrap();
     assert_eq!(state, JobState::Succeeded);
     queue.ack(delivery).await.unwrap();
     assert_eq!(queue.len(3).await.unwrap(), 0);

@@ -3,15 +3,14 @@
 //!
 //! Needs Node.js and `npm ci --prefix content/tests/js-unixfs`.
 
-mod unixfs_support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use shoal_content::unixfs::{self, ImportOptions, NodeKind, Profile};
 use shoal_content::{BlockReader, BlockSink, MemoryBlockStore};
-use unixfs_support::{
+
+use crate::unixfs_support::{
     assert_same_tree, load_peer_blocks, peer_import, write_flat_dir, write_random_file, CountingSink,
 };
 

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use shoal_content::unixfs::{self, ImportOptions};
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
@@ -12,6 +11,8 @@ use shoal_jobs::{Job, JobState, RedisCluster};
 use shoal_tests::program_bytes;
 use shoal_worker::WorkerConfig;
 use tokio::sync::watch;
+
+use crate::sha256_hex;
 
 const SHARDS: u32 = 16;
 const WAIT: Duration = Duration::from_secs(120);
@@ -89,7 +90,7 @@ async fn jobs_and_a_fan_out_run_on_a_three_node_cluster() {
         let digest = unixfs::resolve_path(store.as_ref(), job.result.unwrap().output.cid(), &path).await.unwrap();
         let text = shoal_content::unixfs::cat(store.clone(), digest);
         let text: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(text).await.unwrap();
-        let expected = format!("{}  {input}\n", hex(&Sha256::digest(bytes.as_bytes())));
+        let expected = format!("{}  {input}\n", sha256_hex(bytes.as_bytes()));
         assert_eq!(String::from_utf8(text.concat()).unwrap(), expected);
     }
     let nodes: std::collections::BTreeSet<u16> = shards
@@ -119,8 +120,4 @@ async fn jobs_and_a_fan_out_run_on_a_three_node_cluster() {
         worker.await.unwrap();
     }
     drop(cluster);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,16 +1,15 @@
 //! CARv1 reading, writing, export and import: round trips, walk order and scopes, and every kind
 //! of broken input turning into a clear error.
 
-mod car_support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use car_support::*;
 use cid::Cid;
 use shoal_content::car::{export_car, import_car, CarReader, CarWriter, DagScope, WalkOptions, MAX_SECTION_LEN};
 use shoal_content::{Block, BlockReader, Codec, ContentError, MemoryBlockStore};
+
+use crate::car_support::*;
 
 async fn export(store: &MemoryBlockStore, root: &Cid, scope: DagScope) -> Vec<u8> {
     let mut out = Vec::new();

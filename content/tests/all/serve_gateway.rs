@@ -1,20 +1,19 @@
 //! The trustless-gateway server over real HTTP: formats, negotiation, headers, scopes, errors.
 
-mod car_support;
-
 use std::sync::Arc;
 
-use car_support::*;
 use cid::Cid;
 use reqwest::{header, StatusCode};
 use shoal_content::car::CarReader;
 use shoal_content::serve::{router, CAR_CONTENT_TYPE};
 use shoal_content::{Block, BlockStore, MemoryBlockStore};
 
+use crate::car_support::*;
+
 const RAW: &str = "application/vnd.ipld.raw";
 const CAR: &str = "application/vnd.ipld.car";
 
-async fn serve_sample() -> (String, car_support::SampleDag, MemoryBlockStore) {
+async fn serve_sample() -> (String, SampleDag, MemoryBlockStore) {
     let dag = sample_dag();
     let store = store_with(&dag.blocks).await;
     let base = spawn_server(router(Arc::new(store.clone()) as Arc<dyn BlockStore>)).await;

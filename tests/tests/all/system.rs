@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use shoal_jobs::{ExecutionOutcome, FailureReason, JobState};
 use shoal_tests::{Stack, StackOptions};
+
+use crate::sha256_hex;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -38,7 +39,7 @@ async fn a_job_runs_to_the_expected_output_cid() {
     // The expected output, built independently: a single file input appears as
     // /inputs/<cid>, and echo-hash writes `<path>.sha256` holding a sha256sum line.
     let name = input.to_string();
-    let digest = hex(&Sha256::digest(b"hello world\n"));
+    let digest = sha256_hex(b"hello world\n");
     let expected_dir = tempfile::tempdir().unwrap();
     std::fs::write(expected_dir.path().join(format!("{name}.sha256")), format!("{digest}  {name}\n")).unwrap();
     let expected = stack.add_path(expected_dir.path()).await.unwrap();
@@ -234,10 +235,6 @@ fn docker_compose_file_is_valid() {
         .output()
         .expect("docker-compose is installed (scripts/install-deps.sh)");
     assert!(output.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

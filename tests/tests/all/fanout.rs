@@ -6,15 +6,12 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use shoal_jobs::{ExecutionOutcome, FailureReason, FanOutStore, JobState, ShardRouter, Task};
 use shoal_tests::{Stack, StackOptions};
 
-const WAIT: Duration = Duration::from_secs(240);
+use crate::sha256_hex;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+const WAIT: Duration = Duration::from_secs(240);
 
 async fn status(stack: &Stack, id: &str) -> Value {
     stack.http.get(format!("{}/v1/jobs/{id}", stack.gateway)).send().await.unwrap().json().await.unwrap()
@@ -92,7 +89,7 @@ async fn a_directory_of_200_scenes_fans_out_gathers_and_runs_where_its_data_is_t
     assert_eq!(listing.len(), 200);
     assert!(listing.iter().all(|entry| entry.name.starts_with("LC08_") && entry.name.ends_with(".tif")));
     let hashed = stack.read(output.cid(), "LC08_0042.tif/LC08_0042.tif.sha256").await.unwrap();
-    let expected = format!("{}  LC08_0042.tif\n", hex(&Sha256::digest(b"scene 42 pixels")));
+    let expected = format!("{}  LC08_0042.tif\n", sha256_hex(b"scene 42 pixels"));
     assert_eq!(String::from_utf8(hashed).unwrap(), expected);
 
     // Each task ran once, on the worker reading the shard of its own scene's CID; the second
@@ -191,7 +188,7 @@ async fn a_list_of_inputs_fans_out_per_input_and_batches_of_inputs_share_one_mou
         .collect();
     assert_eq!(names, ["r0.csv", "r1.csv", "r2.csv", "r3.csv"]);
     let hashed = stack.read(output.cid(), "r2.csv/r2.csv.sha256").await.unwrap();
-    assert_eq!(String::from_utf8(hashed).unwrap(), format!("{}  r2.csv\n", hex(&Sha256::digest(b"reading 2"))));
+    assert_eq!(String::from_utf8(hashed).unwrap(), format!("{}  r2.csv\n", sha256_hex(b"reading 2")));
 
     // Batches of directories: inputs of one shard run together, side by side under /inputs, and
     // the program's one output per input is gathered under the input's name.
@@ -220,7 +217,7 @@ async fn a_list_of_inputs_fans_out_per_input_and_batches_of_inputs_share_one_mou
     let output = job.result.unwrap().output;
     for n in 0..7 {
         let hashed = stack.read(output.cid(), &format!("plate-{n}/cells.txt.sha256")).await.unwrap();
-        let expected = format!("{}  plate-{n}/cells.txt\n", hex(&Sha256::digest(format!("plate {n}").as_bytes())));
+        let expected = format!("{}  plate-{n}/cells.txt\n", sha256_hex(format!("plate {n}").as_bytes()));
         assert_eq!(String::from_utf8(hashed).unwrap(), expected);
     }
     stack.shutdown().await;
@@ -269,7 +266,7 @@ async fn a_directory_of_50_scenes_in_batches_of_8_runs_by_shard_and_gathers_each
     for n in [0, 17, 49] {
         for (band, content) in [("B4", "red band"), ("B5", "near-infrared band")] {
             let hashed = stack.read(output.cid(), &format!("scene-{n:02}/{band}.tif.sha256")).await.unwrap();
-            let digest = hex(&Sha256::digest(format!("{content} of scene {n}").as_bytes()));
+            let digest = sha256_hex(format!("{content} of scene {n}").as_bytes());
             assert_eq!(String::from_utf8(hashed).unwrap(), format!("{digest}  scene-{n:02}/{band}.tif\n"));
         }
     }

@@ -1,12 +1,17 @@
-//! Helpers shared by the store tests on one node and on a cluster.
+//! Helpers shared by the store tests on one node (`redis_store`) and on a cluster (`cluster`).
 
 use std::collections::BTreeSet;
 
-use shoal_jobs::{now_ms, Created, Execution, ExecutionOutcome, JobSpec, JobStore};
+use shoal_jobs::{now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, JobSpec, JobStore};
 
 /// Creates `spec` `racers` times at once under one idempotency key; returns how many calls
 /// created a job and the ids all calls returned.
-pub async fn race_creates(store: &JobStore, spec: &JobSpec, key: &str, racers: usize) -> (usize, BTreeSet<String>) {
+pub(crate) async fn race_creates(
+    store: &JobStore,
+    spec: &JobSpec,
+    key: &str,
+    racers: usize,
+) -> (usize, BTreeSet<String>) {
     let results = futures::future::join_all((0..racers).map(|_| store.create(spec, 0, Some(key)))).await;
     let mut ids = BTreeSet::new();
     let mut new = 0;
@@ -25,16 +30,16 @@ pub async fn race_creates(store: &JobStore, spec: &JobSpec, key: &str, racers: u
 }
 
 /// The program CID the store tests' specs name (the `hello world` vector; never run).
-pub const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+pub(crate) const PROGRAM: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 /// A spec of [`PROGRAM`] with `args`.
-pub fn spec(args: &[&str]) -> JobSpec {
+pub(crate) fn spec(args: &[&str]) -> JobSpec {
     let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
     JobSpec::from_json(format!(r#"{{"program":"{PROGRAM}","args":[{}]}}"#, args.join(",")).as_bytes()).unwrap()
 }
 
 /// An execution `id` by worker `w1`, finished now if it has an `outcome`.
-pub fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
+pub(crate) fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
     Execution {
         id: id.into(),
         worker: "w1".into(),
@@ -42,4 +47,19 @@ pub fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Execution {
         finished_at_ms: outcome.as_ref().map(|_| now_ms()),
         outcome,
     }
+}
+
+/// A completed outcome with exit code `exit_code` whose output, stdout and stderr are `output`.
+pub(crate) fn completed(exit_code: i32, output: &str) -> ExecutionOutcome {
+    let cid: ContentId = output.parse().unwrap();
+    ExecutionOutcome::Completed(ExecutionResult {
+        exit_code,
+        output: cid,
+        stdout: cid,
+        stderr: cid,
+        fuel_consumed: 7,
+        fetch_ms: 1,
+        run_ms: 2,
+        inputs_cached: 0,
+    })
 }

@@ -70,7 +70,7 @@ fn link_name() -> impl Strategy<Value = Option<String>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_config(200))]
 
     #[test]
     fn arbitrary_bytes_as_dag_pb_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

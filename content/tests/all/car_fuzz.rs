@@ -1,12 +1,11 @@
 //! Property tests of the CAR reader: no input, however hostile, makes it panic, and whatever it
 //! does hand out is a verified block. Case counts are small to keep `cargo test` quick.
 
-mod car_support;
-
-use car_support::*;
 use proptest::prelude::*;
 use shoal_content::car::{export_car, CarReader, DagScope, WalkOptions};
 use shoal_content::Block;
+
+use crate::car_support::*;
 
 /// Reads `bytes` to the end or the first error; returns the blocks read before that.
 fn read_car(bytes: &[u8]) -> Vec<Block> {
@@ -80,7 +79,7 @@ fn apply(car: &[u8], mutations: &[Mutation]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_config(256))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -1,20 +1,19 @@
 //! Verified fetching: a lying gateway is caught and skipped, HTTP transfer between two stores,
 //! whole-DAG CAR fetches checked for completeness, timeouts, deadlines and the cache.
 
-mod car_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use car_support::*;
 use cid::Cid;
 use shoal_content::car::{CarWriter, DagScope, WalkOptions};
 use shoal_content::serve::{router, router_with, ServeOptions};
 use shoal_content::source::{copy_dag, AttemptOutcome, HttpGatewaySource, SourceChain};
 use shoal_content::store::get_verified;
 use shoal_content::{BlockReader, BlockSource, BlockStore, ContentError, FsBlockStore, MemoryBlockStore};
+
+use crate::car_support::*;
 
 fn arc(store: &MemoryBlockStore) -> Arc<dyn BlockStore> {
     Arc::new(store.clone())

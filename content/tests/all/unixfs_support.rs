@@ -1,5 +1,4 @@
-//! Helpers shared by the `unixfs_*` integration tests.
-#![allow(dead_code)] // each test crate uses a different subset
+//! Helpers shared by the `unixfs_*` test modules: pseudo-random files and trees, and the npm peer.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,16 +7,16 @@ use std::process::Command;
 use shoal_content::unixfs::Profile;
 
 /// Deterministic pseudo-random bytes (xorshift64*), the same for a given seed on every run.
-pub struct PseudoRandom(u64);
+pub(crate) struct PseudoRandom(u64);
 
 impl PseudoRandom {
     /// A generator for `seed` (0 is mapped to a non-zero state, as xorshift requires).
-    pub fn new(seed: u64) -> PseudoRandom {
+    pub(crate) fn new(seed: u64) -> PseudoRandom {
         PseudoRandom(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
     /// Fills `buf`.
-    pub fn fill(&mut self, buf: &mut [u8]) {
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
@@ -29,7 +28,7 @@ impl PseudoRandom {
 }
 
 /// Writes `len` pseudo-random bytes from `seed` to `path`, 1 MiB at a time.
-pub fn write_random_file(path: &Path, len: u64, seed: u64) {
+pub(crate) fn write_random_file(path: &Path, len: u64, seed: u64) {
     let mut rng = PseudoRandom::new(seed);
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut buf = vec![0u8; 1 << 20];
@@ -44,7 +43,7 @@ pub fn write_random_file(path: &Path, len: u64, seed: u64) {
 }
 
 /// Writes a flat directory of `count` small files named `file-NNNNN.txt` under `dir`.
-pub fn write_flat_dir(dir: &Path, count: usize) {
+pub(crate) fn write_flat_dir(dir: &Path, count: usize) {
     std::fs::create_dir_all(dir).unwrap();
     for i in 0..count {
         std::fs::write(dir.join(format!("file-{i:05}.txt")), format!("content of file {i}\n")).unwrap();
@@ -55,20 +54,22 @@ fn peer_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js-unixfs")
 }
 
-/// One result line of the npm peer.
+/// One result line of the npm peer. Every field it prints must be there; the tests compare `cid`.
 #[derive(Debug, serde::Deserialize)]
-pub struct PeerImport {
+pub(crate) struct PeerImport {
     /// The imported path.
+    #[expect(dead_code, reason = "parsed to check the peer's output, shown by `Debug`")]
     pub path: String,
     /// Root CID as the peer prints it.
     pub cid: String,
     /// The peer's import time.
+    #[expect(dead_code, reason = "parsed to check the peer's output, shown by `Debug`")]
     pub ms: f64,
 }
 
 /// Imports `paths` with the npm `ipfs-unixfs-importer` (see `tests/js-unixfs/import.mjs`) and
 /// returns its root CIDs, in order. With `blocks`, the peer also writes its DAGs' blocks there.
-pub fn peer_import(profile: Profile, paths: &[&Path], blocks: Option<&Path>) -> Vec<PeerImport> {
+pub(crate) fn peer_import(profile: Profile, paths: &[&Path], blocks: Option<&Path>) -> Vec<PeerImport> {
     let dir = peer_dir();
     assert!(
         dir.join("node_modules/ipfs-unixfs-importer").is_dir(),
@@ -90,7 +91,7 @@ pub fn peer_import(profile: Profile, paths: &[&Path], blocks: Option<&Path>) -> 
 
 /// A block sink that only counts: for imports whose CID is all that matters.
 #[derive(Debug, Default)]
-pub struct CountingSink(pub std::sync::atomic::AtomicU64);
+pub(crate) struct CountingSink(pub std::sync::atomic::AtomicU64);
 
 #[async_trait::async_trait]
 impl shoal_content::BlockSink for CountingSink {
@@ -101,7 +102,7 @@ impl shoal_content::BlockSink for CountingSink {
 }
 
 /// Loads every block file the npm peer wrote to `dir` (named by CID) into `store`, verifying each.
-pub async fn load_peer_blocks(dir: &Path, store: &shoal_content::MemoryBlockStore) -> usize {
+pub(crate) async fn load_peer_blocks(dir: &Path, store: &shoal_content::MemoryBlockStore) -> usize {
     use shoal_content::BlockSink;
     let mut count = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -115,7 +116,7 @@ pub async fn load_peer_blocks(dir: &Path, store: &shoal_content::MemoryBlockStor
 }
 
 /// Asserts that two trees on disk hold the same names, file bytes and symlink targets.
-pub fn assert_same_tree(expected: &Path, actual: &Path) {
+pub(crate) fn assert_same_tree(expected: &Path, actual: &Path) {
     let meta = std::fs::symlink_metadata(expected).unwrap();
     let actual_meta = std::fs::symlink_metadata(actual).unwrap_or_else(|e| panic!("{} missing: {e}", actual.display()));
     if meta.file_type().is_symlink() {

@@ -1,17 +1,16 @@
 //! End-to-end behaviour of `Runtime::run` with small WAT guests.
 
-mod common;
-
 use std::fs;
 use std::time::Duration;
 
-use common::{compile, invocation, runtime};
 use rand::rngs::ChaCha20Rng;
 use rand::{RngExt, SeedableRng};
 use shoal_runtime::{
     FailureKind, GuestFailure, Invocation, Mount, Outcome, RunError, Runtime, RuntimeConfig,
     GUEST_MONOTONIC_STEP_NANOS, GUEST_RANDOM_SEED, GUEST_WALL_CLOCK,
 };
+
+use crate::common::{self, compile, invocation, runtime};
 
 async fn run_ok(runtime: &Runtime, body: &str, invocation: Invocation) -> Outcome {
     let program = compile(runtime, body);

@@ -22,13 +22,15 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use shoal_content::unixfs::{import_path, import_reader, ImportOptions};
 use shoal_content::MemoryBlockStore;
 use shoal_runtime::{
     FailureKind, GuestFailure, Invocation, Limits, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig,
     GUEST_WALL_CLOCK,
 };
+use shoal_tests::repo_root;
+
+use crate::sha256_hex;
 
 /// Every module the guest workspace builds, in manifest order.
 const PROGRAMS: [&str; 10] = [
@@ -64,10 +66,6 @@ struct ManifestEntry {
     cid: String,
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives inside the repository").to_path_buf()
-}
-
 fn programs_dir() -> PathBuf {
     repo_root().join("programs")
 }
@@ -78,10 +76,6 @@ fn manifest() -> Result<Manifest> {
     serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The CID `ipfs add --cid-version=1` gives `bytes`, computed by shoal-content.
 async fn unixfs_cid(bytes: &[u8]) -> Result<String> {
     let store = MemoryBlockStore::new();
@@ -89,7 +83,7 @@ async fn unixfs_cid(bytes: &[u8]) -> Result<String> {
     Ok(imported.root.to_string())
 }
 
-/// One runtime for the whole test binary, as a worker has: the tests run
+/// One runtime for the tests of this module, as a worker has: they run
 /// concurrently and share its instance slots.
 fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();

@@ -2,14 +2,13 @@
 //! Node 20): a CAR packed by ipfs-car imports into Shoal with every block verified and the root
 //! ipfs-car printed, and a CAR exported by Shoal unpacks with ipfs-car to the original bytes.
 
-mod car_support;
-
 use std::ffi::OsStr;
 use std::path::Path;
 
-use car_support::*;
 use shoal_content::car::{export_car, import_car, DagScope, WalkOptions};
 use shoal_content::{parse_cid, BlockReader, MemoryBlockStore};
+
+use crate::car_support::*;
 
 /// Writes a directory tree that ipfs-car chunks into several blocks (its chunks are 1 MiB).
 fn write_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {

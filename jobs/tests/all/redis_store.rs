@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use shoal_jobs::*;
 
-mod common;
-
-use common::{execution, spec, PROGRAM};
+use crate::common::{self, completed, execution, spec, PROGRAM};
 
 async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, ShardQueue) {
     let dir = tempfile::tempdir().unwrap();
@@ -14,20 +12,6 @@ async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, Sh
     let client = redis::Client::open(server.url()).unwrap();
     let conn = client.get_connection_manager().await.unwrap();
     (dir, server, client, JobStore::new(conn.clone()), ShardQueue::new(conn))
-}
-
-fn completed(exit_code: i32, output: &str) -> ExecutionOutcome {
-    let cid: ContentId = output.parse().unwrap();
-    ExecutionOutcome::Completed(ExecutionResult {
-        exit_code,
-        output: cid,
-        stdout: cid,
-        stderr: cid,
-        fuel_consumed: 7,
-        fetch_ms: 1,
-        run_ms: 2,
-        inputs_cached: 0,
-    })
 }
 
 #[tokio::test]

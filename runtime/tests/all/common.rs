@@ -7,7 +7,7 @@ use shoal_runtime::{Invocation, Limits, Program, Runtime, RuntimeConfig};
 /// WASI imports and helpers shared by the guest modules. Memory layout:
 /// 0..8 a scratch iovec, 8 `nwritten`/`nread`, 12 an opened fd, 16..24 a
 /// second iovec, 24 its count; test data from 64; buffers from 1024.
-pub const PRELUDE: &str = r#"
+pub(crate) const PRELUDE: &str = r#"
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_open" (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
@@ -32,24 +32,24 @@ pub const PRELUDE: &str = r#"
 "#;
 
 /// A module made of [`PRELUDE`] plus `body`.
-pub fn module(body: &str) -> Vec<u8> {
+pub(crate) fn module(body: &str) -> Vec<u8> {
     let text = format!("(module {PRELUDE} {body})");
     wat::parse_str(&text).unwrap_or_else(|err| panic!("invalid test WAT: {err}\n{text}"))
 }
 
 /// A runtime small enough for tests.
-pub fn runtime() -> Runtime {
+pub(crate) fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig { max_concurrent_instances: 4, max_memory_bytes: 64 << 20, ..RuntimeConfig::default() })
         .expect("test runtime")
 }
 
 /// Compiles a module made of [`PRELUDE`] plus `body`.
-pub fn compile(runtime: &Runtime, body: &str) -> Program {
+pub(crate) fn compile(runtime: &Runtime, body: &str) -> Program {
     runtime.compile(&module(body)).expect("test module compiles")
 }
 
 /// An invocation with small limits.
-pub fn invocation() -> Invocation {
+pub(crate) fn invocation() -> Invocation {
     Invocation {
         args: vec!["guest".to_owned()],
         limits: Limits {

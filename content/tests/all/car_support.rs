@@ -1,6 +1,5 @@
 //! Shared fixtures of the CAR, source and serve tests: hand-built DAGs whose expected walk order
 //! is written down independently of the walker, and the `ipfs-car` interop peer.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::PathBuf;
 
@@ -10,7 +9,7 @@ use ipld_dagpb::{PbLink, PbNode};
 use shoal_content::{Block, Codec, MemoryBlockStore};
 
 /// A dag-pb node linking to `links` (block, name), with optional `data`.
-pub fn pb_node(links: &[(&Block, &str)], data: Option<&[u8]>) -> Block {
+pub(crate) fn pb_node(links: &[(&Block, &str)], data: Option<&[u8]>) -> Block {
     let node = PbNode {
         links: links
             .iter()
@@ -26,16 +25,16 @@ pub fn pb_node(links: &[(&Block, &str)], data: Option<&[u8]>) -> Block {
 }
 
 /// A raw leaf holding `text`.
-pub fn leaf(text: &str) -> Block {
+pub(crate) fn leaf(text: &str) -> Block {
     Block::encode(Codec::Raw, text.as_bytes().to_vec())
 }
 
 /// UnixFS `Data` messages, protobuf-encoded by hand (field 1 = Type, field 6 = fanout).
-pub const UNIXFS_FILE: &[u8] = &[0x08, 0x02];
+pub(crate) const UNIXFS_FILE: &[u8] = &[0x08, 0x02];
 /// A plain UnixFS directory.
-pub const UNIXFS_DIRECTORY: &[u8] = &[0x08, 0x01];
+pub(crate) const UNIXFS_DIRECTORY: &[u8] = &[0x08, 0x01];
 /// A UnixFS HAMT shard with fanout 256 (`0x30` = field 6 varint, `0x80 0x02` = 256).
-pub const UNIXFS_HAMT_256: &[u8] = &[0x08, 0x05, 0x30, 0x80, 0x02];
+pub(crate) const UNIXFS_HAMT_256: &[u8] = &[0x08, 0x05, 0x30, 0x80, 0x02];
 
 /// A small DAG with a shared subtree and a duplicate link:
 ///
@@ -45,7 +44,7 @@ pub const UNIXFS_HAMT_256: &[u8] = &[0x08, 0x05, 0x30, 0x80, 0x02];
 ///       ├─ c
 ///       └─ a   (again: must not be written twice)
 /// ```
-pub struct SampleDag {
+pub(crate) struct SampleDag {
     /// Every distinct block.
     pub blocks: Vec<Block>,
     /// The root.
@@ -55,7 +54,7 @@ pub struct SampleDag {
 }
 
 /// Builds [`SampleDag`].
-pub fn sample_dag() -> SampleDag {
+pub(crate) fn sample_dag() -> SampleDag {
     let a = leaf("alpha");
     let b = leaf("bravo");
     let c = leaf("charlie");
@@ -67,7 +66,7 @@ pub fn sample_dag() -> SampleDag {
 }
 
 /// A store holding `blocks`.
-pub async fn store_with(blocks: &[Block]) -> MemoryBlockStore {
+pub(crate) async fn store_with(blocks: &[Block]) -> MemoryBlockStore {
     use shoal_content::BlockSink;
     let store = MemoryBlockStore::new();
     for block in blocks {
@@ -77,7 +76,7 @@ pub async fn store_with(blocks: &[Block]) -> MemoryBlockStore {
 }
 
 /// Deterministic pseudo-random bytes (xorshift64), so fixtures need no RNG crate.
-pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -90,7 +89,7 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// The `ipfs-car` CLI installed by `npm ci --prefix content/tests/js-car`.
-pub fn ipfs_car_bin() -> PathBuf {
+pub(crate) fn ipfs_car_bin() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js-car/node_modules/.bin/ipfs-car");
     assert!(
         bin.exists(),
@@ -101,7 +100,7 @@ pub fn ipfs_car_bin() -> PathBuf {
 }
 
 /// Runs `ipfs-car` with `args` and returns its stdout; fails the test with its stderr otherwise.
-pub fn ipfs_car(args: &[&std::ffi::OsStr]) -> String {
+pub(crate) fn ipfs_car(args: &[&std::ffi::OsStr]) -> String {
     let output = std::process::Command::new("node")
         .arg(ipfs_car_bin())
         .args(args)
@@ -113,7 +112,7 @@ pub fn ipfs_car(args: &[&std::ffi::OsStr]) -> String {
 
 /// Serves `router` on an ephemeral loopback port; returns its base URL. The server lives as long
 /// as the test's runtime.
-pub async fn spawn_server(router: axum::Router) -> String {
+pub(crate) async fn spawn_server(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

@@ -1,0 +1,23 @@
+//! Whole-system tests, in one binary: each module starts what it needs (a private `redis-server`
+//! or Redis Cluster, the gateway, in-process or `shoal worker` processes, `shoal dev`) on
+//! ephemeral ports under its own temporary directory, so the tests run side by side.
+//!
+//! The process tests run the `shoal` binary: `cargo build -p shoal-cli` first (`make test` does).
+
+mod cli;
+mod cluster;
+mod fanout;
+mod landsat;
+mod locality;
+mod programs;
+mod recovery;
+mod redis_restart;
+mod system;
+mod verification;
+
+use sha2::{Digest, Sha256};
+
+/// The lowercase hex SHA-256 of `bytes`, as `sha256sum` prints it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
