@@ -74,7 +74,7 @@ cargo_build() {
 # the modules in programs/wasm/: name, file, size, sha256 and cid, the CID
 # `ipfs add --cid-version=1` gives the file. The CID is computed here, to
 # kubo's defaults (256 KiB chunks, raw leaves, balanced DAG of at most 174
-# links per node, sha2-256, CIDv1 in base32), and tests/tests/programs.rs
+# links per node, sha2-256, CIDv1 in base32), and tests/tests/all/programs.rs
 # recomputes it with shoal-content, so two independent implementations must
 # agree. The importer is checked against kubo's own vectors before use.
 manifest_tool() {

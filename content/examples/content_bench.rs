@@ -37,7 +37,7 @@ struct NullSink;
 
 #[async_trait::async_trait]
 impl BlockSink for NullSink {
-    async fn put(&self, _block: &Block) -> shoal_content::error::Result<()> {
+    async fn put(&self, _block: &Block) -> shoal_content::Result<()> {
         Ok(())
     }
 }

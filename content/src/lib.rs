@@ -16,16 +16,15 @@
 // matters next to the I/O or hashing that failed.
 #![allow(clippy::result_large_err)]
 
-pub mod block;
+mod block;
 pub mod car;
 pub mod dag;
-pub mod error;
+mod error;
 pub mod serve;
 pub mod source;
-pub mod store;
+mod store;
 pub mod unixfs;
 
-pub use block::parse_cid;
-pub use block::{Block, Codec};
-pub use error::ContentError;
-pub use store::{BlockReader, BlockSink, BlockSource, BlockStore, FsBlockStore, MemoryBlockStore};
+pub use block::{parse_cid, Block, Codec, SHA2_256};
+pub use error::{ContentError, Result};
+pub use store::{get_verified, BlockReader, BlockSink, BlockSource, BlockStore, FsBlockStore, MemoryBlockStore};

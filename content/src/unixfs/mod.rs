@@ -21,7 +21,7 @@
 //! ([`MAX_DEPTH`], [`MAX_BLOCK_SIZE`], [`MAX_ENTRIES`]).
 //!
 //! ```no_run
-//! # async fn demo() -> shoal_content::error::Result<()> {
+//! # async fn demo() -> shoal_content::Result<()> {
 //! use std::sync::Arc;
 //! use futures::TryStreamExt;
 //! use shoal_content::{unixfs, MemoryBlockStore};

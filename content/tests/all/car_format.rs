@@ -82,7 +82,7 @@ struct SlowReader {
 
 #[async_trait]
 impl BlockReader for SlowReader {
-    async fn get(&self, cid: &Cid) -> shoal_content::error::Result<Block> {
+    async fn get(&self, cid: &Cid) -> shoal_content::Result<Block> {
         let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(5)).await;

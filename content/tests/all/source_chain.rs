@@ -10,7 +10,7 @@ use cid::Cid;
 use shoal_content::car::{CarWriter, DagScope, WalkOptions};
 use shoal_content::serve::{router, router_with, ServeOptions};
 use shoal_content::source::{copy_dag, AttemptOutcome, HttpGatewaySource, SourceChain};
-use shoal_content::store::get_verified;
+use shoal_content::get_verified;
 use shoal_content::{BlockReader, BlockSource, BlockStore, ContentError, FsBlockStore, MemoryBlockStore};
 
 use crate::car_support::*;
@@ -168,7 +168,7 @@ impl BlockSource for Silent {
         self.0
     }
 
-    async fn fetch(&self, _cid: &Cid) -> shoal_content::error::Result<Option<Bytes>> {
+    async fn fetch(&self, _cid: &Cid) -> shoal_content::Result<Option<Bytes>> {
         std::future::pending().await
     }
 }
@@ -182,7 +182,7 @@ impl BlockSource for Named {
         self.0
     }
 
-    async fn fetch(&self, cid: &Cid) -> shoal_content::error::Result<Option<Bytes>> {
+    async fn fetch(&self, cid: &Cid) -> shoal_content::Result<Option<Bytes>> {
         self.1.fetch(cid).await
     }
 }

@@ -95,7 +95,7 @@ pub(crate) struct CountingSink(pub std::sync::atomic::AtomicU64);
 
 #[async_trait::async_trait]
 impl shoal_content::BlockSink for CountingSink {
-    async fn put(&self, _block: &shoal_content::Block) -> shoal_content::error::Result<()> {
+    async fn put(&self, _block: &shoal_content::Block) -> shoal_content::Result<()> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
