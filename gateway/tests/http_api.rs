@@ -15,8 +15,8 @@ use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use shoal_gateway::{router, serve, GatewayConfig, GatewayError};
-use shoal_jobs::keys::shard_stream;
 use shoal_jobs::free_port;
+use shoal_jobs::keys::shard_stream;
 use shoal_jobs::{
     now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobSpec,
     JobStore, RedisServer, ShardQueue,

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cid::Cid;
 use shoal_content::car::{CarWriter, DagScope, WalkOptions};
+use shoal_content::get_verified;
 use shoal_content::serve::{router, router_with, ServeOptions};
 use shoal_content::source::{copy_dag, AttemptOutcome, HttpGatewaySource, SourceChain};
-use shoal_content::get_verified;
 use shoal_content::{BlockReader, BlockSource, BlockStore, ContentError, FsBlockStore, MemoryBlockStore};
 
 use crate::car_support::*;
