@@ -171,7 +171,7 @@ mod tests {
             })
             .await;
         assert_eq!(*failed.unwrap_err(), "source went away");
-        assert_eq!(std::fs::read_dir(cache.root()).unwrap().count(), 0, "the half-written input is removed");
+        assert_eq!(std::fs::read_dir(&cache.root).unwrap().count(), 0, "the half-written input is removed");
         let calls = AtomicUsize::new(0);
         cache.get_or_fetch(cid(2), None, |root| write_file(root, 10, &calls)).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the failure was not cached");
@@ -195,7 +195,7 @@ mod tests {
         drop(first);
         cache.cache.run_pending_tasks().await;
         assert_eq!(first_dir.exists(), kept_first, "an evicted input goes once its last job is done");
-        let on_disk = std::fs::read_dir(cache.root()).unwrap().count() as u64;
+        let on_disk = std::fs::read_dir(&cache.root).unwrap().count() as u64;
         assert_eq!(on_disk, cache.cache.entry_count(), "only cached inputs stay on disk");
     }
 }
