@@ -1,12 +1,15 @@
 //! The command line: `shoal-loadtest <chaos|sim|scenes> [OPTIONS]`, each subcommand's options a
 //! [`Mode`](crate::driver::Mode) the one [`drive`] runs.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use shoal_testkit::TestkitError;
 
 use crate::chaos::options::Options;
 use crate::driver::drive;
+use crate::error::{LoadtestError, Result};
 use crate::scenes::options::ScenesOptions;
 use crate::sim::options::SimOptions;
 
@@ -41,6 +44,17 @@ impl Command {
             Command::Sim(options) => drive(options),
             Command::Scenes(options) => drive(options),
         }
+    }
+}
+
+/// The `shoal` binary: `--shoal` if given, else [`shoal_testkit::shoal_binary`]'s.
+pub fn shoal_binary(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.to_path_buf()),
+        None => shoal_testkit::shoal_binary().map_err(|e| match e {
+            TestkitError::NoShoalBinary { .. } => LoadtestError::Setup(format!("{e} or pass --shoal")),
+            e => e.into(),
+        }),
     }
 }
 

@@ -65,6 +65,9 @@ pub enum LoadtestError {
         #[source]
         source: tiff::TiffError,
     },
+    /// The stack of processes could not be started, or a fault not done to it.
+    #[error(transparent)]
+    Stack(#[from] shoal_testkit::TestkitError),
     /// The stack could not be brought up (binary missing, gateway never answering…).
     #[error("{0}")]
     Setup(String),

@@ -17,8 +17,6 @@
 //! - [`locality`]: cache hits, local tasks and the time series, counted the same way everywhere.
 //! - [`figures`]: the base [`figures::Report`] every mode counts its jobs into.
 //! - [`api`]: the gateway client (retries, idempotency keys).
-//! - [`stack`]: a stack of separate processes (chaos, scenes), the faults done to them and
-//!   what each cost.
 //! - [`workload`]: programs, inputs, job specs and their expected output CIDs; draws.
 //! - [`driver`]: the [`Mode`] trait and [`driver::drive`], the one path from options to exit
 //!   status.
@@ -35,7 +33,6 @@ pub mod locality;
 pub mod report;
 pub mod scenes;
 pub mod sim;
-pub mod stack;
 pub mod workload;
 
 pub use cli::{Cli, Command};

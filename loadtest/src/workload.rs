@@ -1,7 +1,7 @@
 //! The job mix and, for every job, the output CID it must produce, computed here without Shoal's
 //! runtime: the expected `/outputs` tree is written to a temporary directory and imported.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cid::Cid;
 use serde_json::{json, Value};
@@ -162,11 +162,6 @@ pub struct PlannedJob {
 pub struct Workload {
     /// The jobs.
     pub jobs: Vec<PlannedJob>,
-}
-
-/// The committed guest programs (`programs/wasm` of this repository) unless told otherwise.
-pub fn default_programs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../programs/wasm")
 }
 
 fn import_options(include_hidden: bool) -> ImportOptions {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
+use shoal_testkit::ProcessStack;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::chaos::options::{Options, Replace};
 use crate::figures::FaultRecord;
-use crate::stack::Stack;
 use crate::workload::SplitMix;
 
 /// Seconds since `t0`.
@@ -21,7 +21,7 @@ fn since(t0: Instant) -> f64 {
 /// Injects the scheduled faults until told the run is done or the deadline passes; resumes any
 /// worker still paused at the end. Returns what was done.
 pub async fn inject_faults(
-    stack: Arc<Stack>,
+    stack: Arc<ProcessStack>,
     options: Options,
     t0: Instant,
     deadline: Instant,

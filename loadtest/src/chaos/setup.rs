@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal_content::FsBlockStore;
 use shoal_jobs::Fsync;
+use shoal_testkit::{programs_dir, ProcessStack, ProcessStackConfig};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::chaos::options::{FsyncMode, Options};
+use crate::cli::shoal_binary;
 use crate::error::{LoadtestError, Result};
-use crate::stack::{default_shoal_binary, Stack, StackConfig};
-use crate::workload::default_programs_dir;
 
 /// What the common part of a run prepared.
 pub struct Setup {
@@ -52,19 +52,16 @@ impl Setup {
                 (dir.path().to_path_buf(), Some(dir))
             }
         };
-        let shoal = match &options.shoal {
-            Some(path) => path.clone(),
-            None => default_shoal_binary()?,
-        };
-        let programs = options.programs.clone().unwrap_or_else(default_programs_dir);
+        let shoal = shoal_binary(options.shoal.as_deref())?;
+        let programs = options.programs.clone().unwrap_or_else(programs_dir);
         let store = FsBlockStore::open(home.join("blocks"))
             .map_err(|source| LoadtestError::content(format!("opening {}/blocks", home.display()), source))?;
         Ok(Setup { home, shoal, programs, store, started_at_unix_s, deadline, temporary })
     }
 
     /// Starts the stack `options` describe with its `--workers` worker processes.
-    pub async fn start_stack(&self, options: &Options) -> Result<Stack> {
-        let stack = Stack::start(StackConfig {
+    pub async fn start_stack(&self, options: &Options) -> Result<ProcessStack> {
+        let stack = ProcessStack::start(ProcessStackConfig {
             shoal: self.shoal.clone(),
             home: self.home.clone(),
             shards: options.shards,

@@ -82,5 +82,5 @@ pub struct ScenesOptions {
 
 /// The repository's real Landsat scene.
 pub fn default_source() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/landsat/LC80200392015216LGN00")
+    shoal_testkit::repo_root().join("data/landsat/LC80200392015216LGN00")
 }

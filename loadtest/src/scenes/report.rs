@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use shoal_testkit::CommandStats;
 
 use crate::figures::Report;
 use crate::report::RunReport;
-use crate::stack::CommandStats;
 
 /// One run of the fanned-out job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,15 +11,15 @@ use serde_json::{json, Value};
 use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_content::{BlockReader, FsBlockStore, MemoryBlockStore};
 use shoal_jobs::{ExecutionOutcome, Fsync, Job, JobState, JobStatus};
+use shoal_testkit::{programs_dir, ProcessStack, ProcessStackConfig};
 
+use crate::cli::shoal_binary;
 use crate::driver::Mode;
 use crate::error::LoadtestError;
 use crate::figures::{Report, MAX_EXAMPLES};
 use crate::scenes::options::{default_source, ScenesOptions, ScenesProgram};
 use crate::scenes::report::{problems, RunFigures, ScenesReport, TileCheck};
 use crate::scenes::tiles::{self, SourceScene, Tile};
-use crate::stack::{default_shoal_binary, Stack, StackConfig};
-use crate::workload::default_programs_dir;
 
 /// Where the scenes directory is mounted in every task.
 const MOUNT: &str = "/scenes";
@@ -535,11 +535,8 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
     }
     let started = Instant::now();
     let started_at_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let shoal = match &options.shoal {
-        Some(path) => path.clone(),
-        None => default_shoal_binary()?,
-    };
-    let programs = options.programs.clone().unwrap_or_else(default_programs_dir);
+    let shoal = shoal_binary(options.shoal.as_deref())?;
+    let programs = options.programs.clone().unwrap_or_else(programs_dir);
     let temporary;
     let home = match &options.home {
         Some(home) => home.clone(),
@@ -605,7 +602,7 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
 
     // The stack.
     let starting = Instant::now();
-    let stack = Stack::start(StackConfig {
+    let stack = ProcessStack::start(ProcessStackConfig {
         shoal,
         home: home.clone(),
         shards: options.shards,

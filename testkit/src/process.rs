@@ -1,6 +1,7 @@
-//! The system under test as separate processes the harness can kill: a private Redis, one
+//! The system under test as separate processes the caller can kill: a private Redis, one
 //! `shoal gateway` and `shoal worker`s sharing one home (and so one block store); what each
-//! process has cost.
+//! process has cost. [`WorkerCommand`] is the one command line of a worker process, which
+//! the in-process stack's worker processes use too.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -12,35 +13,71 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use shoal_jobs::{Fsync, RedisServer};
 
-use crate::error::{LoadtestError, Result};
+use crate::error::TestkitError;
 
 /// How long a (re)started gateway has to answer `/healthz`.
 const GATEWAY_READY: Duration = Duration::from_secs(30);
 
-/// The `shoal` binary to run when none is given: beside this executable (a test binary sits
-/// one level deeper, in `deps/`), else the workspace's release build, else its debug build.
-pub fn default_shoal_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(|e| LoadtestError::io("locating this executable", e))?;
-    let mut candidates = Vec::new();
-    if let Some(dir) = exe.parent() {
-        candidates.push(dir.join("shoal"));
-        if let Some(parent) = dir.parent() {
-            candidates.push(parent.join("shoal"));
-        }
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
-    candidates.push(root.join("target/release/shoal"));
-    candidates.push(root.join("target/debug/shoal"));
-    candidates.iter().find(|path| path.is_file()).cloned().ok_or_else(|| {
-        LoadtestError::Setup(format!(
-            "no shoal binary in {candidates:?}: build it (`cargo build -p shoal-cli`) or pass --shoal"
-        ))
-    })
+/// A `shoal worker` process of a test stack: `shoal --home HOME worker --redis URL --id ID
+/// --shards N --concurrency C FLAGS…`, its output appended to a log file or discarded.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerCommand<'a> {
+    /// The `shoal` binary.
+    pub shoal: &'a Path,
+    /// The worker's home (its block store is `home/blocks`).
+    pub home: &'a Path,
+    /// The Redis it works from.
+    pub redis_url: &'a str,
+    /// Its id.
+    pub id: &'a str,
+    /// Shard streams.
+    pub shards: u32,
+    /// Jobs it runs at once.
+    pub concurrency: usize,
+    /// Further flags of `shoal worker` (`--heartbeat-ms 500`, …).
+    pub flags: &'a [String],
+    /// Where its stdout and stderr are appended; discarded if none.
+    pub log: Option<&'a Path>,
 }
 
-/// Settings the stack's processes are started with.
+impl WorkerCommand<'_> {
+    /// Starts the process.
+    pub fn spawn(&self) -> Result<Child, TestkitError> {
+        let (stdout, stderr) = match self.log {
+            Some(path) => {
+                let log = open_log(path)?;
+                let err = log.try_clone().map_err(|e| TestkitError::io("duplicating a worker log", e))?;
+                (Stdio::from(log), Stdio::from(err))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        Command::new(self.shoal)
+            .arg("--home")
+            .arg(self.home)
+            .args(["worker", "--redis", self.redis_url, "--id", self.id])
+            .args(["--shards", &self.shards.to_string()])
+            .args(["--concurrency", &self.concurrency.to_string()])
+            .args(self.flags)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| TestkitError::io(format!("starting worker {}", self.id), e))
+    }
+}
+
+/// Opens `path` for appending, creating it if need be.
+fn open_log(path: &Path) -> Result<File, TestkitError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TestkitError::io(format!("opening {}", path.display()), e))
+}
+
+/// Settings a [`ProcessStack`]'s processes are started with.
 #[derive(Debug, Clone)]
-pub struct StackConfig {
+pub struct ProcessStackConfig {
     /// The `shoal` binary.
     pub shoal: PathBuf,
     /// Shared home of every worker (block store in `home/blocks`); also holds `redis/` and `logs/`.
@@ -68,10 +105,12 @@ struct WorkerProcess {
     paused: bool,
 }
 
-/// The running stack. Dropping it kills every process it started.
+/// A running stack of processes: a private Redis, one `shoal gateway` and the `shoal worker`s
+/// started with [`ProcessStack::start_worker`], sharing one home. Dropping it kills every
+/// process it started.
 #[derive(Debug)]
-pub struct Stack {
-    config: StackConfig,
+pub struct ProcessStack {
+    config: ProcessStackConfig,
     redis: Arc<Mutex<RedisServer>>,
     redis_url: String,
     gateway_port: u16,
@@ -86,20 +125,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Stack {
-    /// Starts Redis and the gateway (workers come with [`Stack::start_worker`]).
-    pub async fn start(config: StackConfig) -> Result<Stack> {
+impl ProcessStack {
+    /// Starts Redis and the gateway (workers come with [`ProcessStack::start_worker`]).
+    pub async fn start(config: ProcessStackConfig) -> Result<ProcessStack, TestkitError> {
         std::fs::create_dir_all(config.home.join("logs"))
-            .map_err(|e| LoadtestError::io(format!("creating {}/logs", config.home.display()), e))?;
+            .map_err(|e| TestkitError::io(format!("creating {}/logs", config.home.display()), e))?;
         let redis_dir = config.home.join("redis");
         let fsync = config.fsync;
         let redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, fsync))
             .await
-            .map_err(|e| LoadtestError::Setup(format!("starting redis-server: {e}")))??;
+            .map_err(|e| TestkitError::task("starting redis-server", e))??;
         let redis_url = redis.url();
         let gateway_port = shoal_jobs::free_port()?;
         let worker_flags = worker_flags(&config)?;
-        let stack = Stack {
+        let stack = ProcessStack {
             config,
             redis: Arc::new(Mutex::new(redis)),
             redis_url,
@@ -129,18 +168,14 @@ impl Stack {
         self.worker_flags.iter().any(|flag| flag == "--visibility-timeout-secs")
     }
 
-    fn log_file(&self, name: &str) -> Result<File> {
-        let path = self.config.home.join("logs").join(format!("{name}.log"));
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| LoadtestError::io(format!("opening {}", path.display()), e))
+    /// `home/logs/<name>.log`.
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.config.home.join("logs").join(format!("{name}.log"))
     }
 
-    fn spawn_gateway(&self) -> Result<()> {
-        let log = self.log_file("gateway")?;
-        let err = log.try_clone().map_err(|e| LoadtestError::io("duplicating the gateway log", e))?;
+    fn spawn_gateway(&self) -> Result<(), TestkitError> {
+        let log = open_log(&self.log_path("gateway"))?;
+        let err = log.try_clone().map_err(|e| TestkitError::io("duplicating the gateway log", e))?;
         let child = Command::new(&self.config.shoal)
             .arg("gateway")
             .args(["--redis", &self.redis_url, "--listen", &format!("127.0.0.1:{}", self.gateway_port)])
@@ -149,17 +184,17 @@ impl Stack {
             .stdout(log)
             .stderr(err)
             .spawn()
-            .map_err(|e| LoadtestError::io(format!("starting {} gateway", self.config.shoal.display()), e))?;
+            .map_err(|e| TestkitError::io(format!("starting {} gateway", self.config.shoal.display()), e))?;
         *lock(&self.gateway) = Some(child);
         Ok(())
     }
 
     /// Waits until the gateway answers `/healthz` at all (503 while Redis is away counts: it is up).
-    async fn wait_gateway(&self) -> Result<()> {
+    async fn wait_gateway(&self) -> Result<(), TestkitError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
-            .map_err(|source| LoadtestError::Http { context: "building an HTTP client".into(), source })?;
+            .map_err(|source| TestkitError::Http { context: "building an HTTP client".into(), source })?;
         let started = Instant::now();
         while started.elapsed() < GATEWAY_READY {
             if client.get(format!("{}/healthz", self.gateway_url())).send().await.is_ok() {
@@ -167,15 +202,15 @@ impl Stack {
             }
             if let Some(child) = lock(&self.gateway).as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    return Err(LoadtestError::Setup(format!(
-                        "the gateway exited with {status}; see {}/logs/gateway.log",
-                        self.config.home.display()
-                    )));
+                    return Err(TestkitError::GatewayExited {
+                        status,
+                        log: format!("{}/logs/gateway.log", self.config.home.display()),
+                    });
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(LoadtestError::Setup(format!("the gateway did not answer within {GATEWAY_READY:?}")))
+        Err(TestkitError::GatewayNotReady(GATEWAY_READY))
     }
 
     /// A fresh worker id (`w0`, `w1`, …).
@@ -186,22 +221,20 @@ impl Stack {
         id
     }
 
-    /// Starts a worker process named `id`.
-    pub fn start_worker(&self, id: &str) -> Result<()> {
-        let log = self.log_file(&format!("worker-{id}"))?;
-        let err = log.try_clone().map_err(|e| LoadtestError::io("duplicating a worker log", e))?;
-        let child = Command::new(&self.config.shoal)
-            .arg("--home")
-            .arg(&self.config.home)
-            .args(["worker", "--redis", &self.redis_url, "--id", id])
-            .args(["--shards", &self.config.shards.to_string()])
-            .args(["--concurrency", &self.config.worker_concurrency.to_string()])
-            .args(&self.worker_flags)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| LoadtestError::io(format!("starting worker {id}"), e))?;
+    /// Starts a worker process named `id`, logging to `home/logs/worker-<id>.log`.
+    pub fn start_worker(&self, id: &str) -> Result<(), TestkitError> {
+        let log = self.log_path(&format!("worker-{id}"));
+        let child = WorkerCommand {
+            shoal: &self.config.shoal,
+            home: &self.config.home,
+            redis_url: &self.redis_url,
+            id,
+            shards: self.config.shards,
+            concurrency: self.config.worker_concurrency,
+            flags: &self.worker_flags,
+            log: Some(&log),
+        }
+        .spawn()?;
         lock(&self.workers).push(WorkerProcess { id: id.to_string(), child, paused: false });
         Ok(())
     }
@@ -212,44 +245,42 @@ impl Stack {
     }
 
     /// SIGKILLs worker `id` and reaps it.
-    pub fn kill_worker(&self, id: &str) -> Result<()> {
+    pub fn kill_worker(&self, id: &str) -> Result<(), TestkitError> {
         let mut workers = lock(&self.workers);
-        let index =
-            workers.iter().position(|w| w.id == id).ok_or_else(|| LoadtestError::Setup(format!("no worker {id}")))?;
+        let index = workers.iter().position(|w| w.id == id).ok_or_else(|| TestkitError::NoWorker(id.to_string()))?;
         let mut worker = workers.remove(index);
-        worker.child.kill().map_err(|e| LoadtestError::io(format!("killing worker {id}"), e))?;
-        worker.child.wait().map_err(|e| LoadtestError::io(format!("reaping worker {id}"), e))?;
+        worker.child.kill().map_err(|e| TestkitError::io(format!("killing worker {id}"), e))?;
+        worker.child.wait().map_err(|e| TestkitError::io(format!("reaping worker {id}"), e))?;
         Ok(())
     }
 
     /// Sends SIGSTOP (`stop`) or SIGCONT to worker `id`: a hang that keeps its connections open.
-    pub fn signal_worker(&self, id: &str, stop: bool) -> Result<()> {
+    pub fn signal_worker(&self, id: &str, stop: bool) -> Result<(), TestkitError> {
         let mut workers = lock(&self.workers);
-        let worker =
-            workers.iter_mut().find(|w| w.id == id).ok_or_else(|| LoadtestError::Setup(format!("no worker {id}")))?;
+        let worker = workers.iter_mut().find(|w| w.id == id).ok_or_else(|| TestkitError::NoWorker(id.to_string()))?;
         let signal = if stop { "-STOP" } else { "-CONT" };
         let status = Command::new("kill")
             .args([signal, &worker.child.id().to_string()])
             .status()
-            .map_err(|e| LoadtestError::io(format!("kill {signal} worker {id}"), e))?;
+            .map_err(|e| TestkitError::io(format!("kill {signal} worker {id}"), e))?;
         if !status.success() {
-            return Err(LoadtestError::Setup(format!("kill {signal} worker {id}: {status}")));
+            return Err(TestkitError::Signal { signal: signal.to_string(), id: id.to_string(), status });
         }
         worker.paused = stop;
         Ok(())
     }
 
     /// Kills Redis (SIGKILL) and starts it again on the same port and data directory.
-    pub async fn restart_redis(&self) -> Result<()> {
+    pub async fn restart_redis(&self) -> Result<(), TestkitError> {
         let redis = self.redis.clone();
         tokio::task::spawn_blocking(move || lock(&redis).restart())
             .await
-            .map_err(|e| LoadtestError::Setup(format!("restarting redis-server: {e}")))??;
+            .map_err(|e| TestkitError::task("restarting redis-server", e))??;
         Ok(())
     }
 
     /// Kills the gateway (SIGKILL) and starts it again on the same port.
-    pub async fn restart_gateway(&self) -> Result<()> {
+    pub async fn restart_gateway(&self) -> Result<(), TestkitError> {
         if let Some(mut child) = lock(&self.gateway).take() {
             child.kill().ok();
             child.wait().ok();
@@ -270,8 +301,8 @@ impl Stack {
 
     /// Redis's `INFO commandstats` (calls and microseconds per command since it started) and
     /// its CPU seconds.
-    pub async fn redis_usage(&self) -> Result<(BTreeMap<String, CommandStats>, f64)> {
-        let failed = |e: redis::RedisError| LoadtestError::store("INFO", e);
+    pub async fn redis_usage(&self) -> Result<(BTreeMap<String, CommandStats>, f64), TestkitError> {
+        let failed = |e: redis::RedisError| TestkitError::Store { context: "INFO".into(), source: e.into() };
         let client = redis::Client::open(self.redis_url.as_str()).map_err(failed)?;
         let mut conn = client.get_multiplexed_async_connection().await.map_err(failed)?;
         let info: String =
@@ -295,7 +326,7 @@ impl Stack {
     }
 }
 
-impl Drop for Stack {
+impl Drop for ProcessStack {
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -303,11 +334,11 @@ impl Drop for Stack {
 
 /// `--visibility-timeout-secs S` when this `shoal worker` knows the flag (older ones did not),
 /// and the input cache and heartbeat when configured.
-fn worker_flags(config: &StackConfig) -> Result<Vec<String>> {
+fn worker_flags(config: &ProcessStackConfig) -> Result<Vec<String>, TestkitError> {
     let help = Command::new(&config.shoal)
         .args(["worker", "--help"])
         .output()
-        .map_err(|e| LoadtestError::io(format!("running {} worker --help", config.shoal.display()), e))?;
+        .map_err(|e| TestkitError::io(format!("running {} worker --help", config.shoal.display()), e))?;
     let text = String::from_utf8_lossy(&help.stdout);
     let mut flags = Vec::new();
     if let Some(secs) = config.visibility_timeout_secs.filter(|_| text.contains("--visibility-timeout-secs")) {

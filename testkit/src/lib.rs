@@ -1,0 +1,17 @@
+//! `shoal-testkit`: how to start a Shoal stack for testing, written once for the whole-system
+//! tests and the load harness. Used only by tests and the harness, never by a production crate.
+//!
+//! - [`shoal_binary`], [`repo_root`], [`programs_dir`], [`program_bytes`]: where the built
+//!   `shoal` binary, the repository and the committed guest programs are.
+//! - [`ProcessStack`]: a private Redis, a `shoal gateway` and `shoal worker`s as separate
+//!   processes the caller can kill, pause and restart, and what each has cost.
+//! - [`WorkerCommand`]: the one command line of a `shoal worker` process in a test stack.
+//! - [`TestkitError`]: why a stack could not be started or changed.
+
+mod error;
+mod paths;
+mod process;
+
+pub use error::TestkitError;
+pub use paths::{program_bytes, programs_dir, repo_root, shoal_binary};
+pub use process::{CommandStats, ProcessStack, ProcessStackConfig, WorkerCommand};
