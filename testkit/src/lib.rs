@@ -3,6 +3,9 @@
 //!
 //! - [`shoal_binary`], [`repo_root`], [`programs_dir`], [`program_bytes`]: where the built
 //!   `shoal` binary, the repository and the committed guest programs are.
+//! - [`Stack`]: a private Redis, the gateway in-process, in-process workers and verifier, and
+//!   `shoal worker` processes ([`Stack::spawn_worker_process`]) over one shared block store,
+//!   with the calls the whole-system tests make (add content, submit, wait, read outputs).
 //! - [`ProcessStack`]: a private Redis, a `shoal gateway` and `shoal worker`s as separate
 //!   processes the caller can kill, pause and restart, and what each has cost.
 //! - [`WorkerCommand`]: the one command line of a `shoal worker` process in a test stack.
@@ -11,7 +14,9 @@
 mod error;
 mod paths;
 mod process;
+mod stack;
 
 pub use error::TestkitError;
 pub use paths::{program_bytes, programs_dir, repo_root, shoal_binary};
 pub use process::{CommandStats, ProcessStack, ProcessStackConfig, WorkerCommand};
+pub use stack::{Stack, StackOptions, SHARDS};

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use shoal_tests::{repo_root, shoal_binary};
+use shoal_testkit::{repo_root, shoal_binary};
 
 /// A `shoal dev` process, stopped with SIGTERM when dropped.
 struct Dev {

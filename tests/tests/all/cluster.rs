@@ -8,7 +8,7 @@ use shoal_content::unixfs::{self, ImportOptions};
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
 use shoal_jobs::{Job, JobState, RedisCluster};
-use shoal_tests::program_bytes;
+use shoal_testkit::program_bytes;
 use shoal_worker::WorkerConfig;
 use tokio::sync::watch;
 

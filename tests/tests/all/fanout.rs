@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use shoal_jobs::{ExecutionOutcome, FailureReason, FanOutStore, JobState, ShardRouter, Task};
-use shoal_tests::{Stack, StackOptions};
+use shoal_testkit::{Stack, StackOptions};
 
 use crate::sha256_hex;
 

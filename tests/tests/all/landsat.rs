@@ -9,7 +9,7 @@ use shoal_content::unixfs::{self, ImportOptions};
 use shoal_content::MemoryBlockStore;
 use shoal_jobs::JobState;
 use shoal_runtime::{Invocation, Limits, Mount, Runtime, RuntimeConfig};
-use shoal_tests::{program_bytes, repo_root, Stack, StackOptions};
+use shoal_testkit::{program_bytes, repo_root, Stack, StackOptions};
 
 const SCENE: &str = "data/landsat/LC80200392015216LGN00";
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use shoal_jobs::{
     now_ms, Candidate, ExecutionOutcome, Job, JobSpec, JobState, Membership, ShardAssignment, ShardRouter, WorkerInfo,
 };
-use shoal_tests::{Stack, StackOptions};
+use shoal_testkit::{Stack, StackOptions};
 
 const WAIT: Duration = Duration::from_secs(120);
 

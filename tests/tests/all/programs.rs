@@ -28,7 +28,7 @@ use shoal_runtime::{
     FailureKind, GuestFailure, Invocation, Limits, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig,
     GUEST_WALL_CLOCK,
 };
-use shoal_tests::repo_root;
+use shoal_testkit::repo_root;
 
 use crate::sha256_hex;
 

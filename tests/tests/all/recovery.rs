@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shoal_jobs::{FailureReason, JobState, ShardQueue};
-use shoal_tests::{Stack, StackOptions};
+use shoal_testkit::{Stack, StackOptions};
 
 const WAIT: Duration = Duration::from_secs(120);
 const VISIBILITY: Duration = Duration::from_secs(2);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shoal_jobs::{ExecutionOutcome, FailureReason, JobState};
-use shoal_tests::{Stack, StackOptions};
+use shoal_testkit::{Stack, StackOptions};
 
 use crate::sha256_hex;
 
@@ -228,7 +228,7 @@ async fn bad_programs_and_missing_content_fail_with_a_clear_reason() {
 
 #[test]
 fn docker_compose_file_is_valid() {
-    let root = shoal_tests::repo_root();
+    let root = shoal_testkit::repo_root();
     let output = std::process::Command::new("docker-compose")
         .args(["-f", "docker-compose.yml", "config", "-q"])
         .current_dir(&root)

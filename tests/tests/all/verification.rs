@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shoal_jobs::{now_ms, Execution, ExecutionOutcome, JobState, JobStore, ShardQueue, Started, VerificationOutcome};
-use shoal_tests::{Stack, StackOptions};
+use shoal_testkit::{Stack, StackOptions};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -101,7 +101,7 @@ async fn jobs_outside_the_sample_are_not_re_run() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut waiting = 0u64;
-        for shard in 0..shoal_tests::SHARDS {
+        for shard in 0..shoal_testkit::SHARDS {
             waiting +=
                 redis::AsyncCommands::xlen::<_, u64>(&mut conn, shoal_jobs::keys::verify_stream(shard)).await.unwrap();
         }

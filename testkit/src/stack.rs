@@ -2,8 +2,8 @@
 //! workers (in-process, or as `shoal worker` processes that a test can SIGKILL) and a shared
 //! local block store. Everything is stopped when the [`Stack`] is dropped.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,32 +18,11 @@ use shoal_worker::WorkerConfig;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::paths::{program_bytes, shoal_binary};
+use crate::process::WorkerCommand;
+
 /// Shard streams in test stacks: few, so tests exercise several shards without slow start-up.
 pub const SHARDS: u32 = 4;
-
-/// The repository root (for `programs/wasm`, `data/`, `docker-compose.yml`).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
-}
-
-/// The bytes of a committed guest program, `programs/wasm/<name>.wasm`.
-pub fn program_bytes(name: &str) -> Vec<u8> {
-    let path = repo_root().join("programs/wasm").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// The `shoal` binary built beside this test (cargo builds every workspace binary before tests
-/// run under `cargo test --workspace`).
-pub fn shoal_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/shoal
-    let profile_dir = exe.parent().and_then(Path::parent).context("test binary has no target directory")?;
-    let binary = profile_dir.join("shoal");
-    if !binary.exists() {
-        bail!("{} is missing: run `cargo build -p shoal-cli` (make test does)", binary.display());
-    }
-    Ok(binary)
-}
 
 /// How a test stack is set up.
 #[derive(Debug, Clone)]
@@ -183,30 +162,26 @@ impl Stack {
         }));
     }
 
-    /// Starts a `shoal worker` process (so a test can kill it), sharing this stack's store.
+    /// Starts a `shoal worker` process (so a test can kill it), sharing this stack's store: one
+    /// job at a time, this stack's shards, heartbeat and visibility timeout, output discarded.
     pub fn spawn_worker_process(&mut self, id: &str) -> anyhow::Result<u32> {
-        let child = Command::new(shoal_binary()?)
-            .arg("--home")
-            .arg(self.home.path())
-            .args([
-                "worker",
-                "--redis",
-                &self.redis.url(),
-                "--id",
-                id,
-                "--shards",
-                &self.options.shards.to_string(),
-                "--heartbeat-ms",
-                &self.options.heartbeat.as_millis().to_string(),
-                "--concurrency",
-                "1",
-            ])
-            .arg("--visibility-timeout-secs")
-            .arg(self.options.visibility_timeout.as_secs().max(1).to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting a shoal worker process")?;
+        let flags = [
+            "--heartbeat-ms".to_string(),
+            self.options.heartbeat.as_millis().to_string(),
+            "--visibility-timeout-secs".to_string(),
+            self.options.visibility_timeout.as_secs().max(1).to_string(),
+        ];
+        let child = WorkerCommand {
+            shoal: &shoal_binary()?,
+            home: self.home.path(),
+            redis_url: &self.redis.url(),
+            id,
+            shards: self.options.shards,
+            concurrency: 1,
+            flags: &flags,
+            log: None,
+        }
+        .spawn()?;
         let pid = child.id();
         self.processes.push(child);
         Ok(pid)
