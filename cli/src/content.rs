@@ -91,7 +91,7 @@ fn local_store(home: &Home) -> anyhow::Result<Arc<dyn BlockStore>> {
 }
 
 /// The local store in front of the given (or the dev stack's) trustless gateways.
-fn reader(home: &Home, sources: &SourceArgs) -> anyhow::Result<Arc<SourceChain>> {
+pub(crate) fn reader(home: &Home, sources: &SourceArgs) -> anyhow::Result<Arc<SourceChain>> {
     let mut urls = sources.from.clone();
     if urls.is_empty() {
         urls.extend(home.endpoints().map(|e| e.content));
@@ -101,6 +101,13 @@ fn reader(home: &Home, sources: &SourceArgs) -> anyhow::Result<Arc<SourceChain>>
         chain.push(Arc::new(HttpGatewaySource::new(url).with_context(|| format!("gateway {url}"))?));
     }
     Ok(Arc::new(SourceChain::new(chain).with_cache(local_store(home)?)))
+}
+
+/// The whole content of the file named by `cid`, every block verified.
+pub(crate) async fn read_all(reader: Arc<SourceChain>, cid: cid::Cid) -> anyhow::Result<Vec<u8>> {
+    let chunks: Vec<bytes::Bytes> =
+        unixfs::cat(reader, cid).try_collect().await.with_context(|| format!("reading {cid}"))?;
+    Ok(chunks.concat())
 }
 
 /// Splits `CID/a/b` into the root CID and the path inside it.

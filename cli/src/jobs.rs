@@ -297,6 +297,7 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
                     recomputed.output
                 )
             }
+            VerificationOutcome::Refused { worker, reason } => format!("REFUSED: {worker}'s receipt: {reason}"),
             VerificationOutcome::Inconclusive { reason } => format!("inconclusive: {reason}"),
         };
         println!("verified   by {}: {verdict}", verification.verifier);
@@ -312,6 +313,9 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
         let took =
             execution.finished_at_ms.map(|end| format!(" in {} ms", end.saturating_sub(execution.started_at_ms)));
         println!("execution  {} on {}{}: {}", execution.id, execution.worker, took.unwrap_or_default(), outcome);
+        if let Some(receipt) = &execution.receipt {
+            println!("receipt    {} signed by {}", receipt.cid(), receipt.receipt.key);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ mod content;
 mod dev;
 mod home;
 mod jobs;
+mod receipt;
 mod services;
 
 use std::path::PathBuf;
@@ -55,6 +56,9 @@ enum Command {
     Logs(jobs::JobArgs),
     /// List the live workers.
     Workers(jobs::WorkersArgs),
+    /// Check workers' signed receipts.
+    #[command(subcommand)]
+    Receipt(receipt::ReceiptCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +92,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Cat(args) => content::cat(&home, args).await,
         Command::Car(command) => content::car(&home, command).await,
         Command::Run(args) => jobs::run(&home, args).await,
+        Command::Receipt(command) => receipt::run(&home, command).await,
         Command::Status(args) => jobs::status(&home, args).await,
         Command::Logs(args) => jobs::logs(&home, args).await,
         Command::Workers(args) => jobs::workers(&home, args).await,

@@ -116,6 +116,12 @@ impl From<StoreError> for ApiError {
                 "idempotency_key_reused",
                 format!("Idempotency-Key {key:?} was already used for job {job} with a different spec; use a new key for a new job"),
             ),
+            // Only worker start-up binds keys; a gateway never meets this.
+            StoreError::KeyConflict { worker, .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "key_conflict",
+                format!("worker {worker} is registered with another key"),
+            ),
             StoreError::Corrupt { key, reason } => {
                 tracing::error!(%key, %reason, "corrupt record in Redis");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", format!("the stored record {key} cannot be read: {reason}"))

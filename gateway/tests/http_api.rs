@@ -146,6 +146,7 @@ fn execution(n: u32) -> Execution {
         started_at_ms: now_ms(),
         finished_at_ms: None,
         outcome: None,
+        receipt: None,
     }
 }
 

@@ -36,6 +36,15 @@ pub enum StoreError {
     /// No such job.
     #[error("job {0} not found")]
     JobNotFound(String),
+    /// The worker id is registered with another key: a second worker under the same id, or a
+    /// key lost and made anew (the operator must free the id).
+    #[error("worker id {worker:?} is registered with another key ({registered})")]
+    KeyConflict {
+        /// The worker id.
+        worker: String,
+        /// The key registered for it.
+        registered: String,
+    },
     /// The idempotency key was used before with a different spec.
     #[error("idempotency key {key:?} was used for job {job} with a different spec")]
     IdempotencyConflict {

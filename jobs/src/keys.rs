@@ -128,6 +128,16 @@ pub fn holders(shard: u32) -> String {
     format!("shoal:{{w}}:holders:{shard}")
 }
 
+/// Worker id → the public key it registered first (see [`crate::WorkerKey`]).
+pub fn worker_keys() -> String {
+    "shoal:{w}:worker-keys".to_string()
+}
+
+/// Worker id → how many of its settled executions were refused (receipt or result wrong).
+pub fn refusals() -> String {
+    "shoal:{w}:refusals".to_string()
+}
+
 /// The hot shards and their extra readers, as last published (see [`crate::hot`]).
 pub fn hot_shards() -> String {
     "shoal:{w}:hot".to_string()

@@ -8,6 +8,7 @@
 //! - [`keys`]: every Redis key, cluster-compatible, in one place.
 //! - `connection`: one connection type for a single Redis node or a Redis Cluster, built in one
 //!   place ([`RedisConnection::open_with`]).
+//! - `receipt`: worker keys and signed receipts ([`WorkerKey`], [`SignedReceipt`]).
 //! - `retry`: riding out Redis restarts ([`with_retries`]).
 //! - `store`: job records and their atomic state transitions ([`JobStore`]).
 //! - `queue`: the shard streams jobs travel on ([`ShardQueue`], [`ShardReader`]).
@@ -30,6 +31,7 @@ mod membership;
 mod model;
 mod placement;
 mod queue;
+mod receipt;
 mod retry;
 mod router;
 mod server;
@@ -48,6 +50,7 @@ pub use model::{
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
+pub use receipt::{KeyError, PublicKey, Receipt, ReceiptError, SignedReceipt, WorkerKey};
 pub use retry::{with_retries, STORE_RETRY_LIMIT};
 pub use router::ShardRouter;
 pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};

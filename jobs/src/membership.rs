@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::connection::RedisConnection;
 use crate::error::StoreError;
 use crate::keys;
+use crate::receipt::PublicKey;
 use crate::store::now_ms;
 
 /// What a worker offers, as it registers it.
@@ -80,6 +81,45 @@ impl Membership {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Binds worker id `id` to `key`, the first time; afterwards only the same key is accepted
+    /// ([`StoreError::KeyConflict`] otherwise), so no one else can sign as `id`.
+    pub async fn bind_key(&self, id: &str, key: &PublicKey) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let text = key.to_string();
+        let _: bool = conn.hset_nx(keys::worker_keys(), id, &text).await?;
+        let registered: String = conn.hget(keys::worker_keys(), id).await?;
+        if registered != text {
+            return Err(StoreError::KeyConflict { worker: id.to_string(), registered });
+        }
+        Ok(())
+    }
+
+    /// The key bound to worker `id`, if it registered one.
+    pub async fn key_of(&self, id: &str) -> Result<Option<PublicKey>, StoreError> {
+        let mut conn = self.conn.clone();
+        let registered: Option<String> = conn.hget(keys::worker_keys(), id).await?;
+        registered
+            .map(|text| {
+                text.parse().map_err(|e: crate::ReceiptError| StoreError::Corrupt {
+                    key: keys::worker_keys(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Counts one refused execution of worker `id`; returns its count so far.
+    pub async fn count_refusal(&self, id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hincr(keys::refusals(), id, 1).await?)
+    }
+
+    /// How many executions of each worker were refused.
+    pub async fn refusals(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hgetall(keys::refusals()).await?)
     }
 
     /// Removes worker `id` at once (it is shutting down).

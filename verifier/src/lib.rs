@@ -9,15 +9,19 @@
 //! `agreed`, `disagreed` (naming the worker whose result settled the job, with both results), or
 //! `inconclusive`.
 //!
-//! What this does not do yet (the malicious-workers issue): act on a disagreement (re-run on
-//! others, quarantine the worker), or sample by worker reputation.
+//! Before any re-execution, every settled result's receipt is checked ([`shoal_jobs::SignedReceipt`]):
+//! a result not vouched for by its worker's registered key is `refused`, and counted against the
+//! worker.
+//!
+//! What this does not do yet (the verification issue): act on a disagreement or a refusal (re-run
+//! on others, quarantine the worker), or sample by worker reputation.
 
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
-    now_ms, with_retries, Delivery, ExecutionOutcome, Job, JobState, Lane, ShardReader, StoreError, Verification,
-    VerificationOutcome, VerificationPolicy,
+    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, Job, JobState, Lane, Membership, ReceiptError,
+    ShardReader, StoreError, Verification, VerificationOutcome, VerificationPolicy,
 };
 use shoal_worker::{Executor, WorkerConfig, WorkerError};
 use tracing::{info, warn};
@@ -106,17 +110,51 @@ async fn verify(executor: &Executor, delivery: &Delivery, rate: f64) -> Result<(
         VerificationPolicy::Sampled => sampled(&job.id, rate),
         VerificationPolicy::None => false,
     };
-    if !chosen || job.state != JobState::Succeeded {
+    if job.state != JobState::Succeeded {
         return Ok(());
     }
-    let outcome = recompute(executor, &job).await;
+    // Every settled result's receipt is checked, sampled or not: it costs no re-execution.
+    let outcome = match check_receipt(executor, &job).await? {
+        Err(refused) => refused,
+        Ok(()) if !chosen => return Ok(()),
+        Ok(()) => recompute(executor, &job).await,
+    };
     match &outcome {
         VerificationOutcome::Agreed => info!(job = %job.id, "verified: agreed"),
         VerificationOutcome::Disagreed { worker, .. } => warn!(job = %job.id, %worker, "verified: DISAGREED"),
+        VerificationOutcome::Refused { worker, reason } => {
+            warn!(job = %job.id, %worker, %reason, "receipt REFUSED");
+            let membership = Membership::new(executor.jobs().connection());
+            with_retries("count_refusal", || membership.count_refusal(worker)).await?;
+        }
         VerificationOutcome::Inconclusive { reason } => warn!(job = %job.id, %reason, "verification inconclusive"),
     }
     let verification = Verification { verifier: executor.id().to_string(), at_ms: now_ms(), outcome };
     with_retries("record_verification", || executor.jobs().record_verification(&job.id, &verification)).await
+}
+
+/// The execution that settled `job`: the first that completed with the reported result.
+fn settling_execution(job: &Job) -> Option<&Execution> {
+    let reported = job.result.as_ref()?;
+    job.executions.iter().find(|e| matches!(&e.outcome, Some(ExecutionOutcome::Completed(r)) if r == reported))
+}
+
+/// Whether the execution that settled `job` carries a valid receipt of its worker: signed by the
+/// key bound to the worker's id, for this very job, execution and outcome.
+async fn check_receipt(executor: &Executor, job: &Job) -> Result<Result<(), VerificationOutcome>, StoreError> {
+    let Some(execution) = settling_execution(job) else {
+        return Ok(Err(VerificationOutcome::Refused {
+            worker: "(unknown)".into(),
+            reason: "no recorded execution produced the reported result".into(),
+        }));
+    };
+    let membership = Membership::new(executor.jobs().connection());
+    let registered = with_retries("key_of", || membership.key_of(&execution.worker)).await?;
+    let checked = match &execution.receipt {
+        None => Err(ReceiptError::Missing),
+        Some(receipt) => receipt.check(job, execution, registered.as_ref()),
+    };
+    Ok(checked.map_err(|e| VerificationOutcome::Refused { worker: execution.worker.clone(), reason: e.to_string() }))
 }
 
 /// Re-executes `job` and compares with the result that settled it.
@@ -140,12 +178,7 @@ async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
     if same {
         return VerificationOutcome::Agreed;
     }
-    // The execution that settled the job is the first that completed with the reported output.
-    let worker = job
-        .executions
-        .iter()
-        .find(|e| matches!(&e.outcome, Some(ExecutionOutcome::Completed(r)) if *r == reported))
-        .map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
+    let worker = settling_execution(job).map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
     VerificationOutcome::Disagreed { worker, reported: Box::new(reported), recomputed: Box::new(recomputed) }
 }
 

@@ -18,6 +18,9 @@ pub struct WorkerConfig {
     pub shards: u32,
     /// How many jobs run at once.
     pub concurrency: usize,
+    /// Where the worker's signing key is kept (created on first start): it signs the receipt of
+    /// every execution, and the id is bound to it at the first registration.
+    pub key_file: PathBuf,
     /// The local block store: a cache of fetched blocks and where outputs are written.
     pub store_dir: PathBuf,
     /// Trustless gateways to fetch blocks from, tried in order after the local store.
@@ -89,6 +92,7 @@ impl WorkerConfig {
             redis_url: redis_url.to_string(),
             shards: ShardRouter::DEFAULT_SHARDS,
             concurrency: WorkerConfig::DEFAULT_CONCURRENCY,
+            key_file: home.join("keys").join(format!("{id}.key")),
             store_dir: home.join("blocks"),
             gateways: Vec::new(),
             work_dir: home.join("work").join(id),
@@ -121,6 +125,9 @@ pub enum WorkerError {
     /// The wasm runtime could not be created.
     #[error("creating the wasm runtime: {0}")]
     Runtime(#[from] shoal_runtime::RuntimeError),
+    /// The signing key could not be loaded or made.
+    #[error(transparent)]
+    Key(#[from] shoal_jobs::KeyError),
     /// Local I/O.
     #[error("{context}: {source}")]
     Io {

@@ -10,11 +10,11 @@ use cid::Cid;
 use futures::TryStreamExt;
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, ImportOptions, NodeKind};
-use shoal_content::{BlockReader, BlockSource, BlockStore, ContentError, FsBlockStore};
+use shoal_content::{Block, BlockReader, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOutStore,
-    Job, JobSpec, JobState, JobStore, RedisConnection, ShardQueue, ShardRouter, Started, StoreError,
-    VerificationPolicy, OUTPUTS_MOUNT,
+    Job, JobSpec, JobState, JobStore, Membership, Receipt, RedisConnection, ShardQueue, ShardRouter, SignedReceipt,
+    Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime, RuntimeConfig};
 use tracing::{info, info_span, warn, Instrument};
@@ -31,6 +31,8 @@ pub const MAX_PROGRAM_BYTES: u64 = 256 << 20;
 pub struct Executor {
     /// The worker's id.
     pub(crate) worker: String,
+    /// The key its receipts are signed with.
+    key: Arc<WorkerKey>,
     /// Job records.
     pub(crate) jobs: JobStore,
     /// The shard streams, for handing succeeded jobs to the verifier.
@@ -61,6 +63,8 @@ impl Executor {
     /// Creates the shard streams' consumer groups if missing.
     pub async fn open(config: &WorkerConfig) -> Result<Executor, WorkerError> {
         let conn = RedisConnection::open(&config.redis_urls()).await?;
+        let key = WorkerKey::load_or_create(&config.key_file)?;
+        Membership::new(conn.clone()).bind_key(&config.id, &key.public()).await?;
         let queue = ShardQueue::new(conn.clone());
         queue.ensure_groups(config.shards).await?;
         std::fs::create_dir_all(&config.work_dir)
@@ -77,6 +81,7 @@ impl Executor {
         })?;
         Ok(Executor {
             worker: config.id.clone(),
+            key: Arc::new(key),
             jobs: JobStore::new(conn.clone()),
             fanouts: FanOutStore::new(conn),
             router: ShardRouter::new(config.shards),
@@ -144,6 +149,7 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
         started_at_ms: now_ms(),
         finished_at_ms: None,
         outcome: None,
+        receipt: None,
     };
     let settled =
         match with_retries("start_execution", || jobs.start_delivered(job_id, &delivery.entry, &execution)).await? {
@@ -168,24 +174,26 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
     Ok(Begun::Settled(settled))
 }
 
-/// Stores the outcome of `execution` of `job`, settling the job (once: a later settle of the
-/// same job changes nothing), then hands a succeeded job to the verifier unless its spec says
-/// `none` — the one settle step every executor takes, the real one and the simulation's alike.
-/// Returns the job's state after it.
+/// Signs the receipt of `execution` of `job` with `key`, stores the outcome with it, settling
+/// the job (once: a later settle of the same job changes nothing), then hands a succeeded job to
+/// the verifier unless its spec says `none` — the one settle step every executor takes, the real
+/// one and the simulation's alike. Returns the job's state after it and the receipt.
 pub async fn settle(
     jobs: &JobStore,
     queue: &ShardQueue,
+    key: &WorkerKey,
     job: &Job,
-    execution: &Execution,
-) -> Result<JobState, StoreError> {
-    let state = with_retries("finish_execution", || jobs.finish_execution(&job.id, execution)).await?;
+    mut execution: Execution,
+) -> Result<(JobState, Option<SignedReceipt>), StoreError> {
+    execution.receipt = Receipt::of(job, &execution, key.public()).map(|receipt| key.sign(receipt));
+    let state = with_retries("finish_execution", || jobs.finish_execution(&job.id, &execution)).await?;
     info!(job = %job.id, %state, "job settled");
     // Written after the result: a worker dying in between leaves one job unverified, which
     // sampling tolerates; the reverse order could verify a result never stored.
     if state == JobState::Succeeded && job.spec.verification != VerificationPolicy::None {
         with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
     }
-    Ok(state)
+    Ok((state, execution.receipt))
 }
 
 /// A job's program and inputs, ready to run.
@@ -240,7 +248,15 @@ impl Executor {
             Ok(result) => ExecutionOutcome::Completed(result),
             Err(failure) => ExecutionOutcome::Failed(failure),
         });
-        settle(&self.jobs, &self.queue, &job, &execution).await?;
+        let (_, receipt) = settle(&self.jobs, &self.queue, &self.key, &job, *execution).await?;
+        if let Some(receipt) = receipt {
+            // So users can fetch the receipt by its CID; the job record holds it too.
+            let block = Block::encode(Codec::Raw, receipt.to_bytes());
+            debug_assert_eq!(*block.cid(), receipt.cid());
+            if let Err(e) = self.store.put(&block).await {
+                warn!(job = job_id, error = %e, "could not store the receipt block; the job record holds it");
+            }
+        }
         Ok(Settled::Done)
     }
 

@@ -179,6 +179,14 @@ pub enum VerificationOutcome {
         /// What the verifier computed.
         recomputed: Box<ExecutionResult>,
     },
+    /// The execution that settled the job is not vouched for by a valid receipt of its worker:
+    /// missing, forged, replayed or altered. Its result is not accepted, whatever it is.
+    Refused {
+        /// The worker the execution is recorded for.
+        worker: String,
+        /// What is wrong with the receipt.
+        reason: String,
+    },
     /// The re-execution could not complete (content gone, runtime fault): no verdict.
     Inconclusive {
         /// Why.

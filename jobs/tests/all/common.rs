@@ -46,6 +46,7 @@ pub(crate) fn execution(id: &str, outcome: Option<ExecutionOutcome>) -> Executio
         started_at_ms: now_ms(),
         finished_at_ms: outcome.as_ref().map(|_| now_ms()),
         outcome,
+        receipt: None,
     }
 }
 

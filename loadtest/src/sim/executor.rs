@@ -14,6 +14,7 @@ use cid::Cid;
 use moka::future::Cache;
 use shoal_jobs::{
     now_ms, ContentId, Delivery, ExecutionOutcome, ExecutionResult, JobState, JobStore, ShardQueue, StoreError,
+    WorkerKey,
 };
 use shoal_worker::{begin, settle, Begun, Execute, Settled};
 use tokio::sync::mpsc;
@@ -129,6 +130,8 @@ pub struct SimulatedExecutor {
     worker: String,
     jobs: JobStore,
     queue: ShardQueue,
+    /// Signs receipts like a real worker's key; simulated workers do not register theirs.
+    key: WorkerKey,
     cache: ItemCache,
     model: CostModel,
     completions: mpsc::UnboundedSender<Completion>,
@@ -147,6 +150,7 @@ impl SimulatedExecutor {
         SimulatedExecutor {
             worker: worker.to_string(),
             queue: ShardQueue::new(jobs.connection()),
+            key: WorkerKey::generate(),
             jobs,
             cache: ItemCache::new(cache_bytes, model),
             model,
@@ -188,7 +192,7 @@ impl Execute for SimulatedExecutor {
             run_ms,
             inputs_cached: cached,
         }));
-        let state = settle(&self.jobs, &self.queue, &job, &execution).await?;
+        let (state, _) = settle(&self.jobs, &self.queue, &self.key, &job, *execution).await?;
         // The run may have stopped listening; the job's record is what counts.
         self.completions.send(Completion { job_id: job_id.to_string(), state }).ok();
         Ok(Settled::Done)

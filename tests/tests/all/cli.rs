@@ -90,6 +90,24 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
 
     let status = stdout_line(&shoal(home.path(), &["status", &job]));
     assert!(status.contains("succeeded") && status.contains(&output), "{status}");
+    // The execution's signed receipt, fetched by its CID from the dev stack's content server,
+    // checks against the key that signed it; a tampered copy does not.
+    let receipt_line = status.lines().find(|line| line.starts_with("receipt")).expect("a receipt line");
+    let words: Vec<&str> = receipt_line.split_whitespace().collect();
+    let (receipt, key) = (words[1], words[4]);
+    let verified = stdout_line(&shoal(home.path(), &["receipt", "verify", receipt, "--key", key]));
+    assert!(verified.contains(&format!("output {output}")) && verified.ends_with(&format!("valid: signed by {key}")));
+    let bytes = stdout_line(&shoal(home.path(), &["cat", receipt]));
+    let tampered = work.path().join("tampered-receipt.json");
+    std::fs::write(&tampered, bytes.replace(&output, &input)).unwrap();
+    let refused = Command::new(shoal_binary().unwrap())
+        .arg("--home")
+        .arg(home.path())
+        .args(["receipt", "verify", tampered.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("INVALID: the signature does not match the receipt"));
     let logs = stdout_line(&shoal(home.path(), &["logs", &job]));
     assert!(logs.contains("hi"), "stdout has the argument: {logs}");
 

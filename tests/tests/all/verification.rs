@@ -1,10 +1,14 @@
 //! The verifier re-runs succeeded jobs: an honest result is agreed with, a worker that reports
-//! a result its program does not produce is caught and named.
+//! a result its program does not produce is caught and named, and a result without a valid
+//! receipt of its worker (forged, missing) is refused and counted.
 
 use std::time::Duration;
 
 use serde_json::json;
-use shoal_jobs::{now_ms, Execution, ExecutionOutcome, JobState, JobStore, ShardQueue, Started, VerificationOutcome};
+use shoal_jobs::{
+    now_ms, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Membership, Receipt, ShardQueue,
+    SignedReceipt, Started, VerificationOutcome, WorkerKey,
+};
 use shoal_testkit::{Stack, StackOptions};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -30,39 +34,66 @@ async fn an_honest_result_is_agreed_with() {
     stack.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_worker_reporting_a_false_result_is_caught_and_named() {
-    // No honest worker: the test plays a malicious one.
-    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+/// How the test's malicious worker signs what it reports.
+enum Signing<'a> {
+    /// With its own key, registered for its id: a well-formed lie.
+    Registered(&'a WorkerKey),
+    /// With a key that is not the one registered for the id it claims.
+    Forged(&'a WorkerKey),
+    /// Not at all.
+    Unsigned,
+}
+
+/// A job of echo-hash with argument `x`, and the result of the same program with argument `y`:
+/// a plausible-looking but wrong result for it. No honest worker runs in the stack.
+async fn job_and_wrong_result(stack: &Stack) -> (String, ExecutionResult) {
     let program = stack.add_program("echo-hash").await.unwrap();
     let id = stack
         .submit_ok(&json!({"program": program.to_string(), "args": ["x"], "verification": {"mode": "always"}}))
         .await
         .unwrap();
-
-    // The liar claims the job and reports the output of another job (same program, other args),
-    // a plausible-looking but wrong result.
-    let honest_worker = stack.worker_config("reference");
-    let reference = shoal_worker::Executor::open(&honest_worker).await.unwrap();
+    let reference = shoal_worker::Executor::open(&stack.worker_config("reference")).await.unwrap();
     let other_spec =
         shoal_jobs::JobSpec::from_json(json!({"program": program.to_string(), "args": ["y"]}).to_string().as_bytes())
             .unwrap();
-    let wrong = reference.run_spec(&other_spec, "liar-run").await.unwrap();
+    (id, reference.run_spec(&other_spec, "liar-run").await.unwrap())
+}
 
+/// Plays a malicious worker `worker`: claims job `id`, reports `result` signed as `signing`
+/// says, and hands the job to the verifier.
+async fn report_as(stack: &Stack, id: &str, worker: &str, signing: Signing<'_>, result: &ExecutionResult) {
     let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
     let jobs = JobStore::new(conn.clone());
     let mut execution = Execution {
-        id: "liar-1".into(),
-        worker: "liar".into(),
+        id: format!("{worker}-1"),
+        worker: worker.into(),
         started_at_ms: now_ms(),
         finished_at_ms: None,
         outcome: None,
+        receipt: None,
     };
-    let Started::Running(job) = jobs.start_execution(&id, &execution).await.unwrap() else { panic!("job starts") };
+    let Started::Running(job) = jobs.start_execution(id, &execution).await.unwrap() else { panic!("job starts") };
     execution.finished_at_ms = Some(now_ms());
-    execution.outcome = Some(ExecutionOutcome::Completed(wrong.clone()));
-    assert_eq!(jobs.finish_execution(&id, &execution).await.unwrap(), JobState::Succeeded);
-    ShardQueue::new(conn).enqueue_verification(job.shard, &id).await.unwrap();
+    execution.outcome = Some(ExecutionOutcome::Completed(result.clone()));
+    let signer = match signing {
+        Signing::Registered(key) => {
+            Membership::new(conn.clone()).bind_key(worker, &key.public()).await.unwrap();
+            Some(key)
+        }
+        Signing::Forged(key) => Some(key),
+        Signing::Unsigned => None,
+    };
+    execution.receipt = signer.map(|key| key.sign(Receipt::of(&job, &execution, key.public()).unwrap()));
+    assert_eq!(jobs.finish_execution(id, &execution).await.unwrap(), JobState::Succeeded);
+    ShardQueue::new(conn).enqueue_verification(job.shard, id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_reporting_a_false_result_is_caught_and_named() {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let (id, wrong) = job_and_wrong_result(&stack).await;
+    // A well-formed lie: the receipt is genuine, only re-execution shows the result is false.
+    report_as(&stack, &id, "liar", Signing::Registered(&WorkerKey::generate()), &wrong).await;
 
     stack.start_verifier("verifier", 0.0);
     let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
@@ -74,6 +105,51 @@ async fn a_worker_reporting_a_false_result_is_caught_and_named() {
         }
         other => panic!("the lie is caught: {other:?}"),
     }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_and_missing_receipts_are_refused_and_counted() {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let (forged, wrong) = job_and_wrong_result(&stack).await;
+    // "reference" registered its key when it opened; the forger signs as "reference" with its own.
+    report_as(&stack, &forged, "reference", Signing::Forged(&WorkerKey::generate()), &wrong).await;
+    let (unsigned, wrong) = job_and_wrong_result(&stack).await;
+    report_as(&stack, &unsigned, "lazy", Signing::Unsigned, &wrong).await;
+
+    stack.start_verifier("verifier", 0.0);
+    for (id, worker, reason) in [
+        (&forged, "reference", "not signed by the key registered for worker reference"),
+        (&unsigned, "lazy", "the execution carries no receipt"),
+    ] {
+        let job = stack.wait_until(id, WAIT, |job| job.verification.is_some()).await.unwrap();
+        assert_eq!(
+            job.verification.unwrap().outcome,
+            VerificationOutcome::Refused { worker: worker.into(), reason: reason.into() }
+        );
+    }
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    let refusals = Membership::new(conn).refusals().await.unwrap();
+    assert_eq!(refusals.get("reference"), Some(&1));
+    assert_eq!(refusals.get("lazy"), Some(&1));
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_results_carry_receipts_fetchable_by_cid() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let id = stack.submit_ok(&json!({"program": program.to_string(), "args": ["r"]})).await.unwrap();
+    let job = stack.wait_terminal(&id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    let execution = job.executions.last().unwrap();
+    let receipt = execution.receipt.as_ref().expect("a settled execution carries a receipt");
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    let key = Membership::new(conn).key_of(&execution.worker).await.unwrap();
+    receipt.check(&job, execution, key.as_ref()).unwrap();
+    // The receipt is also a raw block in the store, named by its CID: what a user fetches.
+    let bytes = stack.read(&receipt.cid(), "").await.unwrap();
+    assert_eq!(SignedReceipt::from_bytes(&bytes).unwrap(), *receipt);
     stack.shutdown().await;
 }
 

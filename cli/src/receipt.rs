@@ -1,0 +1,68 @@
+//! `shoal receipt verify`: checks a worker's signed receipt offline.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use shoal_content::parse_cid;
+use shoal_jobs::{ExecutionOutcome, PublicKey, SignedReceipt};
+
+use crate::content::{read_all, reader, SourceArgs};
+use crate::home::Home;
+
+/// `shoal receipt`.
+#[derive(Subcommand)]
+pub(crate) enum ReceiptCommand {
+    /// Check a receipt's signature (and, with `--key`, who signed it) and print what it states.
+    Verify(VerifyArgs),
+}
+
+/// `shoal receipt verify`.
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// The receipt: its CID (fetched and verified like any content), or a file holding it.
+    receipt: String,
+    /// The key the receipt must be signed with (`ed25519:<hex>`): the one registered for the
+    /// worker it names (`shoal workers` shows it).
+    #[arg(long)]
+    key: Option<String>,
+    #[command(flatten)]
+    sources: SourceArgs,
+}
+
+/// `shoal receipt verify`: exit 0 when the receipt is genuine (and by `--key`), 1 when not.
+pub(crate) async fn run(home: &Home, command: ReceiptCommand) -> anyhow::Result<ExitCode> {
+    let ReceiptCommand::Verify(args) = command;
+    let bytes = if Path::new(&args.receipt).is_file() {
+        std::fs::read(&args.receipt).with_context(|| format!("reading {}", args.receipt))?
+    } else {
+        let cid = parse_cid(&args.receipt).with_context(|| format!("{} is neither a file nor a CID", args.receipt))?;
+        read_all(reader(home, &args.sources)?, cid).await?
+    };
+    let signed = SignedReceipt::from_bytes(&bytes)?;
+    let receipt = &signed.receipt;
+    println!("receipt    {}", signed.cid());
+    println!("job        {} (invocation {})", receipt.job, receipt.invocation);
+    println!("execution  {} by {} ({})", receipt.execution, receipt.worker, receipt.key);
+    match &receipt.outcome {
+        ExecutionOutcome::Completed(result) => println!(
+            "outcome    exit {}, output {}, stdout {}, stderr {}, fuel {}",
+            result.exit_code, result.output, result.stdout, result.stderr, result.fuel_consumed
+        ),
+        ExecutionOutcome::Failed(failure) => println!("outcome    failed: {}: {}", failure.reason, failure.message),
+    }
+    if let Err(e) = signed.verify_signature() {
+        println!("INVALID: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(expected) = &args.key {
+        let expected: PublicKey = expected.parse()?;
+        if expected != receipt.key {
+            println!("INVALID: signed by {}, not by {expected}", receipt.key);
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!("valid: signed by {}", receipt.key);
+    Ok(ExitCode::SUCCESS)
+}
