@@ -9,6 +9,7 @@ mod content;
 mod dev;
 mod home;
 mod jobs;
+mod quarantine;
 mod receipt;
 mod services;
 
@@ -59,6 +60,9 @@ enum Command {
     /// Check workers' signed receipts.
     #[command(subcommand)]
     Receipt(receipt::ReceiptCommand),
+    /// List quarantined workers, or readmit one (operators).
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,6 +97,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Car(command) => content::car(&home, command).await,
         Command::Run(args) => jobs::run(&home, args).await,
         Command::Receipt(command) => receipt::run(&home, command).await,
+        Command::Quarantine(command) => quarantine::run(command).await,
         Command::Status(args) => jobs::status(&home, args).await,
         Command::Logs(args) => jobs::logs(&home, args).await,
         Command::Workers(args) => jobs::workers(&home, args).await,

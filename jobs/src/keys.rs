@@ -138,6 +138,23 @@ pub fn refusals() -> String {
     "shoal:{w}:refusals".to_string()
 }
 
+/// Worker id → why it is quarantined (JSON): it gets no shards and steals nothing until an
+/// operator readmits it.
+pub fn quarantined() -> String {
+    "shoal:{w}:quarantined".to_string()
+}
+
+/// The jobs worker `worker` settled as succeeded, newest first: what is re-verified when it is
+/// caught (bounded, see [`crate::Membership::SETTLED_KEPT`]).
+pub fn settled_by(worker: &str) -> String {
+    format!("shoal:{{w}}:settled:{worker}")
+}
+
+/// Jobs whose results are tainted (their worker was caught): verified whatever their sampling.
+pub fn tainted() -> String {
+    "shoal:{w}:tainted".to_string()
+}
+
 /// The hot shards and their extra readers, as last published (see [`crate::hot`]).
 pub fn hot_shards() -> String {
     "shoal:{w}:hot".to_string()

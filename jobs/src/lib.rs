@@ -42,7 +42,7 @@ pub use connection::{redis_addresses, redis_urls, Batch, ConnectOptions, RedisCo
 pub use error::{SpecError, StoreError};
 pub use fanout::{FanOutStore, FinishedTask, Task, TaskOutcome, Unfinished};
 pub use hot::{HotPolicy, HotShards};
-pub use membership::{Member, Membership, WorkerInfo};
+pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
     ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, InputSpec,
     Job, JobSpec, JobState, JobStatus, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification,

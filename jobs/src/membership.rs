@@ -33,6 +33,22 @@ pub struct WorkerInfo {
     pub started_at_ms: u64,
 }
 
+/// Why a worker was quarantined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    /// What it was caught at.
+    pub reason: String,
+    /// The job it was caught on.
+    pub job: String,
+    /// The verifier that caught it.
+    pub verifier: String,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// How many jobs it had settled by then (as far as remembered), all now tainted.
+    #[serde(default)]
+    pub settled: u64,
+}
+
 /// A registered worker and when it was last heard from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -120,6 +136,72 @@ impl Membership {
     pub async fn refusals(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let mut conn = self.conn.clone();
         Ok(conn.hgetall(keys::refusals()).await?)
+    }
+
+    /// How many of a worker's settled jobs are remembered for re-verification if it is caught.
+    pub const SETTLED_KEPT: usize = 1_000_000;
+
+    /// Remembers that worker `id` settled job `job` as succeeded.
+    pub async fn record_settled(&self, id: &str, job: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .lpush(keys::settled_by(id), job)
+            .ltrim(keys::settled_by(id), 0, Membership::SETTLED_KEPT as isize - 1)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Quarantines worker `id`: its results are no longer trusted, it gets no shards and steals
+    /// nothing, and every job it settled is marked tainted (to be verified whatever its
+    /// sampling). Returns the tainted jobs if this call quarantined it, `None` if it already was.
+    pub async fn quarantine(&self, id: &str, mut why: Quarantine) -> Result<Option<Vec<String>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let settled: Vec<String> = conn.lrange(keys::settled_by(id), 0, -1).await?;
+        why.settled = settled.len() as u64;
+        let json = serde_json::to_string(&why).expect("a Quarantine always serialises");
+        let newly: bool = conn.hset_nx(keys::quarantined(), id, json).await?;
+        if !newly {
+            return Ok(None);
+        }
+        if !settled.is_empty() {
+            let _: () = conn.sadd(keys::tainted(), &settled).await?;
+        }
+        Ok(Some(settled))
+    }
+
+    /// The quarantined workers and why.
+    pub async fn quarantined(&self) -> Result<BTreeMap<String, Quarantine>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: BTreeMap<String, String> = conn.hgetall(keys::quarantined()).await?;
+        all.into_iter()
+            .map(|(id, json)| {
+                let why = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    key: format!("{} {id}", keys::quarantined()),
+                    reason: e.to_string(),
+                })?;
+                Ok((id, why))
+            })
+            .collect()
+    }
+
+    /// Readmits worker `id` (an operator's decision); whether it was quarantined.
+    pub async fn readmit(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hdel(keys::quarantined(), id).await?)
+    }
+
+    /// Whether job `job`'s result is tainted: its worker was caught since it settled.
+    pub async fn is_tainted(&self, job: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.sismember(keys::tainted(), job).await?)
+    }
+
+    /// Takes the taint off job `job`, once its result is verified (or corrected).
+    pub async fn clear_taint(&self, job: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: u32 = conn.srem(keys::tainted(), job).await?;
+        Ok(())
     }
 
     /// Removes worker `id` at once (it is shutting down).

@@ -145,10 +145,12 @@ redis.call('HSETNX', KEYS[1], 'entry', ARGV[1])
 return 1
 "#;
 
-// ARGV: verification JSON. Only an existing job: HSET alone would create a stub record.
+// ARGV: verification JSON, corrected result JSON or ''. Only an existing job: HSET alone would
+// create a stub record.
 const VERIFY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'verification', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[2]) end
 return 1
 "#;
 
@@ -306,12 +308,18 @@ impl JobStore {
         Ok((all, next))
     }
 
-    /// Records a verifier's verdict on job `id` (replacing an earlier one).
+    /// Records a verifier's verdict on job `id` (replacing an earlier one), and the result it
+    /// corrected the job to, if any.
     pub async fn record_verification(&self, id: &str, verification: &Verification) -> Result<(), StoreError> {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(verification).expect("a Verification always serialises");
-        let stored: i32 = self.verify.key(&keys.job).arg(json).invoke_async(&mut conn).await?;
+        let corrected = verification
+            .corrected
+            .as_ref()
+            .map(|result| serde_json::to_string(result).expect("an ExecutionResult always serialises"))
+            .unwrap_or_default();
+        let stored: i32 = self.verify.key(&keys.job).arg(json).arg(corrected).invoke_async(&mut conn).await?;
         if stored == 0 {
             return Err(StoreError::JobNotFound(id.to_string()));
         }

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
-    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, Job, JobState, Lane, Membership, ReceiptError,
-    ShardReader, StoreError, Verification, VerificationOutcome, VerificationPolicy,
+    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, Job, JobState, Lane, Membership, Quarantine,
+    ReceiptError, ShardReader, StoreError, Verification, VerificationOutcome, VerificationPolicy,
 };
 use shoal_worker::{Executor, WorkerConfig, WorkerError};
 use tracing::{info, warn};
@@ -99,38 +99,102 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
     Ok(())
 }
 
-/// Checks one delivered job, if it is in the sample, and records the verdict.
+/// Checks one delivered job and records the verdict: its receipt always; its result by
+/// re-execution if it is in the sample or tainted (its worker was caught since). A result that
+/// disagrees, or is not vouched for by its worker's receipt, is corrected to the verifier's own
+/// re-execution; a worker caught with a result it signed is quarantined and everything it
+/// settled before becomes tainted.
 async fn verify(executor: &Executor, delivery: &Delivery, rate: f64) -> Result<(), StoreError> {
     let Some(job) = with_retries("get", || executor.jobs().get(&delivery.job_id)).await? else {
         warn!(job = %delivery.job_id, "job to verify no longer exists");
         return Ok(());
     };
-    let chosen = match job.spec.verification {
-        VerificationPolicy::Always => true,
-        VerificationPolicy::Sampled => sampled(&job.id, rate),
-        VerificationPolicy::None => false,
-    };
-    if job.state != JobState::Succeeded {
-        return Ok(());
+    let membership = Membership::new(executor.jobs().connection());
+    let tainted = with_retries("is_tainted", || membership.is_tainted(&job.id)).await?;
+    let chosen = tainted
+        || match job.spec.verification {
+            VerificationPolicy::Always => true,
+            VerificationPolicy::Sampled => sampled(&job.id, rate),
+            VerificationPolicy::None => false,
+        };
+    if job.state == JobState::Succeeded {
+        // Every settled result's receipt is checked, sampled or not: it costs no re-execution.
+        let outcome = match check_receipt(executor, &job).await? {
+            Err(refused) => Some(refused),
+            Ok(()) if !chosen => None,
+            Ok(()) => Some(recompute(executor, &job).await),
+        };
+        if let Some(outcome) = outcome {
+            act_on(executor, &membership, &job, outcome).await?;
+        }
     }
-    // Every settled result's receipt is checked, sampled or not: it costs no re-execution.
-    let outcome = match check_receipt(executor, &job).await? {
-        Err(refused) => refused,
-        Ok(()) if !chosen => return Ok(()),
-        Ok(()) => recompute(executor, &job).await,
+    if tainted {
+        with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
+    }
+    Ok(())
+}
+
+/// Records `outcome` for `job`, correcting its result and quarantining its worker when the
+/// outcome says so.
+async fn act_on(
+    executor: &Executor,
+    membership: &Membership,
+    job: &Job,
+    outcome: VerificationOutcome,
+) -> Result<(), StoreError> {
+    let corrected = match &outcome {
+        VerificationOutcome::Agreed | VerificationOutcome::Inconclusive { .. } => None,
+        VerificationOutcome::Disagreed { recomputed, .. } => Some((**recomputed).clone()),
+        // Not vouched for: the verifier's own run replaces it, whether or not it differs.
+        VerificationOutcome::Refused { .. } => {
+            executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await.ok()
+        }
     };
     match &outcome {
         VerificationOutcome::Agreed => info!(job = %job.id, "verified: agreed"),
-        VerificationOutcome::Disagreed { worker, .. } => warn!(job = %job.id, %worker, "verified: DISAGREED"),
+        VerificationOutcome::Disagreed { worker, .. } => {
+            warn!(job = %job.id, %worker, "verified: DISAGREED; result corrected");
+            // The receipt was checked first: the worker signed this wrong result itself.
+            quarantine(executor, membership, worker, job, "signed a result that re-execution contradicts").await?;
+        }
         VerificationOutcome::Refused { worker, reason } => {
-            warn!(job = %job.id, %worker, %reason, "receipt REFUSED");
-            let membership = Membership::new(executor.jobs().connection());
+            // Not quarantined on this alone: whoever wrote the record may not be the worker it
+            // names (a forger framing an honest worker), so only the refusal is counted.
+            warn!(job = %job.id, %worker, %reason, "receipt REFUSED; result corrected");
             with_retries("count_refusal", || membership.count_refusal(worker)).await?;
         }
         VerificationOutcome::Inconclusive { reason } => warn!(job = %job.id, %reason, "verification inconclusive"),
     }
-    let verification = Verification { verifier: executor.id().to_string(), at_ms: now_ms(), outcome };
+    let verification = Verification { verifier: executor.id().to_string(), at_ms: now_ms(), outcome, corrected };
     with_retries("record_verification", || executor.jobs().record_verification(&job.id, &verification)).await
+}
+
+/// Quarantines `worker`, caught on `job`, and puts every job it settled before back on the
+/// verification streams as tainted.
+async fn quarantine(
+    executor: &Executor,
+    membership: &Membership,
+    worker: &str,
+    job: &Job,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let why = Quarantine {
+        reason: reason.to_string(),
+        job: job.id.clone(),
+        verifier: executor.id().to_string(),
+        at_ms: now_ms(),
+        settled: 0,
+    };
+    let Some(tainted) = with_retries("quarantine", || membership.quarantine(worker, why.clone())).await? else {
+        return Ok(());
+    };
+    warn!(%worker, job = %job.id, tainted = tainted.len(), "worker QUARANTINED; re-verifying what it settled");
+    for id in tainted.iter().filter(|id| **id != job.id) {
+        if let Some(other) = with_retries("get", || executor.jobs().get(id)).await? {
+            with_retries("enqueue_verification", || executor.queue().enqueue_verification(other.shard, id)).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The execution that settled `job`: the first that completed with the reported result.

@@ -190,8 +190,13 @@ pub async fn settle(
     info!(job = %job.id, %state, "job settled");
     // Written after the result: a worker dying in between leaves one job unverified, which
     // sampling tolerates; the reverse order could verify a result never stored.
-    if state == JobState::Succeeded && job.spec.verification != VerificationPolicy::None {
-        with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
+    if state == JobState::Succeeded {
+        // Remembered so that, if this worker is ever caught lying, this result is re-verified.
+        let membership = Membership::new(jobs.connection());
+        with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)).await?;
+        if job.spec.verification != VerificationPolicy::None {
+            with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
+        }
     }
     Ok((state, execution.receipt))
 }

@@ -2,6 +2,7 @@
 //! advertises holding, and the shards it reads.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub(crate) struct Placement {
     advertised: Mutex<BTreeSet<u32>>,
     /// The heartbeat interval.
     every: Duration,
+    /// Whether this worker was quarantined, as of its last heartbeat.
+    quarantined: AtomicBool,
 }
 
 impl Placement {
@@ -62,6 +65,7 @@ impl Placement {
             held,
             advertised: Mutex::default(),
             every: config.heartbeat,
+            quarantined: AtomicBool::new(false),
         }
     }
 
@@ -70,8 +74,20 @@ impl Placement {
     pub(crate) async fn refresh(&self) -> Result<Vec<u32>, StoreError> {
         self.membership.heartbeat(&self.info).await?;
         let live_within = Membership::live_window(self.every);
-        let live = self.membership.live(live_within).await?;
+        let quarantined = self.membership.quarantined().await?;
+        // A quarantined worker reads nothing, steals nothing and is nobody's replica.
+        self.quarantined.store(quarantined.contains_key(&self.info.id), Ordering::Relaxed);
+        let live: Vec<Member> = self
+            .membership
+            .live(live_within)
+            .await?
+            .into_iter()
+            .filter(|member| !quarantined.contains_key(&member.info.id))
+            .collect();
         self.advertise().await?;
+        if self.is_quarantined() {
+            return Ok(Vec::new());
+        }
         let candidates: Vec<Candidate> = live.iter().map(|m| Candidate::new(&m.info.id, m.info.capacity)).collect();
         let mut shards = self.assignment.shards_of(&self.info.id, &candidates);
         if self.policy.max_readers > self.assignment.replicas() {
@@ -103,6 +119,11 @@ impl Placement {
         self.membership.advertise(&self.info.id, &added, &dropped).await?;
         *self.advertised.lock().expect("advertised set is never poisoned") = now;
         Ok(())
+    }
+
+    /// Whether this worker was quarantined as of its last heartbeat: it then takes no work.
+    pub(crate) fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
     }
 
     /// The shards whose data this worker held at its last heartbeat.

@@ -97,7 +97,9 @@ pub async fn serve<E: Execute>(
             permit = pull.slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
         };
         let free = pull.slots.available_permits() + 1;
-        let reclaim = !pull.resume_pending && Instant::now() >= pull.next_reclaim;
+        // A quarantined worker takes nothing over and steals nothing: it only finishes its own.
+        let trusted = !placement.is_quarantined();
+        let reclaim = trusted && !pull.resume_pending && Instant::now() >= pull.next_reclaim;
         let mut sweeper = false;
         let read = tokio::select! {
             _ = &mut shutdown => break,
@@ -106,7 +108,7 @@ pub async fn serve<E: Execute>(
         let Some(mut deliveries) = pull.received(read).await else { continue };
         if reclaim {
             pull.after_reclaim(deliveries.len(), free, sweeper).await;
-        } else if !pull.resume_pending && deliveries.is_empty() && Instant::now() >= pull.next_steal {
+        } else if trusted && !pull.resume_pending && deliveries.is_empty() && Instant::now() >= pull.next_steal {
             deliveries = pull.steal_when_idle(&placement.held_shards(), free).await;
         }
         pull.dispatch(&executor, deliveries, permit).await;

@@ -161,6 +161,11 @@ pub struct Verification {
     pub at_ms: u64,
     /// What it found.
     pub outcome: VerificationOutcome,
+    /// The result the job now reports, when the verifier replaced the worker's (its own
+    /// re-execution's, after a disagreement or a refused receipt); the worker's stays in its
+    /// execution, so the history shows both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrected: Option<ExecutionResult>,
 }
 
 /// The verdict of a re-execution.

@@ -108,6 +108,17 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stdout).contains("INVALID: the signature does not match the receipt"));
+    // No worker is quarantined; readmitting one that is not fails.
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&endpoints).unwrap()).unwrap();
+    let redis = written["redis"].as_str().unwrap();
+    assert_eq!(stdout_line(&shoal(home.path(), &["quarantine", "list", "--redis", redis])), "");
+    let readmit = Command::new(shoal_binary().unwrap())
+        .args(["quarantine", "readmit", "nobody", "--redis", redis])
+        .output()
+        .unwrap();
+    assert!(
+        !readmit.status.success() && String::from_utf8_lossy(&readmit.stderr).contains("nobody is not quarantined")
+    );
     let logs = stdout_line(&shoal(home.path(), &["logs", &job]));
     assert!(logs.contains("hi"), "stdout has the argument: {logs}");
 

@@ -1,13 +1,14 @@
 //! The verifier re-runs succeeded jobs: an honest result is agreed with, a worker that reports
-//! a result its program does not produce is caught and named, and a result without a valid
-//! receipt of its worker (forged, missing) is refused and counted.
+//! a result its program does not produce is caught and named, quarantined, and every result it
+//! settled corrected; a result without a valid receipt of its worker (forged, missing) is refused,
+//! counted and corrected; a quarantined worker gets no work.
 
 use std::time::Duration;
 
 use serde_json::json;
 use shoal_jobs::{
-    now_ms, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Membership, Receipt, ShardQueue,
-    SignedReceipt, Started, VerificationOutcome, WorkerKey,
+    now_ms, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Membership, Quarantine, Receipt,
+    ShardQueue, SignedReceipt, Started, VerificationOutcome, WorkerKey,
 };
 use shoal_testkit::{Stack, StackOptions};
 
@@ -85,26 +86,93 @@ async fn report_as(stack: &Stack, id: &str, worker: &str, signing: Signing<'_>, 
     };
     execution.receipt = signer.map(|key| key.sign(Receipt::of(&job, &execution, key.public()).unwrap()));
     assert_eq!(jobs.finish_execution(id, &execution).await.unwrap(), JobState::Succeeded);
+    // As the worker's settle step does, so a caught worker's earlier results can be found.
+    Membership::new(conn.clone()).record_settled(worker, id).await.unwrap();
     ShardQueue::new(conn).enqueue_verification(job.shard, id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_worker_reporting_a_false_result_is_caught_and_named() {
+async fn a_caught_liar_is_quarantined_and_everything_it_settled_is_corrected() {
     let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
-    let (id, wrong) = job_and_wrong_result(&stack).await;
-    // A well-formed lie: the receipt is genuine, only re-execution shows the result is false.
-    report_as(&stack, &id, "liar", Signing::Registered(&WorkerKey::generate()), &wrong).await;
+    let liar = WorkerKey::generate();
+    // An earlier lie that sampling (rate 0) would never look at, then one that is always verified.
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let earlier = stack
+        .submit_ok(&json!({"program": program.to_string(), "args": ["x"], "verification": {"mode": "sampled"}}))
+        .await
+        .unwrap();
+    let (caught, wrong) = job_and_wrong_result(&stack).await;
+    // Well-formed lies: the receipts are genuine, only re-execution shows the results are false.
+    report_as(&stack, &earlier, "liar", Signing::Registered(&liar), &wrong).await;
+    report_as(&stack, &caught, "liar", Signing::Registered(&liar), &wrong).await;
 
     stack.start_verifier("verifier", 0.0);
-    let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
-    match job.verification.unwrap().outcome {
-        VerificationOutcome::Disagreed { worker, reported, recomputed } => {
-            assert_eq!(worker, "liar");
-            assert_eq!(reported.output, wrong.output);
-            assert_ne!(recomputed.stdout, wrong.stdout, "the honest run echoes `x`, not `y`");
+    for id in [&caught, &earlier] {
+        let job = stack.wait_until(id, WAIT, |job| job.verification.is_some()).await.unwrap();
+        let verification = job.verification.unwrap();
+        match &verification.outcome {
+            VerificationOutcome::Disagreed { worker, reported, recomputed } => {
+                assert_eq!(worker, "liar");
+                assert_eq!(reported.output, wrong.output);
+                assert_ne!(recomputed.stdout, wrong.stdout, "the honest run echoes `x`, not `y`");
+                // The job now reports the verifier's result; the liar's stays in its execution.
+                assert_eq!(verification.corrected.as_ref(), Some(&**recomputed));
+                assert_eq!(job.result.as_ref(), Some(&**recomputed));
+                assert!(matches!(&job.executions[0].outcome, Some(ExecutionOutcome::Completed(r)) if *r == wrong));
+            }
+            other => panic!("the lie in {id} is caught: {other:?}"),
         }
-        other => panic!("the lie is caught: {other:?}"),
     }
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    let membership = Membership::new(conn);
+    let quarantined = membership.quarantined().await.unwrap();
+    let why = quarantined.get("liar").expect("the liar is quarantined");
+    assert_eq!((why.job.as_str(), why.settled), (caught.as_str(), 2));
+    assert!(!membership.is_tainted(&earlier).await.unwrap(), "the tainted result was re-verified");
+
+    // Quarantine is durable: it survives Redis being killed and restarted.
+    tokio::task::block_in_place(|| stack.redis.restart()).unwrap();
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    assert!(Membership::new(conn).quarantined().await.unwrap().contains_key("liar"));
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quarantined_worker_gets_no_work_until_readmitted() {
+    let stack = Stack::start(StackOptions { workers: 2, ..StackOptions::default() }).await.unwrap();
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    let membership = Membership::new(conn);
+    let why = Quarantine {
+        reason: "test".into(),
+        job: "none".into(),
+        verifier: "operator".into(),
+        at_ms: now_ms(),
+        settled: 0,
+    };
+    assert_eq!(membership.quarantine("worker-0", why).await.unwrap(), Some(Vec::new()));
+    // Two heartbeats: every worker has seen the quarantine and the shards have moved.
+    tokio::time::sleep(StackOptions::default().heartbeat * 3).await;
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let mut ids = Vec::new();
+    // Distinct inputs, so the jobs spread over every shard (a job is placed by its first input).
+    for n in 0..16 {
+        let input = stack.add_bytes(format!("input {n}\n").as_bytes()).await.unwrap();
+        let spec = json!({"program": program.to_string(), "inputs": [{"cid": input.to_string()}]});
+        ids.push(stack.submit_ok(&spec).await.unwrap());
+    }
+    let shards: std::collections::BTreeSet<u32> = futures::future::join_all(ids.iter().map(|id| stack.job(id)))
+        .await
+        .into_iter()
+        .map(|j| j.unwrap().shard)
+        .collect();
+    assert_eq!(shards.len() as u32, shoal_testkit::SHARDS, "the jobs cover every shard");
+    for id in &ids {
+        let job = stack.wait_terminal(id, WAIT).await.unwrap();
+        assert_eq!(job.state, JobState::Succeeded);
+        assert!(job.executions.iter().all(|e| e.worker == "worker-1"), "{:?}", job.executions);
+    }
+    assert!(membership.readmit("worker-0").await.unwrap());
+    assert!(membership.quarantined().await.unwrap().is_empty());
     stack.shutdown().await;
 }
 

@@ -1,0 +1,56 @@
+//! `shoal quarantine list|readmit`: the operator's view of workers caught lying.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use shoal_jobs::{redis_urls, Membership, RedisConnection};
+
+/// `shoal quarantine`.
+#[derive(Subcommand)]
+pub(crate) enum QuarantineCommand {
+    /// List the quarantined workers: why, on which job, and how many results it had settled.
+    List(RedisArgs),
+    /// Let a quarantined worker take work again.
+    Readmit {
+        /// The worker's id.
+        worker: String,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+}
+
+/// Where the job store is.
+#[derive(Args)]
+pub(crate) struct RedisArgs {
+    /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
+    #[arg(long, env = "SHOAL_REDIS")]
+    redis: String,
+}
+
+/// `shoal quarantine list|readmit`.
+pub(crate) async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
+    let redis = match &command {
+        QuarantineCommand::List(args) | QuarantineCommand::Readmit { redis: args, .. } => &args.redis,
+    };
+    let conn = RedisConnection::open(&redis_urls(redis)).await.context("connecting to Redis")?;
+    let membership = Membership::new(conn);
+    match command {
+        QuarantineCommand::List(_) => {
+            for (worker, why) in membership.quarantined().await? {
+                println!(
+                    "{worker}\t{}\tcaught on job {} by {} after {} settled jobs",
+                    why.reason, why.job, why.verifier, why.settled
+                );
+            }
+        }
+        QuarantineCommand::Readmit { worker, .. } => {
+            if !membership.readmit(&worker).await? {
+                eprintln!("{worker} is not quarantined");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("readmitted {worker}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
