@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{unixfs, BlockSource, FsBlockStore};
-use shoal_jobs::{ContentId, ExecutionOutcome, Job, JobState, JobStatus, VerificationOutcome};
+use shoal_jobs::{Acceptance, ContentId, ExecutionOutcome, Job, JobState, JobStatus, VerificationOutcome};
 
 use crate::api::Api;
 use crate::home::Home;
@@ -66,6 +66,10 @@ pub(crate) struct RunArgs {
     /// Print the job id and return at once instead of waiting.
     #[arg(long)]
     no_wait: bool,
+    /// Print the worker's result as soon as the job succeeds, before the verifier's verdict
+    /// (labelled `pending`); by default `run` waits for the verdict.
+    #[arg(long)]
+    early: bool,
     /// Give up waiting after this many seconds (the job keeps running).
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -173,7 +177,8 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut delay = Duration::from_millis(50);
     let job = loop {
-        let JobStatus { job, tasks } = api.job(&job.id).await?;
+        let JobStatus { job, tasks, acceptance } = api.job(&job.id).await?;
+        let awaiting_verdict = !args.early && acceptance.is_some_and(|a| !a.is_settled());
         match &tasks {
             // The bar counts files; with batches, the tasks they run in are shown beside it.
             Some(tasks) if !job.state.is_terminal() => {
@@ -194,9 +199,10 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
                 }
                 bar.set_message(if message.is_empty() { String::new() } else { format!("({})", message.join(", ")) });
             }
+            _ if awaiting_verdict => bar.set_message(format!("job {} succeeded; awaiting the verifier", job.id)),
             _ => bar.set_message(format!("job {} {}", job.id, describe(&job))),
         }
-        if job.state.is_terminal() {
+        if job.state.is_terminal() && !awaiting_verdict {
             if let Some(tasks) = &tasks {
                 eprintln!(
                     "{} of {} files succeeded, {} failed ({} tasks)",
@@ -210,10 +216,10 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
         }
         if Instant::now() >= deadline {
             bar.finish_and_clear();
+            let state = if awaiting_verdict { "awaiting the verifier".to_string() } else { job.state.to_string() };
             bail!(
-                "job {} is still {} after {} s; follow it with `shoal status {}`",
+                "job {} is still {state} after {} s; follow it with `shoal status {}` (or run with --early)",
                 job.id,
-                job.state,
                 args.timeout_secs,
                 job.id
             );
@@ -237,8 +243,11 @@ fn describe(job: &Job) -> String {
 fn report(job: &Job) -> anyhow::Result<ExitCode> {
     match (job.state, &job.result, &job.failure) {
         (JobState::Succeeded, Some(result), _) => {
+            let acceptance = job.acceptance().unwrap_or(Acceptance::Pending);
+            let label =
+                if acceptance.is_accepted() { "accepted".to_string() } else { format!("NOT accepted: {acceptance}") };
             eprintln!(
-                "job {} succeeded: exit code {}, {} fuel, fetch {} ms, run {} ms",
+                "job {} succeeded ({acceptance}, {label}): exit code {}, {} fuel, fetch {} ms, run {} ms",
                 job.id, result.exit_code, result.fuel_consumed, result.fetch_ms, result.run_ms
             );
             println!("{}", result.output);
@@ -263,7 +272,7 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let JobStatus { job, tasks } = status;
+    let JobStatus { job, tasks, acceptance } = status;
     println!("job        {}", job.id);
     println!("state      {}", job.state);
     println!("program    {}", job.spec.program);
@@ -273,6 +282,10 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
     println!("invocation {}", job.invocation);
     if let Some(result) = &job.result {
         println!("output     {}", result.output);
+    }
+    if let Some(acceptance) = acceptance {
+        let accepted = if acceptance.is_accepted() { "accepted" } else { "not accepted" };
+        println!("acceptance {acceptance} ({accepted})");
     }
     if let Some(failure) = &job.failure {
         println!("failure    {}: {}", failure.reason, failure.message);
@@ -291,6 +304,7 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
     if let Some(verification) = &job.verification {
         let verdict = match &verification.outcome {
             VerificationOutcome::Agreed => "agreed".to_string(),
+            VerificationOutcome::Vouched => "receipt valid; not in the sample, not re-executed".to_string(),
             VerificationOutcome::Disagreed { worker, recomputed, .. } => {
                 format!(
                     "DISAGREED: {worker} reported a result the verifier could not reproduce (it got {})",

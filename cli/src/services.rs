@@ -170,9 +170,14 @@ pub(crate) struct VerifierArgs {
     /// Number of shard streams (must match the workers).
     #[arg(long, default_value_t = DEFAULT_SHARDS)]
     shards: u32,
-    /// Fraction of `sampled` jobs re-executed (0 to 1); `always` jobs are all re-executed.
+    /// Fraction of `sampled` jobs re-executed (0 to 1); `always` jobs are all re-executed. With
+    /// `--reputation-halving`, the floor no worker's rate falls below.
     #[arg(long, default_value_t = 0.1)]
     sample_rate: f64,
+    /// Reputation-weighted sampling: a new worker's results are all re-executed, and its rate
+    /// halves with every N results the verifier re-ran and agreed with, down to `--sample-rate`.
+    #[arg(long, value_name = "N")]
+    reputation_halving: Option<u64>,
     /// Trustless gateways to fetch content from, in order, after the local store.
     #[arg(long = "fetch-from", value_name = "URL")]
     fetch_from: Vec<String>,
@@ -223,6 +228,7 @@ pub(crate) async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<
     if let Some(store) = args.store {
         worker.store_dir = store;
     }
-    shoal_verifier::run(VerifierConfig { worker, sample_rate: args.sample_rate }, shutdown_signal()).await?;
+    let config = VerifierConfig { worker, sample_rate: args.sample_rate, reputation_halving: args.reputation_halving };
+    shoal_verifier::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use shoal_jobs::{FailureReason, JobState, SpecError, StoreError};
+use shoal_jobs::{Acceptance, FailureReason, JobState, SpecError, StoreError};
 
 /// An error answer: an HTTP status and a machine-readable code with a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub(crate) struct ErrorBody {
     /// Why the job failed, for `job_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<FailureReason>,
+    /// How far the result is trusted, for `not_accepted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<Acceptance>,
 }
 
 #[derive(Serialize)]
@@ -39,7 +42,10 @@ struct Envelope<'a> {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, body: ErrorBody { code, message: message.into(), field: None, state: None, reason: None } }
+        ApiError {
+            status,
+            body: ErrorBody { code, message: message.into(), field: None, state: None, reason: None, acceptance: None },
+        }
     }
 
     /// A 400 about one query or path parameter.

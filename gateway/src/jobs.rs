@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use shoal_jobs::{ContentId, Created, Job, JobSpec, JobState, JobStatus, StoreError};
+use shoal_jobs::{Acceptance, ContentId, Created, Job, JobSpec, JobState, JobStatus, StoreError};
 
 use crate::api_error::ApiError;
 use crate::AppState;
@@ -202,7 +202,7 @@ async fn load_job(app: &AppState, raw_id: &str) -> Result<Job, ApiError> {
 pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
     let job = load_job(&app, &id).await?;
     let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&id).await? } else { None };
-    Ok(Json(JobStatus { job, tasks }))
+    Ok(Json(JobStatus::new(job, tasks)))
 }
 
 /// The answer of `GET /v1/jobs/{id}/result` for a job that succeeded.
@@ -210,6 +210,10 @@ pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) 
 pub(crate) struct JobResultBody {
     job: String,
     state: JobState,
+    /// How far the result is trusted.
+    acceptance: Acceptance,
+    /// Whether it is accepted: verified or corrected by the verifier, never a worker's word alone.
+    accepted: bool,
     output: ContentId,
     stdout: ContentId,
     stderr: ContentId,
@@ -217,16 +221,44 @@ pub(crate) struct JobResultBody {
     fuel_consumed: u64,
 }
 
-/// `GET /v1/jobs/{id}/result`: 200 with the outputs when the job succeeded; 409 `not_finished`
+/// The parameters of `GET /v1/jobs/{id}/result`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResultQuery {
+    /// `true`: the result as soon as the job succeeded, before the verifier's verdict.
+    early: Option<bool>,
+}
+
+/// `GET /v1/jobs/{id}/result`: 200 with the outputs, labelled with their acceptance, once the
+/// job succeeded and the verifier had its say; 409 `not_accepted` (with `acceptance: pending`)
+/// before that unless `?early=true` asks for the worker's result at once; 409 `not_finished`
 /// while it is queued or running; 422 `job_failed` (with the failure reason) or `job_cancelled`
 /// when it ended without a result.
 pub(crate) async fn result(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<ResultQuery>, QueryRejection>,
 ) -> Result<Json<JobResultBody>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{rejection}; the parameter is early"))
+    })?;
     let job = load_job(&app, &id).await?;
     match job.state {
         JobState::Succeeded => {
+            let acceptance = job.acceptance().unwrap_or(Acceptance::Pending);
+            if !acceptance.is_settled() && query.early != Some(true) {
+                let mut error = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_accepted",
+                    format!(
+                        "job {} succeeded and its result awaits the verifier; ask again, or add ?early=true for the unverified result",
+                        job.id
+                    ),
+                )
+                .with_state(job.state);
+                error.body.acceptance = Some(acceptance);
+                return Err(error);
+            }
             let result = job.result.ok_or_else(|| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -237,6 +269,8 @@ pub(crate) async fn result(
             Ok(Json(JobResultBody {
                 job: job.id,
                 state: job.state,
+                acceptance,
+                accepted: acceptance.is_accepted(),
                 output: result.output,
                 stdout: result.stdout,
                 stderr: result.stderr,

@@ -19,7 +19,7 @@ use shoal_jobs::free_port;
 use shoal_jobs::keys::shard_stream;
 use shoal_jobs::{
     now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobSpec,
-    JobStore, RedisServer, ShardQueue,
+    JobStore, RedisServer, ShardQueue, Verification, VerificationOutcome,
 };
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -479,7 +479,9 @@ async fn the_result_follows_the_jobs_life() {
     let gateway = Gateway::start().await;
     let store = JobStore::new(gateway.redis().await);
 
-    let id = gateway.create(&spec("ok")).await;
+    let mut verified = spec("ok");
+    verified["verification"] = json!({"mode": "always"});
+    let id = gateway.create(&verified).await;
     let error =
         expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_finished").await;
     assert_eq!(error["state"], "queued");
@@ -506,13 +508,21 @@ async fn the_result_follows_the_jobs_life() {
     done.finished_at_ms = Some(now_ms());
     done.outcome = Some(ExecutionOutcome::Completed(result));
     store.finish_execution(&id, &done).await.unwrap();
-    let response = gateway.get(&format!("/v1/jobs/{id}/result")).await;
+    // Succeeded, but not yet looked at by a verifier: only an early result, labelled so.
+    expect_error(gateway.get(&format!("/v1/jobs/{id}/result")).await, StatusCode::CONFLICT, "not_accepted").await;
+    let response = gateway.get(&format!("/v1/jobs/{id}/result?early=true")).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"job": id, "state": "succeeded", "output": OUTPUT, "stdout": PROGRAM, "stderr": INPUT, "exit_code": 0, "fuel_consumed": 12_345})
+        json!({"job": id, "state": "succeeded", "acceptance": "pending", "accepted": false, "output": OUTPUT, "stdout": PROGRAM, "stderr": INPUT, "exit_code": 0, "fuel_consumed": 12_345})
     );
+    // Once the verifier agreed, the result is accepted.
+    let verdict =
+        Verification { verifier: "v".into(), at_ms: now_ms(), outcome: VerificationOutcome::Agreed, corrected: None };
+    store.record_verification(&id, &verdict).await.unwrap();
+    let body: Value = gateway.get(&format!("/v1/jobs/{id}/result")).await.json().await.unwrap();
+    assert_eq!((body["acceptance"].as_str(), body["accepted"].as_bool()), (Some("verified"), Some(true)));
 
     let failed = gateway.create(&spec("trap")).await;
     store.start_execution(&failed, &execution(2)).await.unwrap();

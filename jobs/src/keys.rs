@@ -138,6 +138,11 @@ pub fn refusals() -> String {
     "shoal:{w}:refusals".to_string()
 }
 
+/// Worker id → how many of its results the verifier re-executed and agreed with: its reputation.
+pub fn agreed() -> String {
+    "shoal:{w}:agreed".to_string()
+}
+
 /// Worker id → why it is quarantined (JSON): it gets no shards and steals nothing until an
 /// operator readmits it.
 pub fn quarantined() -> String {

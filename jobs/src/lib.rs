@@ -44,8 +44,8 @@ pub use fanout::{FanOutStore, FinishedTask, Task, TaskOutcome, Unfinished};
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
-    ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, InputSpec,
-    Job, JobSpec, JobState, JobStatus, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification,
+    Acceptance, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, FanOutOver,
+    InputSpec, Job, JobSpec, JobState, JobStatus, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification,
     VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};

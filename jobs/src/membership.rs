@@ -132,6 +132,19 @@ impl Membership {
         Ok(conn.hincr(keys::refusals(), id, 1).await?)
     }
 
+    /// Counts one result of worker `id` that the verifier re-executed and agreed with.
+    pub async fn count_agreed(&self, id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hincr(keys::agreed(), id, 1).await?)
+    }
+
+    /// How many results of worker `id` the verifier agreed with: its verified history.
+    pub async fn agreed(&self, id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let count: Option<u64> = conn.hget(keys::agreed(), id).await?;
+        Ok(count.unwrap_or(0))
+    }
+
     /// How many executions of each worker were refused.
     pub async fn refusals(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let mut conn = self.conn.clone();

@@ -31,8 +31,60 @@ use tracing::{info, warn};
 pub struct VerifierConfig {
     /// Where it fetches and runs: the same settings a worker takes (its `id` names the verifier).
     pub worker: WorkerConfig,
-    /// Fraction of `sampled` jobs re-executed, from 0 to 1.
+    /// Fraction of `sampled` jobs re-executed, from 0 to 1; with reputation-weighted sampling,
+    /// the floor no worker's rate falls below.
     pub sample_rate: f64,
+    /// Reputation-weighted sampling: a new worker's results are all re-executed, and its rate
+    /// halves with every this many agreed re-executions, down to [`VerifierConfig::sample_rate`].
+    /// `None`: every worker at [`VerifierConfig::sample_rate`].
+    pub reputation_halving: Option<u64>,
+}
+
+impl VerifierConfig {
+    /// The sampler this configuration describes.
+    pub fn sampler(&self) -> Box<dyn Sampler> {
+        match self.reputation_halving {
+            None => Box::new(FixedRate(self.sample_rate)),
+            Some(halving) => Box::new(ReputationWeighted { floor: self.sample_rate, halving: halving.max(1) }),
+        }
+    }
+}
+
+/// Which `sampled` results the verifier re-executes: the one place a sampling strategy plugs in.
+/// (`always` results, and every result of a quarantined worker, are re-executed whatever it says;
+/// `none` results never are.)
+pub trait Sampler: Send + Sync {
+    /// The probability of re-executing a result of a worker the verifier has agreed with
+    /// `agreed` times before.
+    fn rate(&self, agreed: u64) -> f64;
+}
+
+/// Every worker alike.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedRate(pub f64);
+
+impl Sampler for FixedRate {
+    fn rate(&self, _agreed: u64) -> f64 {
+        self.0
+    }
+}
+
+/// New workers fully sampled; the rate halves with every `halving` agreed re-executions, never
+/// below `floor`. A worker earns trust only by results the verifier re-ran, and a sleeper that
+/// turns later is still sampled at the floor, and caught there.
+#[derive(Debug, Clone, Copy)]
+pub struct ReputationWeighted {
+    /// The lowest rate.
+    pub floor: f64,
+    /// Agreed re-executions per halving of the rate.
+    pub halving: u64,
+}
+
+impl Sampler for ReputationWeighted {
+    fn rate(&self, agreed: u64) -> f64 {
+        let halvings = (agreed / self.halving.max(1)).min(1023) as i32;
+        0.5f64.powi(halvings).max(self.floor)
+    }
 }
 
 /// Why a verifier stopped.
@@ -63,6 +115,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
         return Err(VerifierError::InvalidSampleRate(config.sample_rate));
     }
     let urls = config.worker.redis_urls();
+    let sampler = config.sampler();
     let executor = Executor::open(&config.worker).await?;
     let shards: Vec<u32> = (0..config.worker.shards).collect();
     let id = config.worker.id.clone();
@@ -92,7 +145,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
             resume_pending = false;
         }
         for delivery in deliveries {
-            verify(&executor, &delivery, config.sample_rate).await?;
+            verify(&executor, &delivery, sampler.as_ref()).await?;
             with_retries("ack", || executor.queue().ack(&delivery)).await?;
         }
     }
@@ -104,7 +157,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
 /// disagrees, or is not vouched for by its worker's receipt, is corrected to the verifier's own
 /// re-execution; a worker caught with a result it signed is quarantined and everything it
 /// settled before becomes tainted.
-async fn verify(executor: &Executor, delivery: &Delivery, rate: f64) -> Result<(), StoreError> {
+async fn verify(executor: &Executor, delivery: &Delivery, sampler: &dyn Sampler) -> Result<(), StoreError> {
     let Some(job) = with_retries("get", || executor.jobs().get(&delivery.job_id)).await? else {
         warn!(job = %delivery.job_id, "job to verify no longer exists");
         return Ok(());
@@ -114,19 +167,21 @@ async fn verify(executor: &Executor, delivery: &Delivery, rate: f64) -> Result<(
     let chosen = tainted
         || match job.spec.verification {
             VerificationPolicy::Always => true,
-            VerificationPolicy::Sampled => sampled(&job.id, rate),
+            VerificationPolicy::Sampled => {
+                let worker = settling_execution(&job).map(|e| e.worker.clone()).unwrap_or_default();
+                let agreed = with_retries("agreed", || membership.agreed(&worker)).await?;
+                sampled(&job.id, sampler.rate(agreed))
+            }
             VerificationPolicy::None => false,
         };
     if job.state == JobState::Succeeded {
         // Every settled result's receipt is checked, sampled or not: it costs no re-execution.
         let outcome = match check_receipt(executor, &job).await? {
-            Err(refused) => Some(refused),
-            Ok(()) if !chosen => None,
-            Ok(()) => Some(recompute(executor, &job).await),
+            Err(refused) => refused,
+            Ok(()) if !chosen => VerificationOutcome::Vouched,
+            Ok(()) => recompute(executor, &job).await,
         };
-        if let Some(outcome) = outcome {
-            act_on(executor, &membership, &job, outcome).await?;
-        }
+        act_on(executor, &membership, &job, outcome).await?;
     }
     if tainted {
         with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
@@ -143,7 +198,7 @@ async fn act_on(
     outcome: VerificationOutcome,
 ) -> Result<(), StoreError> {
     let corrected = match &outcome {
-        VerificationOutcome::Agreed | VerificationOutcome::Inconclusive { .. } => None,
+        VerificationOutcome::Agreed | VerificationOutcome::Vouched | VerificationOutcome::Inconclusive { .. } => None,
         VerificationOutcome::Disagreed { recomputed, .. } => Some((**recomputed).clone()),
         // Not vouched for: the verifier's own run replaces it, whether or not it differs.
         VerificationOutcome::Refused { .. } => {
@@ -151,7 +206,13 @@ async fn act_on(
         }
     };
     match &outcome {
-        VerificationOutcome::Agreed => info!(job = %job.id, "verified: agreed"),
+        VerificationOutcome::Agreed => {
+            info!(job = %job.id, "verified: agreed");
+            if let Some(execution) = settling_execution(job) {
+                with_retries("count_agreed", || membership.count_agreed(&execution.worker)).await?;
+            }
+        }
+        VerificationOutcome::Vouched => {}
         VerificationOutcome::Disagreed { worker, .. } => {
             warn!(job = %job.id, %worker, "verified: DISAGREED; result corrected");
             // The receipt was checked first: the worker signed this wrong result itself.
@@ -249,6 +310,24 @@ async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reputation_starts_at_full_sampling_and_falls_to_the_floor() {
+        let sampler = ReputationWeighted { floor: 0.05, halving: 10 };
+        assert_eq!(sampler.rate(0), 1.0, "a new worker is fully sampled");
+        assert_eq!(sampler.rate(9), 1.0);
+        assert_eq!(sampler.rate(10), 0.5);
+        assert_eq!(sampler.rate(30), 0.125);
+        assert_eq!(sampler.rate(1_000), 0.05, "never below the floor");
+        assert_eq!(sampler.rate(u64::MAX), 0.05);
+        assert_eq!(FixedRate(0.2).rate(0), 0.2);
+        let config = VerifierConfig {
+            worker: WorkerConfig::new("v", "redis://127.0.0.1:1/", std::path::Path::new("/tmp")),
+            sample_rate: 0.05,
+            reputation_halving: Some(10),
+        };
+        assert_eq!(config.sampler().rate(0), 1.0);
+    }
 
     #[test]
     fn sampling_is_deterministic_and_close_to_the_rate() {

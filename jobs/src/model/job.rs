@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContentId, Execution, ExecutionResult, Failure, FailureReason, JobSpec};
+use super::{ContentId, Execution, ExecutionResult, Failure, FailureReason, JobSpec, VerificationPolicy};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,16 +92,110 @@ pub struct Job {
     pub verification: Option<Verification>,
 }
 
-/// A job as `GET /v1/jobs/{id}` shows it: the record, and for a fanned-out job how its tasks
-/// stand.
+/// A job as `GET /v1/jobs/{id}` shows it: the record, how far its result is trusted, and for a
+/// fanned-out job how its tasks stand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStatus {
     /// The job.
     #[serde(flatten)]
     pub job: Job,
+    /// How far its result is trusted, once it succeeded ([`Job::acceptance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<Acceptance>,
     /// Its tasks, once it has fanned out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<TaskSummary>,
+}
+
+impl JobStatus {
+    /// The status of `job`, with its tasks' if it fanned out.
+    pub fn new(job: Job, tasks: Option<TaskSummary>) -> JobStatus {
+        JobStatus { acceptance: job.acceptance(), job, tasks }
+    }
+}
+
+/// How far a succeeded job's result is trusted. A result is **accepted** only once the verifier
+/// has re-executed the job and agreed, or replaced the worker's result by its own: no accepted
+/// result is a worker's word alone. The others are labelled for what they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Acceptance {
+    /// Settled by a worker; the verifier has not looked at it yet.
+    Pending,
+    /// Accepted: the verifier re-executed the job and got the same result.
+    Verified,
+    /// Accepted: the worker's result was wrong or unvouched, and the verifier's own
+    /// re-execution replaced it.
+    Corrected,
+    /// The worker's receipt is valid, but the job was not in the verifier's sample: the result
+    /// is the worker's signed word (re-verified if the worker is ever caught).
+    Unsampled,
+    /// The spec asked for no verification.
+    Unverified,
+    /// The verifier could not re-execute it (content gone, runtime fault).
+    Inconclusive,
+    /// A fanned-out job's gathered output: each task's result is verified on its own.
+    Gathered,
+}
+
+impl Acceptance {
+    /// Whether the result is accepted: verified or corrected by the verifier.
+    pub fn is_accepted(self) -> bool {
+        matches!(self, Acceptance::Verified | Acceptance::Corrected)
+    }
+
+    /// Whether the verifier will say no more about it (unless its worker is caught later).
+    pub fn is_settled(self) -> bool {
+        self != Acceptance::Pending
+    }
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acceptance::Pending => "pending",
+            Acceptance::Verified => "verified",
+            Acceptance::Corrected => "corrected",
+            Acceptance::Unsampled => "unsampled",
+            Acceptance::Unverified => "unverified",
+            Acceptance::Inconclusive => "inconclusive",
+            Acceptance::Gathered => "gathered",
+        }
+    }
+}
+
+impl fmt::Display for Acceptance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Job {
+    /// How far the job's result is trusted; `None` unless it succeeded.
+    pub fn acceptance(&self) -> Option<Acceptance> {
+        if self.state != JobState::Succeeded {
+            return None;
+        }
+        if self.spec.fan_out.is_some() {
+            return Some(Acceptance::Gathered);
+        }
+        let Some(verification) = &self.verification else {
+            return Some(match self.spec.verification {
+                VerificationPolicy::None => Acceptance::Unverified,
+                _ => Acceptance::Pending,
+            });
+        };
+        if verification.corrected.is_some() {
+            return Some(Acceptance::Corrected);
+        }
+        Some(match &verification.outcome {
+            VerificationOutcome::Agreed => Acceptance::Verified,
+            VerificationOutcome::Vouched => Acceptance::Unsampled,
+            // Refused or disagreed without a correction: the re-execution failed.
+            VerificationOutcome::Disagreed { .. }
+            | VerificationOutcome::Refused { .. }
+            | VerificationOutcome::Inconclusive { .. } => Acceptance::Inconclusive,
+        })
+    }
 }
 
 /// How the tasks of a fanned-out job ([`FanOut`]) stand. The counts are of *files* (directory
@@ -168,12 +262,14 @@ pub struct Verification {
     pub corrected: Option<ExecutionResult>,
 }
 
-/// The verdict of a re-execution.
+/// The verifier's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum VerificationOutcome {
     /// The re-execution produced the same exit code, fuel, output, stdout and stderr.
     Agreed,
+    /// The worker's receipt is valid; the job was not in the sample, so it was not re-executed.
+    Vouched,
     /// The re-execution produced something else: the worker that reported the result is faulty
     /// or lying.
     Disagreed {

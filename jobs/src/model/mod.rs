@@ -19,7 +19,7 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 pub use execution::{Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason};
-pub use job::{Job, JobState, JobStatus, TaskFailure, TaskSummary, Verification, VerificationOutcome};
+pub use job::{Acceptance, Job, JobState, JobStatus, TaskFailure, TaskSummary, Verification, VerificationOutcome};
 pub use spec::{FanOut, FanOutOver, InputSpec, JobSpec, Limits, RetryPolicy, VerificationPolicy, OUTPUTS_MOUNT};
 
 /// A CID carried as its string form in JSON (the `cid` crate's serde form is bytes, for IPLD).

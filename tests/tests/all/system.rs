@@ -51,10 +51,20 @@ async fn a_job_runs_to_the_expected_output_cid() {
     let b = stdout.find("B=2").expect("env B is passed");
     assert!(a < b, "environment is sorted: {stdout}");
 
-    // The result endpoint agrees with the job record.
+    // The result endpoint agrees with the job record: with no verifier in this stack, only as an
+    // early result, labelled as awaiting the verifier.
+    let url = format!("{}/v1/jobs/{id}/result", stack.gateway);
+    let waiting = stack.http.get(&url).send().await.unwrap();
+    assert_eq!(waiting.status(), reqwest::StatusCode::CONFLICT);
+    let body: serde_json::Value = waiting.json().await.unwrap();
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["acceptance"].as_str()),
+        (Some("not_accepted"), Some("pending"))
+    );
     let body: serde_json::Value =
-        stack.http.get(format!("{}/v1/jobs/{id}/result", stack.gateway)).send().await.unwrap().json().await.unwrap();
+        stack.http.get(format!("{url}?early=true")).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["output"], json!(expected.to_string()));
+    assert_eq!((body["acceptance"].as_str(), body["accepted"].as_bool()), (Some("pending"), Some(false)));
     stack.shutdown().await;
 }
 

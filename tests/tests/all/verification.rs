@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use shoal_jobs::{
-    now_ms, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Membership, Quarantine, Receipt,
-    ShardQueue, SignedReceipt, Started, VerificationOutcome, WorkerKey,
+    now_ms, Acceptance, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Membership, Quarantine,
+    Receipt, ShardQueue, SignedReceipt, Started, VerificationOutcome, WorkerKey,
 };
 use shoal_testkit::{Stack, StackOptions};
 
@@ -29,9 +29,13 @@ async fn an_honest_result_is_agreed_with() {
         .unwrap();
     let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
     assert_eq!(job.state, JobState::Succeeded);
-    let verification = job.verification.unwrap();
+    let verification = job.verification.clone().unwrap();
     assert_eq!(verification.outcome, VerificationOutcome::Agreed);
     assert_eq!(verification.verifier, "verifier");
+    assert_eq!(job.acceptance(), Some(Acceptance::Verified));
+    // The agreement counts toward the worker's reputation (reputation-weighted sampling).
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    assert_eq!(Membership::new(conn).agreed(&job.executions[0].worker).await.unwrap(), 1);
     stack.shutdown().await;
 }
 
@@ -109,7 +113,7 @@ async fn a_caught_liar_is_quarantined_and_everything_it_settled_is_corrected() {
     stack.start_verifier("verifier", 0.0);
     for id in [&caught, &earlier] {
         let job = stack.wait_until(id, WAIT, |job| job.verification.is_some()).await.unwrap();
-        let verification = job.verification.unwrap();
+        let verification = job.verification.clone().unwrap();
         match &verification.outcome {
             VerificationOutcome::Disagreed { worker, reported, recomputed } => {
                 assert_eq!(worker, "liar");
@@ -118,6 +122,7 @@ async fn a_caught_liar_is_quarantined_and_everything_it_settled_is_corrected() {
                 // The job now reports the verifier's result; the liar's stays in its execution.
                 assert_eq!(verification.corrected.as_ref(), Some(&**recomputed));
                 assert_eq!(job.result.as_ref(), Some(&**recomputed));
+                assert_eq!(job.acceptance(), Some(Acceptance::Corrected));
                 assert!(matches!(&job.executions[0].outcome, Some(ExecutionOutcome::Completed(r)) if *r == wrong));
             }
             other => panic!("the lie in {id} is caught: {other:?}"),
@@ -255,9 +260,29 @@ async fn jobs_outside_the_sample_are_not_re_run() {
         assert!(tokio::time::Instant::now() < deadline, "{waiting} verifications never processed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for id in [&sampled, &never] {
-        let job = stack.job(id).await.unwrap();
-        assert!(job.verification.is_none(), "{job:?}");
+    // Outside the sample: the receipt is checked, nothing re-run; `none`: not even looked at.
+    let job = stack.job(&sampled).await.unwrap();
+    assert_eq!(job.verification.as_ref().map(|v| &v.outcome), Some(&VerificationOutcome::Vouched), "{job:?}");
+    assert_eq!(job.acceptance(), Some(Acceptance::Unsampled));
+    let job = stack.job(&never).await.unwrap();
+    assert!(job.verification.is_none(), "{job:?}");
+    assert_eq!(job.acceptance(), Some(Acceptance::Unverified));
+    let job = stack.job(&always).await.unwrap();
+    assert_eq!(job.acceptance(), Some(Acceptance::Verified));
+    // The result endpoint labels each; only the verified one is accepted.
+    for (id, acceptance, accepted) in
+        [(&sampled, "unsampled", false), (&never, "unverified", false), (&always, "verified", true)]
+    {
+        let body: serde_json::Value = stack
+            .http
+            .get(format!("{}/v1/jobs/{id}/result", stack.gateway))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!((body["acceptance"].as_str(), body["accepted"].as_bool()), (Some(acceptance), Some(accepted)));
     }
     stack.shutdown().await;
 }
