@@ -117,11 +117,12 @@ impl ShardQueue {
         Ok(())
     }
 
-    /// Takes over, for `consumer`, up to `count` entries of `shards` that another consumer read
-    /// and left unacknowledged for longer than `min_idle` — its worker died or hangs, since a
-    /// live worker renews its claims ([`ShardQueue::renew`]).
+    /// Takes over, for `consumer`, up to `count` entries of `lane`'s streams on `shards` that
+    /// another consumer read and left unacknowledged for longer than `min_idle` — its worker (or
+    /// verifier) died or hangs, since a live one renews its claims ([`ShardQueue::renew`]).
     pub async fn reclaim(
         &self,
+        lane: Lane,
         shards: &[u32],
         consumer: &str,
         min_idle: Duration,
@@ -130,7 +131,7 @@ impl ShardQueue {
         let mut conn = self.conn.clone();
         let mut deliveries = Vec::new();
         for &shard in shards {
-            let stream = keys::shard_stream(shard);
+            let stream = lane.stream(shard);
             let mut cursor = "0-0".to_string();
             // Bounded: one pass over the shard's pending list, a page of `count` at a time.
             loop {
@@ -140,10 +141,10 @@ impl ShardQueue {
                 }
                 let options = StreamAutoClaimOptions::default().count(wanted);
                 let reply: StreamAutoClaimReply = conn
-                    .xautoclaim_options(&stream, WORKER_GROUP, consumer, min_idle.as_millis() as u64, &cursor, options)
+                    .xautoclaim_options(&stream, lane.group(), consumer, min_idle.as_millis() as u64, &cursor, options)
                     .await?;
                 for entry in reply.claimed {
-                    deliveries.push(delivery(Lane::Jobs, shard, &stream, entry)?);
+                    deliveries.push(delivery(lane, shard, &stream, entry)?);
                 }
                 if reply.next_stream_id == "0-0" {
                     break;
@@ -154,18 +155,18 @@ impl ShardQueue {
         Ok(deliveries)
     }
 
-    /// Resets the idle time of `consumer`'s entries `deliveries` (still running), so no other
-    /// worker reclaims them.
+    /// Resets the idle time of `consumer`'s entries `deliveries` (still running or being
+    /// verified), so no other worker or verifier reclaims them.
     pub async fn renew(&self, consumer: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
         let mut batch = Batch::new();
         for delivery in deliveries {
-            let stream = keys::shard_stream(delivery.shard);
+            let stream = delivery.lane.stream(delivery.shard);
             // Claiming one's own entry with min-idle 0 resets its idle time; JUSTID leaves its
             // delivery count alone.
             let options = StreamClaimOptions::default().with_justid();
             batch.add(
                 &stream,
-                redis::Cmd::xclaim_options(&stream, WORKER_GROUP, consumer, 0, &[&delivery.entry], options),
+                redis::Cmd::xclaim_options(&stream, delivery.lane.group(), consumer, 0, &[&delivery.entry], options),
             );
         }
         self.conn.query_batch::<redis::Value>(&batch).await?;

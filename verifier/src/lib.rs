@@ -1,27 +1,29 @@
-//! Shoal's verifier: re-runs a sample of succeeded jobs and records whether the result agrees.
+//! Shoal's verifier: checks every succeeded job's signed receipt, re-executes a sample, and acts
+//! on what it finds.
 //!
 //! Workers put every job that succeeded (unless its spec says `verification: none`) on their
-//! shard's verification stream. A verifier reads those streams through its own consumer group,
-//! picks the jobs to check — all of them for `always`, a deterministic fraction
-//! ([`VerifierConfig::sample_rate`], by a hash of the job id) for `sampled` — and re-executes
-//! each through the worker's own [`Executor::run_spec`], so fetching, the runtime and output
-//! import are the very same code. The verdict ([`VerificationOutcome`]) goes into the job record:
-//! `agreed`, `disagreed` (naming the worker whose result settled the job, with both results), or
-//! `inconclusive`.
+//! shard's verification stream. A verifier reads those streams through its consumer group and
+//! first checks the receipt of the execution that settled the job ([`shoal_jobs::SignedReceipt`]):
+//! a result not vouched for by its worker's registered key is `refused`, counted against the
+//! worker, and replaced by the verifier's own run. It then picks the jobs to re-execute — all of
+//! them for `always`, every *tainted* one (its worker was caught since), and for `sampled` a
+//! deterministic draw (by a hash of the job id) at the rate its [`Sampler`] gives the worker —
+//! and re-executes each through the worker's own [`Executor::run_spec`], so fetching, the runtime
+//! and output import are the very same code. The verdict ([`VerificationOutcome`]) goes into the
+//! job record: `agreed`, `vouched` (not sampled), `disagreed` (with both results: the job is
+//! corrected to the verifier's, and the worker, which signed the wrong one, is quarantined and
+//! everything it settled tainted), `refused` or `inconclusive`.
 //!
-//! Before any re-execution, every settled result's receipt is checked ([`shoal_jobs::SignedReceipt`]):
-//! a result not vouched for by its worker's registered key is `refused`, and counted against the
-//! worker.
-//!
-//! What this does not do yet (the verification issue): act on a disagreement or a refusal (re-run
-//! on others, quarantine the worker), or sample by worker reputation.
+//! Several verifiers may share the streams (one consumer group): each renews its claim while it
+//! re-executes, and takes over what a dead one left pending past the visibility timeout, so a
+//! verifier crash loses no verification.
 
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
     now_ms, with_retries, Delivery, Execution, ExecutionOutcome, Job, JobState, Lane, Membership, Quarantine,
-    ReceiptError, ShardReader, StoreError, Verification, VerificationOutcome, VerificationPolicy,
+    ReceiptError, ShardQueue, ShardReader, StoreError, Verification, VerificationOutcome, VerificationPolicy,
 };
 use shoal_worker::{Executor, WorkerConfig, WorkerError};
 use tracing::{info, warn};
@@ -121,12 +123,25 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
     let id = config.worker.id.clone();
     let mut reader = ShardReader::open(&urls, Lane::Verify, &shards, &id, config.worker.poll_block).await?;
     let mut resume_pending = true;
+    let visibility = config.worker.visibility_timeout;
+    let mut next_reclaim = tokio::time::Instant::now();
     info!(verifier = %id, sample_rate = config.sample_rate, "verifier started");
     tokio::pin!(shutdown);
     loop {
+        // Several verifiers share the streams; one that died (or hangs) leaves its entries
+        // pending, and another takes them over once unrenewed past the visibility timeout.
+        let reclaim = !resume_pending && tokio::time::Instant::now() >= next_reclaim;
         let read = tokio::select! {
             _ = &mut shutdown => break,
-            read = async { if resume_pending { reader.pending(1).await } else { reader.next(1).await } } => read,
+            read = async {
+                if reclaim {
+                    executor.queue().reclaim(Lane::Verify, &shards, &id, visibility, 1).await
+                } else if resume_pending {
+                    reader.pending(1).await
+                } else {
+                    reader.next(1).await
+                }
+            } => read,
         };
         let deliveries = match read {
             Ok(deliveries) => deliveries,
@@ -141,15 +156,36 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
                 continue;
             }
         };
-        if deliveries.is_empty() {
+        if reclaim {
+            if deliveries.is_empty() {
+                next_reclaim = tokio::time::Instant::now() + visibility / 2;
+            } else {
+                info!(count = deliveries.len(), "took over verifications of a dead or hung verifier");
+            }
+        } else if deliveries.is_empty() {
             resume_pending = false;
         }
         for delivery in deliveries {
-            verify(&executor, &delivery, sampler.as_ref()).await?;
+            // Renewed while it runs, so no other verifier takes a long re-execution over.
+            let renewal = tokio::spawn(renew(executor.queue().clone(), id.clone(), delivery.clone(), visibility / 3));
+            let verified = verify(&executor, &delivery, sampler.as_ref()).await;
+            renewal.abort();
+            verified?;
             with_retries("ack", || executor.queue().ack(&delivery)).await?;
         }
     }
     Ok(())
+}
+
+/// Renews `consumer`'s claim on `delivery` every `every` until aborted.
+async fn renew(queue: ShardQueue, consumer: String, delivery: Delivery, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        ticks.tick().await;
+        if let Err(e) = queue.renew(&consumer, std::slice::from_ref(&delivery)).await {
+            warn!(job = %delivery.job_id, error = %e, "renewing the verification's claim failed; retrying");
+        }
+    }
 }
 
 /// Checks one delivered job and records the verdict: its receipt always; its result by

@@ -368,13 +368,15 @@ async fn take_over(
     count: usize,
     sweeper: &mut bool,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let mut taken = queue.reclaim(owned, &config.id, config.visibility_timeout, count).await?;
+    let mut taken = queue.reclaim(Lane::Jobs, owned, &config.id, config.visibility_timeout, count).await?;
     *sweeper = jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await?;
     if *sweeper && taken.len() < count {
         let all: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
         let pending: Vec<u32> =
             shard_backlogs(&jobs.connection(), &all).await?.iter().filter(|b| b.pending > 0).map(|b| b.shard).collect();
-        taken.extend(queue.reclaim(&pending, &config.id, config.visibility_timeout, count - taken.len()).await?);
+        taken.extend(
+            queue.reclaim(Lane::Jobs, &pending, &config.id, config.visibility_timeout, count - taken.len()).await?,
+        );
     }
     Ok(taken)
 }

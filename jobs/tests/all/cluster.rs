@@ -163,7 +163,7 @@ async fn shard_streams_spread_over_the_nodes_and_deliver_ack_reclaim_and_dead_le
 
     // Another worker takes over what w1 left pending, on every node; renewing keeps it.
     let left = expected.len() - 1;
-    let taken = queue.reclaim(&shards, "w2", Duration::ZERO, 100).await.unwrap();
+    let taken = queue.reclaim(Lane::Jobs, &shards, "w2", Duration::ZERO, 100).await.unwrap();
     assert_eq!(taken.len(), left);
     assert!(taken.iter().all(|d| (d.shard, &d.entry) != (0, &zero[0].entry)));
     queue.renew("w2", &taken).await.unwrap();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use shoal_jobs::{
-    now_ms, Acceptance, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Membership, Quarantine,
-    Receipt, ShardQueue, SignedReceipt, Started, VerificationOutcome, WorkerKey,
+    now_ms, Acceptance, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Lane, Membership, Quarantine,
+    Receipt, ShardQueue, ShardReader, SignedReceipt, Started, VerificationOutcome, WorkerKey,
 };
 use shoal_testkit::{Stack, StackOptions};
 
@@ -284,5 +284,33 @@ async fn jobs_outside_the_sample_are_not_re_run() {
             .unwrap();
         assert_eq!((body["acceptance"].as_str(), body["accepted"].as_bool()), (Some(acceptance), Some(accepted)));
     }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_verifiers_pending_verification_is_taken_over() {
+    let options = StackOptions { visibility_timeout: Duration::from_secs(2), ..StackOptions::default() };
+    let mut stack = Stack::start(options).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let id = stack
+        .submit_ok(&json!({"program": program.to_string(), "args": ["v"], "verification": {"mode": "always"}}))
+        .await
+        .unwrap();
+    assert_eq!(stack.wait_terminal(&id, WAIT).await.unwrap().state, JobState::Succeeded);
+    // A verifier reads the entry, then dies without acknowledging it.
+    let shards: Vec<u32> = (0..shoal_testkit::SHARDS).collect();
+    let mut ghost = ShardReader::open(&[stack.redis.url()], Lane::Verify, &shards, "ghost", Duration::from_millis(500))
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    while read.is_empty() {
+        read = ghost.next(10).await.unwrap();
+    }
+    assert_eq!(read.iter().map(|d| d.job_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    drop(ghost);
+
+    stack.start_verifier("verifier", 0.0);
+    let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
+    assert_eq!(job.verification.unwrap().outcome, VerificationOutcome::Agreed);
     stack.shutdown().await;
 }
