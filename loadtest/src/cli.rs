@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use shoal_testkit::TestkitError;
 
+use crate::adversary::{run_adversary, AdversaryOptions};
 use crate::chaos::options::Options;
 use crate::driver::drive;
 use crate::error::{LoadtestError, Result};
@@ -34,6 +35,9 @@ pub enum Command {
     /// One job fanned out over a directory of N real-format Landsat scenes, run cold and warm on
     /// K worker processes.
     Scenes(ScenesOptions),
+    /// One byzantine worker process (started by the harness and its tests).
+    #[command(hide = true)]
+    AdversaryWorker(AdversaryOptions),
 }
 
 impl Command {
@@ -43,6 +47,13 @@ impl Command {
             Command::Chaos(options) => drive(options),
             Command::Sim(options) => drive(options),
             Command::Scenes(options) => drive(options),
+            Command::AdversaryWorker(options) => match run_adversary(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   synthetic catalogue, with a simulated executor.
 //! - [`scenes`]: one job fanned out over a directory of many small real-format Landsat scenes
 //!   (`shoal-loadtest scenes`), cold and warm, on worker processes.
+//! - [`adversary`]: byzantine workers (`shoal-loadtest adversary-worker`): the real worker loop
+//!   and executor, wrapped to lie; reachable from no production binary or flag.
 //!
 //! What the modes share, each depending only on the ones above it:
 //!
@@ -23,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adversary;
 pub mod api;
 pub mod chaos;
 pub mod cli;

@@ -253,16 +253,22 @@ impl Executor {
             Ok(result) => ExecutionOutcome::Completed(result),
             Err(failure) => ExecutionOutcome::Failed(failure),
         });
-        let (_, receipt) = settle(&self.jobs, &self.queue, &self.key, &job, *execution).await?;
+        self.settle(&job, *execution).await?;
+        Ok(Settled::Done)
+    }
+
+    /// Settles `execution` of `job` through [`settle`] with this worker's key, and stores the
+    /// receipt's block so users can fetch it by its CID (the job record holds it too).
+    pub async fn settle(&self, job: &Job, execution: Execution) -> Result<JobState, StoreError> {
+        let (state, receipt) = settle(&self.jobs, &self.queue, &self.key, job, execution).await?;
         if let Some(receipt) = receipt {
-            // So users can fetch the receipt by its CID; the job record holds it too.
             let block = Block::encode(Codec::Raw, receipt.to_bytes());
             debug_assert_eq!(*block.cid(), receipt.cid());
             if let Err(e) = self.store.put(&block).await {
-                warn!(job = job_id, error = %e, "could not store the receipt block; the job record holds it");
+                warn!(job = %job.id, error = %e, "could not store the receipt block; the job record holds it");
             }
         }
-        Ok(Settled::Done)
+        Ok(state)
     }
 
     /// Fetches, runs and publishes one execution of `spec`, touching no job record: what

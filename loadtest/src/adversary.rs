@@ -1,0 +1,212 @@
+//! Byzantine workers, for the harness and its tests only: the real worker loop and the real
+//! [`Executor`], wrapped so that it lies in one of several ways. Nothing here is reachable from
+//! the `shoal` binary or any production flag: an adversary runs as `shoal-loadtest
+//! adversary-worker`, a process of the harness.
+//!
+//! Each kind settles through the worker's real settle step (so its lies carry genuine receipts,
+//! signed by its registered key) except the forger, which signs with a key not bound to its id.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::{Args, ValueEnum};
+use sha2::{Digest, Sha256};
+use shoal_jobs::{
+    now_ms, ContentId, Delivery, ExecutionOutcome, ExecutionResult, Job, JobState, StoreError, WorkerKey,
+};
+use shoal_worker::{begin, settle, Begun, Execute, Executor, Settled, WorkerConfig};
+
+use crate::error::{LoadtestError, Result};
+
+/// How an adversary lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdversaryKind {
+    /// Runs the job, then reports a random output.
+    Liar,
+    /// Does not run the job: reports the output of the previous job it ran honestly.
+    Lazy,
+    /// Reports, without running, a wrong result derived from the job alone: every colluder
+    /// reports the same one for the same job, which defeats a naive majority.
+    Colluding,
+    /// Honest for its first `--honest-for` jobs, then a liar.
+    Sleeper,
+    /// Honest but for about 1 % of its jobs (chosen by a hash of the job id), where it lies.
+    Rare,
+    /// Runs the job honestly but signs its receipt with a key not registered for its id.
+    Forger,
+}
+
+/// A worker's executor that lies as its kind says.
+pub struct Adversary {
+    inner: Executor,
+    kind: AdversaryKind,
+    honest_for: u64,
+    settled: AtomicU64,
+    /// The lazy worker's stock answer: the result of the first job it ran.
+    last_output: Mutex<Option<ExecutionResult>>,
+    /// The forger's key, registered for no one.
+    forged: WorkerKey,
+}
+
+impl Adversary {
+    /// Wraps `inner`; a sleeper stays honest for `honest_for` jobs.
+    pub fn new(inner: Executor, kind: AdversaryKind, honest_for: u64) -> Adversary {
+        Adversary {
+            inner,
+            kind,
+            honest_for,
+            settled: AtomicU64::new(0),
+            last_output: Mutex::new(None),
+            forged: WorkerKey::generate(),
+        }
+    }
+
+    /// Whether it lies on `job`, its `n`th.
+    fn lies_on(&self, job: &Job, n: u64) -> bool {
+        match self.kind {
+            AdversaryKind::Liar | AdversaryKind::Lazy | AdversaryKind::Colluding | AdversaryKind::Forger => true,
+            AdversaryKind::Sleeper => n >= self.honest_for,
+            AdversaryKind::Rare => digest_u64(job.id.as_bytes()) % 100 == 0,
+        }
+    }
+
+    /// The result it reports for `job`: honest, or its kind of lie.
+    async fn result(
+        &self,
+        job: &Job,
+        execution_id: &str,
+        lie: bool,
+    ) -> std::result::Result<ExecutionResult, ExecutionOutcome> {
+        let honest = || async { self.inner.run_spec(&job.spec, execution_id).await.map_err(ExecutionOutcome::Failed) };
+        if !lie || self.kind == AdversaryKind::Forger {
+            return honest().await;
+        }
+        match self.kind {
+            AdversaryKind::Lazy => {
+                let stock = self.last_output.lock().expect("never poisoned").clone();
+                match stock {
+                    Some(stock) => Ok(stock),
+                    // Its first job is run, to have an answer to give every later one.
+                    None => {
+                        let result = honest().await?;
+                        *self.last_output.lock().expect("never poisoned") = Some(result.clone());
+                        Ok(result)
+                    }
+                }
+            }
+            AdversaryKind::Colluding => {
+                let invocation = job.invocation.to_string();
+                Ok(ExecutionResult {
+                    exit_code: 0,
+                    output: raw_cid(format!("colluding output {invocation}").as_bytes()),
+                    stdout: raw_cid(format!("colluding stdout {invocation}").as_bytes()),
+                    stderr: raw_cid(b""),
+                    fuel_consumed: digest_u64(invocation.as_bytes()) % 1_000_000,
+                    fetch_ms: 0,
+                    run_ms: 0,
+                    inputs_cached: 0,
+                })
+            }
+            _ => {
+                let mut result = honest().await?;
+                result.output = raw_cid(format!("a lie about {} at {}", job.id, now_ms()).as_bytes());
+                Ok(result)
+            }
+        }
+    }
+}
+
+impl Execute for Adversary {
+    async fn execute(&self, delivery: &Delivery) -> std::result::Result<Settled, StoreError> {
+        let (job, mut execution) = match begin(self.inner.jobs(), self.inner.id(), delivery).await? {
+            Begun::Run(job, execution) => (job, execution),
+            Begun::Settled(settled) => return Ok(settled),
+        };
+        let n = self.settled.fetch_add(1, Ordering::Relaxed);
+        let lie = self.lies_on(&job, n);
+        let outcome = match self.result(&job, &execution.id, lie).await {
+            Ok(result) => ExecutionOutcome::Completed(result),
+            Err(failed) => failed,
+        };
+        execution.finished_at_ms = Some(now_ms());
+        execution.outcome = Some(outcome);
+        if self.kind == AdversaryKind::Forger {
+            settle(self.inner.jobs(), self.inner.queue(), &self.forged, &job, *execution).await?;
+        } else {
+            self.inner.settle(&job, *execution).await?;
+        }
+        Ok(Settled::Done)
+    }
+}
+
+fn digest_u64(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(Sha256::digest(bytes)[..8].try_into().expect("8 bytes"))
+}
+
+fn raw_cid(bytes: &[u8]) -> ContentId {
+    ContentId(crate::sim::catalogue::raw_cid(bytes))
+}
+
+/// `shoal-loadtest adversary-worker`: one byzantine worker process.
+#[derive(Debug, Clone, Args)]
+pub struct AdversaryOptions {
+    /// How it lies.
+    #[arg(long, value_enum)]
+    pub kind: AdversaryKind,
+    /// The Redis holding jobs.
+    #[arg(long)]
+    pub redis: String,
+    /// Its worker id.
+    #[arg(long)]
+    pub id: String,
+    /// Its home (block store, key, scratch), shared with the honest workers' block store.
+    #[arg(long)]
+    pub home: std::path::PathBuf,
+    /// Shard streams.
+    #[arg(long, default_value_t = shoal_jobs::ShardRouter::DEFAULT_SHARDS)]
+    pub shards: u32,
+    /// Jobs at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Milliseconds between heartbeats.
+    #[arg(long, default_value_t = 5000)]
+    pub heartbeat_ms: u64,
+    /// A sleeper's honest jobs before it turns.
+    #[arg(long, default_value_t = 20)]
+    pub honest_for: u64,
+}
+
+/// Runs the adversary worker until SIGTERM or Ctrl-C.
+pub fn run_adversary(options: &AdversaryOptions) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LoadtestError::io("starting the async runtime", e))?;
+    runtime.block_on(async {
+        let mut config = WorkerConfig::new(&options.id, &options.redis, &options.home);
+        config.shards = options.shards;
+        config.concurrency = options.concurrency;
+        config.heartbeat = std::time::Duration::from_millis(options.heartbeat_ms.max(100));
+        let setup = |e: shoal_worker::WorkerError| LoadtestError::Setup(format!("adversary {}: {e}", options.id));
+        let executor = Executor::open(&config).await.map_err(setup)?;
+        let (jobs, queue) = (executor.jobs().clone(), executor.queue().clone());
+        let adversary = Arc::new(Adversary::new(executor, options.kind, options.honest_for));
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        shoal_worker::serve(&config, jobs, queue, adversary, shutdown).await.map_err(setup)
+    })
+}
+
+/// Whether `job` reports as accepted a result whose output is not `expected`: what must never
+/// happen.
+pub fn accepted_wrongly(job: &Job, expected: &ContentId) -> bool {
+    job.state == JobState::Succeeded
+        && job.acceptance().is_some_and(|a| a.is_accepted())
+        && job.result.as_ref().is_some_and(|r| r.output != *expected)
+}
