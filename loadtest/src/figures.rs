@@ -131,6 +131,25 @@ impl Report {
         Report { command, started_at_unix_s, planned, ..Report::default() }
     }
 
+    /// An empty report of a run through a faulted process stack: how long it took, whether it
+    /// ended early, the faults done, and whether the workers reclaimed dead ones' entries.
+    pub fn of_faulted_run(
+        base: Report,
+        duration_s: f64,
+        ended_early: Option<String>,
+        faults: Vec<FaultRecord>,
+        workers_reclaim: bool,
+    ) -> Report {
+        Report {
+            duration_s,
+            ended_early,
+            faults_by_kind: FaultRecord::by_kind(&faults),
+            faults_injected: faults,
+            workers_reclaim,
+            ..base
+        }
+    }
+
     /// Whether every accepted job finished once, correctly, with nothing lost.
     pub fn clean(&self) -> bool {
         self.lost == 0 && self.wrong == 0 && self.duplicates == 0 && self.failed == 0 && self.not_submitted == 0

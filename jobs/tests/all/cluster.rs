@@ -295,17 +295,7 @@ async fn listing_requeueing_and_expiry_visit_every_node() {
     }
     assert!(nodes.len() >= 2, "12 jobs on nodes {nodes:?}");
 
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    loop {
-        let (page, next) = store.list(JobState::Queued, 5, cursor).await.unwrap();
-        assert!(page.len() <= 5);
-        seen.extend(page.into_iter().map(|(_, id)| id));
-        match next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let seen = common::list_all(&store, JobState::Queued, 5).await;
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
 

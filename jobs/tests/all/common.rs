@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use shoal_jobs::{now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, JobSpec, JobStore};
+use shoal_jobs::{
+    now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, JobSpec, JobState, JobStore,
+};
 
 /// Creates `spec` `racers` times at once under one idempotency key; returns how many calls
 /// created a job and the ids all calls returned.
@@ -63,4 +65,19 @@ pub(crate) fn completed(exit_code: i32, output: &str) -> ExecutionOutcome {
         run_ms: 2,
         inputs_cached: 0,
     })
+}
+
+/// Every job in `state`, newest first, read page by page (`page` at a time) through the cursor.
+pub(crate) async fn list_all(store: &JobStore, state: JobState, page: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (listed, next) = store.list(state, page, cursor).await.unwrap();
+        assert!(listed.len() <= page);
+        seen.extend(listed.into_iter().map(|(_, id)| id));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return seen,
+        }
+    }
 }

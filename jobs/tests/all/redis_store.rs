@@ -82,17 +82,7 @@ async fn listing_pages_through_jobs_newest_first() {
         ids.push(job.id);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    loop {
-        let (page, next) = store.list(JobState::Queued, 3, cursor).await.unwrap();
-        assert!(page.len() <= 3);
-        seen.extend(page.into_iter().map(|(_, id)| id));
-        match next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let seen = common::list_all(&store, JobState::Queued, 3).await;
     ids.reverse();
     assert_eq!(seen, ids);
 }

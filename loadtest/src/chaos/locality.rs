@@ -257,14 +257,8 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     let listed = api.all_job_ids(Instant::now() + Duration::from_secs(60)).await;
     stack.shutdown();
 
-    let mut report = Report {
-        duration_s,
-        ended_early,
-        faults_by_kind: FaultRecord::by_kind(&faults),
-        faults_injected: faults,
-        workers_reclaim: stack.workers_reclaim(),
-        ..Report::empty(command, started_at_unix_s, submissions.len())
-    };
+    let base = Report::empty(command, started_at_unix_s, submissions.len());
+    let mut report = Report::of_faulted_run(base, duration_s, ended_early, faults, stack.workers_reclaim());
     let mut tally = LocalityTally::new(t0_ms, (o.bucket_secs.max(0.1) * 1000.0) as u64);
     let assessed = submissions.iter().zip(&records).map(|((_, job, submitted), record)| Assessed {
         kind: format!("program-{}", job.program),

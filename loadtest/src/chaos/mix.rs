@@ -18,7 +18,7 @@ use crate::chaos::faults::inject_faults;
 use crate::chaos::options::Options;
 use crate::chaos::setup::{drain, Setup};
 use crate::error::{LoadtestError, Result};
-use crate::figures::{completed_outputs, FaultRecord, Report};
+use crate::figures::{completed_outputs, Report};
 use crate::workload::{prepare, PlannedJob, SplitMix};
 
 /// Job reads per polling round, and at once.
@@ -95,14 +95,8 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     let listed = api.all_job_ids(final_deadline).await;
     stack.shutdown();
 
-    let mut report = Report {
-        duration_s,
-        ended_early,
-        faults_by_kind: FaultRecord::by_kind(&faults),
-        faults_injected: faults,
-        workers_reclaim: stack.workers_reclaim(),
-        ..Report::empty(command, started_at_unix_s, workload.jobs.len())
-    };
+    let base = Report::empty(command, started_at_unix_s, workload.jobs.len());
+    let mut report = Report::of_faulted_run(base, duration_s, ended_early, faults, stack.workers_reclaim());
     let (mut first_created, mut last_finished) = (u64::MAX, 0u64);
     for (n, (planned, submission)) in workload.jobs.iter().zip(&submissions).enumerate() {
         *report.jobs_by_kind.entry(planned.kind.to_string()).or_insert(0) += 1;
