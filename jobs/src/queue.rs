@@ -15,7 +15,8 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOptions, StreamId, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOptions, StreamClaimReply, StreamId,
+    StreamPendingCountReply, StreamReadOptions, StreamReadReply,
 };
 use redis::{AsyncCommands, AsyncConnectionConfig, Client};
 use tokio::time::Instant;
@@ -150,6 +151,39 @@ impl ShardQueue {
                     break;
                 }
                 cursor = reply.next_stream_id;
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// Takes over, for `consumer`, up to `count` of the entries of `lane`'s streams on `shards`
+    /// that `from` has read and not acknowledged, however recently: `from` is quarantined, and
+    /// its in-flight work is not left to it.
+    pub async fn take_from(
+        &self,
+        lane: Lane,
+        shards: &[u32],
+        from: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut deliveries = Vec::new();
+        for &shard in shards {
+            let wanted = count - deliveries.len();
+            if wanted == 0 {
+                break;
+            }
+            let stream = lane.stream(shard);
+            let pending: StreamPendingCountReply =
+                conn.xpending_consumer_count(&stream, lane.group(), "-", "+", wanted, from).await?;
+            if pending.ids.is_empty() {
+                continue;
+            }
+            let ids: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
+            let claimed: StreamClaimReply = conn.xclaim(&stream, lane.group(), consumer, 0, &ids).await?;
+            for entry in claimed.ids {
+                deliveries.push(delivery(lane, shard, &stream, entry)?);
             }
         }
         Ok(deliveries)

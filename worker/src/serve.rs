@@ -359,7 +359,8 @@ async fn steal(
 /// once the membership drops it), and, for the one worker that gets the sweep lock (`sweeper`
 /// says whether this one did), on every other shard with entries pending — so a dead worker's
 /// entries wait for the visibility timeout only, not also for its membership to expire, while
-/// only one worker at a time pays for looking at every shard.
+/// only one worker at a time pays for looking at every shard. The sweeper also takes every
+/// entry a quarantined worker holds, without waiting.
 async fn take_over(
     jobs: &JobStore,
     queue: &ShardQueue,
@@ -371,12 +372,25 @@ async fn take_over(
     let mut taken = queue.reclaim(Lane::Jobs, owned, &config.id, config.visibility_timeout, count).await?;
     *sweeper = jobs.take_requeue_lock(&config.id, config.visibility_timeout / 2).await?;
     if *sweeper && taken.len() < count {
-        let all: Vec<u32> = (0..config.shards).filter(|shard| !owned.contains(shard)).collect();
+        let all: Vec<u32> = (0..config.shards).collect();
         let pending: Vec<u32> =
             shard_backlogs(&jobs.connection(), &all).await?.iter().filter(|b| b.pending > 0).map(|b| b.shard).collect();
-        taken.extend(
-            queue.reclaim(Lane::Jobs, &pending, &config.id, config.visibility_timeout, count - taken.len()).await?,
-        );
+        // A quarantined worker's entries are taken at once, however recently it renewed them.
+        for quarantined in Membership::new(jobs.connection()).quarantined().await?.keys() {
+            if taken.len() < count && *quarantined != config.id {
+                let from = queue.take_from(Lane::Jobs, &pending, quarantined, &config.id, count - taken.len()).await?;
+                if !from.is_empty() {
+                    warn!(worker = %quarantined, count = from.len(), "took over a quarantined worker's entries");
+                }
+                taken.extend(from);
+            }
+        }
+        let others: Vec<u32> = pending.into_iter().filter(|shard| !owned.contains(shard)).collect();
+        if taken.len() < count {
+            taken.extend(
+                queue.reclaim(Lane::Jobs, &others, &config.id, config.visibility_timeout, count - taken.len()).await?,
+            );
+        }
     }
     Ok(taken)
 }

@@ -116,6 +116,29 @@ async fn a_delivery_stays_pending_until_acked() {
 }
 
 #[tokio::test]
+async fn a_quarantined_consumers_entries_are_taken_at_once_and_no_one_elses() {
+    let (_dir, _server, client, _store, queue) = setup().await;
+    queue.ensure_groups(2).await.unwrap();
+    queue.enqueue(0, "bad-a").await.unwrap();
+    queue.enqueue(1, "bad-b").await.unwrap();
+    let block = Duration::from_millis(200);
+    let mut bad = ShardReader::connect(&client, &[0, 1], "bad", block).await.unwrap();
+    assert_eq!(bad.next(2).await.unwrap().len(), 2);
+    queue.enqueue(1, "good-c").await.unwrap();
+    let mut good = ShardReader::connect(&client, &[0, 1], "good", block).await.unwrap();
+    assert_eq!(good.next(2).await.unwrap().len(), 1);
+    // Just read, so not idle at all: only a take-over by consumer name moves them.
+    let taken = queue.take_from(Lane::Jobs, &[0, 1], "bad", "sweeper", 10).await.unwrap();
+    let mut jobs: Vec<&str> = taken.iter().map(|d| d.job_id.as_str()).collect();
+    jobs.sort_unstable();
+    assert_eq!(jobs, ["bad-a", "bad-b"]);
+    assert!(queue.take_from(Lane::Jobs, &[0, 1], "bad", "sweeper", 10).await.unwrap().is_empty());
+    // The sweeper holds them now, as pending entries to run and acknowledge.
+    let mut sweeper = ShardReader::connect(&client, &[0, 1], "sweeper", block).await.unwrap();
+    assert_eq!(sweeper.pending(10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn listing_keeps_jobs_created_in_the_same_millisecond_across_pages() {
     let (_dir, _server, client, store, _) = setup().await;
     // Four ids of one tag, two of them in one millisecond, indexed directly so the times are
