@@ -311,6 +311,9 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
                     recomputed.output
                 )
             }
+            VerificationOutcome::Contradicted { worker, failure, .. } => {
+                format!("CONTRADICTED: {worker} reported success; re-execution failed ({})", failure.reason)
+            }
             VerificationOutcome::Refused { worker, reason } => format!("REFUSED: {worker}'s receipt: {reason}"),
             VerificationOutcome::Inconclusive { reason } => format!("inconclusive: {reason}"),
         };

@@ -24,7 +24,7 @@ pub(crate) struct VerifyArgs {
     /// The receipt: its CID (fetched and verified like any content), or a file holding it.
     receipt: String,
     /// The key the receipt must be signed with (`ed25519:<hex>`): the one registered for the
-    /// worker it names (`shoal workers` shows it).
+    /// worker it names (Redis `shoal:{w}:worker-keys`; `shoal status` shows who signed each).
     #[arg(long)]
     key: Option<String>,
     #[command(flatten)]

@@ -518,8 +518,13 @@ async fn the_result_follows_the_jobs_life() {
         json!({"job": id, "state": "succeeded", "acceptance": "pending", "accepted": false, "output": OUTPUT, "stdout": PROGRAM, "stderr": INPUT, "exit_code": 0, "fuel_consumed": 12_345})
     );
     // Once the verifier agreed, the result is accepted.
-    let verdict =
-        Verification { verifier: "v".into(), at_ms: now_ms(), outcome: VerificationOutcome::Agreed, corrected: None };
+    let verdict = Verification {
+        verifier: "v".into(),
+        at_ms: now_ms(),
+        outcome: VerificationOutcome::Agreed,
+        corrected: None,
+        failed: None,
+    };
     store.record_verification(&id, &verdict).await.unwrap();
     let body: Value = gateway.get(&format!("/v1/jobs/{id}/result")).await.json().await.unwrap();
     assert_eq!((body["acceptance"].as_str(), body["accepted"].as_bool()), (Some("verified"), Some(true)));

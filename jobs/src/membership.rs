@@ -167,20 +167,27 @@ impl Membership {
 
     /// Quarantines worker `id`: its results are no longer trusted, it gets no shards and steals
     /// nothing, and every job it settled is marked tainted (to be verified whatever its
-    /// sampling). Returns the tainted jobs if this call quarantined it, `None` if it already was.
-    pub async fn quarantine(&self, id: &str, mut why: Quarantine) -> Result<Option<Vec<String>>, StoreError> {
+    /// sampling). Returns whether this call quarantined it, and the jobs still tainted among
+    /// those it settled — also when it already was, so a caller that died half-way through
+    /// re-queuing them can finish the work. The taint is written before the quarantine, so a
+    /// crash in between leaves the work to be redone, never lost.
+    pub async fn quarantine(&self, id: &str, mut why: Quarantine) -> Result<(bool, Vec<String>), StoreError> {
         let mut conn = self.conn.clone();
         let settled: Vec<String> = conn.lrange(keys::settled_by(id), 0, -1).await?;
         why.settled = settled.len() as u64;
         let json = serde_json::to_string(&why).expect("a Quarantine always serialises");
-        let newly: bool = conn.hset_nx(keys::quarantined(), id, json).await?;
-        if !newly {
-            return Ok(None);
-        }
-        if !settled.is_empty() {
+        let quarantined: Option<String> = conn.hget(keys::quarantined(), id).await?;
+        if quarantined.is_none() && !settled.is_empty() {
             let _: () = conn.sadd(keys::tainted(), &settled).await?;
         }
-        Ok(Some(settled))
+        let newly: bool = conn.hset_nx(keys::quarantined(), id, json).await?;
+        if settled.is_empty() {
+            return Ok((newly, Vec::new()));
+        }
+        let marks: Vec<bool> =
+            redis::cmd("SMISMEMBER").arg(keys::tainted()).arg(&settled).query_async(&mut conn).await?;
+        let tainted = settled.into_iter().zip(marks).filter_map(|(job, marked)| marked.then_some(job)).collect();
+        Ok((newly, tainted))
     }
 
     /// The quarantined workers and why.

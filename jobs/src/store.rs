@@ -145,12 +145,19 @@ redis.call('HSETNX', KEYS[1], 'entry', ARGV[1])
 return 1
 "#;
 
-// ARGV: verification JSON, corrected result JSON or ''. Only an existing job: HSET alone would
-// create a stub record.
+// ARGV: id, verification JSON, corrected result JSON or '', failure JSON or ''. Only an
+// existing job: HSET alone would create a stub record. A failure moves a succeeded job to failed
+// (the verifier's re-execution failed where the worker claimed success).
 const VERIFY: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'verification', ARGV[1])
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[2]) end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+redis.call('HSET', KEYS[1], 'verification', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[3]) end
+if ARGV[4] ~= '' and state == 'succeeded' then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'failure', ARGV[4])
+  redis.call('HDEL', KEYS[1], 'result')
+  move(ARGV[1], state, 'failed', redis.call('HGET', KEYS[1], 'created_at_ms'))
+end
 return 1
 "#;
 
@@ -176,7 +183,7 @@ impl JobStore {
             create: Script::new(CREATE),
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
-            verify: Script::new(VERIFY),
+            verify: Script::new(&format!("{STATES}{VERIFY}")),
             enqueued: Script::new(ENQUEUED),
             expire: Script::new(&format!("{STATES}{EXPIRE}")),
         }
@@ -309,7 +316,7 @@ impl JobStore {
     }
 
     /// Records a verifier's verdict on job `id` (replacing an earlier one), and the result it
-    /// corrected the job to, if any.
+    /// corrected the job to, or the failure it moved the job to, if any.
     pub async fn record_verification(&self, id: &str, verification: &Verification) -> Result<(), StoreError> {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
@@ -319,7 +326,23 @@ impl JobStore {
             .as_ref()
             .map(|result| serde_json::to_string(result).expect("an ExecutionResult always serialises"))
             .unwrap_or_default();
-        let stored: i32 = self.verify.key(&keys.job).arg(json).arg(corrected).invoke_async(&mut conn).await?;
+        let failed = verification
+            .failed
+            .as_ref()
+            .map(|failure| serde_json::to_string(failure).expect("a Failure always serialises"))
+            .unwrap_or_default();
+        let stored: i32 = self
+            .verify
+            .key(&keys.job)
+            .key(&keys.executions)
+            .key(&keys.state_index[..])
+            .key(&keys.deadlines)
+            .arg(id)
+            .arg(json)
+            .arg(corrected)
+            .arg(failed)
+            .invoke_async(&mut conn)
+            .await?;
         if stored == 0 {
             return Err(StoreError::JobNotFound(id.to_string()));
         }

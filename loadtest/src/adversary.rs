@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, ValueEnum};
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
-    now_ms, ContentId, Delivery, ExecutionOutcome, ExecutionResult, Job, JobState, StoreError, WorkerKey,
+    now_ms, ContentId, Delivery, ExecutionOutcome, ExecutionResult, Job, JobState, PublicKey, StoreError, WorkerKey,
 };
 use shoal_worker::{begin, settle, Begun, Execute, Executor, Settled, WorkerConfig};
 
@@ -117,6 +117,10 @@ impl Adversary {
 }
 
 impl Execute for Adversary {
+    fn public_key(&self) -> Option<PublicKey> {
+        Some(self.inner.public_key())
+    }
+
     async fn execute(&self, delivery: &Delivery) -> std::result::Result<Settled, StoreError> {
         let (job, mut execution) = match begin(self.inner.jobs(), self.inner.id(), delivery).await? {
             Begun::Run(job, execution) => (job, execution),

@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
-    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, Job, JobState, Lane, Membership, Quarantine,
-    ReceiptError, ShardQueue, ShardReader, StoreError, Verification, VerificationOutcome, VerificationPolicy,
+    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, Failure, FailureReason, Job, JobState, Lane,
+    Membership, Quarantine, ReceiptError, ShardQueue, ShardReader, StoreError, Verification, VerificationOutcome,
+    VerificationPolicy,
 };
 use shoal_worker::{Executor, WorkerConfig, WorkerError};
 use tracing::{info, warn};
@@ -52,9 +53,23 @@ impl VerifierConfig {
     }
 }
 
+/// A sampler and the verifier's secret: which `sampled` results it re-executes.
+struct Sampling {
+    sampler: Box<dyn Sampler>,
+    /// Drawn when the verifier starts and never shared, so workers cannot predict the sample.
+    secret: [u8; 32],
+}
+
+impl Sampling {
+    /// Whether to re-execute job `job_id`, settled by a worker with `agreed` agreed results.
+    fn sampled(&self, job_id: &str, agreed: u64) -> bool {
+        sampled(&self.secret, job_id, self.sampler.rate(agreed))
+    }
+}
+
 /// Which `sampled` results the verifier re-executes: the one place a sampling strategy plugs in.
-/// (`always` results, and every result of a quarantined worker, are re-executed whatever it says;
-/// `none` results never are.)
+/// (`always` results, tainted ones and every result of a quarantined worker are re-executed
+/// whatever it says; `none` results only when tainted or their worker is quarantined.)
 pub trait Sampler: Send + Sync {
     /// The probability of re-executing a result of a worker the verifier has agreed with
     /// `agreed` times before.
@@ -103,10 +118,11 @@ pub enum VerifierError {
     Store(#[from] StoreError),
 }
 
-/// Whether job `job_id` is in the sample of `rate`: a hash of the id, so every verifier (and a
-/// rerun) picks the same jobs.
-pub fn sampled(job_id: &str, rate: f64) -> bool {
-    let digest = Sha256::digest(job_id.as_bytes());
+/// Whether job `job_id` is in the sample of `rate`, drawn with `secret`: a keyed hash of the id,
+/// so the same verifier (and a rerun of it) picks the same jobs, while a worker, which does not
+/// know the secret, cannot tell which of its results will be re-executed.
+pub fn sampled(secret: &[u8; 32], job_id: &str, rate: f64) -> bool {
+    let digest = Sha256::new().chain_update(secret).chain_update(job_id.as_bytes()).finalize();
     let draw = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
     draw < rate
 }
@@ -117,7 +133,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
         return Err(VerifierError::InvalidSampleRate(config.sample_rate));
     }
     let urls = config.worker.redis_urls();
-    let sampler = config.sampler();
+    let sampling = Sampling { sampler: config.sampler(), secret: rand::random() };
     let executor = Executor::open(&config.worker).await?;
     let shards: Vec<u32> = (0..config.worker.shards).collect();
     let id = config.worker.id.clone();
@@ -168,7 +184,7 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
         for delivery in deliveries {
             // Renewed while it runs, so no other verifier takes a long re-execution over.
             let renewal = tokio::spawn(renew(executor.queue().clone(), id.clone(), delivery.clone(), visibility / 3));
-            let verified = verify(&executor, &delivery, sampler.as_ref()).await;
+            let verified = verify(&executor, &delivery, &sampling).await;
             renewal.abort();
             verified?;
             with_retries("ack", || executor.queue().ack(&delivery)).await?;
@@ -193,20 +209,42 @@ async fn renew(queue: ShardQueue, consumer: String, delivery: Delivery, every: D
 /// disagrees, or is not vouched for by its worker's receipt, is corrected to the verifier's own
 /// re-execution; a worker caught with a result it signed is quarantined and everything it
 /// settled before becomes tainted.
-async fn verify(executor: &Executor, delivery: &Delivery, sampler: &dyn Sampler) -> Result<(), StoreError> {
+async fn verify(executor: &Executor, delivery: &Delivery, sampling: &Sampling) -> Result<(), StoreError> {
     let Some(job) = with_retries("get", || executor.jobs().get(&delivery.job_id)).await? else {
         warn!(job = %delivery.job_id, "job to verify no longer exists");
         return Ok(());
     };
     let membership = Membership::new(executor.jobs().connection());
     let tainted = with_retries("is_tainted", || membership.is_tainted(&job.id)).await?;
+    // A job reaches the verifier more than once (a redelivery, a tainted re-queue, a crash
+    // before the acknowledgement): a verdict stands unless the result is tainted and was never
+    // re-executed — a result the verifier ran (agreed, corrected) needs no second look.
+    let reexecuted = job
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.corrected.is_some() || v.failed.is_some() || v.outcome == VerificationOutcome::Agreed);
+    // A fan-out's gathered output is no execution's: its tasks are verified one by one.
+    let fanned_out = job.spec.fan_out.is_some();
+    if (job.verification.is_some() && !tainted) || reexecuted || fanned_out {
+        if tainted {
+            with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
+        }
+        return Ok(());
+    }
+    let worker = settling_execution(&job).map(|e| e.worker.clone()).unwrap_or_default();
+    // Every result of a quarantined worker is re-executed, also those it settled after it was
+    // caught (the taint covers only what it had settled by then).
+    let quarantined = with_retries("quarantined", || membership.quarantined()).await?.contains_key(&worker);
+    if job.spec.verification == VerificationPolicy::None && !tainted && !quarantined {
+        return Ok(());
+    }
     let chosen = tainted
+        || quarantined
         || match job.spec.verification {
             VerificationPolicy::Always => true,
             VerificationPolicy::Sampled => {
-                let worker = settling_execution(&job).map(|e| e.worker.clone()).unwrap_or_default();
                 let agreed = with_retries("agreed", || membership.agreed(&worker)).await?;
-                sampled(&job.id, sampler.rate(agreed))
+                sampling.sampled(&job.id, agreed)
             }
             VerificationPolicy::None => false,
         };
@@ -219,9 +257,8 @@ async fn verify(executor: &Executor, delivery: &Delivery, sampler: &dyn Sampler)
         };
         act_on(executor, &membership, &job, outcome).await?;
     }
-    if tainted {
-        with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
-    }
+    // Verified now, whether it was tainted before or became so when its worker was caught on it.
+    with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
     Ok(())
 }
 
@@ -233,12 +270,28 @@ async fn act_on(
     job: &Job,
     outcome: VerificationOutcome,
 ) -> Result<(), StoreError> {
-    let corrected = match &outcome {
-        VerificationOutcome::Agreed | VerificationOutcome::Vouched | VerificationOutcome::Inconclusive { .. } => None,
-        VerificationOutcome::Disagreed { recomputed, .. } => Some((**recomputed).clone()),
+    let (corrected, failed) = match &outcome {
+        VerificationOutcome::Agreed | VerificationOutcome::Vouched | VerificationOutcome::Inconclusive { .. } => {
+            (None, None)
+        }
+        VerificationOutcome::Disagreed { recomputed, .. } => (Some((**recomputed).clone()), None),
+        VerificationOutcome::Contradicted { failure, .. } => (None, Some(failure.clone())),
         // Not vouched for: the verifier's own run replaces it, whether or not it differs.
         VerificationOutcome::Refused { .. } => {
-            executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await.ok()
+            match executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await {
+                Ok(result) if result.exit_code == 0 => (Some(result), None),
+                Ok(result) => (
+                    None,
+                    Some(Failure {
+                        reason: FailureReason::NonZeroExit,
+                        message: format!("the program exited with code {}", result.exit_code),
+                        stderr: Some(result.stderr),
+                        fuel_consumed: Some(result.fuel_consumed),
+                    }),
+                ),
+                Err(failure) if failure.reason.is_deterministic() => (None, Some(failure)),
+                Err(_) => (None, None),
+            }
         }
     };
     match &outcome {
@@ -254,6 +307,10 @@ async fn act_on(
             // The receipt was checked first: the worker signed this wrong result itself.
             quarantine(executor, membership, worker, job, "signed a result that re-execution contradicts").await?;
         }
+        VerificationOutcome::Contradicted { worker, failure, .. } => {
+            warn!(job = %job.id, %worker, reason = %failure.reason, "verified: CONTRADICTED; job failed");
+            quarantine(executor, membership, worker, job, "signed a success that re-execution contradicts").await?;
+        }
         VerificationOutcome::Refused { worker, reason } => {
             // Not quarantined on this alone: whoever wrote the record may not be the worker it
             // names (a forger framing an honest worker), so only the refusal is counted.
@@ -262,7 +319,8 @@ async fn act_on(
         }
         VerificationOutcome::Inconclusive { reason } => warn!(job = %job.id, %reason, "verification inconclusive"),
     }
-    let verification = Verification { verifier: executor.id().to_string(), at_ms: now_ms(), outcome, corrected };
+    let verification =
+        Verification { verifier: executor.id().to_string(), at_ms: now_ms(), outcome, corrected, failed };
     with_retries("record_verification", || executor.jobs().record_verification(&job.id, &verification)).await
 }
 
@@ -282,10 +340,12 @@ async fn quarantine(
         at_ms: now_ms(),
         settled: 0,
     };
-    let Some(tainted) = with_retries("quarantine", || membership.quarantine(worker, why.clone())).await? else {
-        return Ok(());
-    };
-    warn!(%worker, job = %job.id, tainted = tainted.len(), "worker QUARANTINED; re-verifying what it settled");
+    let (newly, tainted) = with_retries("quarantine", || membership.quarantine(worker, why.clone())).await?;
+    if newly {
+        warn!(%worker, job = %job.id, tainted = tainted.len(), "worker QUARANTINED; re-verifying what it settled");
+    }
+    // Re-queued on every catch, not only the first: a verifier that died half-way through left
+    // the rest still tainted. Each is verified once; a repeat finds its verdict and stops.
     for id in tainted.iter().filter(|id| **id != job.id) {
         if let Some(other) = with_retries("get", || executor.jobs().get(id)).await? {
             with_retries("enqueue_verification", || executor.queue().enqueue_verification(other.shard, id)).await?;
@@ -323,8 +383,22 @@ async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
     let Some(reported) = job.result.clone() else {
         return VerificationOutcome::Inconclusive { reason: "the job succeeded without a recorded result".into() };
     };
+    let worker = settling_execution(job).map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
     let recomputed = match executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await {
+        Ok(result) if result.exit_code != 0 => {
+            // The worker claimed success; the program in fact exits non-zero.
+            let failure = Failure {
+                reason: FailureReason::NonZeroExit,
+                message: format!("the program exited with code {}", result.exit_code),
+                stderr: Some(result.stderr),
+                fuel_consumed: Some(result.fuel_consumed),
+            };
+            return VerificationOutcome::Contradicted { worker, reported: Box::new(reported), failure };
+        }
         Ok(result) => result,
+        Err(failure) if failure.reason.is_deterministic() => {
+            return VerificationOutcome::Contradicted { worker, reported: Box::new(reported), failure }
+        }
         Err(failure) => {
             return VerificationOutcome::Inconclusive {
                 reason: format!("re-execution failed ({}): {}", failure.reason, failure.message),
@@ -339,7 +413,6 @@ async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
     if same {
         return VerificationOutcome::Agreed;
     }
-    let worker = settling_execution(job).map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
     VerificationOutcome::Disagreed { worker, reported: Box::new(reported), recomputed: Box::new(recomputed) }
 }
 
@@ -368,10 +441,14 @@ mod tests {
     #[test]
     fn sampling_is_deterministic_and_close_to_the_rate() {
         let ids: Vec<String> = (0..20_000).map(|n| format!("job-{n}")).collect();
-        let picked = ids.iter().filter(|id| sampled(id, 0.1)).count();
+        let (secret, other) = ([7u8; 32], [8u8; 32]);
+        let picked = ids.iter().filter(|id| sampled(&secret, id, 0.1)).count();
         assert!((1_700..=2_300).contains(&picked), "{picked} of 20000 at rate 0.1");
-        assert!(ids.iter().all(|id| sampled(id, 0.1) == sampled(id, 0.1)));
-        assert!(ids.iter().all(|id| sampled(id, 1.0)));
-        assert!(!ids.iter().any(|id| sampled(id, 0.0)));
+        assert!(ids.iter().all(|id| sampled(&secret, id, 0.1) == sampled(&secret, id, 0.1)));
+        assert!(ids.iter().all(|id| sampled(&secret, id, 1.0)));
+        assert!(!ids.iter().any(|id| sampled(&secret, id, 0.0)));
+        // Another secret draws another sample: without it, the sample cannot be predicted.
+        let same = ids.iter().filter(|id| sampled(&secret, id, 0.1) && sampled(&other, id, 0.1)).count();
+        assert!(same < picked / 2, "{same} of {picked} picked under both secrets");
     }
 }

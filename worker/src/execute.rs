@@ -13,8 +13,8 @@ use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{Block, BlockReader, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOutStore,
-    Job, JobSpec, JobState, JobStore, Membership, Receipt, RedisConnection, ShardQueue, ShardRouter, SignedReceipt,
-    Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, ShardQueue, ShardRouter,
+    SignedReceipt, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime, RuntimeConfig};
 use tracing::{info, info_span, warn, Instrument};
@@ -64,7 +64,6 @@ impl Executor {
     pub async fn open(config: &WorkerConfig) -> Result<Executor, WorkerError> {
         let conn = RedisConnection::open(&config.redis_urls()).await?;
         let key = WorkerKey::load_or_create(&config.key_file)?;
-        Membership::new(conn.clone()).bind_key(&config.id, &key.public()).await?;
         let queue = ShardQueue::new(conn.clone());
         queue.ensure_groups(config.shards).await?;
         std::fs::create_dir_all(&config.work_dir)
@@ -101,6 +100,12 @@ impl Executor {
     /// The worker's id.
     pub fn id(&self) -> &str {
         &self.worker
+    }
+
+    /// The public half of the key its receipts are signed with, which the worker loop binds to
+    /// its id when it joins.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public()
     }
 
     /// The job records it settles.
@@ -156,6 +161,12 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
             Started::Running(job) => return Ok(Begun::Run(job, Box::new(execution))),
             Started::AlreadyFinished(state) => {
                 info!(job = job_id, %state, "already finished; skipping duplicate delivery");
+                if state == JobState::Succeeded {
+                    // Its settle may have died between storing the result and handing it to the
+                    // verifier; handing it again is harmless (a verdict stands).
+                    let queue = ShardQueue::new(jobs.connection());
+                    with_retries("enqueue_verification", || queue.enqueue_verification(delivery.shard, job_id)).await?;
+                }
                 Settled::Done
             }
             Started::BackingOff { wait } => {

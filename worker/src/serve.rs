@@ -10,7 +10,7 @@ use std::time::Duration;
 use cid::Cid;
 use shoal_jobs::{
     longest, oldest_waiting, shard_backlogs, take_unread, with_retries, Delivery, JobStore, Lane, Membership,
-    ShardBacklog, ShardQueue, ShardReader, StoreError,
+    PublicKey, ShardBacklog, ShardQueue, ShardReader, StoreError,
 };
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -34,6 +34,13 @@ pub trait Execute: Send + Sync + 'static {
     fn held_inputs(&self) -> Vec<Cid> {
         Vec::new()
     }
+
+    /// The key its receipts are signed with, bound to the worker's id when it joins (a worker
+    /// under an id bound to another key does not start). None for an executor that signs no
+    /// receipts anyone checks.
+    fn public_key(&self) -> Option<PublicKey> {
+        None
+    }
 }
 
 impl Execute for Executor {
@@ -43,6 +50,10 @@ impl Execute for Executor {
 
     fn held_inputs(&self) -> Vec<Cid> {
         self.inputs.held()
+    }
+
+    fn public_key(&self) -> Option<PublicKey> {
+        Some(Executor::public_key(self))
     }
 }
 
@@ -77,13 +88,21 @@ pub async fn serve<E: Execute>(
     let held = executor.clone();
     let placement =
         Arc::new(Placement::new(&config, jobs.clone(), membership.clone(), Box::new(move || held.held_inputs())));
+    if let Some(key) = executor.public_key() {
+        with_retries("bind_key", || membership.bind_key(&config.id, &key)).await?;
+    }
     // Join before reading anything, so the first reads are of this worker's own shards.
     let first = with_retries("join", || placement.refresh()).await?;
     let (assigned_tx, assigned) = watch::channel(first);
     let heart = tokio::spawn(beat(placement.clone(), config.heartbeat, assigned_tx));
     let in_flight = InFlight::default();
-    let renewer =
-        tokio::spawn(renew_claims(queue.clone(), config.id.clone(), in_flight.clone(), config.visibility_timeout / 3));
+    let renewer = tokio::spawn(renew_claims(
+        queue.clone(),
+        config.id.clone(),
+        in_flight.clone(),
+        placement.clone(),
+        config.visibility_timeout / 3,
+    ));
     let mut pull = Pull::start(config.clone(), jobs, queue, assigned, in_flight).await?;
     info!(worker = %config.id, shards = pull.owned.len(), concurrency = config.concurrency, "worker started");
 
@@ -410,16 +429,21 @@ async fn sweep(jobs: &JobStore, queue: &ShardQueue, config: &WorkerConfig) -> Re
 }
 
 /// Renews the claims on the entries this worker is running, every `every`, so that no other
-/// worker takes a long job over while it still runs.
+/// worker takes a long job over while it still runs — unless it is quarantined.
 async fn renew_claims(
     queue: ShardQueue,
     consumer: String,
     in_flight: Arc<Mutex<HashMap<(u32, String), Delivery>>>,
+    placement: Arc<Placement>,
     every: Duration,
 ) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
     loop {
         ticks.tick().await;
+        // A quarantined worker's entries are taken from it; renewing would claim them back.
+        if placement.is_quarantined() {
+            continue;
+        }
         let running: Vec<Delivery> =
             in_flight.lock().expect("in-flight set is never poisoned").values().cloned().collect();
         if running.is_empty() {

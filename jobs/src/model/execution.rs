@@ -112,6 +112,23 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Whether the same program over the same inputs fails this way on every honest worker:
+    /// the deterministic sandbox's failures, not content being unavailable, the wall clock, or
+    /// the host.
+    pub fn is_deterministic(self) -> bool {
+        matches!(
+            self,
+            FailureReason::Trap
+                | FailureReason::FuelExhausted
+                | FailureReason::MemoryLimit
+                | FailureReason::StackOverflow
+                | FailureReason::OutputLimit
+                | FailureReason::InvalidProgram
+                | FailureReason::MissingEntrypoint
+                | FailureReason::NonZeroExit
+        )
+    }
+
     /// The reason's name, as in the API.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -192,6 +192,7 @@ impl Job {
             VerificationOutcome::Vouched => Acceptance::Unsampled,
             // Refused or disagreed without a correction: the re-execution failed.
             VerificationOutcome::Disagreed { .. }
+            | VerificationOutcome::Contradicted { .. }
             | VerificationOutcome::Refused { .. }
             | VerificationOutcome::Inconclusive { .. } => Acceptance::Inconclusive,
         })
@@ -260,6 +261,10 @@ pub struct Verification {
     /// execution, so the history shows both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrected: Option<ExecutionResult>,
+    /// Why the job now reports failure, when the verifier's re-execution failed (or exited
+    /// non-zero) where the worker claimed success: the job was moved to `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Failure>,
 }
 
 /// The verifier's verdict.
@@ -279,6 +284,16 @@ pub enum VerificationOutcome {
         reported: Box<ExecutionResult>,
         /// What the verifier computed.
         recomputed: Box<ExecutionResult>,
+    },
+    /// The re-execution failed deterministically (trap, fuel, memory, a non-zero exit, …) where
+    /// the worker reported success: the worker lied, and the job now reports the failure.
+    Contradicted {
+        /// The worker whose execution settled the job.
+        worker: String,
+        /// What that worker reported.
+        reported: Box<ExecutionResult>,
+        /// How the re-execution failed.
+        failure: Failure,
     },
     /// The execution that settled the job is not vouched for by a valid receipt of its worker:
     /// missing, forged, replayed or altered. Its result is not accepted, whatever it is.

@@ -264,8 +264,13 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
     let mut verifier = ShardReader::open(&cluster.cluster.urls(), Lane::Verify, &shards, "v1", block).await.unwrap();
     let checks = verifier.next(10).await.unwrap();
     assert_eq!(checks.iter().map(|d| (d.lane, d.job_id.as_str())).collect::<Vec<_>>(), [(Lane::Verify, &*plain.id)]);
-    let verdict =
-        Verification { verifier: "v1".into(), at_ms: now_ms(), outcome: VerificationOutcome::Agreed, corrected: None };
+    let verdict = Verification {
+        verifier: "v1".into(),
+        at_ms: now_ms(),
+        outcome: VerificationOutcome::Agreed,
+        corrected: None,
+        failed: None,
+    };
     store.record_verification(&plain.id, &verdict).await.unwrap();
     queue.ack(&checks[0]).await.unwrap();
     let done = store.get(&plain.id).await.unwrap().unwrap();

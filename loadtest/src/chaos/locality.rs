@@ -170,7 +170,7 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     // workers have when it starts: process start-up is not what is compared.
     let starting = Instant::now();
     loop {
-        let joined = membership.live(heartbeat * 3).await.map(|l| l.len()).unwrap_or(0);
+        let joined = membership.live(Membership::live_window(heartbeat)).await.map(|l| l.len()).unwrap_or(0);
         if joined >= o.workers {
             break;
         }
@@ -183,7 +183,7 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let sampler = tokio::spawn(sample_live(membership, heartbeat * 3, live.clone()));
+    let sampler = tokio::spawn(sample_live(membership, Membership::live_window(heartbeat), live.clone()));
     log(
         o,
         &format!(

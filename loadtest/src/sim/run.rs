@@ -210,7 +210,7 @@ async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport> {
     let live_samples: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
     let sampler = tokio::spawn(sample_live(
         Membership::new(control.clone()),
-        Duration::from_secs_f64(o.heartbeat_secs * 3.0),
+        Membership::live_window(Duration::from_secs_f64(o.heartbeat_secs)),
         live_samples.clone(),
     ));
 

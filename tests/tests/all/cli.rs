@@ -97,6 +97,16 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let (receipt, key) = (words[1], words[4]);
     let verified = stdout_line(&shoal(home.path(), &["receipt", "verify", receipt, "--key", key]));
     assert!(verified.contains(&format!("output {output}")) && verified.ends_with(&format!("valid: signed by {key}")));
+    // Checked against another worker's key, the same receipt is refused.
+    let other_key = shoal_jobs::WorkerKey::generate().public().to_string();
+    let wrong_signer = Command::new(shoal_binary().unwrap())
+        .arg("--home")
+        .arg(home.path())
+        .args(["receipt", "verify", receipt, "--key", &other_key])
+        .output()
+        .unwrap();
+    assert!(!wrong_signer.status.success(), "{}", String::from_utf8_lossy(&wrong_signer.stdout));
+    assert!(String::from_utf8_lossy(&wrong_signer.stdout).contains(&format!("INVALID: signed by {key}")));
     let bytes = stdout_line(&shoal(home.path(), &["cat", receipt]));
     let tampered = work.path().join("tampered-receipt.json");
     std::fs::write(&tampered, bytes.replace(&output, &input)).unwrap();

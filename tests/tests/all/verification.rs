@@ -112,7 +112,14 @@ async fn a_caught_liar_is_quarantined_and_everything_it_settled_is_corrected() {
 
     stack.start_verifier("verifier", 0.0);
     for id in [&caught, &earlier] {
-        let job = stack.wait_until(id, WAIT, |job| job.verification.is_some()).await.unwrap();
+        // `earlier` may first be vouched for (not sampled) before the liar is caught on `caught`
+        // and it is re-verified as tainted: wait for the verdict that settles it.
+        let job = stack
+            .wait_until(id, WAIT, |job| {
+                job.acceptance().is_some_and(|a| a != Acceptance::Pending && a != Acceptance::Unsampled)
+            })
+            .await
+            .unwrap();
         let verification = job.verification.clone().unwrap();
         match &verification.outcome {
             VerificationOutcome::Disagreed { worker, reported, recomputed } => {
@@ -143,6 +150,32 @@ async fn a_caught_liar_is_quarantined_and_everything_it_settled_is_corrected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_success_claimed_for_a_program_that_traps_fails_the_job_and_quarantines_the_worker() {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let trap = stack.add_program("trap").await.unwrap();
+    let id = stack.submit_ok(&json!({"program": trap.to_string(), "verification": {"mode": "always"}})).await.unwrap();
+    // A made-up success for a program that always traps.
+    let (_, made_up) = job_and_wrong_result(&stack).await;
+    report_as(&stack, &id, "claimer", Signing::Registered(&WorkerKey::generate()), &made_up).await;
+
+    stack.start_verifier("verifier", 0.0);
+    let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    assert_eq!(job.failure.as_ref().map(|f| f.reason), Some(shoal_jobs::FailureReason::Trap));
+    assert!(job.result.is_none(), "the made-up result is no longer reported");
+    match job.verification.unwrap().outcome {
+        VerificationOutcome::Contradicted { worker, failure, .. } => {
+            assert_eq!(worker, "claimer");
+            assert_eq!(failure.reason, shoal_jobs::FailureReason::Trap);
+        }
+        other => panic!("the claim is contradicted: {other:?}"),
+    }
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    assert!(Membership::new(conn).quarantined().await.unwrap().contains_key("claimer"));
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_quarantined_worker_gets_no_work_until_readmitted() {
     let stack = Stack::start(StackOptions { workers: 2, ..StackOptions::default() }).await.unwrap();
     let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
@@ -154,7 +187,7 @@ async fn a_quarantined_worker_gets_no_work_until_readmitted() {
         at_ms: now_ms(),
         settled: 0,
     };
-    assert_eq!(membership.quarantine("worker-0", why).await.unwrap(), Some(Vec::new()));
+    assert_eq!(membership.quarantine("worker-0", why).await.unwrap(), (true, Vec::new()));
     // Two heartbeats: every worker has seen the quarantine and the shards have moved.
     tokio::time::sleep(StackOptions::default().heartbeat * 3).await;
     let program = stack.add_program("echo-hash").await.unwrap();
@@ -185,7 +218,9 @@ async fn a_quarantined_worker_gets_no_work_until_readmitted() {
 async fn forged_and_missing_receipts_are_refused_and_counted() {
     let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
     let (forged, wrong) = job_and_wrong_result(&stack).await;
-    // "reference" registered its key when it opened; the forger signs as "reference" with its own.
+    // "reference" registered its key; the forger signs as "reference" with its own.
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    Membership::new(conn).bind_key("reference", &WorkerKey::generate().public()).await.unwrap();
     report_as(&stack, &forged, "reference", Signing::Forged(&WorkerKey::generate()), &wrong).await;
     let (unsigned, wrong) = job_and_wrong_result(&stack).await;
     report_as(&stack, &unsigned, "lazy", Signing::Unsigned, &wrong).await;
@@ -244,7 +279,9 @@ async fn jobs_outside_the_sample_are_not_re_run() {
     for id in [&sampled, &never] {
         assert_eq!(stack.wait_terminal(id, WAIT).await.unwrap().state, JobState::Succeeded);
     }
-    stack.wait_until(&always, WAIT, |job| job.verification.is_some()).await.unwrap();
+    for id in [&always, &sampled] {
+        stack.wait_until(id, WAIT, |job| job.verification.is_some()).await.unwrap();
+    }
     let client = redis::Client::open(stack.redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
