@@ -181,25 +181,35 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
         } else if deliveries.is_empty() {
             resume_pending = false;
         }
-        for delivery in deliveries {
-            // Renewed while it runs, so no other verifier takes a long re-execution over.
-            let renewal = tokio::spawn(renew(executor.queue().clone(), id.clone(), delivery.clone(), visibility / 3));
-            let verified = verify(&executor, &delivery, &sampling).await;
-            renewal.abort();
-            verified?;
-            with_retries("ack", || executor.queue().ack(&delivery)).await?;
+        // A read may return an entry per stream: all of them are renewed while they wait and
+        // run, so no other verifier takes them over meanwhile.
+        let renewal =
+            Renewal(tokio::spawn(renew(executor.queue().clone(), id.clone(), deliveries.clone(), visibility / 3)));
+        for delivery in &deliveries {
+            verify(&executor, delivery, &sampling).await?;
+            with_retries("ack", || executor.queue().ack(delivery)).await?;
         }
+        drop(renewal);
     }
     Ok(())
 }
 
-/// Renews `consumer`'s claim on `delivery` every `every` until aborted.
-async fn renew(queue: ShardQueue, consumer: String, delivery: Delivery, every: Duration) {
+/// The renewal of a read's claims, stopped when dropped, however the verification ends.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews `consumer`'s claims on `deliveries` every `every` until aborted.
+async fn renew(queue: ShardQueue, consumer: String, deliveries: Vec<Delivery>, every: Duration) {
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
     loop {
         ticks.tick().await;
-        if let Err(e) = queue.renew(&consumer, std::slice::from_ref(&delivery)).await {
-            warn!(job = %delivery.job_id, error = %e, "renewing the verification's claim failed; retrying");
+        if let Err(e) = queue.renew(&consumer, &deliveries).await {
+            warn!(error = %e, "renewing the verifications' claims failed; retrying");
         }
     }
 }
