@@ -513,13 +513,7 @@ impl JobStore {
                 (JobState::Succeeded, serde_json::to_string(result).expect("serialises"), String::new())
             }
             Some(ExecutionOutcome::Completed(result)) => {
-                let failure = Failure {
-                    reason: FailureReason::NonZeroExit,
-                    message: format!("the program exited with code {}", result.exit_code),
-                    stderr: Some(result.stderr),
-                    fuel_consumed: Some(result.fuel_consumed),
-                };
-                let failure = serde_json::to_string(&failure).expect("serialises");
+                let failure = serde_json::to_string(&Failure::non_zero_exit(result)).expect("serialises");
                 (JobState::Failed, serde_json::to_string(result).expect("serialises"), failure)
             }
             Some(ExecutionOutcome::Failed(failure)) => {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_jobs::{
-    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, Failure, FailureReason, Job, JobState, Lane,
+    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, Job, JobState, Lane,
     Membership, Quarantine, ReceiptError, ShardQueue, ShardReader, StoreError, Verification, VerificationOutcome,
     VerificationPolicy,
 };
@@ -287,22 +287,11 @@ async fn act_on(
         VerificationOutcome::Disagreed { recomputed, .. } => (Some((**recomputed).clone()), None),
         VerificationOutcome::Contradicted { failure, .. } => (None, Some(failure.clone())),
         // Not vouched for: the verifier's own run replaces it, whether or not it differs.
-        VerificationOutcome::Refused { .. } => {
-            match executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await {
-                Ok(result) if result.exit_code == 0 => (Some(result), None),
-                Ok(result) => (
-                    None,
-                    Some(Failure {
-                        reason: FailureReason::NonZeroExit,
-                        message: format!("the program exited with code {}", result.exit_code),
-                        stderr: Some(result.stderr),
-                        fuel_consumed: Some(result.fuel_consumed),
-                    }),
-                ),
-                Err(failure) if failure.reason.is_deterministic() => (None, Some(failure)),
-                Err(_) => (None, None),
-            }
-        }
+        VerificationOutcome::Refused { .. } => match rerun(executor, job).await {
+            Rerun::Succeeded(result) => (Some(result), None),
+            Rerun::Failed(failure) => (None, Some(failure)),
+            Rerun::Inconclusive(_) => (None, None),
+        },
     };
     match &outcome {
         VerificationOutcome::Agreed => {
@@ -388,32 +377,39 @@ async fn check_receipt(executor: &Executor, job: &Job) -> Result<Result<(), Veri
     Ok(checked.map_err(|e| VerificationOutcome::Refused { worker: execution.worker.clone(), reason: e.to_string() }))
 }
 
+/// What the verifier's own run of a job came to.
+enum Rerun {
+    /// It exited 0 with this result.
+    Succeeded(ExecutionResult),
+    /// It failed as it would on every honest worker: a non-zero exit or a deterministic failure.
+    Failed(Failure),
+    /// It could not tell (content unavailable, the wall clock, the host), for this reason.
+    Inconclusive(String),
+}
+
+/// Runs `job` as the verifier: the same fetch, runtime and output import as a worker's.
+async fn rerun(executor: &Executor, job: &Job) -> Rerun {
+    match executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await {
+        Ok(result) if result.exit_code == 0 => Rerun::Succeeded(result),
+        Ok(result) => Rerun::Failed(Failure::non_zero_exit(&result)),
+        Err(failure) if failure.reason.is_deterministic() => Rerun::Failed(failure),
+        Err(failure) => Rerun::Inconclusive(format!("re-execution failed ({}): {}", failure.reason, failure.message)),
+    }
+}
+
 /// Re-executes `job` and compares with the result that settled it.
 async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
     let Some(reported) = job.result.clone() else {
         return VerificationOutcome::Inconclusive { reason: "the job succeeded without a recorded result".into() };
     };
     let worker = settling_execution(job).map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
-    let recomputed = match executor.run_spec(&job.spec, &format!("verify-{}", ulid::Ulid::new())).await {
-        Ok(result) if result.exit_code != 0 => {
-            // The worker claimed success; the program in fact exits non-zero.
-            let failure = Failure {
-                reason: FailureReason::NonZeroExit,
-                message: format!("the program exited with code {}", result.exit_code),
-                stderr: Some(result.stderr),
-                fuel_consumed: Some(result.fuel_consumed),
-            };
-            return VerificationOutcome::Contradicted { worker, reported: Box::new(reported), failure };
-        }
-        Ok(result) => result,
-        Err(failure) if failure.reason.is_deterministic() => {
+    let recomputed = match rerun(executor, job).await {
+        Rerun::Succeeded(result) => result,
+        // The worker claimed success; the program in fact fails, everywhere.
+        Rerun::Failed(failure) => {
             return VerificationOutcome::Contradicted { worker, reported: Box::new(reported), failure }
         }
-        Err(failure) => {
-            return VerificationOutcome::Inconclusive {
-                reason: format!("re-execution failed ({}): {}", failure.reason, failure.message),
-            }
-        }
+        Rerun::Inconclusive(reason) => return VerificationOutcome::Inconclusive { reason },
     };
     let same = recomputed.exit_code == reported.exit_code
         && recomputed.fuel_consumed == reported.fuel_consumed

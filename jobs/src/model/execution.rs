@@ -111,6 +111,18 @@ pub enum FailureReason {
     Internal,
 }
 
+impl Failure {
+    /// The failure of a run that completed with a non-zero exit code.
+    pub fn non_zero_exit(result: &ExecutionResult) -> Failure {
+        Failure {
+            reason: FailureReason::NonZeroExit,
+            message: format!("the program exited with code {}", result.exit_code),
+            stderr: Some(result.stderr),
+            fuel_consumed: Some(result.fuel_consumed),
+        }
+    }
+}
+
 impl FailureReason {
     /// Whether the same program over the same inputs fails this way on every honest worker:
     /// the deterministic sandbox's failures, not content being unavailable, the wall clock, or
