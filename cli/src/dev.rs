@@ -97,11 +97,7 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     let shutdown = until_stopped();
     let verify_rate = args.verify_rate;
     tasks.spawn(async move {
-        shoal_verifier::run(
-            VerifierConfig { worker: verifier, sample_rate: verify_rate, reputation_halving: None },
-            shutdown,
-        )
-        .await?;
+        shoal_verifier::run(VerifierConfig::new(verifier, verify_rate), shutdown).await?;
         Ok(())
     });
 

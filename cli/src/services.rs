@@ -178,6 +178,13 @@ pub(crate) struct VerifierArgs {
     /// halves with every N results the verifier re-ran and agreed with, down to `--sample-rate`.
     #[arg(long, value_name = "N")]
     reputation_halving: Option<u64>,
+    /// Refused receipts (forged, replayed, missing) after which the worker they name is
+    /// quarantined; 0: never.
+    #[arg(long, default_value_t = VerifierConfig::DEFAULT_REFUSALS_TO_QUARANTINE)]
+    refusals_to_quarantine: u64,
+    /// Seconds another verifier's verification may go unrenewed before this one takes it over.
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_VISIBILITY_TIMEOUT.as_secs())]
+    visibility_timeout_secs: u64,
     /// Trustless gateways to fetch content from, in order, after the local store.
     #[arg(long = "fetch-from", value_name = "URL")]
     fetch_from: Vec<String>,
@@ -225,10 +232,15 @@ pub(crate) async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<
     worker.shards = args.shards;
     worker.concurrency = 1;
     worker.gateways = args.fetch_from;
+    worker.visibility_timeout = Duration::from_secs(args.visibility_timeout_secs.max(1));
     if let Some(store) = args.store {
         worker.store_dir = store;
     }
-    let config = VerifierConfig { worker, sample_rate: args.sample_rate, reputation_halving: args.reputation_halving };
+    let config = VerifierConfig {
+        reputation_halving: args.reputation_halving,
+        refusals_to_quarantine: args.refusals_to_quarantine,
+        ..VerifierConfig::new(worker, args.sample_rate)
+    };
     shoal_verifier::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

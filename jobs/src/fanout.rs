@@ -277,18 +277,23 @@ impl FanOutStore {
         Ok(Unfinished { batch: batch.unwrap_or(1), tasks })
     }
 
-    /// The outcomes of tasks `tasks` (job ids), in order, read in one batch.
-    pub async fn outcomes(&self, tasks: &[String]) -> Result<Vec<TaskOutcome>, StoreError> {
+    /// The outcomes of tasks `tasks` (job ids), in order, read in one batch. With `verdicts`
+    /// (the job's policy asks for verification), a task that succeeded counts as finished only
+    /// once the verifier has decided on its result: a gathered output holds no result the
+    /// verifier has yet to correct.
+    pub async fn outcomes(&self, tasks: &[String], verdicts: bool) -> Result<Vec<TaskOutcome>, StoreError> {
         let mut batch = Batch::new();
         for task in tasks {
             let key = JobKeys::of(task).job;
-            batch.add(&key, redis::cmd("HMGET").arg(&key).arg("state").arg("result").arg("failure").clone());
+            let fields = ["state", "result", "failure", "verification"];
+            batch.add(&key, redis::cmd("HMGET").arg(&key).arg(&fields[..]).clone());
         }
-        let replies: Vec<(Option<String>, Option<String>, Option<String>)> = self.conn.query_batch(&batch).await?;
+        type Reply = (Option<String>, Option<String>, Option<String>, Option<String>);
+        let replies: Vec<Reply> = self.conn.query_batch(&batch).await?;
         tasks
             .iter()
             .zip(replies)
-            .map(|(task, (state, result, failure))| {
+            .map(|(task, (state, result, failure, verification))| {
                 let key = JobKeys::of(task).job;
                 let corrupt = |reason: String| StoreError::Corrupt { key: key.clone(), reason };
                 let Some(state) = state else {
@@ -302,6 +307,7 @@ impl FanOutStore {
                 let state: JobState = state.parse().map_err(corrupt)?;
                 Ok(match state {
                     JobState::Queued | JobState::Running => TaskOutcome::Unfinished,
+                    JobState::Succeeded if verdicts && verification.is_none() => TaskOutcome::Unfinished,
                     JobState::Succeeded => {
                         let result: ExecutionResult = serde_json::from_str(&result.unwrap_or_default())
                             .map_err(|e| corrupt(format!("result: {e}")))?;

@@ -30,7 +30,8 @@ pub enum AdversaryKind {
     Colluding,
     /// Honest for its first `--honest-for` jobs, then a liar.
     Sleeper,
-    /// Honest but for about 1 % of its jobs (chosen by a hash of the job id), where it lies.
+    /// Honest but for about `--lie-percent` (1 %) of its jobs, chosen by a hash of the job id,
+    /// where it lies.
     Rare,
     /// Runs the job honestly but signs its receipt with a key not registered for its id.
     Forger,
@@ -41,6 +42,7 @@ pub struct Adversary {
     inner: Executor,
     kind: AdversaryKind,
     honest_for: u64,
+    lie_percent: u64,
     settled: AtomicU64,
     /// The lazy worker's stock answer: the result of the first job it ran.
     last_output: Mutex<Option<ExecutionResult>>,
@@ -49,12 +51,14 @@ pub struct Adversary {
 }
 
 impl Adversary {
-    /// Wraps `inner`; a sleeper stays honest for `honest_for` jobs.
-    pub fn new(inner: Executor, kind: AdversaryKind, honest_for: u64) -> Adversary {
+    /// Wraps `inner`; a sleeper stays honest for `honest_for` jobs, a rare liar lies on
+    /// `lie_percent` % of them.
+    pub fn new(inner: Executor, kind: AdversaryKind, honest_for: u64, lie_percent: u64) -> Adversary {
         Adversary {
             inner,
             kind,
             honest_for,
+            lie_percent,
             settled: AtomicU64::new(0),
             last_output: Mutex::new(None),
             forged: WorkerKey::generate(),
@@ -66,7 +70,7 @@ impl Adversary {
         match self.kind {
             AdversaryKind::Liar | AdversaryKind::Lazy | AdversaryKind::Colluding | AdversaryKind::Forger => true,
             AdversaryKind::Sleeper => n >= self.honest_for,
-            AdversaryKind::Rare => digest_u64(job.id.as_bytes()) % 100 == 0,
+            AdversaryKind::Rare => digest_u64(job.id.as_bytes()) % 100 < self.lie_percent,
         }
     }
 
@@ -178,6 +182,9 @@ pub struct AdversaryOptions {
     /// A sleeper's honest jobs before it turns.
     #[arg(long, default_value_t = 20)]
     pub honest_for: u64,
+    /// The percentage of its jobs a rare liar lies on.
+    #[arg(long, default_value_t = 1)]
+    pub lie_percent: u64,
 }
 
 /// Runs the adversary worker until SIGTERM or Ctrl-C.
@@ -194,7 +201,7 @@ pub fn run_adversary(options: &AdversaryOptions) -> Result<()> {
         let setup = |e: shoal_worker::WorkerError| LoadtestError::Setup(format!("adversary {}: {e}", options.id));
         let executor = Executor::open(&config).await.map_err(setup)?;
         let (jobs, queue) = (executor.jobs().clone(), executor.queue().clone());
-        let adversary = Arc::new(Adversary::new(executor, options.kind, options.honest_for));
+        let adversary = Arc::new(Adversary::new(executor, options.kind, options.honest_for, options.lie_percent));
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .expect("installing a SIGTERM handler");

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use shoal_testkit::TestkitError;
 
 use crate::adversary::{run_adversary, AdversaryOptions};
+use crate::byzantine::ByzantineOptions;
 use crate::chaos::options::Options;
 use crate::driver::drive;
 use crate::error::{LoadtestError, Result};
@@ -35,6 +36,10 @@ pub enum Command {
     /// One job fanned out over a directory of N real-format Landsat scenes, run cold and warm on
     /// K worker processes.
     Scenes(ScenesOptions),
+    /// The reliability mix with a fraction of the workers adversarial and verifiers deciding,
+    /// after an honest baseline of the same command: is any wrong result accepted, is every
+    /// adversary caught, what does it cost?
+    Byzantine(ByzantineOptions),
     /// One byzantine worker process (started by the harness and its tests).
     #[command(hide = true)]
     AdversaryWorker(AdversaryOptions),
@@ -47,6 +52,7 @@ impl Command {
             Command::Chaos(options) => drive(options),
             Command::Sim(options) => drive(options),
             Command::Scenes(options) => drive(options),
+            Command::Byzantine(options) => drive(options),
             Command::AdversaryWorker(options) => match run_adversary(options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

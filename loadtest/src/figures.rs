@@ -20,7 +20,8 @@ pub const MAX_EXAMPLES: usize = 20;
 pub struct FaultRecord {
     /// Seconds since submissions began.
     pub at_s: f64,
-    /// `kill_worker`, `pause_worker`, `resume_worker`, `restart_redis`, `restart_gateway`.
+    /// `kill_worker`, `kill_verifier`, `pause_worker`, `resume_worker`, `restart_redis`,
+    /// `restart_gateway`.
     pub kind: String,
     /// What it was done to (a worker id, `redis`, `gateway`).
     pub target: String,
@@ -67,6 +68,16 @@ pub struct Report {
     pub lost_by_state: BTreeMap<String, usize>,
     /// Jobs that succeeded with an output CID other than the expected one.
     pub wrong: usize,
+    /// With verifiers: succeeded jobs by acceptance (`verified`, `corrected`, `unsampled`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acceptance: BTreeMap<String, usize>,
+    /// With verifiers: jobs reported as accepted (verified or corrected).
+    #[serde(default)]
+    pub accepted: usize,
+    /// With verifiers: jobs reported as accepted with an output other than the expected one —
+    /// what must never happen.
+    #[serde(default)]
+    pub wrong_accepted: usize,
     /// Jobs with two completed executions of different outputs, plus jobs the gateway lists
     /// that no accepted submission returned (a key that made two jobs).
     pub duplicates: usize,
@@ -150,9 +161,16 @@ impl Report {
         }
     }
 
-    /// Whether every accepted job finished once, correctly, with nothing lost.
+    /// Whether every accepted job finished once, correctly, with nothing lost, and (with
+    /// verifiers) every result was decided on and none wrongly accepted.
     pub fn clean(&self) -> bool {
-        self.lost == 0 && self.wrong == 0 && self.duplicates == 0 && self.failed == 0 && self.not_submitted == 0
+        self.lost == 0
+            && self.wrong == 0
+            && self.duplicates == 0
+            && self.failed == 0
+            && self.not_submitted == 0
+            && self.wrong_accepted == 0
+            && !self.acceptance.contains_key("pending")
     }
 
     /// Adds `text` to the examples of problems, unless there are [`MAX_EXAMPLES`] already.

@@ -8,6 +8,8 @@
 //!   synthetic catalogue, with a simulated executor.
 //! - [`scenes`]: one job fanned out over a directory of many small real-format Landsat scenes
 //!   (`shoal-loadtest scenes`), cold and warm, on worker processes.
+//! - [`byzantine`]: the reliability mix with a fraction of the workers adversarial
+//!   (`shoal-loadtest byzantine`), against an honest baseline of the same command.
 //! - [`adversary`]: byzantine workers (`shoal-loadtest adversary-worker`): the real worker loop
 //!   and executor, wrapped to lie; reachable from no production binary or flag.
 //!
@@ -27,6 +29,7 @@
 
 pub mod adversary;
 pub mod api;
+pub mod byzantine;
 pub mod chaos;
 pub mod cli;
 pub mod driver;

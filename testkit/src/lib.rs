@@ -18,5 +18,5 @@ mod stack;
 
 pub use error::TestkitError;
 pub use paths::{program_bytes, programs_dir, repo_root, shoal_binary};
-pub use process::{CommandStats, ProcessStack, ProcessStackConfig, WorkerCommand};
+pub use process::{CommandStats, ProcessStack, ProcessStackConfig, Role, WorkerCommand};
 pub use stack::{Stack, StackOptions, SHARDS};

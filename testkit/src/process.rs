@@ -97,17 +97,28 @@ pub struct ProcessStackConfig {
     pub heartbeat_ms: Option<u64>,
 }
 
-/// A worker process and what has been done to it.
+/// What a process of the stack does besides Redis and the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Runs jobs: a `shoal worker`, or a harness's byzantine worker.
+    Worker,
+    /// Verifies results: a `shoal verifier`.
+    Verifier,
+}
+
+/// A worker or verifier process and what has been done to it.
 #[derive(Debug)]
 struct WorkerProcess {
     id: String,
+    role: Role,
     child: Child,
     paused: bool,
 }
 
-/// A running stack of processes: a private Redis, one `shoal gateway` and the `shoal worker`s
-/// started with [`ProcessStack::start_worker`], sharing one home. Dropping it kills every
-/// process it started.
+/// A running stack of processes: a private Redis, one `shoal gateway`, and the `shoal worker`s
+/// and `shoal verifier`s started with [`ProcessStack::start_worker`] and
+/// [`ProcessStack::start_verifier`] (or any worker-like command, [`ProcessStack::start_process`]),
+/// sharing one home. Dropping it kills every process it started.
 #[derive(Debug)]
 pub struct ProcessStack {
     config: ProcessStackConfig,
@@ -235,16 +246,56 @@ impl ProcessStack {
             log: Some(&log),
         }
         .spawn()?;
-        lock(&self.workers).push(WorkerProcess { id: id.to_string(), child, paused: false });
+        lock(&self.workers).push(WorkerProcess { id: id.to_string(), role: Role::Worker, child, paused: false });
+        Ok(())
+    }
+
+    /// Starts a `shoal verifier` process named `id` over every shard, re-executing `sample_rate`
+    /// of `sampled` jobs, logging to `home/logs/verifier-<id>.log`.
+    pub fn start_verifier(&self, id: &str, sample_rate: f64) -> Result<(), TestkitError> {
+        let mut command = Command::new(&self.config.shoal);
+        command.arg("--home").arg(&self.config.home).args(["verifier", "--redis", &self.redis_url, "--id", id]).args([
+            "--shards",
+            &self.config.shards.to_string(),
+            "--sample-rate",
+            &sample_rate.to_string(),
+        ]);
+        if let Some(secs) = self.config.visibility_timeout_secs {
+            command.args(["--visibility-timeout-secs", &secs.to_string()]);
+        }
+        self.start_process(id, Role::Verifier, command)
+    }
+
+    /// Starts `command` as the stack's process `id` in `role` (a harness's own kind of worker),
+    /// logging to `home/logs/<role>-<id>.log`; it is killed with the stack.
+    pub fn start_process(&self, id: &str, role: Role, mut command: Command) -> Result<(), TestkitError> {
+        let name = match role {
+            Role::Worker => "worker",
+            Role::Verifier => "verifier",
+        };
+        let log = open_log(&self.log_path(&format!("{name}-{id}")))?;
+        let err = log.try_clone().map_err(|e| TestkitError::io(format!("duplicating the log of {id}"), e))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| TestkitError::io(format!("starting {name} {id}"), e))?;
+        lock(&self.workers).push(WorkerProcess { id: id.to_string(), role, child, paused: false });
         Ok(())
     }
 
     /// Ids of the workers running and not paused.
     pub fn running_workers(&self) -> Vec<String> {
-        lock(&self.workers).iter().filter(|w| !w.paused).map(|w| w.id.clone()).collect()
+        self.running(Role::Worker)
     }
 
-    /// SIGKILLs worker `id` and reaps it.
+    /// Ids of the processes in `role` running and not paused.
+    pub fn running(&self, role: Role) -> Vec<String> {
+        lock(&self.workers).iter().filter(|w| w.role == role && !w.paused).map(|w| w.id.clone()).collect()
+    }
+
+    /// SIGKILLs worker (or verifier) `id` and reaps it.
     pub fn kill_worker(&self, id: &str) -> Result<(), TestkitError> {
         let mut workers = lock(&self.workers);
         let index = workers.iter().position(|w| w.id == id).ok_or_else(|| TestkitError::NoWorker(id.to_string()))?;
@@ -289,7 +340,8 @@ impl ProcessStack {
         self.wait_gateway().await
     }
 
-    /// CPU seconds (user + system) each process has used so far: the workers by id, `gateway`.
+    /// CPU seconds (user + system) each process has used so far: workers and verifiers by id,
+    /// `gateway`.
     pub fn cpu_seconds(&self) -> BTreeMap<String, f64> {
         let mut cpu: BTreeMap<String, f64> =
             lock(&self.workers).iter().map(|w| (w.id.clone(), process_cpu_seconds(w.child.id()))).collect();
@@ -311,7 +363,8 @@ impl ProcessStack {
         Ok((parse_commandstats(&info), pid.map_or(0.0, process_cpu_seconds)))
     }
 
-    /// Kills every worker (SIGKILL ends stopped ones too) and the gateway, then stops Redis.
+    /// Kills every worker and verifier (SIGKILL ends stopped ones too) and the gateway, then
+    /// stops Redis.
     pub fn shutdown(&self) {
         for worker in lock(&self.workers).iter_mut() {
             worker.child.kill().ok();

@@ -156,12 +156,9 @@ impl Stack {
             let shutdown = async move {
                 stopped.wait_for(|s| *s).await.ok();
             };
-            shoal_verifier::run(
-                shoal_verifier::VerifierConfig { worker, sample_rate: rate, reputation_halving: None },
-                shutdown,
-            )
-            .await
-            .expect("verifier runs");
+            shoal_verifier::run(shoal_verifier::VerifierConfig::new(worker, rate), shutdown)
+                .await
+                .expect("verifier runs");
         }));
     }
 

@@ -41,9 +41,28 @@ pub struct VerifierConfig {
     /// halves with every this many agreed re-executions, down to [`VerifierConfig::sample_rate`].
     /// `None`: every worker at [`VerifierConfig::sample_rate`].
     pub reputation_halving: Option<u64>,
+    /// Refused receipts after which the worker they name is quarantined; 0: never.
+    pub refusals_to_quarantine: u64,
 }
 
 impl VerifierConfig {
+    /// Refused receipts that quarantine a worker unless configured otherwise. One refusal may be
+    /// a framing (anyone who can write a job record can name any worker); a worker whose
+    /// results keep failing their receipt check forges, replays or is broken, and its results
+    /// are worth nothing either way.
+    pub const DEFAULT_REFUSALS_TO_QUARANTINE: u64 = 3;
+
+    /// A verifier of `worker`'s settings, re-executing `sample_rate` of `sampled` results,
+    /// every worker alike, quarantining after [`Self::DEFAULT_REFUSALS_TO_QUARANTINE`] refusals.
+    pub fn new(worker: WorkerConfig, sample_rate: f64) -> VerifierConfig {
+        VerifierConfig {
+            worker,
+            sample_rate,
+            reputation_halving: None,
+            refusals_to_quarantine: Self::DEFAULT_REFUSALS_TO_QUARANTINE,
+        }
+    }
+
     /// The sampler this configuration describes.
     pub fn sampler(&self) -> Box<dyn Sampler> {
         match self.reputation_halving {
@@ -53,11 +72,14 @@ impl VerifierConfig {
     }
 }
 
-/// A sampler and the verifier's secret: which `sampled` results it re-executes.
+/// A sampler and the verifier's secret: which `sampled` results it re-executes; and the
+/// verifier's patience with refused receipts.
 struct Sampling {
     sampler: Box<dyn Sampler>,
     /// Drawn when the verifier starts and never shared, so workers cannot predict the sample.
     secret: [u8; 32],
+    /// [`VerifierConfig::refusals_to_quarantine`].
+    refusals_to_quarantine: u64,
 }
 
 impl Sampling {
@@ -133,7 +155,11 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
         return Err(VerifierError::InvalidSampleRate(config.sample_rate));
     }
     let urls = config.worker.redis_urls();
-    let sampling = Sampling { sampler: config.sampler(), secret: rand::random() };
+    let sampling = Sampling {
+        sampler: config.sampler(),
+        secret: rand::random(),
+        refusals_to_quarantine: config.refusals_to_quarantine,
+    };
     let executor = Executor::open(&config.worker).await?;
     let shards: Vec<u32> = (0..config.worker.shards).collect();
     let id = config.worker.id.clone();
@@ -265,7 +291,7 @@ async fn verify(executor: &Executor, delivery: &Delivery, sampling: &Sampling) -
             Ok(()) if !chosen => VerificationOutcome::Vouched,
             Ok(()) => recompute(executor, &job).await,
         };
-        act_on(executor, &membership, &job, outcome).await?;
+        act_on(executor, &membership, &job, outcome, sampling.refusals_to_quarantine).await?;
     }
     // Verified now, whether it was tainted before or became so when its worker was caught on it.
     with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
@@ -273,12 +299,13 @@ async fn verify(executor: &Executor, delivery: &Delivery, sampling: &Sampling) -
 }
 
 /// Records `outcome` for `job`, correcting its result and quarantining its worker when the
-/// outcome says so.
+/// outcome says so (a refusal only once its worker has `refusals_to_quarantine` of them).
 async fn act_on(
     executor: &Executor,
     membership: &Membership,
     job: &Job,
     outcome: VerificationOutcome,
+    refusals_to_quarantine: u64,
 ) -> Result<(), StoreError> {
     let (corrected, failed) = match &outcome {
         VerificationOutcome::Agreed | VerificationOutcome::Vouched | VerificationOutcome::Inconclusive { .. } => {
@@ -311,10 +338,14 @@ async fn act_on(
             quarantine(executor, membership, worker, job, "signed a success that re-execution contradicts").await?;
         }
         VerificationOutcome::Refused { worker, reason } => {
-            // Not quarantined on this alone: whoever wrote the record may not be the worker it
-            // names (a forger framing an honest worker), so only the refusal is counted.
+            // Not quarantined on one alone: whoever wrote the record may not be the worker it
+            // names (a forger framing an honest worker). Repeated, they quarantine it.
             warn!(job = %job.id, %worker, %reason, "receipt REFUSED; result corrected");
-            with_retries("count_refusal", || membership.count_refusal(worker)).await?;
+            let refusals = with_retries("count_refusal", || membership.count_refusal(worker)).await?;
+            if refusals_to_quarantine > 0 && refusals >= refusals_to_quarantine {
+                let why = format!("{refusals} of its receipts were refused, the last: {reason}");
+                quarantine(executor, membership, worker, job, &why).await?;
+            }
         }
         VerificationOutcome::Inconclusive { reason } => warn!(job = %job.id, %reason, "verification inconclusive"),
     }
@@ -437,9 +468,8 @@ mod tests {
         assert_eq!(sampler.rate(u64::MAX), 0.05);
         assert_eq!(FixedRate(0.2).rate(0), 0.2);
         let config = VerifierConfig {
-            worker: WorkerConfig::new("v", "redis://127.0.0.1:1/", std::path::Path::new("/tmp")),
-            sample_rate: 0.05,
             reputation_halving: Some(10),
+            ..VerifierConfig::new(WorkerConfig::new("v", "redis://127.0.0.1:1/", std::path::Path::new("/tmp")), 0.05)
         };
         assert_eq!(config.sampler().rate(0), 1.0);
     }

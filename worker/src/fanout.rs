@@ -11,6 +11,7 @@ use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_jobs::{
     keys, now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut,
     FanOutOver, FinishedTask, InputSpec, Job, JobSpec, JobState, ShardRouter, StoreError, Task, TaskOutcome,
+    VerificationPolicy,
 };
 use tracing::{info, warn};
 
@@ -180,7 +181,9 @@ pub(crate) async fn gather(executor: &Executor, hold: Duration) -> Result<usize,
     for id in executor.fanouts.waiting(JOBS_PER_ROUND).await? {
         let unfinished = executor.fanouts.unfinished(&id).await?;
         let ids: Vec<String> = unfinished.tasks.iter().map(|task| task.job.clone()).collect();
-        let outcomes = executor.fanouts.outcomes(&ids).await?;
+        let verdicts =
+            executor.jobs.get(&id).await?.is_some_and(|job| job.spec.verification != VerificationPolicy::None);
+        let outcomes = executor.fanouts.outcomes(&ids, verdicts).await?;
         let batched = unfinished.batch > 1;
         let job = id.as_str();
         let done: Vec<FinishedTask> = futures::stream::iter(unfinished.tasks.into_iter().zip(outcomes))

@@ -1,15 +1,16 @@
-//! The fault schedule of a reliability run: SIGKILL and replace workers, SIGSTOP/SIGCONT them,
-//! restart Redis and the gateway, each at its time, every fault recorded.
+//! The fault schedule of a reliability run: SIGKILL and replace workers and verifiers,
+//! SIGSTOP/SIGCONT workers, restart Redis and the gateway, each at its time, every fault recorded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use shoal_testkit::ProcessStack;
+use shoal_testkit::{ProcessStack, Role};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::chaos::options::{Options, Replace};
+use crate::chaos::setup::verifier_id;
 use crate::figures::FaultRecord;
 use crate::workload::SplitMix;
 
@@ -32,6 +33,8 @@ pub async fn inject_faults(
     let mut rng = SplitMix::new(options.seed ^ 0xFA_0175);
     let mut next_kill = options.kill_every_secs.filter(|t| *t > 0.0);
     let mut next_pause = options.pause_every_secs.filter(|t| *t > 0.0);
+    let mut next_verifier_kill = options.kill_verifier_every_secs.filter(|t| *t > 0.0);
+    let mut verifiers_started = options.verifiers;
     let (mut kills, mut pauses) = (0, 0);
     let mut redis_at = options.restart_redis_at.clone();
     let mut gateway_at = options.restart_gateway_at.clone();
@@ -84,6 +87,22 @@ pub async fn inject_faults(
             kills += 1;
             next_kill =
                 options.max_kills.is_none_or(|max| kills < max).then(|| at + options.kill_every_secs.unwrap_or(1.0));
+        }
+        if let Some(at) = next_verifier_kill.filter(|at| *at <= now) {
+            let running = stack.running(Role::Verifier);
+            if let Some(victim) = (!running.is_empty()).then(|| running[rng.below(running.len())].clone()) {
+                let replacement = verifier_id(verifiers_started);
+                verifiers_started += 1;
+                let (detail, ok) = match stack.kill_worker(&victim) {
+                    Err(e) => (e.to_string(), false),
+                    Ok(()) => match stack.start_verifier(&replacement, options.sample_rate) {
+                        Ok(()) => (format!("SIGKILL, replaced by {replacement}"), true),
+                        Err(e) => (format!("SIGKILL, replacement {replacement} failed: {e}"), false),
+                    },
+                };
+                record(&mut records, "kill_verifier", &victim, detail, ok);
+            }
+            next_verifier_kill = Some(at + options.kill_verifier_every_secs.unwrap_or(1.0));
         }
         if let Some(at) = next_pause.filter(|at| *at <= now) {
             let running = stack.running_workers();

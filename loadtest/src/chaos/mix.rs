@@ -1,5 +1,6 @@
 //! The reliability mix (`--workload mix`): bring the stack up, submit the planned jobs, inject
-//! faults, wait, check every output, report.
+//! faults, wait (with verifiers, for each verdict), check every output, report. The byzantine
+//! mode runs the same mix with adversaries among the workers ([`execute`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shoal_jobs::{Job, JobState};
+use serde_json::json;
+use shoal_jobs::{Acceptance, Job, JobState, Membership, Quarantine};
+use shoal_testkit::ProcessStack;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -40,13 +43,42 @@ enum Final {
     Lost(String),
 }
 
+/// What a run of the mix leaves for a closer look (the byzantine report).
+pub struct MixRun {
+    /// The run's report.
+    pub report: Report,
+    /// The planned jobs, in submission order.
+    pub planned: Vec<PlannedJob>,
+    /// Each finished job's last record, by its place in [`MixRun::planned`].
+    pub finished: BTreeMap<usize, Job>,
+    /// The workers quarantined by the end, read before Redis stopped.
+    pub quarantined: BTreeMap<String, Quarantine>,
+}
+
 /// Runs the reliability mix `options` describe from `setup`; `command` is recorded in the report.
 pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Report> {
+    Ok(execute(options, command, setup, |_| Ok(())).await?.report)
+}
+
+/// Runs the mix with `start_more` (further processes: adversaries) started right after the
+/// stack's own workers and verifiers.
+pub async fn execute(
+    options: &Options,
+    command: String,
+    setup: Setup,
+    start_more: impl FnOnce(&ProcessStack) -> Result<()>,
+) -> Result<MixRun> {
     let Setup { started_at_unix_s, deadline, .. } = setup;
-    let workload =
+    let mut workload =
         prepare(&setup.store, &setup.programs, options.jobs, options.inputs, options.huge_every, options.seed).await?;
+    if let Some(mode) = options.verification {
+        for job in &mut workload.jobs {
+            job.spec["verification"] = json!({"mode": mode.as_str()});
+        }
+    }
 
     let stack = Arc::new(setup.start_stack(options).await?);
+    start_more(&stack)?;
     let api = Api::new(stack.gateway_url())?;
 
     let multi = MultiProgress::with_draw_target(if options.quiet {
@@ -93,11 +125,13 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     let accepted: HashSet<&str> = submissions.iter().filter_map(|s| s.as_ref().and_then(Submitted::id)).collect();
     let final_deadline = Instant::now() + FINAL_CHECK;
     let listed = api.all_job_ids(final_deadline).await;
+    let quarantined = if options.verifiers > 0 { quarantined(stack.redis_url()).await? } else { BTreeMap::new() };
     stack.shutdown();
 
     let base = Report::empty(command, started_at_unix_s, workload.jobs.len());
     let mut report = Report::of_faulted_run(base, duration_s, ended_early, faults, stack.workers_reclaim());
     let (mut first_created, mut last_finished) = (u64::MAX, 0u64);
+    let mut finished = BTreeMap::new();
     for (n, (planned, submission)) in workload.jobs.iter().zip(&submissions).enumerate() {
         *report.jobs_by_kind.entry(planned.kind.to_string()).or_insert(0) += 1;
         let Some(submission) = submission else {
@@ -124,7 +158,8 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
                     ));
                 }
                 report.reexecuted += usize::from(job.executions.len() > 1);
-                check_terminal(&mut report, n, planned, &job);
+                check_terminal(&mut report, n, planned, &job, options.verifiers > 0);
+                finished.insert(n, *job);
             }
             Some(Final::Lost(state)) => {
                 report.lost += 1;
@@ -140,11 +175,35 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
     }
     report.count_unreturned(listed, &accepted);
     report.summarise(report.latencies_ms.len(), first_created, last_finished);
-    Ok(report)
+    Ok(MixRun { report, planned: workload.jobs, finished, quarantined })
 }
 
-/// Counts a terminal job as succeeded (expected CID), wrong, or failed by reason.
-fn check_terminal(report: &mut Report, n: usize, planned: &PlannedJob, job: &Job) {
+/// The workers quarantined in the Redis at `url`.
+async fn quarantined(url: &str) -> Result<BTreeMap<String, Quarantine>> {
+    let failed = |e: shoal_jobs::StoreError| LoadtestError::Setup(format!("reading the quarantine: {e}"));
+    let conn = shoal_jobs::RedisConnection::open(&[url.to_string()]).await.map_err(failed)?;
+    Membership::new(conn).quarantined().await.map_err(failed)
+}
+
+/// Whether the poller is done with `job`: it is terminal and, when `verifying`, the verifier
+/// has decided on its result.
+fn finished(job: &Job, verifying: bool) -> bool {
+    job.state.is_terminal() && !(verifying && job.acceptance() == Some(Acceptance::Pending))
+}
+
+/// Counts a terminal job as succeeded (expected CID), wrong, or failed by reason; when
+/// `verifying`, its acceptance too, and whether a wrong result was accepted.
+fn check_terminal(report: &mut Report, n: usize, planned: &PlannedJob, job: &Job, verifying: bool) {
+    if let Some(acceptance) = job.acceptance().filter(|_| verifying) {
+        *report.acceptance.entry(acceptance.to_string()).or_insert(0) += 1;
+        if acceptance.is_accepted() {
+            report.accepted += 1;
+            if job.result.as_ref().is_some_and(|r| *r.output.cid() != planned.expected_output) {
+                report.wrong_accepted += 1;
+                report.example(format!("job {} (#{n}) ACCEPTED with a wrong output", job.id));
+            }
+        }
+    }
     match job.state {
         JobState::Succeeded => match &job.result {
             Some(result) if *result.output.cid() == planned.expected_output => report.succeeded += 1,
@@ -302,7 +361,7 @@ async fn poll(
             .await;
         for (n, read) in reads {
             if let JobRead::Found(job) = read {
-                if job.state.is_terminal() {
+                if finished(&job, options.verifiers > 0) {
                     pending.remove(&n);
                     finals.insert(n, Final::Done(job));
                     outstanding.fetch_sub(1, Ordering::Relaxed);

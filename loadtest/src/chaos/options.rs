@@ -48,6 +48,28 @@ pub enum FsyncMode {
     Always,
 }
 
+/// The verification policy of every submitted job (`"verification": {"mode": …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerificationMode {
+    /// Every result re-executed by a verifier.
+    Always,
+    /// A sample re-executed (`--sample-rate`).
+    Sampled,
+    /// None.
+    None,
+}
+
+impl VerificationMode {
+    /// The name in a job spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMode::Always => "always",
+            VerificationMode::Sampled => "sampled",
+            VerificationMode::None => "none",
+        }
+    }
+}
+
 /// A load/chaos run against a Shoal stack the harness starts itself, on loopback only:
 /// `shoal-loadtest chaos [OPTIONS]`.
 #[derive(Debug, Clone, Args)]
@@ -137,6 +159,20 @@ pub struct Options {
     /// Kill and restart the gateway (same port) this many seconds into the run; repeatable.
     #[arg(long = "restart-gateway-at", value_name = "SECS")]
     pub restart_gateway_at: Vec<f64>,
+    /// Verifier processes (`shoal verifier`). With any, a job that succeeded counts as finished
+    /// only once the verifier has decided on it, and an accepted wrong result fails the run.
+    #[arg(long, default_value_t = 0)]
+    pub verifiers: usize,
+    /// Every job's verification policy (the spec's default if not given).
+    #[arg(long, value_enum)]
+    pub verification: Option<VerificationMode>,
+    /// Fraction of `sampled` jobs the verifiers re-execute.
+    #[arg(long, default_value_t = 0.1)]
+    pub sample_rate: f64,
+    /// SIGKILL a random verifier every this many seconds and start one under a new id (the
+    /// others must take the dead one's verifications over).
+    #[arg(long, value_name = "SECS")]
+    pub kill_verifier_every_secs: Option<f64>,
     /// Passed to workers as --visibility-timeout-secs when their --help lists that flag.
     #[arg(long, default_value_t = 4)]
     pub visibility_timeout_secs: u64,

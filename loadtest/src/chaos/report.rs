@@ -56,6 +56,8 @@ impl Report {
                 ("failed", self.failed.to_string()),
                 ("lost", self.lost.to_string()),
                 ("wrong output CID", self.wrong.to_string()),
+                ("accepted (verified or corrected)", self.accepted.to_string()),
+                ("accepted with a wrong output", self.wrong_accepted.to_string()),
                 ("duplicates", self.duplicates.to_string()),
                 ("re-executed (same output)", self.reexecuted.to_string()),
                 ("submissions retried / replayed", format!("{} / {}", self.submit_retries, self.submit_replays)),
@@ -92,6 +94,7 @@ impl Report {
             series_table(&mut md, &l.series);
         }
         counts_line(&mut md, "Jobs by kind", &self.jobs_by_kind);
+        counts_line(&mut md, "Succeeded by acceptance", &self.acceptance);
         counts_line(&mut md, "Failed by reason", &self.failed_by_reason);
         counts_line(&mut md, "Lost by last state", &self.lost_by_state);
         counts_line(&mut md, "Not submitted", &self.not_submitted_reasons);

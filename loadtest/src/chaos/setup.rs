@@ -78,8 +78,16 @@ impl Setup {
         for _ in 0..options.workers {
             stack.start_worker(&stack.new_worker_id())?;
         }
+        for n in 0..options.verifiers {
+            stack.start_verifier(&verifier_id(n), options.sample_rate)?;
+        }
         Ok(stack)
     }
+}
+
+/// The id of the `n`th verifier started in a run.
+pub fn verifier_id(n: usize) -> String {
+    format!("verifier-{n}")
 }
 
 /// Hands everything waiting on `rx` to `each`, without waiting; whether every sender is gone,

@@ -70,6 +70,17 @@ async fn jobs_and_a_fan_out_run_on_a_three_node_cluster() {
             .expect("worker runs on the cluster")
         }));
     }
+    // A fanned-out job gathers its tasks once the verifier has decided on each.
+    let mut config = WorkerConfig::new("verifier", &seeds, home.path());
+    config.shards = SHARDS;
+    let mut stopped = stop.subscribe();
+    workers.push(tokio::spawn(async move {
+        shoal_verifier::run(shoal_verifier::VerifierConfig::new(config, 0.0), async move {
+            stopped.wait_for(|s| *s).await.ok();
+        })
+        .await
+        .expect("verifier runs on the cluster")
+    }));
 
     let http = reqwest::Client::new();
     let mut submitted = Vec::new();

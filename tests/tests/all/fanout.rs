@@ -53,7 +53,7 @@ async fn check_placement(stack: &Stack, tasks: &[Task], path: &str, shards: u32,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_directory_of_200_scenes_fans_out_gathers_and_runs_where_its_data_is_the_second_time() {
-    let options = StackOptions { workers: 4, shards: 64, ..StackOptions::default() };
+    let options = StackOptions { workers: 4, shards: 64, verifier: Some(0.0), ..StackOptions::default() };
     let stack = Stack::start(options).await.unwrap();
     let program = stack.add_program("echo-hash").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +115,8 @@ async fn a_directory_of_200_scenes_fans_out_gathers_and_runs_where_its_data_is_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_tasks_are_reported_by_name_and_a_fan_out_over_a_file_fails_clearly() {
-    let stack = Stack::start(StackOptions { workers: 2, ..StackOptions::default() }).await.unwrap();
+    let stack =
+        Stack::start(StackOptions { workers: 2, verifier: Some(0.0), ..StackOptions::default() }).await.unwrap();
     let trap = stack.add_program("trap").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     for name in ["a", "b", "c"] {
@@ -160,7 +161,9 @@ async fn failed_tasks_are_reported_by_name_and_a_fan_out_over_a_file_fails_clear
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_list_of_inputs_fans_out_per_input_and_batches_of_inputs_share_one_mount() {
     let shards = 2;
-    let stack = Stack::start(StackOptions { workers: 2, shards, ..StackOptions::default() }).await.unwrap();
+    let stack = Stack::start(StackOptions { workers: 2, shards, verifier: Some(0.0), ..StackOptions::default() })
+        .await
+        .unwrap();
     let program = stack.add_program("echo-hash").await.unwrap();
 
     // One task per input, each placed by its own CID; the outputs gathered under the names.
@@ -226,7 +229,9 @@ async fn a_list_of_inputs_fans_out_per_input_and_batches_of_inputs_share_one_mou
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_directory_of_50_scenes_in_batches_of_8_runs_by_shard_and_gathers_each_scene() {
     let shards = 4;
-    let stack = Stack::start(StackOptions { workers: 2, shards, ..StackOptions::default() }).await.unwrap();
+    let stack = Stack::start(StackOptions { workers: 2, shards, verifier: Some(0.0), ..StackOptions::default() })
+        .await
+        .unwrap();
     let program = stack.add_program("echo-hash").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     for n in 0..50 {
@@ -296,7 +301,9 @@ async fn a_directory_of_50_scenes_in_batches_of_8_runs_by_shard_and_gathers_each
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_a_batch_a_file_without_its_output_fails_alone_and_a_failed_task_fails_each_of_its_files() {
     let shards = 2;
-    let stack = Stack::start(StackOptions { workers: 2, shards, ..StackOptions::default() }).await.unwrap();
+    let stack = Stack::start(StackOptions { workers: 2, shards, verifier: Some(0.0), ..StackOptions::default() })
+        .await
+        .unwrap();
     let echo = stack.add_program("echo-hash").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     for n in 0..10 {
