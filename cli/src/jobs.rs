@@ -305,6 +305,9 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
         let verdict = match &verification.outcome {
             VerificationOutcome::Agreed => "agreed".to_string(),
             VerificationOutcome::Vouched => "receipt valid; not in the sample, not re-executed".to_string(),
+            VerificationOutcome::Replicated { workers } => {
+                format!("replicated: {} distinct workers got the same result ({})", workers.len(), workers.join(", "))
+            }
             VerificationOutcome::Disagreed { worker, recomputed, .. } => {
                 format!(
                     "DISAGREED: {worker} reported a result the verifier could not reproduce (it got {})",
@@ -318,6 +321,9 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
             VerificationOutcome::Inconclusive { reason } => format!("inconclusive: {reason}"),
         };
         println!("verified   by {}: {verdict}", verification.verifier);
+        if !verification.replicas.is_empty() {
+            println!("replicas   {}", verification.replicas.join(", "));
+        }
     }
     for execution in &job.executions {
         let outcome = match &execution.outcome {

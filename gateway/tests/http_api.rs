@@ -524,6 +524,7 @@ async fn the_result_follows_the_jobs_life() {
         outcome: VerificationOutcome::Agreed,
         corrected: None,
         failed: None,
+        replicas: Vec::new(),
     };
     store.record_verification(&id, &verdict).await.unwrap();
     let body: Value = gateway.get(&format!("/v1/jobs/{id}/result")).await.json().await.unwrap();

@@ -26,6 +26,15 @@
 //! | `shoal:fanout:waiting` | sorted set | fanned-out jobs whose tasks are not all finished, scored by when they fanned out |
 //! | `shoal:lock:fanout` | string | which worker gathers finished tasks now (expires) |
 //! | `shoal:lock:requeue` | string | which worker may re-queue lost submissions now (expires) |
+//! | `shoal:{w}:worker-keys` | hash | worker id → the public key it is bound to (`ed25519:<hex>`) |
+//! | `shoal:{w}:refusals` | hash | worker id → how many of its receipts the verifier refused |
+//! | `shoal:{w}:agreed` | hash | worker id → how many of its results re-execution agreed with |
+//! | `shoal:{w}:quarantined` | hash | quarantined worker id → why, where and when (JSON) |
+//! | `shoal:{w}:settled:<worker>` | set | the jobs that worker settled with a success |
+//! | `shoal:{w}:tainted` | set | jobs settled by a worker caught since, awaiting re-verification |
+//! | `shoal:{jNN}:replicas:<id>` | list | the replica jobs asked for a `replicated` job, in order |
+//! | `shoal:replication:waiting` | sorted set | `replicated` jobs whose replicas are running, scored by when asked |
+//! | `shoal:lock:replication` | string | which verifier looks at finished replicas now (expires) |
 //! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
@@ -202,6 +211,17 @@ pub fn fanout_waiting() -> String {
     "shoal:fanout:waiting".to_string()
 }
 
+/// The jobs of `replicated` policy whose replicas are running: a sorted set of job ids, scored
+/// by when the verifier asked for them.
+pub fn replicating() -> String {
+    "shoal:replication:waiting".to_string()
+}
+
+/// The replica jobs asked for job `id`, in order: a list beside the job's record.
+pub fn replicas(id: &str) -> String {
+    format!("shoal:{{{}}}:replicas:{id}", job_tag(id))
+}
+
 /// A lock one worker at a time holds for a while, so one does a shared chore per interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lock {
@@ -211,6 +231,8 @@ pub enum Lock {
     FanOut,
     /// Held by the re-queuer of lost submissions and expirer of overdue jobs.
     Requeue,
+    /// Held by the verifier that looks at finished replicas.
+    Replication,
 }
 
 impl Lock {
@@ -220,6 +242,7 @@ impl Lock {
             Lock::Hot => "shoal:{w}:lock:hot",
             Lock::FanOut => "shoal:lock:fanout",
             Lock::Requeue => "shoal:lock:requeue",
+            Lock::Replication => "shoal:lock:replication",
         }
         .to_string()
     }

@@ -32,6 +32,7 @@ mod model;
 mod placement;
 mod queue;
 mod receipt;
+mod replication;
 mod retry;
 mod router;
 mod server;
@@ -51,6 +52,7 @@ pub use model::{
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
 pub use receipt::{KeyError, PublicKey, Receipt, ReceiptError, SignedReceipt, WorkerKey};
+pub use replication::ReplicationStore;
 pub use retry::{with_retries, STORE_RETRY_LIMIT};
 pub use router::ShardRouter;
 pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};

@@ -134,6 +134,11 @@ pub enum Acceptance {
     Unverified,
     /// The verifier could not re-execute it (content gone, runtime fault).
     Inconclusive,
+    /// `replicated` policy: that many distinct workers, each under its own signed receipt, got
+    /// the same result. Not accepted: workers colluding in every replica could agree on a lie.
+    /// (Replicas that disagree are settled by the verifier's own re-execution instead, and the
+    /// job ends `verified` or `corrected`.)
+    Replicated,
     /// A fanned-out job's gathered output: each task's result is verified on its own.
     Gathered,
 }
@@ -158,6 +163,7 @@ impl Acceptance {
             Acceptance::Unsampled => "unsampled",
             Acceptance::Unverified => "unverified",
             Acceptance::Inconclusive => "inconclusive",
+            Acceptance::Replicated => "replicated",
             Acceptance::Gathered => "gathered",
         }
     }
@@ -190,6 +196,7 @@ impl Job {
         Some(match &verification.outcome {
             VerificationOutcome::Agreed => Acceptance::Verified,
             VerificationOutcome::Vouched => Acceptance::Unsampled,
+            VerificationOutcome::Replicated { .. } => Acceptance::Replicated,
             // Refused or disagreed without a correction: the re-execution failed.
             VerificationOutcome::Disagreed { .. }
             | VerificationOutcome::Contradicted { .. }
@@ -265,6 +272,10 @@ pub struct Verification {
     /// non-zero) where the worker claimed success: the job was moved to `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<Failure>,
+    /// `replicated` policy: the replica jobs run for this one (ordinary jobs of the same
+    /// program and inputs), whatever the verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// The verifier's verdict.
@@ -275,6 +286,12 @@ pub enum VerificationOutcome {
     Agreed,
     /// The worker's receipt is valid; the job was not in the sample, so it was not re-executed.
     Vouched,
+    /// `replicated` policy: these distinct workers (the one that settled the job first) each
+    /// ran it under a valid receipt and got the same result; the verifier did not re-execute it.
+    Replicated {
+        /// The workers that agreed.
+        workers: Vec<String>,
+    },
     /// The re-execution produced something else: the worker that reported the result is faulty
     /// or lying.
     Disagreed {

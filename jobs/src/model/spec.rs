@@ -303,6 +303,18 @@ pub enum VerificationPolicy {
     Sampled,
     /// The verifier re-executes every job.
     Always,
+    /// `replicas` distinct workers run the job in all (2 to [`VerificationPolicy::MAX_REPLICAS`]);
+    /// if they disagree, the verifier's own re-execution settles it, and whoever signed a wrong
+    /// result is quarantined. Agreeing replicas are spot-checked at the verifier's sample rate.
+    Replicated {
+        /// Executions by distinct workers, the first included.
+        replicas: u32,
+    },
+}
+
+impl VerificationPolicy {
+    /// The most replicas a `replicated` job may ask for.
+    pub const MAX_REPLICAS: u32 = 5;
 }
 
 impl Eq for VerificationPolicy {}
@@ -334,6 +346,14 @@ impl JobSpec {
         }
         self.limits.validate()?;
         self.retry.validate()?;
+        if let VerificationPolicy::Replicated { replicas } = self.verification {
+            if !(2..=VerificationPolicy::MAX_REPLICAS).contains(&replicas) {
+                return Err(SpecError::Field {
+                    field: "verification.replicas".into(),
+                    reason: format!("must be from 2 to {}, got {replicas}", VerificationPolicy::MAX_REPLICAS),
+                });
+            }
+        }
         if let Some(url) = &self.webhook {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
                 return field_error("webhook", "must be an http(s) URL of at most 2048 characters");
@@ -504,6 +524,17 @@ mod tests {
             (spec_json(r#","limits":{"fuel":0}"#), "limits.fuel", "between 1 and"),
             (spec_json(r#","limits":{"memory_bytes":"lots"}"#), "limits.memory_bytes", "invalid type"),
             (r#"{"args":[]}"#.to_string(), "", "missing field `program`"),
+            (
+                spec_json(r#","verification":{"mode":"replicated","replicas":1}"#),
+                "verification.replicas",
+                "from 2 to 5",
+            ),
+            (
+                spec_json(r#","verification":{"mode":"replicated","replicas":9}"#),
+                "verification.replicas",
+                "from 2 to 5",
+            ),
+            (spec_json(r#","verification":{"mode":"replicated"}"#), "verification", "missing field `replicas`"),
         ];
         for (body, want_field, want_reason) in cases {
             match JobSpec::from_json(body.as_bytes()) {

@@ -270,9 +270,18 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
         outcome: VerificationOutcome::Agreed,
         corrected: None,
         failed: None,
+        replicas: Vec::new(),
     };
     store.record_verification(&plain.id, &verdict).await.unwrap();
     queue.ack(&checks[0]).await.unwrap();
+    // Replicated verification's records: a job's replicas beside it, the waiting set apart.
+    let replication = ReplicationStore::new(cluster.conn.clone());
+    replication.add_replica(&plain.id, "replica-1").await.unwrap();
+    replication.wait(&plain.id).await.unwrap();
+    assert_eq!(replication.replicas(&plain.id).await.unwrap(), ["replica-1"]);
+    assert_eq!(replication.waiting(10).await.unwrap(), [plain.id.clone()]);
+    replication.done(&plain.id).await.unwrap();
+    assert!(replication.waiting(10).await.unwrap().is_empty());
     let done = store.get(&plain.id).await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Succeeded);
     assert_eq!(done.executions.len(), 2);

@@ -256,6 +256,7 @@ fn verdict_name(outcome: &VerificationOutcome) -> &'static str {
     match outcome {
         VerificationOutcome::Agreed => "agreed",
         VerificationOutcome::Vouched => "vouched",
+        VerificationOutcome::Replicated { .. } => "replicated",
         VerificationOutcome::Disagreed { .. } => "disagreed",
         VerificationOutcome::Contradicted { .. } => "contradicted",
         VerificationOutcome::Refused { .. } => "refused",

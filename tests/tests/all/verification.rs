@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use shoal_jobs::{
     now_ms, Acceptance, Execution, ExecutionOutcome, ExecutionResult, JobState, JobStore, Lane, Membership, Quarantine,
-    Receipt, ShardQueue, ShardReader, SignedReceipt, Started, VerificationOutcome, WorkerKey,
+    Receipt, ReplicationStore, ShardQueue, ShardReader, SignedReceipt, Started, VerificationOutcome, WorkerKey,
 };
 use shoal_testkit::{Stack, StackOptions};
 
@@ -349,5 +349,93 @@ async fn a_dead_verifiers_pending_verification_is_taken_over() {
     stack.start_verifier("verifier", 0.0);
     let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
     assert_eq!(job.verification.unwrap().outcome, VerificationOutcome::Agreed);
+    stack.shutdown().await;
+}
+
+/// A job of echo-hash with argument `arg` under `replicated` verification with 2 replicas.
+async fn replicated_job(stack: &Stack, arg: &str) -> String {
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let spec =
+        json!({"program": program.to_string(), "args": [arg], "verification": {"mode": "replicated", "replicas": 2}});
+    stack.submit_ok(&spec).await.unwrap()
+}
+
+/// The result of echo-hash with argument `arg`, computed by the test: a wrong result for any
+/// job of another argument.
+async fn result_of(stack: &Stack, arg: &str) -> ExecutionResult {
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let spec = json!({"program": program.to_string(), "args": [arg]}).to_string();
+    let reference = shoal_worker::Executor::open(&stack.worker_config("reference")).await.unwrap();
+    reference.run_spec(&shoal_jobs::JobSpec::from_json(spec.as_bytes()).unwrap(), arg).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_on_distinct_workers_agree_and_a_lie_among_them_is_settled_by_re_execution() {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let honest = replicated_job(&stack, "h").await;
+    let lied = replicated_job(&stack, "x").await;
+    report_as(&stack, &lied, "liar", Signing::Registered(&WorkerKey::generate()), &result_of(&stack, "y").await).await;
+    stack.start_worker("worker-a");
+    stack.start_worker("worker-b");
+    stack.start_verifier("verifier", 0.0);
+
+    // Two distinct workers ran the honest job and agreed: `replicated`, which is not `accepted`
+    // (colluders in every replica could agree on a lie), and no re-execution by the verifier.
+    let job = stack.wait_until(&honest, WAIT, |job| job.verification.is_some()).await.unwrap();
+    let verification = job.verification.clone().unwrap();
+    let VerificationOutcome::Replicated { workers } = &verification.outcome else {
+        panic!("the replicas agree: {verification:?}")
+    };
+    assert_eq!(workers.len(), 2);
+    assert_ne!(workers[0], workers[1], "replicas run on distinct workers");
+    assert_eq!(job.acceptance(), Some(Acceptance::Replicated));
+    assert!(!Acceptance::Replicated.is_accepted());
+    let replica = stack.job(verification.replicas.last().unwrap()).await.unwrap();
+    assert_eq!(replica.result.as_ref().map(|r| r.output), job.result.as_ref().map(|r| r.output));
+
+    // The lie disagrees with its honest replica: the verifier's re-execution settles it.
+    let job = stack.wait_until(&lied, WAIT, |job| job.verification.is_some()).await.unwrap();
+    let verification = job.verification.clone().unwrap();
+    assert!(
+        matches!(&verification.outcome, VerificationOutcome::Disagreed { worker, .. } if worker == "liar"),
+        "{verification:?}"
+    );
+    assert!(!verification.replicas.is_empty());
+    assert_eq!(job.acceptance(), Some(Acceptance::Corrected));
+    assert_eq!(job.result.as_ref().map(|r| r.output), Some(result_of(&stack, "x").await.output));
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    let quarantined = Membership::new(conn).quarantined().await.unwrap();
+    assert_eq!(quarantined.keys().collect::<Vec<_>>(), ["liar"], "the honest replica is not blamed");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn colluders_agreeing_on_a_lie_are_both_caught_by_the_spot_check() {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let id = replicated_job(&stack, "x").await;
+    let wrong = result_of(&stack, "y").await;
+    report_as(&stack, &id, "colluder-1", Signing::Registered(&WorkerKey::generate()), &wrong).await;
+    // A verifier that spot-checks every agreement.
+    stack.start_verifier("verifier", 1.0);
+    // The second colluder answers the replica with the same lie: a naive majority would take it.
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    let replication = ReplicationStore::new(conn.clone());
+    let deadline = std::time::Instant::now() + WAIT;
+    let replica = loop {
+        if let Some(replica) = replication.replicas(&id).await.unwrap().first() {
+            break replica.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "a replica is asked for");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    report_as(&stack, &replica, "colluder-2", Signing::Registered(&WorkerKey::generate()), &wrong).await;
+
+    let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
+    assert!(matches!(job.verification.as_ref().unwrap().outcome, VerificationOutcome::Disagreed { .. }));
+    assert_eq!(job.acceptance(), Some(Acceptance::Corrected));
+    assert_eq!(job.result.as_ref().map(|r| r.output), Some(result_of(&stack, "x").await.output));
+    let quarantined = Membership::new(conn).quarantined().await.unwrap();
+    assert_eq!(quarantined.keys().collect::<Vec<_>>(), ["colluder-1", "colluder-2"], "both signed the lie");
+    assert_eq!(quarantined["colluder-2"].job, replica, "caught on the replica it signed");
     stack.shutdown().await;
 }
