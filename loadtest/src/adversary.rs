@@ -37,6 +37,20 @@ pub enum AdversaryKind {
     Forger,
 }
 
+impl AdversaryKind {
+    /// The kind's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdversaryKind::Liar => "liar",
+            AdversaryKind::Lazy => "lazy",
+            AdversaryKind::Colluding => "colluding",
+            AdversaryKind::Sleeper => "sleeper",
+            AdversaryKind::Rare => "rare",
+            AdversaryKind::Forger => "forger",
+        }
+    }
+}
+
 /// A worker's executor that lies as its kind says.
 pub struct Adversary {
     inner: Executor,
@@ -212,6 +226,53 @@ pub fn run_adversary(options: &AdversaryOptions) -> Result<()> {
         };
         shoal_worker::serve(&config, jobs, queue, adversary, shutdown).await.map_err(setup)
     })
+}
+
+/// How the harness starts adversaries: everything of an `adversary-worker` command line but the
+/// kind and id.
+#[derive(Debug, Clone)]
+pub struct AdversaryLaunch {
+    /// The `shoal-loadtest` binary (see [`AdversaryLaunch::binary_beside`]).
+    pub binary: std::path::PathBuf,
+    /// The Redis holding jobs.
+    pub redis: String,
+    /// The shared home.
+    pub home: std::path::PathBuf,
+    /// Shard streams.
+    pub shards: u32,
+    /// Jobs at once.
+    pub concurrency: usize,
+    /// Milliseconds between heartbeats.
+    pub heartbeat_ms: u64,
+    /// A sleeper's honest jobs.
+    pub honest_for: u64,
+    /// A rare liar's percentage.
+    pub lie_percent: u64,
+}
+
+impl AdversaryLaunch {
+    /// The `shoal-loadtest` binary to run adversaries with: this one, or else (this is a test
+    /// binary) the one built beside `shoal`.
+    pub fn binary_beside(shoal: &std::path::Path) -> std::path::PathBuf {
+        match std::env::current_exe() {
+            Ok(me) if me.file_stem().is_some_and(|name| name == "shoal-loadtest") => me,
+            _ => shoal.with_file_name("shoal-loadtest"),
+        }
+    }
+
+    /// The command running adversary `id` of `kind`: `shoal-loadtest adversary-worker …`.
+    pub fn command(&self, id: &str, kind: AdversaryKind) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.binary);
+        command
+            .arg("adversary-worker")
+            .args(["--kind", kind.name(), "--id", id, "--redis", &self.redis])
+            .arg("--home")
+            .arg(&self.home)
+            .args(["--shards", &self.shards.to_string(), "--concurrency", &self.concurrency.to_string()])
+            .args(["--heartbeat-ms", &self.heartbeat_ms.to_string()])
+            .args(["--honest-for", &self.honest_for.to_string(), "--lie-percent", &self.lie_percent.to_string()]);
+        command
+    }
 }
 
 /// Whether `job` reports as accepted a result whose output is not `expected`: what must never

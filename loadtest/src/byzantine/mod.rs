@@ -11,12 +11,12 @@ pub mod options;
 pub mod report;
 
 use std::path::Path;
-use std::process::Command;
 
 pub use options::ByzantineOptions;
 pub use report::ByzantineReport;
 use shoal_testkit::Role;
 
+use crate::adversary::AdversaryLaunch;
 use crate::chaos::mix::execute;
 use crate::chaos::options::VerificationMode;
 use crate::chaos::setup::Setup;
@@ -28,14 +28,14 @@ impl Mode for ByzantineOptions {
     type Report = ByzantineReport;
 
     fn report_prefix(&self) -> Option<&Path> {
-        self.run.report.as_deref()
+        self.mix.report.as_deref()
     }
 
     async fn run(&self, command: String) -> Result<ByzantineReport> {
-        if self.run.verifiers == 0 {
+        if self.mix.verifiers == 0 {
             return Err(LoadtestError::Setup("a byzantine run needs --verifiers 1 or more".into()));
         }
-        let mut run = self.run.clone();
+        let mut run = self.mix.clone();
         run.verification = Some(run.verification.unwrap_or(VerificationMode::Always));
         let baseline = if self.no_baseline {
             None
@@ -54,37 +54,26 @@ impl Mode for ByzantineOptions {
         );
         let byzantine = phase(&run, "byzantine", run.workers - adversaries.len());
         let setup = setup(&run, "byzantine")?;
-        let home = setup.home.clone();
-        let heartbeat_ms = run.heartbeat_ms.unwrap_or(shoal_jobs::Membership::DEFAULT_HEARTBEAT.as_millis() as u64);
+        let launch = AdversaryLaunch {
+            binary: AdversaryLaunch::binary_beside(&setup.shoal),
+            redis: String::new(),
+            home: setup.home.clone(),
+            shards: run.shards,
+            concurrency: run.worker_concurrency,
+            heartbeat_ms: run.heartbeat_ms.unwrap_or(shoal_jobs::Membership::DEFAULT_HEARTBEAT.as_millis() as u64),
+            honest_for: self.honest_for,
+            lie_percent: self.lie_percent,
+        };
         let start_adversaries = |stack: &shoal_testkit::ProcessStack| {
-            let me = std::env::current_exe().map_err(|e| LoadtestError::io("finding shoal-loadtest", e))?;
+            let launch = AdversaryLaunch { redis: stack.redis_url().to_string(), ..launch };
             for (id, kind) in &adversaries {
-                let mut adversary = Command::new(&me);
-                adversary
-                    .arg("adversary-worker")
-                    .args(["--kind", &kind_name(*kind), "--id", id, "--redis", stack.redis_url()])
-                    .arg("--home")
-                    .arg(&home)
-                    .args(["--shards", &run.shards.to_string(), "--concurrency", &run.worker_concurrency.to_string()])
-                    .args(["--heartbeat-ms", &heartbeat_ms.to_string()])
-                    .args([
-                        "--honest-for",
-                        &self.honest_for.to_string(),
-                        "--lie-percent",
-                        &self.lie_percent.to_string(),
-                    ]);
-                stack.start_process(id, Role::Worker, adversary)?;
+                stack.start_process(id, Role::Worker, launch.command(id, *kind))?;
             }
             Ok(())
         };
         let attacked = execute(&byzantine, command.clone(), setup, start_adversaries).await?;
         Ok(ByzantineReport::new(self, command, &adversaries, &attacked, baseline.as_ref()))
     }
-}
-
-/// The name of `kind` on the command line.
-fn kind_name(kind: crate::adversary::AdversaryKind) -> String {
-    clap::ValueEnum::to_possible_value(&kind).map(|v| v.get_name().to_string()).unwrap_or_default()
 }
 
 /// `run` as one phase: `workers` honest workers, its own home under `--work-dir`, no report.

@@ -11,7 +11,7 @@ use crate::chaos::Options;
 pub struct ByzantineOptions {
     /// The run: jobs, workers (honest and adversarial together), verifiers, shards, faults.
     #[command(flatten)]
-    pub run: Options,
+    pub mix: Options,
     /// Fraction of `--workers` that are adversaries (rounded to the nearest worker).
     #[arg(long, default_value_t = 0.1)]
     pub malicious_fraction: f64,
@@ -39,7 +39,7 @@ pub struct ByzantineOptions {
 impl ByzantineOptions {
     /// How many of the workers are adversaries.
     pub fn malicious(&self) -> usize {
-        ((self.run.workers as f64 * self.malicious_fraction).round() as usize).min(self.run.workers)
+        ((self.mix.workers as f64 * self.malicious_fraction).round() as usize).min(self.mix.workers)
     }
 
     /// The adversaries: (id, kind), kinds dealt out in turn.
@@ -47,8 +47,7 @@ impl ByzantineOptions {
         (0..self.malicious())
             .filter_map(|n| {
                 let kind = *self.kinds.get(n % self.kinds.len().max(1))?;
-                let name = clap::ValueEnum::to_possible_value(&kind)?.get_name().to_string();
-                Some((format!("adversary-{n}-{name}"), kind))
+                Some((format!("adversary-{n}-{}", kind.name()), kind))
             })
             .collect()
     }

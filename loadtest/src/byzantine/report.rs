@@ -123,7 +123,7 @@ impl ByzantineReport {
                 let before = |job: &Job| why.is_some_and(|q| settled_at(job).is_some_and(|at| at <= q.at_ms));
                 Caught {
                     worker: worker.clone(),
-                    kind: super::kind_name(*kind),
+                    kind: kind.name().to_string(),
                     caught_after_jobs: why.map(|_| jobs.iter().filter(|(job, _)| before(job)).count()),
                     its_jobs_before: jobs
                         .iter()
@@ -159,21 +159,21 @@ impl ByzantineReport {
         let throughput_per_s = accepted_throughput(attacked);
         let honest_throughput_per_s = baseline.map(accepted_throughput);
         let report = &attacked.report;
-        let workers = options.run.workers;
+        let workers = options.mix.workers;
         ByzantineReport {
             command,
             workers,
             malicious: adversaries.len(),
             malicious_fraction: adversaries.len() as f64 / workers.max(1) as f64,
             adversary_kinds: {
-                let mut kinds: Vec<String> = adversaries.iter().map(|(_, k)| super::kind_name(*k)).collect();
+                let mut kinds: Vec<String> = adversaries.iter().map(|(_, k)| k.name().to_string()).collect();
                 kinds.dedup();
                 kinds.sort();
                 kinds.dedup();
                 kinds
             },
-            verifiers: options.run.verifiers,
-            verification: options.run.verification.map_or("always", |v| v.as_str()).to_string(),
+            verifiers: options.mix.verifiers,
+            verification: options.mix.verification.map_or("always", |v| v.as_str()).to_string(),
             submitted: report.submitted,
             accepted,
             accepted_fraction: accepted as f64 / report.submitted.max(1) as f64,

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use crate::adversary::AdversaryKind;
+use crate::chaos::options::VerificationMode;
+
 /// The program each task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScenesProgram {
@@ -72,6 +75,22 @@ pub struct ScenesOptions {
     /// Warm local task rate below which the command fails.
     #[arg(long, default_value_t = 0.9)]
     pub min_local_rate: f64,
+    /// Verifier processes (`shoal verifier`, over every shard).
+    #[arg(long, default_value_t = 0)]
+    pub verifiers: usize,
+    /// The fanned-out job's verification policy, which its tasks inherit (`none` unless
+    /// verifiers run: a fan-out gathers a task only once the verifier has decided on it).
+    #[arg(long, value_enum, default_value_t = VerificationMode::None)]
+    pub verification: VerificationMode,
+    /// Byzantine workers (`shoal-loadtest adversary-worker`) started beside the `--workers`
+    /// honest ones, one per kind listed (repeat a kind for more).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub adversaries: Vec<AdversaryKind>,
+    /// Check every task's output against the harness's own run of the program on its scene
+    /// (an in-process executor, no worker involved); `echo-hash` outputs are always checked
+    /// against CIDs computed without the runtime.
+    #[arg(long)]
+    pub reference: bool,
     /// Write the report to PREFIX.json and PREFIX.md.
     #[arg(long, value_name = "PREFIX")]
     pub report: Option<PathBuf>,

@@ -135,6 +135,18 @@ pub struct ScenesReport {
     pub cold: RunFigures,
     /// The second run over the same scenes.
     pub warm: RunFigures,
+    /// Verifier processes.
+    #[serde(default)]
+    pub verifiers: usize,
+    /// The fanned-out job's verification policy.
+    #[serde(default)]
+    pub verification: String,
+    /// The byzantine workers among the workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adversaries: Vec<String>,
+    /// The workers quarantined by the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<String>,
     /// Why the run did not pass, when it did not.
     pub problems: Vec<String>,
 }
@@ -208,6 +220,17 @@ impl ScenesReport {
             self.worker_concurrency,
             self.shards
         );
+        if self.verifiers > 0 || !self.adversaries.is_empty() {
+            let _ = writeln!(
+                md,
+                "Verification `{}` by {} `shoal verifier` processes; byzantine workers beside the honest ones: {}; \
+                 quarantined by the end: {}.\n",
+                self.verification,
+                self.verifiers,
+                if self.adversaries.is_empty() { "none".to_string() } else { self.adversaries.join(", ") },
+                if self.quarantined.is_empty() { "none".to_string() } else { self.quarantined.join(", ") },
+            );
+        }
         let _ = writeln!(md, "| | cold | warm |\n|---|---:|---:|");
         let row = |md: &mut String, name: &str, cold: String, warm: String| {
             let _ = writeln!(md, "| {name} | {cold} | {warm} |");
@@ -219,6 +242,16 @@ impl ScenesReport {
         row(&mut md, "failed", c.base.failed.to_string(), w.base.failed.to_string());
         row(&mut md, "lost", c.base.lost.to_string(), w.base.lost.to_string());
         row(&mut md, "wrong", c.base.wrong.to_string(), w.base.wrong.to_string());
+        row(&mut md, "accepted (verified or corrected)", c.base.accepted.to_string(), w.base.accepted.to_string());
+        row(
+            &mut md,
+            "accepted with a wrong output",
+            c.base.wrong_accepted.to_string(),
+            w.base.wrong_accepted.to_string(),
+        );
+        let acceptance =
+            |r: &RunFigures| r.base.acceptance.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+        row(&mut md, "tasks by acceptance", acceptance(c), acceptance(w));
         row(&mut md, "duplicates", c.base.duplicates.to_string(), w.base.duplicates.to_string());
         row(&mut md, "re-executed", c.base.reexecuted.to_string(), w.base.reexecuted.to_string());
         row(&mut md, "output entries", c.entries.to_string(), w.entries.to_string());
@@ -327,6 +360,22 @@ pub(crate) fn problems(report: &ScenesReport) -> Vec<String> {
     }
     if !report.tile_check.ok {
         problems.push(format!("tile check: {}", report.tile_check.detail));
+    }
+    for run in [&report.cold, &report.warm] {
+        if run.base.wrong_accepted > 0 {
+            problems.push(format!("{} run: {} wrong results ACCEPTED", run.run, run.base.wrong_accepted));
+        }
+        if report.verification == "always" && run.base.accepted != report.scenes {
+            problems.push(format!("{} run: {} of {} tasks accepted", run.run, run.base.accepted, report.scenes));
+        }
+    }
+    let uncaught: Vec<&String> = report.adversaries.iter().filter(|a| !report.quarantined.contains(a)).collect();
+    if !uncaught.is_empty() {
+        problems.push(format!("adversaries not quarantined: {uncaught:?}"));
+    }
+    let honest: Vec<&String> = report.quarantined.iter().filter(|q| !report.adversaries.contains(q)).collect();
+    if !honest.is_empty() {
+        problems.push(format!("honest workers quarantined: {honest:?}"));
     }
     problems
 }

@@ -10,9 +10,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_content::{BlockReader, FsBlockStore, MemoryBlockStore};
-use shoal_jobs::{ExecutionOutcome, Fsync, Job, JobState, JobStatus};
-use shoal_testkit::{programs_dir, ProcessStack, ProcessStackConfig};
+use shoal_jobs::{Acceptance, ExecutionOutcome, Fsync, Job, JobState, JobStatus, Membership};
+use shoal_testkit::{programs_dir, ProcessStack, ProcessStackConfig, Role};
+use shoal_worker::{Executor, WorkerConfig};
 
+use crate::adversary::AdversaryLaunch;
+
+use crate::chaos::options::VerificationMode;
 use crate::cli::shoal_binary;
 use crate::driver::Mode;
 use crate::error::LoadtestError;
@@ -209,6 +213,8 @@ struct Context<'a> {
     scenes: Cid,
     /// For `echo-hash`: each scene's expected task output, and the line its band-1 digest holds.
     expected: HashMap<String, (Cid, String)>,
+    /// With `--reference`: the harness's own executor, to run each task again.
+    reference: Option<Executor>,
     nonce: u128,
 }
 
@@ -232,7 +238,7 @@ impl Context<'_> {
             "env": env,
             "inputs": [{"cid": self.scenes.to_string(), "path": MOUNT}],
             "fan_out": {},
-            "verification": {"mode": "none"},
+            "verification": {"mode": self.options.verification.as_str()},
         })
     }
 
@@ -287,7 +293,7 @@ impl Context<'_> {
         let spec = json!({
             "program": cloud_detect.to_string(),
             "inputs": [{"cid": tile.to_string(), "path": "/inputs"}],
-            "verification": {"mode": "none"},
+            "verification": {"mode": self.options.verification.as_str()},
         });
         let id = self.gateway.submit(&spec, &format!("scenes-tile-check-{}", self.nonce)).await?;
         let job = self.wait(&id, "tile check").await?.job;
@@ -338,7 +344,9 @@ impl Context<'_> {
         let mut last_print = Instant::now();
         loop {
             let status = self.gateway.status(id).await?;
-            if status.job.state.is_terminal() || started.elapsed() > deadline {
+            // Finished, and decided on by the verifier when verified.
+            let decided = status.acceptance.is_none_or(Acceptance::is_settled);
+            if (status.job.state.is_terminal() && decided) || started.elapsed() > deadline {
                 return Ok(status);
             }
             if last_print.elapsed() >= Duration::from_secs(5) {
@@ -397,13 +405,43 @@ impl Context<'_> {
             }
             match task.state {
                 JobState::Succeeded => {
-                    let finished = task.updated_at_ms;
+                    let finished =
+                        task.verification.as_ref().map_or(task.updated_at_ms, |v| v.at_ms.max(task.updated_at_ms));
                     last_finished = last_finished.max(finished);
                     base.latencies_ms.push(finished.saturating_sub(task.created_at_ms) as f64);
-                    let Some((execution, result)) = completed.last() else {
+                    // The result the task reports (the verifier's, if it corrected the worker's),
+                    // and the execution that ran it.
+                    let (Some(result), Some((execution, _))) = (task.result.as_ref(), completed.last()) else {
                         base.wrong += 1;
                         continue;
                     };
+                    if let Some(acceptance) =
+                        task.acceptance().filter(|_| self.options.verification != VerificationMode::None)
+                    {
+                        *base.acceptance.entry(acceptance.to_string()).or_insert(0) += 1;
+                        base.accepted += usize::from(acceptance.is_accepted());
+                    }
+                    if let Some(reference) = &self.reference {
+                        match reference.run_spec(&task.spec, &format!("reference-{}", task.id)).await {
+                            Ok(expected) if expected.output == result.output => {}
+                            Ok(expected) => {
+                                base.wrong += 1;
+                                let accepted = task.acceptance().is_some_and(Acceptance::is_accepted);
+                                base.wrong_accepted += usize::from(accepted);
+                                base.example(format!(
+                                    "task {} ({name}) reports {}, the reference run {} (accepted: {accepted})",
+                                    task.id, result.output, expected.output
+                                ));
+                                continue;
+                            }
+                            Err(failure) => {
+                                base.example(format!(
+                                    "task {} ({name}): the reference run failed: {}",
+                                    task.id, failure.message
+                                ));
+                            }
+                        }
+                    }
                     inputs += task.spec.inputs.len();
                     cached += result.inputs_cached as usize;
                     local += usize::from(result.inputs_cached as usize >= task.spec.inputs.len());
@@ -602,6 +640,7 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
 
     // The stack.
     let starting = Instant::now();
+    let adversary_binary = AdversaryLaunch::binary_beside(&shoal);
     let stack = ProcessStack::start(ProcessStackConfig {
         shoal,
         home: home.clone(),
@@ -616,12 +655,36 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
     for _ in 0..options.workers {
         stack.start_worker(&stack.new_worker_id())?;
     }
+    for n in 0..options.verifiers {
+        stack.start_verifier(&format!("verifier-{n}"), 0.0)?;
+    }
+    let launch = AdversaryLaunch {
+        binary: adversary_binary,
+        redis: stack.redis_url().to_string(),
+        home: home.clone(),
+        shards: options.shards,
+        concurrency: options.worker_concurrency,
+        heartbeat_ms: Membership::DEFAULT_HEARTBEAT.as_millis() as u64,
+        honest_for: 20,
+        lie_percent: 1,
+    };
+    let adversaries: Vec<String> =
+        options.adversaries.iter().enumerate().map(|(n, kind)| format!("adversary-{n}-{}", kind.name())).collect();
+    for (id, kind) in adversaries.iter().zip(&options.adversaries) {
+        stack.start_process(id, Role::Worker, launch.command(id, *kind))?;
+    }
     let gateway = Gateway::new(stack.gateway_url())?;
-    gateway.wait_workers(options.workers).await?;
+    gateway.wait_workers(options.workers + adversaries.len()).await?;
     let stack_start_s = seconds(starting);
+    let reference = if options.reference {
+        let config = WorkerConfig::new("reference", stack.redis_url(), &home);
+        Some(Executor::open(&config).await.map_err(|e| LoadtestError::Setup(format!("the reference executor: {e}")))?)
+    } else {
+        None
+    };
 
     let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let context = Context { options, gateway, store, program, scenes: imported.root, expected, nonce };
+    let context = Context { options, gateway, store, program, scenes: imported.root, expected, reference, nonce };
     let outcome = async {
         let (row, col) = plan
             .windows
@@ -639,7 +702,13 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
     .await;
     let mut cpu_s = stack.cpu_seconds();
     let redis = stack.redis_usage().await;
+    let quarantined = match shoal_jobs::RedisConnection::open(&[stack.redis_url().to_string()]).await {
+        Ok(conn) => Membership::new(conn).quarantined().await.map(|q| q.into_keys().collect()),
+        Err(e) => Err(e),
+    };
     stack.shutdown();
+    let quarantined: Vec<String> =
+        quarantined.map_err(|e| LoadtestError::Setup(format!("reading the quarantine: {e}")))?;
     let (tile_check, cold, warm) = outcome?;
     let (commands, redis_cpu) = redis?;
     cpu_s.insert("redis".to_string(), redis_cpu);
@@ -675,6 +744,10 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
         tile_check,
         cold,
         warm,
+        verifiers: options.verifiers,
+        verification: options.verification.as_str().to_string(),
+        adversaries,
+        quarantined,
         problems: Vec::new(),
     };
     report.problems = problems(&report);

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shoal_jobs::{Acceptance, ContentId, ExecutionOutcome, JobSpec, Membership};
 use shoal_loadtest::adversary::accepted_wrongly;
+use shoal_loadtest::{Mode, RunReport};
 use shoal_testkit::{Stack, StackOptions};
 
-use crate::common::one_stack_at_a_time;
+use crate::common::{assert_fields, byzantine, one_stack_at_a_time};
 
 /// Kills the adversary processes however the test ends.
 struct Adversaries(Vec<Child>);
@@ -112,4 +113,67 @@ async fn every_kind_of_adversary_is_caught_and_no_wrong_result_is_accepted() {
     assert!(!quarantined.keys().any(|id| id.starts_with("worker-")), "no honest worker is quarantined");
     drop(adversaries);
     stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_byzantine_run_measures_against_its_honest_baseline_and_reports_who_was_caught_when() {
+    let _one = one_stack_at_a_time().await;
+    let out = tempfile::tempdir().unwrap();
+    let prefix = out.path().join("report");
+    let work = out.path().join("work");
+    let (options, command) = byzantine(&[
+        "--jobs=150",
+        "--workers=6",
+        "--malicious-fraction=0.34",
+        "--kinds=colluding,forger",
+        "--verifiers=1",
+        "--huge-every=0",
+        "--heartbeat-ms=500",
+        "--stall-secs=60",
+        "--deadline-secs=200",
+        "--quiet",
+        "--work-dir",
+        work.to_str().unwrap(),
+    ]);
+    let report = options.run(command).await.unwrap();
+    report.write(&prefix).unwrap();
+
+    assert_eq!((report.workers, report.malicious), (6, 2));
+    assert_eq!(report.adversary_kinds, ["colluding", "forger"]);
+    assert_eq!(report.verification, "always", "a byzantine run verifies every result unless told otherwise");
+    assert_eq!(report.submitted, 150, "{:?}", report.run.examples);
+    assert_eq!((report.wrong_accepted, report.lost), (0, 0), "{:?}", report.run.examples);
+    assert_eq!(report.accepted, 150, "every result accepted, the adversaries' corrected: {:?}", report.acceptance);
+    assert!(report.corrected > 0, "the adversaries got work and lied: {:?}", report.verdicts);
+    assert!(report.uncaught().is_empty(), "{:?}", report.quarantined);
+    assert!(report.honest_quarantined.is_empty(), "{:?}", report.honest_quarantined);
+    for caught in &report.quarantined {
+        assert!(caught.caught_after_jobs.is_some_and(|n| n <= 150), "{caught:?}");
+    }
+    let forger = report.quarantined.iter().find(|c| c.kind == "forger").unwrap();
+    assert!(forger.reason.as_deref().is_some_and(|r| r.contains("receipts were refused")), "{forger:?}");
+    // Every result re-executed once by the verifier, none twice.
+    assert!((1.0..1.2).contains(&report.reexecutions_per_job), "{}", report.reexecutions_per_job);
+    let baseline = report.baseline.as_ref().expect("an honest baseline ran first");
+    assert_eq!((baseline.submitted, baseline.accepted, baseline.wrong_accepted), (150, 150, 0));
+    assert!(report.throughput_ratio.is_some_and(|r| r > 0.0), "{:?}", report.throughput_ratio);
+
+    assert_fields(
+        &prefix.with_extension("json"),
+        &[
+            "workers",
+            "malicious_fraction",
+            "adversary_kinds",
+            "submitted",
+            "accepted",
+            "wrong_accepted",
+            "succeeded",
+            "throughput_per_s",
+            "honest_throughput_per_s",
+            "quarantined",
+            "tainted_corrected",
+            "reexecutions_per_job",
+        ],
+    );
+    assert!(prefix.with_extension("md").exists());
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use clap::Parser;
+use shoal_loadtest::byzantine::ByzantineOptions;
 use shoal_loadtest::chaos::Options;
 use shoal_loadtest::sim::SimOptions;
 use shoal_loadtest::{Cli, Command};
@@ -29,6 +30,14 @@ pub(crate) fn chaos(args: &[&str]) -> (Options, String) {
     match parse("chaos", args) {
         (Command::Chaos(options), line) => (options, line),
         (other, _) => panic!("not chaos: {other:?}"),
+    }
+}
+
+/// The options of `shoal-loadtest byzantine <args…>`, and the command line.
+pub(crate) fn byzantine(args: &[&str]) -> (ByzantineOptions, String) {
+    match parse("byzantine", args) {
+        (Command::Byzantine(options), line) => (options, line),
+        (other, _) => panic!("not byzantine: {other:?}"),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `shoal-loadtest scenes` at a small size: 40 real-format scenes cut from the real Landsat crop,
 //! one fanned-out job over them on 3 worker processes, cold then warm.
 
+use shoal_loadtest::adversary::AdversaryKind;
+use shoal_loadtest::chaos::options::VerificationMode;
 use shoal_loadtest::scenes::tiles::{plan, SourceScene};
 use shoal_loadtest::scenes::{default_source, ScenesOptions, ScenesProgram};
 use shoal_loadtest::{Mode, RunReport};
@@ -22,6 +24,10 @@ fn options(home: &std::path::Path) -> ScenesOptions {
         home: Some(home.to_path_buf()),
         deadline_secs: 120,
         min_local_rate: 0.9,
+        verifiers: 0,
+        verification: VerificationMode::None,
+        adversaries: Vec::new(),
+        reference: false,
         report: None,
         quiet: true,
     }
@@ -67,6 +73,44 @@ async fn forty_scenes_fan_out_gather_every_entry_and_run_where_their_data_is_whe
     assert_eq!(json["entries"], 40);
     assert_eq!(json["warm"]["succeeded"], 40);
     assert_eq!(json["workers"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cloud_detect_fanned_out_among_liars_gathers_only_verified_masks() {
+    let _stack = one_stack_at_a_time().await;
+    let home = tempfile::tempdir().unwrap();
+    let options = ScenesOptions {
+        program: ScenesProgram::CloudDetect,
+        verifiers: 1,
+        verification: VerificationMode::Always,
+        adversaries: vec![AdversaryKind::Liar, AdversaryKind::Colluding],
+        reference: true,
+        // The adversaries' shards move when they are caught: the warm run's locality is not
+        // what this test is about.
+        min_local_rate: 0.0,
+        ..options(home.path())
+    };
+    let report = options.run("test".into()).await.unwrap();
+    for run in [&report.cold, &report.warm] {
+        assert_eq!(run.job_state, "succeeded", "{} run: {:?}", run.run, run.base.examples);
+        // Every task's result is the harness's own run of cloud-detect on its scene, accepted,
+        // and gathered as it is.
+        assert_eq!(
+            (run.base.succeeded, run.base.wrong, run.base.wrong_accepted),
+            (40, 0, 0),
+            "{:?}",
+            run.base.examples
+        );
+        assert_eq!((run.base.accepted, run.entries_ok), (40, 40), "{} run: {:?}", run.run, run.base.acceptance);
+    }
+    // The liars got work (the cold run corrected some of it) and are caught.
+    assert!(
+        report.cold.base.acceptance.get("corrected").copied().unwrap_or(0) > 0,
+        "{:?}",
+        report.cold.base.acceptance
+    );
+    assert_eq!(report.quarantined, report.adversaries, "{:?}", report.problems);
+    assert!(report.passed, "{:?}", report.problems);
 }
 
 #[test]

@@ -59,3 +59,33 @@ async fn two_hundred_jobs_survive_a_worker_kill_and_a_redis_restart() {
     let svg = std::fs::read_to_string(out.path().join("report.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("200 jobs"), "{svg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_result_is_decided_on_while_workers_and_verifiers_are_killed() {
+    let _stack = one_stack_at_a_time().await;
+    let (options, command) = chaos(&[
+        "--jobs=150",
+        "--rate=50",
+        "--workers=2",
+        "--huge-every=0",
+        "--verifiers=2",
+        "--verification=always",
+        "--kill-every-secs=1.5",
+        "--max-kills=2",
+        "--replace=new-id",
+        "--kill-verifier-every-secs=1",
+        "--visibility-timeout-secs=2",
+        "--stall-secs=40",
+        "--deadline-secs=120",
+        "--quiet",
+    ]);
+    let report = options.run(command).await.unwrap();
+    let verifier_kills = report.faults_injected.iter().filter(|f| f.kind == "kill_verifier" && f.ok).count();
+    assert!(verifier_kills >= 2, "{:#?}", report.faults_injected);
+    assert_eq!(report.submitted, 150, "{report:#?}");
+    assert_eq!((report.lost, report.wrong, report.wrong_accepted), (0, 0, 0), "{:?}", report.examples);
+    // Every result re-executed and agreed with, though verifiers died mid-verification.
+    assert_eq!(report.accepted, 150, "{:?}", report.acceptance);
+    assert_eq!(report.acceptance.get("verified"), Some(&150), "{:?}", report.acceptance);
+    assert!(report.clean(), "{:?}", report.examples);
+}
