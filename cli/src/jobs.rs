@@ -318,6 +318,9 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
                 format!("CONTRADICTED: {worker} reported success; re-execution failed ({})", failure.reason)
             }
             VerificationOutcome::Refused { worker, reason } => format!("REFUSED: {worker}'s receipt: {reason}"),
+            VerificationOutcome::Denied { worker, failure } => {
+                format!("DENIED: {worker} reported a failure ({}); re-execution succeeded", failure.reason)
+            }
             VerificationOutcome::Inconclusive { reason } => format!("inconclusive: {reason}"),
         };
         println!("verified   by {}: {verdict}", verification.verifier);

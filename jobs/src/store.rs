@@ -153,11 +153,29 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
 redis.call('HSET', KEYS[1], 'verification', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[3]) end
+if ARGV[3] ~= '' and state == 'failed' then
+  redis.call('HSET', KEYS[1], 'state', 'succeeded')
+  redis.call('HDEL', KEYS[1], 'failure')
+  move(ARGV[1], state, 'succeeded', redis.call('HGET', KEYS[1], 'created_at_ms'))
+end
 if ARGV[4] ~= '' and state == 'succeeded' then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'failure', ARGV[4])
   redis.call('HDEL', KEYS[1], 'result')
   move(ARGV[1], state, 'failed', redis.call('HGET', KEYS[1], 'created_at_ms'))
 end
+return 1
+"#;
+
+// ARGV: id, now, deadline. A finished job whose result or failure the verifier found made up
+// goes back to `queued` to run again: its result, failure and verdict go, its executions (the
+// false one among them) stay, and it gets a deadline again.
+const REOPEN: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'succeeded' and state ~= 'failed' then return 0 end
+redis.call('HDEL', KEYS[1], 'result', 'failure', 'verification')
+redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_at_ms', ARGV[2])
+move(ARGV[1], state, 'queued', redis.call('HGET', KEYS[1], 'created_at_ms'))
+redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1])
 return 1
 "#;
 
@@ -170,6 +188,7 @@ pub struct JobStore {
     start: Script,
     finish: Script,
     verify: Script,
+    reopen: Script,
     enqueued: Script,
     expire: Script,
 }
@@ -184,6 +203,7 @@ impl JobStore {
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
             verify: Script::new(&format!("{STATES}{VERIFY}")),
+            reopen: Script::new(&format!("{STATES}{REOPEN}")),
             enqueued: Script::new(ENQUEUED),
             expire: Script::new(&format!("{STATES}{EXPIRE}")),
         }
@@ -316,7 +336,8 @@ impl JobStore {
     }
 
     /// Records a verifier's verdict on job `id` (replacing an earlier one), and the result it
-    /// corrected the job to, or the failure it moved the job to, if any.
+    /// corrected the job to (a failed job so corrected succeeds), or the failure it moved the
+    /// job to, if any.
     pub async fn record_verification(&self, id: &str, verification: &Verification) -> Result<(), StoreError> {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
@@ -347,6 +368,29 @@ impl JobStore {
             return Err(StoreError::JobNotFound(id.to_string()));
         }
         Ok(())
+    }
+
+    /// Takes finished job `id` back to `queued`, its result, failure and verdict dropped (its
+    /// executions kept), with a deadline of its total timeout from now: the verifier found how
+    /// it finished made up. Whether it had finished (and was not cancelled). The caller puts it
+    /// on its stream again.
+    pub async fn reopen(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(job) = self.get(id).await? else { return Ok(false) };
+        let keys = JobKeys::of(id);
+        let now = now_ms();
+        let mut conn = self.conn.clone();
+        let reopened: i32 = self
+            .reopen
+            .key(&keys.job)
+            .key(&keys.executions)
+            .key(&keys.state_index[..])
+            .key(&keys.deadlines)
+            .arg(id)
+            .arg(now)
+            .arg(now + job.spec.retry.total_timeout_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(reopened == 1)
     }
 
     /// Puts job `id` on shard `shard`'s stream and records the entry in the job, so that

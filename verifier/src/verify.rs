@@ -6,7 +6,7 @@ use shoal_jobs::{
     now_ms, with_retries, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, Job, JobState, Membership,
     Quarantine, ReceiptError, StoreError, Verification, VerificationOutcome,
 };
-use shoal_worker::Executor;
+use shoal_worker::{Executor, GatherError};
 use tracing::{info, warn};
 
 use crate::replicate;
@@ -33,9 +33,27 @@ pub(crate) async fn verify(verifier: &Verifier, delivery: &Delivery) -> Result<(
         .verification
         .as_ref()
         .is_some_and(|v| v.corrected.is_some() || v.failed.is_some() || v.outcome == VerificationOutcome::Agreed);
-    // A fan-out's gathered output is no execution's: its tasks are verified one by one.
-    let fanned_out = job.spec.fan_out.is_some();
-    if (job.verification.is_some() && !tainted) || reexecuted || fanned_out {
+    if job.state == JobState::Failed {
+        if job.verification.is_none() || tainted {
+            verify_failure(verifier, &membership, &job).await?;
+        }
+        if tainted {
+            with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
+        }
+        return Ok(());
+    }
+    // A fan-out's gathered output is no execution's: its tasks are verified one by one, and
+    // the gathering is checked by gathering again.
+    if job.spec.fan_out.is_some() {
+        if job.state == JobState::Succeeded && (job.verification.is_none() || tainted) {
+            verify_gathered(verifier, &membership, &job).await?;
+        }
+        if tainted {
+            with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
+        }
+        return Ok(());
+    }
+    if (job.verification.is_some() && !tainted) || reexecuted {
         if tainted {
             with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
         }
@@ -71,6 +89,92 @@ pub(crate) async fn verify(verifier: &Verifier, delivery: &Delivery) -> Result<(
     Ok(())
 }
 
+/// Checks a failure a worker reported (a trap, fuel, memory, a non-zero exit: what every honest
+/// worker would meet too) by running the job: if it succeeds, the worker made the failure up —
+/// it is quarantined and the job corrected to the verifier's result (a fan-out, which never
+/// fails that way, runs again). A failure that is not vouched for by its worker's receipt is
+/// refused and counted, and checked all the same.
+async fn verify_failure(verifier: &Verifier, membership: &Membership, job: &Job) -> Result<(), StoreError> {
+    let executor = &verifier.executor;
+    let Some(execution) = job.executions.iter().rev().find(|e| e.outcome.is_some()) else { return Ok(()) };
+    let worker = execution.worker.clone();
+    let registered = with_retries("key_of", || membership.key_of(&worker)).await?;
+    let receipt = match &execution.receipt {
+        None => Err(ReceiptError::Missing),
+        Some(receipt) => receipt.check(job, execution, registered.as_ref()),
+    };
+    if let Err(e) = receipt {
+        warn!(job = %job.id, %worker, reason = %e, "the receipt of a failure is REFUSED");
+        with_retries("count_refusal", || membership.count_refusal(&worker)).await?;
+    }
+    if job.spec.fan_out.is_some() {
+        warn!(job = %job.id, %worker, "a fan-out reported failed by its program; running it again");
+        quarantine(executor, membership, &worker, job, "reported a failure for a fan-out it never fanned out").await?;
+        if with_retries("reopen", || executor.jobs().reopen(&job.id)).await? {
+            with_retries("enqueue", || executor.jobs().enqueue(executor.queue(), &job.id, job.shard)).await?;
+        }
+        return Ok(());
+    }
+    let failure = job.failure.clone().unwrap_or_else(|| Failure {
+        reason: shoal_jobs::FailureReason::Internal,
+        message: "failed without a recorded failure".into(),
+        stderr: None,
+        fuel_consumed: None,
+    });
+    let (outcome, corrected) = match rerun(executor, job).await {
+        Rerun::Succeeded(result) => {
+            warn!(job = %job.id, %worker, "verified: the failure was made up (DENIED); job corrected");
+            quarantine(executor, membership, &worker, job, "reported a failure that re-execution does not have")
+                .await?;
+            (VerificationOutcome::Denied { worker, failure }, Some(result))
+        }
+        Rerun::Failed(_) => {
+            with_retries("count_agreed", || membership.count_agreed(&worker)).await?;
+            (VerificationOutcome::Agreed, None)
+        }
+        Rerun::Inconclusive(reason) => (VerificationOutcome::Inconclusive { reason }, None),
+    };
+    let verification = Verification {
+        verifier: executor.id().to_string(),
+        at_ms: now_ms(),
+        outcome,
+        corrected,
+        failed: None,
+        replicas: Vec::new(),
+    };
+    with_retries("record_verification", || executor.jobs().record_verification(&job.id, &verification)).await
+}
+
+/// Checks a fanned-out job's result by gathering its tasks' recorded outputs again: the
+/// gathered directory is the same whoever builds it, so a result that differs was not the
+/// gather's (it is corrected, and the worker named for the job quarantined), and one reported
+/// for a job that never fanned out was made up (the worker is quarantined and the job runs
+/// again, to be fanned out by another).
+async fn verify_gathered(verifier: &Verifier, membership: &Membership, job: &Job) -> Result<(), StoreError> {
+    let Some(reported) = job.result.clone() else { return Ok(()) };
+    let worker = settling_execution(job).map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
+    let executor = &verifier.executor;
+    let outcome = match executor.regather(&job.id).await {
+        Ok(Some(output)) if output == reported.output => VerificationOutcome::Agreed,
+        Ok(Some(output)) => VerificationOutcome::Disagreed {
+            worker,
+            recomputed: Box::new(ExecutionResult { output, ..reported.clone() }),
+            reported: Box::new(reported),
+        },
+        Ok(None) => {
+            warn!(job = %job.id, %worker, "a fan-out reported succeeded without fanning out; running it again");
+            quarantine(executor, membership, &worker, job, "reported a fan-out it never fanned out").await?;
+            if with_retries("reopen", || executor.jobs().reopen(&job.id)).await? {
+                with_retries("enqueue", || executor.jobs().enqueue(executor.queue(), &job.id, job.shard)).await?;
+            }
+            return Ok(());
+        }
+        Err(GatherError::Store(e)) => return Err(e),
+        Err(e) => VerificationOutcome::Inconclusive { reason: format!("gathering again: {e}") },
+    };
+    act_on(verifier, membership, job, outcome, Vec::new()).await
+}
+
 /// Records `outcome` for `job` (with the `replicas` run for it), correcting its result and
 /// quarantining its worker when the outcome says so (a refusal only once its worker has
 /// [`crate::VerifierConfig::refusals_to_quarantine`] of them).
@@ -87,6 +191,7 @@ pub(crate) async fn act_on(
         VerificationOutcome::Agreed
         | VerificationOutcome::Vouched
         | VerificationOutcome::Replicated { .. }
+        | VerificationOutcome::Denied { .. }
         | VerificationOutcome::Inconclusive { .. } => (None, None),
         VerificationOutcome::Disagreed { recomputed, .. } => (Some((**recomputed).clone()), None),
         VerificationOutcome::Contradicted { failure, .. } => (None, Some(failure.clone())),
@@ -105,6 +210,8 @@ pub(crate) async fn act_on(
             }
         }
         VerificationOutcome::Vouched => {}
+        // Recorded by `verify_failure`, not here.
+        VerificationOutcome::Denied { .. } => {}
         VerificationOutcome::Replicated { workers } => info!(job = %job.id, ?workers, "replicas agreed"),
         VerificationOutcome::Disagreed { worker, .. } => {
             warn!(job = %job.id, %worker, "verified: DISAGREED; result corrected");

@@ -209,6 +209,18 @@ pub async fn settle(
             with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
         }
     }
+    // A failure the program has everywhere is a claim about it too: a worker could fail jobs it
+    // was given by saying so. The verifier checks it like a result.
+    let claimed_failure = match &execution.outcome {
+        Some(ExecutionOutcome::Completed(result)) => result.exit_code != 0,
+        Some(ExecutionOutcome::Failed(failure)) => failure.reason.is_deterministic(),
+        None => false,
+    };
+    if state == JobState::Failed && claimed_failure && job.spec.verification != VerificationPolicy::None {
+        let membership = Membership::new(jobs.connection());
+        with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)).await?;
+        with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
+    }
     Ok((state, execution.receipt))
 }
 
@@ -280,6 +292,15 @@ impl Executor {
             }
         }
         Ok(state)
+    }
+
+    /// Fanned-out job `id`'s gathered output, built again from its tasks' recorded outputs;
+    /// `None` if it never fanned out. What the verifier checks a fanned-out job's result with.
+    pub async fn regather(&self, id: &str) -> Result<Option<ContentId>, crate::GatherError> {
+        if self.fanouts.summary(id).await?.is_none() {
+            return Ok(None);
+        }
+        crate::fanout::gathered(self, id).await.map(Some)
     }
 
     /// Fetches, runs and publishes one execution of `spec`, touching no job record: what

@@ -228,9 +228,9 @@ async fn list_output(executor: &Executor, output: &ContentId) -> Result<Vec<(Str
     Ok(listed.into_iter().map(|entry| (entry.name, ContentId(entry.cid))).collect())
 }
 
-/// Gathers the outputs of job `id`'s succeeded files into one directory, named as the files,
-/// and settles the job: succeeded if every file did, else failed with `tasks_failed`.
-async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Result<(), GatherError> {
+/// The directory of job `id`'s succeeded files' outputs, named as the files, built into the
+/// block store: the gathered output, the same whoever builds it.
+pub(crate) async fn gathered(executor: &Executor, id: &str) -> Result<ContentId, GatherError> {
     let mut links = Vec::new();
     for (name, output) in executor.fanouts.outputs(id).await? {
         let info = unixfs::stat(executor.chain.as_ref(), output.cid()).await.map_err(GatherError::Content)?;
@@ -238,6 +238,16 @@ async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Resul
     }
     let options = ImportOptions::default();
     let output = unixfs::import_links(links, &options, executor.store.as_ref()).await.map_err(GatherError::Content)?;
+    Ok(ContentId(output.root))
+}
+
+/// Gathers the outputs of job `id`'s succeeded files into one directory, named as the files,
+/// and settles the job: succeeded if every file did, else failed with `tasks_failed`. A
+/// succeeded one goes to the verifier, which gathers again to check (unless its policy is
+/// `none`).
+async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Result<(), GatherError> {
+    let output = gathered(executor, id).await?;
+    let options = ImportOptions::default();
     let empty = unixfs::import_reader(&Bytes::new()[..], &options, executor.store.as_ref())
         .await
         .map_err(GatherError::Content)?;
@@ -251,7 +261,7 @@ async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Resul
     execution.outcome = Some(if failed == 0 {
         ExecutionOutcome::Completed(ExecutionResult {
             exit_code: 0,
-            output: ContentId(output.root),
+            output,
             stdout: ContentId(empty.root),
             stderr: ContentId(empty.root),
             fuel_consumed: 0,
@@ -265,25 +275,33 @@ async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Resul
             message: format!(
                 "{failed} of {total} files failed; the {} that succeeded are gathered in {}",
                 total - failed,
-                output.root
+                output
             ),
             stderr: None,
             fuel_consumed: None,
         })
     });
     let state = executor.jobs.finish_execution(id, &execution).await?;
-    executor.fanouts.finish(id, Some(&ContentId(output.root))).await?;
+    executor.fanouts.finish(id, Some(&output)).await?;
+    if let Some(job) = executor.jobs.get(id).await?.filter(|job| job.state == JobState::Succeeded) {
+        if job.spec.verification != VerificationPolicy::None {
+            executor.queue.enqueue_verification(job.shard, id).await?;
+        }
+    }
     info!(job = id, %state, total, failed, "fanned-out job finished");
     Ok(())
 }
 
-/// Why gathering one job failed.
+/// Why gathering a fanned-out job failed.
 #[derive(Debug, thiserror::Error)]
-enum GatherError {
+pub enum GatherError {
+    /// Redis failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A task's output could not be read, or the directory not built.
     #[error("reading task outputs or building the output directory: {0}")]
     Content(shoal_content::ContentError),
+    /// Listing a batch task's output took too long.
     #[error("listing batch task output {0} took longer than {1:?}")]
     Slow(ContentId, Duration),
 }

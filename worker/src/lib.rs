@@ -26,4 +26,5 @@ mod serve;
 
 pub use config::{WorkerConfig, WorkerError};
 pub use execute::{begin, invocation, settle, Begun, Executor, Settled, MAX_PROGRAM_BYTES};
+pub use fanout::GatherError;
 pub use serve::{run, serve, Execute};

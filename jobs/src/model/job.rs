@@ -139,7 +139,8 @@ pub enum Acceptance {
     /// (Replicas that disagree are settled by the verifier's own re-execution instead, and the
     /// job ends `verified` or `corrected`.)
     Replicated,
-    /// A fanned-out job's gathered output: each task's result is verified on its own.
+    /// A fanned-out job's gathered output: each task's result is verified on its own, and the
+    /// verifier gathered the tasks' outputs again and got the same directory.
     Gathered,
 }
 
@@ -176,22 +177,41 @@ impl fmt::Display for Acceptance {
 }
 
 impl Job {
+    /// Whether the job is over: terminal and, if its policy asks for verification, decided on
+    /// by the verifier — a success's acceptance settled, a failure the program would meet on
+    /// any worker (which a lying worker could make up) checked. (A verdict can still change if
+    /// the job's worker is caught later.)
+    pub fn is_final(&self) -> bool {
+        match self.state {
+            JobState::Succeeded => self.acceptance().is_some_and(Acceptance::is_settled),
+            JobState::Failed => {
+                self.verification.is_some()
+                    || self.spec.verification == VerificationPolicy::None
+                    || !self.failure.as_ref().is_some_and(|f| f.reason.is_deterministic())
+            }
+            JobState::Cancelled => true,
+            JobState::Queued | JobState::Running => false,
+        }
+    }
+
     /// How far the job's result is trusted; `None` unless it succeeded.
     pub fn acceptance(&self) -> Option<Acceptance> {
         if self.state != JobState::Succeeded {
             return None;
         }
-        if self.spec.fan_out.is_some() {
-            return Some(Acceptance::Gathered);
-        }
         let Some(verification) = &self.verification else {
             return Some(match self.spec.verification {
+                VerificationPolicy::None if self.spec.fan_out.is_some() => Acceptance::Gathered,
                 VerificationPolicy::None => Acceptance::Unverified,
                 _ => Acceptance::Pending,
             });
         };
         if verification.corrected.is_some() {
             return Some(Acceptance::Corrected);
+        }
+        if self.spec.fan_out.is_some() && verification.outcome == VerificationOutcome::Agreed {
+            // Gathered again by the verifier, and the same.
+            return Some(Acceptance::Gathered);
         }
         Some(match &verification.outcome {
             VerificationOutcome::Agreed => Acceptance::Verified,
@@ -200,6 +220,7 @@ impl Job {
             // Refused or disagreed without a correction: the re-execution failed.
             VerificationOutcome::Disagreed { .. }
             | VerificationOutcome::Contradicted { .. }
+            | VerificationOutcome::Denied { .. }
             | VerificationOutcome::Refused { .. }
             | VerificationOutcome::Inconclusive { .. } => Acceptance::Inconclusive,
         })
@@ -310,6 +331,14 @@ pub enum VerificationOutcome {
         /// What that worker reported.
         reported: Box<ExecutionResult>,
         /// How the re-execution failed.
+        failure: Failure,
+    },
+    /// The worker reported a failure the program does not have: re-execution succeeded, and
+    /// the job now reports the verifier's result.
+    Denied {
+        /// The worker whose execution failed the job.
+        worker: String,
+        /// How it said the job failed.
         failure: Failure,
     },
     /// The execution that settled the job is not vouched for by a valid receipt of its worker:

@@ -10,19 +10,24 @@
 pub mod options;
 pub mod report;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use options::ByzantineOptions;
 pub use report::ByzantineReport;
 use shoal_testkit::Role;
 
+use crate::adversary::AdversaryKind;
 use crate::adversary::AdversaryLaunch;
-use crate::chaos::mix::execute;
+use crate::chaos::mix::{execute, MixRun};
 use crate::chaos::options::VerificationMode;
 use crate::chaos::setup::Setup;
 use crate::chaos::Options;
 use crate::driver::Mode;
 use crate::error::{LoadtestError, Result};
+use crate::scenes::run::{run_scenes, ScenesEvidence};
+use crate::scenes::{ScenesOptions, ScenesProgram, ScenesReport};
+use crate::workload::PlannedJob;
 
 impl Mode for ByzantineOptions {
     type Report = ByzantineReport;
@@ -37,6 +42,9 @@ impl Mode for ByzantineOptions {
         }
         let mut run = self.mix.clone();
         run.verification = Some(run.verification.unwrap_or(VerificationMode::Always));
+        if let Some(scenes) = self.scenes {
+            return self.run_scenes(&run, scenes, command).await;
+        }
         let baseline = if self.no_baseline {
             None
         } else {
@@ -74,6 +82,70 @@ impl Mode for ByzantineOptions {
         let attacked = execute(&byzantine, command.clone(), setup, start_adversaries).await?;
         Ok(ByzantineReport::new(self, command, &adversaries, &attacked, baseline.as_ref()))
     }
+}
+
+impl ByzantineOptions {
+    /// The scenes workload as a byzantine run: `scenes` scenes, honest first, then with the
+    /// adversaries among the workers.
+    async fn run_scenes(&self, run: &Options, scenes: usize, command: String) -> Result<ByzantineReport> {
+        let adversaries = self.adversaries();
+        let phase = |name: &str, honest: usize, adversaries: Vec<AdversaryKind>| ScenesOptions {
+            scenes,
+            tile: 32,
+            workers: honest,
+            worker_concurrency: run.worker_concurrency,
+            shards: run.shards,
+            input_cache_bytes: 4 << 30,
+            program: ScenesProgram::CloudDetect,
+            source: None,
+            shoal: run.shoal.clone(),
+            programs: run.programs.clone(),
+            home: run.work_dir.as_ref().map(|dir| dir.join(name)),
+            deadline_secs: run.deadline_secs,
+            // Caught adversaries' shards move: locality is not what this run is about.
+            min_local_rate: 0.0,
+            verifiers: run.verifiers,
+            verification: run.verification.unwrap_or(VerificationMode::Always),
+            adversaries,
+            reference: true,
+            report: None,
+            quiet: run.quiet,
+        };
+        let baseline = if self.no_baseline {
+            None
+        } else {
+            eprintln!("honest baseline: {} workers, no adversaries, {scenes} scenes", run.workers);
+            let (report, evidence) = run_scenes(&phase("baseline", run.workers, Vec::new()), command.clone()).await?;
+            Some(of_scenes(report, evidence))
+        };
+        eprintln!(
+            "byzantine run: {} honest workers and {} adversaries",
+            run.workers - adversaries.len(),
+            adversaries.len()
+        );
+        let kinds = adversaries.iter().map(|(_, kind)| *kind).collect();
+        let (report, evidence) =
+            run_scenes(&phase("byzantine", run.workers - adversaries.len(), kinds), command.clone()).await?;
+        // The scenes run names its adversaries by position and kind, as this one does.
+        Ok(ByzantineReport::new(self, command, &adversaries, &of_scenes(report, evidence), baseline.as_ref()))
+    }
+}
+
+/// A scenes run's cold run as a mix run: each task a planned job whose expected output is the
+/// reference run's.
+fn of_scenes(report: ScenesReport, evidence: ScenesEvidence) -> MixRun {
+    let mut planned = Vec::new();
+    let mut finished = BTreeMap::new();
+    for (n, (task, should)) in evidence.tasks.into_iter().enumerate() {
+        planned.push(PlannedJob {
+            kind: "cloud-detect task",
+            spec: serde_json::to_value(&task.spec).unwrap_or_default(),
+            // Unknown (the reference run failed): never equal to an output, so counted wrong.
+            expected_output: should.unwrap_or_default(),
+        });
+        finished.insert(n, task);
+    }
+    MixRun { report: report.cold.base, planned, finished, quarantined: evidence.quarantined }
 }
 
 /// `run` as one phase: `workers` honest workers, its own home under `--work-dir`, no report.

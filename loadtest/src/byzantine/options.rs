@@ -24,6 +24,11 @@ pub struct ByzantineOptions {
     /// The percentage of its jobs a rare liar lies on.
     #[arg(long, default_value_t = 1)]
     pub lie_percent: u64,
+    /// Instead of the mix: the plan's own example, one `cloud-detect` job fanned out over this
+    /// many real-format Landsat scenes (the `scenes` workload; its cold run is reported), each
+    /// task's output checked against the harness's own run of the program on its scene.
+    #[arg(long, value_name = "N")]
+    pub scenes: Option<usize>,
     /// Skip the honest baseline run (no throughput ratio then).
     #[arg(long)]
     pub no_baseline: bool,

@@ -260,6 +260,7 @@ fn verdict_name(outcome: &VerificationOutcome) -> &'static str {
         VerificationOutcome::Disagreed { .. } => "disagreed",
         VerificationOutcome::Contradicted { .. } => "contradicted",
         VerificationOutcome::Refused { .. } => "refused",
+        VerificationOutcome::Denied { .. } => "denied",
         VerificationOutcome::Inconclusive { .. } => "inconclusive",
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use shoal_jobs::{Acceptance, Job, JobState, Membership, Quarantine};
+use shoal_jobs::{Job, JobState, Membership, Quarantine};
 use shoal_testkit::ProcessStack;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
@@ -185,10 +185,13 @@ async fn quarantined(url: &str) -> Result<BTreeMap<String, Quarantine>> {
     Membership::new(conn).quarantined().await.map_err(failed)
 }
 
-/// Whether the poller is done with `job`: it is terminal and, when `verifying`, the verifier
-/// has decided on its result.
+/// Whether the poller is done with `job`: it is terminal and, when `verifying`, final.
 fn finished(job: &Job, verifying: bool) -> bool {
-    job.state.is_terminal() && !(verifying && job.acceptance() == Some(Acceptance::Pending))
+    if verifying {
+        job.is_final()
+    } else {
+        job.state.is_terminal()
+    }
 }
 
 /// Counts a terminal job as succeeded (expected CID), wrong, or failed by reason; when

@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_content::{BlockReader, FsBlockStore, MemoryBlockStore};
-use shoal_jobs::{Acceptance, ExecutionOutcome, Fsync, Job, JobState, JobStatus, Membership};
+use shoal_jobs::{Acceptance, ExecutionOutcome, Fsync, Job, JobState, JobStatus, Membership, Quarantine};
 use shoal_testkit::{programs_dir, ProcessStack, ProcessStackConfig, Role};
 use shoal_worker::{Executor, WorkerConfig};
 
@@ -344,9 +344,7 @@ impl Context<'_> {
         let mut last_print = Instant::now();
         loop {
             let status = self.gateway.status(id).await?;
-            // Finished, and decided on by the verifier when verified.
-            let decided = status.acceptance.is_none_or(Acceptance::is_settled);
-            if (status.job.state.is_terminal() && decided) || started.elapsed() > deadline {
+            if status.job.is_final() || started.elapsed() > deadline {
                 return Ok(status);
             }
             if last_print.elapsed() >= Duration::from_secs(5) {
@@ -362,7 +360,7 @@ impl Context<'_> {
     }
 
     /// One run of the fanned-out job: submit, wait, read its tasks, check every entry.
-    async fn run(&self, run: &str) -> Result<RunFigures, LoadtestError> {
+    async fn run(&self, run: &str) -> Result<(RunFigures, Vec<(Job, Option<Cid>)>), LoadtestError> {
         let spec = self.spec(run);
         let submitted = Instant::now();
         let id = self.gateway.submit(&spec, &format!("scenes-{run}-{}", self.nonce)).await?;
@@ -385,8 +383,14 @@ impl Context<'_> {
         let mut tasks_by_worker = BTreeMap::new();
         let mut task_outputs: HashMap<String, Cid> = HashMap::new();
         let (mut first_created, mut last_created, mut last_finished) = (u64::MAX, 0u64, 0u64);
+        // The output each task should have, where known: echo-hash's computed without the
+        // runtime, or the reference run's.
+        let mut should: HashMap<String, Cid> = HashMap::new();
         for task in &tasks {
             let name = task.spec.inputs.first().and_then(|i| i.name.clone()).unwrap_or_default();
+            if let Some((expected, _)) = self.expected.get(&name) {
+                should.insert(task.id.clone(), *expected);
+            }
             first_created = first_created.min(task.created_at_ms);
             last_created = last_created.max(task.created_at_ms);
             if task.executions.len() > 1 {
@@ -423,8 +427,11 @@ impl Context<'_> {
                     }
                     if let Some(reference) = &self.reference {
                         match reference.run_spec(&task.spec, &format!("reference-{}", task.id)).await {
-                            Ok(expected) if expected.output == result.output => {}
+                            Ok(expected) if expected.output == result.output => {
+                                should.insert(task.id.clone(), *expected.output.cid());
+                            }
                             Ok(expected) => {
+                                should.insert(task.id.clone(), *expected.output.cid());
                                 base.wrong += 1;
                                 let accepted = task.acceptance().is_some_and(Acceptance::is_accepted);
                                 base.wrong_accepted += usize::from(accepted);
@@ -483,9 +490,11 @@ impl Context<'_> {
         let mut entries_ok = 0;
         let wrong_entries;
         if let Some(output) = &output {
-            let listing = unixfs::list(self.store.as_ref(), output.cid())
-                .await
-                .map_err(|e| LoadtestError::content(format!("listing the output {output}"), e))?;
+            let listing = unixfs::list(self.store.as_ref(), output.cid()).await.map_err(|e| {
+                let (state, acceptance) = (job.state, status.acceptance);
+                let context = format!("listing the output {output} of job {} ({state}, {acceptance:?})", job.id);
+                LoadtestError::content(context, e)
+            })?;
             entries = listing.len();
             let task_outputs = &task_outputs;
             let checked: Vec<(String, Result<(), String>)> = futures::stream::iter(listing)
@@ -530,7 +539,7 @@ impl Context<'_> {
         }
         let finished_ms = job.updated_at_ms;
         let succeeded = task_outputs.len().max(1) as f64;
-        Ok(RunFigures {
+        let figures = RunFigures {
             base,
             run: run.to_string(),
             job_id: id,
@@ -545,7 +554,15 @@ impl Context<'_> {
             gather_s: finished_ms.saturating_sub(last_finished) as f64 / 1000.0,
             check_s,
             tasks_by_worker,
-        })
+        };
+        let checked = tasks
+            .into_iter()
+            .map(|task| {
+                let should = should.get(&task.id).copied();
+                (task, should)
+            })
+            .collect();
+        Ok((figures, checked))
     }
 }
 
@@ -557,12 +574,25 @@ impl Mode for ScenesOptions {
     }
 
     async fn run(&self, command: String) -> Result<ScenesReport, LoadtestError> {
-        run_scenes(self, command).await
+        Ok(run_scenes(self, command).await?.0)
     }
 }
 
 /// Runs the scenes scenario `options` describes; `command` is recorded in the report.
-async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesReport, LoadtestError> {
+/// What a scenes run leaves for a closer look (the byzantine report): the cold run's tasks, each
+/// with the output it should have where known, and the workers quarantined by the end.
+pub struct ScenesEvidence {
+    /// The cold run's tasks and their right outputs.
+    pub tasks: Vec<(Job, Option<Cid>)>,
+    /// Quarantined workers, and why.
+    pub quarantined: BTreeMap<String, Quarantine>,
+}
+
+/// Runs the scenes workload `options` describe; its report and what it leaves to look at.
+pub async fn run_scenes(
+    options: &ScenesOptions,
+    command: String,
+) -> Result<(ScenesReport, ScenesEvidence), LoadtestError> {
     if options.scenes == 0 || options.workers == 0 || options.worker_concurrency == 0 || options.shards == 0 {
         return Err(LoadtestError::Invalid(
             "--scenes, --workers, --worker-concurrency and --shards must be positive".into(),
@@ -695,21 +725,20 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
         let bqa = source.bqa_cloud_pixels(row, col, plan.tile) as f64 / f64::from(plan.tile * plan.tile);
         let tile_check = context.tile_check(cloud_detect, &source.tile_name(row, col), bqa).await?;
         context.progress(format!("tile check: {} {:?} {}", tile_check.state, tile_check.mask_size, tile_check.detail));
-        let cold = context.run("cold").await?;
-        let warm = context.run("warm").await?;
-        Ok::<_, LoadtestError>((tile_check, cold, warm))
+        let (cold, tasks) = context.run("cold").await?;
+        let (warm, _) = context.run("warm").await?;
+        Ok::<_, LoadtestError>((tile_check, cold, warm, tasks))
     }
     .await;
     let mut cpu_s = stack.cpu_seconds();
     let redis = stack.redis_usage().await;
     let quarantined = match shoal_jobs::RedisConnection::open(&[stack.redis_url().to_string()]).await {
-        Ok(conn) => Membership::new(conn).quarantined().await.map(|q| q.into_keys().collect()),
+        Ok(conn) => Membership::new(conn).quarantined().await,
         Err(e) => Err(e),
     };
     stack.shutdown();
-    let quarantined: Vec<String> =
-        quarantined.map_err(|e| LoadtestError::Setup(format!("reading the quarantine: {e}")))?;
-    let (tile_check, cold, warm) = outcome?;
+    let quarantined = quarantined.map_err(|e| LoadtestError::Setup(format!("reading the quarantine: {e}")))?;
+    let (tile_check, cold, warm, tasks) = outcome?;
     let (commands, redis_cpu) = redis?;
     cpu_s.insert("redis".to_string(), redis_cpu);
     let mut redis_commands: Vec<_> = commands.into_iter().collect();
@@ -747,10 +776,10 @@ async fn run_scenes(options: &ScenesOptions, command: String) -> Result<ScenesRe
         verifiers: options.verifiers,
         verification: options.verification.as_str().to_string(),
         adversaries,
-        quarantined,
+        quarantined: quarantined.keys().cloned().collect(),
         problems: Vec::new(),
     };
     report.problems = problems(&report);
     report.passed = report.problems.is_empty();
-    Ok(report)
+    Ok((report, ScenesEvidence { tasks, quarantined }))
 }

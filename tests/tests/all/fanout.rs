@@ -192,6 +192,10 @@ async fn a_list_of_inputs_fans_out_per_input_and_batches_of_inputs_share_one_mou
     assert_eq!(names, ["r0.csv", "r1.csv", "r2.csv", "r3.csv"]);
     let hashed = stack.read(output.cid(), "r2.csv/r2.csv.sha256").await.unwrap();
     assert_eq!(String::from_utf8(hashed).unwrap(), format!("{}  r2.csv\n", sha256_hex(b"reading 2")));
+    // The verifier gathers the tasks' outputs again and gets the same directory.
+    let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
+    assert_eq!(job.verification.as_ref().map(|v| &v.outcome), Some(&shoal_jobs::VerificationOutcome::Agreed));
+    assert_eq!(job.acceptance(), Some(shoal_jobs::Acceptance::Gathered));
 
     // Batches of directories: inputs of one shard run together, side by side under /inputs, and
     // the program's one output per input is gathered under the input's name.

@@ -89,7 +89,8 @@ async fn report_as(stack: &Stack, id: &str, worker: &str, signing: Signing<'_>, 
         Signing::Unsigned => None,
     };
     execution.receipt = signer.map(|key| key.sign(Receipt::of(&job, &execution, key.public()).unwrap()));
-    assert_eq!(jobs.finish_execution(id, &execution).await.unwrap(), JobState::Succeeded);
+    let settled = if result.exit_code == 0 { JobState::Succeeded } else { JobState::Failed };
+    assert_eq!(jobs.finish_execution(id, &execution).await.unwrap(), settled);
     // As the worker's settle step does, so a caught worker's earlier results can be found.
     Membership::new(conn.clone()).record_settled(worker, id).await.unwrap();
     ShardQueue::new(conn).enqueue_verification(job.shard, id).await.unwrap();
@@ -437,5 +438,31 @@ async fn colluders_agreeing_on_a_lie_are_both_caught_by_the_spot_check() {
     let quarantined = Membership::new(conn).quarantined().await.unwrap();
     assert_eq!(quarantined.keys().collect::<Vec<_>>(), ["colluder-1", "colluder-2"], "both signed the lie");
     assert_eq!(quarantined["colluder-2"].job, replica, "caught on the replica it signed");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_made_up_failure_is_denied_the_job_corrected_and_the_worker_quarantined() {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let (id, honest_elsewhere) = job_and_wrong_result(&stack).await;
+    // The liar says the program exited 1 (a failure every honest worker would meet too).
+    let failed = ExecutionResult { exit_code: 1, ..honest_elsewhere };
+    report_as(&stack, &id, "liar", Signing::Registered(&WorkerKey::generate()), &failed).await;
+    assert_eq!(stack.job(&id).await.unwrap().state, JobState::Failed);
+
+    stack.start_verifier("verifier", 0.0);
+    let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
+    let verification = job.verification.clone().unwrap();
+    assert!(
+        matches!(&verification.outcome, VerificationOutcome::Denied { worker, failure } if worker == "liar" && failure.reason == shoal_jobs::FailureReason::NonZeroExit),
+        "{verification:?}"
+    );
+    // The job now succeeds with the verifier's own run, accepted as corrected.
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.failure, None);
+    assert_eq!(job.result.as_ref().map(|r| r.exit_code), Some(0));
+    assert_eq!(job.acceptance(), Some(Acceptance::Corrected));
+    let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
+    assert!(Membership::new(conn).quarantined().await.unwrap().contains_key("liar"));
     stack.shutdown().await;
 }
