@@ -2,7 +2,7 @@
 CARGO ?= cargo
 JS_PEERS := content/tests/js-unixfs content/tests/js-car
 
-.PHONY: demo test lint bench chaos programs deps data js-peers
+.PHONY: demo test lint bench chaos byzantine programs deps data js-peers
 
 ## Install missing system packages (redis-server, docker-compose, node, pip, ...).
 deps:
@@ -38,6 +38,11 @@ bench: data js-peers
 ## The 10,000-job fault-injection run; its report goes to docs/reliability/.
 chaos: deps
 	scripts/chaos.sh
+
+## The byzantine runs (10 % and 33 % of workers lying, and cloud detection over 10,000 scenes
+## among liars), each against an honest baseline; reports go to docs/byzantine/.
+byzantine: deps data
+	scripts/byzantine.sh
 
 ## Rebuild the guest programs byte-identically with the Debian WASI toolchain.
 programs:

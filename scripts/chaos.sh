@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The full chaos run (`make chaos`): 10,000 jobs through the HTTP API of a stack the harness
 # starts itself on loopback (private redis-server, one gateway, worker processes sharing a block
-# store), while a worker is SIGKILLed every few seconds and replaced, a worker is paused
-# (SIGSTOP/SIGCONT) now and then, Redis is killed and restarted once and the gateway once.
-# Every output CID is checked against one computed independently. Writes
-# docs/reliability/chaos-<date>.{json,md,svg}; exits non-zero unless every job finished once
-# with the expected output.
+# store, two verifiers re-executing every result), while a worker is SIGKILLed every few seconds
+# and replaced, a verifier is SIGKILLed now and then and replaced under a new id, a worker is
+# paused (SIGSTOP/SIGCONT) now and then, Redis is killed and restarted once and the gateway
+# once. Every output CID is checked against one computed independently, and every result must
+# be decided on by a verifier. Writes docs/reliability/chaos-<date>.{json,md,svg}; exits
+# non-zero unless every job finished once with the expected output, verified.
 #
 # Knobs (environment): JOBS, WORKERS, KILL_EVERY (s), REPLACE (new-id|same-id|none),
-# PAUSE_EVERY (s), REDIS_AT (s), GATEWAY_AT (s), OUTSTANDING, DEADLINE (s), REPORT (prefix).
+# KILL_VERIFIER_EVERY (s), PAUSE_EVERY (s), REDIS_AT (s), GATEWAY_AT (s), OUTSTANDING,
+# DEADLINE (s), REPORT (prefix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,7 @@ JOBS=${JOBS:-10000}
 WORKERS=${WORKERS:-3}
 KILL_EVERY=${KILL_EVERY:-5}
 REPLACE=${REPLACE:-new-id}
+KILL_VERIFIER_EVERY=${KILL_VERIFIER_EVERY:-20}
 PAUSE_EVERY=${PAUSE_EVERY:-45}
 REDIS_AT=${REDIS_AT:-30}
 GATEWAY_AT=${GATEWAY_AT:-60}
@@ -33,6 +36,9 @@ exec target/release/shoal-loadtest chaos \
   --max-outstanding "$OUTSTANDING" \
   --kill-every-secs "$KILL_EVERY" \
   --replace "$REPLACE" \
+  --verifiers 2 \
+  --verification always \
+  --kill-verifier-every-secs "$KILL_VERIFIER_EVERY" \
   --pause-every-secs "$PAUSE_EVERY" \
   --pause-for-secs 5 \
   --restart-redis-at "$REDIS_AT" \
