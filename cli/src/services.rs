@@ -175,9 +175,10 @@ pub(crate) struct VerifierArgs {
     #[arg(long, default_value_t = 0.1)]
     sample_rate: f64,
     /// Reputation-weighted sampling: a new worker's results are all re-executed, and its rate
-    /// halves with every N results the verifier re-ran and agreed with, down to `--sample-rate`.
-    #[arg(long, value_name = "N")]
-    reputation_halving: Option<u64>,
+    /// halves with every N results the verifier re-ran and agreed with, down to `--sample-rate`;
+    /// 0: every worker at `--sample-rate`.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    reputation_halving: u64,
     /// Refused receipts (forged, replayed, missing) after which the worker they name is
     /// quarantined; 0: never.
     #[arg(long, default_value_t = VerifierConfig::DEFAULT_REFUSALS_TO_QUARANTINE)]
@@ -237,7 +238,7 @@ pub(crate) async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<
         worker.store_dir = store;
     }
     let config = VerifierConfig {
-        reputation_halving: args.reputation_halving,
+        reputation_halving: Some(args.reputation_halving).filter(|&n| n > 0),
         refusals_to_quarantine: args.refusals_to_quarantine,
         ..VerifierConfig::new(worker, args.sample_rate)
     };

@@ -30,7 +30,7 @@
 //! | `shoal:{w}:refusals` | hash | worker id → how many of its receipts the verifier refused |
 //! | `shoal:{w}:agreed` | hash | worker id → how many of its results re-execution agreed with |
 //! | `shoal:{w}:quarantined` | hash | quarantined worker id → why, where and when (JSON) |
-//! | `shoal:{w}:settled:<worker>` | set | the jobs that worker settled with a success |
+//! | `shoal:{w}:settled:<worker>` | list | the jobs that worker settled (a success, or a failure the verifier checks) |
 //! | `shoal:{w}:tainted` | set | jobs settled by a worker caught since, awaiting re-verification |
 //! | `shoal:{jNN}:replicas:<id>` | list | the replica jobs asked for a `replicated` job, in order |
 //! | `shoal:replication:waiting` | sorted set | `replicated` jobs whose replicas are running, scored by when asked |

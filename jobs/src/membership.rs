@@ -217,6 +217,12 @@ impl Membership {
         Ok(conn.sismember(keys::tainted(), job).await?)
     }
 
+    /// Every job still tainted.
+    pub async fn tainted(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.smembers(keys::tainted()).await?)
+    }
+
     /// Takes the taint off job `job`, once its result is verified (or corrected).
     pub async fn clear_taint(&self, job: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();

@@ -132,6 +132,11 @@ pub async fn run(config: VerifierConfig, shutdown: impl std::future::Future<Outp
         heartbeat: config.worker.heartbeat,
     });
     let executor = &verifier.executor;
+    // A verifier that died while re-queueing a caught worker's results left some of them
+    // tainted and off the streams: every verifier puts what is still tainted back as it starts.
+    let membership = shoal_jobs::Membership::new(executor.jobs().connection());
+    let tainted = with_retries("tainted", || membership.tainted()).await?;
+    verify::requeue(executor, tainted.iter()).await?;
     let _sweeper = Background(tokio::spawn(replicate::sweeper(verifier.clone(), REPLICATION_SWEEP)));
     let shards: Vec<u32> = (0..config.worker.shards).collect();
     let id = config.worker.id.clone();

@@ -256,14 +256,21 @@ pub(crate) async fn quarantine(
         settled: 0,
     };
     let (newly, tainted) = with_retries("quarantine", || membership.quarantine(worker, why.clone())).await?;
-    if newly {
-        warn!(%worker, job = %job.id, tainted = tainted.len(), "worker QUARANTINED; re-verifying what it settled");
+    if !newly {
+        // Its results were re-queued when it was first caught (or, if the verifier doing that
+        // died, by the next verifier to start): re-queueing them on every later catch would cost
+        // the square of what it settled.
+        return Ok(());
     }
-    // Re-queued on every catch, not only the first: a verifier that died half-way through left
-    // the rest still tainted. Each is verified once; a repeat finds its verdict and stops.
-    for id in tainted.iter().filter(|id| **id != job.id) {
-        if let Some(other) = with_retries("get", || executor.jobs().get(id)).await? {
-            with_retries("enqueue_verification", || executor.queue().enqueue_verification(other.shard, id)).await?;
+    warn!(%worker, job = %job.id, tainted = tainted.len(), "worker QUARANTINED; re-verifying what it settled");
+    requeue(executor, tainted.iter().filter(|id| **id != job.id)).await
+}
+
+/// Puts the jobs `ids` back on the verification streams.
+pub(crate) async fn requeue<'a>(executor: &Executor, ids: impl Iterator<Item = &'a String>) -> Result<(), StoreError> {
+    for id in ids {
+        if let Some(job) = with_retries("get", || executor.jobs().get(id)).await? {
+            with_retries("enqueue_verification", || executor.queue().enqueue_verification(job.shard, id)).await?;
         }
     }
     Ok(())
