@@ -2,7 +2,8 @@
 # The byzantine runs (`make byzantine`): real worker processes on loopback of which a fraction
 # lie (`shoal-loadtest adversary-worker`, harness code no `shoal` flag reaches), `shoal verifier`
 # processes deciding on every result, each run after an honest baseline of the same command.
-#   ten-percent    10,000 jobs of the reliability mix, 10 % of 30 workers adversarial
+#   ten-percent    10,000 jobs of the reliability mix over 2,000 inputs (so that every shard, and
+#                  so every worker, gets work), 10 % of 30 workers adversarial
 #   third          10,000 jobs, 33 % of 30 workers adversarial, colluders among them
 #   cloud-detect   cloud detection fanned out over 10,000 real-format Landsat scenes, 10 % of
 #                  20 workers adversarial, every mask checked against the harness's own run
@@ -29,10 +30,10 @@ status=0
 for run in $RUNS; do
   case $run in
     ten-percent)
-      args=(--jobs "$JOBS" --workers 30 --malicious-fraction 0.1 --kinds liar,sleeper,rare
+      args=(--jobs "$JOBS" --inputs 2000 --workers 30 --malicious-fraction 0.1 --kinds liar,sleeper,rare
         --max-outstanding 400 --min-throughput-ratio 0.7) ;;
     third)
-      args=(--jobs "$JOBS" --workers 30 --malicious-fraction 0.333
+      args=(--jobs "$JOBS" --inputs 2000 --workers 30 --malicious-fraction 0.333
         --kinds liar,lazy,colluding,sleeper,rare,forger --max-outstanding 400 --min-throughput-ratio 0.5) ;;
     cloud-detect)
       args=(--scenes "$SCENES" --workers 20 --malicious-fraction 0.1 --kinds liar,colluding
