@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
-use shoal_jobs::{Membership, ShardRouter};
+use shoal_jobs::{Membership, ShardRouter, VerificationPolicy};
 use shoal_verifier::VerifierConfig;
 use shoal_worker::WorkerConfig;
 use tokio::net::TcpListener;
@@ -64,6 +64,15 @@ pub(crate) struct GatewayArgs {
     /// Jobs outstanding (queued or running) beyond which submissions get 429; 0 for no limit.
     #[arg(long, default_value_t = GatewayConfig::DEFAULT_MAX_BACKLOG.unwrap_or(0))]
     max_backlog: u64,
+    /// The verification policy of jobs whose spec names none, as in a spec:
+    /// `{"mode": "always"}`, `{"mode": "replicated", "replicas": 3}`, …
+    #[arg(long, value_name = "JSON", value_parser = parse_policy)]
+    default_verification: Option<VerificationPolicy>,
+}
+
+/// A verification policy given on the command line, as JSON.
+fn parse_policy(json: &str) -> Result<VerificationPolicy, String> {
+    serde_json::from_str(json).map_err(|e| format!("not a verification policy ({e})"))
 }
 
 /// `shoal worker`.
@@ -200,6 +209,9 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let mut config = GatewayConfig::new(args.redis, args.shards);
     config.max_body_bytes = args.max_body_bytes;
     config.max_backlog = Some(args.max_backlog).filter(|&limit| limit > 0);
+    if let Some(policy) = args.default_verification {
+        config.default_verification = policy;
+    }
     let router = shoal_gateway::router(config).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "gateway listening");

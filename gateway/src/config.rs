@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shoal_jobs::StoreError;
+use shoal_jobs::{StoreError, VerificationPolicy};
 
 /// How a gateway connects to Redis and what it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub struct GatewayConfig {
     /// How often the backlog is sampled for [`GatewayConfig::max_backlog`].
     /// Default [`GatewayConfig::DEFAULT_BACKLOG_SAMPLE_INTERVAL`] (250 ms).
     pub backlog_sample_interval: Duration,
+    /// The verification policy of a job whose spec names none: the deployment's default
+    /// (`sampled` unless set).
+    pub default_verification: VerificationPolicy,
 }
 
 impl GatewayConfig {
@@ -56,6 +59,7 @@ impl GatewayConfig {
             redis_timeout: Self::DEFAULT_REDIS_TIMEOUT,
             max_backlog: Self::DEFAULT_MAX_BACKLOG,
             backlog_sample_interval: Self::DEFAULT_BACKLOG_SAMPLE_INTERVAL,
+            default_verification: VerificationPolicy::default(),
         }
     }
 }

@@ -34,6 +34,13 @@ const LINGER_BYTES: usize = 16 << 20;
 /// At most this long is a refused body still read before the connection is closed.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 
+/// Whether the spec in `body` (already parsed as a [`JobSpec`]) names its verification policy;
+/// one that does not gets the deployment's default.
+fn names_verification(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .is_ok_and(|spec| spec.contains_key("verification"))
+}
+
 /// `POST /v1/jobs`: stores a job for the JSON spec in the body and puts it on its shard stream.
 ///
 /// 202 with the new job; with an `Idempotency-Key` seen before for the same spec, 200 with the
@@ -43,7 +50,10 @@ pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body
         Ok(body) => body,
         Err(refused) => return Ok(refused),
     };
-    let spec = JobSpec::from_json(&body)?;
+    let mut spec = JobSpec::from_json(&body)?;
+    if !names_verification(&body) {
+        spec.verification = app.config.default_verification;
+    }
     let idempotency_key = idempotency_key(&headers)?;
     if let Some(limit) = app.config.max_backlog {
         let outstanding = app.backlog.outstanding();

@@ -74,6 +74,9 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     if config.max_body_bytes == 0 {
         return Err(GatewayError::InvalidConfig("max_body_bytes must be at least 1".into()));
     }
+    if let Err(e) = shoal_jobs::JobSpec::check_verification(&config.default_verification) {
+        return Err(GatewayError::InvalidConfig(format!("default verification: {e}")));
+    }
     let redis = connect(&config).await?;
     let queue = ShardQueue::new(redis.clone());
     queue.ensure_groups(config.shards).await.map_err(GatewayError::ShardGroups)?;

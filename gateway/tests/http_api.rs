@@ -19,7 +19,7 @@ use shoal_jobs::free_port;
 use shoal_jobs::keys::shard_stream;
 use shoal_jobs::{
     now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobSpec,
-    JobStore, RedisServer, ShardQueue, Verification, VerificationOutcome,
+    JobStore, RedisServer, ShardQueue, Verification, VerificationOutcome, VerificationPolicy,
 };
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -863,4 +863,25 @@ async fn the_api_runs_on_a_three_node_redis_cluster() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(cluster);
+}
+
+#[tokio::test]
+async fn a_spec_naming_no_verification_gets_the_deployments_default() {
+    let gateway = Gateway::start_with(|config| config.default_verification = VerificationPolicy::Always).await;
+    let program = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+    let unnamed: Value = gateway.submit(&json!({"program": program}), None).await.json().await.unwrap();
+    assert_eq!(unnamed["spec"]["verification"], json!({"mode": "always"}));
+    let named: Value = gateway
+        .submit(&json!({"program": program, "verification": {"mode": "none"}}), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(named["spec"]["verification"], json!({"mode": "none"}), "a policy the spec names is kept");
+
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let mut config = GatewayConfig::new(redis.url(), SHARDS);
+    config.default_verification = VerificationPolicy::Replicated { replicas: 9 };
+    assert!(matches!(router(config).await, Err(GatewayError::InvalidConfig(_))), "replicas out of range");
 }

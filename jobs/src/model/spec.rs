@@ -337,6 +337,22 @@ impl JobSpec {
         Ok(spec)
     }
 
+    /// Checks a verification policy: `replicated` asks for 2 to
+    /// [`VerificationPolicy::MAX_REPLICAS`] replicas.
+    pub fn check_verification(policy: &VerificationPolicy) -> Result<(), SpecError> {
+        match *policy {
+            VerificationPolicy::Replicated { replicas }
+                if !(2..=VerificationPolicy::MAX_REPLICAS).contains(&replicas) =>
+            {
+                Err(SpecError::Field {
+                    field: "verification.replicas".into(),
+                    reason: format!("must be from 2 to {}, got {replicas}", VerificationPolicy::MAX_REPLICAS),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks what the types alone cannot: paths, names and limits.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.validate_invocation()?;
@@ -346,14 +362,7 @@ impl JobSpec {
         }
         self.limits.validate()?;
         self.retry.validate()?;
-        if let VerificationPolicy::Replicated { replicas } = self.verification {
-            if !(2..=VerificationPolicy::MAX_REPLICAS).contains(&replicas) {
-                return Err(SpecError::Field {
-                    field: "verification.replicas".into(),
-                    reason: format!("must be from 2 to {}, got {replicas}", VerificationPolicy::MAX_REPLICAS),
-                });
-            }
-        }
+        Self::check_verification(&self.verification)?;
         if let Some(url) = &self.webhook {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
                 return field_error("webhook", "must be an http(s) URL of at most 2048 characters");
