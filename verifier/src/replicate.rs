@@ -127,7 +127,7 @@ async fn sweep(verifier: &Verifier, hold: Duration) -> Result<(), StoreError> {
 /// What a replica's worker signed for.
 enum Claim {
     /// Success with this result.
-    Succeeded(ExecutionResult),
+    Succeeded(Box<ExecutionResult>),
     /// A deterministic failure: the program fails everywhere.
     Failed,
 }
@@ -169,7 +169,7 @@ async fn decide(verifier: &Verifier, store: &ReplicationStore, id: &str) -> Resu
     for replica in replicas {
         let claim = match replica.state {
             JobState::Succeeded => match &replica.result {
-                Some(result) => Claim::Succeeded(result.clone()),
+                Some(result) => Claim::Succeeded(Box::new(result.clone())),
                 None => continue,
             },
             JobState::Failed if replica.failure.as_ref().is_some_and(|f| f.reason.is_deterministic()) => Claim::Failed,

@@ -279,7 +279,7 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
     replication.add_replica(&plain.id, "replica-1").await.unwrap();
     replication.wait(&plain.id).await.unwrap();
     assert_eq!(replication.replicas(&plain.id).await.unwrap(), ["replica-1"]);
-    assert_eq!(replication.waiting(10).await.unwrap(), [plain.id.clone()]);
+    assert_eq!(replication.waiting(10).await.unwrap(), std::slice::from_ref(&plain.id));
     replication.done(&plain.id).await.unwrap();
     assert!(replication.waiting(10).await.unwrap().is_empty());
     let done = store.get(&plain.id).await.unwrap().unwrap();
