@@ -186,9 +186,10 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
 }
 
 /// Signs the receipt of `execution` of `job` with `key`, stores the outcome with it, settling
-/// the job (once: a later settle of the same job changes nothing), then hands a succeeded job to
-/// the verifier unless its spec says `none` — the one settle step every executor takes, the real
-/// one and the simulation's alike. Returns the job's state after it and the receipt.
+/// the job (once: a later settle of the same job changes nothing), then hands a succeeded job,
+/// or one failed as the program would fail on any worker, to the verifier unless its spec says
+/// `none` — the one settle step every executor takes, the real one and the simulation's alike.
+/// Returns the job's state after it and the receipt.
 pub async fn settle(
     jobs: &JobStore,
     queue: &ShardQueue,
