@@ -177,8 +177,10 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut delay = Duration::from_millis(50);
     let job = loop {
-        let JobStatus { job, tasks, acceptance } = api.job(&job.id).await?;
-        let awaiting_verdict = !args.early && acceptance.is_some_and(|a| !a.is_settled());
+        let JobStatus { job, tasks, .. } = api.job(&job.id).await?;
+        // A success's acceptance, or a failure the program would meet anywhere, is final once
+        // the verifier has checked it.
+        let awaiting_verdict = !args.early && job.state.is_terminal() && !job.is_final();
         match &tasks {
             // The bar counts files; with batches, the tasks they run in are shown beside it.
             Some(tasks) if !job.state.is_terminal() => {
@@ -199,7 +201,7 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
                 }
                 bar.set_message(if message.is_empty() { String::new() } else { format!("({})", message.join(", ")) });
             }
-            _ if awaiting_verdict => bar.set_message(format!("job {} succeeded; awaiting the verifier", job.id)),
+            _ if awaiting_verdict => bar.set_message(format!("job {} {}; awaiting the verifier", job.id, job.state)),
             _ => bar.set_message(format!("job {} {}", job.id, describe(&job))),
         }
         if job.state.is_terminal() && !awaiting_verdict {

@@ -243,7 +243,8 @@ pub(crate) struct ResultQuery {
 /// job succeeded and the verifier had its say; 409 `not_accepted` (with `acceptance: pending`)
 /// before that unless `?early=true` asks for the worker's result at once; 409 `not_finished`
 /// while it is queued or running; 422 `job_failed` (with the failure reason) or `job_cancelled`
-/// when it ended without a result.
+/// when it ended without a result — for a failure the program would meet on any worker, once
+/// the verifier has checked it (409 `not_accepted` before that, unless `?early=true`).
 pub(crate) async fn result(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -292,6 +293,17 @@ pub(crate) async fn result(
             StatusCode::CONFLICT,
             "not_finished",
             format!("job {} is {}; its result is not ready yet", job.id, job.state),
+        )
+        .with_state(job.state)),
+        // A worker could make a failure up as well as a result: one the program would meet on
+        // any worker waits for the verifier's check too.
+        JobState::Failed if !job.is_final() && query.early != Some(true) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_accepted",
+            format!(
+                "job {} failed and the verifier is checking the failure; ask again, or add ?early=true for the worker's word",
+                job.id
+            ),
         )
         .with_state(job.state)),
         JobState::Failed => {

@@ -530,7 +530,9 @@ async fn the_result_follows_the_jobs_life() {
     let body: Value = gateway.get(&format!("/v1/jobs/{id}/result")).await.json().await.unwrap();
     assert_eq!((body["acceptance"].as_str(), body["accepted"].as_bool()), (Some("verified"), Some(true)));
 
-    let failed = gateway.create(&spec("trap")).await;
+    let mut trap = spec("trap");
+    trap["verification"] = json!({"mode": "sampled"});
+    let failed = gateway.create(&trap).await;
     store.start_execution(&failed, &execution(2)).await.unwrap();
     let mut trapped = execution(2);
     trapped.finished_at_ms = Some(now_ms());
@@ -541,6 +543,19 @@ async fn the_result_follows_the_jobs_life() {
         fuel_consumed: Some(10),
     }));
     store.finish_execution(&failed, &trapped).await.unwrap();
+    // A trap is a failure every honest worker would meet, so a worker could make it up: it
+    // waits for the verifier's check, as a result does.
+    let error =
+        expect_error(gateway.get(&format!("/v1/jobs/{failed}/result")).await, StatusCode::CONFLICT, "not_accepted")
+            .await;
+    assert_eq!(error["state"], "failed");
+    expect_error(
+        gateway.get(&format!("/v1/jobs/{failed}/result?early=true")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "job_failed",
+    )
+    .await;
+    store.record_verification(&failed, &verdict).await.unwrap();
     let error = expect_error(
         gateway.get(&format!("/v1/jobs/{failed}/result")).await,
         StatusCode::UNPROCESSABLE_ENTITY,
