@@ -67,20 +67,15 @@ pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body
         }
     }
     let shard = app.placement.route(&spec);
-    match app.store.create(&spec, shard, idempotency_key).await? {
+    // A first request that stored the job but failed to queue it (it answered 503) leaves it
+    // for the client's retry to queue.
+    match app.store.submit(&app.queue, &spec, shard, idempotency_key).await? {
         Created::New(job) => {
-            app.store.enqueue(&app.queue, &job.id, shard).await?;
             app.metrics.jobs_submitted.inc();
             tracing::info!(job = %job.id, shard, "job submitted");
             Ok(job_response(StatusCode::ACCEPTED, job, false))
         }
         Created::Existing(job) => {
-            // The first request stored the job but failed to queue it (it answered 503): the
-            // client's retry queues it.
-            if job.state == JobState::Queued && !app.store.is_enqueued(&job.id).await? {
-                app.store.enqueue(&app.queue, &job.id, job.shard).await?;
-                tracing::info!(job = %job.id, shard = job.shard, "queued on an idempotent retry");
-            }
             app.metrics.jobs_replayed.inc();
             Ok(job_response(StatusCode::OK, job, true))
         }

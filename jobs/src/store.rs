@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, ScriptInvocation};
 
 use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
@@ -179,6 +179,14 @@ redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1])
 return 1
 "#;
 
+/// `script` with the keys every job script takes, in the order the `STATES` prelude numbers
+/// them: the job (KEYS[1]), its executions (2), the state indexes (3 to 7), the deadlines (8).
+fn job_script<'a>(script: &'a Script, keys: &JobKeys) -> ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    invocation.key(&keys.job).key(&keys.executions).key(&keys.state_index[..]).key(&keys.deadlines);
+    invocation
+}
+
 /// Job records in Redis, on one node or a cluster. Cheap to clone: clones share one
 /// auto-reconnecting connection.
 #[derive(Clone)]
@@ -262,12 +270,7 @@ impl JobStore {
         let created_at = now_ms();
         let keys = JobKeys::of(&id);
         let spec_json = serde_json::to_string(spec).expect("a JobSpec always serialises");
-        let stored: i32 = self
-            .create
-            .key(&keys.job)
-            .key(&keys.executions)
-            .key(&keys.state_index[..])
-            .key(&keys.deadlines)
+        let stored: i32 = job_script(&self.create, &keys)
             .arg(&spec_json)
             .arg(&invocation)
             .arg(created_at)
@@ -352,12 +355,7 @@ impl JobStore {
             .as_ref()
             .map(|failure| serde_json::to_string(failure).expect("a Failure always serialises"))
             .unwrap_or_default();
-        let stored: i32 = self
-            .verify
-            .key(&keys.job)
-            .key(&keys.executions)
-            .key(&keys.state_index[..])
-            .key(&keys.deadlines)
+        let stored: i32 = job_script(&self.verify, &keys)
             .arg(id)
             .arg(json)
             .arg(corrected)
@@ -379,18 +377,38 @@ impl JobStore {
         let keys = JobKeys::of(id);
         let now = now_ms();
         let mut conn = self.conn.clone();
-        let reopened: i32 = self
-            .reopen
-            .key(&keys.job)
-            .key(&keys.executions)
-            .key(&keys.state_index[..])
-            .key(&keys.deadlines)
+        let reopened: i32 = job_script(&self.reopen, &keys)
             .arg(id)
             .arg(now)
             .arg(now + job.spec.retry.total_timeout_ms)
             .invoke_async(&mut conn)
             .await?;
         Ok(reopened == 1)
+    }
+
+    /// Stores a job for `spec` on shard `shard` (once per `idempotency_key`, as
+    /// [`JobStore::create`]) and makes sure it is on its stream: a new job is queued, and so is
+    /// an existing one still `queued` whose first submission stored it but died before queueing.
+    pub async fn submit(
+        &self,
+        queue: &ShardQueue,
+        spec: &JobSpec,
+        shard: u32,
+        idempotency_key: Option<&str>,
+    ) -> Result<Created, StoreError> {
+        let created = self.create(spec, shard, idempotency_key).await?;
+        match &created {
+            Created::New(job) => {
+                self.enqueue(queue, &job.id, job.shard).await?;
+            }
+            Created::Existing(job) => {
+                if job.state == JobState::Queued && !self.is_enqueued(&job.id).await? {
+                    self.enqueue(queue, &job.id, job.shard).await?;
+                    tracing::info!(job = %job.id, shard = job.shard, "queued on an idempotent retry");
+                }
+            }
+        }
+        Ok(created)
     }
 
     /// Puts job `id` on shard `shard`'s stream and records the entry in the job, so that
@@ -425,12 +443,7 @@ impl JobStore {
                 stderr: None,
                 fuel_consumed: None,
             };
-            let done: i32 = self
-                .expire
-                .key(&keys.job)
-                .key(&keys.executions)
-                .key(&keys.state_index[..])
-                .key(&keys.deadlines)
+            let done: i32 = job_script(&self.expire, &keys)
                 .arg(&id)
                 .arg(serde_json::to_string(&failure).expect("a Failure always serialises"))
                 .arg(now)
@@ -518,12 +531,7 @@ impl JobStore {
         let jitter = 0.5 + rand_unit(&execution.id);
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = self
-            .start
-            .key(&keys.job)
-            .key(&keys.executions)
-            .key(&keys.state_index[..])
-            .key(&keys.deadlines)
+        let reply: Vec<String> = job_script(&self.start, &keys)
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
@@ -571,12 +579,7 @@ impl JobStore {
             }
         };
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = self
-            .finish
-            .key(&keys.job)
-            .key(&keys.executions)
-            .key(&keys.state_index[..])
-            .key(&keys.deadlines)
+        let reply: Vec<String> = job_script(&self.finish, &keys)
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))

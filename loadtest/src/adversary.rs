@@ -275,6 +275,18 @@ impl AdversaryLaunch {
     }
 }
 
+/// The id of a run's `n`th adversary, of `kind` (`adversary-0-liar`).
+pub fn adversary_id(n: usize, kind: AdversaryKind) -> String {
+    format!("adversary-{n}-{}", kind.name())
+}
+
+/// The workers quarantined in the Redis at `url`, and why.
+pub async fn quarantined(url: &str) -> Result<std::collections::BTreeMap<String, shoal_jobs::Quarantine>> {
+    let failed = |e: StoreError| LoadtestError::Setup(format!("reading the quarantine: {e}"));
+    let conn = shoal_jobs::RedisConnection::open(&[url.to_string()]).await.map_err(failed)?;
+    shoal_jobs::Membership::new(conn).quarantined().await.map_err(failed)
+}
+
 /// Whether `job` reports as accepted a result whose output is not `expected`: what must never
 /// happen.
 pub fn accepted_wrongly(job: &Job, expected: &ContentId) -> bool {

@@ -54,20 +54,8 @@ async fn ask_one(
     let mut spec = job.spec.clone();
     spec.verification = VerificationPolicy::None;
     let key = format!("shoal-replica:{}:{n}", job.id);
-    let replica = match with_retries("create replica", || jobs.create(&spec, shard, Some(&key))).await? {
-        Created::New(replica) => {
-            with_retries("enqueue replica", || jobs.enqueue(queue, &replica.id, replica.shard)).await?;
-            replica
-        }
-        Created::Existing(replica) => {
-            if replica.state == JobState::Queued
-                && !with_retries("is_enqueued", || jobs.is_enqueued(&replica.id)).await?
-            {
-                with_retries("enqueue replica", || jobs.enqueue(queue, &replica.id, replica.shard)).await?;
-            }
-            replica
-        }
-    };
+    let (Created::New(replica) | Created::Existing(replica)) =
+        with_retries("create replica", || jobs.submit(queue, &spec, shard, Some(&key))).await?;
     info!(job = %job.id, replica = %replica.id, shard = replica.shard, worker = %meant_for, "replica asked for");
     with_retries("add_replica", || store.add_replica(&job.id, &replica.id)).await?;
     Ok(meant_for)
@@ -181,7 +169,7 @@ async fn decide(verifier: &Verifier, store: &ReplicationStore, id: &str) -> Resu
         if !distinct || quarantined.contains_key(&worker) {
             continue;
         }
-        if matches!(claim, Claim::Succeeded(_)) && check_receipt(executor, &replica).await?.is_err() {
+        if matches!(claim, Claim::Succeeded(_)) && check_receipt(&membership, &replica).await?.is_err() {
             with_retries("count_refusal", || membership.count_refusal(&worker)).await?;
             continue;
         }

@@ -37,29 +37,30 @@ pub(crate) async fn verify(verifier: &Verifier, delivery: &Delivery) -> Result<(
         if job.verification.is_none() || tainted {
             verify_failure(verifier, &membership, &job).await?;
         }
-        if tainted {
-            with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
-        }
-        return Ok(());
-    }
-    // A fan-out's gathered output is no execution's: its tasks are verified one by one, and
-    // the gathering is checked by gathering again.
-    if job.spec.fan_out.is_some() {
+    } else if job.spec.fan_out.is_some() {
+        // A fan-out's gathered output is no execution's: its tasks are verified one by one, and
+        // the gathering is checked by gathering again.
         if job.state == JobState::Succeeded && (job.verification.is_none() || tainted) {
             verify_gathered(verifier, &membership, &job).await?;
         }
-        if tainted {
-            with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
-        }
-        return Ok(());
+    } else if (job.verification.is_none() || tainted) && !reexecuted {
+        verify_result(verifier, &membership, &job, tainted).await?;
     }
-    if (job.verification.is_some() && !tainted) || reexecuted {
-        if tainted {
-            with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
-        }
-        return Ok(());
-    }
-    let worker = settling_execution(&job).map(|e| e.worker.clone()).unwrap_or_default();
+    // Verified now, whether it was tainted before or became so when its worker was caught on it.
+    with_retries("clear_taint", || membership.clear_taint(&job.id)).await
+}
+
+/// Decides on a job's result as its policy's strategy says (re-executing it whatever the
+/// strategy says if `tainted` or its worker is quarantined), and acts on the verdict; a
+/// replicated job's verdict comes once its replicas have run ([`replicate`]).
+async fn verify_result(
+    verifier: &Verifier,
+    membership: &Membership,
+    job: &Job,
+    tainted: bool,
+) -> Result<(), StoreError> {
+    let executor = &verifier.executor;
+    let worker = settling_execution(job).map(|e| e.worker.clone()).unwrap_or_default();
     // Every result of a quarantined worker is re-executed, also those it settled after it was
     // caught (the taint covers only what it had settled by then).
     let quarantined = with_retries("quarantined", || membership.quarantined()).await?.contains_key(&worker);
@@ -67,26 +68,18 @@ pub(crate) async fn verify(verifier: &Verifier, delivery: &Delivery) -> Result<(
         Some(Decision::Reexecute)
     } else {
         let agreed = with_retries("agreed", || membership.agreed(&worker)).await?;
-        verifier.strategies.decide(&job, agreed)
+        verifier.strategies.decide(job, agreed)
     };
-    let Some(decision) = decision else { return Ok(()) };
-    if job.state == JobState::Succeeded {
-        // Every settled result's receipt is checked, whatever the decision: it costs no
-        // re-execution.
-        let outcome = match (check_receipt(executor, &job).await?, decision) {
-            (Err(refused), _) => refused,
-            (Ok(()), Decision::Vouch) => VerificationOutcome::Vouched,
-            (Ok(()), Decision::Reexecute) => recompute(executor, &job).await,
-            // The verdict comes once the replicas have run (see `replicate`).
-            (Ok(()), Decision::Replicate { replicas }) => {
-                return replicate::ask(verifier, &job, replicas).await;
-            }
-        };
-        act_on(verifier, &membership, &job, outcome, Vec::new()).await?;
-    }
-    // Verified now, whether it was tainted before or became so when its worker was caught on it.
-    with_retries("clear_taint", || membership.clear_taint(&job.id)).await?;
-    Ok(())
+    let Some(decision) = decision.filter(|_| job.state == JobState::Succeeded) else { return Ok(()) };
+    // Every settled result's receipt is checked, whatever the decision: it costs no
+    // re-execution.
+    let outcome = match (check_receipt(membership, job).await?, decision) {
+        (Err(refused), _) => refused,
+        (Ok(()), Decision::Vouch) => VerificationOutcome::Vouched,
+        (Ok(()), Decision::Reexecute) => recompute(executor, job).await,
+        (Ok(()), Decision::Replicate { replicas }) => return replicate::ask(verifier, job, replicas).await,
+    };
+    act_on(verifier, membership, job, outcome, Vec::new()).await
 }
 
 /// Checks a failure a worker reported (a trap, fuel, memory, a non-zero exit: what every honest
@@ -98,22 +91,14 @@ async fn verify_failure(verifier: &Verifier, membership: &Membership, job: &Job)
     let executor = &verifier.executor;
     let Some(execution) = job.executions.iter().rev().find(|e| e.outcome.is_some()) else { return Ok(()) };
     let worker = execution.worker.clone();
-    let registered = with_retries("key_of", || membership.key_of(&worker)).await?;
-    let receipt = match &execution.receipt {
-        None => Err(ReceiptError::Missing),
-        Some(receipt) => receipt.check(job, execution, registered.as_ref()),
-    };
-    if let Err(e) = receipt {
+    if let Err(e) = receipt_of(membership, job, execution).await? {
         warn!(job = %job.id, %worker, reason = %e, "the receipt of a failure is REFUSED");
         with_retries("count_refusal", || membership.count_refusal(&worker)).await?;
     }
     if job.spec.fan_out.is_some() {
         warn!(job = %job.id, %worker, "a fan-out reported failed by its program; running it again");
-        quarantine(executor, membership, &worker, job, "reported a failure for a fan-out it never fanned out").await?;
-        if with_retries("reopen", || executor.jobs().reopen(&job.id)).await? {
-            with_retries("enqueue", || executor.jobs().enqueue(executor.queue(), &job.id, job.shard)).await?;
-        }
-        return Ok(());
+        return run_again(executor, membership, &worker, job, "reported a failure for a fan-out it never fanned out")
+            .await;
     }
     let failure = job.failure.clone().unwrap_or_else(|| Failure {
         reason: shoal_jobs::FailureReason::Internal,
@@ -163,16 +148,27 @@ async fn verify_gathered(verifier: &Verifier, membership: &Membership, job: &Job
         },
         Ok(None) => {
             warn!(job = %job.id, %worker, "a fan-out reported succeeded without fanning out; running it again");
-            quarantine(executor, membership, &worker, job, "reported a fan-out it never fanned out").await?;
-            if with_retries("reopen", || executor.jobs().reopen(&job.id)).await? {
-                with_retries("enqueue", || executor.jobs().enqueue(executor.queue(), &job.id, job.shard)).await?;
-            }
-            return Ok(());
+            return run_again(executor, membership, &worker, job, "reported a fan-out it never fanned out").await;
         }
         Err(GatherError::Store(e)) => return Err(e),
         Err(e) => VerificationOutcome::Inconclusive { reason: format!("gathering again: {e}") },
     };
     act_on(verifier, membership, job, outcome, Vec::new()).await
+}
+
+/// Quarantines `worker`, which made up how `job` finished, and runs the job again.
+async fn run_again(
+    executor: &Executor,
+    membership: &Membership,
+    worker: &str,
+    job: &Job,
+    reason: &str,
+) -> Result<(), StoreError> {
+    quarantine(executor, membership, worker, job, reason).await?;
+    if with_retries("reopen", || executor.jobs().reopen(&job.id)).await? {
+        with_retries("enqueue", || executor.jobs().enqueue(executor.queue(), &job.id, job.shard)).await?;
+    }
+    Ok(())
 }
 
 /// Records `outcome` for `job` (with the `replicas` run for it), correcting its result and
@@ -285,7 +281,7 @@ pub(crate) fn settling_execution(job: &Job) -> Option<&Execution> {
 /// Whether the execution that settled `job` carries a valid receipt of its worker: signed by the
 /// key bound to the worker's id, for this very job, execution and outcome.
 pub(crate) async fn check_receipt(
-    executor: &Executor,
+    membership: &Membership,
     job: &Job,
 ) -> Result<Result<(), VerificationOutcome>, StoreError> {
     let Some(execution) = settling_execution(job) else {
@@ -294,13 +290,21 @@ pub(crate) async fn check_receipt(
             reason: "no recorded execution produced the reported result".into(),
         }));
     };
-    let membership = Membership::new(executor.jobs().connection());
+    let checked = receipt_of(membership, job, execution).await?;
+    Ok(checked.map_err(|e| VerificationOutcome::Refused { worker: execution.worker.clone(), reason: e.to_string() }))
+}
+
+/// Whether `execution` of `job` carries a valid receipt of its worker.
+async fn receipt_of(
+    membership: &Membership,
+    job: &Job,
+    execution: &Execution,
+) -> Result<Result<(), ReceiptError>, StoreError> {
     let registered = with_retries("key_of", || membership.key_of(&execution.worker)).await?;
-    let checked = match &execution.receipt {
+    Ok(match &execution.receipt {
         None => Err(ReceiptError::Missing),
         Some(receipt) => receipt.check(job, execution, registered.as_ref()),
-    };
-    Ok(checked.map_err(|e| VerificationOutcome::Refused { worker: execution.worker.clone(), reason: e.to_string() }))
+    })
 }
 
 /// What the verifier's own run of a job came to.

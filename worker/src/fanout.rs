@@ -107,19 +107,8 @@ impl Executor {
                 // The key makes creation exactly-once per task, so a fan-out re-run after a
                 // crash finds the tasks it already made (the plan is a function of the files).
                 let idempotency = format!("fanout:{}:{key}", job.id);
-                let task =
-                    match with_retries("create task", || self.jobs.create(&spec, shard, Some(&idempotency))).await? {
-                        Created::New(task) => {
-                            self.jobs.enqueue(&self.queue, &task.id, shard).await?;
-                            task
-                        }
-                        Created::Existing(task) => {
-                            if task.state == JobState::Queued && !self.jobs.is_enqueued(&task.id).await? {
-                                self.jobs.enqueue(&self.queue, &task.id, task.shard).await?;
-                            }
-                            task
-                        }
-                    };
+                let submit = || self.jobs.submit(&self.queue, &spec, shard, Some(&idempotency));
+                let (Created::New(task) | Created::Existing(task)) = with_retries("create task", submit).await?;
                 Ok::<_, StoreError>(Task { key, job: task.id, files: files.into_iter().map(|f| f.name).collect() })
             })
             .buffered(CREATING_AT_ONCE)
@@ -181,9 +170,14 @@ pub(crate) async fn gather(executor: &Executor, hold: Duration) -> Result<usize,
     for id in executor.fanouts.waiting(JOBS_PER_ROUND).await? {
         let unfinished = executor.fanouts.unfinished(&id).await?;
         let ids: Vec<String> = unfinished.tasks.iter().map(|task| task.job.clone()).collect();
-        let verdicts =
-            executor.jobs.get(&id).await?.is_some_and(|job| job.spec.verification != VerificationPolicy::None);
-        let outcomes = executor.fanouts.outcomes(&ids, verdicts).await?;
+        // Where the job goes to the verifier once gathered, unless its policy asks for none.
+        let verify_on = executor
+            .jobs
+            .get(&id)
+            .await?
+            .filter(|job| job.spec.verification != VerificationPolicy::None)
+            .map(|job| job.shard);
+        let outcomes = executor.fanouts.outcomes(&ids, verify_on.is_some()).await?;
         let batched = unfinished.batch > 1;
         let job = id.as_str();
         let done: Vec<FinishedTask> = futures::stream::iter(unfinished.tasks.into_iter().zip(outcomes))
@@ -211,7 +205,7 @@ pub(crate) async fn gather(executor: &Executor, hold: Duration) -> Result<usize,
         if summary.pending() > 0 {
             continue;
         }
-        match finish(executor, &id, summary.total, summary.failed).await {
+        match finish(executor, &id, summary.total, summary.failed, verify_on).await {
             Ok(()) => finished += 1,
             Err(e) => warn!(job = %id, error = %e, "could not finish a fanned-out job; trying again next round"),
         }
@@ -243,9 +237,15 @@ pub(crate) async fn gathered(executor: &Executor, id: &str) -> Result<ContentId,
 
 /// Gathers the outputs of job `id`'s succeeded files into one directory, named as the files,
 /// and settles the job: succeeded if every file did, else failed with `tasks_failed`. A
-/// succeeded one goes to the verifier, which gathers again to check (unless its policy is
-/// `none`).
-async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Result<(), GatherError> {
+/// succeeded one goes to the verifier, which gathers again to check, on shard `verify_on`'s
+/// stream (`None`: its policy asks for no verification).
+async fn finish(
+    executor: &Executor,
+    id: &str,
+    total: u64,
+    failed: u64,
+    verify_on: Option<u32>,
+) -> Result<(), GatherError> {
     let output = gathered(executor, id).await?;
     let options = ImportOptions::default();
     let empty = unixfs::import_reader(&Bytes::new()[..], &options, executor.store.as_ref())
@@ -283,10 +283,8 @@ async fn finish(executor: &Executor, id: &str, total: u64, failed: u64) -> Resul
     });
     let state = executor.jobs.finish_execution(id, &execution).await?;
     executor.fanouts.finish(id, Some(&output)).await?;
-    if let Some(job) = executor.jobs.get(id).await?.filter(|job| job.state == JobState::Succeeded) {
-        if job.spec.verification != VerificationPolicy::None {
-            executor.queue.enqueue_verification(job.shard, id).await?;
-        }
+    if let Some(shard) = verify_on.filter(|_| state == JobState::Succeeded) {
+        executor.queue.enqueue_verification(shard, id).await?;
     }
     info!(job = id, %state, total, failed, "fanned-out job finished");
     Ok(())

@@ -20,7 +20,6 @@ use shoal_testkit::Role;
 use crate::adversary::AdversaryKind;
 use crate::adversary::AdversaryLaunch;
 use crate::chaos::mix::{execute, MixRun};
-use crate::chaos::options::VerificationMode;
 use crate::chaos::setup::Setup;
 use crate::chaos::Options;
 use crate::driver::Mode;
@@ -41,7 +40,7 @@ impl Mode for ByzantineOptions {
             return Err(LoadtestError::Setup("a byzantine run needs --verifiers 1 or more".into()));
         }
         let mut run = self.mix.clone();
-        run.verification = Some(run.verification.unwrap_or(VerificationMode::Always));
+        run.verification = Some(self.verification());
         if let Some(scenes) = self.scenes {
             return self.run_scenes(&run, scenes, command).await;
         }
@@ -105,7 +104,7 @@ impl ByzantineOptions {
             // Caught adversaries' shards move: locality is not what this run is about.
             min_local_rate: 0.0,
             verifiers: run.verifiers,
-            verification: run.verification.unwrap_or(VerificationMode::Always),
+            verification: self.verification(),
             adversaries,
             reference: true,
             report: None,
@@ -126,7 +125,7 @@ impl ByzantineOptions {
         let kinds = adversaries.iter().map(|(_, kind)| *kind).collect();
         let (report, evidence) =
             run_scenes(&phase("byzantine", run.workers - adversaries.len(), kinds), command.clone()).await?;
-        // The scenes run names its adversaries by position and kind, as this one does.
+        // The scenes run names its adversaries with `adversary_id` too, so the ids match.
         Ok(ByzantineReport::new(self, command, &adversaries, &of_scenes(report, evidence), baseline.as_ref()))
     }
 }

@@ -2,7 +2,8 @@
 
 use clap::Args;
 
-use crate::adversary::AdversaryKind;
+use crate::adversary::{adversary_id, AdversaryKind};
+use crate::chaos::options::VerificationMode;
 use crate::chaos::Options;
 
 /// The reliability mix with a fraction of the workers adversarial, after an honest baseline run
@@ -42,6 +43,12 @@ pub struct ByzantineOptions {
 }
 
 impl ByzantineOptions {
+    /// Every job's verification policy: `--verification`, else `always` (every result
+    /// re-executed, what makes results accepted).
+    pub fn verification(&self) -> VerificationMode {
+        self.mix.verification.unwrap_or(VerificationMode::Always)
+    }
+
     /// How many of the workers are adversaries.
     pub fn malicious(&self) -> usize {
         ((self.mix.workers as f64 * self.malicious_fraction).round() as usize).min(self.mix.workers)
@@ -52,7 +59,7 @@ impl ByzantineOptions {
         (0..self.malicious())
             .filter_map(|n| {
                 let kind = *self.kinds.get(n % self.kinds.len().max(1))?;
-                Some((format!("adversary-{n}-{}", kind.name()), kind))
+                Some((adversary_id(n, kind), kind))
             })
             .collect()
     }

@@ -165,15 +165,14 @@ impl ByzantineReport {
             workers,
             malicious: adversaries.len(),
             malicious_fraction: adversaries.len() as f64 / workers.max(1) as f64,
-            adversary_kinds: {
-                let mut kinds: Vec<String> = adversaries.iter().map(|(_, k)| k.name().to_string()).collect();
-                kinds.dedup();
-                kinds.sort();
-                kinds.dedup();
-                kinds
-            },
+            adversary_kinds: adversaries
+                .iter()
+                .map(|(_, kind)| kind.name().to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             verifiers: options.mix.verifiers,
-            verification: options.mix.verification.map_or("always", |v| v.as_str()).to_string(),
+            verification: options.verification().as_str().to_string(),
             submitted: report.submitted,
             accepted,
             accepted_fraction: accepted as f64 / report.submitted.max(1) as f64,

@@ -10,12 +10,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use shoal_jobs::{Job, JobState, Membership, Quarantine};
+use shoal_jobs::{Job, JobState, Quarantine};
 use shoal_testkit::ProcessStack;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::adversary::quarantined;
 use crate::api::{Api, JobRead, Submitted};
 use crate::chaos::faults::inject_faults;
 use crate::chaos::options::Options;
@@ -176,13 +177,6 @@ pub async fn execute(
     report.count_unreturned(listed, &accepted);
     report.summarise(report.latencies_ms.len(), first_created, last_finished);
     Ok(MixRun { report, planned: workload.jobs, finished, quarantined })
-}
-
-/// The workers quarantined in the Redis at `url`.
-async fn quarantined(url: &str) -> Result<BTreeMap<String, Quarantine>> {
-    let failed = |e: shoal_jobs::StoreError| LoadtestError::Setup(format!("reading the quarantine: {e}"));
-    let conn = shoal_jobs::RedisConnection::open(&[url.to_string()]).await.map_err(failed)?;
-    Membership::new(conn).quarantined().await.map_err(failed)
 }
 
 /// Whether the poller is done with `job`: it is terminal and, when `verifying`, final.

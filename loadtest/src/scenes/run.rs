@@ -14,7 +14,7 @@ use shoal_jobs::{Acceptance, ExecutionOutcome, Fsync, Job, JobState, JobStatus, 
 use shoal_testkit::{programs_dir, ProcessStack, ProcessStackConfig, Role};
 use shoal_worker::{Executor, WorkerConfig};
 
-use crate::adversary::AdversaryLaunch;
+use crate::adversary::{adversary_id, quarantined, AdversaryLaunch};
 
 use crate::chaos::options::VerificationMode;
 use crate::cli::shoal_binary;
@@ -699,7 +699,7 @@ pub async fn run_scenes(
         lie_percent: 1,
     };
     let adversaries: Vec<String> =
-        options.adversaries.iter().enumerate().map(|(n, kind)| format!("adversary-{n}-{}", kind.name())).collect();
+        options.adversaries.iter().enumerate().map(|(n, kind)| adversary_id(n, *kind)).collect();
     for (id, kind) in adversaries.iter().zip(&options.adversaries) {
         stack.start_process(id, Role::Worker, launch.command(id, *kind))?;
     }
@@ -732,12 +732,9 @@ pub async fn run_scenes(
     .await;
     let mut cpu_s = stack.cpu_seconds();
     let redis = stack.redis_usage().await;
-    let quarantined = match shoal_jobs::RedisConnection::open(&[stack.redis_url().to_string()]).await {
-        Ok(conn) => Membership::new(conn).quarantined().await,
-        Err(e) => Err(e),
-    };
+    let quarantined = quarantined(stack.redis_url()).await;
     stack.shutdown();
-    let quarantined = quarantined.map_err(|e| LoadtestError::Setup(format!("reading the quarantine: {e}")))?;
+    let quarantined = quarantined?;
     let (tile_check, cold, warm, tasks) = outcome?;
     let (commands, redis_cpu) = redis?;
     cpu_s.insert("redis".to_string(), redis_cpu);
