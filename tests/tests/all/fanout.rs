@@ -51,6 +51,49 @@ async fn check_placement(stack: &Stack, tasks: &[Task], path: &str, shards: u32,
     sizes
 }
 
+/// How a second run over the same files fared against the first, counted in files.
+#[derive(Debug)]
+struct WarmRun {
+    /// Files in all.
+    files: usize,
+    /// Files whose task ran on the worker that ran them the first time…
+    rerun_in_place: usize,
+    /// …and how many of those it found cached.
+    cached_in_place: usize,
+}
+
+/// The worker that completed a task, and how many of its inputs it found cached.
+async fn completed_by(stack: &Stack, task: &Task) -> (String, usize) {
+    let job = stack.job(&task.job).await.unwrap();
+    job.executions
+        .iter()
+        .find_map(|e| match &e.outcome {
+            Some(ExecutionOutcome::Completed(result)) => Some((e.worker.clone(), result.inputs_cached as usize)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("task {} completed: {job:?}", task.job))
+}
+
+/// Compares the tasks of `warm` with those of `cold` over the same files. Where a warm task
+/// runs is up to placement and, under load, stealing; what must hold exactly is that a worker
+/// running files it ran before finds every one of them cached.
+async fn warm_run(stack: &Stack, cold: &str, warm: &str) -> WarmRun {
+    let mut first = std::collections::HashMap::new();
+    for task in tasks_of(stack, cold).await {
+        first.insert(task.files.clone(), completed_by(stack, &task).await.0);
+    }
+    let mut run = WarmRun { files: 0, rerun_in_place: 0, cached_in_place: 0 };
+    for task in tasks_of(stack, warm).await {
+        let (worker, cached) = completed_by(stack, &task).await;
+        run.files += task.files.len();
+        if first.get(&task.files) == Some(&worker) {
+            run.rerun_in_place += task.files.len();
+            run.cached_in_place += cached;
+        }
+    }
+    run
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_directory_of_200_scenes_fans_out_gathers_and_runs_where_its_data_is_the_second_time() {
     let options = StackOptions { workers: 4, shards: 64, verifier: Some(0.0), ..StackOptions::default() };
@@ -98,18 +141,11 @@ async fn a_directory_of_200_scenes_fans_out_gathers_and_runs_where_its_data_is_t
     assert_eq!(stack.wait_terminal(&second, WAIT).await.unwrap().state, JobState::Succeeded);
     let tasks = tasks_of(&stack, &second).await;
     assert_eq!(tasks.len(), 200);
-    let mut local = 0;
-    for task in &tasks {
-        assert_eq!(task.files, [task.key.as_str()], "one file per task");
-        let task = stack.job(&task.job).await.unwrap();
-        let cached = task.executions.iter().find_map(|e| match &e.outcome {
-            Some(ExecutionOutcome::Completed(result)) => Some(result.inputs_cached),
-            _ => None,
-        });
-        local += usize::from(cached == Some(1));
-    }
-    eprintln!("warm run: {local} of {} tasks found their scene cached where they ran", tasks.len());
-    assert!(local * 10 >= tasks.len() * 9, "only {local} of {} warm tasks found their scene cached", tasks.len());
+    assert!(tasks.iter().all(|task| task.files == [task.key.as_str()]), "one file per task");
+    let warm = warm_run(&stack, &first, &second).await;
+    eprintln!("warm run over 200 scenes: {warm:?}");
+    assert_eq!(warm.cached_in_place, warm.rerun_in_place, "a worker re-running its scenes has them cached");
+    assert!(warm.rerun_in_place * 4 >= warm.files * 3, "most scenes run where they ran before: {warm:?}");
     stack.shutdown().await;
 }
 
@@ -283,22 +319,13 @@ async fn a_directory_of_50_scenes_in_batches_of_8_runs_by_shard_and_gathers_each
     // A second run batches alike, and each batch lands where its scenes are cached already.
     let mut again = spec.clone();
     again["args"] = json!(["warm"]);
-    let id = stack.submit_ok(&again).await.unwrap();
-    assert_eq!(stack.wait_terminal(&id, WAIT).await.unwrap().state, JobState::Succeeded);
-    let mut cached = 0;
-    for task in tasks_of(&stack, &id).await {
-        let task = stack.job(&task.job).await.unwrap();
-        cached += task
-            .executions
-            .iter()
-            .find_map(|e| match &e.outcome {
-                Some(ExecutionOutcome::Completed(result)) => Some(result.inputs_cached),
-                _ => None,
-            })
-            .unwrap_or(0);
-    }
-    eprintln!("warm batched run: {cached} of 50 scenes cached where their batch ran");
-    assert!(cached >= 45, "only {cached} of 50 scenes were cached where their batch ran");
+    let second = stack.submit_ok(&again).await.unwrap();
+    assert_eq!(stack.wait_terminal(&second, WAIT).await.unwrap().state, JobState::Succeeded);
+    let warm = warm_run(&stack, &id, &second).await;
+    eprintln!("warm batched run over 50 scenes: {warm:?}");
+    assert_eq!(warm.files, 50);
+    assert_eq!(warm.cached_in_place, warm.rerun_in_place, "a worker re-running its batch has it cached");
+    assert!(warm.rerun_in_place * 2 >= warm.files, "most batches run where they ran before: {warm:?}");
     stack.shutdown().await;
 }
 
