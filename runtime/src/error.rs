@@ -150,13 +150,25 @@ pub enum FailureKind {
         /// The wall-time limit that was exceeded.
         wall_time: Duration,
     },
-    /// The writable mounts hold more bytes than allowed.
-    #[error("outputs hold {written} bytes, more than the limit of {limit_bytes}")]
+    /// The guest would have written more bytes to the writable mounts than
+    /// allowed (it was stopped at the call that would have crossed the limit).
+    #[error("outputs would hold {written} bytes, more than the limit of {limit_bytes}")]
     OutputLimit {
         /// The limit on the total size of the writable mounts.
         limit_bytes: u64,
-        /// Bytes found in the writable mounts when the limit was detected.
+        /// Bytes the writable mounts would have held after the call that was
+        /// refused (or held at the end of the run).
         written: u64,
+    },
+    /// The guest would have made more entries (files, directories, symbolic
+    /// links) in the writable mounts than allowed.
+    #[error("outputs would hold {files} files and directories, more than the limit of {limit_files}")]
+    OutputFilesLimit {
+        /// The limit on the number of entries in the writable mounts.
+        limit_files: u64,
+        /// Entries the writable mounts would have held after the call that
+        /// was refused (or held at the end of the run).
+        files: u64,
     },
 }
 

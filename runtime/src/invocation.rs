@@ -10,6 +10,10 @@ use bytes::Bytes;
 /// The WASI command entrypoint, run when no other is named.
 pub const DEFAULT_ENTRYPOINT: &str = "_start";
 
+/// [`Limits::output_files`] unless set otherwise: enough for a job tiling a
+/// large image, few enough that publishing them stays a matter of seconds.
+pub const DEFAULT_OUTPUT_FILES: u64 = 100_000;
+
 /// One run of a compiled [`Program`](crate::Program).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
@@ -74,6 +78,9 @@ pub struct Limits {
     pub stderr_bytes: usize,
     /// Largest total size of the files in the writable mounts.
     pub output_bytes: u64,
+    /// Largest number of entries (files, directories, symbolic links) in the
+    /// writable mounts.
+    pub output_files: u64,
 }
 
 impl Default for Limits {
@@ -85,6 +92,7 @@ impl Default for Limits {
             stdout_bytes: 1 << 20,
             stderr_bytes: 1 << 20,
             output_bytes: 1 << 30,
+            output_files: DEFAULT_OUTPUT_FILES,
         }
     }
 }

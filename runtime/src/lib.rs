@@ -34,17 +34,25 @@
 //!
 //! # Output size
 //!
-//! [`Limits::output_bytes`] bounds the total size of the writable mounts. It
-//! is checked after the run and, during the run, every 64 host calls (a count,
-//! so the check is deterministic). Between two checks a guest can write up to
-//! 64 writes' worth of data (each at most its linear memory) before being
-//! stopped: callers should keep the outputs directory on a filesystem with
-//! room for that, or a quota.
+//! [`Limits::output_bytes`] bounds the total size of the writable mounts and
+//! [`Limits::output_files`] the number of entries in them. Both hold at the
+//! WASI call that would cross them: the call is not made and the guest stops
+//! with [`FailureKind::OutputLimit`] or [`FailureKind::OutputFilesLimit`], so
+//! no more than the limit ever reaches the disk. Keeping count costs time
+//! linear in what the guest writes.
+//!
+//! # Sleeping
+//!
+//! A guest's sleep (`poll_oneoff` on clocks only) returns at once and
+//! advances its virtual monotonic clock by the time slept: in the sandbox
+//! time is what the guest does, so a sleep costs neither real time nor a
+//! worker's slot.
 
 mod capture;
 mod determinism;
 mod engine;
 mod error;
+mod host;
 mod invocation;
 mod outputs;
 mod runtime;
@@ -54,5 +62,5 @@ pub use determinism::{
 };
 pub use engine::{RuntimeConfig, HOST_STACK_HEADROOM_BYTES};
 pub use error::{BoxError, FailureKind, GuestFailure, RunError, RuntimeError};
-pub use invocation::{Invocation, Limits, Mount, Outcome, DEFAULT_ENTRYPOINT};
+pub use invocation::{Invocation, Limits, Mount, Outcome, DEFAULT_ENTRYPOINT, DEFAULT_OUTPUT_FILES};
 pub use runtime::{Program, Runtime};

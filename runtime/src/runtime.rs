@@ -6,21 +6,22 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use wasmtime::{CallHook, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::capture::{CappedOutput, Captured};
-use crate::determinism::make_deterministic;
+use crate::determinism::{make_deterministic, GuestClock};
 use crate::engine::{build_engine, EpochTicker, RuntimeConfig, HOST_STACK_HEADROOM_BYTES};
 use crate::error::{FailureKind, GuestFailure, RunError, RuntimeError};
+use crate::host::wrap_wasi;
 use crate::invocation::{Invocation, Limits, Outcome};
-use crate::outputs;
+use crate::outputs::{self, Exceeded, OutputBudget, Usage};
 
-/// How many host calls a guest may make between two size checks of its
-/// writable mounts. Counting calls (not time) keeps the check deterministic;
-/// 64 keeps a walk of the outputs off the path of most `fd_write`s.
-const OUTPUT_CHECK_INTERVAL: u64 = 64;
+/// How long after its wall-clock limit [`Runtime::run`] gives up waiting for
+/// a guest that has not stopped (one stuck in a host call, where the epoch
+/// deadline cannot reach it) and reports the timeout anyway.
+const WALL_TIME_GRACE: Duration = Duration::from_secs(1);
 
 /// The deterministic wasm runtime shared by worker and verifier.
 ///
@@ -83,6 +84,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)
             .map_err(|err| RuntimeError::Linker(err.into_boxed_dyn_error()))?;
+        wrap_wasi(&mut linker).map_err(|err| RuntimeError::Linker(err.into_boxed_dyn_error()))?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let slots = Arc::new(Semaphore::new(config.max_concurrent_instances as usize));
         Ok(Self { inner: Arc::new(RuntimeInner { engine, linker, config, slots, _ticker: ticker }) })
@@ -132,6 +134,13 @@ impl Runtime {
     /// not stop the guest; it still ends by fuel or wall time and then frees
     /// its slot.
     ///
+    /// The wall-clock limit stops the guest in wasm code (epoch deadline);
+    /// sleeps cost no real time (see `host.rs`). Should the guest still not
+    /// have stopped [`WALL_TIME_GRACE`] after its limit (a host call that
+    /// blocks), this returns [`FailureKind::Timeout`] anyway, so a caller is
+    /// never held past the limit; the guest's thread keeps its instance slot
+    /// until the call returns and the deadline stops it.
+    ///
     /// The guest exiting with `proc_exit(n)` is an [`Outcome`] with
     /// `exit_code == n`, whatever `n` is; a guest failure is
     /// [`RunError::Guest`].
@@ -141,19 +150,30 @@ impl Runtime {
             .acquire_owned()
             .await
             .map_err(|err| RunError::host("waiting for an instance slot", err))?;
+        let started = Instant::now();
+        let limit = invocation.limits.wall_time;
+        let stdout = CappedOutput::new(invocation.limits.stdout_bytes);
+        let stderr = CappedOutput::new(invocation.limits.stderr_bytes);
         let (done, result) = oneshot::channel();
         let runtime = Arc::clone(&self.inner);
         let program = program.clone();
+        let streams = (stdout.clone(), stderr.clone());
         thread::Builder::new()
             .name("shoal-guest".into())
             .stack_size(self.inner.config.max_wasm_stack_bytes + HOST_STACK_HEADROOM_BYTES)
             .spawn(move || {
-                let outcome = execute(&runtime, &program, &invocation, permit);
+                let outcome = execute(&runtime, &program, &invocation, streams, permit);
                 // The caller may have stopped waiting; the result is then unused.
                 let _ = done.send(outcome);
             })
             .map_err(|err| RunError::host("spawning the guest thread", err))?;
-        result.await.map_err(|err| RunError::host("waiting for the guest thread (it panicked)", err))?
+        match tokio::time::timeout(limit.saturating_add(WALL_TIME_GRACE), result).await {
+            Ok(result) => result.map_err(|err| RunError::host("waiting for the guest thread (it panicked)", err))?,
+            Err(_late) => {
+                let kind = FailureKind::Timeout { wall_time: limit };
+                Err(guest_failure(kind, 0, stdout.captured(), stderr.captured(), started.elapsed()))
+            }
+        }
     }
 
     /// Rejects malformed invocations before any slot is taken.
@@ -204,10 +224,13 @@ impl Runtime {
 }
 
 /// Per-run store data.
-struct GuestState {
-    wasi: WasiP1Ctx,
+pub(crate) struct GuestState {
+    pub(crate) wasi: WasiP1Ctx,
     memory: MemoryLimiter,
-    outputs: OutputWatch,
+    /// The account of the writable mounts, if there are any.
+    pub(crate) outputs: Option<OutputBudget>,
+    /// The guest's virtual monotonic time, which its sleeps advance.
+    pub(crate) clock: GuestClock,
 }
 
 /// Denies memory growth beyond the run's limit and remembers that it did, so
@@ -231,73 +254,37 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Periodic size check of the writable mounts during a run.
-struct OutputWatch {
-    roots: Vec<PathBuf>,
-    limit_bytes: u64,
-    host_calls: u64,
-    verdict: Option<Result<u64, std::io::Error>>,
-}
-
-/// Raised from the call hook to stop a guest whose outputs are too large.
-#[derive(Debug, thiserror::Error)]
-#[error("stopped by the output size check")]
-struct OutputCheckStop;
-
-impl OutputWatch {
-    /// Called on every return from a host function; every
-    /// [`OUTPUT_CHECK_INTERVAL`] calls, measures the outputs and stops the
-    /// guest if they exceed the limit (or cannot be measured).
-    fn on_host_return(&mut self) -> wasmtime::Result<()> {
-        self.host_calls += 1;
-        if self.host_calls % OUTPUT_CHECK_INTERVAL != 0 {
-            return Ok(());
-        }
-        match outputs::total_size(self.roots.iter().map(PathBuf::as_path)) {
-            Ok(size) if size <= self.limit_bytes => Ok(()),
-            verdict => {
-                self.verdict = Some(verdict);
-                Err(OutputCheckStop.into())
-            }
-        }
-    }
-}
-
 /// Runs one invocation on the current thread. `_slot` is held until the
 /// store (and with it the pool slot) has been released.
 fn execute(
     runtime: &RuntimeInner,
     program: &Program,
     invocation: &Invocation,
+    (stdout, stderr): (CappedOutput, CappedOutput),
     _slot: OwnedSemaphorePermit,
 ) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let limits = &invocation.limits;
-    let stdout = CappedOutput::new(limits.stdout_bytes);
-    let stderr = CappedOutput::new(limits.stderr_bytes);
-    let wasi = build_wasi(invocation, &stdout, &stderr)?;
+    let (wasi, clock) = build_wasi(invocation, &stdout, &stderr)?;
     let roots: Vec<PathBuf> =
         invocation.mounts.iter().filter(|mount| mount.writable).map(|mount| mount.host.clone()).collect();
-    let watch_outputs = !roots.is_empty();
+    let output_limits = Usage { bytes: limits.output_bytes, entries: limits.output_files };
+    let outputs = match roots.is_empty() {
+        true => None,
+        false => Some(
+            OutputBudget::new(roots, output_limits)
+                .map_err(|err| RunError::host("measuring the outputs directory", err))?,
+        ),
+    };
 
     let mut store = Store::new(
         &runtime.engine,
-        GuestState {
-            wasi,
-            memory: MemoryLimiter { limit_bytes: limits.memory_bytes, denied: false },
-            outputs: OutputWatch { roots, limit_bytes: limits.output_bytes, host_calls: 0, verdict: None },
-        },
+        GuestState { wasi, memory: MemoryLimiter { limit_bytes: limits.memory_bytes, denied: false }, outputs, clock },
     );
     store.limiter(|state| &mut state.memory);
     store.set_fuel(limits.fuel).map_err(|err| RunError::host("setting the fuel budget", err))?;
     store.epoch_deadline_trap();
     store.set_epoch_deadline(epoch_ticks(limits.wall_time, runtime.config.epoch_tick));
-    if watch_outputs {
-        store.call_hook(|mut store, hook| match hook {
-            CallHook::ReturningFromHost => store.data_mut().outputs.on_host_return(),
-            _ => Ok(()),
-        });
-    }
 
     let instantiated = program.inner.pre.instantiate(&mut store);
     let result = match instantiated {
@@ -311,7 +298,8 @@ fn execute(
     // The budget was set just above, so reading it back cannot fail.
     let fuel_left = store.get_fuel().unwrap_or(0);
     let fuel_consumed = limits.fuel - fuel_left.min(limits.fuel);
-    let state = store.into_data();
+    let mut state = store.into_data();
+    // Closes the guest's files before they are measured.
     drop(state.wasi);
     let out = stdout.captured();
     let err = stderr.captured();
@@ -319,18 +307,24 @@ fn execute(
 
     let exit_code = match result {
         Ok(()) => 0,
-        Err(failure) => match classify(failure, &state.memory, state.outputs, limits, &err)? {
+        Err(failure) => match classify(failure, &state.memory, state.outputs.as_mut(), limits, &err)? {
             Ending::Exit(code) => code,
             Ending::Failed(kind) => return Err(guest_failure(kind, fuel_consumed, out, err, duration)),
         },
     };
-    if watch_outputs {
-        let roots = invocation.mounts.iter().filter(|m| m.writable).map(|m| m.host.as_path());
-        let written =
-            outputs::total_size(roots).map_err(|err| RunError::host("measuring the outputs directory", err))?;
-        if written > limits.output_bytes {
-            let kind = FailureKind::OutputLimit { limit_bytes: limits.output_bytes, written };
-            return Err(guest_failure(kind, fuel_consumed, out, err, duration));
+    if let Some(budget) = &state.outputs {
+        // What the account says is an upper bound; this is what gets published.
+        let held =
+            outputs::measure(budget.roots()).map_err(|err| RunError::host("measuring the outputs directory", err))?;
+        let exceeded = if held.bytes > limits.output_bytes {
+            Some(Exceeded::Bytes(held.bytes))
+        } else if held.entries > limits.output_files {
+            Some(Exceeded::Entries(held.entries))
+        } else {
+            None
+        };
+        if let Some(exceeded) = exceeded {
+            return Err(guest_failure(output_failure(exceeded, limits), fuel_consumed, out, err, duration));
         }
     }
     Ok(Outcome {
@@ -344,7 +338,11 @@ fn execute(
     })
 }
 
-fn build_wasi(invocation: &Invocation, stdout: &CappedOutput, stderr: &CappedOutput) -> Result<WasiP1Ctx, RunError> {
+fn build_wasi(
+    invocation: &Invocation,
+    stdout: &CappedOutput,
+    stderr: &CappedOutput,
+) -> Result<(WasiP1Ctx, GuestClock), RunError> {
     let mut builder = WasiCtxBuilder::new();
     // Must come before the preopens, which capture it: file I/O then happens
     // on this (already dedicated) thread instead of hopping to a tokio pool.
@@ -352,14 +350,22 @@ fn build_wasi(invocation: &Invocation, stdout: &CappedOutput, stderr: &CappedOut
     for (key, value) in &invocation.env {
         builder.env(key, value);
     }
-    make_deterministic(&mut builder);
+    let clock = make_deterministic(&mut builder);
     for mount in &invocation.mounts {
         let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
         builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|err| RunError::InvalidInvocation {
             reason: format!("cannot open mount {}: {err}", mount.host.display()),
         })?;
     }
-    Ok(builder.build_p1())
+    Ok((builder.build_p1(), clock))
+}
+
+/// The failure of a guest whose outputs exceeded a limit.
+fn output_failure(exceeded: Exceeded, limits: &Limits) -> FailureKind {
+    match exceeded {
+        Exceeded::Bytes(written) => FailureKind::OutputLimit { limit_bytes: limits.output_bytes, written },
+        Exceeded::Entries(files) => FailureKind::OutputFilesLimit { limit_files: limits.output_files, files },
+    }
 }
 
 /// Epoch ticks covering `wall_time`, plus one because the current tick may
@@ -385,7 +391,7 @@ enum Ending {
 fn classify(
     failure: RunFailure,
     memory: &MemoryLimiter,
-    outputs: OutputWatch,
+    outputs: Option<&mut OutputBudget>,
     limits: &Limits,
     stderr: &Captured,
 ) -> Result<Ending, RunError> {
@@ -396,10 +402,8 @@ fn classify(
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return Ok(Ending::Exit(exit.0));
     }
-    match outputs.verdict {
-        Some(Ok(written)) => {
-            return Ok(Ending::Failed(FailureKind::OutputLimit { limit_bytes: limits.output_bytes, written }));
-        }
+    match outputs.and_then(OutputBudget::take_verdict) {
+        Some(Ok(exceeded)) => return Ok(Ending::Failed(output_failure(exceeded, limits))),
         Some(Err(io)) => return Err(RunError::host("measuring the outputs directory", io)),
         None => {}
     }

@@ -2,10 +2,13 @@
 //!
 //! Both are moka caches weighted by size, so the configured bytes bound them whatever the mix of
 //! small and large entries, and both coalesce concurrent misses: two jobs over the same CID
-//! fetch and compile it once.
+//! fetch and compile it once. Programs whose compilation overran its budget are remembered for a
+//! while, so jobs naming them fail at once instead of compiling them again.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cid::Cid;
 use moka::future::Cache;
@@ -16,10 +19,16 @@ fn kib(bytes: u64) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1)
 }
 
+/// How long a program whose compilation overran its budget is refused without compiling it
+/// again: its compilation cannot be interrupted and may still be using the CPU.
+pub(crate) const SLOW_PROGRAM_MEMORY: Duration = Duration::from_secs(600);
+
 /// Compiled programs by program CID.
 #[derive(Clone)]
 pub(crate) struct ProgramCache {
     cache: Cache<Cid, (Program, u64)>,
+    /// Programs whose compilation overran its budget, and when.
+    slow: Arc<Mutex<HashMap<Cid, Instant>>>,
 }
 
 impl ProgramCache {
@@ -27,7 +36,20 @@ impl ProgramCache {
     pub(crate) fn new(bytes: u64) -> ProgramCache {
         let cache =
             Cache::builder().max_capacity(bytes / 1024).weigher(|_, (_, size): &(Program, u64)| kib(*size)).build();
-        ProgramCache { cache }
+        ProgramCache { cache, slow: Arc::default() }
+    }
+
+    /// Remembers that compiling `cid` overran its budget (for [`SLOW_PROGRAM_MEMORY`]).
+    pub(crate) fn mark_slow(&self, cid: Cid) {
+        let mut slow = self.slow.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slow.retain(|_, since| since.elapsed() < SLOW_PROGRAM_MEMORY);
+        slow.insert(cid, Instant::now());
+    }
+
+    /// Whether compiling `cid` overran its budget less than [`SLOW_PROGRAM_MEMORY`] ago.
+    pub(crate) fn is_slow(&self, cid: &Cid) -> bool {
+        let slow = self.slow.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slow.get(cid).is_some_and(|since| since.elapsed() < SLOW_PROGRAM_MEMORY)
     }
 
     /// The compiled program `cid`, loading and compiling it with `load` on a miss.
@@ -145,6 +167,40 @@ mod tests {
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
         std::fs::write(root.join("data"), vec![7u8; bytes]).map_err(|e| e.to_string())?;
         Ok((root, bytes as u64))
+    }
+
+    #[tokio::test]
+    async fn a_program_is_compiled_once_and_then_served_by_cid() {
+        let runtime = shoal_runtime::Runtime::new(shoal_runtime::RuntimeConfig {
+            max_concurrent_instances: 1,
+            max_memory_bytes: 1 << 20,
+            ..shoal_runtime::RuntimeConfig::default()
+        })
+        .unwrap();
+        // The smallest module: the magic and version.
+        let wasm = b"\0asm\x01\0\0\0";
+        let cache = ProgramCache::new(1 << 20);
+        let loads = AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            runtime.compile(wasm).map(|program| (program, wasm.len() as u64)).map_err(|e| e.to_string())
+        };
+        let (a, b) = tokio::join!(cache.get_or_load(cid(9), load()), cache.get_or_load(cid(9), load()));
+        a.unwrap();
+        b.unwrap();
+        cache.get_or_load(cid(9), load()).await.unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "compiled once for three jobs");
+        cache.get_or_load(cid(10), load()).await.unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 2, "another CID is another program");
+    }
+
+    #[test]
+    fn programs_that_compiled_too_slowly_are_remembered_by_cid() {
+        let cache = ProgramCache::new(1 << 20);
+        assert!(!cache.is_slow(&cid(11)));
+        cache.mark_slow(cid(11));
+        assert!(cache.is_slow(&cid(11)));
+        assert!(!cache.is_slow(&cid(12)));
     }
 
     #[tokio::test]

@@ -33,6 +33,10 @@ pub struct WorkerConfig {
     pub program_cache_bytes: u64,
     /// How long fetching a job's program and inputs may take before the job fails.
     pub fetch_timeout: Duration,
+    /// How long compiling a program may take before the job fails (`timeout`). Compilation
+    /// cannot be interrupted: it finishes in the background, its result unused, and jobs naming
+    /// the program fail at once for a while instead of compiling it again.
+    pub compile_timeout: Duration,
     /// How long one stream read blocks waiting for work.
     pub poll_block: Duration,
     /// How long an entry another worker read may go unrenewed before this worker takes it
@@ -71,6 +75,9 @@ impl WorkerConfig {
     pub const DEFAULT_PROGRAM_CACHE_BYTES: u64 = 512 << 20;
     /// Time to fetch a job's program and inputs unless configured.
     pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Time to compile a program unless configured: a few megabytes of ordinary code compile
+    /// in seconds.
+    pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
     /// The visibility timeout unless configured.
     pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
     /// Readers per shard unless configured.
@@ -99,6 +106,7 @@ impl WorkerConfig {
             input_cache_bytes: WorkerConfig::DEFAULT_INPUT_CACHE_BYTES,
             program_cache_bytes: WorkerConfig::DEFAULT_PROGRAM_CACHE_BYTES,
             fetch_timeout: WorkerConfig::DEFAULT_FETCH_TIMEOUT,
+            compile_timeout: WorkerConfig::DEFAULT_COMPILE_TIMEOUT,
             poll_block: Duration::from_secs(1),
             visibility_timeout: WorkerConfig::DEFAULT_VISIBILITY_TIMEOUT,
             heartbeat: Membership::DEFAULT_HEARTBEAT,

@@ -23,8 +23,9 @@ use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
 use crate::config::{WorkerConfig, WorkerError};
 use shoal_jobs::with_retries;
 
-/// Largest program accepted: larger modules are almost certainly not programs.
-pub const MAX_PROGRAM_BYTES: u64 = 256 << 20;
+/// Largest program accepted: larger modules are almost certainly not programs, and compiling
+/// one crafted to compile slowly could take minutes (see [`WorkerConfig::compile_timeout`]).
+pub const MAX_PROGRAM_BYTES: u64 = 64 << 20;
 
 /// Everything one worker needs to run jobs: one delivery start to finish ([`Executor::execute`]),
 /// or one run of a spec touching no record ([`Executor::run_spec`], what the verifier compares).
@@ -51,6 +52,8 @@ pub struct Executor {
     scratch: PathBuf,
     /// Time allowed for fetching the program and inputs.
     pub(crate) fetch_timeout: Duration,
+    /// Time allowed for compiling the program.
+    compile_timeout: Duration,
     /// Where tasks of fanned-out jobs are queued.
     pub(crate) router: ShardRouter,
     /// The records of fanned-out jobs.
@@ -94,6 +97,7 @@ impl Executor {
             })?,
             scratch: config.work_dir.join("runs"),
             fetch_timeout: config.fetch_timeout,
+            compile_timeout: config.compile_timeout,
         })
     }
 
@@ -348,7 +352,9 @@ impl Executor {
                     FailureKind::MemoryLimit { .. } => (FailureReason::MemoryLimit, failure.kind.to_string()),
                     FailureKind::StackOverflow => (FailureReason::StackOverflow, failure.kind.to_string()),
                     FailureKind::Timeout { .. } => (FailureReason::Timeout, failure.kind.to_string()),
-                    FailureKind::OutputLimit { .. } => (FailureReason::OutputLimit, failure.kind.to_string()),
+                    FailureKind::OutputLimit { .. } | FailureKind::OutputFilesLimit { .. } => {
+                        (FailureReason::OutputLimit, failure.kind.to_string())
+                    }
                 };
                 let stderr = self.import_bytes(failure.stderr.clone()).await?;
                 Err(Stop {
@@ -414,6 +420,9 @@ impl Executor {
     async fn program(&self, cid: Cid) -> Result<Program, Stop> {
         self.programs
             .get_or_load(cid, async {
+                if self.programs.is_slow(&cid) {
+                    return Err(self.compile_overran(&cid, " (recently, on this worker: not compiled again)"));
+                }
                 let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
                 if info.kind != NodeKind::File {
                     return Err(Stop::new(
@@ -431,17 +440,49 @@ impl Executor {
                 let chunks: Vec<Bytes> =
                     unixfs::cat(reader, cid).try_collect().await.map_err(|e| unavailable(&cid, e))?;
                 let wasm = chunks.concat();
-                let program = self.runtime.compile(&wasm).map_err(|e| match e {
+                let size = wasm.len() as u64;
+                // Compiled on a blocking thread against its own budget: Cranelift cannot be
+                // interrupted, so a module crafted to compile slowly finishes in the background
+                // (its result unused, the program remembered as slow so no job compiles it
+                // again for a while) while the job fails now.
+                let runtime = self.runtime.clone();
+                let programs = self.programs.clone();
+                let budget = self.compile_timeout;
+                let compiling = tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
+                    let compiled = runtime.compile(&wasm);
+                    if started.elapsed() > budget {
+                        programs.mark_slow(cid);
+                    }
+                    compiled
+                });
+                let compiled = match tokio::time::timeout(budget, compiling).await {
+                    Ok(compiled) => compiled.map_err(|e| internal(format!("compiling {cid}: {e}")))?,
+                    Err(_overran) => {
+                        self.programs.mark_slow(cid);
+                        return Err(self.compile_overran(&cid, ""));
+                    }
+                };
+                let program = compiled.map_err(|e| match e {
                     RunError::InvalidModule { reason } => Stop::new(
                         FailureReason::InvalidProgram,
                         format!("program {cid} is not a valid WebAssembly module: {reason}"),
                     ),
                     other => internal(format!("compiling {cid}: {other}")),
                 })?;
-                Ok((program, wasm.len() as u64))
+                Ok((program, size))
             })
             .await
             .map_err(|stop: Arc<Stop>| Stop::clone(&stop))
+    }
+
+    /// The failure of a job whose program did not compile within the budget: a wall-clock limit
+    /// like [`FailureReason::Timeout`] (another worker may be fast enough).
+    fn compile_overran(&self, cid: &Cid, when: &str) -> Stop {
+        Stop::new(
+            FailureReason::Timeout,
+            format!("compiling program {cid} took longer than the {:?} compile budget{when}", self.compile_timeout),
+        )
     }
 
     /// Materialises an input on disk, through the input cache; says whether it was there
@@ -603,6 +644,9 @@ pub fn invocation(spec: &JobSpec, mounts: Vec<Mount>) -> Invocation {
             stdout_bytes: limits.log_bytes as usize,
             stderr_bytes: limits.log_bytes as usize,
             output_bytes: limits.output_bytes,
+            // One value everywhere (worker and verifier must agree on the verdict) until job
+            // specs carry their own.
+            output_files: shoal_runtime::DEFAULT_OUTPUT_FILES,
         },
     }
 }

@@ -14,6 +14,12 @@ pub(crate) const PRELUDE: &str = r#"
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (import "wasi_snapshot_preview1" "clock_time_get" (func $clock_time_get (param i32 i64 i32) (result i32)))
   (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_pwrite" (func $fd_pwrite (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_set_size" (func $fd_filestat_set_size (param i32 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_unlink_file" (func $path_unlink_file (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_create_directory" (func $path_create_directory (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   ;; Writes `len` bytes at `ptr` to `fd`, returning the errno.
   (func $write (param $fd i32) (param $ptr i32) (param $len i32) (result i32)
@@ -59,6 +65,7 @@ pub(crate) fn invocation() -> Invocation {
             stdout_bytes: 64 << 10,
             stderr_bytes: 64 << 10,
             output_bytes: 1 << 20,
+            output_files: 1_000,
         },
         ..Invocation::default()
     }

@@ -223,9 +223,8 @@ async fn huge_stdout_is_capped_and_marked_truncated() {
 }
 
 #[tokio::test]
-async fn outputs_over_the_limit_are_reported_after_the_run() {
-    // One 64 KiB write: too few host calls for the in-run check, so this is
-    // caught by the check after the run.
+async fn one_write_over_the_limit_is_refused() {
+    // One 64 KiB write past a 1000-byte limit: refused before it is made.
     let body = r#"
       (data (i32.const 96) "big.bin")
       (func (export "_start")
@@ -241,12 +240,13 @@ async fn outputs_over_the_limit_are_reported_after_the_run() {
     let failure = run_failing(&runtime(), body, inv).await;
 
     assert_eq!(failure.kind, FailureKind::OutputLimit { limit_bytes: 1000, written: 65536 });
+    assert_eq!(fs::metadata(outputs.path().join("big.bin")).expect("opened").len(), 0, "the write was not made");
 }
 
 #[tokio::test]
-async fn outputs_growing_past_the_limit_stop_the_guest_during_the_run() {
-    // 1,000 writes of 1 KiB; the limit is 10 KiB, so the periodic check must
-    // stop the guest long before it writes everything.
+async fn outputs_growing_past_the_limit_stop_the_guest_at_the_write_that_crosses_it() {
+    // 1,000 writes of 1 KiB; the limit is 10 KiB: the eleventh write is not
+    // made, so exactly the limit reaches the disk.
     let body = r#"
       (data (i32.const 96) "stream.bin")
       (func (export "_start")
@@ -264,13 +264,9 @@ async fn outputs_growing_past_the_limit_stop_the_guest_during_the_run() {
 
     let failure = run_failing(&runtime(), body, inv).await;
 
-    let FailureKind::OutputLimit { limit_bytes, written } = failure.kind else {
-        panic!("expected an output limit, got {:?}", failure.kind);
-    };
-    assert_eq!(limit_bytes, 10 << 10);
-    assert!(written > 10 << 10 && written < 1000 << 10, "{written}");
+    assert_eq!(failure.kind, FailureKind::OutputLimit { limit_bytes: 10 << 10, written: 11 << 10 });
     let on_disk = fs::metadata(outputs.path().join("stream.bin")).expect("file").len();
-    assert_eq!(on_disk, written);
+    assert_eq!(on_disk, 10 << 10);
 }
 
 #[tokio::test]

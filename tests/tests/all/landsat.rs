@@ -65,6 +65,7 @@ async fn cloud_detect_gives_the_same_output_cid_through_the_system_and_directly(
                     stdout_bytes: defaults.log_bytes as usize,
                     stderr_bytes: defaults.log_bytes as usize,
                     output_bytes: defaults.output_bytes,
+                    ..Limits::default()
                 },
             },
         )

@@ -106,6 +106,7 @@ fn roomy_limits() -> Limits {
         stdout_bytes: 1 << 20,
         stderr_bytes: 1 << 20,
         output_bytes: 256 << 20,
+        ..Limits::default()
     }
 }
 
