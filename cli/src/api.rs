@@ -1,8 +1,23 @@
 //! A client of the gateway's HTTP API, for the user commands.
 
 use anyhow::{bail, Context};
+use clap::Args;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
 use shoal_jobs::{Job, JobStatus};
+
+use crate::home::Home;
+
+/// Which gateway to talk to, and with which key.
+#[derive(Args)]
+pub(crate) struct ApiArgs {
+    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
+    #[arg(long, env = "SHOAL_GATEWAY")]
+    gateway: Option<String>,
+    /// The API key (default: the running `shoal dev`'s local key).
+    #[arg(long, env = "SHOAL_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
 
 /// The gateway at one base URL.
 pub(crate) struct Api {
@@ -11,9 +26,16 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    /// A client of the gateway at `base` (e.g. `http://127.0.0.1:8080`).
-    pub(crate) fn new(base: String) -> Api {
-        Api { base, http: reqwest::Client::new() }
+    /// A client of the gateway `args` name (else the one of the `shoal dev` of `home`), sending
+    /// the key they name (else that stack's local key).
+    pub(crate) fn new(home: &Home, args: &ApiArgs) -> Api {
+        let key = args.api_key.clone().or_else(|| home.endpoints().and_then(|e| e.api_key));
+        let mut headers = HeaderMap::new();
+        if let Some(value) = key.and_then(|key| HeaderValue::try_from(format!("Bearer {key}")).ok()) {
+            headers.insert(AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder().default_headers(headers).build().unwrap_or_default();
+        Api { base: home.gateway_url(args.gateway.as_deref()), http }
     }
 
     /// Submits a job spec; returns the job (new, or the one an earlier use of the key created).
@@ -30,6 +52,13 @@ impl Api {
     pub(crate) async fn job(&self, id: &str) -> anyhow::Result<JobStatus> {
         let response =
             self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await.with_context(|| self.unreachable())?;
+        decode(response).await
+    }
+
+    /// Cancels job `id`; returns it as it is now.
+    pub(crate) async fn cancel(&self, id: &str) -> anyhow::Result<JobStatus> {
+        let response =
+            self.http.delete(format!("{}/v1/jobs/{id}", self.base)).send().await.with_context(|| self.unreachable())?;
         decode(response).await
     }
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
-use shoal_jobs::{Fsync, RedisServer};
+use shoal_jobs::{redis_urls, ApiKeys, Fsync, RedisConnection, RedisServer, Role, Tenant};
 use shoal_verifier::VerifierConfig;
 use shoal_worker::WorkerConfig;
 use tokio::net::TcpListener;
@@ -46,6 +46,22 @@ pub(crate) struct DevArgs {
     verify_rate: f64,
 }
 
+/// The tenant of the dev stack's local key.
+const LOCAL_TENANT: &str = "local";
+
+/// The dev stack's local key, an operator's of tenant [`LOCAL_TENANT`]: the one an earlier run
+/// with this home wrote down if Redis still knows it, else a new one.
+async fn local_key(home: &Home, redis_url: &str) -> anyhow::Result<String> {
+    let keys = ApiKeys::new(RedisConnection::open(&redis_urls(redis_url)).await?);
+    if let Some(key) = home.endpoints().and_then(|e| e.api_key) {
+        if keys.authenticate(&key).await?.is_some() {
+            return Ok(key);
+        }
+    }
+    let tenant: Tenant = LOCAL_TENANT.parse().map_err(anyhow::Error::msg)?;
+    Ok(keys.create(&tenant, Role::Operator).await?.secret)
+}
+
 /// Runs the stack until Ctrl-C or SIGTERM.
 pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> {
     init_logging();
@@ -55,6 +71,7 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
         .await?
         .context("starting redis-server (is it installed? `apt-get install redis-server`)")?;
     let redis_url = redis.url();
+    let api_key = local_key(home, &redis_url).await?;
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = move || {
@@ -106,6 +123,7 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
         content: content_url.clone(),
         redis: redis_url.clone(),
         pid: std::process::id(),
+        api_key: Some(api_key),
     })?;
     println!("shoal dev is up:");
     println!("  gateway  {gateway_url}");

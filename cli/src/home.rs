@@ -26,6 +26,18 @@ pub(crate) struct Endpoints {
     pub redis: String,
     /// The `shoal dev` process, so scripts can stop it.
     pub pid: u32,
+    /// The stack's local API key (an operator's), which user commands send unless told
+    /// otherwise. The file is readable by its owner only.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+/// Writes `bytes` to a new file at `path` that only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::remove_file(path).ok();
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
 }
 
 impl Home {
@@ -53,7 +65,7 @@ impl Home {
         std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
         let file = self.endpoints_file();
         let tmp = file.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints)?)
+        write_private(&tmp, &serde_json::to_vec_pretty(endpoints)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
         Ok(())

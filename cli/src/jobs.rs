@@ -1,4 +1,4 @@
-//! Job commands over the gateway's HTTP API: `run`, `status`, `logs`.
+//! Job commands over the gateway's HTTP API: `run`, `status`, `logs`, `cancel`, `workers`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::{unixfs, BlockSource, FsBlockStore};
 use shoal_jobs::{Acceptance, ContentId, ExecutionOutcome, Job, JobState, JobStatus, VerificationOutcome};
 
-use crate::api::Api;
+use crate::api::{Api, ApiArgs};
 use crate::home::Home;
 
 /// `shoal run`.
@@ -73,9 +73,8 @@ pub(crate) struct RunArgs {
     /// Give up waiting after this many seconds (the job keeps running).
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
-    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
-    #[arg(long, env = "SHOAL_GATEWAY")]
-    gateway: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 /// `shoal status` / `shoal logs`.
@@ -86,9 +85,8 @@ pub(crate) struct JobArgs {
     /// Print the job record as JSON.
     #[arg(long)]
     json: bool,
-    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
-    #[arg(long, env = "SHOAL_GATEWAY")]
-    gateway: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 impl RunArgs {
@@ -164,7 +162,7 @@ impl RunArgs {
 /// `shoal run`: submits, then (unless `--no-wait`) shows progress until the job ends and prints
 /// the output CID. Exits 1 if the job failed.
 pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let api = Api::new(home, &args.api);
     let job = api.submit(&args.spec()?, args.idempotency_key.as_deref()).await?;
     if args.no_wait {
         println!("{}", job.id);
@@ -268,7 +266,7 @@ fn report(job: &Job) -> anyhow::Result<ExitCode> {
 
 /// `shoal status JOB`.
 pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let api = Api::new(home, &args.api);
     let status = api.job(&args.job).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -350,7 +348,7 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
 
 /// `shoal logs JOB`: the latest execution's stdout, then its stderr.
 pub(crate) async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let api = Api::new(home, &args.api);
     let job = api.job(&args.job).await?.job;
     let Some(execution) = job.executions.iter().rev().find(|e| e.outcome.is_some()) else {
         bail!("job {} has no finished execution yet ({})", job.id, job.state);
@@ -383,17 +381,28 @@ pub(crate) async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// `shoal cancel`: cancels a job (and a fanned-out job's tasks).
+pub(crate) async fn cancel(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home, &args.api);
+    let status = api.cancel(&args.job).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("{} {}", status.job.id, status.job.state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `shoal workers`.
 #[derive(Args)]
 pub(crate) struct WorkersArgs {
-    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
-    #[arg(long, env = "SHOAL_GATEWAY")]
-    gateway: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 /// `shoal workers`: the live workers, one per line.
 pub(crate) async fn workers(home: &Home, args: WorkersArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home.gateway_url(args.gateway.as_deref()));
+    let api = Api::new(home, &args.api);
     let now = shoal_jobs::now_ms();
     for member in api.workers().await? {
         let info = &member.info;

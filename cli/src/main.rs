@@ -2,13 +2,15 @@
 //!
 //! Services: `dev` (the whole embedded stack), `gateway`, `worker`, `content` (the trustless
 //! gateway over a block store), `verifier`. User commands: `add`, `get`, `cat`, `car`
-//! (content), `run`, `status`, `logs`, `workers` (over the gateway's HTTP API).
+//! (content), `run`, `status`, `logs`, `cancel`, `workers` (over the gateway's HTTP API);
+//! `keys`, `tenants`, `quarantine` (operators, over Redis).
 
 mod api;
 mod content;
 mod dev;
 mod home;
 mod jobs;
+mod keys;
 mod quarantine;
 mod receipt;
 mod services;
@@ -55,8 +57,16 @@ enum Command {
     Status(jobs::JobArgs),
     /// Print a job's stdout and stderr.
     Logs(jobs::JobArgs),
-    /// List the live workers.
+    /// Cancel a job (and a fanned-out job's tasks).
+    Cancel(jobs::JobArgs),
+    /// List the live workers (operators).
     Workers(jobs::WorkersArgs),
+    /// Make, list and revoke API keys (operators, with Redis access).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Show or set a tenant's quotas (operators, with Redis access).
+    #[command(subcommand)]
+    Tenants(keys::TenantsCommand),
     /// Check workers' signed receipts.
     #[command(subcommand)]
     Receipt(receipt::ReceiptCommand),
@@ -100,6 +110,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Quarantine(command) => quarantine::run(command).await,
         Command::Status(args) => jobs::status(&home, args).await,
         Command::Logs(args) => jobs::logs(&home, args).await,
+        Command::Cancel(args) => jobs::cancel(&home, args).await,
         Command::Workers(args) => jobs::workers(&home, args).await,
+        Command::Keys(command) => keys::keys(command).await,
+        Command::Tenants(command) => keys::tenants(command).await,
     }
 }

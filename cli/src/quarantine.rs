@@ -25,7 +25,7 @@ pub(crate) enum QuarantineCommand {
 pub(crate) struct RedisArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS")]
-    redis: String,
+    pub(crate) redis: String,
 }
 
 /// `shoal quarantine list|readmit`.

@@ -106,6 +106,12 @@ impl From<SpecError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
+        ApiError::from(&error)
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(error: &StoreError) -> ApiError {
         match error {
             // Every Redis failure the gateway can meet is Redis being down, slow or refusing
             // writes (out of memory, read-only replica): the client should retry later.
@@ -130,7 +136,11 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Corrupt { key, reason } => {
                 tracing::error!(%key, %reason, "corrupt record in Redis");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record", format!("the stored record {key} cannot be read: {reason}"))
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_record",
+                    format!("the stored record {key} cannot be read: {reason}"),
+                )
             }
         }
     }

@@ -8,12 +8,15 @@ use std::time::Duration;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use bytes::Bytes;
 use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use shoal_jobs::{Acceptance, ContentId, Created, Job, JobSpec, JobState, JobStatus, StoreError};
+use shoal_jobs::{
+    Acceptance, ContentId, Created, Idempotency, Job, JobSpec, JobState, JobStatus, Principal, Role, StoreError,
+};
 
 use crate::api_error::ApiError;
 use crate::AppState;
@@ -45,7 +48,12 @@ fn names_verification(body: &[u8]) -> bool {
 ///
 /// 202 with the new job; with an `Idempotency-Key` seen before for the same spec, 200 with the
 /// job that key created (and `Idempotent-Replayed: true`), which is not queued again.
-pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn submit(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = match read_json_body(&headers, body, app.config.max_body_bytes).await {
         Ok(body) => body,
         Err(refused) => return Ok(refused),
@@ -55,6 +63,11 @@ pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body
         spec.verification = app.config.default_verification;
     }
     let idempotency_key = idempotency_key(&headers)?;
+    let tenant = &principal.tenant;
+    if let Err(refused) = app.access.admit(tenant, &spec).await {
+        app.metrics.jobs_refused.inc();
+        return Ok(refused);
+    }
     if let Some(limit) = app.config.max_backlog {
         let outstanding = app.backlog.outstanding();
         if outstanding >= limit {
@@ -69,10 +82,11 @@ pub(crate) async fn submit(State(app): State<AppState>, headers: HeaderMap, body
     let shard = app.placement.route(&spec);
     // A first request that stored the job but failed to queue it (it answered 503) leaves it
     // for the client's retry to queue.
-    match app.store.submit(&app.queue, &spec, shard, idempotency_key).await? {
+    let idempotency = idempotency_key.map(|key| Idempotency::Client { tenant, key });
+    match app.store.submit(&app.queue, &spec, shard, tenant, idempotency).await? {
         Created::New(job) => {
             app.metrics.jobs_submitted.inc();
-            tracing::info!(job = %job.id, shard, "job submitted");
+            tracing::info!(job = %job.id, shard, %tenant, "job submitted");
             Ok(job_response(StatusCode::ACCEPTED, job, false))
         }
         Created::Existing(job) => {
@@ -198,14 +212,23 @@ fn job_id(raw: &str) -> Result<String, ApiError> {
     })
 }
 
-async fn load_job(app: &AppState, raw_id: &str) -> Result<Job, ApiError> {
+/// The job `raw_id` names, if `principal` may see it: another tenant's job is answered as one
+/// that does not exist, so ids tell nothing across tenants.
+async fn load_job(app: &AppState, principal: &Principal, raw_id: &str) -> Result<Job, ApiError> {
     let id = job_id(raw_id)?;
-    app.store.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id).into())
+    match app.store.get(&id).await? {
+        Some(job) if principal.may_access(&job.tenant) => Ok(job),
+        _ => Err(StoreError::JobNotFound(id).into()),
+    }
 }
 
 /// `GET /v1/jobs/{id}`: the job with its state and executions.
-pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiError> {
-    let job = load_job(&app, &id).await?;
+pub(crate) async fn status(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<JobStatus>, ApiError> {
+    let job = load_job(&app, &principal, &id).await?;
     let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&id).await? } else { None };
     Ok(Json(JobStatus::new(job, tasks)))
 }
@@ -242,13 +265,14 @@ pub(crate) struct ResultQuery {
 /// the verifier has checked it (409 `not_accepted` before that, unless `?early=true`).
 pub(crate) async fn result(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<ResultQuery>, QueryRejection>,
 ) -> Result<Json<JobResultBody>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{rejection}; the parameter is early"))
     })?;
-    let job = load_job(&app, &id).await?;
+    let job = load_job(&app, &principal, &id).await?;
     match job.state {
         JobState::Succeeded => {
             let acceptance = job.acceptance().unwrap_or(Acceptance::Pending);
@@ -322,6 +346,49 @@ pub(crate) async fn result(
     }
 }
 
+/// Cancels held at once while cancelling a fan-out's tasks.
+const CANCELLING_AT_ONCE: usize = 32;
+
+/// `DELETE /v1/jobs/{id}`: cancels the job unless it finished — a queued job is never run, a
+/// running one is stopped by its worker within a second or so, a fanned-out job's tasks are
+/// cancelled with it. 200 with the job (also for a job cancelled before: cancelling again
+/// finishes cancelling its tasks); 409 `job_finished` (with `state`) for one that succeeded or
+/// failed.
+pub(crate) async fn cancel(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<JobStatus>, ApiError> {
+    let job = load_job(&app, &principal, &id).await?;
+    let why = format!("cancelled by API key {} of tenant {}", principal.key_id, principal.tenant);
+    if !job.state.is_terminal() {
+        app.store.cancel(&job.id, &why).await?;
+    }
+    if job.spec.fan_out.is_some() && matches!(job.state, JobState::Running | JobState::Cancelled) {
+        let tasks = app.fanouts.tasks(&job.id).await?;
+        futures::stream::iter(tasks)
+            .map(|task| {
+                let (store, why) = (app.store.clone(), why.clone());
+                async move { store.cancel(&task.job, &why).await }
+            })
+            .buffer_unordered(CANCELLING_AT_ONCE)
+            .try_collect::<Vec<_>>()
+            .await?;
+    }
+    let job = load_job(&app, &principal, &id).await?;
+    if matches!(job.state, JobState::Succeeded | JobState::Failed) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_finished",
+            format!("job {} {} before it could be cancelled", job.id, job.state),
+        )
+        .with_state(job.state));
+    }
+    tracing::info!(job = %job.id, tenant = %job.tenant, key = %principal.key_id, "job cancelled");
+    let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&job.id).await? } else { None };
+    Ok(Json(JobStatus::new(job, tasks)))
+}
+
 /// The query of `GET /v1/jobs`; every value is parsed by hand so each error names its field.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,6 +436,7 @@ pub(crate) struct JobPage {
 /// state are listed, merged by creation time.
 pub(crate) async fn list(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
@@ -400,7 +468,9 @@ pub(crate) async fn list(
         None => &JobState::ALL,
     };
     let before = cursor.map(|c| (c.created_ms, c.id));
-    let pages = try_join_all(states.iter().map(|&state| app.store.list(state, limit, before.clone()))).await?;
+    // An operator lists every tenant's jobs; anyone else only its own tenant's.
+    let tenant = (principal.role != Role::Operator).then_some(&principal.tenant);
+    let pages = try_join_all(states.iter().map(|&state| app.store.list(tenant, state, limit, before.clone()))).await?;
     // Each state's page holds its newest `limit` jobs before the cursor, so the newest `limit`
     // of their union are the newest overall; more remain if the union overflows or any state
     // had more.

@@ -1,15 +1,21 @@
 //! Shoal's stateless HTTP gateway: accepts job submissions, puts them on the shard streams and
 //! serves job state. Everything lives in Redis, so any number of gateways can run side by side.
 //!
+//! Every endpoint but `/healthz` needs an API key (`Authorization: Bearer shoal_…`, made with
+//! `shoal keys create`): **401** `unauthenticated` without one, `invalid_api_key` for one that
+//! is unknown or revoked. A key belongs to a tenant; it sees only that tenant's jobs (another
+//! tenant's job id answers **404** `job_not_found`), and an operator's key sees all.
+//!
 //! | endpoint | answers |
 //! |---|---|
-//! | `POST /v1/jobs` | body: a JSON job spec (`Content-Type: application/json`, at most [`GatewayConfig::max_body_bytes`]). **202** with the job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` header already used for the same spec: **200** with that job and `Idempotent-Replayed: true` (not queued again); used for a different spec: **422** `idempotency_key_reused`. |
+//! | `POST /v1/jobs` | body: a JSON job spec (`Content-Type: application/json`, at most [`GatewayConfig::max_body_bytes`]). **202** with the job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` header (scoped to the tenant) already used for the same spec: **200** with that job and `Idempotent-Replayed: true` (not queued again); used for a different spec: **422** `idempotency_key_reused`. |
 //! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many files there are, succeeded and failed, the failed ones by name, how many `tasks` they were batched into and `tasks_finished`, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, acceptance, accepted, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded and the verifier had its say (`accepted` only when `verified` or `corrected`); **409** `not_accepted` (with `acceptance: pending`) before that unless `?early=true`; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result — a failure the program would meet on any worker once the verifier has checked it (**409** `not_accepted` before that, unless `?early=true`). |
-//! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first; `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
-//! | `GET /v1/workers` | **200** `{workers, live_within_ms, hot_shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, and each hot shard's extra readers. |
+//! | `DELETE /v1/jobs/{id}` | **200** the job, now `cancelled` (a queued job never runs, a running one is stopped by its worker within about a second, a fanned-out job's tasks are cancelled with it; again for a cancelled job finishes cancelling its tasks); **409** `job_finished` (with `state`) for a job that succeeded or failed. |
+//! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first, the caller's tenant's (an operator's: every tenant's); `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
+//! | `GET /v1/workers` (operators) | **200** `{workers, live_within_ms, hot_shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, and each hot shard's extra readers. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
-//! | `GET /metrics` | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
+//! | `GET /metrics` (operators) | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
 //!
 //! Every error is `{"error": {"code": "...", "message": "...", "field": "..."}}` (`field` when
 //! one request field is at fault, e.g. `inputs[0].cid`). Bad specs are **400** (`malformed_json`,
@@ -17,12 +23,16 @@
 //! (answered as soon as the type or the size is known, with `Connection: close`; a refused body is
 //! never buffered);
 //! more than [`GatewayConfig::max_backlog`] entries outstanding on the shard streams **429**
-//! `backlog_full` with `Retry-After`; Redis unreachable **503**; a request over [`GatewayConfig::request_timeout`] **504**.
+//! `backlog_full` with `Retry-After`; over a tenant's quotas (`shoal tenants set-quotas`) **429**
+//! `too_many_outstanding` or `rate_limited` with `Retry-After`, or **403** `quota_exceeded` (with
+//! the field) for more fuel than it may ask; a tenant's key on an operator's endpoint **403**
+//! `forbidden`; Redis unreachable **503**; a request over [`GatewayConfig::request_timeout`] **504**.
 //! Every answer carries `x-request-id` (the client's, or a fresh one).
 
 #![warn(missing_docs)]
 
 mod api_error;
+mod auth;
 mod backpressure;
 mod config;
 mod jobs;
@@ -36,16 +46,17 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Extension, Json, Router};
 use shoal_jobs::{
-    redis_addresses, redis_urls, ConnectOptions, FanOutStore, HotShards, JobStore, Membership, RedisConnection,
-    ShardQueue, ShardRouter,
+    redis_addresses, redis_urls, ApiKeys, ConnectOptions, FanOutStore, HotShards, JobStore, Membership, Principal,
+    RedisConnection, ShardQueue, ShardRouter,
 };
 use tokio::net::TcpListener;
 
 pub use config::{GatewayConfig, GatewayError};
 
 use api_error::ApiError;
+use auth::Access;
 use backpressure::Backlog;
 use metrics::Metrics;
 
@@ -60,6 +71,7 @@ struct AppState {
     config: Arc<GatewayConfig>,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
+    access: Access,
 }
 
 /// Connects to Redis, creates the shard streams' consumer groups if missing, and returns the
@@ -83,8 +95,10 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
 
     let metrics = Arc::new(Metrics::new());
     let backlog = Backlog::sample(redis.clone(), &config);
+    let store = JobStore::new(redis.clone());
+    let access = Access::new(ApiKeys::new(redis.clone()), store.clone(), config.backlog_sample_interval);
     let state = AppState {
-        store: JobStore::new(redis.clone()),
+        store,
         fanouts: FanOutStore::new(redis.clone()),
         queue,
         redis,
@@ -92,17 +106,20 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         config: Arc::new(config.clone()),
         metrics: metrics.clone(),
         backlog,
+        access,
     };
-    let routes = Router::new()
+    // Every route but the health check needs a key, unknown paths included, so that what
+    // exists is not told to strangers.
+    let keyed = Router::new()
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
-        .route("/v1/jobs/{id}", get(jobs::status))
+        .route("/v1/jobs/{id}", get(jobs::status).delete(jobs::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result))
         .route("/v1/workers", get(workers))
-        .route("/healthz", get(health))
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let routes = Router::new().route("/healthz", get(health)).merge(keyed).with_state(state);
     Ok(layers::apply(routes, metrics, config.request_timeout))
 }
 
@@ -125,9 +142,13 @@ where
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
-/// `GET /v1/workers`: the live workers, most recently heard from first, and the hot shards with
-/// the workers picked to read them besides their owners.
-async fn workers(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /v1/workers` (operators only): the live workers, most recently heard from first, and the
+/// hot shards with the workers picked to read them besides their owners.
+async fn workers(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth::operator_only(&principal)?;
     // Gateways do not know each worker's heartbeat: the default's window.
     let live_within = Membership::live_window(Membership::DEFAULT_HEARTBEAT);
     let live = Membership::new(app.redis.clone()).live(live_within).await?;

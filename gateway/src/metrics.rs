@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures::future::join_all;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use shoal_jobs::Principal;
 
 use crate::api_error::ApiError;
 use crate::AppState;
@@ -108,7 +110,11 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
 }
 
 /// `GET /metrics`: the OpenMetrics text, with the shard backlog read from Redis now.
-pub(crate) async fn scrape(State(app): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn scrape(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    crate::auth::operator_only(&principal)?;
     let shards = app.placement.shards();
     let lengths: Result<Vec<u64>, _> =
         join_all((0..shards).map(|shard| app.queue.len(shard))).await.into_iter().collect();

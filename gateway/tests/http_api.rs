@@ -18,8 +18,9 @@ use shoal_gateway::{router, serve, GatewayConfig, GatewayError};
 use shoal_jobs::free_port;
 use shoal_jobs::keys::shard_stream;
 use shoal_jobs::{
-    now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, Fsync, JobSpec,
-    JobStore, RedisServer, ShardQueue, Verification, VerificationOutcome, VerificationPolicy,
+    now_ms, redis_urls, ApiKeys, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure,
+    FailureReason, Fsync, Idempotency, JobSpec, JobStore, RedisConnection, RedisServer, Role, ShardQueue, Tenant,
+    Verification, VerificationOutcome, VerificationPolicy,
 };
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -45,6 +46,25 @@ fn spec(tag: &str) -> Value {
         "verification": {"mode": "none"},
         "retry": {"max_attempts": 3, "total_timeout_ms": 3_600_000, "backoff_ms": 1_000}
     })
+}
+
+/// The tenant of the tests' keys.
+fn tenant() -> Tenant {
+    "test".parse().unwrap()
+}
+
+/// A new key for tenant `tenant` with `role`, made in the Redis at `urls`.
+async fn api_key(urls: &str, tenant: &Tenant, role: Role) -> String {
+    let keys = ApiKeys::new(RedisConnection::open(&redis_urls(urls)).await.unwrap());
+    keys.create(tenant, role).await.unwrap().secret
+}
+
+/// A client sending a new key for tenant `tenant` with `role`, made in the Redis at `urls`.
+async fn keyed_client(urls: &str, tenant: &Tenant, role: Role) -> reqwest::Client {
+    let key = api_key(urls, tenant, role).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 /// A gateway on a loopback port over its own Redis; both stop when it is dropped.
@@ -73,7 +93,8 @@ impl Gateway {
         tokio::spawn(serve(listener, app, async move {
             stop.await.ok();
         }));
-        Gateway { base, http: reqwest::Client::new(), redis, _shutdown: shutdown, _dir: dir }
+        let http = keyed_client(&redis.url(), &tenant(), Role::Operator).await;
+        Gateway { base, http, redis, _shutdown: shutdown, _dir: dir }
     }
 
     fn url(&self, path: &str) -> String {
@@ -218,7 +239,9 @@ async fn a_retry_queues_a_job_whose_first_submission_was_stored_but_not_queued()
     // The first request stored the job and failed before queueing it (Redis went away).
     let store = JobStore::new(gateway.redis().await);
     let stored = JobSpec::from_json(spec("a").to_string().as_bytes()).unwrap();
-    let Created::New(job) = store.create(&stored, 2, Some("order-99")).await.unwrap() else { panic!("new") };
+    let tenant = tenant();
+    let key = Some(Idempotency::Client { tenant: &tenant, key: "order-99" });
+    let Created::New(job) = store.create(&stored, 2, &tenant, key).await.unwrap() else { panic!("new") };
     assert_eq!(gateway.total_backlog().await, 0);
 
     let retry = gateway.submit(&spec("a"), Some("order-99")).await;
@@ -329,7 +352,7 @@ struct RawAnswer {
 /// chunked), writing and reading at once like curl does: a server that answers early and closes
 /// makes the writes fail, which must not hide its answer (as it does in clients that only read
 /// after writing).
-async fn post_one_gibibyte(address: &str, declared: bool) -> RawAnswer {
+async fn post_one_gibibyte(address: &str, key: &str, declared: bool) -> RawAnswer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const GIB: u64 = 1 << 30;
     const CHUNK: usize = 64 << 10;
@@ -338,7 +361,7 @@ async fn post_one_gibibyte(address: &str, declared: bool) -> RawAnswer {
     let written = Arc::new(AtomicU64::new(0));
     let framing = if declared { format!("Content-Length: {GIB}") } else { "Transfer-Encoding: chunked".to_string() };
     let head =
-        format!("POST /v1/jobs HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n");
+        format!("POST /v1/jobs HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n");
     let counter = written.clone();
     let writer = tokio::spawn(async move {
         write.write_all(head.as_bytes()).await?;
@@ -389,9 +412,10 @@ async fn a_one_gigabyte_body_is_refused_with_413_without_being_read() {
     const MOST_READ: u64 = 64 << 20;
     let gateway = Gateway::start().await;
     let address = gateway.base.trim_start_matches("http://").to_string();
+    let key = api_key(&gateway.redis.url(), &tenant(), Role::Tenant).await;
 
     for declared in [true, false] {
-        let answer = post_one_gibibyte(&address, declared).await;
+        let answer = post_one_gibibyte(&address, &key, declared).await;
         assert!(answer.head.starts_with("http/1.1 413"), "{}", answer.head);
         assert!(answer.head.contains("connection: close"), "a connection with a body left unread is not reused");
         let error: Value = serde_json::from_str(&answer.body).unwrap();
@@ -835,7 +859,7 @@ async fn the_api_runs_on_a_three_node_redis_cluster() {
     tokio::spawn(serve(listener, app, async move {
         stop.await.ok();
     }));
-    let http = reqwest::Client::new();
+    let http = keyed_client(&cluster.urls().join(","), &tenant(), Role::Operator).await;
 
     // Twelve jobs, spread over shards on every node; each reads back; the listing pages over
     // all of them.
@@ -899,4 +923,183 @@ async fn a_spec_naming_no_verification_gets_the_deployments_default() {
     let mut config = GatewayConfig::new(redis.url(), SHARDS);
     config.default_verification = VerificationPolicy::Replicated { replicas: 9 };
     assert!(matches!(router(config).await, Err(GatewayError::InvalidConfig(_))), "replicas out of range");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_everything_but_the_health_check_answers_401() {
+    let gateway = Gateway::start().await;
+    let id = gateway.create(&spec("mine")).await;
+    let anonymous = reqwest::Client::new();
+    let bad_key = {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, "Bearer shoal_0000".parse().unwrap());
+        reqwest::Client::builder().default_headers(headers).build().unwrap()
+    };
+    let paths = [
+        ("GET", "/v1/jobs".to_string()),
+        ("POST", "/v1/jobs".to_string()),
+        ("GET", format!("/v1/jobs/{id}")),
+        ("DELETE", format!("/v1/jobs/{id}")),
+        ("GET", format!("/v1/jobs/{id}/result")),
+        ("GET", "/v1/workers".to_string()),
+        ("GET", "/metrics".to_string()),
+        ("GET", "/v2/nothing".to_string()),
+    ];
+    for (client, code) in [(&anonymous, "unauthenticated"), (&bad_key, "invalid_api_key")] {
+        for (method, path) in &paths {
+            let request = client.request(method.parse().unwrap(), gateway.url(path));
+            let response = request.json(&spec("theirs")).send().await.unwrap();
+            assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"shoal\"", "{method} {path}");
+            expect_error(response, StatusCode::UNAUTHORIZED, code).await;
+        }
+        assert_eq!(client.get(gateway.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    }
+    let basic = anonymous.get(gateway.url("/v1/jobs")).header("authorization", "Basic dXNlcjpwYXNz").send().await;
+    expect_error(basic.unwrap(), StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    // Nothing was submitted without a key.
+    assert_eq!(gateway.total_backlog().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_lists_and_cancels_only_its_own_jobs_and_an_operator_all() {
+    let gateway = Gateway::start().await;
+    let url = gateway.redis.url();
+    let (a, b): (Tenant, Tenant) = ("tenant-a".parse().unwrap(), "tenant-b".parse().unwrap());
+    let alice = keyed_client(&url, &a, Role::Tenant).await;
+    let bob = keyed_client(&url, &b, Role::Tenant).await;
+    let submit = |client: &reqwest::Client, tag: &str, key: &str| {
+        client.post(gateway.url("/v1/jobs")).header("idempotency-key", key).json(&spec(tag)).send()
+    };
+    let alices: Value = submit(&alice, "a", "order-1").await.unwrap().json().await.unwrap();
+    let alices = alices["id"].as_str().unwrap().to_string();
+    assert_eq!(gateway.get(&format!("/v1/jobs/{alices}")).await.json::<Value>().await.unwrap()["tenant"], "tenant-a");
+    // The same idempotency key from another tenant is another job.
+    let bobs = submit(&bob, "a", "order-1").await.unwrap();
+    assert_eq!(bobs.status(), StatusCode::ACCEPTED);
+    let bobs: Value = bobs.json().await.unwrap();
+    let bobs = bobs["id"].as_str().unwrap().to_string();
+    assert_ne!(alices, bobs);
+
+    // Bob cannot see, fetch the result of, or cancel Alice's job: it does not exist for him.
+    for path in [format!("/v1/jobs/{alices}"), format!("/v1/jobs/{alices}/result")] {
+        expect_error(bob.get(gateway.url(&path)).send().await.unwrap(), StatusCode::NOT_FOUND, "job_not_found").await;
+    }
+    let cancel = bob.delete(gateway.url(&format!("/v1/jobs/{alices}"))).send().await.unwrap();
+    expect_error(cancel, StatusCode::NOT_FOUND, "job_not_found").await;
+    let jobs_url = gateway.url("/v1/jobs");
+    let listed = |client: reqwest::Client| {
+        let url = jobs_url.clone();
+        async move {
+            let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|job| job["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(alice.clone()).await, std::slice::from_ref(&alices));
+    assert_eq!(listed(bob.clone()).await, std::slice::from_ref(&bobs));
+    let mut everyone = listed(gateway.http.clone()).await;
+    everyone.sort();
+    let mut both = vec![alices.clone(), bobs.clone()];
+    both.sort();
+    assert_eq!(everyone, both, "an operator lists every tenant's jobs");
+    for path in ["/v1/workers", "/metrics"] {
+        expect_error(alice.get(gateway.url(path)).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
+        assert_eq!(gateway.get(path).await.status(), StatusCode::OK);
+    }
+
+    // Alice cancels her own: it is never run, and cancelling again is harmless.
+    for _ in 0..2 {
+        let cancelled = alice.delete(gateway.url(&format!("/v1/jobs/{alices}"))).send().await.unwrap();
+        assert_eq!(cancelled.status(), StatusCode::OK);
+        let cancelled: Value = cancelled.json().await.unwrap();
+        assert_eq!(cancelled["state"], "cancelled");
+        assert_eq!(cancelled["failure"]["reason"], "cancelled");
+    }
+    let result = alice.get(gateway.url(&format!("/v1/jobs/{alices}/result"))).send().await.unwrap();
+    expect_error(result, StatusCode::UNPROCESSABLE_ENTITY, "job_cancelled").await;
+    let page: Value = alice.get(gateway.url("/v1/jobs?state=cancelled")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["jobs"][0]["id"], alices.as_str());
+
+    // A job that finished cannot be cancelled.
+    let store = JobStore::new(gateway.redis().await);
+    store.start_execution(&bobs, &execution(1)).await.unwrap();
+    let mut finished = execution(1);
+    finished.finished_at_ms = Some(now_ms());
+    finished.outcome = Some(ExecutionOutcome::Failed(Failure {
+        reason: FailureReason::Trap,
+        message: "unreachable".into(),
+        stderr: None,
+        fuel_consumed: Some(1),
+    }));
+    store.finish_execution(&bobs, &finished).await.unwrap();
+    let late = bob.delete(gateway.url(&format!("/v1/jobs/{bobs}"))).send().await.unwrap();
+    assert_eq!(expect_error(late, StatusCode::CONFLICT, "job_finished").await["state"], "failed");
+
+    // A revoked key stops working within the gateway's record lifetime (5 s).
+    let keys = ApiKeys::new(RedisConnection::open(&redis_urls(&url)).await.unwrap());
+    let carol = keys.create(&a, Role::Tenant).await.unwrap();
+    let carols = || reqwest::Client::new().get(gateway.url("/v1/jobs")).bearer_auth(&carol.secret).send();
+    assert_eq!(carols().await.unwrap().status(), StatusCode::OK);
+    assert!(keys.revoke(&carol.principal.key_id).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while carols().await.unwrap().status() == StatusCode::OK {
+        assert!(Instant::now() < deadline, "a revoked key still works after 10 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    expect_error(carols().await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_api_key").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_refuse_with_429_and_403_and_other_tenants_go_on() {
+    let gateway = Gateway::start_with(|config| config.backlog_sample_interval = Duration::from_millis(50)).await;
+    let url = gateway.redis.url();
+    let keys = ApiKeys::new(RedisConnection::open(&redis_urls(&url)).await.unwrap());
+    let (small, other): (Tenant, Tenant) = ("small".parse().unwrap(), "other".parse().unwrap());
+    let quotas = shoal_jobs::Quotas {
+        max_outstanding: Some(3),
+        submissions_per_sec: Some(1_000),
+        max_fan_out: None,
+        max_fuel: Some(2_000_000),
+    };
+    keys.set_quotas(&small, &quotas).await.unwrap();
+    let client = keyed_client(&url, &small, Role::Tenant).await;
+
+    let mut greedy = spec("greedy");
+    greedy["limits"]["fuel"] = json!(3_000_000);
+    let refused = client.post(gateway.url("/v1/jobs")).json(&greedy).send().await.unwrap();
+    assert_eq!(expect_error(refused, StatusCode::FORBIDDEN, "quota_exceeded").await["field"], "limits.fuel");
+
+    for n in 0..3 {
+        let response = client.post(gateway.url("/v1/jobs")).json(&spec(&format!("s{n}"))).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        // Each submission is counted before the next (the count is at most 50 ms old).
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    let over = client.post(gateway.url("/v1/jobs")).json(&spec("s3")).send().await.unwrap();
+    assert_eq!(over.headers()["retry-after"], "1");
+    expect_error(over, StatusCode::TOO_MANY_REQUESTS, "too_many_outstanding").await;
+    // Another tenant is not held back by it.
+    let others = keyed_client(&url, &other, Role::Tenant).await;
+    assert_eq!(
+        others.post(gateway.url("/v1/jobs")).json(&spec("o")).send().await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+
+    // One submission per second: the second within a second is refused.
+    keys.set_quotas(&other, &shoal_jobs::Quotas { submissions_per_sec: Some(1), ..quotas }).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let response = others.post(gateway.url("/v1/jobs")).json(&spec(&format!("r{n}"))).send().await.unwrap();
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(response.headers()["retry-after"], "1");
+            expect_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+        }
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 }

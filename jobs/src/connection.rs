@@ -122,6 +122,10 @@ impl RedisConnection {
     /// Runs the independent commands of `batch` and returns their replies in order: one
     /// pipeline on a single node; on a cluster, one pipeline per slot, all in flight at once.
     pub async fn query_batch<T: FromRedisValue>(&self, batch: &Batch) -> RedisResult<Vec<T>> {
+        // An empty pipeline is not a command Redis accepts ("empty command").
+        if batch.commands.is_empty() {
+            return Ok(Vec::new());
+        }
         match self {
             RedisConnection::Single(conn) => {
                 let mut pipe = redis::pipe();

@@ -35,19 +35,29 @@
 //! | `shoal:{jNN}:replicas:<id>` | list | the replica jobs asked for a `replicated` job, in order |
 //! | `shoal:replication:waiting` | sorted set | `replicated` jobs whose replicas are running, scored by when asked |
 //! | `shoal:lock:replication` | string | which verifier looks at finished replicas now (expires) |
-//! | `shoal:idem:<sha256>` | string | the job id an `Idempotency-Key` created, with the spec's invocation CID |
+//! | `shoal:{jNN}:state:<state>:tenant:<tenant>` | sorted set | the same, for one tenant's jobs |
+//! | `shoal:idem:<sha256>` | string | the job id an idempotency key created, with the spec's invocation CID; a client's key is hashed with its tenant, an internal one (fan-out tasks, replicas) in a namespace of its own |
+//! | `shoal:{a}:api-keys` | hash | SHA-256 of an API key → its tenant, role and creation time (JSON) |
+//! | `shoal:{a}:quotas` | hash | tenant → its quotas (JSON); tenants without use the defaults |
+//! | `shoal:rate:<tenant>:<second>` | string | a tenant's submissions in that second (expires) |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
 //! from its id alone; listing by state visits the [`JOB_TAGS`] index sets.
 //!
-//! Keys without a tag (`shoal:lock:requeue`, `shoal:idem:<sha256>`) are only ever used by
-//! single-key commands, so their slot does not matter: an idempotency key is claimed with
+//! A job's tenant state indexes are not passed to the scripts as keys: the scripts name them
+//! from the state index they were given and the job's `tenant` field. They share the job's
+//! `{jNN}` tag, so they are in the same slot, which is all Redis Cluster needs.
+//!
+//! Keys without a tag (`shoal:lock:requeue`, `shoal:idem:<sha256>`, `shoal:rate:…`) are only
+//! ever used by single-key commands, so their slot does not matter: an idempotency key is claimed with
 //! `SET NX` on its own, and the job it names is created afterwards by a script over the job's
 //! keys alone, which creates it at most once.
 
 use sha2::{Digest, Sha256};
 
 use crate::model::JobState;
+use crate::store::Idempotency;
+use crate::tenants::Tenant;
 
 /// How many tags jobs are spread over. Far more than a cluster has nodes, so slots balance.
 pub const JOB_TAGS: u32 = 64;
@@ -99,6 +109,12 @@ pub fn state_index(tag: &str, state: JobState) -> String {
 /// The unfinished jobs of tag `tag`, scored by the time they must be finished by (ms).
 pub fn deadline_index(tag: &str) -> String {
     format!("shoal:{{{tag}}}:deadlines")
+}
+
+/// The index set of tenant `tenant`'s jobs with tag `tag` in `state`. The scripts name it the
+/// same way (see the `STATES` prelude in the store).
+pub fn tenant_state_index(tag: &str, state: JobState, tenant: &Tenant) -> String {
+    format!("{}:tenant:{tenant}", state_index(tag, state))
 }
 
 /// Every job tag, for listings that visit them all.
@@ -248,12 +264,30 @@ impl Lock {
     }
 }
 
-/// The key remembering which job an idempotency key created. The user's key is hashed so any
-/// string is a safe key of bounded length.
-pub fn idempotency(user_key: &str) -> String {
-    let digest = Sha256::digest(user_key.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("shoal:idem:{hex}")
+/// The key remembering which job an idempotency key created. The key is hashed (so any string is
+/// a safe key of bounded length) after a prefix that keeps namespaces apart: a NUL cannot occur
+/// in a tenant name, so no client key of one tenant collides with another's or with Shoal's.
+pub fn idempotency(key: Idempotency<'_>) -> String {
+    let scoped = match key {
+        Idempotency::Client { tenant, key } => format!("client\0{tenant}\0{key}"),
+        Idempotency::Internal(key) => format!("internal\0{key}"),
+    };
+    format!("shoal:idem:{}", hex::encode(Sha256::digest(scoped.as_bytes())))
+}
+
+/// The API keys: SHA-256 of the key → its [`crate::Principal`] (JSON).
+pub fn api_keys() -> String {
+    "shoal:{a}:api-keys".to_string()
+}
+
+/// Tenant → its [`crate::Quotas`] (JSON).
+pub fn quotas() -> String {
+    "shoal:{a}:quotas".to_string()
+}
+
+/// Tenant `tenant`'s submissions in the Unix second `second`.
+pub fn submissions(tenant: &Tenant, second: u64) -> String {
+    format!("shoal:rate:{tenant}:{second}")
 }
 
 /// The Redis Cluster hash slot of a key, as the server computes it (CRC16/XMODEM of the tag).
@@ -292,7 +326,25 @@ mod tests {
             for index in &keys.state_index {
                 assert_eq!(cluster_slot(index), slot);
             }
+            let tenant: Tenant = "acme".parse().unwrap();
+            for state in JobState::ALL {
+                assert_eq!(cluster_slot(&tenant_state_index(&job_tag(id), state, &tenant)), slot);
+            }
         }
+    }
+
+    #[test]
+    fn client_and_internal_idempotency_keys_never_meet() {
+        let (a, b): (Tenant, Tenant) = ("a".parse().unwrap(), "b".parse().unwrap());
+        let key = "fanout:01JDXZ5Q8K3M2N4P6R8T0V2X4Z:scene-1";
+        let all = [
+            idempotency(Idempotency::Client { tenant: &a, key }),
+            idempotency(Idempotency::Client { tenant: &b, key }),
+            idempotency(Idempotency::Internal(key)),
+        ];
+        assert_ne!(all[0], all[1]);
+        assert_ne!(all[0], all[2]);
+        assert_ne!(all[1], all[2]);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - `hot`: extra readers, holding the data first, for shards whose backlog outgrows their
 //!   owners ([`HotShards`]).
 //! - `backlog`: how much work waits on each shard ([`shard_backlogs`]).
+//! - `tenants`: tenants, their API keys and quotas ([`Tenant`], [`ApiKeys`], [`Principal`]).
 //! - `server`: a private `redis-server` for the embedded stack and the tests ([`RedisServer`]).
 
 mod backlog;
@@ -37,6 +38,7 @@ mod retry;
 mod router;
 mod server;
 mod store;
+mod tenants;
 
 pub use backlog::{longest, oldest_waiting, shard_backlogs, take_unread, ShardBacklog};
 pub use connection::{redis_addresses, redis_urls, Batch, ConnectOptions, RedisConnection};
@@ -56,4 +58,5 @@ pub use replication::ReplicationStore;
 pub use retry::{with_retries, STORE_RETRY_LIMIT};
 pub use router::ShardRouter;
 pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};
-pub use store::{now_ms, Created, JobStore, Listed, Started};
+pub use store::{now_ms, Created, Idempotency, JobStore, Listed, Started};
+pub use tenants::{ApiKeys, NewApiKey, Principal, Quotas, Role, Tenant, API_KEY_PREFIX};

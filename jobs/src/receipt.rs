@@ -326,7 +326,7 @@ mod tests {
             .expect("a valid spec");
         let mut job: Job = serde_json::from_value(serde_json::json!({
             "id": "job-1", "invocation": ContentId(spec.invocation_cid()), "spec": spec,
-            "state": JobState::Succeeded, "shard": 0,
+            "tenant": "acme", "state": JobState::Succeeded, "shard": 0,
             "created_at_ms": 1, "updated_at_ms": 2, "executions": [],
         }))
         .expect("a job");

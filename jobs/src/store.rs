@@ -13,6 +13,7 @@ use crate::error::StoreError;
 use crate::keys::{self, JobKeys, Lock};
 use crate::model::{Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification};
 use crate::queue::ShardQueue;
+use crate::tenants::Tenant;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -26,6 +27,30 @@ pub enum Created {
     New(Job),
     /// The idempotency key named an existing job, which is returned unchanged.
     Existing(Job),
+}
+
+/// An idempotency key: a client's, which only its tenant can use, or one Shoal makes for the
+/// jobs it creates itself. The two never share a key, whatever the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency<'a> {
+    /// An `Idempotency-Key` header, scoped to the tenant that sent it.
+    Client {
+        /// The sender's tenant.
+        tenant: &'a Tenant,
+        /// The header's value.
+        key: &'a str,
+    },
+    /// A key Shoal made (a fan-out's task, a verifier's replica).
+    Internal(&'a str),
+}
+
+impl Idempotency<'_> {
+    /// The key as the client or Shoal gave it, for messages.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Idempotency::Client { key, .. } | Idempotency::Internal(key) => key,
+        }
+    }
 }
 
 /// The field-value pairs of a Redis hash.
@@ -64,18 +89,25 @@ const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued',
   'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6],
-  'backoff_ms', ARGV[8])
+  'backoff_ms', ARGV[8], 'tenant', ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[3] .. ':tenant:' .. ARGV[9], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
 return 1
 "#;
 
+// A job's tenant indexes are named after its state index (`keys::tenant_state_index`).
 const STATES: &str = r#"
 local states = {queued = 3, running = 4, succeeded = 5, failed = 6, cancelled = 7}
 local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 local function move(id, from, to, created)
   redis.call('ZREM', KEYS[states[from]], id)
   redis.call('ZADD', KEYS[states[to]], created, id)
+  local tenant = redis.call('HGET', KEYS[1], 'tenant')
+  if tenant then
+    redis.call('ZREM', KEYS[states[from]] .. ':tenant:' .. tenant, id)
+    redis.call('ZADD', KEYS[states[to]] .. ':tenant:' .. tenant, created, id)
+  end
   if terminal(to) then redis.call('ZREM', KEYS[8], id) end
 end
 "#;
@@ -179,6 +211,16 @@ redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1])
 return 1
 "#;
 
+// ARGV: id, now, failure JSON. Cancels a job that has not finished; returns the state it was in.
+const CANCEL: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing'} end
+if terminal(state) then return {'terminal', state} end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated_at_ms', ARGV[2], 'failure', ARGV[3])
+move(ARGV[1], state, 'cancelled', redis.call('HGET', KEYS[1], 'created_at_ms'))
+return {'cancelled', state}
+"#;
+
 /// `script` with the keys every job script takes, in the order the `STATES` prelude numbers
 /// them: the job (KEYS[1]), its executions (2), the state indexes (3 to 7), the deadlines (8).
 fn job_script<'a>(script: &'a Script, keys: &JobKeys) -> ScriptInvocation<'a> {
@@ -199,6 +241,7 @@ pub struct JobStore {
     reopen: Script,
     enqueued: Script,
     expire: Script,
+    cancel: Script,
 }
 
 impl JobStore {
@@ -214,6 +257,7 @@ impl JobStore {
             reopen: Script::new(&format!("{STATES}{REOPEN}")),
             enqueued: Script::new(ENQUEUED),
             expire: Script::new(&format!("{STATES}{EXPIRE}")),
+            cancel: Script::new(&format!("{STATES}{CANCEL}")),
         }
     }
 
@@ -222,7 +266,7 @@ impl JobStore {
         self.conn.clone()
     }
 
-    /// Stores a new queued job for `spec` placed on `shard`.
+    /// Stores a new queued job of `tenant` for `spec` placed on `shard`.
     ///
     /// With an idempotency key, a second call with the same key returns the first job instead
     /// of creating another; the same key with a different spec is a conflict.
@@ -230,7 +274,8 @@ impl JobStore {
         &self,
         spec: &JobSpec,
         shard: u32,
-        idempotency_key: Option<&str>,
+        tenant: &Tenant,
+        idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
         let invocation = spec.invocation_cid().to_string();
         let mut id = ulid::Ulid::new().to_string();
@@ -255,7 +300,7 @@ impl JobStore {
                 })?;
                 if existing_invocation != invocation {
                     return Err(StoreError::IdempotencyConflict {
-                        key: user_key.to_string(),
+                        key: user_key.as_str().to_string(),
                         job: existing_id.to_string(),
                     });
                 }
@@ -279,6 +324,7 @@ impl JobStore {
             .arg(spec.retry.max_attempts)
             .arg(spec.retry.total_timeout_ms)
             .arg(spec.retry.backoff_ms)
+            .arg(tenant.as_str())
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
@@ -299,10 +345,12 @@ impl JobStore {
         decode_job(id, &keys.job, fields, execs).map(Some)
     }
 
-    /// Job ids in `state`, newest first, at most `limit`, starting after the cursor `before`
-    /// (a creation time in ms and an id) for pagination. Returns the page and the next cursor.
+    /// Ids of `tenant`'s jobs (every tenant's with `None`) in `state`, newest first, at most
+    /// `limit`, starting after the cursor `before` (a creation time in ms and an id) for
+    /// pagination. Returns the page and the next cursor.
     pub async fn list(
         &self,
+        tenant: Option<&Tenant>,
         state: JobState,
         limit: usize,
         before: Option<Listed>,
@@ -310,7 +358,10 @@ impl JobStore {
         let mut batch = Batch::new();
         for tag in keys::all_job_tags() {
             // Each tag's index is read separately: on a cluster they live in different slots.
-            let index = keys::state_index(&tag, state);
+            let index = match tenant {
+                Some(tenant) => keys::tenant_state_index(&tag, state, tenant),
+                None => keys::state_index(&tag, state),
+            };
             let newest = match &before {
                 None => "+inf".to_string(),
                 // Strictly older than the cursor's millisecond; jobs of that very millisecond
@@ -336,6 +387,53 @@ impl JobStore {
         let next = (all.len() > limit).then(|| all[limit - 1].clone());
         all.truncate(limit);
         Ok((all, next))
+    }
+
+    /// How many of `tenant`'s jobs are queued or running.
+    pub async fn outstanding(&self, tenant: &Tenant) -> Result<u64, StoreError> {
+        let mut batch = Batch::new();
+        for tag in keys::all_job_tags() {
+            for state in [JobState::Queued, JobState::Running] {
+                let index = keys::tenant_state_index(&tag, state, tenant);
+                batch.add(&index, redis::cmd("ZCARD").arg(&index).clone());
+            }
+        }
+        let counts: Vec<u64> = self.conn.query_batch(&batch).await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// Cancels job `id` unless it finished, saying `why`: returns the state it was in, `None`
+    /// for a job that had finished already (or does not exist). Its stream entry, when
+    /// delivered, finds it finished; a worker running it stops at its next look at its jobs.
+    pub async fn cancel(&self, id: &str, why: &str) -> Result<Option<JobState>, StoreError> {
+        let failure =
+            Failure { reason: FailureReason::Cancelled, message: why.to_string(), stderr: None, fuel_consumed: None };
+        let failure = serde_json::to_string(&failure).expect("a Failure always serialises");
+        let mut conn = self.conn.clone();
+        let answer: Vec<String> = job_script(&self.cancel, &JobKeys::of(id))
+            .arg(id)
+            .arg(now_ms())
+            .arg(failure)
+            .invoke_async(&mut conn)
+            .await?;
+        match answer.as_slice() {
+            [outcome, from] if outcome == "cancelled" => parse_state(&JobKeys::of(id).job, Some(from)).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The states of jobs `ids`, in order (`None` for a job that does not exist).
+    pub async fn states(&self, ids: &[String]) -> Result<Vec<Option<JobState>>, StoreError> {
+        let mut batch = Batch::new();
+        for id in ids {
+            let key = JobKeys::of(id).job;
+            batch.add(&key, redis::cmd("HGET").arg(&key).arg("state").clone());
+        }
+        let states: Vec<Option<String>> = self.conn.query_batch(&batch).await?;
+        ids.iter()
+            .zip(states)
+            .map(|(id, state)| state.map(|s| parse_state(&JobKeys::of(id).job, Some(&s))).transpose())
+            .collect()
     }
 
     /// Records a verifier's verdict on job `id` (replacing an earlier one), and the result it
@@ -394,9 +492,10 @@ impl JobStore {
         queue: &ShardQueue,
         spec: &JobSpec,
         shard: u32,
-        idempotency_key: Option<&str>,
+        tenant: &Tenant,
+        idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
-        let created = self.create(spec, shard, idempotency_key).await?;
+        let created = self.create(spec, shard, tenant, idempotency_key).await?;
         match &created {
             Created::New(job) => {
                 self.enqueue(queue, &job.id, job.shard).await?;
@@ -617,6 +716,7 @@ fn decode_job(
         value.parse::<u64>().map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: format!("{name}: {e}") })
     };
     let spec: JobSpec = serde_json::from_str(&take("spec")?).map_err(|e| corrupt(format!("spec: {e}")))?;
+    let tenant = take("tenant")?.parse().map_err(|e| corrupt(format!("tenant: {e}")))?;
     let invocation = take("invocation")?.parse().map_err(corrupt)?;
     let state = parse_state(key, Some(&take("state")?))?;
     let created_at_ms = number(take("created_at_ms")?, "created_at_ms")?;
@@ -648,6 +748,7 @@ fn decode_job(
         id: id.to_string(),
         invocation,
         spec,
+        tenant,
         state,
         created_at_ms,
         updated_at_ms,

@@ -8,7 +8,7 @@ use serde_json::Value;
 use shoal_jobs::Job;
 use tokio::time::Instant;
 
-use crate::error::{LoadtestError, Result};
+use crate::error::Result;
 
 /// Pause between retries, doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -72,14 +72,11 @@ fn retryable(status: StatusCode) -> bool {
 }
 
 impl Api {
-    /// A client of the gateway at `base` (`http://127.0.0.1:PORT`).
-    pub fn new(base: String) -> Result<Api> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|source| LoadtestError::Http { context: "building the HTTP client".into(), source })?;
-        Ok(Api { http, base })
+    /// A client of the gateway at `base` (`http://127.0.0.1:PORT`) sending API key `key`.
+    pub fn new(base: String, key: &str) -> Result<Api> {
+        let builder =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(15));
+        Ok(Api { http: shoal_testkit::keyed_client(builder, key)?, base })
     }
 
     /// Submits `spec` under `key`, retrying connection errors and 5xx (always with the same key,

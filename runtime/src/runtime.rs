@@ -1,12 +1,13 @@
 //! [`Runtime`]: compiles programs once and runs them, one fresh store per run.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -130,9 +131,9 @@ impl Runtime {
     ///
     /// Waits for a free instance slot, then runs the guest on a dedicated
     /// thread (with enough native stack for the configured wasm stack), so
-    /// the async executor is never blocked. Dropping the returned future does
-    /// not stop the guest; it still ends by fuel or wall time and then frees
-    /// its slot.
+    /// the async executor is never blocked. Dropping the returned future
+    /// (a cancelled job) stops the guest at its next epoch tick, in wasm code,
+    /// and frees its slot.
     ///
     /// The wall-clock limit stops the guest in wasm code (epoch deadline);
     /// sleeps cost no real time (see `host.rs`). Should the guest still not
@@ -155,6 +156,8 @@ impl Runtime {
         let stdout = CappedOutput::new(invocation.limits.stdout_bytes);
         let stderr = CappedOutput::new(invocation.limits.stderr_bytes);
         let (done, result) = oneshot::channel();
+        let stop = StopOnDrop::default();
+        let stopped = Arc::clone(&stop.0);
         let runtime = Arc::clone(&self.inner);
         let program = program.clone();
         let streams = (stdout.clone(), stderr.clone());
@@ -162,7 +165,7 @@ impl Runtime {
             .name("shoal-guest".into())
             .stack_size(self.inner.config.max_wasm_stack_bytes + HOST_STACK_HEADROOM_BYTES)
             .spawn(move || {
-                let outcome = execute(&runtime, &program, &invocation, streams, permit);
+                let outcome = execute(&runtime, &program, &invocation, streams, stopped, permit);
                 // The caller may have stopped waiting; the result is then unused.
                 let _ = done.send(outcome);
             })
@@ -254,13 +257,25 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Runs one invocation on the current thread. `_slot` is held until the
-/// store (and with it the pool slot) has been released.
+/// Set when the caller of [`Runtime::run`] stops waiting, so the guest stops too.
+#[derive(Default)]
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs one invocation on the current thread, until it ends, its wall time is
+/// up or `stopped` is set. `_slot` is held until the store (and with it the
+/// pool slot) has been released.
 fn execute(
     runtime: &RuntimeInner,
     program: &Program,
     invocation: &Invocation,
     (stdout, stderr): (CappedOutput, CappedOutput),
+    stopped: Arc<AtomicBool>,
     _slot: OwnedSemaphorePermit,
 ) -> Result<Outcome, RunError> {
     let started = Instant::now();
@@ -283,8 +298,17 @@ fn execute(
     );
     store.limiter(|state| &mut state.memory);
     store.set_fuel(limits.fuel).map_err(|err| RunError::host("setting the fuel budget", err))?;
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(epoch_ticks(limits.wall_time, runtime.config.epoch_tick));
+    // Every tick the guest is looked at: out of wall time, or no one waiting for it any more.
+    let mut ticks_left = epoch_ticks(limits.wall_time, runtime.config.epoch_tick);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        ticks_left = ticks_left.saturating_sub(1);
+        if ticks_left == 0 || stopped.load(Ordering::Relaxed) {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
 
     let instantiated = program.inner.pre.instantiate(&mut store);
     let result = match instantiated {

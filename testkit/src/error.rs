@@ -62,6 +62,9 @@ pub enum TestkitError {
     /// The gateway did not answer `/healthz` in time.
     #[error("the gateway did not answer within {0:?}")]
     GatewayNotReady(Duration),
+    /// A tenant name that is not one.
+    #[error("{0}")]
+    InvalidTenant(String),
     /// No worker of the stack has this id.
     #[error("no worker {0}")]
     NoWorker(String),

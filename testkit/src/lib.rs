@@ -9,14 +9,18 @@
 //! - [`ProcessStack`]: a private Redis, a `shoal gateway` and `shoal worker`s as separate
 //!   processes the caller can kill, pause and restart, and what each has cost.
 //! - [`WorkerCommand`]: the one command line of a `shoal worker` process in a test stack.
+//! - [`api_key`], [`keyed_client`]: API keys made straight in a stack's Redis, and clients
+//!   that send them.
 //! - [`TestkitError`]: why a stack could not be started or changed.
 
 mod error;
+mod keys;
 mod paths;
 mod process;
 mod stack;
 
 pub use error::TestkitError;
+pub use keys::{api_key, keyed_client, TEST_TENANT};
 pub use paths::{program_bytes, programs_dir, repo_root, shoal_binary};
 pub use process::{CommandStats, ProcessStack, ProcessStackConfig, Role, WorkerCommand};
 pub use stack::{Stack, StackOptions, SHARDS};

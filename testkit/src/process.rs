@@ -124,6 +124,7 @@ pub struct ProcessStack {
     config: ProcessStackConfig,
     redis: Arc<Mutex<RedisServer>>,
     redis_url: String,
+    api_key: String,
     gateway_port: u16,
     gateway: Mutex<Option<Child>>,
     workers: Mutex<Vec<WorkerProcess>>,
@@ -147,12 +148,14 @@ impl ProcessStack {
             .await
             .map_err(|e| TestkitError::task("starting redis-server", e))??;
         let redis_url = redis.url();
+        let api_key = crate::api_key(&redis_url, crate::TEST_TENANT, shoal_jobs::Role::Operator).await?;
         let gateway_port = shoal_jobs::free_port()?;
         let worker_flags = worker_flags(&config)?;
         let stack = ProcessStack {
             config,
             redis: Arc::new(Mutex::new(redis)),
             redis_url,
+            api_key,
             gateway_port,
             gateway: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
@@ -172,6 +175,11 @@ impl ProcessStack {
     /// The private Redis's URL.
     pub fn redis_url(&self) -> &str {
         &self.redis_url
+    }
+
+    /// An operator's API key for the gateway, of tenant [`crate::TEST_TENANT`].
+    pub fn api_key(&self) -> &str {
+        &self.api_key
     }
 
     /// Whether workers were given `--visibility-timeout-secs` (their `--help` lists it).

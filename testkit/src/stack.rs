@@ -68,8 +68,10 @@ pub struct Stack {
     pub gateway: String,
     /// The block store the workers share, where inputs are added and outputs appear.
     pub store: Arc<FsBlockStore>,
-    /// An HTTP client.
+    /// An HTTP client sending [`Stack::api_key`].
     pub http: reqwest::Client,
+    /// An operator's API key, of tenant [`crate::TEST_TENANT`]; more with [`crate::api_key`].
+    pub api_key: String,
     home: tempfile::TempDir,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -88,6 +90,8 @@ impl Stack {
         let fsync = options.fsync;
         let redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, fsync)).await??;
         let store = Arc::new(FsBlockStore::open(home.path().join("blocks"))?);
+        let api_key = crate::api_key(&redis.url(), crate::TEST_TENANT, shoal_jobs::Role::Operator).await?;
+        let http = crate::keyed_client(reqwest::Client::builder(), &api_key)?;
         let (stop, _) = watch::channel(false);
 
         let router = shoal_gateway::router(GatewayConfig::new(redis.url(), options.shards)).await?;
@@ -104,7 +108,8 @@ impl Stack {
             redis,
             gateway,
             store,
-            http: reqwest::Client::new(),
+            http,
+            api_key,
             home,
             stop,
             tasks: vec![gateway_task],

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_jobs::{
-    keys::Lock, with_retries, Candidate, Created, ExecutionResult, Job, JobState, Membership, ReplicationStore,
-    ShardAssignment, StoreError, VerificationOutcome, VerificationPolicy,
+    keys::Lock, with_retries, Candidate, Created, ExecutionResult, Idempotency, Job, JobState, Membership,
+    ReplicationStore, ShardAssignment, StoreError, VerificationOutcome, VerificationPolicy,
 };
 use tracing::{info, warn};
 
@@ -54,8 +54,10 @@ async fn ask_one(
     let mut spec = job.spec.clone();
     spec.verification = VerificationPolicy::None;
     let key = format!("shoal-replica:{}:{n}", job.id);
-    let (Created::New(replica) | Created::Existing(replica)) =
-        with_retries("create replica", || jobs.submit(queue, &spec, shard, Some(&key))).await?;
+    let (Created::New(replica) | Created::Existing(replica)) = with_retries("create replica", || {
+        jobs.submit(queue, &spec, shard, &job.tenant, Some(Idempotency::Internal(&key)))
+    })
+    .await?;
     info!(job = %job.id, replica = %replica.id, shard = replica.shard, worker = %meant_for, "replica asked for");
     with_retries("add_replica", || store.add_replica(&job.id, &replica.id)).await?;
     Ok(meant_for)

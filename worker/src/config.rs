@@ -57,6 +57,8 @@ pub struct WorkerConfig {
     pub steal_after: Duration,
     /// How often finished tasks of fanned-out jobs are gathered (by one worker at a time).
     pub gather_every: Duration,
+    /// How often the worker looks whether a job it runs was cancelled, and stops it if so.
+    pub cancel_check: Duration,
     /// A shard with more unread entries than this per reader is hot and gets another reader,
     /// preferably a worker that holds its data ([`shoal_jobs::HotShards`]); so does one with work
     /// waiting whose owner has missed a heartbeat…
@@ -115,6 +117,7 @@ impl WorkerConfig {
             steal_min_backlog: 4,
             steal_after: Duration::from_secs(5),
             gather_every: Duration::from_millis(500),
+            cancel_check: Duration::from_secs(1),
             hot_backlog: WorkerConfig::DEFAULT_HOT_BACKLOG,
             max_shard_readers: WorkerConfig::DEFAULT_MAX_SHARD_READERS,
         }

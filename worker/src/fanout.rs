@@ -9,9 +9,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_jobs::{
-    keys, now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut,
-    FanOutOver, FinishedTask, InputSpec, Job, JobSpec, JobState, ShardRouter, StoreError, Task, TaskOutcome,
-    VerificationPolicy,
+    keys, now_ms, ApiKeys, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
+    FanOut, FanOutOver, FinishedTask, Idempotency, InputSpec, Job, JobSpec, JobState, ShardRouter, StoreError, Task,
+    TaskOutcome, VerificationPolicy,
 };
 use tracing::{info, warn};
 
@@ -76,7 +76,7 @@ impl Executor {
     /// Fans `job` out: tasks over its selected directory entries or its inputs (see [`plan`]),
     /// each created (once, however often this runs) and queued on its shard. The job stays
     /// running until [`gather`] finishes it; its stream entry can be acknowledged.
-    pub(crate) async fn fan_out(&self, job: &Job, mut execution: Execution) -> Result<Settled, StoreError> {
+    pub(crate) async fn fan_out(&self, job: &Job, execution: Execution) -> Result<Settled, StoreError> {
         let fan_out = job.spec.fan_out.as_ref().expect("called for fan-out jobs only");
         let files = match fan_out.over {
             FanOutOver::Inputs => job
@@ -88,18 +88,20 @@ impl Executor {
             FanOutOver::Directory => match self.list_directory(&job.spec, fan_out).await {
                 Ok(files) => files,
                 Err(message) => {
-                    execution.finished_at_ms = Some(now_ms());
-                    execution.outcome = Some(ExecutionOutcome::Failed(Failure {
-                        reason: FailureReason::InputUnavailable,
-                        message,
-                        stderr: None,
-                        fuel_consumed: None,
-                    }));
-                    with_retries("finish_execution", || self.jobs.finish_execution(&job.id, &execution)).await?;
-                    return Ok(Settled::Done);
+                    return self.fail_fan_out(job, execution, FailureReason::InputUnavailable, message).await
                 }
             },
         };
+        let keys = ApiKeys::new(self.jobs.connection());
+        let quotas = with_retries("quotas", || keys.quotas(&job.tenant)).await?;
+        if let Some(max) = quotas.max_fan_out.filter(|&max| files.len() as u64 > max) {
+            let message = format!(
+                "the fan-out is over {} files; tenant {} may fan out over {max} at most",
+                files.len(),
+                job.tenant
+            );
+            return self.fail_fan_out(job, execution, FailureReason::QuotaExceeded, message).await;
+        }
         let tasks: Vec<Task> = futures::stream::iter(plan(files, fan_out.batch, &self.router))
             .map(|(shard, files)| async move {
                 let spec = task_spec(&job.spec, fan_out, &files);
@@ -107,7 +109,9 @@ impl Executor {
                 // The key makes creation exactly-once per task, so a fan-out re-run after a
                 // crash finds the tasks it already made (the plan is a function of the files).
                 let idempotency = format!("fanout:{}:{key}", job.id);
-                let submit = || self.jobs.submit(&self.queue, &spec, shard, Some(&idempotency));
+                let submit = || {
+                    self.jobs.submit(&self.queue, &spec, shard, &job.tenant, Some(Idempotency::Internal(&idempotency)))
+                };
                 let (Created::New(task) | Created::Existing(task)) = with_retries("create task", submit).await?;
                 Ok::<_, StoreError>(Task { key, job: task.id, files: files.into_iter().map(|f| f.name).collect() })
             })
@@ -116,6 +120,21 @@ impl Executor {
             .await?;
         with_retries("record tasks", || self.fanouts.record(&job.id, &tasks, fan_out.batch, &execution)).await?;
         info!(job = %job.id, tasks = tasks.len(), batch = fan_out.batch, "fanned out");
+        Ok(Settled::Done)
+    }
+
+    /// Fails fanned-out `job` before it made any task.
+    async fn fail_fan_out(
+        &self,
+        job: &Job,
+        mut execution: Execution,
+        reason: FailureReason,
+        message: String,
+    ) -> Result<Settled, StoreError> {
+        execution.finished_at_ms = Some(now_ms());
+        execution.outcome =
+            Some(ExecutionOutcome::Failed(Failure { reason, message, stderr: None, fuel_consumed: None }));
+        with_retries("finish_execution", || self.jobs.finish_execution(&job.id, &execution)).await?;
         Ok(Settled::Done)
     }
 
@@ -168,49 +187,59 @@ pub(crate) async fn gather(executor: &Executor, hold: Duration) -> Result<usize,
     }
     let mut finished = 0;
     for id in executor.fanouts.waiting(JOBS_PER_ROUND).await? {
-        let unfinished = executor.fanouts.unfinished(&id).await?;
-        let ids: Vec<String> = unfinished.tasks.iter().map(|task| task.job.clone()).collect();
-        // Where the job goes to the verifier once gathered, unless its policy asks for none.
-        let verify_on = executor
-            .jobs
-            .get(&id)
-            .await?
-            .filter(|job| job.spec.verification != VerificationPolicy::None)
-            .map(|job| job.shard);
-        let outcomes = executor.fanouts.outcomes(&ids, verify_on.is_some()).await?;
-        let batched = unfinished.batch > 1;
-        let job = id.as_str();
-        let done: Vec<FinishedTask> = futures::stream::iter(unfinished.tasks.into_iter().zip(outcomes))
-            .map(|(task, outcome)| async move {
-                match outcome {
-                    TaskOutcome::Unfinished => None,
-                    TaskOutcome::Failed(failure) => Some(task.failed(&failure)),
-                    TaskOutcome::Succeeded(output) if !batched => Some(task.succeeded_whole(output)),
-                    TaskOutcome::Succeeded(output) => match list_output(executor, &output).await {
-                        Ok(written) => Some(task.succeeded_batch(&written)),
-                        // Counted in a later round, once its output can be read.
-                        Err(e) => {
-                            warn!(job, task = %task.job, error = %e, "cannot list a batch task's output yet");
-                            None
-                        }
-                    },
-                }
-            })
-            .buffered(LISTING_AT_ONCE)
-            .filter_map(|task| async move { task })
-            .collect()
-            .await;
-        executor.fanouts.record_finished(&id, &done).await?;
-        let Some(summary) = executor.fanouts.summary(&id).await? else { continue };
-        if summary.pending() > 0 {
-            continue;
-        }
-        match finish(executor, &id, summary.total, summary.failed, verify_on).await {
-            Ok(()) => finished += 1,
-            Err(e) => warn!(job = %id, error = %e, "could not finish a fanned-out job; trying again next round"),
+        // One job's trouble is that job's: the others are gathered all the same.
+        match gather_one(executor, &id).await {
+            Ok(true) => finished += 1,
+            Ok(false) => {}
+            Err(e) => warn!(job = %id, error = %e, "could not gather a fanned-out job; trying again next round"),
         }
     }
     Ok(finished)
+}
+
+/// Counts the newly finished tasks of fanned-out job `id` and finishes the job if none is left
+/// (at once for a fan-out over no files); whether it finished.
+async fn gather_one(executor: &Executor, id: &str) -> Result<bool, GatherError> {
+    let unfinished = executor.fanouts.unfinished(id).await?;
+    let ids: Vec<String> = unfinished.tasks.iter().map(|task| task.job.clone()).collect();
+    let job = executor.jobs.get(id).await?;
+    // Tasks made while the job was being cancelled are cancelled here.
+    if job.as_ref().is_some_and(|job| job.state == JobState::Cancelled) {
+        for task in &ids {
+            executor.jobs.cancel(task, &format!("its fanned-out job {id} was cancelled")).await?;
+        }
+    }
+    // Where the job goes to the verifier once gathered, unless its policy asks for none.
+    let verify_on = job.filter(|job| job.spec.verification != VerificationPolicy::None).map(|job| job.shard);
+    let outcomes = executor.fanouts.outcomes(&ids, verify_on.is_some()).await?;
+    let batched = unfinished.batch > 1;
+    let done: Vec<FinishedTask> = futures::stream::iter(unfinished.tasks.into_iter().zip(outcomes))
+        .map(|(task, outcome)| async move {
+            match outcome {
+                TaskOutcome::Unfinished => None,
+                TaskOutcome::Failed(failure) => Some(task.failed(&failure)),
+                TaskOutcome::Succeeded(output) if !batched => Some(task.succeeded_whole(output)),
+                TaskOutcome::Succeeded(output) => match list_output(executor, &output).await {
+                    Ok(written) => Some(task.succeeded_batch(&written)),
+                    // Counted in a later round, once its output can be read.
+                    Err(e) => {
+                        warn!(job = id, task = %task.job, error = %e, "cannot list a batch task's output yet");
+                        None
+                    }
+                },
+            }
+        })
+        .buffered(LISTING_AT_ONCE)
+        .filter_map(|task| async move { task })
+        .collect()
+        .await;
+    executor.fanouts.record_finished(id, &done).await?;
+    let Some(summary) = executor.fanouts.summary(id).await? else { return Ok(false) };
+    if summary.pending() > 0 {
+        return Ok(false);
+    }
+    finish(executor, id, summary.total, summary.failed, verify_on).await?;
+    Ok(true)
 }
 
 /// The top-level entries of a batch task's output directory.

@@ -2,6 +2,7 @@
 //! what it reads up to its concurrency, renew its claims, take over dead workers' entries and
 //! sweep lost submissions, until shutdown.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -9,10 +10,10 @@ use std::time::Duration;
 
 use cid::Cid;
 use shoal_jobs::{
-    longest, oldest_waiting, shard_backlogs, take_unread, with_retries, Delivery, JobStore, Lane, Membership,
+    longest, oldest_waiting, shard_backlogs, take_unread, with_retries, Delivery, JobState, JobStore, Lane, Membership,
     PublicKey, ShardBacklog, ShardQueue, ShardReader, StoreError,
 };
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -68,9 +69,9 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
 }
 
 /// Entries a worker is running now, by shard and entry id (entry ids are unique only within one
-/// stream): they are renewed while they run, and must not be started twice when the pending
-/// list is re-read.
-type InFlight = Arc<Mutex<HashMap<(u32, String), Delivery>>>;
+/// stream): they are renewed while they run, must not be started twice when the pending list is
+/// re-read, and are stopped through their [`Notify`] when their job is cancelled.
+type InFlight = Arc<Mutex<HashMap<(u32, String), (Delivery, Arc<Notify>)>>>;
 
 /// The worker loop over `executor`: joins the membership, reads its shards (and steals when
 /// idle), runs what it reads up to its concurrency, renews its claims, takes over dead workers'
@@ -103,6 +104,7 @@ pub async fn serve<E: Execute>(
         placement.clone(),
         config.visibility_timeout / 3,
     ));
+    let canceller = tokio::spawn(stop_cancelled(jobs.clone(), in_flight.clone(), config.cancel_check));
     let mut pull = Pull::start(config.clone(), jobs, queue, assigned, in_flight).await?;
     info!(worker = %config.id, shards = pull.owned.len(), concurrency = config.concurrency, "worker started");
 
@@ -135,6 +137,7 @@ pub async fn serve<E: Execute>(
     info!(worker = %config.id, "shutting down: waiting for running jobs");
     let _all = pull.slots.acquire_many(config.concurrency.max(1) as u32).await;
     renewer.abort();
+    canceller.abort();
     heart.abort();
     if let Err(e) = placement.withdraw().await {
         warn!(error = %e, "could not withdraw what this worker advertised holding; it is removed once it is forgotten");
@@ -298,7 +301,16 @@ impl Pull {
     ) {
         let deliveries: Vec<Delivery> = {
             let mut running = self.in_flight.lock().expect("in-flight set is never poisoned");
-            deliveries.into_iter().filter(|d| running.insert((d.shard, d.entry.clone()), d.clone()).is_none()).collect()
+            deliveries
+                .into_iter()
+                .filter(|d| match running.entry((d.shard, d.entry.clone())) {
+                    Entry::Occupied(_) => false,
+                    Entry::Vacant(slot) => {
+                        slot.insert((d.clone(), Arc::default()));
+                        true
+                    }
+                })
+                .collect()
         };
         if self.resume_pending && deliveries.is_empty() {
             self.resume_pending = false;
@@ -312,8 +324,24 @@ impl Pull {
             let executor = executor.clone();
             let queue = self.queue.clone();
             let in_flight = self.in_flight.clone();
+            let cancelled = in_flight
+                .lock()
+                .expect("in-flight set is never poisoned")
+                .get(&(delivery.shard, delivery.entry.clone()))
+                .map(|(_, cancelled)| cancelled.clone())
+                .unwrap_or_default();
             tokio::spawn(async move {
-                handle(executor.as_ref(), &queue, &delivery).await;
+                tokio::select! {
+                    _ = handle(executor.as_ref(), &queue, &delivery) => {}
+                    // Dropping the run stops the guest; the job is final already, so its entry
+                    // is done with.
+                    _ = cancelled.notified() => {
+                        info!(job = %delivery.job_id, "stopped a job that was cancelled");
+                        if let Err(e) = with_retries("ack", || queue.ack(&delivery)).await {
+                            warn!(job = %delivery.job_id, error = %e, "ack failed; the entry is skipped when delivered again");
+                        }
+                    }
+                }
                 in_flight
                     .lock()
                     .expect("in-flight set is never poisoned")
@@ -433,7 +461,7 @@ async fn sweep(jobs: &JobStore, queue: &ShardQueue, config: &WorkerConfig) -> Re
 async fn renew_claims(
     queue: ShardQueue,
     consumer: String,
-    in_flight: Arc<Mutex<HashMap<(u32, String), Delivery>>>,
+    in_flight: InFlight,
     placement: Arc<Placement>,
     every: Duration,
 ) {
@@ -445,12 +473,42 @@ async fn renew_claims(
             continue;
         }
         let running: Vec<Delivery> =
-            in_flight.lock().expect("in-flight set is never poisoned").values().cloned().collect();
+            in_flight.lock().expect("in-flight set is never poisoned").values().map(|(d, _)| d.clone()).collect();
         if running.is_empty() {
             continue;
         }
         if let Err(e) = queue.renew(&consumer, &running).await {
             warn!(error = %e, "renewing claims failed; retrying at the next tick");
+        }
+    }
+}
+
+/// Looks at the states of the jobs this worker is running, every `every`, and stops those that
+/// were cancelled.
+async fn stop_cancelled(jobs: JobStore, in_flight: InFlight, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let running: Vec<(String, Arc<Notify>)> = in_flight
+            .lock()
+            .expect("in-flight set is never poisoned")
+            .values()
+            .map(|(d, cancelled)| (d.job_id.clone(), cancelled.clone()))
+            .collect();
+        if running.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = running.iter().map(|(id, _)| id.clone()).collect();
+        match jobs.states(&ids).await {
+            Ok(states) => {
+                for ((_, cancelled), state) in running.iter().zip(states) {
+                    if state == Some(JobState::Cancelled) {
+                        cancelled.notify_one();
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "looking for cancelled jobs failed; looking again at the next tick"),
         }
     }
 }

@@ -107,6 +107,10 @@ pub enum FailureReason {
     TasksFailed,
     /// A batch task of a fanned-out job wrote no output named as one of its files.
     MissingOutput,
+    /// The job was cancelled (`DELETE /v1/jobs/{id}`) before it finished.
+    Cancelled,
+    /// The job asked for more than its tenant's quota allows (a fan-out over more files).
+    QuotaExceeded,
     /// A fault inside Shoal itself.
     Internal,
 }
@@ -158,6 +162,8 @@ impl FailureReason {
             FailureReason::DeadlineExceeded => "deadline_exceeded",
             FailureReason::TasksFailed => "tasks_failed",
             FailureReason::MissingOutput => "missing_output",
+            FailureReason::Cancelled => "cancelled",
+            FailureReason::QuotaExceeded => "quota_exceeded",
             FailureReason::Internal => "internal",
         }
     }

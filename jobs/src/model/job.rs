@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tenants::Tenant;
+
 use super::{ContentId, Execution, ExecutionResult, Failure, FailureReason, JobSpec, VerificationPolicy};
 
 /// Where a job is in its life.
@@ -70,6 +72,8 @@ pub struct Job {
     pub invocation: ContentId,
     /// What was asked.
     pub spec: JobSpec,
+    /// Whose job it is: only that tenant (and operators) can see or cancel it.
+    pub tenant: Tenant,
     /// Where it is.
     pub state: JobState,
     /// Milliseconds since the Unix epoch.

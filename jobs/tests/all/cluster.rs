@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use shoal_jobs::*;
 
-use crate::common::{self, completed, execution, spec, PROGRAM};
+use crate::common::{self, client_key, completed, execution, spec, tenant, PROGRAM};
 
 /// Shards used by the stream tests: many more than nodes, as in production.
 const SHARDS: u32 = 16;
@@ -207,16 +207,23 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
     let queue = ShardQueue::new(store.connection());
     queue.ensure_groups(SHARDS).await.unwrap();
 
-    let Created::New(plain) = store.create(&spec(&["plain"]), 3, None).await.unwrap() else { panic!("not new") };
+    let Created::New(plain) = store.create(&spec(&["plain"]), 3, &tenant(), None).await.unwrap() else {
+        panic!("not new")
+    };
     assert_eq!(store.get(&plain.id).await.unwrap().unwrap(), plain);
     assert!(!store.is_enqueued(&plain.id).await.unwrap());
 
-    let Created::New(first) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else { panic!("not new") };
-    let Created::Existing(again) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else {
+    let Created::New(first) = store.create(&spec(&["a"]), 3, &tenant(), client_key(&tenant(), "key-1")).await.unwrap()
+    else {
+        panic!("not new")
+    };
+    let Created::Existing(again) =
+        store.create(&spec(&["a"]), 3, &tenant(), client_key(&tenant(), "key-1")).await.unwrap()
+    else {
         panic!("not existing")
     };
     assert_eq!(again.id, first.id);
-    let err = store.create(&spec(&["b"]), 3, Some("key-1")).await.unwrap_err();
+    let err = store.create(&spec(&["b"]), 3, &tenant(), client_key(&tenant(), "key-1")).await.unwrap_err();
     assert!(matches!(err, StoreError::IdempotencyConflict { ref job, .. } if *job == first.id), "{err}");
 
     // Concurrent submissions with one key: one job, reported new once — including when the
@@ -229,7 +236,9 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
         assert_eq!(new, 1, "round {round}: exactly one request queues the job");
         assert_eq!(ids.len(), 1, "round {round}: one job");
         let id = ids.into_iter().next().unwrap();
-        if cluster.node_of(&keys::idempotency(&key)).await != cluster.node_of(&keys::JobKeys::of(&id).job).await {
+        if cluster.node_of(&keys::idempotency(Idempotency::Client { tenant: &tenant(), key: &key })).await
+            != cluster.node_of(&keys::JobKeys::of(&id).job).await
+        {
             across_nodes += 1;
         }
     }
@@ -300,7 +309,8 @@ async fn listing_requeueing_and_expiry_visit_every_node() {
     let mut ids = Vec::new();
     let mut nodes = BTreeSet::new();
     for i in 0..12 {
-        let Created::New(job) = store.create(&spec(&[&i.to_string()]), i % SHARDS, None).await.unwrap() else {
+        let Created::New(job) = store.create(&spec(&[&i.to_string()]), i % SHARDS, &tenant(), None).await.unwrap()
+        else {
             panic!("not new")
         };
         nodes.insert(cluster.node_of(&keys::JobKeys::of(&job.id).job).await);
@@ -327,7 +337,7 @@ async fn listing_requeueing_and_expiry_visit_every_node() {
     // A job past its total timeout fails; the others (an hour's timeout) are left alone.
     let mut short = spec(&["short"]);
     short.retry.total_timeout_ms = 1000;
-    let Created::New(overdue) = store.create(&short, 0, None).await.unwrap() else { panic!("not new") };
+    let Created::New(overdue) = store.create(&short, 0, &tenant(), None).await.unwrap() else { panic!("not new") };
     assert!(store.expire_overdue(100).await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(store.expire_overdue(100).await.unwrap(), vec![overdue.id.clone()]);
@@ -335,9 +345,9 @@ async fn listing_requeueing_and_expiry_visit_every_node() {
     let failed = store.get(&overdue.id).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.failure.unwrap().reason, FailureReason::DeadlineExceeded);
-    let (failed, _) = store.list(JobState::Failed, 10, None).await.unwrap();
+    let (failed, _) = store.list(None, JobState::Failed, 10, None).await.unwrap();
     assert_eq!(failed.into_iter().map(|(_, id)| id).collect::<Vec<_>>(), [overdue.id]);
-    let (queued, _) = store.list(JobState::Queued, 100, None).await.unwrap();
+    let (queued, _) = store.list(Some(&tenant()), JobState::Queued, 100, None).await.unwrap();
     assert_eq!(queued.len(), 12);
 }
 

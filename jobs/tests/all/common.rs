@@ -3,8 +3,19 @@
 use std::collections::BTreeSet;
 
 use shoal_jobs::{
-    now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, JobSpec, JobState, JobStore,
+    now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Idempotency, JobSpec, JobState, JobStore,
+    Tenant,
 };
+
+/// The tenant the store tests' jobs belong to.
+pub(crate) fn tenant() -> Tenant {
+    "acme".parse().unwrap()
+}
+
+/// `key` as the tenant of [`tenant`] would send it.
+pub(crate) fn client_key<'a>(tenant: &'a Tenant, key: &'a str) -> Option<Idempotency<'a>> {
+    Some(Idempotency::Client { tenant, key })
+}
 
 /// Creates `spec` `racers` times at once under one idempotency key; returns how many calls
 /// created a job and the ids all calls returned.
@@ -14,7 +25,9 @@ pub(crate) async fn race_creates(
     key: &str,
     racers: usize,
 ) -> (usize, BTreeSet<String>) {
-    let results = futures::future::join_all((0..racers).map(|_| store.create(spec, 0, Some(key)))).await;
+    let tenant = tenant();
+    let results =
+        futures::future::join_all((0..racers).map(|_| store.create(spec, 0, &tenant, client_key(&tenant, key)))).await;
     let mut ids = BTreeSet::new();
     let mut new = 0;
     for result in results {
@@ -72,7 +85,7 @@ pub(crate) async fn list_all(store: &JobStore, state: JobState, page: usize) -> 
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let (listed, next) = store.list(state, page, cursor).await.unwrap();
+        let (listed, next) = store.list(None, state, page, cursor).await.unwrap();
         assert!(listed.len() <= page);
         seen.extend(listed.into_iter().map(|(_, id)| id));
         match next {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use shoal_jobs::*;
 
-use crate::common::{self, completed, execution, spec, PROGRAM};
+use crate::common::{self, client_key, completed, execution, spec, tenant, PROGRAM};
 
 async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, ShardQueue) {
     let dir = tempfile::tempdir().unwrap();
@@ -17,21 +17,26 @@ async fn setup() -> (tempfile::TempDir, RedisServer, redis::Client, JobStore, Sh
 #[tokio::test]
 async fn idempotency_key_returns_the_same_job_and_rejects_a_different_spec() {
     let (_dir, _server, _client, store, _queue) = setup().await;
-    let Created::New(first) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else { panic!("not new") };
-    let Created::Existing(again) = store.create(&spec(&["a"]), 3, Some("key-1")).await.unwrap() else {
+    let Created::New(first) = store.create(&spec(&["a"]), 3, &tenant(), client_key(&tenant(), "key-1")).await.unwrap()
+    else {
+        panic!("not new")
+    };
+    let Created::Existing(again) =
+        store.create(&spec(&["a"]), 3, &tenant(), client_key(&tenant(), "key-1")).await.unwrap()
+    else {
         panic!("not existing")
     };
     assert_eq!(first.id, again.id);
-    let err = store.create(&spec(&["b"]), 3, Some("key-1")).await.unwrap_err();
+    let err = store.create(&spec(&["b"]), 3, &tenant(), client_key(&tenant(), "key-1")).await.unwrap_err();
     assert!(matches!(err, StoreError::IdempotencyConflict { ref job, .. } if *job == first.id), "{err}");
-    let Created::New(other) = store.create(&spec(&["a"]), 3, None).await.unwrap() else { panic!("not new") };
+    let Created::New(other) = store.create(&spec(&["a"]), 3, &tenant(), None).await.unwrap() else { panic!("not new") };
     assert_ne!(other.id, first.id);
 }
 
 #[tokio::test]
 async fn a_finished_job_is_never_changed_by_a_duplicate_result() {
     let (_dir, _server, _client, store, _queue) = setup().await;
-    let Created::New(job) = store.create(&spec(&[]), 0, None).await.unwrap() else { panic!() };
+    let Created::New(job) = store.create(&spec(&[]), 0, &tenant(), None).await.unwrap() else { panic!() };
     assert_eq!(job.state, JobState::Queued);
     let Started::Running(running) = store.start_execution(&job.id, &execution("e1", None)).await.unwrap() else {
         panic!()
@@ -54,16 +59,16 @@ async fn a_finished_job_is_never_changed_by_a_duplicate_result() {
         Started::AlreadyFinished(JobState::Succeeded)
     ));
 
-    let (running, _) = store.list(JobState::Running, 10, None).await.unwrap();
+    let (running, _) = store.list(None, JobState::Running, 10, None).await.unwrap();
     assert!(running.is_empty());
-    let (succeeded, _) = store.list(JobState::Succeeded, 10, None).await.unwrap();
+    let (succeeded, _) = store.list(None, JobState::Succeeded, 10, None).await.unwrap();
     assert_eq!(succeeded.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), vec![job.id.as_str()]);
 }
 
 #[tokio::test]
 async fn non_zero_exit_fails_the_job_with_its_reason() {
     let (_dir, _server, _client, store, _queue) = setup().await;
-    let Created::New(job) = store.create(&spec(&[]), 0, None).await.unwrap() else { panic!() };
+    let Created::New(job) = store.create(&spec(&[]), 0, &tenant(), None).await.unwrap() else { panic!() };
     store.start_execution(&job.id, &execution("e1", None)).await.unwrap();
     let state = store.finish_execution(&job.id, &execution("e1", Some(completed(3, PROGRAM)))).await.unwrap();
     assert_eq!(state, JobState::Failed);
@@ -78,7 +83,9 @@ async fn listing_pages_through_jobs_newest_first() {
     let (_dir, _server, _client, store, _queue) = setup().await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        let Created::New(job) = store.create(&spec(&[&i.to_string()]), 0, None).await.unwrap() else { panic!() };
+        let Created::New(job) = store.create(&spec(&[&i.to_string()]), 0, &tenant(), None).await.unwrap() else {
+            panic!()
+        };
         ids.push(job.id);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -162,7 +169,7 @@ async fn listing_keeps_jobs_created_in_the_same_millisecond_across_pages() {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let (page, next) = store.list(JobState::Queued, limit, cursor).await.unwrap();
+            let (page, next) = store.list(None, JobState::Queued, limit, cursor).await.unwrap();
             assert!(page.len() <= limit);
             seen.extend(page);
             match next {

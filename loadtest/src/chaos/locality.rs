@@ -152,7 +152,7 @@ pub async fn run(options: &Options, command: String, setup: Setup) -> Result<Rep
         .root;
 
     let stack = Arc::new(setup.start_stack(o).await?);
-    let api = Api::new(stack.gateway_url())?;
+    let api = Api::new(stack.gateway_url(), stack.api_key())?;
     let client =
         redis::Client::open(stack.redis_url()).map_err(|e| LoadtestError::store("opening the Redis URL", e))?;
     let config = ConnectionManagerConfig::new()

@@ -80,7 +80,7 @@ pub async fn execute(
 
     let stack = Arc::new(setup.start_stack(options).await?);
     start_more(&stack)?;
-    let api = Api::new(stack.gateway_url())?;
+    let api = Api::new(stack.gateway_url(), stack.api_key())?;
 
     let multi = MultiProgress::with_draw_target(if options.quiet {
         ProgressDrawTarget::hidden()

@@ -44,16 +44,10 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn new(base: String) -> Result<Gateway, LoadtestError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| LoadtestError::Gateway {
-                context: "building the HTTP client".into(),
-                message: e.to_string(),
-            })?;
-        Ok(Gateway { http, base })
+    fn new(base: String, key: &str) -> Result<Gateway, LoadtestError> {
+        let builder =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(60));
+        Ok(Gateway { http: shoal_testkit::keyed_client(builder, key)?, base })
     }
 
     async fn get(&self, path: &str) -> Result<Value, LoadtestError> {
@@ -703,7 +697,7 @@ pub async fn run_scenes(
     for (id, kind) in adversaries.iter().zip(&options.adversaries) {
         stack.start_process(id, Role::Worker, launch.command(id, *kind))?;
     }
-    let gateway = Gateway::new(stack.gateway_url())?;
+    let gateway = Gateway::new(stack.gateway_url(), stack.api_key())?;
     gateway.wait_workers(options.workers + adversaries.len()).await?;
     let stack_start_s = seconds(starting);
     let reference = if options.reference {

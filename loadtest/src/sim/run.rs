@@ -173,7 +173,8 @@ async fn run_sim(options: &SimOptions, command: String) -> Result<SimReport> {
     let gateway = tokio::spawn(shoal_gateway::serve(listener, router, async {
         gateway_stopped.await.ok();
     }));
-    let api = Api::new(gateway_url)?;
+    let key = shoal_testkit::api_key(&redis.url(), shoal_testkit::TEST_TENANT, shoal_jobs::Role::Operator).await?;
+    let api = Api::new(gateway_url, &key)?;
 
     let mut pool = Vec::with_capacity(o.redis_connections.max(1));
     for _ in 0..o.redis_connections.max(1) {

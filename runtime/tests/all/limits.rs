@@ -298,3 +298,25 @@ async fn directories_count_as_output_files_and_reopening_a_file_does_not() {
     names.sort();
     assert_eq!(names, ["x"]);
 }
+
+#[tokio::test]
+async fn dropping_a_run_stops_the_guest_and_frees_its_slot() {
+    // One instance slot; a guest that would spin for an hour.
+    let runtime =
+        Runtime::new(RuntimeConfig { max_concurrent_instances: 1, ..RuntimeConfig::default() }).expect("runtime");
+    let spin = compile(&runtime, r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let mut inv = invocation();
+    inv.limits.fuel = u64::MAX / 2;
+    inv.limits.wall_time = Duration::from_secs(3600);
+    let abandoned = tokio::time::timeout(Duration::from_millis(300), runtime.run(&spin, inv)).await;
+    assert!(abandoned.is_err(), "the spinning guest ended by itself");
+
+    // The next run gets the slot as soon as the spinning guest has stopped.
+    let started = Instant::now();
+    let next =
+        tokio::time::timeout(Duration::from_secs(60), run_ok(&runtime, r#"(func (export "_start"))"#, invocation()))
+            .await
+            .expect("the slot was freed");
+    assert_eq!(next.exit_code, 0);
+    assert!(started.elapsed() < Duration::from_secs(10), "waited {:?} for the slot", started.elapsed());
+}

@@ -82,7 +82,8 @@ async fn jobs_and_a_fan_out_run_on_a_three_node_cluster() {
         .expect("verifier runs on the cluster")
     }));
 
-    let http = reqwest::Client::new();
+    let key = shoal_testkit::api_key(&seeds, "test", shoal_jobs::Role::Tenant).await.unwrap();
+    let http = shoal_testkit::keyed_client(reqwest::Client::builder(), &key).unwrap();
     let mut submitted = Vec::new();
     for n in 0..12 {
         let bytes = format!("cluster input {n}");

@@ -14,6 +14,7 @@ mod programs;
 mod recovery;
 mod redis_restart;
 mod system;
+mod tenants;
 mod verification;
 
 use sha2::{Digest, Sha256};

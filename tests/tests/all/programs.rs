@@ -33,7 +33,7 @@ use shoal_testkit::repo_root;
 use crate::sha256_hex;
 
 /// Every module the guest workspace builds, in manifest order.
-const PROGRAMS: [&str; 10] = [
+const PROGRAMS: [&str; 11] = [
     "cloud-detect",
     "cloud-remove",
     "cell-count",
@@ -44,6 +44,7 @@ const PROGRAMS: [&str; 10] = [
     "huge-output",
     "stack-overflow",
     "nondeterministic",
+    "abuse",
 ];
 
 /// kubo's chunk size: a module up to this size is a single raw block.

@@ -105,7 +105,11 @@ async fn a_job_stored_but_never_queued_is_requeued_and_run() {
     let client = redis::Client::open(stack.redis.url()).unwrap();
     let jobs = shoal_jobs::JobStore::new(client.get_connection_manager().await.unwrap());
     let spec = shoal_jobs::JobSpec::from_json(json!({"program": program}).to_string().as_bytes()).unwrap();
-    let shoal_jobs::Created::New(job) = jobs.create(&spec, 1, None).await.unwrap() else { panic!("new job") };
+    let shoal_jobs::Created::New(job) =
+        jobs.create(&spec, 1, &shoal_testkit::TEST_TENANT.parse().unwrap(), None).await.unwrap()
+    else {
+        panic!("new job")
+    };
     assert!(jobs.unqueued(Duration::ZERO, 10).await.unwrap().contains(&(job.id.clone(), 1)));
 
     stack.start_worker("requeuer");

@@ -1,0 +1,147 @@
+//! Who a request comes from (its API key) and what that tenant may still ask for (its quotas).
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use moka::future::Cache;
+use shoal_jobs::{ApiKeys, JobSpec, JobStore, Principal, Quotas, Role, Tenant};
+
+use crate::api_error::ApiError;
+use crate::AppState;
+
+/// How long a key's record and a tenant's quotas are trusted before they are read again: a
+/// revoked key stops working, and a changed quota applies, within this.
+const RECORD_TTL: Duration = Duration::from_secs(5);
+
+/// Keys whose records are kept: far more than a deployment's clients.
+const CACHED_KEYS: u64 = 100_000;
+
+/// The API keys and quotas as the gateway sees them, with what it read recently.
+#[derive(Clone)]
+pub(crate) struct Access {
+    keys: ApiKeys,
+    store: JobStore,
+    /// Key → its principal, or `None` for a key Redis does not know (so a flood of bad keys
+    /// costs Redis nothing after the first).
+    principals: Cache<String, Option<Principal>>,
+    quotas: Cache<Tenant, Quotas>,
+    /// Each tenant's jobs queued or running, as last counted.
+    outstanding: Cache<Tenant, u64>,
+}
+
+impl Access {
+    /// Access over `keys` and the jobs of `store`; outstanding jobs are counted again after
+    /// `count_every`.
+    pub(crate) fn new(keys: ApiKeys, store: JobStore, count_every: Duration) -> Access {
+        Access {
+            keys,
+            store,
+            principals: Cache::builder().max_capacity(CACHED_KEYS).time_to_live(RECORD_TTL).build(),
+            quotas: Cache::builder().max_capacity(CACHED_KEYS).time_to_live(RECORD_TTL).build(),
+            outstanding: Cache::builder().max_capacity(CACHED_KEYS).time_to_live(count_every).build(),
+        }
+    }
+
+    async fn principal(&self, secret: &str) -> Result<Option<Principal>, ApiError> {
+        let keys = self.keys.clone();
+        let owned = secret.to_string();
+        self.principals
+            .try_get_with(secret.to_string(), async move { keys.authenticate(&owned).await })
+            .await
+            .map_err(|e| ApiError::from(e.as_ref()))
+    }
+
+    async fn quotas(&self, tenant: &Tenant) -> Result<Quotas, ApiError> {
+        let keys = self.keys.clone();
+        let owned = tenant.clone();
+        self.quotas
+            .try_get_with(tenant.clone(), async move { keys.quotas(&owned).await })
+            .await
+            .map_err(|e| ApiError::from(e.as_ref()))
+    }
+
+    /// Refuses `spec` from `tenant` if it is over one of the tenant's quotas: fuel per job
+    /// (403), submissions per second and jobs outstanding (429 with `Retry-After`). The
+    /// outstanding count is at most one counting interval old, so a burst can pass it by what
+    /// arrives within one.
+    pub(crate) async fn admit(&self, tenant: &Tenant, spec: &JobSpec) -> Result<(), Response> {
+        let quotas = self.quotas(tenant).await.map_err(IntoResponse::into_response)?;
+        if let Some(max) = quotas.max_fuel.filter(|&max| spec.limits.fuel > max) {
+            let message =
+                format!("the job asks for {} fuel; tenant {tenant} may ask for {max} at most", spec.limits.fuel);
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
+                .with_field("limits.fuel")
+                .into_response());
+        }
+        if let Some(max) = quotas.submissions_per_sec {
+            let made = self.keys.count_submission(tenant).await.map_err(|e| ApiError::from(e).into_response())?;
+            if made > max {
+                let message = format!("tenant {tenant} may submit {max} jobs per second; submit again in a second");
+                return Err(too_many("rate_limited", message));
+            }
+        }
+        if let Some(max) = quotas.max_outstanding {
+            let store = self.store.clone();
+            let owned = tenant.clone();
+            let outstanding = self
+                .outstanding
+                .try_get_with(tenant.clone(), async move { store.outstanding(&owned).await })
+                .await
+                .map_err(|e| ApiError::from(e.as_ref()).into_response())?;
+            if outstanding >= max {
+                let message = format!(
+                    "tenant {tenant} has {outstanding} jobs queued or running, its limit is {max}: submit again once some finished"
+                );
+                return Err(too_many("too_many_outstanding", message));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A 429 with `Retry-After: 1`.
+fn too_many(code: &'static str, message: String) -> Response {
+    let mut refused = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
+    refused.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1));
+    refused
+}
+
+/// Middleware: the request's `Authorization: Bearer <key>` must name a live key; its
+/// [`Principal`] goes into the request's extensions for the handlers. 401 otherwise.
+pub(crate) async fn authenticate(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+    let header = request.headers().get(AUTHORIZATION).map(|value| value.to_str().unwrap_or(""));
+    let Some(header) = header else {
+        return unauthenticated("unauthenticated", "send an API key as Authorization: Bearer <key>");
+    };
+    let secret = match header.split_once(' ') {
+        Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => secret.trim(),
+        _ => return unauthenticated("unauthenticated", "the Authorization header must be Bearer <key>"),
+    };
+    match app.access.principal(secret).await {
+        Ok(Some(principal)) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Ok(None) => unauthenticated("invalid_api_key", "the API key is not known (or was revoked)"),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn unauthenticated(code: &'static str, message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
+    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"shoal\""));
+    response
+}
+
+/// Refuses a principal that is not an operator, with 403.
+pub(crate) fn operator_only(principal: &Principal) -> Result<(), ApiError> {
+    if principal.role == Role::Operator {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an operator key may read this"))
+    }
+}
