@@ -32,6 +32,10 @@ impl Codec {
 /// Multihash code of sha2-256, the only hash Shoal produces.
 pub const SHA2_256: u64 = 0x12;
 
+/// Multihash code of the identity "hash", whose digest is the data itself: kubo inlines small
+/// blocks in their CIDs with it (`--inline`), and such a CID needs no store to be read.
+pub const IDENTITY: u64 = 0x00;
+
 /// A block whose bytes are known to match its CID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
@@ -59,16 +63,28 @@ impl Block {
     /// `origin` names where the bytes came from, for the error.
     pub fn new_verified(cid: Cid, data: impl Into<Bytes>, origin: &str) -> Result<Block> {
         let data = data.into();
+        if cid.hash().code() == IDENTITY {
+            if data != cid.hash().digest() {
+                return Err(ContentError::HashMismatch { cid, origin: origin.to_string() });
+            }
+            return Ok(Block { cid, data });
+        }
         let code = Code::try_from(cid.hash().code()).map_err(|_| ContentError::Unsupported {
             cid,
             reason: format!("hash function 0x{:x}", cid.hash().code()),
         })?;
-        // The identity "hash" carries the data inline; anything else is recomputed and compared.
         let computed = code.digest(&data);
         if computed.digest() != cid.hash().digest() {
             return Err(ContentError::HashMismatch { cid, origin: origin.to_string() });
         }
         Ok(Block { cid, data })
+    }
+
+    /// The block an identity CID carries in itself ([`IDENTITY`]), or `None` for any other CID.
+    /// Every reader answers such a CID with this block, without asking a store or a source
+    /// (none holds it: there is nothing to hold).
+    pub fn inline(cid: &Cid) -> Option<Block> {
+        (cid.hash().code() == IDENTITY).then(|| Block { cid: *cid, data: Bytes::copy_from_slice(cid.hash().digest()) })
     }
 
     /// The block's CID.
@@ -114,6 +130,22 @@ mod tests {
         assert!(msg.contains(&block.cid().to_string()), "{msg}");
         assert!(msg.contains("test-peer"), "{msg}");
         assert!(Block::new_verified(*block.cid(), &b"hello world\n"[..], "test-peer").is_ok());
+    }
+
+    /// "hello world" as a raw block inlined with the identity hash, as
+    /// `ipfs add --inline --raw-leaves` names it.
+    const HELLO_INLINE: &str = "bafkqac3imvwgy3zao5xxe3de";
+
+    #[test]
+    fn an_identity_cid_carries_its_block() {
+        let cid = parse_cid(HELLO_INLINE).unwrap();
+        assert_eq!(cid.hash().code(), IDENTITY);
+        let block = Block::inline(&cid).unwrap();
+        assert_eq!(&block.data()[..], b"hello world");
+        assert_eq!(Block::new_verified(cid, &b"hello world"[..], "peer").unwrap(), block);
+        let err = Block::new_verified(cid, &b"hello there"[..], "peer").unwrap_err();
+        assert!(matches!(err, ContentError::HashMismatch { .. }), "{err}");
+        assert!(Block::inline(Block::encode(Codec::Raw, &b"x"[..]).cid()).is_none());
     }
 
     #[test]

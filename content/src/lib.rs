@@ -25,6 +25,6 @@ pub mod source;
 mod store;
 pub mod unixfs;
 
-pub use block::{parse_cid, Block, Codec, SHA2_256};
+pub use block::{parse_cid, Block, Codec, IDENTITY, SHA2_256};
 pub use error::{ContentError, Result};
 pub use store::{get_verified, BlockReader, BlockSink, BlockSource, BlockStore, FsBlockStore, MemoryBlockStore};

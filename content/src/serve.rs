@@ -9,8 +9,11 @@
 //! - `?format=` wins over `Accept`. A malformed CID is a 400, an absent block a 404, a request
 //!   that asks for neither format a 406 — this server never deserialises UnixFS for browsers.
 //!
-//! Not supported (answered with 400 rather than silently ignored): `entity-bytes`, paths below
-//! the CID. Health checks and other routes are the mounting binary's business.
+//! Not supported (answered with 400 and a JSON `{"error": "..."}` rather than silently
+//! ignored): `entity-bytes`, paths below the CID (`/ipfs/{cid}/a/b`). An identity CID (its
+//! block inlined in the CID) is served like any other. `HEAD` of a CAR answers the headers the
+//! `GET` would, without `Content-Length`: a CAR is streamed, its length unknown until the walk
+//! ends. Health checks and other routes are the mounting binary's business.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +70,20 @@ pub fn router(store: Arc<dyn BlockStore>) -> Router {
 /// The trustless gateway over `store`.
 pub fn router_with(store: Arc<dyn BlockStore>, options: ServeOptions) -> Router {
     let state = Arc::new(Gateway { store: StoreReader(store), options });
-    Router::new().route("/ipfs/{cid}", get(get_ipfs)).with_state(state)
+    Router::new().route("/ipfs/{cid}", get(get_ipfs)).route("/ipfs/{cid}/{*path}", get(below_cid)).with_state(state)
+}
+
+/// `GET /ipfs/{cid}/{path}`: refused plainly, so a client learns that paths are not resolved
+/// here rather than meeting a bare 404 that reads as "no such content".
+async fn below_cid(Path((cid, path)): Path<(String, String)>) -> Response {
+    Rejection(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "paths below a CID are not supported by this trustless gateway: resolve /ipfs/{cid}/{path} \
+             to its own CID and ask for that (format=raw or format=car)"
+        ),
+    )
+    .into_response()
 }
 
 /// Reads a store through [`get_verified`]; the trait objects do not upcast to [`BlockReader`].
@@ -234,6 +250,8 @@ async fn serve_raw(gateway: &Gateway, cid: Cid, request: &HeaderMap) -> Result<R
             Err(ContentError::NotFound { .. }) => return Err(not_found(&cid)),
             Err(e) => return Err(internal(&cid, &e)),
         }
+    } else if let Some(block) = Block::inline(&cid) {
+        block.into_parts().1
     } else {
         match store.fetch(&cid).await {
             Ok(Some(data)) => data,
@@ -260,6 +278,7 @@ async fn serve_car(
 ) -> Result<Response, Rejection> {
     // Checked before the 200 goes out: once streaming starts, a failure can only cut the body.
     match gateway.store.0.has(&cid).await {
+        _ if Block::inline(&cid).is_some() => {}
         Ok(true) => {}
         Ok(false) => return Err(not_found(&cid)),
         Err(e) => return Err(internal(&cid, &e)),
@@ -268,7 +287,9 @@ async fn serve_car(
     let mut response = if not_modified(request, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else if method == Method::HEAD {
-        StatusCode::OK.into_response()
+        // A body of unknown length, as the GET's: an empty one would make the answer say
+        // `Content-Length: 0`, a length the GET does not have.
+        Body::from_stream(futures::stream::empty::<std::io::Result<bytes::Bytes>>()).into_response()
     } else {
         Body::from_stream(stream_car(gateway.clone(), cid, scope)).into_response()
     };

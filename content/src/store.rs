@@ -49,8 +49,12 @@ pub trait BlockReader: Send + Sync {
     async fn get(&self, cid: &Cid) -> Result<Block>;
 }
 
-/// Reads `cid` from one source and verifies it.
+/// Reads `cid` from one source and verifies it; an identity CID's block is its own
+/// ([`Block::inline`]).
 pub async fn get_verified(source: &dyn BlockSource, cid: &Cid) -> Result<Block> {
+    if let Some(block) = Block::inline(cid) {
+        return Ok(block);
+    }
     match source.fetch(cid).await? {
         Some(bytes) => Block::new_verified(*cid, bytes, source.name()),
         None => Err(ContentError::NotFound { cid: *cid, detail: format!("not in {}", source.name()) }),

@@ -199,10 +199,22 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(key))
 }
 
-/// Parses a job id from a path: a ULID, in any case, returned in its canonical upper-case form
-/// (the form ids are stored under).
+/// Parses a ULID, in any case, into its canonical upper-case form (the form ids are stored
+/// under).
+///
+/// 26 base-32 characters hold 130 bits, a ULID 128: the first character is at most `7`. The
+/// `ulid` crate drops the extra bits instead of refusing them, which made `8…` name the job
+/// `0…` names.
+fn parse_ulid(raw: &str) -> Result<String, String> {
+    if raw.as_bytes().first().is_some_and(|first| !matches!(first, b'0'..=b'7')) {
+        return Err("a ULID starts with a digit from 0 to 7".into());
+    }
+    raw.parse::<ulid::Ulid>().map(|id| id.to_string()).map_err(|e| e.to_string())
+}
+
+/// Parses a job id from a path: a ULID (see [`parse_ulid`]).
 fn job_id(raw: &str) -> Result<String, ApiError> {
-    raw.parse::<ulid::Ulid>().map(|id| id.to_string()).map_err(|e| {
+    parse_ulid(raw).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_job_id",
@@ -416,7 +428,7 @@ impl Cursor {
         let invalid = || ApiError::invalid_parameter("cursor", format!("{raw:?} is not a cursor returned by this API"));
         let (ms, id) = raw.split_once('-').ok_or_else(invalid)?;
         let created_ms = ms.parse().map_err(|_| invalid())?;
-        let id = id.parse::<ulid::Ulid>().map_err(|_| invalid())?.to_string();
+        let id = parse_ulid(id).map_err(|_| invalid())?;
         Ok(Cursor { created_ms, id })
     }
 }

@@ -9,7 +9,7 @@
 //! | endpoint | answers |
 //! |---|---|
 //! | `POST /v1/jobs` | body: a JSON job spec (`Content-Type: application/json`, at most [`GatewayConfig::max_body_bytes`]). **202** with the job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` header (scoped to the tenant) already used for the same spec: **200** with that job and `Idempotent-Replayed: true` (not queued again); used for a different spec: **422** `idempotency_key_reused`. |
-//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many files there are, succeeded and failed, the failed ones by name, how many `tasks` they were batched into and `tasks_finished`, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` unless the id is a ULID. |
+//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many files there are, succeeded and failed, the failed ones by name, how many `tasks` they were batched into and `tasks_finished`, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` (field `id`) unless the id is a ULID (26 Crockford base-32 characters, the first `0`–`7`: one past `7ZZZ…` would overflow 128 bits). |
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, acceptance, accepted, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded and the verifier had its say (`accepted` only when `verified` or `corrected`); **409** `not_accepted` (with `acceptance: pending`) before that unless `?early=true`; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result — a failure the program would meet on any worker once the verifier has checked it (**409** `not_accepted` before that, unless `?early=true`). |
 //! | `DELETE /v1/jobs/{id}` | **200** the job, now `cancelled` (a queued job never runs, a running one is stopped by its worker within about a second, a fanned-out job's tasks are cancelled with it; again for a cancelled job finishes cancelling its tasks); **409** `job_finished` (with `state`) for a job that succeeded or failed. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first, the caller's tenant's (an operator's: every tenant's); `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. |
@@ -18,8 +18,12 @@
 //! | `GET /metrics` (operators) | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
 //!
 //! Every error is `{"error": {"code": "...", "message": "...", "field": "..."}}` (`field` when
-//! one request field is at fault, e.g. `inputs[0].cid`). Bad specs are **400** (`malformed_json`,
-//! or `invalid_spec` with the field); a wrong content type **415**; a body over the limit **413**
+//! one request field is at fault, e.g. `inputs[0].cid`). Bad specs are **400**: `malformed_json`
+//! for a body that is not JSON or has anything after the spec's object; `invalid_spec` for a
+//! body that is JSON but not an object (no field), and with the field for a missing one
+//! (`program`), an unknown one, a wrong type or value — a NUL in `args[i]` or in `env.NAME`, a
+//! mount path (`inputs[i].path`) that is not absolute and normal (no `//`, trailing `/`, `.` or
+//! `..`) or lies in `/outputs`; a wrong content type **415**; a body over the limit **413**
 //! (answered as soon as the type or the size is known, with `Connection: close`; a refused body is
 //! never buffered);
 //! more than [`GatewayConfig::max_backlog`] entries outstanding on the shard streams **429**

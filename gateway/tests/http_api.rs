@@ -319,6 +319,23 @@ async fn bad_specs_are_400_naming_the_field_and_why() {
     let error =
         expect_error(gateway.post_raw(json, r#"{"args":[]}"#).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
     assert!(error["message"].as_str().unwrap().contains("missing field `program`"), "{error}");
+    assert_eq!(error["field"], "program");
+
+    let mut nul = spec("a");
+    nul["args"] = json!(["ok", "a\u{0}b"]);
+    let error = expect_error(gateway.submit(&nul, None).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    assert_eq!(error["field"], "args[1]");
+
+    let mut into_outputs = spec("a");
+    into_outputs["inputs"][0]["path"] = json!("//outputs/x");
+    let error = expect_error(gateway.submit(&into_outputs, None).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    assert_eq!(error["field"], "inputs[0].path");
+
+    let trailing = format!(r#"{{"program":"{PROGRAM}"}} {{"program":"{PROGRAM}"}}"#).leak();
+    expect_error(gateway.post_raw(json, trailing).await, StatusCode::BAD_REQUEST, "malformed_json").await;
+    let array = format!(r#"["{PROGRAM}"]"#).leak();
+    let error = expect_error(gateway.post_raw(json, array).await, StatusCode::BAD_REQUEST, "invalid_spec").await;
+    assert!(error["message"].as_str().unwrap().contains("JSON object"), "{error}");
 
     assert_eq!(gateway.total_backlog().await, 0, "no rejected spec is queued");
 }
@@ -492,6 +509,20 @@ async fn unknown_and_invalid_job_ids() {
     let error = expect_error(gateway.get("/v1/jobs/not-a-ulid").await, StatusCode::BAD_REQUEST, "invalid_job_id").await;
     assert_eq!(error["field"], "id");
     expect_error(gateway.get("/v1/jobs/not-a-ulid/result").await, StatusCode::BAD_REQUEST, "invalid_job_id").await;
+
+    // 26 base-32 characters hold 130 bits: an id past 7ZZZ… is no ULID, and must not wrap round
+    // to the job whose id starts 0.
+    let id = gateway.create(&spec("wrap")).await;
+    assert!(id.starts_with('0'), "{id}");
+    for first in ['8', 'Z', 'z'] {
+        let past = format!("{first}{}", &id[1..]);
+        let error =
+            expect_error(gateway.get(&format!("/v1/jobs/{past}")).await, StatusCode::BAD_REQUEST, "invalid_job_id")
+                .await;
+        assert_eq!(error["field"], "id");
+        assert!(error["message"].as_str().unwrap().contains("0 to 7"), "{error}");
+    }
+    assert_eq!(gateway.get(&format!("/v1/jobs/{}", id.to_lowercase())).await.status(), StatusCode::OK);
 
     expect_error(gateway.get("/v2/nothing").await, StatusCode::NOT_FOUND, "not_found").await;
     let delete = gateway.http.delete(gateway.url("/v1/jobs")).send().await.unwrap();

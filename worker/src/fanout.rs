@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use shoal_content::unixfs::{self, ImportOptions, Link};
+use shoal_content::ContentError;
 use shoal_jobs::{
     keys, now_ms, ApiKeys, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
     FanOut, FanOutOver, FinishedTask, Idempotency, InputSpec, Job, JobSpec, JobState, ShardRouter, StoreError, Task,
@@ -87,9 +88,7 @@ impl Executor {
                 .collect(),
             FanOutOver::Directory => match self.list_directory(&job.spec, fan_out).await {
                 Ok(files) => files,
-                Err(message) => {
-                    return self.fail_fan_out(job, execution, FailureReason::InputUnavailable, message).await
-                }
+                Err((reason, message)) => return self.fail_fan_out(job, execution, reason, message).await,
             },
         };
         let keys = ApiKeys::new(self.jobs.connection());
@@ -139,15 +138,33 @@ impl Executor {
     }
 
     /// The selected entries of the directory input to fan out over, each as the input a task
-    /// mounts it by: under its name at the directory's path. Errs with why it could not be listed.
-    async fn list_directory(&self, spec: &JobSpec, fan_out: &FanOut) -> Result<Vec<FanFile>, String> {
-        let input = &spec.inputs[fan_out.input];
+    /// mounts it by: under its name at the directory's path. Errs with the failure's reason and
+    /// message: [`FailureReason::InvalidInput`] for an input that is not a directory,
+    /// [`FailureReason::InputUnavailable`] for one that could not be read.
+    async fn list_directory(&self, spec: &JobSpec, fan_out: &FanOut) -> Result<Vec<FanFile>, (FailureReason, String)> {
+        let index = fan_out.input;
+        let input = &spec.inputs[index];
         let listed = tokio::time::timeout(self.fetch_timeout, unixfs::list(self.chain.as_ref(), input.cid.cid())).await;
         let entries = match listed {
             Ok(Ok(entries)) => entries,
-            Ok(Err(e)) => return Err(format!("listing {} to fan out over: {e}", input.cid)),
+            Ok(Err(ContentError::WrongKind { found, .. })) => {
+                return Err((
+                    FailureReason::InvalidInput,
+                    format!(
+                        "fan_out needs a directory input, and inputs[{index}] ({}) is a UnixFS {found}; \
+                         to run once per input, fan out over the inputs instead (\"fan_out\": {{\"over\": \"inputs\"}})",
+                        input.cid
+                    ),
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err((FailureReason::InputUnavailable, format!("listing {} to fan out over: {e}", input.cid)))
+            }
             Err(_) => {
-                return Err(format!("listing {} to fan out over took longer than {:?}", input.cid, self.fetch_timeout))
+                return Err((
+                    FailureReason::InputUnavailable,
+                    format!("listing {} to fan out over took longer than {:?}", input.cid, self.fetch_timeout),
+                ))
             }
         };
         Ok(entries

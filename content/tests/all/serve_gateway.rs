@@ -67,10 +67,30 @@ async fn head_answers_headers_without_a_body() {
     assert_eq!(header_of(&response, "content-length"), leaf.data().len().to_string());
     assert!(response.bytes().await.unwrap().is_empty());
 
+    // A CAR is streamed, so its length is not known up front: HEAD says nothing about it
+    // rather than a length of 0 the GET does not have.
     let response = client.head(format!("{base}/ipfs/{}?format=car", dag.root)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header_of(&response, "content-type"), CAR_CONTENT_TYPE);
+    let get = client.get(format!("{base}/ipfs/{}?format=car", dag.root)).send().await.unwrap();
+    assert_eq!(response.headers().get("content-length"), get.headers().get("content-length"));
+    assert!(response.headers().get("content-length").is_none(), "{:?}", response.headers());
     assert!(response.bytes().await.unwrap().is_empty());
+    assert!(!get.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_identity_cid_is_served_from_the_cid_itself() {
+    let (base, _, _) = serve_sample().await;
+    // "hello world" inlined as a raw block: no store holds it, and none needs to.
+    let inline = "bafkqac3imvwgy3zao5xxe3de";
+    let response = get(&format!("{base}/ipfs/{inline}?format=raw"), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(&response.bytes().await.unwrap()[..], b"hello world");
+    let response = get(&format!("{base}/ipfs/{inline}?format=car"), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (roots, blocks) = car_cids(response).await;
+    assert_eq!((roots[0].to_string(), blocks[0].to_string()), (inline.to_string(), inline.to_string()));
 }
 
 #[tokio::test]
@@ -141,6 +161,7 @@ async fn bad_requests_name_what_is_wrong() {
             StatusCode::BAD_REQUEST,
             "entity-bytes".to_string(),
         ),
+        (format!("/ipfs/{}/a/b.txt?format=raw", dag.root), StatusCode::BAD_REQUEST, "paths below a CID".to_string()),
     ];
     for (path, status, needle) in cases {
         let response = get(&format!("{base}{path}"), None).await;

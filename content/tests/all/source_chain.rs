@@ -244,3 +244,18 @@ async fn a_corrupted_cache_entry_is_skipped_and_reported() {
     assert!(matches!(&fetched.failed[0].outcome, AttemptOutcome::Failed(ContentError::HashMismatch { .. })));
     assert_eq!(fetched.failed[0].source, "memory");
 }
+
+/// An identity CID's block is inside the CID: a chain with no source, and an empty store, read
+/// it (kubo's `--inline` makes such CIDs), and UnixFS reads it as a file.
+#[tokio::test]
+async fn an_identity_cid_is_read_without_any_source() {
+    use futures::TryStreamExt;
+    let inline: Cid = "bafkqac3imvwgy3zao5xxe3de".parse().unwrap();
+    let chain = SourceChain::new(Vec::new());
+    assert_eq!(&chain.get(&inline).await.unwrap().data()[..], b"hello world");
+    assert_eq!(&get_verified(&MemoryBlockStore::new(), &inline).await.unwrap().data()[..], b"hello world");
+    let info = shoal_content::unixfs::stat(&chain, &inline).await.unwrap();
+    assert_eq!(info.size, 11);
+    let read: Vec<Bytes> = shoal_content::unixfs::cat(Arc::new(chain), inline).try_collect().await.unwrap();
+    assert_eq!(read.concat(), b"hello world");
+}

@@ -97,6 +97,9 @@ pub enum FailureReason {
     MissingEntrypoint,
     /// An input or the program could not be fetched or verified.
     InputUnavailable,
+    /// An input is not of the kind the spec needs: `fan_out` over a file rather than a
+    /// directory (the gateway cannot tell a CID's kind, the worker finds out).
+    InvalidInput,
     /// The guest exited with a non-zero code.
     NonZeroExit,
     /// The worker running the job stopped responding.
@@ -157,6 +160,7 @@ impl FailureReason {
             FailureReason::InvalidProgram => "invalid_program",
             FailureReason::MissingEntrypoint => "missing_entrypoint",
             FailureReason::InputUnavailable => "input_unavailable",
+            FailureReason::InvalidInput => "invalid_input",
             FailureReason::NonZeroExit => "non_zero_exit",
             FailureReason::WorkerLost => "worker_lost",
             FailureReason::DeadlineExceeded => "deadline_exceeded",

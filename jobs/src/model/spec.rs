@@ -321,18 +321,37 @@ impl Eq for VerificationPolicy {}
 
 impl JobSpec {
     /// Parses a spec from JSON, reporting the path of the offending field.
+    ///
+    /// The body must be one JSON object and nothing after it: serde would otherwise read a
+    /// bare array as the fields in declaration order, and stop reading at the object's end.
     pub fn from_json(body: &[u8]) -> Result<JobSpec, SpecError> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|&b| b != b'{') {
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return Err(SpecError::MalformedJson { reason: e.to_string() });
+            }
+            let reason = "a job spec must be a JSON object ({\"program\": …}), not another JSON value".to_string();
+            return Err(SpecError::Field { field: String::new(), reason });
+        }
         let de = &mut serde_json::Deserializer::from_slice(body);
-        let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
+        let spec: JobSpec = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let path = e.path().to_string();
             let inner = e.into_inner();
             let reason = inner.to_string();
             if inner.is_syntax() || inner.is_eof() {
-                SpecError::MalformedJson { reason }
-            } else {
-                SpecError::Field { field: if field == "." { String::new() } else { field }, reason }
+                return SpecError::MalformedJson { reason };
             }
+            let path = if path == "." { String::new() } else { path };
+            // serde reports a missing field at the object that lacks it; the client needs the
+            // field's own path.
+            let field = match missing_field(&reason) {
+                Some(name) if path.is_empty() => name.to_string(),
+                Some(name) => format!("{path}.{name}"),
+                None => path,
+            };
+            SpecError::Field { field, reason }
         })?;
+        de.end().map_err(|e| SpecError::MalformedJson { reason: format!("{e} after the job spec's object") })?;
         spec.validate()?;
         Ok(spec)
     }
@@ -379,9 +398,18 @@ impl JobSpec {
         if self.args.len() > 1024 || self.args.iter().map(String::len).sum::<usize>() > 64 << 10 {
             return field_error("args", "at most 1024 arguments and 64 KiB in all");
         }
+        // Arguments and the environment reach the guest as C strings: a NUL would cut them, so
+        // the runtime refuses them, and a spec holding one could never run.
+        if let Some(i) = self.args.iter().position(|arg| arg.contains('\0')) {
+            return field_error(&format!("args[{i}]"), "contains a NUL character, which an argument cannot hold");
+        }
         for (key, value) in &self.env {
-            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
-                return field_error(&format!("env.{key}"), "names must be non-empty without '=' or NUL");
+            let field = format!("env.{}", key.escape_debug());
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return field_error(&field, "a variable's name must be non-empty, without '=' or NUL");
+            }
+            if value.contains('\0') {
+                return field_error(&field, "contains a NUL character, which a variable's value cannot hold");
             }
         }
         Ok(())
@@ -393,6 +421,11 @@ impl JobSpec {
         let canonical = serde_json::to_vec(self).expect("a JobSpec always serialises");
         Cid::new_v1(JSON_CODEC, Code::Sha2_256.digest(&canonical))
     }
+}
+
+/// The name in serde's "missing field `name`" message.
+fn missing_field(reason: &str) -> Option<&str> {
+    reason.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// A validation error naming `field`.
@@ -478,12 +511,20 @@ impl RetryPolicy {
     }
 }
 
+/// A mount path: absolute, in its one normal form — no empty segment (`//`, a trailing `/`),
+/// no `.` or `..` — so two paths are the same mount exactly when they are the same string, and
+/// nothing under `/outputs`, however spelled.
 fn check_mount_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') || path.len() > 1024 {
         return Err(format!("{path:?} must be an absolute path of at most 1024 bytes"));
     }
-    if path.split('/').any(|c| c == ".." || c == ".") || path.contains('\0') || path == "/" {
-        return Err(format!("{path:?} must not be / or contain '.', '..' or NUL"));
+    if path == "/" || path.contains('\0') {
+        return Err(format!("{path:?} must not be / or contain NUL"));
+    }
+    if path[1..].split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(format!(
+            "{path:?} must be a normal path: no empty segment ('//' or a trailing '/'), no '.' or '..'"
+        ));
     }
     let outputs = OUTPUTS_MOUNT;
     if path == outputs || path.starts_with(&format!("{outputs}/")) {
@@ -532,7 +573,7 @@ mod tests {
             ),
             (spec_json(r#","limits":{"fuel":0}"#), "limits.fuel", "between 1 and"),
             (spec_json(r#","limits":{"memory_bytes":"lots"}"#), "limits.memory_bytes", "invalid type"),
-            (r#"{"args":[]}"#.to_string(), "", "missing field `program`"),
+            (r#"{"args":[]}"#.to_string(), "program", "missing field `program`"),
             (
                 spec_json(r#","verification":{"mode":"replicated","replicas":1}"#),
                 "verification.replicas",
@@ -543,7 +584,12 @@ mod tests {
                 "verification.replicas",
                 "from 2 to 5",
             ),
-            (spec_json(r#","verification":{"mode":"replicated"}"#), "verification", "missing field `replicas`"),
+            (
+                spec_json(r#","verification":{"mode":"replicated"}"#),
+                "verification.replicas",
+                "missing field `replicas`",
+            ),
+            (spec_json(r#","inputs":[{"path":"/in"}]"#), "inputs[0].cid", "missing field `cid`"),
         ];
         for (body, want_field, want_reason) in cases {
             match JobSpec::from_json(body.as_bytes()) {
@@ -654,6 +700,56 @@ mod tests {
             assert!(reason.contains(want), "{body}: {reason}");
         }
         assert_eq!(field_error(&two(&named("a"), &named("a"))).0, "inputs[1].name");
+    }
+
+    #[test]
+    fn nul_characters_in_args_and_env_name_their_field() {
+        let cases = [
+            (spec_json(r#","args":["ok","a\u0000b"]"#), "args[1]", "NUL"),
+            (spec_json(r#","env":{"A\u0000B":"x"}"#), "env.A\\0B", "name"),
+            (spec_json(r#","env":{"A=B":"x"}"#), "env.A=B", "without '='"),
+            (spec_json(r#","env":{"":"x"}"#), "env.", "non-empty"),
+            (spec_json(r#","env":{"MODE":"a\u0000"}"#), "env.MODE", "NUL"),
+        ];
+        for (body, want_field, want_reason) in cases {
+            let (field, reason) = field_error(&body);
+            assert_eq!(field, want_field, "{body}: {reason}");
+            assert!(reason.contains(want_reason), "{body}: {reason}");
+        }
+    }
+
+    #[test]
+    fn mount_paths_must_be_normal_and_outside_outputs() {
+        let at = |path: &str| spec_json(&format!(r#","inputs":[{{"cid":"{FILE_A}","path":"{path}"}}]"#));
+        for path in ["//outputs/x", "/outputs", "/outputs/x", "/a/", "/a//b", "/a/./b", "/a/../outputs", "/", "a"] {
+            let (field, reason) = field_error(&at(path));
+            assert_eq!(field, "inputs[0].path", "{path}: {reason}");
+        }
+        assert!(field_error(&at("//outputs/x")).1.contains("normal path"));
+        for path in ["/inputs", "/a/b.c", "/data/..x", "/outputsx"] {
+            assert!(JobSpec::from_json(at(path).as_bytes()).is_ok(), "{path}");
+        }
+        // "/a" and "/a/" were two mounts of one directory; the second is not a normal path.
+        let twice =
+            spec_json(&format!(r#","inputs":[{{"cid":"{FILE_A}","path":"/a"}},{{"cid":"{FILE_A}","path":"/a/"}}]"#));
+        assert_eq!(field_error(&twice).0, "inputs[1].path");
+    }
+
+    #[test]
+    fn a_spec_is_one_json_object_and_nothing_more() {
+        for body in [format!(r#"["{PROGRAM}"]"#), "42".to_string(), r#""text""#.to_string()] {
+            let (field, reason) = field_error(&body);
+            assert_eq!(field, "", "{body}");
+            assert!(reason.contains("JSON object"), "{body}: {reason}");
+        }
+        for trailing in ["{}", " x", "]", r#"{"program":"x"}"#] {
+            let body = format!("{}{trailing}", spec_json(""));
+            match JobSpec::from_json(body.as_bytes()) {
+                Err(SpecError::MalformedJson { reason }) => assert!(reason.contains("trailing"), "{body}: {reason}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(JobSpec::from_json(format!(" \n{}\n ", spec_json("")).as_bytes()).is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! The process tests run the `shoal` binary: `cargo build -p shoal-cli` first (`make test` does).
 
 mod abuse_runtime;
+mod bad_inputs;
 mod cli;
 mod cluster;
 mod fanout;
