@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Args;
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
-use shoal_jobs::{redis_urls, ApiKeys, Fsync, RedisConnection, RedisServer, Role, Tenant};
+use shoal_jobs::keys::RedisRole;
+use shoal_jobs::{redis_addresses, redis_urls, ApiKeys, Fsync, RedisConnection, RedisServer, Role, Tenant};
 use shoal_verifier::VerifierConfig;
 use shoal_worker::WorkerConfig;
 use tokio::net::TcpListener;
@@ -66,12 +67,15 @@ async fn local_key(home: &Home, redis_url: &str) -> anyhow::Result<String> {
 pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let fsync = if args.fsync_always { Fsync::Always } else { Fsync::EverySec };
+    home.make_private()?;
     let redis_dir = home.root().join("redis");
     let mut redis = tokio::task::spawn_blocking(move || RedisServer::start(&redis_dir, fsync))
         .await?
         .context("starting redis-server (is it installed? `apt-get install redis-server`)")?;
     let redis_url = redis.url();
     let api_key = local_key(home, &redis_url).await?;
+    // Each part logs in as its own Redis user, allowed only what it needs.
+    let role_url = |role| redis.url_for(role);
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = move || {
@@ -82,7 +86,7 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     };
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
-    let gateway = GatewayConfig::new(redis_url.clone(), args.shards);
+    let gateway = GatewayConfig::new(role_url(RedisRole::Gateway), args.shards);
     let router = shoal_gateway::router(gateway).await?;
     let listener = bind(args.port).await?;
     let gateway_url = format!("http://{}", listener.local_addr()?);
@@ -98,7 +102,7 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     });
 
     for n in 1..=args.workers {
-        let mut config = WorkerConfig::new(&format!("dev-worker-{n}"), &redis_url, home.root());
+        let mut config = WorkerConfig::new(&format!("dev-worker-{n}"), &role_url(RedisRole::Worker), home.root());
         config.shards = args.shards;
         config.concurrency = args.concurrency;
         let shutdown = until_stopped();
@@ -108,7 +112,7 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
         });
     }
 
-    let mut verifier = WorkerConfig::new("dev-verifier", &redis_url, home.root());
+    let mut verifier = WorkerConfig::new("dev-verifier", &role_url(RedisRole::Verifier), home.root());
     verifier.shards = args.shards;
     verifier.concurrency = 1;
     let shutdown = until_stopped();
@@ -128,7 +132,11 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     println!("shoal dev is up:");
     println!("  gateway  {gateway_url}");
     println!("  content  {content_url}  (trustless gateway over {})", home.blocks().display());
-    println!("  redis    {redis_url}  (data in {})", home.root().join("redis").display());
+    println!(
+        "  redis    {}  (users and passwords in {}/credentials.json)",
+        redis_addresses(std::slice::from_ref(&redis_url)),
+        home.root().join("redis").display()
+    );
     println!("  workers  {} x {} slots", args.workers, args.concurrency);
     println!("  verifier re-runs {:.0} % of sampled jobs", args.verify_rate * 100.0);
     println!("Ctrl-C stops everything.");

@@ -46,6 +46,15 @@ impl Home {
         Home { root }
     }
 
+    /// Creates the home, readable by its owner only: it holds the block store, Redis's data and
+    /// credentials, and the local API key.
+    pub(crate) fn make_private(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", self.root.display()))
+    }
+
     /// The root directory.
     pub(crate) fn root(&self) -> &Path {
         &self.root

@@ -13,6 +13,7 @@ mod jobs;
 mod keys;
 mod quarantine;
 mod receipt;
+mod redis_users;
 mod services;
 
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ enum Command {
     /// Check workers' signed receipts.
     #[command(subcommand)]
     Receipt(receipt::ReceiptCommand),
+    /// Write the Redis ACL file of Shoal's users (one per role), for a Redis run elsewhere.
+    RedisAcl(redis_users::RedisAclArgs),
     /// List quarantined workers, or readmit one (operators).
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
@@ -108,6 +111,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => jobs::run(&home, args).await,
         Command::Receipt(command) => receipt::run(&home, command).await,
         Command::Quarantine(command) => quarantine::run(command).await,
+        Command::RedisAcl(args) => redis_users::run(args),
         Command::Status(args) => jobs::status(&home, args).await,
         Command::Logs(args) => jobs::logs(&home, args).await,
         Command::Cancel(args) => jobs::cancel(&home, args).await,

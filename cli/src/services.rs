@@ -50,7 +50,7 @@ pub(crate) async fn shutdown_signal() {
 #[derive(Args)]
 pub(crate) struct GatewayArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
-    #[arg(long, env = "SHOAL_REDIS")]
+    #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     redis: String,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -79,7 +79,7 @@ fn parse_policy(json: &str) -> Result<VerificationPolicy, String> {
 #[derive(Args)]
 pub(crate) struct WorkerArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
-    #[arg(long, env = "SHOAL_REDIS")]
+    #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     redis: String,
     /// This worker's id (default: host name and process id).
     #[arg(long)]
@@ -171,7 +171,7 @@ pub(crate) struct ContentArgs {
 #[derive(Args)]
 pub(crate) struct VerifierArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
-    #[arg(long, env = "SHOAL_REDIS")]
+    #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     redis: String,
     /// This verifier's id.
     #[arg(long, default_value = "verifier")]

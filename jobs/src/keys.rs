@@ -290,6 +290,83 @@ pub fn submissions(tenant: &Tenant, second: u64) -> String {
     format!("shoal:rate:{tenant}:{second}")
 }
 
+/// Who logs in to Redis: each part of Shoal has a user of its own, allowed only the keys (of the
+/// layout above) and commands it needs ([`acl_rules`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RedisRole {
+    /// Operators' tools and the tests: everything. It is Redis's `default` user, with a
+    /// password: Redis replays its append-only file as `default`, and before 7.2.x/8 (redis#14541)
+    /// a `default` without every permission silently drops the transactions (and so every
+    /// script's effects) it replays — a restart would lose jobs.
+    Admin,
+    /// The HTTP API: jobs, streams, idempotency and rate keys; reads workers, API keys, quotas.
+    Gateway,
+    /// A worker: jobs, streams, its registration and locks; reads quarantine and quotas.
+    /// Never API keys, never the verifier's standing of workers.
+    Worker,
+    /// The verifier: what a worker may touch, plus the standing of workers and replication.
+    Verifier,
+}
+
+impl RedisRole {
+    /// Every role.
+    pub const ALL: [RedisRole; 4] = [RedisRole::Admin, RedisRole::Gateway, RedisRole::Worker, RedisRole::Verifier];
+
+    /// The Redis user name.
+    pub fn user(self) -> &'static str {
+        match self {
+            RedisRole::Admin => "default",
+            RedisRole::Gateway => "gateway",
+            RedisRole::Worker => "worker",
+            RedisRole::Verifier => "verifier",
+        }
+    }
+}
+
+/// Key patterns of the layout, as ACL rules: `~` read and write, `%R~` read only.
+const JOB_KEYS: &str = "~shoal:{j*}:*";
+const SHARD_STREAMS: &str = "~shoal:{s*}:*";
+const IDEMPOTENCY_KEYS: &str = "~shoal:idem:*";
+const FAN_OUT_WAITING: &str = "~shoal:fanout:*";
+const LOCKS: &str = "~shoal:lock:*";
+const QUOTAS_READ: &str = "%R~shoal:{a}:quotas";
+/// What a worker keeps of its own in `{w}`: registration, heartbeat, what it holds, hot shards
+/// (one worker picks them), its key binding and what it settled.
+const WORKER_OWN: &str = "~shoal:{w}:members ~shoal:{w}:heartbeats ~shoal:{w}:holders:* ~shoal:{w}:hot \
+    ~shoal:{w}:lock:hot ~shoal:{w}:worker-keys ~shoal:{w}:settled:*";
+
+/// The ACL rules of `role`'s user (after `on >password`): its key patterns and its commands.
+/// No role but [`RedisRole::Admin`] may run administrative or dangerous commands (`CONFIG`,
+/// `FLUSHALL`, `KEYS`, `ACL`, `SHUTDOWN`, …).
+pub fn acl_rules(role: RedisRole) -> String {
+    let commands = "resetchannels +@all -@admin -@dangerous";
+    let keys = match role {
+        RedisRole::Admin => return "~* &* +@all".to_string(),
+        RedisRole::Gateway => {
+            format!("{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} ~shoal:rate:* %R~shoal:{{w}}:* %R~shoal:{{a}}:*")
+        }
+        RedisRole::Worker => format!(
+            "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} {WORKER_OWN} \
+             %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ}"
+        ),
+        RedisRole::Verifier => format!(
+            "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} ~shoal:{{w}}:* \
+             ~shoal:replication:* {QUOTAS_READ}"
+        ),
+    };
+    format!("{keys} {commands}")
+}
+
+/// A Redis ACL file (`aclfile`): a user per role with the password `password` gives it and its
+/// [`acl_rules`]. Every user has a password, so a client that does not log in can do nothing.
+pub fn acl_file(password: impl Fn(RedisRole) -> String) -> String {
+    let mut file = String::new();
+    for role in RedisRole::ALL {
+        file.push_str(&format!("user {} on >{} {}\n", role.user(), password(role), acl_rules(role)));
+    }
+    file
+}
+
 /// The Redis Cluster hash slot of a key, as the server computes it (CRC16/XMODEM of the tag).
 pub fn cluster_slot(key: &str) -> u16 {
     let bytes = key.as_bytes();

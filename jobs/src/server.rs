@@ -1,13 +1,24 @@
 //! A private `redis-server` process: the embedded stack's queue and the tests' real Redis.
 //!
 //! It listens on a free loopback port, keeps its data (with the append-only file on) in a
-//! directory of its own, and is stopped when dropped. Nothing assumes a Redis already running.
-//! [`RedisCluster`] starts three of them as a Redis Cluster.
+//! directory of its own that only its owner can read, and is stopped when dropped. Nothing
+//! assumes a Redis already running. [`RedisCluster`] starts three of them as a Redis Cluster.
+//!
+//! Clients log in: each [`RedisRole`] has a user of its own with a random password, allowed
+//! only what [`keys::acl_rules`] lists (the admin is `default`, with a password). The passwords are kept
+//! beside the data (`credentials.json`, owner-only), so a restart keeps them.
 
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use crate::keys::{self, RedisRole};
 
 /// Durability of the append-only file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,12 +83,69 @@ pub enum ServerError {
     },
 }
 
+/// The password of each role's Redis user.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Credentials(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Credentials {
+    /// The users only: a server printed for a failing test must not print its passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Credentials {
+    /// The passwords kept in `dir`, or new ones written there.
+    fn load_or_create(dir: &Path) -> Result<Credentials, ServerError> {
+        let file = dir.join("credentials.json");
+        let io = |context: String| move |source| ServerError::Io { context, source };
+        if let Ok(bytes) = std::fs::read(&file) {
+            if let Ok(credentials) = serde_json::from_slice::<Credentials>(&bytes) {
+                if RedisRole::ALL.iter().all(|role| credentials.0.contains_key(role.user())) {
+                    return Ok(credentials);
+                }
+            }
+        }
+        let credentials = Credentials(
+            RedisRole::ALL
+                .iter()
+                .map(|role| {
+                    let mut secret = [0u8; 24];
+                    rand::rng().fill_bytes(&mut secret);
+                    (role.user().to_string(), hex::encode(secret))
+                })
+                .collect(),
+        );
+        let json = serde_json::to_vec_pretty(&credentials).expect("credentials serialise");
+        write_private(&file, &json).map_err(io(format!("writing {}", file.display())))?;
+        Ok(credentials)
+    }
+
+    fn password(&self, role: RedisRole) -> &str {
+        self.0.get(role.user()).map_or("", String::as_str)
+    }
+}
+
+/// Writes `bytes` to `path` as a file only its owner can read, replacing what was there.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::remove_file(path).ok();
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
+}
+
+/// Creates `dir` (and its parents) and makes it readable by its owner only.
+fn private_dir(dir: &Path) -> Result<(), ServerError> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|source| ServerError::Io { context: format!("creating {}", dir.display()), source })
+}
+
 /// A running private `redis-server`; dropping it stops the process.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    credentials: Credentials,
     fsync: Fsync,
     // The cluster bus port when the server is a cluster node.
     cluster_port: Option<u16>,
@@ -92,35 +160,50 @@ impl RedisServer {
 
     /// Starts `redis-server` on `port` with its data in `dir` (a restart reuses both).
     pub fn start_on(dir: &Path, port: u16, fsync: Fsync) -> Result<RedisServer, ServerError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| ServerError::Io { context: format!("creating {}", dir.display()), source })?;
-        let mut server = RedisServer { child: None, port, dir: dir.to_path_buf(), fsync, cluster_port: None };
+        private_dir(dir)?;
+        let credentials = Credentials::load_or_create(dir)?;
+        let mut server =
+            RedisServer { child: None, port, dir: dir.to_path_buf(), credentials, fsync, cluster_port: None };
         server.spawn()?;
         Ok(server)
     }
 
     /// Starts a cluster-enabled `redis-server` on free loopback ports (client and cluster bus),
     /// not yet part of any cluster.
-    fn start_cluster_node(dir: &Path) -> Result<RedisServer, ServerError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| ServerError::Io { context: format!("creating {}", dir.display()), source })?;
+    fn start_cluster_node(dir: &Path, credentials: Credentials) -> Result<RedisServer, ServerError> {
+        private_dir(dir)?;
         // The bus port is given explicitly: the default (port + 10000) can be taken, or past 65535.
         let (port, bus) = (free_port()?, free_port()?);
-        let mut server =
-            RedisServer { child: None, port, dir: dir.to_path_buf(), fsync: Fsync::EverySec, cluster_port: Some(bus) };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            credentials,
+            fsync: Fsync::EverySec,
+            cluster_port: Some(bus),
+        };
         server.spawn()?;
         Ok(server)
     }
 
     fn spawn(&mut self) -> Result<(), ServerError> {
         let binary = std::env::var("SHOAL_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string());
+        let pidfile = self.dir.join("redis.pid");
+        stop_orphan(&pidfile);
         let fsync = match self.fsync {
             Fsync::EverySec => "everysec",
             Fsync::Always => "always",
         };
+        let acl = self.dir.join("users.acl");
+        write_private(&acl, keys::acl_file(|role| self.credentials.password(role).to_string()).as_bytes())
+            .map_err(|source| ServerError::Io { context: format!("writing {}", acl.display()), source })?;
         let mut command = Command::new(&binary);
         command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--aclfile")
+            .arg(&acl)
+            .arg("--pidfile")
+            .arg(&pidfile)
             .arg("--dir")
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", fsync, "--save", ""])
@@ -144,12 +227,11 @@ impl RedisServer {
         let started = Instant::now();
         while started.elapsed() < limit {
             if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                use std::io::{Read, Write};
                 let mut reply = [0u8; 64];
                 stream.set_read_timeout(Some(Duration::from_millis(500))).ok();
                 // Loading the AOF answers -LOADING; only +PONG means ready.
-                if stream.write_all(b"PING\r\n").is_ok()
-                    && stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
+                if stream.write_all(format!("{}PING\r\n", self.auth_line()).as_bytes()).is_ok()
+                    && read_until_pong(&mut stream, &mut reply)
                 {
                     return Ok(());
                 }
@@ -169,9 +251,19 @@ impl RedisServer {
         tail(&std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default(), lines)
     }
 
-    /// The `redis://` URL of the server.
+    /// The `redis://` URL of the server, logged in as [`RedisRole::Admin`].
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        self.url_for(RedisRole::Admin)
+    }
+
+    /// The `redis://` URL of the server, logged in as `role`'s user.
+    pub fn url_for(&self, role: RedisRole) -> String {
+        format!("redis://{}:{}@127.0.0.1:{}/", role.user(), self.credentials.password(role), self.port)
+    }
+
+    /// An inline `AUTH` command for the raw connections of this module.
+    fn auth_line(&self) -> String {
+        format!("AUTH {}\r\n", self.credentials.password(RedisRole::Admin))
     }
 
     /// The port it listens on.
@@ -198,8 +290,7 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             // `Child::kill` sends SIGKILL; SHUTDOWN lets redis flush its append-only file first.
             if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                use std::io::Write;
-                stream.write_all(b"SHUTDOWN\r\n").ok();
+                stream.write_all(format!("{}SHUTDOWN\r\n", self.auth_line()).as_bytes()).ok();
             }
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
@@ -235,8 +326,11 @@ impl RedisCluster {
     /// joins them with `redis-cli --cluster create` and waits until every node reports
     /// `cluster_state:ok`.
     pub fn start(dir: &Path) -> Result<RedisCluster, ServerError> {
+        private_dir(dir)?;
+        // One set of users for the whole cluster: a client logs in to every node alike.
+        let credentials = Credentials::load_or_create(dir)?;
         let nodes = (0..Self::NODES)
-            .map(|n| RedisServer::start_cluster_node(&dir.join(format!("node-{n}"))))
+            .map(|n| RedisServer::start_cluster_node(&dir.join(format!("node-{n}")), credentials.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let cluster = RedisCluster { nodes };
         cluster.create()?;
@@ -248,6 +342,7 @@ impl RedisCluster {
         let binary = std::env::var("SHOAL_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_string());
         let failed = |output: String| ServerError::ClusterCreate { ports: self.ports(), output };
         let output = Command::new(&binary)
+            .env("REDISCLI_AUTH", self.nodes[0].credentials.password(RedisRole::Admin))
             .args(["--cluster", "create"])
             .args(self.nodes.iter().map(|node| format!("127.0.0.1:{}", node.port())))
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -268,7 +363,7 @@ impl RedisCluster {
         let started = Instant::now();
         loop {
             let not_ready = self.nodes.iter().find_map(|node| {
-                let info = cluster_info(node.port()).unwrap_or_else(|e| e.to_string());
+                let info = cluster_info(&node.url()).unwrap_or_else(|e| e.to_string());
                 let ready = info.lines().any(|l| l.trim() == "cluster_state:ok")
                     && info.lines().any(|l| l.trim() == format!("cluster_known_nodes:{}", self.nodes.len()));
                 (!ready).then(|| (node.port(), info))
@@ -286,9 +381,15 @@ impl RedisCluster {
         }
     }
 
-    /// The `redis://` URLs of the nodes, for [`crate::RedisConnection::open`].
+    /// The `redis://` URLs of the nodes, logged in as [`RedisRole::Admin`], for
+    /// [`crate::RedisConnection::open`].
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
+        self.urls_for(RedisRole::Admin)
+    }
+
+    /// The `redis://` URLs of the nodes, logged in as `role`'s user.
+    pub fn urls_for(&self, role: RedisRole) -> Vec<String> {
+        self.nodes.iter().map(|node| node.url_for(role)).collect()
     }
 
     /// The nodes' client ports.
@@ -302,9 +403,54 @@ impl RedisCluster {
     }
 }
 
-/// `CLUSTER INFO` of the node on `port`.
-fn cluster_info(port: u16) -> redis::RedisResult<String> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+/// Stops the `redis-server` whose pid `pidfile` names, if it still runs: one left behind by a
+/// stack that was killed (`kill -9` gives it no chance to stop its Redis), which would otherwise
+/// keep running and share the data directory with the new one.
+fn stop_orphan(pidfile: &Path) {
+    let Some(pid) = std::fs::read_to_string(pidfile).ok().and_then(|text| text.trim().parse::<u32>().ok()) else {
+        return;
+    };
+    let is_redis = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            // Redis rewrites its title: `redis-server 127.0.0.1:PORT`, or the path it was run by.
+            let program = cmdline.split(|&b| b == 0 || b == b' ').next().unwrap_or_default();
+            program.ends_with(b"redis-server")
+        })
+    };
+    if !is_redis(pid) {
+        return;
+    }
+    tracing::warn!(pid, "stopping a redis-server left running on this data directory");
+    // SIGTERM: Redis flushes its append-only file and exits.
+    Command::new("kill").arg("-TERM").arg(pid.to_string()).status().ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_redis(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads replies on a raw connection until one holds `+PONG` (after `+OK` to `AUTH`); false at
+/// an error reply (`-LOADING`) or the end.
+fn read_until_pong(stream: &mut std::net::TcpStream, buffer: &mut [u8]) -> bool {
+    let mut seen = Vec::new();
+    while let Ok(n) = stream.read(buffer) {
+        if n == 0 {
+            return false;
+        }
+        seen.extend_from_slice(&buffer[..n]);
+        if seen.windows(5).any(|w| w == b"+PONG") {
+            return true;
+        }
+        if seen.starts_with(b"-") || seen.windows(3).any(|w| w == b"\n-") {
+            return false;
+        }
+    }
+    false
+}
+
+/// `CLUSTER INFO` of the node at `url`.
+fn cluster_info(url: &str) -> redis::RedisResult<String> {
+    let client = redis::Client::open(url)?;
     let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
     redis::cmd("CLUSTER").arg("INFO").query(&mut conn)
 }

@@ -175,8 +175,8 @@ pub struct AdversaryOptions {
     /// How it lies.
     #[arg(long, value_enum)]
     pub kind: AdversaryKind,
-    /// The Redis holding jobs.
-    #[arg(long)]
+    /// The Redis holding jobs, logged in as a worker.
+    #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     pub redis: String,
     /// Its worker id.
     #[arg(long)]
@@ -265,7 +265,8 @@ impl AdversaryLaunch {
         let mut command = std::process::Command::new(&self.binary);
         command
             .arg("adversary-worker")
-            .args(["--kind", kind.name(), "--id", id, "--redis", &self.redis])
+            .env("SHOAL_REDIS", &self.redis)
+            .args(["--kind", kind.name(), "--id", id])
             .arg("--home")
             .arg(&self.home)
             .args(["--shards", &self.shards.to_string(), "--concurrency", &self.concurrency.to_string()])

@@ -3,7 +3,7 @@
 //! process has cost. [`WorkerCommand`] is the one command line of a worker process, which
 //! the in-process stack's worker processes use too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use shoal_jobs::keys::RedisRole;
 use shoal_jobs::{Fsync, RedisServer};
 
 use crate::error::TestkitError;
@@ -26,7 +27,8 @@ pub struct WorkerCommand<'a> {
     pub shoal: &'a Path,
     /// The worker's home (its block store is `home/blocks`).
     pub home: &'a Path,
-    /// The Redis it works from.
+    /// The Redis it works from, logged in as a worker (passed in the environment, where `ps`
+    /// does not show the password).
     pub redis_url: &'a str,
     /// Its id.
     pub id: &'a str,
@@ -54,7 +56,8 @@ impl WorkerCommand<'_> {
         Command::new(self.shoal)
             .arg("--home")
             .arg(self.home)
-            .args(["worker", "--redis", self.redis_url, "--id", self.id])
+            .env("SHOAL_REDIS", self.redis_url)
+            .args(["worker", "--id", self.id])
             .args(["--shards", &self.shards.to_string()])
             .args(["--concurrency", &self.concurrency.to_string()])
             .args(self.flags)
@@ -123,7 +126,9 @@ struct WorkerProcess {
 pub struct ProcessStack {
     config: ProcessStackConfig,
     redis: Arc<Mutex<RedisServer>>,
+    /// The admin URL, and each role's.
     redis_url: String,
+    role_urls: HashMap<RedisRole, String>,
     api_key: String,
     gateway_port: u16,
     gateway: Mutex<Option<Child>>,
@@ -148,6 +153,7 @@ impl ProcessStack {
             .await
             .map_err(|e| TestkitError::task("starting redis-server", e))??;
         let redis_url = redis.url();
+        let role_urls = RedisRole::ALL.iter().map(|&role| (role, redis.url_for(role))).collect();
         let api_key = crate::api_key(&redis_url, crate::TEST_TENANT, shoal_jobs::Role::Operator).await?;
         let gateway_port = shoal_jobs::free_port()?;
         let worker_flags = worker_flags(&config)?;
@@ -155,6 +161,7 @@ impl ProcessStack {
             config,
             redis: Arc::new(Mutex::new(redis)),
             redis_url,
+            role_urls,
             api_key,
             gateway_port,
             gateway: Mutex::new(None),
@@ -172,9 +179,14 @@ impl ProcessStack {
         format!("http://127.0.0.1:{}", self.gateway_port)
     }
 
-    /// The private Redis's URL.
+    /// The private Redis's URL, logged in as [`RedisRole::Admin`].
     pub fn redis_url(&self) -> &str {
         &self.redis_url
+    }
+
+    /// The private Redis's URL, logged in as `role`'s user.
+    pub fn redis_url_for(&self, role: RedisRole) -> String {
+        self.role_urls[&role].clone()
     }
 
     /// An operator's API key for the gateway, of tenant [`crate::TEST_TENANT`].
@@ -197,7 +209,8 @@ impl ProcessStack {
         let err = log.try_clone().map_err(|e| TestkitError::io("duplicating the gateway log", e))?;
         let child = Command::new(&self.config.shoal)
             .arg("gateway")
-            .args(["--redis", &self.redis_url, "--listen", &format!("127.0.0.1:{}", self.gateway_port)])
+            .env("SHOAL_REDIS", self.redis_url_for(RedisRole::Gateway))
+            .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
             .args(["--shards", &self.config.shards.to_string()])
             .stdin(Stdio::null())
             .stdout(log)
@@ -246,7 +259,7 @@ impl ProcessStack {
         let child = WorkerCommand {
             shoal: &self.config.shoal,
             home: &self.config.home,
-            redis_url: &self.redis_url,
+            redis_url: &self.redis_url_for(RedisRole::Worker),
             id,
             shards: self.config.shards,
             concurrency: self.config.worker_concurrency,
@@ -262,7 +275,8 @@ impl ProcessStack {
     /// of `sampled` jobs, logging to `home/logs/verifier-<id>.log`.
     pub fn start_verifier(&self, id: &str, sample_rate: f64) -> Result<(), TestkitError> {
         let mut command = Command::new(&self.config.shoal);
-        command.arg("--home").arg(&self.config.home).args(["verifier", "--redis", &self.redis_url, "--id", id]).args([
+        command.env("SHOAL_REDIS", self.redis_url_for(RedisRole::Verifier));
+        command.arg("--home").arg(&self.config.home).args(["verifier", "--id", id]).args([
             "--shards",
             &self.config.shards.to_string(),
             "--sample-rate",

@@ -13,6 +13,7 @@ use serde_json::Value;
 use shoal_content::unixfs::{self, ImportOptions};
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
+use shoal_jobs::keys::RedisRole;
 use shoal_jobs::{Fsync, Job, RedisServer};
 use shoal_worker::WorkerConfig;
 use tokio::sync::watch;
@@ -94,7 +95,8 @@ impl Stack {
         let http = crate::keyed_client(reqwest::Client::builder(), &api_key)?;
         let (stop, _) = watch::channel(false);
 
-        let router = shoal_gateway::router(GatewayConfig::new(redis.url(), options.shards)).await?;
+        let router =
+            shoal_gateway::router(GatewayConfig::new(redis.url_for(RedisRole::Gateway), options.shards)).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let gateway = format!("http://{}", listener.local_addr()?);
         let mut stopped = stop.subscribe();
@@ -127,7 +129,7 @@ impl Stack {
 
     /// The configuration of a worker named `id` in this stack.
     pub fn worker_config(&self, id: &str) -> WorkerConfig {
-        let mut config = WorkerConfig::new(id, &self.redis.url(), self.home.path());
+        let mut config = WorkerConfig::new(id, &self.redis.url_for(RedisRole::Worker), self.home.path());
         config.shards = self.options.shards;
         config.heartbeat = self.options.heartbeat;
         config.concurrency = self.options.concurrency;
@@ -155,6 +157,7 @@ impl Stack {
     /// Starts an in-process verifier re-running `rate` of the `sampled` jobs.
     pub fn start_verifier(&mut self, id: &str, rate: f64) {
         let mut worker = self.worker_config(id);
+        worker.redis_url = self.redis.url_for(RedisRole::Verifier);
         worker.concurrency = 1;
         let mut stopped = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move {
@@ -179,7 +182,7 @@ impl Stack {
         let child = WorkerCommand {
             shoal: &shoal_binary()?,
             home: self.home.path(),
-            redis_url: &self.redis.url(),
+            redis_url: &self.redis.url_for(RedisRole::Worker),
             id,
             shards: self.options.shards,
             concurrency: 1,

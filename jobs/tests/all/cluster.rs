@@ -29,7 +29,7 @@ impl Cluster {
         let cluster = RedisCluster::start(dir.path()).unwrap();
         let conn = RedisConnection::open(&cluster.urls()).await.unwrap();
         assert!(conn.is_cluster());
-        let mut admin = node_connection(cluster.ports()[0]).await;
+        let mut admin = node_connection(&cluster, cluster.ports()[0]).await;
         let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut admin).await.unwrap();
         let slots = parse_cluster_nodes(&nodes);
         assert_eq!(slots.iter().map(|&(from, to, _)| u32::from(to - from) + 1).sum::<u32>(), 16384);
@@ -49,8 +49,10 @@ impl Cluster {
     }
 }
 
-async fn node_connection(port: u16) -> MultiplexedConnection {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+/// A plain connection, as the admin, to the node of `cluster` on `port`.
+async fn node_connection(cluster: &RedisCluster, port: u16) -> MultiplexedConnection {
+    let node = cluster.nodes().iter().find(|node| node.port() == port).expect("a node of the cluster");
+    let client = redis::Client::open(node.url()).unwrap();
     client.get_multiplexed_async_connection().await.unwrap()
 }
 
@@ -112,7 +114,11 @@ async fn shard_streams_spread_over_the_nodes_and_deliver_ack_reclaim_and_dead_le
         let port = cluster.node_of(&jobs).await;
         assert_eq!(cluster.node_of(&keys::verify_stream(shard)).await, port);
         assert_eq!(cluster.node_of(&keys::dead_letter_stream(shard)).await, port);
-        let kind: String = redis::cmd("TYPE").arg(&jobs).query_async(&mut node_connection(port).await).await.unwrap();
+        let kind: String = redis::cmd("TYPE")
+            .arg(&jobs)
+            .query_async(&mut node_connection(&cluster.cluster, port).await)
+            .await
+            .unwrap();
         assert_eq!(kind, "stream", "{jobs} on node {port}");
         nodes_used.insert(port);
     }

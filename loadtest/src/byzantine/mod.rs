@@ -15,6 +15,7 @@ use std::path::Path;
 
 pub use options::ByzantineOptions;
 pub use report::ByzantineReport;
+use shoal_jobs::keys::RedisRole;
 use shoal_testkit::Role;
 
 use crate::adversary::AdversaryKind;
@@ -72,7 +73,7 @@ impl Mode for ByzantineOptions {
             lie_percent: self.lie_percent,
         };
         let start_adversaries = |stack: &shoal_testkit::ProcessStack| {
-            let launch = AdversaryLaunch { redis: stack.redis_url().to_string(), ..launch };
+            let launch = AdversaryLaunch { redis: stack.redis_url_for(RedisRole::Worker), ..launch };
             for (id, kind) in &adversaries {
                 stack.start_process(id, Role::Worker, launch.command(id, *kind))?;
             }

@@ -10,6 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_content::{BlockReader, FsBlockStore, MemoryBlockStore};
+use shoal_jobs::keys::RedisRole;
 use shoal_jobs::{Acceptance, ExecutionOutcome, Fsync, Job, JobState, JobStatus, Membership, Quarantine};
 use shoal_testkit::{programs_dir, ProcessStack, ProcessStackConfig, Role};
 use shoal_worker::{Executor, WorkerConfig};
@@ -684,7 +685,7 @@ pub async fn run_scenes(
     }
     let launch = AdversaryLaunch {
         binary: adversary_binary,
-        redis: stack.redis_url().to_string(),
+        redis: stack.redis_url_for(RedisRole::Worker),
         home: home.clone(),
         shards: options.shards,
         concurrency: options.worker_concurrency,

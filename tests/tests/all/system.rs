@@ -236,15 +236,62 @@ async fn bad_programs_and_missing_content_fail_with_a_clear_reason() {
     stack.shutdown().await;
 }
 
+/// The Redis passwords docker-compose.yml asks for, as a `.env` file would give them.
+const COMPOSE_PASSWORDS: [(&str, &str); 4] = [
+    ("SHOAL_REDIS_ADMIN_PASSWORD", "admin-password-0123456789"),
+    ("SHOAL_REDIS_GATEWAY_PASSWORD", "gateway-password-0123456789"),
+    ("SHOAL_REDIS_WORKER_PASSWORD", "worker-password-0123456789"),
+    ("SHOAL_REDIS_VERIFIER_PASSWORD", "verifier-password-0123456789"),
+];
+
+fn docker_compose(args: &[&str], passwords: bool) -> std::process::Output {
+    let mut command = std::process::Command::new("docker-compose");
+    command.arg("-f").arg("docker-compose.yml").args(args).current_dir(shoal_testkit::repo_root());
+    for (name, value) in COMPOSE_PASSWORDS {
+        command.env_remove(name);
+        if passwords {
+            command.env(name, value);
+        }
+    }
+    command.output().expect("docker-compose is installed (scripts/install-deps.sh)")
+}
+
 #[test]
-fn docker_compose_file_is_valid() {
-    let root = shoal_testkit::repo_root();
-    let output = std::process::Command::new("docker-compose")
-        .args(["-f", "docker-compose.yml", "config", "-q"])
-        .current_dir(&root)
-        .output()
-        .expect("docker-compose is installed (scripts/install-deps.sh)");
+fn docker_compose_file_is_valid_publishes_on_loopback_and_needs_the_redis_passwords() {
+    let output = docker_compose(&["config", "-q"], true);
     assert!(output.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&output.stderr));
+    let config = String::from_utf8(docker_compose(&["config"], true).stdout).unwrap();
+    assert!(config.contains("127.0.0.1:8080:8080") && config.contains("127.0.0.1:8081:8081"), "{config}");
+    assert!(config.contains("redis://worker:worker-password-0123456789@redis:6379/"), "{config}");
+    let without = docker_compose(&["config", "-q"], false);
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("set the Redis passwords"));
+}
+
+#[test]
+fn redis_acl_writes_an_owner_only_file_with_a_password_for_every_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("users.acl");
+    let mut command = std::process::Command::new(shoal_testkit::shoal_binary().unwrap());
+    command.arg("redis-acl").arg("--out").arg(&out).envs(COMPOSE_PASSWORDS);
+    let status = command.status().unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o077, 0);
+    let file = std::fs::read_to_string(&out).unwrap();
+    let users: Vec<&str> = file.lines().map(|line| line.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(users, ["default", "gateway", "worker", "verifier"]);
+    assert!(file.starts_with("user default on >admin-password-0123456789 ~* &* +@all\n"), "{file}");
+    assert!(file.contains("user worker on >worker-password-0123456789 "));
+    // A weak password is refused.
+    let weak = std::process::Command::new(shoal_testkit::shoal_binary().unwrap())
+        .arg("redis-acl")
+        .envs(COMPOSE_PASSWORDS)
+        .env("SHOAL_REDIS_WORKER_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("worker password"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,130 @@
+//! The private `redis-server`: no one gets in without logging in, each role's user reaches only
+//! the keys and commands it needs, what was written survives a crash, and a server a killed
+//! stack left behind does not run beside the next.
+
+use redis::AsyncCommands;
+use shoal_jobs::keys::{self, RedisRole};
+use shoal_jobs::{ApiKeys, Created, Fsync, RedisConnection, RedisServer, Role, Tenant};
+
+/// The error code of `result`, which must be an error.
+fn refused<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
+    let error = result.expect_err("Redis refused");
+    error.code().unwrap_or_default().to_string()
+}
+
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_without_credentials_or_with_wrong_ones_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let anonymous = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port())).unwrap();
+    let mut conn = anonymous.get_multiplexed_async_connection().await.unwrap();
+    assert_eq!(refused(redis::cmd("PING").query_async::<String>(&mut conn).await), "NOAUTH");
+    assert_eq!(refused(conn.get::<_, Option<String>>("anything").await), "NOAUTH");
+
+    let wrong = redis::Client::open(format!("redis://worker:guess@127.0.0.1:{}/", server.port())).unwrap();
+    let error = wrong.get_multiplexed_async_connection().await.expect_err("a wrong password is refused");
+    assert_eq!(error.kind(), redis::ErrorKind::AuthenticationFailed, "{error}");
+
+    // The data directory and the credentials are the owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    for path in [dir.path().to_path_buf(), dir.path().join("credentials.json"), dir.path().join("users.acl")] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is readable by others ({mode:o})", path.display());
+    }
+}
+
+#[tokio::test]
+async fn each_role_reaches_only_its_keys_and_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let keys_store = ApiKeys::new(RedisConnection::open(&[server.url()]).await.unwrap());
+    let tenant: Tenant = "acme".parse().unwrap();
+    keys_store.create(&tenant, Role::Tenant).await.unwrap();
+
+    let mut worker = connect(&server.url_for(RedisRole::Worker)).await;
+    // A worker reads no API key and writes no verdict on workers.
+    assert_eq!(refused(worker.hgetall::<_, Vec<(String, String)>>(keys::api_keys()).await), "NOPERM");
+    assert_eq!(refused(worker.hset::<_, _, _, ()>(keys::quarantined(), "w1", "{}").await), "NOPERM");
+    assert_eq!(refused(worker.hdel::<_, _, ()>(keys::quarantined(), "w1").await), "NOPERM");
+    assert_eq!(refused(worker.hset::<_, _, _, ()>(keys::api_keys(), "x", "{}").await), "NOPERM");
+    assert_eq!(refused(worker.hset::<_, _, _, ()>(keys::quotas(), "acme", "{}").await), "NOPERM");
+    // It reads quarantine and quotas, and works on jobs and its registration.
+    let _: Vec<(String, String)> = worker.hgetall(keys::quarantined()).await.unwrap();
+    let _: Option<String> = worker.hget(keys::quotas(), "acme").await.unwrap();
+    let job = keys::JobKeys::of("01JDXZ5Q8K3M2N4P6R8T0V2X4Z");
+    let _: () = worker.hset(&job.job, "state", "queued").await.unwrap();
+    let _: () = worker.hset(keys::members(), "w1", "{}").await.unwrap();
+    // No role but the admin runs administrative or dangerous commands.
+    for role in [RedisRole::Gateway, RedisRole::Worker, RedisRole::Verifier] {
+        let mut conn = connect(&server.url_for(role)).await;
+        assert_eq!(refused(redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await), "NOPERM", "{role:?}");
+        assert_eq!(refused(redis::cmd("CONFIG").arg("GET").arg("*").query_async::<()>(&mut conn).await), "NOPERM");
+        assert_eq!(refused(redis::cmd("KEYS").arg("*").query_async::<Vec<String>>(&mut conn).await), "NOPERM");
+    }
+
+    // The gateway reads API keys but cannot make one; the verifier writes verdicts.
+    let mut gateway = connect(&server.url_for(RedisRole::Gateway)).await;
+    let stored: Vec<(String, String)> = gateway.hgetall(keys::api_keys()).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(refused(gateway.hset::<_, _, _, ()>(keys::api_keys(), "x", "{}").await), "NOPERM");
+    assert_eq!(refused(gateway.hset::<_, _, _, ()>(keys::quarantined(), "w1", "{}").await), "NOPERM");
+    let mut verifier = connect(&server.url_for(RedisRole::Verifier)).await;
+    let _: () = verifier.hset(keys::quarantined(), "w1", "{}").await.unwrap();
+    assert_eq!(refused(verifier.hgetall::<_, Vec<(String, String)>>(keys::api_keys()).await), "NOPERM");
+
+    // A restart keeps the users and their passwords.
+    server.restart().unwrap();
+    let mut again = connect(&server.url_for(RedisRole::Worker)).await;
+    assert_eq!(refused(again.hgetall::<_, Vec<(String, String)>>(keys::api_keys()).await), "NOPERM");
+    let _: () = again.hset(&job.job, "state", "running").await.unwrap();
+    let kept: Vec<(String, String)> = again.hgetall(keys::quarantined()).await.unwrap();
+    assert_eq!(kept, [("w1".to_string(), "{}".to_string())], "the data outlives the restart");
+}
+
+#[tokio::test]
+async fn what_the_scripts_wrote_outlives_a_crash_and_restart() {
+    // Redis replays scripts' effects from the append-only file as transactions, as its
+    // `default` user: jobs made by the gateway's user must all come back.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = RedisServer::start(dir.path(), Fsync::Always).unwrap();
+    let gateway = RedisConnection::open(&[server.url_for(RedisRole::Gateway)]).await.unwrap();
+    let store = shoal_jobs::JobStore::new(gateway);
+    let tenant: Tenant = "acme".parse().unwrap();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let Created::New(job) = store.create(&crate::common::spec(&[&n.to_string()]), 0, &tenant, None).await.unwrap()
+        else {
+            panic!("new")
+        };
+        ids.push(job.id);
+    }
+    server.kill();
+    server.restart().unwrap();
+    let admin = shoal_jobs::JobStore::new(RedisConnection::open(&[server.url()]).await.unwrap());
+    for id in &ids {
+        let job = admin.get(id).await.unwrap().expect("the job is still there");
+        assert_eq!(job.tenant, tenant);
+    }
+    let (listed, _) = admin.list(Some(&tenant), shoal_jobs::JobState::Queued, 10, None).await.unwrap();
+    assert_eq!(listed.len(), 5);
+}
+
+#[tokio::test]
+async fn a_redis_left_running_by_a_killed_stack_is_stopped_before_another_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let orphan: u32 = std::fs::read_to_string(dir.path().join("redis.pid")).unwrap().trim().parse().unwrap();
+    // The stack dies without stopping its Redis (kill -9): the server outlives it.
+    std::mem::forget(first);
+    assert!(std::path::Path::new(&format!("/proc/{orphan}")).exists());
+
+    let second = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let mut conn = connect(&second.url()).await;
+    let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{orphan}/status")).unwrap_or_default();
+    assert!(status.is_empty() || status.contains("State:\tZ"), "the orphan still runs: {status}");
+}
