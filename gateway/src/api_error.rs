@@ -92,6 +92,9 @@ impl From<SpecError> for ApiError {
                 "malformed_json",
                 format!("the body is not valid JSON: {reason}"),
             ),
+            SpecError::TooLarge { field, reason } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "spec_too_large", reason).with_field(field)
+            }
             SpecError::Field { field, reason } => {
                 let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_spec", reason);
                 if field.is_empty() {

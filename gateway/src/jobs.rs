@@ -15,7 +15,8 @@ use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use shoal_jobs::{
-    Acceptance, ContentId, Created, Idempotency, Job, JobSpec, JobState, JobStatus, Principal, Role, StoreError,
+    Acceptance, ContentId, Created, FailureReason, Idempotency, Job, JobSpec, JobState, JobStatus, Principal, Role,
+    StoreError, Tenant,
 };
 
 use crate::api_error::ApiError;
@@ -433,19 +434,74 @@ impl Cursor {
     }
 }
 
+/// One job in a listing: what tells jobs apart and how they ended, never the spec's `args`,
+/// `env` or `inputs` (up to [`shoal_jobs::JobSpec::MAX_PAYLOAD_BYTES`] each job), nor its
+/// executions — `GET /v1/jobs/{id}` has those. A few hundred bytes.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobSummary {
+    id: String,
+    tenant: Tenant,
+    state: JobState,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    program: ContentId,
+    /// How far the result is trusted, once the job succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acceptance: Option<Acceptance>,
+    /// Why the job failed, once it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<FailureReason>,
+}
+
+impl JobSummary {
+    fn of(job: &Job) -> JobSummary {
+        JobSummary {
+            id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            state: job.state,
+            created_at_ms: job.created_at_ms,
+            updated_at_ms: job.updated_at_ms,
+            program: job.spec.program,
+            acceptance: job.acceptance(),
+            failure_reason: job.failure.as_ref().map(|failure| failure.reason),
+        }
+    }
+}
+
+/// Job records loaded at once for a listing: each is converted to its summary as it arrives,
+/// so a page never holds more than this many whole records.
+const LOADING_AT_ONCE: usize = 16;
+
+/// The most bytes of summaries one page holds; a page is cut short (with a cursor to the rest)
+/// before it would pass this, but always holds at least one job. Summaries are a few hundred
+/// bytes, so a page of 500 stays well below it.
+const MAX_PAGE_BYTES: usize = 256 << 10;
+
+/// Adds `summary` to `page` unless that takes the page past `max_bytes` (a first summary is
+/// always taken); says whether it did. `bytes` is the page's size so far.
+fn fits(page: &mut Vec<JobSummary>, bytes: &mut usize, summary: JobSummary, max_bytes: usize) -> bool {
+    let size = serde_json::to_vec(&summary).map_or(0, |json| json.len()) + 1;
+    if !page.is_empty() && *bytes + size > max_bytes {
+        return false;
+    }
+    *bytes += size;
+    page.push(summary);
+    true
+}
+
 /// The answer of `GET /v1/jobs`.
 #[derive(Debug, Serialize)]
 pub(crate) struct JobPage {
     /// Newest first.
-    jobs: Vec<Job>,
+    jobs: Vec<JobSummary>,
     /// The cursor of the next page, `null` on the last page.
     next_cursor: Option<String>,
     /// The URL of the next page, `null` on the last page.
     next: Option<String>,
 }
 
-/// `GET /v1/jobs?state=…&limit=…&cursor=…`: jobs newest first. Without `state`, jobs in every
-/// state are listed, merged by creation time.
+/// `GET /v1/jobs?state=…&limit=…&cursor=…`: summaries of jobs ([`JobSummary`]) newest first.
+/// Without `state`, jobs in every state are listed, merged by creation time.
 pub(crate) async fn list(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -489,19 +545,61 @@ pub(crate) async fn list(
     let any_state_has_more = pages.iter().any(|(_, next)| next.is_some());
     let mut entries: Vec<(u64, String)> = pages.into_iter().flat_map(|(page, _)| page).collect();
     entries.sort_by(|a, b| b.cmp(a));
-    let has_more = any_state_has_more || entries.len() > limit;
+    let mut has_more = any_state_has_more || entries.len() > limit;
     entries.truncate(limit);
-    let next_cursor = has_more
-        .then(|| entries.last())
-        .flatten()
-        .map(|(created_ms, id)| Cursor { created_ms: *created_ms, id: id.clone() }.encode());
 
     // A job that vanished between the listing and the loading is left out.
-    let jobs: Vec<Job> =
-        try_join_all(entries.iter().map(|(_, id)| app.store.get(id))).await?.into_iter().flatten().collect();
+    let mut loaded = futures::stream::iter(entries)
+        .map(|entry| {
+            let store = app.store.clone();
+            async move { store.get(&entry.1).await.map(|job| (entry, job)) }
+        })
+        .buffered(LOADING_AT_ONCE);
+    let (mut jobs, mut bytes, mut last) = (Vec::new(), 0, None);
+    while let Some((entry, job)) = loaded.try_next().await? {
+        let Some(job) = job else { continue };
+        if !fits(&mut jobs, &mut bytes, JobSummary::of(&job), MAX_PAGE_BYTES) {
+            has_more = true;
+            break;
+        }
+        last = Some(entry);
+    }
+    let next_cursor = has_more.then_some(last).flatten().map(|(created_ms, id)| Cursor { created_ms, id }.encode());
     let next = next_cursor.as_ref().map(|cursor| {
         let state = state.map_or(String::new(), |s| format!("state={s}&"));
         format!("/v1/jobs?{state}limit={limit}&cursor={cursor}")
     });
     Ok(Json(JobPage { jobs, next_cursor, next }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(n: u64) -> JobSummary {
+        JobSummary {
+            id: format!("01J0000000000000000000{n:04}"),
+            tenant: "test".parse().unwrap(),
+            state: JobState::Queued,
+            created_at_ms: n,
+            updated_at_ms: n,
+            program: "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4".parse().unwrap(),
+            acceptance: None,
+            failure_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_page_stops_before_its_byte_limit_but_always_holds_one_job() {
+        let one = serde_json::to_vec(&summary(0)).unwrap().len() + 1;
+        let (mut page, mut bytes) = (Vec::new(), 0);
+        let taken = (0..10).take_while(|&n| fits(&mut page, &mut bytes, summary(n), 3 * one)).count();
+        assert_eq!((taken, page.len()), (3, 3));
+        assert!(bytes <= 3 * one);
+
+        let (mut page, mut bytes) = (Vec::new(), 0);
+        assert!(fits(&mut page, &mut bytes, summary(0), 1), "a first job goes in whatever its size");
+        assert!(!fits(&mut page, &mut bytes, summary(1), 1));
+        assert_eq!(page.len(), 1);
+    }
 }

@@ -689,6 +689,51 @@ async fn listing_filters_by_state_and_pages_without_duplicates_or_misses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_hold_summaries_and_large_specs_are_refused_naming_the_field() {
+    // The body limit raised, so that only the spec's own size limit stands in the way.
+    let gateway = Gateway::start_with(|config| config.max_body_bytes = 4 << 20).await;
+    let env = "e".repeat(200 << 10);
+    let mut big = spec("big");
+    big["env"] = json!({"BLOB": env});
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        big["args"] = json!([n.to_string()]);
+        ids.push(gateway.create(&big).await);
+    }
+    let response = gateway.get("/v1/jobs?limit=500").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
+    // 20 jobs of 200 KiB of env each: a listing of whole records would be 4 MB.
+    assert!(body.len() < 20 * 1024, "a page of 20 summaries is {} bytes", body.len());
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    let jobs = page["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 20);
+    let summary = jobs.iter().find(|job| job["id"] == ids[0].as_str()).unwrap();
+    assert_eq!(summary["program"], PROGRAM);
+    assert_eq!(summary["tenant"], "test");
+    assert_eq!(summary["state"], "queued");
+    assert!(summary["created_at_ms"].as_u64().is_some() && summary["updated_at_ms"].as_u64().is_some(), "{summary}");
+    assert!(summary.get("spec").is_none() && summary.get("executions").is_none(), "{summary}");
+    // The whole job is one request away.
+    let job: Value = gateway.get(&format!("/v1/jobs/{}", ids[0])).await.json().await.unwrap();
+    assert_eq!(job["spec"]["env"]["BLOB"].as_str().unwrap().len(), 200 << 10);
+
+    // Over JobSpec::MAX_PAYLOAD_BYTES together: 413 naming the largest part.
+    big["env"] = json!({"BLOB": "e".repeat(200 << 10), "MORE": "m".repeat(100 << 10)});
+    let error = expect_error(gateway.submit(&big, None).await, StatusCode::PAYLOAD_TOO_LARGE, "spec_too_large").await;
+    assert_eq!(error["field"], "env");
+    assert!(error["message"].as_str().unwrap().contains(&JobSpec::MAX_PAYLOAD_BYTES.to_string()), "{error}");
+    big["env"] = json!({});
+    big["args"] = json!(["a".repeat(60 << 10)]);
+    big["inputs"] = json!((0..1000)
+        .map(|n| json!({"cid": INPUT, "path": format!("/in/{n}/{}", "p".repeat(200))}))
+        .collect::<Vec<_>>());
+    let error = expect_error(gateway.submit(&big, None).await, StatusCode::PAYLOAD_TOO_LARGE, "spec_too_large").await;
+    assert_eq!(error["field"], "inputs");
+    assert_eq!(gateway.total_backlog().await, 20, "no refused spec is queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_listing_parameters_are_400_naming_the_parameter() {
     let gateway = Gateway::start().await;
     for (query, field) in [

@@ -17,6 +17,16 @@ pub enum SpecError {
         /// What is wrong.
         reason: String,
     },
+    /// The spec's arguments, environment and inputs together are larger than
+    /// [`crate::JobSpec::MAX_PAYLOAD_BYTES`]: every listing, status and worker reads the spec
+    /// back, so its size is bounded however large a body the gateway takes.
+    #[error("{field}: {reason}")]
+    TooLarge {
+        /// The largest of `args`, `env` and `inputs`, the one to shrink first.
+        field: String,
+        /// The sizes and the limit.
+        reason: String,
+    },
 }
 
 /// A failure talking to Redis or reading what it holds.

@@ -320,6 +320,11 @@ impl VerificationPolicy {
 impl Eq for VerificationPolicy {}
 
 impl JobSpec {
+    /// The most bytes `args`, `env` (names and values) and `inputs` (CIDs, paths and names) may
+    /// hold together: 256 KiB, room for a thousand inputs or a sizeable configuration, while a
+    /// stored job stays small enough to read back by the hundred.
+    pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
+
     /// Parses a spec from JSON, reporting the path of the offending field.
     ///
     /// The body must be one JSON object and nothing after it: serde would otherwise read a
@@ -374,6 +379,7 @@ impl JobSpec {
 
     /// Checks what the types alone cannot: paths, names and limits.
     pub fn validate(&self) -> Result<(), SpecError> {
+        self.validate_size()?;
         self.validate_invocation()?;
         validate_inputs(&self.inputs)?;
         if let Some(fan_out) = &self.fan_out {
@@ -388,6 +394,31 @@ impl JobSpec {
             }
         }
         Ok(())
+    }
+
+    /// `args`, `env` and `inputs` within [`JobSpec::MAX_PAYLOAD_BYTES`] together.
+    fn validate_size(&self) -> Result<(), SpecError> {
+        let args: usize = self.args.iter().map(String::len).sum();
+        let env: usize = self.env.iter().map(|(key, value)| key.len() + value.len()).sum();
+        let inputs: usize = self
+            .inputs
+            .iter()
+            .map(|input| input.cid.to_string().len() + input.path.len() + input.name.as_ref().map_or(0, String::len))
+            .sum();
+        let total = args + env + inputs;
+        if total <= Self::MAX_PAYLOAD_BYTES {
+            return Ok(());
+        }
+        let parts = [("args", args), ("env", env), ("inputs", inputs)];
+        let (field, _) = parts.iter().max_by_key(|(_, bytes)| *bytes).expect("three parts");
+        Err(SpecError::TooLarge {
+            field: field.to_string(),
+            reason: format!(
+                "args, env and inputs hold {total} bytes together (args {args}, env {env}, inputs {inputs}); \
+                 the limit is {} bytes: pass large data as an input CID instead",
+                Self::MAX_PAYLOAD_BYTES
+            ),
+        })
     }
 
     /// The entrypoint, arguments and environment.
@@ -750,6 +781,28 @@ mod tests {
             }
         }
         assert!(JobSpec::from_json(format!(" \n{}\n ", spec_json("")).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn args_env_and_inputs_are_bounded_together_naming_the_largest() {
+        let big = "x".repeat(JobSpec::MAX_PAYLOAD_BYTES / 2);
+        // Each half the limit: accepted alone, too large together.
+        assert!(JobSpec::from_json(spec_json(&format!(r#","env":{{"A":"{big}"}}"#)).as_bytes()).is_ok());
+        let both = spec_json(&format!(r#","env":{{"A":"{big}","B":"{big}"}},"args":["small"]"#));
+        match JobSpec::from_json(both.as_bytes()) {
+            Err(SpecError::TooLarge { field, reason }) => {
+                assert_eq!(field, "env");
+                assert!(reason.contains(&JobSpec::MAX_PAYLOAD_BYTES.to_string()), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"cid":"{FILE_A}","path":"/in","name":"{i}-{}"}}"#, "n".repeat(200)))
+            .collect();
+        let inputs = spec_json(&format!(r#","inputs":[{}]"#, names.join(",")));
+        assert!(
+            matches!(JobSpec::from_json(inputs.as_bytes()), Err(SpecError::TooLarge { field, .. }) if field == "inputs")
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ const MOUNT: &str = "/scenes";
 /// Jobs per page when listing (the gateway's largest page).
 const PAGE: usize = 500;
 
+/// Whole jobs read at once after listing them.
+const READING_AT_ONCE: usize = 32;
+
 /// How long the workers have to show up live.
 const WORKERS_READY: Duration = Duration::from_secs(60);
 
@@ -82,24 +85,30 @@ impl Gateway {
             .map_err(|e| LoadtestError::Gateway { context: format!("reading job {id}"), message: e.to_string() })
     }
 
-    /// Every job the gateway lists, page by page.
+    /// Every job the gateway lists: the listing's pages name them (summaries), and each whole
+    /// job is read on its own.
     async fn all_jobs(&self) -> Result<Vec<Job>, LoadtestError> {
-        let mut jobs = Vec::new();
+        let mut ids = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let path = match &cursor {
                 Some(c) => format!("/v1/jobs?limit={PAGE}&cursor={c}"),
                 None => format!("/v1/jobs?limit={PAGE}"),
             };
-            let mut page = self.get(&path).await?;
-            let listed: Vec<Job> = serde_json::from_value(page["jobs"].take())
-                .map_err(|e| LoadtestError::Gateway { context: format!("reading {path}"), message: e.to_string() })?;
-            jobs.extend(listed);
+            let page = self.get(&path).await?;
+            ids.extend(
+                page["jobs"].as_array().into_iter().flatten().filter_map(|job| job["id"].as_str()).map(str::to_string),
+            );
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_string()),
-                None => return Ok(jobs),
+                None => break,
             }
         }
+        futures::stream::iter(ids)
+            .map(|id| async move { self.status(&id).await.map(|status| status.job) })
+            .buffered(READING_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     /// Waits until `count` workers are live and each has sent a heartbeat since all of them
