@@ -105,6 +105,10 @@ pub(crate) struct WorkerArgs {
     /// Seconds another worker's entry may go unrenewed before this worker takes it over.
     #[arg(long, default_value_t = WorkerConfig::DEFAULT_VISIBILITY_TIMEOUT.as_secs())]
     visibility_timeout_secs: u64,
+    /// On shutdown, how long running jobs may go on to finish before they are stopped and left
+    /// for another worker.
+    #[arg(long, default_value_t = WorkerConfig::DEFAULT_DRAIN_TIMEOUT.as_secs())]
+    drain_timeout_secs: u64,
     /// A label `KEY=VALUE` the worker registers with. Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -138,6 +142,7 @@ impl WorkerArgs {
         config.input_cache_bytes = self.input_cache_bytes;
         config.fetch_timeout = Duration::from_secs(self.fetch_timeout_secs);
         config.visibility_timeout = Duration::from_secs(self.visibility_timeout_secs.max(1));
+        config.drain_timeout = Duration::from_secs(self.drain_timeout_secs);
         config.shard_replicas = self.shard_replicas.max(1);
         config.hot_backlog = self.hot_backlog.max(1);
         config.max_shard_readers = self.max_shard_readers;

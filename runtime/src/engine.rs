@@ -101,6 +101,10 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
         .cranelift_nan_canonicalization(true)
         .consume_fuel(true)
         .epoch_interruption(true)
+        // Each module compiles on its own thread: with the shared parallel pool, one module
+        // crafted to compile for minutes would hold every pool thread and starve the compiles
+        // of everyone else's programs past their budget. Programs are compiled once per CID.
+        .parallel_compilation(false)
         .max_wasm_stack(config.max_wasm_stack_bytes)
         // Spelled out although the `threads` cargo feature is off: the
         // proposal must stay disabled even if another crate turns it on.

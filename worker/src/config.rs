@@ -59,6 +59,10 @@ pub struct WorkerConfig {
     pub gather_every: Duration,
     /// How often the worker looks whether a job it runs was cancelled, and stops it if so.
     pub cancel_check: Duration,
+    /// On shutdown, how long the jobs it runs may go on to finish; then they are stopped and
+    /// left to another worker (their entries stay pending and are taken over after the
+    /// visibility timeout), so no job holds a shutdown up.
+    pub drain_timeout: Duration,
     /// A shard with more unread entries than this per reader is hot and gets another reader,
     /// preferably a worker that holds its data ([`shoal_jobs::HotShards`]); so does one with work
     /// waiting whose owner has missed a heartbeat…
@@ -82,6 +86,8 @@ impl WorkerConfig {
     pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
     /// The visibility timeout unless configured.
     pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long running jobs may go on finishing after a shutdown begins.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
     /// Readers per shard unless configured.
     pub const DEFAULT_SHARD_REPLICAS: usize = 1;
     /// The hot-shard backlog per reader unless configured.
@@ -118,6 +124,7 @@ impl WorkerConfig {
             steal_after: Duration::from_secs(5),
             gather_every: Duration::from_millis(500),
             cancel_check: Duration::from_secs(1),
+            drain_timeout: WorkerConfig::DEFAULT_DRAIN_TIMEOUT,
             hot_backlog: WorkerConfig::DEFAULT_HOT_BACKLOG,
             max_shard_readers: WorkerConfig::DEFAULT_MAX_SHARD_READERS,
         }

@@ -14,6 +14,7 @@ use shoal_jobs::{
     PublicKey, ShardBacklog, ShardQueue, ShardReader, StoreError,
 };
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -135,7 +136,19 @@ pub async fn serve<E: Execute>(
         pull.dispatch(&executor, deliveries, permit).await;
     }
     info!(worker = %config.id, "shutting down: waiting for running jobs");
-    let _all = pull.slots.acquire_many(config.concurrency.max(1) as u32).await;
+    let all = pull.slots.acquire_many(config.concurrency.max(1) as u32);
+    if tokio::time::timeout(config.drain_timeout, all).await.is_err() {
+        let left: Vec<String> = pull
+            .in_flight
+            .lock()
+            .expect("in-flight set is never poisoned")
+            .values()
+            .map(|(d, _)| d.job_id.clone())
+            .collect();
+        warn!(?left, "running jobs outlasted the drain; stopped and left for another worker to take over");
+        pull.running.abort_all();
+        while pull.running.join_next().await.is_some() {}
+    }
     renewer.abort();
     canceller.abort();
     heart.abort();
@@ -160,6 +173,8 @@ struct Pull {
     reader: ShardReader,
     slots: Arc<Semaphore>,
     in_flight: InFlight,
+    /// The tasks running deliveries, so a shutdown can stop those that outlast the drain.
+    running: JoinSet<()>,
     /// Read this worker id's own pending entries first (a restart, a lost connection, a new
     /// assignment).
     resume_pending: bool,
@@ -182,6 +197,7 @@ impl Pull {
         let reader = ShardReader::open(&urls, Lane::Jobs, &owned, &config.id, config.poll_block).await?;
         Ok(Pull {
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            running: JoinSet::new(),
             config,
             jobs,
             queue,
@@ -330,7 +346,9 @@ impl Pull {
                 .get(&(delivery.shard, delivery.entry.clone()))
                 .map(|(_, cancelled)| cancelled.clone())
                 .unwrap_or_default();
-            tokio::spawn(async move {
+            // Finished tasks are reaped here, before the next is added.
+            while self.running.try_join_next().is_some() {}
+            self.running.spawn(async move {
                 tokio::select! {
                     _ = handle(executor.as_ref(), &queue, &delivery) => {}
                     // Dropping the run stops the guest; the job is final already, so its entry

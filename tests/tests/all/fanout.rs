@@ -181,8 +181,9 @@ async fn failed_tasks_are_reported_by_name_and_a_fan_out_over_a_file_fails_clear
         .unwrap();
     let job = stack.wait_terminal(&id, WAIT).await.unwrap();
     let failure = job.failure.unwrap();
-    assert_eq!(failure.reason, FailureReason::InputUnavailable);
+    assert_eq!(failure.reason, FailureReason::InvalidInput);
     assert!(failure.message.contains(&file.to_string()), "{}", failure.message);
+    assert!(failure.message.contains("needs a directory"), "{}", failure.message);
 
     // A fan-out naming an input that is not there never gets in.
     let (status, body) = stack

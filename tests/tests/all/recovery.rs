@@ -182,3 +182,40 @@ async fn a_lost_execution_is_retried_only_after_its_backoff() {
     assert!(gap <= 12_000 + 2 * VISIBILITY.as_millis() as u64, "not much later either: {gap} ms");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_told_to_stop_stops_within_its_drain_and_leaves_its_job_to_another() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let spin = stack.add_program("infinite-loop").await.unwrap();
+    let pid = stack.spawn_worker_process("drainer").unwrap();
+    let spec = json!({
+        "program": spin.to_string(),
+        "limits": {"fuel": 10_000_000_000_000u64, "wall_time_ms": 300_000},
+        "verification": {"mode": "none"},
+    });
+    let id = stack.submit_ok(&spec).await.unwrap();
+    stack.wait_until(&id, WAIT, |job| job.state == JobState::Running).await.unwrap();
+
+    let told = std::time::Instant::now();
+    stack.signal_worker_process(pid, "TERM").unwrap();
+    let exited = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status.is_empty() || status.contains("State:\tZ")
+    };
+    while !exited(pid) {
+        assert!(told.elapsed() < Duration::from_secs(30), "the worker ignored SIGTERM for 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the worker stopped {:?} after SIGTERM (drain 10 s)", told.elapsed());
+    assert!(told.elapsed() >= Duration::from_secs(9), "it gave its job the drain time first");
+    let job = stack.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Running, "the job is not failed by a shutdown: {job:?}");
+
+    // Another worker takes it over once the visibility timeout has passed.
+    stack.start_worker("successor");
+    let job = stack.wait_until(&id, WAIT, |job| job.executions.iter().any(|e| e.worker == "successor")).await.unwrap();
+    assert_eq!(job.state, JobState::Running);
+    let cancelled = stack.http.delete(format!("{}/v1/jobs/{id}", stack.gateway)).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200);
+    stack.shutdown().await;
+}
