@@ -33,6 +33,15 @@ pub struct GatewayConfig {
     /// The verification policy of a job whose spec names none: the deployment's default
     /// (`sampled` unless set).
     pub default_verification: VerificationPolicy,
+    /// The most connections held open at once; beyond it a new connection is answered 503
+    /// `too_many_connections` at once and closed. Keep it below the process's open-file limit
+    /// (`ulimit -n`), with room for Redis connections. Applied by [`crate::serve_with`].
+    /// Default [`GatewayConfig::default_max_connections`]; at least 1.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers — from when it opens, or
+    /// from the end of its previous answer — before it is closed. Applied by
+    /// [`crate::serve_with`]. Default [`GatewayConfig::DEFAULT_HEADER_READ_TIMEOUT`] (10 s).
+    pub header_read_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -46,10 +55,24 @@ impl GatewayConfig {
     pub const DEFAULT_MAX_BACKLOG: Option<u64> = Some(1_000_000);
     /// The default backlog sampling interval.
     pub const DEFAULT_BACKLOG_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+    /// The default header-read timeout: ample for any client that means to send a request.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The most connections [`GatewayConfig::default_max_connections`] allows, however high
+    /// the open-file limit.
+    pub const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
+
+    /// The default connection limit: three quarters of the process's open-file limit (the rest
+    /// is for Redis connections and files), at most [`GatewayConfig::MAX_DEFAULT_CONNECTIONS`];
+    /// 768 if the limit cannot be read (three quarters of the common 1024).
+    pub fn default_max_connections() -> usize {
+        let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        open_files.map_or(768, |limit| (limit / 4 * 3) as usize).clamp(1, Self::MAX_DEFAULT_CONNECTIONS)
+    }
 
     /// A configuration for the Redis at `redis_url` with `shards` shard streams and every other
     /// setting at its default: 1 MiB bodies, 30 s per request, 2 s per Redis command, at most a
-    /// million entries outstanding.
+    /// million entries outstanding, 10 s to send a request's headers, connections up to three
+    /// quarters of the open-file limit.
     pub fn new(redis_url: impl Into<String>, shards: u32) -> GatewayConfig {
         GatewayConfig {
             redis_url: redis_url.into(),
@@ -60,6 +83,8 @@ impl GatewayConfig {
             max_backlog: Self::DEFAULT_MAX_BACKLOG,
             backlog_sample_interval: Self::DEFAULT_BACKLOG_SAMPLE_INTERVAL,
             default_verification: VerificationPolicy::default(),
+            max_connections: Self::default_max_connections(),
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }

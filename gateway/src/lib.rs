@@ -32,6 +32,10 @@
 //! `too_many_outstanding` or `rate_limited` with `Retry-After`, or **403** `quota_exceeded` (with
 //! the field) for more fuel than it may ask; a tenant's key on an operator's endpoint **403**
 //! `forbidden`; Redis unreachable **503**; a request over [`GatewayConfig::request_timeout`] **504**.
+//! A connection beyond [`GatewayConfig::max_connections`] is answered **503**
+//! `too_many_connections` (with `Retry-After`) and closed at once; one that takes longer than
+//! [`GatewayConfig::header_read_timeout`] (10 s) to send a request's headers, or idles that long
+//! between requests, is closed ([`serve_with`]).
 //! Every answer carries `x-request-id` (the client's, or a fresh one).
 
 #![warn(missing_docs)]
@@ -40,6 +44,7 @@ mod api_error;
 mod auth;
 mod backpressure;
 mod config;
+mod connections;
 mod jobs;
 mod layers;
 mod metrics;
@@ -91,6 +96,9 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     if config.max_body_bytes == 0 {
         return Err(GatewayError::InvalidConfig("max_body_bytes must be at least 1".into()));
     }
+    if config.max_connections == 0 || config.header_read_timeout.is_zero() {
+        return Err(GatewayError::InvalidConfig("max_connections and header_read_timeout must be above zero".into()));
+    }
     if let Err(e) = shoal_jobs::JobSpec::check_verification(&config.default_verification) {
         return Err(GatewayError::InvalidConfig(format!("default verification: {e}")));
     }
@@ -139,12 +147,27 @@ async fn connect(config: &GatewayConfig) -> Result<RedisConnection, GatewayError
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections
-/// and returns once the requests in flight have been answered.
+/// and returns once the requests in flight have been answered; with the default connection
+/// limits ([`GatewayConfig::default_max_connections`],
+/// [`GatewayConfig::DEFAULT_HEADER_READ_TIMEOUT`]).
 pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let defaults = GatewayConfig::new(String::new(), 1);
+    connections::serve(listener, router, &defaults, shutdown).await
+}
+
+/// [`serve`] with the connection limits of `config`: at most
+/// [`GatewayConfig::max_connections`] open (a new one beyond is answered 503
+/// `too_many_connections` and closed at once), each closed if it takes longer than
+/// [`GatewayConfig::header_read_timeout`] to send a request's headers. Fails at once, with
+/// [`io::ErrorKind::InvalidInput`], if either is zero.
+pub async fn serve_with<F>(listener: TcpListener, router: Router, config: &GatewayConfig, shutdown: F) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    connections::serve(listener, router, config, shutdown).await
 }
 
 /// `GET /v1/workers` (operators only): the live workers, most recently heard from first, and the

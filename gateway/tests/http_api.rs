@@ -485,6 +485,79 @@ async fn serve_returns_once_shutdown_completes() {
     assert!(reqwest::get(format!("http://{address}/healthz")).await.is_err(), "still serving after shutdown");
 }
 
+/// Reads from `stream` until it is closed; the bytes read, or `None` if it stays open `within`.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    closed.is_ok().then_some(read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_those_over_the_limit_refused_at_once() {
+    use tokio::io::AsyncWriteExt;
+    const LIMIT: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let mut config = GatewayConfig::new(redis.url(), SHARDS);
+    config.max_connections = LIMIT;
+    config.header_read_timeout = Duration::from_secs(1);
+    let app = router(config.clone()).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_shutdown, stop) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shoal_gateway::serve_with(listener, app, &config, async move {
+            stop.await.ok();
+        })
+        .await
+    });
+
+    // Connections that never finish their headers: half send nothing, half a request line.
+    let mut idle = Vec::new();
+    for n in 0..LIMIT {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        if n % 2 == 1 {
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        }
+        idle.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // One more is told at once, long before any header timeout.
+    let started = Instant::now();
+    let mut over = tokio::net::TcpStream::connect(address).await.unwrap();
+    let answer = read_until_closed(&mut over, Duration::from_millis(500)).await.expect("refused at once");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    // The idle ones are closed after the header timeout, and their places are free again.
+    for stream in &mut idle {
+        assert!(read_until_closed(stream, Duration::from_secs(5)).await.is_some(), "an idle connection stayed open");
+    }
+    let health = reqwest::get(format!("http://{address}/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // A client that keeps its connection busy is served throughout.
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let health = client.get(format!("http://{address}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_at_the_configured_limit_is_accepted_and_one_byte_more_is_not() {
     let body = format!(r#"{{"program":"{PROGRAM}"}}"#);

@@ -160,6 +160,16 @@ move(ARGV[1], state, ARGV[4], redis.call('HGET', KEYS[1], 'created_at_ms'))
 return {ARGV[4]}
 "#;
 
+// ARGV: execution id, execution JSON. Records an execution that ended without settling the job
+// (its host failed, not the program): it stays among the job's starts, which max_attempts
+// counts, while the job stays running and its entry pending, to be taken over and run again.
+const ABANDON: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or terminal(state) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"#;
+
 // ARGV: id, failure JSON, now. Fails a job that is past its deadline, unless it finished.
 const EXPIRE: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -237,6 +247,7 @@ pub struct JobStore {
     create: Script,
     start: Script,
     finish: Script,
+    abandon: Script,
     verify: Script,
     reopen: Script,
     enqueued: Script,
@@ -253,6 +264,7 @@ impl JobStore {
             create: Script::new(CREATE),
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
+            abandon: Script::new(&format!("{STATES}{ABANDON}")),
             verify: Script::new(&format!("{STATES}{VERIFY}")),
             reopen: Script::new(&format!("{STATES}{REOPEN}")),
             enqueued: Script::new(ENQUEUED),
@@ -693,6 +705,22 @@ impl JobStore {
             Some("terminal") => parse_state(&keys.job, reply.get(1)),
             Some(other) => parse_state(&keys.job, Some(&other.to_string())),
         }
+    }
+
+    /// Records `execution` of job `id`, ended by a failure of its host rather than of the
+    /// program (out of file descriptors or disk space), without settling the job: the job stays
+    /// running, its stream entry pending for another attempt after the visibility timeout, and
+    /// the execution counts towards its `max_attempts`. Returns whether it was recorded (not
+    /// for a job already final).
+    pub async fn abandon_execution(&self, id: &str, execution: &Execution) -> Result<bool, StoreError> {
+        let keys = JobKeys::of(id);
+        let mut conn = self.conn.clone();
+        let recorded: i64 = job_script(&self.abandon, &keys)
+            .arg(&execution.id)
+            .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(recorded == 1)
     }
 }
 

@@ -128,7 +128,9 @@ impl Executor {
 pub enum Settled {
     /// The job is settled (by this execution or an earlier one): acknowledge the entry.
     Done,
-    /// The job may not be retried yet: leave the entry pending, unacknowledged.
+    /// The job may not be retried yet, or this worker's host failed it and it is left for
+    /// another attempt: leave the entry pending, unacknowledged (it is taken over again after
+    /// the visibility timeout).
     Later,
     /// The job had been started too often without finishing and is now failed: the entry
     /// belongs in the dead-letter stream.
@@ -242,18 +244,39 @@ struct Fetched {
 #[derive(Clone)]
 struct Stop {
     failure: Failure,
+    kind: StopKind,
+}
+
+/// What a [`Stop`] means for the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopKind {
+    /// The job fails as the record says.
+    Final,
     /// Content was not found (yet): worth asking again until the fetch timeout.
-    missing: bool,
+    Missing,
+    /// This worker's host failed — out of file descriptors or disk space, an I/O error while
+    /// materialising inputs or importing outputs — not the job: another attempt, here later or
+    /// on another worker, may well succeed, so it is retried within `retry.max_attempts`.
+    Host,
 }
 
 impl Stop {
     fn new(reason: FailureReason, message: impl Into<String>) -> Stop {
-        Stop { failure: Failure { reason, message: message.into(), stderr: None, fuel_consumed: None }, missing: false }
+        Stop {
+            failure: Failure { reason, message: message.into(), stderr: None, fuel_consumed: None },
+            kind: StopKind::Final,
+        }
+    }
+
+    /// A failure of this worker's host ([`StopKind::Host`]), recorded as
+    /// [`FailureReason::Internal`] if no attempt is left.
+    fn host(message: String) -> Stop {
+        Stop { kind: StopKind::Host, ..Stop::new(FailureReason::Internal, message) }
     }
 
     /// Says how long content was waited for, when it never arrived.
     fn after(mut self, waited: Duration) -> Stop {
-        if self.missing {
+        if self.kind == StopKind::Missing {
             self.failure.message = format!("{} (gave up after {waited:?})", self.failure.message);
         }
         self
@@ -275,12 +298,29 @@ impl Executor {
         if job.spec.fan_out.is_some() {
             return self.fan_out(&job, *execution).instrument(span).await;
         }
-        let outcome = self.run_spec(&job.spec, &execution.id).instrument(span).await;
+        let outcome = self.run_once(&job.spec, &execution.id).instrument(span).await;
         execution.finished_at_ms = Some(now_ms());
-        execution.outcome = Some(match outcome {
+        // Every start counts, this one included (the record was read after it was made).
+        let attempts = job.executions.len() as u32;
+        let max_attempts = job.spec.retry.max_attempts;
+        let outcome = match outcome {
             Ok(result) => ExecutionOutcome::Completed(result),
-            Err(failure) => ExecutionOutcome::Failed(failure),
-        });
+            Err(stop) if stop.kind == StopKind::Host && attempts < max_attempts => {
+                warn!(job = job_id, attempts, max_attempts, error = %stop.failure.message,
+                    "this host failed the job; leaving it for another attempt");
+                execution.outcome = Some(ExecutionOutcome::Failed(stop.failure));
+                with_retries("abandon_execution", || self.jobs.abandon_execution(&job.id, &execution)).await?;
+                return Ok(Settled::Later);
+            }
+            Err(mut stop) => {
+                if stop.kind == StopKind::Host {
+                    stop.failure.message =
+                        format!("{} (the host failed on each of the {attempts} attempts)", stop.failure.message);
+                }
+                ExecutionOutcome::Failed(stop.failure)
+            }
+        };
+        execution.outcome = Some(outcome);
         self.settle(&job, *execution).await?;
         Ok(Settled::Done)
     }
@@ -321,7 +361,7 @@ impl Executor {
 
         let run_dir = self.scratch.join(execution_id);
         let outputs = run_dir.join("outputs");
-        std::fs::create_dir_all(&outputs).map_err(|e| internal(format!("creating {}: {e}", outputs.display())))?;
+        std::fs::create_dir_all(&outputs).map_err(|e| Stop::host(format!("creating {}: {e}", outputs.display())))?;
         let _cleanup = RemoveDir(run_dir.clone());
 
         let mut mounts = input_mounts(&inputs, &run_dir.join("inputs")).await?;
@@ -364,14 +404,15 @@ impl Executor {
                         stderr: Some(stderr),
                         fuel_consumed: Some(failure.fuel_consumed),
                     },
-                    missing: false,
+                    kind: StopKind::Final,
                 })
             }
             Err(e @ RunError::MissingEntrypoint { .. }) => {
                 Err(Stop::new(FailureReason::MissingEntrypoint, e.to_string()))
             }
             Err(e @ RunError::InvalidModule { .. }) => Err(Stop::new(FailureReason::InvalidProgram, e.to_string())),
-            Err(e) => Err(internal(e.to_string())),
+            Err(e @ RunError::Host { .. }) => Err(Stop::host(e.to_string())),
+            Err(e @ RunError::InvalidInvocation { .. }) => Err(Stop::new(FailureReason::Internal, e.to_string())),
         }
     }
 
@@ -397,7 +438,7 @@ impl Executor {
             .await;
             match attempt {
                 Ok(Ok(fetched)) => return Ok(fetched),
-                Ok(Err(stop)) if stop.missing && tokio::time::Instant::now() < deadline => {
+                Ok(Err(stop)) if stop.kind == StopKind::Missing && tokio::time::Instant::now() < deadline => {
                     last_miss = Some(stop);
                     tokio::time::sleep_until((tokio::time::Instant::now() + backoff).min(deadline)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -457,7 +498,7 @@ impl Executor {
                     compiled
                 });
                 let compiled = match tokio::time::timeout(budget, compiling).await {
-                    Ok(compiled) => compiled.map_err(|e| internal(format!("compiling {cid}: {e}")))?,
+                    Ok(compiled) => compiled.map_err(|e| Stop::host(format!("compiling {cid}: {e}")))?,
                     Err(_overran) => {
                         self.programs.mark_slow(cid);
                         return Err(self.compile_overran(&cid, ""));
@@ -468,7 +509,7 @@ impl Executor {
                         FailureReason::InvalidProgram,
                         format!("program {cid} is not a valid WebAssembly module: {reason}"),
                     ),
-                    other => internal(format!("compiling {cid}: {other}")),
+                    other => Stop::host(format!("compiling {cid}: {other}")),
                 })?;
                 Ok((program, size))
             })
@@ -507,7 +548,7 @@ impl Executor {
                     let dir = tree;
                     if let Some(parent) = dest.parent() {
                         std::fs::create_dir_all(parent)
-                            .map_err(|e| internal(format!("creating {}: {e}", parent.display())))?;
+                            .map_err(|e| Stop::host(format!("creating {}: {e}", parent.display())))?;
                     }
                     let exported = unixfs::export_to_path(self.chain.as_ref(), &cid, &dest)
                         .await
@@ -524,27 +565,28 @@ impl Executor {
         let options = ImportOptions { include_hidden: true, ..ImportOptions::default() };
         let imported = unixfs::import_path(dir, &options, self.store.as_ref())
             .await
-            .map_err(|e| internal(format!("publishing outputs: {e}")))?;
+            .map_err(|e| Stop::host(format!("publishing outputs: {e}")))?;
         Ok(ContentId(imported.root))
     }
 
     async fn import_bytes(&self, bytes: Bytes) -> Result<ContentId, Stop> {
         let imported = unixfs::import_reader(&bytes[..], &ImportOptions::default(), self.store.as_ref())
             .await
-            .map_err(|e| internal(format!("publishing logs: {e}")))?;
+            .map_err(|e| Stop::host(format!("publishing logs: {e}")))?;
         Ok(ContentId(imported.root))
     }
 }
 
+/// The stop for content `cid` that could not be read: missing (asked for again), this host's
+/// own I/O failing while writing it out ([`StopKind::Host`]), or bad content (final).
 fn unavailable(cid: &Cid, error: ContentError) -> Stop {
-    let missing = matches!(error, ContentError::NotFound { .. } | ContentError::Unavailable { .. });
-    let mut stop = Stop::new(FailureReason::InputUnavailable, format!("fetching {cid}: {error}"));
-    stop.missing = missing;
-    stop
-}
-
-fn internal(message: String) -> Stop {
-    Stop::new(FailureReason::Internal, message)
+    let kind = match error {
+        ContentError::NotFound { .. } | ContentError::Unavailable { .. } => StopKind::Missing,
+        ContentError::Io { .. } => StopKind::Host,
+        _ => StopKind::Final,
+    };
+    let reason = if kind == StopKind::Host { FailureReason::Internal } else { FailureReason::InputUnavailable };
+    Stop { kind, ..Stop::new(reason, format!("fetching {cid}: {error}")) }
 }
 
 /// The mounts of a run's inputs, one per mount path, in the spec's order. Inputs sharing a path
@@ -570,8 +612,8 @@ async fn input_mounts(inputs: &[(String, Arc<MaterialisedInput>)], joined: &Path
                 let path = path.to_string();
                 tokio::task::spawn_blocking(move || join_dirs(&sources, &target))
                     .await
-                    .map_err(|e| internal(format!("joining the inputs at {path}: {e}")))?
-                    .map_err(|e| internal(format!("joining the inputs at {path}: {e}")))?;
+                    .map_err(|e| Stop::host(format!("joining the inputs at {path}: {e}")))?
+                    .map_err(|e| Stop::host(format!("joining the inputs at {path}: {e}")))?;
                 host
             }
         };
