@@ -59,6 +59,10 @@ pub struct WorkerConfig {
     pub gather_every: Duration,
     /// How often the worker looks whether a job it runs was cancelled, and stops it if so.
     pub cancel_check: Duration,
+    /// How many jobs may wait for content no source has yet (up to the fetch timeout) without
+    /// holding one of the [`WorkerConfig::concurrency`] slots, so that jobs naming missing
+    /// content do not starve the others; beyond it they wait holding their slot.
+    pub max_waiting_for_content: usize,
     /// On shutdown, how long the jobs it runs may go on to finish; then they are stopped and
     /// left to another worker (their entries stay pending and are taken over after the
     /// visibility timeout), so no job holds a shutdown up.
@@ -84,6 +88,9 @@ impl WorkerConfig {
     /// Time to compile a program unless configured: a few megabytes of ordinary code compile
     /// in seconds.
     pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Jobs waiting for content without a slot unless configured: each costs a task and a
+    /// lookup every two seconds or so, not a slot.
+    pub const DEFAULT_MAX_WAITING_FOR_CONTENT: usize = 64;
     /// The visibility timeout unless configured.
     pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
     /// How long running jobs may go on finishing after a shutdown begins.
@@ -124,6 +131,7 @@ impl WorkerConfig {
             steal_after: Duration::from_secs(5),
             gather_every: Duration::from_millis(500),
             cancel_check: Duration::from_secs(1),
+            max_waiting_for_content: WorkerConfig::DEFAULT_MAX_WAITING_FOR_CONTENT,
             drain_timeout: WorkerConfig::DEFAULT_DRAIN_TIMEOUT,
             hot_backlog: WorkerConfig::DEFAULT_HOT_BACKLOG,
             max_shard_readers: WorkerConfig::DEFAULT_MAX_SHARD_READERS,

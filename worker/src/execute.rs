@@ -419,42 +419,62 @@ impl Executor {
     /// Fetches the program and the inputs. Content that no source has yet is asked for again,
     /// with backoff, until [`Executor::fetch_timeout`]: an upload may still be on its way. Content
     /// that is malformed or fails verification fails at once.
+    ///
+    /// Missing content may take the whole fetch timeout to arrive, or never come: it is waited
+    /// for without this delivery's execution slot ([`crate::slot::released`]), so that jobs
+    /// whose content is at hand run meanwhile instead of queueing behind it.
     async fn fetch(&self, spec: &JobSpec) -> Result<Fetched, Stop> {
         let deadline = tokio::time::Instant::now() + self.fetch_timeout;
+        match self.fetch_once(spec, deadline).await {
+            Some(Ok(fetched)) => Ok(fetched),
+            Some(Err(stop)) if stop.kind == StopKind::Missing => {
+                crate::slot::released(self.fetch_until(spec, deadline, stop)).await
+            }
+            Some(Err(stop)) => Err(stop),
+            None => Err(Stop::new(
+                FailureReason::InputUnavailable,
+                format!("fetching the program and inputs did not finish within {:?}", self.fetch_timeout),
+            )),
+        }
+    }
+
+    /// Asks again for the content `last_miss` found missing, with backoff, until `deadline`.
+    async fn fetch_until(
+        &self,
+        spec: &JobSpec,
+        deadline: tokio::time::Instant,
+        mut last_miss: Stop,
+    ) -> Result<Fetched, Stop> {
         let mut backoff = Duration::from_millis(100);
-        let mut last_miss: Option<Stop> = None;
         loop {
-            let attempt = tokio::time::timeout_at(deadline, async {
-                let program = self.program(*spec.program.cid()).await?;
-                let mut inputs = Vec::with_capacity(spec.inputs.len());
-                let mut cached = 0;
-                for input in &spec.inputs {
-                    let (materialised, hit) = self.input(*input.cid.cid(), input.name.as_deref()).await?;
-                    inputs.push((input.path.clone(), materialised));
-                    cached += u32::from(hit);
-                }
-                Ok::<_, Stop>(Fetched { program, inputs, cached })
-            })
-            .await;
-            match attempt {
-                Ok(Ok(fetched)) => return Ok(fetched),
-                Ok(Err(stop)) if stop.kind == StopKind::Missing && tokio::time::Instant::now() < deadline => {
-                    last_miss = Some(stop);
-                    tokio::time::sleep_until((tokio::time::Instant::now() + backoff).min(deadline)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Ok(Err(stop)) => return Err(stop.after(self.fetch_timeout)),
-                Err(_elapsed) => {
-                    return Err(match last_miss {
-                        Some(stop) => stop.after(self.fetch_timeout),
-                        None => Stop::new(
-                            FailureReason::InputUnavailable,
-                            format!("fetching the program and inputs did not finish within {:?}", self.fetch_timeout),
-                        ),
-                    })
-                }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last_miss.after(self.fetch_timeout));
+            }
+            tokio::time::sleep_until((tokio::time::Instant::now() + backoff).min(deadline)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            match self.fetch_once(spec, deadline).await {
+                Some(Ok(fetched)) => return Ok(fetched),
+                Some(Err(stop)) if stop.kind == StopKind::Missing => last_miss = stop,
+                Some(Err(stop)) => return Err(stop),
+                None => return Err(last_miss.after(self.fetch_timeout)),
             }
         }
+    }
+
+    /// One attempt at fetching the program and the inputs; `None` if `deadline` passed first.
+    async fn fetch_once(&self, spec: &JobSpec, deadline: tokio::time::Instant) -> Option<Result<Fetched, Stop>> {
+        let attempt = async {
+            let program = self.program(*spec.program.cid()).await?;
+            let mut inputs = Vec::with_capacity(spec.inputs.len());
+            let mut cached = 0;
+            for input in &spec.inputs {
+                let (materialised, hit) = self.input(*input.cid.cid(), input.name.as_deref()).await?;
+                inputs.push((input.path.clone(), materialised));
+                cached += u32::from(hit);
+            }
+            Ok(Fetched { program, inputs, cached })
+        };
+        tokio::time::timeout_at(deadline, attempt).await.ok()
     }
 
     /// Fetches (verified) and compiles the program, through the program cache.

@@ -16,6 +16,7 @@
 //!   protocol every executor follows.
 //! - `fanout`: fanned-out jobs' tasks, and gathering them.
 //! - `cache`: the program and input caches (moka, size-weighted).
+//! - `slot`: execution slots, given back while a delivery waits for content.
 
 mod cache;
 mod config;
@@ -23,6 +24,7 @@ mod execute;
 mod fanout;
 mod placement;
 mod serve;
+mod slot;
 
 pub use config::{WorkerConfig, WorkerError};
 pub use execute::{begin, invocation, settle, Begun, Executor, Settled, MAX_PROGRAM_BYTES};

@@ -22,6 +22,7 @@ use crate::config::{WorkerConfig, WorkerError};
 use crate::execute::{Executor, Settled};
 use crate::fanout;
 use crate::placement::{beat, Placement};
+use crate::slot::Slot;
 
 /// What runs one delivered job and stores its outcome: the real [`Executor`], or a stand-in
 /// that models fetching and running (the scale simulation in `shoal-loadtest`), so both share
@@ -172,6 +173,8 @@ struct Pull {
     owned: Vec<u32>,
     reader: ShardReader,
     slots: Arc<Semaphore>,
+    /// Places for deliveries waiting for content without a slot ([`crate::slot`]).
+    waiting: Arc<Semaphore>,
     in_flight: InFlight,
     /// The tasks running deliveries, so a shutdown can stop those that outlast the drain.
     running: JoinSet<()>,
@@ -197,6 +200,7 @@ impl Pull {
         let reader = ShardReader::open(&urls, Lane::Jobs, &owned, &config.id, config.poll_block).await?;
         Ok(Pull {
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            waiting: Arc::new(Semaphore::new(config.max_waiting_for_content)),
             running: JoinSet::new(),
             config,
             jobs,
@@ -308,7 +312,7 @@ impl Pull {
     }
 
     /// Starts each delivery not already running on its own task, each holding a slot (`permit`
-    /// first).
+    /// first) — given back while it waits for content ([`crate::slot`]).
     async fn dispatch<E: Execute>(
         &mut self,
         executor: &Arc<E>,
@@ -348,7 +352,8 @@ impl Pull {
                 .unwrap_or_default();
             // Finished tasks are reaped here, before the next is added.
             while self.running.try_join_next().is_some() {}
-            self.running.spawn(async move {
+            let (slots, waiting) = (self.slots.clone(), self.waiting.clone());
+            self.running.spawn(Slot::hold(permit, slots, waiting, async move {
                 tokio::select! {
                     _ = handle(executor.as_ref(), &queue, &delivery) => {}
                     // Dropping the run stops the guest; the job is final already, so its entry
@@ -364,8 +369,7 @@ impl Pull {
                     .lock()
                     .expect("in-flight set is never poisoned")
                     .remove(&(delivery.shard, delivery.entry.clone()));
-                drop(permit);
-            });
+            }));
         }
     }
 }

@@ -68,3 +68,31 @@ async fn a_host_failing_every_attempt_fails_the_job_as_internal_after_max_attemp
     assert!(failure.message.contains("each of the 2 attempts"), "{}", failure.message);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_waiting_for_missing_content_do_not_hold_up_the_others() {
+    // One worker, one slot, a minute's fetch timeout; four jobs naming content nobody has are
+    // read first, then an ordinary one.
+    let options = StackOptions { concurrency: 1, fetch_timeout: Duration::from_secs(60), ..StackOptions::default() };
+    let stack = Stack::start(options).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap().to_string();
+    let mut waiting = Vec::new();
+    for n in 0..4 {
+        let missing = format!("never uploaded {n}");
+        let cid = shoal_content::Block::encode(shoal_content::Codec::Raw, missing.into_bytes()).cid().to_string();
+        let id = stack.submit_ok(&json!({"program": program, "inputs": [{"cid": cid}]})).await.unwrap();
+        stack.wait_until(&id, WAIT, |job| job.state == JobState::Running).await.unwrap();
+        waiting.push(id);
+    }
+
+    let started = std::time::Instant::now();
+    let other = stack.submit_ok(&json!({"program": program})).await.unwrap();
+    let job = stack.wait_terminal(&other, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the ordinary job took {:?}", started.elapsed());
+    for id in &waiting {
+        let job = stack.job(id).await.unwrap();
+        assert_eq!(job.state, JobState::Running, "still waiting for its content: {job:?}");
+    }
+    stack.shutdown().await;
+}
