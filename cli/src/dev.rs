@@ -86,7 +86,9 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     };
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
-    let gateway = GatewayConfig::new(role_url(RedisRole::Gateway), args.shards);
+    let mut gateway = GatewayConfig::new(role_url(RedisRole::Gateway), args.shards);
+    // Local testing sends webhooks to receivers on this machine.
+    gateway.webhook_allowed_networks = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
     let router = shoal_gateway::router(gateway).await?;
     let listener = bind(args.port).await?;
     let gateway_url = format!("http://{}", listener.local_addr()?);

@@ -272,7 +272,7 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let JobStatus { job, tasks, acceptance } = status;
+    let JobStatus { job, tasks, acceptance, webhook_attempts } = status;
     println!("job        {}", job.id);
     println!("state      {}", job.state);
     println!("program    {}", job.spec.program);
@@ -289,6 +289,11 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
     }
     if let Some(failure) = &job.failure {
         println!("failure    {}: {}", failure.reason, failure.message);
+    }
+    for attempt in &webhook_attempts {
+        let answer = attempt.status.map_or(String::new(), |status| format!(" ({status})"));
+        let error = attempt.error.as_deref().map_or(String::new(), |error| format!(": {error}"));
+        println!("webhook    {} #{} {:?}{answer}{error}", attempt.event.as_str(), attempt.attempt, attempt.outcome);
     }
     if let Some(tasks) = &tasks {
         println!(

@@ -46,6 +46,16 @@ pub(crate) enum TenantsCommand {
     },
     /// Set a tenant's quotas; those not given keep their value, `0` means no limit.
     SetQuotas(SetQuotasArgs),
+    /// Print the tenant's webhook signing secret (`whsec_…`), making one if it has none.
+    WebhookSecret {
+        /// The tenant.
+        tenant: Tenant,
+        /// Replace the secret by a new one (receivers must change theirs).
+        #[arg(long)]
+        rotate: bool,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
 }
 
 /// `shoal tenants set-quotas`.
@@ -120,6 +130,14 @@ pub(crate) async fn tenants(command: TenantsCommand) -> anyhow::Result<ExitCode>
             set(&mut quotas.max_fuel, args.max_fuel);
             keys.set_quotas(&args.tenant, &quotas).await?;
             println!("{}", serde_json::to_string_pretty(&quotas)?);
+        }
+        TenantsCommand::WebhookSecret { tenant, rotate, redis } => {
+            let keys = api_keys(&redis).await?;
+            let secret = match keys.webhook_secret(&tenant).await? {
+                Some(secret) if !rotate => secret,
+                _ => keys.new_webhook_secret(&tenant).await?,
+            };
+            println!("{secret}");
         }
     }
     Ok(ExitCode::SUCCESS)

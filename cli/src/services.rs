@@ -68,6 +68,11 @@ pub(crate) struct GatewayArgs {
     /// `{"mode": "always"}`, `{"mode": "replicated", "replicas": 3}`, …
     #[arg(long, value_name = "JSON", value_parser = parse_policy)]
     default_verification: Option<VerificationPolicy>,
+    /// A network webhooks may be sent to although it is not public (`10.0.0.0/8`,
+    /// `127.0.0.1/32`, …). Repeatable; loopback, private and link-local addresses are refused
+    /// otherwise.
+    #[arg(long = "webhook-allow", value_name = "CIDR")]
+    webhook_allow: Vec<ipnet::IpNet>,
 }
 
 /// A verification policy given on the command line, as JSON.
@@ -217,6 +222,7 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     if let Some(policy) = args.default_verification {
         config.default_verification = policy;
     }
+    config.webhook_allowed_networks = args.webhook_allow;
     let router = shoal_gateway::router(config).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "gateway listening");

@@ -33,6 +33,9 @@ pub struct GatewayConfig {
     /// The verification policy of a job whose spec names none: the deployment's default
     /// (`sampled` unless set).
     pub default_verification: VerificationPolicy,
+    /// Networks webhooks may be sent to besides public addresses (loopback, private, link-local
+    /// and the like are refused otherwise). Empty by default; `shoal dev` allows loopback.
+    pub webhook_allowed_networks: Vec<ipnet::IpNet>,
     /// The most connections held open at once; beyond it a new connection is answered 503
     /// `too_many_connections` at once and closed. Keep it below the process's open-file limit
     /// (`ulimit -n`), with room for Redis connections. Applied by [`crate::serve_with`].
@@ -83,6 +86,7 @@ impl GatewayConfig {
             max_backlog: Self::DEFAULT_MAX_BACKLOG,
             backlog_sample_interval: Self::DEFAULT_BACKLOG_SAMPLE_INTERVAL,
             default_verification: VerificationPolicy::default(),
+            webhook_allowed_networks: Vec::new(),
             max_connections: Self::default_max_connections(),
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
         }

@@ -243,7 +243,10 @@ pub(crate) async fn status(
 ) -> Result<Json<JobStatus>, ApiError> {
     let job = load_job(&app, &principal, &id).await?;
     let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&id).await? } else { None };
-    Ok(Json(JobStatus::new(job, tasks)))
+    let attempts = if job.spec.notify.is_some() { app.webhooks.attempts(&job.id).await? } else { Vec::new() };
+    let mut status = JobStatus::new(job, tasks);
+    status.webhook_attempts = attempts;
+    Ok(Json(status))
 }
 
 /// The answer of `GET /v1/jobs/{id}/result` for a job that succeeded.

@@ -9,13 +9,17 @@
 //! | endpoint | answers |
 //! |---|---|
 //! | `POST /v1/jobs` | body: a JSON job spec (`Content-Type: application/json`, at most [`GatewayConfig::max_body_bytes`]; its `args`, `env` and `inputs` at most [`shoal_jobs::JobSpec::MAX_PAYLOAD_BYTES`], 256 KiB, together, else **413** `spec_too_large` naming the largest of the three). **202** with the job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` header (scoped to the tenant) already used for the same spec: **200** with that job and `Idempotent-Replayed: true` (not queued again); used for a different spec: **422** `idempotency_key_reused`. |
-//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `fan_out`, `tasks`: how many files there are, succeeded and failed, the failed ones by name, how many `tasks` they were batched into and `tasks_finished`, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` (field `id`) unless the id is a ULID (26 Crockford base-32 characters, the first `0`–`7`: one past `7ZZZ…` would overflow 128 bits). |
+//! | `GET /v1/jobs/{id}` | **200** the job with its state and executions (and, for a job with `notify`, `webhook_attempts`: each delivery attempt's event, number, time, answer and outcome) (and, for a job with `fan_out`, `tasks`: how many files there are, succeeded and failed, the failed ones by name, how many `tasks` they were batched into and `tasks_finished`, and the gathered `output`); **404** `job_not_found`; **400** `invalid_job_id` (field `id`) unless the id is a ULID (26 Crockford base-32 characters, the first `0`–`7`: one past `7ZZZ…` would overflow 128 bits). |
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, acceptance, accepted, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded and the verifier had its say (`accepted` only when `verified` or `corrected`); **409** `not_accepted` (with `acceptance: pending`) before that unless `?early=true`; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result — a failure the program would meet on any worker once the verifier has checked it (**409** `not_accepted` before that, unless `?early=true`). |
 //! | `DELETE /v1/jobs/{id}` | **200** the job, now `cancelled` (a queued job never runs, a running one is stopped by its worker within about a second, a fanned-out job's tasks are cancelled with it; again for a cancelled job finishes cancelling its tasks); **409** `job_finished` (with `state`) for a job that succeeded or failed. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first, the caller's tenant's (an operator's: every tenant's); `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. Each job is a summary — `id`, `tenant`, `state`, `created_at_ms`, `updated_at_ms`, `program`, and `acceptance` or `failure_reason` once known — never the spec's `args`, `env` or `inputs` (`GET /v1/jobs/{id}` has the whole job); a page stops short of 256 KiB (with a `next_cursor` for the rest). |
 //! | `GET /v1/workers` (operators) | **200** `{workers, live_within_ms, hot_shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, and each hot shard's extra readers. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
 //! | `GET /metrics` (operators) | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
+//!
+//! Each gateway also delivers webhooks (`webhooks.rs`): the events of jobs with `notify`, signed
+//! the Standard Webhooks way with the tenant's secret, retried, never to addresses that are not
+//! public unless [`GatewayConfig::webhook_allowed_networks`] lets them.
 //!
 //! Every error is `{"error": {"code": "...", "message": "...", "field": "..."}}` (`field` when
 //! one request field is at fault, e.g. `inputs[0].cid`). Bad specs are **400**: `malformed_json`
@@ -48,6 +52,7 @@ mod connections;
 mod jobs;
 mod layers;
 mod metrics;
+mod webhooks;
 
 use std::future::Future;
 use std::io;
@@ -59,7 +64,7 @@ use axum::routing::get;
 use axum::{middleware, Extension, Json, Router};
 use shoal_jobs::{
     redis_addresses, redis_urls, ApiKeys, ConnectOptions, FanOutStore, HotShards, JobStore, Membership, Principal,
-    RedisConnection, ShardQueue, ShardRouter,
+    RedisConnection, ShardQueue, ShardRouter, WebhookStore,
 };
 use tokio::net::TcpListener;
 
@@ -69,6 +74,7 @@ use api_error::ApiError;
 use auth::Access;
 use backpressure::Backlog;
 use metrics::Metrics;
+use webhooks::Deliverer;
 
 /// What every handler shares: handles on Redis (cheap to clone) and the settings.
 #[derive(Clone)]
@@ -82,6 +88,18 @@ struct AppState {
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
     access: Access,
+    webhooks: WebhookStore,
+    /// The webhook deliverer, stopped when the last route is dropped.
+    _deliverer: Arc<Delivering>,
+}
+
+/// The webhook delivery task of a router; aborted with it.
+struct Delivering(tokio::task::JoinHandle<()>);
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Connects to Redis, creates the shard streams' consumer groups if missing, and returns the
@@ -110,6 +128,9 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     let backlog = Backlog::sample(redis.clone(), &config);
     let store = JobStore::new(redis.clone());
     let access = Access::new(ApiKeys::new(redis.clone()), store.clone(), config.backlog_sample_interval);
+    let webhooks = WebhookStore::new(redis.clone());
+    let deliverer = Deliverer::new(webhooks.clone(), store.clone(), ApiKeys::new(redis.clone()), &config);
+    let delivering = Arc::new(Delivering(tokio::spawn(deliverer.run())));
     let state = AppState {
         store,
         fanouts: FanOutStore::new(redis.clone()),
@@ -120,6 +141,8 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         metrics: metrics.clone(),
         backlog,
         access,
+        webhooks,
+        _deliverer: delivering,
     };
     // Every route but the health check needs a key, unknown paths included, so that what
     // exists is not told to strangers.

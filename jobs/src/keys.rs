@@ -39,6 +39,9 @@
 //! | `shoal:idem:<sha256>` | string | the job id an idempotency key created, with the spec's invocation CID; a client's key is hashed with its tenant, an internal one (fan-out tasks, replicas) in a namespace of its own |
 //! | `shoal:{a}:api-keys` | hash | SHA-256 of an API key → its tenant, role and creation time (JSON) |
 //! | `shoal:{a}:quotas` | hash | tenant → its quotas (JSON); tenants without use the defaults |
+//! | `shoal:{a}:webhook-secrets` | hash | tenant → its webhook signing secret |
+//! | `shoal:{jNN}:events` | stream | webhook events of this tag's jobs that asked for them; consumer group [`WEBHOOK_GROUP`] |
+//! | `shoal:{jNN}:webhook-attempts:<id>` | list | a job's webhook delivery attempts (JSON) |
 //! | `shoal:rate:<tenant>:<second>` | string | a tenant's submissions in that second (expires) |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
@@ -68,6 +71,9 @@ pub const WORKER_GROUP: &str = "workers";
 /// The consumer group verifiers read the verification streams through.
 pub const VERIFIER_GROUP: &str = "verifiers";
 
+/// The consumer group gateways deliver webhooks through.
+pub const WEBHOOK_GROUP: &str = "webhooks";
+
 /// The tag of a job's keys: `jNN`, from a stable hash of its id.
 pub fn job_tag(job_id: &str) -> String {
     let digest = Sha256::digest(job_id.as_bytes());
@@ -86,6 +92,8 @@ pub struct JobKeys {
     pub state_index: [String; 5],
     /// The deadline index of the job's tag.
     pub deadlines: String,
+    /// The webhook events of the job's tag.
+    pub events: String,
 }
 
 impl JobKeys {
@@ -97,8 +105,26 @@ impl JobKeys {
             executions: format!("shoal:{{{tag}}}:execs:{id}"),
             state_index: JobState::ALL.map(|state| state_index(&tag, state)),
             deadlines: deadline_index(&tag),
+            events: events_stream(&tag),
         }
     }
+}
+
+/// The stream of webhook events of jobs with tag `tag` (a job asking for a webhook gets an
+/// entry when it ends or is verified, written by the script that changed it); consumer group
+/// [`WEBHOOK_GROUP`].
+pub fn events_stream(tag: &str) -> String {
+    format!("shoal:{{{tag}}}:events")
+}
+
+/// The delivery attempts of job `id`'s webhooks, oldest first (JSON each).
+pub fn webhook_attempts(id: &str) -> String {
+    format!("shoal:{{{}}}:webhook-attempts:{id}", job_tag(id))
+}
+
+/// Tenant → its webhook signing secret (`whsec_…`).
+pub fn webhook_secrets() -> String {
+    "shoal:{a}:webhook-secrets".to_string()
 }
 
 /// The index set of jobs with tag `tag` in `state`.
@@ -342,9 +368,10 @@ pub fn acl_rules(role: RedisRole) -> String {
     let commands = "resetchannels +@all -@admin -@dangerous";
     let keys = match role {
         RedisRole::Admin => return "~* &* +@all".to_string(),
-        RedisRole::Gateway => {
-            format!("{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} ~shoal:rate:* %R~shoal:{{w}}:* %R~shoal:{{a}}:*")
-        }
+        RedisRole::Gateway => format!(
+            "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} ~shoal:rate:* %R~shoal:{{w}}:* %R~shoal:{{a}}:api-keys \
+             %R~shoal:{{a}}:quotas %R~shoal:{{a}}:webhook-secrets"
+        ),
         RedisRole::Worker => format!(
             "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} {WORKER_OWN} \
              %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ}"

@@ -20,6 +20,7 @@
 //!   owners ([`HotShards`]).
 //! - `backlog`: how much work waits on each shard ([`shard_backlogs`]).
 //! - `tenants`: tenants, their API keys and quotas ([`Tenant`], [`ApiKeys`], [`Principal`]).
+//! - `webhooks`: webhook events and delivery attempts ([`WebhookStore`]).
 //! - `server`: a private `redis-server` for the embedded stack and the tests ([`RedisServer`]).
 
 mod backlog;
@@ -39,6 +40,7 @@ mod router;
 mod server;
 mod store;
 mod tenants;
+mod webhooks;
 
 pub use backlog::{longest, oldest_waiting, shard_backlogs, take_unread, ShardBacklog};
 pub use connection::{redis_addresses, redis_urls, Batch, ConnectOptions, RedisConnection};
@@ -48,8 +50,8 @@ pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
     Acceptance, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, FanOutOver,
-    InputSpec, Job, JobSpec, JobState, JobStatus, Limits, RetryPolicy, TaskFailure, TaskSummary, Verification,
-    VerificationOutcome, VerificationPolicy, OUTPUTS_MOUNT,
+    InputSpec, Job, JobSpec, JobState, JobStatus, Limits, Notify, RetryPolicy, TaskFailure, TaskSummary, Verification,
+    VerificationOutcome, VerificationPolicy, WebhookEvent, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
@@ -60,3 +62,4 @@ pub use router::ShardRouter;
 pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};
 pub use store::{now_ms, Created, Idempotency, JobStore, Listed, Started};
 pub use tenants::{ApiKeys, NewApiKey, Principal, Quotas, Role, Tenant, API_KEY_PREFIX};
+pub use webhooks::{AttemptOutcome, WebhookAttempt, WebhookDelivery, WebhookStore};

@@ -83,23 +83,32 @@ pub enum Started {
     },
 }
 
-// KEYS: job, executions, five state indexes (JobState::ALL order), the deadline index.
-// Every script moves the job between index sets by its current state, so indexes follow it.
+// KEYS: job, executions, five state indexes (JobState::ALL order), the deadline index, the
+// events stream. Every script moves the job between index sets by its current state, so indexes
+// follow it.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued',
   'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6],
   'backoff_ms', ARGV[8], 'tenant', ARGV[9])
+if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'notify', '1') end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[3] .. ':tenant:' .. ARGV[9], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
 return 1
 "#;
 
-// A job's tenant indexes are named after its state index (`keys::tenant_state_index`).
+// A job's tenant indexes are named after its state index (`keys::tenant_state_index`). A job
+// that asked for a webhook announces its end (and verdicts) on the events stream, in the same
+// script that changes it.
 const STATES: &str = r#"
 local states = {queued = 3, running = 4, succeeded = 5, failed = 6, cancelled = 7}
 local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
+local function announce(id, event)
+  if redis.call('HEXISTS', KEYS[1], 'notify') == 1 then
+    redis.call('XADD', KEYS[9], 'MAXLEN', '~', '100000', '*', 'job', id, 'event', event)
+  end
+end
 local function move(id, from, to, created)
   redis.call('ZREM', KEYS[states[from]], id)
   redis.call('ZADD', KEYS[states[to]], created, id)
@@ -108,7 +117,10 @@ local function move(id, from, to, created)
     redis.call('ZREM', KEYS[states[from]] .. ':tenant:' .. tenant, id)
     redis.call('ZADD', KEYS[states[to]] .. ':tenant:' .. tenant, created, id)
   end
-  if terminal(to) then redis.call('ZREM', KEYS[8], id) end
+  if terminal(to) then
+    redis.call('ZREM', KEYS[8], id)
+    announce(id, 'job.' .. to)
+  end
 end
 "#;
 
@@ -205,6 +217,7 @@ if ARGV[4] ~= '' and state == 'succeeded' then
   redis.call('HDEL', KEYS[1], 'result')
   move(ARGV[1], state, 'failed', redis.call('HGET', KEYS[1], 'created_at_ms'))
 end
+announce(ARGV[1], 'job.verified')
 return 1
 "#;
 
@@ -232,10 +245,11 @@ return {'cancelled', state}
 "#;
 
 /// `script` with the keys every job script takes, in the order the `STATES` prelude numbers
-/// them: the job (KEYS[1]), its executions (2), the state indexes (3 to 7), the deadlines (8).
+/// them: the job (KEYS[1]), its executions (2), the state indexes (3 to 7), the deadlines (8),
+/// the events stream (9).
 fn job_script<'a>(script: &'a Script, keys: &JobKeys) -> ScriptInvocation<'a> {
     let mut invocation = script.prepare_invoke();
-    invocation.key(&keys.job).key(&keys.executions).key(&keys.state_index[..]).key(&keys.deadlines);
+    invocation.key(&keys.job).key(&keys.executions).key(&keys.state_index[..]).key(&keys.deadlines).key(&keys.events);
     invocation
 }
 
@@ -337,6 +351,7 @@ impl JobStore {
             .arg(spec.retry.total_timeout_ms)
             .arg(spec.retry.backoff_ms)
             .arg(tenant.as_str())
+            .arg(if spec.notify.is_some() { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;

@@ -227,6 +227,24 @@ impl ApiKeys {
         Ok(())
     }
 
+    /// The webhook signing secret of `tenant` (`whsec_` and 32 random bytes in base64, as
+    /// Standard Webhooks has it), if it has one.
+    pub async fn webhook_secret(&self, tenant: &Tenant) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hget(keys::webhook_secrets(), tenant.as_str()).await?)
+    }
+
+    /// Makes `tenant` a new webhook signing secret, replacing any earlier one, and returns it.
+    pub async fn new_webhook_secret(&self, tenant: &Tenant) -> Result<String, StoreError> {
+        use base64::Engine;
+        let mut random = [0u8; 32];
+        rand::rng().fill_bytes(&mut random);
+        let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(random));
+        let mut conn = self.conn.clone();
+        let _: () = conn.hset(keys::webhook_secrets(), tenant.as_str(), &secret).await?;
+        Ok(secret)
+    }
+
     /// Counts one submission of `tenant` in the current second (over every gateway) and returns
     /// how many it made in that second so far.
     pub async fn count_submission(&self, tenant: &Tenant) -> Result<u64, StoreError> {

@@ -44,6 +44,8 @@ pub struct StackOptions {
     pub shards: u32,
     /// How often workers beat their heartbeat; one silent for three is taken for gone.
     pub heartbeat: Duration,
+    /// Networks the gateway may send webhooks to besides public addresses.
+    pub webhook_allowed_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for StackOptions {
@@ -57,6 +59,7 @@ impl Default for StackOptions {
             verifier: None,
             shards: SHARDS,
             heartbeat: Duration::from_millis(500),
+            webhook_allowed_networks: Vec::new(),
         }
     }
 }
@@ -95,8 +98,9 @@ impl Stack {
         let http = crate::keyed_client(reqwest::Client::builder(), &api_key)?;
         let (stop, _) = watch::channel(false);
 
-        let router =
-            shoal_gateway::router(GatewayConfig::new(redis.url_for(RedisRole::Gateway), options.shards)).await?;
+        let mut gateway_config = GatewayConfig::new(redis.url_for(RedisRole::Gateway), options.shards);
+        gateway_config.webhook_allowed_networks = options.webhook_allowed_networks.clone();
+        let router = shoal_gateway::router(gateway_config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let gateway = format!("http://{}", listener.local_addr()?);
         let mut stopped = stop.subscribe();

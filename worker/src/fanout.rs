@@ -62,7 +62,7 @@ fn plan(files: Vec<FanFile>, batch: u32, router: &ShardRouter) -> Vec<(u32, Vec<
 fn task_spec(spec: &JobSpec, fan_out: &FanOut, files: &[FanFile]) -> JobSpec {
     let mut task = spec.clone();
     task.fan_out = None;
-    task.webhook = None;
+    task.notify = None;
     let inputs = files.iter().map(|file| file.input.clone());
     match fan_out.over {
         FanOutOver::Directory => {
@@ -400,7 +400,7 @@ mod tests {
             "program": file(97).input.cid.to_string(),
             "inputs": [shared, dir],
             "fan_out": {"input": 1, "batch": 2},
-            "webhook": "http://example.invalid/hook",
+            "notify": {"url": "http://example.invalid/hook"},
         });
         let spec = JobSpec::from_json(json.to_string().as_bytes()).unwrap();
         let fan_out = spec.fan_out.clone().unwrap();
@@ -408,6 +408,6 @@ mod tests {
         let expected: Vec<InputSpec> = [shared.clone(), file(1).input, file(2).input].into();
         assert_eq!(task.inputs, expected);
         task.validate().unwrap();
-        assert_eq!((task.fan_out, task.webhook), (None, None));
+        assert_eq!((task.fan_out, task.notify), (None, None));
     }
 }

@@ -109,12 +109,15 @@ pub struct JobStatus {
     /// Its tasks, once it has fanned out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<TaskSummary>,
+    /// Attempts at delivering its webhooks, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_attempts: Vec<crate::webhooks::WebhookAttempt>,
 }
 
 impl JobStatus {
     /// The status of `job`, with its tasks' if it fanned out.
     pub fn new(job: Job, tasks: Option<TaskSummary>) -> JobStatus {
-        JobStatus { acceptance: job.acceptance(), job, tasks }
+        JobStatus { acceptance: job.acceptance(), job, tasks, webhook_attempts: Vec::new() }
     }
 }
 

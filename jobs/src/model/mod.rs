@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 
 pub use execution::{Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason};
 pub use job::{Acceptance, Job, JobState, JobStatus, TaskFailure, TaskSummary, Verification, VerificationOutcome};
-pub use spec::{FanOut, FanOutOver, InputSpec, JobSpec, Limits, RetryPolicy, VerificationPolicy, OUTPUTS_MOUNT};
+pub use spec::{
+    FanOut, FanOutOver, InputSpec, JobSpec, Limits, Notify, RetryPolicy, VerificationPolicy, WebhookEvent,
+    OUTPUTS_MOUNT,
+};
 
 /// A CID carried as its string form in JSON (the `cid` crate's serde form is bytes, for IPLD).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -43,9 +43,9 @@ pub struct JobSpec {
     /// How often the job may be started before it is given up (workers dying under it).
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// A URL called with the job's final state (delivery is a later issue; it is validated and kept).
+    /// Where to be told of the job's end: a webhook, signed with the tenant's secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<String>,
+    pub notify: Option<Notify>,
     /// Run the program once per entry of a directory input, or per input, instead of once
     /// over all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -388,10 +388,8 @@ impl JobSpec {
         self.limits.validate()?;
         self.retry.validate()?;
         Self::check_verification(&self.verification)?;
-        if let Some(url) = &self.webhook {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
-                return field_error("webhook", "must be an http(s) URL of at most 2048 characters");
-            }
+        if let Some(notify) = &self.notify {
+            notify.validate()?;
         }
         Ok(())
     }
@@ -451,6 +449,78 @@ impl JobSpec {
     pub fn invocation_cid(&self) -> Cid {
         let canonical = serde_json::to_vec(self).expect("a JobSpec always serialises");
         Cid::new_v1(JSON_CODEC, Code::Sha2_256.digest(&canonical))
+    }
+}
+
+/// A job's webhook: the URL Shoal POSTs events to, and which events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// An `http` or `https` URL, at most 2,048 characters. Private, loopback and link-local
+    /// addresses are refused when it is called, unless the operator allows them.
+    pub url: String,
+    /// The events to send; all of them when left out.
+    #[serde(default = "WebhookEvent::all")]
+    pub events: Vec<WebhookEvent>,
+}
+
+impl Notify {
+    fn validate(&self) -> Result<(), SpecError> {
+        let parsed = url::Url::parse(&self.url);
+        let scheme_ok =
+            parsed.as_ref().is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+        if !scheme_ok || self.url.len() > 2048 {
+            return field_error("notify.url", "must be an http(s) URL with a host, of at most 2048 characters");
+        }
+        if self.events.is_empty() {
+            return field_error("notify.events", "name at least one event, or leave it out for all");
+        }
+        Ok(())
+    }
+}
+
+/// What a webhook tells of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WebhookEvent {
+    /// The job succeeded (again after a verifier's correction of a failure).
+    #[serde(rename = "job.succeeded")]
+    Succeeded,
+    /// The job failed (again after a verifier's correction of a result).
+    #[serde(rename = "job.failed")]
+    Failed,
+    /// The job was cancelled.
+    #[serde(rename = "job.cancelled")]
+    Cancelled,
+    /// The verifier decided on the job's result or failure (see its `acceptance`).
+    #[serde(rename = "job.verified")]
+    Verified,
+}
+
+impl WebhookEvent {
+    /// Every event.
+    pub fn all() -> Vec<WebhookEvent> {
+        vec![WebhookEvent::Succeeded, WebhookEvent::Failed, WebhookEvent::Cancelled, WebhookEvent::Verified]
+    }
+
+    /// The event's name, as in the payload's `type` (`job.succeeded`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::Succeeded => "job.succeeded",
+            WebhookEvent::Failed => "job.failed",
+            WebhookEvent::Cancelled => "job.cancelled",
+            WebhookEvent::Verified => "job.verified",
+        }
+    }
+}
+
+impl std::str::FromStr for WebhookEvent {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<WebhookEvent, String> {
+        WebhookEvent::all()
+            .into_iter()
+            .find(|event| event.as_str() == name)
+            .ok_or_else(|| format!("unknown event {name:?}"))
     }
 }
 

@@ -17,6 +17,7 @@ mod redis_restart;
 mod system;
 mod tenants;
 mod verification;
+mod webhooks;
 mod worker_resilience;
 
 use sha2::{Digest, Sha256};
