@@ -24,7 +24,7 @@ pub(crate) enum QuarantineCommand {
 #[derive(Args)]
 pub(crate) struct RedisArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
-    #[arg(long, env = "SHOAL_REDIS")]
+    #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     pub(crate) redis: String,
 }
 

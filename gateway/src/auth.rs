@@ -25,8 +25,9 @@ const CACHED_KEYS: u64 = 100_000;
 pub(crate) struct Access {
     keys: ApiKeys,
     store: JobStore,
-    /// Key → its principal, or `None` for a key Redis does not know (so a flood of bad keys
-    /// costs Redis nothing after the first).
+    /// A key's digest → its principal, or `None` for a key Redis does not know (so a flood of
+    /// bad keys costs Redis nothing after the first). Keyed by the digest, so an entry's size is
+    /// fixed whatever a client sends.
     principals: Cache<String, Option<Principal>>,
     quotas: Cache<Tenant, Quotas>,
     /// Each tenant's jobs queued or running, as last counted.
@@ -47,10 +48,12 @@ impl Access {
     }
 
     async fn principal(&self, secret: &str) -> Result<Option<Principal>, ApiError> {
+        // Not shaped like a key: refused without a lookup or a cache entry.
+        let Some(digest) = ApiKeys::digest_of(secret) else { return Ok(None) };
         let keys = self.keys.clone();
-        let owned = secret.to_string();
+        let owned = digest.clone();
         self.principals
-            .try_get_with(secret.to_string(), async move { keys.authenticate(&owned).await })
+            .try_get_with(digest, async move { keys.principal_by_digest(&owned).await })
             .await
             .map_err(|e| ApiError::from(e.as_ref()))
     }

@@ -36,8 +36,11 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const TAKE_OVER_AFTER: Duration = Duration::from_secs(600);
 /// How often the streams are read for new events when the last read found none.
 const POLL: Duration = Duration::from_millis(500);
-/// Deliveries in flight at once per gateway.
+/// Attempts (HTTP requests) in flight at once per gateway; a delivery waiting to retry holds none.
 const IN_FLIGHT: usize = 64;
+/// Deliveries a gateway holds at once, retries waiting included; it reads no more events until
+/// some are done.
+const HELD: usize = 4096;
 
 /// Why an attempt failed, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,7 @@ fn is_public(ip: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_documentation()
                 || a == 0
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (b == 18 || b == 19))
                 || a >= 240)
@@ -100,13 +104,27 @@ fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                let [a, b] = high.to_be_bytes();
+                let [c, d] = low.to_be_bytes();
+                is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
+            };
+            match segments {
+                // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4 address they carry.
+                [0x64, 0xff9b, 0, 0, 0, 0, high, low] => embedded(high, low),
+                [0x2002, high, low, ..] => embedded(high, low),
+                // IPv4-compatible (::/96), local NAT64 (64:ff9b:1::/48), Teredo (2001::/32).
+                [0, 0, 0, 0, 0, 0, ..] | [0x64, 0xff9b, 1, ..] | [0x2001, 0, ..] => false,
+                [first, second, ..] => {
+                    !(v6.is_loopback()
+                        || v6.is_multicast()
+                        || (first & 0xfe00) == 0xfc00
+                        || (first & 0xffc0) == 0xfe80
+                        || (first & 0xffc0) == 0xfec0
+                        || (first == 0x2001 && second == 0x0db8))
+                }
+            }
         }
     }
 }
@@ -131,6 +149,7 @@ pub(crate) struct Deliverer {
     policy: TargetPolicy,
     consumer: String,
     slots: Arc<Semaphore>,
+    held: Arc<Semaphore>,
 }
 
 impl Deliverer {
@@ -142,6 +161,7 @@ impl Deliverer {
             policy: TargetPolicy::new(&config.webhook_allowed_networks),
             consumer: format!("gateway-{}", ulid::Ulid::new()),
             slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+            held: Arc::new(Semaphore::new(HELD)),
         }
     }
 
@@ -153,7 +173,13 @@ impl Deliverer {
         }
         let mut next_take_over = tokio::time::Instant::now();
         loop {
-            let mut found = match self.events.read(&self.consumer, IN_FLIGHT).await {
+            // Room for more deliveries, or wait for some to end before reading more.
+            let room = self.held.available_permits().min(IN_FLIGHT);
+            if room == 0 {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            let mut found = match self.events.read(&self.consumer, room).await {
                 Ok(found) => found,
                 Err(e) => {
                     warn!(error = %e, "reading webhook events failed; trying again");
@@ -171,7 +197,7 @@ impl Deliverer {
                 tokio::time::sleep(POLL).await;
             }
             for delivery in found {
-                let permit = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                let permit = self.held.clone().acquire_owned().await.expect("the semaphore is never closed");
                 let deliverer = self.clone();
                 tokio::spawn(async move {
                     deliverer.deliver(&delivery).await;
@@ -196,8 +222,13 @@ impl Deliverer {
         if let (Some(job), Some(notify)) = (&job, wanted) {
             let mut backoff = FIRST_BACKOFF;
             for attempt in 1..=MAX_ATTEMPTS {
-                let result = self.attempt(job, &notify.url, delivery).await;
-                let last = attempt == MAX_ATTEMPTS || matches!(result, Err(DeliveryError::Refused(_)));
+                let result = {
+                    let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+                    self.attempt(job, &notify.url, delivery).await
+                };
+                // A refused target or a tenant without a secret will not change by waiting.
+                let last = attempt == MAX_ATTEMPTS
+                    || matches!(result, Err(DeliveryError::Refused(_) | DeliveryError::NoSecret(_)));
                 let (status, error, outcome) = match &result {
                     Ok(status) => (Some(*status), None, AttemptOutcome::Delivered),
                     Err(e) => {
@@ -257,10 +288,12 @@ impl Deliverer {
         let port =
             target.port_or_known_default().ok_or_else(|| DeliveryError::Refused(format!("{url} has no port")))?;
         let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare_host.as_str(), port))
-            .await
-            .map_err(|e| DeliveryError::Failed(format!("looking up {host}: {e}")))?
-            .collect();
+        let addresses: Vec<SocketAddr> =
+            tokio::time::timeout(ATTEMPT_TIMEOUT, tokio::net::lookup_host((bare_host.as_str(), port)))
+                .await
+                .map_err(|_| DeliveryError::Failed(format!("looking up {host} took over {ATTEMPT_TIMEOUT:?}")))?
+                .map_err(|e| DeliveryError::Failed(format!("looking up {host}: {e}")))?
+                .collect();
         let Some(&address) = addresses.first() else {
             return Err(DeliveryError::Failed(format!("{host} has no address")));
         };
@@ -271,7 +304,9 @@ impl Deliverer {
                 refused.ip()
             )));
         }
+        // No proxy: a proxy would resolve the name itself, past the check.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(ATTEMPT_TIMEOUT)
             .resolve(&bare_host, address)
@@ -341,10 +376,18 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "::",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "192.0.0.8",
         ] {
             assert!(!policy.permits(refused.parse().unwrap()), "{refused} passed");
         }
-        for allowed in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+        for allowed in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::101:101", "2002:101:101::1"] {
             assert!(policy.permits(allowed.parse().unwrap()), "{allowed} refused");
         }
         let loopback = TargetPolicy::new(&["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);

@@ -106,7 +106,7 @@ local states = {queued = 3, running = 4, succeeded = 5, failed = 6, cancelled = 
 local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 local function announce(id, event)
   if redis.call('HEXISTS', KEYS[1], 'notify') == 1 then
-    redis.call('XADD', KEYS[9], 'MAXLEN', '~', '100000', '*', 'job', id, 'event', event)
+    redis.call('XADD', KEYS[9], '*', 'job', id, 'event', event)
   end
 end
 local function move(id, from, to, created)

@@ -128,12 +128,19 @@ impl Default for Quotas {
 }
 
 /// A key made by [`ApiKeys::create`]: the secret, shown once, and its record.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewApiKey {
     /// The key to send as `Authorization: Bearer …`; not stored anywhere.
     pub secret: String,
     /// What it grants.
     pub principal: Principal,
+}
+
+impl fmt::Debug for NewApiKey {
+    /// The record only: a key printed by mistake must not be usable.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewApiKey").field("principal", &self.principal).finish_non_exhaustive()
+    }
 }
 
 /// The API keys and tenant quotas in Redis. Cheap to clone.
@@ -174,13 +181,26 @@ impl ApiKeys {
         Ok(NewApiKey { secret, principal })
     }
 
+    /// The digest a key is stored under, or `None` for a string that is not a key at all (the
+    /// prefix and 64 lowercase hex digits): such a one need not be looked up, nor remembered.
+    pub fn digest_of(secret: &str) -> Option<String> {
+        let hex = secret.strip_prefix(API_KEY_PREFIX)?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| digest(secret))
+    }
+
     /// The principal of `secret`, or `None` for a key that was never made or was revoked.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, StoreError> {
-        if !secret.starts_with(API_KEY_PREFIX) {
-            return Ok(None);
+        match ApiKeys::digest_of(secret) {
+            Some(digest) => self.principal_by_digest(&digest).await,
+            None => Ok(None),
         }
+    }
+
+    /// The principal of the key stored under `digest` (see [`ApiKeys::digest_of`]).
+    pub async fn principal_by_digest(&self, digest: &str) -> Result<Option<Principal>, StoreError> {
         let mut conn = self.conn.clone();
-        let record: Option<String> = conn.hget(keys::api_keys(), digest(secret)).await?;
+        let record: Option<String> = conn.hget(keys::api_keys(), digest).await?;
         record.map(|record| decode_principal(&record)).transpose()
     }
 

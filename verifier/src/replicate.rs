@@ -53,6 +53,8 @@ async fn ask_one(
     let (meant_for, shard) = replica_shard(verifier, ran).await?;
     let mut spec = job.spec.clone();
     spec.verification = VerificationPolicy::None;
+    // A replica is the verifier's own check: its owner is told of the job, not of the replica.
+    spec.notify = None;
     let key = format!("shoal-replica:{}:{n}", job.id);
     let (Created::New(replica) | Created::Existing(replica)) = with_retries("create replica", || {
         jobs.submit(queue, &spec, shard, &job.tenant, Some(Idempotency::Internal(&key)))

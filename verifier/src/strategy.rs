@@ -197,7 +197,7 @@ mod tests {
             let spec = format!(r#"{{"program": "bafkqaaa", "verification": {policy}}}"#);
             let spec = shoal_jobs::JobSpec::from_json(spec.as_bytes()).unwrap();
             serde_json::from_value::<Job>(serde_json::json!({
-                "id": "j", "invocation": "bafkqaaa", "spec": spec, "state": "succeeded",
+                "id": "j", "invocation": "bafkqaaa", "spec": spec, "tenant": "acme", "state": "succeeded",
                 "created_at_ms": 0, "updated_at_ms": 0, "shard": 0
             }))
             .unwrap()

@@ -11,8 +11,8 @@ use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_content::ContentError;
 use shoal_jobs::{
     keys, now_ms, ApiKeys, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOut, FanOutOver, FinishedTask, Idempotency, InputSpec, Job, JobSpec, JobState, ShardRouter, StoreError, Task,
-    TaskOutcome, VerificationPolicy,
+    FanOut, FanOutOver, FanOutStore, FinishedTask, Idempotency, InputSpec, Job, JobSpec, JobState, JobStore,
+    ShardQueue, ShardRouter, StoreError, Task, TaskOutcome, VerificationPolicy,
 };
 use tracing::{info, warn};
 
@@ -73,6 +73,49 @@ fn task_spec(spec: &JobSpec, fan_out: &FanOut, files: &[FanFile]) -> JobSpec {
     task
 }
 
+/// The tasks of a fan-out to create and record.
+struct MakingTasks {
+    jobs: JobStore,
+    queue: ShardQueue,
+    fanouts: FanOutStore,
+    /// The plan: each task's shard and files.
+    tasks: Vec<(u32, Vec<FanFile>)>,
+}
+
+impl MakingTasks {
+    /// Creates each task (once, however often this runs) and queues it, records them all, and
+    /// cancels them if the job was cancelled meanwhile.
+    async fn run(self, job: Job, execution: Execution) -> Result<(), StoreError> {
+        let fan_out = job.spec.fan_out.as_ref().expect("called for fan-out jobs only");
+        let (jobs, queue, job_ref) = (&self.jobs, &self.queue, &job);
+        let tasks: Vec<Task> = futures::stream::iter(self.tasks)
+            .map(|(shard, files)| async move {
+                let spec = task_spec(&job_ref.spec, fan_out, &files);
+                let key = files[0].name.clone();
+                // The key makes creation exactly-once per task, so a fan-out re-run after a
+                // crash finds the tasks it already made (the plan is a function of the files).
+                let idempotency = format!("fanout:{}:{key}", job_ref.id);
+                let submit =
+                    || jobs.submit(queue, &spec, shard, &job_ref.tenant, Some(Idempotency::Internal(&idempotency)));
+                let (Created::New(task) | Created::Existing(task)) = with_retries("create task", submit).await?;
+                Ok::<_, StoreError>(Task { key, job: task.id, files: files.into_iter().map(|f| f.name).collect() })
+            })
+            .buffered(CREATING_AT_ONCE)
+            .try_collect()
+            .await?;
+        with_retries("record tasks", || self.fanouts.record(&job.id, &tasks, fan_out.batch, &execution)).await?;
+        info!(job = %job.id, tasks = tasks.len(), batch = fan_out.batch, "fanned out");
+        let state = with_retries("state", || self.jobs.states(std::slice::from_ref(&job.id))).await?;
+        if state.first() == Some(&Some(JobState::Cancelled)) {
+            for task in &tasks {
+                let why = format!("its fanned-out job {} was cancelled", job.id);
+                with_retries("cancel task", || self.jobs.cancel(&task.job, &why)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Executor {
     /// Fans `job` out: tasks over its selected directory entries or its inputs (see [`plan`]),
     /// each created (once, however often this runs) and queued on its shard. The job stays
@@ -101,25 +144,31 @@ impl Executor {
             );
             return self.fail_fan_out(job, execution, FailureReason::QuotaExceeded, message).await;
         }
-        let tasks: Vec<Task> = futures::stream::iter(plan(files, fan_out.batch, &self.router))
-            .map(|(shard, files)| async move {
-                let spec = task_spec(&job.spec, fan_out, &files);
-                let key = files[0].name.clone();
-                // The key makes creation exactly-once per task, so a fan-out re-run after a
-                // crash finds the tasks it already made (the plan is a function of the files).
-                let idempotency = format!("fanout:{}:{key}", job.id);
-                let submit = || {
-                    self.jobs.submit(&self.queue, &spec, shard, &job.tenant, Some(Idempotency::Internal(&idempotency)))
-                };
-                let (Created::New(task) | Created::Existing(task)) = with_retries("create task", submit).await?;
-                Ok::<_, StoreError>(Task { key, job: task.id, files: files.into_iter().map(|f| f.name).collect() })
-            })
-            .buffered(CREATING_AT_ONCE)
-            .try_collect()
-            .await?;
-        with_retries("record tasks", || self.fanouts.record(&job.id, &tasks, fan_out.batch, &execution)).await?;
-        info!(job = %job.id, tasks = tasks.len(), batch = fan_out.batch, "fanned out");
-        Ok(Settled::Done)
+        // Tasks are the tenant's jobs too: they must fit its outstanding quota, as submissions do.
+        if let Some(max) = quotas.max_outstanding {
+            let outstanding = with_retries("outstanding", || self.jobs.outstanding(&job.tenant)).await?;
+            if outstanding + files.len() as u64 > max {
+                let message = format!(
+                    "the fan-out's {} tasks and the {outstanding} jobs of tenant {} queued or running pass its limit of {max}",
+                    files.len(),
+                    job.tenant
+                );
+                return self.fail_fan_out(job, execution, FailureReason::QuotaExceeded, message).await;
+            }
+        }
+        // On a task of its own: a cancel stops this delivery at once, and tasks made but not yet
+        // recorded would run unseen by anyone who could cancel them.
+        let making = MakingTasks {
+            jobs: self.jobs.clone(),
+            queue: self.queue.clone(),
+            fanouts: self.fanouts.clone(),
+            tasks: plan(files, fan_out.batch, &self.router),
+        };
+        let job = job.clone();
+        match tokio::spawn(making.run(job, execution)).await {
+            Ok(made) => made.map(|()| Settled::Done),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// Fails fanned-out `job` before it made any task.

@@ -154,5 +154,18 @@ async fn a_fan_out_wider_than_its_tenants_quota_fails_clearly() {
     let failure = job.failure.unwrap();
     assert_eq!(failure.reason, shoal_jobs::FailureReason::QuotaExceeded, "{}", failure.message);
     assert!(failure.message.contains("3 files") && failure.message.contains("narrow"), "{}", failure.message);
+
+    // Its tasks count towards the tenant's outstanding jobs, as submissions do: the fan-out (1)
+    // and its 3 tasks pass a limit of 3.
+    let crowded: Tenant = "crowded".parse().unwrap();
+    keys.set_quotas(&crowded, &Quotas { max_outstanding: Some(3), ..Quotas::default() }).await.unwrap();
+    let key = api_key(&stack.redis.url(), "crowded", Role::Tenant).await.unwrap();
+    let client = keyed_client(reqwest::Client::builder(), &key).unwrap();
+    let job: Value =
+        client.post(format!("{}/v1/jobs", stack.gateway)).json(&spec).send().await.unwrap().json().await.unwrap();
+    let job = stack.wait_terminal(job["id"].as_str().unwrap(), WAIT).await.unwrap();
+    let failure = job.failure.unwrap();
+    assert_eq!(failure.reason, shoal_jobs::FailureReason::QuotaExceeded, "{}", failure.message);
+    assert!(failure.message.contains("limit of 3"), "{}", failure.message);
     stack.shutdown().await;
 }
