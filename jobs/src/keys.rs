@@ -356,10 +356,16 @@ const IDEMPOTENCY_KEYS: &str = "~shoal:idem:*";
 const FAN_OUT_WAITING: &str = "~shoal:fanout:*";
 const LOCKS: &str = "~shoal:lock:*";
 const QUOTAS_READ: &str = "%R~shoal:{a}:quotas";
-/// What a worker keeps of its own in `{w}`: registration, heartbeat, what it holds, hot shards
-/// (one worker picks them), its key binding and what it settled.
-const WORKER_OWN: &str = "~shoal:{w}:members ~shoal:{w}:heartbeats ~shoal:{w}:holders:* ~shoal:{w}:hot \
-    ~shoal:{w}:lock:hot ~shoal:{w}:worker-keys ~shoal:{w}:settled:*";
+/// What a worker keeps of its own in `{w}`: registration, heartbeat, what it holds and hot
+/// shards (one worker picks them).
+const WORKER_OWN: &str =
+    "~shoal:{w}:members ~shoal:{w}:heartbeats ~shoal:{w}:holders:* ~shoal:{w}:hot ~shoal:{w}:lock:hot";
+/// What a worker may do, and only that, on keys whose contents judge it (Redis 7 selectors: a
+/// command passes if the root rules or one selector allow it): bind its key once and read
+/// bindings, never rebind or unbind one; add to what it settled; add to the verification
+/// streams, never read, acknowledge or delete their entries.
+const WORKER_SELECTORS: &str = "(~shoal:{w}:worker-keys -@all +hsetnx +hget) \
+    (~shoal:{w}:settled:* -@all +lpush +ltrim) (~shoal:{s*}:verify -@all +xadd +xgroup|create)";
 
 /// The ACL rules of `role`'s user (after `on >password`): its key patterns and its commands.
 /// No role but [`RedisRole::Admin`] may run administrative or dangerous commands (`CONFIG`,
@@ -373,15 +379,16 @@ pub fn acl_rules(role: RedisRole) -> String {
              %R~shoal:{{a}}:quotas %R~shoal:{{a}}:webhook-secrets"
         ),
         RedisRole::Worker => format!(
-            "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} {WORKER_OWN} \
-             %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ}"
+            "{JOB_KEYS} ~shoal:{{s*}}:jobs ~shoal:{{s*}}:dead {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} \
+             {WORKER_OWN} %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ}"
         ),
         RedisRole::Verifier => format!(
             "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} ~shoal:{{w}}:* \
              ~shoal:replication:* {QUOTAS_READ}"
         ),
     };
-    format!("{keys} {commands}")
+    let selectors = if role == RedisRole::Worker { WORKER_SELECTORS } else { "" };
+    format!("{keys} {commands} {selectors}").trim_end().to_string()
 }
 
 /// A Redis ACL file (`aclfile`): a user per role with the password `password` gives it and its

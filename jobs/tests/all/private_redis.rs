@@ -52,6 +52,21 @@ async fn each_role_reaches_only_its_keys_and_commands() {
     assert_eq!(refused(worker.hdel::<_, _, ()>(keys::quarantined(), "w1").await), "NOPERM");
     assert_eq!(refused(worker.hset::<_, _, _, ()>(keys::api_keys(), "x", "{}").await), "NOPERM");
     assert_eq!(refused(worker.hset::<_, _, _, ()>(keys::quotas(), "acme", "{}").await), "NOPERM");
+    // It binds its key once and cannot rebind or unbind one, nor undo what it settled, nor
+    // read, acknowledge or delete the verifier's queue.
+    let _: bool = worker.hset_nx(keys::worker_keys(), "w1", "ed25519:aa").await.unwrap();
+    assert_eq!(refused(worker.hset::<_, _, _, ()>(keys::worker_keys(), "w1", "ed25519:bb").await), "NOPERM");
+    assert_eq!(refused(worker.hdel::<_, _, ()>(keys::worker_keys(), "w1").await), "NOPERM");
+    let bound: Option<String> = worker.hget(keys::worker_keys(), "w1").await.unwrap();
+    assert_eq!(bound.as_deref(), Some("ed25519:aa"));
+    let _: () = worker.lpush(keys::settled_by("w1"), "job-1").await.unwrap();
+    assert_eq!(refused(worker.del::<_, ()>(keys::settled_by("w1")).await), "NOPERM");
+    let entry: String = worker.xadd(keys::verify_stream(0), "*", &[("job", "job-1")]).await.unwrap();
+    assert_eq!(refused(worker.xdel::<_, _, ()>(keys::verify_stream(0), &[&entry]).await), "NOPERM");
+    assert_eq!(
+        refused(worker.xrange_all::<_, redis::streams::StreamRangeReply>(keys::verify_stream(0)).await),
+        "NOPERM"
+    );
     // It reads quarantine and quotas, and works on jobs and its registration.
     let _: Vec<(String, String)> = worker.hgetall(keys::quarantined()).await.unwrap();
     let _: Option<String> = worker.hget(keys::quotas(), "acme").await.unwrap();
