@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shoal_runtime::{Invocation, Limits, Program, Runtime, RuntimeConfig};
+use shoal_runtime::{GuestFailure, Invocation, Limits, Outcome, Program, RunError, Runtime, RuntimeConfig};
 
 /// WASI imports and helpers shared by the guest modules. Memory layout:
 /// 0..8 a scratch iovec, 8 `nwritten`/`nread`, 12 an opened fd, 16..24 a
@@ -68,5 +68,20 @@ pub(crate) fn invocation() -> Invocation {
             output_files: 1_000,
         },
         ..Invocation::default()
+    }
+}
+
+/// Runs a module made of [`PRELUDE`] plus `body`, which must end normally.
+pub(crate) async fn run_ok(runtime: &Runtime, body: &str, invocation: Invocation) -> Outcome {
+    let program = compile(runtime, body);
+    runtime.run(&program, invocation).await.unwrap_or_else(|err| panic!("run failed: {err:?}"))
+}
+
+/// Runs a module made of [`PRELUDE`] plus `body`, which must fail in the guest.
+pub(crate) async fn run_failing(runtime: &Runtime, body: &str, invocation: Invocation) -> GuestFailure {
+    let program = compile(runtime, body);
+    match runtime.run(&program, invocation).await {
+        Err(RunError::Guest(failure)) => *failure,
+        other => panic!("expected a guest failure, got {other:?}"),
     }
 }

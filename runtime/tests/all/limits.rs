@@ -5,25 +5,12 @@ use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use shoal_runtime::{FailureKind, GuestFailure, Invocation, Mount, Outcome, RunError, Runtime, RuntimeConfig};
+use shoal_runtime::{FailureKind, Mount, Runtime, RuntimeConfig};
 
-use crate::common::{compile, invocation, runtime};
+use crate::common::{compile, invocation, run_failing, run_ok, runtime};
 
 /// `O_NONBLOCK` on Linux.
 const O_NONBLOCK: i32 = 0o4000;
-
-async fn run_ok(runtime: &Runtime, body: &str, invocation: Invocation) -> Outcome {
-    let program = compile(runtime, body);
-    runtime.run(&program, invocation).await.unwrap_or_else(|err| panic!("run failed: {err:?}"))
-}
-
-async fn run_failing(runtime: &Runtime, body: &str, invocation: Invocation) -> GuestFailure {
-    let program = compile(runtime, body);
-    match runtime.run(&program, invocation).await {
-        Err(RunError::Guest(failure)) => *failure,
-        other => panic!("expected a guest failure, got {other:?}"),
-    }
-}
 
 fn outputs_mount(dir: &tempfile::TempDir) -> Mount {
     Mount { host: dir.path().to_path_buf(), guest: "/outputs".to_owned(), writable: true }

@@ -6,24 +6,11 @@ use std::time::Duration;
 use rand::rngs::ChaCha20Rng;
 use rand::{RngExt, SeedableRng};
 use shoal_runtime::{
-    FailureKind, GuestFailure, Invocation, Mount, Outcome, RunError, Runtime, RuntimeConfig,
-    GUEST_MONOTONIC_STEP_NANOS, GUEST_RANDOM_SEED, GUEST_WALL_CLOCK,
+    FailureKind, Invocation, Mount, RunError, Runtime, RuntimeConfig, GUEST_MONOTONIC_STEP_NANOS, GUEST_RANDOM_SEED,
+    GUEST_WALL_CLOCK,
 };
 
-use crate::common::{self, compile, invocation, runtime};
-
-async fn run_ok(runtime: &Runtime, body: &str, invocation: Invocation) -> Outcome {
-    let program = compile(runtime, body);
-    runtime.run(&program, invocation).await.unwrap_or_else(|err| panic!("run failed: {err:?}"))
-}
-
-async fn run_failing(runtime: &Runtime, body: &str, invocation: Invocation) -> GuestFailure {
-    let program = compile(runtime, body);
-    match runtime.run(&program, invocation).await {
-        Err(RunError::Guest(failure)) => *failure,
-        other => panic!("expected a guest failure, got {other:?}"),
-    }
-}
+use crate::common::{self, compile, invocation, run_failing, run_ok, runtime};
 
 fn mount(dir: &tempfile::TempDir, guest: &str, writable: bool) -> Mount {
     Mount { host: dir.path().to_path_buf(), guest: guest.to_owned(), writable }
