@@ -55,6 +55,19 @@ impl Api {
         decode(response).await
     }
 
+    /// One page of the jobs the key may see, newest first: `GET /v1/jobs` with `query`
+    /// (`state`, `limit`, `cursor`).
+    pub(crate) async fn jobs(&self, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(format!("{}/v1/jobs", self.base))
+            .query(query)
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        decode(response).await
+    }
+
     /// Cancels job `id`; returns it as it is now.
     pub(crate) async fn cancel(&self, id: &str) -> anyhow::Result<JobStatus> {
         let response =

@@ -386,6 +386,64 @@ pub(crate) async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// `shoal jobs list`.
+#[derive(Args)]
+pub(crate) struct ListArgs {
+    /// Only jobs in this state (queued, running, succeeded, failed, cancelled).
+    #[arg(long)]
+    state: Option<String>,
+    /// At most this many jobs.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print the jobs as JSON, one object per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// `shoal jobs`.
+#[derive(clap::Subcommand)]
+pub(crate) enum JobsCommand {
+    /// List the jobs the key may see (an operator's: every tenant's), newest first.
+    List(ListArgs),
+}
+
+/// `shoal jobs list`: a line per job (id, state, creation time, program, acceptance or failure
+/// reason), following the listing's pages up to `--limit`.
+pub(crate) async fn jobs(home: &Home, command: JobsCommand) -> anyhow::Result<ExitCode> {
+    let JobsCommand::List(args) = command;
+    let api = Api::new(home, &args.api);
+    let mut cursor: Option<String> = None;
+    let mut left = args.limit;
+    while left > 0 {
+        let mut query = vec![("limit", left.min(500).to_string())];
+        if let Some(state) = &args.state {
+            query.push(("state", state.clone()));
+        }
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let page = api.jobs(&query).await?;
+        let jobs = page["jobs"].as_array().cloned().unwrap_or_default();
+        for job in jobs.iter().take(left) {
+            if args.json {
+                println!("{job}");
+            } else {
+                let text = |field: &str| job[field].as_str().unwrap_or("-").to_string();
+                let verdict = job["acceptance"].as_str().or(job["failure_reason"].as_str()).unwrap_or("-");
+                println!("{}\t{}\t{}\t{}\t{verdict}", text("id"), text("state"), job["created_at_ms"], text("program"));
+            }
+        }
+        left = left.saturating_sub(jobs.len());
+        match page["next_cursor"].as_str() {
+            Some(next) if !jobs.is_empty() => cursor = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `shoal cancel`: cancels a job (and a fanned-out job's tasks).
 pub(crate) async fn cancel(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(home, &args.api);

@@ -60,6 +60,14 @@ enum Command {
     Logs(jobs::JobArgs),
     /// Cancel a job (and a fanned-out job's tasks).
     Cancel(jobs::JobArgs),
+    /// List jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Print a shell completion script (`shoal completions bash > /etc/bash_completion.d/shoal`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// List the live workers (operators).
     Workers(jobs::WorkersArgs),
     /// Make, list and revoke API keys (operators, with Redis access).
@@ -115,6 +123,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Status(args) => jobs::status(&home, args).await,
         Command::Logs(args) => jobs::logs(&home, args).await,
         Command::Cancel(args) => jobs::cancel(&home, args).await,
+        Command::Jobs(command) => jobs::jobs(&home, command).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "shoal",
+                &mut std::io::stdout(),
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Workers(args) => jobs::workers(&home, args).await,
         Command::Keys(command) => keys::keys(command).await,
         Command::Tenants(command) => keys::tenants(command).await,

@@ -132,6 +132,44 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let logs = stdout_line(&shoal(home.path(), &["logs", &job]));
     assert!(logs.contains("hi"), "stdout has the argument: {logs}");
 
+    // The job is listed, as JSON or a line each.
+    let listed = stdout_line(&shoal(home.path(), &["jobs", "list", "--json"]));
+    let ids: Vec<String> = listed
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.contains(&job), "{listed}");
+    let one = stdout_line(&shoal(home.path(), &["jobs", "list", "--state", "succeeded", "--limit", "1"]));
+    assert_eq!(one.lines().count(), 1, "{one}");
+    assert!(one.contains("\tsucceeded\t"), "{one}");
+
+    // Against a gateway named and keyed from the environment, from a home that knows no stack.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = Command::new(shoal_binary().unwrap())
+        .arg("--home")
+        .arg(elsewhere.path())
+        .args(["status", &job, "--json"])
+        .env("SHOAL_GATEWAY", written["gateway"].as_str().unwrap())
+        .env("SHOAL_API_KEY", written["api_key"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
+    let remote: serde_json::Value = serde_json::from_slice(&remote.stdout).unwrap();
+    assert_eq!(remote["id"], job.as_str());
+    let keyless = Command::new(shoal_binary().unwrap())
+        .arg("--home")
+        .arg(elsewhere.path())
+        .args(["status", &job])
+        .env("SHOAL_GATEWAY", written["gateway"].as_str().unwrap())
+        .env_remove("SHOAL_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!keyless.status.success());
+    assert!(String::from_utf8_lossy(&keyless.stderr).contains("401"), "{}", String::from_utf8_lossy(&keyless.stderr));
+
+    let completions = stdout_line(&shoal(home.path(), &["completions", "bash"]));
+    assert!(completions.contains("_shoal") && completions.contains("cancel"), "a bash completion script for shoal");
+
     let digest_line = stdout_line(&shoal(home.path(), &["cat", &format!("{output}/{input}.sha256")]));
     assert_eq!(digest_line, format!("a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447  {input}"));
 
