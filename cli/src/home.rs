@@ -33,7 +33,7 @@ pub(crate) struct Endpoints {
 }
 
 /// Writes `bytes` to a new file at `path` that only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::remove_file(path).ok();

@@ -1,14 +1,14 @@
 //! `shoal redis-acl`: the Redis ACL file of Shoal's users, for a Redis started outside `shoal
 //! dev` (docker-compose, a managed deployment). Each part then logs in as its own user.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use shoal_jobs::keys::{self, RedisRole};
+
+use crate::home::write_private;
 
 /// `shoal redis-acl`.
 #[derive(Args)]
@@ -49,14 +49,7 @@ pub(crate) fn run(args: RedisAclArgs) -> anyhow::Result<ExitCode> {
     let file = keys::acl_file(|role| password(role).clone());
     match &args.out {
         Some(path) => {
-            std::fs::remove_file(path).ok();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .and_then(|mut out| out.write_all(file.as_bytes()))
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_private(path, file.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
         }
         None => print!("{file}"),
     }
