@@ -13,6 +13,7 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v bzip2 >/dev/null || need+=(bzip2)
 [ -x /usr/bin/time ] || need+=(time)   # peak-memory figures of make bench
 command -v cc >/dev/null || need+=(gcc)
+command -v chromium >/dev/null || need+=(chromium)   # the dashboard's browser test
 # Rust: rustup's toolchain if present; otherwise Debian's rustc-web (1.85, new enough for the workspace).
 command -v cargo >/dev/null || need+=(rustc-web cargo-web)
 
