@@ -1,22 +1,114 @@
 //! A client of the gateway's HTTP API, for the user commands.
 
+use std::fmt;
+use std::path::PathBuf;
+
 use anyhow::{bail, Context};
 use clap::Args;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
 use shoal_jobs::{Job, JobStatus};
 
-use crate::home::Home;
+use crate::config::{ConfigArgs, Loaded};
+use crate::home::{Home, DEFAULT_GATEWAY};
 
-/// Which gateway to talk to, and with which key.
+/// Which gateway to talk to, and with which key: a flag, else its environment variable, else
+/// the config file, else the running `shoal dev` of `--home`.
 #[derive(Args)]
 pub(crate) struct ApiArgs {
-    /// The gateway (default: the running `shoal dev`, else http://127.0.0.1:8080).
+    /// The gateway (default: the config file's, else the running `shoal dev`'s, else
+    /// http://127.0.0.1:8080).
     #[arg(long, env = "SHOAL_GATEWAY")]
     gateway: Option<String>,
-    /// The API key (default: the running `shoal dev`'s local key).
+    /// The API key (default: the config file's, else the running `shoal dev`'s local key when
+    /// talking to that stack).
     #[arg(long, env = "SHOAL_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+}
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A command-line flag.
+    Flag(&'static str),
+    /// An environment variable.
+    Env(&'static str),
+    /// The config file, at the top level or in a profile.
+    Config { path: PathBuf, profile: Option<String> },
+    /// The endpoints file of a running `shoal dev`.
+    DevStack(PathBuf),
+    /// Nothing said otherwise.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(flag) => write!(f, "{flag}"),
+            Origin::Env(variable) => write!(f, "{variable}"),
+            Origin::Config { path, profile: None } => write!(f, "{}", path.display()),
+            Origin::Config { path, profile: Some(profile) } => write!(f, "{}, profile {profile}", path.display()),
+            Origin::DevStack(path) => write!(f, "the running shoal dev, {}", path.display()),
+            Origin::Default => write!(f, "the default"),
+        }
+    }
+}
+
+/// The gateway user commands talk to, and the key they send.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The gateway's base URL, without a trailing slash.
+    pub(crate) gateway: String,
+    /// Where it was named.
+    pub(crate) gateway_from: Origin,
+    /// The key and where it was found.
+    pub(crate) api_key: Option<(String, Origin)>,
+}
+
+impl ApiArgs {
+    /// The gateway and key: each from its flag, else its environment variable, else the config
+    /// file, else the running `shoal dev` of `home`. That stack's local key is sent to that stack
+    /// only.
+    pub(crate) fn resolve(&self, home: &Home) -> anyhow::Result<Target> {
+        let given = |value: &str, flag, variable| {
+            // clap merges a flag and its variable; a variable holding the value named it.
+            if std::env::var(variable).is_ok_and(|set| set == value) {
+                Origin::Env(variable)
+            } else {
+                Origin::Flag(flag)
+            }
+        };
+        let file = self.config.load()?;
+        let from_file = |loaded: &Loaded| Origin::Config { path: loaded.path.clone(), profile: loaded.profile.clone() };
+        let dev = home.endpoints();
+        let dev_file = || Origin::DevStack(home.endpoints_file());
+        let (gateway, gateway_from) = if let Some(gateway) = &self.gateway {
+            (gateway.clone(), given(gateway, "--gateway", "SHOAL_GATEWAY"))
+        } else if let Some((gateway, loaded)) =
+            file.as_ref().and_then(|loaded| Some((loaded.settings.gateway.clone()?, loaded)))
+        {
+            (gateway, from_file(loaded))
+        } else if let Some(endpoints) = &dev {
+            (endpoints.gateway.clone(), dev_file())
+        } else {
+            (DEFAULT_GATEWAY.to_string(), Origin::Default)
+        };
+        let gateway = gateway.trim_end_matches('/').to_string();
+        let api_key = if let Some(key) = &self.api_key {
+            Some((key.clone(), given(key, "--api-key", "SHOAL_API_KEY")))
+        } else if let Some((key, loaded)) =
+            file.as_ref().and_then(|loaded| Some((loaded.settings.api_key.clone()?, loaded)))
+        {
+            Some((key, from_file(loaded)))
+        } else {
+            dev.filter(|endpoints| endpoints.gateway.trim_end_matches('/') == gateway)
+                .and_then(|endpoints| endpoints.api_key)
+                .map(|key| (key, dev_file()))
+        };
+        Ok(Target { gateway, gateway_from, api_key })
+    }
 }
 
 /// The gateway at one base URL.
@@ -26,16 +118,18 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    /// A client of the gateway `args` name (else the one of the `shoal dev` of `home`), sending
-    /// the key they name (else that stack's local key).
-    pub(crate) fn new(home: &Home, args: &ApiArgs) -> Api {
-        let key = args.api_key.clone().or_else(|| home.endpoints().and_then(|e| e.api_key));
+    /// A client of the gateway `args` name, sending the key they name ([`ApiArgs::resolve`]).
+    pub(crate) fn new(home: &Home, args: &ApiArgs) -> anyhow::Result<Api> {
+        let target = args.resolve(home)?;
         let mut headers = HeaderMap::new();
-        if let Some(value) = key.and_then(|key| HeaderValue::try_from(format!("Bearer {key}")).ok()) {
+        if let Some((key, from)) = &target.api_key {
+            let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                .with_context(|| format!("the API key from {from} is not a valid header value"))?;
+            value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder().default_headers(headers).build().unwrap_or_default();
-        Api { base: home.gateway_url(args.gateway.as_deref()), http }
+        let http = reqwest::Client::builder().default_headers(headers).build().context("making the HTTP client")?;
+        Ok(Api { base: target.gateway, http })
     }
 
     /// Submits a job spec; returns the job (new, or the one an earlier use of the key created).
@@ -84,7 +178,11 @@ impl Api {
     }
 
     fn unreachable(&self) -> String {
-        format!("cannot reach the gateway at {} (is `shoal dev` running? set --gateway or SHOAL_GATEWAY)", self.base)
+        format!(
+            "cannot reach the gateway at {} (is `shoal dev` running? set --gateway, SHOAL_GATEWAY or the config \
+             file's; `shoal config show` says which is used)",
+            self.base
+        )
     }
 }
 

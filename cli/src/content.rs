@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 use shoal_content::car::{self, DagScope, WalkOptions};
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, ImportOptions, Profile};
@@ -54,7 +55,7 @@ pub(crate) struct GetArgs {
     sources: SourceArgs,
 }
 
-/// `shoal cat`.
+/// `shoal cat` (no `--json`: it prints the file's bytes).
 #[derive(Args)]
 pub(crate) struct CatArgs {
     /// The CID of a file, optionally followed by a path inside a directory (`CID/dir/file`).
@@ -137,10 +138,10 @@ fn total_bytes(path: &Path) -> u64 {
     }
 }
 
-/// `shoal add PATH`: prints the root CID.
-pub(crate) async fn add(home: &Home, args: AddArgs) -> anyhow::Result<ExitCode> {
+/// `shoal add PATH`: prints the root CID (with `--json`, with its size and blocks).
+pub(crate) async fn add(home: &Home, args: AddArgs, json: bool) -> anyhow::Result<ExitCode> {
     let store = local_store(home)?;
-    let bar = if args.quiet {
+    let bar = if args.quiet || json {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::new(total_bytes(&args.path));
@@ -162,18 +163,35 @@ pub(crate) async fn add(home: &Home, args: AddArgs) -> anyhow::Result<ExitCode> 
         .await
         .with_context(|| format!("adding {}", args.path.display()))?;
     bar.finish_and_clear();
-    println!("{}", imported.root);
+    if json {
+        crate::print_json(
+            &json!({"cid": imported.root.to_string(), "size": imported.size, "blocks": imported.blocks}),
+        )?;
+    } else {
+        println!("{}", imported.root);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `shoal get CID[/path] [-o PATH]`.
-pub(crate) async fn get(home: &Home, args: GetArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn get(home: &Home, args: GetArgs, json: bool) -> anyhow::Result<ExitCode> {
     let reader = reader(home, &args.sources)?;
     let (cid, name) = resolve(reader.as_ref(), &args.target).await?;
     let dest = args.output.unwrap_or_else(|| PathBuf::from(name));
     let exported = unixfs::export_to_path(reader.as_ref(), &cid, &dest)
         .await
         .with_context(|| format!("writing {cid} to {}", dest.display()))?;
+    if json {
+        crate::print_json(&json!({
+            "cid": cid.to_string(),
+            "path": dest,
+            "files": exported.files,
+            "directories": exported.directories,
+            "symlinks": exported.symlinks,
+            "bytes": exported.bytes,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "wrote {} ({} files, {} directories, {} bytes)",
         dest.display(),
@@ -198,7 +216,7 @@ pub(crate) async fn cat(home: &Home, args: CatArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// `shoal car export|import`.
-pub(crate) async fn car(home: &Home, command: CarCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn car(home: &Home, command: CarCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         CarCommand::Export { cid, output, sources } => {
             let reader = reader(home, &sources)?;
@@ -210,7 +228,13 @@ pub(crate) async fn car(home: &Home, command: CarCommand) -> anyhow::Result<Exit
                 .await
                 .with_context(|| format!("exporting {root}"))?;
             writer.flush().await.with_context(|| format!("writing {}", output.display()))?;
-            eprintln!("wrote {} ({} blocks, {} bytes)", output.display(), stats.blocks, stats.bytes);
+            if json {
+                crate::print_json(
+                    &json!({"cid": root.to_string(), "file": output, "blocks": stats.blocks, "bytes": stats.bytes}),
+                )?;
+            } else {
+                eprintln!("wrote {} ({} blocks, {} bytes)", output.display(), stats.blocks, stats.bytes);
+            }
         }
         CarCommand::Import { file } => {
             let store = local_store(home)?;
@@ -222,8 +246,16 @@ pub(crate) async fn car(home: &Home, command: CarCommand) -> anyhow::Result<Exit
             if imported.roots.is_empty() {
                 bail!("{} declares no root", file.display());
             }
-            for root in &imported.roots {
-                println!("{root}");
+            if json {
+                crate::print_json(&json!({
+                    "roots": imported.roots.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "blocks": imported.stats.blocks,
+                    "bytes": imported.stats.bytes,
+                }))?;
+            } else {
+                for root in &imported.roots {
+                    println!("{root}");
+                }
             }
         }
     }

@@ -65,7 +65,8 @@ impl Home {
         self.root.join("blocks")
     }
 
-    fn endpoints_file(&self) -> PathBuf {
+    /// Where a running dev stack's endpoints are written.
+    pub(crate) fn endpoints_file(&self) -> PathBuf {
         self.root.join("dev.json")
     }
 
@@ -89,15 +90,5 @@ impl Home {
     pub(crate) fn endpoints(&self) -> Option<Endpoints> {
         let bytes = std::fs::read(self.endpoints_file()).ok()?;
         serde_json::from_slice(&bytes).ok()
-    }
-
-    /// The gateway to talk to: `explicit` if given, else the dev stack's, else the default.
-    pub(crate) fn gateway_url(&self, explicit: Option<&str>) -> String {
-        explicit
-            .map(str::to_string)
-            .or_else(|| self.endpoints().map(|e| e.gateway))
-            .unwrap_or_else(|| DEFAULT_GATEWAY.to_string())
-            .trim_end_matches('/')
-            .to_string()
     }
 }

@@ -1,4 +1,5 @@
-//! Job commands over the gateway's HTTP API: `run`, `status`, `logs`, `cancel`, `workers`.
+//! Job commands over the gateway's HTTP API: `run`, `status`, `logs`, `cancel`, `jobs list`,
+//! `workers`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -77,14 +78,11 @@ pub(crate) struct RunArgs {
     api: ApiArgs,
 }
 
-/// `shoal status` / `shoal logs`.
+/// `shoal status` / `shoal logs` / `shoal cancel`.
 #[derive(Args)]
 pub(crate) struct JobArgs {
     /// The job id.
     job: String,
-    /// Print the job record as JSON.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -160,12 +158,16 @@ impl RunArgs {
 }
 
 /// `shoal run`: submits, then (unless `--no-wait`) shows progress until the job ends and prints
-/// the output CID. Exits 1 if the job failed.
-pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home, &args.api);
+/// the output CID (with `--json`: the job as `status` shows it). Exits 1 if the job failed.
+pub(crate) async fn run(home: &Home, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home, &args.api)?;
     let job = api.submit(&args.spec()?, args.idempotency_key.as_deref()).await?;
     if args.no_wait {
-        println!("{}", job.id);
+        if json {
+            crate::print_json(&job)?;
+        } else {
+            println!("{}", job.id);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("job {} submitted (shard {})", job.id, job.shard);
@@ -174,12 +176,13 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
     bar.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut delay = Duration::from_millis(50);
-    let job = loop {
-        let JobStatus { job, tasks, .. } = api.job(&job.id).await?;
+    let status = loop {
+        let status = api.job(&job.id).await?;
+        let JobStatus { job, tasks, .. } = &status;
         // A success's acceptance, or a failure the program would meet anywhere, is final once
         // the verifier has checked it.
         let awaiting_verdict = !args.early && job.state.is_terminal() && !job.is_final();
-        match &tasks {
+        match tasks {
             // The bar counts files; with batches, the tasks they run in are shown beside it.
             Some(tasks) if !job.state.is_terminal() => {
                 if bar.length() != Some(tasks.total) {
@@ -200,10 +203,10 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
                 bar.set_message(if message.is_empty() { String::new() } else { format!("({})", message.join(", ")) });
             }
             _ if awaiting_verdict => bar.set_message(format!("job {} {}; awaiting the verifier", job.id, job.state)),
-            _ => bar.set_message(format!("job {} {}", job.id, describe(&job))),
+            _ => bar.set_message(format!("job {} {}", job.id, describe(job))),
         }
         if job.state.is_terminal() && !awaiting_verdict {
-            if let Some(tasks) = &tasks {
+            if let Some(tasks) = tasks {
                 eprintln!(
                     "{} of {} files succeeded, {} failed ({} tasks)",
                     tasks.succeeded, tasks.total, tasks.failed, tasks.tasks
@@ -212,7 +215,7 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
                     eprintln!("  {} ({}): {}", failure.name, failure.reason, failure.message);
                 }
             }
-            break job;
+            break status;
         }
         if Instant::now() >= deadline {
             bar.finish_and_clear();
@@ -228,7 +231,7 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<ExitCode> 
         delay = (delay * 2).min(Duration::from_millis(500));
     };
     bar.finish_and_clear();
-    report(&job)
+    report(&status, json)
 }
 
 /// A short description of where a job is.
@@ -239,8 +242,13 @@ fn describe(job: &Job) -> String {
     }
 }
 
-/// Prints a finished job's result (output CID on stdout) or failure; the exit code says which.
-fn report(job: &Job) -> anyhow::Result<ExitCode> {
+/// Prints a finished job's result (output CID, or with `json` the whole status, on stdout) or
+/// failure; the exit code says which.
+fn report(status: &JobStatus, json: bool) -> anyhow::Result<ExitCode> {
+    let job = &status.job;
+    if json {
+        crate::print_json(status)?;
+    }
     match (job.state, &job.result, &job.failure) {
         (JobState::Succeeded, Some(result), _) => {
             let acceptance = job.acceptance().unwrap_or(Acceptance::Pending);
@@ -250,7 +258,9 @@ fn report(job: &Job) -> anyhow::Result<ExitCode> {
                 "job {} succeeded ({acceptance}, {label}): exit code {}, {} fuel, fetch {} ms, run {} ms",
                 job.id, result.exit_code, result.fuel_consumed, result.fetch_ms, result.run_ms
             );
-            println!("{}", result.output);
+            if !json {
+                println!("{}", result.output);
+            }
             Ok(ExitCode::SUCCESS)
         }
         (_, _, Some(failure)) => {
@@ -265,11 +275,11 @@ fn report(job: &Job) -> anyhow::Result<ExitCode> {
 }
 
 /// `shoal status JOB`.
-pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home, &args.api);
+pub(crate) async fn status(home: &Home, args: JobArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home, &args.api)?;
     let status = api.job(&args.job).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+    if json {
+        crate::print_json(&status)?;
         return Ok(ExitCode::SUCCESS);
     }
     let JobStatus { job, tasks, acceptance, webhook_attempts } = status;
@@ -351,9 +361,10 @@ pub(crate) async fn status(home: &Home, args: JobArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// `shoal logs JOB`: the latest execution's stdout, then its stderr.
-pub(crate) async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home, &args.api);
+/// `shoal logs JOB`: the latest execution's stdout, then its stderr (with `--json`, both as
+/// text in one document, beside their CIDs).
+pub(crate) async fn logs(home: &Home, args: JobArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home, &args.api)?;
     let job = api.job(&args.job).await?.job;
     let Some(execution) = job.executions.iter().rev().find(|e| e.outcome.is_some()) else {
         bail!("job {} has no finished execution yet ({})", job.id, job.state);
@@ -377,11 +388,26 @@ pub(crate) async fn logs(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode>
             anyhow::Ok(chunks.concat())
         }
     };
-    if let Some(cid) = stdout {
-        print!("{}", String::from_utf8_lossy(&read(cid).await?));
-    }
-    if let Some(cid) = stderr {
-        eprint!("{}", String::from_utf8_lossy(&read(cid).await?));
+    let stdout_text = match stdout {
+        Some(cid) => Some(String::from_utf8_lossy(&read(cid).await?).into_owned()),
+        None => None,
+    };
+    let stderr_text = match stderr {
+        Some(cid) => Some(String::from_utf8_lossy(&read(cid).await?).into_owned()),
+        None => None,
+    };
+    if json {
+        crate::print_json(&json!({
+            "job": job.id,
+            "execution": execution.id,
+            "stdout": stdout_text,
+            "stdout_cid": stdout,
+            "stderr": stderr_text,
+            "stderr_cid": stderr,
+        }))?;
+    } else {
+        print!("{}", stdout_text.unwrap_or_default());
+        eprint!("{}", stderr_text.unwrap_or_default());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -395,9 +421,6 @@ pub(crate) struct ListArgs {
     /// At most this many jobs.
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// Print the jobs as JSON, one object per line.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -410,10 +433,11 @@ pub(crate) enum JobsCommand {
 }
 
 /// `shoal jobs list`: a line per job (id, state, creation time, program, acceptance or failure
-/// reason), following the listing's pages up to `--limit`.
-pub(crate) async fn jobs(home: &Home, command: JobsCommand) -> anyhow::Result<ExitCode> {
+/// reason), following the listing's pages up to `--limit`; with `--json`, `{"jobs": [...]}`.
+pub(crate) async fn jobs(home: &Home, command: JobsCommand, json: bool) -> anyhow::Result<ExitCode> {
     let JobsCommand::List(args) = command;
-    let api = Api::new(home, &args.api);
+    let api = Api::new(home, &args.api)?;
+    let mut listed = Vec::new();
     let mut cursor: Option<String> = None;
     let mut left = args.limit;
     while left > 0 {
@@ -427,8 +451,8 @@ pub(crate) async fn jobs(home: &Home, command: JobsCommand) -> anyhow::Result<Ex
         let page = api.jobs(&query).await?;
         let jobs = page["jobs"].as_array().cloned().unwrap_or_default();
         for job in jobs.iter().take(left) {
-            if args.json {
-                println!("{job}");
+            if json {
+                listed.push(job.clone());
             } else {
                 let text = |field: &str| job[field].as_str().unwrap_or("-").to_string();
                 let verdict = job["acceptance"].as_str().or(job["failure_reason"].as_str()).unwrap_or("-");
@@ -441,15 +465,18 @@ pub(crate) async fn jobs(home: &Home, command: JobsCommand) -> anyhow::Result<Ex
             _ => break,
         }
     }
+    if json {
+        crate::print_json(&json!({ "jobs": listed }))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `shoal cancel`: cancels a job (and a fanned-out job's tasks).
-pub(crate) async fn cancel(home: &Home, args: JobArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home, &args.api);
+pub(crate) async fn cancel(home: &Home, args: JobArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home, &args.api)?;
     let status = api.cancel(&args.job).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+    if json {
+        crate::print_json(&status)?;
     } else {
         println!("{} {}", status.job.id, status.job.state);
     }
@@ -463,11 +490,16 @@ pub(crate) struct WorkersArgs {
     api: ApiArgs,
 }
 
-/// `shoal workers`: the live workers, one per line.
-pub(crate) async fn workers(home: &Home, args: WorkersArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(home, &args.api);
+/// `shoal workers`: the live workers, one per line (with `--json`, `{"workers": [...]}`).
+pub(crate) async fn workers(home: &Home, args: WorkersArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home, &args.api)?;
+    let workers = api.workers().await?;
+    if json {
+        crate::print_json(&json!({ "workers": workers }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let now = shoal_jobs::now_ms();
-    for member in api.workers().await? {
+    for member in workers {
         let info = &member.info;
         let labels: Vec<String> = info.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use serde_json::json;
 use shoal_jobs::{redis_urls, ApiKeys, Quotas, RedisConnection, Role, Tenant};
 
 use crate::quarantine::RedisArgs;
@@ -85,16 +86,27 @@ async fn api_keys(redis: &RedisArgs) -> anyhow::Result<ApiKeys> {
 }
 
 /// `shoal keys create|list|revoke`.
-pub(crate) async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn keys(command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Create { tenant, operator, redis } => {
             let role = if operator { Role::Operator } else { Role::Tenant };
             let key = api_keys(&redis).await?.create(&tenant, role).await?;
             eprintln!("key {} for tenant {tenant} ({role:?}); it is not shown again:", key.principal.key_id);
-            println!("{}", key.secret);
+            if json {
+                let mut record = serde_json::to_value(&key.principal)?;
+                record["secret"] = json!(key.secret);
+                crate::print_json(&record)?;
+            } else {
+                println!("{}", key.secret);
+            }
         }
         KeysCommand::List(redis) => {
-            for key in api_keys(&redis).await?.list().await? {
+            let keys = api_keys(&redis).await?.list().await?;
+            if json {
+                crate::print_json(&json!({ "keys": keys }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for key in keys {
                 println!("{}\t{}\t{:?}\tcreated {}", key.key_id, key.tenant, key.role, key.created_at_ms);
             }
         }
@@ -103,18 +115,22 @@ pub(crate) async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("no key with id {id}");
                 return Ok(ExitCode::FAILURE);
             }
-            println!("revoked {id}");
+            if json {
+                crate::print_json(&json!({ "revoked": id }))?;
+            } else {
+                println!("revoked {id}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `shoal tenants show|set-quotas`.
-pub(crate) async fn tenants(command: TenantsCommand) -> anyhow::Result<ExitCode> {
+/// `shoal tenants show|set-quotas|webhook-secret` (quotas print as JSON with or without `--json`).
+pub(crate) async fn tenants(command: TenantsCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         TenantsCommand::Show { tenant, redis } => {
             let quotas = api_keys(&redis).await?.quotas(&tenant).await?;
-            println!("{}", serde_json::to_string_pretty(&quotas)?);
+            crate::print_json(&quotas)?;
         }
         TenantsCommand::SetQuotas(args) => {
             let keys = api_keys(&args.redis).await?;
@@ -129,7 +145,7 @@ pub(crate) async fn tenants(command: TenantsCommand) -> anyhow::Result<ExitCode>
             set(&mut quotas.max_fan_out, args.max_fan_out);
             set(&mut quotas.max_fuel, args.max_fuel);
             keys.set_quotas(&args.tenant, &quotas).await?;
-            println!("{}", serde_json::to_string_pretty(&quotas)?);
+            crate::print_json(&quotas)?;
         }
         TenantsCommand::WebhookSecret { tenant, rotate, redis } => {
             let keys = api_keys(&redis).await?;
@@ -137,7 +153,11 @@ pub(crate) async fn tenants(command: TenantsCommand) -> anyhow::Result<ExitCode>
                 Some(secret) if !rotate => secret,
                 _ => keys.new_webhook_secret(&tenant).await?,
             };
-            println!("{secret}");
+            if json {
+                crate::print_json(&json!({ "tenant": tenant, "secret": secret }))?;
+            } else {
+                println!("{secret}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

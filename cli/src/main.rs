@@ -2,10 +2,12 @@
 //!
 //! Services: `dev` (the whole embedded stack), `gateway`, `worker`, `content` (the trustless
 //! gateway over a block store), `verifier`. User commands: `add`, `get`, `cat`, `car`
-//! (content), `run`, `status`, `logs`, `cancel`, `workers` (over the gateway's HTTP API);
-//! `keys`, `tenants`, `quarantine` (operators, over Redis).
+//! (content), `run`, `status`, `logs`, `cancel`, `jobs list`, `workers` (over the gateway's HTTP
+//! API, named by a flag, the environment or the config file: `config`); `keys`, `tenants`,
+//! `quarantine` (operators, over Redis). With `--json` a user command prints one JSON document.
 
 mod api;
+mod config;
 mod content;
 mod dev;
 mod home;
@@ -27,6 +29,11 @@ struct Cli {
     /// Where local state lives: the block store, the dev stack's Redis data and its endpoints.
     #[arg(long, global = true, env = "SHOAL_HOME", default_value = ".shoal")]
     home: PathBuf,
+    /// Print the result as one JSON document on standard output (errors stay on standard error
+    /// with a non-zero exit). Every user command takes it but `cat`, which prints the file's
+    /// bytes; services, `completions` and `redis-acl` refuse it.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +70,9 @@ enum Command {
     /// List jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Set or show the config file's gateway and API key.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Print a shell completion script (`shoal completions bash > /etc/bash_completion.d/shoal`).
     Completions {
         /// The shell.
@@ -104,26 +114,54 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+impl Command {
+    /// Why the command prints no JSON, if it does not.
+    fn without_json(&self) -> Option<&'static str> {
+        match self {
+            Command::Dev(_) | Command::Gateway(_) | Command::Worker(_) | Command::Content(_) | Command::Verifier(_) => {
+                Some("services log to standard error (SHOAL_LOG_FORMAT=json makes those lines JSON)")
+            }
+            Command::Cat(_) => Some("`shoal cat` prints the file's bytes"),
+            Command::Completions { .. } => Some("`shoal completions` prints a shell script"),
+            Command::RedisAcl(_) => Some("`shoal redis-acl` writes Redis's ACL file"),
+            _ => None,
+        }
+    }
+}
+
+/// Prints `value` as the command's one JSON document on standard output.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let home = home::Home::new(cli.home);
+    let json = cli.json;
+    if json {
+        if let Some(why) = cli.command.without_json() {
+            anyhow::bail!("--json does not apply here: {why}");
+        }
+    }
     match cli.command {
         Command::Dev(args) => dev::run(&home, args).await,
         Command::Gateway(args) => services::gateway(args).await,
         Command::Worker(args) => services::worker(&home, args).await,
         Command::Content(args) => services::content(&home, args).await,
         Command::Verifier(args) => services::verifier(&home, args).await,
-        Command::Add(args) => content::add(&home, args).await,
-        Command::Get(args) => content::get(&home, args).await,
+        Command::Add(args) => content::add(&home, args, json).await,
+        Command::Get(args) => content::get(&home, args, json).await,
         Command::Cat(args) => content::cat(&home, args).await,
-        Command::Car(command) => content::car(&home, command).await,
-        Command::Run(args) => jobs::run(&home, args).await,
-        Command::Receipt(command) => receipt::run(&home, command).await,
-        Command::Quarantine(command) => quarantine::run(command).await,
+        Command::Car(command) => content::car(&home, command, json).await,
+        Command::Run(args) => jobs::run(&home, args, json).await,
+        Command::Receipt(command) => receipt::run(&home, command, json).await,
+        Command::Quarantine(command) => quarantine::run(command, json).await,
         Command::RedisAcl(args) => redis_users::run(args),
-        Command::Status(args) => jobs::status(&home, args).await,
-        Command::Logs(args) => jobs::logs(&home, args).await,
-        Command::Cancel(args) => jobs::cancel(&home, args).await,
-        Command::Jobs(command) => jobs::jobs(&home, command).await,
+        Command::Status(args) => jobs::status(&home, args, json).await,
+        Command::Logs(args) => jobs::logs(&home, args, json).await,
+        Command::Cancel(args) => jobs::cancel(&home, args, json).await,
+        Command::Jobs(command) => jobs::jobs(&home, command, json).await,
+        Command::Config(command) => config::run(&home, command, json).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -133,8 +171,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Workers(args) => jobs::workers(&home, args).await,
-        Command::Keys(command) => keys::keys(command).await,
-        Command::Tenants(command) => keys::tenants(command).await,
+        Command::Workers(args) => jobs::workers(&home, args, json).await,
+        Command::Keys(command) => keys::keys(command, json).await,
+        Command::Tenants(command) => keys::tenants(command, json).await,
     }
 }

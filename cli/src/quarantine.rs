@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use serde_json::json;
 use shoal_jobs::{redis_urls, Membership, RedisConnection};
 
 /// `shoal quarantine`.
@@ -29,7 +30,7 @@ pub(crate) struct RedisArgs {
 }
 
 /// `shoal quarantine list|readmit`.
-pub(crate) async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: QuarantineCommand, json: bool) -> anyhow::Result<ExitCode> {
     let redis = match &command {
         QuarantineCommand::List(args) | QuarantineCommand::Readmit { redis: args, .. } => &args.redis,
     };
@@ -37,7 +38,20 @@ pub(crate) async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> 
     let membership = Membership::new(conn);
     match command {
         QuarantineCommand::List(_) => {
-            for (worker, why) in membership.quarantined().await? {
+            let quarantined = membership.quarantined().await?;
+            if json {
+                let workers: Vec<_> = quarantined
+                    .into_iter()
+                    .map(|(worker, why)| {
+                        let mut record = json!(why);
+                        record["worker"] = json!(worker);
+                        record
+                    })
+                    .collect();
+                crate::print_json(&json!({ "quarantined": workers }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for (worker, why) in quarantined {
                 println!(
                     "{worker}\t{}\tcaught on job {} by {} after {} settled jobs",
                     why.reason, why.job, why.verifier, why.settled
@@ -49,7 +63,11 @@ pub(crate) async fn run(command: QuarantineCommand) -> anyhow::Result<ExitCode> 
                 eprintln!("{worker} is not quarantined");
                 return Ok(ExitCode::FAILURE);
             }
-            println!("readmitted {worker}");
+            if json {
+                crate::print_json(&json!({ "readmitted": worker }))?;
+            } else {
+                println!("readmitted {worker}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

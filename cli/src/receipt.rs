@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use serde_json::json;
 use shoal_content::parse_cid;
 use shoal_jobs::{ExecutionOutcome, PublicKey, SignedReceipt};
 
@@ -31,8 +32,9 @@ pub(crate) struct VerifyArgs {
     sources: SourceArgs,
 }
 
-/// `shoal receipt verify`: exit 0 when the receipt is genuine (and by `--key`), 1 when not.
-pub(crate) async fn run(home: &Home, command: ReceiptCommand) -> anyhow::Result<ExitCode> {
+/// `shoal receipt verify`: exit 0 when the receipt is genuine (and by `--key`), 1 when not
+/// (with `--json`, either way `{"cid", "valid", "invalid", "receipt"}`).
+pub(crate) async fn run(home: &Home, command: ReceiptCommand, json: bool) -> anyhow::Result<ExitCode> {
     let ReceiptCommand::Verify(args) = command;
     let bytes = if Path::new(&args.receipt).is_file() {
         std::fs::read(&args.receipt).with_context(|| format!("reading {}", args.receipt))?
@@ -42,27 +44,36 @@ pub(crate) async fn run(home: &Home, command: ReceiptCommand) -> anyhow::Result<
     };
     let signed = SignedReceipt::from_bytes(&bytes)?;
     let receipt = &signed.receipt;
-    println!("receipt    {}", signed.cid());
-    println!("job        {} (invocation {})", receipt.job, receipt.invocation);
-    println!("execution  {} by {} ({})", receipt.execution, receipt.worker, receipt.key);
-    match &receipt.outcome {
-        ExecutionOutcome::Completed(result) => println!(
-            "outcome    exit {}, output {}, stdout {}, stderr {}, fuel {}",
-            result.exit_code, result.output, result.stdout, result.stderr, result.fuel_consumed
-        ),
-        ExecutionOutcome::Failed(failure) => println!("outcome    failed: {}: {}", failure.reason, failure.message),
-    }
-    if let Err(e) = signed.verify_signature() {
-        println!("INVALID: {e}");
-        return Ok(ExitCode::FAILURE);
-    }
-    if let Some(expected) = &args.key {
-        let expected: PublicKey = expected.parse()?;
-        if expected != receipt.key {
-            println!("INVALID: signed by {}, not by {expected}", receipt.key);
-            return Ok(ExitCode::FAILURE);
+    let expected: Option<PublicKey> = args.key.as_deref().map(str::parse).transpose()?;
+    let invalid = match (signed.verify_signature(), expected) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(()), Some(expected)) if expected != receipt.key => {
+            Some(format!("signed by {}, not by {expected}", receipt.key))
+        }
+        (Ok(()), _) => None,
+    };
+    if json {
+        crate::print_json(&json!({
+            "cid": signed.cid().to_string(),
+            "valid": invalid.is_none(),
+            "invalid": invalid,
+            "receipt": receipt,
+        }))?;
+    } else {
+        println!("receipt    {}", signed.cid());
+        println!("job        {} (invocation {})", receipt.job, receipt.invocation);
+        println!("execution  {} by {} ({})", receipt.execution, receipt.worker, receipt.key);
+        match &receipt.outcome {
+            ExecutionOutcome::Completed(result) => println!(
+                "outcome    exit {}, output {}, stdout {}, stderr {}, fuel {}",
+                result.exit_code, result.output, result.stdout, result.stderr, result.fuel_consumed
+            ),
+            ExecutionOutcome::Failed(failure) => println!("outcome    failed: {}: {}", failure.reason, failure.message),
+        }
+        match &invalid {
+            Some(why) => println!("INVALID: {why}"),
+            None => println!("valid: signed by {}", receipt.key),
         }
     }
-    println!("valid: signed by {}", receipt.key);
-    Ok(ExitCode::SUCCESS)
+    Ok(if invalid.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

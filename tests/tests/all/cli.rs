@@ -1,6 +1,7 @@
 //! The `shoal` command as a user runs it: `shoal dev` in the background, then `add`, `run`
 //! (also fanned out: `--each`, `--each-input`, `--batch`), `status`, `logs`, `get`, `cat` and
-//! `car export|import` as separate processes.
+//! `car export|import` as separate processes; the gateway and key from flags, the environment
+//! or the config file; `--json`.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -28,8 +29,18 @@ impl Drop for Dev {
     }
 }
 
+/// `shoal --home HOME`, minding no gateway, key or config file of whoever runs the tests.
+fn command(home: &Path) -> Command {
+    let mut command = Command::new(shoal_binary().unwrap());
+    command.arg("--home").arg(home).env("XDG_CONFIG_HOME", home.join("no-config"));
+    for variable in ["SHOAL_GATEWAY", "SHOAL_API_KEY", "SHOAL_CONFIG", "SHOAL_PROFILE"] {
+        command.env_remove(variable);
+    }
+    command
+}
+
 fn shoal(home: &Path, args: &[&str]) -> Output {
-    let output = Command::new(shoal_binary().unwrap()).arg("--home").arg(home).args(args).output().unwrap();
+    let output = command(home).args(args).output().unwrap();
     assert!(
         output.status.success(),
         "shoal {args:?} failed: {}\n{}",
@@ -41,6 +52,19 @@ fn shoal(home: &Path, args: &[&str]) -> Output {
 
 fn stdout_line(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap().trim().to_string()
+}
+
+/// The one JSON document `shoal --json …` printed.
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The error a failing `shoal` printed, after checking it failed and printed nothing on stdout.
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "succeeded: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(output.stdout.is_empty(), "{}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -67,6 +91,8 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     std::fs::write(work.path().join("hello.txt"), b"hello world\n").unwrap();
     let input = stdout_line(&shoal(home.path(), &["add", "--quiet", work.path().join("hello.txt").to_str().unwrap()]));
     assert_eq!(input, "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
+    let added = json(&shoal(home.path(), &["add", work.path().join("hello.txt").to_str().unwrap(), "--json"]));
+    assert_eq!((added["cid"].as_str(), added["size"].as_u64()), (Some(input.as_str()), Some(12)));
     let program_path = repo_root().join("programs/wasm/echo-hash.wasm");
     let program = stdout_line(&shoal(home.path(), &["add", "--quiet", program_path.to_str().unwrap()]));
 
@@ -87,6 +113,12 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let output = stdout_line(&run);
     let stderr = String::from_utf8_lossy(&run.stderr);
     let job = stderr.split_whitespace().nth(1).expect("`job <id> submitted` on stderr").to_string();
+    // With --json, the finished job as `status --json` shows it.
+    let ran = json(&shoal(home.path(), &["--json", "run", "--program", &program, "--input", &input, "--early"]));
+    assert_eq!(ran["state"], "succeeded", "{ran}");
+    assert!(ran["result"]["output"].is_string() && ran["executions"].as_array().is_some_and(|e| !e.is_empty()));
+    let queued = json(&shoal(home.path(), &["run", "--program", &program, "--no-wait", "--json"]));
+    assert!(queued["id"].is_string() && queued["spec"]["program"] == program.as_str(), "{queued}");
 
     let status = stdout_line(&shoal(home.path(), &["status", &job]));
     assert!(status.contains("succeeded") && status.contains(&output), "{status}");
@@ -132,13 +164,34 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let logs = stdout_line(&shoal(home.path(), &["logs", &job]));
     assert!(logs.contains("hi"), "stdout has the argument: {logs}");
 
+    // Every user command's --json is one document with the fields a script wants.
+    let logs = json(&shoal(home.path(), &["logs", &job, "--json"]));
+    assert!(logs["stdout"].as_str().unwrap().contains("hi") && logs["stdout_cid"].is_string(), "{logs}");
+    let verified = json(&shoal(home.path(), &["receipt", "verify", receipt, "--key", key, "--json"]));
+    assert_eq!((&verified["valid"], &verified["cid"]), (&serde_json::json!(true), &serde_json::json!(receipt)));
+    assert_eq!(verified["receipt"]["key"], key);
+    let workers = json(&shoal(home.path(), &["workers", "--json"]));
+    assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "{workers}");
+    let keys = json(&shoal(home.path(), &["keys", "list", "--redis", redis, "--json"]));
+    assert_eq!(keys["keys"][0]["tenant"], "local", "{keys}");
+    let quotas = json(&shoal(home.path(), &["tenants", "show", "local", "--redis", redis, "--json"]));
+    assert!(quotas.is_object(), "{quotas}");
+    assert_eq!(
+        json(&shoal(home.path(), &["quarantine", "list", "--redis", redis, "--json"])),
+        serde_json::json!({"quarantined": []})
+    );
+    let status = json(&shoal(home.path(), &["status", &job, "--json"]));
+    assert_eq!((&status["id"], &status["result"]["output"]), (&serde_json::json!(job), &serde_json::json!(output)));
+    // An error is no JSON: a message on stderr and a failing exit.
+    let finished = failure(&command(home.path()).args(["cancel", &job, "--json"]).output().unwrap());
+    assert!(finished.contains("409") && finished.contains("before it could be cancelled"), "{finished}");
+    let bytes = failure(&command(home.path()).args(["--json", "cat", &input]).output().unwrap());
+    assert!(bytes.contains("--json does not apply") && bytes.contains("cat"), "{bytes}");
+
     // The job is listed, as JSON or a line each.
-    let listed = stdout_line(&shoal(home.path(), &["jobs", "list", "--json"]));
-    let ids: Vec<String> = listed
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_str().unwrap().to_string())
-        .collect();
-    assert!(ids.contains(&job), "{listed}");
+    let listed = json(&shoal(home.path(), &["jobs", "list", "--json"]));
+    let ids: Vec<&str> = listed["jobs"].as_array().unwrap().iter().map(|job| job["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&job.as_str()), "{listed}");
     let one = stdout_line(&shoal(home.path(), &["jobs", "list", "--state", "succeeded", "--limit", "1"]));
     assert_eq!(one.lines().count(), 1, "{one}");
     assert!(one.contains("\tsucceeded\t"), "{one}");
@@ -166,6 +219,12 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
         .unwrap();
     assert!(!keyless.status.success());
     assert!(String::from_utf8_lossy(&keyless.stderr).contains("401"), "{}", String::from_utf8_lossy(&keyless.stderr));
+    config_file_names_the_gateway_and_key(
+        elsewhere.path(),
+        &job,
+        written["gateway"].as_str().unwrap(),
+        written["api_key"].as_str().unwrap(),
+    );
 
     let completions = stdout_line(&shoal(home.path(), &["completions", "bash"]));
     assert!(completions.contains("_shoal") && completions.contains("cancel"), "a bash completion script for shoal");
@@ -225,4 +284,77 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     assert!(digest.ends_with("  p2/cells.txt"), "{digest}");
     drop(dev);
     assert!(!endpoints.exists(), "shoal dev removes its endpoints when it stops");
+}
+
+/// From a home that knows no stack, with `HOME` holding only a config file `shoal config set`
+/// wrote: its gateway and key are used; the environment beats it, a flag beats the environment;
+/// a profile is chosen by `--profile` or `SHOAL_PROFILE`; a file others may read is refused
+/// while it holds a key, a malformed one named with its line.
+fn config_file_names_the_gateway_and_key(elsewhere: &Path, job: &str, gateway: &str, key: &str) {
+    let user = tempfile::tempdir().unwrap();
+    let file = user.path().join(".config/shoal/config.toml");
+    let shoal_as_user = |args: &[&str]| {
+        let mut command = command(elsewhere);
+        command.env("HOME", user.path()).env_remove("XDG_CONFIG_HOME").args(args);
+        command
+    };
+    let ok = |command: &mut Command| {
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        output
+    };
+    ok(&mut shoal_as_user(&["config", "set", "gateway", gateway]));
+    // The key from standard input, out of the shell's history.
+    let mut set_key =
+        shoal_as_user(&["config", "set", "api-key"]).stdin(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    std::io::Write::write_all(&mut set_key.stdin.take().unwrap(), format!("{key}\n").as_bytes()).unwrap();
+    assert!(set_key.wait().unwrap().success());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let status = json(&ok(&mut shoal_as_user(&["status", job, "--json"])));
+    assert_eq!(status["id"], job);
+    let shown = json(&ok(&mut shoal_as_user(&["config", "show", "--json"])));
+    assert_eq!(shown["gateway"]["url"], gateway.trim_end_matches('/'));
+    assert_eq!(shown["gateway"]["from"], file.display().to_string());
+    let prefix = shown["api_key"]["prefix"].as_str().unwrap();
+    assert!(prefix.starts_with("shoal_") && prefix.len() < key.len(), "only the key's first characters: {prefix}");
+    let text = String::from_utf8(ok(&mut shoal_as_user(&["config", "show"])).stdout).unwrap();
+    assert!(!text.contains(key) && text.contains(&prefix[..10]), "{text}");
+
+    // The environment beats the file, a flag the environment.
+    let dead = "http://127.0.0.1:9";
+    let unreachable = failure(&shoal_as_user(&["status", job]).env("SHOAL_GATEWAY", dead).output().unwrap());
+    assert!(unreachable.contains("cannot reach the gateway at http://127.0.0.1:9"), "{unreachable}");
+    let bad_key = "shoal_0000000000000000000000000000000000000000000000000000000000000000";
+    let refused = failure(&shoal_as_user(&["status", job]).env("SHOAL_API_KEY", bad_key).output().unwrap());
+    assert!(refused.contains("401"), "{refused}");
+    ok(shoal_as_user(&["status", job, "--gateway", gateway]).env("SHOAL_GATEWAY", dead));
+    ok(shoal_as_user(&["status", job, "--api-key", key]).env("SHOAL_API_KEY", bad_key));
+
+    // A profile is a gateway and key of its own: none of the top level's is sent with it.
+    ok(&mut shoal_as_user(&["config", "set", "gateway", dead, "--profile", "dead"]));
+    let profiled = failure(&shoal_as_user(&["status", job, "--profile", "dead"]).output().unwrap());
+    assert!(profiled.contains("cannot reach the gateway at http://127.0.0.1:9"), "{profiled}");
+    let shown = json(&ok(shoal_as_user(&["config", "show", "--json"]).env("SHOAL_PROFILE", "dead")));
+    assert_eq!((&shown["profile"], &shown["api_key"]), (&serde_json::json!("dead"), &serde_json::Value::Null));
+    let unknown = failure(&shoal_as_user(&["status", job, "--profile", "nope"]).output().unwrap());
+    assert!(unknown.contains("no profile \"nope\"") && unknown.contains("dead"), "{unknown}");
+
+    // A key others may read is refused, as ssh refuses such keys.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let open = failure(&shoal_as_user(&["status", job]).output().unwrap());
+    assert!(open.contains("chmod 600") && open.contains(&file.display().to_string()), "{open}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\ngateway http://elsewhere\n")).unwrap();
+    let malformed = failure(&shoal_as_user(&["status", job]).output().unwrap());
+    let line = text.lines().count() + 2;
+    assert!(
+        malformed.contains(&file.display().to_string()) && malformed.contains(&format!("line {line}")),
+        "{malformed}"
+    );
 }
