@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::connection::RedisConnection;
 use crate::error::StoreError;
@@ -16,7 +17,7 @@ use crate::receipt::PublicKey;
 use crate::store::now_ms;
 
 /// What a worker offers, as it registers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerInfo {
     /// The worker's id (its consumer name on the streams).
     pub id: String,
@@ -50,7 +51,7 @@ pub struct Quarantine {
 }
 
 /// A registered worker and when it was last heard from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Member {
     /// What it registered.
     #[serde(flatten)]

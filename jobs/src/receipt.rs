@@ -22,6 +22,7 @@ use cid::Cid;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use multihash_codetable::{Code, MultihashDigest};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::{ContentId, Execution, ExecutionOutcome, Job};
 
@@ -156,7 +157,7 @@ impl<'de> Deserialize<'de> for PublicKey {
 }
 
 /// What a worker states about one execution of one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     /// The job.
@@ -168,6 +169,7 @@ pub struct Receipt {
     /// The worker that ran it.
     pub worker: String,
     /// The key that signs: the one registered for [`Receipt::worker`].
+    #[schema(value_type = String)]
     pub key: PublicKey,
     /// When the worker started it, ms since the Unix epoch.
     pub started_at_ms: u64,
@@ -200,7 +202,7 @@ impl Receipt {
 }
 
 /// A receipt and its signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedReceipt {
     /// What is signed.

@@ -12,6 +12,7 @@ use rand::RngCore;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::connection::RedisConnection;
 use crate::error::StoreError;
@@ -23,8 +24,9 @@ pub const API_KEY_PREFIX: &str = "shoal_";
 
 /// The name of a tenant: 1 to 64 characters of `a-z`, `0-9`, `-` and `_`, starting with a
 /// letter or digit — safe inside Redis keys and URLs as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(examples("acme"))]
 pub struct Tenant(String);
 
 impl Tenant {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
@@ -39,7 +40,7 @@ impl WebhookDelivery {
 }
 
 /// How one delivery attempt went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookAttempt {
     /// The webhook id (the same on retries).
     pub webhook_id: String,
@@ -60,7 +61,7 @@ pub struct WebhookAttempt {
 }
 
 /// What came of a delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The receiver answered 2xx.

@@ -3,12 +3,13 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ContentId;
 use crate::receipt::SignedReceipt;
 
 /// One attempt to run a job on one worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Execution {
     /// Unique within the job: `<worker>-<n>`.
     pub id: String,
@@ -28,7 +29,7 @@ pub struct Execution {
 }
 
 /// How an execution ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ExecutionOutcome {
     /// The program ran to completion (any exit code).
@@ -38,7 +39,7 @@ pub enum ExecutionOutcome {
 }
 
 /// What a completed execution produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionResult {
     /// The guest's exit code (0 is success).
     pub exit_code: i32,
@@ -61,7 +62,7 @@ pub struct ExecutionResult {
 }
 
 /// Why an execution or a job failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Failure {
     /// A stable machine-readable reason.
     pub reason: FailureReason,
@@ -76,7 +77,7 @@ pub struct Failure {
 }
 
 /// Machine-readable failure reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     /// The guest trapped (unreachable, panic, out-of-bounds access…).

@@ -4,13 +4,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::tenants::Tenant;
 
 use super::{ContentId, Execution, ExecutionResult, Failure, FailureReason, JobSpec, VerificationPolicy};
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Accepted and on a stream, not yet picked up.
@@ -64,7 +65,7 @@ impl FromStr for JobState {
 }
 
 /// A job as Shoal tracks it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     /// The job's id (a ULID: unique and sortable by creation time).
     pub id: String,
@@ -98,7 +99,7 @@ pub struct Job {
 
 /// A job as `GET /v1/jobs/{id}` shows it: the record, how far its result is trusted, and for a
 /// fanned-out job how its tasks stand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobStatus {
     /// The job.
     #[serde(flatten)]
@@ -124,7 +125,7 @@ impl JobStatus {
 /// How far a succeeded job's result is trusted. A result is **accepted** only once the verifier
 /// has re-executed the job and agreed, or replaced the worker's result by its own: no accepted
 /// result is a worker's word alone. The others are labelled for what they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Acceptance {
     /// Settled by a worker; the verifier has not looked at it yet.
@@ -237,7 +238,7 @@ impl Job {
 /// How the tasks of a fanned-out job ([`FanOut`]) stand. The counts are of *files* (directory
 /// entries or inputs fanned out over), which with `batch` 1 are also the tasks; `tasks` and
 /// `tasks_finished` count the tasks they were grouped into.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TaskSummary {
     /// Files the job fanned out over.
     pub total: u64,
@@ -270,7 +271,7 @@ impl TaskSummary {
 }
 
 /// One failed file of a fanned-out job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TaskFailure {
     /// The file (directory entry or input name).
     pub name: String,
@@ -283,7 +284,7 @@ pub struct TaskFailure {
 }
 
 /// A verifier's re-execution of a succeeded job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
     /// The verifier's id.
     pub verifier: String,
@@ -307,7 +308,7 @@ pub struct Verification {
 }
 
 /// The verifier's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum VerificationOutcome {
     /// The re-execution produced the same exit code, fuel, output, stdout and stderr.

@@ -17,6 +17,7 @@ use std::str::FromStr;
 
 use cid::Cid;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub use execution::{Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason};
 pub use job::{Acceptance, Job, JobState, JobStatus, TaskFailure, TaskSummary, Verification, VerificationOutcome};
@@ -26,7 +27,12 @@ pub use spec::{
 };
 
 /// A CID carried as its string form in JSON (the `cid` crate's serde form is bytes, for IPLD).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ToSchema)]
+#[schema(
+    value_type = String,
+    description = "An IPFS CID (v0 `Qm…` or v1 `b…`).",
+    examples("bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4")
+)]
 pub struct ContentId(pub Cid);
 
 impl ContentId {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use cid::Cid;
 use multihash_codetable::{Code, MultihashDigest};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ContentId;
 use crate::error::SpecError;
@@ -17,7 +18,7 @@ const JSON_CODEC: u64 = 0x0200;
 const MAX_INPUTS: usize = 1024;
 
 /// What a user asks Shoal to run: a WebAssembly program and its inputs, both named by CID.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// The WebAssembly module (a UnixFS file).
@@ -71,7 +72,7 @@ pub struct JobSpec {
 /// `/outputs/<name>` fails ([`FailureReason::MissingOutput`], naming what the task wrote
 /// instead); other top-level names a batch task writes are not gathered, as they could collide
 /// between tasks. A failed batch task fails each of its files, with the task's failure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FanOut {
     /// What is fanned out over: a directory input's entries (the default) or the inputs.
@@ -91,7 +92,7 @@ pub struct FanOut {
 }
 
 /// What a job fans out over (see [`FanOut`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FanOutOver {
     /// The entries of the directory input `fan_out.input`.
@@ -198,7 +199,7 @@ fn default_entrypoint() -> String {
 }
 
 /// One input: content mounted read-only at a path inside the guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// The content (a UnixFS file or directory).
@@ -221,7 +222,7 @@ fn default_mount() -> String {
 pub const OUTPUTS_MOUNT: &str = "/outputs";
 
 /// Resource limits for one execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Units of wasmtime fuel (about one per wasm instruction).
@@ -263,7 +264,7 @@ impl Limits {
 ///
 /// Only lost executions are retried — a worker that died or hung mid-job. A guest failure
 /// (trap, fuel, memory, …) is final: the same program fails the same way on every worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Executions started before the job fails with [`FailureReason::WorkerLost`] and its entry
@@ -293,7 +294,7 @@ impl Default for RetryPolicy {
 }
 
 /// How a job's result is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VerificationPolicy {
     /// No re-execution.
@@ -453,7 +454,7 @@ impl JobSpec {
 }
 
 /// A job's webhook: the URL Shoal POSTs events to, and which events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Notify {
     /// An `http` or `https` URL, at most 2,048 characters. Private, loopback and link-local
@@ -480,7 +481,7 @@ impl Notify {
 }
 
 /// What a webhook tells of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 pub enum WebhookEvent {
     /// The job succeeded (again after a verifier's correction of a failure).
     #[serde(rename = "job.succeeded")]
