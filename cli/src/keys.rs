@@ -3,10 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use shoal_jobs::{redis_urls, ApiKeys, Quotas, RedisConnection, Role, Tenant};
+use shoal_jobs::{ApiKeys, Quotas, Role, Tenant};
 
 use crate::quarantine::RedisArgs;
 
@@ -81,8 +80,7 @@ pub(crate) struct SetQuotasArgs {
 }
 
 async fn api_keys(redis: &RedisArgs) -> anyhow::Result<ApiKeys> {
-    let conn = RedisConnection::open(&redis_urls(&redis.redis)).await.context("connecting to Redis")?;
-    Ok(ApiKeys::new(conn))
+    Ok(ApiKeys::new(redis.connect().await?))
 }
 
 /// `shoal keys create|list|revoke`.

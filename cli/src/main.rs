@@ -13,6 +13,7 @@ mod dev;
 mod home;
 mod jobs;
 mod keys;
+mod probe;
 mod quarantine;
 mod receipt;
 mod redis_users;
@@ -89,6 +90,8 @@ enum Command {
     /// Check workers' signed receipts.
     #[command(subcommand)]
     Receipt(receipt::ReceiptCommand),
+    /// Exit 0 if a URL answers 2xx: a health check for containers (`shoal probe URL`).
+    Probe(probe::ProbeArgs),
     /// Write the Redis ACL file of Shoal's users (one per role), for a Redis run elsewhere.
     RedisAcl(redis_users::RedisAclArgs),
     /// List quarantined workers, or readmit one (operators).
@@ -157,6 +160,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Receipt(command) => receipt::run(&home, command, json).await,
         Command::Quarantine(command) => quarantine::run(command, json).await,
         Command::RedisAcl(args) => redis_users::run(args),
+        Command::Probe(args) => probe::run(args, json).await,
         Command::Status(args) => jobs::status(&home, args, json).await,
         Command::Logs(args) => jobs::logs(&home, args, json).await,
         Command::Cancel(args) => jobs::cancel(&home, args, json).await,

@@ -7,6 +7,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use shoal_jobs::{redis_urls, Membership, RedisConnection};
 
+use crate::redis_users::with_password;
+
 /// `shoal quarantine`.
 #[derive(Subcommand)]
 pub(crate) enum QuarantineCommand {
@@ -21,21 +23,32 @@ pub(crate) enum QuarantineCommand {
     },
 }
 
-/// Where the job store is.
+/// Where the job store is, logged in to as its admin.
 #[derive(Args)]
 pub(crate) struct RedisArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
-    pub(crate) redis: String,
+    redis: String,
+    /// The admin's password, if the URL holds none (kept apart from it: docker-compose's env
+    /// files).
+    #[arg(long, env = "SHOAL_REDIS_ADMIN_PASSWORD", hide_env_values = true)]
+    redis_password: Option<String>,
+}
+
+impl RedisArgs {
+    /// A connection to the Redis these arguments name.
+    pub(crate) async fn connect(&self) -> anyhow::Result<RedisConnection> {
+        let urls = with_password(&self.redis, self.redis_password.as_deref())?;
+        RedisConnection::open(&redis_urls(&urls)).await.context("connecting to Redis")
+    }
 }
 
 /// `shoal quarantine list|readmit`.
 pub(crate) async fn run(command: QuarantineCommand, json: bool) -> anyhow::Result<ExitCode> {
     let redis = match &command {
-        QuarantineCommand::List(args) | QuarantineCommand::Readmit { redis: args, .. } => &args.redis,
+        QuarantineCommand::List(args) | QuarantineCommand::Readmit { redis: args, .. } => args,
     };
-    let conn = RedisConnection::open(&redis_urls(redis)).await.context("connecting to Redis")?;
-    let membership = Membership::new(conn);
+    let membership = Membership::new(redis.connect().await?);
     match command {
         QuarantineCommand::List(_) => {
             let quarantined = membership.quarantined().await?;

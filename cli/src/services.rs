@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::home::Home;
+use crate::redis_users::with_password;
 
 /// Number of shard streams unless configured ([`ShardRouter::DEFAULT_SHARDS`]).
 pub(crate) const DEFAULT_SHARDS: u32 = ShardRouter::DEFAULT_SHARDS;
@@ -52,6 +53,10 @@ pub(crate) struct GatewayArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     redis: String,
+    /// The Redis user's password, if the URL holds none (kept apart from it: docker-compose's
+    /// env files).
+    #[arg(long, env = "SHOAL_REDIS_GATEWAY_PASSWORD", hide_env_values = true)]
+    redis_password: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -86,6 +91,10 @@ pub(crate) struct WorkerArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     redis: String,
+    /// The Redis user's password, if the URL holds none (kept apart from it: docker-compose's
+    /// env files).
+    #[arg(long, env = "SHOAL_REDIS_WORKER_PASSWORD", hide_env_values = true)]
+    redis_password: Option<String>,
     /// This worker's id (default: host name and process id).
     #[arg(long)]
     id: Option<String>,
@@ -137,7 +146,8 @@ impl WorkerArgs {
     /// The worker configuration these arguments describe.
     fn config(&self, home: &Home) -> anyhow::Result<WorkerConfig> {
         let id = self.id.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
-        let mut config = WorkerConfig::new(&id, &self.redis, home.root());
+        let redis = with_password(&self.redis, self.redis_password.as_deref())?;
+        let mut config = WorkerConfig::new(&id, &redis, home.root());
         config.shards = self.shards;
         config.concurrency = self.concurrency;
         config.gateways = self.fetch_from.clone();
@@ -183,6 +193,10 @@ pub(crate) struct VerifierArgs {
     /// The Redis holding jobs (several comma-separated URLs: the seed nodes of a Redis Cluster).
     #[arg(long, env = "SHOAL_REDIS", hide_env_values = true)]
     redis: String,
+    /// The Redis user's password, if the URL holds none (kept apart from it: docker-compose's
+    /// env files).
+    #[arg(long, env = "SHOAL_REDIS_VERIFIER_PASSWORD", hide_env_values = true)]
+    redis_password: Option<String>,
     /// This verifier's id.
     #[arg(long, default_value = "verifier")]
     id: String,
@@ -216,7 +230,7 @@ pub(crate) struct VerifierArgs {
 /// Runs a gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
 pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     init_logging();
-    let mut config = GatewayConfig::new(args.redis, args.shards);
+    let mut config = GatewayConfig::new(with_password(&args.redis, args.redis_password.as_deref())?, args.shards);
     config.max_body_bytes = args.max_body_bytes;
     config.max_backlog = Some(args.max_backlog).filter(|&limit| limit > 0);
     if let Some(policy) = args.default_verification {
@@ -252,7 +266,8 @@ pub(crate) async fn content(home: &Home, args: ContentArgs) -> anyhow::Result<Ex
 /// Runs a verifier until Ctrl-C or SIGTERM.
 pub(crate) async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<ExitCode> {
     init_logging();
-    let mut worker = WorkerConfig::new(&args.id, &args.redis, home.root());
+    let redis = with_password(&args.redis, args.redis_password.as_deref())?;
+    let mut worker = WorkerConfig::new(&args.id, &redis, home.root());
     worker.shards = args.shards;
     worker.concurrency = 1;
     worker.gateways = args.fetch_from;

@@ -174,6 +174,15 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "{workers}");
     let keys = json(&shoal(home.path(), &["keys", "list", "--redis", redis, "--json"]));
     assert_eq!(keys["keys"][0]["tenant"], "local", "{keys}");
+    // The admin's password may be kept apart from the URL, as docker-compose's env files keep it.
+    let (user, rest) = redis.strip_prefix("redis://").unwrap().split_once('@').unwrap();
+    let (name, password) = user.split_once(':').unwrap();
+    let apart = command(home.path())
+        .args(["keys", "list", "--json", "--redis", &format!("redis://{name}@{rest}")])
+        .env("SHOAL_REDIS_ADMIN_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert_eq!(json(&apart), keys);
     let quotas = json(&shoal(home.path(), &["tenants", "show", "local", "--redis", redis, "--json"]));
     assert!(quotas.is_object(), "{quotas}");
     assert_eq!(

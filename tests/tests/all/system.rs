@@ -236,7 +236,8 @@ async fn bad_programs_and_missing_content_fail_with_a_clear_reason() {
     stack.shutdown().await;
 }
 
-/// The Redis passwords docker-compose.yml asks for, as a `.env` file would give them.
+/// The Redis passwords: docker-compose.yml's env files under deploy/ hold one each, and `shoal
+/// redis-acl` reads them from the environment.
 const COMPOSE_PASSWORDS: [(&str, &str); 4] = [
     ("SHOAL_REDIS_ADMIN_PASSWORD", "admin-password-0123456789"),
     ("SHOAL_REDIS_GATEWAY_PASSWORD", "gateway-password-0123456789"),
@@ -244,28 +245,74 @@ const COMPOSE_PASSWORDS: [(&str, &str); 4] = [
     ("SHOAL_REDIS_VERIFIER_PASSWORD", "verifier-password-0123456789"),
 ];
 
-fn docker_compose(args: &[&str], passwords: bool) -> std::process::Output {
+/// `docker-compose` over the copy of docker-compose.yml in `dir`.
+fn docker_compose(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new("docker-compose");
-    command.arg("-f").arg("docker-compose.yml").args(args).current_dir(shoal_testkit::repo_root());
-    for (name, value) in COMPOSE_PASSWORDS {
+    command.arg("-f").arg(dir.join("docker-compose.yml")).args(args).current_dir(dir);
+    command.env_remove("SHOAL_PUBLISH_ADDRESS");
+    for (name, _) in COMPOSE_PASSWORDS {
         command.env_remove(name);
-        if passwords {
-            command.env(name, value);
-        }
     }
     command.output().expect("docker-compose is installed (scripts/install-deps.sh)")
 }
 
+/// One service's part of `docker-compose config`'s output.
+fn service<'a>(config: &'a str, name: &str) -> &'a str {
+    let start = config.find(&format!("\n  {name}:\n")).unwrap_or_else(|| panic!("no service {name}: {config}")) + 1;
+    let rest = &config[start..];
+    // The next line indented by two spaces, or less, starts what follows.
+    let end = rest
+        .match_indices('\n')
+        .map(|(at, _)| at + 1)
+        .find(|&at| rest[at..].len() > 2 && !rest[at..].starts_with("   "))
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
 #[test]
-fn docker_compose_file_is_valid_publishes_on_loopback_and_needs_the_redis_passwords() {
-    let output = docker_compose(&["config", "-q"], true);
+fn docker_compose_file_is_valid_publishes_on_loopback_and_gives_each_service_its_own_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(shoal_testkit::repo_root().join("docker-compose.yml"), dir.path().join("docker-compose.yml"))
+        .unwrap();
+    let without = docker_compose(dir.path(), &["config", "-q"]);
+    assert!(!without.status.success(), "the env files are needed");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("deploy/admin.env"));
+    std::fs::create_dir(dir.path().join("deploy")).unwrap();
+    for (variable, password) in COMPOSE_PASSWORDS {
+        let role = variable.trim_start_matches("SHOAL_REDIS_").trim_end_matches("_PASSWORD").to_lowercase();
+        std::fs::write(dir.path().join(format!("deploy/{role}.env")), format!("{variable}={password}\n")).unwrap();
+    }
+    let output = docker_compose(dir.path(), &["config", "-q"]);
     assert!(output.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&output.stderr));
-    let config = String::from_utf8(docker_compose(&["config"], true).stdout).unwrap();
+    let config = String::from_utf8(docker_compose(dir.path(), &["config"]).stdout).unwrap();
     assert!(config.contains("127.0.0.1:8080:8080") && config.contains("127.0.0.1:8081:8081"), "{config}");
-    assert!(config.contains("redis://worker:worker-password-0123456789@redis:6379/"), "{config}");
-    let without = docker_compose(&["config", "-q"], false);
-    assert!(!without.status.success());
-    assert!(String::from_utf8_lossy(&without.stderr).contains("set the Redis passwords"));
+    // Each service is handed the passwords it logs in with, and no other.
+    let given = |name: &str| -> Vec<&str> {
+        let service = service(&config, name);
+        COMPOSE_PASSWORDS.iter().filter(|(_, password)| service.contains(password)).map(|(name, _)| *name).collect()
+    };
+    assert_eq!(given("redis-users").len(), 4);
+    for (name, password) in [
+        ("redis", "SHOAL_REDIS_ADMIN_PASSWORD"),
+        ("tools", "SHOAL_REDIS_ADMIN_PASSWORD"),
+        ("gateway", "SHOAL_REDIS_GATEWAY_PASSWORD"),
+        ("worker", "SHOAL_REDIS_WORKER_PASSWORD"),
+        ("verifier", "SHOAL_REDIS_VERIFIER_PASSWORD"),
+        ("content", ""),
+    ] {
+        assert_eq!(given(name), [password].into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>(), "{name}");
+    }
+    for role in ["gateway", "worker", "verifier"] {
+        assert!(service(&config, role).contains(&format!("SHOAL_REDIS: redis://{role}@redis:6379/")), "{config}");
+    }
+    // What others wait for has a health check, and they wait for it to pass.
+    for name in ["redis", "gateway", "content"] {
+        assert!(service(&config, name).contains("healthcheck:"), "{name}: {config}");
+    }
+    for name in ["gateway", "worker", "verifier", "tools"] {
+        let service = service(&config, name);
+        assert!(service.contains("condition: service_healthy") && !service.contains("service_started"), "{service}");
+    }
 }
 
 #[test]
