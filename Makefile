@@ -1,6 +1,6 @@
 # Shoal: `make demo` and `make test` work on a fresh Debian machine (as root).
 CARGO ?= cargo
-JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks
+JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests/js-dashboard tests/js-openapi
 
 .PHONY: demo test lint bench chaos byzantine programs deps data js-peers
 

@@ -29,7 +29,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 [ -f "$SHOAL_HOME/dev.json" ] || { echo "shoal dev did not come up; see $SHOAL_HOME/dev.log" >&2; exit 1; }
-sed -n '2,6p' "$SHOAL_HOME/dev.log" | grep -v '^$' || true
+sed -n '2,7p' "$SHOAL_HOME/dev.log" | grep -v '^$' || true
 
 echo "== adding the scene and the program"
 scene_cid=$("$shoal" add "$SCENE")
@@ -55,3 +55,11 @@ echo "cloud mask : $PWD/$OUT/mask.png"
 echo "preview    : $PWD/$OUT/preview.png   (scene | mask)"
 echo "stats      : $PWD/$OUT/stats.json"
 echo "cloud fraction: $fraction %"
+
+# At a terminal the stack stays up, so the job can be looked at in the dashboard.
+if [ -t 0 ]; then
+    key=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["api_key"])' "$SHOAL_HOME/dev.json")
+    echo
+    echo "dashboard  : http://127.0.0.1:$PORT/ui   (API key: $key)"
+    read -r -p "Press Enter to stop the stack. "
+fi

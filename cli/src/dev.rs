@@ -86,14 +86,6 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     };
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
 
-    let mut gateway = GatewayConfig::new(role_url(RedisRole::Gateway), args.shards);
-    // Local testing sends webhooks to receivers on this machine.
-    gateway.webhook_allowed_networks = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
-    let router = shoal_gateway::router(gateway).await?;
-    let listener = bind(args.port).await?;
-    let gateway_url = format!("http://{}", listener.local_addr()?);
-    tasks.spawn(shoal_gateway_task(listener, router, until_stopped()));
-
     let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(home.blocks())?);
     let listener = bind(args.content_port).await?;
     let content_url = format!("http://{}", listener.local_addr()?);
@@ -102,6 +94,16 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
         axum::serve(listener, shoal_content::serve::router(store)).with_graceful_shutdown(shutdown).await?;
         Ok(())
     });
+
+    let mut gateway = GatewayConfig::new(role_url(RedisRole::Gateway), args.shards);
+    // Local testing sends webhooks to receivers on this machine.
+    gateway.webhook_allowed_networks = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
+    // The dashboard shows jobs' files from the content server.
+    gateway.content_gateways = vec![content_url.clone()];
+    let router = shoal_gateway::router(gateway).await?;
+    let listener = bind(args.port).await?;
+    let gateway_url = format!("http://{}", listener.local_addr()?);
+    tasks.spawn(shoal_gateway_task(listener, router, until_stopped()));
 
     for n in 1..=args.workers {
         let mut config = WorkerConfig::new(&format!("dev-worker-{n}"), &role_url(RedisRole::Worker), home.root());
@@ -133,6 +135,7 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     })?;
     println!("shoal dev is up:");
     println!("  gateway  {gateway_url}");
+    println!("  dashboard {gateway_url}/ui  (API key: api_key in {})", home.endpoints_file().display());
     println!("  content  {content_url}  (trustless gateway over {})", home.blocks().display());
     println!(
         "  redis    {}  (users and passwords in {}/credentials.json)",

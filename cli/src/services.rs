@@ -78,6 +78,13 @@ pub(crate) struct GatewayArgs {
     /// otherwise.
     #[arg(long = "webhook-allow", value_name = "CIDR")]
     webhook_allow: Vec<ipnet::IpNet>,
+    /// A trustless gateway (`shoal content`, kubo, …) that jobs' files are read from for the
+    /// dashboard and `/v1/jobs/{id}/files/…`, every block verified. Repeatable, tried in order.
+    #[arg(long = "content-from", value_name = "URL")]
+    content_from: Vec<String>,
+    /// The largest file one request to `/v1/jobs/{id}/files/…` streams, in bytes.
+    #[arg(long, default_value_t = GatewayConfig::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
 }
 
 /// A verification policy given on the command line, as JSON.
@@ -237,6 +244,8 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         config.default_verification = policy;
     }
     config.webhook_allowed_networks = args.webhook_allow;
+    config.content_gateways = args.content_from;
+    config.max_file_bytes = args.max_file_bytes;
     let router = shoal_gateway::router(config).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "gateway listening");

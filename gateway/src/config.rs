@@ -45,6 +45,14 @@ pub struct GatewayConfig {
     /// from the end of its previous answer — before it is closed. Applied by
     /// [`crate::serve_with`]. Default [`GatewayConfig::DEFAULT_HEADER_READ_TIMEOUT`] (10 s).
     pub header_read_timeout: Duration,
+    /// Trustless gateways (`http://127.0.0.1:8081`) that job inputs and outputs are read from
+    /// for `GET /v1/jobs/{id}/files/…`, tried in order, every block verified against its CID.
+    /// Empty by default: those endpoints then answer 501 `content_not_configured`.
+    pub content_gateways: Vec<String>,
+    /// The largest file one request to `GET /v1/jobs/{id}/files/…` streams; a larger one is
+    /// answered 413 `file_too_large` (`shoal get` fetches any size).
+    /// Default [`GatewayConfig::DEFAULT_MAX_FILE_BYTES`] (64 MiB).
+    pub max_file_bytes: u64,
 }
 
 impl GatewayConfig {
@@ -63,6 +71,8 @@ impl GatewayConfig {
     /// The most connections [`GatewayConfig::default_max_connections`] allows, however high
     /// the open-file limit.
     pub const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
+    /// The default largest file served by one request: 64 MiB, far above a preview image.
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
 
     /// The default connection limit: three quarters of the process's open-file limit (the rest
     /// is for Redis connections and files), at most [`GatewayConfig::MAX_DEFAULT_CONNECTIONS`];
@@ -75,7 +85,7 @@ impl GatewayConfig {
     /// A configuration for the Redis at `redis_url` with `shards` shard streams and every other
     /// setting at its default: 1 MiB bodies, 30 s per request, 2 s per Redis command, at most a
     /// million entries outstanding, 10 s to send a request's headers, connections up to three
-    /// quarters of the open-file limit.
+    /// quarters of the open-file limit, no content sources, files up to 64 MiB.
     pub fn new(redis_url: impl Into<String>, shards: u32) -> GatewayConfig {
         GatewayConfig {
             redis_url: redis_url.into(),
@@ -89,6 +99,8 @@ impl GatewayConfig {
             webhook_allowed_networks: Vec::new(),
             max_connections: Self::default_max_connections(),
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            content_gateways: Vec::new(),
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
         }
     }
 }

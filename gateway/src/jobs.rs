@@ -227,7 +227,7 @@ fn job_id(raw: &str) -> Result<String, ApiError> {
 
 /// The job `raw_id` names, if `principal` may see it: another tenant's job is answered as one
 /// that does not exist, so ids tell nothing across tenants.
-async fn load_job(app: &AppState, principal: &Principal, raw_id: &str) -> Result<Job, ApiError> {
+pub(crate) async fn load_job(app: &AppState, principal: &Principal, raw_id: &str) -> Result<Job, ApiError> {
     let id = job_id(raw_id)?;
     match app.store.get(&id).await? {
         Some(job) if principal.may_access(&job.tenant) => Ok(job),

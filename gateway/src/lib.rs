@@ -1,10 +1,11 @@
 //! Shoal's stateless HTTP gateway: accepts job submissions, puts them on the shard streams and
 //! serves job state. Everything lives in Redis, so any number of gateways can run side by side.
 //!
-//! Every endpoint but `/healthz` needs an API key (`Authorization: Bearer shoal_…`, made with
-//! `shoal keys create`): **401** `unauthenticated` without one, `invalid_api_key` for one that
-//! is unknown or revoked. A key belongs to a tenant; it sees only that tenant's jobs (another
-//! tenant's job id answers **404** `job_not_found`), and an operator's key sees all.
+//! Every endpoint but `/healthz` and the dashboard's page (`/ui`) needs an API key
+//! (`Authorization: Bearer shoal_…`, made with `shoal keys create`): **401** `unauthenticated`
+//! without one, `invalid_api_key` for one that is unknown or revoked. A key belongs to a tenant;
+//! it sees only that tenant's jobs (another tenant's job id answers **404** `job_not_found`), and
+//! an operator's key sees all.
 //!
 //! | endpoint | answers |
 //! |---|---|
@@ -13,7 +14,9 @@
 //! | `GET /v1/jobs/{id}/result` | **200** `{job, state, acceptance, accepted, output, stdout, stderr, exit_code, fuel_consumed}` once succeeded and the verifier had its say (`accepted` only when `verified` or `corrected`); **409** `not_accepted` (with `acceptance: pending`) before that unless `?early=true`; **409** `not_finished` (with `state`) while queued or running; **422** `job_failed` (with `state` and the failure `reason`) or `job_cancelled` when it ended without a result — a failure the program would meet on any worker once the verifier has checked it (**409** `not_accepted` before that, unless `?early=true`). |
 //! | `DELETE /v1/jobs/{id}` | **200** the job, now `cancelled` (a queued job never runs, a running one is stopped by its worker within about a second, a fanned-out job's tasks are cancelled with it; again for a cancelled job finishes cancelling its tasks); **409** `job_finished` (with `state`) for a job that succeeded or failed. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first, the caller's tenant's (an operator's: every tenant's); `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. Each job is a summary — `id`, `tenant`, `state`, `created_at_ms`, `updated_at_ms`, `program`, and `acceptance` or `failure_reason` once known — never the spec's `args`, `env` or `inputs` (`GET /v1/jobs/{id}` has the whole job); a page stops short of 256 KiB (with a `next_cursor` for the rest). |
-//! | `GET /v1/workers` (operators) | **200** `{workers, live_within_ms, hot_shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, and each hot shard's extra readers. |
+//! | `GET /v1/jobs/{id}/files/output[/{path}]`, `…/files/inputs/{i}[/{path}]`, `…/files/stdout`, `…/files/stderr` | The job's recorded output (whatever its acceptance, which the job shows), its input `i` (from 0, in the spec's order) and its logs, read through [`GatewayConfig::content_gateways`] with every block verified. A directory: **200** `{job, tree, path, cid, kind, entries: [{name, cid, kind, size}]}` (`kind` `file`, `directory` or `symlink`). A file: **200** its bytes, typed by its extension from an allow-list (PNG, JPEG, GIF, WebP, plain text, JSON; anything else `application/octet-stream` with `Content-Disposition: attachment`), with `Content-Security-Policy: sandbox` and `nosniff` so nothing a program wrote runs on this origin; `ETag` is the CID (**304** for `If-None-Match`). **404** `path_not_found` (field `path`), `input_not_found` (field `index`), `no_output` for a job that ended without one; **409** `not_finished` while it runs; **413** `file_too_large` over [`GatewayConfig::max_file_bytes`]; **501** `content_not_configured` without sources; **503** `content_unavailable` when the sources cannot deliver. |
+//! | `GET /v1/workers` (operators) | **200** `{workers, live_within_ms, hot_shards, shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, each hot shard's extra readers, and every shard's `owner` (its best-ranked live worker), `unread` and `pending` entries and `extra_readers`. |
+//! | `GET /ui` | The dashboard (no key needed for the page itself: it asks for one, keeps it in the tab's `sessionStorage` and calls this API with it): jobs, one job with its executions, verdict, logs and files (images shown), workers and shards. Static files embedded in the binary, served with a strict `Content-Security-Policy`. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
 //! | `GET /metrics` (operators) | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
 //!
@@ -49,9 +52,11 @@ mod auth;
 mod backpressure;
 mod config;
 mod connections;
+mod files;
 mod jobs;
 mod layers;
 mod metrics;
+mod ui;
 mod webhooks;
 
 use std::future::Future;
@@ -63,8 +68,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{middleware, Extension, Json, Router};
 use shoal_jobs::{
-    redis_addresses, redis_urls, ApiKeys, ConnectOptions, FanOutStore, HotShards, JobStore, Membership, Principal,
-    RedisConnection, ShardQueue, ShardRouter, WebhookStore,
+    redis_addresses, redis_urls, shard_backlogs, ApiKeys, Candidate, ConnectOptions, FanOutStore, HotShards, JobStore,
+    Membership, Principal, RedisConnection, ShardAssignment, ShardQueue, ShardRouter, WebhookStore,
 };
 use tokio::net::TcpListener;
 
@@ -89,6 +94,8 @@ struct AppState {
     backlog: Arc<Backlog>,
     access: Access,
     webhooks: WebhookStore,
+    /// Where job files are read from.
+    content: files::Content,
     /// The webhook deliverer, stopped when the last route is dropped.
     _deliverer: Arc<Delivering>,
 }
@@ -120,6 +127,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     if let Err(e) = shoal_jobs::JobSpec::check_verification(&config.default_verification) {
         return Err(GatewayError::InvalidConfig(format!("default verification: {e}")));
     }
+    let content = files::Content::new(&config)?;
     let redis = connect(&config).await?;
     let queue = ShardQueue::new(redis.clone());
     queue.ensure_groups(config.shards).await.map_err(GatewayError::ShardGroups)?;
@@ -142,6 +150,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         backlog,
         access,
         webhooks,
+        content,
         _deliverer: delivering,
     };
     // Every route but the health check needs a key, unknown paths included, so that what
@@ -150,12 +159,21 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::status).delete(jobs::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result))
+        .route("/v1/jobs/{id}/files/output", get(files::output))
+        .route("/v1/jobs/{id}/files/output/{*path}", get(files::output_path))
+        .route("/v1/jobs/{id}/files/inputs/{index}", get(files::input))
+        .route("/v1/jobs/{id}/files/inputs/{index}/{*path}", get(files::input_path))
+        .route("/v1/jobs/{id}/files/stdout", get(files::stdout))
+        .route("/v1/jobs/{id}/files/stderr", get(files::stderr))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    let routes = Router::new().route("/healthz", get(health)).merge(keyed).with_state(state);
+    // The dashboard is static: it asks for a key and sends it with its API calls.
+    let dashboard =
+        Router::new().route("/ui", get(ui::index)).route("/ui/", get(ui::index)).route("/ui/{file}", get(ui::asset));
+    let routes = Router::new().route("/healthz", get(health)).merge(dashboard).merge(keyed).with_state(state);
     Ok(layers::apply(routes, metrics, config.request_timeout))
 }
 
@@ -193,8 +211,9 @@ where
     connections::serve(listener, router, config, shutdown).await
 }
 
-/// `GET /v1/workers` (operators only): the live workers, most recently heard from first, and the
-/// hot shards with the workers picked to read them besides their owners.
+/// `GET /v1/workers` (operators only): the live workers, most recently heard from first, the
+/// hot shards with the workers picked to read them besides their owners, and each shard's
+/// owner and backlog.
 async fn workers(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -204,10 +223,30 @@ async fn workers(
     let live_within = Membership::live_window(Membership::DEFAULT_HEARTBEAT);
     let live = Membership::new(app.redis.clone()).live(live_within).await?;
     let hot = HotShards::read(&app.redis).await?;
+    let shards: Vec<u32> = (0..app.config.shards).collect();
+    let backlogs = shard_backlogs(&app.redis, &shards).await?;
+    // The best-ranked live worker reads a shard whatever the workers' `--shard-replicas`
+    // (further replicas are the next-ranked): the gateway can name it without their settings.
+    let candidates: Vec<Candidate> = live.iter().map(|m| Candidate::new(&m.info.id, m.info.capacity)).collect();
+    let assignment = ShardAssignment::new(app.config.shards, 1);
+    let shards: Vec<serde_json::Value> = backlogs
+        .iter()
+        .map(|backlog| {
+            let owner = assignment.owners(backlog.shard, &candidates).first().map(|c| c.id.clone());
+            serde_json::json!({
+                "shard": backlog.shard,
+                "owner": owner,
+                "unread": backlog.unread,
+                "pending": backlog.pending,
+                "extra_readers": hot.extra_readers.get(&backlog.shard).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
     Ok(Json(serde_json::json!({
         "workers": live,
         "live_within_ms": live_within.as_millis() as u64,
         "hot_shards": hot.extra_readers,
+        "shards": shards,
     })))
 }
 

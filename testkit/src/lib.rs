@@ -4,7 +4,8 @@
 //! - [`shoal_binary`], [`repo_root`], [`programs_dir`], [`program_bytes`]: where the built
 //!   `shoal` binary, the repository and the committed guest programs are.
 //! - [`Stack`]: a private Redis, the gateway in-process, in-process workers and verifier, and
-//!   `shoal worker` processes ([`Stack::spawn_worker_process`]) over one shared block store,
+//!   `shoal worker` processes ([`Stack::spawn_worker_process`]) over one shared block store
+//!   (served as a trustless gateway, [`Stack::content`], which the gateway reads job files from),
 //!   with the calls the whole-system tests make (add content, submit, wait, read outputs).
 //! - [`ProcessStack`]: a private Redis, a `shoal gateway` and `shoal worker`s as separate
 //!   processes the caller can kill, pause and restart, and what each has cost.

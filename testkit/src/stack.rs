@@ -1,6 +1,7 @@
 //! A whole Shoal stack for tests: a private `redis-server`, the gateway on a loopback port,
-//! workers (in-process, or as `shoal worker` processes that a test can SIGKILL) and a shared
-//! local block store. Everything is stopped when the [`Stack`] is dropped.
+//! workers (in-process, or as `shoal worker` processes that a test can SIGKILL), a shared
+//! local block store and a trustless gateway over it (what the gateway reads job files
+//! through). Everything is stopped when the [`Stack`] is dropped.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -70,6 +71,8 @@ pub struct Stack {
     pub redis: RedisServer,
     /// The gateway's base URL.
     pub gateway: String,
+    /// The base URL of the trustless gateway over [`Stack::store`], the gateway's content source.
+    pub content: String,
     /// The block store the workers share, where inputs are added and outputs appear.
     pub store: Arc<FsBlockStore>,
     /// An HTTP client sending [`Stack::api_key`].
@@ -98,8 +101,23 @@ impl Stack {
         let http = crate::keyed_client(reqwest::Client::builder(), &api_key)?;
         let (stop, _) = watch::channel(false);
 
+        let content_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let content = format!("http://{}", content_listener.local_addr()?);
+        let content_router = shoal_content::serve::router(store.clone() as Arc<dyn BlockStore>);
+        let mut stopped = stop.subscribe();
+        let content_task = tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.wait_for(|s| *s).await.ok();
+            };
+            axum::serve(content_listener, content_router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .expect("content serves");
+        });
+
         let mut gateway_config = GatewayConfig::new(redis.url_for(RedisRole::Gateway), options.shards);
         gateway_config.webhook_allowed_networks = options.webhook_allowed_networks.clone();
+        gateway_config.content_gateways = vec![content.clone()];
         let router = shoal_gateway::router(gateway_config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let gateway = format!("http://{}", listener.local_addr()?);
@@ -113,12 +131,13 @@ impl Stack {
         let mut stack = Stack {
             redis,
             gateway,
+            content,
             store,
             http,
             api_key,
             home,
             stop,
-            tasks: vec![gateway_task],
+            tasks: vec![content_task, gateway_task],
             processes: Vec::new(),
             options: options.clone(),
         };

@@ -8,6 +8,7 @@ mod abuse_runtime;
 mod bad_inputs;
 mod cli;
 mod cluster;
+mod dashboard;
 mod fanout;
 mod landsat;
 mod locality;
