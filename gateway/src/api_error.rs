@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use shoal_jobs::{Acceptance, FailureReason, JobState, SpecError, StoreError};
+use utoipa::ToSchema;
 
 /// An error answer: an HTTP status and a machine-readable code with a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,14 +16,17 @@ pub(crate) struct ApiError {
 }
 
 /// The `error` object of an error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub(crate) struct ErrorBody {
     /// Stable, machine-readable (`invalid_spec`, `job_not_found`, …).
+    #[schema(value_type = String, examples("invalid_spec"))]
     pub code: &'static str,
     /// For people.
+    #[schema(examples("inputs[0].cid: invalid CID \"bafy\": …"))]
     pub message: String,
     /// The path of the request field at fault (`inputs[0].cid`, `limit`), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("inputs[0].cid"))]
     pub field: Option<String>,
     /// The job's state, when the error is about a job's life (`not_finished`, `job_failed`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,8 +39,10 @@ pub(crate) struct ErrorBody {
     pub acceptance: Option<Acceptance>,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// Every error answer: `{"error": {"code", "message", "field"?, …}}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Envelope<'a> {
     error: &'a ErrorBody,
 }
 

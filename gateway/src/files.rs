@@ -26,8 +26,9 @@ use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, NodeKind};
 use shoal_content::{BlockReader, BlockSource, ContentError};
 use shoal_jobs::{Job, JobState, Principal};
+use utoipa::ToSchema;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Envelope};
 use crate::jobs::load_job;
 use crate::{AppState, GatewayConfig, GatewayError};
 
@@ -100,6 +101,34 @@ impl Tree {
 }
 
 /// `GET /v1/jobs/{id}/files/output`: the listing of the job's output directory.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/files/output",
+    operation_id = "listJobOutput",
+    tag = "files",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
+                                                                  names the content."),
+    ),
+    responses(
+        (status = 200, description = "The output directory's listing.", body = Listing, headers(
+                ("ETag" = String, description = "The CID, quoted."),
+                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
+                                                                    runs here.")
+            )),
+        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
+        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
+            body = Envelope),
+        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
+        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
+        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
+                                      `redis_unavailable`.", body = Envelope),
+    )
+)]
 pub(crate) async fn output(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -111,6 +140,59 @@ pub(crate) async fn output(
 
 /// `GET /v1/jobs/{id}/files/output/{*path}`: a file (its bytes) or directory (its listing) in
 /// the job's output.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/files/output/{path}",
+    operation_id = "getJobOutputFile",
+    tag = "files",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        (
+            "path" = String,
+            Path,
+            description = "A path below the tree's root; its `/`s are sent as they are.",
+            example = "masks/cloud.png"
+        ),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
+                                                                  names the content."),
+    ),
+    responses(
+        (status = 200, description = "A directory: its listing (`DirectoryListing`). A file: its bytes, typed by its \
+                                      extension from an allow-list (anything else as a download, with \
+                                      `Content-Disposition: attachment`).",
+            content(
+                (serde_json::Value = "application/json"),
+                (String = "text/plain; charset=utf-8"),
+                ("image/png"),
+                ("image/jpeg"),
+                ("image/gif"),
+                ("image/webp"),
+                ("application/octet-stream"),
+            ),
+            headers(
+                ("ETag" = String, description = "The CID, quoted."),
+                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
+                                                                    runs here.")
+            )),
+        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        (status = 400, description = "`invalid_job_id` (field `id`), `invalid_path` (field `path`: a `.` or `..` \
+                                      segment).",
+            body = Envelope),
+        (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one, `path_not_found` \
+                                      (field `path`).",
+            body = Envelope),
+        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
+            body = Envelope),
+        (status = 413, description = "`file_too_large`: over the gateway's limit for one request.", body = Envelope),
+        (status = 422, description = "`not_a_file` (field `path`): a symbolic link, which is not followed.",
+            body = Envelope),
+        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
+        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
+        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
+                                      `redis_unavailable`.", body = Envelope),
+    )
+)]
 pub(crate) async fn output_path(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -122,6 +204,51 @@ pub(crate) async fn output_path(
 
 /// `GET /v1/jobs/{id}/files/inputs/{index}`: the job's input `index` (counted from 0, in the
 /// order of the spec's `inputs`).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/files/inputs/{index}",
+    operation_id = "getJobInput",
+    tag = "files",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        ("index" = u32, Path, description = "The input's place in the spec's `inputs`, from 0."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
+                                                                  names the content."),
+    ),
+    responses(
+        (status = 200, description = "A directory: its listing (`DirectoryListing`). A file: its bytes, typed by its \
+                                      extension from an allow-list (anything else as a download, with \
+                                      `Content-Disposition: attachment`).",
+            content(
+                (serde_json::Value = "application/json"),
+                (String = "text/plain; charset=utf-8"),
+                ("image/png"),
+                ("image/jpeg"),
+                ("image/gif"),
+                ("image/webp"),
+                ("application/octet-stream"),
+            ),
+            headers(
+                ("ETag" = String, description = "The CID, quoted."),
+                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
+                                                                    runs here.")
+            )),
+        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (field `index`).",
+            body = Envelope),
+        (status = 404, description = "`job_not_found`, `input_not_found` (field `index`).", body = Envelope),
+        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
+            body = Envelope),
+        (status = 413, description = "`file_too_large`: over the gateway's limit for one request.", body = Envelope),
+        (status = 422, description = "`not_a_file` (field `path`): a symbolic link, which is not followed.",
+            body = Envelope),
+        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
+        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
+        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
+                                      `redis_unavailable`.", body = Envelope),
+    )
+)]
 pub(crate) async fn input(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -133,6 +260,60 @@ pub(crate) async fn input(
 
 /// `GET /v1/jobs/{id}/files/inputs/{index}/{*path}`: a file or directory in the job's input
 /// `index`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/files/inputs/{index}/{path}",
+    operation_id = "getJobInputFile",
+    tag = "files",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        ("index" = u32, Path, description = "The input's place in the spec's `inputs`, from 0."),
+        (
+            "path" = String,
+            Path,
+            description = "A path below the tree's root; its `/`s are sent as they are.",
+            example = "masks/cloud.png"
+        ),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
+                                                                  names the content."),
+    ),
+    responses(
+        (status = 200, description = "A directory: its listing (`DirectoryListing`). A file: its bytes, typed by its \
+                                      extension from an allow-list (anything else as a download, with \
+                                      `Content-Disposition: attachment`).",
+            content(
+                (serde_json::Value = "application/json"),
+                (String = "text/plain; charset=utf-8"),
+                ("image/png"),
+                ("image/jpeg"),
+                ("image/gif"),
+                ("image/webp"),
+                ("application/octet-stream"),
+            ),
+            headers(
+                ("ETag" = String, description = "The CID, quoted."),
+                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
+                                                                    runs here.")
+            )),
+        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (field `index`), \
+                                      `invalid_path` (field `path`: a `.` or `..` segment).",
+            body = Envelope),
+        (status = 404, description = "`job_not_found`, `input_not_found` (field `index`), `path_not_found` (field \
+                                      `path`).",
+            body = Envelope),
+        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
+            body = Envelope),
+        (status = 413, description = "`file_too_large`: over the gateway's limit for one request.", body = Envelope),
+        (status = 422, description = "`not_a_file` (field `path`): a symbolic link, which is not followed.",
+            body = Envelope),
+        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
+        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
+        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
+                                      `redis_unavailable`.", body = Envelope),
+    )
+)]
 pub(crate) async fn input_path(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -143,6 +324,34 @@ pub(crate) async fn input_path(
 }
 
 /// `GET /v1/jobs/{id}/files/stdout`: what the job's program wrote to standard output.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/files/stdout",
+    operation_id = "getJobStdout",
+    tag = "files",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
+                                                                  names the content."),
+    ),
+    responses(
+        (status = 200, description = "The text.", body = String, content_type = "text/plain; charset=utf-8", headers(
+                ("ETag" = String, description = "The CID, quoted."),
+                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
+                                                                    runs here.")
+            )),
+        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
+        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
+            body = Envelope),
+        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
+        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
+        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
+                                      `redis_unavailable`.", body = Envelope),
+    )
+)]
 pub(crate) async fn stdout(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -154,6 +363,34 @@ pub(crate) async fn stdout(
 
 /// `GET /v1/jobs/{id}/files/stderr`: what the job's program wrote to standard error (also for
 /// a program that exited non-zero).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/files/stderr",
+    operation_id = "getJobStderr",
+    tag = "files",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
+                                                                  names the content."),
+    ),
+    responses(
+        (status = 200, description = "The text.", body = String, content_type = "text/plain; charset=utf-8", headers(
+                ("ETag" = String, description = "The CID, quoted."),
+                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
+                                                                    runs here.")
+            )),
+        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
+        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
+            body = Envelope),
+        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
+        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
+        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
+                                      `redis_unavailable`.", body = Envelope),
+    )
+)]
 pub(crate) async fn stderr(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -211,7 +448,8 @@ fn last_segment(path: &str) -> &str {
 }
 
 /// One entry of a directory listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DirectoryEntry)]
 struct Entry {
     name: String,
     cid: String,
@@ -222,8 +460,9 @@ struct Entry {
 }
 
 /// The answer for a directory.
-#[derive(Debug, Serialize)]
-struct Listing {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DirectoryListing)]
+pub(crate) struct Listing {
     job: String,
     /// `output`, `inputs/0`, …
     tree: String,

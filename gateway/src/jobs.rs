@@ -18,8 +18,10 @@ use shoal_jobs::{
     Acceptance, ContentId, Created, FailureReason, Idempotency, Job, JobSpec, JobState, JobStatus, Principal, Role,
     StoreError, Tenant,
 };
+use utoipa::ToSchema;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Envelope};
+use crate::openapi;
 use crate::AppState;
 
 /// The request header that makes a submission idempotent.
@@ -49,6 +51,54 @@ fn names_verification(body: &[u8]) -> bool {
 ///
 /// 202 with the new job; with an `Idempotency-Key` seen before for the same spec, 200 with the
 /// job that key created (and `Idempotent-Replayed: true`), which is not queued again.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "submitJob",
+    tag = "jobs",
+    security(("api_key" = [])),
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        description = "Makes the submission idempotent within the key's tenant: sent again with the same spec, \
+                       the job it created is answered (200) and not queued again.",
+        min_length = 1,
+        max_length = 255,
+        example = "nightly-2026-01-05"
+    )),
+    request_body(
+        content = JobSpec,
+        content_type = "application/json",
+        description = "The job spec; at most 1 MiB (the gateway's limit), its `args`, `env` and `inputs` at most \
+                       256 KiB together.",
+        example = json!(openapi::example_spec())
+    ),
+    responses(
+        (status = 202, description = "Stored and queued.", body = Job,
+            headers(("Location" = String, description = "`/v1/jobs/{id}`")),
+            example = json!(openapi::example_job())),
+        (status = 200, description = "The `Idempotency-Key` was used before for the same spec: the job it created, \
+                                      not queued again.", body = Job,
+            headers(
+                ("Location" = String, description = "`/v1/jobs/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true`")
+            )),
+        (status = 400, description = "`malformed_json` (not JSON, or anything after the spec's object), \
+                                      `invalid_spec` (with the `field` at fault, unless the body is not an object), \
+                                      `invalid_idempotency_key`, `body_unreadable`.", body = Envelope),
+        (status = 403, description = "`quota_exceeded`: more fuel than the tenant may ask for (field `limits.fuel`).",
+            body = Envelope),
+        (status = 413, description = "`body_too_large` (answered with `Connection: close`), or `spec_too_large` \
+                                      naming the largest of `args`, `env` and `inputs`.", body = Envelope),
+        (status = 415, description = "`unsupported_media_type`: the body must be sent as `application/json`.",
+            body = Envelope),
+        (status = 422, description = "`idempotency_key_reused`: the key was used for a different spec.",
+            body = Envelope),
+        (status = 429, description = "`backlog_full` (the shard streams are over the gateway's backlog limit), \
+                                      `rate_limited` or `too_many_outstanding` (the tenant's quotas).",
+            body = Envelope, headers(("Retry-After" = u64, description = "Seconds to wait before submitting again."))),
+    )
+)]
 pub(crate) async fn submit(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -236,6 +286,20 @@ pub(crate) async fn load_job(app: &AppState, principal: &Principal, raw_id: &str
 }
 
 /// `GET /v1/jobs/{id}`: the job with its state and executions.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "getJob",
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG")),
+    responses(
+        (status = 200, description = "The job, with how far its result is trusted (`acceptance`), a fan-out's \
+                                      `tasks` and a job with `notify` its `webhook_attempts`.", body = JobStatus),
+        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        (status = 404, description = "`job_not_found`: no such job, or another tenant's.", body = Envelope),
+    )
+)]
 pub(crate) async fn status(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -250,18 +314,26 @@ pub(crate) async fn status(
 }
 
 /// The answer of `GET /v1/jobs/{id}/result` for a job that succeeded.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = JobResult)]
 pub(crate) struct JobResultBody {
+    /// The job's id.
     job: String,
+    /// Always `succeeded`.
     state: JobState,
     /// How far the result is trusted.
     acceptance: Acceptance,
     /// Whether it is accepted: verified or corrected by the verifier, never a worker's word alone.
     accepted: bool,
+    /// The UnixFS directory the program wrote to `/outputs`.
     output: ContentId,
+    /// Its standard output, a UnixFS file.
     stdout: ContentId,
+    /// Its standard error, a UnixFS file.
     stderr: ContentId,
+    /// Always 0: a job whose program exits otherwise fails `non_zero_exit`.
     exit_code: i32,
+    /// Fuel the run consumed.
     fuel_consumed: u64,
 }
 
@@ -279,6 +351,31 @@ pub(crate) struct ResultQuery {
 /// while it is queued or running; 422 `job_failed` (with the failure reason) or `job_cancelled`
 /// when it ended without a result — for a failure the program would meet on any worker, once
 /// the verifier has checked it (409 `not_accepted` before that, unless `?early=true`).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    operation_id = "getJobResult",
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        ("early" = Option<bool>, Query, description = "`true`: the worker's result as soon as the job succeeded, \
+                                                     before the verifier's verdict (labelled `pending`).")
+    ),
+    responses(
+        (status = 200, description = "The job succeeded: its outputs, labelled with their acceptance.",
+            body = JobResultBody,
+            example = json!(openapi::example_result())),
+        (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (an unknown parameter or \
+                                      an `early` that is not a boolean).", body = Envelope),
+        (status = 404, description = "`job_not_found`.", body = Envelope),
+        (status = 409, description = "`not_finished` (with `state`) while queued or running; `not_accepted` (with \
+                                      `state`, and `acceptance: pending` for a success) while the verifier has not \
+                                      had its say, unless `?early=true`.", body = Envelope),
+        (status = 422, description = "`job_failed` (with `state` and the failure `reason`) or `job_cancelled`: the \
+                                      job ended without a result.", body = Envelope),
+    )
+)]
 pub(crate) async fn result(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -370,6 +467,20 @@ const CANCELLING_AT_ONCE: usize = 32;
 /// cancelled with it. 200 with the job (also for a job cancelled before: cancelling again
 /// finishes cancelling its tasks); 409 `job_finished` (with `state`) for one that succeeded or
 /// failed.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    operation_id = "cancelJob",
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG")),
+    responses(
+        (status = 200, description = "The job, now `cancelled`.", body = JobStatus),
+        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        (status = 404, description = "`job_not_found`.", body = Envelope),
+        (status = 409, description = "`job_finished` (with `state`): it succeeded or failed first.", body = Envelope),
+    )
+)]
 pub(crate) async fn cancel(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -440,13 +551,19 @@ impl Cursor {
 /// One job in a listing: what tells jobs apart and how they ended, never the spec's `args`,
 /// `env` or `inputs` (up to [`shoal_jobs::JobSpec::MAX_PAYLOAD_BYTES`] each job), nor its
 /// executions — `GET /v1/jobs/{id}` has those. A few hundred bytes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct JobSummary {
+    /// The job's id.
     id: String,
+    /// Whose job it is.
     tenant: Tenant,
+    /// Where it is.
     state: JobState,
+    /// When it was submitted, in ms since the Unix epoch.
     created_at_ms: u64,
+    /// When its state last changed, in ms since the Unix epoch.
     updated_at_ms: u64,
+    /// Its program.
     program: ContentId,
     /// How far the result is trusted, once the job succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -493,7 +610,7 @@ fn fits(page: &mut Vec<JobSummary>, bytes: &mut usize, summary: JobSummary, max_
 }
 
 /// The answer of `GET /v1/jobs`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct JobPage {
     /// Newest first.
     jobs: Vec<JobSummary>,
@@ -505,6 +622,24 @@ pub(crate) struct JobPage {
 
 /// `GET /v1/jobs?state=…&limit=…&cursor=…`: summaries of jobs ([`JobSummary`]) newest first.
 /// Without `state`, jobs in every state are listed, merged by creation time.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "listJobs",
+    tag = "jobs",
+    security(("api_key" = [])),
+    params(
+        ("state" = Option<JobState>, Query, description = "Only jobs in this state; every state when absent."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Jobs per page, 50 unless given."),
+        ("cursor" = Option<String>, Query, description = "The previous page's `next_cursor`.")
+    ),
+    responses(
+        (status = 200, description = "A page of job summaries, newest first: the caller's tenant's, an operator's \
+                                      every tenant's.", body = JobPage),
+        (status = 400, description = "`invalid_parameter` (with the `field`: `state`, `limit` or `cursor`; without \
+                                      one for an unknown parameter).", body = Envelope),
+    )
+)]
 pub(crate) async fn list(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,

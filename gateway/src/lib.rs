@@ -1,11 +1,11 @@
 //! Shoal's stateless HTTP gateway: accepts job submissions, puts them on the shard streams and
 //! serves job state. Everything lives in Redis, so any number of gateways can run side by side.
 //!
-//! Every endpoint but `/healthz` and the dashboard's page (`/ui`) needs an API key
-//! (`Authorization: Bearer shoal_…`, made with `shoal keys create`): **401** `unauthenticated`
-//! without one, `invalid_api_key` for one that is unknown or revoked. A key belongs to a tenant;
-//! it sees only that tenant's jobs (another tenant's job id answers **404** `job_not_found`), and
-//! an operator's key sees all.
+//! Every endpoint but `/healthz`, `/openapi.json` and the dashboard's page (`/ui`) needs an API
+//! key (`Authorization: Bearer shoal_…`, made with `shoal keys create`): **401**
+//! `unauthenticated` without one, `invalid_api_key` for one that is unknown or revoked. A key
+//! belongs to a tenant; it sees only that tenant's jobs (another tenant's job id answers **404**
+//! `job_not_found`), and an operator's key sees all.
 //!
 //! | endpoint | answers |
 //! |---|---|
@@ -18,6 +18,7 @@
 //! | `GET /v1/workers` (operators) | **200** `{workers, live_within_ms, hot_shards, shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, each hot shard's extra readers, and every shard's `owner` (its best-ranked live worker), `unread` and `pending` entries and `extra_readers`. |
 //! | `GET /ui` | The dashboard (no key needed for the page itself: it asks for one, keeps it in the tab's `sessionStorage` and calls this API with it): jobs, one job with its executions, verdict, logs and files (images shown), workers and shards. Static files embedded in the binary, served with a strict `Content-Security-Policy`. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
+//! | `GET /openapi.json` | **200** this API's OpenAPI 3.1 document, generated from the handlers and types (`openapi.rs`). |
 //! | `GET /metrics` (operators) | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
 //!
 //! Each gateway also delivers webhooks (`webhooks.rs`): the events of jobs with `notify`, signed
@@ -56,6 +57,7 @@ mod files;
 mod jobs;
 mod layers;
 mod metrics;
+mod openapi;
 mod ui;
 mod webhooks;
 
@@ -173,7 +175,14 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     // The dashboard is static: it asks for a key and sends it with its API calls.
     let dashboard =
         Router::new().route("/ui", get(ui::index)).route("/ui/", get(ui::index)).route("/ui/{file}", get(ui::asset));
-    let routes = Router::new().route("/healthz", get(health)).merge(dashboard).merge(keyed).with_state(state);
+    // The document needs no key, like the health check: generated clients fetch it, and it
+    // tells no more than the README.
+    let routes = Router::new()
+        .route("/healthz", get(health))
+        .route("/openapi.json", get(openapi::document))
+        .merge(dashboard)
+        .merge(keyed)
+        .with_state(state);
     Ok(layers::apply(routes, metrics, config.request_timeout))
 }
 
@@ -214,6 +223,18 @@ where
 /// `GET /v1/workers` (operators only): the live workers, most recently heard from first, the
 /// hot shards with the workers picked to read them besides their owners, and each shard's
 /// owner and backlog.
+#[utoipa::path(
+    get,
+    path = "/v1/workers",
+    operation_id = "listWorkers",
+    tag = "operators",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The live workers, the hot shards and every shard's owner and backlog.",
+            body = openapi::Workers),
+        (status = 403, description = "`forbidden`: a tenant's key.", body = api_error::Envelope),
+    )
+)]
 async fn workers(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -251,6 +272,16 @@ async fn workers(
 }
 
 /// `GET /healthz`: whether this gateway can reach Redis.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "health",
+    tag = "service",
+    responses(
+        (status = 200, description = "Redis answers.", body = openapi::Health),
+        (status = 503, description = "`redis_unavailable`.", body = api_error::Envelope),
+    )
+)]
 async fn health(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut redis = app.redis.clone();
     // The connection's own timeouts bound one attempt; this bounds a reconnect's retries too.

@@ -110,6 +110,19 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
 }
 
 /// `GET /metrics`: the OpenMetrics text, with the shard backlog read from Redis now.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operators",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Prometheus (OpenMetrics) text: requests by route and status, latency, jobs \
+                                      submitted, shard backlog.", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 403, description = "`forbidden`: a tenant's key.", body = crate::api_error::Envelope),
+    )
+)]
 pub(crate) async fn scrape(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,

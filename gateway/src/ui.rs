@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Envelope};
 
 /// No inline script or style, nothing from elsewhere; images also from the `blob:` URLs the
 /// page makes of job files it fetched with its key.
@@ -48,11 +48,49 @@ static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
 });
 
 /// `GET /ui` and `GET /ui/`: the page.
+#[utoipa::path(
+    get,
+    path = "/ui",
+    operation_id = "dashboard",
+    tag = "dashboard",
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` answered before: 304 if the file is \
+                                                                  unchanged."),
+    ),
+    responses(
+        (status = 200, description = "The dashboard's page.", body = String, content_type = "text/html; charset=utf-8",
+            headers(("ETag" = String), ("Content-Security-Policy" = String))),
+        (status = 304, description = "Not modified.", headers(("ETag" = String))),
+    )
+)]
 pub(crate) async fn index(headers: HeaderMap) -> Response {
     answer("index.html", &headers)
 }
 
 /// `GET /ui/{file}`: the page's scripts and style sheet.
+#[utoipa::path(
+    get,
+    path = "/ui/{file}",
+    operation_id = "dashboardFile",
+    tag = "dashboard",
+    params(
+        ("file" = String, Path, description = "The file's name.", example = "app.js"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` answered before: 304 if the file is \
+                                                                  unchanged.")),
+    responses(
+        (status = 200, description = "One of the page's files: `index.html`, `app.js`, `api.js`, `views.js`, \
+                                      `style.css`, `icon.svg`.",
+            content(
+                (String = "text/html; charset=utf-8"),
+                (String = "text/javascript; charset=utf-8"),
+                (String = "text/css; charset=utf-8"),
+                (String = "image/svg+xml")
+            ),
+            headers(("ETag" = String), ("Content-Security-Policy" = String))),
+        (status = 304, description = "Not modified.", headers(("ETag" = String))),
+        (status = 404, description = "`not_found`: no such file.", body = Envelope),
+    )
+)]
 pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     answer(&file, &headers)
 }
