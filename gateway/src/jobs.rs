@@ -549,7 +549,7 @@ impl Cursor {
 }
 
 /// One job in a listing: what tells jobs apart and how they ended, never the spec's `args`,
-/// `env` or `inputs` (up to [`shoal_jobs::JobSpec::MAX_PAYLOAD_BYTES`] each job), nor its
+/// `env` or `inputs` (up to 256 KiB a job), nor its
 /// executions — `GET /v1/jobs/{id}` has those. A few hundred bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct JobSummary {
@@ -620,7 +620,7 @@ pub(crate) struct JobPage {
     next: Option<String>,
 }
 
-/// `GET /v1/jobs?state=…&limit=…&cursor=…`: summaries of jobs ([`JobSummary`]) newest first.
+/// `GET /v1/jobs?state=…&limit=…&cursor=…`: job summaries, newest first.
 /// Without `state`, jobs in every state are listed, merged by creation time.
 #[utoipa::path(
     get,

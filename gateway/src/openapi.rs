@@ -290,4 +290,12 @@ mod tests {
             }
         }
     }
+
+    /// Descriptions come from doc comments; a rustdoc link there means nothing to API users.
+    #[test]
+    fn descriptions_hold_no_rustdoc_links() {
+        let links: Vec<String> =
+            DOCUMENT.match_indices("[`").map(|(at, _)| DOCUMENT[at..].chars().take(60).collect()).collect();
+        assert!(links.is_empty(), "rustdoc links in the document: {links:#?}");
+    }
 }

@@ -168,7 +168,7 @@ pub struct Receipt {
     pub execution: String,
     /// The worker that ran it.
     pub worker: String,
-    /// The key that signs: the one registered for [`Receipt::worker`].
+    /// The key that signs: the one registered for the receipt's `worker`.
     #[schema(value_type = String)]
     pub key: PublicKey,
     /// When the worker started it, ms since the Unix epoch.
@@ -207,7 +207,7 @@ impl Receipt {
 pub struct SignedReceipt {
     /// What is signed.
     pub receipt: Receipt,
-    /// The ed25519 signature of the receipt's canonical JSON by [`Receipt::key`], in hex.
+    /// The ed25519 signature of the receipt's canonical JSON by its `key`, in hex.
     pub signature: String,
 }
 

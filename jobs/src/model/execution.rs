@@ -23,7 +23,7 @@ pub struct Execution {
     /// What happened, once finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<ExecutionOutcome>,
-    /// The worker's signed statement of the outcome, once settled ([`SignedReceipt`]).
+    /// The worker's signed statement of the outcome, once settled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<SignedReceipt>,
 }

@@ -69,7 +69,7 @@ impl FromStr for JobState {
 pub struct Job {
     /// The job's id (a ULID: unique and sortable by creation time).
     pub id: String,
-    /// Hash of the spec (see [`JobSpec::invocation_cid`]).
+    /// The invocation CID: the hash of the spec (`JobSpec::invocation_cid`).
     pub invocation: ContentId,
     /// What was asked.
     pub spec: JobSpec,
@@ -104,7 +104,7 @@ pub struct JobStatus {
     /// The job.
     #[serde(flatten)]
     pub job: Job,
-    /// How far its result is trusted, once it succeeded ([`Job::acceptance`]).
+    /// How far its result is trusted, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acceptance: Option<Acceptance>,
     /// Its tasks, once it has fanned out.
@@ -235,7 +235,7 @@ impl Job {
     }
 }
 
-/// How the tasks of a fanned-out job ([`FanOut`]) stand. The counts are of *files* (directory
+/// How the tasks of a fanned-out job stand. The counts are of *files* (directory
 /// entries or inputs fanned out over), which with `batch` 1 are also the tasks; `tasks` and
 /// `tasks_finished` count the tasks they were grouped into.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -252,7 +252,7 @@ pub struct TaskSummary {
     /// Tasks that have finished, either way.
     #[serde(default)]
     pub tasks_finished: u64,
-    /// The first failed files, with why ([`TaskSummary::MAX_FAILURES_LISTED`] at most).
+    /// The first failed files, with why (100 at most, `TaskSummary::MAX_FAILURES_LISTED`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<TaskFailure>,
     /// The gathered outputs once every task has finished: one entry per succeeded file.

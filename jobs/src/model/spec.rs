@@ -69,7 +69,7 @@ pub struct JobSpec {
 /// route to the same shard are grouped, in name order, into tasks of up to `batch` files, each
 /// placed on that shared shard; the program writes one output per file, `/outputs/<name>` (a
 /// file or a directory), and those entries are gathered. A file whose task wrote no
-/// `/outputs/<name>` fails ([`FailureReason::MissingOutput`], naming what the task wrote
+/// `/outputs/<name>` fails (`missing_output`, naming what the task wrote
 /// instead); other top-level names a batch task writes are not gathered, as they could collide
 /// between tasks. A failed batch task fails each of its files, with the task's failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -91,7 +91,7 @@ pub struct FanOut {
     pub batch: u32,
 }
 
-/// What a job fans out over (see [`FanOut`]).
+/// What a job fans out over.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FanOutOver {
@@ -267,11 +267,11 @@ impl Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
-    /// Executions started before the job fails with [`FailureReason::WorkerLost`] and its entry
+    /// Executions started before the job fails `worker_lost` and its entry
     /// goes to the dead-letter stream.
     pub max_attempts: u32,
     /// Time from submission by which the job must have finished, in ms, however many attempts
-    /// it took; past it the job fails with [`FailureReason::DeadlineExceeded`].
+    /// it took; past it the job fails `deadline_exceeded`.
     pub total_timeout_ms: u64,
     /// Base delay before a lost execution is retried, in ms: attempt n+1 starts no sooner than
     /// `backoff_ms · 2^(n-1)`, times a random factor from 0.5 to 1.5, after attempt n started.
@@ -304,7 +304,7 @@ pub enum VerificationPolicy {
     Sampled,
     /// The verifier re-executes every job.
     Always,
-    /// `replicas` distinct workers run the job in all (2 to [`VerificationPolicy::MAX_REPLICAS`]);
+    /// `replicas` distinct workers run the job in all (2 to 5, `VerificationPolicy::MAX_REPLICAS`);
     /// if they disagree, the verifier's own re-execution settles it, and whoever signed a wrong
     /// result is quarantined. Agreeing replicas are spot-checked at the verifier's sample rate.
     Replicated {
