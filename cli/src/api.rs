@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use clap::Args;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
@@ -177,6 +178,23 @@ impl Api {
         Ok(serde_json::from_value(body["workers"].clone())?)
     }
 
+    /// The bytes of one of job `id`'s files (`stdout`, `stderr`, `output/PATH`), as the gateway
+    /// reads them from its content sources (`GET /v1/jobs/{id}/files/NAME`).
+    pub(crate) async fn job_file(&self, id: &str, name: &str) -> anyhow::Result<Bytes> {
+        let response = self
+            .http
+            .get(format!("{}/v1/jobs/{id}/files/{name}", self.base))
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        let status = response.status();
+        let body = response.bytes().await.context("reading the gateway's answer")?;
+        if !status.is_success() {
+            bail!("the gateway answered {status}: {}", error_message(&body));
+        }
+        Ok(body)
+    }
+
     fn unreachable(&self) -> String {
         format!(
             "cannot reach the gateway at {} (is `shoal dev` running? set --gateway, SHOAL_GATEWAY or the config \
@@ -191,14 +209,15 @@ async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> 
     let status = response.status();
     let body = response.bytes().await.context("reading the gateway's answer")?;
     if !status.is_success() {
-        let error: Option<Value> = serde_json::from_slice(&body).ok();
-        let message = error
-            .as_ref()
-            .and_then(|e| e.pointer("/error/message"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        bail!("the gateway answered {status}: {message}");
+        bail!("the gateway answered {status}: {}", error_message(&body));
     }
     serde_json::from_slice(&body).context("the gateway's answer is not what this client expects")
+}
+
+/// The message of the API's error in `body`, or the body itself if it holds none.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|error| error.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }

@@ -12,7 +12,8 @@ use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use shoal_content::source::{HttpGatewaySource, SourceChain};
-use shoal_content::{unixfs, BlockSource, FsBlockStore};
+use shoal_content::unixfs::ImportOptions;
+use shoal_content::{unixfs, BlockSource, FsBlockStore, MemoryBlockStore};
 use shoal_jobs::{Acceptance, ContentId, ExecutionOutcome, Job, JobState, JobStatus, VerificationOutcome};
 
 use crate::api::{Api, ApiArgs};
@@ -379,21 +380,36 @@ pub(crate) async fn logs(home: &Home, args: JobArgs, json: bool) -> anyhow::Resu
     }
     let store = FsBlockStore::open(home.blocks())?;
     let reader = Arc::new(SourceChain::new(sources).with_cache(Arc::new(store)));
-    let read = |cid: &ContentId| {
-        let reader = reader.clone();
+    // The local store and the dev stack's content server first; a remote deployment's logs
+    // come through its gateway, whose bytes are checked here against the execution's CID
+    // (logs are imported with the default profile, so importing them again gives that CID).
+    let read = |cid: &ContentId, name: &'static str| {
+        let (reader, api, job) = (reader.clone(), &api, &job.id);
         let cid = *cid.cid();
         async move {
-            let chunks: Vec<Bytes> =
-                unixfs::cat(reader, cid).try_collect().await.with_context(|| format!("reading {cid}"))?;
-            anyhow::Ok(chunks.concat())
+            let local: Result<Vec<Bytes>, _> = unixfs::cat(reader, cid).try_collect().await;
+            let bytes = match local {
+                Ok(chunks) => return anyhow::Ok(chunks.concat()),
+                Err(local) => api
+                    .job_file(job, name)
+                    .await
+                    .with_context(|| format!("reading {name} ({cid}): not here ({local}), nor through the gateway"))?,
+            };
+            let again = unixfs::import_reader(&bytes[..], &ImportOptions::default(), &MemoryBlockStore::new())
+                .await
+                .with_context(|| format!("hashing the gateway's {name}"))?;
+            if again.root != cid {
+                bail!("the gateway's {name} of job {job} is {}, not this execution's {cid}", again.root);
+            }
+            anyhow::Ok(bytes.to_vec())
         }
     };
     let stdout_text = match stdout {
-        Some(cid) => Some(String::from_utf8_lossy(&read(cid).await?).into_owned()),
+        Some(cid) => Some(String::from_utf8_lossy(&read(cid, "stdout").await?).into_owned()),
         None => None,
     };
     let stderr_text = match stderr {
-        Some(cid) => Some(String::from_utf8_lossy(&read(cid).await?).into_owned()),
+        Some(cid) => Some(String::from_utf8_lossy(&read(cid, "stderr").await?).into_owned()),
         None => None,
     };
     if json {

@@ -218,6 +218,17 @@ fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
     let remote: serde_json::Value = serde_json::from_slice(&remote.stdout).unwrap();
     assert_eq!(remote["id"], job.as_str());
+    // Its logs come through the gateway (no block of them is here), checked against their CID.
+    let remote_logs = Command::new(shoal_binary().unwrap())
+        .arg("--home")
+        .arg(elsewhere.path())
+        .args(["logs", &job, "--json"])
+        .env("SHOAL_GATEWAY", written["gateway"].as_str().unwrap())
+        .env("SHOAL_API_KEY", written["api_key"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(remote_logs.status.success(), "{}", String::from_utf8_lossy(&remote_logs.stderr));
+    assert_eq!(json(&remote_logs), logs, "the same logs as read from the dev stack's store");
     let keyless = Command::new(shoal_binary().unwrap())
         .arg("--home")
         .arg(elsewhere.path())
