@@ -8,6 +8,7 @@
 //! `Content-Security-Policy: sandbox` — and one request streams at most
 //! [`GatewayConfig::max_file_bytes`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,10 +27,13 @@ use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, NodeKind};
 use shoal_content::{BlockReader, BlockSource, ContentError};
 use shoal_jobs::{Job, JobState, Principal};
-use utoipa::ToSchema;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{Object, Schema, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, ResponsesBuilder};
+use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
 use crate::api_error::{ApiError, Envelope};
-use crate::jobs::load_job;
+use crate::jobs::{load_job, InvalidJobId, JobId};
 use crate::{AppState, GatewayConfig, GatewayError};
 
 /// Time one content source gets for one block: well within the request timeout, so a source
@@ -100,6 +104,131 @@ impl Tree {
     }
 }
 
+/// The `If-None-Match` header every file route takes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "documentation only: `serve` reads the header from the request's headers")]
+struct IfNoneMatch {
+    /// An `ETag` this gateway answered: 304 if it still names the content.
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+}
+
+/// The `{index}` of the routes below `/v1/jobs/{id}/files/inputs/{index}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "documentation only: the handlers parse the index themselves, to name it in a 400")]
+struct InputIndex {
+    /// The input's place in the spec's `inputs`, from 0.
+    index: u32,
+}
+
+/// The `{path}` of the routes that read below a tree's root.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "documentation only: the handlers take the path as `Path<…>`")]
+struct FilePath {
+    /// A path below the tree's root; its `/`s are sent as they are.
+    #[param(example = "masks/cloud.png")]
+    path: String,
+}
+
+/// What every file route may answer besides its 200 and the 400 and 404 that name what its
+/// path can get wrong. Each variant's doc comment is its description in the document.
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "documentation only: `serve` builds these answers itself")]
+enum ContentAnswers {
+    /// Not modified: `If-None-Match` names the `ETag`.
+    #[response(status = 304)]
+    NotModified,
+    /// `not_finished` (with `state`): the job has not recorded it yet.
+    #[response(status = 409)]
+    NotFinished(Envelope<'static>),
+    /// `content_not_configured`: this gateway has no content sources.
+    #[response(status = 501)]
+    NotConfigured(Envelope<'static>),
+    /// `bad_content`: the content cannot be read.
+    #[response(status = 502)]
+    BadContent(Envelope<'static>),
+    /// `content_unavailable` (the content sources cannot deliver it now), `redis_unavailable`.
+    #[response(status = 503)]
+    Unavailable(Envelope<'static>),
+}
+
+/// What a route that may serve a file's bytes answers besides [`ContentAnswers`].
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "documentation only: `serve` answers errors as `ApiError`")]
+enum FileAnswers {
+    /// `file_too_large`: over the gateway's limit for one request.
+    #[response(status = 413)]
+    TooLarge(Envelope<'static>),
+    /// `not_a_file` (field `path`): a symbolic link, which is not followed.
+    #[response(status = 422)]
+    NotAFile(Envelope<'static>),
+}
+
+/// The 200 of `GET /v1/jobs/{id}/files/output`: the output directory's listing.
+struct ListingServed;
+
+impl IntoResponses for ListingServed {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        served(
+            "The output directory's listing.",
+            [("application/json", Some(Ref::from_schema_name(Listing::name()).into()))],
+        )
+    }
+}
+
+/// The 200 of the routes that serve whatever their path names: as [`serve`] answers it.
+struct FileServed;
+
+impl IntoResponses for FileServed {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        served(
+            "A directory: its listing (`DirectoryListing`). A file: its bytes, typed by its extension from an \
+             allow-list (anything else as a download, with `Content-Disposition: attachment`).",
+            [
+                ("application/json", Some(serde_json::Value::schema())),
+                (TEXT, Some(String::schema())),
+                ("image/png", None),
+                ("image/jpeg", None),
+                ("image/gif", None),
+                ("image/webp", None),
+                ("application/octet-stream", None),
+            ],
+        )
+    }
+}
+
+/// The 200 of a job's stdout and stderr.
+struct TextServed;
+
+impl IntoResponses for TextServed {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        served("The text.", [(TEXT, Some(String::schema()))])
+    }
+}
+
+/// A 200 with `description` and these media types (each with its schema, if it has one), and
+/// the headers of every answer with a job's content that a client may act on — built here
+/// once, as the `#[utoipa::path]` syntax cannot share headers between responses.
+fn served<const N: usize>(
+    description: &str,
+    media_types: [(&str, Option<RefOr<Schema>>); N],
+) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let header = |description: &str| {
+        HeaderBuilder::new().schema(Object::with_type(Type::String)).description(Some(description)).build()
+    };
+    let mut response = ResponseBuilder::new()
+        .description(description)
+        .header("ETag", header("The CID, quoted."))
+        .header("Content-Security-Policy", header("`sandbox; default-src 'none'`: nothing served runs here."));
+    for (media_type, schema) in media_types {
+        response = response.content(media_type, ContentBuilder::new().schema(schema).build());
+    }
+    ResponsesBuilder::new().response("200", response).build().into()
+}
+
 /// `GET /v1/jobs/{id}/files/output`: the listing of the job's output directory.
 #[utoipa::path(
     get,
@@ -107,26 +236,12 @@ impl Tree {
     operation_id = "listJobOutput",
     tag = "files",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
-                                                                  names the content."),
-    ),
+    params(JobId, IfNoneMatch),
     responses(
-        (status = 200, description = "The output directory's listing.", body = Listing, headers(
-                ("ETag" = String, description = "The CID, quoted."),
-                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
-                                                                    runs here.")
-            )),
-        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
-        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        ListingServed,
+        InvalidJobId,
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
-        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
-            body = Envelope),
-        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
-        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
-        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
-                                      `redis_unavailable`.", body = Envelope),
+        ContentAnswers,
     )
 )]
 pub(crate) async fn output(
@@ -146,51 +261,17 @@ pub(crate) async fn output(
     operation_id = "getJobOutputFile",
     tag = "files",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
-        (
-            "path" = String,
-            Path,
-            description = "A path below the tree's root; its `/`s are sent as they are.",
-            example = "masks/cloud.png"
-        ),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
-                                                                  names the content."),
-    ),
+    params(JobId, FilePath, IfNoneMatch),
     responses(
-        (status = 200, description = "A directory: its listing (`DirectoryListing`). A file: its bytes, typed by its \
-                                      extension from an allow-list (anything else as a download, with \
-                                      `Content-Disposition: attachment`).",
-            content(
-                (serde_json::Value = "application/json"),
-                (String = "text/plain; charset=utf-8"),
-                ("image/png"),
-                ("image/jpeg"),
-                ("image/gif"),
-                ("image/webp"),
-                ("application/octet-stream"),
-            ),
-            headers(
-                ("ETag" = String, description = "The CID, quoted."),
-                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
-                                                                    runs here.")
-            )),
-        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        FileServed,
         (status = 400, description = "`invalid_job_id` (field `id`), `invalid_path` (field `path`: a `.` or `..` \
                                       segment).",
             body = Envelope),
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one, `path_not_found` \
                                       (field `path`).",
             body = Envelope),
-        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
-            body = Envelope),
-        (status = 413, description = "`file_too_large`: over the gateway's limit for one request.", body = Envelope),
-        (status = 422, description = "`not_a_file` (field `path`): a symbolic link, which is not followed.",
-            body = Envelope),
-        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
-        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
-        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
-                                      `redis_unavailable`.", body = Envelope),
+        FileAnswers,
+        ContentAnswers,
     )
 )]
 pub(crate) async fn output_path(
@@ -210,43 +291,14 @@ pub(crate) async fn output_path(
     operation_id = "getJobInput",
     tag = "files",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
-        ("index" = u32, Path, description = "The input's place in the spec's `inputs`, from 0."),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
-                                                                  names the content."),
-    ),
+    params(JobId, InputIndex, IfNoneMatch),
     responses(
-        (status = 200, description = "A directory: its listing (`DirectoryListing`). A file: its bytes, typed by its \
-                                      extension from an allow-list (anything else as a download, with \
-                                      `Content-Disposition: attachment`).",
-            content(
-                (serde_json::Value = "application/json"),
-                (String = "text/plain; charset=utf-8"),
-                ("image/png"),
-                ("image/jpeg"),
-                ("image/gif"),
-                ("image/webp"),
-                ("application/octet-stream"),
-            ),
-            headers(
-                ("ETag" = String, description = "The CID, quoted."),
-                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
-                                                                    runs here.")
-            )),
-        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        FileServed,
         (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (field `index`).",
             body = Envelope),
         (status = 404, description = "`job_not_found`, `input_not_found` (field `index`).", body = Envelope),
-        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
-            body = Envelope),
-        (status = 413, description = "`file_too_large`: over the gateway's limit for one request.", body = Envelope),
-        (status = 422, description = "`not_a_file` (field `path`): a symbolic link, which is not followed.",
-            body = Envelope),
-        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
-        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
-        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
-                                      `redis_unavailable`.", body = Envelope),
+        FileAnswers,
+        ContentAnswers,
     )
 )]
 pub(crate) async fn input(
@@ -266,52 +318,17 @@ pub(crate) async fn input(
     operation_id = "getJobInputFile",
     tag = "files",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
-        ("index" = u32, Path, description = "The input's place in the spec's `inputs`, from 0."),
-        (
-            "path" = String,
-            Path,
-            description = "A path below the tree's root; its `/`s are sent as they are.",
-            example = "masks/cloud.png"
-        ),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
-                                                                  names the content."),
-    ),
+    params(JobId, InputIndex, FilePath, IfNoneMatch),
     responses(
-        (status = 200, description = "A directory: its listing (`DirectoryListing`). A file: its bytes, typed by its \
-                                      extension from an allow-list (anything else as a download, with \
-                                      `Content-Disposition: attachment`).",
-            content(
-                (serde_json::Value = "application/json"),
-                (String = "text/plain; charset=utf-8"),
-                ("image/png"),
-                ("image/jpeg"),
-                ("image/gif"),
-                ("image/webp"),
-                ("application/octet-stream"),
-            ),
-            headers(
-                ("ETag" = String, description = "The CID, quoted."),
-                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
-                                                                    runs here.")
-            )),
-        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
+        FileServed,
         (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (field `index`), \
                                       `invalid_path` (field `path`: a `.` or `..` segment).",
             body = Envelope),
         (status = 404, description = "`job_not_found`, `input_not_found` (field `index`), `path_not_found` (field \
                                       `path`).",
             body = Envelope),
-        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
-            body = Envelope),
-        (status = 413, description = "`file_too_large`: over the gateway's limit for one request.", body = Envelope),
-        (status = 422, description = "`not_a_file` (field `path`): a symbolic link, which is not followed.",
-            body = Envelope),
-        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
-        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
-        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
-                                      `redis_unavailable`.", body = Envelope),
+        FileAnswers,
+        ContentAnswers,
     )
 )]
 pub(crate) async fn input_path(
@@ -330,26 +347,12 @@ pub(crate) async fn input_path(
     operation_id = "getJobStdout",
     tag = "files",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
-                                                                  names the content."),
-    ),
+    params(JobId, IfNoneMatch),
     responses(
-        (status = 200, description = "The text.", body = String, content_type = "text/plain; charset=utf-8", headers(
-                ("ETag" = String, description = "The CID, quoted."),
-                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
-                                                                    runs here.")
-            )),
-        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
-        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        TextServed,
+        InvalidJobId,
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
-        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
-            body = Envelope),
-        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
-        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
-        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
-                                      `redis_unavailable`.", body = Envelope),
+        ContentAnswers,
     )
 )]
 pub(crate) async fn stdout(
@@ -369,26 +372,12 @@ pub(crate) async fn stdout(
     operation_id = "getJobStderr",
     tag = "files",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this gateway answered: 304 if it still \
-                                                                  names the content."),
-    ),
+    params(JobId, IfNoneMatch),
     responses(
-        (status = 200, description = "The text.", body = String, content_type = "text/plain; charset=utf-8", headers(
-                ("ETag" = String, description = "The CID, quoted."),
-                ("Content-Security-Policy" = String, description = "`sandbox; default-src 'none'`: nothing served \
-                                                                    runs here.")
-            )),
-        (status = 304, description = "Not modified: `If-None-Match` names the `ETag`."),
-        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
+        TextServed,
+        InvalidJobId,
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
-        (status = 409, description = "`not_finished` (with `state`): the job has not recorded it yet.",
-            body = Envelope),
-        (status = 501, description = "`content_not_configured`: this gateway has no content sources.", body = Envelope),
-        (status = 502, description = "`bad_content`: the content cannot be read.", body = Envelope),
-        (status = 503, description = "`content_unavailable` (the content sources cannot deliver it now), \
-                                      `redis_unavailable`.", body = Envelope),
+        ContentAnswers,
     )
 )]
 pub(crate) async fn stderr(

@@ -18,7 +18,7 @@ use shoal_jobs::{
     Acceptance, ContentId, Created, FailureReason, Idempotency, Job, JobSpec, JobState, JobStatus, Principal, Role,
     StoreError, Tenant,
 };
-use utoipa::ToSchema;
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::api_error::{ApiError, Envelope};
 use crate::openapi;
@@ -285,6 +285,28 @@ pub(crate) async fn load_job(app: &AppState, principal: &Principal, raw_id: &str
     }
 }
 
+/// The `{id}` of every route below `/v1/jobs/{id}`, as the document names it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "documentation only: the handlers take the id as `Path<String>`")]
+pub(crate) struct JobId {
+    /// The job's id: a ULID.
+    #[param(example = "01M9606Q1B83NV4CFWBSF1GZJG")]
+    id: String,
+}
+
+/// The 400 of a route below `/v1/jobs/{id}` whose only parameter is the id.
+#[derive(IntoResponses)]
+#[response(status = 400, description = "`invalid_job_id` (field `id`).")]
+#[expect(dead_code, reason = "documentation only: the handlers answer errors as `ApiError`")]
+pub(crate) struct InvalidJobId(Envelope<'static>);
+
+/// The 404 of a route below `/v1/jobs/{id}` for an id [`load_job`] finds no job for.
+#[derive(IntoResponses)]
+#[response(status = 404, description = "`job_not_found`: no such job, or another tenant's.")]
+#[expect(dead_code, reason = "documentation only: the handlers answer errors as `ApiError`")]
+pub(crate) struct JobNotFound(Envelope<'static>);
+
 /// `GET /v1/jobs/{id}`: the job with its state and executions.
 #[utoipa::path(
     get,
@@ -292,12 +314,12 @@ pub(crate) async fn load_job(app: &AppState, principal: &Principal, raw_id: &str
     operation_id = "getJob",
     tag = "jobs",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG")),
+    params(JobId),
     responses(
         (status = 200, description = "The job, with how far its result is trusted (`acceptance`), a fan-out's \
                                       `tasks` and a job with `notify` its `webhook_attempts`.", body = JobStatus),
-        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
-        (status = 404, description = "`job_not_found`: no such job, or another tenant's.", body = Envelope),
+        InvalidJobId,
+        JobNotFound,
     )
 )]
 pub(crate) async fn status(
@@ -358,7 +380,7 @@ pub(crate) struct ResultQuery {
     tag = "jobs",
     security(("api_key" = [])),
     params(
-        ("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG"),
+        JobId,
         ("early" = Option<bool>, Query, description = "`true`: the worker's result as soon as the job succeeded, \
                                                      before the verifier's verdict (labelled `pending`).")
     ),
@@ -368,7 +390,7 @@ pub(crate) struct ResultQuery {
             example = json!(openapi::example_result())),
         (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (an unknown parameter or \
                                       an `early` that is not a boolean).", body = Envelope),
-        (status = 404, description = "`job_not_found`.", body = Envelope),
+        JobNotFound,
         (status = 409, description = "`not_finished` (with `state`) while queued or running; `not_accepted` (with \
                                       `state`, and `acceptance: pending` for a success) while the verifier has not \
                                       had its say, unless `?early=true`.", body = Envelope),
@@ -473,11 +495,11 @@ const CANCELLING_AT_ONCE: usize = 32;
     operation_id = "cancelJob",
     tag = "jobs",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "The job's id: a ULID.", example = "01M9606Q1B83NV4CFWBSF1GZJG")),
+    params(JobId),
     responses(
         (status = 200, description = "The job, now `cancelled`.", body = JobStatus),
-        (status = 400, description = "`invalid_job_id` (field `id`).", body = Envelope),
-        (status = 404, description = "`job_not_found`.", body = Envelope),
+        InvalidJobId,
+        JobNotFound,
         (status = 409, description = "`job_finished` (with `state`): it succeeded or failed first.", body = Envelope),
     )
 )]
