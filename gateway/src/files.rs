@@ -141,9 +141,6 @@ enum ContentAnswers {
     /// Not modified: `If-None-Match` names the `ETag`.
     #[response(status = 304)]
     NotModified,
-    /// `not_finished` (with `state`): the job has not recorded it yet.
-    #[response(status = 409)]
-    NotFinished(Envelope<'static>),
     /// `content_not_configured`: this gateway has no content sources.
     #[response(status = 501)]
     NotConfigured(Envelope<'static>),
@@ -155,13 +152,29 @@ enum ContentAnswers {
     Unavailable(Envelope<'static>),
 }
 
-/// What a route that may serve a file's bytes answers besides [`ContentAnswers`].
+/// What the routes into what a job wrote (its output, stdout, stderr) answer before it wrote it;
+/// a job's inputs are there from the start.
 #[derive(IntoResponses)]
 #[expect(dead_code, reason = "documentation only: `serve` answers errors as `ApiError`")]
-enum FileAnswers {
+enum Unwritten {
+    /// `not_finished` (with `state`): the job has not recorded it yet.
+    #[response(status = 409)]
+    NotFinished(Envelope<'static>),
+}
+
+/// What a route that serves a file's bytes answers for one over the limit.
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "documentation only: `serve` answers errors as `ApiError`")]
+enum TooLarge {
     /// `file_too_large`: over the gateway's limit for one request.
     #[response(status = 413)]
     TooLarge(Envelope<'static>),
+}
+
+/// What a route that takes a path answers when it names a symbolic link.
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "documentation only: `serve` answers errors as `ApiError`")]
+enum NotAFile {
     /// `not_a_file` (field `path`): a symbolic link, which is not followed.
     #[response(status = 422)]
     NotAFile(Envelope<'static>),
@@ -241,7 +254,7 @@ fn served<const N: usize>(
         ListingServed,
         InvalidJobId,
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
-        ContentAnswers,
+        Unwritten, ContentAnswers,
     )
 )]
 pub(crate) async fn output(
@@ -270,8 +283,8 @@ pub(crate) async fn output(
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one, `path_not_found` \
                                       (field `path`).",
             body = Envelope),
-        FileAnswers,
-        ContentAnswers,
+        TooLarge, NotAFile,
+        Unwritten, ContentAnswers,
     )
 )]
 pub(crate) async fn output_path(
@@ -297,7 +310,7 @@ pub(crate) async fn output_path(
         (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (field `index`).",
             body = Envelope),
         (status = 404, description = "`job_not_found`, `input_not_found` (field `index`).", body = Envelope),
-        FileAnswers,
+        TooLarge, NotAFile,
         ContentAnswers,
     )
 )]
@@ -327,7 +340,7 @@ pub(crate) async fn input(
         (status = 404, description = "`job_not_found`, `input_not_found` (field `index`), `path_not_found` (field \
                                       `path`).",
             body = Envelope),
-        FileAnswers,
+        TooLarge, NotAFile,
         ContentAnswers,
     )
 )]
@@ -352,7 +365,7 @@ pub(crate) async fn input_path(
         TextServed,
         InvalidJobId,
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
-        ContentAnswers,
+        TooLarge, Unwritten, ContentAnswers,
     )
 )]
 pub(crate) async fn stdout(
@@ -377,7 +390,7 @@ pub(crate) async fn stdout(
         TextServed,
         InvalidJobId,
         (status = 404, description = "`job_not_found`, `no_output` for a job that ended without one.", body = Envelope),
-        ContentAnswers,
+        TooLarge, Unwritten, ContentAnswers,
     )
 )]
 pub(crate) async fn stderr(
