@@ -2,11 +2,16 @@
 //! which files each was given, which tasks have finished and how each file fared, and the list
 //! of jobs still waiting for theirs.
 //!
-//! A task is an ordinary job; nothing in a task's own record points back at its job. Instead the
-//! gatherer (one worker at a time, under a lock) visits the waiting jobs, reads the states of
-//! their unfinished tasks in one batch, and counts the newly finished ones in an idempotent step:
-//! a task's files are counted when the task's key first enters the job's done set. A gatherer
-//! that dies midway loses nothing; the next one counts what it had not.
+//! A task is an ordinary job whose record names its fanned-out job and its key there
+//! ([`crate::TaskOf`]). The script that makes a task countable (ends it, or records the
+//! verifier's verdict on it) adds a notice `<job>/<key>` to its own tag's gatherable set
+//! ([`keys::gatherable`]): a script touches one slot, so the notice lives beside the task, not
+//! its job. The gatherer (one worker at a time, under a lock) reads the notices of every tag
+//! ([`FanOutStore::notices`]), the states of the noticed tasks only, and counts them in an
+//! idempotent step: a task's files are counted when the task's key first enters the job's done
+//! set, and a notice is removed ([`FanOutStore::forget`]) only after that. A gatherer that dies
+//! midway loses nothing; the next one counts what it had not, and drops notices of tasks counted
+//! already.
 
 use redis::{AsyncCommands, Script};
 
@@ -142,6 +147,29 @@ pub struct Unfinished {
     pub tasks: Vec<Task>,
 }
 
+/// A task its fanned-out job may count now, as its tag's gatherable set names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Notice {
+    /// The fanned-out job.
+    pub job: String,
+    /// The task's key within it.
+    pub key: String,
+    /// The gatherable set holding the notice (the task's tag's).
+    pub set: String,
+}
+
+/// Where the fanned-out job a notice names stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// It waits for its tasks: its notices are to be counted.
+    Waiting,
+    /// It was gathered: its notices (a late verdict, a correction) change nothing.
+    Gathered,
+    /// It has not recorded its tasks yet (a task ended while its job was still fanning out):
+    /// its notices wait until it has.
+    Unrecorded,
+}
+
 /// The fan-out records in Redis.
 #[derive(Clone)]
 pub struct FanOutStore {
@@ -189,14 +217,96 @@ impl FanOutStore {
         )
         .ignore();
         pipe.query_async::<()>(&mut conn).await?;
-        let _: i64 = conn.zadd(keys::fanout_waiting(), id, now_ms()).await?;
+        // No task will ever give notice of a fan-out over nothing: it is due for a full read
+        // (and so settled) at the next round.
+        let score = if tasks.is_empty() { 0 } else { now_ms() };
+        let _: i64 = conn.zadd(keys::fanout_waiting(), id, score).await?;
         Ok(())
     }
 
-    /// Up to `limit` fanned-out jobs still waiting for tasks, longest waiting first.
-    pub async fn waiting(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// Whether any fanned-out job waits for tasks.
+    pub async fn any_waiting(&self) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        Ok(conn.zrange(keys::fanout_waiting(), 0, limit.max(1) as isize - 1).await?)
+        let waiting: u64 = conn.zcard(keys::fanout_waiting()).await?;
+        Ok(waiting > 0)
+    }
+
+    /// Up to `limit` fanned-out jobs waiting for tasks that have had none counted since
+    /// `before_ms` (ms since the epoch; nor fanned out since), longest idle first.
+    pub async fn idle(&self, before_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut idle = redis::cmd("ZRANGE");
+        idle.arg(keys::fanout_waiting()).arg("-inf").arg(before_ms).arg("BYSCORE").arg("LIMIT").arg(0).arg(limit);
+        Ok(idle.query_async(&mut conn).await?)
+    }
+
+    /// Marks waiting job `id` as last gathered at `at_ms` (ms since the epoch): it is
+    /// [`FanOutStore::idle`] since then. A job no longer waiting is left alone.
+    pub async fn touch(&self, id: &str, at_ms: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 =
+            redis::cmd("ZADD").arg(keys::fanout_waiting()).arg("XX").arg(at_ms).arg(id).query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Up to `per_tag` notices from each tag's gatherable set, read in one batch. A notice
+    /// that does not parse is left where it is, for an operator to see.
+    pub async fn notices(&self, per_tag: usize) -> Result<Vec<Notice>, StoreError> {
+        let sets: Vec<String> = keys::all_job_tags().map(|tag| keys::gatherable(&tag)).collect();
+        let mut batch = Batch::new();
+        for set in &sets {
+            batch.add(set, redis::cmd("SRANDMEMBER").arg(set).arg(per_tag).clone());
+        }
+        let members: Vec<Vec<String>> = self.conn.query_batch(&batch).await?;
+        Ok(sets
+            .iter()
+            .zip(members)
+            .flat_map(|(set, members)| {
+                members.into_iter().filter_map(move |member| {
+                    let (job, key) = member.split_once('/')?;
+                    Some(Notice { job: job.to_string(), key: key.to_string(), set: set.clone() })
+                })
+            })
+            .collect())
+    }
+
+    /// Where each of the fanned-out jobs `ids` stands, in order.
+    pub async fn standing(&self, ids: &[String]) -> Result<Vec<Standing>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let scores: Vec<Option<f64>> =
+            redis::cmd("ZMSCORE").arg(keys::fanout_waiting()).arg(ids).query_async(&mut conn).await?;
+        let mut batch = Batch::new();
+        for id in ids {
+            let summary = FanOutKeys::of(id).summary;
+            batch.add(&summary, redis::cmd("HEXISTS").arg(&summary).arg("output").clone());
+        }
+        let gathered: Vec<bool> = self.conn.query_batch(&batch).await?;
+        Ok(scores
+            .into_iter()
+            .zip(gathered)
+            .map(|(score, gathered)| match (score, gathered) {
+                (Some(_), _) => Standing::Waiting,
+                (None, true) => Standing::Gathered,
+                (None, false) => Standing::Unrecorded,
+            })
+            .collect())
+    }
+
+    /// Removes `notices`: their tasks are counted (or were already).
+    pub async fn forget(&self, notices: &[Notice]) -> Result<(), StoreError> {
+        let mut by_set: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+        for notice in notices {
+            by_set.entry(&notice.set).or_default().push(format!("{}/{}", notice.job, notice.key));
+        }
+        let mut batch = Batch::new();
+        for (set, members) in by_set {
+            batch.add(set, redis::cmd("SREM").arg(set).arg(members).clone());
+        }
+        let _: Vec<i64> = self.conn.query_batch(&batch).await?;
+        Ok(())
     }
 
     /// The execution that fanned job `id` out, if it was.
@@ -247,6 +357,48 @@ impl FanOutStore {
     /// Job `id`'s tasks not yet counted as finished, by key, with its batch size.
     pub async fn unfinished(&self, id: &str) -> Result<Unfinished, StoreError> {
         self.read_tasks(id, true).await
+    }
+
+    /// Those of job `id`'s tasks with keys `keys` (noticed ones) not yet counted as finished,
+    /// by key, with its batch size: what [`FanOutStore::unfinished`] reads, for these tasks
+    /// only. A key the job has no task for is left out.
+    pub async fn noticed(&self, id: &str, keys: &[String]) -> Result<Unfinished, StoreError> {
+        let fan = FanOutKeys::of(id);
+        if keys.is_empty() {
+            let mut conn = self.conn.clone();
+            let batch: Option<u32> = conn.hget(&fan.summary, "batch").await?;
+            return Ok(Unfinished { batch: batch.unwrap_or(1), tasks: Vec::new() });
+        }
+        let mut conn = self.conn.clone();
+        type Read = (Option<u32>, Vec<Option<String>>, Vec<Option<String>>, Vec<bool>);
+        let (batch, ids, files, done): Read = redis::pipe()
+            .hget(&fan.summary, "batch")
+            .cmd("HMGET")
+            .arg(&fan.tasks)
+            .arg(keys)
+            .cmd("HMGET")
+            .arg(&fan.files)
+            .arg(keys)
+            .cmd("SMISMEMBER")
+            .arg(&fan.done)
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
+        let mut tasks: Vec<Task> = keys
+            .iter()
+            .zip(ids.into_iter().zip(files).zip(done))
+            .filter_map(|(key, ((job, files), done))| {
+                let job = job.filter(|_| !done)?;
+                let files = match files {
+                    Some(names) => names.split('/').map(str::to_string).collect(),
+                    None => vec![key.clone()],
+                };
+                Some(Task { key: key.clone(), job, files })
+            })
+            .collect();
+        tasks.sort_by(|a, b| a.key.cmp(&b.key));
+        tasks.dedup_by(|a, b| a.key == b.key);
+        Ok(Unfinished { batch: batch.unwrap_or(1), tasks })
     }
 
     async fn read_tasks(&self, id: &str, unfinished_only: bool) -> Result<Unfinished, StoreError> {

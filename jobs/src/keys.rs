@@ -19,11 +19,12 @@
 //! | `shoal:{w}:lock:hot` | string | which worker looks for hot shards now (expires) |
 //! | `shoal:{jNN}:tasks:<id>` | hash | a fanned-out job's tasks: task key (the name of its first file) → task job id |
 //! | `shoal:{jNN}:task-files:<id>` | hash | task key → the names of its files, `/`-separated, for tasks of more than their key's file |
-//! | `shoal:{jNN}:tasks-done:<id>` | set | keys of its tasks that have finished |
+//! | `shoal:{jNN}:tasks-done:<id>` | set | keys of its tasks that have finished (been counted) |
+//! | `shoal:{jNN}:gatherable` | set | notices `<fanned-out job>/<task key>` of this tag's tasks that may be counted (ended, and decided on by the verifier unless their job asks for no verification), added by the script that made them so, removed by the gatherer once counted |
 //! | `shoal:{jNN}:task-outputs:<id>` | hash | file name → output CID of each succeeded file |
 //! | `shoal:{jNN}:task-failures:<id>` | list | the first failed files (JSON) |
 //! | `shoal:{jNN}:fanout:<id>` | hash | its file counts (`total`, `succeeded`, `failed`), `tasks`, `batch`, gathered `output`, and the `execution` that fanned it out |
-//! | `shoal:fanout:waiting` | sorted set | fanned-out jobs whose tasks are not all finished, scored by when they fanned out |
+//! | `shoal:fanout:waiting` | sorted set | fanned-out jobs whose tasks are not all finished, scored by when they fanned out or last had a task counted (0: due for a full read at once) |
 //! | `shoal:lock:fanout` | string | which worker gathers finished tasks now (expires) |
 //! | `shoal:lock:requeue` | string | which worker may re-queue lost submissions now (expires) |
 //! | `shoal:{w}:worker-keys` | hash | worker id → the public key it is bound to (`ed25519:<hex>`) |
@@ -94,6 +95,8 @@ pub struct JobKeys {
     pub deadlines: String,
     /// The webhook events of the job's tag.
     pub events: String,
+    /// The gatherable tasks of the job's tag (see [`gatherable`]).
+    pub gatherable: String,
 }
 
 impl JobKeys {
@@ -106,8 +109,16 @@ impl JobKeys {
             state_index: JobState::ALL.map(|state| state_index(&tag, state)),
             deadlines: deadline_index(&tag),
             events: events_stream(&tag),
+            gatherable: gatherable(&tag),
         }
     }
+}
+
+/// The notices of tasks with tag `tag` that their fanned-out jobs may count now,
+/// `<fanned-out job>/<task key>` each: added by the script that ends a task (or records its
+/// verdict), in the task's own slot, and removed by the gatherer once it has counted the task.
+pub fn gatherable(tag: &str) -> String {
+    format!("shoal:{{{tag}}}:gatherable")
 }
 
 /// The stream of webhook events of jobs with tag `tag` (a job asking for a webhook gets an
@@ -434,6 +445,7 @@ mod tests {
             let keys = JobKeys::of(id);
             let slot = cluster_slot(&keys.job);
             assert_eq!(cluster_slot(&keys.executions), slot);
+            assert_eq!(cluster_slot(&keys.gatherable), slot, "a task's scripts leave its notice in its own slot");
             for index in &keys.state_index {
                 assert_eq!(cluster_slot(index), slot);
             }

@@ -45,7 +45,7 @@ mod webhooks;
 pub use backlog::{longest, oldest_waiting, shard_backlogs, take_unread, ShardBacklog};
 pub use connection::{redis_addresses, redis_urls, Batch, ConnectOptions, RedisConnection};
 pub use error::{SpecError, StoreError};
-pub use fanout::{FanOutStore, FinishedTask, Task, TaskOutcome, Unfinished};
+pub use fanout::{FanOutStore, FinishedTask, Notice, Standing, Task, TaskOutcome, Unfinished};
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
@@ -60,6 +60,6 @@ pub use replication::ReplicationStore;
 pub use retry::{with_retries, STORE_RETRY_LIMIT};
 pub use router::ShardRouter;
 pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};
-pub use store::{now_ms, Created, Idempotency, JobStore, Listed, Started};
+pub use store::{now_ms, Created, Idempotency, JobStore, Listed, Started, TaskOf};
 pub use tenants::{ApiKeys, NewApiKey, Principal, Quotas, Role, Tenant, API_KEY_PREFIX};
 pub use webhooks::{AttemptOutcome, WebhookAttempt, WebhookDelivery, WebhookStore};

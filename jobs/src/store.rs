@@ -11,7 +11,9 @@ use redis::{AsyncCommands, Script, ScriptInvocation};
 use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys, Lock};
-use crate::model::{Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification};
+use crate::model::{
+    Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification, VerificationPolicy,
+};
 use crate::queue::ShardQueue;
 use crate::tenants::Tenant;
 
@@ -84,14 +86,19 @@ pub enum Started {
 }
 
 // KEYS: job, executions, five state indexes (JobState::ALL order), the deadline index, the
-// events stream. Every script moves the job between index sets by its current state, so indexes
-// follow it.
+// events stream, the gatherable set. Every script moves the job between index sets by its
+// current state, so indexes follow it. A fan-out's task carries `fanout_task` (its notice,
+// `<fanned-out job>/<task key>`) and `gather_on` (`settle`, or `verdict` when its job's policy
+// asks for verification) from its creation on, so the scripts that end it need nothing else.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued',
-  'created_at_ms', ARGV[3], 'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6],
-  'backoff_ms', ARGV[8], 'tenant', ARGV[9])
-if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'notify', '1') end
+local fields = {'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued', 'created_at_ms', ARGV[3],
+  'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6], 'backoff_ms', ARGV[8], 'tenant', ARGV[9]}
+if ARGV[10] == '1' then table.insert(fields, 'notify') table.insert(fields, '1') end
+if ARGV[11] ~= '' then
+  for _, f in ipairs({'fanout_task', ARGV[11], 'gather_on', ARGV[12]}) do table.insert(fields, f) end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[3] .. ':tenant:' .. ARGV[9], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
@@ -100,13 +107,23 @@ return 1
 
 // A job's tenant indexes are named after its state index (`keys::tenant_state_index`). A job
 // that asked for a webhook announces its end (and verdicts) on the events stream, in the same
-// script that changes it.
+// script that changes it. Likewise a fan-out's task puts itself up for gathering on its tag's
+// gatherable set once its job may count it: failed or cancelled at once (whichever path ended
+// it: settle, verdict, cancel, deadline sweep, exhausted attempts), succeeded once the verifier
+// has decided on it, unless its job asks for no verification.
 const STATES: &str = r#"
 local states = {queued = 3, running = 4, succeeded = 5, failed = 6, cancelled = 7}
 local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 local function announce(id, event)
   if redis.call('HEXISTS', KEYS[1], 'notify') == 1 then
     redis.call('XADD', KEYS[9], '*', 'job', id, 'event', event)
+  end
+end
+local function gatherable(state, verdict)
+  if not terminal(state) then return end
+  local task = redis.call('HMGET', KEYS[1], 'fanout_task', 'gather_on')
+  if task[1] and (state ~= 'succeeded' or verdict or task[2] == 'settle') then
+    redis.call('SADD', KEYS[10], task[1])
   end
 end
 local function move(id, from, to, created)
@@ -120,6 +137,7 @@ local function move(id, from, to, created)
   if terminal(to) then
     redis.call('ZREM', KEYS[8], id)
     announce(id, 'job.' .. to)
+    gatherable(to, false)
   end
 end
 "#;
@@ -205,19 +223,23 @@ return 1
 const VERIFY: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
+local now = state
 redis.call('HSET', KEYS[1], 'verification', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[3]) end
 if ARGV[3] ~= '' and state == 'failed' then
   redis.call('HSET', KEYS[1], 'state', 'succeeded')
   redis.call('HDEL', KEYS[1], 'failure')
   move(ARGV[1], state, 'succeeded', redis.call('HGET', KEYS[1], 'created_at_ms'))
+  now = 'succeeded'
 end
 if ARGV[4] ~= '' and state == 'succeeded' then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'failure', ARGV[4])
   redis.call('HDEL', KEYS[1], 'result')
   move(ARGV[1], state, 'failed', redis.call('HGET', KEYS[1], 'created_at_ms'))
+  now = 'failed'
 end
 announce(ARGV[1], 'job.verified')
+gatherable(now, true)
 return 1
 "#;
 
@@ -246,11 +268,22 @@ return {'cancelled', state}
 
 /// `script` with the keys every job script takes, in the order the `STATES` prelude numbers
 /// them: the job (KEYS[1]), its executions (2), the state indexes (3 to 7), the deadlines (8),
-/// the events stream (9).
+/// the events stream (9), the gatherable set (10).
 fn job_script<'a>(script: &'a Script, keys: &JobKeys) -> ScriptInvocation<'a> {
     let mut invocation = script.prepare_invoke();
     invocation.key(&keys.job).key(&keys.executions).key(&keys.state_index[..]).key(&keys.deadlines).key(&keys.events);
+    invocation.key(&keys.gatherable);
     invocation
+}
+
+/// Where a fan-out's task belongs: its fanned-out job and its key there (the name of its first
+/// file). Its record keeps them, so the scripts that end it put it up for gathering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskOf<'a> {
+    /// The fanned-out job.
+    pub job: &'a str,
+    /// The task's key within it.
+    pub key: &'a str,
 }
 
 /// Job records in Redis, on one node or a cluster. Cheap to clone: clones share one
@@ -303,6 +336,18 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
+        self.create_job(spec, shard, tenant, idempotency_key, None).await
+    }
+
+    /// [`JobStore::create`] for a job that is a fan-out's task (`task`), when `Some`.
+    async fn create_job(
+        &self,
+        spec: &JobSpec,
+        shard: u32,
+        tenant: &Tenant,
+        idempotency_key: Option<Idempotency<'_>>,
+        task: Option<TaskOf<'_>>,
+    ) -> Result<Created, StoreError> {
         let invocation = spec.invocation_cid().to_string();
         let mut id = ulid::Ulid::new().to_string();
         let mut conn = self.conn.clone();
@@ -352,6 +397,8 @@ impl JobStore {
             .arg(spec.retry.backoff_ms)
             .arg(tenant.as_str())
             .arg(if spec.notify.is_some() { "1" } else { "0" })
+            .arg(task.map(|task| format!("{}/{}", task.job, task.key)).unwrap_or_default())
+            .arg(if spec.verification == VerificationPolicy::None { "settle" } else { "verdict" })
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
@@ -522,7 +569,33 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
-        let created = self.create(spec, shard, tenant, idempotency_key).await?;
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, None).await
+    }
+
+    /// [`JobStore::submit`] for task `task` of a fan-out: its record names its job and key, so
+    /// the script that ends it (or records its verdict) puts it up for gathering.
+    pub async fn submit_task(
+        &self,
+        queue: &ShardQueue,
+        spec: &JobSpec,
+        shard: u32,
+        tenant: &Tenant,
+        idempotency_key: Option<Idempotency<'_>>,
+        task: TaskOf<'_>,
+    ) -> Result<Created, StoreError> {
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, Some(task)).await
+    }
+
+    async fn submit_job(
+        &self,
+        queue: &ShardQueue,
+        spec: &JobSpec,
+        shard: u32,
+        tenant: &Tenant,
+        idempotency_key: Option<Idempotency<'_>>,
+        task: Option<TaskOf<'_>>,
+    ) -> Result<Created, StoreError> {
+        let created = self.create_job(spec, shard, tenant, idempotency_key, task).await?;
         match &created {
             Created::New(job) => {
                 self.enqueue(queue, &job.id, job.shard).await?;

@@ -11,8 +11,8 @@ use shoal_content::unixfs::{self, ImportOptions, Link};
 use shoal_content::ContentError;
 use shoal_jobs::{
     keys, now_ms, ApiKeys, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOut, FanOutOver, FanOutStore, FinishedTask, Idempotency, InputSpec, Job, JobSpec, JobState, JobStore,
-    ShardQueue, ShardRouter, StoreError, Task, TaskOutcome, VerificationPolicy,
+    FanOut, FanOutOver, FanOutStore, FinishedTask, Idempotency, InputSpec, Job, JobSpec, JobState, JobStore, Notice,
+    ShardQueue, ShardRouter, Standing, StoreError, Task, TaskOf, TaskOutcome, VerificationPolicy,
 };
 use tracing::{info, warn};
 
@@ -22,8 +22,18 @@ use shoal_jobs::with_retries;
 /// Task records created at once while fanning out.
 const CREATING_AT_ONCE: usize = 32;
 
-/// Fanned-out jobs a gathering round visits.
+/// Idle fanned-out jobs a gathering round reads in full (see [`RECONCILE_AFTER`]).
 const JOBS_PER_ROUND: usize = 50;
+
+/// Notices a gathering round reads from each tag's gatherable set.
+const NOTICES_PER_TAG: usize = 256;
+
+/// How long a waiting job may go without a task counted before a round reads all its
+/// unfinished tasks, as every round did before notices. A safety net, not the way tasks are
+/// counted: it catches tasks that could never give notice (made before task records named their
+/// job) and any notice lost to a path not foreseen; it is the only read that grows with a job's
+/// unfinished tasks, so it is rare (a job whose tasks keep finishing never needs it).
+const RECONCILE_AFTER: Duration = Duration::from_secs(300);
 
 /// Batch tasks' output directories listed at once while gathering.
 const LISTING_AT_ONCE: usize = 16;
@@ -95,8 +105,11 @@ impl MakingTasks {
                 // The key makes creation exactly-once per task, so a fan-out re-run after a
                 // crash finds the tasks it already made (the plan is a function of the files).
                 let idempotency = format!("fanout:{}:{key}", job_ref.id);
-                let submit =
-                    || jobs.submit(queue, &spec, shard, &job_ref.tenant, Some(Idempotency::Internal(&idempotency)));
+                let of = TaskOf { job: &job_ref.id, key: &key };
+                let submit = || {
+                    let idempotency = Some(Idempotency::Internal(&idempotency));
+                    jobs.submit_task(queue, &spec, shard, &job_ref.tenant, idempotency, of)
+                };
                 let (Created::New(task) | Created::Existing(task)) = with_retries("create task", submit).await?;
                 Ok::<_, StoreError>(Task { key, job: task.id, files: files.into_iter().map(|f| f.name).collect() })
             })
@@ -245,32 +258,75 @@ pub(crate) async fn gatherer(executor: std::sync::Arc<Executor>, every: Duration
 }
 
 /// One gathering round, if this worker gets the lock (held up to `hold`): counts the files of
-/// newly finished tasks of waiting fanned-out jobs, and finishes each job whose tasks all have.
-/// Returns how many jobs it finished.
+/// the tasks noticed as countable (see [`shoal_jobs::Notice`]), reads in full the waiting jobs
+/// idle for [`RECONCILE_AFTER`], and finishes each job whose tasks all have. Returns how many
+/// jobs it finished.
 pub(crate) async fn gather(executor: &Executor, hold: Duration) -> Result<usize, StoreError> {
     if !executor.jobs.take_lock(keys::Lock::FanOut, &executor.worker, hold).await? {
         return Ok(0);
     }
+    // Nothing waits (the usual case): one command, not one per tag.
+    if !executor.fanouts.any_waiting().await? {
+        return Ok(0);
+    }
+    let mut noticed: BTreeMap<String, Vec<Notice>> = BTreeMap::new();
+    for notice in executor.fanouts.notices(NOTICES_PER_TAG).await? {
+        noticed.entry(notice.job.clone()).or_default().push(notice);
+    }
+    let ids: Vec<String> = noticed.keys().cloned().collect();
+    let standings = executor.fanouts.standing(&ids).await?;
     let mut finished = 0;
-    for id in executor.fanouts.waiting(JOBS_PER_ROUND).await? {
-        // One job's trouble is that job's: the others are gathered all the same.
-        match gather_one(executor, &id).await {
-            Ok(true) => finished += 1,
-            Ok(false) => {}
-            Err(e) => warn!(job = %id, error = %e, "could not gather a fanned-out job; trying again next round"),
+    let mut stale = Vec::new();
+    for ((id, notices), standing) in noticed.into_iter().zip(standings) {
+        match standing {
+            Standing::Waiting => finished += usize::from(gather_job(executor, &id, Some(notices)).await),
+            Standing::Gathered => stale.extend(notices),
+            // Counted once its job has recorded its tasks (a later round).
+            Standing::Unrecorded => {}
         }
+    }
+    executor.fanouts.forget(&stale).await?;
+    let before = now_ms().saturating_sub(RECONCILE_AFTER.as_millis() as u64);
+    for id in executor.fanouts.idle(before, JOBS_PER_ROUND).await? {
+        finished += usize::from(gather_job(executor, &id, None).await);
     }
     Ok(finished)
 }
 
-/// Counts the newly finished tasks of fanned-out job `id` and finishes the job if none is left
-/// (at once for a fan-out over no files); whether it finished.
-async fn gather_one(executor: &Executor, id: &str) -> Result<bool, GatherError> {
-    let unfinished = executor.fanouts.unfinished(id).await?;
-    let ids: Vec<String> = unfinished.tasks.iter().map(|task| task.job.clone()).collect();
+/// [`gather_one`], its trouble logged: one job's trouble is that job's, and the others are
+/// gathered all the same. Whether it finished.
+async fn gather_job(executor: &Executor, id: &str, notices: Option<Vec<Notice>>) -> bool {
+    match gather_one(executor, id, notices).await {
+        Ok(finished) => finished,
+        Err(e) => {
+            warn!(job = %id, error = %e, "could not gather a fanned-out job; trying again next round");
+            // Its tasks may all be counted, so no notice would bring it back: due at once.
+            if let Err(e) = executor.fanouts.touch(id, 0).await {
+                warn!(job = %id, error = %e, "could not mark a fanned-out job due again");
+            }
+            false
+        }
+    }
+}
+
+/// Counts the newly finished tasks of fanned-out job `id` — those `notices` name, or with
+/// `None` all its unfinished ones — and finishes the job if none is left (at once for a fan-out
+/// over no files); whether it finished. A notice is removed only once its task is counted (or
+/// found counted already, or no longer finished: it gives notice again when it is).
+async fn gather_one(executor: &Executor, id: &str, notices: Option<Vec<Notice>>) -> Result<bool, GatherError> {
     let job = executor.jobs.get(id).await?;
+    let cancelled = job.as_ref().is_some_and(|job| job.state == JobState::Cancelled);
+    let unfinished = match &notices {
+        // Cancelling a cancelled job's tasks takes them all.
+        Some(notices) if !cancelled => {
+            let keys: Vec<String> = notices.iter().map(|notice| notice.key.clone()).collect();
+            executor.fanouts.noticed(id, &keys).await?
+        }
+        _ => executor.fanouts.unfinished(id).await?,
+    };
+    let ids: Vec<String> = unfinished.tasks.iter().map(|task| task.job.clone()).collect();
     // Tasks made while the job was being cancelled are cancelled here.
-    if job.as_ref().is_some_and(|job| job.state == JobState::Cancelled) {
+    if cancelled {
         for task in &ids {
             executor.jobs.cancel(task, &format!("its fanned-out job {id} was cancelled")).await?;
         }
@@ -279,27 +335,34 @@ async fn gather_one(executor: &Executor, id: &str) -> Result<bool, GatherError> 
     let verify_on = job.filter(|job| job.spec.verification != VerificationPolicy::None).map(|job| job.shard);
     let outcomes = executor.fanouts.outcomes(&ids, verify_on.is_some()).await?;
     let batched = unfinished.batch > 1;
-    let done: Vec<FinishedTask> = futures::stream::iter(unfinished.tasks.into_iter().zip(outcomes))
-        .map(|(task, outcome)| async move {
-            match outcome {
-                TaskOutcome::Unfinished => None,
-                TaskOutcome::Failed(failure) => Some(task.failed(&failure)),
-                TaskOutcome::Succeeded(output) if !batched => Some(task.succeeded_whole(output)),
-                TaskOutcome::Succeeded(output) => match list_output(executor, &output).await {
-                    Ok(written) => Some(task.succeeded_batch(&written)),
-                    // Counted in a later round, once its output can be read.
-                    Err(e) => {
-                        warn!(job = id, task = %task.job, error = %e, "cannot list a batch task's output yet");
-                        None
-                    }
-                },
-            }
-        })
-        .buffered(LISTING_AT_ONCE)
-        .filter_map(|task| async move { task })
-        .collect()
-        .await;
+    let counted: Vec<Result<Option<FinishedTask>, String>> =
+        futures::stream::iter(unfinished.tasks.into_iter().zip(outcomes))
+            .map(|(task, outcome)| async move {
+                match outcome {
+                    TaskOutcome::Unfinished => Ok(None),
+                    TaskOutcome::Failed(failure) => Ok(Some(task.failed(&failure))),
+                    TaskOutcome::Succeeded(output) if !batched => Ok(Some(task.succeeded_whole(output))),
+                    TaskOutcome::Succeeded(output) => match list_output(executor, &output).await {
+                        Ok(written) => Ok(Some(task.succeeded_batch(&written))),
+                        // Counted in a later round, once its output can be read: its notice stays.
+                        Err(e) => {
+                            warn!(job = id, task = %task.job, error = %e, "cannot list a batch task's output yet");
+                            Err(task.key)
+                        }
+                    },
+                }
+            })
+            .buffered(LISTING_AT_ONCE)
+            .collect()
+            .await;
+    let unlisted: Vec<&String> = counted.iter().filter_map(|c| c.as_ref().err()).collect();
+    let done: Vec<FinishedTask> = counted.iter().filter_map(|c| c.as_ref().ok().cloned().flatten()).collect();
     executor.fanouts.record_finished(id, &done).await?;
+    if let Some(notices) = &notices {
+        let counted: Vec<Notice> = notices.iter().filter(|n| !unlisted.contains(&&n.key)).cloned().collect();
+        executor.fanouts.forget(&counted).await?;
+    }
+    executor.fanouts.touch(id, now_ms()).await?;
     let Some(summary) = executor.fanouts.summary(id).await? else { return Ok(false) };
     if summary.pending() > 0 {
         return Ok(false);
@@ -402,6 +465,181 @@ pub enum GatherError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_jobs::{Fsync, RedisServer, TaskSummary};
+
+    /// A worker's executor over a private Redis, logged in as a worker, and an admin
+    /// connection to look on with.
+    async fn executor(dir: &std::path::Path) -> (RedisServer, Executor, redis::aio::MultiplexedConnection) {
+        let server = RedisServer::start(&dir.join("redis"), Fsync::EverySec).unwrap();
+        let url = server.url_for(keys::RedisRole::Worker);
+        let executor = Executor::open(&crate::WorkerConfig::new("w1", &url, &dir.join("w1"))).await.unwrap();
+        let admin = redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        (server, executor, admin)
+    }
+
+    /// A spec whose program is never run; `verification` is its policy's JSON.
+    fn spec(verification: &str) -> JobSpec {
+        let json = format!(
+            r#"{{"program":"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4","verification":{verification}}}"#
+        );
+        JobSpec::from_json(json.as_bytes()).unwrap()
+    }
+
+    /// A fanned-out job over `n` one-file tasks (not recorded as fanned out yet): its id and
+    /// its tasks.
+    async fn fanned_out(executor: &Executor, n: usize, task_spec: &JobSpec) -> (String, Vec<Task>) {
+        let tenant: shoal_jobs::Tenant = "acme".parse().unwrap();
+        let Created::New(job) = executor.jobs.create(&spec(r#"{"mode":"none"}"#), 0, &tenant, None).await.unwrap()
+        else {
+            panic!("a new job")
+        };
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let key = format!("f{i:04}");
+            let of = TaskOf { job: &job.id, key: &key };
+            let (Created::New(task) | Created::Existing(task)) =
+                executor.jobs.submit_task(&executor.queue, task_spec, 0, &tenant, None, of).await.unwrap();
+            tasks.push(Task { key: key.clone(), job: task.id, files: vec![key] });
+        }
+        (job.id, tasks)
+    }
+
+    async fn record(executor: &Executor, id: &str, tasks: &[Task]) {
+        let execution = Execution {
+            id: "e1".into(),
+            worker: "w1".into(),
+            started_at_ms: now_ms(),
+            finished_at_ms: None,
+            outcome: None,
+            receipt: None,
+        };
+        executor.fanouts.record(id, tasks, 1, &execution).await.unwrap();
+    }
+
+    fn trap() -> Failure {
+        Failure { reason: FailureReason::Trap, message: "boom".into(), stderr: None, fuel_consumed: None }
+    }
+
+    async fn fail(executor: &Executor, task: &Task) {
+        let execution = Execution {
+            id: format!("x-{}", task.job),
+            worker: "w1".into(),
+            started_at_ms: now_ms(),
+            finished_at_ms: Some(now_ms()),
+            outcome: Some(ExecutionOutcome::Failed(trap())),
+            receipt: None,
+        };
+        assert_eq!(executor.jobs.finish_execution(&task.job, &execution).await.unwrap(), JobState::Failed);
+    }
+
+    /// One gathering round (the lock is let go of at once, for the next).
+    async fn round(executor: &Executor) -> usize {
+        let finished = gather(executor, Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        finished
+    }
+
+    async fn commands(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(admin).await.unwrap();
+        info.lines().filter_map(|line| line.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok()).sum()
+    }
+
+    async fn summary_of(executor: &Executor, id: &str) -> TaskSummary {
+        executor.fanouts.summary(id).await.unwrap().unwrap()
+    }
+
+    async fn notices(admin: &mut redis::aio::MultiplexedConnection) -> usize {
+        let mut all = 0;
+        for tag in keys::all_job_tags() {
+            let n: usize = redis::AsyncCommands::scard(admin, keys::gatherable(&tag)).await.unwrap();
+            all += n;
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn a_round_reads_the_noticed_tasks_whatever_the_number_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, executor, mut admin) = executor(dir.path()).await;
+        let mut per_round = Vec::new();
+        for n in [20, 1000] {
+            let (id, tasks) = fanned_out(&executor, n, &spec(r#"{"mode":"none"}"#)).await;
+            record(&executor, &id, &tasks).await;
+            fail(&executor, &tasks[3]).await;
+            fail(&executor, &tasks[7]).await;
+            let before = commands(&mut admin).await;
+            assert_eq!(round(&executor).await, 0);
+            per_round.push(commands(&mut admin).await - before);
+            let summary = summary_of(&executor, &id).await;
+            assert_eq!((summary.failed, summary.tasks_finished, summary.pending()), (2, 2, n as u64 - 2));
+            assert_eq!(notices(&mut admin).await, 0, "counted notices are removed");
+        }
+        // Two notices in one or two tags: a command more or less, never one per unfinished task.
+        let (small, large) = (per_round[0], per_round[1]);
+        assert!(large <= small + 2 && large < 150, "commands per round: {small} with 18 unfinished, {large} with 998");
+    }
+
+    #[tokio::test]
+    async fn a_gatherer_dying_between_counting_and_removing_a_notice_counts_the_task_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, executor, mut admin) = executor(dir.path()).await;
+        let (id, tasks) = fanned_out(&executor, 3, &spec(r#"{"mode":"none"}"#)).await;
+        record(&executor, &id, &tasks).await;
+        fail(&executor, &tasks[0]).await;
+        // What a gatherer does before it dies: it counted the task, and removed no notice.
+        let noticed = executor.fanouts.notices(NOTICES_PER_TAG).await.unwrap();
+        assert_eq!(noticed.iter().map(|n| (n.job.as_str(), n.key.as_str())).collect::<Vec<_>>(), [(&*id, "f0000")]);
+        executor.fanouts.record_finished(&id, &[tasks[0].failed(&trap())]).await.unwrap();
+        assert_eq!(notices(&mut admin).await, 1);
+        // The next gatherer finds it counted: it counts nothing twice and drops the notice.
+        assert_eq!(round(&executor).await, 0);
+        let summary = summary_of(&executor, &id).await;
+        assert_eq!((summary.failed, summary.tasks_finished, summary.failures.len()), (1, 1, 1));
+        assert_eq!(notices(&mut admin).await, 0);
+        fail(&executor, &tasks[1]).await;
+        fail(&executor, &tasks[2]).await;
+        assert_eq!(round(&executor).await, 1);
+        assert_eq!(summary_of(&executor, &id).await.failed, 3);
+        assert_eq!(executor.jobs.get(&id).await.unwrap().unwrap().state, JobState::Failed);
+    }
+
+    #[tokio::test]
+    async fn tasks_failed_by_the_deadline_sweep_or_cancelled_even_before_their_job_recorded_them_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, executor, mut admin) = executor(dir.path()).await;
+        // Another fan-out keeps the gatherer looking.
+        let (other, other_tasks) = fanned_out(&executor, 1, &spec(r#"{"mode":"none"}"#)).await;
+        record(&executor, &other, &other_tasks).await;
+        // Tasks whose job asks for verification: a failure counts without a verdict.
+        let mut overdue = spec(r#"{"mode":"sampled"}"#);
+        overdue.retry.total_timeout_ms = 1;
+        let (id, mut tasks) = fanned_out(&executor, 1, &overdue).await;
+        let tenant: shoal_jobs::Tenant = "acme".parse().unwrap();
+        let key = "f0001".to_string();
+        let of = TaskOf { job: &id, key: &key };
+        let (Created::New(task) | Created::Existing(task)) = executor
+            .jobs
+            .submit_task(&executor.queue, &spec(r#"{"mode":"sampled"}"#), 0, &tenant, None, of)
+            .await
+            .unwrap();
+        tasks.push(Task { key: key.clone(), job: task.id, files: vec![key] });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(executor.jobs.expire_overdue(100).await.unwrap(), [tasks[0].job.clone()]);
+        executor.jobs.cancel(&tasks[1].job, "no longer wanted").await.unwrap();
+        // Both ended before their job recorded them: their notices wait for it.
+        assert_eq!(round(&executor).await, 0);
+        assert_eq!(notices(&mut admin).await, 2);
+        record(&executor, &id, &tasks).await;
+        assert_eq!(round(&executor).await, 1);
+        let summary = summary_of(&executor, &id).await;
+        assert_eq!((summary.failed, summary.tasks_finished), (2, 2));
+        let mut reasons: Vec<FailureReason> = summary.failures.iter().map(|f| f.reason).collect();
+        reasons.sort_by_key(|r| r.to_string());
+        assert_eq!(reasons, [FailureReason::Cancelled, FailureReason::DeadlineExceeded]);
+        assert_eq!(executor.jobs.get(&id).await.unwrap().unwrap().state, JobState::Failed);
+        assert_eq!(notices(&mut admin).await, 0);
+        assert!(summary.output.is_some(), "gathered (an empty directory)");
+    }
 
     fn file(n: u32) -> FanFile {
         let cid = *shoal_content::Block::encode(shoal_content::Codec::Raw, n.to_be_bytes().to_vec()).cid();

@@ -101,6 +101,74 @@ async fn each_role_reaches_only_its_keys_and_commands() {
 }
 
 #[tokio::test]
+async fn each_role_leaves_the_notices_of_the_tasks_it_makes_countable() {
+    use shoal_jobs::{ExecutionOutcome, ExecutionResult, JobStore, ShardQueue, TaskOf, Verification};
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let store = |role| {
+        let url = server.url_for(role);
+        async move { JobStore::new(RedisConnection::open(&[url]).await.unwrap()) }
+    };
+    let (worker, verifier, gateway) =
+        (store(RedisRole::Worker).await, store(RedisRole::Verifier).await, store(RedisRole::Gateway).await);
+    let queue = ShardQueue::new(RedisConnection::open(&[server.url_for(RedisRole::Worker)]).await.unwrap());
+    let tenant: Tenant = "acme".parse().unwrap();
+    // Tasks of a job whose policy (the default, sampled) asks for verification, and a plain job.
+    let spec = crate::common::spec(&[]);
+    let mut ids = Vec::new();
+    for key in ["a", "b"] {
+        let of = TaskOf { job: "fanned", key };
+        let Created::New(task) = worker.submit_task(&queue, &spec, 0, &tenant, None, of).await.unwrap() else {
+            panic!("a new task")
+        };
+        ids.push(task.id);
+    }
+    let Created::New(plain) = worker.create(&spec, 0, &tenant, None).await.unwrap() else { panic!("a new job") };
+    let mut admin = connect(&server.url()).await;
+    // The worker settles a task and the plain job: nothing to count before the verdict.
+    let result = ExecutionResult {
+        exit_code: 0,
+        output: crate::common::PROGRAM.parse().unwrap(),
+        stdout: crate::common::PROGRAM.parse().unwrap(),
+        stderr: crate::common::PROGRAM.parse().unwrap(),
+        fuel_consumed: 1,
+        fetch_ms: 0,
+        run_ms: 0,
+        inputs_cached: 0,
+    };
+    for id in [&ids[0], &plain.id] {
+        let done = crate::common::execution("e1", Some(ExecutionOutcome::Completed(result.clone())));
+        worker.finish_execution(id, &done).await.unwrap();
+    }
+    assert!(noticed(&mut admin).await.is_empty(), "a success awaiting its verdict is not countable");
+    // The verifier's verdict makes it countable; the gateway's cancel the other.
+    let verdict = Verification {
+        verifier: "v1".into(),
+        at_ms: 0,
+        outcome: shoal_jobs::VerificationOutcome::Vouched,
+        corrected: None,
+        failed: None,
+        replicas: Vec::new(),
+    };
+    for id in [&ids[0], &plain.id] {
+        verifier.record_verification(id, &verdict).await.unwrap();
+    }
+    gateway.cancel(&ids[1], "no longer wanted").await.unwrap();
+    assert_eq!(noticed(&mut admin).await, ["fanned/a", "fanned/b"], "a plain job leaves none");
+}
+
+/// Every tag's gatherable notices, sorted.
+async fn noticed(admin: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut all = Vec::new();
+    for tag in keys::all_job_tags() {
+        let members: Vec<String> = admin.smembers(keys::gatherable(&tag)).await.unwrap();
+        all.extend(members);
+    }
+    all.sort();
+    all
+}
+
+#[tokio::test]
 async fn what_the_scripts_wrote_outlives_a_crash_and_restart() {
     // Redis replays scripts' effects from the append-only file as transactions, as its
     // `default` user: jobs made by the gateway's user must all come back.

@@ -389,3 +389,76 @@ async fn in_a_batch_a_file_without_its_output_fails_alone_and_a_failed_task_fail
     }
     stack.shutdown().await;
 }
+
+/// Every command Redis has run so far, by name: `INFO commandstats`'s `calls`.
+async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.split(',').find_map(|field| field.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The measurement behind docs/pipelines/gather.md: Redis commands per task, all callers
+/// together, around one fan-out of 1,500 small files by default (`INFO commandstats` deltas). Ignored: it
+/// prints figures and asserts only that the fan-out succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn gather_redis_commands_per_task() {
+    // GATHER_FILES, GATHER_WORKERS, GATHER_CONCURRENCY: fewer slots make a longer run, so more
+    // gathering rounds while tasks are unfinished.
+    let setting = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let files_wanted = setting("GATHER_FILES", 1500);
+    let (workers, concurrency) = (setting("GATHER_WORKERS", 2), setting("GATHER_CONCURRENCY", 4));
+    let options = StackOptions { workers, concurrency, shards: 64, verifier: Some(0.0), ..StackOptions::default() };
+    let stack = Stack::start(options).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..files_wanted {
+        std::fs::write(dir.path().join(format!("f{n:05}")), format!("file {n}")).unwrap();
+    }
+    let files = stack.add_path(dir.path()).await.unwrap();
+    let spec = json!({
+        "program": program.to_string(),
+        "env": {"ECHO_HASH_INPUT": "/in"},
+        "inputs": [{"cid": files.to_string(), "path": "/in"}],
+        "fan_out": {},
+    });
+    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    // Idle first: what the stack runs with nothing to do, per second.
+    let idle_from = command_calls(&mut conn).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle: u64 = command_calls(&mut conn).await.iter().map(|(name, n)| n - idle_from.get(name).unwrap_or(&0)).sum();
+    let before = command_calls(&mut conn).await;
+    let started = std::time::Instant::now();
+    let id = stack.submit_ok(&spec).await.unwrap();
+    let job = loop {
+        let job = stack.job(&id).await.unwrap();
+        if job.state.is_terminal() {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "{job:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let took = started.elapsed();
+    let after = command_calls(&mut conn).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let mut deltas: Vec<(u64, &str)> =
+        after.iter().map(|(name, n)| (n - before.get(name).unwrap_or(&0), name.as_str())).filter(|d| d.0 > 0).collect();
+    deltas.sort_by(|a, b| b.cmp(a));
+    let total: u64 = deltas.iter().map(|d| d.0).sum();
+    let idle_per_s = idle as f64 / 10.0;
+    println!("fan-out over {files_wanted} files, {workers} workers x {concurrency}: {:.1} s", took.as_secs_f64());
+    println!("commands: {total} = {:.1} per task", total as f64 / files_wanted as f64);
+    println!(
+        "idle stack: {idle_per_s:.1} commands/s; net of idle: {:.1} per task",
+        (total as f64 - idle_per_s * took.as_secs_f64()) / files_wanted as f64
+    );
+    for (calls, name) in deltas.iter().take(20) {
+        println!("  {name:<24} {calls:>9}  {:>7.2} per task", *calls as f64 / files_wanted as f64);
+    }
+    stack.shutdown().await;
+}
