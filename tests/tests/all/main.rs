@@ -12,6 +12,7 @@ mod dashboard;
 mod fanout;
 mod landsat;
 mod locality;
+mod ml;
 mod openapi;
 mod programs;
 mod recovery;
