@@ -44,6 +44,11 @@
 //! | `shoal:{jNN}:events` | stream | webhook events of this tag's jobs that asked for them; consumer group [`WEBHOOK_GROUP`] |
 //! | `shoal:{jNN}:webhook-attempts:<id>` | list | a job's webhook delivery attempts (JSON) |
 //! | `shoal:rate:<tenant>:<second>` | string | a tenant's submissions in that second (expires) |
+//! | `shoal:{pay:<wallet>}:limit` | string | the wallet's spending limit, attoFIL (decimal); set by the admin only |
+//! | `shoal:{pay:<wallet>}:ledger` | hash | `spent` and `reserved`, attoFIL (decimal) |
+//! | `shoal:{pay:<wallet>}:expiries` | sorted set | the wallet's open reservations, scored by when they expire (ms) |
+//! | `shoal:{pay:<wallet>}:res:<id>` | hash | one reservation: `state`, `amount`, `holder`, `expires`, `voucher`, `voucher_amount`, `actual` (kept a while once closed, so a repeated settle is a no-op) |
+//! | `shoal:spending:wallets` | set | the wallets with a limit, for the expiry sweep |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
 //! from its id alone; listing by state visits the [`JOB_TAGS`] index sets.
@@ -51,6 +56,10 @@
 //! A job's tenant state indexes are not passed to the scripts as keys: the scripts name them
 //! from the state index they were given and the job's `tenant` field. They share the job's
 //! `{jNN}` tag, so they are in the same slot, which is all Redis Cluster needs.
+//!
+//! The ledger scripts of a wallet likewise name its limit (which a worker may only read, and
+//! Redis checks a script's declared keys as written) and, in the expiry sweep, its reservation
+//! records from their arguments: all share the wallet's `{pay:<wallet>}` tag.
 //!
 //! Keys without a tag (`shoal:lock:requeue`, `shoal:idem:<sha256>`, `shoal:rate:…`) are only
 //! ever used by single-key commands, so their slot does not matter: an idempotency key is claimed with
@@ -327,6 +336,42 @@ pub fn submissions(tenant: &Tenant, second: u64) -> String {
     format!("shoal:rate:{tenant}:{second}")
 }
 
+/// The keys of one wallet's spending ledger (see [`crate::SpendingLedger`]), all tagged
+/// `{pay:<wallet>}` so that every ledger script touches one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletKeys {
+    /// The limit (written by the admin only).
+    pub limit: String,
+    /// `spent` and `reserved`.
+    pub ledger: String,
+    /// Open reservations by expiry.
+    pub expiries: String,
+    /// The prefix of the wallet's reservation records: the record of `id` is the prefix and `id`.
+    pub reservation_prefix: String,
+}
+
+impl WalletKeys {
+    /// The keys of wallet `wallet` (an address checked by the ledger: no braces in it).
+    pub fn of(wallet: &str) -> WalletKeys {
+        WalletKeys {
+            limit: format!("shoal:{{pay:{wallet}}}:limit"),
+            ledger: format!("shoal:{{pay:{wallet}}}:ledger"),
+            expiries: format!("shoal:{{pay:{wallet}}}:expiries"),
+            reservation_prefix: format!("shoal:{{pay:{wallet}}}:res:"),
+        }
+    }
+
+    /// The record of reservation `id`.
+    pub fn reservation(&self, id: &str) -> String {
+        format!("{}{id}", self.reservation_prefix)
+    }
+}
+
+/// The wallets that have a spending limit, for the expiry sweep.
+pub fn spending_wallets() -> String {
+    "shoal:spending:wallets".to_string()
+}
+
 /// Who logs in to Redis: each part of Shoal has a user of its own, allowed only the keys (of the
 /// layout above) and commands it needs ([`acl_rules`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -367,6 +412,10 @@ const IDEMPOTENCY_KEYS: &str = "~shoal:idem:*";
 const FAN_OUT_WAITING: &str = "~shoal:fanout:*";
 const LOCKS: &str = "~shoal:lock:*";
 const QUOTAS_READ: &str = "%R~shoal:{a}:quotas";
+/// A wallet's ledger, reservations and expiries: workers reserve, record vouchers, settle and
+/// release; the limit and the list of wallets only the admin writes.
+const SPENDING: &str = "~shoal:{pay:*}:ledger ~shoal:{pay:*}:expiries ~shoal:{pay:*}:res:* \
+    %R~shoal:{pay:*}:limit %R~shoal:spending:wallets";
 /// What a worker keeps of its own in `{w}`: registration, heartbeat, what it holds and hot
 /// shards (one worker picks them).
 const WORKER_OWN: &str =
@@ -391,7 +440,7 @@ pub fn acl_rules(role: RedisRole) -> String {
         ),
         RedisRole::Worker => format!(
             "{JOB_KEYS} ~shoal:{{s*}}:jobs ~shoal:{{s*}}:dead {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} \
-             {WORKER_OWN} %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ}"
+             {WORKER_OWN} %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ} {SPENDING}"
         ),
         RedisRole::Verifier => format!(
             "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} ~shoal:{{w}}:* \
@@ -454,6 +503,16 @@ mod tests {
                 assert_eq!(cluster_slot(&tenant_state_index(&job_tag(id), state, &tenant)), slot);
             }
         }
+    }
+
+    #[test]
+    fn a_wallets_keys_share_one_slot() {
+        let keys = WalletKeys::of("f1abjxfbp274xpdqcpuaykwkfb43omjotacm2p3za");
+        let slot = cluster_slot(&keys.ledger);
+        for key in [&keys.limit, &keys.expiries, &keys.reservation("r-1"), &keys.reservation("{x}")] {
+            assert_eq!(cluster_slot(key), slot, "{key}");
+        }
+        assert_ne!(slot, cluster_slot(&WalletKeys::of("f1other").ledger));
     }
 
     #[test]

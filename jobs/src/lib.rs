@@ -21,6 +21,8 @@
 //! - `backlog`: how much work waits on each shard ([`shard_backlogs`]).
 //! - `tenants`: tenants, their API keys and quotas ([`Tenant`], [`ApiKeys`], [`Principal`]).
 //! - `webhooks`: webhook events and delivery attempts ([`WebhookStore`]).
+//! - `spending`: what each Filecoin wallet may spend, has spent and holds reserved
+//!   ([`SpendingLedger`]).
 //! - `server`: a private `redis-server` for the embedded stack and the tests ([`RedisServer`]).
 
 mod backlog;
@@ -38,6 +40,7 @@ mod replication;
 mod retry;
 mod router;
 mod server;
+mod spending;
 mod store;
 mod tenants;
 mod webhooks;
@@ -60,6 +63,7 @@ pub use replication::ReplicationStore;
 pub use retry::{with_retries, STORE_RETRY_LIMIT};
 pub use router::ShardRouter;
 pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};
+pub use spending::{parse_attofil, Budget, Expired, Reservation, SpendingError, SpendingLedger, DIGITS, MAX_ATTOFIL};
 pub use store::{now_ms, Created, Idempotency, JobStore, Listed, Started, TaskOf};
 pub use tenants::{ApiKeys, NewApiKey, Principal, Quotas, Role, Tenant, API_KEY_PREFIX};
 pub use webhooks::{AttemptOutcome, WebhookAttempt, WebhookDelivery, WebhookStore};
