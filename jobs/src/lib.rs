@@ -3,8 +3,8 @@
 //! Everything public is re-exported at the crate root, the one path to it; only [`keys`] is a
 //! public module, since the key layout is read as a whole (tests and tools name its keys).
 //!
-//! - `model`: what a user asks ([`JobSpec`]), the job Shoal tracks ([`Job`]) and each attempt
-//!   to run it ([`Execution`]).
+//! - `model`: what a user asks ([`JobSpec`], or a [`PipelineSpec`] of stages), the job Shoal
+//!   tracks ([`Job`]) and each attempt to run it ([`Execution`]).
 //! - [`keys`]: every Redis key, cluster-compatible, in one place.
 //! - `connection`: one connection type for a single Redis node or a Redis Cluster, built in one
 //!   place ([`RedisConnection::open_with`]).
@@ -52,9 +52,10 @@ pub use fanout::{FanOutStore, FinishedTask, Notice, Standing, Task, TaskOutcome,
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
-    Acceptance, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOut, FanOutOver,
-    InputSpec, Job, JobSpec, JobState, JobStatus, Limits, Notify, RetryPolicy, TaskFailure, TaskSummary, Verification,
-    VerificationOutcome, VerificationPolicy, WebhookEvent, OUTPUTS_MOUNT,
+    Acceptance, Comparison, Condition, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
+    FanOut, FanOutOver, InputSpec, Job, JobSpec, JobState, JobStatus, Limits, Notify, OnFailure, PipelineSpec,
+    RetryPolicy, Stage, StageInput, StageSource, TaskFailure, TaskSummary, Verification, VerificationOutcome,
+    VerificationPolicy, WebhookEvent, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};

@@ -5,11 +5,13 @@
 //! executions of one job, each with its own worker, timings and result.
 //!
 //! - `spec`: the spec, its parts and their validation;
+//! - `pipeline`: a pipeline of stages, each run as a job, and its validation;
 //! - `job`: the job record, its state and what the API reports of it;
 //! - `execution`: one attempt and how it ended.
 
 mod execution;
 mod job;
+mod pipeline;
 mod spec;
 
 use std::fmt;
@@ -21,6 +23,7 @@ use utoipa::ToSchema;
 
 pub use execution::{Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason};
 pub use job::{Acceptance, Job, JobState, JobStatus, TaskFailure, TaskSummary, Verification, VerificationOutcome};
+pub use pipeline::{Comparison, Condition, OnFailure, PipelineSpec, Stage, StageInput, StageSource};
 pub use spec::{
     FanOut, FanOutOver, InputSpec, JobSpec, Limits, Notify, RetryPolicy, VerificationPolicy, WebhookEvent,
     OUTPUTS_MOUNT,

@@ -194,7 +194,7 @@ impl FanOut {
     }
 }
 
-fn default_entrypoint() -> String {
+pub(super) fn default_entrypoint() -> String {
     "_start".to_string()
 }
 
@@ -214,7 +214,7 @@ pub struct InputSpec {
     pub name: Option<String>,
 }
 
-fn default_mount() -> String {
+pub(super) fn default_mount() -> String {
     "/inputs".to_string()
 }
 
@@ -331,33 +331,7 @@ impl JobSpec {
     /// The body must be one JSON object and nothing after it: serde would otherwise read a
     /// bare array as the fields in declaration order, and stop reading at the object's end.
     pub fn from_json(body: &[u8]) -> Result<JobSpec, SpecError> {
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
-        if first.is_some_and(|&b| b != b'{') {
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                return Err(SpecError::MalformedJson { reason: e.to_string() });
-            }
-            let reason = "a job spec must be a JSON object ({\"program\": …}), not another JSON value".to_string();
-            return Err(SpecError::Field { field: String::new(), reason });
-        }
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let spec: JobSpec = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let reason = inner.to_string();
-            if inner.is_syntax() || inner.is_eof() {
-                return SpecError::MalformedJson { reason };
-            }
-            let path = if path == "." { String::new() } else { path };
-            // serde reports a missing field at the object that lacks it; the client needs the
-            // field's own path.
-            let field = match missing_field(&reason) {
-                Some(name) if path.is_empty() => name.to_string(),
-                Some(name) => format!("{path}.{name}"),
-                None => path,
-            };
-            SpecError::Field { field, reason }
-        })?;
-        de.end().map_err(|e| SpecError::MalformedJson { reason: format!("{e} after the job spec's object") })?;
+        let spec: JobSpec = parse_object(body, "a job spec", "{\"program\": …}")?;
         spec.validate()?;
         Ok(spec)
     }
@@ -525,6 +499,43 @@ impl std::str::FromStr for WebhookEvent {
     }
 }
 
+/// Parses one JSON object, `what` (`a job spec`, shaped like `example`), and nothing after it,
+/// reporting the path of the offending field.
+pub(super) fn parse_object<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    example: &str,
+) -> Result<T, SpecError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return Err(SpecError::MalformedJson { reason: e.to_string() });
+        }
+        let reason = format!("{what} must be a JSON object ({example}), not another JSON value");
+        return Err(SpecError::Field { field: String::new(), reason });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let reason = inner.to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            return SpecError::MalformedJson { reason };
+        }
+        let path = if path == "." { String::new() } else { path };
+        // serde reports a missing field at the object that lacks it; the client needs the
+        // field's own path.
+        let field = match missing_field(&reason) {
+            Some(name) if path.is_empty() => name.to_string(),
+            Some(name) => format!("{path}.{name}"),
+            None => path,
+        };
+        SpecError::Field { field, reason }
+    })?;
+    de.end().map_err(|e| SpecError::MalformedJson { reason: format!("{e} after {what}'s object") })?;
+    Ok(value)
+}
+
 /// The name in serde's "missing field `name`" message.
 fn missing_field(reason: &str) -> Option<&str> {
     reason.strip_prefix("missing field `")?.split('`').next()
@@ -636,7 +647,7 @@ fn check_mount_path(path: &str) -> Result<(), String> {
 }
 
 /// A UnixFS entry name: one non-empty path component.
-fn check_entry_name(name: &str) -> Result<(), String> {
+pub(super) fn check_entry_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 || name == "." || name == ".." || name.contains(['/', '\0']) {
         return Err(format!("{name:?} must be one path component of 1 to 255 bytes, not . or .."));
     }
