@@ -9,9 +9,10 @@
 use fvm_shared::bigint::{BigInt, Sign};
 use fvm_shared::econ::TokenAmount;
 
-/// The most attoFIL any amount may hold: the total FIL supply, 2 × 10⁹ FIL.
+/// The most attoFIL any amount may hold: the total FIL supply, 2 × 10⁹ FIL — the bound the
+/// spending ledger keeps its books to ([`shoal_jobs::MAX_ATTOFIL`]), so the two agree.
 pub fn max_amount() -> TokenAmount {
-    TokenAmount::from_whole(2_000_000_000u64)
+    TokenAmount::from_atto(shoal_jobs::MAX_ATTOFIL)
 }
 
 /// Longest decimal string accepted before parsing (the total supply has 28 digits); longer

@@ -12,7 +12,7 @@
 //!
 //! Amounts are attoFIL as `u128`, so this crate needs no big-integer dependency; the filecoin
 //! crate converts its `TokenAmount`s (through [`parse_attofil`] or `u128::try_from`). They are
-//! bounded by [`MAX_ATTOFIL`], the total FIL supply, as the filecoin crate bounds them.
+//! bounded by [`MAX_ATTOFIL`], the total FIL supply, which the filecoin crate bounds its amounts by too.
 //!
 //! In Redis the amounts are decimal strings. Redis's own integers (`INCRBY`) are signed 64-bit,
 //! at most about 9.2 FIL in attoFIL, and Lua's numbers are doubles, exact only to 2⁵³ (0.009
@@ -30,8 +30,8 @@ use crate::error::StoreError;
 use crate::keys::{self, WalletKeys};
 use crate::store::now_ms;
 
-/// The most attoFIL any amount may be: the total FIL supply, 2 × 10⁹ FIL (as
-/// `shoal_filecoin::amount::max_amount`).
+/// The most attoFIL any amount may be: the total FIL supply, 2 × 10⁹ FIL; the filecoin crate's
+/// `amount::max_amount` is this bound.
 pub const MAX_ATTOFIL: u128 = 2_000_000_000 * 1_000_000_000_000_000_000;
 
 /// The width the scripts pad amounts to: four limbs of nine digits, room for the sum of three
