@@ -2,8 +2,9 @@
 //!
 //! * `poll_oneoff` on clocks only is a sleep: in the deterministic sandbox it
 //!   returns at once and advances the guest's virtual monotonic clock by the
-//!   time slept. (wasmtime-wasi would sleep for real, on a thread where
-//!   neither fuel nor the epoch deadline can stop it.) Polls involving file
+//!   time slept; in a nondeterministic run it takes real time, but never past
+//!   the run's wall-clock limit. (wasmtime-wasi would sleep for real, on a
+//!   thread where neither fuel nor the epoch deadline can stop it.) Polls involving file
 //!   descriptors go to wasmtime-wasi, which never blocks on them here: files
 //!   are always ready, stdin is empty and there are no sockets.
 //! * Every call that can make the writable mounts larger (`fd_write`,
@@ -26,7 +27,6 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1
 use wasmtime_wasi::runtime::in_tokio;
 use wiggle::{GuestMemory, GuestPtr};
 
-use crate::determinism::GUEST_WALL_CLOCK;
 use crate::runtime::GuestState;
 
 const MODULE: &str = "wasi_snapshot_preview1";
@@ -39,7 +39,7 @@ pub(crate) fn wrap_wasi(linker: &mut Linker<GuestState>) -> wasmtime::Result<()>
         MODULE,
         "poll_oneoff",
         |mut caller: Caller<'_, GuestState>, subs: i32, events: i32, n: i32, nevents: i32| {
-            with_memory(&mut caller, |state, memory| match virtual_sleep(state, memory, subs, events, n, nevents) {
+            with_memory(&mut caller, |state, memory| match sleep_on_clocks(state, memory, subs, events, n, nevents) {
                 Some(errno) => Ok(errno),
                 None => in_tokio(p1::poll_oneoff(&mut state.wasi, memory, subs, events, n, nevents)),
             })
@@ -264,12 +264,13 @@ fn stat_path(
     in_tokio(state.wasi.path_filestat_get(memory, types::Fd::from(dirfd as u32), flags, path)).ok()
 }
 
-/// A poll on clocks only, in virtual time: the earliest subscriptions are
-/// ready at once, and the guest's monotonic clock moves on to their deadline.
+/// A poll on clocks only: the earliest subscriptions are ready once the guest's clock reaches
+/// their deadline — at once in virtual time, after a real wait (up to the wall-clock limit)
+/// on the host's clocks.
 /// Returns the errno, or `None` to leave the poll to wasmtime-wasi (file
 /// descriptors, other clocks, or subscriptions it cannot read: it reports the
 /// error).
-fn virtual_sleep(
+fn sleep_on_clocks(
     state: &mut GuestState,
     memory: &mut GuestMemory<'_>,
     subs: i32,
@@ -281,7 +282,8 @@ fn virtual_sleep(
         return None;
     }
     let subs = GuestPtr::<types::Subscription>::new(subs as u32).as_array(n as u32);
-    let now = state.clock.peek();
+    let now = state.clock.monotonic_nanos();
+    let wall = u64::try_from(state.clock.wall().as_nanos()).unwrap_or(u64::MAX);
     let mut waits = Vec::with_capacity(n as usize);
     for sub in subs.iter() {
         let sub = memory.read(sub.ok()?).ok()?;
@@ -290,7 +292,7 @@ fn virtual_sleep(
         let wait = match (clock.id, absolute) {
             (types::Clockid::Monotonic | types::Clockid::Realtime, false) => clock.timeout,
             (types::Clockid::Monotonic, true) => clock.timeout.saturating_sub(now),
-            (types::Clockid::Realtime, true) => clock.timeout.saturating_sub(GUEST_WALL_CLOCK.as_nanos() as u64),
+            (types::Clockid::Realtime, true) => clock.timeout.saturating_sub(wall),
             _ => return None,
         };
         waits.push((sub.userdata, wait));
@@ -314,6 +316,6 @@ fn virtual_sleep(
     if memory.write(GuestPtr::<u32>::new(nevents as u32), count).is_err() {
         return Some(types::Errno::Fault as i32);
     }
-    state.clock.advance(first);
+    state.clock.sleep(first);
     Some(types::Errno::Success as i32)
 }

@@ -30,6 +30,23 @@ pub struct Invocation {
     pub mounts: Vec<Mount>,
     /// Resource limits for this run.
     pub limits: Limits,
+    /// What the guest may observe of the host: nothing (the default), or its clocks and
+    /// entropy.
+    pub determinism: Determinism,
+}
+
+/// Whether a run is pinned to give the same result everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Determinism {
+    /// Clocks and random bytes are fixed functions of what the guest does (see the crate's
+    /// docs): two runs of the same invocation give the same bytes.
+    #[default]
+    Deterministic,
+    /// The guest reads the host's wall and monotonic clocks, its random bytes come from
+    /// generators seeded from the host's entropy for each run, and its sleeps take real time
+    /// (up to the wall-clock limit). Two runs differ; such results need a comparison other
+    /// than byte equality to be checked.
+    Nondeterministic,
 }
 
 impl Default for Invocation {
@@ -40,6 +57,7 @@ impl Default for Invocation {
             env: BTreeMap::new(),
             mounts: Vec::new(),
             limits: Limits::default(),
+            determinism: Determinism::Deterministic,
         }
     }
 }

@@ -13,7 +13,12 @@
 //! * the wall clock is fixed at [`GUEST_WALL_CLOCK`], the monotonic clock
 //!   advances by [`GUEST_MONOTONIC_STEP_NANOS`] per reading, and random bytes
 //!   come from ChaCha20 seeded with [`GUEST_RANDOM_SEED`];
-//! * [`Mount`]s are preopened directories, read-only unless `writable`.
+//! * [`Mount`]s are preopened directories, read-only unless `writable`;
+//! * unless the invocation says [`Determinism::Nondeterministic`]: then the
+//!   clocks are the host's, random bytes come from generators seeded from the
+//!   host's entropy for the run, and sleeps take real time (never past the
+//!   wall-clock limit). The engine is the same, so such a run is still fuelled,
+//!   limited and NaN-canonical; only what it reads of the host differs.
 //!
 //! The result is an [`Outcome`] (the entrypoint returned or the guest called
 //! `proc_exit`, whatever the status) or a [`RunError`]; guest failures
@@ -46,7 +51,8 @@
 //! A guest's sleep (`poll_oneoff` on clocks only) returns at once and
 //! advances its virtual monotonic clock by the time slept: in the sandbox
 //! time is what the guest does, so a sleep costs neither real time nor a
-//! worker's slot.
+//! worker's slot. A nondeterministic run sleeps for real, in slices that look
+//! whether the run was stopped, and never past its wall-clock limit.
 
 mod capture;
 mod determinism;
@@ -62,5 +68,5 @@ pub use determinism::{
 };
 pub use engine::{RuntimeConfig, HOST_STACK_HEADROOM_BYTES};
 pub use error::{BoxError, FailureKind, GuestFailure, RunError, RuntimeError};
-pub use invocation::{Invocation, Limits, Mount, Outcome, DEFAULT_ENTRYPOINT, DEFAULT_OUTPUT_FILES};
+pub use invocation::{Determinism, Invocation, Limits, Mount, Outcome, DEFAULT_ENTRYPOINT, DEFAULT_OUTPUT_FILES};
 pub use runtime::{Program, Runtime};

@@ -12,11 +12,11 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::capture::{CappedOutput, Captured};
-use crate::determinism::{make_deterministic, GuestClock};
+use crate::determinism::{make_deterministic, make_nondeterministic, GuestClock};
 use crate::engine::{build_engine, EpochTicker, RuntimeConfig, HOST_STACK_HEADROOM_BYTES};
 use crate::error::{FailureKind, GuestFailure, RunError, RuntimeError};
 use crate::host::wrap_wasi;
-use crate::invocation::{Invocation, Limits, Outcome};
+use crate::invocation::{Determinism, Invocation, Limits, Outcome};
 use crate::outputs::{self, Exceeded, OutputBudget, Usage};
 
 /// How long after its wall-clock limit [`Runtime::run`] gives up waiting for
@@ -232,7 +232,7 @@ pub(crate) struct GuestState {
     memory: MemoryLimiter,
     /// The account of the writable mounts, if there are any.
     pub(crate) outputs: Option<OutputBudget>,
-    /// The guest's virtual monotonic time, which its sleeps advance.
+    /// The clocks the guest's sleeps are measured against.
     pub(crate) clock: GuestClock,
 }
 
@@ -280,7 +280,9 @@ fn execute(
 ) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let limits = &invocation.limits;
-    let (wasi, clock) = build_wasi(invocation, &stdout, &stderr)?;
+    // A limit too far away to add is no deadline in practice: a year stands for it.
+    let deadline = started.checked_add(limits.wall_time).unwrap_or(started + Duration::from_secs(365 * 86_400));
+    let (wasi, clock) = build_wasi(invocation, &stdout, &stderr, deadline, Arc::clone(&stopped))?;
     let roots: Vec<PathBuf> =
         invocation.mounts.iter().filter(|mount| mount.writable).map(|mount| mount.host.clone()).collect();
     let output_limits = Usage { bytes: limits.output_bytes, entries: limits.output_files };
@@ -366,6 +368,8 @@ fn build_wasi(
     invocation: &Invocation,
     stdout: &CappedOutput,
     stderr: &CappedOutput,
+    deadline: Instant,
+    stopped: Arc<AtomicBool>,
 ) -> Result<(WasiP1Ctx, GuestClock), RunError> {
     let mut builder = WasiCtxBuilder::new();
     // Must come before the preopens, which capture it: file I/O then happens
@@ -374,7 +378,11 @@ fn build_wasi(
     for (key, value) in &invocation.env {
         builder.env(key, value);
     }
-    let clock = make_deterministic(&mut builder);
+    let clock = match invocation.determinism {
+        Determinism::Deterministic => make_deterministic(&mut builder),
+        Determinism::Nondeterministic => make_nondeterministic(&mut builder, deadline, stopped)
+            .map_err(|err| RunError::host("seeding the guest's random sources from the host", err))?,
+    };
     for mount in &invocation.mounts {
         let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
         builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|err| RunError::InvalidInvocation {

@@ -46,6 +46,23 @@ const SLEEP_120S: &str = r#"
 "#;
 
 #[tokio::test]
+async fn a_nondeterministic_sleep_takes_real_time_up_to_the_wall_clock_limit() {
+    let mut inv = invocation();
+    inv.determinism = shoal_runtime::Determinism::Nondeterministic;
+    inv.limits.wall_time = Duration::from_millis(600);
+    let started = Instant::now();
+
+    let outcome = run_ok(&runtime(), &format!("{CLOCK_SUB}{SLEEP_120S}"), inv).await;
+
+    // The 120 s sleep ends at the wall-clock limit; the guest then exits before the epoch
+    // deadline catches it (its last calls take microseconds).
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(550) && elapsed < Duration::from_secs(30), "took {elapsed:?}");
+    let slept = u64_at(&outcome.stdout, 8) - u64_at(&outcome.stdout, 0);
+    assert!((550_000_000..30_000_000_000).contains(&slept), "the guest saw {slept} ns pass");
+}
+
+#[tokio::test]
 async fn a_sleep_costs_no_real_time_and_advances_the_guests_clock() {
     let mut inv = invocation();
     inv.limits.wall_time = Duration::from_secs(2);

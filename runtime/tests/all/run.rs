@@ -6,8 +6,8 @@ use std::time::Duration;
 use rand::rngs::ChaCha20Rng;
 use rand::{RngExt, SeedableRng};
 use shoal_runtime::{
-    FailureKind, Invocation, Mount, RunError, Runtime, RuntimeConfig, GUEST_MONOTONIC_STEP_NANOS, GUEST_RANDOM_SEED,
-    GUEST_WALL_CLOCK,
+    Determinism, FailureKind, Invocation, Mount, RunError, Runtime, RuntimeConfig, GUEST_MONOTONIC_STEP_NANOS,
+    GUEST_RANDOM_SEED, GUEST_WALL_CLOCK,
 };
 
 use crate::common::{self, compile, invocation, run_failing, run_ok, runtime};
@@ -372,6 +372,28 @@ async fn clocks_and_random_are_fixed() {
     // wasmtime-wasi draws random bytes one `u8` sample at a time.
     let expected_random: Vec<u8> = ChaCha20Rng::from_seed(GUEST_RANDOM_SEED).random_iter::<u8>().take(32).collect();
     assert_eq!(&outcome.stdout[24..56], &expected_random[..]);
+}
+
+#[tokio::test]
+async fn a_nondeterministic_run_sees_the_hosts_clocks_and_fresh_randomness() {
+    let runtime = runtime();
+    let inv = Invocation { determinism: Determinism::Nondeterministic, ..invocation() };
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let a = run_ok(&runtime, CLOCKS_AND_RANDOM, inv.clone()).await;
+    let b = run_ok(&runtime, CLOCKS_AND_RANDOM, inv).await;
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+
+    let word = |outcome: &shoal_runtime::Outcome, i: usize| {
+        u64::from_le_bytes(outcome.stdout[i..i + 8].try_into().expect("8 bytes"))
+    };
+    for outcome in [&a, &b] {
+        let wall = u128::from(word(outcome, 0));
+        assert!((before..=after).contains(&wall), "the host's wall clock: {wall} not in {before}..={after}");
+        assert!(word(outcome, 16) >= word(outcome, 8), "a monotonic clock");
+    }
+    assert_ne!(&a.stdout[24..56], &b.stdout[24..56], "each run draws its own random bytes");
+    let pinned: Vec<u8> = ChaCha20Rng::from_seed(GUEST_RANDOM_SEED).random_iter::<u8>().take(32).collect();
+    assert_ne!(&a.stdout[24..56], &pinned[..], "not the deterministic sandbox's stream");
 }
 
 #[tokio::test]
