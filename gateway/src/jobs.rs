@@ -111,7 +111,7 @@ pub(crate) async fn submit(
     };
     let mut spec = JobSpec::from_json(&body)?;
     if !names_verification(&body) {
-        spec.verification = app.config.default_verification;
+        spec.verification = app.config.default_verification.clone();
     }
     let idempotency_key = idempotency_key(&headers)?;
     let tenant = &principal.tenant;

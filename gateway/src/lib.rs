@@ -70,8 +70,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{middleware, Extension, Json, Router};
 use shoal_jobs::{
-    redis_addresses, redis_urls, shard_backlogs, ApiKeys, Candidate, ConnectOptions, FanOutStore, HotShards, JobStore,
-    Membership, Principal, RedisConnection, ShardAssignment, ShardQueue, ShardRouter, WebhookStore,
+    redis_addresses, redis_urls, shard_backlogs, ApiKeys, Candidate, ConnectOptions, Determinism, FanOutStore,
+    HotShards, JobStore, Membership, Principal, RedisConnection, ShardAssignment, ShardQueue, ShardRouter,
+    WebhookStore,
 };
 use tokio::net::TcpListener;
 
@@ -126,7 +127,9 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     if config.max_connections == 0 || config.header_read_timeout.is_zero() {
         return Err(GatewayError::InvalidConfig("max_connections and header_read_timeout must be above zero".into()));
     }
-    if let Err(e) = shoal_jobs::JobSpec::check_verification(&config.default_verification) {
+    if let Err(e) =
+        shoal_jobs::JobSpec::check_verification(&config.default_verification, Determinism::Deterministic, None)
+    {
         return Err(GatewayError::InvalidConfig(format!("default verification: {e}")));
     }
     let content = files::Content::new(&config)?;

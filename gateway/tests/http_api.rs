@@ -653,6 +653,7 @@ async fn the_result_follows_the_jobs_life() {
         corrected: None,
         failed: None,
         replicas: Vec::new(),
+        compared: Vec::new(),
     };
     store.record_verification(&id, &verdict).await.unwrap();
     let body: Value = gateway.get(&format!("/v1/jobs/{id}/result")).await.json().await.unwrap();
@@ -1055,7 +1056,10 @@ async fn the_api_runs_on_a_three_node_redis_cluster() {
 
 #[tokio::test]
 async fn a_spec_naming_no_verification_gets_the_deployments_default() {
-    let gateway = Gateway::start_with(|config| config.default_verification = VerificationPolicy::Always).await;
+    let gateway = Gateway::start_with(|config| {
+        config.default_verification = VerificationPolicy::Always { compare: Default::default() }
+    })
+    .await;
     let program = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
     let unnamed: Value = gateway.submit(&json!({"program": program}), None).await.json().await.unwrap();
     assert_eq!(unnamed["spec"]["verification"], json!({"mode": "always"}));
@@ -1070,7 +1074,8 @@ async fn a_spec_naming_no_verification_gets_the_deployments_default() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
     let mut config = GatewayConfig::new(redis.url(), SHARDS);
-    config.default_verification = VerificationPolicy::Replicated { replicas: 9 };
+    config.default_verification =
+        VerificationPolicy::Replicated { replicas: 9, quorum: None, compare: Default::default() };
     assert!(matches!(router(config).await, Err(GatewayError::InvalidConfig(_))), "replicas out of range");
 }
 

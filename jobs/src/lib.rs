@@ -52,9 +52,9 @@ pub use fanout::{FanOutStore, FinishedTask, Notice, Standing, Task, TaskOutcome,
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
-    Acceptance, Comparison, Condition, ContentId, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOut, FanOutOver, InputSpec, Job, JobSpec, JobState, JobStatus, Limits, Notify, OnFailure, PipelineSpec,
-    RetryPolicy, Stage, StageInput, StageSource, TaskFailure, TaskSummary, Verification, VerificationOutcome,
+    Acceptance, Agreement, Compared, Comparison, Condition, ContentId, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
+    FanOut, FanOutOver, FieldCheck, InputSpec, Job, JobSpec, JobState, JobStatus, Limits, Notify, OnFailure, PipelineSpec,
+    RetryPolicy, Stage, StageInput, StageSource, TaskFailure, ToleranceField, TaskSummary, Verification, VerificationOutcome,
     VerificationPolicy, WebhookEvent, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};

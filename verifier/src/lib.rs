@@ -12,6 +12,10 @@
 //! Every *tainted* result (its worker was caught since) and every result of a quarantined worker
 //! is re-executed whatever the strategy says. Re-execution goes through the worker's own
 //! [`Executor::run_spec`], so fetching, the runtime and output import are the very same code.
+//! Two results are compared as the spec's `compare` says, through the one [`Judge`] trait:
+//! byte equality ([`ExactMatch`], the default), numbers of named output files within
+//! tolerances ([`WithinTolerance`]) or the user's comparator program ([`ComparatorProgram`]);
+//! every comparison is recorded with the verdict.
 //! The verdict ([`VerificationOutcome`](shoal_jobs::VerificationOutcome)) goes into the job
 //! record: `agreed`, `vouched`, `replicated`, `disagreed` (with both results: the job is
 //! corrected to the verifier's, and the worker, which signed the wrong one, is quarantined and
@@ -22,9 +26,11 @@
 //! verifier crash loses no verification.
 //!
 //! - `strategy`: [`Strategy`], [`Decision`], the strategies and samplers.
+//! - `compare`: [`Judge`] and the comparisons.
 //! - `verify`: one delivered result: receipt, decision, re-execution, verdict, quarantine.
 //! - `replicate`: asking for replicas and deciding once they ran.
 
+mod compare;
 mod replicate;
 mod strategy;
 mod verify;
@@ -33,6 +39,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+pub use compare::{judge_of, ComparatorProgram, ExactMatch, Judge, WithinTolerance, OTHER_MOUNT, REPORTED_MOUNT};
 use shoal_jobs::{with_retries, Delivery, Lane, ShardQueue, ShardReader, StoreError};
 use shoal_worker::{Executor, WorkerConfig, WorkerError};
 use strategy::Strategies;

@@ -13,7 +13,8 @@ use shoal_jobs::{
 };
 use tracing::{info, warn};
 
-use crate::verify::{act_on, check_receipt, quarantine, recompute, same_result, settling_execution};
+use crate::compare::judge_of;
+use crate::verify::{act_on, check_receipt, quarantine, recompute, settling_execution};
 use crate::Verifier;
 
 /// Replicas asked beyond the `replicas - 1` a job needs, for those that cannot count (run by a
@@ -137,7 +138,10 @@ async fn decide(verifier: &Verifier, store: &ReplicationStore, id: &str) -> Resu
     let executor = &verifier.executor;
     let jobs = executor.jobs();
     let Some(job) = with_retries("get", || jobs.get(id)).await? else { return Ok(true) };
-    let VerificationPolicy::Replicated { replicas: wanted } = job.spec.verification else { return Ok(true) };
+    let VerificationPolicy::Replicated { replicas: wanted, quorum, compare } = &job.spec.verification else {
+        return Ok(true);
+    };
+    let (wanted, quorum) = (*wanted as usize, quorum.map(|q| q as usize));
     let (Some(reported), Some(first)) = (job.result.clone(), settling_execution(&job).map(|e| e.worker.clone())) else {
         return Ok(true);
     };
@@ -179,42 +183,80 @@ async fn decide(verifier: &Verifier, store: &ReplicationStore, id: &str) -> Resu
         }
         counted.push(Counted { worker, replica, claim });
     }
-    let agree = |c: &Counted| matches!(&c.claim, Claim::Succeeded(r) if same_result(r, &reported));
-    let agreeing = 1 + counted.iter().filter(|c| agree(c)).count();
-    let dissent = counted.iter().any(|c| !agree(c));
-    let outcome = if dissent {
-        warn!(job = %job.id, "replicas DISAGREE; re-executing to settle it");
-        recompute(executor, &job).await
-    } else if agreeing >= wanted as usize {
+    // Each counted replica judged against the reported result, under the spec's comparison; one
+    // that cannot be judged counts as dissent, which only the verifier's own run can settle.
+    let judge = judge_of(compare);
+    let mut compared = Vec::new();
+    let mut agrees = Vec::with_capacity(counted.len());
+    for c in &counted {
+        let agree = match &c.claim {
+            Claim::Succeeded(result) => match judge.judge(executor, &job, &reported, result, &c.replica.id).await {
+                Ok(judged) => {
+                    let agree = judged.agree();
+                    compared.push(judged);
+                    agree
+                }
+                Err(reason) => {
+                    warn!(job = %job.id, replica = %c.replica.id, %reason, "a replica could not be compared");
+                    false
+                }
+            },
+            Claim::Failed => false,
+        };
+        agrees.push(agree);
+    }
+    let agreeing = 1 + agrees.iter().filter(|a| **a).count();
+    let dissent = agrees.iter().any(|a| !a);
+    // Without a quorum every replica must agree; with one, `quorum` agreeing executions carry it
+    // and dissenters (honest variance, or liars outvoted) are recorded, not quarantined — unless
+    // a spot check (the verifier's own run) backs the reported result against them.
+    let carried = match quorum {
+        None => !dissent && agreeing >= wanted,
+        Some(quorum) => agreeing >= quorum,
+    };
+    let outcome = if carried {
         let agreed = with_retries("agreed", || membership.agreed(&first)).await?;
         if verifier.strategies.spot_check(&job, agreed) {
-            recompute(executor, &job).await
+            let (outcome, judged) = recompute(executor, &job).await;
+            compared.extend(judged);
+            outcome
         } else {
             let mut workers = vec![first.clone()];
-            workers.extend(counted.iter().map(|c| c.worker.clone()));
+            workers.extend(counted.iter().zip(&agrees).filter(|(_, agree)| **agree).map(|(c, _)| c.worker.clone()));
             // Remembered as theirs too: if any of them is caught, this result is re-verified.
             for worker in &workers[1..] {
                 with_retries("record_settled", || membership.record_settled(worker, &job.id)).await?;
             }
             VerificationOutcome::Replicated { workers }
         }
-    } else if ids.len() + 1 < wanted as usize + EXTRA_REPLICAS {
+    } else if (quorum.is_some() || !dissent) && counted.len() + 1 < wanted && ids.len() + 1 < wanted + EXTRA_REPLICAS {
         let mut ran: Vec<String> = job.executions.iter().map(|e| e.worker.clone()).collect();
         ran.extend(replicas_ran);
         ask_one(verifier, store, &job, ids.len(), &ran).await?;
         return Ok(false);
     } else {
-        warn!(job = %job.id, asked = ids.len(), "too few distinct replicas; re-executing instead");
-        recompute(executor, &job).await
+        if dissent {
+            warn!(job = %job.id, "replicas DISAGREE; re-executing to settle it");
+        } else {
+            warn!(job = %job.id, asked = ids.len(), "too few distinct replicas; re-executing instead");
+        }
+        let (outcome, judged) = recompute(executor, &job).await;
+        compared.extend(judged);
+        outcome
     };
     // Every replica that signed something other than what re-execution found is caught too (the
     // first worker is, in `act_on`).
-    for c in &counted {
+    for (c, agreed_with_reported) in counted.iter().zip(&agrees) {
         let wrong = match (&outcome, &c.claim) {
-            (VerificationOutcome::Agreed, claim) => !matches!(claim, Claim::Succeeded(r) if same_result(r, &reported)),
-            (VerificationOutcome::Disagreed { recomputed, .. }, claim) => {
-                !matches!(claim, Claim::Succeeded(r) if same_result(r, recomputed))
+            (VerificationOutcome::Agreed, _) => !agreed_with_reported,
+            (VerificationOutcome::Disagreed { recomputed, .. }, Claim::Succeeded(result)) => {
+                match judge.judge(executor, &job, recomputed, result, &c.replica.id).await {
+                    Ok(judged) => !judged.agree(),
+                    // Not caught on a comparison that could not be made.
+                    Err(_) => false,
+                }
             }
+            (VerificationOutcome::Disagreed { .. }, Claim::Failed) => true,
             (VerificationOutcome::Contradicted { .. }, claim) => matches!(claim, Claim::Succeeded(_)),
             _ => false,
         };
@@ -223,6 +265,6 @@ async fn decide(verifier: &Verifier, store: &ReplicationStore, id: &str) -> Resu
             quarantine(executor, &membership, &c.worker, &c.replica, why).await?;
         }
     }
-    act_on(verifier, &membership, &job, outcome, ids).await?;
+    act_on(verifier, &membership, &job, outcome, ids, compared).await?;
     Ok(true)
 }

@@ -134,9 +134,9 @@ impl Strategies {
         let standing = Standing { job, agreed, draw: draw(&self.secret, &job.id) };
         Some(match job.spec.verification {
             VerificationPolicy::None => return None,
-            VerificationPolicy::Sampled => self.sampling.decide(&standing),
-            VerificationPolicy::Always => TrustedReexecution.decide(&standing),
-            VerificationPolicy::Replicated { replicas } => Replication { replicas }.decide(&standing),
+            VerificationPolicy::Sampled { .. } => self.sampling.decide(&standing),
+            VerificationPolicy::Always { .. } => TrustedReexecution.decide(&standing),
+            VerificationPolicy::Replicated { replicas, .. } => Replication { replicas }.decide(&standing),
         })
     }
 

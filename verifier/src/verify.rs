@@ -3,12 +3,13 @@
 //! tainting what it settled).
 
 use shoal_jobs::{
-    now_ms, with_retries, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, Job, JobState, Membership,
-    Quarantine, ReceiptError, StoreError, Verification, VerificationOutcome,
+    now_ms, with_retries, Compared, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, Job, JobState,
+    Membership, Quarantine, ReceiptError, StoreError, Verification, VerificationOutcome,
 };
 use shoal_worker::{Executor, GatherError};
 use tracing::{info, warn};
 
+use crate::compare::judge_of;
 use crate::replicate;
 use crate::strategy::Decision;
 use crate::Verifier;
@@ -73,13 +74,13 @@ async fn verify_result(
     let Some(decision) = decision.filter(|_| job.state == JobState::Succeeded) else { return Ok(()) };
     // Every settled result's receipt is checked, whatever the decision: it costs no
     // re-execution.
-    let outcome = match (check_receipt(membership, job).await?, decision) {
-        (Err(refused), _) => refused,
-        (Ok(()), Decision::Vouch) => VerificationOutcome::Vouched,
+    let (outcome, compared) = match (check_receipt(membership, job).await?, decision) {
+        (Err(refused), _) => (refused, Vec::new()),
+        (Ok(()), Decision::Vouch) => (VerificationOutcome::Vouched, Vec::new()),
         (Ok(()), Decision::Reexecute) => recompute(executor, job).await,
         (Ok(()), Decision::Replicate { replicas }) => return replicate::ask(verifier, job, replicas).await,
     };
-    act_on(verifier, membership, job, outcome, Vec::new()).await
+    act_on(verifier, membership, job, outcome, Vec::new(), compared).await
 }
 
 /// Checks a failure a worker reported (a trap, fuel, memory, a non-zero exit: what every honest
@@ -126,6 +127,7 @@ async fn verify_failure(verifier: &Verifier, membership: &Membership, job: &Job)
         corrected,
         failed: None,
         replicas: Vec::new(),
+        compared: Vec::new(),
     };
     with_retries("record_verification", || executor.jobs().record_verification(&job.id, &verification)).await
 }
@@ -153,7 +155,7 @@ async fn verify_gathered(verifier: &Verifier, membership: &Membership, job: &Job
         Err(GatherError::Store(e)) => return Err(e),
         Err(e) => VerificationOutcome::Inconclusive { reason: format!("gathering again: {e}") },
     };
-    act_on(verifier, membership, job, outcome, Vec::new()).await
+    act_on(verifier, membership, job, outcome, Vec::new(), Vec::new()).await
 }
 
 /// Quarantines `worker`, which made up how `job` finished, and runs the job again.
@@ -171,15 +173,16 @@ async fn run_again(
     Ok(())
 }
 
-/// Records `outcome` for `job` (with the `replicas` run for it), correcting its result and
-/// quarantining its worker when the outcome says so (a refusal only once its worker has
-/// [`crate::VerifierConfig::refusals_to_quarantine`] of them).
+/// Records `outcome` for `job` (with the `replicas` run for it and the comparisons it rests on),
+/// correcting its result and quarantining its worker when the outcome says so (a refusal only
+/// once its worker has [`crate::VerifierConfig::refusals_to_quarantine`] of them).
 pub(crate) async fn act_on(
     verifier: &Verifier,
     membership: &Membership,
     job: &Job,
     outcome: VerificationOutcome,
     replicas: Vec<String>,
+    compared: Vec<Compared>,
 ) -> Result<(), StoreError> {
     let executor = &verifier.executor;
     let refusals_to_quarantine = verifier.refusals_to_quarantine;
@@ -230,8 +233,15 @@ pub(crate) async fn act_on(
         }
         VerificationOutcome::Inconclusive { reason } => warn!(job = %job.id, %reason, "verification inconclusive"),
     }
-    let verification =
-        Verification { verifier: executor.id().to_string(), at_ms: now_ms(), outcome, corrected, failed, replicas };
+    let verification = Verification {
+        verifier: executor.id().to_string(),
+        at_ms: now_ms(),
+        outcome,
+        corrected,
+        failed,
+        replicas,
+        compared,
+    };
     with_retries("record_verification", || executor.jobs().record_verification(&job.id, &verification)).await
 }
 
@@ -327,32 +337,33 @@ pub(crate) async fn rerun(executor: &Executor, job: &Job) -> Rerun {
     }
 }
 
-/// Re-executes `job` and compares with the result that settled it.
-pub(crate) async fn recompute(executor: &Executor, job: &Job) -> VerificationOutcome {
+/// Re-executes `job` and compares with the result that settled it, under the spec's
+/// comparison; the verdict and the comparison it rests on.
+pub(crate) async fn recompute(executor: &Executor, job: &Job) -> (VerificationOutcome, Vec<Compared>) {
     let Some(reported) = job.result.clone() else {
-        return VerificationOutcome::Inconclusive { reason: "the job succeeded without a recorded result".into() };
+        let reason = "the job succeeded without a recorded result".into();
+        return (VerificationOutcome::Inconclusive { reason }, Vec::new());
     };
     let worker = settling_execution(job).map_or_else(|| "(unknown)".to_string(), |e| e.worker.clone());
     let recomputed = match rerun(executor, job).await {
         Rerun::Succeeded(result) => result,
         // The worker claimed success; the program in fact fails, everywhere.
         Rerun::Failed(failure) => {
-            return VerificationOutcome::Contradicted { worker, reported: Box::new(reported), failure }
+            return (VerificationOutcome::Contradicted { worker, reported: Box::new(reported), failure }, Vec::new())
         }
-        Rerun::Inconclusive(reason) => return VerificationOutcome::Inconclusive { reason },
+        Rerun::Inconclusive(reason) => return (VerificationOutcome::Inconclusive { reason }, Vec::new()),
     };
-    if same_result(&recomputed, &reported) {
-        return VerificationOutcome::Agreed;
+    let judge = judge_of(job.spec.verification.compare());
+    match judge.judge(executor, job, &reported, &recomputed, "re-execution").await {
+        Ok(compared) if compared.agree() => (VerificationOutcome::Agreed, vec![compared]),
+        Ok(compared) => {
+            let outcome = VerificationOutcome::Disagreed {
+                worker,
+                reported: Box::new(reported),
+                recomputed: Box::new(recomputed),
+            };
+            (outcome, vec![compared])
+        }
+        Err(reason) => (VerificationOutcome::Inconclusive { reason }, Vec::new()),
     }
-    VerificationOutcome::Disagreed { worker, reported: Box::new(reported), recomputed: Box::new(recomputed) }
-}
-
-/// Whether two runs of a job came to the same: exit code, fuel, output, stdout and stderr (not
-/// the times or the cache, which differ honestly).
-pub(crate) fn same_result(a: &ExecutionResult, b: &ExecutionResult) -> bool {
-    a.exit_code == b.exit_code
-        && a.fuel_consumed == b.fuel_consumed
-        && a.output == b.output
-        && a.stdout == b.stdout
-        && a.stderr == b.stderr
 }

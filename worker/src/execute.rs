@@ -12,9 +12,9 @@ use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{Block, BlockReader, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
 use shoal_jobs::{
-    now_ms, ContentId, Delivery, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason, FanOutStore,
-    Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, ShardQueue, ShardRouter,
-    SignedReceipt, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
+    FanOutStore, Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, ShardQueue,
+    ShardRouter, SignedReceipt, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime, RuntimeConfig};
 use tracing::{info, info_span, warn, Instrument};
@@ -346,6 +346,23 @@ impl Executor {
             return Ok(None);
         }
         crate::fanout::gathered(self, id).await.map(Some)
+    }
+
+    /// The file at `path` inside output `root`, every block verified, if it is a file of at
+    /// most `max_bytes`: what the verifier reads to compare two results' numbers.
+    pub async fn read_output(&self, root: &ContentId, path: &str, max_bytes: u64) -> Result<Bytes, String> {
+        let reader = self.chain.as_ref();
+        let cid = unixfs::resolve_path(reader, root.cid(), path).await.map_err(|e| format!("{path}: {e}"))?;
+        let info = unixfs::stat(reader, &cid).await.map_err(|e| format!("{path}: {e}"))?;
+        if info.kind != NodeKind::File {
+            return Err(format!("{path} is a UnixFS {}, not a file", info.kind.name()));
+        }
+        if info.size > max_bytes {
+            return Err(format!("{path} is {} bytes, more than the {max_bytes} read", info.size));
+        }
+        let chunks: Vec<Bytes> =
+            unixfs::cat(self.chain.clone(), cid).try_collect().await.map_err(|e| format!("{path}: {e}"))?;
+        Ok(chunks.concat().into())
     }
 
     /// Fetches, runs and publishes one execution of `spec`, touching no job record: what
@@ -709,6 +726,10 @@ pub fn invocation(spec: &JobSpec, mounts: Vec<Mount>) -> Invocation {
             // One value everywhere (worker and verifier must agree on the verdict) until job
             // specs carry their own.
             output_files: shoal_runtime::DEFAULT_OUTPUT_FILES,
+        },
+        determinism: match spec.determinism {
+            Determinism::Deterministic => shoal_runtime::Determinism::Deterministic,
+            Determinism::Nondeterministic => shoal_runtime::Determinism::Nondeterministic,
         },
     }
 }

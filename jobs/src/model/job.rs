@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::tenants::Tenant;
 
-use super::{ContentId, Execution, ExecutionResult, Failure, FailureReason, JobSpec, VerificationPolicy};
+use super::{Compared, ContentId, Execution, ExecutionResult, Failure, FailureReason, JobSpec, VerificationPolicy};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -305,13 +305,18 @@ pub struct Verification {
     /// program and inputs), whatever the verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<String>,
+    /// Every comparison of the reported result the verdict rests on (with the verifier's
+    /// re-execution, with each replica), under the spec's `compare`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<Compared>,
 }
 
 /// The verifier's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum VerificationOutcome {
-    /// The re-execution produced the same exit code, fuel, output, stdout and stderr.
+    /// The re-execution agreed with the reported result under the spec's comparison (for
+    /// `exact`: the same exit code, fuel, output, stdout and stderr).
     Agreed,
     /// The worker's receipt is valid; the job was not in the sample, so it was not re-executed.
     Vouched,

@@ -5,10 +5,12 @@
 //! executions of one job, each with its own worker, timings and result.
 //!
 //! - `spec`: the spec, its parts and their validation;
+//! - `agreement`: how two results of a job are compared, and whether it runs pinned;
 //! - `pipeline`: a pipeline of stages, each run as a job, and its validation;
 //! - `job`: the job record, its state and what the API reports of it;
 //! - `execution`: one attempt and how it ended.
 
+mod agreement;
 mod execution;
 mod job;
 mod pipeline;
@@ -21,6 +23,7 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use agreement::{Agreement, Compared, Determinism, FieldCheck, ToleranceField};
 pub use execution::{Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason};
 pub use job::{Acceptance, Job, JobState, JobStatus, TaskFailure, TaskSummary, Verification, VerificationOutcome};
 pub use pipeline::{Comparison, Condition, OnFailure, PipelineSpec, Stage, StageInput, StageSource};

@@ -52,8 +52,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{check_entry_name, default_entrypoint, parse_object};
-use super::{ContentId, FanOut, FanOutOver, InputSpec, JobSpec, Limits, RetryPolicy, VerificationPolicy};
+use super::spec::{check_relative, default_entrypoint, parse_object};
+use super::{ContentId, Determinism, FanOut, FanOutOver, InputSpec, JobSpec, Limits, RetryPolicy, VerificationPolicy};
 use crate::error::SpecError;
 
 /// The most stages a pipeline may have.
@@ -112,6 +112,10 @@ pub struct Stage {
     /// How the stage's results are checked.
     #[serde(default)]
     pub verification: VerificationPolicy,
+    /// Whether the stage's program runs pinned (the default) or sees the host's clocks and
+    /// entropy.
+    #[serde(default, skip_serializing_if = "Determinism::is_deterministic")]
+    pub determinism: Determinism,
     /// How often each of the stage's jobs may be started.
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -300,7 +304,9 @@ impl Stage {
             env: self.env.clone(),
             inputs,
             limits: self.limits,
-            verification: self.verification,
+            verification: self.verification.clone(),
+            determinism: self.determinism,
+            writes: self.writes.clone(),
             retry: self.retry,
             notify: None,
             fan_out: self.each.clone(),
@@ -564,14 +570,6 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err("\"pipeline\" names the pipeline's inputs".into());
     }
     Ok(())
-}
-
-/// A path inside a stage's output: relative, each segment a UnixFS entry name.
-fn check_relative(path: &str) -> Result<(), String> {
-    if path.is_empty() || path.len() > 1024 || path.starts_with('/') {
-        return Err(format!("{path:?} must be a relative path of 1 to 1024 bytes, inside the stage's output"));
-    }
-    path.split('/').try_for_each(check_entry_name)
 }
 
 /// A job's error as one of a stage's: its field within `at`, the stage's `each` for the job's

@@ -8,6 +8,7 @@ use multihash_codetable::{Code, MultihashDigest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::agreement::{Agreement, Determinism};
 use super::ContentId;
 use crate::error::SpecError;
 
@@ -41,6 +42,13 @@ pub struct JobSpec {
     /// How the result is checked by the verifier.
     #[serde(default)]
     pub verification: VerificationPolicy,
+    /// Whether the program runs pinned (the default) or sees the host's clocks and entropy.
+    #[serde(default, skip_serializing_if = "Determinism::is_deterministic")]
+    pub determinism: Determinism,
+    /// The files the program writes, relative to `/outputs`: a run that does not write each
+    /// of them fails `missing_output`; comparisons may name only these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<Vec<String>>,
     /// How often the job may be started before it is given up (workers dying under it).
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -293,29 +301,61 @@ impl Default for RetryPolicy {
     }
 }
 
-/// How a job's result is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, ToSchema)]
+/// How a job's result is checked: when the verifier looks at it (`mode`) and how two results
+/// are judged to agree (`compare`, byte equality unless named).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VerificationPolicy {
     /// No re-execution.
     None,
     /// The verifier re-executes a sampled fraction of jobs.
-    #[default]
-    Sampled,
+    Sampled {
+        /// How its re-execution is compared with the reported result.
+        #[serde(default, skip_serializing_if = "Agreement::is_exact")]
+        compare: Agreement,
+    },
     /// The verifier re-executes every job.
-    Always,
+    Always {
+        /// How its re-execution is compared with the reported result.
+        #[serde(default, skip_serializing_if = "Agreement::is_exact")]
+        compare: Agreement,
+    },
     /// `replicas` distinct workers run the job in all (2 to 5, `VerificationPolicy::MAX_REPLICAS`);
-    /// if they disagree, the verifier's own re-execution settles it, and whoever signed a wrong
-    /// result is quarantined. Agreeing replicas are spot-checked at the verifier's sample rate.
+    /// if fewer than `quorum` of them (all, unless named) agree with the reported result, the
+    /// verifier's own re-execution settles it, and whoever signed a wrong result is
+    /// quarantined. Agreeing replicas are spot-checked at the verifier's sample rate.
     Replicated {
         /// Executions by distinct workers, the first included.
         replicas: u32,
+        /// Executions (the first included) that must agree with the reported result for it to
+        /// stand without the verifier's re-execution: from 2 to `replicas`; all unless named.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quorum: Option<u32>,
+        /// How two executions' results are compared.
+        #[serde(default, skip_serializing_if = "Agreement::is_exact")]
+        compare: Agreement,
     },
+}
+
+impl Default for VerificationPolicy {
+    fn default() -> VerificationPolicy {
+        VerificationPolicy::Sampled { compare: Agreement::Exact }
+    }
 }
 
 impl VerificationPolicy {
     /// The most replicas a `replicated` job may ask for.
     pub const MAX_REPLICAS: u32 = 5;
+
+    /// How two results are compared (`exact` under `none`, which compares nothing).
+    pub fn compare(&self) -> &Agreement {
+        match self {
+            VerificationPolicy::None => &Agreement::Exact,
+            VerificationPolicy::Sampled { compare }
+            | VerificationPolicy::Always { compare }
+            | VerificationPolicy::Replicated { compare, .. } => compare,
+        }
+    }
 }
 
 impl Eq for VerificationPolicy {}
@@ -336,20 +376,39 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Checks a verification policy: `replicated` asks for 2 to
-    /// [`VerificationPolicy::MAX_REPLICAS`] replicas.
-    pub fn check_verification(policy: &VerificationPolicy) -> Result<(), SpecError> {
-        match *policy {
-            VerificationPolicy::Replicated { replicas }
-                if !(2..=VerificationPolicy::MAX_REPLICAS).contains(&replicas) =>
-            {
-                Err(SpecError::Field {
-                    field: "verification.replicas".into(),
-                    reason: format!("must be from 2 to {}, got {replicas}", VerificationPolicy::MAX_REPLICAS),
-                })
+    /// Checks a verification policy for a job of `determinism` declaring it writes `writes`:
+    /// `replicated` asks for 2 to [`VerificationPolicy::MAX_REPLICAS`] replicas and a quorum
+    /// from 2 to those; the comparison is well formed, names only files the job writes, and is
+    /// not byte equality for a nondeterministic job (whose honest runs differ).
+    pub fn check_verification(
+        policy: &VerificationPolicy,
+        determinism: Determinism,
+        writes: Option<&[String]>,
+    ) -> Result<(), SpecError> {
+        if let VerificationPolicy::Replicated { replicas, quorum, .. } = *policy {
+            if !(2..=VerificationPolicy::MAX_REPLICAS).contains(&replicas) {
+                return field_error(
+                    "verification.replicas",
+                    format!("must be from 2 to {}, got {replicas}", VerificationPolicy::MAX_REPLICAS),
+                );
             }
-            _ => Ok(()),
+            if let Some(quorum) = quorum.filter(|quorum| !(2..=replicas).contains(quorum)) {
+                return field_error(
+                    "verification.quorum",
+                    format!("must be from 2 to the {replicas} replicas, got {quorum}"),
+                );
+            }
         }
+        let compare = policy.compare();
+        compare.validate("verification.compare", writes)?;
+        if determinism == Determinism::Nondeterministic && *policy != VerificationPolicy::None && compare.is_exact() {
+            return field_error(
+                "verification.compare",
+                "a nondeterministic job's honest runs differ, so byte equality would reject them all: compare \
+                 with `tolerance` or a `comparator`, or ask for no verification (\"mode\": \"none\")",
+            );
+        }
+        Ok(())
     }
 
     /// Checks what the types alone cannot: paths, names and limits.
@@ -362,7 +421,10 @@ impl JobSpec {
         }
         self.limits.validate()?;
         self.retry.validate()?;
-        Self::check_verification(&self.verification)?;
+        if let Some(writes) = &self.writes {
+            validate_writes(writes)?;
+        }
+        Self::check_verification(&self.verification, self.determinism, self.writes.as_deref())?;
         if let Some(notify) = &self.notify {
             notify.validate()?;
         }
@@ -646,6 +708,31 @@ fn check_mount_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The most files a spec may declare it writes.
+const MAX_WRITES: usize = 1024;
+
+/// `writes`: at most [`MAX_WRITES`] distinct relative paths.
+fn validate_writes(writes: &[String]) -> Result<(), SpecError> {
+    if writes.len() > MAX_WRITES {
+        return field_error("writes", format!("at most {MAX_WRITES} files"));
+    }
+    for (i, file) in writes.iter().enumerate() {
+        check_relative(file).map_err(|reason| SpecError::Field { field: format!("writes[{i}]"), reason })?;
+        if writes[..i].contains(file) {
+            return field_error(&format!("writes[{i}]"), format!("{file:?} is named twice"));
+        }
+    }
+    Ok(())
+}
+
+/// A path relative to an output directory: one or more entry names joined by `/`.
+pub(super) fn check_relative(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.len() > 1024 || path.starts_with('/') {
+        return Err(format!("{path:?} must be a relative path of 1 to 1024 bytes, inside the output"));
+    }
+    path.split('/').try_for_each(check_entry_name)
+}
+
 /// A UnixFS entry name: one non-empty path component.
 pub(super) fn check_entry_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 || name == "." || name == ".." || name.contains(['/', '\0']) {
@@ -669,7 +756,7 @@ mod tests {
         let spec = JobSpec::from_json(spec_json("").as_bytes()).unwrap();
         assert_eq!(spec.entrypoint, "_start");
         assert_eq!(spec.limits, Limits::default());
-        assert_eq!(spec.verification, VerificationPolicy::Sampled);
+        assert_eq!(spec.verification, VerificationPolicy::default());
     }
 
     #[test]

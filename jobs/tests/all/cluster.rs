@@ -286,6 +286,7 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
         corrected: None,
         failed: None,
         replicas: Vec::new(),
+        compared: Vec::new(),
     };
     store.record_verification(&plain.id, &verdict).await.unwrap();
     queue.ack(&checks[0]).await.unwrap();

@@ -149,6 +149,7 @@ async fn each_role_leaves_the_notices_of_the_tasks_it_makes_countable() {
         corrected: None,
         failed: None,
         replicas: Vec::new(),
+        compared: Vec::new(),
     };
     for id in [&ids[0], &plain.id] {
         verifier.record_verification(id, &verdict).await.unwrap();

@@ -67,6 +67,7 @@ async fn cloud_detect_gives_the_same_output_cid_through_the_system_and_directly(
                     output_bytes: defaults.output_bytes,
                     ..Limits::default()
                 },
+                determinism: Default::default(),
             },
         )
         .await
