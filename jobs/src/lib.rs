@@ -52,10 +52,10 @@ pub use fanout::{FanOutStore, FinishedTask, Notice, Standing, Task, TaskOutcome,
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
-    Acceptance, Agreement, Compared, Comparison, Condition, ContentId, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOut, FanOutOver, FieldCheck, InputSpec, Job, JobSpec, JobState, JobStatus, Limits, Notify, OnFailure, PipelineSpec,
-    RetryPolicy, Stage, StageInput, StageSource, TaskFailure, ToleranceField, TaskSummary, Verification, VerificationOutcome,
-    VerificationPolicy, WebhookEvent, OUTPUTS_MOUNT,
+    Acceptance, Agreement, Compared, Comparison, Condition, ContentId, Determinism, Execution, ExecutionOutcome,
+    ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, FieldCheck, InputSpec, Job, JobSpec, JobState,
+    JobStatus, Limits, Notify, OnFailure, PipelineSpec, RetryPolicy, Stage, StageInput, StageSource, TaskFailure,
+    TaskSummary, ToleranceField, Verification, VerificationOutcome, VerificationPolicy, WebhookEvent, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
