@@ -38,7 +38,7 @@ impl Determinism {
 /// How two results of a job are judged to agree. Whatever the kind, both must have exited with
 /// the same code.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "AgreementFields")]
 pub enum Agreement {
     /// The same exit code, fuel, output, stdout and stderr: byte equality, the check for
     /// deterministic jobs.
@@ -63,6 +63,56 @@ pub enum Agreement {
 }
 
 impl Eq for Agreement {}
+
+/// A comparison as written, read as a plain struct so that an error inside it names its field
+/// (serde's internally tagged enums lose the path).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgreementFields {
+    kind: AgreementKind,
+    #[serde(default)]
+    fields: Option<Vec<ToleranceField>>,
+    #[serde(default)]
+    program: Option<ContentId>,
+    #[serde(default)]
+    args: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AgreementKind {
+    Exact,
+    Tolerance,
+    Comparator,
+}
+
+impl TryFrom<AgreementFields> for Agreement {
+    type Error = String;
+
+    fn try_from(written: AgreementFields) -> Result<Agreement, String> {
+        let AgreementFields { kind, fields, program, args } = written;
+        let stray = |name: &str, kind: &str| Err(format!("`{name}` does not apply to kind `{kind}`"));
+        match kind {
+            AgreementKind::Exact => match (&fields, &program, &args) {
+                (Some(_), _, _) => stray("fields", "exact"),
+                (_, Some(_), _) => stray("program", "exact"),
+                (_, _, Some(_)) => stray("args", "exact"),
+                _ => Ok(Agreement::Exact),
+            },
+            AgreementKind::Tolerance => match (fields, &program, &args) {
+                (_, Some(_), _) => stray("program", "tolerance"),
+                (_, _, Some(_)) => stray("args", "tolerance"),
+                (None, _, _) => Err("missing field `fields`".into()),
+                (Some(fields), _, _) => Ok(Agreement::Tolerance { fields }),
+            },
+            AgreementKind::Comparator => match (&fields, program) {
+                (Some(_), _) => stray("fields", "comparator"),
+                (_, None) => Err("missing field `program`".into()),
+                (_, Some(program)) => Ok(Agreement::Comparator { program, args: args.unwrap_or_default() }),
+            },
+        }
+    }
+}
 
 /// One number (a JSON field) or column of numbers (a CSV column) in an output file, and how far
 /// two results' values may be apart: `|a − b| ≤ absolute`, or `|a − b| ≤ relative · max(|a|, |b|)`

@@ -304,7 +304,7 @@ impl Default for RetryPolicy {
 /// How a job's result is checked: when the verifier looks at it (`mode`) and how two results
 /// are judged to agree (`compare`, byte equality unless named).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "mode", rename_all = "snake_case", try_from = "PolicyFields")]
 pub enum VerificationPolicy {
     /// No re-execution.
     None,
@@ -335,6 +335,60 @@ pub enum VerificationPolicy {
         #[serde(default, skip_serializing_if = "Agreement::is_exact")]
         compare: Agreement,
     },
+}
+
+/// A verification policy as written, before its mode picks the fields that apply. Read as a
+/// plain struct (rather than through serde's internally tagged enums, which buffer their
+/// content and lose the path of an error inside it), so an error in `compare` names its field.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFields {
+    mode: PolicyMode,
+    #[serde(default)]
+    replicas: Option<u32>,
+    #[serde(default)]
+    quorum: Option<u32>,
+    #[serde(default)]
+    compare: Option<Agreement>,
+}
+
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum PolicyMode {
+    None,
+    Sampled,
+    Always,
+    Replicated,
+}
+
+impl TryFrom<PolicyFields> for VerificationPolicy {
+    type Error = String;
+
+    fn try_from(fields: PolicyFields) -> Result<VerificationPolicy, String> {
+        let PolicyFields { mode, replicas, quorum, compare } = fields;
+        let only_replicated = |name: &str| format!("`{name}` applies to mode `replicated` only");
+        if mode != PolicyMode::Replicated {
+            if replicas.is_some() {
+                return Err(only_replicated("replicas"));
+            }
+            if quorum.is_some() {
+                return Err(only_replicated("quorum"));
+            }
+        }
+        let compare = compare.unwrap_or_default();
+        Ok(match mode {
+            PolicyMode::None if !compare.is_exact() => {
+                return Err("`compare` does not apply to mode `none`, which compares nothing".into())
+            }
+            PolicyMode::None => VerificationPolicy::None,
+            PolicyMode::Sampled => VerificationPolicy::Sampled { compare },
+            PolicyMode::Always => VerificationPolicy::Always { compare },
+            PolicyMode::Replicated => {
+                let replicas = replicas.ok_or("missing field `replicas`")?;
+                VerificationPolicy::Replicated { replicas, quorum, compare }
+            }
+        })
+    }
 }
 
 impl Default for VerificationPolicy {
@@ -800,6 +854,107 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn bad_comparisons_are_refused_with_the_field_named() {
+        let tolerance = |field: &str| {
+            format!(r#","verification":{{"mode":"always","compare":{{"kind":"tolerance","fields":[{field}]}}}}"#)
+        };
+        let writes = r#","writes":["metrics.json","scores.csv"]"#;
+        let cases = [
+            (
+                spec_json(r#","verification":{"mode":"always","compare":{"kind":"vibes"}}"#),
+                "verification.compare.kind",
+                "unknown variant `vibes`",
+            ),
+            (
+                spec_json(&format!("{writes}{}", tolerance(r#"{"file":"other.json","json":"/a","absolute":0.1}"#))),
+                "verification.compare.fields[0].file",
+                "does not write \"other.json\" (it writes metrics.json, scores.csv)",
+            ),
+            (
+                spec_json(&tolerance(r#"{"file":"metrics.json","json":"/a"}"#)),
+                "verification.compare.fields[0].file",
+                "does not declare the files it writes",
+            ),
+            (
+                spec_json(&format!("{writes}{}", tolerance(r#"{"file":"metrics.json","json":"a"}"#))),
+                "verification.compare.fields[0].json",
+                "not a JSON pointer",
+            ),
+            (
+                spec_json(&format!("{writes}{}", tolerance(r#"{"file":"metrics.json","json":"/a","column":"b"}"#))),
+                "verification.compare.fields[0]",
+                "exactly one of",
+            ),
+            (
+                spec_json(&format!("{writes}{}", tolerance(r#"{"file":"scores.csv","column":"a","relative":-1}"#))),
+                "verification.compare.fields[0].relative",
+                "finite number ≥ 0",
+            ),
+            (
+                spec_json(&format!("{writes}{}", tolerance(r#"{"file":"../metrics.json","json":"/a"}"#))),
+                "verification.compare.fields[0].file",
+                "one path component",
+            ),
+            (spec_json(&format!("{writes}{}", tolerance(""))), "verification.compare.fields", "name 1 to 64"),
+            (
+                spec_json(r#","verification":{"mode":"always","compare":{"kind":"comparator","program":"bafynope"}}"#),
+                "verification.compare.program",
+                "invalid CID",
+            ),
+            (
+                spec_json(r#","determinism":"nondeterministic""#),
+                "verification.compare",
+                "byte equality would reject them all",
+            ),
+            (
+                spec_json(r#","determinism":"nondeterministic","verification":{"mode":"replicated","replicas":3}"#),
+                "verification.compare",
+                "nondeterministic",
+            ),
+            (spec_json(r#","determinism":"sometimes""#), "determinism", "unknown variant `sometimes`"),
+            (
+                spec_json(r#","verification":{"mode":"replicated","replicas":3,"quorum":4}"#),
+                "verification.quorum",
+                "from 2 to the 3 replicas",
+            ),
+            (spec_json(r#","writes":["a.json","a.json"]"#), "writes[1]", "named twice"),
+            (spec_json(r#","writes":["/abs"]"#), "writes[0]", "relative path"),
+        ];
+        for (body, want_field, want_reason) in cases {
+            let (field, reason) = field_error(&body);
+            assert_eq!(field, want_field, "{body}: {reason}");
+            assert!(reason.contains(want_reason), "{body}: {reason}");
+        }
+    }
+
+    #[test]
+    fn nondeterministic_jobs_compare_by_tolerance_or_comparator_and_defaults_keep_old_cids() {
+        let ml = spec_json(
+            r#","determinism":"nondeterministic","writes":["metrics.json"],"verification":{"mode":"replicated","replicas":3,"quorum":2,"compare":{"kind":"tolerance","fields":[{"file":"metrics.json","json":"/held_out_accuracy","absolute":0.03}]}}"#,
+        );
+        let spec = JobSpec::from_json(ml.as_bytes()).unwrap();
+        assert_eq!(spec.determinism, Determinism::Nondeterministic);
+        let VerificationPolicy::Replicated { replicas: 3, quorum: Some(2), compare: Agreement::Tolerance { fields } } =
+            &spec.verification
+        else {
+            panic!("{:?}", spec.verification)
+        };
+        assert_eq!(fields[0].name(), "metrics.json#/held_out_accuracy");
+        let comparator = spec_json(&format!(
+            r#","determinism":"nondeterministic","verification":{{"mode":"always","compare":{{"kind":"comparator","program":"{PROGRAM}","args":["--epochs","30"]}}}}"#
+        ));
+        assert!(JobSpec::from_json(comparator.as_bytes()).is_ok());
+        let unverified = spec_json(r#","determinism":"nondeterministic","verification":{"mode":"none"}"#);
+        assert!(JobSpec::from_json(unverified.as_bytes()).is_ok());
+        // The new fields at their defaults are left out of the JSON, so a spec's invocation CID
+        // is what it was before they existed.
+        let plain = JobSpec::from_json(spec_json(r#","verification":{"mode":"always"}"#).as_bytes()).unwrap();
+        assert_eq!(serde_json::to_value(&plain).unwrap()["verification"], serde_json::json!({"mode": "always"}));
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("determinism").is_none() && json.get("writes").is_none(), "{json}");
     }
 
     const FILE_A: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
