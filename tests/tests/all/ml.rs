@@ -1,7 +1,10 @@
 //! Training on the real handwritten digits and comparing results, as ordinary jobs on a stack:
 //! `ml-train` twice with different seeds, then `ml-compare` over the two outputs (they agree)
 //! and over one output against a copy whose `metrics.json` claims more than its weights achieve
-//! (it must not).
+//! (it must not). Then the training as a nondeterministic job, verified by the verifier under
+//! each comparison — tolerance, the comparator, a quorum of replicas — and the pinned sandbox of
+//! a deterministic one. (Liars under these comparisons are the byzantine harness's: see
+//! `loadtest`.)
 //!
 //! The digits are not committed: `scripts/fetch-data.sh` fetches them (the Makefile runs it
 //! before the tests).
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use cid::Cid;
 use serde_json::{json, Value};
-use shoal_jobs::{ExecutionOutcome, ExecutionResult, FailureReason, JobState};
+use shoal_jobs::{Compared, ExecutionOutcome, ExecutionResult, FailureReason, Job, JobState, VerificationOutcome};
 use shoal_testkit::{repo_root, Stack, StackOptions};
 
 /// Each run of the default configuration must reach this held-out accuracy
@@ -109,5 +112,129 @@ async fn two_trainings_agree_under_the_comparator_and_a_fabricated_claim_is_caug
     let line: Value = serde_json::from_slice(&stack.read(result.stdout.cid(), "").await.unwrap()).unwrap();
     assert_eq!((state, failure, result.exit_code), (JobState::Failed, Some(FailureReason::NonZeroExit), 1), "{line}");
     assert_eq!((line["result"].as_str(), line["reason"].as_str()), (Some("b"), Some("claimed_accuracy_mismatch")));
+    stack.shutdown().await;
+}
+
+/// The training job over `data`, nondeterministic, verified as `verification` says.
+fn nondeterministic_training(train: &str, data: &str, verification: Value) -> Value {
+    json!({
+        "program": train,
+        "determinism": "nondeterministic",
+        "inputs": [{"cid": data, "path": "/inputs"}],
+        "limits": {"fuel": FUEL},
+        "writes": ["model.json", "weights.bin", "metrics.json"],
+        "verification": verification,
+    })
+}
+
+/// The tolerance the verifier holds two honest trainings' accuracies to (`ml-compare`'s own
+/// default: honest runs differ by under 0.02).
+fn accuracy_within() -> Value {
+    json!({"kind": "tolerance", "fields": [{"file": "metrics.json", "json": "/held_out_accuracy", "absolute": 0.03}]})
+}
+
+async fn verified(stack: &Stack, id: &str) -> Job {
+    stack.wait_until(id, Duration::from_secs(300), |job| job.verification.is_some()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nondeterministic_training_is_verified_by_tolerance_by_its_comparator_and_by_a_quorum() {
+    let digits = digits_dir();
+    // Three workers, for replicas on distinct workers; the verifier never spot-checks agreeing
+    // replicas (rate 0), so their verdict is theirs alone.
+    let stack =
+        Stack::start(StackOptions { workers: 3, verifier: Some(0.0), ..StackOptions::default() }).await.unwrap();
+    let data = stack.add_path(&digits).await.unwrap().to_string();
+    let train = stack.add_program("ml-train").await.unwrap().to_string();
+    let compare = stack.add_program("ml-compare").await.unwrap().to_string();
+
+    let by_tolerance = json!({"mode": "always", "compare": accuracy_within()});
+    let by_comparator = json!({"mode": "always", "compare": {"kind": "comparator", "program": compare}});
+    let by_quorum = json!({"mode": "replicated", "replicas": 3, "quorum": 2, "compare": accuracy_within()});
+    let mut ids = Vec::new();
+    for verification in [by_tolerance, by_comparator, by_quorum] {
+        ids.push(stack.submit_ok(&nondeterministic_training(&train, &data, verification)).await.unwrap());
+    }
+    let mut seeds = Vec::new();
+    for (id, kind) in ids.iter().zip(["tolerance", "comparator", "quorum"]) {
+        let job = verified(&stack, id).await;
+        assert_eq!(job.state, JobState::Succeeded, "{kind}: {job:?}");
+        let verification = job.verification.as_ref().unwrap();
+        let metrics = json_file(&stack, job.result.as_ref().unwrap().output.cid(), "metrics.json").await;
+        assert_eq!(metrics["seed_source"], "host", "{kind}: no --seed, so the seed came from the host: {metrics}");
+        seeds.push(metrics["seed"].as_u64().unwrap());
+        eprintln!("{kind}: {}", serde_json::to_string(verification).unwrap());
+        match kind {
+            "tolerance" => {
+                assert_eq!(verification.outcome, VerificationOutcome::Agreed, "{verification:?}");
+                let [Compared::Tolerance { against, agree: true, checks }] = &verification.compared[..] else {
+                    panic!("{verification:?}")
+                };
+                assert_eq!((against.as_str(), checks.len()), ("re-execution", 1));
+                assert_eq!(checks[0].field, "metrics.json#/held_out_accuracy");
+                let (reported, other) = (checks[0].reported.unwrap(), checks[0].other.unwrap());
+                assert!(checks[0].within && (reported - other).abs() <= 0.03, "{checks:?}");
+                assert_eq!(reported, metrics["held_out_accuracy"].as_f64().unwrap());
+            }
+            "comparator" => {
+                assert_eq!(verification.outcome, VerificationOutcome::Agreed, "{verification:?}");
+                let [Compared::Comparator { agree: true, exit_code: 0, said, output, .. }] = &verification.compared[..]
+                else {
+                    panic!("{verification:?}")
+                };
+                let line: Value = serde_json::from_str(said).unwrap();
+                assert_eq!(line["agree"], true, "{said}");
+                let written = json_file(&stack, output.cid(), "comparison.json").await;
+                // The comparator recomputed both results' accuracies from their weights.
+                assert_eq!(written["a"]["recomputed"]["held_out_accuracy"], metrics["held_out_accuracy"], "{written}");
+            }
+            _ => {
+                let VerificationOutcome::Replicated { workers } = &verification.outcome else {
+                    panic!("{verification:?}")
+                };
+                assert!(workers.len() >= 2, "a quorum of 2: {workers:?}");
+                assert!(verification.replicas.len() >= 2, "{verification:?}");
+                assert!(verification.compared.iter().all(|c| matches!(c, Compared::Tolerance { .. })));
+                assert!(verification.compared.iter().filter(|c| c.agree()).count() >= 1, "{verification:?}");
+            }
+        }
+    }
+    seeds.sort_unstable();
+    seeds.dedup();
+    assert_eq!(seeds.len(), 3, "each nondeterministic run drew its own seed");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deterministic_job_never_sees_the_hosts_randomness() {
+    let digits = digits_dir();
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let data = stack.add_path(&digits).await.unwrap().to_string();
+    let train = stack.add_program("ml-train").await.unwrap().to_string();
+    // Twice the same deterministic training without --seed, and once with a differing argument
+    // so the job is not deduplicated: the seed it draws from "the host" is the pinned stream's.
+    let mut results = Vec::new();
+    for epochs in ["30", "29"] {
+        let spec = json!({
+            "program": train,
+            "args": ["--epochs", epochs],
+            "inputs": [{"cid": data, "path": "/inputs"}],
+            "limits": {"fuel": FUEL},
+            "verification": {"mode": "none"},
+        });
+        let (state, _, result) = run(&stack, &spec).await;
+        assert_eq!(state, JobState::Succeeded, "{result:?}");
+        results.push(json_file(&stack, result.output.cid(), "metrics.json").await);
+    }
+    assert_eq!(results[0]["seed_source"], "host");
+    assert_eq!(results[0]["seed"], results[1]["seed"], "the pinned sandbox's randomness: {results:?}");
+    // A nondeterministic refusal: a job cannot ask for host randomness while keeping byte
+    // equality as its check.
+    let (status, body) = stack
+        .submit(&json!({"program": train, "determinism": "nondeterministic", "inputs": [{"cid": data}]}))
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert_eq!(body["error"]["field"], "verification.compare", "{body}");
     stack.shutdown().await;
 }
