@@ -31,6 +31,7 @@
 //! `minDelta`.
 
 mod node;
+mod provider;
 mod server;
 
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ use crate::types::{ChainEpoch, MarketDeal};
 use crate::LotusClient;
 
 pub(crate) use node::Chain;
+pub use provider::{AcceptedVoucher, ProviderConfig, ProviderStandIn};
 
 /// The simulated chain: balances, payment channels and deals, shared by every stand-in node
 /// started on it (a client's node and a provider's, say). Cheap to clone.
