@@ -401,8 +401,9 @@ impl Retriever {
         Ok(Offer { provider, url, quote })
     }
 
-    /// Retrieves the DAG under `root` into `sink`, paying from `wallet` at most `max_price`
-    /// (per provider tried) and never past the wallet's limit in the ledger. Every block that
+    /// Retrieves the DAG under `root` into `sink`, paying from `wallet` at most `max_price` in
+    /// all (providers paid that then failed included) and never past the wallet's limit in
+    /// the ledger. Every block that
     /// reaches `sink` was verified against its CID, and on success every block reachable from
     /// `root` did.
     pub async fn retrieve(
@@ -432,6 +433,22 @@ impl Retriever {
         }
         let mut paid = TokenAmount::default();
         for offer in affordable {
+            // `max_price` bounds what the input costs in all, providers that failed included.
+            if let Some(max) = max_price.filter(|max| &(&paid + &offer.quote.price) > *max) {
+                let reason = format!(
+                    "its {} attoFIL after {} attoFIL paid to failed providers exceeds max_price {} attoFIL",
+                    format_atto(&offer.quote.price),
+                    format_atto(&paid),
+                    format_atto(max)
+                );
+                failed.push(FailedAttempt {
+                    provider: offer.provider.peer_id,
+                    url: offer.url,
+                    paid: TokenAmount::default(),
+                    reason,
+                });
+                continue;
+            }
             match self.attempt(root, wallet, &offer, sink).await {
                 Ok(mut retrieval) => {
                     retrieval.paid += &paid;

@@ -183,6 +183,25 @@ async fn a_provider_serving_wrong_bytes_is_paid_its_quote_only_and_skipped() {
 }
 
 #[tokio::test]
+async fn max_price_bounds_the_total_paid_for_an_input() {
+    let payer = Payer::new(FIL).await;
+    let (store, root) = dag(11).await;
+    let liar = payer.provider(&store, 2 * MILLI, true).await;
+    let honest = payer.provider(&store, 3 * MILLI, false).await;
+    let retriever = payer.retriever(&[&liar, &honest]).await;
+
+    // Each quote is within 4 milliFIL, but after paying the liar 2 the honest 3 is not.
+    let e =
+        retriever.retrieve(&root, &payer.wallet, Some(&atto(4 * MILLI)), &MemoryBlockStore::new()).await.unwrap_err();
+    let RetrievalError::AllProvidersFailed { attempts, .. } = &e else { panic!("{e:?}") };
+    assert_eq!(attempts.len(), 2);
+    assert_eq!((&attempts[0].paid, &attempts[1].paid), (&atto(2 * MILLI), &atto(0)));
+    assert!(attempts[1].reason.contains("exceeds max_price"), "{}", attempts[1].reason);
+    assert!(honest.standin.accepted().is_empty());
+    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 2 * MILLI, reserved: 0 });
+}
+
+#[tokio::test]
 async fn quotes_above_max_price_are_refused_unpaid() {
     let payer = Payer::new(FIL).await;
     let (store, root) = dag(3).await;
