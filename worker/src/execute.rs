@@ -390,6 +390,9 @@ impl Executor {
         drop(inputs);
         match result {
             Ok(outcome) => {
+                if let Some(missing) = unwritten(spec, &outputs, outcome.exit_code) {
+                    return Err(Stop::new(FailureReason::MissingOutput, missing));
+                }
                 let output = self.import_dir(&outputs).await?;
                 Ok(ExecutionResult {
                     exit_code: outcome.exit_code,
@@ -695,6 +698,21 @@ fn link_tree(source: &Path, dest: &Path) -> std::io::Result<()> {
     } else {
         std::fs::hard_link(source, dest).or_else(|_| std::fs::copy(source, dest).map(drop))
     }
+}
+
+/// Why a run that exited 0 did not write what its spec declares (`writes`), if it did not: the
+/// files missing from `outputs`. A run that failed is reported as its exit says instead.
+fn unwritten(spec: &JobSpec, outputs: &Path, exit_code: i32) -> Option<String> {
+    let writes = spec.writes.as_ref().filter(|_| exit_code == 0)?;
+    let missing: Vec<&str> =
+        writes.iter().filter(|file| !outputs.join(file.as_str()).is_file()).map(String::as_str).collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the program exited 0 without writing {} of the files it declares: {}",
+            missing.len(),
+            missing.join(", ")
+        )
+    })
 }
 
 /// Removes a run's scratch directory however the run ends.

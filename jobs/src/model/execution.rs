@@ -109,7 +109,8 @@ pub enum FailureReason {
     DeadlineExceeded,
     /// Some files of a fanned-out job failed (each file's own failure is in the job's `tasks`).
     TasksFailed,
-    /// A batch task of a fanned-out job wrote no output named as one of its files.
+    /// A run exited 0 without writing a file its spec declares (`writes`), or a batch task of a
+    /// fanned-out job wrote no output named as one of its files.
     MissingOutput,
     /// The job was cancelled (`DELETE /v1/jobs/{id}`) before it finished.
     Cancelled,
@@ -146,6 +147,7 @@ impl FailureReason {
                 | FailureReason::InvalidProgram
                 | FailureReason::MissingEntrypoint
                 | FailureReason::NonZeroExit
+                | FailureReason::MissingOutput
         )
     }
 

@@ -477,6 +477,11 @@ impl JobSpec {
         self.retry.validate()?;
         if let Some(writes) = &self.writes {
             validate_writes(writes)?;
+            // A batch task writes each file's output under its name, so what a run must write
+            // is not the declared list itself.
+            if self.fan_out.as_ref().is_some_and(|fan_out| fan_out.batch > 1) {
+                return field_error("writes", "applies to jobs and to fan-outs of batch 1, not to batched fan-outs");
+            }
         }
         Self::check_verification(&self.verification, self.determinism, self.writes.as_deref())?;
         if let Some(notify) = &self.notify {

@@ -35,6 +35,26 @@ async fn an_identity_cid_input_is_read_from_the_cid_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_that_does_not_write_a_declared_file_fails_missing_output() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap().to_string();
+    let inputs = json!([{"cid": HELLO_INLINE, "name": "hello"}]);
+    let written = json!({"program": program, "inputs": inputs, "writes": ["hello.sha256"]});
+    let unwritten = json!({"program": program, "inputs": inputs, "writes": ["hello.sha256", "summary.json"]});
+    let ok = stack.wait_terminal(&stack.submit_ok(&written).await.unwrap(), WAIT).await.unwrap();
+    assert_eq!(ok.state, JobState::Succeeded, "{ok:?}");
+    let job = stack.wait_terminal(&stack.submit_ok(&unwritten).await.unwrap(), WAIT).await.unwrap();
+    let failure = job.failure.unwrap();
+    assert_eq!((job.state, failure.reason), (JobState::Failed, FailureReason::MissingOutput));
+    assert!(
+        failure.message.contains("without writing 1 of the files it declares: summary.json"),
+        "{}",
+        failure.message
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fan_out_over_a_file_fails_saying_it_needs_a_directory() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let program = stack.add_program("echo-hash").await.unwrap();
