@@ -14,6 +14,12 @@ command -v bzip2 >/dev/null || need+=(bzip2)
 [ -x /usr/bin/time ] || need+=(time)   # peak-memory figures of make bench
 command -v cc >/dev/null || need+=(gcc)
 command -v chromium >/dev/null || need+=(chromium)   # the dashboard's browser test
+# The OCI runtime (shoal-oci) and its tests: runc runs the containers, umoci and busybox-static
+# build the test image, containers-common ships the default seccomp profile the sandbox applies.
+command -v runc >/dev/null || need+=(runc)
+command -v umoci >/dev/null || need+=(umoci)
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ -f /usr/share/containers/seccomp.json ] || need+=(golang-github-containers-common)
 # Rust: rustup's toolchain if present; otherwise Debian's rustc-web (1.85, new enough for the workspace).
 command -v cargo >/dev/null || need+=(rustc-web cargo-web)
 
