@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use cid::Cid;
+use futures::TryStreamExt;
 use serde::Serialize;
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, NodeKind};
@@ -71,6 +72,34 @@ impl Content {
                 as Arc<dyn BlockReader>
         });
         Ok(Content { reader, max_file_bytes: config.max_file_bytes })
+    }
+
+    /// Why `cid` is not a WebAssembly module, if this gateway can tell: it is a directory, not
+    /// UnixFS, or a file that does not start with wasm's magic. `None` when it is a module, or
+    /// when the gateway cannot look (no sources, or none has the content yet: it may still be on
+    /// its way, and whoever runs it reports it then).
+    pub(crate) async fn not_a_module(&self, cid: &Cid) -> Option<String> {
+        /// How long a submission waits to look: the answer is a courtesy, not a guarantee.
+        const LOOK: Duration = Duration::from_secs(2);
+        const WASM_MAGIC: &[u8] = b"\0asm";
+        let reader = self.reader.clone()?;
+        let look = async {
+            let info = match unixfs::stat(reader.as_ref(), cid).await {
+                Ok(info) => info,
+                Err(ContentError::NotFound { .. } | ContentError::Unavailable { .. }) => return None,
+                Err(e) => return Some(e.to_string()),
+            };
+            if info.kind != NodeKind::File {
+                return Some(format!("it is a UnixFS {}, not a file", info.kind.name()));
+            }
+            let head: Vec<u8> = match unixfs::cat_range(reader, *cid, 0..4).try_collect::<Vec<_>>().await {
+                Ok(chunks) => chunks.concat(),
+                Err(_) => return None,
+            };
+            (head != WASM_MAGIC)
+                .then(|| format!("it does not start with wasm's magic `\\0asm` (it starts {head:02x?})"))
+        };
+        tokio::time::timeout(LOOK, look).await.ok().flatten()
     }
 
     fn reader(&self) -> Result<&Arc<dyn BlockReader>, ApiError> {

@@ -15,8 +15,8 @@ use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use shoal_jobs::{
-    Acceptance, ContentId, Created, FailureReason, Idempotency, Job, JobSpec, JobState, JobStatus, Principal, Role,
-    StoreError, Tenant,
+    Acceptance, Agreement, ContentId, Created, FailureReason, Idempotency, Job, JobSpec, JobState, JobStatus,
+    Principal, Role, SpecError, StoreError, Tenant,
 };
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
@@ -112,6 +112,12 @@ pub(crate) async fn submit(
     let mut spec = JobSpec::from_json(&body)?;
     if !names_verification(&body) {
         spec.verification = app.config.default_verification.clone();
+    }
+    if let Agreement::Comparator { program, .. } = spec.verification.compare() {
+        if let Some(why) = app.content.not_a_module(program.cid()).await {
+            let reason = format!("{program} is not a WebAssembly module: {why}");
+            return Err(SpecError::Field { field: "verification.compare.program".into(), reason }.into());
+        }
     }
     let idempotency_key = idempotency_key(&headers)?;
     let tenant = &principal.tenant;

@@ -206,7 +206,7 @@ async fn a_nondeterministic_training_is_verified_by_tolerance_by_its_comparator_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_deterministic_job_never_sees_the_hosts_randomness() {
+async fn a_deterministic_job_never_sees_the_hosts_randomness_and_bad_comparisons_are_refused() {
     let digits = digits_dir();
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let data = stack.add_path(&digits).await.unwrap().to_string();
@@ -236,5 +236,14 @@ async fn a_deterministic_job_never_sees_the_hosts_randomness() {
         .unwrap();
     assert_eq!(status.as_u16(), 400, "{body}");
     assert_eq!(body["error"]["field"], "verification.compare", "{body}");
+    // A comparator that is not a module, found by the gateway through its content sources.
+    let text = stack.add_bytes(b"#!/bin/sh\nexit 0\n").await.unwrap().to_string();
+    for (comparator, says) in [(&data, "a UnixFS directory, not a file"), (&text, "does not start with wasm's magic")] {
+        let verification = json!({"mode": "always", "compare": {"kind": "comparator", "program": comparator}});
+        let (status, body) = stack.submit(&nondeterministic_training(&train, &data, verification)).await.unwrap();
+        assert_eq!(status.as_u16(), 400, "{body}");
+        assert_eq!(body["error"]["field"], "verification.compare.program", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
+    }
     stack.shutdown().await;
 }
