@@ -176,7 +176,8 @@ fn pick_manifest(manifests: &[Descriptor]) -> Result<Descriptor, ImageError> {
         .iter()
         .find(|d| {
             d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == "linux" && p.architecture().to_string() == std::env::consts::ARCH.replace("x86_64", "amd64")
+                p.os().to_string() == "linux"
+                    && p.architecture().to_string() == std::env::consts::ARCH.replace("x86_64", "amd64")
             })
         })
         .cloned()
@@ -196,7 +197,7 @@ fn layer(descriptor: &Descriptor) -> Result<Layer, ImageError> {
         | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Compression::Gzip,
         other => return Err(ImageError::Unsupported { reason: format!("layer media type {other}") }),
     };
-    Ok(Layer { digest: BlobDigest::parse(&descriptor.digest().to_string())?, size: descriptor.size(), compression })
+    Ok(Layer { digest: BlobDigest::parse(descriptor.digest().as_ref())?, size: descriptor.size(), compression })
 }
 
 /// Reads a small file whole, refusing one larger than [`MAX_DOCUMENT_BYTES`].
@@ -211,12 +212,8 @@ fn read_limited(path: &Path, what: &'static str) -> Result<Vec<u8>, ImageError> 
 }
 
 /// Reads a JSON blob named by `descriptor`, checked against its digest and size.
-fn read_blob(
-    layout: &Path,
-    descriptor: &Descriptor,
-    what: &'static str,
-) -> Result<(BlobDigest, Vec<u8>), ImageError> {
-    let digest = BlobDigest::parse(&descriptor.digest().to_string())?;
+fn read_blob(layout: &Path, descriptor: &Descriptor, what: &'static str) -> Result<(BlobDigest, Vec<u8>), ImageError> {
+    let digest = BlobDigest::parse(descriptor.digest().as_ref())?;
     if descriptor.size() > MAX_DOCUMENT_BYTES {
         return Err(ImageError::Unsupported {
             reason: format!("{what} {digest} is larger than {MAX_DOCUMENT_BYTES} bytes"),
@@ -240,11 +237,7 @@ pub(crate) fn check_blob(
     actual_hex: &str,
 ) -> Result<(), ImageError> {
     if actual_hex != digest.hex() {
-        return Err(ImageError::DigestMismatch {
-            what,
-            digest: digest.to_string(),
-            actual: actual_hex.to_owned(),
-        });
+        return Err(ImageError::DigestMismatch { what, digest: digest.to_string(), actual: actual_hex.to_owned() });
     }
     if actual_size != expected_size {
         return Err(ImageError::SizeMismatch {

@@ -89,13 +89,17 @@ impl OciRuntime {
     /// directory ([`OciRuntime::cleanup_stale`]). Needs root.
     pub fn new(config: OciConfig) -> Result<OciRuntime, ContainerError> {
         let version = std::process::Command::new(&config.runc).arg("--version").output().map_err(|e| {
-            ContainerError::host("starting runc", format!("{}: {e}; install it with scripts/install-deps.sh", config.runc.display()))
+            ContainerError::host(
+                "starting runc",
+                format!("{}: {e}; install it with scripts/install-deps.sh", config.runc.display()),
+            )
         })?;
         if !version.status.success() {
             return Err(ContainerError::host("starting runc", String::from_utf8_lossy(&version.stderr)));
         }
         let seccomp = load_profile(&config.seccomp_profile).map_err(|e| ContainerError::host("loading seccomp", e))?;
-        let cache = LayerCache::open(&config.cache_dir).map_err(|e| ContainerError::host("opening the layer cache", e))?;
+        let cache =
+            LayerCache::open(&config.cache_dir).map_err(|e| ContainerError::host("opening the layer cache", e))?;
         let runc_root = config.state_dir.join("runc");
         let runs = config.state_dir.join("runs");
         for dir in [&runc_root, &runs] {
@@ -257,7 +261,10 @@ impl OciRuntime {
         }
         let (bytes, files) = outputs.map_err(|e| ContainerError::host("measuring the outputs", e))?;
         if bytes > invocation.limits.output_bytes {
-            return Err(failure(FailureKind::OutputLimit { limit_bytes: invocation.limits.output_bytes, written: bytes }));
+            return Err(failure(FailureKind::OutputLimit {
+                limit_bytes: invocation.limits.output_bytes,
+                written: bytes,
+            }));
         }
         if files > invocation.limits.output_files {
             return Err(failure(FailureKind::OutputFilesLimit { limit_files: invocation.limits.output_files, files }));
@@ -295,7 +302,10 @@ fn validate(invocation: &Invocation) -> Result<(), ContainerError> {
         if !guest.is_absolute() || guest.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return invalid(format!("mount path {} must be absolute, without `..`", mount.guest));
         }
-        if RESERVED_PATHS.iter().any(|reserved| guest == Path::new(reserved) || (*reserved != "/" && guest.starts_with(reserved))) {
+        if RESERVED_PATHS
+            .iter()
+            .any(|reserved| guest == Path::new(reserved) || (*reserved != "/" && guest.starts_with(reserved)))
+        {
             return invalid(format!("mount path {} is reserved for the sandbox", mount.guest));
         }
         if !mount.host.exists() || (mount.writable && !mount.host.is_dir()) {
@@ -386,7 +396,7 @@ fn runc_error(log: &Path) -> Option<String> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|entry| entry["level"] == "error" || entry["level"] == "fatal")
         .filter_map(|entry| entry["msg"].as_str().map(str::to_owned))
-        .last()
+        .next_back()
 }
 
 /// Total bytes and entries in the writable mounts.

@@ -3,6 +3,13 @@
 //! into the runtime spec's `linux.seccomp`, the way Docker and Podman apply
 //! it: entries for other architectures dropped, and entries conditional on
 //! capabilities kept or dropped for the sandbox's empty capability set.
+//!
+//! containers-common's profile (unlike Docker's) lets anyone create
+//! namespaces and mount, because Podman runs rootless containers inside
+//! user namespaces. A job needs neither, and a user namespace would hand it
+//! capabilities over new namespaces (mounts, network) and the kernel code
+//! behind them, so [`harden`] takes them back as Docker's profile does for a
+//! process without `CAP_SYS_ADMIN`.
 
 use std::path::Path;
 
@@ -17,7 +24,9 @@ pub const DEFAULT_SECCOMP_PROFILE: &str = "/usr/share/containers/seccomp.json";
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     /// The profile file cannot be read.
-    #[error("cannot read the seccomp profile {path} (install golang-github-containers-common: scripts/install-deps.sh)")]
+    #[error(
+        "cannot read the seccomp profile {path} (install golang-github-containers-common: scripts/install-deps.sh)"
+    )]
     Read {
         /// The profile's path.
         path: String,
@@ -124,6 +133,7 @@ fn convert(profile: &str, arch: &str, release: &str) -> Result<LinuxSeccomp, Str
             syscall
         })
         .collect();
+    let syscalls = harden(syscalls);
     let mut seccomp = json!({
         "defaultAction": profile.default_action,
         "architectures": architectures,
@@ -133,6 +143,55 @@ fn convert(profile: &str, arch: &str, release: &str) -> Result<LinuxSeccomp, Str
         seccomp["defaultErrnoRet"] = errno.into();
     }
     serde_json::from_value(seccomp).map_err(|e| e.to_string())
+}
+
+/// Calls that create or enter namespaces or change mounts, refused with EPERM.
+const NAMESPACE_AND_MOUNT_CALLS: [&str; 13] = [
+    "unshare",
+    "setns",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+];
+/// `CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET`.
+const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
+
+/// Removes the namespace and mount calls (and unconditional `clone`,
+/// `clone3`) from the allowing rules, then adds: those calls fail with EPERM,
+/// `clone` is allowed without namespace flags, and `clone3` (whose flags
+/// live in memory a filter cannot read) fails with ENOSYS so that libc falls
+/// back to `clone`.
+fn harden(mut syscalls: Vec<Value>) -> Vec<Value> {
+    for rule in &mut syscalls {
+        if rule["action"] != "SCMP_ACT_ALLOW" {
+            continue;
+        }
+        if let Some(names) = rule["names"].as_array_mut() {
+            names.retain(|name| {
+                let name = name.as_str().unwrap_or_default();
+                !NAMESPACE_AND_MOUNT_CALLS.contains(&name) && name != "clone" && name != "clone3"
+            });
+        }
+    }
+    syscalls.retain(|rule| rule["names"].as_array().is_none_or(|names| !names.is_empty()));
+    syscalls.push(json!({ "names": NAMESPACE_AND_MOUNT_CALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM }));
+    syscalls.push(json!({
+        "names": ["clone"],
+        "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": CLONE_NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ" }],
+    }));
+    syscalls.push(json!({ "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS }));
+    syscalls
 }
 
 /// Go's name of this machine's architecture, as the profile's `arches` use it.
@@ -195,20 +254,23 @@ mod tests {
     #[test]
     fn keeps_only_this_architecture_and_no_capability_rules() {
         let seccomp = convert(PROFILE, "amd64", "6.1.0-18-amd64").unwrap();
-        assert_eq!(names(&seccomp), ["read", "write", "arch_prctl", "clone", "bdflush"]);
-        let architectures: Vec<String> =
-            seccomp.architectures().iter().flatten().map(|a| serde_json::to_value(a).unwrap().as_str().unwrap().to_owned()).collect();
+        let names = names(&seccomp);
+        assert_eq!(names[..4], ["read", "write", "arch_prctl", "bdflush"]);
+        let architectures: Vec<String> = seccomp
+            .architectures()
+            .iter()
+            .flatten()
+            .map(|a| serde_json::to_value(a).unwrap().as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(architectures, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]);
         assert_eq!(seccomp.default_errno_ret(), Some(38));
-        let clone = &seccomp.syscalls().as_ref().unwrap()[3];
-        assert_eq!(clone.args().as_ref().map(Vec::len), Some(1));
-        assert_eq!(seccomp.syscalls().as_ref().unwrap()[4].errno_ret(), Some(1));
+        assert_eq!(seccomp.syscalls().as_ref().unwrap()[3].errno_ret(), Some(1));
     }
 
     #[test]
     fn honours_the_minimum_kernel() {
         let seccomp = convert(PROFILE, "arm64", "7.2.0").unwrap();
-        assert_eq!(names(&seccomp), ["read", "write", "arm_fadvise64_64", "clone", "bdflush", "newer"]);
+        assert_eq!(names(&seccomp)[..5], ["read", "write", "arm_fadvise64_64", "bdflush", "newer"]);
     }
 
     #[test]
@@ -218,6 +280,17 @@ mod tests {
         for name in ["read", "execve", "clone", "exit_group"] {
             assert!(allowed.iter().any(|n| n == name), "{name} allowed");
         }
-        assert!(!allowed.iter().any(|n| n == "mount"), "mount is for CAP_SYS_ADMIN only");
+        let allowing: Vec<_> = seccomp
+            .syscalls()
+            .iter()
+            .flatten()
+            .filter(|rule| serde_json::to_value(rule.action()).unwrap() == "SCMP_ACT_ALLOW")
+            .collect();
+        for name in ["mount", "unshare", "setns", "clone3"] {
+            assert!(!allowing.iter().any(|rule| rule.names().iter().any(|n| n == name)), "{name} not allowed");
+        }
+        let clone: Vec<_> = allowing.iter().filter(|rule| rule.names().iter().any(|n| n == "clone")).collect();
+        assert_eq!(clone.len(), 1, "clone allowed once, without namespace flags");
+        assert_eq!(clone[0].args().as_ref().map(Vec::len), Some(1));
     }
 }

@@ -55,7 +55,10 @@ pub(crate) fn build(config: &OciConfig, run: &RunSpec<'_>) -> Result<Spec, Conta
         env.insert(key.to_owned(), value.to_owned());
     }
     env.extend(run.invocation.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let cwd = image.and_then(|c| c.working_dir().clone()).filter(|dir| dir.starts_with('/')).unwrap_or_else(|| "/".to_owned());
+    let cwd = image
+        .and_then(|c| c.working_dir().clone())
+        .filter(|dir| dir.starts_with('/'))
+        .unwrap_or_else(|| "/".to_owned());
 
     let no_capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(HashSet::new())
@@ -70,7 +73,14 @@ pub(crate) fn build(config: &OciConfig, run: &RunSpec<'_>) -> Result<Spec, Conta
         .args(args)
         .env(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
         .cwd(cwd)
-        .user(UserBuilder::default().uid(config.uid).gid(config.gid).additional_gids(vec![config.gid]).build().map_err(spec_error)?)
+        .user(
+            UserBuilder::default()
+                .uid(config.uid)
+                .gid(config.gid)
+                .additional_gids(vec![config.gid])
+                .build()
+                .map_err(spec_error)?,
+        )
         .capabilities(no_capabilities)
         .no_new_privileges(true)
         .build()

@@ -184,7 +184,7 @@ fn unpack_archive(reader: impl Read, dir: &Path, digest: &str) -> Result<(), Ima
             entry: raw_path.display().to_string(),
             reason: reason.to_owned(),
         };
-        let relative = relative_path(&raw_path).map_err(|reason| refuse(reason))?;
+        let relative = relative_path(&raw_path).map_err(&refuse)?;
         let Some(name) = relative.file_name() else {
             // The archive's root ("./") itself: the layer directory exists already.
             continue;
@@ -207,7 +207,8 @@ fn unpack_archive(reader: impl Read, dir: &Path, digest: &str) -> Result<(), Ima
             EntryType::Regular | EntryType::Continuous | EntryType::Directory | EntryType::Fifo => {}
             EntryType::Char | EntryType::Block => return Err(refuse("device nodes are not allowed in layers")),
             EntryType::Symlink => {
-                let target = entry.link_name().map_err(bad_archive)?.ok_or_else(|| refuse("symlink without a target"))?;
+                let target =
+                    entry.link_name().map_err(bad_archive)?.ok_or_else(|| refuse("symlink without a target"))?;
                 // Absolute targets resolve inside the container's root; relative
                 // ones must not climb above it.
                 if target.is_relative() && escapes_root(parent, &target) {
@@ -215,7 +216,8 @@ fn unpack_archive(reader: impl Read, dir: &Path, digest: &str) -> Result<(), Ima
                 }
             }
             EntryType::Link => {
-                let target = entry.link_name().map_err(bad_archive)?.ok_or_else(|| refuse("hard link without a target"))?;
+                let target =
+                    entry.link_name().map_err(bad_archive)?.ok_or_else(|| refuse("hard link without a target"))?;
                 relative_path(&target).map_err(|reason| refuse(&format!("hard link target: {reason}")))?;
             }
             other => return Err(refuse(&format!("unsupported entry type {other:?}"))),
@@ -223,9 +225,7 @@ fn unpack_archive(reader: impl Read, dir: &Path, digest: &str) -> Result<(), Ima
         ensure_directory(dir, parent).map_err(|reason| refuse(&reason))?;
         // An entry replacing a symlink must replace it, not write through it.
         let destination = dir.join(&relative);
-        if entry_type != EntryType::Directory
-            && fs::symlink_metadata(&destination).is_ok_and(|m| !m.is_dir())
-        {
+        if entry_type != EntryType::Directory && fs::symlink_metadata(&destination).is_ok_and(|m| !m.is_dir()) {
             fs::remove_file(&destination).map_err(|e| refuse(&format!("cannot replace the existing entry: {e}")))?;
         }
         match entry.unpack_in(dir) {

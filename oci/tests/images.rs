@@ -31,7 +31,10 @@ fn a_manifest_that_does_not_match_its_digest_is_refused() {
     manifest.push(b' ');
     fs::write(&blob, manifest).unwrap();
     let error = Image::open(dir.path()).unwrap_err();
-    assert!(matches!(&error, ImageError::DigestMismatch { what: "manifest", digest: d, .. } if *d == digest), "{error}");
+    assert!(
+        matches!(&error, ImageError::DigestMismatch { what: "manifest", digest: d, .. } if *d == digest),
+        "{error}"
+    );
     assert!(error.to_string().contains(&digest), "the message names the digest: {error}");
 }
 

@@ -1,6 +1,7 @@
 //! Shared by the test files: the busybox test image and hand-made layouts.
 
-#![allow(dead_code, unreachable_pub)]
+// Each test file uses a part of it.
+#![allow(dead_code)]
 
 use std::fs;
 use std::io::Write;
@@ -11,7 +12,7 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 
 /// The busybox image of `scripts/build-test-image.sh`, built once per test binary.
-pub fn busybox_image() -> &'static Path {
+pub(crate) fn busybox_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oci-test-image-{}", std::process::id()));
@@ -24,7 +25,7 @@ pub fn busybox_image() -> &'static Path {
 
 /// Writes an OCI layout at `dir` whose layers are the given gzip-compressed tars.
 /// Returns the manifest's digest (`sha256:…`).
-pub fn write_layout(dir: &Path, layers: &[Vec<u8>]) -> String {
+pub(crate) fn write_layout(dir: &Path, layers: &[Vec<u8>]) -> String {
     fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let put = |bytes: &[u8]| -> (String, usize) {
@@ -65,18 +66,18 @@ pub fn write_layout(dir: &Path, layers: &[Vec<u8>]) -> String {
 
 /// One entry of a hand-made tar; the name is written raw, so paths the tar
 /// crate's builder would refuse (`..`, absolute) can be made.
-pub struct Entry<'a> {
-    pub name: &'a str,
-    pub kind: tar::EntryType,
-    pub data: &'a [u8],
-    pub link: Option<&'a str>,
+pub(crate) struct Entry<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) kind: tar::EntryType,
+    pub(crate) data: &'a [u8],
+    pub(crate) link: Option<&'a str>,
 }
 
-pub fn file<'a>(name: &'a str, data: &'a [u8]) -> Entry<'a> {
+pub(crate) fn file<'a>(name: &'a str, data: &'a [u8]) -> Entry<'a> {
     Entry { name, kind: tar::EntryType::Regular, data, link: None }
 }
 
-pub fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
+pub(crate) fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
         let mut header = tar::Header::new_ustar();
