@@ -168,7 +168,13 @@ impl OciRuntime {
         validate(invocation)?;
         let id = format!("{ID_PREFIX}{}", ulid::Ulid::new().to_string().to_lowercase());
         let bundle = self.runs.join(&id);
-        let guard = RunGuard { runc: &self.config.runc, runc_root: &self.runc_root, runs: &self.runs, id: &id };
+        let guard = RunGuard {
+            runc: self.config.runc.clone(),
+            runc_root: self.runc_root.clone(),
+            runs: self.runs.clone(),
+            id: id.clone(),
+            armed: true,
+        };
         for dir in ["rootfs", "upper", "work"] {
             fs::create_dir_all(bundle.join(dir)).map_err(|e| ContainerError::host("creating the bundle", e))?;
         }
@@ -212,26 +218,29 @@ impl OciRuntime {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ContainerError::host("starting runc", e))?;
-        let stdout = capture(child.stdout.take(), invocation.limits.stdout_bytes);
-        let stderr = capture(child.stderr.take(), invocation.limits.stderr_bytes);
+        // Captured by tasks of their own, so that what a container wrote
+        // before it was killed is kept.
+        let stdout = tokio::spawn(capture(child.stdout.take(), invocation.limits.stdout_bytes));
+        let stderr = tokio::spawn(capture(child.stderr.take(), invocation.limits.stderr_bytes));
         let wall_time = invocation.limits.wall_time;
-        let waited = tokio::time::timeout(wall_time, async { tokio::join!(child.wait(), stdout, stderr) }).await;
-        let (status, (stdout, stdout_truncated), (stderr, stderr_truncated), timed_out) = match waited {
-            Ok((status, stdout, stderr)) => (status, stdout, stderr, false),
+        let (status, timed_out) = match tokio::time::timeout(wall_time, child.wait()).await {
+            Ok(status) => (status, false),
             Err(_) => {
                 kill(&self.config.runc, &self.runc_root, &id).await;
-                // The pipes close once every process of the container is dead.
                 let reaped = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-                let status = reaped.unwrap_or_else(|_| Err(io::Error::other("runc did not exit after the kill")));
-                (status, (Vec::new(), false), (Vec::new(), false), true)
+                (reaped.unwrap_or_else(|_| Err(io::Error::other("runc did not exit after the kill"))), true)
             }
         };
         let status = status.map_err(|e| ContainerError::host("waiting for runc", e))?;
+        // The pipes close once every process of the container is dead, which
+        // the end of its pid namespace's init guarantees.
+        let (stdout, stdout_truncated) = collect(stdout).await;
+        let (stderr, stderr_truncated) = collect(stderr).await;
         let duration = started.elapsed();
         let oom_kills = oom_kills(&id);
         let runc_error = runc_error(&log);
         let outputs = output_usage(invocation);
-        drop(guard);
+        guard.finish().await;
 
         let failure = |kind: FailureKind| {
             ContainerError::Guest(Box::new(GuestFailure {
@@ -333,7 +342,7 @@ fn mount_root(bundle: &Path, layer_dirs: &[PathBuf]) -> Result<(), ContainerErro
         bundle.join("work").display()
     );
     let options = std::ffi::CString::new(options).map_err(|e| ContainerError::host("mounting the root", e))?;
-    mount("overlay", bundle.join("rootfs"), "overlay", MountFlags::NODEV, options.as_c_str())
+    mount("overlay", bundle.join("rootfs"), "overlay", MountFlags::NODEV | MountFlags::NOSUID, options.as_c_str())
         .map_err(|e| ContainerError::host("mounting the overlay root (is overlayfs available?)", e))
 }
 
@@ -349,6 +358,14 @@ async fn kill(runc: &Path, runc_root: &Path, id: &str) {
         .await;
     if let Err(error) = killed {
         tracing::warn!(%id, %error, "runc kill failed; the cleanup deletes the container");
+    }
+}
+
+/// The result of a capture task; nothing if it failed.
+async fn collect(task: tokio::task::JoinHandle<(Vec<u8>, bool)>) -> (Vec<u8>, bool) {
+    match tokio::time::timeout(KILL_GRACE, task).await {
+        Ok(Ok(captured)) => captured,
+        _ => (Vec::new(), false),
     }
 }
 
@@ -418,19 +435,35 @@ fn output_usage(invocation: &Invocation) -> io::Result<(u64, u64)> {
     Ok(totals)
 }
 
-/// Tears the run down when dropped: on every return path of
-/// [`OciRuntime::run`], on a panic, and when its future is dropped midway.
-/// Blocking (a `runc delete`, an unmount), which is brief.
-struct RunGuard<'a> {
-    runc: &'a Path,
-    runc_root: &'a Path,
-    runs: &'a Path,
-    id: &'a str,
+/// Tears the run down: [`RunGuard::finish`] on a blocking thread when the
+/// run ends, or when dropped, on a panic or when the run's future is dropped
+/// midway (then on the dropping thread: a `runc delete` and an unmount, brief).
+struct RunGuard {
+    runc: PathBuf,
+    runc_root: PathBuf,
+    runs: PathBuf,
+    id: String,
+    armed: bool,
 }
 
-impl Drop for RunGuard<'_> {
+impl RunGuard {
+    async fn finish(mut self) {
+        self.armed = false;
+        let (runc, runc_root, runs, id) =
+            (self.runc.clone(), self.runc_root.clone(), self.runs.clone(), self.id.clone());
+        // Runs to the end even if this future is dropped while it waits.
+        let finished = tokio::task::spawn_blocking(move || teardown(&runc, &runc_root, &runs, &id)).await;
+        if let Err(error) = finished {
+            tracing::error!(id = %self.id, %error, "the container teardown failed");
+        }
+    }
+}
+
+impl Drop for RunGuard {
     fn drop(&mut self) {
-        teardown(self.runc, self.runc_root, self.runs, self.id);
+        if self.armed {
+            teardown(&self.runc, &self.runc_root, &self.runs, &self.id);
+        }
     }
 }
 

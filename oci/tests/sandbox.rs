@@ -201,13 +201,15 @@ async fn a_memory_bomb_hits_the_memory_limit() {
 #[tokio::test]
 async fn sleeping_forever_times_out_and_leaves_nothing() {
     let sandbox = sandbox();
-    let mut invocation = script("sleep 987651");
+    let mut invocation = script("echo started; sleep 987651");
     invocation.limits.wall_time = Duration::from_secs(2);
     let (result, ids) = tokio::join!(sandbox.run(&invocation), async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         sandbox.running()
     });
-    assert_eq!(failure_kind(result), FailureKind::Timeout { wall_time: Duration::from_secs(2) });
+    let Err(ContainerError::Guest(failure)) = result else { panic!("expected a timeout, got {result:?}") };
+    assert_eq!(failure.kind, FailureKind::Timeout { wall_time: Duration::from_secs(2) });
+    assert_eq!(&failure.stdout[..], b"started\n", "what it wrote before the kill is kept");
     assert_eq!(ids.len(), 1, "the container was running");
     sandbox.assert_nothing_left("987651", &ids);
 }
