@@ -31,7 +31,7 @@ pub enum ImageError {
         reason: String,
     },
     /// The index names no manifest this host can run (none, or none for
-    /// linux/amd64), or a descriptor has an unsupported media type.
+    /// linux on this architecture), or a descriptor has an unsupported media type.
     #[error("unsupported image: {reason}")]
     Unsupported {
         /// What is not supported.

@@ -81,7 +81,8 @@ pub struct Image {
 
 impl Image {
     /// Opens the image layout at `layout`: checks `oci-layout`, picks the
-    /// manifest from `index.json` (the only one, or the one for linux/amd64;
+    /// manifest from `index.json` (the only one, or the one for this host's
+    /// linux architecture;
     /// nested indexes are followed) and reads the manifest and config, each
     /// checked against its descriptor's digest and size.
     pub fn open(layout: impl AsRef<Path>) -> Result<Image, ImageError> {
@@ -135,8 +136,11 @@ impl Image {
             digest: config_digest.to_string(),
             reason: e.to_string(),
         })?;
-        if config.os().to_string() != "linux" {
-            return Err(ImageError::Unsupported { reason: format!("image for os {}", config.os()) });
+        let (os, architecture) = (config.os().to_string(), config.architecture().to_string());
+        if os != "linux" || architecture != crate::seccomp::go_arch() {
+            return Err(ImageError::Unsupported {
+                reason: format!("image for {os}/{architecture}, this host runs linux/{}", crate::seccomp::go_arch()),
+            });
         }
         let layers = manifest.layers().iter().map(layer).collect::<Result<Vec<_>, _>>()?;
         Ok(Image { layout, manifest_digest, config, layers })
@@ -167,7 +171,7 @@ fn blob_path(layout: &Path, digest: &BlobDigest) -> PathBuf {
     layout.join("blobs").join("sha256").join(digest.hex())
 }
 
-/// The manifest to run: the only one, else the one for linux/amd64.
+/// The manifest to run: the only one, else the one for linux on this architecture.
 fn pick_manifest(manifests: &[Descriptor]) -> Result<Descriptor, ImageError> {
     if let [only] = manifests {
         return Ok(only.clone());
@@ -182,7 +186,11 @@ fn pick_manifest(manifests: &[Descriptor]) -> Result<Descriptor, ImageError> {
         })
         .cloned()
         .ok_or_else(|| ImageError::Unsupported {
-            reason: format!("the index lists {} manifests and none for linux/amd64", manifests.len()),
+            reason: format!(
+                "the index lists {} manifests and none for linux/{}",
+                manifests.len(),
+                crate::seccomp::go_arch()
+            ),
         })
 }
 

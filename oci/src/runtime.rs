@@ -28,6 +28,9 @@ const ID_PREFIX: &str = "shoal-";
 const RESERVED_PATHS: [&str; 5] = ["/", "/proc", "/sys", "/dev", "/tmp"];
 /// How long a killed container gets to be reaped before the run gives up waiting.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// The smallest memory limit accepted: below it runc's own setup in the
+/// container's cgroup can be OOM-killed, which would look like the job's fault.
+const MIN_MEMORY_BYTES: u64 = 8 << 20;
 
 /// How the container runtime is set up on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +305,11 @@ fn validate(invocation: &Invocation) -> Result<(), ContainerError> {
     }
     if invocation.args.iter().chain(invocation.env.keys()).chain(invocation.env.values()).any(|s| s.contains('\0')) {
         return invalid("an argument or environment variable contains a NUL byte".to_owned());
+    }
+    if invocation.limits.memory_bytes < MIN_MEMORY_BYTES || invocation.limits.wall_time.is_zero() {
+        return invalid(format!(
+            "the memory limit must be at least {MIN_MEMORY_BYTES} bytes and the wall-clock limit above zero"
+        ));
     }
     if invocation.env.keys().any(|k| k.is_empty() || k.contains('=')) {
         return invalid("an environment variable name is empty or contains `=`".to_owned());

@@ -195,7 +195,7 @@ fn harden(mut syscalls: Vec<Value>) -> Vec<Value> {
 }
 
 /// Go's name of this machine's architecture, as the profile's `arches` use it.
-fn go_arch() -> &'static str {
+pub(crate) fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
