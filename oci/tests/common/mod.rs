@@ -11,14 +11,26 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-/// The busybox image of `scripts/build-test-image.sh`, built once per test binary.
+/// The busybox image of `scripts/build-test-image.sh`, built once and kept
+/// under Cargo's target temp directory, named by the script's hash so that a
+/// changed script builds a new one.
 pub(crate) fn busybox_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oci-test-image-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-image.sh");
-        let status = Command::new("bash").arg(&script).arg(&out).status().expect("run build-test-image.sh");
+        let hash = hex::encode(Sha256::digest(fs::read(&script).unwrap()));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oci-test-image-{}", &hash[..16]));
+        if out.join("index.json").is_file() {
+            return out;
+        }
+        // Built aside and renamed, so that concurrent test binaries never see half an image.
+        let building = out.with_extension(format!("building-{}", std::process::id()));
+        let status = Command::new("bash").arg(&script).arg(&building).status().expect("run build-test-image.sh");
         assert!(status.success(), "scripts/build-test-image.sh failed; run scripts/install-deps.sh (busybox-static)");
+        if fs::rename(&building, &out).is_err() {
+            // Another test binary finished first; its image is the same.
+            fs::remove_dir_all(&building).unwrap();
+        }
         out
     })
 }
