@@ -13,11 +13,13 @@
 //! 3. [`OciRuntime::run`] runs the image once with `runc run`:
 //!    * the root filesystem is read-only (an overlay of the cached layers);
 //!      inputs are bind-mounted read-only, writable mounts (`/outputs`) are
-//!      the only writable places besides a size-limited `/tmp` tmpfs;
+//!      the only writable places besides a size-limited `/tmp` tmpfs (and
+//!      runc's usual `/dev/shm`);
 //!    * own network namespace (loopback only), pid, ipc, uts, mount and
 //!      cgroup namespaces;
 //!    * an unprivileged uid/gid (65534), no capabilities, no-new-privileges,
-//!      the containers-common default seccomp profile;
+//!      the containers-common default seccomp profile, hardened against
+//!      namespaces and mounts;
 //!    * cgroup limits on memory (no swap), processes and CPU;
 //!    * the wall-clock limit kills the whole container; stdout and stderr
 //!      are captured up to their caps; output size and entry count are

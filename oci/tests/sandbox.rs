@@ -319,3 +319,16 @@ fn the_image_command_runs_when_the_invocation_names_none() {
     let outcome = runtime.block_on(sandbox.run(&Invocation { args: Vec::new(), ..script("") })).unwrap();
     assert_eq!(outcome.exit_code, 0);
 }
+
+#[tokio::test]
+async fn mounts_over_the_sandbox_or_relative_are_refused() {
+    let sandbox = sandbox();
+    let host = tempfile::tempdir().unwrap();
+    for guest in ["/proc", "/tmp/x", "inputs", "/a/../proc", "/"] {
+        let mut invocation = script("true");
+        invocation.mounts = vec![Mount { host: host.path().to_path_buf(), guest: guest.to_owned(), writable: false }];
+        let error = sandbox.run(&invocation).await.unwrap_err();
+        assert!(matches!(error, ContainerError::InvalidInvocation { .. }), "{guest}: {error:?}");
+    }
+    sandbox.assert_nothing_left("no-such-marker", &[]);
+}
