@@ -23,7 +23,8 @@
 //!    * cgroup limits on memory (no swap), processes and CPU;
 //!    * the wall-clock limit kills the whole container; stdout and stderr
 //!      are captured up to their caps; output size and entry count are
-//!      checked after the run.
+//!      polled during the run (the container is killed when over) and
+//!      checked after it.
 //!
 //! After every run, whatever its end, no container, mount, cgroup or process
 //! is left; [`OciRuntime::cleanup_stale`] removes what a killed process left.

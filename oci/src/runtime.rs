@@ -226,12 +226,20 @@ impl OciRuntime {
         let stdout = tokio::spawn(capture(child.stdout.take(), invocation.limits.stdout_bytes));
         let stderr = tokio::spawn(capture(child.stderr.take(), invocation.limits.stderr_bytes));
         let wall_time = invocation.limits.wall_time;
-        let (status, timed_out) = match tokio::time::timeout(wall_time, child.wait()).await {
-            Ok(status) => (status, false),
-            Err(_) => {
+        let limits = &invocation.limits;
+        let writable: Vec<PathBuf> = invocation.mounts.iter().filter(|m| m.writable).map(|m| m.host.clone()).collect();
+        let stop = async {
+            tokio::select! {
+                () = tokio::time::sleep(wall_time) => FailureKind::Timeout { wall_time },
+                kind = watch_outputs(writable.clone(), limits.output_bytes, limits.output_files) => kind,
+            }
+        };
+        let (status, stopped) = tokio::select! {
+            status = child.wait() => (status, None),
+            kind = stop => {
                 kill(&self.config.runc, &self.runc_root, &id).await;
                 let reaped = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-                (reaped.unwrap_or_else(|_| Err(io::Error::other("runc did not exit after the kill"))), true)
+                (reaped.unwrap_or_else(|_| Err(io::Error::other("runc did not exit after the kill"))), Some(kind))
             }
         };
         let status = status.map_err(|e| ContainerError::host("waiting for runc", e))?;
@@ -242,7 +250,7 @@ impl OciRuntime {
         let duration = started.elapsed();
         let oom_kills = oom_kills(&id);
         let runc_error = runc_error(&log);
-        let outputs = output_usage(invocation);
+        let outputs = output_usage(&writable);
         guard.finish().await;
 
         let failure = |kind: FailureKind| {
@@ -256,8 +264,8 @@ impl OciRuntime {
                 duration,
             }))
         };
-        if timed_out {
-            return Err(failure(FailureKind::Timeout { wall_time }));
+        if let Some(kind) = stopped {
+            return Err(failure(kind));
         }
         if oom_kills > 0 {
             return Err(failure(FailureKind::MemoryLimit { limit_bytes: invocation.limits.memory_bytes }));
@@ -424,10 +432,38 @@ fn runc_error(log: &Path) -> Option<String> {
         .next_back()
 }
 
+/// How often the writable mounts are measured while a container runs.
+const OUTPUT_POLL: Duration = Duration::from_millis(250);
+
+/// Resolves when the writable mounts exceed a limit, with the failure; never
+/// otherwise. The kernel cannot enforce these limits on a bind mount, so
+/// they are polled: a job stops within [`OUTPUT_POLL`] of crossing one
+/// (having written at most what it can write in that time beyond it), and
+/// the final check after the run catches the rest.
+async fn watch_outputs(writable: Vec<PathBuf>, limit_bytes: u64, limit_files: u64) -> FailureKind {
+    if writable.is_empty() {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(OUTPUT_POLL).await;
+        let dirs = writable.clone();
+        // A directory the job is busy changing can fail to list; the next poll retries.
+        let Ok(Ok((written, files))) = tokio::task::spawn_blocking(move || output_usage(&dirs)).await else {
+            continue;
+        };
+        if written > limit_bytes {
+            return FailureKind::OutputLimit { limit_bytes, written };
+        }
+        if files > limit_files {
+            return FailureKind::OutputFilesLimit { limit_files, files };
+        }
+    }
+}
+
 /// Total bytes and entries in the writable mounts.
-fn output_usage(invocation: &Invocation) -> io::Result<(u64, u64)> {
+fn output_usage(writable: &[PathBuf]) -> io::Result<(u64, u64)> {
     let mut totals = (0, 0);
-    let mut pending: Vec<PathBuf> = invocation.mounts.iter().filter(|m| m.writable).map(|m| m.host.clone()).collect();
+    let mut pending = writable.to_vec();
     while let Some(dir) = pending.pop() {
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;

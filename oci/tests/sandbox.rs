@@ -290,6 +290,22 @@ async fn outputs_over_the_limit_fail() {
 }
 
 #[tokio::test]
+async fn writing_outputs_without_end_is_stopped_at_the_limit() {
+    let sandbox = sandbox();
+    let outputs = tempfile::tempdir().unwrap();
+    let mut invocation = script("while true; do head -c 100000 /dev/zero >> /outputs/big; done");
+    invocation.mounts =
+        vec![Mount { host: outputs.path().to_path_buf(), guest: "/outputs".to_owned(), writable: true }];
+    invocation.limits.output_bytes = 1 << 20;
+    let kind = failure_kind(sandbox.run(&invocation).await);
+    assert!(
+        matches!(kind, FailureKind::OutputLimit { limit_bytes: 1048576, written } if written > 1 << 20),
+        "{kind:?}"
+    );
+    sandbox.assert_nothing_left("/outputs/big", &[]);
+}
+
+#[tokio::test]
 async fn a_command_that_does_not_exist_is_an_invalid_program() {
     let sandbox = sandbox();
     let invocation = Invocation { args: vec!["/bin/no-such-command".to_owned()], ..script("") };
