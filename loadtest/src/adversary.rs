@@ -5,6 +5,12 @@
 //!
 //! Each kind settles through the worker's real settle step (so its lies carry genuine receipts,
 //! signed by its registered key) except the forger, which signs with a key not bound to its id.
+//!
+//! The kinds up to the forger lie about any job. The ML kinds ([`ml`]) lie about the ML training
+//! job (`programs/ml-train`) in ways that fit it, with results in its own format that look like
+//! a training run's.
+
+mod ml;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +41,25 @@ pub enum AdversaryKind {
     Rare,
     /// Runs the job honestly but signs its receipt with a key not registered for its id.
     Forger,
+    /// ML job: runs it honestly, then raises `metrics.json`'s `held_out_accuracy` (by `--raise`,
+    /// else by 0.02–0.05 drawn per job; never above 1) and reports the output directory
+    /// re-imported: weights that achieve less than they claim.
+    FabricatedMetrics,
+    /// ML job: trains for 1 epoch instead of the ones asked for (30 unless the job's `--epochs`
+    /// says otherwise) and writes the asked number into `metrics.json`'s `epochs`: weights from
+    /// fewer epochs, every other claim true of them.
+    FewEpochs,
+    /// ML job: caches results by program and inputs, ignoring the arguments — the first job of a
+    /// program and inputs is run honestly, every later one is given that job's output: another
+    /// job's genuine weights and metrics. (Not the previous job's output whatever it was: among
+    /// jobs of the same arguments another run's result is as valid as a new one, so that would
+    /// be no lie.) The `verification` harness makes that first job ask for fewer epochs
+    /// (`--epochs 20`), so every later result is another job's.
+    StolenWeights,
+    /// ML job: runs nothing; reports random finite weights of the shape asked for (`--hidden`,
+    /// 32 by default) with a plausible `metrics.json` claiming a held-out accuracy of 0.950 to
+    /// 0.967.
+    RandomWeights,
 }
 
 impl AdversaryKind {
@@ -47,7 +72,22 @@ impl AdversaryKind {
             AdversaryKind::Sleeper => "sleeper",
             AdversaryKind::Rare => "rare",
             AdversaryKind::Forger => "forger",
+            AdversaryKind::FabricatedMetrics => "fabricated-metrics",
+            AdversaryKind::FewEpochs => "few-epochs",
+            AdversaryKind::StolenWeights => "stolen-weights",
+            AdversaryKind::RandomWeights => "random-weights",
         }
+    }
+
+    /// Whether it lies in the ML job's own format (and needs [`Adversary::forging_into`]).
+    pub fn is_ml(self) -> bool {
+        matches!(
+            self,
+            AdversaryKind::FabricatedMetrics
+                | AdversaryKind::FewEpochs
+                | AdversaryKind::StolenWeights
+                | AdversaryKind::RandomWeights
+        )
     }
 }
 
@@ -62,6 +102,8 @@ pub struct Adversary {
     last_output: Mutex<Option<ExecutionResult>>,
     /// The forger's key, registered for no one.
     forged: WorkerKey,
+    /// The ML kinds' forging means.
+    ml: Option<ml::MlForger>,
 }
 
 impl Adversary {
@@ -76,13 +118,28 @@ impl Adversary {
             settled: AtomicU64::new(0),
             last_output: Mutex::new(None),
             forged: WorkerKey::generate(),
+            ml: None,
         }
+    }
+
+    /// An ML adversary forging results into the block store at `store_dir` (its worker's); a
+    /// fabricated-metrics adversary raises claims by `raise`, or by 0.02–0.05 drawn per job.
+    pub fn forging_into(self, store_dir: &std::path::Path, raise: Option<f64>) -> Result<Adversary> {
+        let forger = ml::MlForger::open(store_dir, raise).map_err(LoadtestError::Setup)?;
+        Ok(Adversary { ml: Some(forger), ..self })
     }
 
     /// Whether it lies on `job`, its `n`th.
     fn lies_on(&self, job: &Job, n: u64) -> bool {
         match self.kind {
-            AdversaryKind::Liar | AdversaryKind::Lazy | AdversaryKind::Colluding | AdversaryKind::Forger => true,
+            AdversaryKind::Liar
+            | AdversaryKind::Lazy
+            | AdversaryKind::Colluding
+            | AdversaryKind::Forger
+            | AdversaryKind::FabricatedMetrics
+            | AdversaryKind::FewEpochs
+            | AdversaryKind::StolenWeights
+            | AdversaryKind::RandomWeights => true,
             AdversaryKind::Sleeper => n >= self.honest_for,
             AdversaryKind::Rare => digest_u64(job.id.as_bytes()) % 100 < self.lie_percent,
         }
@@ -98,6 +155,10 @@ impl Adversary {
         let honest = || async { self.inner.run_spec(&job.spec, execution_id).await.map_err(ExecutionOutcome::Failed) };
         if !lie || self.kind == AdversaryKind::Forger {
             return honest().await;
+        }
+        if self.kind.is_ml() {
+            let forger = self.ml.as_ref().ok_or_else(|| ExecutionOutcome::Failed(ml::unprepared(self.kind)))?;
+            return forger.result(&self.inner, self.kind, job, execution_id).await.map_err(ExecutionOutcome::Failed);
         }
         match self.kind {
             AdversaryKind::Lazy => {
@@ -199,6 +260,10 @@ pub struct AdversaryOptions {
     /// The percentage of its jobs a rare liar lies on.
     #[arg(long, default_value_t = 1)]
     pub lie_percent: u64,
+    /// What a fabricated-metrics adversary adds to the claimed held-out accuracy; drawn per job
+    /// from 0.02–0.05 if not given.
+    #[arg(long)]
+    pub raise: Option<f64>,
 }
 
 /// Runs the adversary worker until SIGTERM or Ctrl-C.
@@ -215,7 +280,11 @@ pub fn run_adversary(options: &AdversaryOptions) -> Result<()> {
         let setup = |e: shoal_worker::WorkerError| LoadtestError::Setup(format!("adversary {}: {e}", options.id));
         let executor = Executor::open(&config).await.map_err(setup)?;
         let (jobs, queue) = (executor.jobs().clone(), executor.queue().clone());
-        let adversary = Arc::new(Adversary::new(executor, options.kind, options.honest_for, options.lie_percent));
+        let mut adversary = Adversary::new(executor, options.kind, options.honest_for, options.lie_percent);
+        if options.kind.is_ml() {
+            adversary = adversary.forging_into(&config.store_dir, options.raise)?;
+        }
+        let adversary = Arc::new(adversary);
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .expect("installing a SIGTERM handler");
@@ -248,6 +317,8 @@ pub struct AdversaryLaunch {
     pub honest_for: u64,
     /// A rare liar's percentage.
     pub lie_percent: u64,
+    /// A fabricated-metrics adversary's raise of the claimed accuracy; drawn per job if none.
+    pub raise: Option<f64>,
 }
 
 impl AdversaryLaunch {
@@ -272,6 +343,9 @@ impl AdversaryLaunch {
             .args(["--shards", &self.shards.to_string(), "--concurrency", &self.concurrency.to_string()])
             .args(["--heartbeat-ms", &self.heartbeat_ms.to_string()])
             .args(["--honest-for", &self.honest_for.to_string(), "--lie-percent", &self.lie_percent.to_string()]);
+        if let Some(raise) = self.raise {
+            command.args(["--raise", &raise.to_string()]);
+        }
         command
     }
 }

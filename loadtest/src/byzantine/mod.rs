@@ -71,6 +71,7 @@ impl Mode for ByzantineOptions {
             heartbeat_ms: run.heartbeat_ms.unwrap_or(shoal_jobs::Membership::DEFAULT_HEARTBEAT.as_millis() as u64),
             honest_for: self.honest_for,
             lie_percent: self.lie_percent,
+            raise: None,
         };
         let start_adversaries = |stack: &shoal_testkit::ProcessStack| {
             let launch = AdversaryLaunch { redis: stack.redis_url_for(RedisRole::Worker), ..launch };

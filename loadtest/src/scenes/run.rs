@@ -701,6 +701,7 @@ pub async fn run_scenes(
         heartbeat_ms: Membership::DEFAULT_HEARTBEAT.as_millis() as u64,
         honest_for: 20,
         lie_percent: 1,
+        raise: None,
     };
     let adversaries: Vec<String> =
         options.adversaries.iter().enumerate().map(|(n, kind)| adversary_id(n, *kind)).collect();
