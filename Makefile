@@ -2,7 +2,7 @@
 CARGO ?= cargo
 JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests/js-dashboard tests/js-openapi
 
-.PHONY: demo test lint bench chaos byzantine programs deps data js-peers
+.PHONY: demo test lint bench chaos byzantine verification programs deps data js-peers
 
 ## Install missing system packages (redis-server, docker-compose, node, pip, ...).
 deps:
@@ -43,6 +43,12 @@ chaos: deps
 ## among liars), each against an honest baseline; reports go to docs/byzantine/.
 byzantine: deps data
 	scripts/byzantine.sh
+
+## Beside the byzantine runs, for nondeterministic jobs: the ML training job verified by
+## tolerance and by the ml-compare comparator — honest runs (false disagreements, accuracy
+## spread, cost) and the ML adversaries each strategy catches; reports go to docs/verification/.
+verification: deps data
+	scripts/verification.sh
 
 ## Rebuild the guest programs byte-identically with the Debian WASI toolchain.
 programs:

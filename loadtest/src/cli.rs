@@ -1,4 +1,4 @@
-//! The command line: `shoal-loadtest <chaos|sim|scenes> [OPTIONS]`, each subcommand's options a
+//! The command line: `shoal-loadtest <chaos|sim|scenes|byzantine|verification> [OPTIONS]`, each subcommand's options a
 //! [`Mode`](crate::driver::Mode) the one [`drive`] runs.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use crate::driver::drive;
 use crate::error::{LoadtestError, Result};
 use crate::scenes::options::ScenesOptions;
 use crate::sim::options::SimOptions;
+use crate::verification::VerificationOptions;
 
 /// The load, chaos and scale harness for Shoal (loopback only).
 #[derive(Debug, Clone, Parser)]
@@ -40,6 +41,10 @@ pub enum Command {
     /// after an honest baseline of the same command: is any wrong result accepted, is every
     /// adversary caught, what does it cost?
     Byzantine(ByzantineOptions),
+    /// The nondeterministic ML training job under each verification strategy (tolerance,
+    /// comparator): honest runs — false disagreements, the spread of their accuracies, the cost
+    /// of verifying — then each ML adversary kind alone: which lies does each strategy catch?
+    Verification(VerificationOptions),
     /// One byzantine worker process (started by the harness and its tests).
     #[command(hide = true)]
     AdversaryWorker(AdversaryOptions),
@@ -53,6 +58,7 @@ impl Command {
             Command::Sim(options) => drive(options),
             Command::Scenes(options) => drive(options),
             Command::Byzantine(options) => drive(options),
+            Command::Verification(options) => drive(options),
             Command::AdversaryWorker(options) => match run_adversary(options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

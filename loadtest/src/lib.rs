@@ -10,6 +10,9 @@
 //!   (`shoal-loadtest scenes`), cold and warm, on worker processes.
 //! - [`byzantine`]: the reliability mix with a fraction of the workers adversarial
 //!   (`shoal-loadtest byzantine`), against an honest baseline of the same command.
+//! - [`verification`]: the nondeterministic ML job under each verification strategy
+//!   (`shoal-loadtest verification`): honest runs (false disagreements, the spread of their
+//!   accuracies, the cost of verifying) and the ML adversaries, which lies each strategy catches.
 //! - [`adversary`]: byzantine workers (`shoal-loadtest adversary-worker`): the real worker loop
 //!   and executor, wrapped to lie; reachable from no production binary or flag.
 //!
@@ -39,6 +42,7 @@ pub mod locality;
 pub mod report;
 pub mod scenes;
 pub mod sim;
+pub mod verification;
 pub mod workload;
 
 pub use cli::{Cli, Command};

@@ -251,7 +251,7 @@ fn accepted_throughput(run: &MixRun) -> f64 {
 }
 
 /// The name of a verdict, as in the API.
-fn verdict_name(outcome: &VerificationOutcome) -> &'static str {
+pub(crate) fn verdict_name(outcome: &VerificationOutcome) -> &'static str {
     match outcome {
         VerificationOutcome::Agreed => "agreed",
         VerificationOutcome::Vouched => "vouched",

@@ -7,6 +7,7 @@ use clap::Parser;
 use shoal_loadtest::byzantine::ByzantineOptions;
 use shoal_loadtest::chaos::Options;
 use shoal_loadtest::sim::SimOptions;
+use shoal_loadtest::verification::VerificationOptions;
 use shoal_loadtest::{Cli, Command};
 
 /// Taken by every test that starts a stack, so that they run one after another (as they did
@@ -46,6 +47,14 @@ pub(crate) fn sim(args: &[&str]) -> (SimOptions, String) {
     match parse("sim", args) {
         (Command::Sim(options), line) => (options, line),
         (other, _) => panic!("not sim: {other:?}"),
+    }
+}
+
+/// The options of `shoal-loadtest verification <args…>`, and the command line.
+pub(crate) fn verification(args: &[&str]) -> (VerificationOptions, String) {
+    match parse("verification", args) {
+        (Command::Verification(options), line) => (options, line),
+        (other, _) => panic!("not verification: {other:?}"),
     }
 }
 

@@ -6,4 +6,5 @@ mod common;
 mod locality;
 mod scenes;
 mod sim;
+mod verification;
 mod whole_run;
