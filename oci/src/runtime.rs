@@ -159,7 +159,9 @@ impl OciRuntime {
     /// `fuel` is ignored: containers are not metered.
     ///
     /// A non-zero exit is an [`Outcome`]; a memory, time or output limit, or
-    /// a death by signal, is a [`ContainerError::Guest`]. Whatever happens,
+    /// a death by signal, is a [`ContainerError::Guest`] (runc reports a
+    /// death by signal N as status 128 + N, so a status above 128 is read as
+    /// one: [`FailureKind::Trap`]). Whatever happens,
     /// including the returned future being dropped, the container, its
     /// mounts, cgroups and processes are gone when this returns.
     pub async fn run(
