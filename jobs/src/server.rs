@@ -133,9 +133,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Creates `dir` (and its parents) and makes it readable by its owner only.
-fn private_dir(dir: &Path) -> Result<(), ServerError> {
+/// Creates `dir`, owner-only, and returns it absolute: `redis-server` changes into its `--dir`
+/// before it reads the other paths it is given, so a relative one would be looked for there.
+fn private_dir(dir: &Path) -> Result<PathBuf, ServerError> {
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| std::path::absolute(dir))
         .map_err(|source| ServerError::Io { context: format!("creating {}", dir.display()), source })
 }
 
@@ -160,10 +163,9 @@ impl RedisServer {
 
     /// Starts `redis-server` on `port` with its data in `dir` (a restart reuses both).
     pub fn start_on(dir: &Path, port: u16, fsync: Fsync) -> Result<RedisServer, ServerError> {
-        private_dir(dir)?;
-        let credentials = Credentials::load_or_create(dir)?;
-        let mut server =
-            RedisServer { child: None, port, dir: dir.to_path_buf(), credentials, fsync, cluster_port: None };
+        let dir = private_dir(dir)?;
+        let credentials = Credentials::load_or_create(&dir)?;
+        let mut server = RedisServer { child: None, port, dir, credentials, fsync, cluster_port: None };
         server.spawn()?;
         Ok(server)
     }
@@ -171,13 +173,13 @@ impl RedisServer {
     /// Starts a cluster-enabled `redis-server` on free loopback ports (client and cluster bus),
     /// not yet part of any cluster.
     fn start_cluster_node(dir: &Path, credentials: Credentials) -> Result<RedisServer, ServerError> {
-        private_dir(dir)?;
+        let dir = private_dir(dir)?;
         // The bus port is given explicitly: the default (port + 10000) can be taken, or past 65535.
         let (port, bus) = (free_port()?, free_port()?);
         let mut server = RedisServer {
             child: None,
             port,
-            dir: dir.to_path_buf(),
+            dir,
             credentials,
             fsync: Fsync::EverySec,
             cluster_port: Some(bus),
@@ -326,9 +328,9 @@ impl RedisCluster {
     /// joins them with `redis-cli --cluster create` and waits until every node reports
     /// `cluster_state:ok`.
     pub fn start(dir: &Path) -> Result<RedisCluster, ServerError> {
-        private_dir(dir)?;
+        let dir = private_dir(dir)?;
         // One set of users for the whole cluster: a client logs in to every node alike.
-        let credentials = Credentials::load_or_create(dir)?;
+        let credentials = Credentials::load_or_create(&dir)?;
         let nodes = (0..Self::NODES)
             .map(|n| RedisServer::start_cluster_node(&dir.join(format!("node-{n}")), credentials.clone()))
             .collect::<Result<Vec<_>, _>>()?;
