@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::ImportOptions;
 use shoal_content::{unixfs, BlockSource, FsBlockStore, MemoryBlockStore};
-use shoal_jobs::{Acceptance, ContentId, ExecutionOutcome, Job, JobState, JobStatus, VerificationOutcome};
+use shoal_jobs::{Acceptance, Compared, ContentId, ExecutionOutcome, Job, JobState, JobStatus, VerificationOutcome};
 
 use crate::api::{Api, ApiArgs};
 use crate::home::Home;
@@ -62,6 +62,28 @@ pub(crate) struct RunArgs {
     /// data is); the program then writes one output per file, /outputs/<name>.
     #[arg(long, value_name = "N", requires = "fan_out")]
     batch: Option<u32>,
+    /// Let the program see the host's clocks and randomness (random initialisation, shuffling):
+    /// its honest runs then differ, so name how they are compared (`--tolerance`,
+    /// `--comparator`) or `--verify none`.
+    #[arg(long)]
+    nondeterministic: bool,
+    /// A file the program must write, relative to /outputs (the run fails `missing_output`
+    /// without it). Repeatable.
+    #[arg(long = "writes", value_name = "FILE")]
+    writes: Vec<String>,
+    /// When the verifier checks the result: `none`, `sampled`, `always`, or `replicated:N`
+    /// (N executions on distinct workers) with an optional quorum, `replicated:N/K` (K of them
+    /// must agree). The deployment's default unless given.
+    #[arg(long, value_name = "MODE")]
+    verify: Option<String>,
+    /// Compare results by a number: `FILE#/json/pointer=TOL` or `FILE[column]=TOL` (every row of
+    /// a CSV column), TOL an absolute tolerance or a relative one with `%` (`5%`). Its file is
+    /// added to `--writes`. Repeatable.
+    #[arg(long = "tolerance", value_name = "FIELD=TOL", group = "compare")]
+    tolerances: Vec<String>,
+    /// Compare results with this comparator program (a WASI module's CID; exit 0 = agree).
+    #[arg(long, value_name = "CID", group = "compare")]
+    comparator: Option<String>,
     /// Makes the submission idempotent: the same key and spec return the same job.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -154,8 +176,87 @@ impl RunArgs {
         if self.each.is_some() || self.each_input {
             spec.insert("fan_out".into(), Value::Object(fan_out));
         }
+        if self.nondeterministic {
+            spec.insert("determinism".into(), json!("nondeterministic"));
+        }
+        let mut writes = self.writes.clone();
+        let fields = self.tolerances.iter().map(|t| tolerance_field(t)).collect::<anyhow::Result<Vec<_>>>()?;
+        for field in &fields {
+            let file = field["file"].as_str().expect("set just above").to_string();
+            if !writes.contains(&file) {
+                writes.push(file);
+            }
+        }
+        if !writes.is_empty() {
+            spec.insert("writes".into(), json!(writes));
+        }
+        if let Some(verification) = self.verification(fields)? {
+            spec.insert("verification".into(), verification);
+        }
         Ok(Value::Object(spec))
     }
+
+    /// The `verification` of `--verify` and the comparison flags, if any is given; a comparison
+    /// without `--verify` is checked `always`.
+    fn verification(&self, fields: Vec<Value>) -> anyhow::Result<Option<Value>> {
+        let compare = match (&self.comparator, fields.is_empty()) {
+            (Some(program), _) => Some(json!({"kind": "comparator", "program": program})),
+            (None, false) => Some(json!({"kind": "tolerance", "fields": fields})),
+            (None, true) => None,
+        };
+        let mode = match (self.verify.as_deref(), &compare) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => "always",
+            (Some(mode), _) => mode,
+        };
+        let mut verification = Map::new();
+        match mode.split_once(':') {
+            Some(("replicated", counts)) => {
+                let (replicas, quorum) = match counts.split_once('/') {
+                    Some((replicas, quorum)) => (replicas, Some(quorum)),
+                    None => (counts, None),
+                };
+                let count = |text: &str| {
+                    text.parse::<u32>().with_context(|| format!("--verify {mode:?}: {text:?} is not a count"))
+                };
+                verification.insert("mode".into(), json!("replicated"));
+                verification.insert("replicas".into(), json!(count(replicas)?));
+                if let Some(quorum) = quorum {
+                    verification.insert("quorum".into(), json!(count(quorum)?));
+                }
+            }
+            None if ["none", "sampled", "always"].contains(&mode) => {
+                verification.insert("mode".into(), json!(mode));
+            }
+            _ => anyhow::bail!("--verify {mode:?}: expected none, sampled, always or replicated:N[/K]"),
+        }
+        if let Some(compare) = compare {
+            verification.insert("compare".into(), compare);
+        }
+        Ok(Some(Value::Object(verification)))
+    }
+}
+
+/// One `--tolerance FIELD=TOL` as a spec's tolerance field.
+fn tolerance_field(flag: &str) -> anyhow::Result<Value> {
+    let usage = || format!("--tolerance {flag:?}: expected FILE#/json/pointer=TOL or FILE[column]=TOL");
+    let (field, tolerance) = flag.rsplit_once('=').with_context(usage)?;
+    let mut out = Map::new();
+    if let Some((file, pointer)) = field.split_once('#') {
+        out.insert("file".into(), json!(file));
+        out.insert("json".into(), json!(pointer));
+    } else if let Some((file, column)) = field.strip_suffix(']').and_then(|f| f.split_once('[')) {
+        out.insert("file".into(), json!(file));
+        out.insert("column".into(), json!(column));
+    } else {
+        anyhow::bail!(usage());
+    }
+    let number = |text: &str| text.trim().parse::<f64>().with_context(usage);
+    match tolerance.strip_suffix('%') {
+        Some(percent) => out.insert("relative".into(), json!(number(percent)? / 100.0)),
+        None => out.insert("absolute".into(), json!(number(tolerance)?)),
+    };
+    Ok(Value::Object(out))
 }
 
 /// `shoal run`: submits, then (unless `--no-wait`) shows progress until the job ends and prints
@@ -243,6 +344,39 @@ fn describe(job: &Job) -> String {
     }
 }
 
+/// One comparison the verdict rests on, in a line.
+fn describe_compared(compared: &Compared) -> String {
+    let verdict = |agree: bool| if agree { "agree" } else { "DISAGREE" };
+    match compared {
+        Compared::Exact { against, agree, differs } if differs.is_empty() => {
+            format!("exact, with {against}: {}", verdict(*agree))
+        }
+        Compared::Exact { against, agree, differs } => {
+            format!("exact, with {against}: {} ({} differ)", verdict(*agree), differs.join(", "))
+        }
+        Compared::Tolerance { against, agree, checks } => {
+            let checks: Vec<String> = checks
+                .iter()
+                .map(|c| match (&c.problem, c.reported, c.other) {
+                    (Some(problem), _, _) => format!("{}: {problem}", c.field),
+                    (None, Some(reported), Some(other)) => {
+                        format!(
+                            "{} {reported} vs {other}{}",
+                            c.field,
+                            if c.within { "" } else { " (out of tolerance)" }
+                        )
+                    }
+                    _ => c.field.clone(),
+                })
+                .collect();
+            format!("tolerance, with {against}: {} — {}", verdict(*agree), checks.join("; "))
+        }
+        Compared::Comparator { against, agree, program, exit_code, said, .. } => {
+            format!("comparator {program}, with {against}: {} (exit {exit_code}) {said}", verdict(*agree))
+        }
+    }
+}
+
 /// Prints a finished job's result (output CID, or with `json` the whole status, on stdout) or
 /// failure; the exit code says which.
 fn report(status: &JobStatus, json: bool) -> anyhow::Result<ExitCode> {
@@ -259,6 +393,9 @@ fn report(status: &JobStatus, json: bool) -> anyhow::Result<ExitCode> {
                 "job {} succeeded ({acceptance}, {label}): exit code {}, {} fuel, fetch {} ms, run {} ms",
                 job.id, result.exit_code, result.fuel_consumed, result.fetch_ms, result.run_ms
             );
+            for compared in job.verification.iter().flat_map(|v| &v.compared) {
+                eprintln!("  {}", describe_compared(compared));
+            }
             if !json {
                 println!("{}", result.output);
             }
@@ -570,6 +707,44 @@ mod tests {
         let inputs = spec(&["--program", A, "--input", &format!("one={A}"), "--input", B, "--each-input"]);
         assert_eq!(inputs["fan_out"], json!({"over": "inputs"}));
         assert_eq!(inputs["inputs"], json!([{"cid": A, "name": "one"}, {"cid": B, "name": B}]), "unnamed: by CID");
+    }
+
+    #[test]
+    fn nondeterministic_jobs_name_their_comparison() {
+        let tolerant = spec(&[
+            "--program",
+            A,
+            "--nondeterministic",
+            "--writes",
+            "weights.bin",
+            "--tolerance",
+            "metrics.json#/held_out_accuracy=0.03",
+            "--tolerance",
+            "scores.csv[loss]=5%",
+        ]);
+        assert_eq!(tolerant["determinism"], "nondeterministic");
+        assert_eq!(tolerant["writes"], json!(["weights.bin", "metrics.json", "scores.csv"]));
+        assert_eq!(
+            tolerant["verification"],
+            json!({"mode": "always", "compare": {"kind": "tolerance", "fields": [
+                {"file": "metrics.json", "json": "/held_out_accuracy", "absolute": 0.03},
+                {"file": "scores.csv", "column": "loss", "relative": 0.05},
+            ]}})
+        );
+        let quorum = spec(&["--program", A, "--verify", "replicated:3/2", "--comparator", B]);
+        assert_eq!(
+            quorum["verification"],
+            json!({"mode": "replicated", "replicas": 3, "quorum": 2, "compare": {"kind": "comparator", "program": B}})
+        );
+        assert_eq!(spec(&["--program", A, "--verify", "none"])["verification"], json!({"mode": "none"}));
+        assert!(spec(&["--program", A]).get("verification").is_none(), "the deployment's default");
+        let bad = |args: &[&str]| {
+            let run = Run::try_parse_from(std::iter::once("run").chain(args.iter().copied())).unwrap();
+            run.args.spec().unwrap_err().to_string()
+        };
+        assert!(bad(&["--program", A, "--tolerance", "metrics.json=0.1"]).contains("expected FILE#/json/pointer=TOL"));
+        assert!(bad(&["--program", A, "--verify", "often"]).contains("expected none, sampled, always"));
+        assert!(bad(&["--program", A, "--verify", "replicated:x"]).contains("is not a count"));
     }
 
     #[test]
