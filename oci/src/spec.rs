@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     get_default_mounts, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, UserBuilder,
+    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use shoal_runtime::Invocation;
 
@@ -82,6 +82,13 @@ pub(crate) fn build(config: &OciConfig, run: &RunSpec<'_>) -> Result<Spec, Conta
                 .map_err(spec_error)?,
         )
         .capabilities(no_capabilities)
+        // `runc spec`'s limit on open files, rather than the worker's own.
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(1024u64)
+            .hard(1024u64)
+            .build()
+            .map_err(spec_error)?])
         .no_new_privileges(true)
         .build()
         .map_err(spec_error)?;

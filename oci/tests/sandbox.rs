@@ -158,12 +158,15 @@ async fn the_network_is_loopback_only() {
 async fn the_process_is_unprivileged() {
     let sandbox = sandbox();
     let out = sandbox
-        .sh(&script("id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"))
+        .sh(&script(concat!(
+            "id -u; id -g; awk '/open files/ {print $4}' /proc/self/limits; ",
+            "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+        )))
         .await;
     let fields: Vec<&str> = out.lines().map(|line| line.split_whitespace().last().unwrap()).collect();
     assert_eq!(
         fields,
-        ["65534", "65534", "0000000000000000", "0000000000000000", "0000000000000000", "1", "2"],
+        ["65534", "65534", "1024", "0000000000000000", "0000000000000000", "0000000000000000", "1", "2"],
         "{out}"
     );
 }
