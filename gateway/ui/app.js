@@ -265,6 +265,8 @@ function jobDetails(job, refresh) {
       : 'none'],
     ['Limits', `${count(spec.limits.fuel)} fuel · ${bytes(spec.limits.memory_bytes)} memory · ${duration(spec.limits.wall_time_ms)} wall time`],
     ['Verification', policy(spec.verification)],
+    ['Determinism', spec.determinism === 'nondeterministic' ? 'nondeterministic: the host\'s clocks and randomness' : null],
+    ['Writes', spec.writes?.length ? h('code', {}, spec.writes.join(' ')) : null],
     ['Retry', `${spec.retry.max_attempts} attempts within ${duration(spec.retry.total_timeout_ms)}`],
     ['Fan-out', spec.fan_out ? `over ${spec.fan_out.over ?? 'input'} ${spec.fan_out.input ?? ''}${spec.fan_out.glob ? ` matching ${spec.fan_out.glob}` : ''}, batches of ${spec.fan_out.batch ?? 1}` : null],
     ['Notify', spec.notify ? `${spec.notify.url} on ${spec.notify.events.join(', ')}` : null],
@@ -288,7 +290,32 @@ function jobDetails(job, refresh) {
 
 function policy(p) {
   if (!p) return '';
-  return p.mode === 'replicated' ? `replicated on ${p.replicas} workers` : p.mode;
+  const mode = p.mode === 'replicated'
+    ? `replicated on ${p.replicas} workers${p.quorum ? `, a quorum of ${p.quorum}` : ''}` : p.mode;
+  const compare = p.compare;
+  if (!compare || compare.kind === 'exact') return mode;
+  if (compare.kind === 'tolerance') {
+    return `${mode}, compared within tolerance: ${compare.fields.map(fieldName).join(', ')}`;
+  }
+  return `${mode}, compared by the comparator ${compare.program}`;
+}
+
+function fieldName(field) {
+  const name = field.json ? `${field.file}#${field.json}` : `${field.file}[${field.column}]`;
+  const within = [field.absolute !== undefined ? `±${field.absolute}` : null,
+    field.relative !== undefined ? `±${field.relative * 100}%` : null].filter(Boolean).join(' or ');
+  return within ? `${name} ${within}` : name;
+}
+
+function comparison(c) {
+  const verdict = badge(c.agree ? 'agree' : 'disagree', c.agree ? 'succeeded' : 'failed');
+  const against = h('code', {}, c.against);
+  if (c.kind === 'exact') return [verdict, ' exact, with ', against, c.differs?.length ? ` (${c.differs.join(', ')} differ)` : ''];
+  if (c.kind === 'tolerance') {
+    return [verdict, ' tolerance, with ', against, h('ul', { class: 'plain' }, c.checks.map((check) => h('li', {},
+      h('code', {}, check.field), ' ', check.problem ?? `${check.reported} vs ${check.other}${check.within ? '' : ' (out of tolerance)'}`)))];
+  }
+  return [verdict, ' comparator, with ', against, `: exit ${c.exit_code} `, h('code', {}, c.said), ' ', cid(c.output)];
 }
 
 function executions(job) {
@@ -332,6 +359,7 @@ function verification(job) {
     ['Agreeing workers', o.workers?.length ? o.workers.join(', ') : null],
     ['Corrected output', v.corrected ? cid(v.corrected.output) : null],
     ['Failure found', v.failed ? `${v.failed.reason}: ${v.failed.message}` : null],
+    ['Compared', v.compared?.length ? h('ul', { class: 'plain' }, v.compared.map((c) => h('li', {}, comparison(c)))) : null],
   ]));
   return card;
 }
