@@ -494,7 +494,12 @@ function preview(jobId, tree, path, entry) {
   getText(filePath(jobId, tree, path)).then((text) => {
     let shown = text;
     if (/\.json$/i.test(entry.name)) {
-      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch { /* shown as it is */ }
+      // Indented only when that loses nothing: JavaScript numbers cannot hold every integer a
+      // program writes (a 64-bit seed), and a file already laid out is shown as written.
+      try {
+        const parsed = JSON.parse(text);
+        if (JSON.stringify(parsed) === text.trim()) shown = JSON.stringify(parsed, null, 2);
+      } catch { /* shown as it is */ }
     }
     fill(pre, shown);
   }, (error) => fill(pre, error.message));
