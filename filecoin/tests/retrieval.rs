@@ -363,6 +363,10 @@ async fn the_provider_refuses_missing_invalid_short_and_replayed_vouchers() {
 
     // A good one is served once; presented again, it pays nothing more and is refused.
     let good = lotus.paych_voucher_create(&channel, &atto(5 * MILLI), lane).await.unwrap().voucher.unwrap();
+    // HEAD has no body to pay for: it never takes the voucher.
+    let head = http.head(format!("{base}/ipfs/{root}?format=car")).header(VOUCHER_HEADER, encode_voucher(&good));
+    assert_eq!(head.send().await.unwrap().status().as_u16(), 402);
+    assert!(provider.standin.accepted().is_empty());
     let (status, body) = car(Some(encode_voucher(&good))).await;
     assert_eq!(status, 200);
     let imported = shoal_content::car::import_car(&body[..], &MemoryBlockStore::new(), "test").await.unwrap();

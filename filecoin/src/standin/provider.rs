@@ -293,7 +293,10 @@ async fn paid_retrieval(State(provider): State<Arc<Provider>>, Path(text): Path<
         Ok(cid) => cid,
         Err(refusal) => return refusal,
     };
-    if let Err(refusal) = provider.take_payment(root, request.headers()).await {
+    // axum routes HEAD here too; it has no body to pay for, so it never takes a voucher and
+    // answers the terms as a GET without one would.
+    let headers = if request.method() == http::Method::HEAD { &HeaderMap::new() } else { request.headers() };
+    if let Err(refusal) = provider.take_payment(root, headers).await {
         return refusal;
     }
     // A fresh request: the outer route's path parameters (a request extension) would
