@@ -10,6 +10,7 @@ mod api;
 mod config;
 mod content;
 mod dev;
+mod filecoin;
 mod home;
 mod jobs;
 mod keys;
@@ -97,6 +98,9 @@ enum Command {
     /// List quarantined workers, or readmit one (operators).
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// Filecoin retrieval: `devnet` starts the Lotus and storage-provider stand-ins.
+    #[command(subcommand)]
+    Filecoin(filecoin::FilecoinCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -121,7 +125,12 @@ impl Command {
     /// Why the command prints no JSON, if it does not.
     fn without_json(&self) -> Option<&'static str> {
         match self {
-            Command::Dev(_) | Command::Gateway(_) | Command::Worker(_) | Command::Content(_) | Command::Verifier(_) => {
+            Command::Dev(_)
+            | Command::Gateway(_)
+            | Command::Worker(_)
+            | Command::Content(_)
+            | Command::Verifier(_)
+            | Command::Filecoin(_) => {
                 Some("services log to standard error (SHOAL_LOG_FORMAT=json makes those lines JSON)")
             }
             Command::Cat(_) => Some("`shoal cat` prints the file's bytes"),
@@ -159,6 +168,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => jobs::run(&home, args, json).await,
         Command::Receipt(command) => receipt::run(&home, command, json).await,
         Command::Quarantine(command) => quarantine::run(command, json).await,
+        Command::Filecoin(command) => filecoin::run(&home, command).await,
         Command::RedisAcl(args) => redis_users::run(args),
         Command::Probe(args) => probe::run(args, json).await,
         Command::Status(args) => jobs::status(&home, args, json).await,
