@@ -22,8 +22,8 @@ async fn the_comparator_catches_every_ml_lie_and_the_tolerance_misses_those_that
     let (options, command) = verification(&[
         "--honest=2",
         "--lies=1",
-        // Within the tolerance even with two honest runs 0.025 apart, so the tolerance's miss
-        // does not depend on the seeds drawn.
+        // Within the tolerance (0.04) even with two honest runs 0.03 apart, so the tolerance's
+        // miss does not depend on the seeds drawn.
         "--raise=0.005",
         "--deadline-secs=200",
         "--work-dir",
