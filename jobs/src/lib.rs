@@ -54,8 +54,9 @@ pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
     Acceptance, Agreement, Compared, Comparison, Condition, ContentId, Determinism, Execution, ExecutionOutcome,
     ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, FieldCheck, InputSpec, Job, JobSpec, JobState,
-    JobStatus, Limits, Notify, OnFailure, PipelineSpec, RetryPolicy, Stage, StageInput, StageSource, TaskFailure,
-    TaskSummary, ToleranceField, Verification, VerificationOutcome, VerificationPolicy, WebhookEvent, OUTPUTS_MOUNT,
+    JobStatus, Limits, Notify, OnFailure, PipelineSpec, RetryPolicy, RuntimeKind, Stage, StageInput, StageSource,
+    TaskFailure, TaskSummary, ToleranceField, Verification, VerificationOutcome, VerificationPolicy, WebhookEvent,
+    MIN_CONTAINER_MEMORY_BYTES, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};

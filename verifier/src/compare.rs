@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 use shoal_jobs::{
-    Agreement, Compared, ContentId, ExecutionResult, FieldCheck, InputSpec, Job, JobSpec, Limits, ToleranceField,
-    VerificationPolicy,
+    Agreement, Compared, ContentId, ExecutionResult, FieldCheck, InputSpec, Job, JobSpec, Limits, RuntimeKind,
+    ToleranceField, VerificationPolicy,
 };
 use shoal_worker::Executor;
 
@@ -233,8 +233,11 @@ impl ComparatorProgram<'_> {
         inputs.push(mount(reported.output, REPORTED_MOUNT));
         inputs.push(mount(other.output, OTHER_MOUNT));
         let spec = JobSpec {
+            // A comparator is a WebAssembly program whatever runs the job it judges.
+            runtime: RuntimeKind::Wasm,
             program: self.program,
             entrypoint: "_start".into(),
+            command: None,
             args: self.args.to_vec(),
             env: Default::default(),
             inputs,

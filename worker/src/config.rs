@@ -25,8 +25,13 @@ pub struct WorkerConfig {
     pub store_dir: PathBuf,
     /// Trustless gateways to fetch blocks from, tried in order after the local store.
     pub gateways: Vec<String>,
-    /// Scratch space for materialised inputs and outputs.
+    /// Scratch space for materialised inputs and outputs, and for container jobs the layer
+    /// cache and runc's state (`containers/`, owned by this worker alone).
     pub work_dir: PathBuf,
+    /// The runc binary that runs container jobs (`"runtime": "oci"`). A worker where it cannot
+    /// run (not installed, not root, no seccomp profile) still runs WebAssembly jobs, and leaves
+    /// container jobs to another attempt, as for any failure of its host.
+    pub runc: PathBuf,
     /// Bytes of materialised inputs kept on disk between jobs.
     pub input_cache_bytes: u64,
     /// Bytes of compiled programs kept in memory.
@@ -118,6 +123,7 @@ impl WorkerConfig {
             store_dir: home.join("blocks"),
             gateways: Vec::new(),
             work_dir: home.join("work").join(id),
+            runc: PathBuf::from("runc"),
             input_cache_bytes: WorkerConfig::DEFAULT_INPUT_CACHE_BYTES,
             program_cache_bytes: WorkerConfig::DEFAULT_PROGRAM_CACHE_BYTES,
             fetch_timeout: WorkerConfig::DEFAULT_FETCH_TIMEOUT,

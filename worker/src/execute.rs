@@ -13,10 +13,11 @@ use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{Block, BlockReader, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOutStore, Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, ShardQueue,
-    ShardRouter, SignedReceipt, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    FanOutStore, Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, RuntimeKind,
+    ShardQueue, ShardRouter, SignedReceipt, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
-use shoal_runtime::{FailureKind, Invocation, Mount, Program, RunError, Runtime, RuntimeConfig};
+use shoal_oci::{ContainerError, Image, ImageError, OciConfig, OciRuntime, UnpackedImage};
+use shoal_runtime::{FailureKind, GuestFailure, Invocation, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
@@ -44,6 +45,9 @@ pub struct Executor {
     pub(crate) store: Arc<dyn BlockStore>,
     /// The shared deterministic runtime.
     runtime: Runtime,
+    /// The container runtime (its layer cache shared by every run), or why this worker has
+    /// none: its container jobs are then left to another attempt, as for a failure of its host.
+    containers: Result<Arc<OciRuntime>, String>,
     /// Compiled programs.
     programs: ProgramCache,
     /// Materialised inputs.
@@ -91,6 +95,7 @@ impl Executor {
             chain: Arc::new(chain),
             store,
             runtime,
+            containers: open_containers(config),
             programs: ProgramCache::new(config.program_cache_bytes),
             inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes).map_err(|source| {
                 WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source }
@@ -233,11 +238,27 @@ pub async fn settle(
 
 /// A job's program and inputs, ready to run.
 struct Fetched {
-    program: Program,
+    program: Runnable,
     /// Mount path and materialised input, in the spec's order.
     inputs: Vec<(String, Arc<MaterialisedInput>)>,
     /// How many inputs were in the cache already.
     cached: u32,
+}
+
+/// A job's program, ready to run in the runtime its spec names.
+enum Runnable {
+    /// A compiled WebAssembly module.
+    Wasm(Program),
+    /// An OCI image, its manifest and config verified, its layers unpacked (every blob checked
+    /// against its digest) in the layer cache.
+    Container(Box<(Image, UnpackedImage)>),
+}
+
+/// Why a run produced no [`Outcome`]: the guest failed (the same in either runtime), or the run
+/// stopped otherwise, with what the record should say.
+enum RunFailure {
+    Guest(Box<GuestFailure>),
+    Stopped(Stop),
 }
 
 /// A failure before or while running, with what the record should say.
@@ -385,7 +406,10 @@ impl Executor {
         mounts.push(Mount { host: outputs.clone(), guest: OUTPUTS_MOUNT.to_string(), writable: true });
         let invocation = invocation(spec, mounts);
         let run_started = Instant::now();
-        let result = self.runtime.run(&program, invocation).await;
+        let result: Result<Outcome, RunFailure> = match &program {
+            Runnable::Wasm(program) => self.runtime.run(program, invocation).await.map_err(wasm_failure),
+            Runnable::Container(image) => self.run_container(image, &invocation).await.map_err(container_failure),
+        };
         let run_ms = run_started.elapsed().as_millis() as u64;
         drop(inputs);
         match result {
@@ -405,7 +429,7 @@ impl Executor {
                     inputs_cached: cached,
                 })
             }
-            Err(RunError::Guest(failure)) => {
+            Err(RunFailure::Guest(failure)) => {
                 let (reason, message) = match &failure.kind {
                     FailureKind::Trap { message } => (FailureReason::Trap, message.clone()),
                     FailureKind::FuelExhausted { .. } => (FailureReason::FuelExhausted, failure.kind.to_string()),
@@ -427,13 +451,22 @@ impl Executor {
                     kind: StopKind::Final,
                 })
             }
-            Err(e @ RunError::MissingEntrypoint { .. }) => {
-                Err(Stop::new(FailureReason::MissingEntrypoint, e.to_string()))
-            }
-            Err(e @ RunError::InvalidModule { .. }) => Err(Stop::new(FailureReason::InvalidProgram, e.to_string())),
-            Err(e @ RunError::Host { .. }) => Err(Stop::host(e.to_string())),
-            Err(e @ RunError::InvalidInvocation { .. }) => Err(Stop::new(FailureReason::Internal, e.to_string())),
+            Err(RunFailure::Stopped(stop)) => Err(stop),
         }
+    }
+
+    /// Runs a prepared image once under the container runtime.
+    async fn run_container(
+        &self,
+        image: &(Image, UnpackedImage),
+        invocation: &Invocation,
+    ) -> Result<Outcome, ContainerError> {
+        let runtime = self
+            .containers
+            .as_ref()
+            .map_err(|why| ContainerError::Host { context: "starting the container runtime", message: why.clone() })?;
+        let (image, unpacked) = image;
+        runtime.run(image, unpacked, invocation).await
     }
 
     /// Fetches the program and the inputs. Content that no source has yet is asked for again,
@@ -484,7 +517,10 @@ impl Executor {
     /// One attempt at fetching the program and the inputs; `None` if `deadline` passed first.
     async fn fetch_once(&self, spec: &JobSpec, deadline: tokio::time::Instant) -> Option<Result<Fetched, Stop>> {
         let attempt = async {
-            let program = self.program(*spec.program.cid()).await?;
+            let program = match spec.runtime {
+                RuntimeKind::Wasm => Runnable::Wasm(self.program(*spec.program.cid()).await?),
+                RuntimeKind::Oci => Runnable::Container(Box::new(self.image(*spec.program.cid()).await?)),
+            };
             let mut inputs = Vec::with_capacity(spec.inputs.len());
             let mut cached = 0;
             for input in &spec.inputs {
@@ -557,6 +593,33 @@ impl Executor {
             .map_err(|stop: Arc<Stop>| Stop::clone(&stop))
     }
 
+    /// Fetches the OCI image layout `cid` (every block verified) and materialises it as a
+    /// directory through the input cache, as inputs are; then, on a blocking thread, checks its
+    /// manifest and config against their digests and unpacks its layers into the layer cache,
+    /// each blob checked against its digest (layers already there are not unpacked again).
+    async fn image(&self, cid: Cid) -> Result<(Image, UnpackedImage), Stop> {
+        // Checked before fetching: a host that cannot run the image need not download it.
+        let runtime = match &self.containers {
+            Ok(runtime) => runtime.clone(),
+            Err(why) => return Err(Stop::host(format!("this worker cannot run container jobs: {why}"))),
+        };
+        let (layout, _) = self.input(cid, None).await?;
+        let prepared = tokio::task::spawn_blocking(move || {
+            let image = Image::open(&layout.dir)?;
+            let unpacked = runtime.prepare(&image)?;
+            Ok::<_, ImageError>((image, unpacked))
+        })
+        .await
+        .map_err(|e| Stop::host(format!("preparing image {cid}: {e}")))?;
+        prepared.map_err(|e| {
+            if e.is_invalid_image() {
+                Stop::new(FailureReason::InvalidProgram, format!("program {cid} is not a usable OCI image: {e}"))
+            } else {
+                Stop::host(format!("preparing image {cid}: {e}"))
+            }
+        })
+    }
+
     /// The failure of a job whose program did not compile within the budget: a wall-clock limit
     /// like [`FailureReason::Timeout`] (another worker may be fast enough).
     fn compile_overran(&self, cid: &Cid, when: &str) -> Stop {
@@ -615,6 +678,46 @@ impl Executor {
             .map_err(|e| Stop::host(format!("publishing logs: {e}")))?;
         Ok(ContentId(imported.root))
     }
+}
+
+/// The container runtime under `config.work_dir` (`containers/state` for runc's state and
+/// per-run bundles, `containers/layers` for the layer cache), after removing whatever a killed
+/// predecessor left there; or why this worker cannot run containers (no runc, not root, no
+/// seccomp profile), said once here and on each container job it is given.
+fn open_containers(config: &WorkerConfig) -> Result<Arc<OciRuntime>, String> {
+    let dir = config.work_dir.join("containers");
+    let oci_config = OciConfig { runc: config.runc.clone(), ..OciConfig::new(dir.join("state"), dir.join("layers")) };
+    match OciRuntime::new(oci_config) {
+        Ok(runtime) => Ok(Arc::new(runtime)),
+        Err(error) => {
+            info!(%error, "container jobs cannot run on this worker; they are left to other workers");
+            Err(error.to_string())
+        }
+    }
+}
+
+/// What a WebAssembly run's error means for the job.
+fn wasm_failure(error: RunError) -> RunFailure {
+    let stop = match error {
+        RunError::Guest(failure) => return RunFailure::Guest(failure),
+        e @ RunError::MissingEntrypoint { .. } => Stop::new(FailureReason::MissingEntrypoint, e.to_string()),
+        e @ RunError::InvalidModule { .. } => Stop::new(FailureReason::InvalidProgram, e.to_string()),
+        e @ RunError::Host { .. } => Stop::host(e.to_string()),
+        e @ RunError::InvalidInvocation { .. } => Stop::new(FailureReason::Internal, e.to_string()),
+    };
+    RunFailure::Stopped(stop)
+}
+
+/// What a container run's error means for the job: the same reasons as a WebAssembly run's (a
+/// command that cannot be run in the image is an invalid program).
+fn container_failure(error: ContainerError) -> RunFailure {
+    let stop = match error {
+        ContainerError::Guest(failure) => return RunFailure::Guest(failure),
+        e @ ContainerError::InvalidProgram { .. } => Stop::new(FailureReason::InvalidProgram, e.to_string()),
+        e @ ContainerError::Host { .. } => Stop::host(e.to_string()),
+        e @ ContainerError::InvalidInvocation { .. } => Stop::new(FailureReason::Internal, e.to_string()),
+    };
+    RunFailure::Stopped(stop)
 }
 
 /// The stop for content `cid` that could not be read: missing (asked for again), this host's
@@ -724,14 +827,19 @@ impl Drop for RemoveDir {
     }
 }
 
-/// The runtime invocation of `spec` with `mounts`: argv\[0\] is the program's CID, then the
-/// spec's arguments; the spec's environment and limits. The one place a job becomes a run, so
-/// workers, the verifier and a direct run all invoke a program alike.
+/// The runtime invocation of `spec` with `mounts`: argv\[0\] is the program's CID (a
+/// container job's argv is its `command`), then the spec's arguments; the spec's environment
+/// and limits. The one place a job becomes a run, so workers, the verifier and a direct run all
+/// invoke a program alike, in either runtime.
 pub fn invocation(spec: &JobSpec, mounts: Vec<Mount>) -> Invocation {
     let limits = &spec.limits;
+    let argv: Vec<String> = match (spec.runtime, &spec.command) {
+        (RuntimeKind::Oci, Some(command)) => command.clone(),
+        _ => vec![spec.program.to_string()],
+    };
     Invocation {
         entrypoint: spec.entrypoint.clone(),
-        args: std::iter::once(spec.program.to_string()).chain(spec.args.iter().cloned()).collect(),
+        args: argv.into_iter().chain(spec.args.iter().cloned()).collect(),
         env: spec.env.clone(),
         mounts,
         limits: shoal_runtime::Limits {

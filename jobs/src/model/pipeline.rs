@@ -53,7 +53,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::spec::{check_relative, default_entrypoint, parse_object};
-use super::{ContentId, Determinism, FanOut, FanOutOver, InputSpec, JobSpec, Limits, RetryPolicy, VerificationPolicy};
+use super::{
+    ContentId, Determinism, FanOut, FanOutOver, InputSpec, JobSpec, Limits, RetryPolicy, RuntimeKind,
+    VerificationPolicy,
+};
 use crate::error::SpecError;
 
 /// The most stages a pipeline may have.
@@ -92,12 +95,18 @@ pub struct Stage {
     /// The stage's name: 1 to 64 lowercase ASCII letters, digits, `-` or `_`, starting with a
     /// letter; not `pipeline`, which names the pipeline's inputs.
     pub name: String,
-    /// The WebAssembly module (a UnixFS file).
+    /// What runs the program: `wasm` unless named, or `oci` (as a job's `runtime`).
+    #[serde(default, skip_serializing_if = "RuntimeKind::is_wasm")]
+    pub runtime: RuntimeKind,
+    /// The WebAssembly module (a UnixFS file), or for `oci` the OCI image layout directory.
     pub program: ContentId,
     /// The export to call: `_start` unless named.
     #[serde(default = "default_entrypoint")]
     pub entrypoint: String,
-    /// Arguments after argv\[0\].
+    /// A container stage's command (as a job's `command`): required for `oci`, refused for `wasm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Arguments after argv\[0\] (after `command`, for a container stage).
     #[serde(default)]
     pub args: Vec<String>,
     /// Environment variables.
@@ -298,8 +307,10 @@ impl Stage {
     /// The stage's job over `inputs` (its [`StageInput`]s resolved to content, in order).
     pub fn job_spec(&self, inputs: Vec<InputSpec>) -> JobSpec {
         JobSpec {
+            runtime: self.runtime,
             program: self.program,
             entrypoint: self.entrypoint.clone(),
+            command: self.command.clone(),
             args: self.args.clone(),
             env: self.env.clone(),
             inputs,

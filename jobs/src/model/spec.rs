@@ -18,16 +18,28 @@ const JSON_CODEC: u64 = 0x0200;
 /// The most inputs a spec may have.
 const MAX_INPUTS: usize = 1024;
 
-/// What a user asks Shoal to run: a WebAssembly program and its inputs, both named by CID.
+/// What a user asks Shoal to run: a program (a WebAssembly module, or an OCI container image)
+/// and its inputs, all named by CID.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// The WebAssembly module (a UnixFS file).
+    /// What runs the program: `wasm` (the default, left out of the JSON so that the invocation
+    /// CIDs of specs written before containers existed do not change) or `oci`.
+    #[serde(default, skip_serializing_if = "RuntimeKind::is_wasm")]
+    pub runtime: RuntimeKind,
+    /// The WebAssembly module (a UnixFS file), or for `oci` the image: an OCI image layout
+    /// directory (`oci-layout`, `index.json`, `blobs/`) imported with `shoal add DIR`.
     pub program: ContentId,
-    /// The export to call: `_start` (a WASI command's `main`) unless named.
+    /// The export to call: `_start` (a WASI command's `main`) unless named. A container job
+    /// runs `command` and must leave it at `_start`.
     #[serde(default = "default_entrypoint")]
     pub entrypoint: String,
-    /// Arguments after argv\[0\].
+    /// A container job's command, run in the image (`["/bin/sh", "-c", "…"]`; the executable
+    /// is looked up in the image's `PATH`), with `args` appended. Required for `oci`, refused
+    /// for `wasm`, whose argv\[0\] is the program's CID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Arguments after argv\[0\] (after `command`, for a container job).
     #[serde(default)]
     pub args: Vec<String>,
     /// Environment variables; sorted, so every worker passes them in one order.
@@ -43,6 +55,11 @@ pub struct JobSpec {
     #[serde(default)]
     pub verification: VerificationPolicy,
     /// Whether the program runs pinned (the default) or sees the host's clocks and entropy.
+    ///
+    /// A container job must state `nondeterministic`: a container sees the host's clocks,
+    /// entropy and scheduling, so its honest runs may differ, and its verification must then
+    /// compare otherwise than byte for byte (or be `none`). Stated rather than implied so that
+    /// the spec itself, and everything that reads this field, says how its results are judged.
     #[serde(default, skip_serializing_if = "Determinism::is_deterministic")]
     pub determinism: Determinism,
     /// The files the program writes, relative to `/outputs`: a run that does not write each
@@ -60,6 +77,33 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fan_out: Option<FanOut>,
 }
+
+/// What runs a job's program.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// A WebAssembly module run by `shoal-runtime` (WASI preview 1, fuel, pinned unless the job
+    /// is nondeterministic).
+    #[default]
+    Wasm,
+    /// An OCI container image run by runc (`shoal-oci`), under the same contract: inputs
+    /// read-only, `/outputs` writable, no network, the job's limits (but no fuel).
+    Oci,
+}
+
+impl RuntimeKind {
+    /// Whether this is the default, left out of a spec's JSON.
+    pub fn is_wasm(&self) -> bool {
+        *self == RuntimeKind::Wasm
+    }
+}
+
+/// Guest paths a container's sandbox mounts itself, where no input may be mounted.
+const CONTAINER_RESERVED_PATHS: [&str; 4] = ["/proc", "/sys", "/dev", "/tmp"];
+
+/// The smallest memory limit of a container job: below it runc's own setup inside the
+/// container's cgroup could be killed for memory, which would look like the job's fault.
+pub const MIN_CONTAINER_MEMORY_BYTES: u64 = 8 << 20;
 
 /// Fans a job out into *tasks*, each an ordinary job placed by its own data, retried on its own;
 /// the job finishes when all have, and its output is one directory with an entry per input file,
@@ -415,8 +459,8 @@ impl VerificationPolicy {
 impl Eq for VerificationPolicy {}
 
 impl JobSpec {
-    /// The most bytes `args`, `env` (names and values) and `inputs` (CIDs, paths and names) may
-    /// hold together: 256 KiB, room for a thousand inputs or a sizeable configuration, while a
+    /// The most bytes `args` (with a container's `command`), `env` (names and values) and
+    /// `inputs` (CIDs, paths and names) may hold together: 256 KiB, room for a thousand inputs or a sizeable configuration, while a
     /// stored job stays small enough to read back by the hundred.
     pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
 
@@ -469,6 +513,7 @@ impl JobSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         self.validate_size()?;
         self.validate_invocation()?;
+        self.validate_runtime()?;
         validate_inputs(&self.inputs)?;
         if let Some(fan_out) = &self.fan_out {
             fan_out.validate(&self.inputs)?;
@@ -490,9 +535,69 @@ impl JobSpec {
         Ok(())
     }
 
+    /// What a container job needs and a WebAssembly job must not have: `command`, a stated
+    /// nondeterminism, the default entrypoint, no input where the sandbox mounts its own, enough
+    /// memory for runc.
+    fn validate_runtime(&self) -> Result<(), SpecError> {
+        let Some(command) = &self.command else {
+            if self.runtime == RuntimeKind::Oci {
+                return field_error(
+                    "command",
+                    "a container job (\"runtime\": \"oci\") must name its command, e.g. [\"/bin/sh\", \"-c\", \"…\"]",
+                );
+            }
+            return Ok(());
+        };
+        if self.runtime == RuntimeKind::Wasm {
+            return field_error(
+                "command",
+                "applies to container jobs (\"runtime\": \"oci\") only; a WebAssembly program's argv[0] is its CID, \
+                 its arguments are `args`",
+            );
+        }
+        if command.is_empty() || command[0].is_empty() {
+            return field_error("command", "must name at least the executable to run");
+        }
+        if command.len() + self.args.len() > 1024
+            || command.iter().chain(&self.args).map(String::len).sum::<usize>() > 64 << 10
+        {
+            return field_error("command", "command and args: at most 1024 arguments and 64 KiB in all");
+        }
+        if let Some(i) = command.iter().position(|arg| arg.contains('\0')) {
+            return field_error(&format!("command[{i}]"), "contains a NUL character, which an argument cannot hold");
+        }
+        if self.entrypoint != default_entrypoint() {
+            return field_error("entrypoint", "names a WebAssembly export; a container job runs its `command`");
+        }
+        if self.determinism != Determinism::Nondeterministic {
+            return field_error(
+                "determinism",
+                "a container sees the host's clocks, entropy and scheduling, so its runs are not reproducible: \
+                 state \"determinism\": \"nondeterministic\" (and compare results with `tolerance` or a \
+                 `comparator`, or ask for no verification)",
+            );
+        }
+        if self.limits.memory_bytes < MIN_CONTAINER_MEMORY_BYTES {
+            return field_error(
+                "limits.memory_bytes",
+                format!("a container job needs at least {MIN_CONTAINER_MEMORY_BYTES} bytes"),
+            );
+        }
+        for (i, input) in self.inputs.iter().enumerate() {
+            let path = std::path::Path::new(&input.path);
+            if let Some(reserved) = CONTAINER_RESERVED_PATHS.iter().find(|reserved| path.starts_with(reserved)) {
+                return field_error(
+                    &format!("inputs[{i}].path"),
+                    format!("{} is inside {reserved}, which a container's sandbox mounts itself", input.path),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// `args`, `env` and `inputs` within [`JobSpec::MAX_PAYLOAD_BYTES`] together.
     fn validate_size(&self) -> Result<(), SpecError> {
-        let args: usize = self.args.iter().map(String::len).sum();
+        let args: usize = self.args.iter().chain(self.command.iter().flatten()).map(String::len).sum();
         let env: usize = self.env.iter().map(|(key, value)| key.len() + value.len()).sum();
         let inputs: usize = self
             .inputs
@@ -960,6 +1065,81 @@ mod tests {
         assert_eq!(serde_json::to_value(&plain).unwrap()["verification"], serde_json::json!({"mode": "always"}));
         let json = serde_json::to_value(&plain).unwrap();
         assert!(json.get("determinism").is_none() && json.get("writes").is_none(), "{json}");
+    }
+
+    /// A container job's spec with `extra` fields (its verification among them).
+    fn container_json(extra: &str) -> String {
+        spec_json(&format!(
+            r#","runtime":"oci","command":["/bin/sh","-c","cat /inputs/* > /outputs/out"],"determinism":"nondeterministic"{extra}"#
+        ))
+    }
+
+    const UNVERIFIED: &str = r#","verification":{"mode":"none"}"#;
+
+    #[test]
+    fn a_container_job_parses_and_keeps_its_runtime_and_command_in_the_json() {
+        let spec = JobSpec::from_json(container_json(&format!(r#"{UNVERIFIED},"args":["x"]"#)).as_bytes()).unwrap();
+        assert_eq!(spec.runtime, RuntimeKind::Oci);
+        assert_eq!(spec.command.as_deref().unwrap()[0], "/bin/sh");
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["runtime"], "oci");
+        assert_eq!(json["command"][2], "cat /inputs/* > /outputs/out");
+        // A WebAssembly job leaves both out, so its invocation CID is what it was before.
+        let wasm = JobSpec::from_json(spec_json(UNVERIFIED).as_bytes()).unwrap();
+        let json = serde_json::to_value(&wasm).unwrap();
+        assert!(json.get("runtime").is_none() && json.get("command").is_none(), "{json}");
+        let explicit = JobSpec::from_json(spec_json(&format!(r#","runtime":"wasm"{UNVERIFIED}"#)).as_bytes()).unwrap();
+        assert_eq!(explicit.invocation_cid(), wasm.invocation_cid());
+        // Re-executed and compared within a tolerance, as a nondeterministic job may be.
+        let tolerant = container_json(
+            r#","writes":["result.json"],"verification":{"mode":"always","compare":{"kind":"tolerance","fields":[{"file":"result.json","json":"/n","absolute":1}]}}"#,
+        );
+        assert!(JobSpec::from_json(tolerant.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn container_and_command_errors_name_the_field() {
+        let oci = format!(r#","runtime":"oci","determinism":"nondeterministic"{UNVERIFIED}"#);
+        let cases = [
+            (spec_json(r#","runtime":"docker""#), "runtime", "unknown variant `docker`"),
+            (spec_json(&oci), "command", "must name its command"),
+            (spec_json(&format!(r#"{oci},"command":[]"#)), "command", "at least the executable"),
+            (spec_json(&format!(r#"{oci},"command":[""]"#)), "command", "at least the executable"),
+            (spec_json(&format!(r#"{oci},"command":["/bin/sh","a\u0000b"]"#)), "command[1]", "NUL"),
+            (spec_json(r#","command":["/bin/sh"]"#), "command", "applies to container jobs"),
+            (spec_json(r#","runtime":"wasm","command":["/bin/sh"]"#), "command", "applies to container jobs"),
+            (container_json(&format!(r#"{UNVERIFIED},"entrypoint":"main""#)), "entrypoint", "runs its `command`"),
+            (
+                spec_json(&format!(r#","runtime":"oci","command":["/bin/true"]{UNVERIFIED}"#)),
+                "determinism",
+                "state \"determinism\": \"nondeterministic\"",
+            ),
+            (
+                container_json(r#","verification":{"mode":"always"}"#),
+                "verification.compare",
+                "byte equality would reject them all",
+            ),
+            (
+                container_json(r#","verification":{"mode":"replicated","replicas":2}"#),
+                "verification.compare",
+                "byte equality would reject them all",
+            ),
+            (
+                container_json(&format!(r#"{UNVERIFIED},"limits":{{"memory_bytes":4096}}"#)),
+                "limits.memory_bytes",
+                "at least 8388608",
+            ),
+            (
+                container_json(&format!(r#"{UNVERIFIED},"inputs":[{{"cid":"{FILE_A}","path":"/tmp/in"}}]"#)),
+                "inputs[0].path",
+                "inside /tmp",
+            ),
+        ];
+        for (body, want_field, want_reason) in cases {
+            let (field, reason) = field_error(&body);
+            assert_eq!(field, want_field, "{body}: {reason}");
+            assert!(reason.contains(want_reason), "{body}: {reason}");
+        }
     }
 
     const FILE_A: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";

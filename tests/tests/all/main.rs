@@ -8,6 +8,7 @@ mod abuse_runtime;
 mod bad_inputs;
 mod cli;
 mod cluster;
+mod containers;
 mod dashboard;
 mod fanout;
 mod landsat;

@@ -1,0 +1,171 @@
+//! Container jobs (`"runtime": "oci"`) through a whole stack: the busybox test image of
+//! `scripts/build-test-image.sh`, imported as a directory and named by its CID, run by the
+//! worker under runc over an input, its output read back; re-executed by the verifier and
+//! compared within a tolerance; and the ways such a job fails — not an image, a command the
+//! image lacks, a non-zero exit, a worker that cannot run containers.
+//!
+//! Needs root, runc and busybox-static (`scripts/install-deps.sh`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shoal_jobs::{Compared, ExecutionOutcome, FailureReason, Job, JobState, VerificationOutcome};
+use shoal_testkit::{repo_root, Stack, StackOptions};
+
+use crate::sha256_hex;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The busybox image, built once per script version under Cargo's target temp directory (as
+/// shoal-oci's tests do; the script is deterministic, so the image keeps its CID).
+fn busybox_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let script = repo_root().join("scripts/build-test-image.sh");
+        let hash = sha256_hex(&std::fs::read(&script).unwrap());
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oci-test-image-{}", &hash[..16]));
+        if out.join("index.json").is_file() {
+            return out;
+        }
+        // Built aside and renamed, so that a concurrent test binary never sees half an image.
+        let building = out.with_extension(format!("building-{}", std::process::id()));
+        let status = Command::new("bash").arg(&script).arg(&building).status().expect("run build-test-image.sh");
+        assert!(status.success(), "scripts/build-test-image.sh failed; run scripts/install-deps.sh (busybox-static)");
+        if std::fs::rename(&building, &out).is_err() {
+            std::fs::remove_dir_all(&building).unwrap();
+        }
+        out
+    })
+}
+
+/// A container job over the busybox image running `script` with `sh -c`.
+fn shell_job(image: &str, script: &str, inputs: Value, verification: Value) -> Value {
+    json!({
+        "runtime": "oci",
+        "program": image,
+        "command": ["/bin/sh", "-c", script],
+        "determinism": "nondeterministic",
+        "inputs": inputs,
+        "limits": {"memory_bytes": 128 << 20, "wall_time_ms": 60_000},
+        "verification": verification,
+    })
+}
+
+async fn run(stack: &Stack, spec: &Value) -> Job {
+    let id = stack.submit_ok(spec).await.unwrap();
+    stack.wait_terminal(&id, WAIT).await.unwrap()
+}
+
+/// Doubles the number in `/inputs/number.txt`: a line of text, and the number in JSON beside a
+/// random nonce, so that two honest runs agree on `/doubled` but differ byte for byte.
+const DOUBLE: &str = r#"n=$(cat /inputs/number.txt)
+echo "doubled: $((n * 2))" > /outputs/result.txt
+nonce=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '{"doubled": %d, "nonce": "%s"}\n' "$((n * 2))" "$nonce" > /outputs/result.json"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_job_reads_its_input_writes_its_output_and_is_verified_within_a_tolerance() {
+    let stack = Stack::start(StackOptions { verifier: Some(0.0), ..StackOptions::default() }).await.unwrap();
+    let image = stack.add_path(busybox_image()).await.unwrap().to_string();
+    let number = stack.add_bytes(b"21\n").await.unwrap().to_string();
+    let inputs = json!([{"cid": number, "path": "/inputs", "name": "number.txt"}]);
+
+    let job = run(&stack, &shell_job(&image, DOUBLE, inputs.clone(), json!({"mode": "none"}))).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let result = job.result.as_ref().unwrap();
+    assert_eq!(result.exit_code, 0);
+    assert_eq!(stack.read(result.output.cid(), "result.txt").await.unwrap(), b"doubled: 42\n");
+
+    // Re-executed by the verifier through the worker's own executor: the nonces differ, the
+    // compared number does not.
+    let mut spec = shell_job(
+        &image,
+        DOUBLE,
+        inputs,
+        json!({"mode": "always", "compare": {"kind": "tolerance", "fields": [
+            {"file": "result.json", "json": "/doubled", "absolute": 0}
+        ]}}),
+    );
+    spec["writes"] = json!(["result.txt", "result.json"]);
+    let id = stack.submit_ok(&spec).await.unwrap();
+    let job = stack.wait_until(&id, WAIT, |job| job.verification.is_some()).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let verification = job.verification.as_ref().unwrap();
+    assert_eq!(verification.outcome, VerificationOutcome::Agreed, "{verification:?}");
+    let [Compared::Tolerance { against, agree: true, checks }] = &verification.compared[..] else {
+        panic!("{verification:?}")
+    };
+    assert_eq!((against.as_str(), checks[0].field.as_str()), ("re-execution", "result.json#/doubled"));
+    assert_eq!((checks[0].reported, checks[0].other), (Some(42.0), Some(42.0)), "{checks:?}");
+    let written: Value =
+        serde_json::from_slice(&stack.read(job.result.as_ref().unwrap().output.cid(), "result.json").await.unwrap())
+            .unwrap();
+    assert_eq!(written["doubled"], 42, "{written}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_job_fails_clearly_on_a_bad_image_a_missing_command_and_a_non_zero_exit() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let image = stack.add_path(busybox_image()).await.unwrap().to_string();
+    let plain = tempfile::tempdir().unwrap();
+    std::fs::write(plain.path().join("notes.txt"), "not an image\n").unwrap();
+    let plain = stack.add_path(plain.path()).await.unwrap().to_string();
+    let none = json!({"mode": "none"});
+
+    let job = run(&stack, &shell_job(&plain, "true", json!([]), none.clone())).await;
+    let failure = job.failure.as_ref().unwrap();
+    assert_eq!((job.state, failure.reason), (JobState::Failed, FailureReason::InvalidProgram), "{job:?}");
+    assert!(failure.message.contains(&format!("program {plain} is not a usable OCI image")), "{}", failure.message);
+    assert!(failure.message.contains("no `oci-layout` file"), "{}", failure.message);
+
+    let mut missing = shell_job(&image, "", json!([]), none.clone());
+    missing["command"] = json!(["/bin/no-such-command"]);
+    let job = run(&stack, &missing).await;
+    let failure = job.failure.as_ref().unwrap();
+    assert_eq!((job.state, failure.reason), (JobState::Failed, FailureReason::InvalidProgram), "{job:?}");
+    assert!(failure.message.contains("/bin/no-such-command"), "{}", failure.message);
+
+    let job = run(&stack, &shell_job(&image, "echo giving up >&2; exit 3", json!([]), none)).await;
+    let failure = job.failure.as_ref().unwrap();
+    assert_eq!((job.state, failure.reason), (JobState::Failed, FailureReason::NonZeroExit), "{job:?}");
+    let exit_codes: Vec<i32> = job
+        .executions
+        .iter()
+        .filter_map(|execution| match &execution.outcome {
+            Some(ExecutionOutcome::Completed(result)) => Some(result.exit_code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exit_codes, [3], "{job:?}");
+    let stderr = stack.read(failure.stderr.unwrap().cid(), "").await.unwrap();
+    assert_eq!(stderr, b"giving up\n");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_without_runc_leaves_container_jobs_as_a_failure_of_its_host() {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let mut config = stack.worker_config("no-runc");
+    config.runc = PathBuf::from("/nonexistent/runc");
+    stack.start_worker_with(config);
+    let image = stack.add_path(busybox_image()).await.unwrap().to_string();
+    // One attempt, so the host's failure is final at once instead of waiting for a takeover.
+    let mut spec = shell_job(&image, "true", json!([]), json!({"mode": "none"}));
+    spec["retry"] = json!({"max_attempts": 1});
+    let job = run(&stack, &spec).await;
+    let failure = job.failure.as_ref().unwrap();
+    assert_eq!((job.state, failure.reason), (JobState::Failed, FailureReason::Internal), "{job:?}");
+    for says in ["this worker cannot run container jobs", "/nonexistent/runc", "the host failed on each of the 1"] {
+        assert!(failure.message.contains(says), "{}", failure.message);
+    }
+    // A WebAssembly job runs there as before.
+    let program = stack.add_program("echo-hash").await.unwrap().to_string();
+    let hello = json!([{"cid": "bafkqac3imvwgy3zao5xxe3de", "name": "hello"}]);
+    let job = run(&stack, &json!({"program": program, "inputs": hello})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    stack.shutdown().await;
+}
