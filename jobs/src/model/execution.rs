@@ -92,7 +92,8 @@ pub enum FailureReason {
     Timeout,
     /// The guest wrote more than its output limit.
     OutputLimit,
-    /// The program is not a valid WebAssembly module.
+    /// The program is not a valid WebAssembly module, or for a container job not a usable OCI
+    /// image, or its command cannot be run in it.
     InvalidProgram,
     /// The program has no such entrypoint.
     MissingEntrypoint,

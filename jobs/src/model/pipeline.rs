@@ -670,6 +670,23 @@ mod tests {
     }
 
     #[test]
+    fn a_container_stage_runs_as_a_container_job_and_its_errors_name_the_stage() {
+        let mut container = stage("count", &["pipeline.scenes"]);
+        container["runtime"] = json!("oci");
+        container["command"] = json!(["/bin/sh", "-c", "ls /in0 > /outputs/list.txt"]);
+        container["determinism"] = json!("nondeterministic");
+        container["verification"] = json!({"mode": "none"});
+        let spec = parse(&pipeline(vec![container.clone()])).unwrap();
+        let job = spec.stage("count").unwrap().job_spec(Vec::new());
+        assert_eq!((job.runtime, job.command.unwrap()[0].as_str()), (RuntimeKind::Oci, "/bin/sh"));
+        container.as_object_mut().unwrap().remove("command");
+        refused(&pipeline(vec![container]), "stages.count.command", "must name its command");
+        let mut wasm = stage("count", &["pipeline.scenes"]);
+        wasm["command"] = json!(["/bin/true"]);
+        refused(&pipeline(vec![wasm]), "stages.count.command", "applies to container jobs");
+    }
+
+    #[test]
     fn conditions_read_dotted_paths_and_pointers() {
         let at = |field: &str| Condition {
             stage: "s".into(),
