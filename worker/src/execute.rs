@@ -81,6 +81,14 @@ impl Executor {
             sources.push(Arc::new(HttpGatewaySource::new(url)?));
         }
         let chain = SourceChain::new(sources).with_cache(store.clone());
+        // runc is asked for its version and a killed predecessor's containers are removed:
+        // blocking work, off the async threads.
+        let containers = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || open_containers(&config))
+                .await
+                .unwrap_or_else(|e| Err(format!("opening the container runtime: {e}")))
+        };
         let runtime = Runtime::new(RuntimeConfig {
             max_concurrent_instances: config.concurrency as u32,
             ..RuntimeConfig::default()
@@ -95,7 +103,7 @@ impl Executor {
             chain: Arc::new(chain),
             store,
             runtime,
-            containers: open_containers(config),
+            containers,
             programs: ProgramCache::new(config.program_cache_bytes),
             inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes).map_err(|source| {
                 WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source }
@@ -249,9 +257,16 @@ struct Fetched {
 enum Runnable {
     /// A compiled WebAssembly module.
     Wasm(Program),
-    /// An OCI image, its manifest and config verified, its layers unpacked (every blob checked
-    /// against its digest) in the layer cache.
-    Container(Box<(Image, UnpackedImage)>),
+    /// An OCI image, ready for the container runtime.
+    Container(Box<PreparedImage>),
+}
+
+/// An OCI image whose manifest and config were verified and whose layers are unpacked (every
+/// blob checked against its digest) in the layer cache of `runtime`, which runs it.
+struct PreparedImage {
+    runtime: Arc<OciRuntime>,
+    image: Image,
+    unpacked: UnpackedImage,
 }
 
 /// Why a run produced no [`Outcome`]: the guest failed (the same in either runtime), or the run
@@ -408,7 +423,10 @@ impl Executor {
         let run_started = Instant::now();
         let result: Result<Outcome, RunFailure> = match &program {
             Runnable::Wasm(program) => self.runtime.run(program, invocation).await.map_err(wasm_failure),
-            Runnable::Container(image) => self.run_container(image, &invocation).await.map_err(container_failure),
+            Runnable::Container(prepared) => {
+                let PreparedImage { runtime, image, unpacked } = prepared.as_ref();
+                runtime.run(image, unpacked, &invocation).await.map_err(container_failure)
+            }
         };
         let run_ms = run_started.elapsed().as_millis() as u64;
         drop(inputs);
@@ -453,20 +471,6 @@ impl Executor {
             }
             Err(RunFailure::Stopped(stop)) => Err(stop),
         }
-    }
-
-    /// Runs a prepared image once under the container runtime.
-    async fn run_container(
-        &self,
-        image: &(Image, UnpackedImage),
-        invocation: &Invocation,
-    ) -> Result<Outcome, ContainerError> {
-        let runtime = self
-            .containers
-            .as_ref()
-            .map_err(|why| ContainerError::Host { context: "starting the container runtime", message: why.clone() })?;
-        let (image, unpacked) = image;
-        runtime.run(image, unpacked, invocation).await
     }
 
     /// Fetches the program and the inputs. Content that no source has yet is asked for again,
@@ -597,7 +601,7 @@ impl Executor {
     /// directory through the input cache, as inputs are; then, on a blocking thread, checks its
     /// manifest and config against their digests and unpacks its layers into the layer cache,
     /// each blob checked against its digest (layers already there are not unpacked again).
-    async fn image(&self, cid: Cid) -> Result<(Image, UnpackedImage), Stop> {
+    async fn image(&self, cid: Cid) -> Result<PreparedImage, Stop> {
         // Checked before fetching: a host that cannot run the image need not download it.
         let runtime = match &self.containers {
             Ok(runtime) => runtime.clone(),
@@ -607,7 +611,7 @@ impl Executor {
         let prepared = tokio::task::spawn_blocking(move || {
             let image = Image::open(&layout.dir)?;
             let unpacked = runtime.prepare(&image)?;
-            Ok::<_, ImageError>((image, unpacked))
+            Ok::<_, ImageError>(PreparedImage { runtime, image, unpacked })
         })
         .await
         .map_err(|e| Stop::host(format!("preparing image {cid}: {e}")))?;
