@@ -176,14 +176,8 @@ impl RedisServer {
         let dir = private_dir(dir)?;
         // The bus port is given explicitly: the default (port + 10000) can be taken, or past 65535.
         let (port, bus) = (free_port()?, free_port()?);
-        let mut server = RedisServer {
-            child: None,
-            port,
-            dir,
-            credentials,
-            fsync: Fsync::EverySec,
-            cluster_port: Some(bus),
-        };
+        let mut server =
+            RedisServer { child: None, port, dir, credentials, fsync: Fsync::EverySec, cluster_port: Some(bus) };
         server.spawn()?;
         Ok(server)
     }
