@@ -66,7 +66,8 @@ pub struct HonestFigures {
     pub verdicts: BTreeMap<String, usize>,
     /// The held-out accuracies the workers' results claim (honest: what their weights achieve).
     pub accuracy: Spread,
-    /// How far each result's accuracy was from its re-execution's, as the comparison saw it.
+    /// How far each result's accuracy was from its re-execution's, as the comparison saw it (a
+    /// comparator's disagreement names its gap only in prose, in `disagreements`: not counted).
     pub gap: Spread,
     /// The workers' wasm run time per job, milliseconds.
     pub worker_run_ms: Spread,
