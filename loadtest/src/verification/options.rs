@@ -66,8 +66,8 @@ pub struct VerificationOptions {
     )]
     pub kinds: Vec<AdversaryKind>,
     /// The absolute tolerance of held-out accuracies (tolerance), and the accuracy gap allowed
-    /// (comparator). Not ml-compare's 0.03: over 100 pairs of honest runs one pair was 0.031
-    /// apart (docs/verification/), while a 1-epoch result stays more than 0.05 below.
+    /// (comparator, ml-compare's own default since): over 100 pairs of honest runs one pair was
+    /// 0.031 apart (docs/verification/), while a 1-epoch result stays more than 0.05 below.
     #[arg(long, default_value_t = 0.04)]
     pub tolerance: f64,
     /// What fabricated metrics add to the claimed accuracy; drawn per job from 0.02–0.05 if

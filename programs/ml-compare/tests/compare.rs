@@ -160,6 +160,16 @@ fn an_honest_but_worse_result_is_caught_by_the_gap_or_its_epochs() {
 }
 
 #[test]
+fn an_honest_result_of_another_configuration_is_not_this_jobs() {
+    let (one, _) = honest();
+    let mut claims = metrics(one);
+    claims.learning_rate = 0.05;
+    let comparison = run(one, &forge("other-learning-rate", one, &claims));
+    let reasons: Vec<_> = comparison.failures.iter().map(|f| (f.result, f.reason)).collect();
+    assert_eq!(reasons, [("both", Reason::SettingsMismatch)], "{comparison:?}");
+}
+
+#[test]
 fn missing_and_malformed_files_are_named() {
     let (one, _) = honest();
     let no_metrics = forge("no-metrics", one, &metrics(one));

@@ -128,9 +128,9 @@ fn nondeterministic_training(train: &str, data: &str, verification: Value) -> Va
 }
 
 /// The tolerance the verifier holds two honest trainings' accuracies to (`ml-compare`'s own
-/// default: honest runs differ by under 0.02).
+/// default: 100 honest pairs differed by up to 0.031, docs/verification/).
 fn accuracy_within() -> Value {
-    json!({"kind": "tolerance", "fields": [{"file": "metrics.json", "json": "/held_out_accuracy", "absolute": 0.03}]})
+    json!({"kind": "tolerance", "fields": [{"file": "metrics.json", "json": "/held_out_accuracy", "absolute": 0.04}]})
 }
 
 async fn verified(stack: &Stack, id: &str) -> Job {
@@ -173,7 +173,7 @@ async fn a_nondeterministic_training_is_verified_by_tolerance_by_its_comparator_
                 assert_eq!((against.as_str(), checks.len()), ("re-execution", 1));
                 assert_eq!(checks[0].field, "metrics.json#/held_out_accuracy");
                 let (reported, other) = (checks[0].reported.unwrap(), checks[0].other.unwrap());
-                assert!(checks[0].within && (reported - other).abs() <= 0.03, "{checks:?}");
+                assert!(checks[0].within && (reported - other).abs() <= 0.04, "{checks:?}");
                 assert_eq!(reported, metrics["held_out_accuracy"].as_f64().unwrap());
             }
             "comparator" => {
