@@ -62,6 +62,11 @@ pub(crate) struct RunArgs {
     /// data is); the program then writes one output per file, /outputs/<name>.
     #[arg(long, value_name = "N", requires = "fan_out")]
     batch: Option<u32>,
+    /// Run `--program` as an OCI container image (the CID of an image layout directory) with this
+    /// command, one `--command` per word (`--command /bin/sh --command -c --command '…'`); a
+    /// container job is nondeterministic, so `--nondeterministic` is implied.
+    #[arg(long = "command", value_name = "WORD", allow_hyphen_values = true)]
+    command: Vec<String>,
     /// Let the program see the host's clocks and randomness (random initialisation, shuffling):
     /// its honest runs then differ, so name how they are compared (`--tolerance`,
     /// `--comparator`) or `--verify none`.
@@ -176,7 +181,11 @@ impl RunArgs {
         if self.each.is_some() || self.each_input {
             spec.insert("fan_out".into(), Value::Object(fan_out));
         }
-        if self.nondeterministic {
+        if !self.command.is_empty() {
+            spec.insert("runtime".into(), json!("oci"));
+            spec.insert("command".into(), json!(self.command));
+        }
+        if self.nondeterministic || !self.command.is_empty() {
             spec.insert("determinism".into(), json!("nondeterministic"));
         }
         let mut writes = self.writes.clone();
@@ -737,6 +746,23 @@ mod tests {
             json!({"mode": "replicated", "replicas": 3, "quorum": 2, "compare": {"kind": "comparator", "program": B}})
         );
         assert_eq!(spec(&["--program", A, "--verify", "none"])["verification"], json!({"mode": "none"}));
+        let container = spec(&[
+            "--program",
+            B,
+            "--command",
+            "/bin/sh",
+            "--command",
+            "-c",
+            "--command",
+            "wc -l",
+            "--verify",
+            "none",
+        ]);
+        assert_eq!(
+            (&container["runtime"], &container["command"], &container["determinism"]),
+            (&json!("oci"), &json!(["/bin/sh", "-c", "wc -l"]), &json!("nondeterministic"))
+        );
+        assert!(spec(&["--program", A]).get("runtime").is_none(), "wasm, the default, is left out");
         assert!(spec(&["--program", A]).get("verification").is_none(), "the deployment's default");
         let bad = |args: &[&str]| {
             let run = Run::try_parse_from(std::iter::once("run").chain(args.iter().copied())).unwrap();
