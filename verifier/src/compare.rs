@@ -13,8 +13,8 @@ use shoal_worker::Executor;
 
 /// The most bytes of an output file a tolerance comparison reads.
 const MAX_COMPARED_FILE_BYTES: u64 = 16 << 20;
-/// The most bytes of a comparator's stdout kept as its reason.
-const MAX_SAID_BYTES: usize = 1024;
+/// The most characters of a comparator's stdout kept as its reason.
+const MAX_SAID_CHARS: usize = 1024;
 
 /// Where the comparator sees the reported result's output.
 pub const REPORTED_MOUNT: &str = "/results/a";
@@ -258,7 +258,7 @@ impl ComparatorProgram<'_> {
         match executor.read_output(&result.stdout, "", 64 << 10).await {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                let mut said: String = text.trim().chars().take(MAX_SAID_BYTES).collect();
+                let mut said: String = text.trim().chars().take(MAX_SAID_CHARS).collect();
                 if said.len() < text.trim().len() {
                     said.push('…');
                 }
