@@ -1,9 +1,10 @@
 //! Placement: which shard stream a job goes to.
 //!
-//! One function decides, keyed by the job's input CIDs, so a locality-aware policy can replace
-//! this first one without touching the gateway or the workers.
+//! One function decides, keyed by the CID of the data a job moves most (its image for a
+//! container job, else its first input), so a locality-aware policy can replace this first one
+//! without touching the gateway or the workers.
 
-use crate::model::JobSpec;
+use crate::model::{JobSpec, RuntimeKind};
 
 /// Maps jobs to shard streams by their data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,12 +30,21 @@ impl ShardRouter {
 
     /// The shard of a job: jobs over the same first input land on the same shard, so the
     /// workers reading it keep that input in cache. Jobs without inputs are placed by program.
+    ///
+    /// Container jobs (`"runtime": "oci"`) are placed by their image (`program`) instead,
+    /// whatever their inputs: an image is fetched and its layers unpacked before the container
+    /// can start, usually far more than its inputs weigh, so jobs using one image go where it
+    /// is already unpacked. Workers advertise the image's shard like an input's, as images come
+    /// through the same input cache.
     pub fn route(&self, spec: &JobSpec) -> u32 {
-        let key = spec.inputs.first().map_or(&spec.program, |input| &input.cid);
+        let key = match spec.runtime {
+            RuntimeKind::Oci => &spec.program,
+            RuntimeKind::Wasm => spec.inputs.first().map_or(&spec.program, |input| &input.cid),
+        };
         self.shard_of(key.cid())
     }
 
-    /// The shard jobs whose first input is `cid` go to.
+    /// The shard jobs keyed on `cid` go to (see [`ShardRouter::route`]).
     pub fn shard_of(&self, cid: &cid::Cid) -> u32 {
         let digest = cid.hash().digest();
         let mut word = [0u8; 8];
@@ -58,6 +68,10 @@ fn jump_consistent_hash(mut key: u64, buckets: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use multihash_codetable::MultihashDigest;
+
     use super::*;
 
     #[test]
@@ -82,5 +96,37 @@ mod tests {
         let mut b = a.clone();
         b.args.push("other".into());
         assert_eq!(router.route(&a), router.route(&b));
+    }
+
+    #[test]
+    fn container_jobs_follow_their_image_and_wasm_jobs_their_first_input() {
+        const IMAGE: &str = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354";
+        let inputs: Vec<String> = (0..64u32)
+            .map(|i| {
+                let digest = multihash_codetable::Code::Sha2_256.digest(&i.to_be_bytes());
+                cid::Cid::new_v1(0x55, digest).to_string()
+            })
+            .collect();
+        let spec = |runtime: &str, input: &str| {
+            let json = format!(
+                r#"{{"program":"{IMAGE}","runtime":"{runtime}","command":["/bin/true"],"determinism":"nondeterministic","verification":{{"mode":"none"}},"inputs":[{{"cid":"{input}"}}]}}"#
+            );
+            JobSpec::from_json(json.as_bytes()).unwrap()
+        };
+        let router = ShardRouter::new(16);
+        let image_shard = router.shard_of(&IMAGE.parse().unwrap());
+        for input in &inputs {
+            assert_eq!(router.route(&spec("oci", input)), image_shard, "input {input}");
+        }
+        // The same inputs under WebAssembly spread by input, as before.
+        let wasm = |input: &str| {
+            let json = format!(r#"{{"program":"{IMAGE}","inputs":[{{"cid":"{input}"}}]}}"#);
+            JobSpec::from_json(json.as_bytes()).unwrap()
+        };
+        let shards: BTreeSet<u32> = inputs.iter().map(|input| router.route(&wasm(input))).collect();
+        assert!(shards.len() > 8, "wasm jobs spread over {shards:?}");
+        for input in &inputs {
+            assert_eq!(router.route(&wasm(input)), router.shard_of(&input.parse().unwrap()));
+        }
     }
 }
