@@ -20,6 +20,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v umoci >/dev/null || need+=(umoci)
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -f /usr/share/containers/seccomp.json ] || need+=(golang-github-containers-common)
+command -v debootstrap >/dev/null || need+=(debootstrap)   # scripts/build-sklearn-image.sh
 # Rust: rustup's toolchain if present; otherwise Debian's rustc-web (1.85, new enough for the workspace).
 command -v cargo >/dev/null || need+=(rustc-web cargo-web)
 
