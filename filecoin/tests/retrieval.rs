@@ -138,7 +138,7 @@ async fn a_paid_retrieval_stores_verified_blocks_and_spends_the_quote() {
     assert!(holds_all(&sink, &store, &root).await);
 
     // Spent exactly the quote; nothing left reserved.
-    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 3 * MILLI, reserved: 0 });
+    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 3 * MILLI, reserved: 0, refused: 0, refusals: 0 });
     // The provider accepted one voucher: the one returned, the one recorded before it was sent.
     let accepted = provider.standin.accepted();
     assert_eq!(accepted.len(), 1);
@@ -179,7 +179,7 @@ async fn a_provider_serving_wrong_bytes_is_paid_its_quote_only_and_skipped() {
     assert_eq!(liar.standin.paid_total(), atto(2 * MILLI));
     assert_eq!(honest.standin.paid_total(), atto(3 * MILLI));
     assert_eq!(done.paid, atto(5 * MILLI));
-    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 5 * MILLI, reserved: 0 });
+    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 5 * MILLI, reserved: 0, refused: 0, refusals: 0 });
 }
 
 #[tokio::test]
@@ -198,7 +198,7 @@ async fn max_price_bounds_the_total_paid_for_an_input() {
     assert_eq!((&attempts[0].paid, &attempts[1].paid), (&atto(2 * MILLI), &atto(0)));
     assert!(attempts[1].reason.contains("exceeds max_price"), "{}", attempts[1].reason);
     assert!(honest.standin.accepted().is_empty());
-    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 2 * MILLI, reserved: 0 });
+    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 2 * MILLI, reserved: 0, refused: 0, refusals: 0 });
 }
 
 #[tokio::test]
@@ -220,7 +220,7 @@ async fn quotes_above_max_price_are_refused_unpaid() {
         other => panic!("{other:?}"),
     }
     assert!(e.to_string().starts_with("budget_exhausted:"), "{e}");
-    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 0, reserved: 0 });
+    assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 0, reserved: 0, refused: 0, refusals: 0 });
     assert!(dear.standin.accepted().is_empty() && dearer.standin.accepted().is_empty());
 }
 
@@ -284,7 +284,7 @@ async fn concurrent_retrievals_never_spend_past_the_limit() {
     assert_eq!(accepted.len() as u128, succeeded);
     assert_eq!(format_atto(&paid), budget.spent.to_string());
     assert!(budget.spent <= limit);
-    assert_eq!(budget, Budget { limit, spent: 7 * PRICE, reserved: 0 });
+    assert_eq!(budget, Budget { limit, spent: 7 * PRICE, reserved: 0, refused: (TASKS - 7) * PRICE, refusals: 13 });
 }
 
 #[tokio::test]
@@ -308,7 +308,11 @@ async fn a_lotus_error_is_surfaced_and_the_reservation_released() {
     }
     assert!(e.to_string().contains("Lotus failed at PaychGet"), "{e}");
     let books = payer.ledger(RedisRole::Worker).await.status(&stranger.to_string()).await.unwrap();
-    assert_eq!(books, Budget { limit: FIL, spent: 0, reserved: 0 }, "nothing was sent, so nothing is held");
+    assert_eq!(
+        books,
+        Budget { limit: FIL, spent: 0, reserved: 0, refused: 0, refusals: 0 },
+        "nothing was sent, so nothing is held"
+    );
     assert!(provider.standin.accepted().is_empty());
 }
 

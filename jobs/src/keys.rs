@@ -45,10 +45,10 @@
 //! | `shoal:{jNN}:webhook-attempts:<id>` | list | a job's webhook delivery attempts (JSON) |
 //! | `shoal:rate:<tenant>:<second>` | string | a tenant's submissions in that second (expires) |
 //! | `shoal:{pay:<wallet>}:limit` | string | the wallet's spending limit, attoFIL (decimal); set by the admin only |
-//! | `shoal:{pay:<wallet>}:ledger` | hash | `spent` and `reserved`, attoFIL (decimal) |
+//! | `shoal:{pay:<wallet>}:ledger` | hash | `spent` and `reserved`, attoFIL (decimal); `refused`, what reservations refused for want of budget asked for (attoFIL, decimal), and `refusals`, how many |
 //! | `shoal:{pay:<wallet>}:expiries` | sorted set | the wallet's open reservations, scored by when they expire (ms) |
 //! | `shoal:{pay:<wallet>}:res:<id>` | hash | one reservation: `state`, `amount`, `holder`, `expires`, `voucher`, `voucher_amount`, `actual` (kept a while once closed, so a repeated settle is a no-op) |
-//! | `shoal:spending:wallets` | set | the wallets with a limit, for the expiry sweep |
+//! | `shoal:spending:wallets` | set | the wallets with a limit, for the expiry sweep, `shoal filecoin spent` and the gateway's `/metrics` |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
 //! from its id alone; listing by state visits the [`JOB_TAGS`] index sets.
@@ -367,7 +367,7 @@ impl WalletKeys {
     }
 }
 
-/// The wallets that have a spending limit, for the expiry sweep.
+/// The wallets that have a spending limit, for the expiry sweep and the operators' views.
 pub fn spending_wallets() -> String {
     "shoal:spending:wallets".to_string()
 }
@@ -381,7 +381,8 @@ pub enum RedisRole {
     /// a `default` without every permission silently drops the transactions (and so every
     /// script's effects) it replays — a restart would lose jobs.
     Admin,
-    /// The HTTP API: jobs, streams, idempotency and rate keys; reads workers, API keys, quotas.
+    /// The HTTP API: jobs, streams, idempotency and rate keys; reads workers, API keys, quotas,
+    /// and wallets' limits and books (for `/metrics`).
     Gateway,
     /// A worker: jobs, streams, its registration and locks; reads quarantine and quotas.
     /// Never API keys, never the verifier's standing of workers.
@@ -416,6 +417,8 @@ const QUOTAS_READ: &str = "%R~shoal:{a}:quotas";
 /// release; the limit and the list of wallets only the admin writes.
 const SPENDING: &str = "~shoal:{pay:*}:ledger ~shoal:{pay:*}:expiries ~shoal:{pay:*}:res:* \
     %R~shoal:{pay:*}:limit %R~shoal:spending:wallets";
+/// What the gateway's `/metrics` reads of the ledgers: the wallets, their limits and books.
+const SPENDING_READ: &str = "%R~shoal:{pay:*}:limit %R~shoal:{pay:*}:ledger %R~shoal:spending:wallets";
 /// What a worker keeps of its own in `{w}`: registration, heartbeat, what it holds and hot
 /// shards (one worker picks them).
 const WORKER_OWN: &str =
@@ -436,7 +439,7 @@ pub fn acl_rules(role: RedisRole) -> String {
         RedisRole::Admin => return "~* &* +@all".to_string(),
         RedisRole::Gateway => format!(
             "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} ~shoal:rate:* %R~shoal:{{w}}:* %R~shoal:{{a}}:api-keys \
-             %R~shoal:{{a}}:quotas %R~shoal:{{a}}:webhook-secrets"
+             %R~shoal:{{a}}:quotas %R~shoal:{{a}}:webhook-secrets {SPENDING_READ}"
         ),
         RedisRole::Worker => format!(
             "{JOB_KEYS} ~shoal:{{s*}}:jobs ~shoal:{{s*}}:dead {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} \

@@ -178,6 +178,12 @@ pub struct Budget {
     pub spent: u128,
     /// What open reservations hold, attoFIL.
     pub reserved: u128,
+    /// What reservations refused for want of budget asked for, summed, attoFIL. Not bounded by
+    /// [`MAX_ATTOFIL`]: the same amount may be refused again and again (it stops growing at
+    /// [`DIGITS`] nines rather than fail a refusal).
+    pub refused: u128,
+    /// How many reservations were refused for want of budget.
+    pub refusals: u64,
 }
 
 /// An amount held for one payment.
@@ -270,6 +276,12 @@ local limit = redis.call('GET', ARGV[5]) or '0'
 local spent = redis.call('HGET', KEYS[1], 'spent') or '0'
 local reserved = redis.call('HGET', KEYS[1], 'reserved') or '0'
 if not le(add(add(spent, reserved), ARGV[2]), limit) then
+  -- Counted here, in the refusing script, so that no refusal goes uncounted; a total that
+  -- would outgrow the width stays at its largest value rather than turn the refusal into an error.
+  local ok, refused = pcall(add, redis.call('HGET', KEYS[1], 'refused') or '0', ARGV[2])
+  if not ok then refused = string.rep('9', WIDTH) end
+  redis.call('HSET', KEYS[1], 'refused', refused)
+  redis.call('HINCRBY', KEYS[1], 'refusals', 1)
   return {'exhausted', limit, spent, reserved}
 end
 redis.call('HSET', KEYS[1], 'spent', spent, 'reserved', add(reserved, ARGV[2]))
@@ -539,19 +551,44 @@ impl SpendingLedger {
         Ok(expired)
     }
 
-    /// `wallet`'s limit, what it spent and what it holds reserved.
+    /// `wallet`'s limit, what it spent, what it holds reserved and what was refused it.
     pub async fn status(&self, wallet: &str) -> Result<Budget, SpendingError> {
         let keys = check_wallet(wallet)?;
         let mut conn = self.conn.clone();
         let limit: Option<String> = conn.get(&keys.limit).await?;
-        let (spent, reserved): (Option<String>, Option<String>) =
-            redis::cmd("HMGET").arg(&keys.ledger).arg("spent").arg("reserved").query_async(&mut conn).await?;
+        let (spent, reserved, refused, refusals): (Option<String>, Option<String>, Option<String>, Option<u64>) =
+            redis::cmd("HMGET")
+                .arg(&keys.ledger)
+                .arg("spent")
+                .arg("reserved")
+                .arg("refused")
+                .arg("refusals")
+                .query_async(&mut conn)
+                .await?;
         let amount = |key: &str, value: Option<String>| value.map_or(Ok(0), |value| stored(key, &value));
+        let refused = match refused {
+            None => 0,
+            // Up to DIGITS digits, which u128 holds; beyond the supply bound on purpose.
+            Some(total) if total.len() <= DIGITS && total.bytes().all(|b| b.is_ascii_digit()) => {
+                total.parse().map_err(|_| corrupt(&keys.ledger, &total))?
+            }
+            Some(total) => return Err(corrupt(&keys.ledger, &total)),
+        };
         Ok(Budget {
             limit: amount(&keys.limit, limit)?,
             spent: amount(&keys.ledger, spent)?,
             reserved: amount(&keys.ledger, reserved)?,
+            refused,
+            refusals: refusals.unwrap_or(0),
         })
+    }
+
+    /// The wallets that have a limit, in order.
+    pub async fn wallets(&self) -> Result<Vec<String>, SpendingError> {
+        let mut conn = self.conn.clone();
+        let mut wallets: Vec<String> = conn.smembers(keys::spending_wallets()).await?;
+        wallets.sort();
+        Ok(wallets)
     }
 }
 
@@ -571,6 +608,11 @@ fn refusal(key: &str, id: &str, voucher: &str, asked: u128, reply: &[String]) ->
         },
         other => unexpected(key, other),
     }
+}
+
+/// A refused total that is not a decimal number of at most [`DIGITS`] digits.
+fn corrupt(key: &str, total: &str) -> SpendingError {
+    StoreError::Corrupt { key: key.to_string(), reason: format!("refused total {total:?}") }.into()
 }
 
 fn unexpected(key: &str, reply: &[String]) -> SpendingError {

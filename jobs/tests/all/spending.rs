@@ -1,7 +1,7 @@
 //! The wallet spending ledger against a real `redis-server`: concurrent reservations never
 //! exceed the limit, settling and releasing balance the books, expiry releases what was not
-//! paid and settles what may have been, amounts beyond 2⁵³ attoFIL are exact, each role reaches
-//! only its part, and the books outlive a restart.
+//! paid and settles what may have been, amounts beyond 2⁵³ attoFIL are exact, refusals are
+//! counted, each role reaches only its part, and the books outlive a restart.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ async fn ledger(server: &RedisServer, role: RedisRole) -> SpendingLedger {
 }
 
 fn budget(limit: u128, spent: u128, reserved: u128) -> Budget {
-    Budget { limit, spent, reserved }
+    Budget { limit, spent, reserved, refused: 0, refusals: 0 }
 }
 
 #[tokio::test]
@@ -48,7 +48,7 @@ async fn concurrent_reservations_never_exceed_the_limit() {
         }
     }
     let status = workers[0].status(WALLET).await.unwrap();
-    assert_eq!(status, budget(151 * FIL, 0, 150 * FIL));
+    assert_eq!(status, Budget { refused: 50 * price, refusals: 50, ..budget(151 * FIL, 0, 150 * FIL) });
     let refused = workers[0].reserve(WALLET, "more", 2 * FIL, "w1", TTL).await.unwrap_err();
     assert_eq!(
         refused.to_string(),
@@ -98,7 +98,8 @@ async fn settling_spends_the_actual_amount_once_and_releases_the_rest() {
     assert!(matches!(worker.record_voucher(WALLET, "r2", "v3", 1).await, Err(SpendingError::Released(_))));
     assert!(matches!(worker.settle(WALLET, "r2", 1, "v3").await, Err(SpendingError::Released(_))));
     assert!(matches!(worker.settle(WALLET, "nope", 1, "v3").await, Err(SpendingError::UnknownReservation(_))));
-    assert_eq!(worker.status(WALLET).await.unwrap(), budget(10 * FIL, actual, 0));
+    let refused = Budget { refused: rest + 1, refusals: 1, ..budget(10 * FIL, actual, 0) };
+    assert_eq!(worker.status(WALLET).await.unwrap(), refused, "the one refusal is counted, exactly");
 }
 
 #[tokio::test]
@@ -147,6 +148,52 @@ async fn workers_keep_the_books_and_only_the_admin_sets_limits() {
         let other = ledger(&server, role).await;
         assert!(matches!(other.reserve(WALLET, "r2", 1, "x", TTL).await, Err(SpendingError::Store(_))), "{role:?}");
     }
+    // The gateway reads the books for /metrics, and only reads them.
+    let gateway = ledger(&server, RedisRole::Gateway).await;
+    assert_eq!(gateway.wallets().await.unwrap(), [WALLET]);
+    assert_eq!(gateway.status(WALLET).await.unwrap(), budget(FIL, FIL, 0));
+    let mut raw = redis::Client::open(server.url_for(RedisRole::Gateway))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let written: redis::RedisResult<()> = raw.hset(&wallet.ledger, "spent", "0").await;
+    assert_eq!(written.unwrap_err().code(), Some("NOPERM"));
+    let read: redis::RedisResult<Vec<(String, String)>> = raw.hgetall(wallet.reservation("r1")).await;
+    assert_eq!(read.unwrap_err().code(), Some("NOPERM"), "reservations are the workers' business");
+}
+
+#[tokio::test]
+async fn refusals_are_counted_per_wallet_and_wallets_with_limits_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let admin = ledger(&server, RedisRole::Admin).await;
+    assert!(admin.wallets().await.unwrap().is_empty());
+    let other = "f1other";
+    admin.set_limit(WALLET, 2 * FIL).await.unwrap();
+    admin.set_limit(other, FIL).await.unwrap();
+    assert_eq!(admin.wallets().await.unwrap(), [WALLET, other], "sorted");
+    let worker = ledger(&server, RedisRole::Worker).await;
+    worker.reserve(WALLET, "r1", FIL, "w1", TTL).await.unwrap();
+    // Amounts beyond 2^53 attoFIL, refused twice: the sum is exact.
+    let odd = FIL + 987_654_321_987_654_321;
+    for id in ["r2", "r3"] {
+        assert!(matches!(worker.reserve(WALLET, id, odd, "w1", TTL).await, Err(SpendingError::BudgetExhausted { .. })));
+    }
+    assert_eq!(
+        worker.status(WALLET).await.unwrap(),
+        Budget { refused: 2 * odd, refusals: 2, ..budget(2 * FIL, 0, FIL) }
+    );
+    assert_eq!(worker.status(other).await.unwrap(), budget(FIL, 0, 0), "another wallet's books are apart");
+    // Refused totals may pass the supply bound (the same amount refused again and again).
+    for id in ["big1", "big2"] {
+        assert!(worker.reserve(other, id, shoal_jobs::MAX_ATTOFIL, "w1", TTL).await.is_err());
+    }
+    let status = worker.status(other).await.unwrap();
+    assert_eq!((status.refused, status.refusals), (2 * shoal_jobs::MAX_ATTOFIL, 2));
+    // A wallet never limited has empty books and refuses everything, counting it.
+    assert!(worker.reserve("f1never", "r1", 1, "w1", TTL).await.is_err());
+    assert_eq!(worker.status("f1never").await.unwrap(), Budget { refused: 1, refusals: 1, ..budget(0, 0, 0) });
 }
 
 #[tokio::test]
