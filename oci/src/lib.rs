@@ -27,7 +27,9 @@
 //!      checked after it.
 //!
 //! After every run, whatever its end, no container, mount, cgroup or process
-//! is left; [`OciRuntime::cleanup_stale`] removes what a killed process left.
+//! is left. A container dies with the process that ran it, even one killed
+//! with SIGKILL (a watchdog process deletes it); [`OciRuntime::cleanup_stale`]
+//! removes the rest of what a killed process left.
 
 mod error;
 mod image;

@@ -130,8 +130,11 @@ impl OciRuntime {
     }
 
     /// Removes every container, mount, cgroup and run directory under the
-    /// state directory: what a process killed mid-run left behind. Called
-    /// by [`OciRuntime::new`]; returns how many runs were cleaned up.
+    /// state directory: what a process killed mid-run left behind. A
+    /// container still running (its watchdog killed too, say with the
+    /// worker's whole process group) is killed, every process in its cgroups
+    /// with it, and the orphaned `runc run` then exits by itself. Called by
+    /// [`OciRuntime::new`]; returns how many runs were cleaned up.
     pub fn cleanup_stale(&self) -> Result<usize, ContainerError> {
         let mut ids: Vec<String> = Vec::new();
         for dir in [&self.runs, &self.runc_root] {
@@ -164,6 +167,14 @@ impl OciRuntime {
     /// one: [`FailureKind::Trap`]). Whatever happens,
     /// including the returned future being dropped, the container, its
     /// mounts, cgroups and processes are gone when this returns.
+    ///
+    /// If this process dies mid-run (SIGKILL, the OOM killer), the
+    /// container dies with it: a watchdog process (`sh`, waiting on a pipe
+    /// only this process writes to) deletes it with `runc delete --force`
+    /// when the pipe closes, killing its processes and removing its cgroups.
+    /// Without it the container would run on, and `runc run`, reparented,
+    /// with it, until it ended by itself. The overlay mount and the bundle
+    /// stay until the next [`OciRuntime::cleanup_stale`].
     pub async fn run(
         &self,
         image: &Image,
@@ -205,6 +216,8 @@ impl OciRuntime {
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::host("writing config.json", e))?;
         fs::write(bundle.join("config.json"), spec_json).map_err(|e| ContainerError::host("writing config.json", e))?;
 
+        // Spawned before runc, so there is no moment when the container runs unwatched.
+        let _watchdog = watchdog(&self.config.runc, &self.runc_root, &id)?;
         let started = Instant::now();
         let log = bundle.join("runc.log");
         // `--keep`: runc leaves the stopped container (and its cgroup) for us
@@ -362,6 +375,29 @@ fn mount_root(bundle: &Path, layer_dirs: &[PathBuf]) -> Result<(), ContainerErro
     let options = std::ffi::CString::new(options).map_err(|e| ContainerError::host("mounting the root", e))?;
     mount("overlay", bundle.join("rootfs"), "overlay", MountFlags::NODEV | MountFlags::NOSUID, options.as_c_str())
         .map_err(|e| ContainerError::host("mounting the overlay root (is overlayfs available?)", e))
+}
+
+/// Starts the watchdog of container `id` (see [`OciRuntime::run`]). Its
+/// stdin is a pipe whose write end only this process holds (std opens pipes
+/// close-on-exec, so no other child inherits it): at end of file, this
+/// process being gone, it deletes the container. When the run ends, it is
+/// killed when dropped, before it reads anything.
+///
+/// A parent-death signal on runc would not do: runc killed cannot pass the
+/// kill on, and the container's init, in its own pid namespace, would run on.
+fn watchdog(runc: &Path, runc_root: &Path, id: &str) -> Result<tokio::process::Child, ContainerError> {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"read -r _ || exec "$0" --root "$1" delete --force "$2""#)
+        .arg(runc)
+        .arg(runc_root)
+        .arg(id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ContainerError::host("starting the container's watchdog", e))
 }
 
 /// Kills every process of the container.

@@ -3,7 +3,7 @@
 //! local block store and a trustless gateway over it (what the gateway reads job files
 //! through). Everything is stopped when the [`Stack`] is dropped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,6 +159,12 @@ impl Stack {
         config.fetch_timeout = self.options.fetch_timeout;
         config.visibility_timeout = self.options.visibility_timeout;
         config
+    }
+
+    /// The work directory of worker `id`, in-process or a process (started again with the same
+    /// id, a worker finds there what it left).
+    pub fn worker_dir(&self, id: &str) -> PathBuf {
+        self.worker_config(id).work_dir
     }
 
     /// Starts one more in-process worker.
