@@ -19,7 +19,7 @@
 //! | `GET /ui` | The dashboard (no key needed for the page itself: it asks for one, keeps it in the tab's `sessionStorage` and calls this API with it): jobs, one job with its executions, verdict, logs and files (images shown), workers and shards. Static files embedded in the binary, served with a strict `Content-Security-Policy`. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
 //! | `GET /openapi.json` | **200** this API's OpenAPI 3.1 document, generated from the handlers and types (`openapi.rs`). |
-//! | `GET /metrics` (operators) | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog. |
+//! | `GET /metrics` (operators) | Prometheus (OpenMetrics) text: requests by route and status, latency, jobs submitted, shard backlog; each limited wallet's Filecoin limit, spent, reserved and refused attoFIL. |
 //!
 //! Each gateway also delivers webhooks (`webhooks.rs`): the events of jobs with `notify`, signed
 //! the Standard Webhooks way with the tenant's secret, retried, never to addresses that are not
@@ -72,7 +72,7 @@ use axum::{middleware, Extension, Json, Router};
 use shoal_jobs::{
     redis_addresses, redis_urls, shard_backlogs, ApiKeys, Candidate, ConnectOptions, Determinism, FanOutStore,
     HotShards, JobStore, Membership, Principal, RedisConnection, ShardAssignment, ShardQueue, ShardRouter,
-    WebhookStore,
+    SpendingLedger, WebhookStore,
 };
 use tokio::net::TcpListener;
 
@@ -97,6 +97,8 @@ struct AppState {
     backlog: Arc<Backlog>,
     access: Access,
     webhooks: WebhookStore,
+    /// The wallets' spending books, read (only) for `/metrics`.
+    ledger: SpendingLedger,
     /// Where job files are read from.
     content: files::Content,
     /// The webhook deliverer, stopped when the last route is dropped.
@@ -144,6 +146,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     let webhooks = WebhookStore::new(redis.clone());
     let deliverer = Deliverer::new(webhooks.clone(), store.clone(), ApiKeys::new(redis.clone()), &config);
     let delivering = Arc::new(Delivering(tokio::spawn(deliverer.run())));
+    let ledger = SpendingLedger::new(redis.clone());
     let state = AppState {
         store,
         fanouts: FanOutStore::new(redis.clone()),
@@ -155,6 +158,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         backlog,
         access,
         webhooks,
+        ledger,
         content,
         _deliverer: delivering,
     };

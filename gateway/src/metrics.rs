@@ -1,6 +1,8 @@
-//! Prometheus metrics: request counts and latencies by route, submitted jobs, and the backlog of
-//! every shard stream, read from Redis at scrape time so any gateway reports the same backlog.
+//! Prometheus metrics: request counts and latencies by route, submitted jobs, the backlog of
+//! every shard stream, and every limited wallet's Filecoin books — the last two read from Redis
+//! at scrape time, so any gateway reports the same figures.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use shoal_jobs::Principal;
+use shoal_jobs::{Budget, Principal, SpendingError, SpendingLedger};
 
 use crate::api_error::ApiError;
 use crate::AppState;
@@ -43,6 +45,43 @@ struct ShardLabels {
     shard: u32,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WalletLabels {
+    wallet: String,
+}
+
+/// A gauge of attoFIL. Prometheus values are float64, so amounts above 2⁵³ attoFIL (about
+/// 0.009 FIL) are rounded here; `shoal filecoin spent` prints the exact figures.
+type AttoFilGauge = Family<WalletLabels, Gauge<f64, AtomicU64>>;
+
+/// Every limited wallet's books from the spending ledger, as gauges labelled by wallet.
+#[derive(Default)]
+struct WalletGauges {
+    limit: AttoFilGauge,
+    spent: AttoFilGauge,
+    reserved: AttoFilGauge,
+    refused: AttoFilGauge,
+    refusals: Family<WalletLabels, Gauge>,
+}
+
+impl WalletGauges {
+    fn clear(&self) {
+        for family in [&self.limit, &self.spent, &self.reserved, &self.refused] {
+            family.clear();
+        }
+        self.refusals.clear();
+    }
+
+    fn set(&self, wallet: &str, budget: &Budget) {
+        let labels = WalletLabels { wallet: wallet.to_string() };
+        self.limit.get_or_create(&labels).set(budget.limit as f64);
+        self.spent.get_or_create(&labels).set(budget.spent as f64);
+        self.reserved.get_or_create(&labels).set(budget.reserved as f64);
+        self.refused.get_or_create(&labels).set(budget.refused as f64);
+        self.refusals.get_or_create(&labels).set(i64::try_from(budget.refusals).unwrap_or(i64::MAX));
+    }
+}
+
 /// The gateway's metrics and the registry that exposes them.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -56,6 +95,7 @@ pub(crate) struct Metrics {
     pub jobs_refused: Counter,
     shard_backlog: Family<ShardLabels, Gauge>,
     redis_up: Gauge,
+    wallets: WalletGauges,
 }
 
 impl Metrics {
@@ -70,7 +110,32 @@ impl Metrics {
         let jobs_refused = Counter::default();
         let shard_backlog = Family::<ShardLabels, Gauge>::default();
         let redis_up = Gauge::default();
-        let mut registry = Registry::with_prefix("shoal_gateway");
+        let wallets = WalletGauges::default();
+        let mut root = Registry::default();
+        // The wallets' books are the system's, not this gateway's: named `shoal_filecoin_…`.
+        let filecoin = root.sub_registry_with_prefix("shoal_filecoin");
+        filecoin.register("limit_attofil", "Each limited wallet's spending limit, attoFIL", wallets.limit.clone());
+        filecoin.register(
+            "spent_attofil",
+            "What each limited wallet spent on settled retrievals, attoFIL",
+            wallets.spent.clone(),
+        );
+        filecoin.register(
+            "reserved_attofil",
+            "What each limited wallet holds reserved for retrievals under way, attoFIL",
+            wallets.reserved.clone(),
+        );
+        filecoin.register(
+            "refused_attofil",
+            "What reservations refused for want of budget asked of each limited wallet, summed, attoFIL",
+            wallets.refused.clone(),
+        );
+        filecoin.register(
+            "refusals",
+            "Reservations refused for want of budget, per limited wallet",
+            wallets.refusals.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("shoal_gateway");
         registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "Time to answer HTTP requests, by route", latency.clone());
         registry.register("jobs_submitted", "New jobs accepted and queued", jobs_submitted.clone());
@@ -90,7 +155,17 @@ impl Metrics {
             shard_backlog.clone(),
         );
         registry.register("redis_up", "Whether Redis answered at the last scrape (1) or not (0)", redis_up.clone());
-        Metrics { registry, requests, latency, jobs_submitted, jobs_replayed, jobs_refused, shard_backlog, redis_up }
+        Metrics {
+            registry: root,
+            requests,
+            latency,
+            jobs_submitted,
+            jobs_replayed,
+            jobs_refused,
+            shard_backlog,
+            redis_up,
+            wallets,
+        }
     }
 }
 
@@ -109,7 +184,16 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
     response
 }
 
-/// `GET /metrics`: the OpenMetrics text, with the shard backlog read from Redis now.
+/// Every limited wallet with its books, read now.
+async fn books(ledger: &SpendingLedger) -> Result<Vec<(String, Budget)>, SpendingError> {
+    let wallets = ledger.wallets().await?;
+    let budgets: Result<Vec<Budget>, _> =
+        join_all(wallets.iter().map(|wallet| ledger.status(wallet))).await.into_iter().collect();
+    Ok(wallets.into_iter().zip(budgets?).collect())
+}
+
+/// `GET /metrics`: the OpenMetrics text, with the shard backlog and the wallets' books read
+/// from Redis now.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -118,7 +202,8 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Prometheus (OpenMetrics) text: requests by route and status, latency, jobs \
-                                      submitted, shard backlog.", body = String,
+                                      submitted, shard backlog, each limited wallet's Filecoin limit, spent, \
+                                      reserved and refused attoFIL.", body = String,
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
         (status = 403, description = "`forbidden`: a tenant's key.", body = crate::api_error::Envelope),
     )
@@ -145,6 +230,12 @@ pub(crate) async fn scrape(
             metrics.redis_up.set(0);
             metrics.shard_backlog.clear();
         }
+    }
+    // Cleared first, so a wallet's series stop rather than go stale if its books cannot be read.
+    metrics.wallets.clear();
+    match books(&app.ledger).await {
+        Ok(books) => books.iter().for_each(|(wallet, budget)| metrics.wallets.set(wallet, budget)),
+        Err(error) => tracing::warn!(%error, "cannot read the wallets' books for /metrics"),
     }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &metrics.registry).map_err(|e| {

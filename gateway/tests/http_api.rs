@@ -905,6 +905,63 @@ async fn metrics_count_requests_by_route_and_status_and_report_the_backlog() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_each_limited_wallets_books_read_as_the_gateways_own_redis_user() {
+    use shoal_jobs::keys::RedisRole;
+    use shoal_jobs::{SpendingError, SpendingLedger};
+    const FIL: u128 = 1_000_000_000_000_000_000;
+    const TTL: Duration = Duration::from_secs(60);
+    let (wallet, idle) = ("f1abjxfbp274xpdqcpuaykwkfb43omjotacm2p3za", "f1idle");
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let ledger = |role| {
+        let url = redis.url_for(role);
+        async move { SpendingLedger::new(RedisConnection::open(&[url]).await.unwrap()) }
+    };
+    let admin = ledger(RedisRole::Admin).await;
+    admin.set_limit(wallet, 10 * FIL).await.unwrap();
+    admin.set_limit(idle, FIL / 2).await.unwrap();
+    let worker = ledger(RedisRole::Worker).await;
+    worker.reserve(wallet, "open", 3 * FIL, "w1", TTL).await.unwrap();
+    worker.reserve(wallet, "paid", 2 * FIL, "w1", TTL).await.unwrap();
+    worker.record_voucher(wallet, "paid", "v1", 3 * FIL / 2).await.unwrap();
+    assert!(worker.settle(wallet, "paid", 3 * FIL / 2, "v1").await.unwrap());
+    let refused = worker.reserve(wallet, "too-much", 6 * FIL, "w1", TTL).await;
+    assert!(matches!(refused, Err(SpendingError::BudgetExhausted { .. })));
+
+    // The gateway logs in as its own user, which may only read the books.
+    let app = router(GatewayConfig::new(redis.url_for(RedisRole::Gateway), SHARDS)).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (_shutdown, stop) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, app, async move {
+        stop.await.ok();
+    }));
+    let http = keyed_client(&redis.url(), &tenant(), Role::Operator).await;
+    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str, wallet: &str| {
+        let series = format!(r#"shoal_filecoin_{name}{{wallet="{wallet}"}}"#);
+        sample(&text, &series).unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+    };
+    assert_eq!(value("limit_attofil", wallet), (10 * FIL) as f64);
+    assert_eq!(value("spent_attofil", wallet), (3 * FIL / 2) as f64);
+    assert_eq!(value("reserved_attofil", wallet), (3 * FIL) as f64);
+    assert_eq!(value("refused_attofil", wallet), (6 * FIL) as f64);
+    assert_eq!(value("refusals", wallet), 1.0);
+    assert_eq!(value("limit_attofil", idle), (FIL / 2) as f64);
+    assert_eq!((value("spent_attofil", idle), value("refused_attofil", idle)), (0.0, 0.0));
+    assert_eq!(sample(&text, "shoal_gateway_redis_up"), Some(1.0), "{text}");
+
+    // Read at scrape time: what settles after the first scrape shows in the next.
+    worker.record_voucher(wallet, "open", "v2", FIL).await.unwrap();
+    assert!(worker.settle(wallet, "open", FIL, "v2").await.unwrap());
+    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = format!(r#"shoal_filecoin_spent_attofil{{wallet="{wallet}"}}"#);
+    assert_eq!(sample(&text, &series), Some((5 * FIL / 2) as f64), "{text}");
+    let series = format!(r#"shoal_filecoin_reserved_attofil{{wallet="{wallet}"}}"#);
+    assert_eq!(sample(&text, &series), Some(0.0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_echoed_or_generated() {
     let gateway = Gateway::start().await;
     let response =
