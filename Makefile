@@ -2,7 +2,7 @@
 CARGO ?= cargo
 JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests/js-dashboard tests/js-openapi
 
-.PHONY: demo test lint bench chaos byzantine verification programs deps data js-peers
+.PHONY: demo test lint bench chaos byzantine verification programs deps data js-peers sklearn-image
 
 ## Install missing system packages (redis-server, docker-compose, node, pip, ...).
 deps:
@@ -30,10 +30,18 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Benchmarks; results are recorded in docs/.
-bench: data js-peers
+## Benchmarks; results are recorded in docs/. The container start (docs/containers/) runs as
+## root with runc, on the busybox test image and the scikit-learn image.
+bench: data js-peers sklearn-image
 	scripts/bench-content.sh
 	$(CARGO) bench -p shoal-runtime --bench instantiate
+	SHOAL_SKLEARN_IMAGE=$$(scripts/build-sklearn-image.sh) SHOAL_BENCH_JSON=$(CURDIR)/out/container-start.json \
+		$(CARGO) bench -p shoal-oci --bench start
+
+## The Python 3 + scikit-learn OCI image of the README's container example, from Debian packages
+## (debootstrap, a few minutes; rebuilt only when its inputs change; not run by CI).
+sklearn-image: deps
+	scripts/build-sklearn-image.sh
 
 ## The 10,000-job fault-injection run; its report goes to docs/reliability/.
 chaos: deps
