@@ -12,7 +12,7 @@ use shoal_content::{BlockStore, FsBlockStore};
 use shoal_gateway::GatewayConfig;
 use shoal_jobs::{Membership, ShardRouter, VerificationPolicy};
 use shoal_verifier::VerifierConfig;
-use shoal_worker::WorkerConfig;
+use shoal_worker::{FilecoinConfig, WorkerConfig};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -147,6 +147,20 @@ pub(crate) struct WorkerArgs {
     /// shards move to the others.
     #[arg(long, default_value_t = Membership::DEFAULT_HEARTBEAT.as_millis() as u64)]
     heartbeat_ms: u64,
+    /// A Lotus full node's JSON-RPC endpoint (`http://host:1234/rpc/v1`): with it the worker
+    /// buys `"source": "filecoin"` inputs that no free source has, paying from its wallet.
+    #[arg(long, env = "SHOAL_LOTUS_URL", requires = "ipni")]
+    lotus_url: Option<String>,
+    /// The Lotus API token, if the node needs one.
+    #[arg(long, env = "SHOAL_LOTUS_TOKEN", hide_env_values = true)]
+    lotus_token: Option<String>,
+    /// An IPNI indexer to find a CID's storage providers on (`https://cid.contact`).
+    /// Repeatable.
+    #[arg(long = "ipni", value_name = "URL")]
+    ipni: Vec<String>,
+    /// The paying wallet (default: the Lotus node's default wallet).
+    #[arg(long, requires = "lotus_url")]
+    wallet: Option<String>,
 }
 
 impl WorkerArgs {
@@ -173,6 +187,12 @@ impl WorkerArgs {
             let (key, value) = label.split_once('=').with_context(|| format!("--label {label:?} is not KEY=VALUE"))?;
             config.labels.insert(key.to_string(), value.to_string());
         }
+        config.filecoin = self.lotus_url.as_ref().map(|lotus_url| FilecoinConfig {
+            lotus_url: lotus_url.clone(),
+            lotus_token: self.lotus_token.clone(),
+            indexers: self.ipni.clone(),
+            wallet: self.wallet.clone(),
+        });
         Ok(config)
     }
 }

@@ -4,10 +4,12 @@
 //! them as decimal attoFIL strings (`"1500000000000000000"` is 1.5 FIL). Every amount this
 //! crate reads or sends is checked: never negative, and never above the total FIL supply
 //! (2 × 10⁹ FIL) — a larger figure cannot be a real balance or price and is refused as an
-//! overflow rather than carried along as an unbounded big integer.
+//! overflow rather than carried along as an unbounded big integer. Parsing is shoal-jobs'
+//! ([`AttoFil`]), so a price reads the same in a job spec as here.
 
-use fvm_shared::bigint::{BigInt, Sign};
+use fvm_shared::bigint::Sign;
 use fvm_shared::econ::TokenAmount;
+use shoal_jobs::AttoFil;
 
 /// The most attoFIL any amount may hold: the total FIL supply, 2 × 10⁹ FIL — the bound the
 /// spending ledger keeps its books to ([`shoal_jobs::MAX_ATTOFIL`]), so the two agree.
@@ -15,41 +17,7 @@ pub fn max_amount() -> TokenAmount {
     TokenAmount::from_atto(shoal_jobs::MAX_ATTOFIL)
 }
 
-/// Longest decimal string accepted before parsing (the total supply has 28 digits); longer
-/// input is refused as an overflow without building a huge integer.
-const MAX_DIGITS: usize = 40;
-
-/// Why an amount was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AmountError {
-    /// Nothing to parse.
-    #[error("empty amount")]
-    Empty,
-    /// Not a decimal number (with an optional `FIL`/`attoFIL` unit).
-    #[error("invalid amount {input:?}: expected a decimal number of FIL (\"1.5\", \"1.5 FIL\") or attoFIL (\"1500 attoFIL\")")]
-    Invalid {
-        /// What was given.
-        input: String,
-    },
-    /// Below zero.
-    #[error("negative amount {input}: amounts of FIL are never below zero")]
-    Negative {
-        /// What was given, or the result that went below zero.
-        input: String,
-    },
-    /// More than 18 decimals of FIL (finer than one attoFIL).
-    #[error("amount {input} is finer than one attoFIL (at most 18 decimals of FIL)")]
-    TooPrecise {
-        /// What was given.
-        input: String,
-    },
-    /// Above the total FIL supply.
-    #[error("amount {input} overflows: above the total FIL supply of 2000000000 FIL")]
-    Overflow {
-        /// What was given, or the result that overflowed.
-        input: String,
-    },
-}
+pub use shoal_jobs::AmountError;
 
 /// Checks that `amount` is neither negative nor above [`max_amount`].
 pub fn check(amount: &TokenAmount) -> Result<(), AmountError> {
@@ -82,82 +50,23 @@ pub fn checked_sub(a: &TokenAmount, b: &TokenAmount) -> Result<TokenAmount, Amou
 
 /// Parses a decimal attoFIL integer — the form Lotus uses on the wire (`"1500"`).
 pub fn parse_atto(input: &str) -> Result<TokenAmount, AmountError> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(AmountError::Empty);
-    }
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AmountError::Invalid { input: input.to_owned() });
-    }
-    if negative && digits.bytes().any(|b| b != b'0') {
-        return Err(AmountError::Negative { input: input.to_owned() });
-    }
-    if digits.trim_start_matches('0').len() > MAX_DIGITS {
-        return Err(AmountError::Overflow { input: input.to_owned() });
-    }
-    let atto =
-        BigInt::parse_bytes(digits.as_bytes(), 10).ok_or_else(|| AmountError::Invalid { input: input.to_owned() })?;
-    let amount = TokenAmount::from_atto(atto);
-    check(&amount).map_err(|e| match e {
-        AmountError::Overflow { .. } => AmountError::Overflow { input: input.to_owned() },
-        other => other,
-    })?;
-    Ok(amount)
+    AttoFil::parse_atto(input).map(token_amount)
 }
 
 /// Parses a decimal number of FIL (`"1.5"`, `"0.000000000000000001"`), at most 18 decimals.
 pub fn parse_fil(input: &str) -> Result<TokenAmount, AmountError> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(AmountError::Empty);
-    }
-    let (negative, unsigned) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-    let is_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
-        return Err(AmountError::Invalid { input: input.to_owned() });
-    }
-    let fraction = fraction.trim_end_matches('0');
-    if fraction.len() > TokenAmount::DECIMALS {
-        return Err(AmountError::TooPrecise { input: input.to_owned() });
-    }
-    let mut atto = String::with_capacity(whole.len() + TokenAmount::DECIMALS);
-    atto.push_str(if whole.is_empty() { "0" } else { whole });
-    atto.push_str(fraction);
-    atto.extend(std::iter::repeat_n('0', TokenAmount::DECIMALS - fraction.len()));
-    let signed = if negative { format!("-{atto}") } else { atto };
-    parse_atto(&signed).map_err(|e| match e {
-        AmountError::Negative { .. } => AmountError::Negative { input: input.to_owned() },
-        AmountError::Overflow { .. } => AmountError::Overflow { input: input.to_owned() },
-        other => other,
-    })
+    AttoFil::parse_fil(input).map(token_amount)
 }
 
 /// Parses an amount with an optional unit: `"1.5"` and `"1.5 FIL"` are FIL, `"1500 attoFIL"`
 /// (or `"1500 atto"`) is attoFIL. Units are case-insensitive.
 pub fn parse_amount(input: &str) -> Result<TokenAmount, AmountError> {
-    let s = input.trim();
-    let lower = s.to_ascii_lowercase();
-    let parsed = if let Some(number) = lower.strip_suffix("attofil").or_else(|| lower.strip_suffix("atto")) {
-        parse_atto(number)
-    } else if let Some(number) = lower.strip_suffix("fil") {
-        parse_fil(number)
-    } else {
-        parse_fil(&lower)
-    };
-    parsed.map_err(|e| match e {
-        AmountError::Invalid { .. } | AmountError::Empty => AmountError::Invalid { input: input.to_owned() },
-        AmountError::Negative { .. } => AmountError::Negative { input: input.to_owned() },
-        AmountError::TooPrecise { .. } => AmountError::TooPrecise { input: input.to_owned() },
-        AmountError::Overflow { .. } => AmountError::Overflow { input: input.to_owned() },
-    })
+    AttoFil::parse(input).map(token_amount)
+}
+
+/// The same amount as a `TokenAmount`.
+pub fn token_amount(amount: AttoFil) -> TokenAmount {
+    TokenAmount::from_atto(amount.atto())
 }
 
 /// The decimal attoFIL string Lotus uses on the wire (`"1500000000000000000"`).

@@ -21,6 +21,7 @@
 //! - `backlog`: how much work waits on each shard ([`shard_backlogs`]).
 //! - `tenants`: tenants, their API keys and quotas ([`Tenant`], [`ApiKeys`], [`Principal`]).
 //! - `webhooks`: webhook events and delivery attempts ([`WebhookStore`]).
+//! - `fil`: exact amounts of FIL, as specs and the ledger state them ([`AttoFil`]).
 //! - `spending`: what each Filecoin wallet may spend, has spent and holds reserved
 //!   ([`SpendingLedger`]).
 //! - `server`: a private `redis-server` for the embedded stack and the tests ([`RedisServer`]).
@@ -29,6 +30,7 @@ mod backlog;
 mod connection;
 mod error;
 mod fanout;
+mod fil;
 mod hot;
 pub mod keys;
 mod membership;
@@ -49,14 +51,15 @@ pub use backlog::{longest, oldest_waiting, shard_backlogs, take_unread, ShardBac
 pub use connection::{redis_addresses, redis_urls, Batch, ConnectOptions, RedisConnection};
 pub use error::{SpecError, StoreError};
 pub use fanout::{FanOutStore, FinishedTask, Notice, Standing, Task, TaskOutcome, Unfinished};
+pub use fil::{AmountError, AttoFil};
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
 pub use model::{
     Acceptance, Agreement, Compared, Comparison, Condition, ContentId, Determinism, Execution, ExecutionOutcome,
-    ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, FieldCheck, InputSpec, Job, JobSpec, JobState,
-    JobStatus, Limits, Notify, OnFailure, PipelineSpec, RetryPolicy, RuntimeKind, Stage, StageInput, StageSource,
-    TaskFailure, TaskSummary, ToleranceField, Verification, VerificationOutcome, VerificationPolicy, WebhookEvent,
-    MIN_CONTAINER_MEMORY_BYTES, OUTPUTS_MOUNT,
+    ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, FieldCheck, InputSource, InputSpec, Job, JobSpec,
+    JobState, JobStatus, Limits, Notify, OnFailure, PipelineSpec, RetryPolicy, RuntimeKind, Stage, StageInput,
+    StageSource, TaskFailure, TaskSummary, ToleranceField, Verification, VerificationOutcome, VerificationPolicy,
+    WebhookEvent, MIN_CONTAINER_MEMORY_BYTES, OUTPUTS_MOUNT,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};

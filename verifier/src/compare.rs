@@ -228,7 +228,7 @@ pub struct ComparatorProgram<'a> {
 impl ComparatorProgram<'_> {
     /// The comparator's run over `reported` and `other` as a job spec of its own.
     fn spec(&self, job: &Job, reported: &ExecutionResult, other: &ExecutionResult) -> Result<JobSpec, String> {
-        let mount = |cid: ContentId, path: &str| InputSpec { cid, path: path.to_string(), name: None };
+        let mount = |cid: ContentId, path: &str| InputSpec::new(cid, path, None);
         let mut inputs = job.spec.inputs.clone();
         inputs.push(mount(reported.output, REPORTED_MOUNT));
         inputs.push(mount(other.output, OTHER_MOUNT));

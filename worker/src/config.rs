@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use shoal_jobs::{redis_urls, Membership, ShardRouter, StoreError};
 
+use crate::filecoin::FilecoinConfig;
+
 /// How a worker is set up.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -79,6 +81,9 @@ pub struct WorkerConfig {
     /// …up to this many readers in all; [`WorkerConfig::shard_replicas`] or fewer turns hot
     /// replicas off.
     pub max_shard_readers: usize,
+    /// Where the worker buys `"source": "filecoin"` inputs no free source has; without it such
+    /// an input is waited for like any missing content.
+    pub filecoin: Option<FilecoinConfig>,
 }
 
 impl WorkerConfig {
@@ -141,6 +146,7 @@ impl WorkerConfig {
             drain_timeout: WorkerConfig::DEFAULT_DRAIN_TIMEOUT,
             hot_backlog: WorkerConfig::DEFAULT_HOT_BACKLOG,
             max_shard_readers: WorkerConfig::DEFAULT_MAX_SHARD_READERS,
+            filecoin: None,
         }
     }
 }
@@ -160,6 +166,12 @@ pub enum WorkerError {
     /// The signing key could not be loaded or made.
     #[error(transparent)]
     Key(#[from] shoal_jobs::KeyError),
+    /// Buying inputs from Filecoin was configured, but cannot be set up.
+    #[error("setting up Filecoin retrieval: {0}")]
+    Filecoin(String),
+    /// Lotus could not be reached or refused (asked for the default wallet).
+    #[error("setting up Filecoin retrieval: {0}")]
+    Lotus(#[from] shoal_filecoin::LotusError),
     /// Local I/O.
     #[error("{context}: {source}")]
     Io {

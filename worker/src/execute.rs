@@ -11,6 +11,7 @@ use futures::TryStreamExt;
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, ImportOptions, NodeKind};
 use shoal_content::{Block, BlockReader, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
+use shoal_filecoin::RetrievalError;
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
     FanOutStore, Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, RuntimeKind,
@@ -22,6 +23,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
 use crate::config::{WorkerConfig, WorkerError};
+use crate::filecoin::{FilecoinInputs, Purchase};
 use shoal_jobs::with_retries;
 
 /// Largest program accepted: larger modules are almost certainly not programs, and compiling
@@ -62,6 +64,8 @@ pub struct Executor {
     pub(crate) router: ShardRouter,
     /// The records of fanned-out jobs.
     pub(crate) fanouts: FanOutStore,
+    /// Where `"source": "filecoin"` inputs no free source has are bought, if this worker may.
+    filecoin: Option<Arc<FilecoinInputs>>,
 }
 
 impl Executor {
@@ -89,6 +93,10 @@ impl Executor {
                 .await
                 .unwrap_or_else(|e| Err(format!("opening the container runtime: {e}")))
         };
+        let filecoin = match &config.filecoin {
+            Some(filecoin) => Some(FilecoinInputs::open(filecoin, conn.clone(), &config.id).await?),
+            None => None,
+        };
         let runtime = Runtime::new(RuntimeConfig {
             max_concurrent_instances: config.concurrency as u32,
             ..RuntimeConfig::default()
@@ -111,6 +119,7 @@ impl Executor {
             scratch: config.work_dir.join("runs"),
             fetch_timeout: config.fetch_timeout,
             compile_timeout: config.compile_timeout,
+            filecoin,
         })
     }
 
@@ -528,7 +537,8 @@ impl Executor {
             let mut inputs = Vec::with_capacity(spec.inputs.len());
             let mut cached = 0;
             for input in &spec.inputs {
-                let (materialised, hit) = self.input(*input.cid.cid(), input.name.as_deref()).await?;
+                let (materialised, hit) =
+                    self.input(*input.cid.cid(), input.name.as_deref(), Purchase::of(input)).await?;
                 inputs.push((input.path.clone(), materialised));
                 cached += u32::from(hit);
             }
@@ -607,7 +617,7 @@ impl Executor {
             Ok(runtime) => runtime.clone(),
             Err(why) => return Err(Stop::host(format!("this worker cannot run container jobs: {why}"))),
         };
-        let (layout, _) = self.input(cid, None).await?;
+        let (layout, _) = self.input(cid, None, None).await?;
         let prepared = tokio::task::spawn_blocking(move || {
             let image = Image::open(&layout.dir)?;
             let unpacked = runtime.prepare(&image)?;
@@ -634,38 +644,87 @@ impl Executor {
     }
 
     /// Materialises an input on disk, through the input cache; says whether it was there
-    /// already (or being fetched by another job on this worker).
-    async fn input(&self, cid: Cid, name: Option<&str>) -> Result<(Arc<MaterialisedInput>, bool), Stop> {
+    /// already (or being fetched by another job on this worker). An input that may be bought
+    /// (`purchase`) and that no free source has is bought from Filecoin, then materialised
+    /// from the local store.
+    async fn input(
+        &self,
+        cid: Cid,
+        name: Option<&str>,
+        purchase: Option<Purchase>,
+    ) -> Result<(Arc<MaterialisedInput>, bool), Stop> {
         let fetched = AtomicBool::new(false);
         let input = self
             .inputs
             .get_or_fetch(cid, name.map(str::to_string), |root| {
                 fetched.store(true, Ordering::Relaxed);
                 async move {
-                    let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
-                    // A named input appears inside the mount path under its name. Unnamed, a
-                    // directory's entries appear at the mount path and a single file inside it,
-                    // named by its CID (WASI can only preopen directories).
                     let tree = root.join("tree");
-                    let dest = match name {
-                        Some(name) => tree.join(name),
-                        None if info.kind.is_directory() => tree.clone(),
-                        None => tree.join(cid.to_string()),
-                    };
-                    let dir = tree;
-                    if let Some(parent) = dest.parent() {
-                        std::fs::create_dir_all(parent)
-                            .map_err(|e| Stop::host(format!("creating {}: {e}", parent.display())))?;
+                    match (self.materialise(cid, name, &tree).await, purchase) {
+                        (Err(missed), Some(purchase)) if missed.kind == StopKind::Missing => {
+                            self.buy(cid, purchase, missed).await?;
+                            // What the miss left half-written is written again whole.
+                            if let Err(e) = std::fs::remove_dir_all(&tree) {
+                                if e.kind() != std::io::ErrorKind::NotFound {
+                                    return Err(Stop::host(format!("clearing {}: {e}", tree.display())));
+                                }
+                            }
+                            self.materialise(cid, name, &tree).await
+                        }
+                        (materialised, _) => materialised,
                     }
-                    let exported = unixfs::export_to_path(self.chain.as_ref(), &cid, &dest)
-                        .await
-                        .map_err(|e| unavailable(&cid, e))?;
-                    Ok((dir, exported.bytes))
                 }
             })
             .await
             .map_err(|stop: Arc<Stop>| Stop::clone(&stop))?;
         Ok((input, !fetched.load(Ordering::Relaxed)))
+    }
+
+    /// Exports `cid` below `tree` from the local store and the free sources; the directory to
+    /// mount and the bytes written.
+    async fn materialise(&self, cid: Cid, name: Option<&str>, tree: &Path) -> Result<(PathBuf, u64), Stop> {
+        let info = unixfs::stat(self.chain.as_ref(), &cid).await.map_err(|e| unavailable(&cid, e))?;
+        // A named input appears inside the mount path under its name. Unnamed, a directory's
+        // entries appear at the mount path and a single file inside it, named by its CID (WASI
+        // can only preopen directories).
+        let dest = match name {
+            Some(name) => tree.join(name),
+            None if info.kind.is_directory() => tree.to_path_buf(),
+            None => tree.join(cid.to_string()),
+        };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Stop::host(format!("creating {}: {e}", parent.display())))?;
+        }
+        let exported =
+            unixfs::export_to_path(self.chain.as_ref(), &cid, &dest).await.map_err(|e| unavailable(&cid, e))?;
+        Ok((tree.to_path_buf(), exported.bytes))
+    }
+
+    /// Buys the DAG under `cid` from Filecoin into the local block store, after the free
+    /// sources `missed` it. A worker that cannot buy leaves the miss as it was (the input is
+    /// waited for, another worker may buy it); an input that cannot be paid for fails
+    /// `budget_exhausted`.
+    async fn buy(&self, cid: Cid, purchase: Purchase, missed: Stop) -> Result<(), Stop> {
+        let Some(filecoin) = &self.filecoin else {
+            let message = format!(
+                "{}; it may come from Filecoin, but this worker buys nothing (started without --lotus-url)",
+                missed.failure.message
+            );
+            return Err(Stop { failure: Failure { message, ..missed.failure }, ..missed });
+        };
+        // Boxed: the retrieval's future is deep and large, and only this rare path needs it.
+        match Box::pin(filecoin.buy(&cid, purchase, self.store.as_ref())).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_budget_exhausted() => Err(Stop::new(FailureReason::BudgetExhausted, e.to_string())),
+            // Finding providers costs nothing: asked again while the input is waited for.
+            Err(e @ (RetrievalError::NoProviders { .. } | RetrievalError::Lookup { .. })) => Err(Stop {
+                kind: StopKind::Missing,
+                ..Stop::new(FailureReason::InputUnavailable, format!("{}; from Filecoin: {e}", missed.failure.message))
+            }),
+            Err(e @ RetrievalError::Ledger { .. }) => Err(Stop::host(e.to_string())),
+            // Providers may have been paid: not tried again, lest a retry loop pay for ever.
+            Err(e) => Err(Stop::new(FailureReason::InputUnavailable, format!("retrieving {cid} from Filecoin: {e}"))),
+        }
     }
 
     async fn import_dir(&self, dir: &Path) -> Result<ContentId, Stop> {

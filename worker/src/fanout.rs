@@ -233,11 +233,7 @@ impl Executor {
             .into_iter()
             .filter(|entry| fan_out.selects(&entry.name))
             .map(|entry| FanFile {
-                input: InputSpec {
-                    cid: ContentId(entry.cid),
-                    path: input.path.clone(),
-                    name: Some(entry.name.clone()),
-                },
+                input: InputSpec::new(ContentId(entry.cid), input.path.clone(), Some(entry.name.clone())),
                 name: entry.name,
             })
             .collect())
@@ -645,7 +641,7 @@ mod tests {
     fn file(n: u32) -> FanFile {
         let cid = *shoal_content::Block::encode(shoal_content::Codec::Raw, n.to_be_bytes().to_vec()).cid();
         let name = format!("f{n:03}");
-        FanFile { input: InputSpec { cid: ContentId(cid), path: "/in".into(), name: Some(name.clone()) }, name }
+        FanFile { input: InputSpec::new(ContentId(cid), "/in", Some(name.clone())), name }
     }
 
     #[test]
@@ -682,8 +678,8 @@ mod tests {
 
     #[test]
     fn a_task_spec_replaces_the_fanned_out_input_where_it_was() {
-        let shared = InputSpec { cid: file(99).input.cid, path: "/shared".into(), name: None };
-        let dir = InputSpec { cid: file(98).input.cid, path: "/in".into(), name: None };
+        let shared = InputSpec::new(file(99).input.cid, "/shared", None);
+        let dir = InputSpec::new(file(98).input.cid, "/in", None);
         let json = serde_json::json!({
             "program": file(97).input.cid.to_string(),
             "inputs": [shared, dir],

@@ -15,6 +15,8 @@
 //! - `execute`: one delivery start to finish ([`Executor`]); [`begin`] and [`settle`], the
 //!   protocol every executor follows.
 //! - `fanout`: fanned-out jobs' tasks, and gathering them.
+//! - `filecoin`: inputs bought from Filecoin storage providers when no free source has them
+//!   ([`FilecoinConfig`]).
 //! - `cache`: the program and input caches (moka, size-weighted).
 //! - `slot`: execution slots, given back while a delivery waits for content.
 
@@ -22,6 +24,7 @@ mod cache;
 mod config;
 mod execute;
 mod fanout;
+mod filecoin;
 mod placement;
 mod serve;
 mod slot;
@@ -29,4 +32,5 @@ mod slot;
 pub use config::{WorkerConfig, WorkerError};
 pub use execute::{begin, invocation, settle, Begun, Executor, Settled, MAX_PROGRAM_BYTES};
 pub use fanout::GatherError;
+pub use filecoin::FilecoinConfig;
 pub use serve::{run, serve, Execute};

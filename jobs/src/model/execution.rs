@@ -117,6 +117,9 @@ pub enum FailureReason {
     Cancelled,
     /// The job asked for more than its tenant's quota allows (a fan-out over more files).
     QuotaExceeded,
+    /// A Filecoin input could not be paid for: every provider asks more than its `max_price`,
+    /// or the wallet's spending limit has too little left (the message gives the amounts).
+    BudgetExhausted,
     /// A fault inside Shoal itself.
     Internal,
 }
@@ -172,6 +175,7 @@ impl FailureReason {
             FailureReason::MissingOutput => "missing_output",
             FailureReason::Cancelled => "cancelled",
             FailureReason::QuotaExceeded => "quota_exceeded",
+            FailureReason::BudgetExhausted => "budget_exhausted",
             FailureReason::Internal => "internal",
         }
     }

@@ -28,8 +28,8 @@ pub use execution::{Execution, ExecutionOutcome, ExecutionResult, Failure, Failu
 pub use job::{Acceptance, Job, JobState, JobStatus, TaskFailure, TaskSummary, Verification, VerificationOutcome};
 pub use pipeline::{Comparison, Condition, OnFailure, PipelineSpec, Stage, StageInput, StageSource};
 pub use spec::{
-    FanOut, FanOutOver, InputSpec, JobSpec, Limits, Notify, RetryPolicy, RuntimeKind, VerificationPolicy, WebhookEvent,
-    MIN_CONTAINER_MEMORY_BYTES, OUTPUTS_MOUNT,
+    FanOut, FanOutOver, InputSource, InputSpec, JobSpec, Limits, Notify, RetryPolicy, RuntimeKind, VerificationPolicy,
+    WebhookEvent, MIN_CONTAINER_MEMORY_BYTES, OUTPUTS_MOUNT,
 };
 
 /// A CID carried as its string form in JSON (the `cid` crate's serde form is bytes, for IPLD).

@@ -428,7 +428,7 @@ fn validate_stage(
     let mounts = stage
         .inputs
         .iter()
-        .map(|input| InputSpec { cid: stage.program, path: input.path.clone(), name: input.name.clone() })
+        .map(|input| InputSpec::new(stage.program, input.path.clone(), input.name.clone()))
         .collect();
     stage.job_spec(mounts).validate().map_err(|e| within(&at, e))?;
     for (i, input) in stage.inputs.iter().enumerate() {

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::agreement::{Agreement, Determinism};
 use super::ContentId;
 use crate::error::SpecError;
+use crate::fil::AttoFil;
 
 /// Multicodec for JSON, used for invocation CIDs (the spec's canonical JSON is the block).
 const JSON_CODEC: u64 = 0x0200;
@@ -264,6 +265,44 @@ pub struct InputSpec {
     /// `path` unless named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Where the content may come from: `ipfs` (the default, left out of the JSON) or
+    /// `filecoin`.
+    #[serde(default, skip_serializing_if = "InputSource::is_ipfs")]
+    pub source: InputSource,
+    /// For a `filecoin` input, the most its retrieval may cost in all, providers paid that then
+    /// failed included: FIL (`"0.001 FIL"`, `"0.001"`) or attoFIL (`"1000000000000000
+    /// attoFIL"`). Without it only the wallet's spending limit bounds the price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "0.001 FIL")]
+    pub max_price: Option<AttoFil>,
+}
+
+impl InputSpec {
+    /// An input of `cid` mounted at `path` under `name`, from the free sources.
+    pub fn new(cid: ContentId, path: impl Into<String>, name: Option<String>) -> InputSpec {
+        InputSpec { cid, path: path.into(), name, source: InputSource::Ipfs, max_price: None }
+    }
+}
+
+/// Where an input's content may be fetched from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputSource {
+    /// The worker's cache and the trustless gateways it knows: free.
+    #[default]
+    Ipfs,
+    /// The same first; then, if none has it, retrieved from the Filecoin storage providers the
+    /// indexers name, paid from the operator's wallet within its spending limit and the
+    /// input's `max_price` (a job that cannot be paid for fails `budget_exhausted`).
+    Filecoin,
+}
+
+impl InputSource {
+    /// Whether this is the default, left out of a spec's JSON (so the invocation CIDs of specs
+    /// written before Filecoin inputs existed do not change).
+    pub fn is_ipfs(&self) -> bool {
+        *self == InputSource::Ipfs
+    }
 }
 
 pub(super) fn default_mount() -> String {
@@ -517,6 +556,16 @@ impl JobSpec {
         validate_inputs(&self.inputs)?;
         if let Some(fan_out) = &self.fan_out {
             fan_out.validate(&self.inputs)?;
+            let listed = self.inputs.get(fan_out.input).filter(|_| fan_out.over == FanOutOver::Directory);
+            if listed.is_some_and(|input| input.source == InputSource::Filecoin) {
+                // The worker that fans out lists the directory before any task runs, and
+                // listing is not a paid retrieval: the tasks alone would know their prices.
+                return field_error(
+                    &format!("inputs[{}].source", fan_out.input),
+                    "a directory fanned out over cannot come from Filecoin: fan out over its files as inputs \
+                     (\"over\": \"inputs\"), each with \"source\": \"filecoin\"",
+                );
+            }
         }
         self.limits.validate()?;
         self.retry.validate()?;
@@ -788,6 +837,12 @@ fn validate_inputs(inputs: &[InputSpec]) -> Result<(), SpecError> {
             if let Err(reason) = check_entry_name(name) {
                 return field_error(&format!("inputs[{i}].name"), reason);
             }
+        }
+        if input.max_price.is_some() && input.source != InputSource::Filecoin {
+            return field_error(
+                &format!("inputs[{i}].max_price"),
+                "applies only to an input with \"source\": \"filecoin\" (content from IPFS is free)",
+            );
         }
         let there = mounted.entry(input.path.as_str()).or_default();
         let shared = !there.is_empty();
@@ -1149,6 +1204,46 @@ mod tests {
         match JobSpec::from_json(body.as_bytes()) {
             Err(SpecError::Field { field, reason }) => (field, reason),
             other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_filecoin_input_states_its_price_exactly_and_ipfs_inputs_keep_their_json() {
+        let body = spec_json(&format!(
+            r#","inputs":[{{"cid":"{FILE_A}","source":"filecoin","max_price":"1000000000000000 attoFIL"}}]"#
+        ));
+        let spec = JobSpec::from_json(body.as_bytes()).unwrap();
+        let input = &spec.inputs[0];
+        assert_eq!(input.source, InputSource::Filecoin);
+        assert_eq!(input.max_price.map(AttoFil::atto), Some(1_000_000_000_000_000));
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["inputs"][0]["max_price"], "0.001 FIL");
+        assert_eq!(JobSpec::from_json(&serde_json::to_vec(&json).unwrap()).unwrap(), spec);
+        let plain = JobSpec::from_json(spec_json(&format!(r#","inputs":[{{"cid":"{FILE_A}"}}]"#)).as_bytes()).unwrap();
+        let json = serde_json::to_value(&plain).unwrap();
+        assert_eq!(json["inputs"][0], serde_json::json!({"cid": FILE_A, "path": "/inputs"}));
+        assert_ne!(plain.invocation_cid(), spec.invocation_cid());
+    }
+
+    #[test]
+    fn filecoin_input_errors_name_the_field() {
+        let input = |extra: &str| spec_json(&format!(r#","inputs":[{{"cid":"{FILE_A}"{extra}}}]"#));
+        let cases = [
+            (input(r#","max_price":"1 FIL""#), "inputs[0].max_price", "only to an input with \"source\": \"filecoin\""),
+            (input(r#","source":"filecoin","max_price":"-1 FIL""#), "inputs[0].max_price", "negative"),
+            (input(r#","source":"filecoin","max_price":"3000000000 FIL""#), "inputs[0].max_price", "overflows"),
+            (input(r#","source":"filecoin","max_price":"a lot""#), "inputs[0].max_price", "invalid amount"),
+            (input(r#","source":"arweave""#), "inputs[0].source", "unknown variant"),
+            (
+                spec_json(&format!(r#","inputs":[{{"cid":"{DIR_B}","source":"filecoin"}}],"fan_out":{{"input":0}}"#)),
+                "inputs[0].source",
+                "cannot come from Filecoin",
+            ),
+        ];
+        for (body, field, reason) in cases {
+            let (got_field, got_reason) = field_error(&body);
+            assert_eq!(got_field, field, "{body}: {got_reason}");
+            assert!(got_reason.contains(reason), "{body}: {got_reason}");
         }
     }
 
