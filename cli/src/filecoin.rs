@@ -1,17 +1,24 @@
-//! `shoal filecoin devnet`: shoal-filecoin's stand-ins — a simulated chain with a payer's and a
-//! provider's Lotus node, and a storage provider selling the local block store's DAGs — for
-//! demos and for pointing any Lotus client or curl at. Nothing here is Filecoin.
+//! `shoal filecoin`: the operators' hold on wallets' spending limits and books (`limit`,
+//! `spent`, straight in Redis like `shoal keys`), a wallet's balance from Lotus (`balance`), and
+//! `devnet`: shoal-filecoin's stand-ins — a simulated chain with a payer's and a provider's
+//! Lotus node, and a storage provider selling the local block store's DAGs — for demos and for
+//! pointing any Lotus client or curl at. Nothing in `devnet` is Filecoin.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use serde_json::json;
 use shoal_content::{BlockStore, FsBlockStore};
-use shoal_filecoin::amount::{format_fil, parse_amount};
+use shoal_filecoin::amount::{format_atto, format_fil, parse_amount};
 use shoal_filecoin::standin::{ProviderConfig, ProviderStandIn, StandInChain};
+use shoal_filecoin::types::parse_address;
+use shoal_filecoin::LotusClient;
+use shoal_jobs::{parse_attofil, Budget, SpendingLedger};
 
 use crate::home::Home;
+use crate::quarantine::RedisArgs;
 use crate::services::{init_logging, shutdown_signal};
 
 /// `shoal filecoin`.
@@ -20,6 +27,49 @@ pub(crate) enum FilecoinCommand {
     /// Start the Lotus and storage-provider stand-ins on loopback (random ports, printed) until
     /// stopped: a simulated chain, not Filecoin.
     Devnet(DevnetArgs),
+    /// Show a wallet's spending limit, or set it (operators, straight in Redis): what workers
+    /// may spend from it on retrievals in all.
+    Limit(LimitArgs),
+    /// Show the limit, spent, reserved and refused amounts of a wallet, or of every wallet with
+    /// a limit (operators, straight in Redis).
+    Spent(SpentArgs),
+    /// Show a wallet's balance on chain, from a Lotus node (its default wallet if none is named).
+    Balance(BalanceArgs),
+}
+
+/// `shoal filecoin limit`.
+#[derive(Args)]
+pub(crate) struct LimitArgs {
+    /// The wallet's address (`f1…`).
+    wallet: String,
+    /// The new limit ("0.5", "0.5 FIL", "1500 attoFIL"); without it the limit is shown.
+    // Hyphens allowed so that "-1" is refused as a negative amount, not as an unknown flag.
+    #[arg(allow_hyphen_values = true)]
+    amount: Option<String>,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// `shoal filecoin spent`.
+#[derive(Args)]
+pub(crate) struct SpentArgs {
+    /// The wallet's address; every wallet with a limit if none.
+    wallet: Option<String>,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// `shoal filecoin balance`.
+#[derive(Args)]
+pub(crate) struct BalanceArgs {
+    /// The wallet's address; the node's default wallet if none.
+    wallet: Option<String>,
+    /// The Lotus node's JSON-RPC v1 endpoint (`http://host:1234/rpc/v1`).
+    #[arg(long, env = "SHOAL_LOTUS_URL")]
+    lotus_url: String,
+    /// The node's API token (the default wallet needs `write`).
+    #[arg(long, env = "SHOAL_LOTUS_TOKEN", hide_env_values = true)]
+    lotus_token: Option<String>,
 }
 
 /// `shoal filecoin devnet`.
@@ -37,10 +87,104 @@ pub(crate) struct DevnetArgs {
 }
 
 /// `shoal filecoin …`.
-pub(crate) async fn run(home: &Home, command: FilecoinCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(home: &Home, command: FilecoinCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         FilecoinCommand::Devnet(args) => devnet(home, args).await,
+        FilecoinCommand::Limit(args) => limit(args, json).await,
+        FilecoinCommand::Spent(args) => spent(args, json).await,
+        FilecoinCommand::Balance(args) => balance(args, json).await,
     }
+}
+
+/// An amount as the commands print it: exactly, in FIL, with the attoFIL in parentheses.
+fn fil(atto: u128) -> String {
+    const ATTO_PER_FIL: u128 = 1_000_000_000_000_000_000;
+    let (whole, fraction) = (atto / ATTO_PER_FIL, atto % ATTO_PER_FIL);
+    let fraction = format!("{fraction:018}");
+    let fraction = fraction.trim_end_matches('0');
+    let point = if fraction.is_empty() { "" } else { "." };
+    format!("{whole}{point}{fraction} FIL ({atto} attoFIL)")
+}
+
+/// `wallet` as the ledger keys it: the address's canonical string, as the retriever writes it.
+fn wallet_key(wallet: &str) -> anyhow::Result<String> {
+    Ok(parse_address(wallet).with_context(|| format!("invalid wallet address {wallet:?}"))?.to_string())
+}
+
+/// A wallet's books as `--json` prints them: attoFIL as decimal strings, exact in any parser.
+fn budget_json(wallet: &str, budget: &Budget) -> serde_json::Value {
+    json!({
+        "wallet": wallet,
+        "limit_attofil": budget.limit.to_string(),
+        "spent_attofil": budget.spent.to_string(),
+        "reserved_attofil": budget.reserved.to_string(),
+        "refused_attofil": budget.refused.to_string(),
+        "refusals": budget.refusals,
+    })
+}
+
+async fn limit(args: LimitArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let wallet = wallet_key(&args.wallet)?;
+    let ledger = SpendingLedger::new(args.redis.connect().await?);
+    if let Some(amount) = &args.amount {
+        let amount = parse_amount(amount).context("the limit")?;
+        ledger.set_limit(&wallet, parse_attofil(&format_atto(&amount))?).await?;
+    }
+    let limited = ledger.wallets().await?.contains(&wallet);
+    let budget = ledger.status(&wallet).await?;
+    if json {
+        crate::print_json(&json!({ "wallet": wallet, "limited": limited, "limit_attofil": budget.limit.to_string() }))?;
+    } else if limited {
+        println!("{wallet}\tlimit {}", fil(budget.limit));
+    } else {
+        println!("{wallet}\tno limit set: it may spend nothing");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn spent(args: SpentArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let ledger = SpendingLedger::new(args.redis.connect().await?);
+    let wallets = match &args.wallet {
+        Some(wallet) => vec![wallet_key(wallet)?],
+        None => ledger.wallets().await?,
+    };
+    let mut books = Vec::with_capacity(wallets.len());
+    for wallet in wallets {
+        let budget = ledger.status(&wallet).await?;
+        books.push((wallet, budget));
+    }
+    if json {
+        let wallets: Vec<_> = books.iter().map(|(wallet, budget)| budget_json(wallet, budget)).collect();
+        crate::print_json(&json!({ "wallets": wallets }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if books.is_empty() {
+        eprintln!("no wallet has a limit (shoal filecoin limit WALLET AMOUNT sets one)");
+    }
+    for (wallet, budget) in books {
+        println!("{wallet}");
+        println!("  limit     {}", fil(budget.limit));
+        println!("  spent     {}", fil(budget.spent));
+        println!("  reserved  {}", fil(budget.reserved));
+        println!("  refused   {} in {} reservations", fil(budget.refused), budget.refusals);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn balance(args: BalanceArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let lotus = LotusClient::new(&args.lotus_url, args.lotus_token.as_deref())?;
+    let wallet = match &args.wallet {
+        Some(wallet) => parse_address(wallet).with_context(|| format!("invalid wallet address {wallet:?}"))?,
+        None => lotus.wallet_default_address().await.context("asking Lotus for its default wallet")?,
+    };
+    let balance = lotus.wallet_balance(&wallet).await.context("asking Lotus for the balance")?;
+    if json {
+        crate::print_json(&json!({ "wallet": wallet.to_string(), "balance_attofil": format_atto(&balance) }))?;
+    } else {
+        // Lotus's amounts are bounded by the supply, which a u128 holds.
+        println!("{wallet}\tbalance {}", fil(parse_attofil(&format_atto(&balance))?));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn devnet(home: &Home, args: DevnetArgs) -> anyhow::Result<ExitCode> {

@@ -4,7 +4,8 @@
 //! gateway over a block store), `verifier`. User commands: `add`, `get`, `cat`, `car`
 //! (content), `run`, `status`, `logs`, `cancel`, `jobs list`, `workers` (over the gateway's HTTP
 //! API, named by a flag, the environment or the config file: `config`); `keys`, `tenants`,
-//! `quarantine` (operators, over Redis). With `--json` a user command prints one JSON document.
+//! `quarantine`, `filecoin limit|spent` (operators, over Redis); `filecoin balance` (Lotus).
+//! With `--json` a user command prints one JSON document.
 
 mod api;
 mod config;
@@ -98,7 +99,8 @@ enum Command {
     /// List quarantined workers, or readmit one (operators).
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
-    /// Filecoin retrieval: `devnet` starts the Lotus and storage-provider stand-ins.
+    /// Filecoin retrieval: wallets' spending `limit`s and what they `spent` (operators), a
+    /// wallet's `balance` from Lotus; `devnet` starts the Lotus and storage-provider stand-ins.
     #[command(subcommand)]
     Filecoin(filecoin::FilecoinCommand),
 }
@@ -130,7 +132,7 @@ impl Command {
             | Command::Worker(_)
             | Command::Content(_)
             | Command::Verifier(_)
-            | Command::Filecoin(_) => {
+            | Command::Filecoin(filecoin::FilecoinCommand::Devnet(_)) => {
                 Some("services log to standard error (SHOAL_LOG_FORMAT=json makes those lines JSON)")
             }
             Command::Cat(_) => Some("`shoal cat` prints the file's bytes"),
@@ -168,7 +170,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => jobs::run(&home, args, json).await,
         Command::Receipt(command) => receipt::run(&home, command, json).await,
         Command::Quarantine(command) => quarantine::run(command, json).await,
-        Command::Filecoin(command) => filecoin::run(&home, command).await,
+        Command::Filecoin(command) => filecoin::run(&home, command, json).await,
         Command::RedisAcl(args) => redis_users::run(args),
         Command::Probe(args) => probe::run(args, json).await,
         Command::Status(args) => jobs::status(&home, args, json).await,

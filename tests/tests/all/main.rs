@@ -11,6 +11,7 @@ mod cluster;
 mod containers;
 mod dashboard;
 mod fanout;
+mod filecoin;
 mod filecoin_inputs;
 mod landsat;
 mod locality;
