@@ -5,35 +5,13 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// The busybox image of `scripts/build-test-image.sh`, built once and kept
-/// under Cargo's target temp directory, named by the script's hash so that a
-/// changed script builds a new one.
-pub(crate) fn busybox_image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-image.sh");
-        let hash = hex::encode(Sha256::digest(fs::read(&script).unwrap()));
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oci-test-image-{}", &hash[..16]));
-        if out.join("index.json").is_file() {
-            return out;
-        }
-        // Built aside and renamed, so that concurrent test binaries never see half an image.
-        let building = out.with_extension(format!("building-{}", std::process::id()));
-        let status = Command::new("bash").arg(&script).arg(&building).status().expect("run build-test-image.sh");
-        assert!(status.success(), "scripts/build-test-image.sh failed; run scripts/install-deps.sh (busybox-static)");
-        if fs::rename(&building, &out).is_err() {
-            // Another test binary finished first; its image is the same.
-            fs::remove_dir_all(&building).unwrap();
-        }
-        out
-    })
-}
+mod busybox;
+
+pub(crate) use busybox::busybox_image;
 
 /// Writes an OCI layout at `dir` whose layers are the given gzip-compressed tars.
 /// Returns the manifest's digest (`sha256:…`).

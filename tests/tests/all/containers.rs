@@ -9,38 +9,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shoal_jobs::{Compared, ExecutionOutcome, FailureReason, Job, JobState, VerificationOutcome};
-use shoal_testkit::{repo_root, Stack, StackOptions};
+use shoal_testkit::{Stack, StackOptions};
 
-use crate::sha256_hex;
+use busybox::busybox_image;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The busybox image, built once per script version under Cargo's target temp directory (as
-/// shoal-oci's tests do; the script is deterministic, so the image keeps its CID).
-fn busybox_image() -> &'static Path {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let script = repo_root().join("scripts/build-test-image.sh");
-        let hash = sha256_hex(&std::fs::read(&script).unwrap());
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oci-test-image-{}", &hash[..16]));
-        if out.join("index.json").is_file() {
-            return out;
-        }
-        // Built aside and renamed, so that a concurrent test binary never sees half an image.
-        let building = out.with_extension(format!("building-{}", std::process::id()));
-        let status = Command::new("bash").arg(&script).arg(&building).status().expect("run build-test-image.sh");
-        assert!(status.success(), "scripts/build-test-image.sh failed; run scripts/install-deps.sh (busybox-static)");
-        if std::fs::rename(&building, &out).is_err() {
-            std::fs::remove_dir_all(&building).unwrap();
-        }
-        out
-    })
-}
+#[path = "../../../oci/tests/common/busybox.rs"]
+mod busybox;
 
 /// A container job over the busybox image running `script` with `sh -c`.
 fn shell_job(image: &str, script: &str, inputs: Value, verification: Value) -> Value {
