@@ -8,16 +8,21 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use fvm_shared::econ::TokenAmount;
 use shoal_content::{BlockStore, FsBlockStore};
+use shoal_filecoin::amount::parse_amount;
 use shoal_gateway::GatewayConfig;
 use shoal_jobs::keys::RedisRole;
-use shoal_jobs::{redis_addresses, redis_urls, ApiKeys, Fsync, RedisConnection, RedisServer, Role, Tenant};
+use shoal_jobs::{
+    redis_addresses, redis_urls, ApiKeys, AttoFil, Fsync, RedisConnection, RedisServer, Role, SpendingLedger, Tenant,
+};
 use shoal_verifier::VerifierConfig;
 use shoal_worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::filecoin::Devnet;
 use crate::home::{Endpoints, Home};
 use crate::services::{init_logging, shutdown_signal, DEFAULT_SHARDS};
 
@@ -45,6 +50,17 @@ pub(crate) struct DevArgs {
     /// Fraction of `sampled` jobs the verifier re-executes (0 to 1).
     #[arg(long, default_value_t = 1.0)]
     verify_rate: f64,
+    /// Also start the Filecoin stand-ins (`shoal filecoin devnet`'s): a provider selling the
+    /// DAGs of `<home>/filecoin/blocks` (`shoal --home <home>/filecoin add FILE` puts one there
+    /// and nowhere else), and workers that buy `"source": "filecoin"` inputs from it.
+    #[arg(long)]
+    filecoin: bool,
+    /// The provider stand-in's price a retrieval.
+    #[arg(long, default_value = "0.001 FIL", requires = "filecoin")]
+    filecoin_price: String,
+    /// The paying wallet's spending limit.
+    #[arg(long, default_value = "0.01 FIL", requires = "filecoin")]
+    filecoin_limit: String,
 }
 
 /// The tenant of the dev stack's local key.
@@ -105,10 +121,15 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     let gateway_url = format!("http://{}", listener.local_addr()?);
     tasks.spawn(shoal_gateway_task(listener, router, until_stopped()));
 
+    let devnet = match args.filecoin {
+        true => Some(start_devnet(home, &args, &redis_url).await?),
+        false => None,
+    };
     for n in 1..=args.workers {
         let mut config = WorkerConfig::new(&format!("dev-worker-{n}"), &role_url(RedisRole::Worker), home.root());
         config.shards = args.shards;
         config.concurrency = args.concurrency;
+        config.filecoin = devnet.as_ref().map(Devnet::buyer);
         let shutdown = until_stopped();
         tasks.spawn(async move {
             shoal_worker::run(config, shutdown).await?;
@@ -144,6 +165,15 @@ pub(crate) async fn run(home: &Home, args: DevArgs) -> anyhow::Result<ExitCode> 
     );
     println!("  workers  {} x {} slots", args.workers, args.concurrency);
     println!("  verifier re-runs {:.0} % of sampled jobs", args.verify_rate * 100.0);
+    if let Some(devnet) = &devnet {
+        devnet.print();
+        println!(
+            "    wallet {} may spend {}; add what only the provider holds with `shoal --home {} add FILE`",
+            devnet.payer,
+            args.filecoin_limit,
+            filecoin_home(home).root().display()
+        );
+    }
     println!("Ctrl-C stops everything.");
 
     // Stop on a signal, or as soon as any part fails.
@@ -183,4 +213,20 @@ async fn bind(port: u16) -> anyhow::Result<TcpListener> {
 
 fn flatten(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     ended.context("a part of the stack panicked")?
+}
+
+/// The home whose block store the provider stand-in sells: apart from the stack's own, so what
+/// is added there is on no free source.
+fn filecoin_home(home: &Home) -> Home {
+    Home::new(home.root().join("filecoin"))
+}
+
+/// Starts the Filecoin stand-ins and sets the payer wallet's spending limit.
+async fn start_devnet(home: &Home, args: &DevArgs, admin_url: &str) -> anyhow::Result<Devnet> {
+    let price = parse_amount(&args.filecoin_price).context("--filecoin-price")?;
+    let limit = AttoFil::parse(&args.filecoin_limit).context("--filecoin-limit")?;
+    let devnet = Devnet::start(&filecoin_home(home).blocks(), price, TokenAmount::from_whole(100), "devnet").await?;
+    let ledger = SpendingLedger::new(RedisConnection::open(&redis_urls(admin_url)).await?);
+    ledger.set_limit(&devnet.payer.to_string(), limit.atto()).await?;
+    Ok(devnet)
 }

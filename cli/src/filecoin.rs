@@ -4,18 +4,22 @@
 //! Lotus node, and a storage provider selling the local block store's DAGs — for demos and for
 //! pointing any Lotus client or curl at. Nothing in `devnet` is Filecoin.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use fvm_shared::address::Address;
+use fvm_shared::econ::TokenAmount;
 use serde_json::json;
 use shoal_content::{BlockStore, FsBlockStore};
 use shoal_filecoin::amount::{format_atto, format_fil, parse_amount};
-use shoal_filecoin::standin::{ProviderConfig, ProviderStandIn, StandInChain};
+use shoal_filecoin::standin::{LotusStandIn, ProviderConfig, ProviderStandIn, StandInChain};
 use shoal_filecoin::types::parse_address;
 use shoal_filecoin::LotusClient;
-use shoal_jobs::{parse_attofil, Budget, SpendingLedger};
+use shoal_jobs::{parse_attofil, AttoFil, Budget, SpendingLedger};
+use shoal_worker::FilecoinConfig;
 
 use crate::home::Home;
 use crate::quarantine::RedisArgs;
@@ -98,12 +102,10 @@ pub(crate) async fn run(home: &Home, command: FilecoinCommand, json: bool) -> an
 
 /// An amount as the commands print it: exactly, in FIL, with the attoFIL in parentheses.
 fn fil(atto: u128) -> String {
-    const ATTO_PER_FIL: u128 = 1_000_000_000_000_000_000;
-    let (whole, fraction) = (atto / ATTO_PER_FIL, atto % ATTO_PER_FIL);
-    let fraction = format!("{fraction:018}");
-    let fraction = fraction.trim_end_matches('0');
-    let point = if fraction.is_empty() { "" } else { "." };
-    format!("{whole}{point}{fraction} FIL ({atto} attoFIL)")
+    match AttoFil::new(atto) {
+        Ok(amount) => format!("{amount} ({atto} attoFIL)"),
+        Err(_) => format!("{atto} attoFIL"),
+    }
 }
 
 /// `wallet` as the ledger keys it: the address's canonical string, as the retriever writes it.
@@ -127,8 +129,8 @@ async fn limit(args: LimitArgs, json: bool) -> anyhow::Result<ExitCode> {
     let wallet = wallet_key(&args.wallet)?;
     let ledger = SpendingLedger::new(args.redis.connect().await?);
     if let Some(amount) = &args.amount {
-        let amount = parse_amount(amount).context("the limit")?;
-        ledger.set_limit(&wallet, parse_attofil(&format_atto(&amount))?).await?;
+        let amount = AttoFil::parse(amount).context("the limit")?;
+        ledger.set_limit(&wallet, amount.atto()).await?;
     }
     let limited = ledger.wallets().await?.contains(&wallet);
     let budget = ledger.status(&wallet).await?;
@@ -191,32 +193,81 @@ async fn devnet(home: &Home, args: DevnetArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let price = parse_amount(&args.price).context("--price")?;
     let balance = parse_amount(&args.balance).context("--balance")?;
-    let blocks = home.blocks();
-    let store: Arc<dyn BlockStore> =
-        Arc::new(FsBlockStore::open(&blocks).with_context(|| format!("opening {}", blocks.display()))?);
-    let chain = StandInChain::new();
-    let payer = chain.new_account(balance.clone());
-    let payee = chain.new_account(Default::default());
-    let payer_node = chain.start_node(vec![payer], &args.token).await.context("starting the payer's Lotus stand-in")?;
-    let provider_token = format!("{}-provider", args.token);
-    let provider_node =
-        chain.start_node(vec![payee], &provider_token).await.context("starting the provider's Lotus stand-in")?;
-    let config = ProviderConfig { price: price.clone(), payee, lotus: provider_node.client() };
-    let provider = ProviderStandIn::start(store, config).await.context("starting the provider stand-in")?;
-
-    println!("Filecoin stand-ins (a simulated chain, not Filecoin), selling the DAGs in {}:", blocks.display());
-    println!(
-        "  payer's Lotus     {}  token {}  wallet {payer} ({})",
-        payer_node.url(),
-        args.token,
-        format_fil(&balance)
-    );
-    println!("  provider's Lotus  {}  token {provider_token}  wallet {payee}", provider_node.url());
-    println!("  provider          {}  peer {}  price {}", provider.url(), provider.peer_id(), format_fil(&price));
-    println!("    IPNI find   GET {}/cid/<cid>", provider.url());
-    println!("    quote       GET {}/quote/<cid>", provider.url());
-    println!("    paid CAR    GET {}/ipfs/<cid>?format=car  with header x-filecoin-voucher", provider.url());
+    let devnet = Devnet::start(&home.blocks(), price, balance, &args.token).await?;
+    devnet.print();
     println!("Stop with Ctrl-C.");
     shutdown_signal().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stand-ins, running: a simulated chain with a payer's and a provider's Lotus node, and
+/// a storage provider selling the DAGs of one block store. Stopped when dropped.
+pub(crate) struct Devnet {
+    /// The paying wallet.
+    pub(crate) payer: Address,
+    /// The payer's Lotus node (its wallet holds `payer`).
+    pub(crate) payer_node: LotusStandIn,
+    provider_node: LotusStandIn,
+    /// The storage provider: IPNI finds, quotes, paid CARs.
+    pub(crate) provider: ProviderStandIn,
+    blocks: PathBuf,
+    balance: TokenAmount,
+}
+
+impl Devnet {
+    /// Starts the stand-ins, the provider selling the DAGs in the block store at `blocks` at
+    /// `price` a retrieval, the payer holding `balance`, its node asking for `token` (the
+    /// provider's node for `<token>-provider`).
+    pub(crate) async fn start(
+        blocks: &Path,
+        price: TokenAmount,
+        balance: TokenAmount,
+        token: &str,
+    ) -> anyhow::Result<Devnet> {
+        let store: Arc<dyn BlockStore> =
+            Arc::new(FsBlockStore::open(blocks).with_context(|| format!("opening {}", blocks.display()))?);
+        let chain = StandInChain::new();
+        let payer = chain.new_account(balance.clone());
+        let payee = chain.new_account(Default::default());
+        let payer_node = chain.start_node(vec![payer], token).await.context("starting the payer's Lotus stand-in")?;
+        let provider_node = chain
+            .start_node(vec![payee], &format!("{token}-provider"))
+            .await
+            .context("starting the provider's Lotus stand-in")?;
+        let config = ProviderConfig { price, payee, lotus: provider_node.client() };
+        let provider = ProviderStandIn::start(store, config).await.context("starting the provider stand-in")?;
+        Ok(Devnet { payer, payer_node, provider_node, provider, blocks: blocks.to_path_buf(), balance })
+    }
+
+    /// How a worker buys from these stand-ins.
+    pub(crate) fn buyer(&self) -> FilecoinConfig {
+        FilecoinConfig {
+            lotus_url: self.payer_node.url(),
+            lotus_token: Some(self.payer_node.token().to_string()),
+            indexers: vec![self.provider.url()],
+            wallet: Some(self.payer.to_string()),
+        }
+    }
+
+    /// Prints where everything is.
+    pub(crate) fn print(&self) {
+        let (payer, provider) = (&self.payer_node, &self.provider);
+        println!(
+            "Filecoin stand-ins (a simulated chain, not Filecoin), selling the DAGs in {}:",
+            self.blocks.display()
+        );
+        let balance = format_fil(&self.balance);
+        println!("  payer's Lotus     {}  token {}  wallet {} ({balance})", payer.url(), payer.token(), self.payer);
+        let node = &self.provider_node;
+        println!("  provider's Lotus  {}  token {}", node.url(), node.token());
+        println!(
+            "  provider          {}  peer {}  price {}",
+            provider.url(),
+            provider.peer_id(),
+            format_fil(provider.price())
+        );
+        println!("    IPNI find   GET {}/cid/<cid>", provider.url());
+        println!("    quote       GET {}/quote/<cid>", provider.url());
+        println!("    paid CAR    GET {}/ipfs/<cid>?format=car  with header x-filecoin-voucher", provider.url());
+    }
 }
