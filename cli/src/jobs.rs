@@ -72,6 +72,14 @@ pub(crate) struct RunArgs {
     /// `--comparator`) or `--verify none`.
     #[arg(long)]
     nondeterministic: bool,
+    /// The inputs may come from Filecoin: a worker that buys finds them on storage providers
+    /// when no free source has them, and pays from its wallet.
+    #[arg(long)]
+    filecoin: bool,
+    /// With `--filecoin`: the most each input may cost ("0.002 FIL", "2000 attoFIL"); a
+    /// retrieval above it fails the job `budget_exhausted`.
+    #[arg(long, value_name = "AMOUNT", requires = "filecoin")]
+    max_price: Option<String>,
     /// A file the program must write, relative to /outputs (the run fails `missing_output`
     /// without it). Repeatable.
     #[arg(long = "writes", value_name = "FILE")]
@@ -150,6 +158,12 @@ impl RunArgs {
                 }
                 if let Some(name) = name.or(self.each_input.then_some(cid)) {
                     input.insert("name".into(), json!(name));
+                }
+                if self.filecoin {
+                    input.insert("source".into(), json!("filecoin"));
+                }
+                if let Some(max_price) = &self.max_price {
+                    input.insert("max_price".into(), json!(max_price));
                 }
                 Value::Object(input)
             })
@@ -706,6 +720,15 @@ mod tests {
             "the first = ends the name, the first : after it the CID"
         );
         assert!(spec.get("fan_out").is_none());
+    }
+
+    #[test]
+    fn filecoin_inputs_carry_their_source_and_price() {
+        let bought = spec(&["--program", A, "--input", A, "--input", B, "--filecoin", "--max-price", "0.002 FIL"]);
+        let input = |cid| json!({"cid": cid, "source": "filecoin", "max_price": "0.002 FIL"});
+        assert_eq!(bought["inputs"], json!([input(A), input(B)]));
+        let parsed = Run::try_parse_from(["run", "--program", A, "--max-price", "1 FIL"]);
+        assert!(parsed.is_err(), "--max-price without --filecoin");
     }
 
     #[test]

@@ -378,3 +378,61 @@ fn config_file_names_the_gateway_and_key(elsewhere: &Path, job: &str, gateway: &
         "{malformed}"
     );
 }
+
+#[test]
+fn shoal_dev_with_filecoin_buys_what_only_its_provider_holds_within_the_limit() {
+    let home = tempfile::tempdir().unwrap();
+    let _dev = Dev {
+        child: command(home.path())
+            .args(["dev", "--port", "0", "--content-port", "0", "--workers", "1", "--filecoin"])
+            .args(["--filecoin-price", "0.001 FIL", "--filecoin-limit", "0.0015 FIL"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let endpoints = home.path().join("dev.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !endpoints.exists() {
+        assert!(Instant::now() < deadline, "shoal dev did not write its endpoints");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let admin = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&endpoints).unwrap()).unwrap()["redis"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let program_path = repo_root().join("programs/wasm/echo-hash.wasm");
+    let program = stdout_line(&shoal(home.path(), &["add", "--quiet", program_path.to_str().unwrap()]));
+    // Two datasets on the provider's disk only, its home beside the stack's.
+    let work = tempfile::tempdir().unwrap();
+    let provider_home = home.path().join("filecoin");
+    let dataset = |name: &str, seed: u32| {
+        let bytes: Vec<u8> = (0..300 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 9) as u8 ^ seed as u8).collect();
+        let path = work.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        stdout_line(&shoal(&provider_home, &["add", "--quiet", path.to_str().unwrap()]))
+    };
+    let (first, second) = (dataset("a.bin", 1), dataset("b.bin", 2));
+    let run = |cid: &str| {
+        let input = format!("data.bin={cid}");
+        let args =
+            ["--json", "run", "--program", &program, "--input", &input, "--filecoin", "--max-price", "0.002 FIL"];
+        json(&command(home.path()).args(args).output().unwrap())
+    };
+
+    let bought = run(&first);
+    assert_eq!(bought["state"], "succeeded", "{bought}");
+    // The limit leaves 0.0005 FIL: the second dataset cannot be paid for.
+    let refused = run(&second);
+    assert_eq!((&refused["state"], &refused["failure"]["reason"]), (&"failed".into(), &"budget_exhausted".into()));
+    let message = refused["failure"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("costs 1000000000000000 attoFIL") && message.contains("spent 1000000000000000"),
+        "{message}"
+    );
+
+    let books = json(&shoal(home.path(), &["--json", "filecoin", "spent", "--redis", &admin]));
+    let wallet = &books["wallets"][0];
+    assert_eq!(wallet["spent_attofil"], "1000000000000000", "{books}");
+    assert_eq!((&wallet["reserved_attofil"], &wallet["refusals"]), (&"0".into(), &1.into()), "{books}");
+}
