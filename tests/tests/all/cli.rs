@@ -14,6 +14,28 @@ struct Dev {
     child: Child,
 }
 
+impl Dev {
+    /// `shoal dev` over `home` on free ports with one worker and `extra` arguments, once it
+    /// has written its endpoints.
+    fn start(home: &Path, extra: &[&str]) -> Dev {
+        let child = command(home)
+            .args(["dev", "--port", "0", "--content-port", "0", "--workers", "1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let dev = Dev { child };
+        let endpoints = home.join("dev.json");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !endpoints.exists() {
+            assert!(Instant::now() < deadline, "shoal dev did not write its endpoints");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dev
+    }
+}
+
 impl Drop for Dev {
     fn drop(&mut self) {
         Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().ok();
@@ -70,22 +92,8 @@ fn failure(output: &Output) -> String {
 #[test]
 fn the_cli_adds_runs_and_fetches_through_a_dev_stack() {
     let home = tempfile::tempdir().unwrap();
-    let dev = Dev {
-        child: Command::new(shoal_binary().unwrap())
-            .arg("--home")
-            .arg(home.path())
-            .args(["dev", "--port", "0", "--content-port", "0", "--workers", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
+    let dev = Dev::start(home.path(), &[]);
     let endpoints = home.path().join("dev.json");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !endpoints.exists() {
-        assert!(Instant::now() < deadline, "shoal dev did not write its endpoints");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("hello.txt"), b"hello world\n").unwrap();
@@ -382,21 +390,9 @@ fn config_file_names_the_gateway_and_key(elsewhere: &Path, job: &str, gateway: &
 #[test]
 fn shoal_dev_with_filecoin_buys_what_only_its_provider_holds_within_the_limit() {
     let home = tempfile::tempdir().unwrap();
-    let _dev = Dev {
-        child: command(home.path())
-            .args(["dev", "--port", "0", "--content-port", "0", "--workers", "1", "--filecoin"])
-            .args(["--filecoin-price", "0.001 FIL", "--filecoin-limit", "0.0015 FIL"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
+    let _dev =
+        Dev::start(home.path(), &["--filecoin", "--filecoin-price", "0.001 FIL", "--filecoin-limit", "0.0015 FIL"]);
     let endpoints = home.path().join("dev.json");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !endpoints.exists() {
-        assert!(Instant::now() < deadline, "shoal dev did not write its endpoints");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let admin = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&endpoints).unwrap()).unwrap()["redis"]
         .as_str()
         .unwrap()

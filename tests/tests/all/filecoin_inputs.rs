@@ -78,6 +78,16 @@ async fn budget(stack: &Stack, market: &Market) -> Budget {
     ledger(stack).await.status(&market.wallet.to_string()).await.unwrap()
 }
 
+/// A stack whose one worker buys in a market where the dataset of `seed` costs `price` and
+/// the wallet may spend `limit` (attoFIL).
+async fn buying_stack(price: u128, seed: u8, limit: u128) -> (Stack, Market) {
+    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let market = Market::open(price, seed).await;
+    ledger(&stack).await.set_limit(&market.wallet.to_string(), limit).await.unwrap();
+    stack.start_worker_with(market.worker(&stack, "buyer"));
+    (stack, market)
+}
+
 /// echo-hash over the dataset, bought from Filecoin at most for `max_price` (if given).
 async fn hash_dataset(stack: &Stack, market: &Market, max_price: Option<&str>) -> Job {
     let program = stack.add_program("echo-hash").await.unwrap();
@@ -91,10 +101,7 @@ async fn hash_dataset(stack: &Stack, market: &Market, max_price: Option<&str>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_input_only_a_provider_holds_is_bought_once_verified_and_then_read_for_free() {
-    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
-    let market = Market::open(2 * MILLI, 1).await;
-    ledger(&stack).await.set_limit(&market.wallet.to_string(), 10 * MILLI).await.unwrap();
-    stack.start_worker_with(market.worker(&stack, "buyer"));
+    let (stack, market) = buying_stack(2 * MILLI, 1, 10 * MILLI).await;
 
     let job = hash_dataset(&stack, &market, Some("0.005 FIL")).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
@@ -114,10 +121,7 @@ async fn an_input_only_a_provider_holds_is_bought_once_verified_and_then_read_fo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_input_that_cannot_be_paid_for_fails_budget_exhausted_with_the_amounts() {
-    let mut stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
-    let market = Market::open(3 * MILLI, 2).await;
-    ledger(&stack).await.set_limit(&market.wallet.to_string(), 2 * MILLI).await.unwrap();
-    stack.start_worker_with(market.worker(&stack, "buyer"));
+    let (stack, market) = buying_stack(3 * MILLI, 2, 2 * MILLI).await;
 
     // Above the input's own max_price: nothing is reserved or paid.
     let dear = hash_dataset(&stack, &market, Some("0.001 FIL")).await;
