@@ -48,6 +48,11 @@
 //! | `shoal:{pay:<wallet>}:ledger` | hash | `spent` and `reserved`, attoFIL (decimal); `refused`, what reservations refused for want of budget asked for (attoFIL, decimal), and `refusals`, how many |
 //! | `shoal:{pay:<wallet>}:expiries` | sorted set | the wallet's open reservations, scored by when they expire (ms) |
 //! | `shoal:{pay:<wallet>}:res:<id>` | hash | one reservation: `state`, `amount`, `holder`, `expires`, `voucher`, `voucher_amount`, `actual` (kept a while once closed, so a repeated settle is a no-op) |
+//! | `shoal:{pl:<id>}:pipeline` | hash | one pipeline: `spec`, `tenant`, `state`, `created`, `finished`, `message` |
+//! | `shoal:{pl:<id>}:units` | hash | what its driver decided for each unit of work — `<stage>`, or `<stage>/<file>` for a stage run per file — a job (JSON `{"job": …}`) or a skip with its reason |
+//! | `shoal:{pl:<id>}:files` | hash | pipeline input name → the files of that directory a stage runs per file over (JSON `[[name, cid], …]`), listed once |
+//! | `shoal:pipelines:running` | set | pipelines whose driver has work left |
+//! | `shoal:lock:pipelines` | string | which worker drives pipelines now (expires) |
 //! | `shoal:spending:wallets` | set | the wallets with a limit, for the expiry sweep, `shoal filecoin spent` and the gateway's `/metrics` |
 //!
 //! `NN` in `{jNN}` is derived from the job id ([`job_tag`]), so any gateway finds a job's keys
@@ -236,6 +241,39 @@ pub fn hot_shards() -> String {
     "shoal:{w}:hot".to_string()
 }
 
+/// The keys of one pipeline, all in its own slot (see [`crate::PipelineStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineKeys {
+    /// The record: spec, tenant, state, times.
+    pub record: String,
+    /// Unit of work → what the driver decided for it.
+    pub units: String,
+    /// Pipeline input → the files a stage runs per file over.
+    pub files: String,
+}
+
+impl PipelineKeys {
+    /// The keys of pipeline `id`.
+    pub fn of(id: &str) -> PipelineKeys {
+        PipelineKeys {
+            record: format!("shoal:{{pl:{id}}}:pipeline"),
+            units: format!("shoal:{{pl:{id}}}:units"),
+            files: format!("shoal:{{pl:{id}}}:files"),
+        }
+    }
+}
+
+/// The pipelines whose driver has work left.
+pub fn running_pipelines() -> String {
+    "shoal:pipelines:running".to_string()
+}
+
+/// The key remembering which pipeline a client's idempotency key created: hashed with its
+/// tenant in a namespace of its own, apart from jobs' keys.
+pub fn pipeline_idempotency(tenant: &Tenant, key: &str) -> String {
+    format!("shoal:idem:{}", hex::encode(Sha256::digest(format!("pipeline\0{tenant}\0{key}").as_bytes())))
+}
+
 /// The keys of a fanned-out job's tasks, in the job's slot (see [`crate::fanout`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanOutKeys {
@@ -295,6 +333,8 @@ pub enum Lock {
     Requeue,
     /// Held by the verifier that looks at finished replicas.
     Replication,
+    /// Held by the worker that drives pipelines this round.
+    Pipelines,
 }
 
 impl Lock {
@@ -305,6 +345,7 @@ impl Lock {
             Lock::FanOut => "shoal:lock:fanout",
             Lock::Requeue => "shoal:lock:requeue",
             Lock::Replication => "shoal:lock:replication",
+            Lock::Pipelines => "shoal:lock:pipelines",
         }
         .to_string()
     }
@@ -412,6 +453,8 @@ const SHARD_STREAMS: &str = "~shoal:{s*}:*";
 const IDEMPOTENCY_KEYS: &str = "~shoal:idem:*";
 const FAN_OUT_WAITING: &str = "~shoal:fanout:*";
 const LOCKS: &str = "~shoal:lock:*";
+/// Pipelines: the gateway creates and cancels them, the driver (a worker) advances them.
+const PIPELINES: &str = "~shoal:{pl:*}:* ~shoal:pipelines:*";
 const QUOTAS_READ: &str = "%R~shoal:{a}:quotas";
 /// A wallet's ledger, reservations and expiries: workers reserve, record vouchers, settle and
 /// release; the limit and the list of wallets only the admin writes.
@@ -439,11 +482,11 @@ pub fn acl_rules(role: RedisRole) -> String {
         RedisRole::Admin => return "~* &* +@all".to_string(),
         RedisRole::Gateway => format!(
             "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} ~shoal:rate:* %R~shoal:{{w}}:* %R~shoal:{{a}}:api-keys \
-             %R~shoal:{{a}}:quotas %R~shoal:{{a}}:webhook-secrets {SPENDING_READ}"
+             %R~shoal:{{a}}:quotas %R~shoal:{{a}}:webhook-secrets {SPENDING_READ} {PIPELINES}"
         ),
         RedisRole::Worker => format!(
             "{JOB_KEYS} ~shoal:{{s*}}:jobs ~shoal:{{s*}}:dead {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} \
-             {WORKER_OWN} %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ} {SPENDING}"
+             {WORKER_OWN} %R~shoal:{{w}}:quarantined %R~shoal:{{w}}:tainted {QUOTAS_READ} {SPENDING} {PIPELINES}"
         ),
         RedisRole::Verifier => format!(
             "{JOB_KEYS} {SHARD_STREAMS} {IDEMPOTENCY_KEYS} {FAN_OUT_WAITING} {LOCKS} ~shoal:{{w}}:* \

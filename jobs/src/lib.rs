@@ -15,6 +15,8 @@
 //! - `fanout`: the tasks of jobs fanned out over a directory ([`FanOutStore`]).
 //! - `membership`: which workers are alive and what they offer ([`Membership`]).
 //! - `router`: which shard a job goes to ([`ShardRouter`]).
+//! - `pipelines`: pipelines as Shoal tracks them, and what their driver decided
+//!   ([`PipelineStore`]).
 //! - `placement`: which workers read which shards ([`ShardAssignment`]).
 //! - `hot`: extra readers, holding the data first, for shards whose backlog outgrows their
 //!   owners ([`HotShards`]).
@@ -35,6 +37,7 @@ mod hot;
 pub mod keys;
 mod membership;
 mod model;
+mod pipelines;
 mod placement;
 mod queue;
 mod receipt;
@@ -60,6 +63,10 @@ pub use model::{
     JobState, JobStatus, Limits, Notify, OnFailure, PipelineSpec, RetryPolicy, RuntimeKind, Stage, StageInput,
     StageSource, TaskFailure, TaskSummary, ToleranceField, Verification, VerificationOutcome, VerificationPolicy,
     WebhookEvent, MIN_CONTAINER_MEMORY_BYTES, OUTPUTS_MOUNT,
+};
+pub use pipelines::{
+    per_file_input, unit_key, JobEnd, Pipeline, PipelineCreated, PipelineState, PipelineStatus, PipelineStore,
+    StageStatus, UnitCounts, UnitDecision, UnitState, UnitStatus,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};
