@@ -29,7 +29,7 @@ manifest="$programs_dir/manifest.json"
 packages=(rustc-web cargo-web rust-web-src wasi-libc lld-16 python3)
 target=wasm32-wasip1
 # Every guest binary, in manifest order.
-guests=(cloud-detect cloud-remove cell-count echo-hash trap infinite-loop memory-bomb huge-output stack-overflow nondeterministic abuse ml-train ml-compare)
+guests=(cloud-detect cloud-remove cloud-summary cell-count echo-hash trap infinite-loop memory-bomb huge-output stack-overflow nondeterministic abuse ml-train ml-compare)
 
 install_toolchain() {
     local missing=()

@@ -33,9 +33,10 @@ use shoal_testkit::repo_root;
 use crate::sha256_hex;
 
 /// Every module the guest workspace builds, in manifest order.
-const PROGRAMS: [&str; 13] = [
+const PROGRAMS: [&str; 14] = [
     "cloud-detect",
     "cloud-remove",
+    "cloud-summary",
     "cell-count",
     "echo-hash",
     "trap",
