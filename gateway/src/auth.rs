@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use moka::future::Cache;
-use shoal_jobs::{ApiKeys, JobSpec, JobStore, Principal, Quotas, Role, Tenant};
+use shoal_jobs::{ApiKeys, JobSpec, JobStore, PipelineSpec, Principal, Quotas, Role, Tenant};
 
 use crate::api_error::ApiError;
 use crate::AppState;
@@ -72,13 +72,33 @@ impl Access {
     /// outstanding count is at most one counting interval old, so a burst can pass it by what
     /// arrives within one.
     pub(crate) async fn admit(&self, tenant: &Tenant, spec: &JobSpec) -> Result<(), Response> {
+        self.admit_asking(tenant, [("the job".to_string(), "limits.fuel".to_string(), spec.limits.fuel)]).await
+    }
+
+    /// Refuses pipeline `spec` from `tenant` as [`Access::admit`] refuses a job: each stage's
+    /// jobs are held to the fuel quota, and the pipeline counts as one submission.
+    pub(crate) async fn admit_pipeline(&self, tenant: &Tenant, spec: &PipelineSpec) -> Result<(), Response> {
+        let asking = spec.stages().iter().map(|stage| {
+            (format!("stage {}", stage.name), format!("stages.{}.limits.fuel", stage.name), stage.limits.fuel)
+        });
+        self.admit_asking(tenant, asking).await
+    }
+
+    /// The quota checks of a submission whose jobs ask for fuel as `asking` says: (who asks,
+    /// the field that asks, how much).
+    async fn admit_asking(
+        &self,
+        tenant: &Tenant,
+        asking: impl IntoIterator<Item = (String, String, u64)>,
+    ) -> Result<(), Response> {
         let quotas = self.quotas(tenant).await.map_err(IntoResponse::into_response)?;
-        if let Some(max) = quotas.max_fuel.filter(|&max| spec.limits.fuel > max) {
-            let message =
-                format!("the job asks for {} fuel; tenant {tenant} may ask for {max} at most", spec.limits.fuel);
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
-                .with_field("limits.fuel")
-                .into_response());
+        if let Some(max) = quotas.max_fuel {
+            if let Some((who, field, fuel)) = asking.into_iter().find(|&(_, _, fuel)| fuel > max) {
+                let message = format!("{who} asks for {fuel} fuel; tenant {tenant} may ask for {max} at most");
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
+                    .with_field(field)
+                    .into_response());
+            }
         }
         if let Some(max) = quotas.submissions_per_sec {
             let made = self.keys.count_submission(tenant).await.map_err(|e| ApiError::from(e).into_response())?;

@@ -27,7 +27,7 @@ use crate::AppState;
 /// The request header that makes a submission idempotent.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on a submission's answer when it returns the job an earlier one with its key created.
-const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// The longest Idempotency-Key accepted (the length Stripe and the IETF draft's examples use).
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 /// Page size of `GET /v1/jobs` unless `limit` says otherwise.
@@ -167,7 +167,7 @@ fn job_response(status: StatusCode, job: Job, replayed: bool) -> Response {
 ///
 /// A refusal is the complete answer, sent with `Connection: close` since the connection cannot
 /// be reused with the rest of the body unread.
-async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+pub(crate) async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
     let content_type = headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
     // The media type without its parameters (`; charset=utf-8`), compared case-insensitively.
     let essence = content_type.and_then(|t| t.split(';').next()).map(str::trim);
@@ -176,7 +176,7 @@ async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "the body must be a JSON job spec sent with Content-Type: application/json, not {}",
+                "the body must be a JSON spec sent with Content-Type: application/json, not {}",
                 content_type.unwrap_or("no Content-Type")
             ),
         );
@@ -240,7 +240,7 @@ fn linger(mut body: Body) {
     });
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
     let invalid = || {
         ApiError::new(
@@ -262,7 +262,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 /// 26 base-32 characters hold 130 bits, a ULID 128: the first character is at most `7`. The
 /// `ulid` crate drops the extra bits instead of refusing them, which made `8…` name the job
 /// `0…` names.
-fn parse_ulid(raw: &str) -> Result<String, String> {
+pub(crate) fn parse_ulid(raw: &str) -> Result<String, String> {
     if raw.as_bytes().first().is_some_and(|first| !matches!(first, b'0'..=b'7')) {
         return Err("a ULID starts with a digit from 0 to 7".into());
     }

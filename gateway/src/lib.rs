@@ -15,6 +15,9 @@
 //! | `DELETE /v1/jobs/{id}` | **200** the job, now `cancelled` (a queued job never runs, a running one is stopped by its worker within about a second, a fanned-out job's tasks are cancelled with it; again for a cancelled job finishes cancelling its tasks); **409** `job_finished` (with `state`) for a job that succeeded or failed. |
 //! | `GET /v1/jobs?state=&limit=&cursor=` | **200** `{jobs, next_cursor, next}`, newest first, the caller's tenant's (an operator's: every tenant's); `state` filters (all states when absent), `limit` is 1–500 (50 by default), `cursor` is the previous page's `next_cursor`. Each job is a summary — `id`, `tenant`, `state`, `created_at_ms`, `updated_at_ms`, `program`, and `acceptance` or `failure_reason` once known — never the spec's `args`, `env` or `inputs` (`GET /v1/jobs/{id}` has the whole job); a page stops short of 256 KiB (with a `next_cursor` for the rest). |
 //! | `GET /v1/jobs/{id}/files/output[/{path}]`, `…/files/inputs/{i}[/{path}]`, `…/files/stdout`, `…/files/stderr` | The job's recorded output (whatever its acceptance, which the job shows), its input `i` (from 0, in the spec's order) and its logs, read through [`GatewayConfig::content_gateways`] with every block verified. A directory: **200** `{job, tree, path, cid, kind, entries: [{name, cid, kind, size}]}` (`kind` `file`, `directory` or `symlink`). A file: **200** its bytes, typed by its extension from an allow-list (PNG, JPEG, GIF, WebP, plain text, JSON; anything else `application/octet-stream` with `Content-Disposition: attachment`), with `Content-Security-Policy: sandbox` and `nosniff` so nothing a program wrote runs on this origin; `ETag` is the CID (**304** for `If-None-Match`). **404** `path_not_found` (field `path`), `input_not_found` (field `index`), `no_output` for a job that ended without one; **409** `not_finished` while it runs; **413** `file_too_large` over [`GatewayConfig::max_file_bytes`]; **501** `content_not_configured` without sources; **503** `content_unavailable` when the sources cannot deliver. |
+//! | `POST /v1/pipelines` | body: a JSON pipeline spec (`shoal_jobs::PipelineSpec`: named `inputs` and `stages`), read as a job spec is (415, 413, `malformed_json`); an invalid one is **400** `invalid_spec` naming the field (`stages.remove.inputs[0].from`); a stage asking for more fuel than the tenant may **403** `quota_exceeded` (field `stages.<name>.limits.fuel`). **202** with its status and `Location: /v1/pipelines/{id}`; an `Idempotency-Key` already used for the same spec **200** with that pipeline and `Idempotent-Replayed: true`, for another spec **422** `idempotency_key_reused`. The workers' driver runs its stages as jobs of the tenant. |
+//! | `GET /v1/pipelines/{id}` | **200** `{id, tenant, state, created_ms, finished_ms, message, stages: [{name, counts: {waiting, running, succeeded, failed, skipped}, units: [{file, state, job, output, reason}]}]}`; **404** `pipeline_not_found` (also another tenant's); **400** `invalid_pipeline_id` (field `id`). |
+//! | `DELETE /v1/pipelines/{id}` | **200** its status, now `cancelled` (the driver cancels its unfinished jobs; again for a cancelled one); **409** `pipeline_finished` (with `state`) for one that succeeded or failed. |
 //! | `GET /v1/workers` (operators) | **200** `{workers, live_within_ms, hot_shards, shards}`: the workers heard from within three default heartbeats (15 s) (id, capacity, cache bytes, labels, shards, start and last-seen times), most recent first, each hot shard's extra readers, and every shard's `owner` (its best-ranked live worker), `unread` and `pending` entries and `extra_readers`. |
 //! | `GET /ui` | The dashboard (no key needed for the page itself: it asks for one, keeps it in the tab's `sessionStorage` and calls this API with it): jobs, one job with its executions, verdict, logs and files (images shown), workers and shards. Static files embedded in the binary, served with a strict `Content-Security-Policy`. |
 //! | `GET /healthz` | **200** `{"status":"ok"}` when Redis answers a PING, **503** `redis_unavailable` otherwise. |
@@ -58,6 +61,7 @@ mod jobs;
 mod layers;
 mod metrics;
 mod openapi;
+mod pipelines;
 mod ui;
 mod webhooks;
 
@@ -67,12 +71,12 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Extension, Json, Router};
 use shoal_jobs::{
     redis_addresses, redis_urls, shard_backlogs, ApiKeys, Candidate, ConnectOptions, Determinism, FanOutStore,
-    HotShards, JobStore, Membership, Principal, RedisConnection, ShardAssignment, ShardQueue, ShardRouter,
-    SpendingLedger, WebhookStore,
+    HotShards, JobStore, Membership, PipelineStore, Principal, RedisConnection, ShardAssignment, ShardQueue,
+    ShardRouter, SpendingLedger, WebhookStore,
 };
 use tokio::net::TcpListener;
 
@@ -89,6 +93,8 @@ use webhooks::Deliverer;
 struct AppState {
     store: JobStore,
     fanouts: FanOutStore,
+    /// Pipelines, created and cancelled here, run by the workers' driver.
+    pipelines: PipelineStore,
     queue: ShardQueue,
     redis: RedisConnection,
     placement: ShardRouter,
@@ -150,6 +156,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
     let state = AppState {
         store,
         fanouts: FanOutStore::new(redis.clone()),
+        pipelines: PipelineStore::new(redis.clone()),
         queue,
         redis,
         placement: ShardRouter::new(config.shards),
@@ -174,6 +181,8 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         .route("/v1/jobs/{id}/files/inputs/{index}/{*path}", get(files::input_path))
         .route("/v1/jobs/{id}/files/stdout", get(files::stdout))
         .route("/v1/jobs/{id}/files/stderr", get(files::stderr))
+        .route("/v1/pipelines", post(pipelines::create))
+        .route("/v1/pipelines/{id}", get(pipelines::status).delete(pipelines::cancel))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found)

@@ -35,6 +35,9 @@ const API_KEY: &str = "api_key";
         crate::jobs::status,
         crate::jobs::cancel,
         crate::jobs::result,
+        crate::pipelines::create,
+        crate::pipelines::status,
+        crate::pipelines::cancel,
         crate::files::output,
         crate::files::output_path,
         crate::files::input,
@@ -53,6 +56,8 @@ const API_KEY: &str = "api_key";
     modifiers(&Shared),
     tags(
         (name = "jobs", description = "Submit, follow, cancel and list jobs; read their results."),
+        (name = "pipelines", description = "Create, follow and cancel pipelines: stages run as jobs by the \
+                                             workers' driver."),
         (name = "files", description = "A job's output, inputs and logs, read through the gateway's content \
                                          sources with every block verified."),
         (name = "operators", description = "Only for operators' keys."),

@@ -1314,3 +1314,199 @@ async fn quotas_refuse_with_429_and_403_and_other_tenants_go_on() {
     }
     assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 }
+
+/// A pipeline of two stages over one input: `clean` over the input, then `count` over
+/// `clean`'s output; `tag` goes into `count`'s `args` so different tags give different specs.
+fn pipeline(tag: &str) -> Value {
+    json!({
+        "inputs": {"scenes": INPUT},
+        "stages": [
+            {"name": "clean", "program": PROGRAM, "inputs": [{"from": "pipeline.scenes", "path": "/inputs"}]},
+            {"name": "count", "program": PROGRAM, "args": [tag], "inputs": [{"from": "clean", "path": "/clean"}]}
+        ]
+    })
+}
+
+impl Gateway {
+    async fn create_pipeline(&self, client: &reqwest::Client, spec: &Value, key: Option<&str>) -> Response {
+        let mut request = client.post(self.url("/v1/pipelines")).json(spec);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_pipeline_is_running_with_every_unit_waiting_and_a_retry_returns_it() {
+    let gateway = Gateway::start().await;
+    let response = gateway.create_pipeline(&gateway.http, &pipeline("a"), Some("scenes-1")).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    let location = response.headers()[LOCATION].to_str().unwrap().to_string();
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(location, format!("/v1/pipelines/{id}"));
+    assert_eq!(created["state"], "running");
+    assert_eq!(created["tenant"], "test");
+    let stages: Vec<&str> = created["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["clean", "count"]);
+    for stage in created["stages"].as_array().unwrap() {
+        assert_eq!(stage["counts"], json!({"waiting": 1, "running": 0, "succeeded": 0, "failed": 0, "skipped": 0}));
+        assert_eq!(stage["units"], json!([{"state": "waiting"}]));
+    }
+    // Nothing is queued by the gateway: the driver submits the stages' jobs.
+    assert_eq!(gateway.total_backlog().await, 0);
+
+    let read = gateway.get(&location).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.json::<Value>().await.unwrap(), created);
+
+    let again = gateway.create_pipeline(&gateway.http, &pipeline("a"), Some("scenes-1")).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()[LOCATION].to_str().unwrap(), location);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], id);
+
+    let error = expect_error(
+        gateway.create_pipeline(&gateway.http, &pipeline("b"), Some("scenes-1")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(error["message"].as_str().unwrap().contains(&format!("pipeline {id}")), "{error}");
+
+    // Without a key, or with another, the same spec is another pipeline.
+    let other = gateway.create_pipeline(&gateway.http, &pipeline("a"), None).await;
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+    assert_ne!(other.json::<Value>().await.unwrap()["id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pipelines_are_400_naming_the_field() {
+    let gateway = Gateway::start().await;
+    let mut cyclic = pipeline("a");
+    cyclic["stages"][0]["inputs"] = json!([{"from": "count", "path": "/counted"}]);
+    let mut unknown = pipeline("a");
+    unknown["stages"][1]["inputs"][0]["from"] = json!("clen");
+    let mut empty = pipeline("a");
+    empty["stages"] = json!([]);
+    let cases = [
+        (cyclic, "stages.clean.inputs[0].from", "cycle: clean → count → clean"),
+        (unknown, "stages.count.inputs[0].from", "there is no stage \"clen\""),
+        (empty, "stages", "at least one stage"),
+    ];
+    for (spec, field, reason) in cases {
+        let error = expect_error(
+            gateway.create_pipeline(&gateway.http, &spec, None).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_spec",
+        )
+        .await;
+        assert_eq!(error["field"], field, "{error}");
+        assert!(error["message"].as_str().unwrap().contains(reason), "{error}");
+    }
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/pipelines"))
+        .header(CONTENT_TYPE, "application/json")
+        .body("{\"stages\": ")
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "malformed_json").await;
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/pipelines"))
+        .header(CONTENT_TYPE, "application/yaml")
+        .body("stages: []")
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    let long = "k".repeat(256);
+    expect_error(
+        gateway.create_pipeline(&gateway.http, &pipeline("a"), Some(&long)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_idempotency_key",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_over_the_tenants_fuel_quota_is_403_naming_it() {
+    let gateway = Gateway::start().await;
+    let url = gateway.redis.url();
+    let limited: Tenant = "limited".parse().unwrap();
+    let keys = ApiKeys::new(RedisConnection::open(&redis_urls(&url)).await.unwrap());
+    keys.set_quotas(&limited, &shoal_jobs::Quotas { max_fuel: Some(1_000), ..Default::default() }).await.unwrap();
+    let client = keyed_client(&url, &limited, Role::Tenant).await;
+    let mut thirsty = pipeline("a");
+    thirsty["stages"][0]["limits"] = json!({"fuel": 1_000});
+    thirsty["stages"][1]["limits"] = json!({"fuel": 1_001});
+    let error =
+        expect_error(gateway.create_pipeline(&client, &thirsty, None).await, StatusCode::FORBIDDEN, "quota_exceeded")
+            .await;
+    assert_eq!(error["field"], "stages.count.limits.fuel");
+    thirsty["stages"][1]["limits"] = json!({"fuel": 1_000});
+    assert_eq!(gateway.create_pipeline(&client, &thirsty, None).await.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_are_seen_and_cancelled_by_their_tenant_and_operators_only() {
+    let gateway = Gateway::start().await;
+    let url = gateway.redis.url();
+    let owner = keyed_client(&url, &tenant(), Role::Tenant).await;
+    let stranger = keyed_client(&url, &"other".parse().unwrap(), Role::Tenant).await;
+    let created: Value = gateway.create_pipeline(&owner, &pipeline("a"), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let path = gateway.url(&format!("/v1/pipelines/{id}"));
+
+    let unknown = ulid::Ulid::new().to_string();
+    let error = expect_error(
+        gateway.get(&format!("/v1/pipelines/{unknown}")).await,
+        StatusCode::NOT_FOUND,
+        "pipeline_not_found",
+    )
+    .await;
+    assert!(error["message"].as_str().unwrap().contains(&unknown), "{error}");
+    let error =
+        expect_error(gateway.get("/v1/pipelines/not-a-ulid").await, StatusCode::BAD_REQUEST, "invalid_pipeline_id")
+            .await;
+    assert_eq!(error["field"], "id");
+    // Another tenant's pipeline does not exist for it, to read or to cancel.
+    let read = stranger.get(&path).send().await.unwrap();
+    expect_error(read, StatusCode::NOT_FOUND, "pipeline_not_found").await;
+    let cancel = stranger.delete(&path).send().await.unwrap();
+    expect_error(cancel, StatusCode::NOT_FOUND, "pipeline_not_found").await;
+    assert_eq!(owner.get(&path).send().await.unwrap().json::<Value>().await.unwrap()["state"], "running");
+    // An operator (the gateway's own client) sees every tenant's.
+    assert_eq!(gateway.get(&format!("/v1/pipelines/{id}")).await.status(), StatusCode::OK);
+
+    let cancelled = owner.delete(&path).send().await.unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(cancelled["finished_ms"].as_u64().is_some(), "{cancelled}");
+    let message = cancelled["message"].as_str().unwrap();
+    assert!(message.starts_with("cancelled by API key") && message.ends_with("of tenant test"), "{message}");
+    // Cancelling again answers the same; reading it says so too.
+    let again: Value = owner.delete(&path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(again, cancelled);
+    assert_eq!(owner.get(&path).send().await.unwrap().json::<Value>().await.unwrap(), cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_ended_first_is_not_cancelled() {
+    let gateway = Gateway::start().await;
+    let created: Value = gateway.create_pipeline(&gateway.http, &pipeline("a"), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    // As the driver ends one whose stage failed.
+    let store = shoal_jobs::PipelineStore::new(gateway.redis().await);
+    assert!(store.finish(id, shoal_jobs::PipelineState::Failed, "stage clean failed").await.unwrap());
+    let response = gateway.http.delete(gateway.url(&format!("/v1/pipelines/{id}"))).send().await.unwrap();
+    let error = expect_error(response, StatusCode::CONFLICT, "pipeline_finished").await;
+    assert_eq!(error["state"], "failed");
+    let read: Value = gateway.get(&format!("/v1/pipelines/{id}")).await.json().await.unwrap();
+    assert_eq!((read["state"].as_str(), read["message"].as_str()), (Some("failed"), Some("stage clean failed")));
+}
