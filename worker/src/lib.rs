@@ -17,6 +17,7 @@
 //! - `fanout`: fanned-out jobs' tasks, and gathering them.
 //! - `filecoin`: inputs bought from Filecoin storage providers when no free source has them
 //!   ([`FilecoinConfig`]).
+//! - `pipeline`: the pipelines' driver, deciding and submitting their units of work.
 //! - `cache`: the program and input caches (moka, size-weighted).
 //! - `slot`: execution slots, given back while a delivery waits for content.
 
@@ -25,6 +26,7 @@ mod config;
 mod execute;
 mod fanout;
 mod filecoin;
+mod pipeline;
 mod placement;
 mod serve;
 mod slot;

@@ -20,9 +20,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{WorkerConfig, WorkerError};
 use crate::execute::{Executor, Settled};
-use crate::fanout;
 use crate::placement::{beat, Placement};
 use crate::slot::Slot;
+use crate::{fanout, pipeline};
 
 /// What runs one delivered job and stores its outcome: the real [`Executor`], or a stand-in
 /// that models fetching and running (the scale simulation in `shoal-loadtest`), so both share
@@ -64,9 +64,11 @@ impl Execute for Executor {
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
     let executor = Arc::new(Executor::open(&config).await?);
     let gathering = tokio::spawn(fanout::gatherer(executor.clone(), config.gather_every));
+    let driving = tokio::spawn(pipeline::driver(executor.clone(), config.gather_every));
     let (jobs, queue) = (executor.jobs.clone(), executor.queue.clone());
     let served = serve(&config, jobs, queue, executor, shutdown).await;
     gathering.abort();
+    driving.abort();
     served
 }
 
