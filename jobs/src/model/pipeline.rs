@@ -4,8 +4,8 @@
 //!
 //! The cloud pipeline — detect clouds in each scene, remove them only where the scene's
 //! `stats.json` says more than 5 % is cloud, then one summary over every scene (`scenes` is the
-//! directory of 10,000 scene windows from `docs/scale`; there is no summary program yet, so its
-//! CID is a placeholder, the raw block whose SHA-256 is all zeros):
+//! directory of 10,000 scene windows from `docs/scale`; the programs are `programs/cloud-detect`,
+//! `cloud-remove` and `cloud-summary`, whose defaults are the mount paths here):
 //!
 //! ```
 //! # use shoal_jobs::PipelineSpec;
@@ -33,7 +33,7 @@
 //!     },
 //!     {
 //!       "name": "summary",
-//!       "program": "bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+//!       "program": "bafybeiffrrz5adsnhwoswdrcpwmst6nsd7a63lphymatjkrlmqwfjfibsy",
 //!       "inputs": [
 //!         {"from": "detect.all", "path": "/detected"},
 //!         {"from": "remove.all", "path": "/cleared"}
