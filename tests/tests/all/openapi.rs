@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
-use shoal_jobs::{ApiKeys, JobState, Quotas, RedisConnection, Role, Tenant};
+use shoal_jobs::{ApiKeys, JobState, PipelineState, PipelineStore, Quotas, RedisConnection, Role, Tenant};
 use shoal_testkit::{api_key, keyed_client, Stack, StackOptions, TEST_TENANT};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -132,6 +132,8 @@ async fn the_openapi_document_is_valid_and_every_endpoint_answers_as_it_says() {
     let echo = stack.add_program("echo-hash").await.unwrap().to_string();
     let trap = stack.add_program("trap").await.unwrap().to_string();
     let input = stack.add_bytes(b"the input").await.unwrap().to_string();
+    // The file routes' names shadow `input` below.
+    let pipeline_input = input.clone();
     let tree = tempfile::tempdir().unwrap();
     std::fs::write(tree.path().join("a.txt"), "in a directory").unwrap();
     let directory = stack.add_path(tree.path()).await.unwrap().to_string();
@@ -270,6 +272,67 @@ async fn the_openapi_document_is_valid_and_every_endpoint_answers_as_it_says() {
     r.expect(jobs, list(&tenant, "?limit=0"), 400, Some("invalid_parameter")).await;
     r.expect(jobs, list(&tenant, "?state=done"), 400, Some("invalid_parameter")).await;
     r.expect(jobs, list(&anonymous, ""), 401, None).await;
+
+    // Pipelines: created, read and cancelled while no driver runs them.
+    let pipelines = "/v1/pipelines";
+    let pipeline = "/v1/pipelines/{id}";
+    let two_stages = |tag: &str| {
+        json!({
+            "inputs": {"data": pipeline_input},
+            "stages": [
+                {"name": "hash", "program": echo, "args": [tag], "inputs": [{"from": "pipeline.data", "path": "/inputs"}]},
+                {"name": "again", "program": echo, "inputs": [{"from": "hash", "path": "/hashed"}]}
+            ]
+        })
+    };
+    let create = |client: &Client, spec: &Value| client.post(format!("{gateway}{pipelines}")).json(spec);
+    let answer =
+        r.expect(pipelines, create(&tenant, &two_stages("a")).header("Idempotency-Key", "openapi-p"), 202, None).await;
+    let running = answer.body["id"].as_str().unwrap().to_string();
+    assert_eq!(answer.headers[LOCATION], format!("/v1/pipelines/{running}").as_str());
+    let answer =
+        r.expect(pipelines, create(&tenant, &two_stages("a")).header("Idempotency-Key", "openapi-p"), 200, None).await;
+    assert_eq!(answer.body["id"].as_str(), Some(running.as_str()));
+    r.expect(
+        pipelines,
+        create(&tenant, &two_stages("b")).header("Idempotency-Key", "openapi-p"),
+        422,
+        Some("idempotency_key_reused"),
+    )
+    .await;
+    let mut cyclic = two_stages("a");
+    cyclic["stages"][0]["inputs"][0]["from"] = json!("again");
+    let answer = r.expect(pipelines, create(&tenant, &cyclic), 400, Some("invalid_spec")).await;
+    assert_eq!(answer.body["error"]["field"], "stages.hash.inputs[0].from");
+    r.expect(
+        pipelines,
+        tenant.post(r.url(pipelines)).header(CONTENT_TYPE, "text/plain").body("{}"),
+        415,
+        Some("unsupported_media_type"),
+    )
+    .await;
+    r.expect(pipelines, create(&limited, &two_stages("a")), 403, Some("quota_exceeded")).await;
+    r.expect(pipelines, create(&anonymous, &two_stages("a")), 401, Some("unauthenticated")).await;
+    let failed_pipeline = r.expect(pipelines, create(&operator, &two_stages("c")), 202, None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pipeline_url = |id: &str| format!("{gateway}/v1/pipelines/{id}");
+    r.expect(pipeline, tenant.get(pipeline_url(&running)), 200, None).await;
+    r.expect(pipeline, tenant.get(pipeline_url("not-a-pipeline-id")), 400, Some("invalid_pipeline_id")).await;
+    r.expect(pipeline, tenant.get(pipeline_url(missing)), 404, Some("pipeline_not_found")).await;
+    // Another tenant's is not found.
+    r.expect(pipeline, limited.get(pipeline_url(&running)), 404, Some("pipeline_not_found")).await;
+    r.expect(pipeline, anonymous.get(pipeline_url(&running)), 401, None).await;
+    let answer = r.expect(pipeline, tenant.delete(pipeline_url(&running)), 200, None).await;
+    assert_eq!(answer.body["state"], "cancelled");
+    r.expect(pipeline, tenant.delete(pipeline_url(missing)), 404, Some("pipeline_not_found")).await;
+    r.expect(pipeline, tenant.delete(pipeline_url("not-a-pipeline-id")), 400, Some("invalid_pipeline_id")).await;
+    r.expect(pipeline, anonymous.delete(pipeline_url(&running)), 401, None).await;
+    // As the driver ends a pipeline whose stage failed.
+    let ended = PipelineStore::new(RedisConnection::open(std::slice::from_ref(&redis_url)).await.unwrap());
+    assert!(ended.finish(&failed_pipeline, PipelineState::Failed, "stage hash failed").await.unwrap());
+    r.expect(pipeline, operator.delete(pipeline_url(&failed_pipeline)), 409, Some("pipeline_finished")).await;
 
     // Operators' endpoints, before and after a worker is live.
     let workers = "/v1/workers";
