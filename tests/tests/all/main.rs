@@ -17,6 +17,7 @@ mod landsat;
 mod locality;
 mod ml;
 mod openapi;
+mod pipelines;
 mod programs;
 mod recovery;
 mod redis_restart;
