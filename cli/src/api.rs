@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
-use shoal_jobs::{Job, JobStatus};
+use shoal_jobs::{Job, JobStatus, PipelineStatus};
 
 use crate::config::{ConfigArgs, Loaded};
 use crate::home::{Home, DEFAULT_GATEWAY};
@@ -170,6 +170,44 @@ impl Api {
         decode(response).await
     }
 
+    /// Creates a pipeline from `spec`, a JSON pipeline spec as written; returns its status (a
+    /// new pipeline's, or the one an earlier use of the key created).
+    pub(crate) async fn create_pipeline(
+        &self,
+        spec: Vec<u8>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<PipelineStatus> {
+        let mut request =
+            self.http.post(format!("{}/v1/pipelines", self.base)).header(CONTENT_TYPE, "application/json").body(spec);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.with_context(|| self.unreachable())?;
+        decode(response).await
+    }
+
+    /// Pipeline `id`'s state and every stage's units.
+    pub(crate) async fn pipeline(&self, id: &str) -> anyhow::Result<PipelineStatus> {
+        let response = self
+            .http
+            .get(format!("{}/v1/pipelines/{id}", self.base))
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        decode(response).await
+    }
+
+    /// Cancels pipeline `id`; returns its status as it is now.
+    pub(crate) async fn cancel_pipeline(&self, id: &str) -> anyhow::Result<PipelineStatus> {
+        let response = self
+            .http
+            .delete(format!("{}/v1/pipelines/{id}", self.base))
+            .send()
+            .await
+            .with_context(|| self.unreachable())?;
+        decode(response).await
+    }
+
     /// The live workers.
     pub(crate) async fn workers(&self) -> anyhow::Result<Vec<shoal_jobs::Member>> {
         let response =
@@ -214,10 +252,31 @@ async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> 
     serde_json::from_slice(&body).context("the gateway's answer is not what this client expects")
 }
 
-/// The message of the API's error in `body`, or the body itself if it holds none.
+/// The message of the API's error in `body`, after the field at fault when it names one and
+/// the message does not (`stages.a.inputs[0].from: …`), or the body itself if it holds none.
 fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|error| error.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+    let error = serde_json::from_slice::<Value>(body).ok();
+    let message = error.as_ref().and_then(|error| error.pointer("/error/message")).and_then(Value::as_str);
+    let field = error.as_ref().and_then(|error| error.pointer("/error/field")).and_then(Value::as_str);
+    match (message, field) {
+        (Some(message), Some(field)) if !message.starts_with(field) => format!("{field}: {message}"),
+        (Some(message), _) => message.to_string(),
+        (None, _) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_message_names_its_field() {
+        let error = r#"{"error": {"code": "invalid_spec", "message": "the stages form a cycle: a → b → a", "field": "stages.a.inputs[0].from"}}"#;
+        assert_eq!(error_message(error.as_bytes()), "stages.a.inputs[0].from: the stages form a cycle: a → b → a");
+        let named = br#"{"error": {"code": "invalid_spec", "message": "inputs[0].cid: invalid CID", "field": "inputs[0].cid"}}"#;
+        assert_eq!(error_message(named), "inputs[0].cid: invalid CID", "not named twice");
+        let plain = br#"{"error": {"code": "job_not_found", "message": "no job with id X"}}"#;
+        assert_eq!(error_message(plain), "no job with id X");
+        assert_eq!(error_message(b"Bad Gateway"), "Bad Gateway");
+    }
 }

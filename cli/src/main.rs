@@ -2,7 +2,8 @@
 //!
 //! Services: `dev` (the whole embedded stack), `gateway`, `worker`, `content` (the trustless
 //! gateway over a block store), `verifier`. User commands: `add`, `get`, `cat`, `car`
-//! (content), `run`, `status`, `logs`, `cancel`, `jobs list`, `workers` (over the gateway's HTTP
+//! (content), `run`, `status`, `logs`, `cancel`, `jobs list`, `pipeline run|status|cancel`,
+//! `workers` (over the gateway's HTTP
 //! API, named by a flag, the environment or the config file: `config`); `keys`, `tenants`,
 //! `quarantine`, `filecoin limit|spent` (operators, over Redis); `filecoin balance` (Lotus).
 //! With `--json` a user command prints one JSON document.
@@ -15,6 +16,7 @@ mod filecoin;
 mod home;
 mod jobs;
 mod keys;
+mod pipelines;
 mod probe;
 mod quarantine;
 mod receipt;
@@ -73,6 +75,9 @@ enum Command {
     /// List jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Run a pipeline of stages from a spec file, follow it, cancel it.
+    #[command(subcommand)]
+    Pipeline(pipelines::PipelineCommand),
     /// Set or show the config file's gateway and API key.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -177,6 +182,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Logs(args) => jobs::logs(&home, args, json).await,
         Command::Cancel(args) => jobs::cancel(&home, args, json).await,
         Command::Jobs(command) => jobs::jobs(&home, command, json).await,
+        Command::Pipeline(command) => pipelines::run(&home, command, json).await,
         Command::Config(command) => config::run(&home, command, json).await,
         Command::Completions { shell } => {
             clap_complete::generate(

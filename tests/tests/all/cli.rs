@@ -1,7 +1,7 @@
 //! The `shoal` command as a user runs it: `shoal dev` in the background, then `add`, `run`
 //! (also fanned out: `--each`, `--each-input`, `--batch`), `status`, `logs`, `get`, `cat` and
-//! `car export|import` as separate processes; the gateway and key from flags, the environment
-//! or the config file; `--json`.
+//! `car export|import` as separate processes, `pipeline run|status|cancel`; the gateway and key
+//! from flags, the environment or the config file; `--json`.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -431,4 +431,93 @@ fn shoal_dev_with_filecoin_buys_what_only_its_provider_holds_within_the_limit() 
     let wallet = &books["wallets"][0];
     assert_eq!(wallet["spent_attofil"], "1000000000000000", "{books}");
     assert_eq!((&wallet["reserved_attofil"], &wallet["refusals"]), (&"0".into(), &1.into()), "{books}");
+}
+
+/// `shoal pipeline run|status|cancel` against a stack without workers, so a pipeline stays as
+/// it was created (every unit waiting) until it is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_are_run_followed_and_cancelled_from_the_cli() {
+    use shoal_jobs::Role;
+    use shoal_testkit::{api_key, Stack, StackOptions, TEST_TENANT};
+
+    let stack = Stack::start(StackOptions { workers: 0, ..StackOptions::default() }).await.unwrap();
+    let key = api_key(&stack.redis.url(), TEST_TENANT, Role::Tenant).await.unwrap();
+    let program = stack.add_program("echo-hash").await.unwrap().to_string();
+    let data = stack.add_bytes(b"pipeline data").await.unwrap().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let spec = |first_from: &str| {
+        serde_json::json!({
+            "inputs": {"data": data},
+            "stages": [
+                {"name": "hash", "program": program, "inputs": [{"from": first_from, "path": "/inputs"}]},
+                {"name": "rehash", "program": program, "inputs": [{"from": "hash", "path": "/hashed"}]}
+            ]
+        })
+    };
+    let file = home.path().join("pipeline.json");
+    std::fs::write(&file, spec("pipeline.data").to_string()).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let target = ["--gateway", stack.gateway.as_str(), "--api-key", key.as_str()];
+    let pipeline = |args: &[&str]| {
+        let mut all = vec!["pipeline"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&target);
+        all.into_iter().map(str::to_string).collect::<Vec<String>>()
+    };
+    let run = |args: Vec<String>| {
+        let home = home.path().to_path_buf();
+        async move { tokio::task::spawn_blocking(move || command(&home).args(&args).output().unwrap()).await.unwrap() }
+    };
+
+    let created = run(pipeline(&["run", &file, "--no-wait", "--idempotency-key", "cli-1"])).await;
+    let id = stdout_line(&created);
+    assert_eq!(id.len(), 26, "{id}");
+    let again = run(pipeline(&["run", &file, "--no-wait", "--idempotency-key", "cli-1"])).await;
+    assert_eq!(stdout_line(&again), id, "the same key and spec name the same pipeline");
+
+    let status = run(pipeline(&["status", &id])).await;
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let printed = String::from_utf8(status.stdout).unwrap();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines[0], format!("pipeline {id}"));
+    assert_eq!(lines[1], "state    running");
+    assert_eq!(lines[2], "hash   [>                   ] 0/1  waiting 1, running 0, succeeded 0, failed 0, skipped 0");
+    assert!(lines[3].starts_with("rehash [>"), "{printed}");
+    let mut json_args = vec!["--json".to_string()];
+    json_args.extend(pipeline(&["status", &id]));
+    let document = json(&run(json_args).await);
+    assert_eq!((document["id"].as_str(), document["state"].as_str()), (Some(id.as_str()), Some("running")));
+    assert_eq!(document["stages"][1]["counts"]["waiting"], 1);
+
+    // A waiting run ends, non-zero, when its pipeline is cancelled.
+    let waiting = {
+        let home = home.path().to_path_buf();
+        let args = pipeline(&["run", &file, "--idempotency-key", "cli-2"]);
+        tokio::task::spawn_blocking(move || command(&home).args(&args).output().unwrap())
+    };
+    // The same key names the waiting run's pipeline, once it has created it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waited_on = loop {
+        let found = run(pipeline(&["run", &file, "--no-wait", "--idempotency-key", "cli-2"])).await;
+        let id = stdout_line(&found);
+        let listed = run(pipeline(&["status", &id])).await;
+        if String::from_utf8_lossy(&listed.stdout).contains("state    running") {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the waiting run's pipeline never showed");
+    };
+    let cancelled = run(pipeline(&["cancel", &waited_on])).await;
+    assert_eq!(stdout_line(&cancelled), format!("{waited_on} cancelled"));
+    let waiting = tokio::time::timeout(Duration::from_secs(30), waiting).await.unwrap().unwrap();
+    assert!(!waiting.status.success(), "a cancelled pipeline's run must fail");
+    let printed = String::from_utf8(waiting.stdout).unwrap();
+    assert!(printed.contains(&format!("pipeline {waited_on}\nstate    cancelled\n")), "{printed}");
+    assert!(printed.contains("message  cancelled by API key"), "{printed}");
+
+    // An invalid spec is refused naming the field.
+    std::fs::write(home.path().join("cycle.json"), spec("rehash").to_string()).unwrap();
+    let cycle = home.path().join("cycle.json").to_str().unwrap().to_string();
+    let refused = failure(&run(pipeline(&["run", &cycle])).await);
+    assert!(refused.contains("stages.hash.inputs[0].from: the stages form a cycle"), "{refused}");
+    stack.shutdown().await;
 }
