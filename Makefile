@@ -2,7 +2,7 @@
 CARGO ?= cargo
 JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests/js-dashboard tests/js-openapi
 
-.PHONY: demo test lint bench chaos byzantine verification programs deps data js-peers sklearn-image
+.PHONY: demo test lint bench chaos byzantine verification filecoin programs deps data js-peers sklearn-image
 
 ## Install missing system packages (redis-server, docker-compose, node, pip, ...).
 deps:
@@ -57,6 +57,12 @@ byzantine: deps data
 ## spread, cost) and the ML adversaries each strategy catches; reports go to docs/verification/.
 verification: deps data
 	scripts/verification.sh
+
+## Paid Filecoin retrievals through the Lotus and storage-provider stand-ins: 100 jobs under a
+## wallet limit worth 60, a lying provider, a worker killed mid-run, then warm; report goes to
+## docs/filecoin/ (not part of `make test`).
+filecoin: deps
+	scripts/filecoin.sh
 
 ## Rebuild the guest programs byte-identically with the Debian WASI toolchain.
 programs:

@@ -1,4 +1,4 @@
-//! The command line: `shoal-loadtest <chaos|sim|scenes|byzantine|verification> [OPTIONS]`, each subcommand's options a
+//! The command line: `shoal-loadtest <chaos|sim|scenes|byzantine|verification|filecoin> [OPTIONS]`, each subcommand's options a
 //! [`Mode`](crate::driver::Mode) the one [`drive`] runs.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use crate::byzantine::ByzantineOptions;
 use crate::chaos::options::Options;
 use crate::driver::drive;
 use crate::error::{LoadtestError, Result};
+use crate::filecoin::FilecoinOptions;
 use crate::scenes::options::ScenesOptions;
 use crate::sim::options::SimOptions;
 use crate::verification::VerificationOptions;
@@ -45,6 +46,11 @@ pub enum Command {
     /// comparator): honest runs — false disagreements, the spread of their accuracies, the cost
     /// of verifying — then each ML adversary kind alone: which lies does each strategy catch?
     Verification(VerificationOptions),
+    /// Paid Filecoin retrievals: jobs over datasets only storage providers hold, bought by
+    /// worker processes under a wallet limit too small for all, the cheapest provider lying and
+    /// a worker killed mid-run; then the same datasets warm. Every failure `budget_exhausted`,
+    /// every output verified, the ledger's books against what the providers accepted.
+    Filecoin(FilecoinOptions),
     /// One byzantine worker process (started by the harness and its tests).
     #[command(hide = true)]
     AdversaryWorker(AdversaryOptions),
@@ -59,6 +65,7 @@ impl Command {
             Command::Scenes(options) => drive(options),
             Command::Byzantine(options) => drive(options),
             Command::Verification(options) => drive(options),
+            Command::Filecoin(options) => drive(options),
             Command::AdversaryWorker(options) => match run_adversary(options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

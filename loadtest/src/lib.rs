@@ -13,6 +13,9 @@
 //! - [`verification`]: the nondeterministic ML job under each verification strategy
 //!   (`shoal-loadtest verification`): honest runs (false disagreements, the spread of their
 //!   accuracies, the cost of verifying) and the ML adversaries, which lies each strategy catches.
+//! - [`filecoin`]: paid retrievals (`shoal-loadtest filecoin`): jobs over datasets only
+//!   storage-provider stand-ins hold, bought by worker processes under a wallet's spending
+//!   limit among a lying provider, with a worker killed mid-run; then warm; the books checked.
 //! - [`adversary`]: byzantine workers (`shoal-loadtest adversary-worker`): the real worker loop
 //!   and executor, wrapped to lie; reachable from no production binary or flag.
 //!
@@ -38,6 +41,7 @@ pub mod cli;
 pub mod driver;
 pub mod error;
 pub mod figures;
+pub mod filecoin;
 pub mod locality;
 pub mod report;
 pub mod scenes;

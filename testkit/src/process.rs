@@ -255,7 +255,14 @@ impl ProcessStack {
 
     /// Starts a worker process named `id`, logging to `home/logs/worker-<id>.log`.
     pub fn start_worker(&self, id: &str) -> Result<(), TestkitError> {
+        self.start_worker_with(id, &[])
+    }
+
+    /// As [`ProcessStack::start_worker`], with `flags` after the stack's own (a harness's
+    /// `--lotus-url …`, say).
+    pub fn start_worker_with(&self, id: &str, flags: &[String]) -> Result<(), TestkitError> {
         let log = self.log_path(&format!("worker-{id}"));
+        let flags: Vec<String> = self.worker_flags.iter().chain(flags).cloned().collect();
         let child = WorkerCommand {
             shoal: &self.config.shoal,
             home: &self.config.home,
@@ -263,7 +270,7 @@ impl ProcessStack {
             id,
             shards: self.config.shards,
             concurrency: self.config.worker_concurrency,
-            flags: &self.worker_flags,
+            flags: &flags,
             log: Some(&log),
         }
         .spawn()?;

@@ -100,7 +100,7 @@ impl ProviderStandIn {
 
     /// As [`ProviderStandIn::start`], but once paid it serves the CAR with its last byte
     /// flipped (a block whose bytes do not match its CID): a provider that cheats, for tests.
-    /// Only with the `test-faults` feature, which no binary enables.
+    /// Only with the `test-faults` feature, which only tests and the load harness enable.
     #[cfg(feature = "test-faults")]
     pub async fn start_serving_wrong_bytes(
         store: Arc<dyn BlockStore>,
