@@ -79,6 +79,16 @@ pub enum UnitDecision {
     Skipped(String),
 }
 
+impl UnitDecision {
+    /// The job, if the unit has one.
+    pub fn job(&self) -> Option<&str> {
+        match self {
+            UnitDecision::Job(job) => Some(job),
+            UnitDecision::Skipped(_) => None,
+        }
+    }
+}
+
 /// A pipeline as Shoal tracks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pipeline {
@@ -448,13 +458,7 @@ impl PipelineStore {
             return Ok(None);
         };
         let decided = self.units(id).await?;
-        let jobs: Vec<&str> = decided
-            .values()
-            .filter_map(|decision| match decision {
-                UnitDecision::Job(job) => Some(job.as_str()),
-                UnitDecision::Skipped(_) => None,
-            })
-            .collect();
+        let jobs: Vec<&str> = decided.values().filter_map(UnitDecision::job).collect();
         let ends: BTreeMap<&str, JobEnd> = jobs.iter().copied().zip(self.job_ends(&jobs).await?).collect();
         let mut stages = Vec::new();
         for stage in pipeline.spec.stages_in_order() {

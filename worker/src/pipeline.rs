@@ -105,13 +105,7 @@ async fn advance(executor: &Executor, store: &PipelineStore, id: &str) -> Result
         PipelineState::Succeeded | PipelineState::Failed => return store.retire(id).await,
     }
     let mut decided = store.units(id).await?;
-    let jobs: Vec<&str> = decided
-        .values()
-        .filter_map(|decision| match decision {
-            UnitDecision::Job(job) => Some(job.as_str()),
-            UnitDecision::Skipped(_) => None,
-        })
-        .collect();
+    let jobs: Vec<&str> = decided.values().filter_map(UnitDecision::job).collect();
     let ends: BTreeMap<String, JobEnd> =
         jobs.iter().map(|job| job.to_string()).zip(store.job_ends(&jobs).await?).collect();
     let mut round = Round { executor, store, pipeline: &pipeline, ended: BTreeMap::new(), new: Vec::new() };
@@ -359,17 +353,9 @@ async fn fail(executor: &Executor, store: &PipelineStore, id: &str, message: &st
 
 /// Cancels every job of pipeline `id` that has not ended.
 async fn cancel_unfinished(executor: &Executor, store: &PipelineStore, id: &str, why: &str) -> Result<(), StoreError> {
-    let jobs: Vec<String> = store
-        .units(id)
-        .await?
-        .into_values()
-        .filter_map(|decision| match decision {
-            UnitDecision::Job(job) => Some(job),
-            UnitDecision::Skipped(_) => None,
-        })
-        .collect();
-    let refs: Vec<&str> = jobs.iter().map(String::as_str).collect();
-    for (job, end) in refs.iter().zip(store.job_ends(&refs).await?) {
+    let units = store.units(id).await?;
+    let jobs: Vec<&str> = units.values().filter_map(UnitDecision::job).collect();
+    for (job, end) in jobs.iter().zip(store.job_ends(&jobs).await?) {
         if matches!(end, JobEnd::Unfinished(_)) {
             executor.jobs.cancel(job, why).await?;
         }
