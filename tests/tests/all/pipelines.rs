@@ -1,7 +1,7 @@
 //! Pipelines through a whole stack, driven by the workers: the cloud pipeline over tiles of the
 //! real Landsat scene (detect each, remove clouds only where the detect stats say so, one
 //! summary over all), memoised when submitted again, a threshold no tile passes (a fan-in of
-//! nothing), a stage that stops the pipeline when it fails, and cancellation.
+//! nothing), a condition on a field that is not there, a stage that stops the pipeline when it fails, and cancellation.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -133,6 +133,17 @@ async fn the_cloud_pipeline_removes_clouds_exactly_where_detect_found_them_and_r
             .unwrap();
     assert_eq!(json["counts"], json!({"scenes": 4, "cleared": 0, "not_cleared": 4}));
     assert_eq!(job_ids(&none)[..4], job_ids(&status)[..4], "detect is the same invocation in both: run once");
+
+    // A condition on a field detect does not write: every tile skipped, saying why.
+    let mut missing = cloud_pipeline(&programs, &scenes, THRESHOLD);
+    missing["stages"][1]["when"]["field"] = json!("cloud_percent");
+    let missing = ended(&stack, &submit(&stack, &missing).await).await;
+    let remove = stage(&missing, "remove");
+    assert_eq!(remove.counts.skipped, 4, "{missing:#?}");
+    assert!(remove
+        .units
+        .iter()
+        .all(|unit| unit.reason.as_deref() == Some("condition: stats.json has no cloud_percent")));
 
     // The same pipeline again: every unit is an invocation that ran, so no job is new.
     let again = ended(&stack, &submit(&stack, &cloud_pipeline(&programs, &scenes, THRESHOLD)).await).await;
