@@ -2,7 +2,7 @@
 CARGO ?= cargo
 JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests/js-dashboard tests/js-openapi
 
-.PHONY: demo test lint bench chaos byzantine verification filecoin programs deps data js-peers sklearn-image
+.PHONY: demo test lint bench chaos byzantine verification filecoin pipeline programs deps data js-peers sklearn-image
 
 ## Install missing system packages (redis-server, docker-compose, node, pip, ...).
 deps:
@@ -57,6 +57,12 @@ byzantine: deps data
 ## spread, cost) and the ML adversaries each strategy catches; reports go to docs/verification/.
 verification: deps data
 	scripts/verification.sh
+
+## The cloud pipeline (detect, remove where cloudy, summary) over 10,000 scenes (SCENES=…):
+## clean, as separate jobs, and through a worker kill and a Redis restart; report goes to
+## docs/pipelines/ (not part of `make test`).
+pipeline: deps data
+	scripts/pipeline.sh
 
 ## Paid Filecoin retrievals through the Lotus and storage-provider stand-ins: 100 jobs under a
 ## wallet limit worth 60, a lying provider, a worker killed mid-run, then warm; report goes to

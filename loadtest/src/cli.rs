@@ -1,4 +1,4 @@
-//! The command line: `shoal-loadtest <chaos|sim|scenes|byzantine|verification|filecoin> [OPTIONS]`, each subcommand's options a
+//! The command line: `shoal-loadtest <chaos|sim|scenes|byzantine|verification|filecoin|pipeline> [OPTIONS]`, each subcommand's options a
 //! [`Mode`](crate::driver::Mode) the one [`drive`] runs.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use crate::chaos::options::Options;
 use crate::driver::drive;
 use crate::error::{LoadtestError, Result};
 use crate::filecoin::FilecoinOptions;
+use crate::pipeline::PipelineOptions;
 use crate::scenes::options::ScenesOptions;
 use crate::sim::options::SimOptions;
 use crate::verification::VerificationOptions;
@@ -51,6 +52,10 @@ pub enum Command {
     /// a worker killed mid-run; then the same datasets warm. Every failure `budget_exhausted`,
     /// every output verified, the ledger's books against what the providers accepted.
     Filecoin(FilecoinOptions),
+    /// The three-stage cloud pipeline (detect, remove where cloudy, summary) over N real-format
+    /// scenes on worker processes: clean, as separate jobs (the baseline), and through a worker
+    /// kill and a Redis restart; remove's scenes, the summary and locality checked.
+    Pipeline(PipelineOptions),
     /// One byzantine worker process (started by the harness and its tests).
     #[command(hide = true)]
     AdversaryWorker(AdversaryOptions),
@@ -66,6 +71,7 @@ impl Command {
             Command::Byzantine(options) => drive(options),
             Command::Verification(options) => drive(options),
             Command::Filecoin(options) => drive(options),
+            Command::Pipeline(options) => drive(options),
             Command::AdversaryWorker(options) => match run_adversary(options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -16,6 +16,8 @@
 //! - [`filecoin`]: paid retrievals (`shoal-loadtest filecoin`): jobs over datasets only
 //!   storage-provider stand-ins hold, bought by worker processes under a wallet's spending
 //!   limit among a lying provider, with a worker killed mid-run; then warm; the books checked.
+//! - [`pipeline`]: the cloud pipeline over N real-format scenes (`shoal-loadtest pipeline`):
+//!   clean, as separate jobs, and through a worker kill and a Redis restart; every output checked.
 //! - [`adversary`]: byzantine workers (`shoal-loadtest adversary-worker`): the real worker loop
 //!   and executor, wrapped to lie; reachable from no production binary or flag.
 //!
@@ -43,6 +45,7 @@ pub mod error;
 pub mod figures;
 pub mod filecoin;
 pub mod locality;
+pub mod pipeline;
 pub mod report;
 pub mod scenes;
 pub mod sim;

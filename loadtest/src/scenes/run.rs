@@ -42,19 +42,19 @@ const WORKERS_READY: Duration = Duration::from_secs(60);
 const CHECKING_AT_ONCE: usize = 16;
 
 /// A client of the gateway, reading jobs as JSON.
-struct Gateway {
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Gateway {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Gateway {
-    fn new(base: String, key: &str) -> Result<Gateway, LoadtestError> {
+    pub(crate) fn new(base: String, key: &str) -> Result<Gateway, LoadtestError> {
         let builder =
             reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(60));
         Ok(Gateway { http: shoal_testkit::keyed_client(builder, key)?, base })
     }
 
-    async fn get(&self, path: &str) -> Result<Value, LoadtestError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, LoadtestError> {
         let failed = |message: String| LoadtestError::Gateway { context: format!("GET {path}"), message };
         let response = self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| failed(e.to_string()))?;
         let status = response.status();
@@ -64,7 +64,7 @@ impl Gateway {
         response.json().await.map_err(|e| failed(e.to_string()))
     }
 
-    async fn submit(&self, spec: &Value, key: &str) -> Result<String, LoadtestError> {
+    pub(crate) async fn submit(&self, spec: &Value, key: &str) -> Result<String, LoadtestError> {
         let failed = |message: String| LoadtestError::Gateway { context: format!("submitting {spec}"), message };
         let response = self
             .http
@@ -79,7 +79,7 @@ impl Gateway {
         body["id"].as_str().map(str::to_string).ok_or_else(|| failed(format!("{status}: {body}")))
     }
 
-    async fn status(&self, id: &str) -> Result<JobStatus, LoadtestError> {
+    pub(crate) async fn status(&self, id: &str) -> Result<JobStatus, LoadtestError> {
         let body = self.get(&format!("/v1/jobs/{id}")).await?;
         serde_json::from_value(body)
             .map_err(|e| LoadtestError::Gateway { context: format!("reading job {id}"), message: e.to_string() })
@@ -115,7 +115,7 @@ impl Gateway {
     /// were: a worker works out which shards it owns from the live set at each heartbeat, so
     /// before that the first workers up read shards that will move to later ones, and a run
     /// started at once would cache some scenes on workers that do not own them afterwards.
-    async fn wait_workers(&self, count: usize) -> Result<(), LoadtestError> {
+    pub(crate) async fn wait_workers(&self, count: usize) -> Result<(), LoadtestError> {
         let started = Instant::now();
         let mut all_live_ms: Option<u64> = None;
         loop {
@@ -142,11 +142,11 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn seconds(since: Instant) -> f64 {
+pub(crate) fn seconds(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, LoadtestError> + Send + 'static,
 ) -> Result<T, LoadtestError> {
     tokio::task::spawn_blocking(work)
@@ -155,7 +155,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Reads a whole UnixFS file.
-async fn read_file(store: &Arc<FsBlockStore>, cid: Cid) -> Result<Vec<u8>, shoal_content::ContentError> {
+pub(crate) async fn read_file(store: &Arc<FsBlockStore>, cid: Cid) -> Result<Vec<u8>, shoal_content::ContentError> {
     let reader: Arc<dyn BlockReader> = store.clone();
     let chunks: Vec<_> = unixfs::cat(reader, cid).try_collect().await?;
     Ok(chunks.concat())
