@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shoal_content::unixfs::{self, ImportOptions, Link};
+use shoal_content::ContentError;
 use shoal_jobs::keys::Lock;
 use shoal_jobs::{
     per_file_input, unit_key, Comparison, Condition, ContentId, Created, Idempotency, InputSpec, JobEnd, OnFailure,
@@ -88,8 +89,23 @@ enum Readiness {
     Run(Vec<InputSpec>),
 }
 
-/// Why a pipeline cannot go on, as its message says.
-struct Broken(String);
+/// Why a round stopped short.
+enum Halt {
+    /// The pipeline cannot go on: it fails, saying this.
+    Broken(String),
+    /// Something that may pass — Redis, content not reachable now: the next round tries again.
+    Retry(String),
+}
+
+impl From<StoreError> for Halt {
+    fn from(e: StoreError) -> Halt {
+        Halt::Retry(format!("Redis: {e}"))
+    }
+}
+
+/// Decisions recorded at a time while a round goes on, so the status shows jobs as they are
+/// submitted, not only when a long first round ends.
+const DECISIONS_PER_WRITE: usize = 256;
 
 /// One round of pipeline `id`.
 async fn advance(executor: &Executor, store: &PipelineStore, id: &str) -> Result<(), StoreError> {
@@ -112,8 +128,12 @@ async fn advance(executor: &Executor, store: &PipelineStore, id: &str) -> Result
     let outcome = round.decide_all(&mut decided, &ends).await;
     store.decide(id, &round.new).await?;
     match outcome {
-        Err(Broken(message)) => fail(executor, store, id, &message).await,
         Ok(()) => round.conclude(executor).await,
+        Err(Halt::Broken(message)) => fail(executor, store, id, &message).await,
+        Err(Halt::Retry(why)) => {
+            warn!(pipeline = %id, %why, "pipeline round cut short; the next round goes on");
+            Ok(())
+        }
     }
 }
 
@@ -124,7 +144,7 @@ struct Round<'a> {
     pipeline: &'a Pipeline,
     /// Unit key → where it stands, for the stages looked at so far.
     ended: BTreeMap<String, Ended>,
-    /// Decisions made this round, recorded at its end.
+    /// Decisions made this round and not yet recorded.
     new: Vec<(String, UnitDecision)>,
 }
 
@@ -134,7 +154,7 @@ impl Round<'_> {
         &mut self,
         decided: &mut BTreeMap<String, UnitDecision>,
         ends: &BTreeMap<String, JobEnd>,
-    ) -> Result<(), Broken> {
+    ) -> Result<(), Halt> {
         for stage in self.pipeline.spec.stages_in_order() {
             let verdicts = stage.verification != VerificationPolicy::None;
             for file in self.units_of(stage).await? {
@@ -143,6 +163,10 @@ impl Round<'_> {
                     if let Some(decision) = self.decide(stage, file.as_ref()).await? {
                         self.new.push((key.clone(), decision.clone()));
                         decided.insert(key.clone(), decision);
+                        if self.new.len() >= DECISIONS_PER_WRITE {
+                            self.store.decide(&self.pipeline.id, &self.new).await?;
+                            self.new.clear();
+                        }
                     }
                 }
                 let ended = match decided.get(&key) {
@@ -164,13 +188,13 @@ impl Round<'_> {
     }
 
     /// A stage's units: one per file it runs over (listed once, the first time), or the stage.
-    async fn units_of(&self, stage: &Stage) -> Result<Vec<Option<(String, ContentId)>>, Broken> {
+    async fn units_of(&self, stage: &Stage) -> Result<Vec<Option<(String, ContentId)>>, Halt> {
         let Some(input) = per_file_input(stage) else {
             return Ok(vec![None]);
         };
         let each = stage.each.as_ref().expect("a stage run per file has `each`");
         let id = &self.pipeline.id;
-        let files = match self.store.files(id, input).await.map_err(store_broken)? {
+        let files = match self.store.files(id, input).await? {
             Some(files) => files,
             None => {
                 let root = self.pipeline.spec.inputs()[input];
@@ -179,11 +203,17 @@ impl Round<'_> {
                     unixfs::list(self.executor.chain.as_ref(), root.cid()),
                 )
                 .await
-                .map_err(|_| Broken(format!("listing pipeline.{input} ({root}) took too long")))?
-                .map_err(|e| Broken(format!("listing pipeline.{input} ({root}) to run per file: {e}")))?;
+                .map_err(|_| Halt::Retry(format!("listing pipeline.{input} ({root}) took too long")))?
+                .map_err(|e| {
+                    let why = format!("listing pipeline.{input} ({root}) to run per file: {e}");
+                    match e {
+                        ContentError::WrongKind { .. } => Halt::Broken(why),
+                        _ => Halt::Retry(why),
+                    }
+                })?;
                 let files: Vec<(String, ContentId)> =
                     listed.into_iter().map(|entry| (entry.name, ContentId(entry.cid))).collect();
-                self.store.set_files(id, input, &files).await.map_err(store_broken)?;
+                self.store.set_files(id, input, &files).await?;
                 files
             }
         };
@@ -191,7 +221,7 @@ impl Round<'_> {
     }
 
     /// What to do with one unit now: a decision, or none yet.
-    async fn decide(&self, stage: &Stage, file: Option<&(String, ContentId)>) -> Result<Option<UnitDecision>, Broken> {
+    async fn decide(&self, stage: &Stage, file: Option<&(String, ContentId)>) -> Result<Option<UnitDecision>, Halt> {
         let inputs = match self.inputs(stage, file).await? {
             Readiness::Wait => return Ok(None),
             Readiness::Skip(why) => return Ok(Some(UnitDecision::Skipped(why))),
@@ -213,8 +243,7 @@ impl Round<'_> {
             .executor
             .jobs
             .submit(&self.executor.queue, &spec, shard, &self.pipeline.tenant, Some(Idempotency::Internal(&memo)))
-            .await
-            .map_err(store_broken)?;
+            .await?;
         let (Created::New(job) | Created::Existing(job)) = created;
         let job = job.id;
         info!(pipeline = %self.pipeline.id, stage = %stage.name, file = ?file.map(|(name, _)| name), %job, "submitted");
@@ -222,7 +251,7 @@ impl Round<'_> {
     }
 
     /// The stage's inputs for `file` (or the stage), once they all exist.
-    async fn inputs(&self, stage: &Stage, file: Option<&(String, ContentId)>) -> Result<Readiness, Broken> {
+    async fn inputs(&self, stage: &Stage, file: Option<&(String, ContentId)>) -> Result<Readiness, Halt> {
         let per_file = stage.each.as_ref().map(|each| each.input);
         let mut inputs = Vec::with_capacity(stage.inputs.len());
         for (i, input) in stage.inputs.iter().enumerate() {
@@ -255,7 +284,7 @@ impl Round<'_> {
 
     /// Once every unit of stage `up` has ended: the directory of its succeeded units' outputs,
     /// named as their files (built into the block store, the same whoever builds it).
-    async fn gathered(&self, up: &str) -> Result<Option<ContentId>, Broken> {
+    async fn gathered(&self, up: &str) -> Result<Option<ContentId>, Halt> {
         let prefix = format!("{up}/");
         let mut links = Vec::new();
         for (key, ended) in self.ended.range(prefix.clone()..).take_while(|(key, _)| key.starts_with(&prefix)) {
@@ -264,7 +293,7 @@ impl Round<'_> {
                 Ended::Output(output) => {
                     let info = unixfs::stat(self.executor.chain.as_ref(), output.cid())
                         .await
-                        .map_err(|e| Broken(format!("reading {up}'s output {output}: {e}")))?;
+                        .map_err(|e| Halt::Retry(format!("reading {up}'s output {output}: {e}")))?;
                     links.push(Link {
                         name: key[prefix.len()..].to_string(),
                         cid: *output.cid(),
@@ -276,7 +305,7 @@ impl Round<'_> {
         }
         let directory = unixfs::import_links(links, &ImportOptions::default(), self.executor.store.as_ref())
             .await
-            .map_err(|e| Broken(format!("gathering {up}'s outputs: {e}")))?;
+            .map_err(|e| Halt::Retry(format!("gathering {up}'s outputs: {e}")))?;
         Ok(Some(ContentId(directory.root)))
     }
 
@@ -381,10 +410,6 @@ fn holds(value: &Value, op: Comparison, expected: &Value) -> Option<bool> {
         Comparison::Ne => Some(value != expected),
         _ => None,
     }
-}
-
-fn store_broken(e: StoreError) -> Broken {
-    Broken(format!("Redis: {e}"))
 }
 
 #[cfg(test)]
