@@ -22,9 +22,7 @@ use crate::driver::Mode;
 use crate::error::LoadtestError;
 use crate::pipeline::report::{problems, PipelineReport, PipelineRun, StageFigures};
 use crate::pipeline::PipelineOptions;
-use crate::scenes::default_source;
-use crate::scenes::run::{blocking, read_file, seconds, Gateway};
-use crate::scenes::tiles::{self, SourceScene};
+use crate::scenes::run::{cut_scenes, read_file, seconds, Gateway};
 
 /// The cloud fraction over which remove runs (the fixture's).
 pub const THRESHOLD: f64 = 0.05;
@@ -549,14 +547,7 @@ pub async fn run_pipeline(options: &PipelineOptions, command: String) -> Result<
     // The scenes, cut as `shoal-loadtest scenes` cuts them, and the programs, into the workers'
     // block store.
     let generating = Instant::now();
-    let source_dir = options.source.clone().unwrap_or_else(default_source);
-    let source = blocking(move || SourceScene::open(&source_dir)).await?;
-    let plan = tiles::plan(source.width, source.height, options.tile, options.scenes)?;
-    let scenes_dir = home.join("scenes").join(format!("{}_tiles", source.id));
-    {
-        let (source, plan, dir) = (source.clone(), plan.clone(), scenes_dir.clone());
-        blocking(move || source.write_tiles(&plan, &dir, 2)).await?;
-    }
+    let (source, plan, scenes_dir, _) = cut_scenes(options.source.clone(), options.tile, options.scenes, &home).await?;
     let generate_s = seconds(generating);
     let adding = Instant::now();
     let store = Arc::new(

@@ -24,7 +24,7 @@ use crate::error::LoadtestError;
 use crate::figures::{Report, MAX_EXAMPLES};
 use crate::scenes::options::{default_source, ScenesOptions, ScenesProgram};
 use crate::scenes::report::{problems, RunFigures, ScenesReport, TileCheck};
-use crate::scenes::tiles::{self, SourceScene, Tile};
+use crate::scenes::tiles::{self, SourceScene, Tile, TilePlan};
 
 /// Where the scenes directory is mounted in every task.
 const MOUNT: &str = "/scenes";
@@ -620,14 +620,8 @@ pub async fn run_scenes(
 
     // The tiles.
     let generating = Instant::now();
-    let source_dir = options.source.clone().unwrap_or_else(default_source);
-    let source = blocking(move || SourceScene::open(&source_dir)).await?;
-    let plan = tiles::plan(source.width, source.height, options.tile, options.scenes)?;
-    let scenes_dir = home.join("scenes").join(format!("{}_tiles", source.id));
-    let tiles = {
-        let (source, plan, dir) = (source.clone(), plan.clone(), scenes_dir.clone());
-        blocking(move || source.write_tiles(&plan, &dir, 2)).await?
-    };
+    let (source, plan, scenes_dir, tiles) =
+        cut_scenes(options.source.clone(), options.tile, options.scenes, &home).await?;
     let generate_s = seconds(generating);
     eprintln!("{} tiles of {}×{} px (stride {}) in {generate_s:.1} s", tiles.len(), plan.tile, plan.tile, plan.stride);
 
@@ -784,4 +778,24 @@ pub async fn run_scenes(
     report.problems = problems(&report);
     report.passed = report.problems.is_empty();
     Ok((report, ScenesEvidence { tasks, quarantined }))
+}
+
+/// Cuts `count` windows of `tile` px from the source scene at `source` (the default crop if
+/// none) into `<home>/scenes/<scene>_tiles`, as every scene harness does: the scene, the plan,
+/// the directory and the tiles written.
+pub(crate) async fn cut_scenes(
+    source: Option<std::path::PathBuf>,
+    tile: u32,
+    count: usize,
+    home: &std::path::Path,
+) -> Result<(SourceScene, TilePlan, std::path::PathBuf, Vec<Tile>), LoadtestError> {
+    let source_dir = source.unwrap_or_else(default_source);
+    let source = blocking(move || SourceScene::open(&source_dir)).await?;
+    let plan = tiles::plan(source.width, source.height, tile, count)?;
+    let dir = home.join("scenes").join(format!("{}_tiles", source.id));
+    let written = {
+        let (source, plan, dir) = (source.clone(), plan.clone(), dir.clone());
+        blocking(move || source.write_tiles(&plan, &dir, 2)).await?
+    };
+    Ok((source, plan, dir, written))
 }
