@@ -1,7 +1,7 @@
 //! Pipeline commands over the gateway's HTTP API: `pipeline run`, `pipeline status`,
 //! `pipeline cancel`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::home::Home;
 /// `shoal pipeline`.
 #[derive(Subcommand)]
 pub(crate) enum PipelineCommand {
-    /// Create a pipeline from a JSON spec file and, by default, wait until it ends.
+    /// Create a pipeline from a JSON or YAML spec file and, by default, wait until it ends.
     Run(RunArgs),
     /// Show a pipeline's stages: how far each got, and why units failed.
     Status(PipelineArgs),
@@ -27,7 +27,8 @@ pub(crate) enum PipelineCommand {
 /// `shoal pipeline run`.
 #[derive(Args)]
 pub(crate) struct RunArgs {
-    /// The pipeline spec, a JSON file (`inputs` and `stages`; see the README's Pipelines).
+    /// The pipeline spec (`inputs` and `stages`; see the README's Pipelines): a JSON file, or
+    /// YAML when its name ends in `.yaml` or `.yml`.
     file: PathBuf,
     /// Makes the creation idempotent: the same key and spec return the same pipeline.
     #[arg(long)]
@@ -60,10 +61,25 @@ pub(crate) async fn run(home: &Home, command: PipelineCommand, json: bool) -> an
     }
 }
 
+/// The spec in `file` as the JSON the gateway takes: a JSON file as written (the gateway's
+/// errors name its fields), a YAML one (`.yaml`, `.yml`) converted, its syntax errors with their
+/// line and column.
+fn read_spec(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    if !yaml {
+        return Ok(bytes);
+    }
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", file.display()))?;
+    let spec: serde_json::Value =
+        serde_saphyr::from_str(text).with_context(|| format!("{} is not a YAML pipeline spec", file.display()))?;
+    Ok(serde_json::to_vec(&spec)?)
+}
+
 /// `shoal pipeline run FILE`: creates the pipeline, then (unless `--no-wait`) shows each stage's
 /// progress until it ends and prints its final status. Exits 1 unless it succeeded.
 async fn create(home: &Home, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let spec = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let spec = read_spec(&args.file)?;
     let api = Api::new(home, &args.api)?;
     let created = api
         .create_pipeline(spec, args.idempotency_key.as_deref())
@@ -198,6 +214,36 @@ fn describe(status: &PipelineStatus) -> String {
 mod tests {
     use super::*;
     use shoal_jobs::{UnitCounts, UnitStatus};
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../jobs/tests/fixtures");
+
+    #[test]
+    fn a_yaml_spec_reads_as_the_json_one() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&read_spec(&Path::new(FIXTURES).join("cloud-pipeline.json")).unwrap()).unwrap();
+        let yaml: serde_json::Value =
+            serde_json::from_slice(&read_spec(&Path::new(FIXTURES).join("cloud-pipeline.yaml")).unwrap()).unwrap();
+        assert_eq!(yaml, json);
+        assert_eq!(yaml["stages"][1]["when"]["value"], serde_json::json!(0.05), "a number stays a number");
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.yml");
+        std::fs::write(&file, "inputs:\n  scenes: bafy\nstages: [\n  {name: detect\n").unwrap();
+        let error = format!("{:#}", read_spec(&file).unwrap_err());
+        assert!(error.contains("broken.yml is not a YAML pipeline spec"), "{error}");
+        assert!(error.contains("line"), "the parser's position is kept: {error}");
+    }
+
+    #[test]
+    fn a_json_spec_goes_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("spec.json");
+        std::fs::write(&file, b"{\"stages\": oops").unwrap();
+        assert_eq!(read_spec(&file).unwrap(), b"{\"stages\": oops", "the gateway names what is wrong with it");
+    }
 
     #[test]
     fn the_bar_fills_with_what_is_decided() {
