@@ -28,14 +28,17 @@
 //! **A provider serving wrong bytes** is paid exactly its quote (the one voucher it was
 //! given), skipped, and the next cheapest is tried with a new reservation; blocks it sent
 //! that did verify may remain in the store (they are correct blocks), nothing unverified
-//! does.
+//! does. It is then **shunned**: for [`DEFAULT_SHUN_PERIOD`] this retriever (shared by a
+//! worker's jobs) skips it unpaid, so a provider that lies is paid once, not once per input.
 //!
 //! The quote endpoint and the voucher header are this crate's own (there is no standard
 //! HTTP price-quote or voucher exchange); its provider stand-in
 //! ([`crate::standin::ProviderStandIn`]) serves them.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use cid::Cid;
@@ -59,6 +62,11 @@ pub const VOUCHER_HEADER: &str = "x-filecoin-voucher";
 
 /// How long a reservation is held before the ledger's sweep closes it, by default.
 pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// How long a provider that took a voucher and then failed is skipped, by default: long enough
+/// that a liar is not paid again for every input, short enough that one network failure does
+/// not bar an honest provider for long.
+pub const DEFAULT_SHUN_PERIOD: Duration = Duration::from_secs(10 * 60);
 
 /// How long one quote may take.
 const QUOTE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -291,6 +299,9 @@ pub struct Retriever {
     holder: String,
     reservation_ttl: Duration,
     retrieval_timeout: Duration,
+    shun_period: Duration,
+    /// Providers (peer ids) that took a voucher and failed, and when; shared by every clone.
+    shunned: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -321,6 +332,8 @@ impl Retriever {
             holder: holder.into(),
             reservation_ttl: DEFAULT_RESERVATION_TTL,
             retrieval_timeout: DEFAULT_RETRIEVAL_TIMEOUT,
+            shun_period: DEFAULT_SHUN_PERIOD,
+            shunned: Arc::default(),
         }
     }
 
@@ -335,6 +348,29 @@ impl Retriever {
     pub fn with_retrieval_timeout(mut self, timeout: Duration) -> Self {
         self.retrieval_timeout = timeout;
         self
+    }
+
+    /// How long a provider that took a voucher and then failed is skipped
+    /// ([`DEFAULT_SHUN_PERIOD`]; zero never skips one).
+    pub fn with_shun_period(mut self, period: Duration) -> Self {
+        self.shun_period = period;
+        self
+    }
+
+    /// When `provider` took a voucher and failed, if that was within the shun period.
+    fn shunned_since(&self, provider: &str) -> Option<Instant> {
+        let mut shunned = self.shunned.lock().expect("the shunned map is never left poisoned");
+        shunned.retain(|_, since| since.elapsed() < self.shun_period);
+        shunned.get(provider).copied()
+    }
+
+    fn shun(&self, provider: &str) {
+        if !self.shun_period.is_zero() {
+            self.shunned
+                .lock()
+                .expect("the shunned map is never left poisoned")
+                .insert(provider.to_string(), Instant::now());
+        }
     }
 
     /// The providers of `root` over HTTP and their quotes, cheapest first, and the providers
@@ -433,6 +469,20 @@ impl Retriever {
         }
         let mut paid = TokenAmount::default();
         for offer in affordable {
+            if let Some(since) = self.shunned_since(&offer.provider.peer_id) {
+                let reason = format!(
+                    "skipped unpaid: it took a voucher and failed {} s ago (shunned for {} s)",
+                    since.elapsed().as_secs(),
+                    self.shun_period.as_secs()
+                );
+                failed.push(FailedAttempt {
+                    provider: offer.provider.peer_id,
+                    url: offer.url,
+                    paid: TokenAmount::default(),
+                    reason,
+                });
+                continue;
+            }
             // `max_price` bounds what the input costs in all, providers that failed included.
             if let Some(max) = max_price.filter(|max| &(&paid + &offer.quote.price) > *max) {
                 let reason = format!(
@@ -458,6 +508,9 @@ impl Retriever {
                 Err(AttemptError::Fatal(e)) => return Err(e),
                 Err(AttemptError::Provider { paid: this, reason }) => {
                     tracing::warn!(%root, provider = %offer.provider.peer_id, paid = %format_atto(&this), %reason, "provider failed; trying the next");
+                    if this.is_positive() {
+                        self.shun(&offer.provider.peer_id);
+                    }
                     paid += &this;
                     failed.push(FailedAttempt { provider: offer.provider.peer_id, url: offer.url, paid: this, reason });
                 }

@@ -3,6 +3,7 @@
 //! provider stand-ins serving IPNI finds, quotes and paid trustless-gateway CARs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cid::Cid;
 use fvm_shared::address::Address;
@@ -86,11 +87,17 @@ struct Provider {
 /// A UnixFS file of 600 KiB (three 256 KiB leaves and a root) into a fresh store.
 async fn dag(seed: u8) -> (Arc<MemoryBlockStore>, Cid) {
     let store = Arc::new(MemoryBlockStore::new());
+    let root = dag_into(&store, seed).await;
+    (store, root)
+}
+
+/// A UnixFS file of 600 KiB (three 256 KiB leaves and a root) into `store`.
+async fn dag_into(store: &MemoryBlockStore, seed: u8) -> Cid {
     let bytes: Vec<u8> = (0..600 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ seed).collect();
     let options = ImportOptions { profile: Profile::KuboV1, progress: None, include_hidden: false };
-    let imported = import_reader(&bytes[..], &options, store.as_ref()).await.unwrap();
+    let imported = import_reader(&bytes[..], &options, store).await.unwrap();
     assert_eq!(imported.blocks, 4);
-    (store, imported.root)
+    imported.root
 }
 
 /// Whether `sink` holds, verified, every block of the DAG in `source`.
@@ -180,6 +187,32 @@ async fn a_provider_serving_wrong_bytes_is_paid_its_quote_only_and_skipped() {
     assert_eq!(honest.standin.paid_total(), atto(3 * MILLI));
     assert_eq!(done.paid, atto(5 * MILLI));
     assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 5 * MILLI, reserved: 0, refused: 0, refusals: 0 });
+}
+
+#[tokio::test]
+async fn a_provider_that_took_a_voucher_and_failed_is_skipped_unpaid_next_time() {
+    let payer = Payer::new(FIL).await;
+    let (store, first) = dag(3).await;
+    let second = dag_into(&store, 4).await;
+    let liar = payer.provider(&store, 2 * MILLI, true).await;
+    let honest = payer.provider(&store, 3 * MILLI, false).await;
+    let retriever = payer.retriever(&[&liar, &honest]).await;
+
+    retriever.retrieve(&first, &payer.wallet, None, &MemoryBlockStore::new()).await.unwrap();
+    // A clone (another job of the same worker) knows it too.
+    let done = retriever.clone().retrieve(&second, &payer.wallet, None, &MemoryBlockStore::new()).await.unwrap();
+    assert_eq!(done.provider, honest.standin.peer_id());
+    let skipped = &done.failed[0];
+    assert_eq!((skipped.provider.as_str(), &skipped.paid), (liar.standin.peer_id(), &atto(0)));
+    assert!(skipped.reason.contains("skipped unpaid"), "{}", skipped.reason);
+    assert_eq!(liar.standin.accepted().len(), 1, "the liar was paid once, for the first input only");
+    assert_eq!(done.paid, atto(3 * MILLI));
+
+    // Without a shun period it is tried (and paid) again.
+    let forgetful = payer.retriever(&[&liar, &honest]).await.with_shun_period(Duration::ZERO);
+    forgetful.retrieve(&first, &payer.wallet, None, &MemoryBlockStore::new()).await.unwrap();
+    forgetful.retrieve(&second, &payer.wallet, None, &MemoryBlockStore::new()).await.unwrap();
+    assert_eq!(liar.standin.accepted().len(), 3);
 }
 
 #[tokio::test]

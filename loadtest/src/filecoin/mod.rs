@@ -145,8 +145,9 @@ impl Mode for FilecoinOptions {
     }
 }
 
-/// What one cold retrieval costs when every provider is asked cheapest first: the liar (paid,
-/// then caught) and the cheapest honest provider.
+/// What one cold retrieval costs at most when every provider is asked cheapest first: the liar
+/// (paid, then caught) and the cheapest honest provider. Less once the liar is shunned: that
+/// worker's later retrievals pay the honest provider only.
 pub fn retrieval_cost(sellers: &[Seller]) -> u128 {
     let liar: u128 = sellers.iter().filter(|s| s.lies).map(|s| s.price).sum();
     liar + sellers.iter().filter(|s| !s.lies).map(|s| s.price).min().unwrap_or(0)

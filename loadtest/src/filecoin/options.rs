@@ -14,9 +14,10 @@ pub struct FilecoinOptions {
     /// Bytes of each dataset.
     #[arg(long, default_value_t = 256 * 1024)]
     pub dataset_bytes: usize,
-    /// How many cold retrievals the wallet's limit pays for (each costs the liar's price and
-    /// the cheapest honest one's); fewer than `--datasets`, so some jobs must fail
-    /// `budget_exhausted`.
+    /// How many cold retrievals the wallet's limit pays for at least (each costs at most the
+    /// liar's price and the cheapest honest one's; a worker pays the liar once and then shuns
+    /// it, so more fit); `--datasets` must exceed what the limit buys at the honest price
+    /// alone, so some jobs must fail `budget_exhausted`.
     #[arg(long, default_value_t = 60)]
     pub affordable: usize,
     /// Worker processes, each buying from every provider.

@@ -217,7 +217,7 @@ pub struct FilecoinReport {
     pub sellers: Vec<Seller>,
     /// Each input's `max_price`.
     pub max_price: String,
-    /// One cold retrieval's cost: the liar's price and the cheapest honest one's, attoFIL.
+    /// One cold retrieval's cost at most: the liar's price and the cheapest honest one's, attoFIL.
     #[serde(serialize_with = "atto")]
     pub retrieval_cost: u128,
     /// Cold retrievals the cold limit pays for.
@@ -440,8 +440,9 @@ impl RunReport for FilecoinReport {
         let _ = writeln!(
             md,
             "- A cold retrieval pays the liar first (cheapest), rejects its bytes, then buys from the \
-             cheapest honest provider: {} in all. The cold limit is {} × that = {}; the warm limit is \
-             raised far above what the warm run could spend.",
+             cheapest honest provider: {} in all at most, since each worker then shuns the liar (its \
+             jobs already asking at that moment pay it too). The cold limit is {} × that = {}; the warm \
+             limit is raised far above what the warm run could spend.",
             fil(self.retrieval_cost),
             self.affordable,
             fil(self.cold_books.limit)
