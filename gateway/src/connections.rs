@@ -22,6 +22,20 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::GatewayConfig;
 
+/// Whether the gateway is draining, for answers that would go on indefinitely (event streams,
+/// long-polls): they end when it starts, so that draining ends; their clients reconnect.
+/// Every request served by [`serve`] carries it as an extension.
+#[derive(Clone)]
+pub(crate) struct Draining(watch::Receiver<bool>);
+
+impl Draining {
+    /// Returns once the gateway has started draining.
+    pub(crate) async fn started(&mut self) {
+        // The sender goes only when serving has ended: drained as well.
+        let _ = self.0.wait_for(|draining| *draining).await;
+    }
+}
+
 /// Serves `router` on `listener` within the connection limits of `config` until `shutdown`
 /// completes; then stops accepting, lets each connection finish the request it is answering,
 /// and returns once all are closed.
@@ -46,6 +60,7 @@ where
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     let (closing, closed) = watch::channel(false);
+    let router = router.layer(axum::Extension(Draining(closed.clone())));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {

@@ -21,6 +21,8 @@ use shoal_jobs::{
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::api_error::{ApiError, Envelope};
+use crate::connections::Draining;
+use crate::events;
 use crate::openapi;
 use crate::AppState;
 
@@ -270,7 +272,7 @@ pub(crate) fn parse_ulid(raw: &str) -> Result<String, String> {
 }
 
 /// Parses a job id from a path: a ULID (see [`parse_ulid`]).
-fn job_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn job_id(raw: &str) -> Result<String, ApiError> {
     parse_ulid(raw).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -313,18 +315,34 @@ pub(crate) struct InvalidJobId(Envelope<'static>);
 #[expect(dead_code, reason = "documentation only: the handlers answer errors as `ApiError`")]
 pub(crate) struct JobNotFound(Envelope<'static>);
 
-/// `GET /v1/jobs/{id}`: the job with its state and executions.
+/// The parameters of `GET /v1/jobs/{id}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StatusQuery {
+    /// A long-poll: answer once the job is terminal, or after this long (see [`events::parse_wait`]).
+    wait: Option<String>,
+}
+
+/// `GET /v1/jobs/{id}`: the job with its state and executions; with `?wait=30s`, as soon as it
+/// is terminal (succeeded, failed or cancelled), or as it is after the wait.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
     operation_id = "getJob",
     tag = "jobs",
     security(("api_key" = [])),
-    params(JobId),
+    params(
+        JobId,
+        ("wait" = Option<String>, Query, description = "Long-poll: answer as soon as the job is terminal, or as it \
+                                                      is after this long — whole seconds (`30s`, `30`) or \
+                                                      milliseconds (`500ms`), at most 60 s (a longer wait is cut to \
+                                                      it). Woken by the change itself, not by polling.",
+            example = "30s")
+    ),
     responses(
         (status = 200, description = "The job, with how far its result is trusted (`acceptance`), a fan-out's \
                                       `tasks` and a job with `notify` its `webhook_attempts`.", body = JobStatus),
-        InvalidJobId,
+        (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (field `wait`).",
+            body = Envelope),
         JobNotFound,
     )
 )]
@@ -332,8 +350,17 @@ pub(crate) async fn status(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+    draining: Option<Extension<Draining>>,
 ) -> Result<Json<JobStatus>, ApiError> {
-    let job = load_job(&app, &principal, &id).await?;
+    let Query(query) = query.map_err(|rejection| ApiError::invalid_parameter("wait", rejection.to_string()))?;
+    let job = match events::wait_parameter(query.wait.as_deref())? {
+        Some(wait) => {
+            let draining = draining.map(|Extension(draining)| draining);
+            events::job_when(&app, &principal, &id, wait, draining, |job| job.state.is_terminal()).await?
+        }
+        None => load_job(&app, &principal, &id).await?,
+    };
     let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&id).await? } else { None };
     let attempts = if job.spec.notify.is_some() { app.webhooks.attempts(&job.id).await? } else { Vec::new() };
     let mut status = JobStatus::new(job, tasks);
@@ -371,6 +398,8 @@ pub(crate) struct JobResultBody {
 pub(crate) struct ResultQuery {
     /// `true`: the result as soon as the job succeeded, before the verifier's verdict.
     early: Option<bool>,
+    /// A long-poll: answer once the answer is no 409, or after this long.
+    wait: Option<String>,
 }
 
 /// `GET /v1/jobs/{id}/result`: 200 with the outputs, labelled with their acceptance, once the
@@ -388,14 +417,19 @@ pub(crate) struct ResultQuery {
     params(
         JobId,
         ("early" = Option<bool>, Query, description = "`true`: the worker's result as soon as the job succeeded, \
-                                                     before the verifier's verdict (labelled `pending`).")
+                                                     before the verifier's verdict (labelled `pending`)."),
+        ("wait" = Option<String>, Query, description = "Long-poll: answer as soon as the answer would not be a 409 \
+                                                      (the job ended and, unless `early`, the verifier had its \
+                                                      say), or as it is after this long — `30s`, `30` or `500ms`, \
+                                                      at most 60 s.", example = "30s")
     ),
     responses(
         (status = 200, description = "The job succeeded: its outputs, labelled with their acceptance.",
             body = JobResultBody,
             example = json!(openapi::example_result())),
-        (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (an unknown parameter or \
-                                      an `early` that is not a boolean).", body = Envelope),
+        (status = 400, description = "`invalid_job_id` (field `id`), `invalid_parameter` (an unknown parameter, \
+                                      an `early` that is not a boolean, or a `wait` that is no duration: field \
+                                      `wait`).", body = Envelope),
         JobNotFound,
         (status = 409, description = "`not_finished` (with `state`) while queued or running; `not_accepted` (with \
                                       `state`, and `acceptance: pending` for a success) while the verifier has not \
@@ -409,11 +443,24 @@ pub(crate) async fn result(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<ResultQuery>, QueryRejection>,
+    draining: Option<Extension<Draining>>,
 ) -> Result<Json<JobResultBody>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{rejection}; the parameter is early"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("{rejection}; the parameters are early and wait"),
+        )
     })?;
-    let job = load_job(&app, &principal, &id).await?;
+    let early = query.early == Some(true);
+    let job = match events::wait_parameter(query.wait.as_deref())? {
+        Some(wait) => {
+            let draining = draining.map(|Extension(draining)| draining);
+            let answered = |job: &Job| job.state.is_terminal() && (early || job.is_final());
+            events::job_when(&app, &principal, &id, wait, draining, answered).await?
+        }
+        None => load_job(&app, &principal, &id).await?,
+    };
     match job.state {
         JobState::Succeeded => {
             let acceptance = job.acceptance().unwrap_or(Acceptance::Pending);

@@ -18,6 +18,7 @@ use tower_http::LatencyUnit;
 use tracing::Level;
 
 use crate::api_error::ApiError;
+use crate::events;
 use crate::metrics::{self, Metrics};
 
 /// The header carrying a request's id: the client's if it sent one, else a fresh UUID.
@@ -58,9 +59,11 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal().into_response()
 }
 
-/// Answers 504 in the gateway's JSON shape when a request takes longer than `limit`.
-/// Hand-written rather than `tower_http::timeout`, whose answer has an empty body.
+/// Answers 504 in the gateway's JSON shape when a request takes longer than `limit` (plus the
+/// `wait` of a long-poll). Hand-written rather than `tower_http::timeout`, whose answer has an
+/// empty body.
 async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    let limit = limit + events::requested_wait(request.uri().query());
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::timeout().into_response(),

@@ -56,6 +56,7 @@ mod auth;
 mod backpressure;
 mod config;
 mod connections;
+mod events;
 mod files;
 mod jobs;
 mod layers;
@@ -109,6 +110,9 @@ struct AppState {
     content: files::Content,
     /// The webhook deliverer, stopped when the last route is dropped.
     _deliverer: Arc<Delivering>,
+    /// The subscription to job changes and who waits for them (long-polls, event streams),
+    /// ended when the last route is dropped.
+    changes: Arc<events::Changes>,
 }
 
 /// The webhook delivery task of a router; aborted with it.
@@ -168,6 +172,7 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         ledger,
         content,
         _deliverer: delivering,
+        changes: Arc::new(events::Changes::follow(&config.redis_url)),
     };
     // Every route but the health check needs a key, unknown paths included, so that what
     // exists is not told to strangers.
@@ -175,6 +180,8 @@ pub async fn router(config: GatewayConfig) -> Result<Router, GatewayError> {
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::status).delete(jobs::cancel))
         .route("/v1/jobs/{id}/result", get(jobs::result))
+        .route("/v1/jobs/{id}/events", get(events::job_events))
+        .route("/v1/events", get(events::all_events))
         .route("/v1/jobs/{id}/files/output", get(files::output))
         .route("/v1/jobs/{id}/files/output/{*path}", get(files::output_path))
         .route("/v1/jobs/{id}/files/inputs/{index}", get(files::input))

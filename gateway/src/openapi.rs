@@ -35,6 +35,8 @@ const API_KEY: &str = "api_key";
         crate::jobs::status,
         crate::jobs::cancel,
         crate::jobs::result,
+        crate::events::job_events,
+        crate::events::all_events,
         crate::pipelines::create,
         crate::pipelines::status,
         crate::pipelines::cancel,
@@ -52,7 +54,7 @@ const API_KEY: &str = "api_key";
         crate::ui::asset,
     ),
     // Schemas that only hand-built responses name, which the generator does not collect itself.
-    components(schemas(crate::files::Listing)),
+    components(schemas(crate::files::Listing, shoal_jobs::Change)),
     modifiers(&Shared),
     tags(
         (name = "jobs", description = "Submit, follow, cancel and list jobs; read their results."),

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `shoal:{jNN}:job:<id>` | hash | one job: `spec`, `state`, `invocation`, times, `shard`, `max_attempts`, `entry` (its stream entry), `result`, `failure`, `verification` |
 //! | `shoal:{jNN}:execs:<id>` | hash | the job's executions, execution id → JSON |
+//! | `shoal:{jNN}:changes:<id>` | list | the job's last [`CHANGES_KEPT`] changes, `<seq> <state>[ <verdict>]` each, oldest first, appended (and published on [`CHANGES_CHANNEL`]) by the script that made the change; `seq` counts them in the job's `seq` field |
 //! | `shoal:{jNN}:deadlines` | sorted set | this tag's unfinished jobs, scored by their deadline (creation + `retry.total_timeout_ms`) |
 //! | `shoal:{jNN}:state:<state>` | sorted set | ids of this tag's jobs in that state, scored by creation time |
 //! | `shoal:{sNN}:jobs` | stream | shard NN's queue; consumer group [`WORKER_GROUP`] |
@@ -37,6 +38,7 @@
 //! | `shoal:replication:waiting` | sorted set | `replicated` jobs whose replicas are running, scored by when asked |
 //! | `shoal:lock:replication` | string | which verifier looks at finished replicas now (expires) |
 //! | `shoal:{jNN}:state:<state>:tenant:<tenant>` | sorted set | the same, for one tenant's jobs |
+//! | `shoal:changes` | pub/sub channel | every job change, `<id> <tenant> <seq> <state>[ <verdict>]`, published by the script that made it; gateways subscribe to wake their waiters (a channel, not a key: classic PUBLISH reaches every node of a cluster) |
 //! | `shoal:idem:<sha256>` | string | the job id an idempotency key created, with the spec's invocation CID; a client's key is hashed with its tenant, an internal one (fan-out tasks, replicas) in a namespace of its own |
 //! | `shoal:{a}:api-keys` | hash | SHA-256 of an API key → its tenant, role and creation time (JSON) |
 //! | `shoal:{a}:quotas` | hash | tenant → its quotas (JSON); tenants without use the defaults |
@@ -89,6 +91,13 @@ pub const VERIFIER_GROUP: &str = "verifiers";
 /// The consumer group gateways deliver webhooks through.
 pub const WEBHOOK_GROUP: &str = "webhooks";
 
+/// The pub/sub channel every job change is published on (see [`JobKeys::changes`]). The job
+/// scripts spell it too, in the store's `STATES` prelude.
+pub const CHANGES_CHANNEL: &str = "shoal:changes";
+
+/// How many of its latest changes a job keeps for clients that resume following it.
+pub const CHANGES_KEPT: u64 = 64;
+
 /// The tag of a job's keys: `jNN`, from a stable hash of its id.
 pub fn job_tag(job_id: &str) -> String {
     let digest = Sha256::digest(job_id.as_bytes());
@@ -111,6 +120,8 @@ pub struct JobKeys {
     pub events: String,
     /// The gatherable tasks of the job's tag (see [`gatherable`]).
     pub gatherable: String,
+    /// The job's latest changes, for clients resuming after a given one (a list, oldest first).
+    pub changes: String,
 }
 
 impl JobKeys {
@@ -124,6 +135,7 @@ impl JobKeys {
             deadlines: deadline_index(&tag),
             events: events_stream(&tag),
             gatherable: gatherable(&tag),
+            changes: format!("shoal:{{{tag}}}:changes:{id}"),
         }
     }
 }
@@ -477,7 +489,9 @@ const WORKER_SELECTORS: &str = "(~shoal:{w}:worker-keys -@all +hsetnx +hget) \
 /// No role but [`RedisRole::Admin`] may run administrative or dangerous commands (`CONFIG`,
 /// `FLUSHALL`, `KEYS`, `ACL`, `SHUTDOWN`, …).
 pub fn acl_rules(role: RedisRole) -> String {
-    let commands = "resetchannels +@all -@admin -@dangerous";
+    // Every role's scripts publish job changes; the gateway also subscribes to them. After
+    // `resetchannels`: rules apply in order.
+    let commands = format!("resetchannels &{CHANGES_CHANNEL} +@all -@admin -@dangerous");
     let keys = match role {
         RedisRole::Admin => return "~* &* +@all".to_string(),
         RedisRole::Gateway => format!(
@@ -541,6 +555,7 @@ mod tests {
             let slot = cluster_slot(&keys.job);
             assert_eq!(cluster_slot(&keys.executions), slot);
             assert_eq!(cluster_slot(&keys.gatherable), slot, "a task's scripts leave its notice in its own slot");
+            assert_eq!(cluster_slot(&keys.changes), slot, "the scripts that change a job record it beside it");
             for index in &keys.state_index {
                 assert_eq!(cluster_slot(index), slot);
             }

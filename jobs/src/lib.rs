@@ -11,6 +11,8 @@
 //! - `receipt`: worker keys and signed receipts ([`WorkerKey`], [`SignedReceipt`]).
 //! - `retry`: riding out Redis restarts ([`with_retries`]).
 //! - `store`: job records and their atomic state transitions ([`JobStore`]).
+//! - `changes`: every change of a job as it happens, published by the script that made it and
+//!   kept beside the job ([`follow_changes`], [`JobStore::changes`]).
 //! - `queue`: the shard streams jobs travel on ([`ShardQueue`], [`ShardReader`]).
 //! - `fanout`: the tasks of jobs fanned out over a directory ([`FanOutStore`]).
 //! - `membership`: which workers are alive and what they offer ([`Membership`]).
@@ -29,6 +31,7 @@
 //! - `server`: a private `redis-server` for the embedded stack and the tests ([`RedisServer`]).
 
 mod backlog;
+mod changes;
 mod connection;
 mod error;
 mod fanout;
@@ -51,6 +54,7 @@ mod tenants;
 mod webhooks;
 
 pub use backlog::{longest, oldest_waiting, shard_backlogs, take_unread, ShardBacklog};
+pub use changes::{follow_changes, Change, Heard};
 pub use connection::{redis_addresses, redis_urls, Batch, ConnectOptions, RedisConnection};
 pub use error::{SpecError, StoreError};
 pub use fanout::{FanOutStore, FinishedTask, Notice, Standing, Task, TaskOutcome, Unfinished};

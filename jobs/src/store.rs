@@ -86,7 +86,7 @@ pub enum Started {
 }
 
 // KEYS: job, executions, five state indexes (JobState::ALL order), the deadline index, the
-// events stream, the gatherable set. Every script moves the job between index sets by its
+// events stream, the gatherable set, the job's changes. Every script moves the job between index sets by its
 // current state, so indexes follow it. A fan-out's task carries `fanout_task` (its notice,
 // `<fanned-out job>/<task key>`) and `gather_on` (`settle`, or `verdict` when its job's policy
 // asks for verification) from its creation on, so the scripts that end it need nothing else.
@@ -99,6 +99,7 @@ if ARGV[11] ~= '' then
   for _, f in ipairs({'fanout_task', ARGV[11], 'gather_on', ARGV[12]}) do table.insert(fields, f) end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
+changed(ARGV[5], ARGV[9], 'queued')
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[3] .. ':tenant:' .. ARGV[9], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
@@ -110,9 +111,17 @@ return 1
 // script that changes it. Likewise a fan-out's task puts itself up for gathering on its tag's
 // gatherable set once its job may count it: failed or cancelled at once (whichever path ended
 // it: settle, verdict, cancel, deadline sweep, exhausted attempts), succeeded once the verifier
-// has decided on it, unless its job asks for no verification.
-const STATES: &str = r#"
+// has decided on it, unless its job asks for no verification. Every change (a move, or a
+// verdict) counts in the job's `seq`, is kept in its changes list (the latest 64,
+// keys::CHANGES_KEPT) and is published on keys::CHANGES_CHANNEL, so gateways wake whoever waits
+// for it and a client resuming after change n reads what followed.
+pub(crate) const STATES: &str = r#"
 local states = {queued = 3, running = 4, succeeded = 5, failed = 6, cancelled = 7}
+local function changed(id, tenant, what)
+  local entry = redis.call('HINCRBY', KEYS[1], 'seq', 1) .. ' ' .. what
+  if redis.call('RPUSH', KEYS[11], entry) > 64 then redis.call('LPOP', KEYS[11]) end
+  redis.call('PUBLISH', 'shoal:changes', id .. ' ' .. (tenant or '-') .. ' ' .. entry)
+end
 local function terminal(s) return s == 'succeeded' or s == 'failed' or s == 'cancelled' end
 local function announce(id, event)
   if redis.call('HEXISTS', KEYS[1], 'notify') == 1 then
@@ -134,6 +143,7 @@ local function move(id, from, to, created)
     redis.call('ZREM', KEYS[states[from]] .. ':tenant:' .. tenant, id)
     redis.call('ZADD', KEYS[states[to]] .. ':tenant:' .. tenant, created, id)
   end
+  changed(id, tenant, to)
   if terminal(to) then
     redis.call('ZREM', KEYS[8], id)
     announce(id, 'job.' .. to)
@@ -239,6 +249,7 @@ if ARGV[4] ~= '' and state == 'succeeded' then
   now = 'failed'
 end
 announce(ARGV[1], 'job.verified')
+changed(ARGV[1], redis.call('HGET', KEYS[1], 'tenant'), now .. ' ' .. cjson.decode(ARGV[2]).outcome.verdict)
 gatherable(now, true)
 return 1
 "#;
@@ -268,11 +279,11 @@ return {'cancelled', state}
 
 /// `script` with the keys every job script takes, in the order the `STATES` prelude numbers
 /// them: the job (KEYS[1]), its executions (2), the state indexes (3 to 7), the deadlines (8),
-/// the events stream (9), the gatherable set (10).
+/// the events stream (9), the gatherable set (10), its changes (11).
 fn job_script<'a>(script: &'a Script, keys: &JobKeys) -> ScriptInvocation<'a> {
     let mut invocation = script.prepare_invoke();
     invocation.key(&keys.job).key(&keys.executions).key(&keys.state_index[..]).key(&keys.deadlines).key(&keys.events);
-    invocation.key(&keys.gatherable);
+    invocation.key(&keys.gatherable).key(&keys.changes);
     invocation
 }
 
@@ -308,7 +319,7 @@ impl JobStore {
     pub fn new(conn: impl Into<RedisConnection>) -> JobStore {
         JobStore {
             conn: conn.into(),
-            create: Script::new(CREATE),
+            create: Script::new(&format!("{STATES}{CREATE}")),
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
             abandon: Script::new(&format!("{STATES}{ABANDON}")),

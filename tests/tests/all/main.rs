@@ -24,6 +24,7 @@ mod redis_restart;
 mod system;
 mod tenants;
 mod verification;
+mod waiting;
 mod webhooks;
 mod worker_resilience;
 

@@ -63,6 +63,30 @@ impl Recorder {
         format!("{}{path}", self.gateway)
     }
 
+    /// Opens the event stream `request` asks for (made with `client` for `path`), checks it
+    /// answers 200 and records what it sent up to its first event, under `template`: a stream
+    /// that goes on until the client leaves.
+    async fn open_stream(&mut self, template: &str, request: RequestBuilder) -> String {
+        let (client, request) = request.build_split();
+        let request = request.unwrap();
+        let method = request.method().to_string();
+        let mut response = client.execute(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{template}");
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout(WAIT, response.chunk()).await.unwrap().unwrap().unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        self.exchanges.push(json!({
+            "method": method,
+            "path_template": template,
+            "status": 200,
+            "content_type": response.headers()[CONTENT_TYPE].to_str().unwrap(),
+            "body": text,
+        }));
+        text
+    }
+
     /// Sends and checks the status and, for an error, its code.
     async fn expect(&mut self, template: &str, request: RequestBuilder, status: u16, code: Option<&str>) -> Answer {
         let answer = self.send(template, request).await;
@@ -218,6 +242,10 @@ async fn the_openapi_document_is_valid_and_every_endpoint_answers_as_it_says() {
     let job = "/v1/jobs/{id}";
     let result = "/v1/jobs/{id}/result";
     let url = |id: &str, tail: &str| format!("{gateway}/v1/jobs/{id}{tail}");
+    // Every change of every job the caller may see, as it happens: told to read afresh first.
+    let everything = r.open_stream("/v1/events", tenant.get(r.url("/v1/events"))).await;
+    assert!(everything.starts_with("event: resync\n"), "{everything}");
+    r.expect("/v1/events", anonymous.get(r.url("/v1/events")), 401, None).await;
     r.expect(job, tenant.get(url(&succeeded, "")), 200, None).await;
     r.expect(job, tenant.get(url("not-a-job-id", "")), 400, Some("invalid_job_id")).await;
     let missing = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
@@ -356,6 +384,21 @@ async fn the_openapi_document_is_valid_and_every_endpoint_answers_as_it_says() {
     let answer = r.expect(result, operator.get(url(&unverified, "/result")), 409, Some("not_accepted")).await;
     assert_eq!(answer.body["error"]["acceptance"], "pending");
     r.expect(result, operator.get(url(&unverified, "/result?early=true")), 200, None).await;
+    // Waiting for them: long-polls, and a finished job's changes to their end.
+    let answer = r.expect(job, tenant.get(url(&succeeded, "?wait=1s")), 200, None).await;
+    assert_eq!(answer.body["state"], "succeeded");
+    r.expect(job, tenant.get(url(&succeeded, "?wait=soon")), 400, Some("invalid_parameter")).await;
+    r.expect(result, tenant.get(url(&succeeded, "/result?wait=500ms")), 200, None).await;
+    let events = "/v1/jobs/{id}/events";
+    let answer = r.expect(events, tenant.get(url(&succeeded, "/events")), 200, None).await;
+    assert!(answer.body.as_str().unwrap().contains("id: 3\n"), "{}", answer.body);
+    let after_all = tenant.get(url(&succeeded, "/events")).header("last-event-id", "3");
+    r.expect(events, after_all, 204, None).await;
+    let bad_id = tenant.get(url(&succeeded, "/events")).header("last-event-id", "three");
+    r.expect(events, bad_id, 400, Some("invalid_parameter")).await;
+    r.expect(events, tenant.get(url("not-a-job-id", "/events")), 400, Some("invalid_job_id")).await;
+    r.expect(events, tenant.get(url(missing, "/events")), 404, Some("job_not_found")).await;
+    r.expect(events, anonymous.get(url(&succeeded, "/events")), 401, None).await;
     for id in [&succeeded, &failed, &unverified, &cancelled] {
         r.expect(job, operator.get(url(id, "")), 200, None).await;
     }
