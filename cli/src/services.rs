@@ -147,6 +147,10 @@ pub(crate) struct WorkerArgs {
     /// shards move to the others.
     #[arg(long, default_value_t = Membership::DEFAULT_HEARTBEAT.as_millis() as u64)]
     heartbeat_ms: u64,
+    /// Serve `GET /metrics` here: the time each phase of a delivery took (start, program,
+    /// inputs, run, import, settle, ack, …), as Prometheus histograms.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// A Lotus full node's JSON-RPC endpoint (`http://host:1234/rpc/v1`): with it the worker
     /// buys `"source": "filecoin"` inputs that no free source has, paying from its wallet.
     #[arg(long, env = "SHOAL_LOTUS_URL", requires = "ipni")]
@@ -183,6 +187,7 @@ impl WorkerArgs {
         config.hot_backlog = self.hot_backlog.max(1);
         config.max_shard_readers = self.max_shard_readers;
         config.heartbeat = Duration::from_millis(self.heartbeat_ms.max(100));
+        config.metrics_addr = self.metrics_addr;
         for label in &self.labels {
             let (key, value) = label.split_once('=').with_context(|| format!("--label {label:?} is not KEY=VALUE"))?;
             config.labels.insert(key.to_string(), value.to_string());

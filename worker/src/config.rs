@@ -84,6 +84,9 @@ pub struct WorkerConfig {
     /// Where the worker buys `"source": "filecoin"` inputs no free source has; without it such
     /// an input is waited for like any missing content.
     pub filecoin: Option<FilecoinConfig>,
+    /// Where to serve `GET /metrics`: the time each phase of a delivery took, as histograms
+    /// (none if not given).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -147,6 +150,7 @@ impl WorkerConfig {
             hot_backlog: WorkerConfig::DEFAULT_HOT_BACKLOG,
             max_shard_readers: WorkerConfig::DEFAULT_MAX_SHARD_READERS,
             filecoin: None,
+            metrics_addr: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
 use crate::config::{WorkerConfig, WorkerError};
 use crate::filecoin::{FilecoinInputs, Purchase};
+use crate::phases::{observe, timed, Phase};
 use shoal_jobs::with_retries;
 
 /// Largest program accepted: larger modules are almost certainly not programs, and compiling
@@ -184,32 +185,36 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
         outcome: None,
         receipt: None,
     };
-    let settled =
-        match with_retries("start_execution", || jobs.start_delivered(job_id, &delivery.entry, &execution)).await? {
-            Started::Running(job) => return Ok(Begun::Run(job, Box::new(execution))),
-            Started::AlreadyFinished(state) => {
-                info!(job = job_id, %state, "already finished; skipping duplicate delivery");
-                if state == JobState::Succeeded {
-                    // Its settle may have died between storing the result and handing it to the
-                    // verifier; handing it again is harmless (a verdict stands).
-                    let queue = ShardQueue::new(jobs.connection());
-                    with_retries("enqueue_verification", || queue.enqueue_verification(delivery.shard, job_id)).await?;
-                }
-                Settled::Done
+    let started = timed(
+        Phase::Begin,
+        with_retries("start_execution", || jobs.start_delivered(job_id, &delivery.entry, &execution)),
+    )
+    .await?;
+    let settled = match started {
+        Started::Running(job) => return Ok(Begun::Run(job, Box::new(execution))),
+        Started::AlreadyFinished(state) => {
+            info!(job = job_id, %state, "already finished; skipping duplicate delivery");
+            if state == JobState::Succeeded {
+                // Its settle may have died between storing the result and handing it to the
+                // verifier; handing it again is harmless (a verdict stands).
+                let queue = ShardQueue::new(jobs.connection());
+                with_retries("enqueue_verification", || queue.enqueue_verification(delivery.shard, job_id)).await?;
             }
-            Started::BackingOff { wait } => {
-                info!(job = job_id, ?wait, "retry backing off; leaving the entry pending");
-                Settled::Later
-            }
-            Started::Duplicate => {
-                info!(job = job_id, entry = %delivery.entry, "running from another entry; skipping this duplicate");
-                Settled::Done
-            }
-            Started::AttemptsExhausted { attempts } => {
-                warn!(job = job_id, attempts, "started too often without finishing; failed as worker_lost");
-                Settled::AttemptsExhausted { attempts }
-            }
-        };
+            Settled::Done
+        }
+        Started::BackingOff { wait } => {
+            info!(job = job_id, ?wait, "retry backing off; leaving the entry pending");
+            Settled::Later
+        }
+        Started::Duplicate => {
+            info!(job = job_id, entry = %delivery.entry, "running from another entry; skipping this duplicate");
+            Settled::Done
+        }
+        Started::AttemptsExhausted { attempts } => {
+            warn!(job = job_id, attempts, "started too often without finishing; failed as worker_lost");
+            Settled::AttemptsExhausted { attempts }
+        }
+    };
     Ok(Begun::Settled(settled))
 }
 
@@ -226,16 +231,25 @@ pub async fn settle(
     mut execution: Execution,
 ) -> Result<(JobState, Option<SignedReceipt>), StoreError> {
     execution.receipt = Receipt::of(job, &execution, key.public()).map(|receipt| key.sign(receipt));
-    let state = with_retries("finish_execution", || jobs.finish_execution(&job.id, &execution)).await?;
+    let state =
+        timed(Phase::Finish, with_retries("finish_execution", || jobs.finish_execution(&job.id, &execution))).await?;
     info!(job = %job.id, %state, "job settled");
     // Written after the result: a worker dying in between leaves one job unverified, which
     // sampling tolerates; the reverse order could verify a result never stored.
     if state == JobState::Succeeded {
         // Remembered so that, if this worker is ever caught lying, this result is re-verified.
         let membership = Membership::new(jobs.connection());
-        with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)).await?;
+        timed(
+            Phase::RecordSettled,
+            with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)),
+        )
+        .await?;
         if job.spec.verification != VerificationPolicy::None {
-            with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
+            timed(
+                Phase::EnqueueVerification,
+                with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)),
+            )
+            .await?;
         }
     }
     // A failure the program has everywhere is a claim about it too: a worker could fail jobs it
@@ -377,7 +391,7 @@ impl Executor {
         if let Some(receipt) = receipt {
             let block = Block::encode(Codec::Raw, receipt.to_bytes());
             debug_assert_eq!(*block.cid(), receipt.cid());
-            if let Err(e) = self.store.put(&block).await {
+            if let Err(e) = timed(Phase::Receipt, self.store.put(&block)).await {
                 warn!(job = %job.id, error = %e, "could not store the receipt block; the job record holds it");
             }
         }
@@ -421,6 +435,7 @@ impl Executor {
         let Fetched { program, inputs, cached } = self.fetch(spec).await?;
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
+        let mounts_started = Instant::now();
         let run_dir = self.scratch.join(execution_id);
         let outputs = run_dir.join("outputs");
         std::fs::create_dir_all(&outputs).map_err(|e| Stop::host(format!("creating {}: {e}", outputs.display())))?;
@@ -428,6 +443,7 @@ impl Executor {
 
         let mut mounts = input_mounts(&inputs, &run_dir.join("inputs")).await?;
         mounts.push(Mount { host: outputs.clone(), guest: OUTPUTS_MOUNT.to_string(), writable: true });
+        observe(Phase::Mounts, mounts_started.elapsed());
         let invocation = invocation(spec, mounts);
         let run_started = Instant::now();
         let result: Result<Outcome, RunFailure> = match &program {
@@ -438,18 +454,23 @@ impl Executor {
             }
         };
         let run_ms = run_started.elapsed().as_millis() as u64;
+        observe(Phase::Run, run_started.elapsed());
         drop(inputs);
         match result {
             Ok(outcome) => {
                 if let Some(missing) = unwritten(spec, &outputs, outcome.exit_code) {
                     return Err(Stop::new(FailureReason::MissingOutput, missing));
                 }
+                let import_started = Instant::now();
                 let output = self.import_dir(&outputs).await?;
+                let stdout = self.import_bytes(outcome.stdout).await?;
+                let stderr = self.import_bytes(outcome.stderr).await?;
+                observe(Phase::Import, import_started.elapsed());
                 Ok(ExecutionResult {
                     exit_code: outcome.exit_code,
                     output,
-                    stdout: self.import_bytes(outcome.stdout).await?,
-                    stderr: self.import_bytes(outcome.stderr).await?,
+                    stdout,
+                    stderr,
                     fuel_consumed: outcome.fuel_consumed,
                     fetch_ms,
                     run_ms,
@@ -530,10 +551,13 @@ impl Executor {
     /// One attempt at fetching the program and the inputs; `None` if `deadline` passed first.
     async fn fetch_once(&self, spec: &JobSpec, deadline: tokio::time::Instant) -> Option<Result<Fetched, Stop>> {
         let attempt = async {
+            let program_started = Instant::now();
             let program = match spec.runtime {
                 RuntimeKind::Wasm => Runnable::Wasm(self.program(*spec.program.cid()).await?),
                 RuntimeKind::Oci => Runnable::Container(Box::new(self.image(*spec.program.cid()).await?)),
             };
+            observe(Phase::Program, program_started.elapsed());
+            let inputs_started = Instant::now();
             let mut inputs = Vec::with_capacity(spec.inputs.len());
             let mut cached = 0;
             for input in &spec.inputs {
@@ -542,6 +566,7 @@ impl Executor {
                 inputs.push((input.path.clone(), materialised));
                 cached += u32::from(hit);
             }
+            observe(Phase::Inputs, inputs_started.elapsed());
             Ok(Fetched { program, inputs, cached })
         };
         tokio::time::timeout_at(deadline, attempt).await.ok()

@@ -18,6 +18,8 @@
 //! - `filecoin`: inputs bought from Filecoin storage providers when no free source has them
 //!   ([`FilecoinConfig`]).
 //! - `pipeline`: the pipelines' driver, deciding and submitting their units of work.
+//! - `phases`: where a delivery's time goes, a histogram per phase, served at
+//!   [`WorkerConfig::metrics_addr`].
 //! - `cache`: the program and input caches (moka, size-weighted).
 //! - `slot`: execution slots, given back while a delivery waits for content.
 
@@ -26,6 +28,7 @@ mod config;
 mod execute;
 mod fanout;
 mod filecoin;
+mod phases;
 mod pipeline;
 mod placement;
 mod serve;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cid::Cid;
 use shoal_jobs::{
-    longest, oldest_waiting, shard_backlogs, take_unread, with_retries, Delivery, JobState, JobStore, Lane, Membership,
-    PublicKey, ShardBacklog, ShardQueue, ShardReader, StoreError,
+    longest, now_ms, oldest_waiting, shard_backlogs, take_unread, with_retries, Delivery, JobState, JobStore, Lane,
+    Membership, PublicKey, ShardBacklog, ShardQueue, ShardReader, StoreError,
 };
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{WorkerConfig, WorkerError};
 use crate::execute::{Executor, Settled};
+use crate::phases::{self, Phase};
 use crate::placement::{beat, Placement};
 use crate::slot::Slot;
 use crate::{fanout, pipeline};
@@ -62,6 +63,9 @@ impl Execute for Executor {
 
 /// Runs a worker until `shutdown` resolves, then finishes the jobs it has started.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+    if let Some(addr) = config.metrics_addr {
+        phases::serve_metrics(addr).await?;
+    }
     let executor = Arc::new(Executor::open(&config).await?);
     let gathering = tokio::spawn(fanout::gatherer(executor.clone(), config.gather_every));
     let driving = tokio::spawn(pipeline::driver(executor.clone(), config.gather_every));
@@ -538,6 +542,10 @@ async fn stop_cancelled(jobs: JobStore, in_flight: InFlight, every: Duration) {
 }
 
 async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, delivery: &Delivery) {
+    if let Some(queued) = phases::queued_for(&delivery.entry, now_ms()) {
+        phases::observe(Phase::Queued, queued);
+    }
+    let started = Instant::now();
     match executor.execute(delivery).await {
         Ok(Settled::AttemptsExhausted { attempts }) => {
             let reason = format!("worker_lost: started {attempts} times, never finished");
@@ -548,9 +556,10 @@ async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, delivery: &Deliver
         Ok(Settled::Later) => {}
         // The result is durably stored: only now is the entry acknowledged.
         Ok(Settled::Done) => {
-            if let Err(e) = with_retries("ack", || queue.ack(delivery)).await {
+            if let Err(e) = phases::timed(Phase::Ack, with_retries("ack", || queue.ack(delivery))).await {
                 warn!(job = %delivery.job_id, error = %e, "ack failed; the entry stays pending and may run again");
             }
+            phases::observe(Phase::Delivery, started.elapsed());
         }
         Err(e) => {
             error!(job = %delivery.job_id, error = %e, "could not record the job's result; leaving it pending");
