@@ -11,6 +11,7 @@ use moka::future::Cache;
 use shoal_jobs::{ApiKeys, JobSpec, JobStore, PipelineSpec, Principal, Quotas, Role, Tenant};
 
 use crate::api_error::ApiError;
+use crate::metrics::Phase;
 use crate::AppState;
 
 /// How long a key's record and a tenant's quotas are trusted before they are read again: a
@@ -144,7 +145,10 @@ pub(crate) async fn authenticate(State(app): State<AppState>, mut request: Reque
         Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => secret.trim(),
         _ => return unauthenticated("unauthenticated", "the Authorization header must be Bearer <key>"),
     };
-    match app.access.principal(secret).await {
+    let started = std::time::Instant::now();
+    let principal = app.access.principal(secret).await;
+    app.metrics.observe(Phase::Auth, started.elapsed());
+    match principal {
         Ok(Some(principal)) => {
             request.extensions_mut().insert(principal);
             next.run(request).await

@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -23,6 +23,7 @@ use utoipa::{IntoParams, IntoResponses, ToSchema};
 use crate::api_error::{ApiError, Envelope};
 use crate::connections::Draining;
 use crate::events;
+use crate::metrics::Phase;
 use crate::openapi;
 use crate::AppState;
 
@@ -107,10 +108,13 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let body = match read_json_body(&headers, body, app.config.max_body_bytes).await {
         Ok(body) => body,
         Err(refused) => return Ok(refused),
     };
+    app.metrics.observe(Phase::ReadBody, started.elapsed());
+    let started = Instant::now();
     let mut spec = JobSpec::from_json(&body)?;
     if !names_verification(&body) {
         spec.verification = app.config.default_verification.clone();
@@ -122,8 +126,12 @@ pub(crate) async fn submit(
         }
     }
     let idempotency_key = idempotency_key(&headers)?;
+    app.metrics.observe(Phase::Validate, started.elapsed());
     let tenant = &principal.tenant;
-    if let Err(refused) = app.access.admit(tenant, &spec).await {
+    let started = Instant::now();
+    let admitted = app.access.admit(tenant, &spec).await;
+    app.metrics.observe(Phase::Admit, started.elapsed());
+    if let Err(refused) = admitted {
         app.metrics.jobs_refused.inc();
         return Ok(refused);
     }
@@ -142,7 +150,10 @@ pub(crate) async fn submit(
     // A first request that stored the job but failed to queue it (it answered 503) leaves it
     // for the client's retry to queue.
     let idempotency = idempotency_key.map(|key| Idempotency::Client { tenant, key });
-    match app.store.submit(&app.queue, &spec, shard, tenant, idempotency).await? {
+    let started = Instant::now();
+    let created = app.store.submit(&app.queue, &spec, shard, tenant, idempotency).await;
+    app.metrics.observe(Phase::Store, started.elapsed());
+    match created? {
         Created::New(job) => {
             app.metrics.jobs_submitted.inc();
             tracing::info!(job = %job.id, shard, %tenant, "job submitted");
