@@ -121,7 +121,17 @@ impl Api {
 
     /// Reads job `id` once.
     pub async fn job(&self, id: &str) -> JobRead {
-        match self.http.get(format!("{}/v1/jobs/{id}", self.base)).send().await {
+        self.read_job(id, format!("{}/v1/jobs/{id}", self.base)).await
+    }
+
+    /// Reads job `id` once, asking the gateway to hold the answer up to `wait` while the job
+    /// is unfinished (the long-poll `?wait=`; a gateway without it answers at once).
+    pub async fn job_waiting(&self, id: &str, wait: Duration) -> JobRead {
+        self.read_job(id, format!("{}/v1/jobs/{id}?wait={}s", self.base, wait.as_secs().max(1))).await
+    }
+
+    async fn read_job(&self, id: &str, url: String) -> JobRead {
+        match self.http.get(url).send().await {
             Ok(response) if response.status().is_success() => match response.json::<Job>().await {
                 Ok(job) => JobRead::Found(Box::new(job)),
                 Err(e) => JobRead::Unavailable(format!("reading job {id}: {e}")),

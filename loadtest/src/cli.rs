@@ -1,4 +1,4 @@
-//! The command line: `shoal-loadtest <chaos|sim|scenes|byzantine|verification|filecoin|pipeline> [OPTIONS]`, each subcommand's options a
+//! The command line: `shoal-loadtest <chaos|sim|scenes|byzantine|verification|filecoin|pipeline|latency> [OPTIONS]`, each subcommand's options a
 //! [`Mode`](crate::driver::Mode) the one [`drive`] runs.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use crate::chaos::options::Options;
 use crate::driver::drive;
 use crate::error::{LoadtestError, Result};
 use crate::filecoin::FilecoinOptions;
+use crate::latency::LatencyOptions;
 use crate::pipeline::PipelineOptions;
 use crate::scenes::options::ScenesOptions;
 use crate::sim::options::SimOptions;
@@ -56,6 +57,11 @@ pub enum Command {
     /// scenes on worker processes: clean, as separate jobs (the baseline), and through a worker
     /// kill and a Redis restart; remove's scenes, the summary and locality checked.
     Pipeline(PipelineOptions),
+    /// Latency against BullMQ: open-loop echo-hash submissions at each offered rate over HTTP,
+    /// each result waited for by its client (long-poll, else polling); percentiles, achieved
+    /// rate, backlog growth, the highest sustainable rate, CPU and load, where a job's time goes;
+    /// a BullMQ no-op baseline at the same rates in the same run.
+    Latency(LatencyOptions),
     /// One byzantine worker process (started by the harness and its tests).
     #[command(hide = true)]
     AdversaryWorker(AdversaryOptions),
@@ -72,6 +78,7 @@ impl Command {
             Command::Verification(options) => drive(options),
             Command::Filecoin(options) => drive(options),
             Command::Pipeline(options) => drive(options),
+            Command::Latency(options) => drive(options),
             Command::AdversaryWorker(options) => match run_adversary(options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -104,5 +111,21 @@ mod tests {
         assert_eq!(options.catalogue, 100_000_000_000_000);
         assert_eq!(options.cache, 2_000_000_000_000);
         assert_eq!(options.workers, 100);
+    }
+
+    #[test]
+    fn latency_rates_are_a_list_of_positive_numbers() {
+        let Command::Latency(options) = Cli::parse_from(["shoal-loadtest", "latency"]).command else {
+            panic!("not latency")
+        };
+        assert_eq!(options.rates, [250.0, 500.0, 1000.0, 1500.0]);
+        assert_eq!((options.workers, options.worker_concurrency), (2, 8));
+        let Command::Latency(options) = Cli::parse_from(["shoal-loadtest", "latency", "--rates", "10,20.5"]).command
+        else {
+            panic!("not latency")
+        };
+        assert_eq!(options.rates, [10.0, 20.5]);
+        assert!(Cli::try_parse_from(["shoal-loadtest", "latency", "--rates", "100,0"]).is_err());
+        assert!(Cli::try_parse_from(["shoal-loadtest", "latency", "--secs", "-1"]).is_err());
     }
 }

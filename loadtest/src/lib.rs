@@ -18,6 +18,9 @@
 //!   limit among a lying provider, with a worker killed mid-run; then warm; the books checked.
 //! - [`pipeline`]: the cloud pipeline over N real-format scenes (`shoal-loadtest pipeline`):
 //!   clean, as separate jobs, and through a worker kill and a Redis restart; every output checked.
+//! - [`latency`]: the latency benchmark (`shoal-loadtest latency`): open-loop submissions at
+//!   given rates, each result waited for by its client, against a BullMQ no-op baseline in the
+//!   same run; the highest sustainable rate and where a job's time goes.
 //! - [`adversary`]: byzantine workers (`shoal-loadtest adversary-worker`): the real worker loop
 //!   and executor, wrapped to lie; reachable from no production binary or flag.
 //!
@@ -44,6 +47,7 @@ pub mod driver;
 pub mod error;
 pub mod figures;
 pub mod filecoin;
+pub mod latency;
 pub mod locality;
 pub mod pipeline;
 pub mod report;

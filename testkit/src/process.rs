@@ -457,7 +457,7 @@ fn parse_commandstats(info: &str) -> BTreeMap<String, CommandStats> {
 }
 
 /// User + system CPU seconds of process `pid` (0 if it cannot be read), from `/proc/PID/stat`.
-fn process_cpu_seconds(pid: u32) -> f64 {
+pub fn process_cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };

@@ -1,0 +1,300 @@
+//! The latency report: Shoal's and BullMQ's figures at each offered rate side by side, the
+//! ratios, the highest sustainable rates, the machine's load, and where a Shoal job's time went
+//! at one rate. Written as `PREFIX.json` and `PREFIX.md`.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::latency::bullmq::Baseline;
+use crate::latency::options::LatencyOptions;
+use crate::latency::phases::{Breakdown, PhaseFigures};
+use crate::latency::shoal::WaitMethod;
+use crate::latency::step::{max_sustainable, StepFigures, SUSTAINABLE_P99_MS};
+use crate::report::RunReport;
+
+/// Shoal against BullMQ at one offered rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ratio {
+    /// Submissions a second offered.
+    pub offered_per_s: f64,
+    /// Shoal's p50 over BullMQ's.
+    pub p50: f64,
+    /// Shoal's p99 over BullMQ's.
+    pub p99: f64,
+    /// Shoal's achieved rate over BullMQ's.
+    pub completed_per_s: f64,
+}
+
+/// What a latency run found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatencyReport {
+    /// The command line.
+    pub command: String,
+    /// When the run started, seconds since the Unix epoch.
+    pub started_at_unix_s: u64,
+    /// CPUs of the machine.
+    pub cores: usize,
+    /// Seconds of submitting at each rate, and of waiting after.
+    pub secs: f64,
+    /// Seconds of waiting after the submitting.
+    pub drain_secs: f64,
+    /// Shoal's worker processes and the jobs each runs at once.
+    pub workers: usize,
+    /// Jobs each worker runs at once.
+    pub worker_concurrency: usize,
+    /// How Shoal's clients waited for results.
+    pub wait: WaitMethod,
+    /// The same, in words.
+    pub wait_method: String,
+    /// Shoal's figures at each rate.
+    pub shoal: Vec<StepFigures>,
+    /// The highest offered rate Shoal sustained (p99 under a second, no growing backlog).
+    pub shoal_max_sustainable_per_s: Option<f64>,
+    /// The BullMQ baseline's run, if it ran.
+    pub bullmq: Option<Baseline>,
+    /// Why the baseline did not run, if it was asked for and failed.
+    pub bullmq_error: Option<String>,
+    /// The highest offered rate BullMQ sustained.
+    pub bullmq_max_sustainable_per_s: Option<f64>,
+    /// Shoal over BullMQ at each rate both ran.
+    pub ratios: Vec<Ratio>,
+    /// The rate whose breakdown the Markdown shows.
+    pub breakdown_at_per_s: Option<f64>,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+impl LatencyReport {
+    /// The report of Shoal's `steps` and the baseline (`None` if skipped).
+    pub fn new(
+        options: &LatencyOptions,
+        command: String,
+        started_at_unix_s: u64,
+        wait: WaitMethod,
+        shoal: Vec<StepFigures>,
+        baseline: Option<std::result::Result<Baseline, String>>,
+    ) -> LatencyReport {
+        let (bullmq, bullmq_error) = match baseline {
+            Some(Ok(baseline)) => (Some(baseline), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        let ratios = bullmq
+            .iter()
+            .flat_map(|b| &b.steps)
+            .filter_map(|theirs| {
+                let ours = shoal.iter().find(|s| s.offered_per_s == theirs.offered_per_s)?;
+                Some(Ratio {
+                    offered_per_s: ours.offered_per_s,
+                    p50: ratio(ours.p50_ms, theirs.p50_ms),
+                    p99: ratio(ours.p99_ms, theirs.p99_ms),
+                    completed_per_s: ratio(ours.completed_per_s, theirs.completed_per_s),
+                })
+            })
+            .collect();
+        let shoal_max_sustainable_per_s = max_sustainable(&shoal);
+        let breakdown_at_per_s = options
+            .breakdown_at
+            .filter(|rate| shoal.iter().any(|s| s.offered_per_s == *rate))
+            .or(shoal_max_sustainable_per_s)
+            .or_else(|| shoal.first().map(|s| s.offered_per_s));
+        LatencyReport {
+            command,
+            started_at_unix_s,
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            secs: options.secs,
+            drain_secs: options.drain_secs,
+            workers: options.workers,
+            worker_concurrency: options.worker_concurrency,
+            wait,
+            wait_method: wait.describe().to_string(),
+            shoal_max_sustainable_per_s,
+            bullmq_max_sustainable_per_s: bullmq.as_ref().and_then(|b| max_sustainable(&b.steps)),
+            shoal,
+            bullmq,
+            bullmq_error,
+            ratios,
+            breakdown_at_per_s,
+        }
+    }
+
+    /// The breakdown the Markdown shows, and its rate.
+    fn breakdown(&self) -> Option<(f64, &Breakdown)> {
+        let rate = self.breakdown_at_per_s?;
+        let step = self.shoal.iter().find(|s| s.offered_per_s == rate)?;
+        Some((rate, step.breakdown.as_ref()?))
+    }
+}
+
+fn rate_text(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "none of the rates".to_string(), |r| format!("{r}/s"))
+}
+
+fn step_row(md: &mut String, system: &str, s: &StepFigures) {
+    let bound = if s.lower_bounds { "≥ " } else { "" };
+    let _ = writeln!(
+        md,
+        "| {} | {system} | {:.0} | {} / {} / {} | {bound}{:.1} | {bound}{:.1} | {bound}{:.1} | {bound}{:.0} | {:+.0} | {} | {:.2} | {:.2} → {:.2} |",
+        s.offered_per_s,
+        s.completed_per_s,
+        s.completed,
+        s.unfinished,
+        s.refused + s.failed + s.wrong,
+        s.p50_ms,
+        s.p95_ms,
+        s.p99_ms,
+        s.max_ms,
+        s.backlog_slope_per_s,
+        if s.sustainable { "yes" } else { "no" },
+        s.cpu_ms_per_job,
+        s.loadavg.0,
+        s.loadavg.1,
+    );
+}
+
+fn phase_table(md: &mut String, phases: &[PhaseFigures]) {
+    let _ = writeln!(md, "| phase | count | mean µs | p50 µs | p99 µs | share of work |\n|---|---|---|---|---|---|");
+    for p in phases {
+        let share = if p.share_pct > 0.0 { format!("{:.1} %", p.share_pct) } else { "—".into() };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {share} |",
+            p.phase, p.count, p.mean_us, p.p50_us, p.p99_us
+        );
+    }
+}
+
+impl RunReport for LatencyReport {
+    fn summary(&self) -> String {
+        let mut text = String::new();
+        for s in &self.shoal {
+            let _ = writeln!(
+                text,
+                "shoal  {:>6}/s: p50 {:.1} ms p99 {:.1} ms, {:.0} done/s, {}",
+                s.offered_per_s,
+                s.p50_ms,
+                s.p99_ms,
+                s.completed_per_s,
+                if s.sustainable { "sustained" } else { "not sustained" }
+            );
+        }
+        for s in self.bullmq.iter().flat_map(|b| &b.steps) {
+            let _ = writeln!(
+                text,
+                "bullmq {:>6}/s: p50 {:.1} ms p99 {:.1} ms, {:.0} done/s, {}",
+                s.offered_per_s,
+                s.p50_ms,
+                s.p99_ms,
+                s.completed_per_s,
+                if s.sustainable { "sustained" } else { "not sustained" }
+            );
+        }
+        if let Some(e) = &self.bullmq_error {
+            let _ = writeln!(text, "bullmq baseline failed: {e}");
+        }
+        let _ = writeln!(
+            text,
+            "max sustainable: shoal {}, bullmq {}; clients waited by {}",
+            rate_text(self.shoal_max_sustainable_per_s),
+            rate_text(self.bullmq_max_sustainable_per_s),
+            match self.wait {
+                WaitMethod::LongPoll => "long-poll",
+                WaitMethod::Polling => "polling",
+            }
+        );
+        text
+    }
+
+    fn passed(&self) -> bool {
+        self.bullmq_error.is_none() && self.shoal.iter().all(|s| s.wrong == 0 && s.failed == 0)
+    }
+
+    fn documents(&self, _name: &str) -> Vec<(&'static str, String)> {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Latency: Shoal against BullMQ\n");
+        let _ = writeln!(md, "`{}`\n", self.command);
+        let _ = writeln!(
+            md,
+            "Open-loop submissions at each offered rate for {} s, then up to {} s of waiting; latency is from \
+             the moment a submission was due to its result being seen by its client (a client falling behind \
+             counts against the system). Shoal: echo-hash over small cached files, verification none, over \
+             HTTP to a fresh stack per rate (Redis, gateway, {} workers × {} slots), every output checked; \
+             clients waited by {}. BullMQ: no-op jobs, producer and worker in one Node process, concurrency \
+             {}, its own redis-server (same build, same append-only settings){}. Everything on this \
+             {}-core machine at once, the load generator included.\n",
+            self.secs,
+            self.drain_secs,
+            self.workers,
+            self.worker_concurrency,
+            self.wait_method,
+            self.bullmq.as_ref().map_or(100, |b| b.concurrency),
+            self.bullmq.as_ref().map(|b| format!(" ({})", b.versions)).unwrap_or_default(),
+            self.cores,
+        );
+        let _ = writeln!(
+            md,
+            "Sustainable: p99 under {SUSTAINABLE_P99_MS} ms, the backlog not growing (its slope over the second \
+             half of the submitting under 5 % of the rate + 1/s), every job finished, none refused. \
+             \"≥\": jobs still unfinished were counted at their wait so far.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| offered/s | system | done/s | done / unfinished / refused+failed | p50 ms | p95 ms | p99 ms | max ms | backlog /s | sustainable | CPU ms/job | loadavg |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for s in &self.shoal {
+            step_row(&mut md, "Shoal", s);
+            if let Some(theirs) = self.bullmq.iter().flat_map(|b| &b.steps).find(|t| t.offered_per_s == s.offered_per_s)
+            {
+                step_row(&mut md, "BullMQ", theirs);
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\nMaximum sustainable rate: Shoal {}, BullMQ {}.",
+            rate_text(self.shoal_max_sustainable_per_s),
+            rate_text(self.bullmq_max_sustainable_per_s)
+        );
+        if let Some(e) = &self.bullmq_error {
+            let _ = writeln!(md, "\nThe BullMQ baseline failed: {e}");
+        }
+        if !self.ratios.is_empty() {
+            let _ = writeln!(md, "\n## Shoal / BullMQ\n\n| offered/s | p50 | p99 | done/s |\n|---|---|---|---|");
+            for r in &self.ratios {
+                let _ =
+                    writeln!(md, "| {} | {:.1}× | {:.1}× | {:.2}× |", r.offered_per_s, r.p50, r.p99, r.completed_per_s);
+            }
+        }
+        let _ = writeln!(md, "\n## CPU seconds by process\n\n| offered/s | system | CPU s |\n|---|---|---|");
+        for (system, steps) in
+            [("Shoal", &self.shoal[..]), ("BullMQ", self.bullmq.as_ref().map_or(&[][..], |b| &b.steps[..]))]
+        {
+            for s in steps {
+                let cpu: Vec<String> = s.cpu_s.iter().map(|(p, c)| format!("{p} {c:.2}")).collect();
+                let _ = writeln!(md, "| {} | {system} | {} |", s.offered_per_s, cpu.join(", "));
+            }
+        }
+        if let Some((rate, breakdown)) = self.breakdown() {
+            let _ = writeln!(
+                md,
+                "\n## Where a Shoal job's time goes, at {rate}/s\n\nFrom the workers' `shoal_worker_phase_seconds` \
+                 (served at `shoal worker --metrics-addr`) and the gateway's `shoal_gateway_phase_seconds` \
+                 histograms, the warm-up's observations taken off; means are exact, percentiles interpolated \
+                 within buckets 25 % wide. `queued` (entry added → a worker starts on it) and `delivery` (start \
+                 → acknowledged) are not work of their own; shares are of the other phases' total time.\n"
+            );
+            let _ = writeln!(md, "Worker:\n");
+            phase_table(&mut md, &breakdown.worker);
+            let _ = writeln!(md, "\nGateway (`auth` is every request's, the rest a submission's):\n");
+            phase_table(&mut md, &breakdown.gateway);
+            let _ = writeln!(md, "\nThe largest costs: {}.", breakdown.dominant.join("; "));
+        }
+        vec![("md", md)]
+    }
+}
