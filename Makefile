@@ -1,8 +1,9 @@
 # Shoal: `make demo` and `make test` work on a fresh Debian machine (as root).
 CARGO ?= cargo
-JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests/js-dashboard tests/js-openapi
+JS_PEERS := content/tests/js-unixfs content/tests/js-car tests/js-webhooks tests/js-dashboard tests/js-openapi \
+	loadtest/bullmq
 
-.PHONY: demo test lint bench chaos byzantine verification filecoin pipeline programs deps data js-peers sklearn-image
+.PHONY: demo test lint bench bench-latency chaos byzantine verification filecoin pipeline programs deps data js-peers sklearn-image
 
 ## Install missing system packages (redis-server, docker-compose, node, pip, ...).
 deps:
@@ -12,9 +13,14 @@ deps:
 data: deps
 	scripts/fetch-data.sh
 
-## The npm peers the content tests cross-check against.
+## The npm peers the content tests cross-check against, and the latency benchmark's BullMQ.
 js-peers: deps
 	for dir in $(JS_PEERS); do npm ci --silent --no-audit --no-fund --prefix $$dir || exit 1; done
+
+## Job latency at offered rates against a BullMQ no-op baseline in the same run, the highest
+## sustainable rate, where a job's time goes (a few minutes); report to docs/performance/.
+bench-latency: deps js-peers
+	scripts/latency.sh
 
 ## Build release, start the embedded stack, run cloud detection on the Landsat scene, write out/.
 demo: data
@@ -31,7 +37,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks; results are recorded in docs/. The container start (docs/containers/) runs as
-## root with runc, on the busybox test image and the scikit-learn image.
+## root with runc, on the busybox test image and the scikit-learn image. Job latency against
+## BullMQ is `make bench-latency`, run on its own (it needs the machine to itself).
 bench: data js-peers sklearn-image
 	scripts/bench-content.sh
 	$(CARGO) bench -p shoal-runtime --bench instantiate

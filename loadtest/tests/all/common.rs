@@ -6,6 +6,7 @@ use std::path::Path;
 use clap::Parser;
 use shoal_loadtest::byzantine::ByzantineOptions;
 use shoal_loadtest::chaos::Options;
+use shoal_loadtest::latency::LatencyOptions;
 use shoal_loadtest::sim::SimOptions;
 use shoal_loadtest::verification::VerificationOptions;
 use shoal_loadtest::{Cli, Command};
@@ -24,6 +25,14 @@ pub(crate) async fn one_stack_at_a_time() -> tokio::sync::MutexGuard<'static, ()
 fn parse(subcommand: &str, args: &[&str]) -> (Command, String) {
     let line: Vec<&str> = ["shoal-loadtest", subcommand].into_iter().chain(args.iter().copied()).collect();
     (Cli::parse_from(&line).command, line.join(" "))
+}
+
+/// The options of `shoal-loadtest latency <args…>`, and the command line.
+pub(crate) fn latency(args: &[&str]) -> (LatencyOptions, String) {
+    match parse("latency", args) {
+        (Command::Latency(options), line) => (options, line),
+        (other, _) => panic!("not latency: {other:?}"),
+    }
 }
 
 /// The options of `shoal-loadtest chaos <args…>`, and the command line.

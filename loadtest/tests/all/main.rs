@@ -3,6 +3,7 @@
 
 mod byzantine;
 mod common;
+mod latency;
 mod locality;
 mod scenes;
 mod sim;
