@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -150,6 +151,30 @@ impl Api {
         decode(response).await
     }
 
+    /// The job `id` as soon as it is terminal, or as it is after `wait` (a long-poll:
+    /// `GET /v1/jobs/{id}?wait=`); `None` when the gateway could not be reached or answered with
+    /// a server error, for the caller to ask again.
+    pub(crate) async fn job_when_terminal(&self, id: &str, wait: Duration) -> anyhow::Result<Option<JobStatus>> {
+        let request = self.http.get(format!("{}/v1/jobs/{id}", self.base)).query(&[("wait", millis(wait))]);
+        match request.timeout(wait + LONG_POLL_GRACE).send().await {
+            Ok(response) if !response.status().is_server_error() => decode(response).await.map(Some),
+            Ok(_) | Err(_) => Ok(None),
+        }
+    }
+
+    /// Returns once job `id`'s result would be answered — it ended, and the verifier had its say
+    /// — or after `wait` (a long-poll on `GET /v1/jobs/{id}/result?wait=`): true when the
+    /// gateway answered, false when it could not be reached or answered with a server error.
+    pub(crate) async fn await_result(&self, id: &str, wait: Duration) -> anyhow::Result<bool> {
+        let request = self.http.get(format!("{}/v1/jobs/{id}/result", self.base)).query(&[("wait", millis(wait))]);
+        match request.timeout(wait + LONG_POLL_GRACE).send().await {
+            // 409 is the answer at the end of the wait; 422 a job that ended without a result.
+            Ok(response) if matches!(response.status().as_u16(), 200 | 409 | 422) => Ok(true),
+            Ok(response) if !response.status().is_server_error() => decode::<Value>(response).await.map(|_| true),
+            Ok(_) | Err(_) => Ok(false),
+        }
+    }
+
     /// One page of the jobs the key may see, newest first: `GET /v1/jobs` with `query`
     /// (`state`, `limit`, `cursor`).
     pub(crate) async fn jobs(&self, query: &[(&str, String)]) -> anyhow::Result<Value> {
@@ -240,6 +265,14 @@ impl Api {
             self.base
         )
     }
+}
+
+/// How much longer than its wait a long-poll may take before the client gives up on it.
+const LONG_POLL_GRACE: Duration = Duration::from_secs(30);
+
+/// A `wait` parameter of `duration`.
+fn millis(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
 }
 
 /// The body of a 2xx answer, or the API's error message.

@@ -282,6 +282,14 @@ fn tolerance_field(flag: &str) -> anyhow::Result<Value> {
     Ok(Value::Object(out))
 }
 
+/// How long one long-poll of `shoal run` waits for the job to end.
+const LONG_POLL: Duration = Duration::from_secs(30);
+/// How often `shoal run` asks for a fan-out's progress.
+const FAN_OUT_REFRESH: Duration = Duration::from_secs(1);
+/// The first and the longest pause before `shoal run` asks a gateway that did not answer again.
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
 /// `shoal run`: submits, then (unless `--no-wait`) shows progress until the job ends and prints
 /// the output CID (with `--json`: the job as `status` shows it). Exits 1 if the job failed.
 pub(crate) async fn run(home: &Home, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -300,9 +308,10 @@ pub(crate) async fn run(home: &Home, args: RunArgs, json: bool) -> anyhow::Resul
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("a valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let mut delay = Duration::from_millis(50);
+    let id = job.id.clone();
+    let mut status = api.job(&id).await?;
+    let mut reconnect = RECONNECT_FIRST;
     let status = loop {
-        let status = api.job(&job.id).await?;
         let JobStatus { job, tasks, .. } = &status;
         // A success's acceptance, or a failure the program would meet anywhere, is final once
         // the verifier has checked it.
@@ -352,8 +361,30 @@ pub(crate) async fn run(home: &Home, args: RunArgs, json: bool) -> anyhow::Resul
                 job.id
             );
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
+        // Told by the gateway as soon as the job ends (or the verifier decides), not polled; a
+        // fan-out's progress is asked for every second, so that its bar moves.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = left.min(if tasks.is_some() { FAN_OUT_REFRESH } else { LONG_POLL });
+        let next = if awaiting_verdict {
+            if api.await_result(&id, wait).await? {
+                api.job_when_terminal(&id, Duration::ZERO).await?
+            } else {
+                None
+            }
+        } else {
+            api.job_when_terminal(&id, wait).await?
+        };
+        match next {
+            Some(next) => {
+                status = next;
+                reconnect = RECONNECT_FIRST;
+            }
+            None => {
+                bar.set_message(format!("job {id}: the gateway does not answer; asking again"));
+                tokio::time::sleep(reconnect.min(left)).await;
+                reconnect = (reconnect * 2).min(RECONNECT_MAX);
+            }
+        }
     };
     bar.finish_and_clear();
     report(&status, json)

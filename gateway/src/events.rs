@@ -212,10 +212,10 @@ pub(crate) async fn job_when(
 }
 
 /// The `Last-Event-ID` a reconnecting client sent: the last change it saw.
-fn last_event_id(headers: &HeaderMap) -> Result<u64, ApiError> {
-    let Some(value) = headers.get("last-event-id") else { return Ok(0) };
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(None) };
     let value = value.to_str().unwrap_or_default().trim();
-    value.parse().map_err(|_| {
+    value.parse().map(Some).map_err(|_| {
         let message =
             format!("Last-Event-ID must be the id of an event this stream sent (a change number), not {value:?}");
         ApiError::invalid_parameter("Last-Event-ID", message)
@@ -256,8 +256,9 @@ fn stream(events: mpsc::Receiver<Event>) -> Response {
         (status = 200, description = "`text/event-stream`: an event per change — `state` for a move, `verdict` for \
                                       the verifier's verdict — with `id` its number and `data` the change as JSON; \
                                       the stream ends once the job is final (a job the verifier reopens goes on: \
-                                      follow it again with `Last-Event-ID`). A job keeps its latest 64 changes. \
-                                      Each `data` is a `JobChange`.",
+                                      follow it again with `Last-Event-ID`). A job keeps its latest 64 changes; \
+                                      one that kept none (answered from a memo) has its state as event 0. Each \
+                                      `data` is a `JobChange`.",
             body = String, content_type = "text/event-stream"),
         (status = 204, description = "The job is final and nothing happened after `Last-Event-ID`."),
         (status = 400, description = "`invalid_job_id` (field `id`) or `invalid_parameter` (field \
@@ -275,8 +276,13 @@ pub(crate) async fn job_events(
     let seen = last_event_id(&headers)?;
     let job = jobs::load_job(&app, &principal, &id).await?;
     let watch = app.changes.watch(&job.id);
-    let changes = app.store.changes(&job.id).await?;
-    if job.is_final() && changes.last().is_none_or(|change| change.seq <= seen) {
+    let mut changes = app.store.changes(&job.id).await?;
+    if changes.is_empty() {
+        // A job that kept no changes (answered from a memo, or stored before jobs kept them):
+        // its state as it is, numbered 0, before the changes it may still have from 1 on.
+        changes.push(Change { job: job.id.clone(), seq: 0, state: job.state, verdict: None });
+    }
+    if job.is_final() && changes.last().is_some_and(|change| seen.is_some_and(|seen| change.seq <= seen)) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let (events, received) = mpsc::channel(STREAM_BUFFER);
@@ -289,8 +295,8 @@ pub(crate) async fn job_events(
 struct JobFollower {
     store: JobStore,
     job: String,
-    /// The number of the last change written (or the client saw).
-    seen: u64,
+    /// The number of the last change written (or the client saw), if any.
+    seen: Option<u64>,
     events: mpsc::Sender<Event>,
     watch: JobWatch,
 }
@@ -302,11 +308,11 @@ impl JobFollower {
         loop {
             let mut last = None;
             let seen = self.seen;
-            for change in changes.into_iter().filter(|change| change.seq > seen) {
+            for change in changes.into_iter().filter(|change| seen.is_none_or(|seen| change.seq > seen)) {
                 if self.events.send(event(&change).id(change.seq.to_string())).await.is_err() {
                     return;
                 }
-                self.seen = change.seq;
+                self.seen = Some(change.seq);
                 last = Some(change);
             }
             if last.is_some_and(|change| change.is_terminal()) {
@@ -318,8 +324,8 @@ impl JobFollower {
             }
             changes = tokio::select! {
                 woken = self.watch.next() => match woken {
-                    Woken::Changed(change) if change.seq == self.seen + 1 => vec![change],
-                    Woken::Changed(change) if change.seq <= self.seen => Vec::new(),
+                    Woken::Changed(change) if self.seen.is_some_and(|seen| change.seq == seen + 1) => vec![change],
+                    Woken::Changed(change) if self.seen.is_some_and(|seen| change.seq <= seen) => Vec::new(),
                     Woken::Changed(_) | Woken::Resubscribed => match self.store.changes(&self.job).await {
                         Ok(changes) => changes,
                         Err(error) => return tracing::warn!(job = %self.job, %error, "job events: cannot read changes"),
@@ -427,9 +433,9 @@ mod tests {
     #[test]
     fn last_event_id_is_a_change_number() {
         let mut headers = HeaderMap::new();
-        assert_eq!(last_event_id(&headers).unwrap(), 0);
+        assert_eq!(last_event_id(&headers).unwrap(), None);
         headers.insert("last-event-id", "7".parse().unwrap());
-        assert_eq!(last_event_id(&headers).unwrap(), 7);
+        assert_eq!(last_event_id(&headers).unwrap(), Some(7));
         headers.insert("last-event-id", "x".parse().unwrap());
         assert_eq!(last_event_id(&headers).unwrap_err().body.field.as_deref(), Some("Last-Event-ID"));
     }

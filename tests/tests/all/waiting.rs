@@ -143,7 +143,7 @@ impl Events {
     }
 
     /// Every event until the stream ends.
-    async fn to_end(mut self, limit: Duration) -> Vec<Sse> {
+    async fn until_end(mut self, limit: Duration) -> Vec<Sse> {
         let mut events = Vec::new();
         while let Some(event) = self.next(limit).await {
             events.push(event);
@@ -213,7 +213,7 @@ async fn a_jobs_events_come_once_in_order_and_resume_after_the_last_seen_even_on
     let url = format!("{}/v1/jobs/{id}/events", stack.gateway);
     let resumed = Events::open(&stack.http, &url, Some(1)).await;
     stack.start_worker("worker");
-    let events = resumed.to_end(Duration::from_secs(60)).await;
+    let events = resumed.until_end(Duration::from_secs(60)).await;
     assert_eq!(
         summary(&events),
         expected(&[
@@ -227,7 +227,7 @@ async fn a_jobs_events_come_once_in_order_and_resume_after_the_last_seen_even_on
 
     // From the start: every change once, in order; after the last, nothing (204 ends an
     // EventSource's reconnecting).
-    let all = Events::open(&stack.http, &url, None).await.to_end(Duration::from_secs(10)).await;
+    let all = Events::open(&stack.http, &url, None).await.until_end(Duration::from_secs(10)).await;
     assert_eq!(summary(&all)[1..], summary(&events)[..]);
     assert_eq!(summary(&all)[0], expected(&[(1, "state", "queued", None)])[0]);
     let after_all = stack.http.get(&url).header("last-event-id", "4").send().await.unwrap();
@@ -280,5 +280,26 @@ async fn the_event_stream_of_a_tenant_never_shows_another_tenants_jobs() {
         jobs.insert(every_event.next(Duration::from_secs(60)).await.unwrap().data["job"].as_str().unwrap().to_string());
     }
     assert_eq!(jobs, [my_job, their_job].into_iter().collect());
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_kept_no_changes_streams_its_state_as_event_zero() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let id = stack.submit_ok(&spec(&stack, "no changes kept\n", "none").await).await.unwrap();
+    stack.wait_terminal(&id, Duration::from_secs(60)).await.unwrap();
+    // As for a job stored before jobs kept their changes.
+    let admin = shoal_jobs::RedisConnection::open(&[stack.redis.url()]).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(shoal_jobs::keys::JobKeys::of(&id).changes)
+        .query_async(&mut admin.clone())
+        .await
+        .unwrap();
+
+    let url = format!("{}/v1/jobs/{id}/events", stack.gateway);
+    let events = Events::open(&stack.http, &url, None).await.until_end(Duration::from_secs(10)).await;
+    assert_eq!(summary(&events), expected(&[(0, "state", "succeeded", None)]));
+    let again = stack.http.get(&url).header("last-event-id", "0").send().await.unwrap();
+    assert_eq!(again.status(), reqwest::StatusCode::NO_CONTENT, "an EventSource stops reconnecting");
     stack.shutdown().await;
 }
