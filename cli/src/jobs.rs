@@ -100,6 +100,10 @@ pub(crate) struct RunArgs {
     /// Makes the submission idempotent: the same key and spec return the same job.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Run the program even if an identical run of yours was accepted already (by default its
+    /// result answers at once, marked `memoised_from`).
+    #[arg(long)]
+    no_memoise: bool,
     /// Print the job id and return at once instead of waiting.
     #[arg(long)]
     no_wait: bool,
@@ -194,6 +198,9 @@ impl RunArgs {
         }
         if self.each.is_some() || self.each_input {
             spec.insert("fan_out".into(), Value::Object(fan_out));
+        }
+        if self.no_memoise {
+            spec.insert("memoise".into(), json!(false));
         }
         if !self.command.is_empty() {
             spec.insert("runtime".into(), json!("oci"));
@@ -303,7 +310,10 @@ pub(crate) async fn run(home: &Home, args: RunArgs, json: bool) -> anyhow::Resul
         }
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("job {} submitted (shard {})", job.id, job.shard);
+    match &job.memoised_from {
+        Some(from) => eprintln!("job {} answered from job {from}, an identical run already accepted", job.id),
+        None => eprintln!("job {} submitted (shard {})", job.id, job.shard),
+    }
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("a valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));

@@ -85,6 +85,10 @@ pub(crate) struct GatewayArgs {
     /// The largest file one request to `/v1/jobs/{id}/files/…` streams, in bytes.
     #[arg(long, default_value_t = GatewayConfig::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: u64,
+    /// How long, in seconds, an accepted result answers the same tenant's identical
+    /// submissions (memoisation by invocation CID); 0 turns memoisation off.
+    #[arg(long, default_value_t = GatewayConfig::DEFAULT_MEMO_TTL.map_or(0, |ttl| ttl.as_secs()))]
+    memo_ttl_secs: u64,
 }
 
 /// A verification policy given on the command line, as JSON.
@@ -271,6 +275,7 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     config.webhook_allowed_networks = args.webhook_allow;
     config.content_gateways = args.content_from;
     config.max_file_bytes = args.max_file_bytes;
+    config.memo_ttl = Some(Duration::from_secs(args.memo_ttl_secs)).filter(|ttl| !ttl.is_zero());
     let router = shoal_gateway::router(config).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "gateway listening");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shoal_jobs::{StoreError, VerificationPolicy};
+use shoal_jobs::{StoreError, VerificationPolicy, DEFAULT_MEMO_TTL};
 
 /// How a gateway connects to Redis and what it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,10 @@ pub struct GatewayConfig {
     /// answered 413 `file_too_large` (`shoal get` fetches any size).
     /// Default [`GatewayConfig::DEFAULT_MAX_FILE_BYTES`] (64 MiB).
     pub max_file_bytes: u64,
+    /// How long an accepted result answers the same tenant's identical submissions
+    /// (memoisation by invocation CID; a spec opts out with `"memoise": false`); `None` turns
+    /// memoisation off. Default [`GatewayConfig::DEFAULT_MEMO_TTL`] (7 days).
+    pub memo_ttl: Option<Duration>,
 }
 
 impl GatewayConfig {
@@ -73,6 +77,8 @@ impl GatewayConfig {
     pub const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
     /// The default largest file served by one request: 64 MiB, far above a preview image.
     pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+    /// The default memo expiry: a week.
+    pub const DEFAULT_MEMO_TTL: Option<Duration> = Some(DEFAULT_MEMO_TTL);
 
     /// The default connection limit: three quarters of the process's open-file limit (the rest
     /// is for Redis connections and files), at most [`GatewayConfig::MAX_DEFAULT_CONNECTIONS`];
@@ -85,7 +91,8 @@ impl GatewayConfig {
     /// A configuration for the Redis at `redis_url` with `shards` shard streams and every other
     /// setting at its default: 1 MiB bodies, 30 s per request, 2 s per Redis command, at most a
     /// million entries outstanding, 10 s to send a request's headers, connections up to three
-    /// quarters of the open-file limit, no content sources, files up to 64 MiB.
+    /// quarters of the open-file limit, no content sources, files up to 64 MiB, accepted results
+    /// memoised for a week.
     pub fn new(redis_url: impl Into<String>, shards: u32) -> GatewayConfig {
         GatewayConfig {
             redis_url: redis_url.into(),
@@ -101,6 +108,7 @@ impl GatewayConfig {
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             content_gateways: Vec::new(),
             max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
+            memo_ttl: Self::DEFAULT_MEMO_TTL,
         }
     }
 }

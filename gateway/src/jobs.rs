@@ -24,6 +24,7 @@ use crate::api_error::{ApiError, Envelope};
 use crate::connections::Draining;
 use crate::events;
 use crate::metrics::Phase;
+use crate::metrics::Submitted;
 use crate::openapi;
 use crate::AppState;
 
@@ -52,8 +53,10 @@ fn names_verification(body: &[u8]) -> bool {
 
 /// `POST /v1/jobs`: stores a job for the JSON spec in the body and puts it on its shard stream.
 ///
-/// 202 with the new job; with an `Idempotency-Key` seen before for the same spec, 200 with the
-/// job that key created (and `Idempotent-Replayed: true`), which is not queued again.
+/// 202 with the new job; 201 with a new job answered already succeeded from the tenant's
+/// accepted result of the same invocation (`memoised_from`); with an `Idempotency-Key` seen
+/// before for the same spec, 200 with the job that key created (and `Idempotent-Replayed:
+/// true`), which is not queued again.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
@@ -80,6 +83,12 @@ fn names_verification(body: &[u8]) -> bool {
         (status = 202, description = "Stored and queued.", body = Job,
             headers(("Location" = String, description = "`/v1/jobs/{id}`")),
             example = json!(openapi::example_job())),
+        (status = 201, description = "Memoised: an identical invocation (the same invocation CID) of the same \
+                                      tenant's was accepted by the verifier, so the new job is created already \
+                                      `succeeded` with its result and verification, naming it in `memoised_from`, \
+                                      and nothing runs. Only deterministic WebAssembly jobs that are not fanned \
+                                      out; a spec opts out with `\"memoise\": false`.", body = Job,
+            headers(("Location" = String, description = "`/v1/jobs/{id}`"))),
         (status = 200, description = "The `Idempotency-Key` was used before for the same spec: the job it created, \
                                       not queued again.", body = Job,
             headers(
@@ -108,6 +117,7 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let received = Instant::now();
     let started = Instant::now();
     let body = match read_json_body(&headers, body, app.config.max_body_bytes).await {
         Ok(body) => body,
@@ -151,18 +161,42 @@ pub(crate) async fn submit(
     // for the client's retry to queue.
     let idempotency = idempotency_key.map(|key| Idempotency::Client { tenant, key });
     let started = Instant::now();
-    let created = app.store.submit(&app.queue, &spec, shard, tenant, idempotency).await;
+    let created = store_job(&app, &spec, shard, tenant, idempotency).await;
     app.metrics.observe(Phase::Store, started.elapsed());
     match created? {
+        Created::New(job) if job.memoised_from.is_some() => {
+            app.metrics.jobs_memoised.inc();
+            app.metrics.submitted(Submitted::Memoised, received.elapsed());
+            tracing::info!(job = %job.id, from = job.memoised_from.as_deref(), %tenant, "job memoised");
+            Ok(job_response(StatusCode::CREATED, job, false))
+        }
         Created::New(job) => {
             app.metrics.jobs_submitted.inc();
+            app.metrics.submitted(Submitted::Queued, received.elapsed());
             tracing::info!(job = %job.id, shard, %tenant, "job submitted");
             Ok(job_response(StatusCode::ACCEPTED, job, false))
         }
         Created::Existing(job) => {
             app.metrics.jobs_replayed.inc();
+            app.metrics.submitted(Submitted::Replayed, received.elapsed());
             Ok(job_response(StatusCode::OK, job, true))
         }
+    }
+}
+
+/// Stores the job and puts it on its stream — or, with memoisation on (the deployment's
+/// [`crate::GatewayConfig::memo_ttl`]), answers it from the tenant's accepted result of the same
+/// invocation if there is one.
+async fn store_job(
+    app: &AppState,
+    spec: &JobSpec,
+    shard: u32,
+    tenant: &Tenant,
+    idempotency: Option<Idempotency<'_>>,
+) -> Result<Created, StoreError> {
+    match app.config.memo_ttl {
+        Some(ttl) => app.store.submit_memoised(&app.queue, spec, shard, tenant, idempotency, ttl).await,
+        None => app.store.submit(&app.queue, spec, shard, tenant, idempotency).await,
     }
 }
 

@@ -38,6 +38,7 @@
 //! | `shoal:replication:waiting` | sorted set | `replicated` jobs whose replicas are running, scored by when asked |
 //! | `shoal:lock:replication` | string | which verifier looks at finished replicas now (expires) |
 //! | `shoal:{jNN}:state:<state>:tenant:<tenant>` | sorted set | the same, for one tenant's jobs |
+//! | `shoal:{jNN}:memo:<tenant>:<invocation>` | string | the job whose accepted result answers that tenant's submissions of that invocation CID (expires); `NN` from the tenant and the invocation ([`memo_tag`]), and the jobs it may name carry the same tag |
 //! | `shoal:changes` | pub/sub channel | every job change, `<id> <tenant> <seq> <state>[ <verdict>]`, published by the script that made it; gateways subscribe to wake their waiters (a channel, not a key: classic PUBLISH reaches every node of a cluster) |
 //! | `shoal:idem:<sha256>` | string | the job id an idempotency key created, with the spec's invocation CID; a client's key is hashed with its tenant, an internal one (fan-out tasks, replicas) in a namespace of its own |
 //! | `shoal:{a}:api-keys` | hash | SHA-256 of an API key → its tenant, role and creation time (JSON) |
@@ -62,7 +63,10 @@
 //!
 //! A job's tenant state indexes are not passed to the scripts as keys: the scripts name them
 //! from the state index they were given and the job's `tenant` field. They share the job's
-//! `{jNN}` tag, so they are in the same slot, which is all Redis Cluster needs.
+//! `{jNN}` tag, so they are in the same slot, which is all Redis Cluster needs. So are a memo
+//! and the jobs it may name (see [`memo_tag`]): the create script is given the memo by name,
+//! the scripts recording a verdict or reopening a job read it from the job's `memo` field. Every
+//! role that touches job keys (`~shoal:{j*}:*`) may touch memos.
 //!
 //! The ledger scripts of a wallet likewise name its limit (which a worker may only read, and
 //! Redis checks a script's declared keys as written) and, in the expiry sweep, its reservation
@@ -103,6 +107,23 @@ pub fn job_tag(job_id: &str) -> String {
     let digest = Sha256::digest(job_id.as_bytes());
     let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % JOB_TAGS;
     format!("j{n:02}")
+}
+
+/// The tag of tenant `tenant`'s memo of invocation `invocation` ([`memo`]): `jNN`, from a
+/// stable hash of both. A job submitted for memoisation is given an id of this tag, so the
+/// memo, the job it names and the job it answers are in one slot, and one script checks the
+/// one and creates the other.
+pub fn memo_tag(tenant: &Tenant, invocation: &str) -> String {
+    let digest = Sha256::digest(format!("{tenant}\0{invocation}").as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % JOB_TAGS;
+    format!("j{n:02}")
+}
+
+/// Tenant `tenant`'s memo of invocation CID `invocation`: the id of the job whose accepted
+/// result answers its identical submissions (see [`crate::JobStore::submit_memoised`]). Per
+/// tenant, so a submission never learns of another tenant's jobs.
+pub fn memo(tenant: &Tenant, invocation: &str) -> String {
+    format!("shoal:{{{}}}:memo:{tenant}:{invocation}", memo_tag(tenant, invocation))
 }
 
 /// The keys of one job, all in one slot.

@@ -11,6 +11,8 @@
 //! - `receipt`: worker keys and signed receipts ([`WorkerKey`], [`SignedReceipt`]).
 //! - `retry`: riding out Redis restarts ([`with_retries`]).
 //! - `store`: job records and their atomic state transitions ([`JobStore`]).
+//! - `memo`: memoisation by invocation CID — a tenant's accepted result answers its identical
+//!   submissions ([`JobStore::submit_memoised`]).
 //! - `changes`: every change of a job as it happens, published by the script that made it and
 //!   kept beside the job ([`follow_changes`], [`JobStore::changes`]).
 //! - `queue`: the shard streams jobs travel on ([`ShardQueue`], [`ShardReader`]).
@@ -39,6 +41,7 @@ mod fil;
 mod hot;
 pub mod keys;
 mod membership;
+mod memo;
 mod model;
 mod pipelines;
 mod placement;
@@ -61,6 +64,7 @@ pub use fanout::{FanOutStore, FinishedTask, Notice, Standing, Task, TaskOutcome,
 pub use fil::{AmountError, AttoFil};
 pub use hot::{HotPolicy, HotShards};
 pub use membership::{Member, Membership, Quarantine, WorkerInfo};
+pub use memo::DEFAULT_MEMO_TTL;
 pub use model::{
     Acceptance, Agreement, Compared, Comparison, Condition, ContentId, Determinism, Execution, ExecutionOutcome,
     ExecutionResult, Failure, FailureReason, FanOut, FanOutOver, FieldCheck, InputSource, InputSpec, Job, JobSpec,

@@ -11,6 +11,7 @@ use redis::{AsyncCommands, Script, ScriptInvocation};
 use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys, Lock};
+use crate::memo;
 use crate::model::{
     Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification, VerificationPolicy,
 };
@@ -90,6 +91,8 @@ pub enum Started {
 // current state, so indexes follow it. A fan-out's task carries `fanout_task` (its notice,
 // `<fanned-out job>/<task key>`) and `gather_on` (`settle`, or `verdict` when its job's policy
 // asks for verification) from its creation on, so the scripts that end it need nothing else.
+// ARGV[13] and [14]: a job submitted for memoisation's memo and its expiry in ms ('' and 0
+// otherwise); the `ANSWER` prelude of `crate::memo` runs first and may answer from the memo.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local fields = {'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued', 'created_at_ms', ARGV[3],
@@ -97,6 +100,9 @@ local fields = {'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued', 'crea
 if ARGV[10] == '1' then table.insert(fields, 'notify') table.insert(fields, '1') end
 if ARGV[11] ~= '' then
   for _, f in ipairs({'fanout_task', ARGV[11], 'gather_on', ARGV[12]}) do table.insert(fields, f) end
+end
+if ARGV[13] ~= '' then
+  for _, f in ipairs({'memo', ARGV[13], 'memo_ttl_ms', ARGV[14]}) do table.insert(fields, f) end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 changed(ARGV[5], ARGV[9], 'queued')
@@ -227,7 +233,8 @@ redis.call('HSETNX', KEYS[1], 'entry', ARGV[1])
 return 1
 "#;
 
-// ARGV: id, verification JSON, corrected result JSON or '', failure JSON or ''. Only an
+// ARGV: id, verification JSON, corrected result JSON or '', failure JSON or '', whether the
+// verdict accepts the job's result ('1', `crate::memo::accepts`: it is memoised). Only an
 // existing job: HSET alone would create a stub record. A failure moves a succeeded job to failed
 // (the verifier's re-execution failed where the worker claimed success).
 const VERIFY: &str = r#"
@@ -251,15 +258,17 @@ end
 announce(ARGV[1], 'job.verified')
 changed(ARGV[1], redis.call('HGET', KEYS[1], 'tenant'), now .. ' ' .. cjson.decode(ARGV[2]).outcome.verdict)
 gatherable(now, true)
+remember(ARGV[1], now, ARGV[5])
 return 1
 "#;
 
 // ARGV: id, now, deadline. A finished job whose result or failure the verifier found made up
-// goes back to `queued` to run again: its result, failure and verdict go, its executions (the
-// false one among them) stay, and it gets a deadline again.
+// goes back to `queued` to run again: its result, failure, verdict and memo go, its executions
+// (the false one among them) stay, and it gets a deadline again.
 const REOPEN: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'succeeded' and state ~= 'failed' then return 0 end
+forget(ARGV[1])
 redis.call('HDEL', KEYS[1], 'result', 'failure', 'verification')
 redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_at_ms', ARGV[2])
 move(ARGV[1], state, 'queued', redis.call('HGET', KEYS[1], 'created_at_ms'))
@@ -297,6 +306,19 @@ pub struct TaskOf<'a> {
     pub key: &'a str,
 }
 
+/// What a new job is besides a job of its spec.
+#[derive(Debug, Clone, Copy)]
+enum Submission<'a> {
+    /// Nothing more.
+    Plain,
+    /// A fan-out's task: its record names its job and key, so the script that ends it (or
+    /// records its verdict) puts it up for gathering.
+    Task(TaskOf<'a>),
+    /// A submission that a memoisable spec's memo may answer (see [`crate::memo`]); otherwise
+    /// its job, once accepted, answers for this long.
+    Memoised(Duration),
+}
+
 /// Job records in Redis, on one node or a cluster. Cheap to clone: clones share one
 /// auto-reconnecting connection.
 #[derive(Clone)]
@@ -319,12 +341,12 @@ impl JobStore {
     pub fn new(conn: impl Into<RedisConnection>) -> JobStore {
         JobStore {
             conn: conn.into(),
-            create: Script::new(&format!("{STATES}{CREATE}")),
+            create: Script::new(&format!("{STATES}{}{CREATE}", memo::ANSWER)),
             start: Script::new(&format!("{STATES}{START}")),
             finish: Script::new(&format!("{STATES}{FINISH}")),
             abandon: Script::new(&format!("{STATES}{ABANDON}")),
-            verify: Script::new(&format!("{STATES}{VERIFY}")),
-            reopen: Script::new(&format!("{STATES}{REOPEN}")),
+            verify: Script::new(&format!("{STATES}{}{VERIFY}", memo::REMEMBER)),
+            reopen: Script::new(&format!("{STATES}{}{REOPEN}", memo::REMEMBER)),
             enqueued: Script::new(ENQUEUED),
             expire: Script::new(&format!("{STATES}{EXPIRE}")),
             cancel: Script::new(&format!("{STATES}{CANCEL}")),
@@ -347,20 +369,31 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
-        self.create_job(spec, shard, tenant, idempotency_key, None).await
+        self.create_job(spec, shard, tenant, idempotency_key, Submission::Plain).await
     }
 
-    /// [`JobStore::create`] for a job that is a fan-out's task (`task`), when `Some`.
+    /// [`JobStore::create`] for a job that is also what `submission` says.
     async fn create_job(
         &self,
         spec: &JobSpec,
         shard: u32,
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
-        task: Option<TaskOf<'_>>,
+        submission: Submission<'_>,
     ) -> Result<Created, StoreError> {
         let invocation = spec.invocation_cid().to_string();
-        let mut id = ulid::Ulid::new().to_string();
+        let memo = match submission {
+            Submission::Memoised(ttl) if spec.memoisable() => Some(memo::memo_of(tenant, &invocation, ttl)),
+            _ => None,
+        };
+        let task = match submission {
+            Submission::Task(task) => Some(task),
+            _ => None,
+        };
+        let mut id = match memo {
+            Some(_) => memo::job_id_tagged(&keys::memo_tag(tenant, &invocation)),
+            None => ulid::Ulid::new().to_string(),
+        };
         let mut conn = self.conn.clone();
         if let Some(user_key) = idempotency_key {
             let key = keys::idempotency(user_key);
@@ -410,12 +443,14 @@ impl JobStore {
             .arg(if spec.notify.is_some() { "1" } else { "0" })
             .arg(task.map(|task| format!("{}/{}", task.job, task.key)).unwrap_or_default())
             .arg(if spec.verification == VerificationPolicy::None { "settle" } else { "verdict" })
+            .arg(memo.as_ref().map(|(key, _)| key.as_str()).unwrap_or_default())
+            .arg(memo.as_ref().map(|&(_, ttl_ms)| ttl_ms).unwrap_or_default())
             .invoke_async(&mut conn)
             .await?;
         let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
         // Two requests with one key can both reach the script; only the one that stored the
-        // job reports it as new (and so queues it).
-        Ok(if stored == 1 { Created::New(job) } else { Created::Existing(job) })
+        // job reports it as new (and so queues it, unless it was answered from its memo).
+        Ok(if stored == 0 { Created::Existing(job) } else { Created::New(job) })
     }
 
     /// The job `id` with its executions, or `None`.
@@ -543,6 +578,7 @@ impl JobStore {
             .arg(json)
             .arg(corrected)
             .arg(failed)
+            .arg(if memo::accepts(verification) { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await?;
         if stored == 0 {
@@ -580,7 +616,24 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
-        self.submit_job(queue, spec, shard, tenant, idempotency_key, None).await
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission::Plain).await
+    }
+
+    /// [`JobStore::submit`], answered from the accepted result of the tenant's identical
+    /// invocation when there is one and the spec is [`JobSpec::memoisable`]: the new job is
+    /// then created `succeeded` with that result and verification, naming that job in
+    /// `memoised_from`, and is not queued. Otherwise the job is queued, and once the verifier
+    /// accepts its result, that result answers the tenant's identical submissions for `ttl`.
+    pub async fn submit_memoised(
+        &self,
+        queue: &ShardQueue,
+        spec: &JobSpec,
+        shard: u32,
+        tenant: &Tenant,
+        idempotency_key: Option<Idempotency<'_>>,
+        ttl: Duration,
+    ) -> Result<Created, StoreError> {
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission::Memoised(ttl)).await
     }
 
     /// [`JobStore::submit`] for task `task` of a fan-out: its record names its job and key, so
@@ -594,7 +647,7 @@ impl JobStore {
         idempotency_key: Option<Idempotency<'_>>,
         task: TaskOf<'_>,
     ) -> Result<Created, StoreError> {
-        self.submit_job(queue, spec, shard, tenant, idempotency_key, Some(task)).await
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission::Task(task)).await
     }
 
     async fn submit_job(
@@ -604,10 +657,11 @@ impl JobStore {
         shard: u32,
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
-        task: Option<TaskOf<'_>>,
+        submission: Submission<'_>,
     ) -> Result<Created, StoreError> {
-        let created = self.create_job(spec, shard, tenant, idempotency_key, task).await?;
+        let created = self.create_job(spec, shard, tenant, idempotency_key, submission).await?;
         match &created {
+            Created::New(job) if job.memoised_from.is_some() => {}
             Created::New(job) => {
                 self.enqueue(queue, &job.id, job.shard).await?;
             }
@@ -884,6 +938,7 @@ fn decode_job(
         result,
         executions,
         verification,
+        memoised_from: take("memoised_from").ok(),
     })
 }
 

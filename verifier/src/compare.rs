@@ -248,6 +248,7 @@ impl ComparatorProgram<'_> {
             retry: Default::default(),
             notify: None,
             fan_out: None,
+            memoise: true,
         };
         spec.validate().map_err(|e| format!("the comparator's run cannot be formed: {e}"))?;
         Ok(spec)

@@ -95,6 +95,11 @@ pub struct Job {
     /// What the verifier found, once it re-ran the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// The job whose accepted result answered this one at submission (an identical invocation
+    /// of the same tenant's): this job was never run, and its result and verification are that
+    /// job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memoised_from: Option<String>,
 }
 
 /// A job as `GET /v1/jobs/{id}` shows it: the record, how far its result is trusted, and for a

@@ -321,6 +321,7 @@ impl Stage {
             retry: self.retry,
             notify: None,
             fan_out: self.each.clone(),
+            memoise: true,
         }
     }
 

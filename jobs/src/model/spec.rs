@@ -77,6 +77,21 @@ pub struct JobSpec {
     /// over all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fan_out: Option<FanOut>,
+    /// Whether an identical earlier invocation's accepted result may answer this one at
+    /// submission (`true`, the default, left out of the JSON so that invocation CIDs of specs
+    /// written before memoisation do not change). Only the submitting tenant's own jobs answer,
+    /// and only deterministic WebAssembly jobs that are verified and not fanned out are ever
+    /// memoised; `false` runs the program again.
+    #[serde(default = "memoise_by_default", skip_serializing_if = "is_memoised_by_default")]
+    pub memoise: bool,
+}
+
+fn memoise_by_default() -> bool {
+    true
+}
+
+fn is_memoised_by_default(memoise: &bool) -> bool {
+    *memoise
 }
 
 /// What runs a job's program.
@@ -692,6 +707,19 @@ impl JobSpec {
             }
         }
         Ok(())
+    }
+
+    /// Whether a job of this spec may be answered from, and may answer, an identical
+    /// invocation's accepted result: it did not opt out (`memoise`), its honest runs all give
+    /// the same bytes (deterministic, WebAssembly: a container sees the host), it is not fanned
+    /// out (its tasks are jobs of their own), and its result can be accepted at all (the
+    /// verifier looks at it).
+    pub fn memoisable(&self) -> bool {
+        self.memoise
+            && self.determinism.is_deterministic()
+            && self.runtime.is_wasm()
+            && self.fan_out.is_none()
+            && self.verification != VerificationPolicy::None
     }
 
     /// The invocation CID: the hash of the spec's canonical JSON (fields in declaration order,

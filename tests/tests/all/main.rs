@@ -15,6 +15,7 @@ mod filecoin;
 mod filecoin_inputs;
 mod landsat;
 mod locality;
+mod memo;
 mod ml;
 mod openapi;
 mod pipelines;

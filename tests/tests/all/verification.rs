@@ -40,7 +40,7 @@ async fn an_honest_result_is_agreed_with() {
 }
 
 /// How the test's malicious worker signs what it reports.
-enum Signing<'a> {
+pub(crate) enum Signing<'a> {
     /// With its own key, registered for its id: a well-formed lie.
     Registered(&'a WorkerKey),
     /// With a key that is not the one registered for the id it claims.
@@ -51,7 +51,7 @@ enum Signing<'a> {
 
 /// A job of echo-hash with argument `x`, and the result of the same program with argument `y`:
 /// a plausible-looking but wrong result for it. No honest worker runs in the stack.
-async fn job_and_wrong_result(stack: &Stack) -> (String, ExecutionResult) {
+pub(crate) async fn job_and_wrong_result(stack: &Stack) -> (String, ExecutionResult) {
     let program = stack.add_program("echo-hash").await.unwrap();
     let id = stack
         .submit_ok(&json!({"program": program.to_string(), "args": ["x"], "verification": {"mode": "always"}}))
@@ -66,7 +66,7 @@ async fn job_and_wrong_result(stack: &Stack) -> (String, ExecutionResult) {
 
 /// Plays a malicious worker `worker`: claims job `id`, reports `result` signed as `signing`
 /// says, and hands the job to the verifier.
-async fn report_as(stack: &Stack, id: &str, worker: &str, signing: Signing<'_>, result: &ExecutionResult) {
+pub(crate) async fn report_as(stack: &Stack, id: &str, worker: &str, signing: Signing<'_>, result: &ExecutionResult) {
     let conn = redis::Client::open(stack.redis.url()).unwrap().get_connection_manager().await.unwrap();
     let jobs = JobStore::new(conn.clone());
     let mut execution = Execution {
