@@ -1,13 +1,19 @@
 // Shoal's dashboard: jobs, one job (spec, executions, verdict, logs, files), workers and shards.
 // Hash routes: #/jobs[?state=…], #/jobs/{id}, #/workers. Everything shown comes from the JSON
-// API, asked again every couple of seconds while the tab is visible.
+// API, asked again when the gateway's event streams tell of a change to the jobs shown, and
+// every few seconds while the tab is visible.
 
-import { ApiError, apiKey, filePath, forgetKey, getBlob, getJson, getText, rememberKey, remove } from './api.js';
+import { ApiError, apiKey, filePath, follow, forgetKey, getBlob, getJson, getText, rememberKey, remove } from './api.js';
 import { ago, badge, bytes, cid, count, duration, facts, fill, h, notice, table, time } from './views.js';
 
 const POLL_MS = 2000;
 /** How often a job that will not change any more is still looked at (webhook attempts). */
 const SETTLED_POLL_MS = 10_000;
+/** How often the jobs, or a job that is not fanning out, are read again besides when the
+ *  gateway's event stream tells of a change. */
+const FOLLOWED_POLL_MS = 10_000;
+/** The longest a change told by an event stream waits to be shown, gathered with the next. */
+const EVENT_REFRESH_MS = 300;
 const STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 const IMAGE = /\.(png|jpe?g|gif|webp)$/i;
 const TEXT = /\.(json|txt|log|csv|tsv|md)$/i;
@@ -47,6 +53,22 @@ function poll(step, every = () => POLL_MS) {
   };
   tick();
   return { stop: () => { stopped = true; clearTimeout(timer); } };
+}
+
+/** `step`, run once at most every EVENT_REFRESH_MS however often asked for, never dropping the last ask. */
+function gathered(step) {
+  let due = null;
+  return () => {
+    due ??= setTimeout(() => {
+      due = null;
+      if (!document.hidden) step();
+    }, EVENT_REFRESH_MS);
+  };
+}
+
+/** Stops every view part in `parts` (polls, event streams) together. */
+function together(...parts) {
+  return { stop: () => parts.forEach((part) => part.stop()) };
 }
 
 /** Shows `error` in `where`; a refused key sends the user back to the sign-in form. */
@@ -142,7 +164,7 @@ function jobsView(params) {
   async function refresh() {
     try {
       const page = await getJson(`/v1/jobs?limit=${limit}${state ? `&state=${state}` : ''}`);
-      updated.textContent = `updated ${time(Date.now()).slice(11)} · refreshed every ${POLL_MS / 1000} s`;
+      updated.textContent = `updated ${time(Date.now()).slice(11)} · live`;
       more.hidden = !page.next_cursor || limit >= 500;
       if (page.jobs.length === 0) {
         fill(body, notice('info', state ? `No ${state} jobs.` : 'No jobs yet: submit one with ', !state && h('code', {}, 'shoal run'), '.'));
@@ -165,7 +187,8 @@ function jobsView(params) {
       failed(body, error);
     }
   }
-  return poll(refresh);
+  // The caller's jobs' changes as they happen, and a slower poll in case the stream is away.
+  return together(poll(refresh, () => FOLLOWED_POLL_MS), follow('/v1/events', gathered(refresh)));
 }
 
 // ---- one job ---------------------------------------------------------------------------------
@@ -192,6 +215,7 @@ function jobView(id) {
   let shownOutput = null;
   let shownLogs = null;
   let inputsShown = false;
+  let fanningOut = false;
 
   async function refresh() {
     let job;
@@ -202,6 +226,7 @@ function jobView(id) {
       return;
     }
     final = isFinal(job);
+    fanningOut = Boolean(job.spec.fan_out);
     const text = JSON.stringify(job);
     if (text === seen) return;
     seen = text;
@@ -224,7 +249,10 @@ function jobView(id) {
         browser(job.id, `inputs/${index}`, `Input ${index} · mounted at ${input.path}`)));
     }
   }
-  return poll(refresh, () => (final ? SETTLED_POLL_MS : POLL_MS));
+  // Its changes as they happen; a fan-out's task counts change without one, so they are asked
+  // for every couple of seconds.
+  const every = () => (final ? SETTLED_POLL_MS : fanningOut ? POLL_MS : FOLLOWED_POLL_MS);
+  return together(poll(refresh, every), follow(`/v1/jobs/${encodeURIComponent(id)}/events`, gathered(refresh)));
 }
 
 function jobDetails(job, refresh) {

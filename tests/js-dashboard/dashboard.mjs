@@ -1,7 +1,7 @@
 // Drives the dashboard in headless Chromium like a person would, and prints what it saw as JSON
 // for the Rust test to assert on. Input on stdin:
 //   {"gateway": "http://127.0.0.1:…", "key": "shoal_…", "tenant_key": "shoal_…",
-//    "job": "01J…", "chromium": "/usr/bin/chromium", "screenshots": "/dir"}
+//    "job": "01J…", "live_spec": {…}, "chromium": "/usr/bin/chromium", "screenshots": "/dir"}
 // A step that fails ends the script with its error in `error` (and exit code 1).
 
 import { chromium } from 'playwright-core';
@@ -38,6 +38,19 @@ try {
   report.listed_state = await row.locator('.badge').first().innerText();
   report.listed_acceptance = await row.locator('.badge').nth(1).innerText();
   await page.screenshot({ path: join(input.screenshots, 'dashboard-jobs.png') });
+
+  // Live: a job submitted now is listed as soon as the gateway's event stream tells of it, long
+  // before the list's next poll (10 s after the last).
+  const submitted = await fetch(`${input.gateway}/v1/jobs`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${input.key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(input.live_spec),
+  });
+  const live = (await submitted.json()).id;
+  const asked = Date.now();
+  await page.locator(`tr[data-job-id="${live}"]`).waitFor();
+  report.live_listed_ms = Date.now() - asked;
+  report.steps.push('live');
 
   // The state filter: the job is not among failed ones, and is among succeeded ones.
   await page.selectOption('#state-filter', 'failed');

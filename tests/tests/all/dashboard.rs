@@ -144,11 +144,15 @@ async fn the_dashboard_shows_a_finished_cloud_detect_job_in_a_real_browser() {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("default-src 'self'"));
 
-    // The browser.
+    // The browser; it submits the same job once more, with a variable of its own (not the same
+    // invocation, so it runs), to see it listed live.
     let (dir, _temp) = screenshots_dir();
+    let mut live_spec = spec.clone();
+    live_spec["env"] = json!({"LIVE": "1"});
     let report = tokio::task::spawn_blocking({
         let input = json!({
             "gateway": stack.gateway, "key": stack.api_key, "tenant_key": other, "job": id,
+            "live_spec": live_spec,
             "chromium": chromium, "screenshots": dir,
         });
         move || drive(&input)
@@ -160,6 +164,8 @@ async fn the_dashboard_shows_a_finished_cloud_detect_job_in_a_real_browser() {
     assert!(report["wrong_key_message"].as_str().unwrap().contains("not known"), "{report:#}");
     assert_eq!((&report["listed_state"], &report["listed_acceptance"]), (&json!("succeeded"), &json!("verified")));
     assert_eq!(report["failed_filter_shows_job"], false);
+    let live = report["live_listed_ms"].as_u64().unwrap();
+    assert!(live < 5000, "a new job is listed when the event stream tells of it, not at the next poll: {live} ms");
     assert!(report["title"].as_str().unwrap().contains(&id));
     assert_eq!((&report["state"], &report["acceptance"]), (&json!("succeeded"), &json!("verified")));
     assert_eq!(report["verdict"], "agreed");

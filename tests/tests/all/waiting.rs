@@ -212,6 +212,11 @@ async fn a_jobs_events_come_once_in_order_and_resume_after_the_last_seen_even_on
     // Resumed on the stack's gateway after change 1, while the job runs and is verified.
     let url = format!("{}/v1/jobs/{id}/events", stack.gateway);
     let resumed = Events::open(&stack.http, &url, Some(1)).await;
+    // The result, asked for meanwhile, answers once the verifier had its say.
+    let result = tokio::spawn({
+        let request = stack.http.get(format!("{}/v1/jobs/{id}/result?wait=60s", stack.gateway));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    });
     stack.start_worker("worker");
     let events = resumed.until_end(Duration::from_secs(60)).await;
     assert_eq!(
@@ -224,6 +229,12 @@ async fn a_jobs_events_come_once_in_order_and_resume_after_the_last_seen_even_on
         "{events:?}"
     );
     assert_eq!(events[0].data["job"], json!(id));
+    let result = result.await.unwrap();
+    assert_eq!(
+        (result["acceptance"].as_str(), result["accepted"].as_bool()),
+        (Some("verified"), Some(true)),
+        "{result}"
+    );
 
     // From the start: every change once, in order; after the last, nothing (204 ends an
     // EventSource's reconnecting).
