@@ -182,7 +182,11 @@ pub enum RetrievalError {
         source: IpniError,
     },
     /// Every quote is above the job's `max_price`: the retrieval cannot be paid for.
-    #[error("budget_exhausted: every quote for {root} is above max_price {} attoFIL; the cheapest is {} attoFIL from {provider}", format_atto(max_price), format_atto(cheapest))]
+    #[error(
+        "every quote for {root} is above max_price {} attoFIL; the cheapest is {} attoFIL from {provider}",
+        format_atto(max_price),
+        format_atto(cheapest)
+    )]
     AboveMaxPrice {
         /// The root asked for.
         root: Cid,
@@ -194,7 +198,9 @@ pub enum RetrievalError {
         provider: String,
     },
     /// The wallet's spending limit leaves too little for the price.
-    #[error("budget_exhausted: {root} costs {asked} attoFIL, wallet {wallet} has limit {limit}, spent {spent}, reserved {reserved} attoFIL")]
+    #[error(
+        "{root} costs {asked} attoFIL, wallet {wallet} has limit {limit}, spent {spent}, reserved {reserved} attoFIL"
+    )]
     BudgetExhausted {
         /// The root asked for.
         root: Cid,

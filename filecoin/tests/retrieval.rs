@@ -252,7 +252,7 @@ async fn quotes_above_max_price_are_refused_unpaid() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(e.to_string().starts_with("budget_exhausted:"), "{e}");
+    assert!(e.to_string().starts_with(&format!("every quote for {root} is above max_price")), "{e}");
     assert_eq!(payer.budget().await, Budget { limit: FIL, spent: 0, reserved: 0, refused: 0, refusals: 0 });
     assert!(dear.standin.accepted().is_empty() && dearer.standin.accepted().is_empty());
 }
@@ -275,7 +275,7 @@ async fn a_limit_below_the_price_is_budget_exhausted_with_the_amounts() {
     assert_eq!(
         e.to_string(),
         format!(
-            "budget_exhausted: {root} costs {} attoFIL, wallet {} has limit {}, spent 0, reserved 0 attoFIL",
+            "{root} costs {} attoFIL, wallet {} has limit {}, spent 0, reserved 0 attoFIL",
             3 * MILLI,
             payer.wallet,
             2 * MILLI

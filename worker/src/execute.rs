@@ -740,12 +740,8 @@ impl Executor {
         // Boxed: the retrieval's future is deep and large, and only this rare path needs it.
         match Box::pin(filecoin.buy(&cid, purchase, self.store.as_ref())).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_budget_exhausted() => {
-                // The reason already says it; the message gives the amounts.
-                let message = e.to_string();
-                let amounts = message.strip_prefix("budget_exhausted: ").unwrap_or(&message);
-                Err(Stop::new(FailureReason::BudgetExhausted, amounts))
-            }
+            // The reason says it; the message gives the amounts.
+            Err(e) if e.is_budget_exhausted() => Err(Stop::new(FailureReason::BudgetExhausted, e.to_string())),
             // Finding providers costs nothing: asked again while the input is waited for.
             Err(e @ (RetrievalError::NoProviders { .. } | RetrievalError::Lookup { .. })) => Err(Stop {
                 kind: StopKind::Missing,
