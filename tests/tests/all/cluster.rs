@@ -17,16 +17,23 @@ use crate::sha256_hex;
 const SHARDS: u32 = 16;
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The job once terminal, by long-poll. A poll that waited must be answered when the settle
+/// script published the change — on whichever node the job's slot lives, while the gateway
+/// subscribes on one — not when its wait ran out.
 async fn wait_terminal(http: &reqwest::Client, gateway: &str, id: &str) -> (Job, Value) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let body: Value = http.get(format!("{gateway}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        let asked = Instant::now();
+        let request = http.get(format!("{gateway}/v1/jobs/{id}?wait=60s"));
+        let body: Value = request.send().await.unwrap().json().await.unwrap();
         let job: Job = serde_json::from_value(body.clone()).unwrap();
         if job.state.is_terminal() {
+            let late = shoal_jobs::now_ms().saturating_sub(job.updated_at_ms);
+            let waited = asked.elapsed() > Duration::from_secs(1);
+            assert!(!waited || late < 5000, "job {id} answered {late} ms after it settled: not woken by the change");
             return (job, body);
         }
         assert!(Instant::now() < deadline, "job {id} still {}", job.state);
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
