@@ -307,6 +307,55 @@ async fn jobs_are_created_once_and_change_state_atomically_on_a_cluster() {
 }
 
 #[tokio::test]
+async fn memoised_answers_work_on_a_cluster() {
+    let mut cluster = Cluster::start().await;
+    let store = JobStore::new(cluster.conn.clone());
+    let queue = ShardQueue::new(store.connection());
+    queue.ensure_groups(SHARDS).await.unwrap();
+    let ttl = Duration::from_secs(60);
+    let mut nodes = BTreeSet::new();
+    for n in 0..6 {
+        let spec = spec(&["memo", &n.to_string()]);
+        let Created::New(first) = store.submit_memoised(&queue, &spec, 1, &tenant(), None, ttl).await.unwrap() else {
+            panic!("not new")
+        };
+        assert_eq!((first.state, first.memoised_from.as_deref()), (JobState::Queued, None));
+        nodes.insert(cluster.node_of(&keys::JobKeys::of(&first.id).job).await);
+        store.start_execution(&first.id, &execution("e1", None)).await.unwrap();
+        store.finish_execution(&first.id, &execution("e1", Some(completed(0, PROGRAM)))).await.unwrap();
+        // Succeeded but not yet accepted: it runs again.
+        let Created::New(second) = store.submit_memoised(&queue, &spec, 1, &tenant(), None, ttl).await.unwrap() else {
+            panic!("not new")
+        };
+        assert_eq!(second.memoised_from, None);
+        let verdict = Verification {
+            verifier: "v1".into(),
+            at_ms: now_ms(),
+            outcome: VerificationOutcome::Agreed,
+            corrected: None,
+            failed: None,
+            replicas: Vec::new(),
+            compared: Vec::new(),
+        };
+        store.record_verification(&first.id, &verdict).await.unwrap();
+        let Created::New(answer) = store.submit_memoised(&queue, &spec, 1, &tenant(), None, ttl).await.unwrap() else {
+            panic!("not new")
+        };
+        assert_eq!(answer.memoised_from.as_deref(), Some(first.id.as_str()));
+        assert_eq!((answer.state, answer.verification.as_ref()), (JobState::Succeeded, Some(&verdict)));
+        assert_eq!(answer.result, store.get(&first.id).await.unwrap().unwrap().result);
+        assert_eq!(store.states(std::slice::from_ref(&answer.id)).await.unwrap(), [Some(JobState::Succeeded)]);
+        // Reopened, it answers no more.
+        assert!(store.reopen(&first.id).await.unwrap());
+        let Created::New(rerun) = store.submit_memoised(&queue, &spec, 1, &tenant(), None, ttl).await.unwrap() else {
+            panic!("not new")
+        };
+        assert_eq!(rerun.memoised_from, None);
+    }
+    assert!(nodes.len() > 1, "memoised jobs spread over the nodes: {nodes:?}");
+}
+
+#[tokio::test]
 async fn listing_requeueing_and_expiry_visit_every_node() {
     let mut cluster = Cluster::start().await;
     let store = JobStore::new(cluster.conn.clone());
