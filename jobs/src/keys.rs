@@ -22,6 +22,7 @@
 //! | `shoal:{jNN}:task-files:<id>` | hash | task key → the names of its files, `/`-separated, for tasks of more than their key's file |
 //! | `shoal:{jNN}:tasks-done:<id>` | set | keys of its tasks that have finished (been counted) |
 //! | `shoal:{jNN}:gatherable` | set | notices `<fanned-out job>/<task key>` of this tag's tasks that may be counted (ended, and decided on by the verifier unless their job asks for no verification), added by the script that made them so, removed by the gatherer once counted |
+//! | `shoal:{jNN}:gatherable:pipelines` | set | notices `<pipeline>/<job>/<state>` of this tag's jobs that pipelines wait for (each pipeline a job's `pipelines` field names), added when the job may be used (as for a task above), removed by the pipelines' driver once it recorded what they caused |
 //! | `shoal:{jNN}:task-outputs:<id>` | hash | file name → output CID of each succeeded file |
 //! | `shoal:{jNN}:task-failures:<id>` | list | the first failed files (JSON) |
 //! | `shoal:{jNN}:fanout:<id>` | hash | its file counts (`total`, `succeeded`, `failed`), `tasks`, `batch`, gathered `output`, and the `execution` that fanned it out |
@@ -166,6 +167,15 @@ impl JobKeys {
 /// verdict), in the task's own slot, and removed by the gatherer once it has counted the task.
 pub fn gatherable(tag: &str) -> String {
     format!("shoal:{{{tag}}}:gatherable")
+}
+
+/// The notices of jobs with tag `tag` that pipelines wait for, `<pipeline>/<job>/<state>` each:
+/// added by the script that ends a job (or records its verdict) for every pipeline its record's
+/// `pipelines` field names, removed by the pipelines' driver once it has recorded what they
+/// caused. The scripts name it from the gatherable set they are given ([`gatherable`] and
+/// `:pipelines`), as they name tenant indexes: it shares the job's slot.
+pub fn pipeline_notices(tag: &str) -> String {
+    format!("{}:pipelines", gatherable(tag))
 }
 
 /// The stream of webhook events of jobs with tag `tag` (a job asking for a webhook gets an
@@ -576,6 +586,7 @@ mod tests {
             let slot = cluster_slot(&keys.job);
             assert_eq!(cluster_slot(&keys.executions), slot);
             assert_eq!(cluster_slot(&keys.gatherable), slot, "a task's scripts leave its notice in its own slot");
+            assert_eq!(cluster_slot(&pipeline_notices(&job_tag(id))), slot, "and a pipeline's job its notices");
             assert_eq!(cluster_slot(&keys.changes), slot, "the scripts that change a job record it beside it");
             for index in &keys.state_index {
                 assert_eq!(cluster_slot(index), slot);

@@ -73,8 +73,8 @@ pub use model::{
     WebhookEvent, MIN_CONTAINER_MEMORY_BYTES, OUTPUTS_MOUNT,
 };
 pub use pipelines::{
-    per_file_input, unit_key, JobEnd, Pipeline, PipelineCreated, PipelineState, PipelineStatus, PipelineStore,
-    StageStatus, UnitCounts, UnitDecision, UnitState, UnitStatus,
+    per_file_input, unit_key, JobEnd, Pipeline, PipelineCreated, PipelineNotice, PipelineState, PipelineStatus,
+    PipelineStore, StageStatus, UnitCounts, UnitDecision, UnitState, UnitStatus,
 };
 pub use placement::{Candidate, ShardAssignment};
 pub use queue::{Delivery, Lane, ShardQueue, ShardReader};

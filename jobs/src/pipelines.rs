@@ -6,10 +6,19 @@
 //! [`keys::Lock::Pipelines`]) advances them. Every decision is written once (`HSETNX`), and the
 //! jobs it names are submitted under an idempotency key made from their invocation CID, so a
 //! driver that dies mid-round leaves nothing the next one would do twice.
+//!
+//! A job a pipeline waits for names the pipeline in its record (`pipelines`, set by
+//! [`PipelineStore::submit_unit`]); the script that makes the job usable — ends it, or records
+//! the verifier's verdict when its policy asks for one — leaves a notice for each pipeline named
+//! ([`keys::pipeline_notices`]), so the driver reads only the jobs that changed
+//! ([`PipelineStore::notices`]) and removes the notices once it recorded what they caused
+//! ([`PipelineStore::forget`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+
+use std::sync::LazyLock;
 
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
@@ -19,10 +28,11 @@ use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys, PipelineKeys};
 use crate::model::{
-    ContentId, ExecutionResult, Failure, FailureReason, FanOutOver, JobState, PipelineSpec, Stage, StageSource,
-    VerificationPolicy,
+    ContentId, ExecutionResult, Failure, FailureReason, FanOutOver, Job, JobSpec, JobState, PipelineSpec, Stage,
+    StageSource, VerificationPolicy,
 };
-use crate::store::now_ms;
+use crate::queue::ShardQueue;
+use crate::store::{now_ms, Created, Idempotency, JobStore};
 use crate::tenants::Tenant;
 
 /// How far a pipeline has got.
@@ -228,6 +238,57 @@ pub enum JobEnd {
     Failed(Failure),
 }
 
+impl JobEnd {
+    /// How `job` ended, from its record.
+    pub fn of(job: &Job) -> JobEnd {
+        match (job.state, &job.result) {
+            (JobState::Queued, _) => JobEnd::Unfinished(false),
+            (JobState::Running, _) => JobEnd::Unfinished(true),
+            (JobState::Succeeded, Some(result)) => JobEnd::Succeeded(result.output, job.verification.is_some()),
+            (state, _) => JobEnd::Failed(
+                job.failure
+                    .clone()
+                    .unwrap_or_else(|| internal(format!("job {} ended {state} without a failure", job.id))),
+            ),
+        }
+    }
+}
+
+/// A notice that a job pipeline `pipeline` waits for may be used now, as its tag's
+/// [`keys::pipeline_notices`] set holds it (`<pipeline>/<job>/<state>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PipelineNotice {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The job.
+    pub job: String,
+    /// The set member, as it is.
+    pub member: String,
+    /// The set holding it (the job's tag's).
+    pub set: String,
+}
+
+/// Adds a pipeline's notice name `<pipeline>/<job>` (`ARGV[1]`) to job `KEYS[1]`'s
+/// `pipelines`, and sets its `gather_on` (`ARGV[2]`: `settle`, or `verdict` when its policy asks
+/// for verification); if the job may be used already, gives the notice at once (in `KEYS[2]`, its
+/// tag's [`keys::pipeline_notices`]): the scripts that end it or record its verdict give it
+/// otherwise (the `STATES` prelude's `gatherable`), so no change is missed between the two.
+/// Returns 0 for a job without a record.
+const WATCH: &str = r#"
+local job = redis.call('HMGET', KEYS[1], 'state', 'pipelines', 'verification')
+if not job[1] then return 0 end
+local watchers = job[2] or ''
+if not string.find(' ' .. watchers .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then
+  redis.call('HSET', KEYS[1], 'pipelines', watchers == '' and ARGV[1] or watchers .. ' ' .. ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'gather_on', ARGV[2])
+local state = job[1]
+if state == 'failed' or state == 'cancelled' or (state == 'succeeded' and (job[3] or ARGV[2] == 'settle')) then
+  redis.call('SADD', KEYS[2], ARGV[1] .. '/' .. state)
+end
+return 1
+"#;
+
 /// Ends a running pipeline: `KEYS[1]` its record, `KEYS[2]` the running set; `ARGV` its id, the
 /// end state, the time and a message. Returns 1 if it ended it, 0 if it had ended already.
 const FINISH: &str = r#"
@@ -404,6 +465,90 @@ impl PipelineStore {
             .invoke_async(&mut conn)
             .await?;
         Ok(ended == 1)
+    }
+
+    /// Pipeline `id`'s state, if it exists (one field read: what a driver checks every round).
+    pub async fn state(&self, id: &str) -> Result<Option<PipelineState>, StoreError> {
+        let keys = PipelineKeys::of(id);
+        let mut conn = self.conn.clone();
+        let state: Option<String> = conn.hget(&keys.record, "state").await?;
+        state.map(|s| s.parse().map_err(|reason| StoreError::Corrupt { key: keys.record, reason })).transpose()
+    }
+
+    /// Submits the job for a unit of pipeline `pipeline` (see [`JobStore::submit`]) under an
+    /// idempotency key made of its tenant and invocation CID — an identical invocation of the
+    /// tenant's, in any pipeline, is one job — and names the pipeline in its record, so it gives
+    /// the pipeline notice when it may be used (at once if it may already). A job found under the
+    /// key that failed or was cancelled is not reused: the next key in the chain, the key and that
+    /// job's id, is tried — the same chain for every driver, so one that died before recording
+    /// its decision finds the same job again.
+    pub async fn submit_unit(
+        &self,
+        jobs: &JobStore,
+        queue: &ShardQueue,
+        spec: &JobSpec,
+        shard: u32,
+        tenant: &Tenant,
+        pipeline: &str,
+    ) -> Result<Job, StoreError> {
+        static WATCHING: LazyLock<Script> = LazyLock::new(|| Script::new(WATCH));
+        let memo = format!("pipeline\0{tenant}\0{}", spec.invocation_cid());
+        let mut key = memo.clone();
+        let job = loop {
+            match jobs.submit(queue, spec, shard, tenant, Some(Idempotency::Internal(&key))).await? {
+                Created::Existing(job) if matches!(job.state, JobState::Failed | JobState::Cancelled) => {
+                    key = format!("{memo}\0after\0{}", job.id);
+                }
+                Created::New(job) | Created::Existing(job) => break job,
+            }
+        };
+        let gather_on = if spec.verification == VerificationPolicy::None { "settle" } else { "verdict" };
+        let mut conn = self.conn.clone();
+        let _: i64 = WATCHING
+            .key(JobKeys::of(&job.id).job)
+            .key(keys::pipeline_notices(&keys::job_tag(&job.id)))
+            .arg(format!("{pipeline}/{}", job.id))
+            .arg(gather_on)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(job)
+    }
+
+    /// Up to `per_tag` notices from each tag's [`keys::pipeline_notices`] set, read in one
+    /// batch. A notice that does not parse is left where it is, for an operator to see.
+    pub async fn notices(&self, per_tag: usize) -> Result<Vec<PipelineNotice>, StoreError> {
+        let sets: Vec<String> = keys::all_job_tags().map(|tag| keys::pipeline_notices(&tag)).collect();
+        let mut batch = Batch::new();
+        for set in &sets {
+            batch.add(set, redis::cmd("SRANDMEMBER").arg(set).arg(per_tag).clone());
+        }
+        let members: Vec<Vec<String>> = self.conn.query_batch(&batch).await?;
+        Ok(sets
+            .iter()
+            .zip(members)
+            .flat_map(|(set, members)| {
+                members.into_iter().filter_map(move |member| {
+                    let mut parts = member.splitn(3, '/');
+                    let (pipeline, job) = (parts.next()?.to_string(), parts.next()?.to_string());
+                    parts.next()?;
+                    Some(PipelineNotice { pipeline, job, member, set: set.clone() })
+                })
+            })
+            .collect())
+    }
+
+    /// Removes `notices`: what they caused is recorded.
+    pub async fn forget(&self, notices: &[PipelineNotice]) -> Result<(), StoreError> {
+        let mut by_set: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for notice in notices {
+            by_set.entry(&notice.set).or_default().push(&notice.member);
+        }
+        let mut batch = Batch::new();
+        for (set, members) in by_set {
+            batch.add(set, redis::cmd("SREM").arg(set).arg(members).clone());
+        }
+        let _: Vec<i64> = self.conn.query_batch(&batch).await?;
+        Ok(())
     }
 
     /// Takes pipeline `id` off the driver's list (a cancelled pipeline whose jobs it cancelled).

@@ -4,6 +4,7 @@
 //! record, executions and state index never disagree, and a finished job can never be changed
 //! again: a duplicate or late result is kept as an execution but does not touch the job.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands, Script, ScriptInvocation};
@@ -136,9 +137,12 @@ local function announce(id, event)
 end
 local function gatherable(state, verdict)
   if not terminal(state) then return end
-  local task = redis.call('HMGET', KEYS[1], 'fanout_task', 'gather_on')
-  if task[1] and (state ~= 'succeeded' or verdict or task[2] == 'settle') then
-    redis.call('SADD', KEYS[10], task[1])
+  local task = redis.call('HMGET', KEYS[1], 'fanout_task', 'gather_on', 'pipelines')
+  if state == 'succeeded' and not verdict and task[2] ~= 'settle' then return end
+  if task[1] then redis.call('SADD', KEYS[10], task[1]) end
+  -- Pipelines waiting for the job (keys::pipeline_notices), by the same rule.
+  for watcher in string.gmatch(task[3] or '', '%S+') do
+    redis.call('SADD', KEYS[10] .. ':pipelines', watcher .. '/' .. state)
   end
 end
 local function move(id, from, to, created)
@@ -744,6 +748,21 @@ impl JobStore {
             .query_async(&mut conn)
             .await?;
         Ok(taken.is_some())
+    }
+
+    /// Keeps `lock` for `holder` another `hold` if `holder` still holds it; false if it does not
+    /// (it expired, and perhaps another took it).
+    pub async fn renew_lock(&self, lock: Lock, holder: &str, hold: Duration) -> Result<bool, StoreError> {
+        static RENEW: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(
+                "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+                 return redis.call('PEXPIRE', KEYS[1], ARGV[2])",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let renewed: i64 =
+            RENEW.key(lock.key()).arg(holder).arg(hold.as_millis() as u64).invoke_async(&mut conn).await?;
+        Ok(renewed == 1)
     }
 
     /// Queued jobs created more than `grace` ago that have no stream entry recorded — their

@@ -459,13 +459,13 @@ pub enum GatherError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use shoal_jobs::{Fsync, RedisServer, TaskSummary};
 
     /// A worker's executor over a private Redis, logged in as a worker, and an admin
     /// connection to look on with.
-    async fn executor(dir: &std::path::Path) -> (RedisServer, Executor, redis::aio::MultiplexedConnection) {
+    pub(crate) async fn executor(dir: &std::path::Path) -> (RedisServer, Executor, redis::aio::MultiplexedConnection) {
         let server = RedisServer::start(&dir.join("redis"), Fsync::EverySec).unwrap();
         let url = server.url_for(keys::RedisRole::Worker);
         let executor = Executor::open(&crate::WorkerConfig::new("w1", &url, &dir.join("w1"))).await.unwrap();
@@ -535,7 +535,8 @@ mod tests {
         finished
     }
 
-    async fn commands(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
+    /// Redis commands run so far (scripts' commands counted one by one).
+    pub(crate) async fn commands(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
         let info: String = redis::cmd("INFO").arg("commandstats").query_async(admin).await.unwrap();
         info.lines().filter_map(|line| line.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok()).sum()
     }

@@ -1,7 +1,9 @@
 //! Pipelines through a whole stack, driven by the workers: the cloud pipeline over tiles of the
 //! real Landsat scene (detect each, remove clouds only where the detect stats say so, one
 //! summary over all), memoised when submitted again, a threshold no tile passes (a fan-in of
-//! nothing), a condition on a field that is not there, a stage that stops the pipeline when it fails, and cancellation.
+//! nothing), a condition on a field that is not there, a stage that stops the pipeline when it fails
+//! (and runs again in the same pipeline submitted again: a failure is not memoised), and
+//! cancellation.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -161,20 +163,27 @@ async fn a_failing_stage_stops_its_pipeline_and_a_cancelled_pipeline_cancels_its
     let data = stack.add_bytes(b"one file\n").await.unwrap().to_string();
     let none = json!({"mode": "none"});
 
-    let failing = submit(
-        &stack,
-        &json!({"inputs": {"data": data}, "stages": [
-            {"name": "first", "program": trap, "verification": none,
-             "inputs": [{"from": "pipeline.data", "path": "/inputs"}]},
-            {"name": "second", "program": echo, "verification": none,
-             "inputs": [{"from": "first", "path": "/inputs"}]}
-        ]}),
-    )
-    .await;
+    let failing_spec = json!({"inputs": {"data": data}, "stages": [
+        {"name": "first", "program": trap, "verification": none,
+         "inputs": [{"from": "pipeline.data", "path": "/inputs"}]},
+        {"name": "second", "program": echo, "verification": none,
+         "inputs": [{"from": "first", "path": "/inputs"}]}
+    ]});
+    let failing = submit(&stack, &failing_spec).await;
     let status = ended(&stack, &failing).await;
     assert_eq!(status.state, PipelineState::Failed, "{status:#?}");
     assert!(status.message.as_ref().unwrap().starts_with("first failed: trap"), "{status:#?}");
     assert_eq!(stage(&status, "second").units[0].state, UnitState::Skipped, "{status:#?}");
+
+    // The same pipeline again: the identical invocation failed, so it runs again (a failure is
+    // never memoised), and fails the same way.
+    let again = ended(&stack, &submit(&stack, &failing_spec).await).await;
+    assert_eq!(again.state, PipelineState::Failed, "{again:#?}");
+    let (before, after) = (job_ids(&status), job_ids(&again));
+    assert_eq!((before.len(), after.len()), (1, 1));
+    assert_ne!(after[0], before[0], "a failed job is not reused");
+    let rerun = stack.job(&after[0]).await.unwrap();
+    assert_eq!((rerun.state, rerun.invocation), (JobState::Failed, stack.job(&before[0]).await.unwrap().invocation));
 
     let spinning = submit(
         &stack,
