@@ -191,3 +191,43 @@ async fn private_loopback_and_metadata_targets_are_refused() {
     assert!(got.lock().unwrap().is_empty(), "the loopback receiver was called");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_memoised_answer_is_announced_like_a_run() {
+    let options = StackOptions {
+        workers: 1,
+        verifier: Some(1.0),
+        webhook_allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.unwrap();
+    let secret = secret(&stack).await;
+    let (url, got) = receiver(0).await;
+    let echo = stack.add_program("echo-hash").await.unwrap();
+    let spec = json!({
+        "program": echo.to_string(),
+        "args": ["memoised"],
+        "verification": {"mode": "always"},
+        "notify": {"url": url},
+    });
+    let first = stack.submit_ok(&spec).await.unwrap();
+    attempts(&stack, &first, 2).await;
+
+    let (answered, body) = stack.submit(&spec).await.unwrap();
+    assert_eq!(answered, reqwest::StatusCode::CREATED, "{body}");
+    assert_eq!(body["memoised_from"], first.as_str());
+    let id = body["id"].as_str().unwrap();
+    let status = attempts(&stack, id, 2).await;
+    let mut events: Vec<&str> = status.webhook_attempts.iter().map(|a| a.event.as_str()).collect();
+    events.sort();
+    assert_eq!(events, ["job.succeeded", "job.verified"]);
+    let received = got.lock().unwrap().clone();
+    let theirs: Vec<Value> = received
+        .iter()
+        .map(|one| reference_verify(&secret, one).unwrap())
+        .filter(|payload| payload["data"]["job"] == id)
+        .collect();
+    assert_eq!(theirs.len(), 2);
+    assert!(theirs.iter().all(|payload| payload["data"]["acceptance"] == "verified"), "{theirs:?}");
+    stack.shutdown().await;
+}
