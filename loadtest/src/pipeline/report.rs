@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -119,6 +120,10 @@ pub struct PipelineReport {
     pub cpu_s: BTreeMap<String, f64>,
     /// Why it failed, if it did.
     pub problems: Vec<String>,
+    /// The run's temporary home, when it had one: removed when the report is dropped, after it
+    /// is written (removing many block files takes a while, and the report must not wait on it).
+    #[serde(skip)]
+    pub home: Option<Arc<tempfile::TempDir>>,
 }
 
 /// Why `report` fails: each run's own problems, an unfinished run, a run whose outputs differ

@@ -535,12 +535,12 @@ pub async fn run_pipeline(options: &PipelineOptions, command: String) -> Result<
     let started_at_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let shoal = shoal_binary(options.shoal.as_deref())?;
     let programs_path = options.programs.clone().unwrap_or_else(programs_dir);
-    let temporary;
-    let home = match &options.home {
-        Some(home) => home.clone(),
+    // A temporary home goes with the report, so it is removed only once the report is written.
+    let (home, temporary) = match &options.home {
+        Some(home) => (home.clone(), None),
         None => {
-            temporary = tempfile::tempdir().map_err(|e| LoadtestError::io("creating a temporary home", e))?;
-            temporary.path().to_path_buf()
+            let dir = tempfile::tempdir().map_err(|e| LoadtestError::io("creating a temporary home", e))?;
+            (dir.path().to_path_buf(), Some(dir))
         }
     };
 
@@ -649,6 +649,7 @@ pub async fn run_pipeline(options: &PipelineOptions, command: String) -> Result<
         runs,
         cpu_s,
         problems: Vec::new(),
+        home: temporary.map(Arc::new),
     };
     report.problems = problems(&report);
     report.passed = report.problems.is_empty();
