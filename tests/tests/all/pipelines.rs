@@ -2,8 +2,8 @@
 //! real Landsat scene (detect each, remove clouds only where the detect stats say so, one
 //! summary over all), memoised when submitted again, a threshold no tile passes (a fan-in of
 //! nothing), a condition on a field that is not there, a stage that stops the pipeline when it fails
-//! (and runs again in the same pipeline submitted again: a failure is not memoised), and
-//! cancellation.
+//! (and runs again in the same pipeline submitted again: a failure is not memoised),
+//! cancellation, and a pipeline outliving the worker process that drove it and ran its stage.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -207,5 +207,81 @@ async fn a_failing_stage_stops_its_pipeline_and_a_cancelled_pipeline_cancels_its
     let cancelled = stack.wait_terminal(&job, WAIT).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled, "{cancelled:?}");
     assert_eq!(ended(&stack, &spinning).await.state, PipelineState::Cancelled);
+    stack.shutdown().await;
+}
+
+/// Files the crash test's stage runs over: enough that the doomed worker is killed mid-stage.
+const CRASH_FILES: usize = 120;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipeline_outlives_the_worker_driving_it_and_running_its_stage() {
+    let options = StackOptions { workers: 0, visibility_timeout: Duration::from_secs(2), ..StackOptions::default() };
+    let mut stack = Stack::start(options).await.unwrap();
+    let echo = stack.add_program("echo-hash").await.unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    for n in 0..CRASH_FILES {
+        std::fs::write(work.path().join(format!("file-{n:03}")), format!("file {n}\n")).unwrap();
+    }
+    let files = stack.add_path(work.path()).await.unwrap().to_string();
+    let none = json!({"mode": "none"});
+    let spec = json!({"inputs": {"files": files}, "stages": [
+        {"name": "hash", "program": echo, "verification": none,
+         "inputs": [{"from": "pipeline.files", "path": "/inputs"}], "each": {"input": 0}},
+        {"name": "all", "program": echo, "verification": none,
+         "inputs": [{"from": "hash.all", "path": "/inputs"}]}
+    ]});
+
+    // The only worker drives the pipeline and runs its jobs; it dies partway through the stage.
+    let doomed = stack.spawn_worker_process("doomed").unwrap();
+    let id = submit(&stack, &spec).await;
+    let store = store(&stack).await;
+    let deadline = Instant::now() + WAIT;
+    let done_at_kill = loop {
+        let status = store.status(&id).await.unwrap().unwrap();
+        let done = stage(&status, "hash").counts.succeeded;
+        if done >= 10 {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "the doomed worker never got going: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stack.kill_worker_process(doomed).unwrap();
+    assert!(done_at_kill < CRASH_FILES as u64, "killed after the stage ended ({done_at_kill} done): not mid-stage");
+
+    stack.start_worker("survivor");
+    let status = ended(&stack, &id).await;
+    assert_eq!(status.state, PipelineState::Succeeded, "{status:#?}");
+    let hash = stage(&status, "hash");
+    assert_eq!((hash.counts.succeeded, hash.units.len()), (CRASH_FILES as u64, CRASH_FILES), "{status:#?}");
+
+    // Each file's unit has one job, run to the end once, whoever started it.
+    let mut jobs: Vec<&str> = hash.units.iter().map(|unit| unit.job.as_deref().unwrap()).collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    assert_eq!(jobs.len(), CRASH_FILES, "one job per file");
+    let mut by_survivor = 0;
+    for job in &jobs {
+        let job = stack.job(job).await.unwrap();
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(job.executions.iter().filter(|e| e.outcome.is_some()).count(), 1, "finished once: {job:?}");
+        by_survivor += usize::from(job.executions.iter().any(|e| e.worker == "survivor"));
+    }
+    assert!(by_survivor > 0, "the survivor ran the rest of the stage");
+
+    // The outputs are those of the same work done afresh, without a crash: the fan-in's from a
+    // job over the same gathered directory, and a sample of the files' from jobs over each file.
+    let all = stage(&status, "all");
+    let fan_in = stack.job(all.units[0].job.as_deref().unwrap()).await.unwrap();
+    let again =
+        stack.submit_ok(&json!({"program": echo, "verification": none, "inputs": fan_in.spec.inputs})).await.unwrap();
+    let again = stack.wait_terminal(&again, WAIT).await.unwrap();
+    assert_eq!(again.result.unwrap().output, fan_in.result.unwrap().output);
+    for unit in hash.units.iter().step_by(40) {
+        let job = stack.job(unit.job.as_deref().unwrap()).await.unwrap();
+        let fresh =
+            stack.submit_ok(&json!({"program": echo, "verification": none, "inputs": job.spec.inputs})).await.unwrap();
+        let fresh = stack.wait_terminal(&fresh, WAIT).await.unwrap();
+        assert_eq!(fresh.result.unwrap().output, job.result.unwrap().output, "{}", unit.file.as_deref().unwrap());
+    }
     stack.shutdown().await;
 }
