@@ -2,7 +2,7 @@
 // given rate for a while, producer and worker in this one Node process (concurrency 100), against
 // the redis-server the harness started. For each rate it prints, as one JSON document on stdout,
 // every job's latency (from the moment it was due to be added to its worker's `completed` event,
-// so a producer falling behind counts against it), the backlog (added and not completed) sampled
+// so a producer falling behind counts against it), the backlog (due and not completed) sampled
 // every half second, and the CPU this process and Redis used. The harness computes the
 // percentiles, the same way for both systems.
 //
@@ -79,11 +79,12 @@ async function step(conn, rate) {
   const total = Math.round(rate * secs);
   t0 = performance.now();
   const backlog = [];
+  let next = 0;
   const sampler = setInterval(() => {
-    backlog.push([(performance.now() - t0) / 1000, added - latencies.length - failed]);
+    // Due and not yet completed (or refused): a producer falling behind is backlog too.
+    backlog.push([(performance.now() - t0) / 1000, next - latencies.length - failed - addErrors]);
   }, BACKLOG_EVERY_MS);
   const adds = [];
-  let next = 0;
   while (next < total) {
     const now = performance.now();
     while (next < total && t0 + (next * 1000) / rate <= now) {

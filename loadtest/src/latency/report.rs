@@ -240,8 +240,9 @@ impl RunReport for LatencyReport {
         );
         let _ = writeln!(
             md,
-            "Sustainable: p99 under {SUSTAINABLE_P99_MS} ms, the backlog not growing (its slope over the second \
-             half of the submitting under 5 % of the rate + 1/s), every job finished, none refused. \
+            "Sustainable: p99 under {SUSTAINABLE_P99_MS} ms, the backlog (jobs due and not yet seen finished, \
+             submissions not yet answered included) not growing (its slope over the second half of the \
+             submitting under 5 % of the rate + 1/s), every job finished, none refused. \
              \"≥\": jobs still unfinished were counted at their wait so far.\n"
         );
         let _ = writeln!(

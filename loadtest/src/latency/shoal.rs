@@ -320,12 +320,16 @@ async fn submit_and_wait(
     stop_waiting: Instant,
     outstanding: &AtomicUsize,
 ) -> Seen {
+    // Counted from its due time: a submission the gateway is slow to take is backlog too.
+    outstanding.fetch_add(1, Ordering::Relaxed);
     let submitted = api.submit(spec, key, stop_waiting).await;
     let id = match &submitted {
         Submitted::Accepted { id, .. } | Submitted::Replayed { id, .. } => id.clone(),
-        Submitted::Refused { .. } => return Seen::Refused,
+        Submitted::Refused { .. } => {
+            outstanding.fetch_sub(1, Ordering::Relaxed);
+            return Seen::Refused;
+        }
     };
-    outstanding.fetch_add(1, Ordering::Relaxed);
     let finished = wait_terminal(api, &id, wait, stop_waiting).await;
     outstanding.fetch_sub(1, Ordering::Relaxed);
     let now = Instant::now();

@@ -39,7 +39,7 @@ pub struct StepSamples {
     pub unfinished_waits_ms: Vec<f64>,
     /// When each finished job was seen finished, seconds from the start.
     pub done_at_s: Vec<f64>,
-    /// (seconds from the start, jobs submitted and not yet seen finished), sampled.
+    /// (seconds from the start, jobs due and not yet seen finished or refused), sampled.
     pub backlog: Vec<(f64, f64)>,
 }
 
