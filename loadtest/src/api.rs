@@ -17,7 +17,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How a submission ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
-    /// 202: a new job.
+    /// 202: a new job (or 201: a new job answered from an identical accepted run, memoised).
     Accepted {
         /// The job id.
         id: String,
@@ -92,14 +92,15 @@ impl Api {
             match sent {
                 Ok(response) => {
                     let status = response.status();
-                    if status == StatusCode::ACCEPTED || status == StatusCode::OK {
+                    // 201: a new job answered at once from an identical accepted run (memoised).
+                    if status == StatusCode::ACCEPTED || status == StatusCode::CREATED || status == StatusCode::OK {
                         let id = response
                             .json::<Value>()
                             .await
                             .ok()
                             .and_then(|body| body["id"].as_str().map(str::to_string));
                         match id {
-                            Some(id) if status == StatusCode::ACCEPTED => return Submitted::Accepted { id, attempts },
+                            Some(id) if status != StatusCode::OK => return Submitted::Accepted { id, attempts },
                             Some(id) => return Submitted::Replayed { id, attempts },
                             // The answer was cut off: the job may exist; the key makes asking again safe.
                             None => last = format!("{status} without a readable body"),
