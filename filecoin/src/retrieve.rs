@@ -123,6 +123,13 @@ pub struct Offer {
     pub quote: Quote,
 }
 
+impl Offer {
+    /// This offer given up on before paying, for `reason`.
+    fn skipped(self, reason: String) -> FailedAttempt {
+        FailedAttempt { provider: self.provider.peer_id, url: self.url, paid: TokenAmount::default(), reason }
+    }
+}
+
 /// A provider tried and given up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedAttempt {
@@ -481,12 +488,7 @@ impl Retriever {
                     since.elapsed().as_secs(),
                     self.shun_period.as_secs()
                 );
-                failed.push(FailedAttempt {
-                    provider: offer.provider.peer_id,
-                    url: offer.url,
-                    paid: TokenAmount::default(),
-                    reason,
-                });
+                failed.push(offer.skipped(reason));
                 continue;
             }
             // `max_price` bounds what the input costs in all, providers that failed included.
@@ -497,12 +499,7 @@ impl Retriever {
                     format_atto(&paid),
                     format_atto(max)
                 );
-                failed.push(FailedAttempt {
-                    provider: offer.provider.peer_id,
-                    url: offer.url,
-                    paid: TokenAmount::default(),
-                    reason,
-                });
+                failed.push(offer.skipped(reason));
                 continue;
             }
             match self.attempt(root, wallet, &offer, sink).await {

@@ -137,6 +137,17 @@ impl RedisConnection {
             RedisConnection::Cluster(conn) => query_batch_cluster(conn, batch).await,
         }
     }
+
+    /// Up to `per_set` members of each of `sets`, drawn at random, read in one batch (the
+    /// notice sets fan-outs and pipelines keep per job tag), each with its set.
+    pub async fn sample_sets(&self, sets: Vec<String>, per_set: usize) -> RedisResult<Vec<(String, Vec<String>)>> {
+        let mut batch = Batch::new();
+        for set in &sets {
+            batch.add(set, redis::cmd("SRANDMEMBER").arg(set).arg(per_set).clone());
+        }
+        let members: Vec<Vec<String>> = self.query_batch(&batch).await?;
+        Ok(sets.into_iter().zip(members).collect())
+    }
 }
 
 /// Runs `batch` on a cluster: one pipeline per slot, sent concurrently, replies put back in the

@@ -252,15 +252,12 @@ impl FanOutStore {
     /// Up to `per_tag` notices from each tag's gatherable set, read in one batch. A notice
     /// that does not parse is left where it is, for an operator to see.
     pub async fn notices(&self, per_tag: usize) -> Result<Vec<Notice>, StoreError> {
-        let sets: Vec<String> = keys::all_job_tags().map(|tag| keys::gatherable(&tag)).collect();
-        let mut batch = Batch::new();
-        for set in &sets {
-            batch.add(set, redis::cmd("SRANDMEMBER").arg(set).arg(per_tag).clone());
-        }
-        let members: Vec<Vec<String>> = self.conn.query_batch(&batch).await?;
-        Ok(sets
-            .iter()
-            .zip(members)
+        let sets = keys::all_job_tags().map(|tag| keys::gatherable(&tag)).collect();
+        Ok(self
+            .conn
+            .sample_sets(sets, per_tag)
+            .await?
+            .into_iter()
             .flat_map(|(set, members)| {
                 members.into_iter().filter_map(move |member| {
                     let (job, key) = member.split_once('/')?;
