@@ -88,8 +88,8 @@ pub enum Started {
 }
 
 // KEYS: job, executions, five state indexes (JobState::ALL order), the deadline index, the
-// events stream, the gatherable set, the job's changes. Every script moves the job between index sets by its
-// current state, so indexes follow it. A fan-out's task carries `fanout_task` (its notice,
+// events stream, the gatherable set, the job's changes. Every script moves the job between
+// index sets by its current state, so indexes follow it. A fan-out's task carries `fanout_task` (its notice,
 // `<fanned-out job>/<task key>`) and `gather_on` (`settle`, or `verdict` when its job's policy
 // asks for verification) from its creation on, so the scripts that end it need nothing else.
 // ARGV[13] and [14]: a job submitted for memoisation's memo and its expiry in ms ('' and 0
