@@ -323,11 +323,10 @@ enum Submission<'a> {
     Memoised(Duration),
 }
 
-/// Job records in Redis, on one node or a cluster. Cheap to clone: clones share one
-/// auto-reconnecting connection.
-#[derive(Clone)]
-pub struct JobStore {
-    conn: RedisConnection,
+/// The job scripts, each with its preludes, built and hashed once per process: stores are
+/// cloned for every request, and a clone copying the scripts' sources (kilobytes each) made the
+/// gateway spend its time in the allocator under load.
+struct JobScripts {
     create: Script,
     start: Script,
     finish: Script,
@@ -339,22 +338,30 @@ pub struct JobStore {
     cancel: Script,
 }
 
+static SCRIPTS: LazyLock<JobScripts> = LazyLock::new(|| JobScripts {
+    create: Script::new(&format!("{STATES}{}{CREATE}", memo::ANSWER)),
+    start: Script::new(&format!("{STATES}{START}")),
+    finish: Script::new(&format!("{STATES}{FINISH}")),
+    abandon: Script::new(&format!("{STATES}{ABANDON}")),
+    verify: Script::new(&format!("{STATES}{}{VERIFY}", memo::REMEMBER)),
+    reopen: Script::new(&format!("{STATES}{}{REOPEN}", memo::REMEMBER)),
+    enqueued: Script::new(ENQUEUED),
+    expire: Script::new(&format!("{STATES}{EXPIRE}")),
+    cancel: Script::new(&format!("{STATES}{CANCEL}")),
+});
+
+/// Job records in Redis, on one node or a cluster. Cheap to clone: clones share one
+/// auto-reconnecting connection, and the scripts are the process's.
+#[derive(Clone)]
+pub struct JobStore {
+    conn: RedisConnection,
+}
+
 impl JobStore {
     /// A store over `conn` (a [`redis::aio::ConnectionManager`] for one node, or a
     /// [`RedisConnection`]).
     pub fn new(conn: impl Into<RedisConnection>) -> JobStore {
-        JobStore {
-            conn: conn.into(),
-            create: Script::new(&format!("{STATES}{}{CREATE}", memo::ANSWER)),
-            start: Script::new(&format!("{STATES}{START}")),
-            finish: Script::new(&format!("{STATES}{FINISH}")),
-            abandon: Script::new(&format!("{STATES}{ABANDON}")),
-            verify: Script::new(&format!("{STATES}{}{VERIFY}", memo::REMEMBER)),
-            reopen: Script::new(&format!("{STATES}{}{REOPEN}", memo::REMEMBER)),
-            enqueued: Script::new(ENQUEUED),
-            expire: Script::new(&format!("{STATES}{EXPIRE}")),
-            cancel: Script::new(&format!("{STATES}{CANCEL}")),
-        }
+        JobStore { conn: conn.into() }
     }
 
     /// The underlying connection, for queue operations that go with job changes.
@@ -434,7 +441,7 @@ impl JobStore {
         let created_at = now_ms();
         let keys = JobKeys::of(&id);
         let spec_json = serde_json::to_string(spec).expect("a JobSpec always serialises");
-        let stored: i32 = job_script(&self.create, &keys)
+        let stored: i32 = job_script(&SCRIPTS.create, &keys)
             .arg(&spec_json)
             .arg(&invocation)
             .arg(created_at)
@@ -534,7 +541,7 @@ impl JobStore {
             Failure { reason: FailureReason::Cancelled, message: why.to_string(), stderr: None, fuel_consumed: None };
         let failure = serde_json::to_string(&failure).expect("a Failure always serialises");
         let mut conn = self.conn.clone();
-        let answer: Vec<String> = job_script(&self.cancel, &JobKeys::of(id))
+        let answer: Vec<String> = job_script(&SCRIPTS.cancel, &JobKeys::of(id))
             .arg(id)
             .arg(now_ms())
             .arg(failure)
@@ -577,7 +584,7 @@ impl JobStore {
             .as_ref()
             .map(|failure| serde_json::to_string(failure).expect("a Failure always serialises"))
             .unwrap_or_default();
-        let stored: i32 = job_script(&self.verify, &keys)
+        let stored: i32 = job_script(&SCRIPTS.verify, &keys)
             .arg(id)
             .arg(json)
             .arg(corrected)
@@ -600,7 +607,7 @@ impl JobStore {
         let keys = JobKeys::of(id);
         let now = now_ms();
         let mut conn = self.conn.clone();
-        let reopened: i32 = job_script(&self.reopen, &keys)
+        let reopened: i32 = job_script(&SCRIPTS.reopen, &keys)
             .arg(id)
             .arg(now)
             .arg(now + job.spec.retry.total_timeout_ms)
@@ -684,7 +691,7 @@ impl JobStore {
     pub async fn enqueue(&self, queue: &ShardQueue, id: &str, shard: u32) -> Result<String, StoreError> {
         let entry = queue.enqueue(shard, id).await?;
         let mut conn = self.conn.clone();
-        let _: i32 = self.enqueued.key(JobKeys::of(id).job).arg(&entry).invoke_async(&mut conn).await?;
+        let _: i32 = SCRIPTS.enqueued.key(JobKeys::of(id).job).arg(&entry).invoke_async(&mut conn).await?;
         Ok(entry)
     }
 
@@ -711,7 +718,7 @@ impl JobStore {
                 stderr: None,
                 fuel_consumed: None,
             };
-            let done: i32 = job_script(&self.expire, &keys)
+            let done: i32 = job_script(&SCRIPTS.expire, &keys)
                 .arg(&id)
                 .arg(serde_json::to_string(&failure).expect("a Failure always serialises"))
                 .arg(now)
@@ -814,7 +821,7 @@ impl JobStore {
         let jitter = 0.5 + rand_unit(&execution.id);
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = job_script(&self.start, &keys)
+        let reply: Vec<String> = job_script(&SCRIPTS.start, &keys)
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
@@ -862,7 +869,7 @@ impl JobStore {
             }
         };
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = job_script(&self.finish, &keys)
+        let reply: Vec<String> = job_script(&SCRIPTS.finish, &keys)
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
@@ -887,7 +894,7 @@ impl JobStore {
     pub async fn abandon_execution(&self, id: &str, execution: &Execution) -> Result<bool, StoreError> {
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
-        let recorded: i64 = job_script(&self.abandon, &keys)
+        let recorded: i64 = job_script(&SCRIPTS.abandon, &keys)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
             .invoke_async(&mut conn)
