@@ -27,6 +27,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Run WebAssembly programs where the data is.
 #[derive(Parser)]
 #[command(name = "shoal", version, about)]

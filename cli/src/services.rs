@@ -1,5 +1,6 @@
 //! The long-running roles: `gateway`, `worker`, `content`, `verifier`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,12 @@ pub(crate) const DEFAULT_SHARDS: u32 = ShardRouter::DEFAULT_SHARDS;
 /// the level comes from `RUST_LOG` (default `info`).
 pub(crate) fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a terminal: in a log file they are noise, and formatting them cost
+    // a busy worker measurable CPU per job.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = if std::env::var("SHOAL_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()
     } else {
