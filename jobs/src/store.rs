@@ -194,7 +194,8 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at_ms', ARGV[4], 'last_started_ms', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'entry', ARGV[5]) end
 move(ARGV[1], state, 'running', redis.call('HGET', KEYS[1], 'created_at_ms'))
-return {'running'}
+-- The job as it is now, so the worker needs no second round trip to read what it runs.
+return {'running', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 "#;
 
 // ARGV: id, execution id, execution JSON, final state, result JSON or '', failure JSON or '', now.
@@ -821,7 +822,7 @@ impl JobStore {
         let jitter = 0.5 + rand_unit(&execution.id);
         let keys = JobKeys::of(id);
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = job_script(&SCRIPTS.start, &keys)
+        let reply: Vec<redis::Value> = job_script(&SCRIPTS.start, &keys)
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
@@ -830,17 +831,25 @@ impl JobStore {
             .arg(jitter)
             .invoke_async(&mut conn)
             .await?;
-        match reply.first().map(String::as_str) {
+        let said: Option<String> = reply_part(&reply, 0)?;
+        match said.as_deref() {
             Some("duplicate") => Ok(Started::Duplicate),
             Some("later") => Ok(Started::BackingOff {
-                wait: Duration::from_millis(reply.get(1).and_then(|ms| ms.parse().ok()).unwrap_or_default()),
+                wait: Duration::from_millis(
+                    reply_part::<String>(&reply, 1)?.and_then(|ms| ms.parse().ok()).unwrap_or_default(),
+                ),
             }),
             Some("running") => {
-                Ok(Started::Running(Box::new(self.get(id).await?.ok_or_else(|| StoreError::JobNotFound(id.into()))?)))
+                let fields: HashFields = reply_part(&reply, 1)?.unwrap_or_default();
+                let executions: HashFields = reply_part(&reply, 2)?.unwrap_or_default();
+                if fields.is_empty() {
+                    return Err(StoreError::JobNotFound(id.to_string()));
+                }
+                Ok(Started::Running(Box::new(decode_job(id, &keys.job, fields, executions)?)))
             }
-            Some("terminal") => Ok(Started::AlreadyFinished(parse_state(&keys.job, reply.get(1))?)),
+            Some("terminal") => Ok(Started::AlreadyFinished(parse_state(&keys.job, reply_part(&reply, 1)?.as_ref())?)),
             Some("exhausted") => Ok(Started::AttemptsExhausted {
-                attempts: reply.get(1).and_then(|n| n.parse().ok()).unwrap_or_default(),
+                attempts: reply_part::<String>(&reply, 1)?.and_then(|n| n.parse().ok()).unwrap_or_default(),
             }),
             _ => Err(StoreError::JobNotFound(id.to_string())),
         }
@@ -908,6 +917,11 @@ fn parse_state(key: &str, value: Option<&String>) -> Result<JobState, StoreError
         .ok_or_else(|| StoreError::Corrupt { key: key.to_string(), reason: "no state".into() })?
         .parse()
         .map_err(|reason| StoreError::Corrupt { key: key.to_string(), reason })
+}
+
+/// Part `n` of a script's array reply, if it has one.
+fn reply_part<T: redis::FromRedisValue>(reply: &[redis::Value], n: usize) -> Result<Option<T>, StoreError> {
+    Ok(reply.get(n).map(redis::from_redis_value_ref).transpose().map_err(redis::RedisError::from)?)
 }
 
 fn decode_job(
