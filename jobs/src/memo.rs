@@ -74,13 +74,14 @@ end
 // same tenant and invocation that is still succeeded with a verdict (the scripts keep the memo
 // only while that verdict accepts it), the new job is created succeeded with that job's result
 // and verification, naming it in `memoised_from`, its end and verdict recorded as changes (for
-// those following it) and announced if it asked for webhooks, and the script answers 2. A memo naming anything else is dropped, and `CREATE` goes on to queue the
-// job, recording its memo. The memo and the named job's record (the new job's key with the
-// other id) are named here rather than passed as keys, as the tenant indexes are: they share
-// the new job's tag, so its slot.
+// those following it) and announced if it asked for webhooks, and the script answers 2 with the
+// new job (the store's `created`). A memo naming anything else is dropped, and `CREATE` goes on
+// to queue the job, recording its memo. The memo and the named job's record (the new job's key
+// with the other id) are named here rather than passed as keys, as the tenant indexes are: they
+// share the new job's tag, so its slot.
 pub(crate) const ANSWER: &str = r#"
 if ARGV[13] ~= '' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return created(0) end
   local source = redis.call('GET', ARGV[13])
   if source then
     local record = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[5]) .. source
@@ -97,7 +98,7 @@ if ARGV[13] ~= '' then
       changed(ARGV[5], ARGV[9], 'succeeded ' .. cjson.decode(from[5]).outcome.verdict)
       announce(ARGV[5], 'job.succeeded')
       announce(ARGV[5], 'job.verified')
-      return 2
+      return created(2)
     end
     redis.call('DEL', ARGV[13])
   end

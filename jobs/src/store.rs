@@ -94,8 +94,9 @@ pub enum Started {
 // asks for verification) from its creation on, so the scripts that end it need nothing else.
 // ARGV[13] and [14]: a job submitted for memoisation's memo and its expiry in ms ('' and 0
 // otherwise); the `ANSWER` prelude of `crate::memo` runs first and may answer from the memo.
+// Every answer is `CREATED`'s.
 const CREATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return created(0) end
 local fields = {'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued', 'created_at_ms', ARGV[3],
   'updated_at_ms', ARGV[3], 'shard', ARGV[4], 'max_attempts', ARGV[6], 'backoff_ms', ARGV[8], 'tenant', ARGV[9]}
 if ARGV[10] == '1' then table.insert(fields, 'notify') table.insert(fields, '1') end
@@ -110,7 +111,16 @@ changed(ARGV[5], ARGV[9], 'queued')
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[3] .. ':tenant:' .. ARGV[9], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
-return 1
+return created(1)
+"#;
+
+// The create script's answer (before `crate::memo::ANSWER` and `CREATE`): what it did — 0 the
+// job existed already, 1 it was queued, 2 it was answered from its memo — with the job's record
+// and executions as they are now, so a submission needs no second round trip to read its job.
+const CREATED: &str = r#"
+local function created(did)
+  return {did, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+end
 "#;
 
 // A job's tenant indexes are named after its state index (`keys::tenant_state_index`). A job
@@ -340,7 +350,7 @@ struct JobScripts {
 }
 
 static SCRIPTS: LazyLock<JobScripts> = LazyLock::new(|| JobScripts {
-    create: Script::new(&format!("{STATES}{}{CREATE}", memo::ANSWER)),
+    create: Script::new(&format!("{STATES}{CREATED}{}{CREATE}", memo::ANSWER)),
     start: Script::new(&format!("{STATES}{START}")),
     finish: Script::new(&format!("{STATES}{FINISH}")),
     abandon: Script::new(&format!("{STATES}{ABANDON}")),
@@ -442,7 +452,7 @@ impl JobStore {
         let created_at = now_ms();
         let keys = JobKeys::of(&id);
         let spec_json = serde_json::to_string(spec).expect("a JobSpec always serialises");
-        let stored: i32 = job_script(&SCRIPTS.create, &keys)
+        let (stored, fields, executions): (i32, HashFields, HashFields) = job_script(&SCRIPTS.create, &keys)
             .arg(&spec_json)
             .arg(&invocation)
             .arg(created_at)
@@ -459,7 +469,10 @@ impl JobStore {
             .arg(memo.as_ref().map(|&(_, ttl_ms)| ttl_ms).unwrap_or_default())
             .invoke_async(&mut conn)
             .await?;
-        let job = self.get(&id).await?.ok_or_else(|| StoreError::JobNotFound(id.clone()))?;
+        if fields.is_empty() {
+            return Err(StoreError::JobNotFound(id));
+        }
+        let job = decode_job(&id, &keys.job, fields, executions)?;
         // Two requests with one key can both reach the script; only the one that stored the
         // job reports it as new (and so queues it, unless it was answered from its memo).
         Ok(if stored == 0 { Created::Existing(job) } else { Created::New(job) })
