@@ -9,6 +9,11 @@
 //! Hashing is the expensive part, so chunks are hashed on blocking threads a few chunks ahead of
 //! the sink, which receives blocks in order. Local files go further: each blocking task reads
 //! its own chunk by offset as well as hashing it, so reading and hashing use every core.
+//!
+//! Small imports are the other way round: their cost is hops to the blocking pool, not hashing.
+//! So a small tree is read whole in one blocking task, small chunks are hashed where they are
+//! read, and blocks reach the sink in batches ([`BlockSink::put_many`]), a small import's all in
+//! one.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -37,8 +42,25 @@ use crate::store::BlockSink;
 /// next chunk; small enough that memory stays a few chunks (≤ 5 MiB at 1 MiB chunks).
 const HASH_AHEAD: usize = 4;
 
-/// Leaf writes to the sink under way at once (see [`Importer::put_leaf`]).
+/// Batches being written to the sink at once (see [`Importer::flush`]).
 const WRITE_AHEAD: usize = 4;
+
+/// Blocks are handed to the sink in batches of about this many bytes ([`BlockSink::put_many`]):
+/// a small import is one batch, one hop to a file store's blocking pool rather than one per
+/// block; a full chunk's leaf is a batch of its own, written while later chunks hash.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Chunks up to this size are hashed where they are read: hashing a few KiB takes less time
+/// than handing it to a blocking thread and back.
+const INLINE_HASH_BYTES: usize = 16 * 1024;
+
+/// [`import_path`] reads a tree whole, in one blocking task, if it has at most this many
+/// entries and this many file bytes (a job's outputs, typically): a hop to the blocking pool
+/// per file system call cost more than the calls for small trees. Larger trees are walked and
+/// streamed entry by entry.
+const SCAN_MAX_ENTRIES: usize = 256;
+/// See [`SCAN_MAX_ENTRIES`].
+const SCAN_MAX_BYTES: u64 = 1 << 20;
 
 /// Called with the number of file bytes imported so far (cumulative over a whole tree).
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -94,13 +116,23 @@ pub async fn import_reader(
 /// skipped unless [`ImportOptions::include_hidden`], and a name that is not UTF-8 is an error.
 /// If `path` itself is a symbolic link, its target is imported.
 pub async fn import_path(path: &Path, opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Imported> {
-    let meta =
-        tokio::fs::metadata(path).await.map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
     let mut importer = Importer::new(opts, sink);
-    let root = if meta.is_dir() {
-        importer.directory_at(path.to_path_buf()).await?
-    } else {
-        importer.entry_at(path.to_path_buf(), meta).await?
+    let (scan_path, include_hidden) = (path.to_path_buf(), opts.include_hidden);
+    let scanned = tokio::task::spawn_blocking(move || scan(&scan_path, include_hidden))
+        .await
+        .map_err(|e| ContentError::io(format!("reading {}", path.display()), std::io::Error::other(e)))??;
+    let root = match scanned {
+        Some(tree) => importer.scanned(tree).await?,
+        None => {
+            let meta = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
+            if meta.is_dir() {
+                importer.directory_at(path.to_path_buf()).await?
+            } else {
+                importer.entry_at(path.to_path_buf(), meta).await?
+            }
+        }
     };
     importer.finish(root.cid).await
 }
@@ -160,8 +192,16 @@ struct Importer<'a> {
     sink: &'a dyn BlockSink,
     bytes: u64,
     blocks: u64,
-    /// Leaf writes under way. Leaves are written while later chunks hash; every other block
-    /// waits for these first, so a parent is never stored before its children.
+    /// Blocks not yet handed to the sink, children before parents.
+    batch: Vec<Block>,
+    /// Bytes of the blocks in `batch`.
+    batch_bytes: usize,
+    /// Whether `batch` holds a block other than a leaf: a block that may link to blocks of
+    /// batches still being written.
+    batch_links: bool,
+    /// Batches being written. Batches of leaves are written while later chunks hash; a batch
+    /// holding a parent waits for these first, so a parent is never stored before its
+    /// children.
     writing: FuturesUnordered<BoxFuture<'a, Result<()>>>,
 }
 
@@ -174,33 +214,60 @@ impl<'a> Importer<'a> {
             sink,
             bytes: 0,
             blocks: 0,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            batch_links: false,
             writing: FuturesUnordered::new(),
         }
     }
 
     async fn finish(mut self, root: Cid) -> Result<Imported> {
+        self.flush().await?;
         self.drain().await?;
         Ok(Imported { root, size: self.bytes, blocks: self.blocks })
     }
 
-    /// Stores `block` once every leaf write under way has finished.
-    async fn put(&mut self, block: &Block) -> Result<()> {
-        self.drain().await?;
-        self.sink.put(block).await?;
+    /// Stores `block`, which may link to blocks stored before it: it goes to the sink after
+    /// them.
+    async fn put(&mut self, block: Block) -> Result<()> {
+        self.batch_links = true;
+        self.queue(block).await
+    }
+
+    /// Stores a leaf, without waiting for earlier writes: leaves link to nothing.
+    async fn put_leaf(&mut self, block: Block) -> Result<()> {
+        self.queue(block).await
+    }
+
+    /// Adds `block` to the batch, and starts writing the batch once it is [`BATCH_BYTES`].
+    async fn queue(&mut self, block: Block) -> Result<()> {
         self.blocks += 1;
+        self.batch_bytes += block.data().len();
+        self.batch.push(block);
+        if self.batch_bytes >= BATCH_BYTES {
+            self.flush().await?;
+        }
         Ok(())
     }
 
-    /// Starts storing a leaf without waiting for it, with at most [`WRITE_AHEAD`] under way: a
-    /// store's write (a file per block) takes as long as hashing a chunk, and need not wait
-    /// for it.
-    async fn put_leaf(&mut self, block: Block) -> Result<()> {
+    /// Starts writing the batch without waiting for it, with at most [`WRITE_AHEAD`] batches
+    /// under way: a store's write (a file per block) takes as long as hashing a chunk, and need
+    /// not wait for it. A batch holding a parent first waits for every batch under way, which
+    /// may hold its children; within a batch the sink stores blocks in order.
+    async fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.batch_links) {
+            self.drain().await?;
+        }
         while self.writing.len() >= WRITE_AHEAD {
             self.writing.next().await.expect("writes under way")?;
         }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
         let sink = self.sink;
-        self.writing.push(Box::pin(async move { sink.put(&block).await }));
-        self.blocks += 1;
+        self.writing.push(Box::pin(async move { sink.put_many(&batch).await }));
         // Poll until nothing more is ready, so the new write has started (a store typically
         // hands it to a blocking thread on first poll) before this task goes back to hashing.
         while let Some(Some(done)) = self.writing.next().now_or_never() {
@@ -209,7 +276,7 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    /// Waits for every leaf write under way.
+    /// Waits for every batch being written.
     async fn drain(&mut self) -> Result<()> {
         while let Some(done) = self.writing.next().await {
             done?;
@@ -220,8 +287,9 @@ impl<'a> Importer<'a> {
     /// Encodes, names (CIDv0 or v1 as the profile says) and stores a dag-pb node.
     async fn put_pb(&mut self, node: PbNode) -> Result<Child> {
         let block = encode_pb(node, self.profile.cid_v0());
-        self.put(&block).await?;
-        Ok(Child { cid: *block.cid(), tsize: block.data().len() as u64 })
+        let child = Child { cid: *block.cid(), tsize: block.data().len() as u64 };
+        self.put(block).await?;
+        Ok(child)
     }
 
     /// Imports one file whose leaves `leaves` produces, building the balanced tree as they come.
@@ -238,7 +306,7 @@ impl<'a> Importer<'a> {
                 }
             }
             let Some(task) = pending.pop_front() else { break };
-            let leaf = task.await.map_err(|e| ContentError::io("hashing a chunk", std::io::Error::other(e)))??;
+            let leaf = task.leaf().await?;
             // An empty file still gets one (empty) leaf, as in kubo; otherwise an empty read
             // after a full chunk is the end of input, not a leaf.
             if leaf.filesize == 0 && !first {
@@ -296,7 +364,7 @@ impl<'a> Importer<'a> {
         };
         if estimate > HAMT_THRESHOLD_BYTES {
             let (blocks, root) = hamt::build(entries, self.profile.cid_v0())?;
-            for block in &blocks {
+            for block in blocks {
                 self.put(block).await?;
             }
             return Ok(root);
@@ -339,6 +407,26 @@ impl<'a> Importer<'a> {
                 entries.push((name, child));
             }
             self.directory(entries).await
+        })
+    }
+
+    /// Imports a tree [`scan`] read whole.
+    fn scanned(&mut self, tree: Scanned) -> BoxFuture<'_, Result<Child>> {
+        Box::pin(async move {
+            match tree {
+                Scanned::Directory(found) => {
+                    let mut entries = Vec::with_capacity(found.len());
+                    for (name, entry) in found {
+                        entries.push((name, self.scanned(entry).await?));
+                    }
+                    self.directory(entries).await
+                }
+                Scanned::Symlink(target) => self.symlink(target).await,
+                // Chunked as a file read by offset is: the same leaves, the same CID.
+                Scanned::File(bytes) => {
+                    self.file(ReaderLeaves { reader: std::io::Cursor::new(bytes), eof: false }).await
+                }
+            }
         })
     }
 
@@ -423,8 +511,31 @@ struct Leaf {
     filesize: u64,
 }
 
-/// A leaf being read and hashed on a blocking thread.
-type LeafTask = tokio::task::JoinHandle<Result<Leaf>>;
+/// A leaf hashed where it was read, or being read and hashed on a blocking thread.
+enum LeafTask {
+    Done(Box<Leaf>),
+    Hashing(tokio::task::JoinHandle<Result<Leaf>>),
+}
+
+impl LeafTask {
+    /// Hashes `chunk` here if it is small, else on a blocking thread.
+    fn hash(chunk: Bytes, profile: Profile) -> LeafTask {
+        if chunk.len() <= INLINE_HASH_BYTES {
+            LeafTask::Done(Box::new(encode_leaf(chunk, profile)))
+        } else {
+            LeafTask::Hashing(tokio::task::spawn_blocking(move || Ok(encode_leaf(chunk, profile))))
+        }
+    }
+
+    async fn leaf(self) -> Result<Leaf> {
+        match self {
+            LeafTask::Done(leaf) => Ok(*leaf),
+            LeafTask::Hashing(task) => {
+                task.await.map_err(|e| ContentError::io("hashing a chunk", std::io::Error::other(e)))?
+            }
+        }
+    }
+}
 
 /// Where a file's leaves come from: each call starts the next chunk's leaf.
 #[async_trait::async_trait]
@@ -448,7 +559,7 @@ impl<R: AsyncRead + Unpin + Send> LeafProducer for ReaderLeaves<R> {
         }
         let chunk = read_chunk(&mut self.reader, profile.chunk_size()).await?;
         self.eof = chunk.len() < profile.chunk_size();
-        Ok(Some(tokio::task::spawn_blocking(move || Ok(encode_leaf(chunk, profile)))))
+        Ok(Some(LeafTask::hash(chunk, profile)))
     }
 }
 
@@ -474,11 +585,87 @@ impl LeafProducer for FileLeaves {
         let (file, offset, path) = (self.file.clone(), self.offset, self.path.clone());
         let want = (self.len - offset).min(profile.chunk_size() as u64) as usize;
         self.offset += profile.chunk_size() as u64;
-        Ok(Some(tokio::task::spawn_blocking(move || {
+        Ok(Some(LeafTask::Hashing(tokio::task::spawn_blocking(move || {
             let chunk = read_chunk_at(&file, offset, want)
                 .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
             Ok(encode_leaf(chunk, profile))
-        })))
+        }))))
+    }
+}
+
+/// A tree read whole by [`scan`].
+enum Scanned {
+    /// Entries sorted by name, hidden ones left out unless asked for.
+    Directory(Vec<(String, Scanned)>),
+    Symlink(String),
+    File(Bytes),
+}
+
+/// What [`scan`] may still read.
+struct ScanBudget {
+    entries: usize,
+    bytes: u64,
+}
+
+/// Reads the tree at `path` whole, as [`Importer::directory_at`] and [`Importer::entry_at`]
+/// would walk it (same order, same errors); `None` once it proves larger than
+/// [`SCAN_MAX_ENTRIES`] or [`SCAN_MAX_BYTES`]. Runs on a blocking thread.
+fn scan(path: &Path, include_hidden: bool) -> Result<Option<Scanned>> {
+    let meta = std::fs::metadata(path).map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
+    let mut budget = ScanBudget { entries: SCAN_MAX_ENTRIES, bytes: SCAN_MAX_BYTES };
+    scan_entry(path, &meta, include_hidden, &mut budget)
+}
+
+fn scan_entry(path: &Path, meta: &Metadata, include_hidden: bool, budget: &mut ScanBudget) -> Result<Option<Scanned>> {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        let listing = |e| ContentError::io(format!("listing {}", path.display()), e);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(listing)? {
+            let entry = entry.map_err(listing)?;
+            let name = entry.file_name().into_string().map_err(|raw| ContentError::InvalidArgument {
+                what: format!("file name {raw:?} in {}", path.display()),
+                reason: "UnixFS names must be UTF-8".into(),
+            })?;
+            if name.starts_with('.') && !include_hidden {
+                continue;
+            }
+            let Some(left) = budget.entries.checked_sub(1) else { return Ok(None) };
+            budget.entries = left;
+            found.push((name, entry.path()));
+        }
+        found.sort();
+        let mut entries = Vec::with_capacity(found.len());
+        for (name, entry_path) in found {
+            let meta = std::fs::symlink_metadata(&entry_path)
+                .map_err(|e| ContentError::io(format!("reading {}", entry_path.display()), e))?;
+            match scan_entry(&entry_path, &meta, include_hidden, budget)? {
+                Some(entry) => entries.push((name, entry)),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(Scanned::Directory(entries)))
+    } else if kind.is_symlink() {
+        let target =
+            std::fs::read_link(path).map_err(|e| ContentError::io(format!("reading link {}", path.display()), e))?;
+        let target = target.into_os_string().into_string().map_err(|raw| ContentError::InvalidArgument {
+            what: format!("symlink target {raw:?} of {}", path.display()),
+            reason: "UnixFS symlink targets must be UTF-8".into(),
+        })?;
+        Ok(Some(Scanned::Symlink(target)))
+    } else if kind.is_file() {
+        let Some(left) = budget.bytes.checked_sub(meta.len()) else { return Ok(None) };
+        budget.bytes = left;
+        let file = std::fs::File::open(path).map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
+        // As long as it was when its metadata was read, as `FileLeaves` reads it.
+        let bytes = read_chunk_at(&file, 0, meta.len() as usize)
+            .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
+        Ok(Some(Scanned::File(bytes)))
+    } else {
+        Err(ContentError::InvalidArgument {
+            what: format!("file {}", path.display()),
+            reason: "not a regular file, directory or symlink (sockets, FIFOs and devices have no UnixFS form)".into(),
+        })
     }
 }
 
@@ -656,6 +843,39 @@ mod tests {
             links.push(links[0].clone());
             assert!(import_links(links, &ImportOptions::default(), &store).await.is_err(), "a name twice");
         }
+    }
+
+    #[tokio::test]
+    async fn a_tree_read_whole_imports_and_fails_as_the_walk_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
+        std::fs::write(dir.path().join("big"), &big).unwrap();
+        std::fs::write(dir.path().join("empty"), "").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "h").unwrap();
+        std::fs::create_dir_all(dir.path().join("sub/deeper")).unwrap();
+        std::fs::write(dir.path().join("sub/deeper/small"), "80 bytes or so").unwrap();
+        std::os::unix::fs::symlink("../big", dir.path().join("sub/link")).unwrap();
+        let walk = |opts: ImportOptions, store: MemoryBlockStore, path: PathBuf| async move {
+            let mut importer = Importer::new(&opts, &store);
+            let root = importer.directory_at(path).await?;
+            importer.finish(root.cid).await
+        };
+        for include_hidden in [false, true] {
+            let opts = ImportOptions { include_hidden, ..Default::default() };
+            assert!(scan(dir.path(), include_hidden).unwrap().is_some(), "small enough to be read whole");
+            let (read_whole, walked) = (MemoryBlockStore::new(), MemoryBlockStore::new());
+            let imported = import_path(dir.path(), &opts, &read_whole).await.unwrap();
+            assert_eq!(imported, walk(opts.clone(), walked.clone(), dir.path().to_path_buf()).await.unwrap());
+            // big: 3 leaves and a parent; empty, small, link, deeper, sub, the root; .hidden if asked.
+            assert_eq!((read_whole.len(), imported.blocks), (walked.len(), 10 + u64::from(include_hidden)));
+        }
+        // A socket has no UnixFS form: the same error either way.
+        let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sub/socket")).unwrap();
+        let opts = ImportOptions::default();
+        let read_whole = import_path(dir.path(), &opts, &MemoryBlockStore::new()).await.unwrap_err();
+        let walked = walk(opts, MemoryBlockStore::new(), dir.path().to_path_buf()).await.unwrap_err();
+        assert_eq!(read_whole.to_string(), walked.to_string());
+        assert!(read_whole.to_string().contains("sub/socket"), "{read_whole}");
     }
 
     #[tokio::test]
