@@ -1,8 +1,11 @@
 //! [`Runtime`]: compiles programs once and runs them, one fresh store per run.
 
+use std::collections::VecDeque;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,6 +43,8 @@ struct RuntimeInner {
     /// One permit per pooling-allocator instance slot: a full pool makes
     /// instantiation fail, so runs beyond the pool size wait here instead.
     slots: Arc<Semaphore>,
+    /// The threads the guests run on.
+    guests: GuestThreads<Result<Outcome, RunError>>,
     /// Held only to stop the ticker thread when the runtime is dropped.
     _ticker: EpochTicker,
 }
@@ -88,7 +93,11 @@ impl Runtime {
         wrap_wasi(&mut linker).map_err(|err| RuntimeError::Linker(err.into_boxed_dyn_error()))?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let slots = Arc::new(Semaphore::new(config.max_concurrent_instances as usize));
-        Ok(Self { inner: Arc::new(RuntimeInner { engine, linker, config, slots, _ticker: ticker }) })
+        let guests = GuestThreads::new(
+            config.max_concurrent_instances as usize,
+            config.max_wasm_stack_bytes + HOST_STACK_HEADROOM_BYTES,
+        );
+        Ok(Self { inner: Arc::new(RuntimeInner { engine, linker, config, slots, guests, _ticker: ticker }) })
     }
 
     /// The configuration this runtime was created with.
@@ -129,9 +138,9 @@ impl Runtime {
 
     /// Runs `program` once with a fresh store.
     ///
-    /// Waits for a free instance slot, then runs the guest on a dedicated
-    /// thread (with enough native stack for the configured wasm stack), so
-    /// the async executor is never blocked. Dropping the returned future
+    /// Waits for a free instance slot, then runs the guest on one of the
+    /// runtime's guest threads (with enough native stack for the configured
+    /// wasm stack), so the async executor is never blocked. Dropping the returned future
     /// (a cancelled job) stops the guest at its next epoch tick, in wasm code,
     /// and frees its slot.
     ///
@@ -161,15 +170,10 @@ impl Runtime {
         let runtime = Arc::clone(&self.inner);
         let program = program.clone();
         let streams = (stdout.clone(), stderr.clone());
-        thread::Builder::new()
-            .name("shoal-guest".into())
-            .stack_size(self.inner.config.max_wasm_stack_bytes + HOST_STACK_HEADROOM_BYTES)
-            .spawn(move || {
-                let outcome = execute(&runtime, &program, &invocation, streams, stopped, permit);
-                // The caller may have stopped waiting; the result is then unused.
-                let _ = done.send(outcome);
-            })
-            .map_err(|err| RunError::host("spawning the guest thread", err))?;
+        self.inner
+            .guests
+            .submit(permit, done, move || execute(&runtime, &program, &invocation, streams, stopped))
+            .map_err(|err| RunError::host("spawning a guest thread", err))?;
         match tokio::time::timeout(limit.saturating_add(WALL_TIME_GRACE), result).await {
             Ok(result) => result.map_err(|err| RunError::host("waiting for the guest thread (it panicked)", err))?,
             Err(_late) => {
@@ -267,16 +271,142 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Long-lived threads that run the guests, at most one per instance slot.
+///
+/// A thread per run cost more CPU than a tiny guest itself (clone3, mapping
+/// and protecting a multi-MiB stack, wasmtime's per-thread signal stack,
+/// munmap at exit), so runs reuse threads. Hand-written rather than rayon's
+/// `ThreadPool` (already built for wasmtime): rayon starts all its threads up
+/// front, has each spin through 32 `yield_now` rounds whenever it runs out of
+/// work, and aborts the process on a panicking job unless given a handler.
+/// This pool spawns a thread only when all existing ones are busy (an idle
+/// runtime has none), parks idle threads on a condvar, and outlives panics.
+///
+/// Every task holds an instance slot, which its thread releases only after
+/// counting itself idle again, so there are never more busy threads than
+/// slots and a new task always finds an idle thread or room for a new one.
+/// The thread also counts itself idle before it hands back the result, so a
+/// caller's next run finds it idle: sequential runs use one thread.
+struct GuestThreads<T> {
+    shared: Arc<PoolShared<T>>,
+    max_threads: usize,
+    stack_size: usize,
+}
+
+struct PoolShared<T> {
+    state: Mutex<PoolState<T>>,
+    /// Signalled when a task is queued or the pool is closed.
+    queued: Condvar,
+}
+
+struct PoolState<T> {
+    queue: VecDeque<Task<T>>,
+    spawned: usize,
+    /// Threads that finished their last task and were not yet promised another.
+    idle: usize,
+    closed: bool,
+}
+
+struct Task<T> {
+    run: Box<dyn FnOnce() -> T + Send>,
+    done: oneshot::Sender<T>,
+    slot: OwnedSemaphorePermit,
+}
+
+impl<T: Send + 'static> GuestThreads<T> {
+    fn new(max_threads: usize, stack_size: usize) -> Self {
+        let state = PoolState { queue: VecDeque::new(), spawned: 0, idle: 0, closed: false };
+        Self {
+            shared: Arc::new(PoolShared { state: Mutex::new(state), queued: Condvar::new() }),
+            max_threads,
+            stack_size,
+        }
+    }
+
+    /// Runs `run` on an idle thread, or on a new one if all are busy, and
+    /// sends its result to `done` (dropped unsent if `run` panics); `slot` is
+    /// released once the thread is free again.
+    fn submit(
+        &self,
+        slot: OwnedSemaphorePermit,
+        done: oneshot::Sender<T>,
+        run: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<()> {
+        let mut state = self.shared.lock();
+        if state.idle > 0 {
+            state.idle -= 1;
+        } else if state.spawned < self.max_threads {
+            let shared = Arc::clone(&self.shared);
+            thread::Builder::new()
+                .name("shoal-guest".into())
+                .stack_size(self.stack_size)
+                .spawn(move || shared.serve())?;
+            state.spawned += 1;
+        }
+        state.queue.push_back(Task { run: Box::new(run), done, slot });
+        drop(state);
+        self.shared.queued.notify_one();
+        Ok(())
+    }
+
+    /// How many threads were started.
+    #[cfg(test)]
+    fn spawned(&self) -> usize {
+        self.shared.lock().spawned
+    }
+}
+
+impl<T> Drop for GuestThreads<T> {
+    /// Tells the threads to exit once the queue is empty. They are not
+    /// joined: the last handle on the runtime may be dropped by a task on one
+    /// of them, and a guest stuck in a host call may never return.
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.queued.notify_all();
+    }
+}
+
+impl<T> PoolShared<T> {
+    fn lock(&self) -> MutexGuard<'_, PoolState<T>> {
+        // Tasks run outside the lock, so a poisoned lock still holds consistent counts.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A guest thread's loop: runs queued tasks until the pool is closed.
+    fn serve(&self) {
+        let mut state = self.lock();
+        loop {
+            if let Some(Task { run, done, slot }) = state.queue.pop_front() {
+                drop(state);
+                // On a panic the result sender is dropped, which the caller
+                // reports as an error; the thread stays in the pool.
+                let result = panic::catch_unwind(AssertUnwindSafe(run));
+                self.lock().idle += 1;
+                if let Ok(result) = result {
+                    // The caller may have stopped waiting; the result is then unused.
+                    let _ = done.send(result);
+                }
+                // Only now, so the run that takes the slot next finds this thread idle.
+                drop(slot);
+                state = self.lock();
+            } else if state.closed {
+                return;
+            } else {
+                state = self.queued.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+}
+
 /// Runs one invocation on the current thread, until it ends, its wall time is
-/// up or `stopped` is set. `_slot` is held until the store (and with it the
-/// pool slot) has been released.
+/// up or `stopped` is set. The store, and with it the pool slot, is released
+/// before this returns.
 fn execute(
     runtime: &RuntimeInner,
     program: &Program,
     invocation: &Invocation,
     (stdout, stderr): (CappedOutput, CappedOutput),
     stopped: Arc<AtomicBool>,
-    _slot: OwnedSemaphorePermit,
 ) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let limits = &invocation.limits;
@@ -503,5 +633,92 @@ mod tests {
         assert!(!limiter.denied);
         assert!(!limiter.memory_growing(2 * 65536, 3 * 65536, None).expect("no error"));
         assert!(limiter.denied);
+    }
+
+    /// Guests for the pool tests: one that returns at once, one that never does.
+    const EMPTY: &str = r#"(module (memory 1) (func (export "_start")))"#;
+    const SPIN: &str = r#"(module (memory 1) (func (export "_start") (loop $forever (br $forever))))"#;
+
+    fn small_invocation(wall_time: Duration) -> Invocation {
+        Invocation {
+            limits: Limits { memory_bytes: 16 << 20, wall_time, ..Limits::default() },
+            ..Invocation::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guest_threads_are_bounded_reused_and_still_stop_runaway_guests() {
+        let config =
+            RuntimeConfig { max_concurrent_instances: 3, max_memory_bytes: 64 << 20, ..RuntimeConfig::default() };
+        let runtime = Runtime::new(config).expect("runtime");
+        let empty = runtime.compile(&wat::parse_str(EMPTY).expect("wat")).expect("compiles");
+        let spin = runtime.compile(&wat::parse_str(SPIN).expect("wat")).expect("compiles");
+        let spawned = || runtime.inner.guests.spawned();
+        assert_eq!(spawned(), 0, "an idle runtime has no guest threads");
+
+        for _ in 0..20 {
+            runtime.run(&empty, small_invocation(Duration::from_secs(30))).await.expect("sequential run");
+        }
+        assert_eq!(spawned(), 1, "sequential runs share one thread");
+
+        let concurrent: Vec<_> = (0..30)
+            .map(|_| {
+                let (runtime, empty) = (runtime.clone(), empty.clone());
+                tokio::spawn(async move { runtime.run(&empty, small_invocation(Duration::from_secs(30))).await })
+            })
+            .collect();
+        for run in concurrent {
+            run.await.expect("task").expect("concurrent run");
+        }
+        assert!(spawned() <= 3, "{} threads for 3 slots", spawned());
+
+        // Cancelled: the caller stops waiting long before the wall-time limit.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(100),
+            runtime.run(&spin, small_invocation(Duration::from_secs(60))),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the spinning guest cannot have finished");
+        let freed = Instant::now();
+        while runtime.inner.slots.available_permits() < 3 {
+            assert!(freed.elapsed() < Duration::from_secs(2), "the cancelled guest still holds its slot");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // Out of wall time, on every slot at once.
+        let wall_time = Duration::from_millis(300);
+        let runaways: Vec<_> = (0..3)
+            .map(|_| {
+                let (runtime, spin) = (runtime.clone(), spin.clone());
+                tokio::spawn(async move { runtime.run(&spin, small_invocation(wall_time)).await })
+            })
+            .collect();
+        for run in runaways {
+            match run.await.expect("task") {
+                Err(RunError::Guest(failure)) => assert_eq!(failure.kind, FailureKind::Timeout { wall_time }),
+                other => panic!("expected a timeout, got {other:?}"),
+            }
+        }
+
+        for _ in 0..5 {
+            runtime.run(&empty, small_invocation(Duration::from_secs(30))).await.expect("run after the timeouts");
+        }
+        assert!(spawned() <= 3, "{} threads for 3 slots", spawned());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_leaves_its_thread_in_the_pool() {
+        let slots = Arc::new(Semaphore::new(1));
+        let pool = GuestThreads::new(1, 1 << 20);
+        let (sender, result) = oneshot::channel::<Option<String>>();
+        let slot = Arc::clone(&slots).acquire_owned().await.expect("slot");
+        pool.submit(slot, sender, || panic!("a panicking guest thread (this test expects it)")).expect("submit");
+        assert!(result.await.is_err(), "the panicking task's result is dropped, not sent");
+
+        let (sender, result) = oneshot::channel();
+        let slot = Arc::clone(&slots).acquire_owned().await.expect("the panicked task released its slot");
+        pool.submit(slot, sender, || thread::current().name().map(str::to_owned)).expect("submit");
+        assert_eq!(result.await.expect("the pool still runs tasks").as_deref(), Some("shoal-guest"));
+        assert_eq!(pool.spawned(), 1, "the same thread ran both tasks");
     }
 }
