@@ -18,7 +18,8 @@ js-peers: deps
 	for dir in $(JS_PEERS); do npm ci --silent --no-audit --no-fund --prefix $$dir || exit 1; done
 
 ## Job latency at offered rates against a BullMQ no-op baseline in the same run, the highest
-## sustainable rate, where a job's time goes (a few minutes); report to docs/performance/.
+## sustainable rate, where a job's time goes, and the server time of memoised repeats (a few
+## minutes); report to docs/performance/.
 bench-latency: deps js-peers
 	scripts/latency.sh
 

@@ -5,9 +5,13 @@
 # its client; then the BullMQ no-op baseline (loadtest/bullmq, `npm ci` by `make js-peers`) at
 # the same rates in the same run. Writes docs/performance/latency-<date>.{json,md}: percentiles,
 # achieved rates, backlog growth, the highest sustainable rates, CPU and load, Shoal/BullMQ
-# ratios, and where a Shoal job's time goes. A few minutes.
+# ratios, and where a Shoal job's time goes. First, on a stack of its own with a verifier, the
+# memoised repeats: one job verified and accepted, then its identical spec submitted MEMOISED
+# times in a row, each answered from the memo, the gateway's time on each (Server-Timing) and the
+# round trip (issue 15: p99 under 1 ms of server time). A few minutes.
 #
-# Knobs (environment): RATES (comma-separated), SECS (per rate), DRAIN (s), REPORT (prefix).
+# Knobs (environment): RATES (comma-separated), SECS (per rate), DRAIN (s), MEMOISED (repeats;
+# 0 skips them), REPORT (prefix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +20,16 @@ cargo build --release -p shoal-cli -p shoal-loadtest
 RATES=${RATES:-250,500,1000,1500}
 SECS=${SECS:-10}
 DRAIN=${DRAIN:-20}
+MEMOISED=${MEMOISED:-3000}
 REPORT=${REPORT:-docs/performance/latency-$(date -u +%Y-%m-%d)}
+
+memoised=()
+if [ "$MEMOISED" != 0 ]; then memoised=(--memoised "$MEMOISED"); fi
 
 exec target/release/shoal-loadtest latency \
   --shoal target/release/shoal \
   --rates "$RATES" \
   --secs "$SECS" \
   --drain-secs "$DRAIN" \
+  "${memoised[@]}" \
   --report "$REPORT"

@@ -32,6 +32,10 @@ use crate::AppState;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on a submission's answer when it returns the job an earlier one with its key created.
 pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// Set on a submission's answer: the W3C Server Timing of its quota checks (`admit`), of storing
+/// it (`store`) and of the whole submission (`total`, what `shoal_gateway_submit_duration_seconds`
+/// observes), in ms, so a client can tell the server's time in each request from the network's.
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 /// The longest Idempotency-Key accepted (the length Stripe and the IETF draft's examples use).
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 /// Page size of `GET /v1/jobs` unless `limit` says otherwise.
@@ -81,19 +85,26 @@ fn names_verification(body: &[u8]) -> bool {
     ),
     responses(
         (status = 202, description = "Stored and queued.", body = Job,
-            headers(("Location" = String, description = "`/v1/jobs/{id}`")),
+            headers(
+                ("Location" = String, description = "`/v1/jobs/{id}`"),
+                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total`.")
+            ),
             example = json!(openapi::example_job())),
         (status = 201, description = "Memoised: an identical invocation (the same invocation CID) of the same \
                                       tenant's was accepted by the verifier, so the new job is created already \
                                       `succeeded` with its result and verification, naming it in `memoised_from`, \
                                       and nothing runs. Only deterministic WebAssembly jobs that are not fanned \
                                       out; a spec opts out with `\"memoise\": false`.", body = Job,
-            headers(("Location" = String, description = "`/v1/jobs/{id}`"))),
+            headers(
+                ("Location" = String, description = "`/v1/jobs/{id}`"),
+                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total`.")
+            )),
         (status = 200, description = "The `Idempotency-Key` was used before for the same spec: the job it created, \
                                       not queued again.", body = Job,
             headers(
                 ("Location" = String, description = "`/v1/jobs/{id}`"),
-                ("Idempotent-Replayed" = String, description = "`true`")
+                ("Idempotent-Replayed" = String, description = "`true`"),
+                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total`.")
             )),
         (status = 400, description = "`malformed_json` (not JSON, or anything after the spec's object), \
                                       `invalid_spec` (with the `field` at fault, unless the body is not an object), \
@@ -140,7 +151,8 @@ pub(crate) async fn submit(
     let tenant = &principal.tenant;
     let started = Instant::now();
     let admitted = app.access.admit(tenant, &spec).await;
-    app.metrics.observe(Phase::Admit, started.elapsed());
+    let admit = started.elapsed();
+    app.metrics.observe(Phase::Admit, admit);
     if let Err(refused) = admitted {
         app.metrics.jobs_refused.inc();
         return Ok(refused);
@@ -162,26 +174,38 @@ pub(crate) async fn submit(
     let idempotency = idempotency_key.map(|key| Idempotency::Client { tenant, key });
     let started = Instant::now();
     let created = store_job(&app, &spec, shard, tenant, idempotency).await;
-    app.metrics.observe(Phase::Store, started.elapsed());
-    match created? {
+    let store = started.elapsed();
+    app.metrics.observe(Phase::Store, store);
+    let total = received.elapsed();
+    let mut response = match created? {
         Created::New(job) if job.memoised_from.is_some() => {
             app.metrics.jobs_memoised.inc();
-            app.metrics.submitted(Submitted::Memoised, received.elapsed());
+            app.metrics.submitted(Submitted::Memoised, total);
             tracing::info!(job = %job.id, from = job.memoised_from.as_deref(), %tenant, "job memoised");
-            Ok(job_response(StatusCode::CREATED, job, false))
+            job_response(StatusCode::CREATED, job, false)
         }
         Created::New(job) => {
             app.metrics.jobs_submitted.inc();
-            app.metrics.submitted(Submitted::Queued, received.elapsed());
+            app.metrics.submitted(Submitted::Queued, total);
             tracing::info!(job = %job.id, shard, %tenant, "job submitted");
-            Ok(job_response(StatusCode::ACCEPTED, job, false))
+            job_response(StatusCode::ACCEPTED, job, false)
         }
         Created::Existing(job) => {
             app.metrics.jobs_replayed.inc();
-            app.metrics.submitted(Submitted::Replayed, received.elapsed());
-            Ok(job_response(StatusCode::OK, job, true))
+            app.metrics.submitted(Submitted::Replayed, total);
+            job_response(StatusCode::OK, job, true)
         }
-    }
+    };
+    response.headers_mut().insert(SERVER_TIMING, server_timing(admit, store, total));
+    Ok(response)
+}
+
+/// The `Server-Timing` value of a submission whose quota checks took `admit`, whose storing took
+/// `store` and which took `total` in all.
+fn server_timing(admit: Duration, store: Duration, total: Duration) -> HeaderValue {
+    let ms = |took: Duration| took.as_secs_f64() * 1000.0;
+    let value = format!("admit;dur={:.3}, store;dur={:.3}, total;dur={:.3}", ms(admit), ms(store), ms(total));
+    HeaderValue::try_from(value).expect("numbers and ASCII are a valid header value")
 }
 
 /// Stores the job and puts it on its stream — or, with memoisation on (the deployment's
@@ -859,5 +883,12 @@ mod tests {
         assert!(fits(&mut page, &mut bytes, summary(0), 1), "a first job goes in whatever its size");
         assert!(!fits(&mut page, &mut bytes, summary(1), 1));
         assert_eq!(page.len(), 1);
+    }
+
+    #[test]
+    fn server_timing_names_each_part_in_milliseconds() {
+        let timing =
+            server_timing(Duration::from_micros(190), Duration::from_micros(2_250), Duration::from_micros(2_470));
+        assert_eq!(timing, "admit;dur=0.190, store;dur=2.250, total;dur=2.470");
     }
 }

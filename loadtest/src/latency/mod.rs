@@ -4,16 +4,19 @@
 //! client; submission → result seen, the achieved rate, whether the backlog grew, the machine's
 //! load and every process's CPU, and where a job's time went (the workers' and gateway's phase
 //! histograms); then a BullMQ no-op baseline at the same rates in the same run. Reports a
-//! [`LatencyReport`].
+//! [`LatencyReport`]. With `--memoised N`, first (or alone, without `--rates`) the memoised
+//! repeats: the gateway's time answering a submission identical to an accepted run.
 //!
 //! - [`options`]: what to run ([`LatencyOptions`]).
 //! - [`step`]: one rate's samples and figures, the same for both systems; the sustainable rate.
 //! - [`phases`]: the per-phase cost breakdown read from the processes' histograms.
 //! - [`shoal`]: one rate against Shoal.
 //! - [`bullmq`]: the BullMQ baseline.
+//! - [`memoised`]: the memoised repeats.
 //! - [`report`]: the report, its Markdown and verdict.
 
 pub mod bullmq;
+pub mod memoised;
 pub mod options;
 pub mod phases;
 pub mod report;
@@ -37,10 +40,23 @@ impl Mode for LatencyOptions {
     }
 
     async fn run(&self, command: String) -> Result<LatencyReport> {
-        if self.rates.is_empty() {
+        if self.rates.is_empty() && self.memoised.is_none() {
             return Err(LoadtestError::Setup("--rates names no rate".into()));
         }
         let started_at_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut memoised = None;
+        if let Some(repeats) = self.memoised {
+            let figures = memoised::run(self, repeats as usize).await?;
+            eprintln!(
+                "memoised ×{}: server p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms; round trip p99 {:.3} ms",
+                figures.repeats,
+                figures.server.p50_ms,
+                figures.server.p99_ms,
+                figures.server.mean_ms,
+                figures.client.p99_ms
+            );
+            memoised = Some(figures);
+        }
         let mut steps = Vec::new();
         let mut wait = None;
         for &rate in &self.rates {
@@ -55,7 +71,11 @@ impl Mode for LatencyOptions {
             wait = Some(step.wait);
             steps.push(step.figures);
         }
-        let baseline = if self.no_baseline { None } else { Some(bullmq::run(self).await.map_err(|e| e.to_string())) };
-        Ok(LatencyReport::new(self, command, started_at_unix_s, wait.expect("at least one rate"), steps, baseline))
+        let baseline = if self.no_baseline || self.rates.is_empty() {
+            None
+        } else {
+            Some(bullmq::run(self).await.map_err(|e| e.to_string()))
+        };
+        Ok(LatencyReport::new(self, command, started_at_unix_s, wait, steps, baseline, memoised))
     }
 }

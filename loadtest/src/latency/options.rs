@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::ArgPredicate;
 use clap::Args;
 
 /// Open-loop submissions of echo-hash jobs over small cached files at each of `--rates`, every
@@ -9,9 +10,21 @@ use clap::Args;
 /// baseline at the same rates in the same run: `shoal-loadtest latency [OPTIONS]`.
 #[derive(Debug, Clone, Args)]
 pub struct LatencyOptions {
-    /// Offered rates, submissions a second, each run for `--secs`.
-    #[arg(long, value_delimiter = ',', value_parser = positive, default_value = "250,500,1000,1500")]
+    /// Offered rates, submissions a second, each run for `--secs` (none by default with
+    /// `--memoised`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = positive,
+        default_value = "250,500,1000,1500",
+        default_value_if("memoised", ArgPredicate::IsPresent, None)
+    )]
     pub rates: Vec<f64>,
+    /// Measure memoised repeats: on a stack with a verifier, one job verified `always` and
+    /// accepted, then its identical spec submitted this many times in a row, each answered
+    /// from the memo; the gateway's time on each (its `Server-Timing`) and the round trip.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memoised: Option<u64>,
     /// Seconds of submitting at each rate.
     #[arg(long, value_parser = positive, default_value_t = 10.0)]
     pub secs: f64,
@@ -74,5 +87,28 @@ fn positive(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if value > 0.0 && value.is_finite() => Ok(value),
         _ => Err(format!("{text} is not a number greater than 0")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn latency(args: &[&str]) -> super::LatencyOptions {
+        let line = ["shoal-loadtest", "latency"].into_iter().chain(args.iter().copied());
+        let Command::Latency(options) = Cli::parse_from(line).command else { panic!("not latency") };
+        options
+    }
+
+    #[test]
+    fn memoised_repeats_run_alone_unless_rates_are_given() {
+        let alone = latency(&["--memoised", "3000"]);
+        assert_eq!((alone.memoised, alone.rates.len()), (Some(3000), 0));
+        let both = latency(&["--memoised=10", "--rates=20"]);
+        assert_eq!((both.memoised, both.rates), (Some(10), vec![20.0]));
+        assert_eq!(latency(&[]).memoised, None);
+        assert!(Cli::try_parse_from(["shoal-loadtest", "latency", "--memoised", "0"]).is_err());
     }
 }

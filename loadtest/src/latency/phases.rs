@@ -65,6 +65,11 @@ impl Histogram {
 
 /// Every `metric{phase="…"}` histogram in OpenMetrics `text`, by phase.
 pub fn parse(text: &str, metric: &str) -> BTreeMap<String, Histogram> {
+    parse_by(text, metric, "phase")
+}
+
+/// Every `metric{<by>="…"}` histogram in OpenMetrics `text`, by that label's value.
+pub fn parse_by(text: &str, metric: &str, by: &str) -> BTreeMap<String, Histogram> {
     let mut phases: BTreeMap<String, Histogram> = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(metric) else { continue };
@@ -74,7 +79,7 @@ pub fn parse(text: &str, metric: &str) -> BTreeMap<String, Histogram> {
         let label = |name: &str| {
             labels.split(',').find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
         };
-        let Some(phase) = label("phase") else { continue };
+        let Some(phase) = label(by) else { continue };
         let histogram = phases.entry(phase.to_string()).or_default();
         match kind {
             "_bucket" => {
@@ -250,6 +255,8 @@ shoal_gateway_phase_seconds_count{phase=\"store\"} 3
         // All in the lowest bucket: interpolated from 0.
         assert!((phases["ack"].quantile(0.5) - 0.0005).abs() < 1e-12);
         assert_eq!(parse(TEXT, GATEWAY_METRIC)["store"].count, 3.0);
+        let outcomes = "shoal_gateway_submit_duration_seconds_count{outcome=\"memoised\"} 7\n";
+        assert_eq!(parse_by(outcomes, "shoal_gateway_submit_duration_seconds", "outcome")["memoised"].count, 7.0);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The latency report: Shoal's and BullMQ's figures at each offered rate side by side, the
 //! ratios, the highest sustainable rates, the machine's load, and where a Shoal job's time went
-//! at one rate. Written as `PREFIX.json` and `PREFIX.md`.
+//! at one rate; the memoised repeats, when measured. Written as `PREFIX.json` and `PREFIX.md`.
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 use crate::latency::bullmq::Baseline;
+use crate::latency::memoised::{MemoisedFigures, Spread, TARGET_P99_MS};
 use crate::latency::options::LatencyOptions;
 use crate::latency::phases::{Breakdown, PhaseFigures};
 use crate::latency::shoal::WaitMethod;
@@ -43,8 +44,8 @@ pub struct LatencyReport {
     pub workers: usize,
     /// Jobs each worker runs at once.
     pub worker_concurrency: usize,
-    /// How Shoal's clients waited for results.
-    pub wait: WaitMethod,
+    /// How Shoal's clients waited for results (none without rates).
+    pub wait: Option<WaitMethod>,
     /// The same, in words.
     pub wait_method: String,
     /// Shoal's figures at each rate.
@@ -61,6 +62,9 @@ pub struct LatencyReport {
     pub ratios: Vec<Ratio>,
     /// The rate whose breakdown the Markdown shows.
     pub breakdown_at_per_s: Option<f64>,
+    /// The memoised repeats, if measured (`--memoised`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memoised: Option<MemoisedFigures>,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -72,14 +76,16 @@ fn ratio(a: f64, b: f64) -> f64 {
 }
 
 impl LatencyReport {
-    /// The report of Shoal's `steps` and the baseline (`None` if skipped).
+    /// The report of Shoal's `steps` (clients waiting as `wait` says), the baseline (`None` if
+    /// skipped) and the memoised repeats (`None` if not measured).
     pub fn new(
         options: &LatencyOptions,
         command: String,
         started_at_unix_s: u64,
-        wait: WaitMethod,
+        wait: Option<WaitMethod>,
         shoal: Vec<StepFigures>,
         baseline: Option<std::result::Result<Baseline, String>>,
+        memoised: Option<MemoisedFigures>,
     ) -> LatencyReport {
         let (bullmq, bullmq_error) = match baseline {
             Some(Ok(baseline)) => (Some(baseline), None),
@@ -114,7 +120,7 @@ impl LatencyReport {
             workers: options.workers,
             worker_concurrency: options.worker_concurrency,
             wait,
-            wait_method: wait.describe().to_string(),
+            wait_method: wait.map(WaitMethod::describe).unwrap_or_default().to_string(),
             shoal_max_sustainable_per_s,
             bullmq_max_sustainable_per_s: bullmq.as_ref().and_then(|b| max_sustainable(&b.steps)),
             shoal,
@@ -122,6 +128,7 @@ impl LatencyReport {
             bullmq_error,
             ratios,
             breakdown_at_per_s,
+            memoised,
         }
     }
 
@@ -159,6 +166,70 @@ fn step_row(md: &mut String, system: &str, s: &StepFigures) {
     );
 }
 
+fn spread_row(md: &mut String, what: &str, s: &Spread) {
+    let _ = writeln!(
+        md,
+        "| {what} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+        s.count, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms
+    );
+}
+
+/// The memoised repeats' section.
+fn memoised_section(md: &mut String, m: &MemoisedFigures) {
+    let _ = writeln!(
+        md,
+        "## Memoised repeats\n\nOn a stack with a verifier, one echo-hash job verified `always`, accepted after \
+         {:.0} ms; then its identical spec POSTed {} times in a row on one keep-alive connection, without an \
+         Idempotency-Key, after {} not counted: {} answered `201` from the memo, {} otherwise{}. Server time \
+         is each answer's `Server-Timing` (the gateway's submit handler, start to answer: `admit` the tenant's \
+         quota checks, `store` creating the job from the memo; authentication, before it, is the `auth` phase \
+         below); the round trip is the client's, request sent to answer read. Load average {:.2} → {:.2}.\n",
+        m.accepted_after_ms,
+        m.repeats,
+        m.warm_up,
+        m.memoised,
+        m.other,
+        m.first_other.as_ref().map(|first| format!(" (the first: {first})")).unwrap_or_default(),
+        m.loadavg.0,
+        m.loadavg.1,
+    );
+    let _ = writeln!(md, "| ms | count | mean | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|---|");
+    spread_row(md, "server time", &m.server);
+    spread_row(md, "of which admit", &m.admit);
+    spread_row(md, "of which store", &m.store);
+    spread_row(md, "client round trip", &m.client);
+    if m.server.count == 0 {
+        let _ = writeln!(
+            md,
+            "\nThe answers carried no `Server-Timing` (a gateway from before it): the server time is the \
+             histogram's below alone."
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nServer time p99 {:.3} ms: the target (under {TARGET_P99_MS} ms) is {}. Cross-check, the gateway's \
+         `shoal_gateway_submit_duration_seconds{{outcome=\"memoised\"}}` over the timed repeats: {} observed, \
+         mean {:.3} ms, p99 ≈ {:.3} ms (interpolated in its bucket).\n",
+        m.server.p99_ms,
+        if m.meets_target { "met" } else { "not met" },
+        m.histogram_count,
+        m.histogram_mean_ms,
+        m.histogram_p99_ms,
+    );
+    let _ = writeln!(md, "Gateway phases over the timed repeats:\n");
+    phase_table(md, &m.phases);
+    let _ = writeln!(
+        md,
+        "\nRedis commands called at least once a repeat (a script's own commands count too, and its time \
+         includes theirs):\n\n| command | calls | µs a call |\n|---|---|---|"
+    );
+    for (name, command) in &m.redis_commands {
+        let _ = writeln!(md, "| {name} | {} | {:.1} |", command.calls, command.us_per_call);
+    }
+    let cpu: Vec<String> = m.cpu_ms_per_repeat.iter().map(|(p, ms)| format!("{p} {:.3} ms", ms)).collect();
+    let _ = writeln!(md, "\nCPU per repeat: {}.", cpu.join(", "));
+}
+
 fn phase_table(md: &mut String, phases: &[PhaseFigures]) {
     let _ = writeln!(md, "| phase | count | mean µs | p50 µs | p99 µs | share of work |\n|---|---|---|---|---|---|");
     for p in phases {
@@ -174,6 +245,24 @@ fn phase_table(md: &mut String, phases: &[PhaseFigures]) {
 impl RunReport for LatencyReport {
     fn summary(&self) -> String {
         let mut text = String::new();
+        if let Some(m) = &self.memoised {
+            let _ = writeln!(
+                text,
+                "memoised ×{}: {} from the memo; server p50 {:.3} ms p99 {:.3} ms mean {:.3} ms ({}); \
+                 round trip p50 {:.3} ms p99 {:.3} ms",
+                m.repeats,
+                m.memoised,
+                m.server.p50_ms,
+                m.server.p99_ms,
+                m.server.mean_ms,
+                if m.meets_target { "target met" } else { "target not met" },
+                m.client.p50_ms,
+                m.client.p99_ms
+            );
+            if self.shoal.is_empty() {
+                return text;
+            }
+        }
         for s in &self.shoal {
             let _ = writeln!(
                 text,
@@ -205,19 +294,30 @@ impl RunReport for LatencyReport {
             rate_text(self.shoal_max_sustainable_per_s),
             rate_text(self.bullmq_max_sustainable_per_s),
             match self.wait {
-                WaitMethod::LongPoll => "long-poll",
-                WaitMethod::Polling => "polling",
+                Some(WaitMethod::LongPoll) => "long-poll",
+                Some(WaitMethod::Polling) => "polling",
+                None => "nothing",
             }
         );
         text
     }
 
     fn passed(&self) -> bool {
-        self.bullmq_error.is_none() && self.shoal.iter().all(|s| s.wrong == 0 && s.failed == 0)
+        self.bullmq_error.is_none()
+            && self.shoal.iter().all(|s| s.wrong == 0 && s.failed == 0)
+            && self.memoised.as_ref().is_none_or(|m| m.other == 0)
     }
 
     fn documents(&self, _name: &str) -> Vec<(&'static str, String)> {
         let mut md = String::new();
+        if self.shoal.is_empty() {
+            let _ = writeln!(md, "# Latency: memoised repeats\n");
+            let _ = writeln!(md, "`{}`\n", self.command);
+            if let Some(m) = &self.memoised {
+                memoised_section(&mut md, m);
+            }
+            return vec![("md", md)];
+        }
         let _ = writeln!(md, "# Latency: Shoal against BullMQ\n");
         let _ = writeln!(md, "`{}`\n", self.command);
         let _ = writeln!(
@@ -295,6 +395,10 @@ impl RunReport for LatencyReport {
             let _ = writeln!(md, "\nGateway (`auth` is every request's, the rest a submission's):\n");
             phase_table(&mut md, &breakdown.gateway);
             let _ = writeln!(md, "\nThe largest costs: {}.", breakdown.dominant.join("; "));
+        }
+        if let Some(m) = &self.memoised {
+            md.push('\n');
+            memoised_section(&mut md, m);
         }
         vec![("md", md)]
     }

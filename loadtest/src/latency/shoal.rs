@@ -5,6 +5,7 @@
 //! process and the phase histograms read before and after.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,17 +132,7 @@ pub struct ShoalStep {
 /// Runs offered rate `rate` on a fresh stack in a temporary home; `wait` is how clients wait,
 /// probed on this stack when `None`.
 pub async fn run_step(options: &LatencyOptions, rate: f64, wait: Option<WaitMethod>) -> Result<ShoalStep> {
-    let temporary = match &options.work_dir {
-        Some(_) => None,
-        None => Some(tempfile::tempdir().map_err(|e| LoadtestError::io("creating the stack's home", e))?),
-    };
-    let home = match (&options.work_dir, &temporary) {
-        (Some(dir), _) => std::path::absolute(dir.join(format!("shoal-{rate}")))
-            .map_err(|e| LoadtestError::io(format!("resolving {}", dir.display()), e))?,
-        (None, Some(temporary)) => temporary.path().to_path_buf(),
-        (None, None) => unreachable!("a temporary home is made when no --work-dir is given"),
-    };
-    std::fs::create_dir_all(&home).map_err(|e| LoadtestError::io(format!("creating {}", home.display()), e))?;
+    let (home, _temporary) = stack_home(options, &format!("shoal-{rate}"))?;
     let shoal = shoal_binary(options.shoal.as_deref())?;
     let programs = options.programs.clone().unwrap_or_else(programs_dir);
     let store = FsBlockStore::open(home.join("blocks"))
@@ -196,9 +187,27 @@ pub async fn run_step(options: &LatencyOptions, rate: f64, wait: Option<WaitMeth
     Ok(ShoalStep { figures, wait })
 }
 
+/// A fresh stack's home: `--work-dir`'s directory `name`, kept, else a temporary directory,
+/// removed when the returned guard is dropped.
+pub(crate) fn stack_home(options: &LatencyOptions, name: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let (home, temporary) = match &options.work_dir {
+        Some(dir) => (
+            std::path::absolute(dir.join(name))
+                .map_err(|e| LoadtestError::io(format!("resolving {}", dir.display()), e))?,
+            None,
+        ),
+        None => {
+            let temporary = tempfile::tempdir().map_err(|e| LoadtestError::io("creating the stack's home", e))?;
+            (temporary.path().to_path_buf(), Some(temporary))
+        }
+    };
+    std::fs::create_dir_all(&home).map_err(|e| LoadtestError::io(format!("creating {}", home.display()), e))?;
+    Ok((home, temporary))
+}
+
 /// `jobs` echo-hash jobs over single small files, none verified: the reliability mix's file
 /// jobs (each with arguments of its own, so no two are the same invocation).
-async fn plan(
+pub(crate) async fn plan(
     store: &FsBlockStore,
     programs: &std::path::Path,
     jobs: usize,

@@ -58,3 +58,33 @@ async fn a_short_latency_run_reports_both_systems_and_where_the_time_went() {
         "{markdown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memoised_repeats_are_all_answered_from_the_memo_and_timed_by_the_gateway() {
+    let _stack = one_stack_at_a_time().await;
+    let out = tempfile::tempdir().unwrap();
+    let prefix = out.path().join("memoised");
+    let (options, command) = latency(&["--memoised=50", "--workers=1", "--inputs=1"]);
+    let report = options.run(command).await.unwrap();
+    report.write(&prefix).unwrap();
+    assert!(report.passed(), "{}", report.summary());
+    assert!(report.shoal.is_empty() && report.bullmq.is_none(), "the memoised repeats alone");
+
+    let memoised = report.memoised.as_ref().expect("the memoised repeats ran");
+    assert_eq!((memoised.repeats, memoised.memoised, memoised.other), (50, 50, 0), "{memoised:#?}");
+    // Every answer carried the gateway's own time, which the client's round trip contains.
+    for spread in [&memoised.server, &memoised.admit, &memoised.store, &memoised.client] {
+        assert_eq!(spread.count, 50, "{memoised:#?}");
+        assert!(spread.p50_ms > 0.0 && spread.p50_ms <= spread.p99_ms && spread.p99_ms <= spread.max_ms);
+    }
+    assert!(memoised.server.mean_ms < memoised.client.mean_ms, "{memoised:#?}");
+    assert!(memoised.admit.mean_ms + memoised.store.mean_ms <= memoised.server.mean_ms, "{memoised:#?}");
+    // The histogram counts the timed repeats alone (the warm-up and the first job taken off).
+    assert_eq!(memoised.histogram_count, 50, "{memoised:#?}");
+    assert!(memoised.phases.iter().any(|p| p.phase == "store" && p.count == 50), "{memoised:#?}");
+
+    let json = assert_fields(&out.path().join("memoised.json"), &["command", "memoised"]);
+    assert_eq!(json["memoised"]["memoised"], 50);
+    let markdown = std::fs::read_to_string(out.path().join("memoised.md")).unwrap();
+    assert!(markdown.contains("## Memoised repeats") && markdown.contains("| server time | 50 |"), "{markdown}");
+}
