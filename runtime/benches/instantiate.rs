@@ -103,42 +103,8 @@ fn main() {
         let written = std::fs::read(outputs.path().join("hash")).expect("echo-hash wrote its output");
         assert_eq!(written.len(), 4);
 
-        let started = Instant::now();
-        let handles: Vec<_> = (0..RUNS)
-            .map(|_| {
-                let runtime = runtime.clone();
-                let program = hello.clone();
-                tokio::spawn(async move { runtime.run(&program, invocation()).await })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.expect("task").expect("run");
-        }
-        let elapsed = started.elapsed();
-        println!(
-            "{:<40} {RUNS} runs in {elapsed:.2?}: {:.0} runs/s",
-            "throughput: concurrent fd_write runs",
-            RUNS as f64 / elapsed.as_secs_f64()
-        );
-
-        let started = Instant::now();
-        let handles: Vec<_> = (0..RUNS)
-            .map(|_| {
-                let runtime = runtime.clone();
-                let program = echo_hash.clone();
-                let invocation = echo_hash_invocation();
-                tokio::spawn(async move { runtime.run(&program, invocation).await })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.expect("task").expect("run");
-        }
-        let elapsed = started.elapsed();
-        println!(
-            "{:<40} {RUNS} runs in {elapsed:.2?}: {:.0} runs/s",
-            "throughput: concurrent echo-hash runs",
-            RUNS as f64 / elapsed.as_secs_f64()
-        );
+        concurrent_runs("throughput: concurrent fd_write runs", &runtime, &hello, invocation).await;
+        concurrent_runs("throughput: concurrent echo-hash runs", &runtime, &echo_hash, echo_hash_invocation).await;
     });
 }
 
@@ -155,6 +121,22 @@ async fn sequential_runs(runtime: &Runtime, program: &Program, invocation: impl 
         assert_eq!(outcome.exit_code, 0);
     }
     times
+}
+
+/// Runs `program` [`RUNS`] times at once and prints the runs a second.
+async fn concurrent_runs(label: &str, runtime: &Runtime, program: &Program, invocation: impl Fn() -> Invocation) {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..RUNS)
+        .map(|_| {
+            let (runtime, program, invocation) = (runtime.clone(), program.clone(), invocation());
+            tokio::spawn(async move { runtime.run(&program, invocation).await })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("task").expect("run");
+    }
+    let elapsed = started.elapsed();
+    println!("{label:<40} {RUNS} runs in {elapsed:.2?}: {:.0} runs/s", RUNS as f64 / elapsed.as_secs_f64());
 }
 
 fn invocation() -> Invocation {

@@ -16,16 +16,15 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shoal_content::FsBlockStore;
-use shoal_jobs::{Acceptance, Fsync};
-use shoal_testkit::{programs_dir, CommandStats, ProcessStack, ProcessStackConfig};
+use shoal_jobs::Acceptance;
+use shoal_testkit::{programs_dir, CommandStats, ProcessStack};
 use tokio::time::Instant;
 
 use crate::api::{Api, JobRead};
-use crate::cli::shoal_binary;
 use crate::error::{LoadtestError, Result};
 use crate::latency::options::LatencyOptions;
 use crate::latency::phases::{self, Breakdown, PhaseFigures, GATEWAY_METRIC};
-use crate::latency::shoal::{plan, stack_home};
+use crate::latency::shoal::{plan, stack_home, start_stack};
 use crate::latency::step::loadavg;
 use crate::report::quantile;
 
@@ -255,17 +254,7 @@ pub async fn run(options: &LatencyOptions, repeats: usize) -> Result<MemoisedFig
         .spec;
     spec["verification"] = json!({"mode": "always"});
 
-    let stack = ProcessStack::start(ProcessStackConfig {
-        shoal: shoal_binary(options.shoal.as_deref())?,
-        home: home.clone(),
-        shards: options.shards,
-        worker_concurrency: options.worker_concurrency,
-        visibility_timeout_secs: None,
-        fsync: Fsync::EverySec,
-        input_cache_bytes: None,
-        heartbeat_ms: None,
-    })
-    .await?;
+    let stack = start_stack(options, &home).await?;
     for _ in 0..options.workers.max(1) {
         stack.start_worker(&stack.new_worker_id())?;
     }

@@ -133,7 +133,6 @@ pub struct ShoalStep {
 /// probed on this stack when `None`.
 pub async fn run_step(options: &LatencyOptions, rate: f64, wait: Option<WaitMethod>) -> Result<ShoalStep> {
     let (home, _temporary) = stack_home(options, &format!("shoal-{rate}"))?;
-    let shoal = shoal_binary(options.shoal.as_deref())?;
     let programs = options.programs.clone().unwrap_or_else(programs_dir);
     let store = FsBlockStore::open(home.join("blocks"))
         .map_err(|source| LoadtestError::content("opening the stack's block store", source))?;
@@ -142,17 +141,7 @@ pub async fn run_step(options: &LatencyOptions, rate: f64, wait: Option<WaitMeth
     let jobs = plan(&store, &programs, warm_up + planned, options).await?;
     let (warm_up_jobs, timed_jobs) = jobs.split_at(warm_up);
 
-    let stack = ProcessStack::start(ProcessStackConfig {
-        shoal,
-        home: home.clone(),
-        shards: options.shards,
-        worker_concurrency: options.worker_concurrency,
-        visibility_timeout_secs: None,
-        fsync: Fsync::EverySec,
-        input_cache_bytes: None,
-        heartbeat_ms: None,
-    })
-    .await?;
+    let stack = start_stack(options, &home).await?;
     let api = Api::new(stack.gateway_url(), stack.api_key())?;
     let setup_deadline = Instant::now() + WARM_UP;
     let wait = match wait {
@@ -185,6 +174,23 @@ pub async fn run_step(options: &LatencyOptions, rate: f64, wait: Option<WaitMeth
     figures.loadavg = (load_before, load_after);
     figures.breakdown = Some(Breakdown::of(&phases::since(&after.0, &before.0), &phases::since(&after.1, &before.1)));
     Ok(ShoalStep { figures, wait })
+}
+
+/// Starts Redis and the gateway of a latency stack in `home` (the workers are the caller's to
+/// start, with the flags it needs).
+pub(crate) async fn start_stack(options: &LatencyOptions, home: &std::path::Path) -> Result<ProcessStack> {
+    ProcessStack::start(ProcessStackConfig {
+        shoal: shoal_binary(options.shoal.as_deref())?,
+        home: home.to_path_buf(),
+        shards: options.shards,
+        worker_concurrency: options.worker_concurrency,
+        visibility_timeout_secs: None,
+        fsync: Fsync::EverySec,
+        input_cache_bytes: None,
+        heartbeat_ms: None,
+    })
+    .await
+    .map_err(Into::into)
 }
 
 /// A fresh stack's home: `--work-dir`'s directory `name`, kept, else a temporary directory,
