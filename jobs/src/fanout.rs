@@ -13,6 +13,8 @@
 //! midway loses nothing; the next one counts what it had not, and drops notices of tasks counted
 //! already.
 
+use std::sync::LazyLock;
+
 use redis::{AsyncCommands, Script};
 
 use crate::connection::{Batch, RedisConnection};
@@ -174,13 +176,16 @@ pub enum Standing {
 #[derive(Clone)]
 pub struct FanOutStore {
     conn: RedisConnection,
-    record_finished: Script,
 }
+
+/// Built and hashed once per process, not carried by every (cloned) store: a gateway clones its
+/// stores for every request.
+static RECORD_FINISHED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_FINISHED));
 
 impl FanOutStore {
     /// The records over `conn`.
     pub fn new(conn: impl Into<RedisConnection>) -> FanOutStore {
-        FanOutStore { conn: conn.into(), record_finished: Script::new(RECORD_FINISHED) }
+        FanOutStore { conn: conn.into() }
     }
 
     /// Records that job `id` fanned out into `tasks` (grouped `batch` files at most) by
@@ -492,7 +497,7 @@ impl FanOutStore {
             }
             let (chunk, after) = rest.split_at(take);
             rest = after;
-            let mut invocation = self.record_finished.prepare_invoke();
+            let mut invocation = RECORD_FINISHED_SCRIPT.prepare_invoke();
             invocation.key(&keys.done).key(&keys.summary).key(&keys.outputs).key(&keys.failures);
             invocation.arg(TaskSummary::MAX_FAILURES_LISTED);
             for task in chunk {

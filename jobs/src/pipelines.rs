@@ -302,13 +302,16 @@ return 1
 #[derive(Clone)]
 pub struct PipelineStore {
     conn: RedisConnection,
-    finish: Script,
 }
+
+/// Built and hashed once per process, not carried by every (cloned) store: a gateway clones its
+/// stores for every request.
+static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH));
 
 impl PipelineStore {
     /// A store over `conn`.
     pub fn new(conn: impl Into<RedisConnection>) -> PipelineStore {
-        PipelineStore { conn: conn.into(), finish: Script::new(FINISH) }
+        PipelineStore { conn: conn.into() }
     }
 
     /// Stores `spec` as a new running pipeline of `tenant`, or with an idempotency key the
@@ -454,8 +457,7 @@ impl PipelineStore {
     pub async fn finish(&self, id: &str, state: PipelineState, message: &str) -> Result<bool, StoreError> {
         let keys = PipelineKeys::of(id);
         let mut conn = self.conn.clone();
-        let ended: i64 = self
-            .finish
+        let ended: i64 = FINISH_SCRIPT
             .key(&keys.record)
             .key(keys::running_pipelines())
             .arg(id)

@@ -21,6 +21,7 @@
 //! subtract them in limbs of nine decimal digits, each limb and every carry far below 2⁵³, so
 //! every step is exact.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
@@ -352,6 +353,10 @@ return {released, settled}
 #[derive(Clone)]
 pub struct SpendingLedger {
     conn: RedisConnection,
+}
+
+/// The ledger's scripts, each behind the shared arithmetic.
+struct LedgerScripts {
     reserve: Script,
     record_voucher: Script,
     settle: Script,
@@ -359,18 +364,23 @@ pub struct SpendingLedger {
     expire: Script,
 }
 
+/// Built and hashed once per process, not carried by every (cloned) ledger: a gateway clones
+/// its ledger for every request.
+static SCRIPTS: LazyLock<LedgerScripts> = LazyLock::new(|| {
+    let with_arithmetic = |script: &str| Script::new(&format!("{ARITHMETIC}{script}"));
+    LedgerScripts {
+        reserve: with_arithmetic(RESERVE),
+        record_voucher: with_arithmetic(RECORD_VOUCHER),
+        settle: with_arithmetic(SETTLE),
+        release: with_arithmetic(RELEASE),
+        expire: with_arithmetic(EXPIRE),
+    }
+});
+
 impl SpendingLedger {
     /// The ledgers in the Redis behind `conn`.
     pub fn new(conn: impl Into<RedisConnection>) -> SpendingLedger {
-        let with_arithmetic = |script: &str| Script::new(&format!("{ARITHMETIC}{script}"));
-        SpendingLedger {
-            conn: conn.into(),
-            reserve: with_arithmetic(RESERVE),
-            record_voucher: with_arithmetic(RECORD_VOUCHER),
-            settle: with_arithmetic(SETTLE),
-            release: with_arithmetic(RELEASE),
-            expire: with_arithmetic(EXPIRE),
-        }
+        SpendingLedger { conn: conn.into() }
     }
 
     /// Sets `wallet`'s limit to `limit` attoFIL (the admin's user only). A limit below what is
@@ -402,7 +412,7 @@ impl SpendingLedger {
         let amount = checked(amount)?;
         let expires_at_ms = now_ms() + ttl.as_millis() as u64;
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = self
+        let reply: Vec<String> = SCRIPTS
             .reserve
             .key(&keys.ledger)
             .key(&keys.expiries)
@@ -461,7 +471,7 @@ impl SpendingLedger {
         let key = keys.reservation(id);
         let mut conn = self.conn.clone();
         let reply: Vec<String> =
-            self.record_voucher.key(&key).arg(voucher).arg(amount.to_string()).invoke_async(&mut conn).await?;
+            SCRIPTS.record_voucher.key(&key).arg(voucher).arg(amount.to_string()).invoke_async(&mut conn).await?;
         match reply.as_slice() {
             [ok] if ok == "ok" => Ok(()),
             other => Err(refusal(&key, id, voucher, amount, other)),
@@ -477,7 +487,7 @@ impl SpendingLedger {
         let actual = checked(actual)?;
         let key = keys.reservation(id);
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = self
+        let reply: Vec<String> = SCRIPTS
             .settle
             .key(&keys.ledger)
             .key(&keys.expiries)
@@ -503,7 +513,7 @@ impl SpendingLedger {
         check_id(id)?;
         let key = keys.reservation(id);
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = self
+        let reply: Vec<String> = SCRIPTS
             .release
             .key(&keys.ledger)
             .key(&keys.expiries)
@@ -531,7 +541,7 @@ impl SpendingLedger {
         for wallet in wallets {
             let keys = check_wallet(&wallet)?;
             loop {
-                let (released, settled): (u64, u64) = self
+                let (released, settled): (u64, u64) = SCRIPTS
                     .expire
                     .key(&keys.ledger)
                     .key(&keys.expiries)
