@@ -1,7 +1,7 @@
 //! One delivery, start to finish: record the execution, fetch, run, publish, settle.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
 use crate::config::{WorkerConfig, WorkerError};
 use crate::filecoin::{FilecoinInputs, Purchase};
 use crate::phases::{observe, timed, Phase};
+use crate::scratch::RunDirs;
 use shoal_jobs::with_retries;
 
 /// Largest program accepted: larger modules are almost certainly not programs, and compiling
@@ -55,8 +56,8 @@ pub struct Executor {
     programs: ProgramCache,
     /// Materialised inputs.
     pub(crate) inputs: InputCache,
-    /// Per-run scratch directories (outputs) live here.
-    scratch: PathBuf,
+    /// Per-run directories (outputs, joined inputs), reused.
+    run_dirs: RunDirs,
     /// Time allowed for fetching the program and inputs.
     pub(crate) fetch_timeout: Duration,
     /// Time allowed for compiling the program.
@@ -117,7 +118,7 @@ impl Executor {
             inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes).map_err(|source| {
                 WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source }
             })?,
-            scratch: config.work_dir.join("runs"),
+            run_dirs: RunDirs::new(config.work_dir.join("runs")),
             fetch_timeout: config.fetch_timeout,
             compile_timeout: config.compile_timeout,
             filecoin,
@@ -436,14 +437,12 @@ impl Executor {
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
         let mounts_started = Instant::now();
-        // Numbered as well as named: a run's directory is removed in the background after it,
-        // and a later run of the same execution id (the verifier's, a test's) must not meet it.
-        let run_dir = self.scratch.join(format!("{execution_id}.{}", next_run()));
-        let outputs = run_dir.join("outputs");
-        create_run_dir(&run_dir, &outputs).map_err(|e| Stop::host(format!("creating {}: {e}", outputs.display())))?;
-        let _cleanup = RemoveDir(run_dir.clone());
-
-        let mut mounts = input_mounts(&inputs, &run_dir.join("inputs")).await?;
+        let mut run_dir = self
+            .run_dirs
+            .take()
+            .map_err(|e| Stop::host(format!("making a run directory for execution {execution_id}: {e}")))?;
+        let outputs = run_dir.outputs();
+        let mut mounts = input_mounts(&inputs, &run_dir.path().join("inputs")).await?;
         mounts.push(Mount { host: outputs.clone(), guest: OUTPUTS_MOUNT.to_string(), writable: true });
         observe(Phase::Mounts, mounts_started.elapsed());
         let invocation = invocation(spec, mounts);
@@ -457,6 +456,16 @@ impl Executor {
         };
         let run_ms = run_started.elapsed().as_millis() as u64;
         observe(Phase::Run, run_started.elapsed());
+        // A timeout may be reported while the program is still stuck in a host call, able to
+        // write, and a host failure says nothing of the program: only these ends mean it stopped.
+        let stopped = match &result {
+            Ok(_) => true,
+            Err(RunFailure::Guest(failure)) => !matches!(failure.kind, FailureKind::Timeout { .. }),
+            Err(RunFailure::Stopped(_)) => false,
+        };
+        if stopped {
+            run_dir.stopped();
+        }
         drop(inputs);
         match result {
             Ok(outcome) => {
@@ -914,62 +923,6 @@ fn unwritten(spec: &JobSpec, outputs: &Path, exit_code: i32) -> Option<String> {
     })
 }
 
-/// A number for each run in this process, to make its scratch directory's name unique.
-fn next_run() -> u64 {
-    use std::sync::atomic::AtomicU64;
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Creates a run's directory and its outputs directory in it: two `mkdir`s where
-/// `create_dir_all` of the outputs would first try (and fail) that one, three.
-fn create_run_dir(run_dir: &Path, outputs: &Path) -> std::io::Result<()> {
-    match std::fs::create_dir(run_dir) {
-        Ok(()) => std::fs::create_dir(outputs),
-        // The scratch directory itself is missing (the first run), or something odd: the
-        // thorough way.
-        Err(_) => std::fs::create_dir_all(outputs),
-    }
-}
-
-/// Scratch directories being removed in the background (see [`RemoveDir`]).
-static REMOVING: AtomicUsize = AtomicUsize::new(0);
-
-/// With this many removals under way, the next is done where its run ends instead: a file
-/// system slower than the jobs then slows the jobs rather than piling up removals.
-const MAX_REMOVING: usize = 64;
-
-/// Removes a run's scratch directory however the run ends: on a blocking thread, so the
-/// removal's system calls do not hold up the runtime's threads, unless [`MAX_REMOVING`] are
-/// under way already or there is no runtime.
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let dir = std::mem::take(&mut self.0);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            if REMOVING.fetch_add(1, Ordering::AcqRel) < MAX_REMOVING {
-                runtime.spawn_blocking(move || {
-                    remove_scratch(&dir);
-                    REMOVING.fetch_sub(1, Ordering::AcqRel);
-                });
-                return;
-            }
-            REMOVING.fetch_sub(1, Ordering::AcqRel);
-        }
-        remove_scratch(&dir);
-    }
-}
-
-/// Removes `dir`; a failure is logged, as the run it served is over whatever happens here.
-fn remove_scratch(dir: &Path) {
-    if let Err(error) = std::fs::remove_dir_all(dir) {
-        if error.kind() != std::io::ErrorKind::NotFound {
-            warn!(dir = %dir.display(), %error, "could not remove a run's scratch directory");
-        }
-    }
-}
-
 /// The runtime invocation of `spec` with `mounts`: argv\[0\] is the program's CID (a
 /// container job's argv is its `command`), then the spec's arguments; the spec's environment
 /// and limits. The one place a job becomes a run, so workers, the verifier and a direct run all
@@ -1000,49 +953,5 @@ pub fn invocation(spec: &JobSpec, mounts: Vec<Mount>) -> Invocation {
             Determinism::Deterministic => shoal_runtime::Determinism::Deterministic,
             Determinism::Nondeterministic => shoal_runtime::Determinism::Nondeterministic,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_dirs_are_created_with_or_without_the_scratch_dir() {
-        let scratch = tempfile::tempdir().unwrap();
-        for n in 0..2 {
-            let run_dir = scratch.path().join("runs").join(format!("run.{n}"));
-            create_run_dir(&run_dir, &run_dir.join("outputs")).unwrap();
-            assert!(run_dir.join("outputs").is_dir(), "run {n}");
-        }
-        let taken = scratch.path().join("runs/run.0");
-        // As `create_dir_all` allowed: a directory that is there already is fine.
-        create_run_dir(&taken, &taken.join("outputs")).unwrap();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn scratch_dirs_are_removed_in_the_background_or_where_the_run_ends() {
-        let scratch = tempfile::tempdir().unwrap();
-        let dirs: Vec<PathBuf> = (0..3 * MAX_REMOVING).map(|n| scratch.path().join(format!("run.{n}"))).collect();
-        for dir in &dirs {
-            std::fs::create_dir_all(dir.join("outputs/deep")).unwrap();
-            std::fs::write(dir.join("outputs/deep/file"), "x").unwrap();
-        }
-        // More at once than may be under way: the rest are removed where they are dropped.
-        drop(dirs.iter().cloned().map(RemoveDir).collect::<Vec<_>>());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while dirs.iter().any(|dir| dir.exists()) {
-            assert!(Instant::now() < deadline, "scratch directories left behind");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let outside = scratch.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        std::thread::spawn({
-            let outside = outside.clone();
-            move || drop(RemoveDir(outside))
-        })
-        .join()
-        .unwrap();
-        assert!(!outside.exists(), "without a runtime the removal is done at once");
     }
 }

@@ -31,6 +31,7 @@ mod filecoin;
 mod phases;
 mod pipeline;
 mod placement;
+mod scratch;
 mod serve;
 mod slot;
 
