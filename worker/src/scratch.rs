@@ -30,10 +30,29 @@ static TIDYING: AtomicUsize = AtomicUsize::new(0);
 const MAX_TIDYING: usize = 64;
 
 /// The run directories under one root: taken for a run, given back after it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct RunDirs {
     root: PathBuf,
-    free: Arc<Mutex<Vec<PathBuf>>>,
+    free: Arc<FreeDirs>,
+}
+
+/// Emptied run directories waiting for a run; removed when the last holder lets go (the
+/// executor and every run it started), so a stopped worker does not leave them behind.
+#[derive(Debug, Default)]
+struct FreeDirs(Mutex<Vec<PathBuf>>);
+
+impl FreeDirs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for FreeDirs {
+    fn drop(&mut self) {
+        for path in self.lock().drain(..) {
+            remove(&path);
+        }
+    }
 }
 
 impl RunDirs {
@@ -46,7 +65,7 @@ impl RunDirs {
     /// there is one, else a new one (named uniquely, so that what a killed predecessor left
     /// under the root is never met).
     pub(crate) fn take(&self) -> io::Result<RunDir> {
-        let reused = self.free.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let reused = self.free.lock().pop();
         let path = match reused {
             Some(path) => path,
             None => {
@@ -71,7 +90,7 @@ impl RunDirs {
 pub(crate) struct RunDir {
     path: PathBuf,
     reusable: bool,
-    free: Arc<Mutex<Vec<PathBuf>>>,
+    free: Arc<FreeDirs>,
 }
 
 impl RunDir {
@@ -113,11 +132,11 @@ impl Drop for RunDir {
 
 /// Empties `path` and gives it back to `free` when `reusable` and there is room, else removes
 /// it; a failure is logged, as the run it served is over whatever happens here.
-fn tidy(path: PathBuf, reusable: bool, free: &Mutex<Vec<PathBuf>>) {
+fn tidy(path: PathBuf, reusable: bool, free: &FreeDirs) {
     if reusable {
         match empty(&path) {
             Ok(()) => {
-                let mut free = free.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut free = free.lock();
                 if free.len() < MAX_FREE {
                     free.push(path);
                     return;
@@ -126,7 +145,12 @@ fn tidy(path: PathBuf, reusable: bool, free: &Mutex<Vec<PathBuf>>) {
             Err(error) => warn!(dir = %path.display(), %error, "could not empty a run directory; removing it"),
         }
     }
-    if let Err(error) = std::fs::remove_dir_all(&path) {
+    remove(&path);
+}
+
+/// Removes run directory `path`; a failure is logged.
+fn remove(path: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(path) {
         if error.kind() != io::ErrorKind::NotFound {
             warn!(dir = %path.display(), %error, "could not remove a run directory");
         }
@@ -201,7 +225,7 @@ mod tests {
         fill(&first, &outside);
         first.stopped();
         drop(first);
-        eventually("the stopped run's directory given back", || dirs.free.lock().unwrap().len() == 1).await;
+        eventually("the stopped run's directory given back", || dirs.free.lock().len() == 1).await;
 
         let second = dirs.take().unwrap();
         assert_eq!(second.path(), reused, "the emptied directory is taken again");
@@ -213,7 +237,7 @@ mod tests {
         fill(&second, &outside);
         drop(second);
         eventually("a run not known to have stopped is removed", || !reused.exists()).await;
-        assert!(dirs.free.lock().unwrap().is_empty(), "and not given back");
+        assert!(dirs.free.lock().is_empty(), "and not given back");
         let third = dirs.take().unwrap();
         assert_ne!(third.path(), reused, "a new directory is made");
     }
@@ -237,20 +261,34 @@ mod tests {
         fill(&last, &outside);
         last.stopped();
         std::thread::spawn(move || drop(last)).join().unwrap();
-        assert_eq!(dirs.free.lock().unwrap().len(), 1, "without a runtime it is emptied at once");
+        assert_eq!(dirs.free.lock().len(), 1, "without a runtime it is emptied at once");
+    }
+
+    #[test]
+    fn emptied_directories_are_removed_when_the_run_directories_are_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = RunDirs::new(root.path().join("runs"));
+        let mut run = dirs.take().unwrap();
+        let path = run.path().to_path_buf();
+        run.stopped();
+        // No runtime here: emptied and given back at once.
+        drop(run);
+        assert!(path.is_dir(), "kept for the next run");
+        drop(dirs);
+        assert!(!path.exists(), "removed with the last holder");
     }
 
     #[test]
     fn an_unremovable_entry_gets_the_directory_removed_not_reused() {
         let root = tempfile::tempdir().unwrap();
-        let free = Mutex::new(Vec::new());
+        let free = FreeDirs::default();
         let run_dir = root.path().join("run");
         std::fs::create_dir_all(run_dir.join(OUTPUTS)).unwrap();
         // `outputs` replaced by a file: emptying it fails.
         std::fs::remove_dir(run_dir.join(OUTPUTS)).unwrap();
         std::fs::write(run_dir.join(OUTPUTS), "not a directory").unwrap();
         tidy(run_dir.clone(), true, &free);
-        assert!(free.lock().unwrap().is_empty(), "not given back");
+        assert!(free.lock().is_empty(), "not given back");
         assert!(!run_dir.exists(), "removed instead");
     }
 }
