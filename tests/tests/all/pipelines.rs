@@ -72,9 +72,9 @@ fn job_ids(status: &PipelineStatus) -> Vec<String> {
     status.stages.iter().flat_map(|stage| stage.units.iter().filter_map(|unit| unit.job.clone())).collect()
 }
 
-async fn worker_of(stack: &Stack, job: &str) -> String {
+async fn shard_of(stack: &Stack, job: &str) -> u32 {
     let job: Job = stack.job(job).await.unwrap();
-    job.executions.last().expect("it ran").worker.clone()
+    job.shard
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -98,7 +98,7 @@ async fn the_cloud_pipeline_removes_clouds_exactly_where_detect_found_them_and_r
     assert_eq!(status.state, PipelineState::Succeeded, "{status:#?}");
 
     // detect ran on every tile; remove on exactly those whose own stats say they are cloudy,
-    // read here from detect's outputs, each on the worker that detected it.
+    // read here from detect's outputs, each placed where its tile was detected.
     let detect = stage(&status, "detect");
     assert_eq!((detect.counts.succeeded, detect.units.len()), (4, 4), "{detect:#?}");
     let remove = stage(&status, "remove");
@@ -108,11 +108,13 @@ async fn the_cloud_pipeline_removes_clouds_exactly_where_detect_found_them_and_r
         let fraction = serde_json::from_slice::<Value>(&stats).unwrap()["cloud_fraction"].as_f64().unwrap();
         if fraction > THRESHOLD {
             assert_eq!(removed.state, UnitState::Succeeded, "{removed:?} at {fraction}");
+            // Placement is by shard; which worker reads it may change under load (an idle
+            // worker steals, a hot shard gets more readers), so the shard is what is asserted.
             let (detected_on, removed_on) = (
-                worker_of(&stack, detected.job.as_ref().unwrap()).await,
-                worker_of(&stack, removed.job.as_ref().unwrap()).await,
+                shard_of(&stack, detected.job.as_ref().unwrap()).await,
+                shard_of(&stack, removed.job.as_ref().unwrap()).await,
             );
-            assert_eq!(detected_on, removed_on, "a tile's stages run where its data is");
+            assert_eq!(detected_on, removed_on, "a tile's stages go to the shard its data went to");
         } else {
             assert_eq!(removed.state, UnitState::Skipped, "{removed:?} at {fraction}");
             assert!(removed.reason.as_ref().unwrap().starts_with("condition false: cloud_fraction"), "{removed:?}");
