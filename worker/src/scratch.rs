@@ -56,8 +56,12 @@ impl Drop for FreeDirs {
 }
 
 impl RunDirs {
-    /// Run directories under `root`, which is created when the first one is.
+    /// Run directories under `root`, which is created when the first one is, after removing
+    /// whatever a killed predecessor left there: the work directory is one worker process's
+    /// alone, as for the input cache. What cannot be removed is logged and left, out of the way
+    /// of the new directories' unique names.
     pub(crate) fn new(root: PathBuf) -> RunDirs {
+        remove(&root);
         RunDirs { root, free: Arc::default() }
     }
 
@@ -276,6 +280,27 @@ mod tests {
         assert!(path.is_dir(), "kept for the next run");
         drop(dirs);
         assert!(!path.exists(), "removed with the last holder");
+    }
+
+    #[test]
+    fn what_a_killed_predecessor_left_is_removed_when_run_directories_are_opened() {
+        let root = tempfile::tempdir().unwrap();
+        let runs = root.path().join("runs");
+        let left = RunDirs::new(runs.clone());
+        let mut emptied = left.take().unwrap();
+        emptied.stopped();
+        let (emptied_path, mid_run) = (emptied.path().to_path_buf(), left.take().unwrap());
+        std::fs::write(mid_run.outputs().join("half-written"), "x").unwrap();
+        drop(emptied);
+        // A killed process drops nothing: its directories stay until the next one opens the root.
+        let (mid_run_path, outside) = (mid_run.path().to_path_buf(), outside(root.path()));
+        std::mem::forget((mid_run, left));
+        assert!(emptied_path.is_dir() && mid_run_path.is_dir());
+
+        let dirs = RunDirs::new(runs.clone());
+        assert!(!runs.exists(), "the predecessor's directories are gone");
+        assert!(outside.join("kept").is_file(), "nothing outside the root is touched");
+        assert!(dirs.take().unwrap().outputs().is_dir(), "and runs get directories as before");
     }
 
     #[test]
