@@ -4,13 +4,14 @@
 //! the empty stderr, whose block every job shares.
 //!
 //! Reports wall time per job (one job at a time, and eight at once) and the process's CPU time
-//! per job. Run with `cargo bench -p shoal-content --bench small_import`.
+//! per job, for the three imported each by itself (at once, as the worker did) and together
+//! ([`import_many`], as it does now), alternated in the same run. Run with `cargo bench -p shoal-content --bench small_import`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use shoal_content::unixfs::{import_path, import_reader, ImportOptions};
+use shoal_content::unixfs::{import_many, import_path, import_reader, ImportOptions, ImportSource};
 use shoal_content::FsBlockStore;
 
 const JOBS: usize = 2_000;
@@ -21,14 +22,41 @@ fn main() {
     let store = FsBlockStore::open(scratch.path().join("blocks")).expect("store");
     tokio.block_on(async {
         // Warm-up: the store's shard directories exist after a while in a real worker.
-        run(&store, scratch.path(), "warm-up", 1, 0).await;
-        run(&store, scratch.path(), "one job at a time", 1, 1).await;
-        run(&store, scratch.path(), "eight jobs at once", 8, 2).await;
+        run(&store, scratch.path(), "warm-up", 1, 0, false).await;
+        let mut round = 1;
+        for (label, parallel) in [("one job at a time", 1), ("eight jobs at once", 8)] {
+            let (mut each, mut together) = (Vec::new(), Vec::new());
+            // Alternated, so the machine's drift falls on both alike.
+            for _ in 0..2 {
+                each.push(
+                    run(&store, scratch.path(), &format!("{label}, each by itself"), parallel, round, false).await,
+                );
+                together
+                    .push(run(&store, scratch.path(), &format!("{label}, together"), parallel, round + 1, true).await);
+                round += 2;
+            }
+            let sum = |runs: &[(Duration, Duration)], pick: fn(&(Duration, Duration)) -> Duration| {
+                runs.iter().map(pick).sum::<Duration>().as_secs_f64()
+            };
+            println!(
+                "{label}: together / each by itself — mean wall {:.2}×, CPU {:.2}×",
+                sum(&together, |r| r.0) / sum(&each, |r| r.0),
+                sum(&together, |r| r.1) / sum(&each, |r| r.1),
+            );
+        }
     });
 }
 
-/// Imports `JOBS` jobs' results, `parallel` at once; `round` keeps contents unique across calls.
-async fn run(store: &FsBlockStore, scratch: &Path, label: &str, parallel: usize, round: usize) {
+/// Imports `JOBS` jobs' results, `parallel` at once, `together` with one importer or each by itself;
+/// `round` keeps contents unique across calls. Returns the mean wall time and the CPU per job.
+async fn run(
+    store: &FsBlockStore,
+    scratch: &Path,
+    label: &str,
+    parallel: usize,
+    round: usize,
+    together: bool,
+) -> (Duration, Duration) {
     let dirs: Vec<(PathBuf, Vec<u8>)> = (0..JOBS)
         .map(|i| {
             let dir = scratch.join(format!("out-{round}-{i}"));
@@ -44,9 +72,23 @@ async fn run(store: &FsBlockStore, scratch: &Path, label: &str, parallel: usize,
     let mut jobs = futures::stream::iter(dirs.into_iter().map(|(dir, stdout)| async move {
         let started = Instant::now();
         let opts = ImportOptions { include_hidden: true, ..ImportOptions::default() };
-        import_path(&dir, &opts, store).await.expect("outputs");
-        import_reader(&stdout[..], &ImportOptions::default(), store).await.expect("stdout");
-        import_reader(&b""[..], &ImportOptions::default(), store).await.expect("stderr");
+        if together {
+            let sources = vec![
+                ImportSource::Path(dir),
+                ImportSource::Bytes(stdout.into()),
+                ImportSource::Bytes(Default::default()),
+            ];
+            import_many(sources, &opts, store).await.expect("outputs and logs");
+        } else {
+            let (outputs, stdout, stderr) = tokio::join!(
+                import_path(&dir, &opts, store),
+                import_reader(&stdout[..], &opts, store),
+                import_reader(&b""[..], &opts, store)
+            );
+            outputs.expect("outputs");
+            stdout.expect("stdout");
+            stderr.expect("stderr");
+        }
         started.elapsed()
     }))
     .buffer_unordered(parallel);
@@ -65,6 +107,7 @@ async fn run(store: &FsBlockStore, scratch: &Path, label: &str, parallel: usize,
         JOBS as f64 / wall.as_secs_f64(),
         cpu / JOBS as u32,
     );
+    (mean, cpu / JOBS as u32)
 }
 
 /// User plus system CPU time of this process so far, from `/proc/self/stat` (clock ticks of

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::TryStreamExt;
 use shoal_content::source::{HttpGatewaySource, SourceChain};
-use shoal_content::unixfs::{self, ImportOptions, NodeKind};
+use shoal_content::unixfs::{self, ImportOptions, ImportSource, NodeKind};
 use shoal_content::{Block, BlockReader, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
 use shoal_filecoin::RetrievalError;
 use shoal_jobs::{
@@ -473,14 +473,7 @@ impl Executor {
                     return Err(Stop::new(FailureReason::MissingOutput, missing));
                 }
                 let import_started = Instant::now();
-                // At once: each is a hop or two to the blocking pool, which has threads to spare.
-                // Errors are reported in this order, as when they were imported one by one.
-                let (output, stdout, stderr) = tokio::join!(
-                    self.import_dir(&outputs),
-                    self.import_bytes(outcome.stdout),
-                    self.import_bytes(outcome.stderr)
-                );
-                let (output, stdout, stderr) = (output?, stdout?, stderr?);
+                let (output, stdout, stderr) = self.import_results(outputs, outcome.stdout, outcome.stderr).await?;
                 observe(Phase::Import, import_started.elapsed());
                 Ok(ExecutionResult {
                     exit_code: outcome.exit_code,
@@ -769,12 +762,21 @@ impl Executor {
         }
     }
 
-    async fn import_dir(&self, dir: &Path) -> Result<ContentId, Stop> {
+    /// Publishes a run's outputs (hidden files too), stdout and stderr: with one importer, so a
+    /// small job's blocks are written together, one hop to the store's blocking pool.
+    async fn import_results(
+        &self,
+        outputs: PathBuf,
+        stdout: Bytes,
+        stderr: Bytes,
+    ) -> Result<(ContentId, ContentId, ContentId), Stop> {
         let options = ImportOptions { include_hidden: true, ..ImportOptions::default() };
-        let imported = unixfs::import_path(dir, &options, self.store.as_ref())
+        let sources = vec![ImportSource::Path(outputs), ImportSource::Bytes(stdout), ImportSource::Bytes(stderr)];
+        let imported = unixfs::import_many(sources, &options, self.store.as_ref())
             .await
-            .map_err(|e| Stop::host(format!("publishing outputs: {e}")))?;
-        Ok(ContentId(imported.root))
+            .map_err(|e| Stop::host(format!("publishing outputs and logs: {e}")))?;
+        let [output, stdout, stderr] = imported.try_into().expect("one result per source");
+        Ok((ContentId(output.root), ContentId(stdout.root), ContentId(stderr.root)))
     }
 
     async fn import_bytes(&self, bytes: Bytes) -> Result<ContentId, Stop> {

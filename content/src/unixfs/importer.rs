@@ -11,9 +11,9 @@
 //! its own chunk by offset as well as hashing it, so reading and hashing use every core.
 //!
 //! Small imports are the other way round: their cost is hops to the blocking pool, not hashing.
-//! So a small tree is read whole in one blocking task, small chunks are hashed where they are
-//! read, and blocks reach the sink in batches ([`BlockSink::put_many`]), a small import's all in
-//! one.
+//! So a tree is listed in one blocking task, which also reads small files whole (a job's outputs
+//! are usually read entirely there), small chunks are hashed where they are read, and blocks
+//! reach the sink in batches ([`BlockSink::put_many`]), a small import's all in one.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -54,13 +54,10 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// than handing it to a blocking thread and back.
 const INLINE_HASH_BYTES: usize = 16 * 1024;
 
-/// [`import_path`] reads a tree whole, in one blocking task, if it has at most this many
-/// entries and this many file bytes (a job's outputs, typically): a hop to the blocking pool
-/// per file system call cost more than the calls for small trees. Larger trees are walked and
-/// streamed entry by entry.
-const SCAN_MAX_ENTRIES: usize = 256;
-/// See [`SCAN_MAX_ENTRIES`].
-const SCAN_MAX_BYTES: u64 = 1 << 20;
+/// File bytes [`import_path`] reads while it lists a tree, in the same blocking task: a hop to
+/// the blocking pool per file cost more than reading small files. Files past this are read chunk
+/// by chunk as they are imported.
+const READ_WHILE_LISTING: u64 = 1 << 20;
 
 /// Called with the number of file bytes imported so far (cumulative over a whole tree).
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -116,25 +113,61 @@ pub async fn import_reader(
 /// skipped unless [`ImportOptions::include_hidden`], and a name that is not UTF-8 is an error.
 /// If `path` itself is a symbolic link, its target is imported.
 pub async fn import_path(path: &Path, opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Imported> {
+    import_listed(path, opts, sink, READ_WHILE_LISTING).await
+}
+
+/// [`import_path`], reading up to `read_whole` file bytes while listing.
+async fn import_listed(path: &Path, opts: &ImportOptions, sink: &dyn BlockSink, read_whole: u64) -> Result<Imported> {
     let mut importer = Importer::new(opts, sink);
-    let (scan_path, include_hidden) = (path.to_path_buf(), opts.include_hidden);
-    let scanned = tokio::task::spawn_blocking(move || scan(&scan_path, include_hidden))
-        .await
-        .map_err(|e| ContentError::io(format!("reading {}", path.display()), std::io::Error::other(e)))??;
-    let root = match scanned {
-        Some(tree) => importer.scanned(tree).await?,
-        None => {
-            let meta = tokio::fs::metadata(path)
-                .await
-                .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
-            if meta.is_dir() {
-                importer.directory_at(path.to_path_buf()).await?
-            } else {
-                importer.entry_at(path.to_path_buf(), meta).await?
-            }
-        }
-    };
+    let tree = listing(path, opts.include_hidden, read_whole).await?;
+    let root = importer.listed(tree).await?;
     importer.finish(root.cid).await
+}
+
+/// [`list`] on a blocking thread.
+async fn listing(path: &Path, include_hidden: bool, read_whole: u64) -> Result<Listed> {
+    let list_path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || list(&list_path, include_hidden, read_whole))
+        .await
+        .map_err(|e| ContentError::io(format!("reading {}", path.display()), std::io::Error::other(e)))?
+}
+
+/// What [`import_many`] imports.
+#[derive(Debug, Clone)]
+pub enum ImportSource {
+    /// A file or tree on the local file system, as [`import_path`] imports it.
+    Path(PathBuf),
+    /// Bytes as one file, as [`import_reader`] imports them.
+    Bytes(Bytes),
+}
+
+/// Imports each source as [`import_path`] or [`import_reader`] would, with one importer, so the
+/// blocks of small sources reach the sink together: a job's outputs, stdout and stderr in one
+/// batch, one write rather than one each. The results are in the sources' order; the progress
+/// callback counts over all of them.
+pub async fn import_many(
+    sources: Vec<ImportSource>,
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+) -> Result<Vec<Imported>> {
+    let mut importer = Importer::new(opts, sink);
+    let mut imported = Vec::with_capacity(sources.len());
+    for source in sources {
+        let (bytes, blocks) = (importer.bytes, importer.blocks);
+        let root = match source {
+            ImportSource::Path(path) => {
+                let tree = listing(&path, opts.include_hidden, READ_WHILE_LISTING).await?;
+                importer.listed(tree).await?
+            }
+            ImportSource::Bytes(data) => {
+                importer.file(ReaderLeaves { reader: std::io::Cursor::new(data), eof: false }).await?
+            }
+        };
+        imported.push(Imported { root: root.cid, size: importer.bytes - bytes, blocks: importer.blocks - blocks });
+    }
+    importer.flush().await?;
+    importer.drain().await?;
+    Ok(imported)
 }
 
 /// An existing DAG to link into a new directory ([`import_links`]).
@@ -187,7 +220,6 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 struct Importer<'a> {
     profile: Profile,
-    include_hidden: bool,
     progress: Option<ProgressFn>,
     sink: &'a dyn BlockSink,
     bytes: u64,
@@ -209,7 +241,6 @@ impl<'a> Importer<'a> {
     fn new(opts: &ImportOptions, sink: &'a dyn BlockSink) -> Importer<'a> {
         Importer {
             profile: opts.profile,
-            include_hidden: opts.include_hidden,
             progress: opts.progress.clone(),
             sink,
             bytes: 0,
@@ -377,85 +408,29 @@ impl<'a> Importer<'a> {
         Ok(Child { cid: node.cid, tsize: node.tsize + children_tsize })
     }
 
-    fn directory_at(&mut self, path: PathBuf) -> BoxFuture<'_, Result<Child>> {
-        Box::pin(async move {
-            let mut read = tokio::fs::read_dir(&path)
-                .await
-                .map_err(|e| ContentError::io(format!("listing {}", path.display()), e))?;
-            let mut found = Vec::new();
-            while let Some(entry) =
-                read.next_entry().await.map_err(|e| ContentError::io(format!("listing {}", path.display()), e))?
-            {
-                let entry_path = entry.path();
-                let name = entry.file_name().into_string().map_err(|raw| ContentError::InvalidArgument {
-                    what: format!("file name {raw:?} in {}", path.display()),
-                    reason: "UnixFS names must be UTF-8".into(),
-                })?;
-                if name.starts_with('.') && !self.include_hidden {
-                    continue;
-                }
-                found.push((name, entry_path));
-            }
-            // Sorted so blocks and progress come in the same order on every run.
-            found.sort();
-            let mut entries = Vec::with_capacity(found.len());
-            for (name, entry_path) in found {
-                let meta = tokio::fs::symlink_metadata(&entry_path)
-                    .await
-                    .map_err(|e| ContentError::io(format!("reading {}", entry_path.display()), e))?;
-                let child = self.entry_at(entry_path, meta).await?;
-                entries.push((name, child));
-            }
-            self.directory(entries).await
-        })
-    }
-
-    /// Imports a tree [`scan`] read whole.
-    fn scanned(&mut self, tree: Scanned) -> BoxFuture<'_, Result<Child>> {
+    /// Imports a tree [`list`] listed.
+    fn listed(&mut self, tree: Listed) -> BoxFuture<'_, Result<Child>> {
         Box::pin(async move {
             match tree {
-                Scanned::Directory(found) => {
+                Listed::Directory(found) => {
                     let mut entries = Vec::with_capacity(found.len());
                     for (name, entry) in found {
-                        entries.push((name, self.scanned(entry).await?));
+                        entries.push((name, self.listed(entry).await?));
                     }
                     self.directory(entries).await
                 }
-                Scanned::Symlink(target) => self.symlink(target).await,
+                Listed::Symlink(target) => self.symlink(target).await,
                 // Chunked as a file read by offset is: the same leaves, the same CID.
-                Scanned::File(bytes) => {
+                Listed::Read(bytes) => {
                     self.file(ReaderLeaves { reader: std::io::Cursor::new(bytes), eof: false }).await
                 }
-            }
-        })
-    }
-
-    fn entry_at(&mut self, path: PathBuf, meta: Metadata) -> BoxFuture<'_, Result<Child>> {
-        Box::pin(async move {
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                self.directory_at(path).await
-            } else if kind.is_symlink() {
-                let target = tokio::fs::read_link(&path)
-                    .await
-                    .map_err(|e| ContentError::io(format!("reading link {}", path.display()), e))?;
-                let target = target.into_os_string().into_string().map_err(|raw| ContentError::InvalidArgument {
-                    what: format!("symlink target {raw:?} of {}", path.display()),
-                    reason: "UnixFS symlink targets must be UTF-8".into(),
-                })?;
-                self.symlink(target).await
-            } else if kind.is_file() {
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
-                let file = Arc::new(file.into_std().await);
-                self.file(FileLeaves { file, path, len: meta.len(), offset: 0 }).await
-            } else {
-                Err(ContentError::InvalidArgument {
-                    what: format!("file {}", path.display()),
-                    reason: "not a regular file, directory or symlink (sockets, FIFOs and devices have no UnixFS form)"
-                        .into(),
-                })
+                Listed::File { path, len } => {
+                    let file = tokio::fs::File::open(&path)
+                        .await
+                        .map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
+                    let file = Arc::new(file.into_std().await);
+                    self.file(FileLeaves { file, path, len, offset: 0 }).await
+                }
             }
         })
     }
@@ -593,35 +568,34 @@ impl LeafProducer for FileLeaves {
     }
 }
 
-/// A tree read whole by [`scan`].
-enum Scanned {
+/// A tree as [`list`] found it.
+enum Listed {
     /// Entries sorted by name, hidden ones left out unless asked for.
-    Directory(Vec<(String, Scanned)>),
+    Directory(Vec<(String, Listed)>),
     Symlink(String),
-    File(Bytes),
+    /// A file read while listing.
+    Read(Bytes),
+    /// A file to read as it is imported, as long as it was when listed.
+    File {
+        path: PathBuf,
+        len: u64,
+    },
 }
 
-/// What [`scan`] may still read.
-struct ScanBudget {
-    entries: usize,
-    bytes: u64,
-}
-
-/// Reads the tree at `path` whole, as [`Importer::directory_at`] and [`Importer::entry_at`]
-/// would walk it (same order, same errors); `None` once it proves larger than
-/// [`SCAN_MAX_ENTRIES`] or [`SCAN_MAX_BYTES`]. Runs on a blocking thread.
-fn scan(path: &Path, include_hidden: bool) -> Result<Option<Scanned>> {
+/// Lists the tree at `path` (following `path` itself if it is a link, never the links inside),
+/// reading files whole until `read_whole` bytes have been read. Runs on a blocking thread.
+fn list(path: &Path, include_hidden: bool, read_whole: u64) -> Result<Listed> {
     let meta = std::fs::metadata(path).map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
-    let mut budget = ScanBudget { entries: SCAN_MAX_ENTRIES, bytes: SCAN_MAX_BYTES };
-    scan_entry(path, &meta, include_hidden, &mut budget)
+    let mut budget = read_whole;
+    list_entry(path.to_path_buf(), &meta, include_hidden, &mut budget)
 }
 
-fn scan_entry(path: &Path, meta: &Metadata, include_hidden: bool, budget: &mut ScanBudget) -> Result<Option<Scanned>> {
+fn list_entry(path: PathBuf, meta: &Metadata, include_hidden: bool, budget: &mut u64) -> Result<Listed> {
     let kind = meta.file_type();
     if kind.is_dir() {
         let listing = |e| ContentError::io(format!("listing {}", path.display()), e);
         let mut found = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(listing)? {
+        for entry in std::fs::read_dir(&path).map_err(listing)? {
             let entry = entry.map_err(listing)?;
             let name = entry.file_name().into_string().map_err(|raw| ContentError::InvalidArgument {
                 what: format!("file name {raw:?} in {}", path.display()),
@@ -630,37 +604,35 @@ fn scan_entry(path: &Path, meta: &Metadata, include_hidden: bool, budget: &mut S
             if name.starts_with('.') && !include_hidden {
                 continue;
             }
-            let Some(left) = budget.entries.checked_sub(1) else { return Ok(None) };
-            budget.entries = left;
             found.push((name, entry.path()));
         }
+        // Sorted so blocks and progress come in the same order on every run.
         found.sort();
         let mut entries = Vec::with_capacity(found.len());
         for (name, entry_path) in found {
             let meta = std::fs::symlink_metadata(&entry_path)
                 .map_err(|e| ContentError::io(format!("reading {}", entry_path.display()), e))?;
-            match scan_entry(&entry_path, &meta, include_hidden, budget)? {
-                Some(entry) => entries.push((name, entry)),
-                None => return Ok(None),
-            }
+            entries.push((name, list_entry(entry_path, &meta, include_hidden, budget)?));
         }
-        Ok(Some(Scanned::Directory(entries)))
+        Ok(Listed::Directory(entries))
     } else if kind.is_symlink() {
         let target =
-            std::fs::read_link(path).map_err(|e| ContentError::io(format!("reading link {}", path.display()), e))?;
+            std::fs::read_link(&path).map_err(|e| ContentError::io(format!("reading link {}", path.display()), e))?;
         let target = target.into_os_string().into_string().map_err(|raw| ContentError::InvalidArgument {
             what: format!("symlink target {raw:?} of {}", path.display()),
             reason: "UnixFS symlink targets must be UTF-8".into(),
         })?;
-        Ok(Some(Scanned::Symlink(target)))
+        Ok(Listed::Symlink(target))
     } else if kind.is_file() {
-        let Some(left) = budget.bytes.checked_sub(meta.len()) else { return Ok(None) };
-        budget.bytes = left;
-        let file = std::fs::File::open(path).map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
+        let len = meta.len();
+        let Some(left) = budget.checked_sub(len) else { return Ok(Listed::File { path, len }) };
+        *budget = left;
+        let file =
+            std::fs::File::open(&path).map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
         // As long as it was when its metadata was read, as `FileLeaves` reads it.
-        let bytes = read_chunk_at(&file, 0, meta.len() as usize)
+        let bytes = read_chunk_at(&file, 0, len as usize)
             .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
-        Ok(Some(Scanned::File(bytes)))
+        Ok(Listed::Read(bytes))
     } else {
         Err(ContentError::InvalidArgument {
             what: format!("file {}", path.display()),
@@ -771,8 +743,10 @@ fn directory_block_bytes(entries: &[(String, Child)]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
-    use crate::store::MemoryBlockStore;
+    use crate::store::{BlockStore, MemoryBlockStore};
 
     fn child(seed: u8, tsize: u64) -> Child {
         Child { cid: *Block::encode(Codec::Raw, vec![seed]).cid(), tsize }
@@ -846,7 +820,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tree_read_whole_imports_and_fails_as_the_walk_does() {
+    async fn a_tree_imports_the_same_whether_its_files_are_read_while_listing_or_after() {
         let dir = tempfile::tempdir().unwrap();
         let big: Vec<u8> = (0..600_000u32).map(|i| (i % 241) as u8).collect();
         std::fs::write(dir.path().join("big"), &big).unwrap();
@@ -855,27 +829,79 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("sub/deeper")).unwrap();
         std::fs::write(dir.path().join("sub/deeper/small"), "80 bytes or so").unwrap();
         std::os::unix::fs::symlink("../big", dir.path().join("sub/link")).unwrap();
-        let walk = |opts: ImportOptions, store: MemoryBlockStore, path: PathBuf| async move {
-            let mut importer = Importer::new(&opts, &store);
-            let root = importer.directory_at(path).await?;
-            importer.finish(root.cid).await
+        assert!(matches!(list(&dir.path().join("big"), false, 0).unwrap(), Listed::File { len: 600_000, .. }));
+        assert!(matches!(list(&dir.path().join("big"), false, 600_000).unwrap(), Listed::Read(_)));
+        let none_read = |opts: &ImportOptions| {
+            let (path, opts) = (dir.path().to_path_buf(), opts.clone());
+            async move {
+                let store = MemoryBlockStore::new();
+                let imported = import_listed(&path, &opts, &store, 0).await;
+                (imported, store)
+            }
         };
         for include_hidden in [false, true] {
             let opts = ImportOptions { include_hidden, ..Default::default() };
-            assert!(scan(dir.path(), include_hidden).unwrap().is_some(), "small enough to be read whole");
-            let (read_whole, walked) = (MemoryBlockStore::new(), MemoryBlockStore::new());
-            let imported = import_path(dir.path(), &opts, &read_whole).await.unwrap();
-            assert_eq!(imported, walk(opts.clone(), walked.clone(), dir.path().to_path_buf()).await.unwrap());
+            let all_read = MemoryBlockStore::new();
+            let imported = import_path(dir.path(), &opts, &all_read).await.unwrap();
+            let (after, after_store) = none_read(&opts).await;
+            assert_eq!(imported, after.unwrap());
             // big: 3 leaves and a parent; empty, small, link, deeper, sub, the root; .hidden if asked.
-            assert_eq!((read_whole.len(), imported.blocks), (walked.len(), 10 + u64::from(include_hidden)));
+            assert_eq!((all_read.len(), imported.blocks), (after_store.len(), 10 + u64::from(include_hidden)));
+            // One file of a tree, and a file alone, too.
+            let big_alone = import_path(&dir.path().join("big"), &opts, &MemoryBlockStore::new()).await.unwrap();
+            let big_after = import_listed(&dir.path().join("big"), &opts, &MemoryBlockStore::new(), 0).await.unwrap();
+            assert_eq!(big_alone, big_after);
         }
-        // A socket has no UnixFS form: the same error either way.
+        // A socket has no UnixFS form: an error naming it.
         let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sub/socket")).unwrap();
+        let error = import_path(dir.path(), &ImportOptions::default(), &MemoryBlockStore::new()).await.unwrap_err();
+        assert!(error.to_string().contains("sub/socket"), "{error}");
+        assert!(error.to_string().contains("no UnixFS form"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn importing_many_sources_at_once_gives_what_importing_each_gives_in_one_write() {
+        /// Counts the sink's writes.
+        #[derive(Default)]
+        struct Writes(MemoryBlockStore, AtomicUsize);
+        #[async_trait::async_trait]
+        impl BlockSink for Writes {
+            async fn put(&self, block: &Block) -> Result<()> {
+                self.put_many(std::slice::from_ref(block)).await
+            }
+            async fn put_many(&self, blocks: &[Block]) -> Result<()> {
+                self.1.fetch_add(1, Ordering::Relaxed);
+                self.0.put_many(blocks).await
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("outputs/sub")).unwrap();
+        std::fs::write(
+            dir.path().join("outputs/hash.txt"),
+            "d2a84f4b8b650937ec8f73cd8be2c74add5a911ba64df27458ed8229da804a26",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("outputs/sub/empty"), "").unwrap();
+        let (outputs, stdout, stderr) =
+            (dir.path().join("outputs"), Bytes::from_static(b"hashed 1 file\n"), Bytes::new());
         let opts = ImportOptions::default();
-        let read_whole = import_path(dir.path(), &opts, &MemoryBlockStore::new()).await.unwrap_err();
-        let walked = walk(opts, MemoryBlockStore::new(), dir.path().to_path_buf()).await.unwrap_err();
-        assert_eq!(read_whole.to_string(), walked.to_string());
-        assert!(read_whole.to_string().contains("sub/socket"), "{read_whole}");
+        let each = [
+            import_path(&outputs, &opts, &MemoryBlockStore::new()).await.unwrap(),
+            import_reader(&stdout[..], &opts, &MemoryBlockStore::new()).await.unwrap(),
+            import_reader(&stderr[..], &opts, &MemoryBlockStore::new()).await.unwrap(),
+        ];
+        let sink = Writes::default();
+        let sources = vec![ImportSource::Path(outputs), ImportSource::Bytes(stdout), ImportSource::Bytes(stderr)];
+        let many = import_many(sources, &opts, &sink).await.unwrap();
+        assert_eq!(many, each);
+        assert_eq!(sink.1.load(Ordering::Relaxed), 1, "every block in one write");
+        for imported in &many {
+            assert!(sink.0.has(&imported.root).await.unwrap(), "{imported:?} stored");
+        }
+        // A source that cannot be read fails the whole import, naming it.
+        let missing = ImportSource::Path(dir.path().join("missing"));
+        let error = import_many(vec![ImportSource::Bytes(Bytes::new()), missing], &opts, &sink).await.unwrap_err();
+        assert!(error.to_string().contains("missing"), "{error}");
     }
 
     #[tokio::test]

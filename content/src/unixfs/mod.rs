@@ -46,5 +46,7 @@ pub use exporter::{
     NodeKind, MAX_BLOCK_SIZE, MAX_DEPTH, MAX_ENTRIES,
 };
 pub use hamt::{name_hash as hamt_name_hash, MURMUR3_X64_64};
-pub use importer::{import_links, import_path, import_reader, ImportOptions, Imported, Link, ProgressFn};
+pub use importer::{
+    import_links, import_many, import_path, import_reader, ImportOptions, ImportSource, Imported, Link, ProgressFn,
+};
 pub use profile::{Profile, ShardSplitStrategy, HAMT_FANOUT, HAMT_THRESHOLD_BYTES};
