@@ -108,13 +108,33 @@ impl ShardQueue {
 
     /// Acknowledges a delivery and removes its entry, once what it asked for is stored.
     pub async fn ack(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        let stream = delivery.lane.stream(delivery.shard);
-        let mut conn = self.conn.clone();
-        let _: (i64, i64) = redis::pipe()
-            .xack(&stream, delivery.lane.group(), &[&delivery.entry])
-            .xdel(&stream, &[&delivery.entry])
-            .query_async(&mut conn)
-            .await?;
+        self.ack_many(std::slice::from_ref(delivery)).await
+    }
+
+    /// Acknowledges deliveries and removes their entries, one `XACK` and one `XDEL` per stream,
+    /// the streams' at once (a stream's pair is one slot's, as a cluster needs).
+    pub async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let mut by_stream: Vec<((Lane, u32), Vec<&str>)> = Vec::new();
+        for delivery in deliveries {
+            let stream = (delivery.lane, delivery.shard);
+            match by_stream.iter_mut().find(|(s, _)| *s == stream) {
+                Some((_, entries)) => entries.push(&delivery.entry),
+                None => by_stream.push((stream, vec![&delivery.entry])),
+            }
+        }
+        futures::future::try_join_all(by_stream.into_iter().map(|((lane, shard), entries)| {
+            let mut conn = self.conn.clone();
+            async move {
+                let stream = lane.stream(shard);
+                let _: (i64, i64) = redis::pipe()
+                    .xack(&stream, lane.group(), &entries)
+                    .xdel(&stream, &entries)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok::<(), StoreError>(())
+            }
+        }))
+        .await?;
         Ok(())
     }
 

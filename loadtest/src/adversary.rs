@@ -214,7 +214,8 @@ impl Execute for Adversary {
         execution.finished_at_ms = Some(now_ms());
         execution.outcome = Some(outcome);
         if self.kind == AdversaryKind::Forger {
-            settle(self.inner.jobs(), self.inner.queue(), &self.forged, &job, *execution).await?;
+            settle(self.inner.jobs(), self.inner.queue(), Some(self.inner.store()), &self.forged, &job, *execution)
+                .await?;
         } else {
             self.inner.settle(&job, *execution).await?;
         }

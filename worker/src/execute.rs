@@ -10,12 +10,12 @@ use cid::Cid;
 use futures::TryStreamExt;
 use shoal_content::source::{HttpGatewaySource, SourceChain};
 use shoal_content::unixfs::{self, ImportOptions, ImportSource, NodeKind};
-use shoal_content::{Block, BlockReader, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
+use shoal_content::{Block, BlockReader, BlockSink, BlockSource, BlockStore, Codec, ContentError, FsBlockStore};
 use shoal_filecoin::RetrievalError;
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
     FanOutStore, Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, RuntimeKind,
-    ShardQueue, ShardRouter, SignedReceipt, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_oci::{ContainerError, Image, ImageError, OciConfig, OciRuntime, UnpackedImage};
 use shoal_runtime::{FailureKind, GuestFailure, Invocation, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig};
@@ -219,19 +219,30 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
     Ok(Begun::Settled(settled))
 }
 
-/// Signs the receipt of `execution` of `job` with `key`, stores the outcome with it, settling
-/// the job (once: a later settle of the same job changes nothing), then hands a succeeded job,
-/// or one failed as the program would fail on any worker, to the verifier unless its spec says
-/// `none` — the one settle step every executor takes, the real one and the simulation's alike.
-/// Returns the job's state after it and the receipt.
+/// Signs the receipt of `execution` of `job` with `key` and stores its block in `receipts` (if
+/// given: a simulated worker publishes no blocks), so users can fetch it by its CID; then stores
+/// the outcome with it, settling the job (once: a later settle of the same job changes nothing),
+/// then hands a succeeded job, or one failed as the program would fail on any worker, to the
+/// verifier unless its spec says `none` — the one settle step every executor takes, the real
+/// one and the simulation's alike. Returns the job's state after it.
 pub async fn settle(
     jobs: &JobStore,
     queue: &ShardQueue,
+    receipts: Option<&dyn BlockSink>,
     key: &WorkerKey,
     job: &Job,
     mut execution: Execution,
-) -> Result<(JobState, Option<SignedReceipt>), StoreError> {
+) -> Result<JobState, StoreError> {
     execution.receipt = Receipt::of(job, &execution, key.public()).map(|receipt| key.sign(receipt));
+    // Before the record names it, so whoever reads the record can fetch it; failing that, the
+    // record holds it all the same.
+    if let (Some(receipt), Some(receipts)) = (&execution.receipt, receipts) {
+        let block = Block::encode(Codec::Raw, receipt.to_bytes());
+        debug_assert_eq!(*block.cid(), receipt.cid());
+        if let Err(e) = timed(Phase::Receipt, receipts.put(&block)).await {
+            warn!(job = %job.id, error = %e, "could not store the receipt block; the job record holds it");
+        }
+    }
     let state =
         timed(Phase::Finish, with_retries("finish_execution", || jobs.finish_execution(&job.id, &execution))).await?;
     info!(job = %job.id, %state, "job settled");
@@ -265,7 +276,7 @@ pub async fn settle(
         with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)).await?;
         with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
     }
-    Ok((state, execution.receipt))
+    Ok(state)
 }
 
 /// A job's program and inputs, ready to run.
@@ -385,18 +396,14 @@ impl Executor {
         Ok(Settled::Done)
     }
 
-    /// Settles `execution` of `job` through [`settle`] with this worker's key, and stores the
-    /// receipt's block so users can fetch it by its CID (the job record holds it too).
+    /// Settles `execution` of `job` through [`settle`] with this worker's key and store.
     pub async fn settle(&self, job: &Job, execution: Execution) -> Result<JobState, StoreError> {
-        let (state, receipt) = settle(&self.jobs, &self.queue, &self.key, job, execution).await?;
-        if let Some(receipt) = receipt {
-            let block = Block::encode(Codec::Raw, receipt.to_bytes());
-            debug_assert_eq!(*block.cid(), receipt.cid());
-            if let Err(e) = timed(Phase::Receipt, self.store.put(&block)).await {
-                warn!(job = %job.id, error = %e, "could not store the receipt block; the job record holds it");
-            }
-        }
-        Ok(state)
+        settle(&self.jobs, &self.queue, Some(self.store.as_ref()), &self.key, job, execution).await
+    }
+
+    /// The local block store, where outputs, logs and receipts are written.
+    pub fn store(&self) -> &dyn BlockStore {
+        self.store.as_ref()
     }
 
     /// Fanned-out job `id`'s gathered output, built again from its tasks' recorded outputs;

@@ -23,6 +23,7 @@
 //! - `cache`: the program and input caches (moka, size-weighted).
 //! - `slot`: execution slots, given back while a delivery waits for content.
 
+mod acks;
 mod cache;
 mod config;
 mod execute;

@@ -36,17 +36,19 @@ pub(crate) enum Phase {
     Run,
     /// Importing `/outputs`, stdout and stderr as UnixFS, blocks written to the store.
     Import,
+    /// Storing the signed receipt's block, before the record names it.
+    Receipt,
     /// `finish_execution`: the Lua script storing the outcome and settling the job.
     Finish,
     /// Recording the settled job against the worker (for re-verification if it is caught).
     RecordSettled,
     /// Handing the job to the verifier (only when its policy is not `none`).
     EnqueueVerification,
-    /// Storing the signed receipt's block.
-    Receipt,
-    /// `XACK` + `XDEL` of the entry.
+    /// `XACK` + `XDEL` of a batch of settled entries, off the jobs' slots
+    /// ([`crate::acks`]): one observation per batch, not per job.
     Ack,
-    /// The whole delivery, from the worker starting on it to its acknowledgement.
+    /// The whole delivery, from the worker starting on it to its entry being handed to be
+    /// acknowledged: the time it held a slot.
     Delivery,
 }
 

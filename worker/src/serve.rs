@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::acks::Acks;
 use crate::config::{WorkerConfig, WorkerError};
 use crate::execute::{Executor, Settled};
 use crate::phases::{self, Phase};
@@ -113,6 +114,7 @@ pub async fn serve<E: Execute>(
         config.visibility_timeout / 3,
     ));
     let canceller = tokio::spawn(stop_cancelled(jobs.clone(), in_flight.clone(), config.cancel_check));
+    let (acks, acker) = Acks::start(queue.clone());
     let mut pull = Pull::start(config.clone(), jobs, queue, assigned, in_flight).await?;
     info!(worker = %config.id, shards = pull.owned.len(), concurrency = config.concurrency, "worker started");
 
@@ -140,7 +142,7 @@ pub async fn serve<E: Execute>(
         } else if trusted && !pull.resume_pending && deliveries.is_empty() && Instant::now() >= pull.next_steal {
             deliveries = pull.steal_when_idle(&placement.held_shards(), free).await;
         }
-        pull.dispatch(&executor, deliveries, permit).await;
+        pull.dispatch(&executor, &acks, deliveries, permit).await;
     }
     info!(worker = %config.id, "shutting down: waiting for running jobs");
     let all = pull.slots.acquire_many(config.concurrency.max(1) as u32);
@@ -155,6 +157,11 @@ pub async fn serve<E: Execute>(
         warn!(?left, "running jobs outlasted the drain; stopped and left for another worker to take over");
         pull.running.abort_all();
         while pull.running.join_next().await.is_some() {}
+    }
+    // Every run is over: the acknowledging task ends once it has acknowledged what they settled.
+    drop(acks);
+    if tokio::time::timeout(config.drain_timeout, acker).await.is_err() {
+        warn!("acknowledging settled jobs outlasted the drain; their entries are taken over and found finished");
     }
     renewer.abort();
     canceller.abort();
@@ -322,6 +329,7 @@ impl Pull {
     async fn dispatch<E: Execute>(
         &mut self,
         executor: &Arc<E>,
+        acks: &Acks,
         deliveries: Vec<Delivery>,
         permit: OwnedSemaphorePermit,
     ) {
@@ -347,7 +355,7 @@ impl Pull {
                 Some(permit) => permit,
                 None => self.slots.clone().acquire_owned().await.expect("semaphore is never closed"),
             };
-            let executor = executor.clone();
+            let (executor, acks) = (executor.clone(), acks.clone());
             let queue = self.queue.clone();
             let in_flight = self.in_flight.clone();
             let cancelled = in_flight
@@ -361,7 +369,7 @@ impl Pull {
             let (slots, waiting) = (self.slots.clone(), self.waiting.clone());
             self.running.spawn(Slot::hold(permit, slots, waiting, async move {
                 tokio::select! {
-                    _ = handle(executor.as_ref(), &queue, &delivery) => {}
+                    _ = handle(executor.as_ref(), &queue, &acks, &delivery) => {}
                     // Dropping the run stops the guest; the job is final already, so its entry
                     // is done with.
                     _ = cancelled.notified() => {
@@ -541,7 +549,7 @@ async fn stop_cancelled(jobs: JobStore, in_flight: InFlight, every: Duration) {
     }
 }
 
-async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, delivery: &Delivery) {
+async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, acks: &Acks, delivery: &Delivery) {
     if let Some(queued) = phases::queued_for(&delivery.entry, now_ms()) {
         phases::observe(Phase::Queued, queued);
     }
@@ -556,9 +564,7 @@ async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, delivery: &Deliver
         Ok(Settled::Later) => {}
         // The result is durably stored: only now is the entry acknowledged.
         Ok(Settled::Done) => {
-            if let Err(e) = phases::timed(Phase::Ack, with_retries("ack", || queue.ack(delivery))).await {
-                warn!(job = %delivery.job_id, error = %e, "ack failed; the entry stays pending and may run again");
-            }
+            acks.settled(delivery.clone());
             phases::observe(Phase::Delivery, started.elapsed());
         }
         Err(e) => {

@@ -95,6 +95,34 @@ async fn listing_pages_through_jobs_newest_first() {
 }
 
 #[tokio::test]
+async fn deliveries_of_several_shards_are_acked_together_and_only_they() {
+    let (_dir, _server, client, _store, queue) = setup().await;
+    queue.ensure_groups(3).await.unwrap();
+    for (shard, job) in [(0, "a0"), (0, "b0"), (1, "a1"), (2, "kept")] {
+        queue.enqueue(shard, job).await.unwrap();
+    }
+    let mut reader = ShardReader::connect(&client, &[0, 1, 2], "w1", Duration::from_millis(200)).await.unwrap();
+    let mut deliveries = reader.next(8).await.unwrap();
+    assert_eq!(deliveries.len(), 4);
+    deliveries.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    let kept = deliveries.pop().unwrap();
+    assert_eq!(kept.job_id, "kept");
+    queue.ack_many(&deliveries).await.unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for (shard, pending_left, entries_left) in [(0, 0, 0), (1, 0, 0), (2, 1, 1)] {
+        let pending: redis::streams::StreamPendingReply = redis::AsyncCommands::xpending(
+            &mut conn,
+            shoal_jobs::keys::shard_stream(shard),
+            shoal_jobs::keys::WORKER_GROUP,
+        )
+        .await
+        .unwrap();
+        assert_eq!((pending.count(), queue.len(shard).await.unwrap()), (pending_left, entries_left), "shard {shard}");
+    }
+    queue.ack_many(&[]).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_delivery_stays_pending_until_acked() {
     let (_dir, _server, client, _store, queue) = setup().await;
     queue.ensure_groups(2).await.unwrap();

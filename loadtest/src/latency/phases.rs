@@ -188,10 +188,10 @@ const WORKER_ORDER: [&str; 13] = [
     "mounts",
     "run",
     "import",
+    "receipt",
     "finish",
     "record_settled",
     "enqueue_verification",
-    "receipt",
     "ack",
     "delivery",
 ];
