@@ -127,6 +127,12 @@ pub(crate) struct WorkerArgs {
     /// Local block store (default: `<home>/blocks`).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Where runs' `/outputs` live, in a directory named after the worker (default: the work
+    /// directory). A tmpfs such as `/dev/shm/shoal` makes small jobs cheaper: on ext4 every
+    /// output file deleted after its run makes creating files slower for minutes. Outputs there
+    /// take memory while they exist.
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
     /// Bytes of materialised inputs kept between jobs.
     #[arg(long, default_value_t = WorkerConfig::DEFAULT_INPUT_CACHE_BYTES)]
     input_cache_bytes: u64,
@@ -189,6 +195,7 @@ impl WorkerArgs {
         if let Some(store) = &self.store {
             config.store_dir = store.clone();
         }
+        config.runs_dir = self.runs_dir.clone();
         config.input_cache_bytes = self.input_cache_bytes;
         config.fetch_timeout = Duration::from_secs(self.fetch_timeout_secs);
         config.visibility_timeout = Duration::from_secs(self.visibility_timeout_secs.max(1));

@@ -30,6 +30,13 @@ pub struct WorkerConfig {
     /// Scratch space for materialised inputs and outputs, and for container jobs the layer
     /// cache and runc's state (`containers/`, owned by this worker alone).
     pub work_dir: PathBuf,
+    /// Where each run's `/outputs` (and joined inputs) live, in a directory named after the
+    /// worker; `None`: `<work_dir>/runs`. A tmpfs (`/dev/shm/shoal`) makes small jobs cheaper:
+    /// a run's output files are deleted after it, and on ext4 each deleted inode makes creating
+    /// files slower for a minute or more (the allocator skips recently deleted inodes, reading
+    /// each). Outputs there take memory while they exist, up to the output limit per running
+    /// job; joined inputs are copied, not hard-linked, across file systems.
+    pub runs_dir: Option<PathBuf>,
     /// The runc binary that runs container jobs (`"runtime": "oci"`). A worker where it cannot
     /// run (not installed, not root, no seccomp profile) still runs WebAssembly jobs, and leaves
     /// container jobs to another attempt, as for any failure of its host.
@@ -120,6 +127,16 @@ impl WorkerConfig {
         redis_urls(&self.redis_url)
     }
 
+    /// The directory this worker's run directories go in: its own, whether under
+    /// [`WorkerConfig::runs_dir`] (shared by the workers of a host) or its work directory. It is
+    /// emptied when the worker starts.
+    pub fn runs_root(&self) -> PathBuf {
+        match &self.runs_dir {
+            Some(dir) => dir.join(&self.id),
+            None => self.work_dir.join("runs"),
+        }
+    }
+
     /// Defaults for a worker named `id` against `redis_url`, keeping its files under `home`.
     pub fn new(id: &str, redis_url: &str, home: &std::path::Path) -> WorkerConfig {
         WorkerConfig {
@@ -131,6 +148,7 @@ impl WorkerConfig {
             store_dir: home.join("blocks"),
             gateways: Vec::new(),
             work_dir: home.join("work").join(id),
+            runs_dir: None,
             runc: PathBuf::from("runc"),
             input_cache_bytes: WorkerConfig::DEFAULT_INPUT_CACHE_BYTES,
             program_cache_bytes: WorkerConfig::DEFAULT_PROGRAM_CACHE_BYTES,
@@ -185,4 +203,20 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_go_under_the_work_directory_or_in_the_workers_own_directory_of_runs_dir() {
+        let home = std::path::Path::new("/srv/shoal");
+        let mut a = WorkerConfig::new("a", "redis://127.0.0.1/", home);
+        assert_eq!(a.runs_root(), home.join("work/a/runs"));
+        a.runs_dir = Some("/dev/shm/shoal".into());
+        let mut b = a.clone();
+        b.id = "b".into();
+        assert_eq!((a.runs_root(), b.runs_root()), ("/dev/shm/shoal/a".into(), "/dev/shm/shoal/b".into()));
+    }
 }

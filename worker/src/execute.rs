@@ -118,7 +118,7 @@ impl Executor {
             inputs: InputCache::new(config.work_dir.join("inputs"), config.input_cache_bytes).map_err(|source| {
                 WorkerError::Io { context: format!("preparing {}", config.work_dir.display()), source }
             })?,
-            run_dirs: RunDirs::new(config.work_dir.join("runs")),
+            run_dirs: RunDirs::new(config.runs_root()),
             fetch_timeout: config.fetch_timeout,
             compile_timeout: config.compile_timeout,
             filecoin,

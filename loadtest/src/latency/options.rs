@@ -77,6 +77,10 @@ pub struct LatencyOptions {
     /// (`shoal-<rate>/`) instead of a temporary directory removed after the rate.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Workers keep runs' `/outputs` here (`shoal worker --runs-dir`, e.g. a tmpfs such as
+    /// `/dev/shm/shoal-latency`) instead of under their work directory in the stack's home.
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
     /// Write the report to PREFIX.json and PREFIX.md.
     #[arg(long, value_name = "PREFIX")]
     pub report: Option<PathBuf>,

@@ -151,7 +151,11 @@ pub async fn run_step(options: &LatencyOptions, rate: f64, wait: Option<WaitMeth
     let mut worker_addrs = Vec::new();
     for _ in 0..options.workers {
         let addr = format!("127.0.0.1:{}", free_port()?);
-        stack.start_worker_with(&stack.new_worker_id(), &["--metrics-addr".to_string(), addr.clone()])?;
+        let mut flags = vec!["--metrics-addr".to_string(), addr.clone()];
+        if let Some(dir) = &options.runs_dir {
+            flags.extend(["--runs-dir".to_string(), dir.display().to_string()]);
+        }
+        stack.start_worker_with(&stack.new_worker_id(), &flags)?;
         worker_addrs.push(addr);
     }
     warm(&api, warm_up_jobs, setup_deadline).await?;
