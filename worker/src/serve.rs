@@ -80,7 +80,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
 /// Entries a worker is running now, by shard and entry id (entry ids are unique only within one
 /// stream): they are renewed while they run, must not be started twice when the pending list is
 /// re-read, and are stopped through their [`Notify`] when their job is cancelled.
-type InFlight = Arc<Mutex<HashMap<(u32, String), (Delivery, Arc<Notify>)>>>;
+pub(crate) type InFlight = Arc<Mutex<HashMap<(u32, String), (Delivery, Arc<Notify>)>>>;
 
 /// The worker loop over `executor`: joins the membership, reads its shards (and steals when
 /// idle), runs what it reads up to its concurrency, renews its claims, takes over dead workers'
@@ -114,7 +114,7 @@ pub async fn serve<E: Execute>(
         config.visibility_timeout / 3,
     ));
     let canceller = tokio::spawn(stop_cancelled(jobs.clone(), in_flight.clone(), config.cancel_check));
-    let (acks, acker) = Acks::start(queue.clone());
+    let (acks, acker) = Acks::start(queue.clone(), in_flight.clone());
     let mut pull = Pull::start(config.clone(), jobs, queue, assigned, in_flight).await?;
     info!(worker = %config.id, shards = pull.owned.len(), concurrency = config.concurrency, "worker started");
 
@@ -158,11 +158,9 @@ pub async fn serve<E: Execute>(
         pull.running.abort_all();
         while pull.running.join_next().await.is_some() {}
     }
-    // Every run is over: the acknowledging task ends once it has acknowledged what they settled.
-    drop(acks);
-    if tokio::time::timeout(config.drain_timeout, acker).await.is_err() {
-        warn!("acknowledging settled jobs outlasted the drain; their entries are taken over and found finished");
-    }
+    // What the runs settled is acknowledged; a run still waiting for content holds no slot and
+    // is stopped with `pull`, its entry left pending.
+    acker.close(config.drain_timeout).await;
     renewer.abort();
     canceller.abort();
     heart.abort();
@@ -368,8 +366,8 @@ impl Pull {
             while self.running.try_join_next().is_some() {}
             let (slots, waiting) = (self.slots.clone(), self.waiting.clone());
             self.running.spawn(Slot::hold(permit, slots, waiting, async move {
-                tokio::select! {
-                    _ = handle(executor.as_ref(), &queue, &acks, &delivery) => {}
+                let handed_to_acks = tokio::select! {
+                    handed = handle(executor.as_ref(), &queue, &acks, &delivery) => handed,
                     // Dropping the run stops the guest; the job is final already, so its entry
                     // is done with.
                     _ = cancelled.notified() => {
@@ -377,12 +375,16 @@ impl Pull {
                         if let Err(e) = with_retries("ack", || queue.ack(&delivery)).await {
                             warn!(job = %delivery.job_id, error = %e, "ack failed; the entry is skipped when delivered again");
                         }
+                        false
                     }
+                };
+                // An entry handed to be acknowledged leaves the set once it is.
+                if !handed_to_acks {
+                    in_flight
+                        .lock()
+                        .expect("in-flight set is never poisoned")
+                        .remove(&(delivery.shard, delivery.entry.clone()));
                 }
-                in_flight
-                    .lock()
-                    .expect("in-flight set is never poisoned")
-                    .remove(&(delivery.shard, delivery.entry.clone()));
             }));
         }
     }
@@ -549,7 +551,8 @@ async fn stop_cancelled(jobs: JobStore, in_flight: InFlight, every: Duration) {
     }
 }
 
-async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, acks: &Acks, delivery: &Delivery) {
+/// Runs `delivery` and settles its entry; true if it was handed to `acks`.
+async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, acks: &Acks, delivery: &Delivery) -> bool {
     if let Some(queued) = phases::queued_for(&delivery.entry, now_ms()) {
         phases::observe(Phase::Queued, queued);
     }
@@ -560,15 +563,18 @@ async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, acks: &Acks, deliv
             if let Err(e) = with_retries("dead_letter", || queue.dead_letter(delivery, &reason)).await {
                 warn!(job = %delivery.job_id, error = %e, "dead-lettering failed; the entry stays pending");
             }
+            false
         }
-        Ok(Settled::Later) => {}
+        Ok(Settled::Later) => false,
         // The result is durably stored: only now is the entry acknowledged.
         Ok(Settled::Done) => {
-            acks.settled(delivery.clone());
+            let handed = acks.settled(delivery.clone());
             phases::observe(Phase::Delivery, started.elapsed());
+            handed
         }
         Err(e) => {
             error!(job = %delivery.job_id, error = %e, "could not record the job's result; leaving it pending");
+            false
         }
     }
 }
