@@ -130,7 +130,8 @@ pub(crate) struct WorkerArgs {
     /// Where runs' `/outputs` live, in a directory named after the worker (default: the work
     /// directory). A tmpfs such as `/dev/shm/shoal` makes small jobs cheaper: on ext4 every
     /// output file deleted after its run makes creating files slower for minutes. Outputs there
-    /// take memory while they exist.
+    /// take memory while they exist. Workers sharing DIR need distinct ids: each empties its
+    /// own directory there when it starts.
     #[arg(long, value_name = "DIR")]
     runs_dir: Option<PathBuf>,
     /// Bytes of materialised inputs kept between jobs.

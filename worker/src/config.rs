@@ -35,7 +35,8 @@ pub struct WorkerConfig {
     /// a run's output files are deleted after it, and on ext4 each deleted inode makes creating
     /// files slower for a minute or more (the allocator skips recently deleted inodes, reading
     /// each). Outputs there take memory while they exist, up to the output limit per running
-    /// job; joined inputs are copied, not hard-linked, across file systems.
+    /// job; joined inputs are copied, not hard-linked, across file systems. Workers sharing it
+    /// must have distinct ids: each empties its own directory there when it starts.
     pub runs_dir: Option<PathBuf>,
     /// The runc binary that runs container jobs (`"runtime": "oci"`). A worker where it cannot
     /// run (not installed, not root, no seccomp profile) still runs WebAssembly jobs, and leaves
@@ -127,6 +128,26 @@ impl WorkerConfig {
         redis_urls(&self.redis_url)
     }
 
+    /// Checks that [`WorkerConfig::id`] can name the worker: it names its key file and its
+    /// directories, some of which are emptied at start, so it must be one plain path component
+    /// (letters, digits, `.`, `_`, `-`, `@`, `:`; not `.` or `..`), of at most 128 bytes.
+    pub fn check_id(&self) -> Result<(), InvalidWorkerId> {
+        let id = self.id.as_str();
+        let reason = if id.is_empty() || id.len() > 128 {
+            Some("it must have 1 to 128 characters")
+        } else if id == "." || id == ".." {
+            Some("it names a directory of its own")
+        } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-@:".contains(c)) {
+            Some("it may hold only letters, digits, '.', '_', '-', '@' and ':'")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(InvalidWorkerId { id: id.to_string(), reason }),
+            None => Ok(()),
+        }
+    }
+
     /// The directory this worker's run directories go in: its own, whether under
     /// [`WorkerConfig::runs_dir`] (shared by the workers of a host) or its work directory. It is
     /// emptied when the worker starts.
@@ -173,6 +194,16 @@ impl WorkerConfig {
     }
 }
 
+/// A worker id that cannot name the worker's files and directories ([`WorkerConfig::check_id`]).
+#[derive(Debug, thiserror::Error)]
+#[error("worker id {id:?} is not usable: {reason}")]
+pub struct InvalidWorkerId {
+    /// The id given.
+    pub id: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
 /// Why a worker could not start or keep running.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -194,6 +225,9 @@ pub enum WorkerError {
     /// Lotus could not be reached or refused (asked for the default wallet).
     #[error("setting up Filecoin retrieval: {0}")]
     Lotus(#[from] shoal_filecoin::LotusError),
+    /// The worker id cannot name its files and directories.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidWorkerId),
     /// Local I/O.
     #[error("{context}: {source}")]
     Io {
@@ -218,5 +252,18 @@ mod tests {
         let mut b = a.clone();
         b.id = "b".into();
         assert_eq!((a.runs_root(), b.runs_root()), ("/dev/shm/shoal/a".into(), "/dev/shm/shoal/b".into()));
+    }
+
+    #[test]
+    fn an_id_that_is_not_one_plain_path_component_is_refused() {
+        let config = |id: &str| WorkerConfig::new(id, "redis://127.0.0.1/", std::path::Path::new("/srv/shoal"));
+        for good in ["w0", "worker-a", "host.example.org-4242", "gpu_1@eu-west:2"] {
+            config(good).check_id().unwrap();
+        }
+        let long = "x".repeat(129);
+        for bad in ["", ".", "..", "../etc", "a/b", "a b", "é", long.as_str()] {
+            let error = config(bad).check_id().unwrap_err().to_string();
+            assert!(error.starts_with("worker id") && error.contains("not usable"), "{bad:?}: {error}");
+        }
     }
 }

@@ -75,6 +75,8 @@ impl Executor {
     /// front of the configured gateways, a runtime sized for the concurrency, and the caches.
     /// Creates the shard streams' consumer groups if missing.
     pub async fn open(config: &WorkerConfig) -> Result<Executor, WorkerError> {
+        // Before any file is touched: the id names the key file and directories emptied below.
+        config.check_id()?;
         let conn = RedisConnection::open(&config.redis_urls()).await?;
         let key = WorkerKey::load_or_create(&config.key_file)?;
         let queue = ShardQueue::new(conn.clone());

@@ -36,7 +36,7 @@ mod scratch;
 mod serve;
 mod slot;
 
-pub use config::{WorkerConfig, WorkerError};
+pub use config::{InvalidWorkerId, WorkerConfig, WorkerError};
 pub use execute::{begin, invocation, settle, Begun, Executor, Settled, MAX_PROGRAM_BYTES};
 pub use fanout::GatherError;
 pub use filecoin::FilecoinConfig;

@@ -521,3 +521,19 @@ async fn pipelines_are_run_followed_and_cancelled_from_the_cli() {
     assert!(refused.contains("stages.hash.inputs[0].from: the stages form a cycle"), "{refused}");
     stack.shutdown().await;
 }
+
+#[test]
+fn a_worker_id_that_would_name_another_directory_is_refused_before_anything_is_touched() {
+    let home = tempfile::tempdir().unwrap();
+    let runs = home.path().join("runs");
+    std::fs::create_dir_all(runs.join("keep")).unwrap();
+    // Nothing listens on port 1: the id must be refused before Redis is asked for anything.
+    let output = command(home.path())
+        .args(["worker", "--redis", "redis://127.0.0.1:1", "--id", "..", "--runs-dir"])
+        .arg(runs.join("keep"))
+        .output()
+        .unwrap();
+    let error = failure(&output);
+    assert!(error.contains("worker id \"..\" is not usable"), "{error}");
+    assert!(runs.join("keep").is_dir(), "the directory the id would have named is left alone");
+}
