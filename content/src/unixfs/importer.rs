@@ -408,31 +408,57 @@ impl<'a> Importer<'a> {
         Ok(Child { cid: node.cid, tsize: node.tsize + children_tsize })
     }
 
-    /// Imports a tree [`list`] listed.
-    fn listed(&mut self, tree: Listed) -> BoxFuture<'_, Result<Child>> {
-        Box::pin(async move {
-            match tree {
-                Listed::Directory(found) => {
-                    let mut entries = Vec::with_capacity(found.len());
-                    for (name, entry) in found {
-                        entries.push((name, self.listed(entry).await?));
+    /// Imports a tree [`list`] listed: depth first, with a stack of its own, as it was listed.
+    async fn listed(&mut self, tree: Listed) -> Result<Child> {
+        /// A directory being imported: its entries not yet imported, and those imported.
+        struct Open {
+            name: String,
+            pending: std::vec::IntoIter<(String, Listed)>,
+            imported: Vec<(String, Child)>,
+        }
+        let found = match tree {
+            Listed::Directory(found) => found,
+            Listed::Leaf(leaf) => return self.listed_leaf(leaf).await,
+        };
+        let mut stack = vec![Open { name: String::new(), pending: found.into_iter(), imported: Vec::new() }];
+        loop {
+            let top = stack.last_mut().expect("the root is open until it is returned");
+            match top.pending.next() {
+                Some((name, Listed::Directory(found))) => {
+                    stack.push(Open { name, pending: found.into_iter(), imported: Vec::new() });
+                }
+                Some((name, Listed::Leaf(leaf))) => {
+                    let child = self.listed_leaf(leaf).await?;
+                    stack.last_mut().expect("still open").imported.push((name, child));
+                }
+                None => {
+                    let done = stack.pop().expect("the top was there");
+                    let child = self.directory(done.imported).await?;
+                    match stack.last_mut() {
+                        Some(parent) => parent.imported.push((done.name, child)),
+                        None => return Ok(child),
                     }
-                    self.directory(entries).await
-                }
-                Listed::Symlink(target) => self.symlink(target).await,
-                // Chunked as a file read by offset is: the same leaves, the same CID.
-                Listed::Read(bytes) => {
-                    self.file(ReaderLeaves { reader: std::io::Cursor::new(bytes), eof: false }).await
-                }
-                Listed::File { path, len } => {
-                    let file = tokio::fs::File::open(&path)
-                        .await
-                        .map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
-                    let file = Arc::new(file.into_std().await);
-                    self.file(FileLeaves { file, path, len, offset: 0 }).await
                 }
             }
-        })
+        }
+    }
+
+    /// Imports a symlink or a file [`list`] listed.
+    async fn listed_leaf(&mut self, leaf: ListedLeaf) -> Result<Child> {
+        match leaf {
+            ListedLeaf::Symlink(target) => self.symlink(target).await,
+            // Chunked as a file read by offset is: the same leaves, the same CID.
+            ListedLeaf::Read(bytes) => {
+                self.file(ReaderLeaves { reader: std::io::Cursor::new(bytes), eof: false }).await
+            }
+            ListedLeaf::Unread { path, len } => {
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
+                let file = Arc::new(file.into_std().await);
+                self.file(FileLeaves { file, path, len, offset: 0 }).await
+            }
+        }
     }
 }
 
@@ -572,11 +598,16 @@ impl LeafProducer for FileLeaves {
 enum Listed {
     /// Entries sorted by name, hidden ones left out unless asked for.
     Directory(Vec<(String, Listed)>),
+    Leaf(ListedLeaf),
+}
+
+/// What is not a directory in a tree [`list`] found.
+enum ListedLeaf {
     Symlink(String),
     /// A file read while listing.
     Read(Bytes),
     /// A file to read as it is imported, as long as it was when listed.
-    File {
+    Unread {
         path: PathBuf,
         len: u64,
     },
@@ -584,55 +615,93 @@ enum Listed {
 
 /// Lists the tree at `path` (following `path` itself if it is a link, never the links inside),
 /// reading files whole until `read_whole` bytes have been read. Runs on a blocking thread.
+///
+/// Depth first, by name, with a stack of its own rather than recursion: a job can nest its
+/// outputs as deep as paths go, deeper than a thread's stack would allow.
 fn list(path: &Path, include_hidden: bool, read_whole: u64) -> Result<Listed> {
+    /// A directory being listed: its entries not yet listed, and those listed.
+    struct Open {
+        name: String,
+        pending: std::vec::IntoIter<(String, PathBuf)>,
+        listed: Vec<(String, Listed)>,
+    }
+    let open = |name: String, dir: &Path| -> Result<Open> {
+        Ok(Open { name, pending: entries(dir, include_hidden)?.into_iter(), listed: Vec::new() })
+    };
     let meta = std::fs::metadata(path).map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
     let mut budget = read_whole;
-    list_entry(path.to_path_buf(), &meta, include_hidden, &mut budget)
+    if !meta.is_dir() {
+        return list_leaf(path.to_path_buf(), &meta, &mut budget).map(Listed::Leaf);
+    }
+    let mut stack = vec![open(String::new(), path)?];
+    loop {
+        let top = stack.last_mut().expect("the root is open until it is returned");
+        match top.pending.next() {
+            Some((name, entry)) => {
+                let meta = std::fs::symlink_metadata(&entry)
+                    .map_err(|e| ContentError::io(format!("reading {}", entry.display()), e))?;
+                if meta.is_dir() {
+                    let dir = open(name, &entry)?;
+                    stack.push(dir);
+                } else {
+                    let leaf = list_leaf(entry, &meta, &mut budget)?;
+                    top.listed.push((name, Listed::Leaf(leaf)));
+                }
+            }
+            None => {
+                let done = stack.pop().expect("the top was there");
+                let listed = Listed::Directory(done.listed);
+                match stack.last_mut() {
+                    Some(parent) => parent.listed.push((done.name, listed)),
+                    None => return Ok(listed),
+                }
+            }
+        }
+    }
 }
 
-fn list_entry(path: PathBuf, meta: &Metadata, include_hidden: bool, budget: &mut u64) -> Result<Listed> {
+/// The entries of directory `dir`, sorted by name (so blocks and progress come in the same order
+/// on every run), hidden ones left out unless `include_hidden`.
+fn entries(dir: &Path, include_hidden: bool) -> Result<Vec<(String, PathBuf)>> {
+    let listing = |e| ContentError::io(format!("listing {}", dir.display()), e);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let name = entry.file_name().into_string().map_err(|raw| ContentError::InvalidArgument {
+            what: format!("file name {raw:?} in {}", dir.display()),
+            reason: "UnixFS names must be UTF-8".into(),
+        })?;
+        if name.starts_with('.') && !include_hidden {
+            continue;
+        }
+        found.push((name, entry.path()));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A symlink or a file as [`list`] lists it: a file read whole while `budget` lasts, else left
+/// to be read as it is imported.
+fn list_leaf(path: PathBuf, meta: &Metadata, budget: &mut u64) -> Result<ListedLeaf> {
     let kind = meta.file_type();
-    if kind.is_dir() {
-        let listing = |e| ContentError::io(format!("listing {}", path.display()), e);
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(&path).map_err(listing)? {
-            let entry = entry.map_err(listing)?;
-            let name = entry.file_name().into_string().map_err(|raw| ContentError::InvalidArgument {
-                what: format!("file name {raw:?} in {}", path.display()),
-                reason: "UnixFS names must be UTF-8".into(),
-            })?;
-            if name.starts_with('.') && !include_hidden {
-                continue;
-            }
-            found.push((name, entry.path()));
-        }
-        // Sorted so blocks and progress come in the same order on every run.
-        found.sort();
-        let mut entries = Vec::with_capacity(found.len());
-        for (name, entry_path) in found {
-            let meta = std::fs::symlink_metadata(&entry_path)
-                .map_err(|e| ContentError::io(format!("reading {}", entry_path.display()), e))?;
-            entries.push((name, list_entry(entry_path, &meta, include_hidden, budget)?));
-        }
-        Ok(Listed::Directory(entries))
-    } else if kind.is_symlink() {
+    if kind.is_symlink() {
         let target =
             std::fs::read_link(&path).map_err(|e| ContentError::io(format!("reading link {}", path.display()), e))?;
         let target = target.into_os_string().into_string().map_err(|raw| ContentError::InvalidArgument {
             what: format!("symlink target {raw:?} of {}", path.display()),
             reason: "UnixFS symlink targets must be UTF-8".into(),
         })?;
-        Ok(Listed::Symlink(target))
+        Ok(ListedLeaf::Symlink(target))
     } else if kind.is_file() {
         let len = meta.len();
-        let Some(left) = budget.checked_sub(len) else { return Ok(Listed::File { path, len }) };
+        let Some(left) = budget.checked_sub(len) else { return Ok(ListedLeaf::Unread { path, len }) };
         *budget = left;
         let file =
             std::fs::File::open(&path).map_err(|e| ContentError::io(format!("opening {}", path.display()), e))?;
         // As long as it was when its metadata was read, as `FileLeaves` reads it.
         let bytes = read_chunk_at(&file, 0, len as usize)
             .map_err(|e| ContentError::io(format!("reading {}", path.display()), e))?;
-        Ok(Listed::Read(bytes))
+        Ok(ListedLeaf::Read(bytes))
     } else {
         Err(ContentError::InvalidArgument {
             what: format!("file {}", path.display()),
@@ -829,8 +898,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("sub/deeper")).unwrap();
         std::fs::write(dir.path().join("sub/deeper/small"), "80 bytes or so").unwrap();
         std::os::unix::fs::symlink("../big", dir.path().join("sub/link")).unwrap();
-        assert!(matches!(list(&dir.path().join("big"), false, 0).unwrap(), Listed::File { len: 600_000, .. }));
-        assert!(matches!(list(&dir.path().join("big"), false, 600_000).unwrap(), Listed::Read(_)));
+        let big = |budget| list(&dir.path().join("big"), false, budget).unwrap();
+        assert!(matches!(big(0), Listed::Leaf(ListedLeaf::Unread { len: 600_000, .. })));
+        assert!(matches!(big(600_000), Listed::Leaf(ListedLeaf::Read(_))));
         let none_read = |opts: &ImportOptions| {
             let (path, opts) = (dir.path().to_path_buf(), opts.clone());
             async move {
@@ -857,6 +927,25 @@ mod tests {
         let error = import_path(dir.path(), &ImportOptions::default(), &MemoryBlockStore::new()).await.unwrap_err();
         assert!(error.to_string().contains("sub/socket"), "{error}");
         assert!(error.to_string().contains("no UnixFS form"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_tree_deeper_than_a_thread_stack_would_recurse_imports() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2,000 levels of one-letter directories: a path of 4,000 bytes, within PATH_MAX.
+        let mut deepest = dir.path().join("d");
+        for _ in 1..2_000 {
+            deepest.push("d");
+        }
+        std::fs::create_dir_all(&deepest).unwrap();
+        std::fs::write(deepest.join("leaf"), "at the bottom").unwrap();
+        let store = MemoryBlockStore::new();
+        let imported = import_path(dir.path(), &ImportOptions::default(), &store).await.unwrap();
+        // The root, 2,000 directories and the file.
+        assert_eq!((imported.blocks, imported.size), (2_002, 13));
+        let path = format!("{}/leaf", vec!["d"; 2_000].join("/"));
+        let leaf = crate::unixfs::resolve_path(&store, &imported.root, &path).await.unwrap();
+        assert_eq!(*Block::encode(Codec::Raw, b"at the bottom".to_vec()).cid(), leaf);
     }
 
     #[tokio::test]
