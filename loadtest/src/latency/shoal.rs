@@ -197,22 +197,29 @@ pub(crate) async fn start_stack(options: &LatencyOptions, home: &std::path::Path
     .map_err(Into::into)
 }
 
-/// A fresh stack's home: `--work-dir`'s directory `name`, kept, else a temporary directory,
-/// removed when the returned guard is dropped.
+/// A fresh stack's home: a new directory `name` (`name-2`, `name-3`… if taken: a rate run twice,
+/// or a `--work-dir` used before) under `--work-dir`, kept, else a temporary directory, removed
+/// when the returned guard is dropped.
 pub(crate) fn stack_home(options: &LatencyOptions, name: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
-    let (home, temporary) = match &options.work_dir {
-        Some(dir) => (
-            std::path::absolute(dir.join(name))
-                .map_err(|e| LoadtestError::io(format!("resolving {}", dir.display()), e))?,
-            None,
-        ),
+    let (parent, temporary) = match &options.work_dir {
+        Some(dir) => {
+            (std::path::absolute(dir).map_err(|e| LoadtestError::io(format!("resolving {}", dir.display()), e))?, None)
+        }
         None => {
             let temporary = tempfile::tempdir().map_err(|e| LoadtestError::io("creating the stack's home", e))?;
             (temporary.path().to_path_buf(), Some(temporary))
         }
     };
-    std::fs::create_dir_all(&home).map_err(|e| LoadtestError::io(format!("creating {}", home.display()), e))?;
-    Ok((home, temporary))
+    std::fs::create_dir_all(&parent).map_err(|e| LoadtestError::io(format!("creating {}", parent.display()), e))?;
+    let mut n = 1;
+    loop {
+        let home = if n == 1 { parent.join(name) } else { parent.join(format!("{name}-{n}")) };
+        match std::fs::create_dir(&home) {
+            Ok(()) => return Ok((home, temporary)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(LoadtestError::io(format!("creating {}", home.display()), e)),
+        }
+    }
 }
 
 /// `jobs` echo-hash jobs over single small files, none verified: the reliability mix's file
