@@ -240,9 +240,10 @@ async fn accepted(api: &Api, id: &str) -> Result<Duration> {
     }
 }
 
-/// Runs `repeats` memoised repeats (after [`WARM_UP_REPEATS`]) on a fresh stack with a verifier.
-pub async fn run(options: &LatencyOptions, repeats: usize) -> Result<MemoisedFigures> {
-    let (home, _temporary) = stack_home(options, "shoal-memoised")?;
+/// Runs `repeats` memoised repeats (after [`WARM_UP_REPEATS`]) on a fresh stack with a verifier,
+/// in a home of its own under `homes`.
+pub async fn run(options: &LatencyOptions, homes: &std::path::Path, repeats: usize) -> Result<MemoisedFigures> {
+    let home = stack_home(homes, "shoal-memoised")?;
     let programs = options.programs.clone().unwrap_or_else(programs_dir);
     let store = FsBlockStore::open(home.join("blocks"))
         .map_err(|source| LoadtestError::content("opening the stack's block store", source))?;

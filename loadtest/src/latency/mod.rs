@@ -47,17 +47,16 @@ impl Mode for LatencyOptions {
         // Every stack's home is removed at the end, not after its rate: on ext4 the files a rate
         // leaves, deleted, would slow the next rate's file creation for minutes (the inode
         // allocator skips recently deleted inodes, reading each), charging it for the last one.
-        let (options, _homes) = match &self.work_dir {
-            Some(_) => (self.clone(), None),
+        let (homes, _temporary) = match &self.work_dir {
+            Some(dir) => (dir.clone(), None),
             None => {
-                let homes = tempfile::tempdir().map_err(|e| LoadtestError::io("creating the stacks' homes", e))?;
-                (LatencyOptions { work_dir: Some(homes.path().to_path_buf()), ..self.clone() }, Some(homes))
+                let temporary = tempfile::tempdir().map_err(|e| LoadtestError::io("creating the stacks' homes", e))?;
+                (temporary.path().to_path_buf(), Some(temporary))
             }
         };
-        let options = &options;
         let mut memoised = None;
         if let Some(repeats) = self.memoised {
-            let figures = memoised::run(options, repeats as usize).await?;
+            let figures = memoised::run(self, &homes, repeats as usize).await?;
             eprintln!(
                 "memoised ×{}: server p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms; round trip p99 {:.3} ms",
                 figures.repeats,
@@ -71,7 +70,7 @@ impl Mode for LatencyOptions {
         let mut steps = Vec::new();
         let mut wait = None;
         for &rate in &self.rates {
-            let step = shoal::run_step(options, rate, wait).await?;
+            let step = shoal::run_step(self, &homes, rate, wait).await?;
             eprintln!(
                 "shoal {rate}/s: p50 {:.1} ms, p99 {:.1} ms, {:.0} done/s, backlog {:+.0}/s",
                 step.figures.p50_ms,
@@ -85,7 +84,7 @@ impl Mode for LatencyOptions {
         let baseline = if self.no_baseline || self.rates.is_empty() {
             None
         } else {
-            Some(bullmq::run(options).await.map_err(|e| e.to_string()))
+            Some(bullmq::run(self).await.map_err(|e| e.to_string()))
         };
         Ok(LatencyReport::new(self, command, started_at_unix_s, wait, steps, baseline, memoised))
     }

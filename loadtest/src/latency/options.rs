@@ -116,15 +116,4 @@ mod tests {
         assert_eq!(latency(&[]).memoised, None);
         assert!(Cli::try_parse_from(["shoal-loadtest", "latency", "--memoised", "0"]).is_err());
     }
-
-    #[test]
-    fn every_stack_gets_a_home_of_its_own_under_the_work_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = latency(&["--work-dir", dir.path().to_str().unwrap()]);
-        let homes: Vec<_> =
-            (0..3).map(|_| crate::latency::shoal::stack_home(&options, "shoal-1000").unwrap()).collect();
-        let names: Vec<_> = homes.iter().map(|(home, _)| home.file_name().unwrap().to_owned()).collect();
-        assert_eq!(names, ["shoal-1000", "shoal-1000-2", "shoal-1000-3"]);
-        assert!(homes.iter().all(|(home, temporary)| home.is_dir() && temporary.is_none()), "kept");
-    }
 }

@@ -129,10 +129,15 @@ pub struct ShoalStep {
     pub wait: WaitMethod,
 }
 
-/// Runs offered rate `rate` on a fresh stack in a temporary home; `wait` is how clients wait,
-/// probed on this stack when `None`.
-pub async fn run_step(options: &LatencyOptions, rate: f64, wait: Option<WaitMethod>) -> Result<ShoalStep> {
-    let (home, _temporary) = stack_home(options, &format!("shoal-{rate}"))?;
+/// Runs offered rate `rate` on a fresh stack in a home of its own under `homes`; `wait` is how
+/// clients wait, probed on this stack when `None`.
+pub async fn run_step(
+    options: &LatencyOptions,
+    homes: &std::path::Path,
+    rate: f64,
+    wait: Option<WaitMethod>,
+) -> Result<ShoalStep> {
+    let home = stack_home(homes, &format!("shoal-{rate}"))?;
     let programs = options.programs.clone().unwrap_or_else(programs_dir);
     let store = FsBlockStore::open(home.join("blocks"))
         .map_err(|source| LoadtestError::content("opening the stack's block store", source))?;
@@ -197,25 +202,17 @@ pub(crate) async fn start_stack(options: &LatencyOptions, home: &std::path::Path
     .map_err(Into::into)
 }
 
-/// A fresh stack's home: a new directory `name` (`name-2`, `name-3`… if taken: a rate run twice,
-/// or a `--work-dir` used before) under `--work-dir`, kept, else a temporary directory, removed
-/// when the returned guard is dropped.
-pub(crate) fn stack_home(options: &LatencyOptions, name: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
-    let (parent, temporary) = match &options.work_dir {
-        Some(dir) => {
-            (std::path::absolute(dir).map_err(|e| LoadtestError::io(format!("resolving {}", dir.display()), e))?, None)
-        }
-        None => {
-            let temporary = tempfile::tempdir().map_err(|e| LoadtestError::io("creating the stack's home", e))?;
-            (temporary.path().to_path_buf(), Some(temporary))
-        }
-    };
+/// A fresh stack's home: a new directory `name` under `homes` (`name-2`, `name-3`… if taken: a
+/// rate run twice, or a `--work-dir` used before).
+pub(crate) fn stack_home(homes: &std::path::Path, name: &str) -> Result<PathBuf> {
+    let parent =
+        std::path::absolute(homes).map_err(|e| LoadtestError::io(format!("resolving {}", homes.display()), e))?;
     std::fs::create_dir_all(&parent).map_err(|e| LoadtestError::io(format!("creating {}", parent.display()), e))?;
     let mut n = 1;
     loop {
         let home = if n == 1 { parent.join(name) } else { parent.join(format!("{name}-{n}")) };
         match std::fs::create_dir(&home) {
-            Ok(()) => return Ok((home, temporary)),
+            Ok(()) => return Ok(home),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
             Err(e) => return Err(LoadtestError::io(format!("creating {}", home.display()), e)),
         }
@@ -401,5 +398,17 @@ async fn wait_terminal(api: &Api, id: &str, wait: WaitMethod, stop_waiting: Inst
             WaitMethod::Polling => (started.elapsed() / 10).clamp(FIRST_POLL, LONGEST_POLL),
         };
         tokio::time::sleep_until((Instant::now() + pause).min(stop_waiting)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_stack_gets_a_home_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let homes: Vec<_> = (0..3).map(|_| super::stack_home(dir.path(), "shoal-1000").unwrap()).collect();
+        let names: Vec<_> = homes.iter().map(|home| home.file_name().unwrap().to_owned()).collect();
+        assert_eq!(names, ["shoal-1000", "shoal-1000-2", "shoal-1000-3"]);
+        assert!(homes.iter().all(|home| home.is_dir()), "made, and kept");
     }
 }
