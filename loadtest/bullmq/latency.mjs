@@ -10,7 +10,7 @@
 
 import { Queue, Worker } from "bullmq";
 import IORedis from "ioredis";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { performance } from "node:perf_hooks";
 
@@ -35,6 +35,35 @@ async function redisCpu(conn) {
   const info = await conn.info("cpu");
   const field = (name) => Number((info.match(new RegExp(`${name}:([0-9.]+)`)) ?? [0, 0])[1]);
   return field("used_cpu_user") + field("used_cpu_sys");
+}
+
+/**
+ * Context switches of process `pid`'s threads alive now (0 if unreadable): the same count as
+ * the harness's `process_context_switches` for Shoal's processes.
+ */
+function processSwitches(pid) {
+  let total = 0;
+  let tasks = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const task of tasks) {
+    try {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
+      for (const m of status.matchAll(/ctxt_switches:\s+(\d+)/g)) total += Number(m[1]);
+    } catch {
+      // The thread exited meanwhile; its counts went with it.
+    }
+  }
+  return total;
+}
+
+/** Redis's process id (INFO server). */
+async function redisPid(conn) {
+  const info = await conn.info("server");
+  return Number((info.match(/process_id:(\d+)/) ?? [0, 0])[1]);
 }
 
 /** The machine's 1-minute load average. */
@@ -75,6 +104,8 @@ async function step(conn, rate) {
 
   const redisCpuBefore = await redisCpu(conn);
   const ownCpuBefore = ownCpu();
+  const redisProcess = await redisPid(conn);
+  const switchesBefore = { node: processSwitches(process.pid), redis: processSwitches(redisProcess) };
   const loadBefore = loadavg();
   const total = Math.round(rate * secs);
   t0 = performance.now();
@@ -117,6 +148,10 @@ async function step(conn, rate) {
   const elapsedSecs = (performance.now() - t0) / 1000;
   clearInterval(sampler);
   const cpu = { node_s: ownCpu() - ownCpuBefore, redis_s: (await redisCpu(conn)) - redisCpuBefore };
+  const switches = {
+    node: Math.max(0, processSwitches(process.pid) - switchesBefore.node),
+    redis: Math.max(0, processSwitches(redisProcess) - switchesBefore.redis),
+  };
   // Jobs still waiting at the cut-off count at their wait so far: a lower bound.
   const cutOff = performance.now();
   const unfinished = [...due.values()].map((dueAt) => cutOff - dueAt);
@@ -138,6 +173,7 @@ async function step(conn, rate) {
     unfinished_waits_ms: unfinished,
     backlog,
     cpu,
+    switches,
     loadavg: [loadBefore, loadavg()],
   };
 }

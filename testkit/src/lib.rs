@@ -23,5 +23,8 @@ mod stack;
 pub use error::TestkitError;
 pub use keys::{api_key, keyed_client, TEST_TENANT};
 pub use paths::{program_bytes, programs_dir, repo_root, shoal_binary};
-pub use process::{process_cpu_seconds, CommandStats, ProcessStack, ProcessStackConfig, Role, WorkerCommand};
+pub use process::{
+    process_context_switches, process_cpu_seconds, CommandStats, ProcessStack, ProcessStackConfig, RedisUsage, Role,
+    WorkerCommand,
+};
 pub use stack::{Stack, StackOptions, SHARDS};

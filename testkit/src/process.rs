@@ -380,16 +380,31 @@ impl ProcessStack {
         cpu
     }
 
-    /// Redis's `INFO commandstats` (calls and microseconds per command since it started) and
-    /// its CPU seconds.
-    pub async fn redis_usage(&self) -> Result<(BTreeMap<String, CommandStats>, f64), TestkitError> {
+    /// Context switches each process has made so far (see [`process_context_switches`]):
+    /// workers and verifiers by id, `gateway`.
+    pub fn context_switches(&self) -> BTreeMap<String, u64> {
+        let mut switches: BTreeMap<String, u64> =
+            lock(&self.workers).iter().map(|w| (w.id.clone(), process_context_switches(w.child.id()))).collect();
+        if let Some(gateway) = lock(&self.gateway).as_ref() {
+            switches.insert("gateway".to_string(), process_context_switches(gateway.id()));
+        }
+        switches
+    }
+
+    /// Redis's `INFO commandstats` (calls and microseconds per command since it started), its
+    /// CPU seconds and its context switches.
+    pub async fn redis_usage(&self) -> Result<RedisUsage, TestkitError> {
         let failed = |e: redis::RedisError| TestkitError::Store { context: "INFO".into(), source: e.into() };
         let client = redis::Client::open(self.redis_url.as_str()).map_err(failed)?;
         let mut conn = client.get_multiplexed_async_connection().await.map_err(failed)?;
         let info: String =
             redis::cmd("INFO").arg("server").arg("commandstats").query_async(&mut conn).await.map_err(failed)?;
         let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")?.trim().parse::<u32>().ok());
-        Ok((parse_commandstats(&info), pid.map_or(0.0, process_cpu_seconds)))
+        Ok(RedisUsage {
+            commands: parse_commandstats(&info),
+            cpu_s: pid.map_or(0.0, process_cpu_seconds),
+            context_switches: pid.map_or(0, process_context_switches),
+        })
     }
 
     /// Kills every worker and verifier (SIGKILL ends stopped ones too) and the gateway, then
@@ -444,6 +459,17 @@ pub struct CommandStats {
     pub usec: u64,
 }
 
+/// What Redis has used since it (re)started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisUsage {
+    /// Calls and time by command (`INFO commandstats`).
+    pub commands: BTreeMap<String, CommandStats>,
+    /// User + system CPU seconds.
+    pub cpu_s: f64,
+    /// Context switches (see [`process_context_switches`]).
+    pub context_switches: u64,
+}
+
 /// `cmdstat_hgetall:calls=3,usec=12,usec_per_call=4.00,…` lines, by command.
 fn parse_commandstats(info: &str) -> BTreeMap<String, CommandStats> {
     info.lines()
@@ -467,6 +493,31 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// Context switches, voluntary and not, of process `pid`'s threads alive now (0 if it cannot
+/// be read), from `/proc/PID/task/*/status`.
+///
+/// Every wake-up of a thread that was waiting — for Redis, a socket, another thread — is one,
+/// so per job they count the hand-offs a job takes across threads and processes. Linux keeps
+/// the counts per thread, and a thread that has exited takes its own with it: a difference is
+/// a lower bound when threads came and went in between.
+pub fn process_context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter_map(|line| {
+                    let count = line
+                        .strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))?;
+                    count.trim().parse::<u64>().ok()
+                })
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +529,34 @@ mod tests {
         assert_eq!(stats["hgetall"], CommandStats { calls: 12, usec: 3400 });
         assert_eq!(stats["ping"], CommandStats { calls: 1, usec: 0 });
         assert_eq!(stats.len(), 2);
+    }
+
+    #[test]
+    fn a_thread_waking_up_counts_in_this_process_context_switches() {
+        // A thread that sleeps and wakes switches out and back in each time; its counts are in
+        // the process's while it is alive (other tests' threads come and go meanwhile, so the
+        // sum itself may not grow by as much).
+        let (own, all) = std::thread::spawn(|| {
+            for _ in 0..20 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let own = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let own: u64 = own
+                .lines()
+                .filter_map(|l| l.split_once("ctxt_switches:").map(|(_, n)| n.trim().parse::<u64>().unwrap()))
+                .sum();
+            (own, process_context_switches(std::process::id()))
+        })
+        .join()
+        .unwrap();
+        assert!(own >= 20, "the sleeping thread's own: {own}");
+        let leader = std::fs::read_to_string(format!("/proc/{}/status", std::process::id())).unwrap();
+        let leader: u64 = leader
+            .lines()
+            .filter_map(|l| l.split_once("ctxt_switches:").map(|(_, n)| n.trim().parse::<u64>().unwrap()))
+            .sum();
+        assert!(all >= own && all > leader, "summed over threads ({all}), not the main thread's ({leader}) alone");
+        assert_eq!(process_context_switches(u32::MAX), 0, "no such process");
     }
 
     #[test]

@@ -21,6 +21,9 @@ struct ScriptStep {
     /// Submissions BullMQ refused.
     add_errors: usize,
     cpu: ScriptCpu,
+    /// Context switches by process (`node`, `redis`).
+    #[serde(default)]
+    switches: BTreeMap<String, u64>,
     loadavg: (f64, f64),
 }
 
@@ -100,7 +103,8 @@ fn baseline_of(run: ScriptRun) -> Baseline {
         .into_iter()
         .map(|step| {
             let cpu = BTreeMap::from([("node".to_string(), step.cpu.node_s), ("redis".to_string(), step.cpu.redis_s)]);
-            let mut figures = StepFigures::of(&step.samples, step.add_errors, 0).with_cpu(cpu);
+            let mut figures =
+                StepFigures::of(&step.samples, step.add_errors, 0).with_cpu(cpu).with_context_switches(step.switches);
             figures.loadavg = step.loadavg;
             figures
         })
@@ -122,12 +126,13 @@ mod tests {
             {"offered_per_s":100,"planned":4,"added":4,"completed":4,"failed":0,"add_errors":0,
              "offered_secs":0.04,"elapsed_secs":0.05,"latencies_ms":[1,2,3,4],"unfinished_waits_ms":[],
              "done_at_s":[0.01,0.02,0.03,0.04],"backlog":[[0.5,0]],"cpu":{"node_s":0.2,"redis_s":0.1},
-             "loadavg":[0.5,0.7]}]}"#;
+             "switches":{"node":30,"redis":10},"loadavg":[0.5,0.7]}]}"#;
         let baseline = baseline_of(serde_json::from_str(text).unwrap());
         assert_eq!(baseline.versions, "bullmq 6.7.6, ioredis 5.9.3, Node.js v20");
         let step = &baseline.steps[0];
         assert_eq!((step.submitted, step.completed, step.p50_ms, step.max_ms), (4, 4, 2.0, 4.0));
         assert!((step.cpu_ms_per_job - 75.0).abs() < 1e-9);
+        assert!((step.switches_per_job - 10.0).abs() < 1e-9, "{}", step.switches_per_job);
         assert_eq!(step.loadavg, (0.5, 0.7));
         assert!(step.sustainable);
     }

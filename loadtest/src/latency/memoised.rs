@@ -147,9 +147,9 @@ async fn cpu_now(stack: &ProcessStack) -> (BTreeMap<String, CommandStats>, BTree
     let mut cpu: BTreeMap<String, f64> =
         stack.cpu_seconds().into_iter().filter(|(name, _)| name == "gateway").collect();
     let commands = match stack.redis_usage().await {
-        Ok((commands, redis)) => {
-            cpu.insert("redis".into(), redis);
-            commands
+        Ok(redis) => {
+            cpu.insert("redis".into(), redis.cpu_s);
+            redis.commands
         }
         Err(_) => BTreeMap::new(),
     };

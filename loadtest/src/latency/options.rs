@@ -45,7 +45,8 @@ pub struct LatencyOptions {
     /// Shard streams (gateway and workers).
     #[arg(long, default_value_t = 16)]
     pub shards: u32,
-    /// Distinct small input files (random bytes from --seed, up to 1 KiB each).
+    /// Distinct input files (random bytes from --seed, 1 B to 64 KiB each); every 7th job hashes
+    /// one of a few directories of small files instead.
     #[arg(long, default_value_t = 16)]
     pub inputs: usize,
     /// Seed of the inputs.

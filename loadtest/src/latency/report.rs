@@ -148,7 +148,7 @@ fn step_row(md: &mut String, system: &str, s: &StepFigures) {
     let bound = if s.lower_bounds { "≥ " } else { "" };
     let _ = writeln!(
         md,
-        "| {} | {system} | {:.0} | {} / {} / {} | {bound}{:.1} | {bound}{:.1} | {bound}{:.1} | {bound}{:.0} | {:+.0} | {} | {:.2} | {:.2} → {:.2} |",
+        "| {} | {system} | {:.0} | {} / {} / {} | {bound}{:.1} | {bound}{:.1} | {bound}{:.1} | {bound}{:.0} | {:+.0} | {} | {:.2} | {:.1} | {:.2} → {:.2} |",
         s.offered_per_s,
         s.completed_per_s,
         s.completed,
@@ -161,6 +161,7 @@ fn step_row(md: &mut String, system: &str, s: &StepFigures) {
         s.backlog_slope_per_s,
         if s.sustainable { "yes" } else { "no" },
         s.cpu_ms_per_job,
+        s.switches_per_job,
         s.loadavg.0,
         s.loadavg.1,
     );
@@ -347,7 +348,7 @@ impl RunReport for LatencyReport {
         );
         let _ = writeln!(
             md,
-            "| offered/s | system | done/s | done / unfinished / refused+failed | p50 ms | p95 ms | p99 ms | max ms | backlog /s | sustainable | CPU ms/job | loadavg |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| offered/s | system | done/s | done / unfinished / refused+failed | p50 ms | p95 ms | p99 ms | max ms | backlog /s | sustainable | CPU ms/job | switches/job | loadavg |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for s in &self.shoal {
             step_row(&mut md, "Shoal", s);
@@ -372,13 +373,23 @@ impl RunReport for LatencyReport {
                     writeln!(md, "| {} | {:.1}× | {:.1}× | {:.2}× |", r.offered_per_s, r.p50, r.p99, r.completed_per_s);
             }
         }
-        let _ = writeln!(md, "\n## CPU seconds by process\n\n| offered/s | system | CPU s |\n|---|---|---|");
+        let _ = writeln!(
+            md,
+            "\n## CPU and context switches by process\n\nContext switches are every wake-up of a waiting \
+             thread (summed over each process's threads, from `/proc/PID/task/*/status`): per job, the \
+             hand-offs a job takes between threads and processes.\n\n\
+             | offered/s | system | CPU s | context switches per finished job |\n|---|---|---|---|"
+        );
         for (system, steps) in
             [("Shoal", &self.shoal[..]), ("BullMQ", self.bullmq.as_ref().map_or(&[][..], |b| &b.steps[..]))]
         {
             for s in steps {
                 let cpu: Vec<String> = s.cpu_s.iter().map(|(p, c)| format!("{p} {c:.2}")).collect();
-                let _ = writeln!(md, "| {} | {system} | {} |", s.offered_per_s, cpu.join(", "));
+                let per_job = |n: u64| if s.completed == 0 { 0.0 } else { n as f64 / s.completed as f64 };
+                let switches: Vec<String> =
+                    s.context_switches.iter().map(|(p, &n)| format!("{p} {:.1}", per_job(n))).collect();
+                let _ =
+                    writeln!(md, "| {} | {system} | {} | {} |", s.offered_per_s, cpu.join(", "), switches.join(", "));
             }
         }
         if let Some((rate, breakdown)) = self.breakdown() {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shoal_content::FsBlockStore;
 use shoal_jobs::{free_port, Fsync, Job, JobState};
-use shoal_testkit::{process_cpu_seconds, programs_dir, ProcessStack, ProcessStackConfig};
+use shoal_testkit::{process_context_switches, process_cpu_seconds, programs_dir, ProcessStack, ProcessStackConfig};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
@@ -73,14 +73,17 @@ enum Seen {
     Refused,
 }
 
-/// The stack's processes' CPU seconds so far, Redis's and this harness's included.
-async fn cpu_now(stack: &ProcessStack) -> BTreeMap<String, f64> {
-    let mut cpu = stack.cpu_seconds();
-    if let Ok((_, redis)) = stack.redis_usage().await {
-        cpu.insert("redis".into(), redis);
+/// The stack's processes' CPU seconds and context switches so far, Redis's and this
+/// harness's included.
+async fn usage_now(stack: &ProcessStack) -> (BTreeMap<String, f64>, BTreeMap<String, u64>) {
+    let (mut cpu, mut switches) = (stack.cpu_seconds(), stack.context_switches());
+    if let Ok(redis) = stack.redis_usage().await {
+        cpu.insert("redis".into(), redis.cpu_s);
+        switches.insert("redis".into(), redis.context_switches);
     }
     cpu.insert("harness".into(), process_cpu_seconds(std::process::id()));
-    cpu
+    switches.insert("harness".into(), process_context_switches(std::process::id()));
+    (cpu, switches)
 }
 
 /// The phase histograms of the workers (summed) and the gateway, read now; a process that does
@@ -168,10 +171,10 @@ pub async fn run_step(
     let http =
         shoal_testkit::keyed_client(reqwest::Client::builder().timeout(Duration::from_secs(5)), stack.api_key())?;
     let before = read_phases(&http, &stack, &worker_addrs).await;
-    let cpu_before = cpu_now(&stack).await;
+    let (cpu_before, switches_before) = usage_now(&stack).await;
     let load_before = loadavg();
     let samples = offer(&api, timed_jobs, rate, options, wait).await;
-    let cpu_after = cpu_now(&stack).await;
+    let (cpu_after, switches_after) = usage_now(&stack).await;
     let load_after = loadavg();
     let after = read_phases(&http, &stack, &worker_addrs).await;
     stack.shutdown();
@@ -179,7 +182,12 @@ pub async fn run_step(
     let (samples, refused, wrong) = samples;
     let cpu: BTreeMap<String, f64> =
         cpu_after.iter().map(|(name, after)| (name.clone(), after - cpu_before.get(name).unwrap_or(&0.0))).collect();
-    let mut figures = StepFigures::of(&samples, refused, wrong).with_cpu(cpu);
+    // A thread gone since (an idle blocking thread's) takes its count along: never below 0.
+    let switches: BTreeMap<String, u64> = switches_after
+        .iter()
+        .map(|(name, after)| (name.clone(), after.saturating_sub(*switches_before.get(name).unwrap_or(&0))))
+        .collect();
+    let mut figures = StepFigures::of(&samples, refused, wrong).with_cpu(cpu).with_context_switches(switches);
     figures.loadavg = (load_before, load_after);
     figures.breakdown = Some(Breakdown::of(&phases::since(&after.0, &before.0), &phases::since(&after.1, &before.1)));
     Ok(ShoalStep { figures, wait })

@@ -91,6 +91,13 @@ pub struct StepFigures {
     pub cpu_s: BTreeMap<String, f64>,
     /// All of those CPU milliseconds per finished job.
     pub cpu_ms_per_job: f64,
+    /// Context switches each process made over the step (the same names as `cpu_s`; empty when
+    /// not measured): every wake-up of a waiting thread, so per job, the hand-offs a job takes.
+    #[serde(default)]
+    pub context_switches: BTreeMap<String, u64>,
+    /// All of those per finished job.
+    #[serde(default)]
+    pub switches_per_job: f64,
     /// `/proc/loadavg`'s 1-minute figure at the step's start and end.
     pub loadavg: (f64, f64),
     /// Where the time of a job went (Shoal only).
@@ -138,6 +145,14 @@ impl StepFigures {
         let total: f64 = cpu_s.values().sum();
         self.cpu_ms_per_job = if self.completed == 0 { 0.0 } else { total * 1000.0 / self.completed as f64 };
         self.cpu_s = cpu_s;
+        self
+    }
+
+    /// Records the context switches each process made, and per finished job.
+    pub fn with_context_switches(mut self, switches: BTreeMap<String, u64>) -> StepFigures {
+        let total: u64 = switches.values().sum();
+        self.switches_per_job = if self.completed == 0 { 0.0 } else { total as f64 / self.completed as f64 };
+        self.context_switches = switches;
         self
     }
 }
@@ -271,5 +286,14 @@ mod tests {
         let figures = StepFigures::of(&steady(100.0, 10.0, 10.0, 0.0), 0, 0)
             .with_cpu(BTreeMap::from([("w0".to_string(), 1.0), ("redis".to_string(), 1.0)]));
         assert!((figures.cpu_ms_per_job - 2.0).abs() < 1e-9, "{}", figures.cpu_ms_per_job);
+    }
+
+    #[test]
+    fn switches_per_job_count_every_process() {
+        let figures = StepFigures::of(&steady(100.0, 10.0, 10.0, 0.0), 0, 0)
+            .with_context_switches(BTreeMap::from([("w0".to_string(), 3000), ("redis".to_string(), 1000)]));
+        assert!((figures.switches_per_job - 4.0).abs() < 1e-9, "{}", figures.switches_per_job);
+        let none = StepFigures::default().with_context_switches(BTreeMap::from([("w0".to_string(), 5)]));
+        assert_eq!(none.switches_per_job, 0.0, "no job finished");
     }
 }

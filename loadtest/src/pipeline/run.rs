@@ -64,7 +64,7 @@ struct Context<'a> {
 
 /// Redis commands called since it (re)started.
 async fn redis_calls(stack: &ProcessStack) -> Result<u64, LoadtestError> {
-    Ok(stack.redis_usage().await?.0.values().map(|stats| stats.calls).sum())
+    Ok(stack.redis_usage().await?.commands.values().map(|stats| stats.calls).sum())
 }
 
 /// The worker whose execution of `job` completed last.

@@ -735,9 +735,9 @@ pub async fn run_scenes(
     stack.shutdown();
     let quarantined = quarantined?;
     let (tile_check, cold, warm, tasks) = outcome?;
-    let (commands, redis_cpu) = redis?;
-    cpu_s.insert("redis".to_string(), redis_cpu);
-    let mut redis_commands: Vec<_> = commands.into_iter().collect();
+    let redis = redis?;
+    cpu_s.insert("redis".to_string(), redis.cpu_s);
+    let mut redis_commands: Vec<_> = redis.commands.into_iter().collect();
     redis_commands.sort_by_key(|(_, stats)| std::cmp::Reverse(stats.usec));
     redis_commands.truncate(12);
 
