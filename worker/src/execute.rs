@@ -14,8 +14,8 @@ use shoal_content::{Block, BlockReader, BlockSink, BlockSource, BlockStore, Code
 use shoal_filecoin::RetrievalError;
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOutStore, Job, JobSpec, JobState, JobStore, PublicKey, Receipt, RedisConnection, RuntimeKind,
-    ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    FanOutStore, Job, JobSpec, JobState, JobStore, PublicKey, Receipt, RedisConnection, RuntimeKind, ShardQueue,
+    ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_oci::{ContainerError, Image, ImageError, OciConfig, OciRuntime, UnpackedImage};
 use shoal_runtime::{FailureKind, GuestFailure, Invocation, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig};
