@@ -155,15 +155,11 @@ impl Membership {
     /// How many of a worker's settled jobs are remembered for re-verification if it is caught.
     pub const SETTLED_KEPT: usize = 1_000_000;
 
-    /// Remembers that worker `id` settled `jobs` with a claim (a result, or a failure the
-    /// program would have anywhere), so they are checked again if it is caught lying.
-    pub async fn record_settled(&self, id: &str, jobs: &[&str]) -> Result<(), StoreError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
+    /// Remembers that worker `id` settled job `job` as succeeded.
+    pub async fn record_settled(&self, id: &str, job: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::pipe()
-            .lpush(keys::settled_by(id), jobs)
+            .lpush(keys::settled_by(id), job)
             .ltrim(keys::settled_by(id), 0, Membership::SETTLED_KEPT as isize - 1)
             .query_async::<()>(&mut conn)
             .await?;

@@ -213,13 +213,13 @@ impl Execute for Adversary {
         };
         execution.finished_at_ms = Some(now_ms());
         execution.outcome = Some(outcome);
-        let settlement = if self.kind == AdversaryKind::Forger {
+        if self.kind == AdversaryKind::Forger {
             settle(self.inner.jobs(), self.inner.queue(), Some(self.inner.store()), &self.forged, &job, *execution)
-                .await?
+                .await?;
         } else {
-            self.inner.settle(&job, *execution).await?
-        };
-        Ok(settlement.settled)
+            self.inner.settle(&job, *execution).await?;
+        }
+        Ok(Settled::Done)
     }
 }
 

@@ -224,9 +224,8 @@ async fn decide(verifier: &Verifier, store: &ReplicationStore, id: &str) -> Resu
             let mut workers = vec![first.clone()];
             workers.extend(counted.iter().zip(&agrees).filter(|(_, agree)| **agree).map(|(c, _)| c.worker.clone()));
             // Remembered as theirs too: if any of them is caught, this result is re-verified.
-            let settled = [job.id.as_str()];
             for worker in &workers[1..] {
-                with_retries("record_settled", || membership.record_settled(worker, &settled)).await?;
+                with_retries("record_settled", || membership.record_settled(worker, &job.id)).await?;
             }
             VerificationOutcome::Replicated { workers }
         }

@@ -6,35 +6,26 @@
 //! worker dying before it does leaves those entries pending, as a worker dying between settle
 //! and ack always did: whoever takes them over finds the job finished and acknowledges them.
 //!
-//! The same task remembers the claims among them (`Membership::record_settled`), each worker's
-//! in one list push, before acknowledging them: a claim is kept so that it is checked again if
-//! its worker is ever caught lying, which no one waits on either.
-//!
 //! The delivery stays in the worker's in-flight set until its ack is done, so re-reading the
 //! worker's own pending entries meanwhile does not start it again.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use shoal_jobs::{with_retries, Delivery, Membership, ShardQueue};
+use shoal_jobs::{with_retries, Delivery, ShardQueue};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::execute::Claim;
 use crate::phases::{observe, Phase};
 use crate::serve::InFlight;
 
 /// Acknowledged in one go at most; a batch this large means Redis is the slow part.
 const MAX_BATCH: usize = 256;
 
-/// A settled delivery, with the claim its execution made if it made one.
-type Handed = (Delivery, Option<Claim>);
-
 /// Hands settled deliveries to the task acknowledging them.
 #[derive(Debug, Clone)]
 pub(crate) struct Acks {
-    settled: mpsc::UnboundedSender<Handed>,
+    settled: mpsc::UnboundedSender<Delivery>,
 }
 
 /// The task acknowledging, to be closed when the worker stops.
@@ -44,20 +35,20 @@ pub(crate) struct Acker {
 }
 
 impl Acks {
-    /// Starts the task acknowledging on `queue`, which remembers claims with `membership` and
-    /// takes each delivery out of `in_flight` once acknowledged (or given up on).
-    pub(crate) fn start(queue: ShardQueue, membership: Membership, in_flight: InFlight) -> (Acks, Acker) {
+    /// Starts the task acknowledging on `queue`, which takes each delivery out of `in_flight`
+    /// once acknowledged (or given up on).
+    pub(crate) fn start(queue: ShardQueue, in_flight: InFlight) -> (Acks, Acker) {
         let (settled, received) = mpsc::unbounded_channel();
         let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(acknowledge(queue, membership, in_flight, received, closed));
+        let task = tokio::spawn(acknowledge(queue, in_flight, received, closed));
         (Acks { settled }, Acker { close, task })
     }
 
-    /// Acknowledges `delivery`, whose job's outcome is durable, soon, remembering `claim` first;
-    /// false if the task is closed (the entry stays pending, to be taken over).
-    pub(crate) fn settled(&self, delivery: Delivery, claim: Option<Claim>) -> bool {
+    /// Acknowledges `delivery`, whose job's outcome is durable, soon; false if the task is
+    /// closed (the entry stays pending, to be taken over).
+    pub(crate) fn settled(&self, delivery: Delivery) -> bool {
         // Unbounded, yet bounded by the jobs that settle: each gives one and is gone.
-        let sent = self.settled.send((delivery, claim)).is_ok();
+        let sent = self.settled.send(delivery).is_ok();
         if !sent {
             warn!("the acknowledging task has stopped; the entry stays pending and is taken over");
         }
@@ -80,9 +71,8 @@ impl Acker {
 /// what had arrived by then.
 async fn acknowledge(
     queue: ShardQueue,
-    membership: Membership,
     in_flight: InFlight,
-    mut received: mpsc::UnboundedReceiver<Handed>,
+    mut received: mpsc::UnboundedReceiver<Delivery>,
     mut closed: oneshot::Receiver<()>,
 ) {
     let (mut batch, mut closing) = (Vec::with_capacity(MAX_BATCH), false);
@@ -98,36 +88,17 @@ async fn acknowledge(
                 if gathered == 0 {
                     return;
                 }
-                remember(&membership, &batch).await;
-                let deliveries: Vec<Delivery> = batch.drain(..).map(|(delivery, _)| delivery).collect();
                 let started = Instant::now();
-                if let Err(e) = with_retries("ack", || queue.ack_many(&deliveries)).await {
-                    warn!(count = deliveries.len(), error = %e, "ack failed; the entries stay pending until taken over, which finds their jobs finished");
+                if let Err(e) = with_retries("ack", || queue.ack_many(&batch)).await {
+                    warn!(count = batch.len(), error = %e, "ack failed; the entries stay pending until taken over, which finds their jobs finished");
                 }
                 observe(Phase::Ack, started.elapsed());
                 let mut running = in_flight.lock().expect("in-flight set is never poisoned");
-                for delivery in deliveries {
+                for delivery in batch.drain(..) {
                     running.remove(&(delivery.shard, delivery.entry));
                 }
             }
         }
-    }
-}
-
-/// Remembers the claims in `batch`, each worker's at once. Failing that, the entries are
-/// acknowledged all the same: whoever took them over would find their jobs finished and
-/// remember nothing either.
-async fn remember(membership: &Membership, batch: &[Handed]) {
-    let mut by_worker: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for claim in batch.iter().filter_map(|(_, claim)| claim.as_ref()) {
-        by_worker.entry(&claim.worker).or_default().push(&claim.job);
-    }
-    for (worker, jobs) in by_worker {
-        let started = Instant::now();
-        if let Err(e) = with_retries("record_settled", || membership.record_settled(worker, &jobs)).await {
-            warn!(%worker, count = jobs.len(), error = %e, "could not remember the claims; they are not re-verified if the worker is caught");
-        }
-        observe(Phase::RecordSettled, started.elapsed());
     }
 }
 
@@ -158,21 +129,14 @@ mod tests {
             .lock()
             .unwrap()
             .extend(deliveries.iter().map(|d| ((d.shard, d.entry.clone()), (d.clone(), Default::default()))));
-        let membership = Membership::new(client.get_connection_manager().await.unwrap());
-        let (acks, acker) = Acks::start(queue.clone(), membership.clone(), in_flight.clone());
+        let (acks, acker) = Acks::start(queue.clone(), in_flight.clone());
         // Handed over from many tasks at once, as settling runs do; a handle is still held when
-        // the task is closed, as by a run waiting for content when the worker stops. Every third
-        // came with a claim, of one of two workers (an adversary signs as another).
-        let claim = |i: usize| {
-            let worker = if i % 2 == 0 { "w1" } else { "w2" };
-            (i % 3 == 0).then(|| Claim { worker: worker.to_string(), job: format!("job-{i}") })
-        };
+        // the task is closed, as by a run waiting for content when the worker stops.
         let handing: Vec<_> = deliveries
             .into_iter()
             .map(|delivery| {
                 let acks = acks.clone();
-                let claim = claim(delivery.job_id["job-".len()..].parse().unwrap());
-                tokio::spawn(async move { assert!(acks.settled(delivery, claim)) })
+                tokio::spawn(async move { assert!(acks.settled(delivery)) })
             })
             .collect();
         for task in handing {
@@ -181,22 +145,13 @@ mod tests {
         let closing = tokio::time::timeout(Duration::from_secs(10), acker.close(Duration::from_secs(10)));
         closing.await.expect("closed without waiting for the handle still held");
         assert!(in_flight.lock().unwrap().is_empty(), "each taken out of the in-flight set once acknowledged");
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        for worker in ["w1", "w2"] {
-            let mut remembered: Vec<String> =
-                redis::AsyncCommands::lrange(&mut conn, keys::settled_by(worker), 0, -1).await.unwrap();
-            remembered.sort();
-            let mut claimed: Vec<String> =
-                (0..40).filter_map(claim).filter(|c| c.worker == worker).map(|c| c.job).collect();
-            claimed.sort();
-            assert_eq!(remembered, claimed, "{worker}'s claims, and only those, remembered");
-        }
         // Handed over after the close: refused, left pending for whoever takes it over.
         queue.enqueue(0, "late").await.unwrap();
         let late = reader.next(4).await.unwrap();
         assert_eq!(late.len(), 1);
-        assert!(!acks.settled(late[0].clone(), None), "refused");
+        assert!(!acks.settled(late[0].clone()), "refused");
 
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         for (shard, left) in [(0, 1), (1, 0)] {
             let pending: redis::streams::StreamPendingReply =
                 redis::AsyncCommands::xpending(&mut conn, keys::shard_stream(shard), keys::WORKER_GROUP).await.unwrap();

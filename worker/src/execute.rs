@@ -14,8 +14,8 @@ use shoal_content::{Block, BlockReader, BlockSink, BlockSource, BlockStore, Code
 use shoal_filecoin::RetrievalError;
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOutStore, Job, JobSpec, JobState, JobStore, PublicKey, Receipt, RedisConnection, RuntimeKind, ShardQueue,
-    ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    FanOutStore, Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, RuntimeKind,
+    ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_oci::{ContainerError, Image, ImageError, OciConfig, OciRuntime, UnpackedImage};
 use shoal_runtime::{FailureKind, GuestFailure, Invocation, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig};
@@ -150,14 +150,10 @@ impl Executor {
 }
 
 /// What became of a delivery whose outcome is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
     /// The job is settled (by this execution or an earlier one): acknowledge the entry.
     Done,
-    /// This execution settled the job with a claim the verifier may check: acknowledge the
-    /// entry, and remember the claim, so that it is checked again if its worker is ever caught
-    /// lying.
-    Claimed(Claim),
     /// The job may not be retried yet, or this worker's host failed it and it is left for
     /// another attempt: leave the entry pending, unacknowledged (it is taken over again after
     /// the visibility timeout).
@@ -168,16 +164,6 @@ pub enum Settled {
         /// Executions started.
         attempts: u32,
     },
-}
-
-/// A worker's claim about a job — a result, or a failure the program would have on any worker —
-/// to be remembered (`Membership::record_settled`) once it is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The worker that made it.
-    pub worker: String,
-    /// The job it is about.
-    pub job: String,
 }
 
 /// What [`begin`] found.
@@ -235,27 +221,12 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
     Ok(Begun::Settled(settled))
 }
 
-/// What [`settle`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settlement {
-    /// The job's state after it.
-    pub state: JobState,
-    /// How the delivery is settled: [`Settled::Claimed`] if the execution's claim was stored
-    /// for the verifier to check (always, unless its spec says `none`).
-    pub settled: Settled,
-}
-
 /// Signs the receipt of `execution` of `job` with `key` and stores its block in `receipts` (if
 /// given: a simulated worker publishes no blocks), so users can fetch it by its CID; then stores
 /// the outcome with it, settling the job (once: a later settle of the same job changes nothing),
 /// then hands a succeeded job, or one failed as the program would fail on any worker, to the
 /// verifier unless its spec says `none` — the one settle step every executor takes, the real
-/// one and the simulation's alike.
-///
-/// The claim is remembered for its worker (`Membership::record_settled`) once the delivery is
-/// acknowledged, with the others gathered meanwhile (`worker/src/acks.rs`), not here in the
-/// slot's time: a worker dying in between leaves it unremembered, as dying between the settle
-/// and a record made here would.
+/// one and the simulation's alike. Returns the job's state after it.
 pub async fn settle(
     jobs: &JobStore,
     queue: &ShardQueue,
@@ -263,7 +234,7 @@ pub async fn settle(
     key: &WorkerKey,
     job: &Job,
     mut execution: Execution,
-) -> Result<Settlement, StoreError> {
+) -> Result<JobState, StoreError> {
     execution.receipt = Receipt::of(job, &execution, key.public()).map(|receipt| key.sign(receipt));
     // Before the record names it, so whoever reads the record can fetch it; failing that, the
     // record holds it all the same.
@@ -277,6 +248,24 @@ pub async fn settle(
     let state =
         timed(Phase::Finish, with_retries("finish_execution", || jobs.finish_execution(&job.id, &execution))).await?;
     info!(job = %job.id, %state, "job settled");
+    // Written after the result: a worker dying in between leaves one job unverified, which
+    // sampling tolerates; the reverse order could verify a result never stored.
+    if state == JobState::Succeeded {
+        // Remembered so that, if this worker is ever caught lying, this result is re-verified.
+        let membership = Membership::new(jobs.connection());
+        timed(
+            Phase::RecordSettled,
+            with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)),
+        )
+        .await?;
+        if job.spec.verification != VerificationPolicy::None {
+            timed(
+                Phase::EnqueueVerification,
+                with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)),
+            )
+            .await?;
+        }
+    }
     // A failure the program has everywhere is a claim about it too: a worker could fail jobs it
     // was given by saying so. The verifier checks it like a result.
     let claimed_failure = match &execution.outcome {
@@ -284,24 +273,12 @@ pub async fn settle(
         Some(ExecutionOutcome::Failed(failure)) => failure.reason.is_deterministic(),
         None => false,
     };
-    let verified = job.spec.verification != VerificationPolicy::None;
-    // A result is remembered whatever the policy: if its worker is caught, it is checked then.
-    let claimed = state == JobState::Succeeded || (state == JobState::Failed && claimed_failure && verified);
-    // Handed to the verifier after the result is written: a worker dying in between leaves one
-    // job unverified, which sampling tolerates; the reverse order could verify a result never
-    // stored.
-    if claimed && verified {
-        timed(
-            Phase::EnqueueVerification,
-            with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)),
-        )
-        .await?;
+    if state == JobState::Failed && claimed_failure && job.spec.verification != VerificationPolicy::None {
+        let membership = Membership::new(jobs.connection());
+        with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)).await?;
+        with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
     }
-    let settled = match claimed {
-        true => Settled::Claimed(Claim { worker: execution.worker, job: job.id.clone() }),
-        false => Settled::Done,
-    };
-    Ok(Settlement { state, settled })
+    Ok(state)
 }
 
 /// A job's program and inputs, ready to run.
@@ -417,11 +394,12 @@ impl Executor {
             }
         };
         execution.outcome = Some(outcome);
-        Ok(self.settle(&job, *execution).await?.settled)
+        self.settle(&job, *execution).await?;
+        Ok(Settled::Done)
     }
 
     /// Settles `execution` of `job` through [`settle`] with this worker's key and store.
-    pub async fn settle(&self, job: &Job, execution: Execution) -> Result<Settlement, StoreError> {
+    pub async fn settle(&self, job: &Job, execution: Execution) -> Result<JobState, StoreError> {
         settle(&self.jobs, &self.queue, Some(self.store.as_ref()), &self.key, job, execution).await
     }
 

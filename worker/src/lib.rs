@@ -37,7 +37,7 @@ mod serve;
 mod slot;
 
 pub use config::{InvalidWorkerId, WorkerConfig, WorkerError};
-pub use execute::{begin, invocation, settle, Begun, Claim, Executor, Settled, Settlement, MAX_PROGRAM_BYTES};
+pub use execute::{begin, invocation, settle, Begun, Executor, Settled, MAX_PROGRAM_BYTES};
 pub use fanout::GatherError;
 pub use filecoin::FilecoinConfig;
 pub use serve::{run, serve, Execute};

@@ -114,7 +114,7 @@ pub async fn serve<E: Execute>(
         config.visibility_timeout / 3,
     ));
     let canceller = tokio::spawn(stop_cancelled(jobs.clone(), in_flight.clone(), config.cancel_check));
-    let (acks, acker) = Acks::start(queue.clone(), Membership::new(jobs.connection()), in_flight.clone());
+    let (acks, acker) = Acks::start(queue.clone(), in_flight.clone());
     let mut pull = Pull::start(config.clone(), jobs, queue, assigned, in_flight).await?;
     info!(worker = %config.id, shards = pull.owned.len(), concurrency = config.concurrency, "worker started");
 
@@ -567,12 +567,8 @@ async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, acks: &Acks, deliv
         }
         Ok(Settled::Later) => false,
         // The result is durably stored: only now is the entry acknowledged.
-        Ok(settled @ (Settled::Done | Settled::Claimed(_))) => {
-            let claim = match settled {
-                Settled::Claimed(claim) => Some(claim),
-                _ => None,
-            };
-            let handed = acks.settled(delivery.clone(), claim);
+        Ok(Settled::Done) => {
+            let handed = acks.settled(delivery.clone());
             phases::observe(Phase::Delivery, started.elapsed());
             handed
         }

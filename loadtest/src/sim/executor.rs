@@ -192,10 +192,10 @@ impl Execute for SimulatedExecutor {
             run_ms,
             inputs_cached: cached,
         }));
-        let settlement = settle(&self.jobs, &self.queue, None, &self.key, &job, *execution).await?;
+        let state = settle(&self.jobs, &self.queue, None, &self.key, &job, *execution).await?;
         // The run may have stopped listening; the job's record is what counts.
-        self.completions.send(Completion { job_id: job_id.to_string(), state: settlement.state }).ok();
-        Ok(settlement.settled)
+        self.completions.send(Completion { job_id: job_id.to_string(), state }).ok();
+        Ok(Settled::Done)
     }
 
     fn held_inputs(&self) -> Vec<Cid> {

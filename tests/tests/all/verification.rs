@@ -92,7 +92,7 @@ pub(crate) async fn report_as(stack: &Stack, id: &str, worker: &str, signing: Si
     let settled = if result.exit_code == 0 { JobState::Succeeded } else { JobState::Failed };
     assert_eq!(jobs.finish_execution(id, &execution).await.unwrap(), settled);
     // As the worker's settle step does, so a caught worker's earlier results can be found.
-    Membership::new(conn.clone()).record_settled(worker, &[id]).await.unwrap();
+    Membership::new(conn.clone()).record_settled(worker, id).await.unwrap();
     ShardQueue::new(conn).enqueue_verification(job.shard, id).await.unwrap();
 }
 
