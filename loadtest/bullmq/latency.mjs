@@ -38,8 +38,8 @@ async function redisCpu(conn) {
 }
 
 /**
- * Context switches of process `pid`'s threads alive now (0 if unreadable): the same count as
- * the harness's `process_context_switches` for Shoal's processes.
+ * Voluntary context switches of process `pid`'s threads alive now (0 if unreadable): the same
+ * count as the harness's `process_context_switches` for Shoal's processes.
  */
 function processSwitches(pid) {
   let total = 0;
@@ -52,7 +52,7 @@ function processSwitches(pid) {
   for (const task of tasks) {
     try {
       const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
-      for (const m of status.matchAll(/ctxt_switches:\s+(\d+)/g)) total += Number(m[1]);
+      total += Number((status.match(/^voluntary_ctxt_switches:\s+(\d+)/m) ?? [0, 0])[1]);
     } catch {
       // The thread exited meanwhile; its counts went with it.
     }

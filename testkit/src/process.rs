@@ -380,7 +380,7 @@ impl ProcessStack {
         cpu
     }
 
-    /// Context switches each process has made so far (see [`process_context_switches`]):
+    /// Voluntary context switches each process has made so far (see [`process_context_switches`]):
     /// workers and verifiers by id, `gateway`.
     pub fn context_switches(&self) -> BTreeMap<String, u64> {
         let mut switches: BTreeMap<String, u64> =
@@ -466,7 +466,7 @@ pub struct RedisUsage {
     pub commands: BTreeMap<String, CommandStats>,
     /// User + system CPU seconds.
     pub cpu_s: f64,
-    /// Context switches (see [`process_context_switches`]).
+    /// Voluntary context switches (see [`process_context_switches`]).
     pub context_switches: u64,
 }
 
@@ -493,13 +493,14 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
-/// Context switches, voluntary and not, of process `pid`'s threads alive now (0 if it cannot
-/// be read), from `/proc/PID/task/*/status`.
+/// Voluntary context switches of process `pid`'s threads alive now (0 if it cannot be read),
+/// from `/proc/PID/task/*/status`.
 ///
-/// Every wake-up of a thread that was waiting — for Redis, a socket, another thread — is one,
-/// so per job they count the hand-offs a job takes across threads and processes. Linux keeps
-/// the counts per thread, and a thread that has exited takes its own with it: a difference is
-/// a lower bound when threads came and went in between.
+/// A thread switches out voluntarily each time it waits — for a socket, Redis, another thread —
+/// so per job they count the hand-offs a job takes across threads and processes. Involuntary
+/// switches (preemptions) are left out: they count contention for the cores, not hand-offs.
+/// Linux keeps the counts per thread, and a thread that has exited takes its own with it: a
+/// difference is a lower bound when threads came and went in between.
 pub fn process_context_switches(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
     tasks
@@ -507,13 +508,8 @@ pub fn process_context_switches(pid: u32) -> u64 {
         .map(|status| {
             status
                 .lines()
-                .filter_map(|line| {
-                    let count = line
-                        .strip_prefix("voluntary_ctxt_switches:")
-                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))?;
-                    count.trim().parse::<u64>().ok()
-                })
-                .sum::<u64>()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:")?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
         })
         .sum()
 }
@@ -531,9 +527,13 @@ mod tests {
         assert_eq!(stats.len(), 2);
     }
 
+    fn voluntary(status: &str) -> u64 {
+        status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).unwrap().trim().parse().unwrap()
+    }
+
     #[test]
-    fn a_thread_waking_up_counts_in_this_process_context_switches() {
-        // A thread that sleeps and wakes switches out and back in each time; its counts are in
+    fn a_thread_waiting_counts_in_this_process_context_switches() {
+        // A thread that sleeps switches out voluntarily each time; its counts are in
         // the process's while it is alive (other tests' threads come and go meanwhile, so the
         // sum itself may not grow by as much).
         let (own, all) = std::thread::spawn(|| {
@@ -541,20 +541,14 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             let own = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-            let own: u64 = own
-                .lines()
-                .filter_map(|l| l.split_once("ctxt_switches:").map(|(_, n)| n.trim().parse::<u64>().unwrap()))
-                .sum();
+            let own = voluntary(&own);
             (own, process_context_switches(std::process::id()))
         })
         .join()
         .unwrap();
         assert!(own >= 20, "the sleeping thread's own: {own}");
         let leader = std::fs::read_to_string(format!("/proc/{}/status", std::process::id())).unwrap();
-        let leader: u64 = leader
-            .lines()
-            .filter_map(|l| l.split_once("ctxt_switches:").map(|(_, n)| n.trim().parse::<u64>().unwrap()))
-            .sum();
+        let leader = voluntary(&leader);
         assert!(all >= own && all > leader, "summed over threads ({all}), not the main thread's ({leader}) alone");
         assert_eq!(process_context_switches(u32::MAX), 0, "no such process");
     }

@@ -45,8 +45,7 @@ pub struct LatencyOptions {
     /// Shard streams (gateway and workers).
     #[arg(long, default_value_t = 16)]
     pub shards: u32,
-    /// Distinct input files (random bytes from --seed, 1 B to 64 KiB each); every 7th job hashes
-    /// one of a few directories of small files instead.
+    /// Distinct input files (random bytes from --seed, 1 B to 64 KiB each).
     #[arg(long, default_value_t = 16)]
     pub inputs: usize,
     /// Seed of the inputs.

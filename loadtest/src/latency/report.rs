@@ -375,9 +375,9 @@ impl RunReport for LatencyReport {
         }
         let _ = writeln!(
             md,
-            "\n## CPU and context switches by process\n\nContext switches are every wake-up of a waiting \
-             thread (summed over each process's threads, from `/proc/PID/task/*/status`): per job, the \
-             hand-offs a job takes between threads and processes.\n\n\
+            "\n## CPU and context switches by process\n\nVoluntary context switches, a thread's each wait \
+             (summed over each process's threads, from `/proc/PID/task/*/status`; preemptions left out): \
+             per job, the hand-offs a job takes between threads and processes.\n\n\
              | offered/s | system | CPU s | context switches per finished job |\n|---|---|---|---|"
         );
         for (system, steps) in

@@ -91,8 +91,8 @@ pub struct StepFigures {
     pub cpu_s: BTreeMap<String, f64>,
     /// All of those CPU milliseconds per finished job.
     pub cpu_ms_per_job: f64,
-    /// Context switches each process made over the step (the same names as `cpu_s`; empty when
-    /// not measured): every wake-up of a waiting thread, so per job, the hand-offs a job takes.
+    /// Voluntary context switches each process made over the step (the same names as `cpu_s`;
+    /// empty when not measured): a thread's each wait, so per job, the hand-offs a job takes.
     #[serde(default)]
     pub context_switches: BTreeMap<String, u64>,
     /// All of those per finished job.
@@ -148,7 +148,7 @@ impl StepFigures {
         self
     }
 
-    /// Records the context switches each process made, and per finished job.
+    /// Records the voluntary context switches each process made, and per finished job.
     pub fn with_context_switches(mut self, switches: BTreeMap<String, u64>) -> StepFigures {
         let total: u64 = switches.values().sum();
         self.switches_per_job = if self.completed == 0 { 0.0 } else { total as f64 / self.completed as f64 };
