@@ -372,23 +372,23 @@ impl ProcessStack {
     /// CPU seconds (user + system) each process has used so far: workers and verifiers by id,
     /// `gateway`.
     pub fn cpu_seconds(&self) -> BTreeMap<String, f64> {
-        let mut cpu: BTreeMap<String, f64> =
-            lock(&self.workers).iter().map(|w| (w.id.clone(), process_cpu_seconds(w.child.id()))).collect();
-        if let Some(gateway) = lock(&self.gateway).as_ref() {
-            cpu.insert("gateway".to_string(), process_cpu_seconds(gateway.id()));
-        }
-        cpu
+        self.per_process(process_cpu_seconds)
     }
 
     /// Voluntary context switches each process has made so far (see [`process_context_switches`]):
     /// workers and verifiers by id, `gateway`.
     pub fn context_switches(&self) -> BTreeMap<String, u64> {
-        let mut switches: BTreeMap<String, u64> =
-            lock(&self.workers).iter().map(|w| (w.id.clone(), process_context_switches(w.child.id()))).collect();
+        self.per_process(process_context_switches)
+    }
+
+    /// `measure` of each process by pid: workers and verifiers by id, `gateway`.
+    fn per_process<T>(&self, measure: impl Fn(u32) -> T) -> BTreeMap<String, T> {
+        let mut measured: BTreeMap<String, T> =
+            lock(&self.workers).iter().map(|w| (w.id.clone(), measure(w.child.id()))).collect();
         if let Some(gateway) = lock(&self.gateway).as_ref() {
-            switches.insert("gateway".to_string(), process_context_switches(gateway.id()));
+            measured.insert("gateway".to_string(), measure(gateway.id()));
         }
-        switches
+        measured
     }
 
     /// Redis's `INFO commandstats` (calls and microseconds per command since it started), its
