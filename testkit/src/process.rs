@@ -392,7 +392,7 @@ impl ProcessStack {
     }
 
     /// Redis's `INFO commandstats` (calls and microseconds per command since it started), its
-    /// CPU seconds and its context switches.
+    /// CPU seconds and its voluntary context switches.
     pub async fn redis_usage(&self) -> Result<RedisUsage, TestkitError> {
         let failed = |e: redis::RedisError| TestkitError::Store { context: "INFO".into(), source: e.into() };
         let client = redis::Client::open(self.redis_url.as_str()).map_err(failed)?;

@@ -21,7 +21,7 @@ struct ScriptStep {
     /// Submissions BullMQ refused.
     add_errors: usize,
     cpu: ScriptCpu,
-    /// Context switches by process (`node`, `redis`).
+    /// Voluntary context switches by process (`node`, `redis`).
     #[serde(default)]
     switches: BTreeMap<String, u64>,
     loadavg: (f64, f64),
