@@ -27,4 +27,6 @@ pub mod unixfs;
 
 pub use block::{parse_cid, Block, Codec, IDENTITY, SHA2_256};
 pub use error::{ContentError, Result};
-pub use store::{get_verified, BlockReader, BlockSink, BlockSource, BlockStore, FsBlockStore, MemoryBlockStore};
+pub use store::{
+    get_verified, BlockReader, BlockSink, BlockSource, BlockStore, FsBlockStore, MemoryBlockStore, WritesHere,
+};

@@ -100,6 +100,13 @@ impl FsBlockStore {
         &self.root
     }
 
+    /// A sink writing into this store on the calling thread, for a caller on a thread that may
+    /// block (a guest's, a blocking task's): it saves the hop to the blocking pool and back
+    /// that the store's own [`BlockSink`] takes to keep async threads free.
+    pub fn on_this_thread(&self) -> WritesHere<'_> {
+        WritesHere(self)
+    }
+
     fn path_of(&self, cid: &Cid) -> PathBuf {
         // Lower-case hex of the multihash; fanned out by its last two digits as flatfs does
         // (`next-to-last/2`), because leading bytes are the same for every sha2-256 key.
@@ -156,6 +163,16 @@ impl BlockSink for FsBlockStore {
             let what = format!("storing block {first} and {} more", blocks.len() - 1);
             ContentError::io(what, std::io::Error::other(e))
         })?
+    }
+}
+
+/// [`FsBlockStore::on_this_thread`]: writes blocking the caller's thread.
+pub struct WritesHere<'a>(&'a FsBlockStore);
+
+#[async_trait]
+impl BlockSink for WritesHere<'_> {
+    async fn put(&self, block: &Block) -> Result<()> {
+        write_block_file(&self.0.path_of(block.cid()), block.cid(), block.data())
     }
 }
 

@@ -1,7 +1,11 @@
 //! The Redis key layout — every key Shoal uses is named here and nowhere else.
 //!
 //! The layout is Redis-Cluster-compatible: keys that one script or transaction touches together
-//! share a `{hash tag}`, so they live in one slot.
+//! share a `{hash tag}`, so they live in one slot. The one exception is for a single node, which
+//! has no slots: there the create script also puts a new job on its shard's stream, and the
+//! finish script adds a job its worker answers for to that worker's settled list, each a round
+//! trip fewer per job; on a cluster each is a command of its own after the script
+//! ([`crate::JobStore::finish_claimed`]).
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -512,9 +516,13 @@ const WORKER_OWN: &str =
 /// What a worker may do, and only that, on keys whose contents judge it (Redis 7 selectors: a
 /// command passes if the root rules or one selector allow it): bind its key once and read
 /// bindings, never rebind or unbind one; add to what it settled; add to the verification
-/// streams, never read, acknowledge or delete their entries.
+/// streams, never read, acknowledge or delete their entries. A job script may name a settled
+/// list beside the job's keys (the finish script on a single node adds the job to it): Redis
+/// checks each command a script runs against these rules too, so a script can do no more to
+/// the list than adding to it.
 const WORKER_SELECTORS: &str = "(~shoal:{w}:worker-keys -@all +hsetnx +hget) \
-    (~shoal:{w}:settled:* -@all +lpush +ltrim) (~shoal:{s*}:verify -@all +xadd +xgroup|create)";
+    (~shoal:{w}:settled:* -@all +lpush +ltrim) (~shoal:{j*}:* ~shoal:{w}:settled:* -@all +evalsha) \
+    (~shoal:{s*}:verify -@all +xadd +xgroup|create)";
 
 /// The ACL rules of `role`'s user (after `on >password`): its key patterns and its commands.
 /// No role but [`RedisRole::Admin`] may run administrative or dangerous commands (`CONFIG`,

@@ -2,7 +2,9 @@
 //!
 //! Every transition is one Lua script over keys of one slot (see [`crate::keys`]), so a job's
 //! record, executions and state index never disagree, and a finished job can never be changed
-//! again: a duplicate or late result is kept as an execution but does not touch the job.
+//! again: a duplicate or late result is kept as an execution but does not touch the job. On a
+//! single node the create and finish scripts also write the one key of another slot that goes
+//! with them (the shard's stream, the worker's settled list).
 
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +14,7 @@ use redis::{AsyncCommands, Script, ScriptInvocation};
 use crate::connection::{Batch, RedisConnection};
 use crate::error::StoreError;
 use crate::keys::{self, JobKeys, Lock};
+use crate::membership::Membership;
 use crate::memo;
 use crate::model::{
     Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification, VerificationPolicy,
@@ -94,6 +97,8 @@ pub enum Started {
 // asks for verification) from its creation on, so the scripts that end it need nothing else.
 // ARGV[13] and [14]: a job submitted for memoisation's memo and its expiry in ms ('' and 0
 // otherwise); the `ANSWER` prelude of `crate::memo` runs first and may answer from the memo.
+// With KEYS[12], its shard's stream (on a single node only, see `JobStore::queue_in_script`), a
+// job it stores is also put on that stream, the entry recorded, in the same step.
 // Every answer is `CREATED`'s.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return created(0) end
@@ -111,6 +116,9 @@ changed(ARGV[5], ARGV[9], 'queued')
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[3] .. ':tenant:' .. ARGV[9], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[8], ARGV[3] + ARGV[7], ARGV[5])
+if KEYS[12] then
+  redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', KEYS[12], '*', 'job', ARGV[5]))
+end
 return created(1)
 "#;
 
@@ -209,6 +217,9 @@ return {'running', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]
 "#;
 
 // ARGV: id, execution id, execution JSON, final state, result JSON or '', failure JSON or '', now.
+// With KEYS[12], the list of jobs its worker settled (on a single node only, see
+// `JobStore::finish_claimed`), and ARGV[8] the list's length kept: the job settled here is
+// added to it in the same step, so a worker caught later never has a settled job unrecorded.
 const FINISH: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
@@ -218,6 +229,10 @@ redis.call('HSET', KEYS[1], 'state', ARGV[4], 'updated_at_ms', ARGV[7])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[6]) end
 move(ARGV[1], state, ARGV[4], redis.call('HGET', KEYS[1], 'created_at_ms'))
+if KEYS[12] then
+  redis.call('LPUSH', KEYS[12], ARGV[1])
+  redis.call('LTRIM', KEYS[12], 0, ARGV[8] - 1)
+end
 return {ARGV[4]}
 "#;
 
@@ -391,10 +406,19 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
-        self.create_job(spec, shard, tenant, idempotency_key, Submission::Plain).await
+        self.create_job(spec, shard, tenant, idempotency_key, Submission::Plain, None).await
     }
 
-    /// [`JobStore::create`] for a job that is also what `submission` says.
+    /// Whether the scripts that make a job's changes may also write keys of other slots — its
+    /// shard's stream, its worker's list of settled jobs — in the same step: on a single node,
+    /// not on a cluster, which refuses a script over keys of several slots. One step instead of
+    /// two is a round trip fewer per job, and no window between the two writes.
+    fn queue_in_script(&self) -> bool {
+        !self.conn.is_cluster()
+    }
+
+    /// [`JobStore::create`] for a job that is also what `submission` says; a new job that its
+    /// memo does not answer is also put on `stream` (its shard's) when one is given.
     async fn create_job(
         &self,
         spec: &JobSpec,
@@ -402,6 +426,7 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
         submission: Submission<'_>,
+        stream: Option<&str>,
     ) -> Result<Created, StoreError> {
         let invocation = spec.invocation_cid().to_string();
         let memo = match submission {
@@ -452,7 +477,11 @@ impl JobStore {
         let created_at = now_ms();
         let keys = JobKeys::of(&id);
         let spec_json = serde_json::to_string(spec).expect("a JobSpec always serialises");
-        let (stored, fields, executions): (i32, HashFields, HashFields) = job_script(&SCRIPTS.create, &keys)
+        let mut script = job_script(&SCRIPTS.create, &keys);
+        if let Some(stream) = stream {
+            script.key(stream);
+        }
+        let (stored, fields, executions): (i32, HashFields, HashFields) = script
             .arg(&spec_json)
             .arg(&invocation)
             .arg(created_at)
@@ -684,9 +713,10 @@ impl JobStore {
         idempotency_key: Option<Idempotency<'_>>,
         submission: Submission<'_>,
     ) -> Result<Created, StoreError> {
-        let created = self.create_job(spec, shard, tenant, idempotency_key, submission).await?;
+        let stream = self.queue_in_script().then(|| keys::shard_stream(shard));
+        let created = self.create_job(spec, shard, tenant, idempotency_key, submission, stream.as_deref()).await?;
         match &created {
-            Created::New(job) if job.memoised_from.is_some() => {}
+            Created::New(job) if job.memoised_from.is_some() || stream.is_some() => {}
             Created::New(job) => {
                 self.enqueue(queue, &job.id, job.shard).await?;
             }
@@ -871,6 +901,28 @@ impl JobStore {
     /// Records a finished execution and, unless the job is already final, settles the job with
     /// it in the same atomic step. Returns the job's state afterwards.
     pub async fn finish_execution(&self, id: &str, execution: &Execution) -> Result<JobState, StoreError> {
+        self.finish(id, execution, None).await
+    }
+
+    /// [`JobStore::finish_execution`] for an outcome the worker that ran `execution` answers
+    /// for (see [`crate::Membership::record_settled`]): if it settles the job, the job is also
+    /// added to the jobs that worker settled — in the same script on a single node, right after
+    /// it on a cluster (whenever the job is then in the state the outcome settles it to, as a
+    /// retried call finds it).
+    pub async fn finish_claimed(&self, id: &str, execution: &Execution) -> Result<JobState, StoreError> {
+        if self.queue_in_script() {
+            return self.finish(id, execution, Some(&keys::settled_by(&execution.worker))).await;
+        }
+        let state = self.finish(id, execution, None).await?;
+        if Some(state) == execution.outcome.as_ref().map(ExecutionOutcome::settles_as) {
+            Membership::new(self.conn.clone()).record_settled(&execution.worker, id).await?;
+        }
+        Ok(state)
+    }
+
+    /// [`JobStore::finish_execution`], adding the job to list `settled` (its worker's settled
+    /// jobs) in the same script if it settles the job.
+    async fn finish(&self, id: &str, execution: &Execution, settled: Option<&str>) -> Result<JobState, StoreError> {
         let keys = JobKeys::of(id);
         let (state, result, failure) = match &execution.outcome {
             Some(ExecutionOutcome::Completed(result)) if result.exit_code == 0 => {
@@ -891,7 +943,11 @@ impl JobStore {
             }
         };
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = job_script(&SCRIPTS.finish, &keys)
+        let mut script = job_script(&SCRIPTS.finish, &keys);
+        if let Some(settled) = settled {
+            script.key(settled);
+        }
+        let reply: Vec<String> = script
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))
@@ -899,6 +955,7 @@ impl JobStore {
             .arg(result)
             .arg(failure)
             .arg(now_ms())
+            .arg(Membership::SETTLED_KEPT)
             .invoke_async(&mut conn)
             .await?;
         match reply.first().map(String::as_str) {

@@ -14,8 +14,8 @@ use shoal_content::{Block, BlockReader, BlockSink, BlockSource, BlockStore, Code
 use shoal_filecoin::RetrievalError;
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
-    FanOutStore, Job, JobSpec, JobState, JobStore, Membership, PublicKey, Receipt, RedisConnection, RuntimeKind,
-    ShardQueue, ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    FanOutStore, Job, JobSpec, JobState, JobStore, PublicKey, Receipt, RedisConnection, RuntimeKind, ShardQueue,
+    ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_oci::{ContainerError, Image, ImageError, OciConfig, OciRuntime, UnpackedImage};
 use shoal_runtime::{FailureKind, GuestFailure, Invocation, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig};
@@ -25,7 +25,7 @@ use crate::cache::{InputCache, MaterialisedInput, ProgramCache};
 use crate::config::{WorkerConfig, WorkerError};
 use crate::filecoin::{FilecoinInputs, Purchase};
 use crate::phases::{observe, timed, Phase};
-use crate::scratch::RunDirs;
+use crate::scratch::{RunDir, RunDirs};
 use shoal_jobs::with_retries;
 
 /// Largest program accepted: larger modules are almost certainly not programs, and compiling
@@ -47,6 +47,8 @@ pub struct Executor {
     pub(crate) chain: Arc<SourceChain>,
     /// Where outputs, stdout and stderr are written.
     pub(crate) store: Arc<dyn BlockStore>,
+    /// The same store, as the files it is: written on a guest's thread after a run.
+    files: Arc<FsBlockStore>,
     /// The shared deterministic runtime.
     runtime: Runtime,
     /// The container runtime (its layer cache shared by every run), or why this worker has
@@ -83,7 +85,8 @@ impl Executor {
         queue.ensure_groups(config.shards).await?;
         std::fs::create_dir_all(&config.work_dir)
             .map_err(|source| WorkerError::Io { context: format!("creating {}", config.work_dir.display()), source })?;
-        let store: Arc<dyn BlockStore> = Arc::new(FsBlockStore::open(&config.store_dir)?);
+        let files = Arc::new(FsBlockStore::open(&config.store_dir)?);
+        let store: Arc<dyn BlockStore> = files.clone();
         let mut sources: Vec<Arc<dyn BlockSource>> = Vec::new();
         for url in &config.gateways {
             sources.push(Arc::new(HttpGatewaySource::new(url)?));
@@ -114,6 +117,7 @@ impl Executor {
             queue,
             chain: Arc::new(chain),
             store,
+            files,
             runtime,
             containers,
             programs: ProgramCache::new(config.program_cache_bytes),
@@ -245,27 +249,6 @@ pub async fn settle(
             warn!(job = %job.id, error = %e, "could not store the receipt block; the job record holds it");
         }
     }
-    let state =
-        timed(Phase::Finish, with_retries("finish_execution", || jobs.finish_execution(&job.id, &execution))).await?;
-    info!(job = %job.id, %state, "job settled");
-    // Written after the result: a worker dying in between leaves one job unverified, which
-    // sampling tolerates; the reverse order could verify a result never stored.
-    if state == JobState::Succeeded {
-        // Remembered so that, if this worker is ever caught lying, this result is re-verified.
-        let membership = Membership::new(jobs.connection());
-        timed(
-            Phase::RecordSettled,
-            with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)),
-        )
-        .await?;
-        if job.spec.verification != VerificationPolicy::None {
-            timed(
-                Phase::EnqueueVerification,
-                with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)),
-            )
-            .await?;
-        }
-    }
     // A failure the program has everywhere is a claim about it too: a worker could fail jobs it
     // was given by saying so. The verifier checks it like a result.
     let claimed_failure = match &execution.outcome {
@@ -273,10 +256,28 @@ pub async fn settle(
         Some(ExecutionOutcome::Failed(failure)) => failure.reason.is_deterministic(),
         None => false,
     };
-    if state == JobState::Failed && claimed_failure && job.spec.verification != VerificationPolicy::None {
-        let membership = Membership::new(jobs.connection());
-        with_retries("record_settled", || membership.record_settled(&execution.worker, &job.id)).await?;
-        with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)).await?;
+    let verified = job.spec.verification != VerificationPolicy::None;
+    let succeeded = matches!(&execution.outcome, Some(ExecutionOutcome::Completed(result)) if result.exit_code == 0);
+    // A success, or a failure the verifier checks, is remembered against the worker (with the
+    // settle itself where Redis allows), so that if it is ever caught lying, it is re-verified.
+    let claims = succeeded || (claimed_failure && verified);
+    let finishing = with_retries("finish_execution", || async {
+        match claims {
+            true => jobs.finish_claimed(&job.id, &execution).await,
+            false => jobs.finish_execution(&job.id, &execution).await,
+        }
+    });
+    let state = timed(Phase::Finish, finishing).await?;
+    info!(job = %job.id, %state, "job settled");
+    // Handed over after the result is stored: a worker dying in between leaves one job
+    // unverified, which sampling tolerates; the reverse order could verify a result never stored.
+    let claimed = state == JobState::Succeeded || (state == JobState::Failed && claimed_failure);
+    if claimed && verified {
+        timed(
+            Phase::EnqueueVerification,
+            with_retries("enqueue_verification", || queue.enqueue_verification(job.shard, &job.id)),
+        )
+        .await?;
     }
     Ok(state)
 }
@@ -456,34 +457,43 @@ impl Executor {
         observe(Phase::Mounts, mounts_started.elapsed());
         let invocation = invocation(spec, mounts);
         let run_started = Instant::now();
-        let result: Result<Outcome, RunFailure> = match &program {
-            Runnable::Wasm(program) => self.runtime.run(program, invocation).await.map_err(wasm_failure),
+        let result: Result<(Outcome, Result<Published, Box<Stop>>), RunFailure> = match &program {
+            Runnable::Wasm(program) => {
+                let publish = self.publish_on_guest_thread(spec, run_dir);
+                self.runtime.run_then(program, invocation, publish).await.map_err(wasm_failure)
+            }
             Runnable::Container(prepared) => {
                 let PreparedImage { runtime, image, unpacked } = prepared.as_ref();
-                runtime.run(image, unpacked, &invocation).await.map_err(container_failure)
+                let result = runtime.run(image, unpacked, &invocation).await.map_err(container_failure);
+                // A timeout may be reported while the program is still stuck in a host call,
+                // able to write, and a host failure says nothing of the program: only these
+                // ends mean it stopped.
+                let stopped = match &result {
+                    Ok(_) => true,
+                    Err(RunFailure::Guest(failure)) => !matches!(failure.kind, FailureKind::Timeout { .. }),
+                    Err(RunFailure::Stopped(_)) => false,
+                };
+                if stopped {
+                    run_dir.stopped();
+                }
+                match result {
+                    Ok(outcome) => {
+                        let published = self.publish(spec, &run_dir.outputs(), &outcome).await.map_err(Box::new);
+                        Ok((outcome, published))
+                    }
+                    Err(failure) => Err(failure),
+                }
             }
         };
-        let run_ms = run_started.elapsed().as_millis() as u64;
-        observe(Phase::Run, run_started.elapsed());
-        // A timeout may be reported while the program is still stuck in a host call, able to
-        // write, and a host failure says nothing of the program: only these ends mean it stopped.
-        let stopped = match &result {
-            Ok(_) => true,
-            Err(RunFailure::Guest(failure)) => !matches!(failure.kind, FailureKind::Timeout { .. }),
-            Err(RunFailure::Stopped(_)) => false,
-        };
-        if stopped {
-            run_dir.stopped();
-        }
+        // A run that published on the guest's thread took longer than its guest: the outcome
+        // says how long the guest took.
+        let ran = result.as_ref().map_or_else(|_| run_started.elapsed(), |(outcome, _)| outcome.duration);
+        let run_ms = ran.as_millis() as u64;
+        observe(Phase::Run, ran);
         drop(inputs);
         match result {
-            Ok(outcome) => {
-                if let Some(missing) = unwritten(spec, &outputs, outcome.exit_code) {
-                    return Err(Stop::new(FailureReason::MissingOutput, missing));
-                }
-                let import_started = Instant::now();
-                let (output, stdout, stderr) = self.import_results(outputs, outcome.stdout, outcome.stderr).await?;
-                observe(Phase::Import, import_started.elapsed());
+            Ok((outcome, published)) => {
+                let (output, stdout, stderr) = published.map_err(|stop| *stop)?;
                 Ok(ExecutionResult {
                     exit_code: outcome.exit_code,
                     output,
@@ -771,21 +781,40 @@ impl Executor {
         }
     }
 
-    /// Publishes a run's outputs (hidden files too), stdout and stderr: with one importer, so a
-    /// small job's blocks are written together, one hop to the store's blocking pool.
-    async fn import_results(
+    /// Publishes a run's outputs, stdout and stderr ([`publish_run`]), after checking that the
+    /// files the spec declares were written.
+    async fn publish(&self, spec: &JobSpec, outputs: &Path, outcome: &Outcome) -> Result<Published, Stop> {
+        if let Some(missing) = unwritten(spec.writes.as_deref(), outputs, outcome.exit_code) {
+            return Err(Stop::new(FailureReason::MissingOutput, missing));
+        }
+        publish_run(ImportSource::Path(outputs.to_path_buf()), outcome, self.store.as_ref()).await
+    }
+
+    /// What a WebAssembly run's guest thread does once its guest exited: [`Executor::publish`]'s
+    /// work, the outputs listed and read and the blocks written on that thread, then `run_dir`
+    /// emptied there too — a thread that may block, so none of it takes a hop to the blocking
+    /// pool and back. Dropped unrun (the guest failed), it removes `run_dir` on that thread.
+    fn publish_on_guest_thread(
         &self,
-        outputs: PathBuf,
-        stdout: Bytes,
-        stderr: Bytes,
-    ) -> Result<(ContentId, ContentId, ContentId), Stop> {
-        let options = ImportOptions { include_hidden: true, ..ImportOptions::default() };
-        let sources = vec![ImportSource::Path(outputs), ImportSource::Bytes(stdout), ImportSource::Bytes(stderr)];
-        let imported = unixfs::import_many(sources, &options, self.store.as_ref())
-            .await
-            .map_err(|e| Stop::host(format!("publishing outputs and logs: {e}")))?;
-        let [output, stdout, stderr] = imported.try_into().expect("one result per source");
-        Ok((ContentId(output.root), ContentId(stdout.root), ContentId(stderr.root)))
+        spec: &JobSpec,
+        mut run_dir: RunDir,
+    ) -> impl FnOnce(&Outcome) -> Result<Published, Box<Stop>> + Send + 'static {
+        let writes = spec.writes.clone();
+        let files = Arc::clone(&self.files);
+        let runtime = tokio::runtime::Handle::current();
+        move |outcome| {
+            run_dir.stopped();
+            let outputs = run_dir.outputs();
+            if let Some(missing) = unwritten(writes.as_deref(), &outputs, outcome.exit_code) {
+                return Err(Box::new(Stop::new(FailureReason::MissingOutput, missing)));
+            }
+            let listed = unixfs::list_tree(&outputs, true).map_err(|e| Box::new(publishing(e)))?;
+            let published =
+                runtime.block_on(publish_run(ImportSource::Listed(listed), outcome, &files.on_this_thread()));
+            // Emptied here and now, outside the runtime: see `RunDir`'s `Drop`.
+            drop(run_dir);
+            published.map_err(Box::new)
+        }
     }
 
     async fn import_bytes(&self, bytes: Bytes) -> Result<ContentId, Stop> {
@@ -921,8 +950,8 @@ fn link_tree(source: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// Why a run that exited 0 did not write what its spec declares (`writes`), if it did not: the
 /// files missing from `outputs`. A run that failed is reported as its exit says instead.
-fn unwritten(spec: &JobSpec, outputs: &Path, exit_code: i32) -> Option<String> {
-    let writes = spec.writes.as_ref().filter(|_| exit_code == 0)?;
+fn unwritten(writes: Option<&[String]>, outputs: &Path, exit_code: i32) -> Option<String> {
+    let writes = writes.filter(|_| exit_code == 0)?;
     let missing: Vec<&str> =
         writes.iter().filter(|file| !outputs.join(file.as_str()).is_file()).map(String::as_str).collect();
     (!missing.is_empty()).then(|| {
@@ -932,6 +961,27 @@ fn unwritten(spec: &JobSpec, outputs: &Path, exit_code: i32) -> Option<String> {
             missing.join(", ")
         )
     })
+}
+
+/// A run's published output directory, stdout and stderr.
+type Published = (ContentId, ContentId, ContentId);
+
+/// Imports a run's outputs (hidden files too), stdout and stderr with one importer into `sink`,
+/// so a small job's blocks are written together.
+async fn publish_run(outputs: ImportSource, outcome: &Outcome, sink: &dyn BlockSink) -> Result<Published, Stop> {
+    let started = Instant::now();
+    let options = ImportOptions { include_hidden: true, ..ImportOptions::default() };
+    let sources =
+        vec![outputs, ImportSource::Bytes(outcome.stdout.clone()), ImportSource::Bytes(outcome.stderr.clone())];
+    let imported = unixfs::import_many(sources, &options, sink).await.map_err(publishing)?;
+    let [output, stdout, stderr] = imported.try_into().expect("one result per source");
+    observe(Phase::Import, started.elapsed());
+    Ok((ContentId(output.root), ContentId(stdout.root), ContentId(stderr.root)))
+}
+
+/// A run's outputs or logs that could not be published: this host's failure.
+fn publishing(error: ContentError) -> Stop {
+    Stop::host(format!("publishing outputs and logs: {error}"))
 }
 
 /// The runtime invocation of `spec` with `mounts`: argv\[0\] is the program's CID (a

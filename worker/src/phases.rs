@@ -38,10 +38,9 @@ pub(crate) enum Phase {
     Import,
     /// Storing the signed receipt's block, before the record names it.
     Receipt,
-    /// `finish_execution`: the Lua script storing the outcome and settling the job.
+    /// `finish_execution`: the Lua script storing the outcome and settling the job (and, on a
+    /// single Redis node, recording it against the worker, for re-verification if it is caught).
     Finish,
-    /// Recording the settled job against the worker (for re-verification if it is caught).
-    RecordSettled,
     /// Handing the job to the verifier (only when its policy is not `none`).
     EnqueueVerification,
     /// `XACK` + `XDEL` of a batch of settled entries, off the jobs' slots
@@ -64,7 +63,6 @@ impl Phase {
             Phase::Run => "run",
             Phase::Import => "import",
             Phase::Finish => "finish",
-            Phase::RecordSettled => "record_settled",
             Phase::EnqueueVerification => "enqueue_verification",
             Phase::Receipt => "receipt",
             Phase::Ack => "ack",

@@ -132,11 +132,24 @@ async fn listing(path: &Path, include_hidden: bool, read_whole: u64) -> Result<L
         .map_err(|e| ContentError::io(format!("reading {}", path.display()), std::io::Error::other(e)))?
 }
 
+/// A file or tree of the local file system listed by [`list_tree`], its small files read: what
+/// [`ImportSource::Listed`] imports.
+pub struct ListedTree(Listed);
+
+/// Lists the file or tree at `path` as [`import_path`] does before importing it (reading files
+/// whole while a budget lasts), on the calling thread: for a caller on a thread that may block,
+/// which thereby saves the hop to a blocking thread that [`import_path`] takes. Hidden entries
+/// are left out unless `include_hidden`.
+pub fn list_tree(path: &Path, include_hidden: bool) -> Result<ListedTree> {
+    list(path, include_hidden, READ_WHILE_LISTING).map(ListedTree)
+}
+
 /// What [`import_many`] imports.
-#[derive(Debug, Clone)]
 pub enum ImportSource {
     /// A file or tree on the local file system, as [`import_path`] imports it.
     Path(PathBuf),
+    /// A file or tree already listed, imported as [`import_path`] would import it.
+    Listed(ListedTree),
     /// Bytes as one file, as [`import_reader`] imports them.
     Bytes(Bytes),
 }
@@ -159,6 +172,7 @@ pub async fn import_many(
                 let tree = listing(&path, opts.include_hidden, READ_WHILE_LISTING).await?;
                 importer.listed(tree).await?
             }
+            ImportSource::Listed(ListedTree(tree)) => importer.listed(tree).await?,
             ImportSource::Bytes(data) => {
                 importer.file(ReaderLeaves { reader: std::io::Cursor::new(data), eof: false }).await?
             }
@@ -987,6 +1001,19 @@ mod tests {
         for imported in &many {
             assert!(sink.0.has(&imported.root).await.unwrap(), "{imported:?} stored");
         }
+        // Listed beforehand (on a thread that may block), the tree imports as it would by its
+        // path, and a file store's sink for such a thread writes it there, readable by the store.
+        let files = crate::FsBlockStore::open(dir.path().join("blocks")).unwrap();
+        let outputs_again = dir.path().join("outputs");
+        let listed = ImportSource::Listed(list_tree(&outputs_again, false).unwrap());
+        let imported = import_many(vec![listed], &opts, &files.on_this_thread()).await.unwrap();
+        assert_eq!(imported[0], each[0]);
+        let exported = dir.path().join("exported");
+        crate::unixfs::export_to_path(&files, &imported[0].root, &exported).await.unwrap();
+        assert_eq!(
+            std::fs::read(exported.join("hash.txt")).unwrap(),
+            std::fs::read(outputs_again.join("hash.txt")).unwrap()
+        );
         // A source that cannot be read fails the whole import, naming it.
         let missing = ImportSource::Path(dir.path().join("missing"));
         let error = import_many(vec![ImportSource::Bytes(Bytes::new()), missing], &opts, &sink).await.unwrap_err();

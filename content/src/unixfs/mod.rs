@@ -47,6 +47,7 @@ pub use exporter::{
 };
 pub use hamt::{name_hash as hamt_name_hash, MURMUR3_X64_64};
 pub use importer::{
-    import_links, import_many, import_path, import_reader, ImportOptions, ImportSource, Imported, Link, ProgressFn,
+    import_links, import_many, import_path, import_reader, list_tree, ImportOptions, ImportSource, Imported, Link,
+    ListedTree, ProgressFn,
 };
 pub use profile::{Profile, ShardSplitStrategy, HAMT_FANOUT, HAMT_THRESHOLD_BYTES};

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::ContentId;
+use super::{ContentId, JobState};
 use crate::receipt::SignedReceipt;
 
 /// One attempt to run a job on one worker.
@@ -36,6 +36,16 @@ pub enum ExecutionOutcome {
     Completed(ExecutionResult),
     /// The program could not be run, or was stopped.
     Failed(Failure),
+}
+
+impl ExecutionOutcome {
+    /// The state this outcome settles its job in: succeeded for an exit code of 0, else failed.
+    pub fn settles_as(&self) -> JobState {
+        match self {
+            ExecutionOutcome::Completed(result) if result.exit_code == 0 => JobState::Succeeded,
+            ExecutionOutcome::Completed(_) | ExecutionOutcome::Failed(_) => JobState::Failed,
+        }
+    }
 }
 
 /// What a completed execution produced.

@@ -479,3 +479,26 @@ async fn batches_answer_in_order_across_the_nodes_of_a_cluster() {
         redis::pipe().incr("shoal:{t1}:n", 1).incr("shoal:{t2}:n", 1).query_async::<Vec<i64>>(&mut cluster.conn).await;
     assert!(refused.is_err());
 }
+
+#[tokio::test]
+async fn on_a_cluster_a_submission_is_queued_and_a_claim_recorded_after_the_job_scripts() {
+    let cluster = Cluster::start().await;
+    let store = JobStore::new(cluster.conn.clone());
+    let queue = ShardQueue::new(store.connection());
+    queue.ensure_groups(SHARDS).await.unwrap();
+    let Created::New(job) = store.submit(&queue, &spec(&["claimed"]), 5, &tenant(), None).await.unwrap() else {
+        panic!("not new")
+    };
+    assert!(store.is_enqueued(&job.id).await.unwrap());
+    assert_eq!(queue.len(5).await.unwrap(), 1);
+    store.start_execution(&job.id, &execution("e1", None)).await.unwrap();
+    let state = store.finish_claimed(&job.id, &execution("e1", Some(completed(0, PROGRAM)))).await.unwrap();
+    assert_eq!(state, JobState::Succeeded);
+    // A claim of a failure on the succeeded job is not recorded: it did not settle it.
+    let failed = Execution { worker: "w2".into(), ..execution("e2", Some(completed(1, PROGRAM))) };
+    assert_eq!(store.finish_claimed(&job.id, &failed).await.unwrap(), JobState::Succeeded);
+    let why = || Quarantine { reason: "test".into(), job: String::new(), verifier: "v".into(), at_ms: 0, settled: 0 };
+    let members = Membership::new(cluster.conn.clone());
+    assert_eq!(members.quarantine("w1", why()).await.unwrap().1, vec![job.id.clone()]);
+    assert!(members.quarantine("w2", why()).await.unwrap().1.is_empty());
+}

@@ -61,6 +61,19 @@ async fn each_role_reaches_only_its_keys_and_commands() {
     assert_eq!(bound.as_deref(), Some("ed25519:aa"));
     let _: () = worker.lpush(keys::settled_by("w1"), "job-1").await.unwrap();
     assert_eq!(refused(worker.del::<_, ()>(keys::settled_by("w1")).await), "NOPERM");
+    // A script naming the list beside a job's keys, as the finish script does, may add to it,
+    // and no more.
+    let job_key = keys::JobKeys::of("01JDXZ5Q8K3M2N4P6R8T0V2X4Z").job;
+    let add = redis::Script::new("return redis.call('LPUSH', KEYS[2], ARGV[1])");
+    let added: i64 =
+        add.key(&job_key).key(keys::settled_by("w1")).arg("job-2").invoke_async(&mut worker).await.unwrap();
+    assert_eq!(added, 2);
+    let erase = redis::Script::new("return redis.call('DEL', KEYS[2])");
+    let erased = erase.key(&job_key).key(keys::settled_by("w1")).invoke_async::<i64>(&mut worker).await;
+    assert!(erased.as_ref().is_err_and(|e| e.to_string().contains("can't access")), "{erased:?}");
+    let mut admin = connect(&server.url()).await;
+    let kept: Vec<String> = admin.lrange(keys::settled_by("w1"), 0, -1).await.unwrap();
+    assert_eq!(kept, ["job-2", "job-1"]);
     let entry: String = worker.xadd(keys::verify_stream(0), "*", &[("job", "job-1")]).await.unwrap();
     assert_eq!(refused(worker.xdel::<_, _, ()>(keys::verify_stream(0), &[&entry]).await), "NOPERM");
     assert_eq!(

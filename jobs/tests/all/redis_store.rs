@@ -330,3 +330,43 @@ async fn a_hot_shard_gets_extra_readers_holders_first_and_the_publication_expire
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(HotShards::read(&conn).await.unwrap(), HotShards::default());
 }
+
+/// The jobs `worker` is remembered to have settled: what quarantining it now taints.
+async fn settled_by(conn: RedisConnection, worker: &str) -> Vec<String> {
+    let why = Quarantine { reason: "test".into(), job: String::new(), verifier: "v".into(), at_ms: 0, settled: 0 };
+    let (_, tainted) = Membership::new(conn).quarantine(worker, why).await.unwrap();
+    tainted
+}
+
+#[tokio::test]
+async fn on_one_node_a_submission_is_queued_and_a_claim_recorded_by_the_job_scripts_themselves() {
+    let (_dir, server, _client, store, queue) = setup().await;
+    queue.ensure_groups(4).await.unwrap();
+    let Created::New(job) = store.submit(&queue, &spec(&["one"]), 2, &tenant(), None).await.unwrap() else {
+        panic!("not new")
+    };
+    // The create script put it on its stream and recorded the entry: what a worker reads is it.
+    assert!(store.is_enqueued(&job.id).await.unwrap());
+    let mut reader =
+        ShardReader::open(&[server.url()], Lane::Jobs, &[2], "w1", Duration::from_millis(500)).await.unwrap();
+    let deliveries = reader.next(10).await.unwrap();
+    assert_eq!(deliveries.iter().map(|d| d.job_id.as_str()).collect::<Vec<_>>(), vec![job.id.as_str()]);
+    assert_eq!(queue.len(2).await.unwrap(), 1, "queued once, not again after the script");
+    assert!(matches!(
+        store.start_delivered(&job.id, &deliveries[0].entry, &execution("e1", None)).await.unwrap(),
+        Started::Running(_)
+    ));
+
+    // The finish script records the job against the worker that settled it, and only then: a
+    // late claim on the finished job is not recorded, nor is an unclaimed finish.
+    let state = store.finish_claimed(&job.id, &execution("e1", Some(completed(0, PROGRAM)))).await.unwrap();
+    assert_eq!(state, JobState::Succeeded);
+    let late = Execution { worker: "w2".into(), ..execution("e3", Some(completed(0, PROGRAM))) };
+    assert_eq!(store.finish_claimed(&job.id, &late).await.unwrap(), JobState::Succeeded);
+    let Created::New(unclaimed) = store.create(&spec(&["two"]), 1, &tenant(), None).await.unwrap() else { panic!() };
+    let unclaimed_run = Execution { worker: "w3".into(), ..execution("e4", Some(completed(0, PROGRAM))) };
+    store.finish_execution(&unclaimed.id, &unclaimed_run).await.unwrap();
+    assert_eq!(settled_by(store.connection(), "w1").await, vec![job.id.clone()]);
+    assert!(settled_by(store.connection(), "w2").await.is_empty());
+    assert!(settled_by(store.connection(), "w3").await.is_empty());
+}

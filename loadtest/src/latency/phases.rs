@@ -180,7 +180,7 @@ fn figures(phases: &BTreeMap<String, Histogram>, order: &[&str]) -> Vec<PhaseFig
 }
 
 /// The order phases are shown in: the order a job meets them.
-const WORKER_ORDER: [&str; 13] = [
+const WORKER_ORDER: [&str; 12] = [
     "queued",
     "begin",
     "program",
@@ -190,7 +190,6 @@ const WORKER_ORDER: [&str; 13] = [
     "import",
     "receipt",
     "finish",
-    "record_settled",
     "enqueue_verification",
     "ack",
     "delivery",

@@ -52,6 +52,49 @@ async fn hello_world_writes_stdout_and_an_output_file() {
     assert_eq!(written, b"hello from wasm\n");
 }
 
+/// Records the thread it is dropped on.
+struct DroppedOn(std::sync::mpsc::Sender<Option<String>>);
+
+impl Drop for DroppedOn {
+    fn drop(&mut self) {
+        let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+    }
+}
+
+#[tokio::test]
+async fn what_follows_a_run_runs_on_the_guests_thread_once_it_exited_and_never_after_a_failure() {
+    let runtime = runtime();
+    let outputs = tempfile::tempdir().expect("tempdir");
+    let mut inv = invocation();
+    inv.mounts.push(mount(&outputs, "/outputs", true));
+    let program = compile(&runtime, HELLO);
+    let written = outputs.path().join("result.txt");
+    let (outcome, (thread, seen, stdout)) = runtime
+        .run_then(&program, inv, move |outcome| {
+            (std::thread::current().name().map(str::to_owned), fs::read(&written).ok(), outcome.stdout.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(thread.as_deref(), Some("shoal-guest"), "on the guest's thread, not the caller's");
+    assert_eq!(seen.as_deref(), Some(&b"hello from wasm\n"[..]), "after the guest wrote its outputs");
+    assert_eq!(stdout, outcome.stdout);
+
+    // A guest that traps: what would follow is dropped unrun, on the guest's thread.
+    let (dropped, on) = std::sync::mpsc::channel();
+    let guard = DroppedOn(dropped);
+    let trapping = compile(&runtime, r#"(func (export "_start") (unreachable))"#);
+    let (ran_tx, ran) = std::sync::mpsc::channel();
+    let failed = runtime
+        .run_then(&trapping, invocation(), move |_| {
+            let _ = ran_tx.send(());
+            drop(guard);
+        })
+        .await;
+    assert!(matches!(failed, Err(RunError::Guest(_))), "{failed:?}");
+    assert_eq!(on.recv_timeout(Duration::from_secs(10)).unwrap().as_deref(), Some("shoal-guest"));
+    assert!(ran.try_recv().is_err(), "nothing follows a failed run");
+}
+
 #[tokio::test]
 async fn reads_a_file_from_a_read_only_mount() {
     let inputs = tempfile::tempdir().expect("tempdir");
