@@ -519,7 +519,7 @@ const WORKER_OWN: &str =
 /// streams, never read, acknowledge or delete their entries. A job script may name a settled
 /// list beside the job's keys (the finish script on a single node adds the job to it): Redis
 /// checks each command a script runs against these rules too, so a script can do no more to
-/// the list than adding to it.
+/// the list than the worker may do directly (push, and trim to the length kept).
 const WORKER_SELECTORS: &str = "(~shoal:{w}:worker-keys -@all +hsetnx +hget) \
     (~shoal:{w}:settled:* -@all +lpush +ltrim) (~shoal:{j*}:* ~shoal:{w}:settled:* -@all +evalsha) \
     (~shoal:{s*}:verify -@all +xadd +xgroup|create)";

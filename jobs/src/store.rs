@@ -907,8 +907,9 @@ impl JobStore {
     /// [`JobStore::finish_execution`] for an outcome the worker that ran `execution` answers
     /// for (see [`crate::Membership::record_settled`]): if it settles the job, the job is also
     /// added to the jobs that worker settled — in the same script on a single node, right after
-    /// it on a cluster (whenever the job is then in the state the outcome settles it to, as a
-    /// retried call finds it).
+    /// it on a cluster: there whenever the job is then in the state the outcome settles it to,
+    /// as a retried call finds it, so also for a late execution agreeing with the one that
+    /// settled it (a record too many costs at most a needless re-verification).
     pub async fn finish_claimed(&self, id: &str, execution: &Execution) -> Result<JobState, StoreError> {
         if self.queue_in_script() {
             return self.finish(id, execution, Some(&keys::settled_by(&execution.worker))).await;

@@ -159,11 +159,12 @@ impl Runtime {
     }
 
     /// [`Runtime::run`], then `after` with the outcome on the guest's thread, once the guest
-    /// has exited and its instance is released (still within the run's instance slot): work
-    /// that follows a run and may block — reading and publishing its outputs — without a hop to
-    /// another thread and back, which on a busy host costs more than a small job's own work.
-    /// `after` is dropped unrun, on that thread, when the guest fails; its answer is lost with
-    /// the run's when the run is given up on at its wall-time limit.
+    /// has exited and its instance is released: work that follows a run and may block —
+    /// reading and publishing its outputs — without a hop to another thread and back, which on
+    /// a busy host costs more than a small job's own work. `after` holds the run's instance
+    /// slot but not its wall-time limit: the limit is the guest's. `after` is dropped unrun,
+    /// on that thread, when the guest fails; its answer is lost with the run's when the run is
+    /// given up on at its wall-time limit.
     pub async fn run_then<A: Send + 'static>(
         &self,
         program: &Program,
@@ -185,9 +186,12 @@ impl Runtime {
         let runtime = Arc::clone(&self.inner);
         let program = program.clone();
         let streams = (stdout.clone(), stderr.clone());
+        let (guest_done, guest_stopped) = oneshot::channel();
         let (then_done, then) = oneshot::channel();
         let run = move || {
             let result = execute(&runtime, &program, &invocation, streams, stopped);
+            // The guest has stopped: what follows does not count against its wall time.
+            let _ = guest_done.send(());
             if let Ok(outcome) = &result {
                 // Sent before the run's own result, so it is there when that is.
                 let _ = then_done.send(after(outcome));
@@ -195,10 +199,11 @@ impl Runtime {
             result
         };
         self.inner.guests.submit(permit, done, run).map_err(|err| RunError::host("spawning a guest thread", err))?;
-        match tokio::time::timeout(limit.saturating_add(WALL_TIME_GRACE), result).await {
-            Ok(result) => {
+        // A panic drops the sender: the wait ends, and the result says why.
+        match tokio::time::timeout(limit.saturating_add(WALL_TIME_GRACE), guest_stopped).await {
+            Ok(_) => {
                 let panicked = |err| RunError::host("waiting for the guest thread (it panicked)", err);
-                let outcome = result.map_err(panicked)??;
+                let outcome = result.await.map_err(panicked)??;
                 Ok((outcome, then.await.map_err(panicked)?))
             }
             Err(_late) => {

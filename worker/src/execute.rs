@@ -793,17 +793,21 @@ impl Executor {
     /// What a WebAssembly run's guest thread does once its guest exited: [`Executor::publish`]'s
     /// work, the outputs listed and read and the blocks written on that thread, then `run_dir`
     /// emptied there too — a thread that may block, so none of it takes a hop to the blocking
-    /// pool and back. Dropped unrun (the guest failed), it removes `run_dir` on that thread.
+    /// pool and back (but for files too big to read while listing). Dropped unrun (the guest
+    /// failed), it empties `run_dir` on that thread all the same.
     fn publish_on_guest_thread(
         &self,
         spec: &JobSpec,
         mut run_dir: RunDir,
     ) -> impl FnOnce(&Outcome) -> Result<Published, Box<Stop>> + Send + 'static {
+        // The directory goes with this step, which the runtime drops only once the guest's
+        // thread is done with the run (or before it began): whenever the directory is let go,
+        // no program writes into it any more, so it may be reused.
+        run_dir.stopped();
         let writes = spec.writes.clone();
         let files = Arc::clone(&self.files);
         let runtime = tokio::runtime::Handle::current();
         move |outcome| {
-            run_dir.stopped();
             let outputs = run_dir.outputs();
             if let Some(missing) = unwritten(writes.as_deref(), &outputs, outcome.exit_code) {
                 return Err(Box::new(Stop::new(FailureReason::MissingOutput, missing)));

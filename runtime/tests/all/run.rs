@@ -79,6 +79,15 @@ async fn what_follows_a_run_runs_on_the_guests_thread_once_it_exited_and_never_a
     assert_eq!(seen.as_deref(), Some(&b"hello from wasm\n"[..]), "after the guest wrote its outputs");
     assert_eq!(stdout, outcome.stdout);
 
+    // What follows is not held to the guest's wall time: taking longer than the limit and its
+    // grace, it still answers.
+    let mut quick = invocation();
+    quick.limits.wall_time = Duration::from_millis(100);
+    let slow_after = runtime
+        .run_then(&compile(&runtime, HELLO_STDOUT), quick, |_| std::thread::sleep(Duration::from_millis(1_500)))
+        .await;
+    assert!(slow_after.is_ok(), "{slow_after:?}");
+
     // A guest that traps: what would follow is dropped unrun, on the guest's thread.
     let (dropped, on) = std::sync::mpsc::channel();
     let guard = DroppedOn(dropped);
