@@ -97,7 +97,7 @@ pub enum Started {
 // asks for verification) from its creation on, so the scripts that end it need nothing else.
 // ARGV[13] and [14]: a job submitted for memoisation's memo and its expiry in ms ('' and 0
 // otherwise); the `ANSWER` prelude of `crate::memo` runs first and may answer from the memo.
-// With KEYS[12], its shard's stream (on a single node only, see `JobStore::queue_in_script`), a
+// With KEYS[12], its shard's stream (on a single node only, see `JobStore::single_node`), a
 // job it stores is also put on that stream, the entry recorded, in the same step.
 // Every answer is `CREATED`'s.
 const CREATE: &str = r#"
@@ -409,11 +409,11 @@ impl JobStore {
         self.create_job(spec, shard, tenant, idempotency_key, Submission::Plain, None).await
     }
 
-    /// Whether the scripts that make a job's changes may also write keys of other slots — its
-    /// shard's stream, its worker's list of settled jobs — in the same step: on a single node,
-    /// not on a cluster, which refuses a script over keys of several slots. One step instead of
-    /// two is a round trip fewer per job, and no window between the two writes.
-    fn queue_in_script(&self) -> bool {
+    /// Whether Redis is a single node, where the scripts that make a job's changes may also
+    /// write keys of other slots — its shard's stream, its worker's list of settled jobs — in
+    /// the same step; a cluster refuses a script over keys of several slots. One step instead
+    /// of two is a round trip fewer per job, and no window between the two writes.
+    fn single_node(&self) -> bool {
         !self.conn.is_cluster()
     }
 
@@ -713,7 +713,7 @@ impl JobStore {
         idempotency_key: Option<Idempotency<'_>>,
         submission: Submission<'_>,
     ) -> Result<Created, StoreError> {
-        let stream = self.queue_in_script().then(|| keys::shard_stream(shard));
+        let stream = self.single_node().then(|| keys::shard_stream(shard));
         let created = self.create_job(spec, shard, tenant, idempotency_key, submission, stream.as_deref()).await?;
         match &created {
             Created::New(job) if job.memoised_from.is_some() || stream.is_some() => {}
@@ -911,7 +911,7 @@ impl JobStore {
     /// as a retried call finds it, so also for a late execution agreeing with the one that
     /// settled it (a record too many costs at most a needless re-verification).
     pub async fn finish_claimed(&self, id: &str, execution: &Execution) -> Result<JobState, StoreError> {
-        if self.queue_in_script() {
+        if self.single_node() {
             return self.finish(id, execution, Some(&keys::settled_by(&execution.worker))).await;
         }
         let state = self.finish(id, execution, None).await?;
