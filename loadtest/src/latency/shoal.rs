@@ -93,11 +93,20 @@ async fn read_phases(
     stack: &ProcessStack,
     worker_addrs: &[String],
 ) -> (BTreeMap<String, Histogram>, BTreeMap<String, Histogram>) {
+    // Asked again when it fails: a scrape read as empty would count a step's observations from
+    // zero, the warm-up's with them (seen once on a loaded CI machine).
     let text = |url: String| async move {
-        match http.get(url).send().await {
-            Ok(response) if response.status().is_success() => response.text().await.unwrap_or_default(),
-            _ => String::new(),
+        for _ in 0..5 {
+            if let Ok(response) = http.get(&url).send().await {
+                if response.status().is_success() {
+                    if let Ok(text) = response.text().await {
+                        return text;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        String::new()
     };
     let mut workers = Vec::new();
     for addr in worker_addrs {
@@ -158,7 +167,12 @@ pub async fn run_step(
     };
     let mut worker_addrs = Vec::new();
     for _ in 0..options.workers {
-        let addr = format!("127.0.0.1:{}", free_port()?);
+        // Each worker its own port: two workers given one would be scraped as one, twice over.
+        let mut port = free_port()?;
+        while worker_addrs.contains(&format!("127.0.0.1:{port}")) {
+            port = free_port()?;
+        }
+        let addr = format!("127.0.0.1:{port}");
         let mut flags = vec!["--metrics-addr".to_string(), addr.clone()];
         if let Some(dir) = &options.runs_dir {
             flags.extend(["--runs-dir".to_string(), dir.display().to_string()]);
