@@ -925,24 +925,23 @@ impl JobStore {
     /// jobs) in the same script if it settles the job.
     async fn finish(&self, id: &str, execution: &Execution, settled: Option<&str>) -> Result<JobState, StoreError> {
         let keys = JobKeys::of(id);
-        let (state, result, failure) = match &execution.outcome {
-            Some(ExecutionOutcome::Completed(result)) if result.exit_code == 0 => {
-                (JobState::Succeeded, serde_json::to_string(result).expect("serialises"), String::new())
-            }
-            Some(ExecutionOutcome::Completed(result)) => {
-                let failure = serde_json::to_string(&Failure::non_zero_exit(result)).expect("serialises");
-                (JobState::Failed, serde_json::to_string(result).expect("serialises"), failure)
-            }
-            Some(ExecutionOutcome::Failed(failure)) => {
-                (JobState::Failed, String::new(), serde_json::to_string(failure).expect("serialises"))
-            }
-            None => {
-                return Err(StoreError::Corrupt {
-                    key: keys.executions,
-                    reason: format!("execution {} finished without an outcome", execution.id),
-                })
-            }
+        let Some(outcome) = &execution.outcome else {
+            return Err(StoreError::Corrupt {
+                key: keys.executions,
+                reason: format!("execution {} finished without an outcome", execution.id),
+            });
         };
+        let (result, failure) = match outcome {
+            ExecutionOutcome::Completed(result) if result.exit_code == 0 => {
+                (serde_json::to_string(result).expect("serialises"), String::new())
+            }
+            ExecutionOutcome::Completed(result) => (
+                serde_json::to_string(result).expect("serialises"),
+                serde_json::to_string(&Failure::non_zero_exit(result)).expect("serialises"),
+            ),
+            ExecutionOutcome::Failed(failure) => (String::new(), serde_json::to_string(failure).expect("serialises")),
+        };
+        let state = outcome.settles_as();
         let mut conn = self.conn.clone();
         let mut script = job_script(&SCRIPTS.finish, &keys);
         if let Some(settled) = settled {

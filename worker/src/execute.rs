@@ -257,14 +257,15 @@ pub async fn settle(
         None => false,
     };
     let verified = job.spec.verification != VerificationPolicy::None;
-    let succeeded = matches!(&execution.outcome, Some(ExecutionOutcome::Completed(result)) if result.exit_code == 0);
+    let succeeded = execution.outcome.as_ref().map(ExecutionOutcome::settles_as) == Some(JobState::Succeeded);
     // A success, or a failure the verifier checks, is remembered against the worker (with the
     // settle itself where Redis allows), so that if it is ever caught lying, it is re-verified.
     let claims = succeeded || (claimed_failure && verified);
     let finishing = with_retries("finish_execution", || async {
-        match claims {
-            true => jobs.finish_claimed(&job.id, &execution).await,
-            false => jobs.finish_execution(&job.id, &execution).await,
+        if claims {
+            jobs.finish_claimed(&job.id, &execution).await
+        } else {
+            jobs.finish_execution(&job.id, &execution).await
         }
     });
     let state = timed(Phase::Finish, finishing).await?;
