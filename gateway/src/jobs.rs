@@ -55,27 +55,43 @@ fn names_verification(body: &[u8]) -> bool {
         .is_ok_and(|spec| spec.contains_key("verification"))
 }
 
+/// The parameters of `POST /v1/jobs`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SubmitQuery {
+    /// Submit and wait: answer once the job is terminal, or as it is after this long.
+    wait: Option<String>,
+}
+
 /// `POST /v1/jobs`: stores a job for the JSON spec in the body and puts it on its shard stream.
 ///
 /// 202 with the new job; 201 with a new job answered already succeeded from the tenant's
 /// accepted result of the same invocation (`memoised_from`); with an `Idempotency-Key` seen
 /// before for the same spec, 200 with the job that key created (and `Idempotent-Replayed:
-/// true`), which is not queued again.
+/// true`), which is not queued again. With `?wait=`, the answer waits for the job to be
+/// terminal as `GET /v1/jobs/{id}?wait=` would (201 for a new job that is, 202 for one that is
+/// not yet): a short job costs one request instead of two.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
     operation_id = "submitJob",
     tag = "jobs",
     security(("api_key" = [])),
-    params((
-        "Idempotency-Key" = Option<String>,
-        Header,
-        description = "Makes the submission idempotent within the key's tenant: sent again with the same spec, \
-                       the job it created is answered (200) and not queued again.",
-        min_length = 1,
-        max_length = 255,
-        example = "nightly-2026-01-05"
-    )),
+    params(
+        (
+            "Idempotency-Key" = Option<String>,
+            Header,
+            description = "Makes the submission idempotent within the key's tenant: sent again with the same spec, \
+                           the job it created is answered (200) and not queued again.",
+            min_length = 1,
+            max_length = 255,
+            example = "nightly-2026-01-05"
+        ),
+        ("wait" = Option<String>, Query, description = "Submit and wait: answer as soon as the job is terminal (a \
+                                                      new job then answers 201), or as it is after this long (202) \
+                                                      — as `GET /v1/jobs/{id}?wait=` takes it: whole seconds or \
+                                                      milliseconds, at most 60 s. Woken by the change itself.",
+            example = "10s")
+    ),
     request_body(
         content = JobSpec,
         content_type = "application/json",
@@ -84,27 +100,33 @@ fn names_verification(body: &[u8]) -> bool {
         example = json!(openapi::example_spec())
     ),
     responses(
-        (status = 202, description = "Stored and queued.", body = Job,
+        (status = 202, description = "Stored and queued (with `?wait=`: and not terminal when the wait ran out).",
+            body = JobStatus,
             headers(
                 ("Location" = String, description = "`/v1/jobs/{id}`"),
-                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total`.")
+                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total` (the \
+                                                           submission); with `?wait=`, `wait` too.")
             ),
             example = json!(openapi::example_job())),
         (status = 201, description = "Memoised: an identical invocation (the same invocation CID) of the same \
                                       tenant's was accepted by the verifier, so the new job is created already \
                                       `succeeded` with its result and verification, naming it in `memoised_from`, \
                                       and nothing runs. Only deterministic WebAssembly jobs that are not fanned \
-                                      out; a spec opts out with `\"memoise\": false`.", body = Job,
+                                      out; a spec opts out with `\"memoise\": false`. With `?wait=`, also a new \
+                                      job that became terminal within the wait.", body = JobStatus,
             headers(
                 ("Location" = String, description = "`/v1/jobs/{id}`"),
-                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total`.")
+                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total` (the \
+                                                           submission); with `?wait=`, `wait` too.")
             )),
         (status = 200, description = "The `Idempotency-Key` was used before for the same spec: the job it created, \
-                                      not queued again.", body = Job,
+                                      not queued again (with `?wait=`, as it is at the end of the wait).",
+            body = JobStatus,
             headers(
                 ("Location" = String, description = "`/v1/jobs/{id}`"),
                 ("Idempotent-Replayed" = String, description = "`true`"),
-                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total`.")
+                ("Server-Timing" = String, description = "The gateway's time, ms: `admit` (quotas), `store`, `total` (the \
+                                                           submission); with `?wait=`, `wait` too.")
             )),
         (status = 400, description = "`malformed_json` (not JSON, or anything after the spec's object), \
                                       `invalid_spec` (with the `field` at fault, unless the body is not an object), \
@@ -125,10 +147,19 @@ fn names_verification(body: &[u8]) -> bool {
 pub(crate) async fn submit(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    draining: Option<Extension<Draining>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let received = Instant::now();
+    let wait = match query
+        .map_err(|rejection| ApiError::invalid_parameter("wait", rejection.to_string()))
+        .and_then(|Query(query)| events::wait_parameter(query.wait.as_deref()))
+    {
+        Ok(wait) => wait,
+        Err(error) => return Ok(refuse_unread(error, body)),
+    };
     let started = Instant::now();
     let body = match read_json_body(&headers, body, app.config.max_body_bytes).await {
         Ok(body) => body,
@@ -177,35 +208,65 @@ pub(crate) async fn submit(
     let store = started.elapsed();
     app.metrics.observe(Phase::Store, store);
     let total = received.elapsed();
-    let mut response = match created? {
+    let (job, replayed) = match created? {
         Created::New(job) if job.memoised_from.is_some() => {
             app.metrics.jobs_memoised.inc();
             app.metrics.submitted(Submitted::Memoised, total);
             tracing::info!(job = %job.id, from = job.memoised_from.as_deref(), %tenant, "job memoised");
-            job_response(StatusCode::CREATED, job, false)
+            (job, false)
         }
         Created::New(job) => {
             app.metrics.jobs_submitted.inc();
             app.metrics.submitted(Submitted::Queued, total);
             tracing::info!(job = %job.id, shard, %tenant, "job submitted");
-            job_response(StatusCode::ACCEPTED, job, false)
+            (job, false)
         }
         Created::Existing(job) => {
             app.metrics.jobs_replayed.inc();
             app.metrics.submitted(Submitted::Replayed, total);
-            job_response(StatusCode::OK, job, true)
+            (job, true)
         }
     };
-    response.headers_mut().insert(SERVER_TIMING, server_timing(admit, store, total));
+    let started = Instant::now();
+    let (status, waited) = match wait {
+        Some(wait) if !job.state.is_terminal() => {
+            let draining = draining.map(|Extension(draining)| draining);
+            let job =
+                events::job_when(&app, &principal, &job.id, wait, draining, |job| job.state.is_terminal()).await?;
+            (status_of(&app, job).await?, Some(started.elapsed()))
+        }
+        Some(_) => (status_of(&app, job).await?, Some(Duration::ZERO)),
+        None => (JobStatus::new(job, None), None),
+    };
+    let code = match (replayed, status.job.state.is_terminal()) {
+        (true, _) => StatusCode::OK,
+        (false, true) => StatusCode::CREATED,
+        (false, false) => StatusCode::ACCEPTED,
+    };
+    let mut response = job_response(code, status, replayed);
+    response.headers_mut().insert(SERVER_TIMING, server_timing(admit, store, total, waited));
     Ok(response)
 }
 
 /// The `Server-Timing` value of a submission whose quota checks took `admit`, whose storing took
-/// `store` and which took `total` in all.
-fn server_timing(admit: Duration, store: Duration, total: Duration) -> HeaderValue {
+/// `store` and which took `total` in all, then `waited` for the job to end if asked to.
+fn server_timing(admit: Duration, store: Duration, total: Duration, waited: Option<Duration>) -> HeaderValue {
     let ms = |took: Duration| took.as_secs_f64() * 1000.0;
-    let value = format!("admit;dur={:.3}, store;dur={:.3}, total;dur={:.3}", ms(admit), ms(store), ms(total));
+    let mut value = format!("admit;dur={:.3}, store;dur={:.3}, total;dur={:.3}", ms(admit), ms(store), ms(total));
+    if let Some(waited) = waited {
+        value.push_str(&format!(", wait;dur={:.3}", ms(waited)));
+    }
     HeaderValue::try_from(value).expect("numbers and ASCII are a valid header value")
+}
+
+/// `job` as `GET /v1/jobs/{id}` shows it: how far its result is trusted, a fan-out's tasks and
+/// a notified job's webhook attempts.
+async fn status_of(app: &AppState, job: Job) -> Result<JobStatus, ApiError> {
+    let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&job.id).await? } else { None };
+    let attempts = if job.spec.notify.is_some() { app.webhooks.attempts(&job.id).await? } else { Vec::new() };
+    let mut status = JobStatus::new(job, tasks);
+    status.webhook_attempts = attempts;
+    Ok(status)
 }
 
 /// Stores the job and puts it on its stream — or, with memoisation on (the deployment's
@@ -224,9 +285,10 @@ async fn store_job(
     }
 }
 
-fn job_response(status: StatusCode, job: Job, replayed: bool) -> Response {
-    let location = HeaderValue::try_from(format!("/v1/jobs/{}", job.id)).expect("a ULID is a valid header value");
-    let mut response = (status, [(LOCATION, location)], Json(job)).into_response();
+fn job_response(code: StatusCode, status: JobStatus, replayed: bool) -> Response {
+    let location =
+        HeaderValue::try_from(format!("/v1/jobs/{}", status.job.id)).expect("a ULID is a valid header value");
+    let mut response = (code, [(LOCATION, location)], Json(status)).into_response();
     if replayed {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
@@ -430,11 +492,7 @@ pub(crate) async fn status(
         }
         None => load_job(&app, &principal, &id).await?,
     };
-    let tasks = if job.spec.fan_out.is_some() { app.fanouts.summary(&id).await? } else { None };
-    let attempts = if job.spec.notify.is_some() { app.webhooks.attempts(&job.id).await? } else { Vec::new() };
-    let mut status = JobStatus::new(job, tasks);
-    status.webhook_attempts = attempts;
-    Ok(Json(status))
+    Ok(Json(status_of(&app, job).await?))
 }
 
 /// The answer of `GET /v1/jobs/{id}/result` for a job that succeeded.
@@ -887,8 +945,12 @@ mod tests {
 
     #[test]
     fn server_timing_names_each_part_in_milliseconds() {
-        let timing =
-            server_timing(Duration::from_micros(190), Duration::from_micros(2_250), Duration::from_micros(2_470));
-        assert_eq!(timing, "admit;dur=0.190, store;dur=2.250, total;dur=2.470");
+        let (admit, store, total) =
+            (Duration::from_micros(190), Duration::from_micros(2_250), Duration::from_micros(2_470));
+        assert_eq!(server_timing(admit, store, total, None), "admit;dur=0.190, store;dur=2.250, total;dur=2.470");
+        assert_eq!(
+            server_timing(admit, store, total, Some(Duration::from_micros(4_001))),
+            "admit;dur=0.190, store;dur=2.250, total;dur=2.470, wait;dur=4.001"
+        );
     }
 }

@@ -82,26 +82,43 @@ impl Api {
     /// Submits `spec` under `key`, retrying connection errors and 5xx (always with the same key,
     /// so a retry can never create a second job) until `deadline`.
     pub async fn submit(&self, spec: &Value, key: &str, deadline: Instant) -> Submitted {
+        self.submit_to(format!("{}/v1/jobs", self.base), spec, key, deadline).await.0
+    }
+
+    /// [`Api::submit`], asking the gateway to hold the answer up to `wait` while the job is
+    /// unfinished (`POST /v1/jobs?wait=`; a gateway without it answers at once): how it ended,
+    /// and the job as the answer showed it.
+    pub async fn submit_waiting(
+        &self,
+        spec: &Value,
+        key: &str,
+        wait: Duration,
+        deadline: Instant,
+    ) -> (Submitted, Option<Job>) {
+        let url = format!("{}/v1/jobs?wait={}ms", self.base, wait.as_millis().max(1));
+        let (submitted, body) = self.submit_to(url, spec, key, deadline).await;
+        (submitted, body.and_then(|body| serde_json::from_value(body).ok()))
+    }
+
+    async fn submit_to(&self, url: String, spec: &Value, key: &str, deadline: Instant) -> (Submitted, Option<Value>) {
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0;
         let mut last = String::from("never tried");
         while Instant::now() < deadline {
             attempts += 1;
-            let sent =
-                self.http.post(format!("{}/v1/jobs", self.base)).header("Idempotency-Key", key).json(spec).send().await;
+            let sent = self.http.post(&url).header("Idempotency-Key", key).json(spec).send().await;
             match sent {
                 Ok(response) => {
                     let status = response.status();
                     // 201: a new job answered at once from an identical accepted run (memoised).
                     if status == StatusCode::ACCEPTED || status == StatusCode::CREATED || status == StatusCode::OK {
-                        let id = response
-                            .json::<Value>()
-                            .await
-                            .ok()
-                            .and_then(|body| body["id"].as_str().map(str::to_string));
+                        let body = response.json::<Value>().await.ok();
+                        let id = body.as_ref().and_then(|body| body["id"].as_str().map(str::to_string));
                         match id {
-                            Some(id) if status != StatusCode::OK => return Submitted::Accepted { id, attempts },
-                            Some(id) => return Submitted::Replayed { id, attempts },
+                            Some(id) if status != StatusCode::OK => {
+                                return (Submitted::Accepted { id, attempts }, body)
+                            }
+                            Some(id) => return (Submitted::Replayed { id, attempts }, body),
                             // The answer was cut off: the job may exist; the key makes asking again safe.
                             None => last = format!("{status} without a readable body"),
                         }
@@ -109,7 +126,7 @@ impl Api {
                         last = format!("{status}");
                     } else {
                         let body = response.text().await.unwrap_or_default();
-                        return Submitted::Refused { reason: format!("{status}: {body}") };
+                        return (Submitted::Refused { reason: format!("{status}: {body}") }, None);
                     }
                 }
                 Err(e) => last = format!("{e}"),
@@ -117,7 +134,8 @@ impl Api {
             tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        Submitted::Refused { reason: format!("no answer before the deadline after {attempts} attempts; last: {last}") }
+        let reason = format!("no answer before the deadline after {attempts} attempts; last: {last}");
+        (Submitted::Refused { reason }, None)
     }
 
     /// Reads job `id` once.

@@ -58,9 +58,9 @@ pub enum Command {
     /// kill and a Redis restart; remove's scenes, the summary and locality checked.
     Pipeline(PipelineOptions),
     /// Latency against BullMQ: open-loop echo-hash submissions at each offered rate over HTTP,
-    /// each result waited for by its client (long-poll, else polling); percentiles, achieved
-    /// rate, backlog growth, the highest sustainable rate, CPU and load, where a job's time goes;
-    /// a BullMQ no-op baseline at the same rates in the same run.
+    /// each result waited for by its client (on the submission, else by long-poll, else polling);
+    /// percentiles, achieved rate, backlog growth, the highest sustainable rate, CPU and load,
+    /// where a job's time goes; a BullMQ no-op baseline at the same rates in the same run.
     Latency(LatencyOptions),
     /// One byzantine worker process (started by the harness and its tests).
     #[command(hide = true)]

@@ -295,6 +295,7 @@ impl RunReport for LatencyReport {
             rate_text(self.shoal_max_sustainable_per_s),
             rate_text(self.bullmq_max_sustainable_per_s),
             match self.wait {
+                Some(WaitMethod::OnSubmit) => "submitting and waiting",
                 Some(WaitMethod::LongPoll) => "long-poll",
                 Some(WaitMethod::Polling) => "polling",
                 None => "nothing",

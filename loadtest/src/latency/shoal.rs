@@ -44,6 +44,9 @@ const WARM_UP: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WaitMethod {
+    /// `POST /v1/jobs?wait=10s`: the submission's answer waits for the job; if it is not
+    /// terminal yet, then as [`WaitMethod::LongPoll`].
+    OnSubmit,
     /// `GET /v1/jobs/{id}?wait=10s`, again until the job is terminal.
     LongPoll,
     /// `GET /v1/jobs/{id}` every tenth of the wait so far (5 to 250 ms): the gateway ignored
@@ -55,6 +58,9 @@ impl WaitMethod {
     /// For the report.
     pub fn describe(self) -> &'static str {
         match self {
+            WaitMethod::OnSubmit => {
+                "submit and wait: POST /v1/jobs?wait=10s, then (if not terminal yet) GET /v1/jobs/{id}?wait=10s until terminal"
+            }
             WaitMethod::LongPoll => "long-poll: GET /v1/jobs/{id}?wait=10s until terminal",
             WaitMethod::Polling => {
                 "polling: GET /v1/jobs/{id} every tenth of the wait so far, 5–250 ms (the gateway ignored ?wait=)"
@@ -116,19 +122,24 @@ async fn read_phases(
     (phases::merge(&workers), gateway)
 }
 
-/// Whether the gateway held `?wait=1s` on an unfinished job for about that long. Asked before
-/// any worker starts, so the job cannot finish meanwhile.
+/// Whether the gateway held `?wait=1s` on an unfinished job for about that long: on the
+/// submission itself, else on a read of it. Asked before any worker starts, so the job cannot
+/// finish meanwhile.
 async fn probe_wait(api: &Api, spec: &Value, deadline: Instant) -> Result<WaitMethod> {
-    let submitted = api.submit(spec, "latency-probe", deadline).await;
+    let held = |started: Instant| started.elapsed() >= Duration::from_millis(800);
+    let started = Instant::now();
+    let (submitted, job) = api.submit_waiting(spec, "latency-probe", Duration::from_secs(1), deadline).await;
     let id = submitted
         .id()
         .ok_or_else(|| LoadtestError::Setup(format!("the long-poll probe's submission failed: {submitted:?}")))?
         .to_string();
+    if held(started) && job.is_some_and(|job| !job.state.is_terminal()) {
+        return Ok(WaitMethod::OnSubmit);
+    }
     let started = Instant::now();
     let read = api.job_waiting(&id, Duration::from_secs(1)).await;
-    let held = started.elapsed() >= Duration::from_millis(800);
     Ok(match read {
-        JobRead::Found(job) if held && !job.state.is_terminal() => WaitMethod::LongPoll,
+        JobRead::Found(job) if held(started) && !job.state.is_terminal() => WaitMethod::LongPoll,
         _ => WaitMethod::Polling,
     })
 }
@@ -367,7 +378,13 @@ async fn submit_and_wait(
 ) -> Seen {
     // Counted from its due time: a submission the gateway is slow to take is backlog too.
     outstanding.fetch_add(1, Ordering::Relaxed);
-    let submitted = api.submit(spec, key, stop_waiting).await;
+    let (submitted, answered) = match wait {
+        WaitMethod::OnSubmit => {
+            let left = stop_waiting.saturating_duration_since(Instant::now());
+            api.submit_waiting(spec, key, LONG_POLL.min(left), stop_waiting).await
+        }
+        WaitMethod::LongPoll | WaitMethod::Polling => (api.submit(spec, key, stop_waiting).await, None),
+    };
     let id = match &submitted {
         Submitted::Accepted { id, .. } | Submitted::Replayed { id, .. } => id.clone(),
         Submitted::Refused { .. } => {
@@ -375,7 +392,10 @@ async fn submit_and_wait(
             return Seen::Refused;
         }
     };
-    let finished = wait_terminal(api, &id, wait, stop_waiting).await;
+    let finished = match answered {
+        Some(job) if job.state.is_terminal() => Some(job),
+        _ => wait_terminal(api, &id, wait, stop_waiting).await,
+    };
     outstanding.fetch_sub(1, Ordering::Relaxed);
     let now = Instant::now();
     let latency_ms = now.duration_since(due).as_secs_f64() * 1000.0;
@@ -395,7 +415,7 @@ async fn wait_terminal(api: &Api, id: &str, wait: WaitMethod, stop_waiting: Inst
     let started = Instant::now();
     loop {
         let read = match wait {
-            WaitMethod::LongPoll => {
+            WaitMethod::OnSubmit | WaitMethod::LongPoll => {
                 let left = stop_waiting.saturating_duration_since(Instant::now());
                 if left < Duration::from_secs(1) {
                     api.job(id).await
@@ -415,8 +435,8 @@ async fn wait_terminal(api: &Api, id: &str, wait: WaitMethod, stop_waiting: Inst
         }
         let pause = match wait {
             // A long-poll that answered has waited already; one that failed is not asked again at once.
-            WaitMethod::LongPoll if answered => Duration::ZERO,
-            WaitMethod::LongPoll => FIRST_POLL,
+            WaitMethod::OnSubmit | WaitMethod::LongPoll if answered => Duration::ZERO,
+            WaitMethod::OnSubmit | WaitMethod::LongPoll => FIRST_POLL,
             WaitMethod::Polling => (started.elapsed() / 10).clamp(FIRST_POLL, LONGEST_POLL),
         };
         tokio::time::sleep_until((Instant::now() + pause).min(stop_waiting)).await;

@@ -3,6 +3,7 @@
 //! seen finished with the right output, both systems reported at both rates, and the phase
 //! breakdown must count the timed jobs alone (the warm-up taken off).
 
+use shoal_loadtest::latency::shoal::WaitMethod;
 use shoal_loadtest::{Mode, RunReport};
 
 use crate::common::{assert_fields, latency, one_stack_at_a_time};
@@ -16,6 +17,8 @@ async fn a_short_latency_run_reports_both_systems_and_where_the_time_went() {
     let report = options.run(command).await.unwrap();
     report.write(&prefix).unwrap();
     assert!(report.passed(), "{}", report.summary());
+    // This gateway holds a submission's answer until its job ends.
+    assert_eq!(report.wait, Some(WaitMethod::OnSubmit));
 
     assert_eq!(report.shoal.len(), 2);
     for (step, rate) in report.shoal.iter().zip([20.0, 40.0]) {

@@ -384,6 +384,12 @@ async fn the_openapi_document_is_valid_and_every_endpoint_answers_as_it_says() {
     let answer = r.expect(result, operator.get(url(&unverified, "/result")), 409, Some("not_accepted")).await;
     assert_eq!(answer.body["error"]["acceptance"], "pending");
     r.expect(result, operator.get(url(&unverified, "/result?early=true")), 200, None).await;
+    // Submitting and waiting: the job's end answers its submission.
+    let waited = tenant.post(format!("{gateway}{jobs}?wait=30s")).json(&spec(&["submitted, then waited for"], "none"));
+    let answer = r.expect(jobs, waited, 201, None).await;
+    assert_eq!(answer.body["state"], "succeeded", "{}", answer.body);
+    let bad_wait = tenant.post(format!("{gateway}{jobs}?wait=later")).json(&succeeding);
+    r.expect(jobs, bad_wait, 400, Some("invalid_parameter")).await;
     // Waiting for them: long-polls, and a finished job's changes to their end.
     let answer = r.expect(job, tenant.get(url(&succeeded, "?wait=1s")), 200, None).await;
     assert_eq!(answer.body["state"], "succeeded");

@@ -72,18 +72,85 @@ async fn a_long_poll_answers_at_the_settle_or_at_its_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_submission_that_waits_answers_at_the_settle_or_queued_at_its_timeout() {
+    let mut stack = idle_stack(None).await;
+    let jobs = format!("{}/v1/jobs", stack.gateway);
+
+    // Nobody runs it: the wait runs out and the answer is the new job, queued: 202.
+    let asked = Instant::now();
+    let response = stack.http.post(format!("{jobs}?wait=500ms")).json(&spec(&stack, "waits\n", "none").await);
+    let response = response.send().await.unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    let timing = response.headers()["server-timing"].to_str().unwrap().to_string();
+    assert!(timing.contains(", wait;dur="), "{timing}");
+    let queued: Value = response.json().await.unwrap();
+    assert_eq!(queued["state"], "queued");
+    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(5), "{waited:?}");
+
+    // A wait of 30 s answers as soon as the job settles: 201, the job succeeded, with its result.
+    let settled = spec(&stack, "waits until it settles\n", "none").await;
+    let submitting = tokio::spawn({
+        let (http, jobs, settled) = (stack.http.clone(), jobs.clone(), settled.clone());
+        async move {
+            let asked = Instant::now();
+            let request = http.post(format!("{jobs}?wait=30s")).header("Idempotency-Key", "waits-1").json(&settled);
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap(), asked.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!submitting.is_finished(), "the submission answered before its job ended");
+    stack.start_worker("worker");
+    let (status, job, waited) = submitting.await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["result"]["output"].is_string(), "{job}");
+    assert!(waited < Duration::from_secs(20), "answered after {waited:?}, not at the settle");
+
+    // The same submission again (its key): the job it created, at once, not run again.
+    let asked = Instant::now();
+    let request = stack.http.post(format!("{jobs}?wait=30s")).header("Idempotency-Key", "waits-1").json(&settled);
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let replayed: Value = response.json().await.unwrap();
+    assert_eq!((&replayed["id"], &replayed["state"]), (&job["id"], &json!("succeeded")));
+    assert_eq!(replayed["executions"].as_array().map(Vec::len), Some(1), "{replayed}");
+    assert!(asked.elapsed() < Duration::from_secs(2));
+
+    // The first job was left queued by its wait, not lost: the worker runs it too.
+    let url = format!("{jobs}/{}?wait=30s", queued["id"].as_str().unwrap());
+    let first: Value = stack.http.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["state"], "succeeded", "{first}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bad_wait_is_a_400_naming_the_parameter() {
     let stack = idle_stack(None).await;
-    let id = stack.submit_ok(&spec(&stack, "bad wait\n", "none").await).await.unwrap();
-    for path in [format!("/v1/jobs/{id}?wait=soon"), format!("/v1/jobs/{id}/result?wait=5m")] {
-        let response = stack.http.get(format!("{}{path}", stack.gateway)).send().await.unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST, "{path}");
+    let spec = spec(&stack, "bad wait\n", "none").await;
+    let id = stack.submit_ok(&spec).await.unwrap();
+    let gateway = &stack.gateway;
+    let requests = [
+        stack.http.get(format!("{gateway}/v1/jobs/{id}?wait=soon")),
+        stack.http.get(format!("{gateway}/v1/jobs/{id}/result?wait=5m")),
+        stack.http.post(format!("{gateway}/v1/jobs?wait=later")).header("Idempotency-Key", "bad-wait").json(&spec),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        let url = response.url().clone();
+        assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST, "{url}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(
             (body["error"]["code"].as_str(), body["error"]["field"].as_str()),
-            (Some("invalid_parameter"), Some("wait"))
+            (Some("invalid_parameter"), Some("wait")),
+            "{url}"
         );
     }
+    // The refused submission created nothing: its key is still unused.
+    let response = stack.http.post(format!("{gateway}/v1/jobs")).header("Idempotency-Key", "bad-wait").json(&spec);
+    assert_eq!(response.send().await.unwrap().status(), reqwest::StatusCode::ACCEPTED);
     stack.shutdown().await;
 }
 
