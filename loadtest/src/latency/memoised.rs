@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::api::{Api, JobRead};
 use crate::error::{LoadtestError, Result};
 use crate::latency::options::LatencyOptions;
-use crate::latency::phases::{self, Breakdown, PhaseFigures, GATEWAY_METRIC};
+use crate::latency::phases::{self, redis_commands, Breakdown, PhaseFigures, RedisCommand, GATEWAY_METRIC};
 use crate::latency::shoal::{plan, stack_home, start_stack};
 use crate::latency::step::loadavg;
 use crate::report::quantile;
@@ -113,33 +113,6 @@ pub struct MemoisedFigures {
     pub meets_target: bool,
     /// `/proc/loadavg`'s 1-minute figure before and after the timed repeats.
     pub loadavg: (f64, f64),
-}
-
-/// One Redis command over the timed repeats, from `INFO commandstats`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct RedisCommand {
-    /// Calls.
-    pub calls: u64,
-    /// Microseconds Redis spent in each, on average.
-    pub us_per_call: f64,
-}
-
-/// The commands of `after` called at least `at_least` times since `before`.
-fn redis_commands(
-    before: &BTreeMap<String, CommandStats>,
-    after: &BTreeMap<String, CommandStats>,
-    at_least: u64,
-) -> BTreeMap<String, RedisCommand> {
-    after
-        .iter()
-        .filter_map(|(name, now)| {
-            let then = before.get(name).copied().unwrap_or(CommandStats { calls: 0, usec: 0 });
-            let calls = now.calls.saturating_sub(then.calls);
-            let usec = now.usec.saturating_sub(then.usec);
-            (calls >= at_least && calls > 0)
-                .then(|| (name.clone(), RedisCommand { calls, us_per_call: usec as f64 / calls as f64 }))
-        })
-        .collect()
 }
 
 /// The CPU seconds of the gateway and Redis now.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use shoal_testkit::CommandStats;
 
 /// The workers' phase histogram.
 pub const WORKER_METRIC: &str = "shoal_worker_phase_seconds";
@@ -153,6 +154,36 @@ pub struct Breakdown {
     pub gateway: Vec<PhaseFigures>,
     /// The largest costs, worker and gateway phases together, by total time, largest first.
     pub dominant: Vec<String>,
+    /// Redis's commands over the timed jobs, by name: the scripts, and the commands they call.
+    #[serde(default)]
+    pub redis_commands: BTreeMap<String, RedisCommand>,
+}
+
+/// One Redis command over a timed window, from `INFO commandstats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedisCommand {
+    /// Calls.
+    pub calls: u64,
+    /// Microseconds Redis spent in each, on average.
+    pub us_per_call: f64,
+}
+
+/// The commands of `after` called at least `at_least` times since `before`.
+pub(crate) fn redis_commands(
+    before: &BTreeMap<String, CommandStats>,
+    after: &BTreeMap<String, CommandStats>,
+    at_least: u64,
+) -> BTreeMap<String, RedisCommand> {
+    after
+        .iter()
+        .filter_map(|(name, now)| {
+            let then = before.get(name).copied().unwrap_or(CommandStats { calls: 0, usec: 0 });
+            let calls = now.calls.saturating_sub(then.calls);
+            let usec = now.usec.saturating_sub(then.usec);
+            (calls >= at_least && calls > 0)
+                .then(|| (name.clone(), RedisCommand { calls, us_per_call: usec as f64 / calls as f64 }))
+        })
+        .collect()
 }
 
 /// Figures for each phase of `phases`, in `order` (phases not in it after, by name).
@@ -216,7 +247,7 @@ impl Breakdown {
         costs.sort_by(|a, b| b.1.total_cmp(&a.1));
         let dominant =
             costs.iter().take(3).map(|(name, _, mean)| format!("{name} ({:.0} µs a job)", mean * 1e6)).collect();
-        Breakdown { worker: worker_figures, gateway: gateway_figures, dominant }
+        Breakdown { worker: worker_figures, gateway: gateway_figures, dominant, redis_commands: BTreeMap::new() }
     }
 }
 

@@ -2,6 +2,7 @@
 //! ratios, the highest sustainable rates, the machine's load, and where a Shoal job's time went
 //! at one rate; the memoised repeats, when measured. Written as `PREFIX.json` and `PREFIX.md`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::latency::bullmq::Baseline;
 use crate::latency::memoised::{MemoisedFigures, Spread, TARGET_P99_MS};
 use crate::latency::options::LatencyOptions;
-use crate::latency::phases::{Breakdown, PhaseFigures};
+use crate::latency::phases::{Breakdown, PhaseFigures, RedisCommand};
 use crate::latency::shoal::WaitMethod;
 use crate::latency::step::{max_sustainable, StepFigures, SUSTAINABLE_P99_MS};
 use crate::report::RunReport;
@@ -132,11 +133,11 @@ impl LatencyReport {
         }
     }
 
-    /// The breakdown the Markdown shows, and its rate.
-    fn breakdown(&self) -> Option<(f64, &Breakdown)> {
+    /// The breakdown the Markdown shows, its rate and the jobs it covers.
+    fn breakdown(&self) -> Option<(f64, &Breakdown, usize)> {
         let rate = self.breakdown_at_per_s?;
         let step = self.shoal.iter().find(|s| s.offered_per_s == rate)?;
-        Some((rate, step.breakdown.as_ref()?))
+        Some((rate, step.breakdown.as_ref()?, step.completed))
     }
 }
 
@@ -229,6 +230,29 @@ fn memoised_section(md: &mut String, m: &MemoisedFigures) {
     }
     let cpu: Vec<String> = m.cpu_ms_per_repeat.iter().map(|(p, ms)| format!("{p} {:.3} ms", ms)).collect();
     let _ = writeln!(md, "\nCPU per repeat: {}.", cpu.join(", "));
+}
+
+/// Redis's commands over `jobs` timed jobs, the busiest first: what Redis spent on a job.
+fn redis_table(md: &mut String, commands: &BTreeMap<String, RedisCommand>, jobs: usize) {
+    if commands.is_empty() || jobs == 0 {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nRedis, over the timed jobs (`INFO commandstats`; a script's own commands count too, and its time \
+         includes theirs; with the harness's own reads):\n\n| command | calls a job | µs a call | µs a job |\n|---|---|---|---|"
+    );
+    let mut busiest: Vec<(&String, &RedisCommand)> = commands.iter().collect();
+    busiest.sort_by(|a, b| (b.1.calls as f64 * b.1.us_per_call).total_cmp(&(a.1.calls as f64 * a.1.us_per_call)));
+    for (name, command) in busiest {
+        let per_job = command.calls as f64 / jobs as f64;
+        let _ = writeln!(
+            md,
+            "| {name} | {per_job:.2} | {:.1} | {:.1} |",
+            command.us_per_call,
+            per_job * command.us_per_call
+        );
+    }
 }
 
 fn phase_table(md: &mut String, phases: &[PhaseFigures]) {
@@ -393,7 +417,7 @@ impl RunReport for LatencyReport {
                     writeln!(md, "| {} | {system} | {} | {} |", s.offered_per_s, cpu.join(", "), switches.join(", "));
             }
         }
-        if let Some((rate, breakdown)) = self.breakdown() {
+        if let Some((rate, breakdown, jobs)) = self.breakdown() {
             let _ = writeln!(
                 md,
                 "\n## Where a Shoal job's time goes, at {rate}/s\n\nFrom the workers' `shoal_worker_phase_seconds` \
@@ -408,6 +432,7 @@ impl RunReport for LatencyReport {
             let _ = writeln!(md, "\nGateway (`auth` is every request's, the rest a submission's):\n");
             phase_table(&mut md, &breakdown.gateway);
             let _ = writeln!(md, "\nThe largest costs: {}.", breakdown.dominant.join("; "));
+            redis_table(&mut md, &breakdown.redis_commands, jobs);
         }
         if let Some(m) = &self.memoised {
             md.push('\n');

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shoal_content::FsBlockStore;
 use shoal_jobs::{free_port, Fsync, Job, JobState};
-use shoal_testkit::{process_context_switches, process_cpu_seconds, programs_dir, ProcessStack, ProcessStackConfig};
+use shoal_testkit::{
+    process_context_switches, process_cpu_seconds, programs_dir, CommandStats, ProcessStack, ProcessStackConfig,
+};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
@@ -23,7 +25,7 @@ use crate::api::{Api, JobRead, Submitted};
 use crate::cli::shoal_binary;
 use crate::error::{LoadtestError, Result};
 use crate::latency::options::LatencyOptions;
-use crate::latency::phases::{self, Breakdown, Histogram, GATEWAY_METRIC, WORKER_METRIC};
+use crate::latency::phases::{self, redis_commands, Breakdown, Histogram, GATEWAY_METRIC, WORKER_METRIC};
 use crate::latency::step::{loadavg, StepFigures, StepSamples};
 use crate::workload::{prepare, PlannedJob};
 
@@ -79,17 +81,25 @@ enum Seen {
     Refused,
 }
 
-/// The stack's processes' CPU seconds and context switches so far, Redis's and this
-/// harness's included.
-async fn usage_now(stack: &ProcessStack) -> (BTreeMap<String, f64>, BTreeMap<String, u64>) {
+/// What the stack has used so far: each process's CPU seconds and context switches (Redis's
+/// and this harness's included), and Redis's commands.
+struct Usage {
+    cpu: BTreeMap<String, f64>,
+    switches: BTreeMap<String, u64>,
+    commands: BTreeMap<String, CommandStats>,
+}
+
+async fn usage_now(stack: &ProcessStack) -> Usage {
     let (mut cpu, mut switches) = (stack.cpu_seconds(), stack.context_switches());
+    let mut commands = BTreeMap::new();
     if let Ok(redis) = stack.redis_usage().await {
         cpu.insert("redis".into(), redis.cpu_s);
         switches.insert("redis".into(), redis.context_switches);
+        commands = redis.commands;
     }
     cpu.insert("harness".into(), process_cpu_seconds(std::process::id()));
     switches.insert("harness".into(), process_context_switches(std::process::id()));
-    (cpu, switches)
+    Usage { cpu, switches, commands }
 }
 
 /// The phase histograms of the workers (summed) and the gateway, read now; a process that does
@@ -196,25 +206,31 @@ pub async fn run_step(
     let http =
         shoal_testkit::keyed_client(reqwest::Client::builder().timeout(Duration::from_secs(5)), stack.api_key())?;
     let before = read_phases(&http, &stack, &worker_addrs).await;
-    let (cpu_before, switches_before) = usage_now(&stack).await;
+    let before_usage = usage_now(&stack).await;
     let load_before = loadavg();
     let samples = offer(&api, timed_jobs, rate, options, wait).await;
-    let (cpu_after, switches_after) = usage_now(&stack).await;
+    let after_usage = usage_now(&stack).await;
     let load_after = loadavg();
     let after = read_phases(&http, &stack, &worker_addrs).await;
     stack.shutdown();
 
     let (samples, refused, wrong) = samples;
-    let cpu: BTreeMap<String, f64> =
-        cpu_after.iter().map(|(name, after)| (name.clone(), after - cpu_before.get(name).unwrap_or(&0.0))).collect();
-    // A thread gone since (an idle blocking thread's) takes its count along: never below 0.
-    let switches: BTreeMap<String, u64> = switches_after
+    let cpu: BTreeMap<String, f64> = after_usage
+        .cpu
         .iter()
-        .map(|(name, after)| (name.clone(), after.saturating_sub(*switches_before.get(name).unwrap_or(&0))))
+        .map(|(name, after)| (name.clone(), after - before_usage.cpu.get(name).unwrap_or(&0.0)))
+        .collect();
+    // A thread gone since (an idle blocking thread's) takes its count along: never below 0.
+    let switches: BTreeMap<String, u64> = after_usage
+        .switches
+        .iter()
+        .map(|(name, after)| (name.clone(), after.saturating_sub(*before_usage.switches.get(name).unwrap_or(&0))))
         .collect();
     let mut figures = StepFigures::of(&samples, refused, wrong).with_cpu(cpu).with_context_switches(switches);
     figures.loadavg = (load_before, load_after);
-    figures.breakdown = Some(Breakdown::of(&phases::since(&after.0, &before.0), &phases::since(&after.1, &before.1)));
+    let mut breakdown = Breakdown::of(&phases::since(&after.0, &before.0), &phases::since(&after.1, &before.1));
+    breakdown.redis_commands = redis_commands(&before_usage.commands, &after_usage.commands, 1);
+    figures.breakdown = Some(breakdown);
     Ok(ShoalStep { figures, wait })
 }
 

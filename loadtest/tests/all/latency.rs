@@ -41,6 +41,10 @@ async fn a_short_latency_run_reports_both_systems_and_where_the_time_went() {
         }
         assert_eq!(count(&breakdown.gateway, "store"), step.submitted as u64, "{breakdown:#?}");
         assert_eq!(breakdown.dominant.len(), 3, "{breakdown:#?}");
+        // Every job took scripts (its creation, start and finish) and a stream entry.
+        let calls = |command: &str| breakdown.redis_commands.get(command).map_or(0, |c| c.calls);
+        assert!(calls("evalsha") >= 3 * step.completed as u64, "{:#?}", breakdown.redis_commands);
+        assert!(calls("xadd") >= step.completed as u64, "{:#?}", breakdown.redis_commands);
     }
     let baseline = report.bullmq.as_ref().expect("the BullMQ baseline ran");
     let rates: Vec<f64> = baseline.steps.iter().map(|s| s.offered_per_s).collect();
@@ -57,7 +61,9 @@ async fn a_short_latency_run_reports_both_systems_and_where_the_time_went() {
     assert_eq!(json["shoal"][0]["completed"], 40);
     let markdown = std::fs::read_to_string(out.path().join("latency.md")).unwrap();
     assert!(
-        markdown.contains("| 20 | BullMQ |") && markdown.contains("## Where a Shoal job's time goes"),
+        markdown.contains("| 20 | BullMQ |")
+            && markdown.contains("## Where a Shoal job's time goes")
+            && markdown.contains("| evalsha |"),
         "{markdown}"
     );
 }
