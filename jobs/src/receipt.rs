@@ -183,9 +183,14 @@ impl Receipt {
     /// The receipt for `execution` of `job`, run by the holder of `key`; `None` while the
     /// execution is unfinished.
     pub fn of(job: &Job, execution: &Execution, key: PublicKey) -> Option<Receipt> {
+        Receipt::of_job(&job.id, job.invocation, execution, key)
+    }
+
+    /// [`Receipt::of`] job `job` by its id and invocation CID, without its record at hand.
+    pub fn of_job(job: &str, invocation: ContentId, execution: &Execution, key: PublicKey) -> Option<Receipt> {
         Some(Receipt {
-            job: job.id.clone(),
-            invocation: job.invocation,
+            job: job.to_string(),
+            invocation,
             execution: execution.id.clone(),
             worker: execution.worker.clone(),
             key,

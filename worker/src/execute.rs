@@ -15,7 +15,7 @@ use shoal_filecoin::RetrievalError;
 use shoal_jobs::{
     now_ms, ContentId, Delivery, Determinism, Execution, ExecutionOutcome, ExecutionResult, Failure, FailureReason,
     FanOutStore, Job, JobSpec, JobState, JobStore, PublicKey, Receipt, RedisConnection, RuntimeKind, ShardQueue,
-    ShardRouter, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
+    ShardRouter, SignedReceipt, Started, StoreError, VerificationPolicy, WorkerKey, OUTPUTS_MOUNT,
 };
 use shoal_oci::{ContainerError, Image, ImageError, OciConfig, OciRuntime, UnpackedImage};
 use shoal_runtime::{FailureKind, GuestFailure, Invocation, Mount, Outcome, Program, RunError, Runtime, RuntimeConfig};
@@ -226,11 +226,12 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
 }
 
 /// Signs the receipt of `execution` of `job` with `key` and stores its block in `receipts` (if
-/// given: a simulated worker publishes no blocks), so users can fetch it by its CID; then stores
-/// the outcome with it, settling the job (once: a later settle of the same job changes nothing),
-/// then hands a succeeded job, or one failed as the program would fail on any worker, to the
-/// verifier unless its spec says `none` — the one settle step every executor takes, the real
-/// one and the simulation's alike. Returns the job's state after it.
+/// given: a simulated worker publishes no blocks), so users can fetch it by its CID — unless
+/// the execution carries its receipt already, signed and stored where its run ended; then
+/// stores the outcome with it, settling the job (once: a later settle of the same job changes
+/// nothing), then hands a succeeded job, or one failed as the program would fail on any worker,
+/// to the verifier unless its spec says `none` — the one settle step every executor takes, the
+/// real one and the simulation's alike. Returns the job's state after it.
 pub async fn settle(
     jobs: &JobStore,
     queue: &ShardQueue,
@@ -239,14 +240,12 @@ pub async fn settle(
     job: &Job,
     mut execution: Execution,
 ) -> Result<JobState, StoreError> {
-    execution.receipt = Receipt::of(job, &execution, key.public()).map(|receipt| key.sign(receipt));
-    // Before the record names it, so whoever reads the record can fetch it; failing that, the
-    // record holds it all the same.
-    if let (Some(receipt), Some(receipts)) = (&execution.receipt, receipts) {
-        let block = Block::encode(Codec::Raw, receipt.to_bytes());
-        debug_assert_eq!(*block.cid(), receipt.cid());
-        if let Err(e) = timed(Phase::Receipt, receipts.put(&block)).await {
-            warn!(job = %job.id, error = %e, "could not store the receipt block; the job record holds it");
+    if execution.receipt.is_none() {
+        execution.receipt = Receipt::of(job, &execution, key.public()).map(|receipt| key.sign(receipt));
+        if let (Some(receipt), Some(receipts)) = (&execution.receipt, receipts) {
+            let started = Instant::now();
+            store_receipt(receipt, &job.id, receipts).await;
+            observe(Phase::Receipt, started.elapsed());
         }
     }
     // A failure the program has everywhere is a claim about it too: a worker could fail jobs it
@@ -281,6 +280,51 @@ pub async fn settle(
         .await?;
     }
     Ok(state)
+}
+
+/// Stores `receipt`'s block in `receipts` — before the record names it, so whoever reads the
+/// record can fetch it; failing that, the record holds it all the same.
+async fn store_receipt(receipt: &SignedReceipt, job: &str, receipts: &dyn BlockSink) {
+    let block = Block::encode(Codec::Raw, receipt.to_bytes());
+    debug_assert_eq!(*block.cid(), receipt.cid());
+    if let Err(e) = receipts.put(&block).await {
+        warn!(job, error = %e, "could not store the receipt block; the job record holds it");
+    }
+}
+
+/// What signs an execution's receipt where a WebAssembly run ends, on the guest's thread with
+/// the outputs' blocks, sparing the settle a hop to the blocking pool and back to store it: the
+/// job's id and invocation, the execution as started, the key.
+struct Signer {
+    job: String,
+    invocation: ContentId,
+    execution: Execution,
+    key: Arc<WorkerKey>,
+}
+
+impl Signer {
+    /// The execution finished now with `result`, its receipt signed and its block stored in
+    /// `receipts`.
+    async fn finish(self, result: &ExecutionResult, receipts: &dyn BlockSink) -> Execution {
+        let Signer { job, invocation, mut execution, key } = self;
+        execution.finished_at_ms = Some(now_ms());
+        execution.outcome = Some(ExecutionOutcome::Completed(result.clone()));
+        let receipt = Receipt::of_job(&job, invocation, &execution, key.public()).map(|receipt| key.sign(receipt));
+        if let Some(receipt) = &receipt {
+            let started = Instant::now();
+            store_receipt(receipt, &job, receipts).await;
+            observe(Phase::Receipt, started.elapsed());
+        }
+        execution.receipt = receipt;
+        execution
+    }
+}
+
+/// A run that produced an outcome: its result and, if it was asked to sign, the execution
+/// finished with its receipt signed and stored.
+struct Ran {
+    result: ExecutionResult,
+    signed: Option<Execution>,
 }
 
 /// A job's program and inputs, ready to run.
@@ -373,13 +417,23 @@ impl Executor {
         if job.spec.fan_out.is_some() {
             return self.fan_out(&job, *execution).instrument(span).await;
         }
-        let outcome = self.run_once(&job.spec, &execution.id).instrument(span).await;
+        let signer = Signer {
+            job: job.id.clone(),
+            invocation: job.invocation,
+            execution: (*execution).clone(),
+            key: Arc::clone(&self.key),
+        };
+        let outcome = self.run_once(&job.spec, &execution.id, Some(signer)).instrument(span).await;
         execution.finished_at_ms = Some(now_ms());
         // Every start counts, this one included (the record was read after it was made).
         let attempts = job.executions.len() as u32;
         let max_attempts = job.spec.retry.max_attempts;
         let outcome = match outcome {
-            Ok(result) => ExecutionOutcome::Completed(result),
+            Ok(Ran { signed: Some(signed), .. }) => {
+                self.settle(&job, signed).await?;
+                return Ok(Settled::Done);
+            }
+            Ok(Ran { result, signed: None }) => ExecutionOutcome::Completed(result),
             Err(stop) if stop.kind == StopKind::Host && attempts < max_attempts => {
                 warn!(job = job_id, attempts, max_attempts, error = %stop.failure.message,
                     "this host failed the job; leaving it for another attempt");
@@ -439,10 +493,13 @@ impl Executor {
     /// Fetches, runs and publishes one execution of `spec`, touching no job record: what
     /// [`Executor::execute`] records, and what the verifier recomputes to compare.
     pub async fn run_spec(&self, spec: &JobSpec, execution_id: &str) -> Result<ExecutionResult, Failure> {
-        self.run_once(spec, execution_id).await.map_err(|stop| stop.failure)
+        self.run_once(spec, execution_id, None).await.map(|ran| ran.result).map_err(|stop| stop.failure)
     }
 
-    async fn run_once(&self, spec: &JobSpec, execution_id: &str) -> Result<ExecutionResult, Stop> {
+    /// Fetches, runs and publishes `spec` once; with `signer`, a WebAssembly run that produced
+    /// an outcome also comes back finished, its receipt signed and stored on the guest's thread
+    /// (a container run's is left to the settle).
+    async fn run_once(&self, spec: &JobSpec, execution_id: &str, signer: Option<Signer>) -> Result<Ran, Stop> {
         let fetch_started = Instant::now();
         let Fetched { program, inputs, cached } = self.fetch(spec).await?;
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
@@ -458,9 +515,19 @@ impl Executor {
         observe(Phase::Mounts, mounts_started.elapsed());
         let invocation = invocation(spec, mounts);
         let run_started = Instant::now();
-        let result: Result<(Outcome, Result<Published, Box<Stop>>), RunFailure> = match &program {
+        let result_of = move |outcome: &Outcome, (output, stdout, stderr): Published| ExecutionResult {
+            exit_code: outcome.exit_code,
+            output,
+            stdout,
+            stderr,
+            fuel_consumed: outcome.fuel_consumed,
+            fetch_ms,
+            run_ms: outcome.duration.as_millis() as u64,
+            inputs_cached: cached,
+        };
+        let result: Result<(Outcome, Result<Ran, Box<Stop>>), RunFailure> = match &program {
             Runnable::Wasm(program) => {
-                let publish = self.publish_on_guest_thread(spec, run_dir);
+                let publish = self.publish_on_guest_thread(spec, run_dir, result_of, signer);
                 self.runtime.run_then(program, invocation, publish).await.map_err(wasm_failure)
             }
             Runnable::Container(prepared) => {
@@ -479,8 +546,10 @@ impl Executor {
                 }
                 match result {
                     Ok(outcome) => {
-                        let published = self.publish(spec, &run_dir.outputs(), &outcome).await.map_err(Box::new);
-                        Ok((outcome, published))
+                        let published = self.publish(spec, &run_dir.outputs(), &outcome).await;
+                        let ran =
+                            published.map(|published| Ran { result: result_of(&outcome, published), signed: None });
+                        Ok((outcome, ran.map_err(Box::new)))
                     }
                     Err(failure) => Err(failure),
                 }
@@ -488,24 +557,10 @@ impl Executor {
         };
         // A run that published on the guest's thread took longer than its guest: the outcome
         // says how long the guest took.
-        let ran = result.as_ref().map_or_else(|_| run_started.elapsed(), |(outcome, _)| outcome.duration);
-        let run_ms = ran.as_millis() as u64;
-        observe(Phase::Run, ran);
+        observe(Phase::Run, result.as_ref().map_or_else(|_| run_started.elapsed(), |(outcome, _)| outcome.duration));
         drop(inputs);
         match result {
-            Ok((outcome, published)) => {
-                let (output, stdout, stderr) = published.map_err(|stop| *stop)?;
-                Ok(ExecutionResult {
-                    exit_code: outcome.exit_code,
-                    output,
-                    stdout,
-                    stderr,
-                    fuel_consumed: outcome.fuel_consumed,
-                    fetch_ms,
-                    run_ms,
-                    inputs_cached: cached,
-                })
-            }
+            Ok((_, ran)) => ran.map_err(|stop| *stop),
             Err(RunFailure::Guest(failure)) => {
                 let (reason, message) = match &failure.kind {
                     FailureKind::Trap { message } => (FailureReason::Trap, message.clone()),
@@ -792,15 +847,18 @@ impl Executor {
     }
 
     /// What a WebAssembly run's guest thread does once its guest exited: [`Executor::publish`]'s
-    /// work, the outputs listed and read and the blocks written on that thread, then `run_dir`
-    /// emptied there too — a thread that may block, so none of it takes a hop to the blocking
-    /// pool and back (but for files too big to read while listing). Dropped unrun (the guest
-    /// failed), it empties `run_dir` on that thread all the same.
+    /// work, the outputs listed and read and the blocks written on that thread, the run's
+    /// result made (`result_of`) and, with `signer`, its receipt signed and stored, then
+    /// `run_dir` emptied there too — a thread that may block, so none of it takes a hop to the
+    /// blocking pool and back (but for files too big to read while listing). Dropped unrun (the
+    /// guest failed), it empties `run_dir` on that thread all the same.
     fn publish_on_guest_thread(
         &self,
         spec: &JobSpec,
         mut run_dir: RunDir,
-    ) -> impl FnOnce(&Outcome) -> Result<Published, Box<Stop>> + Send + 'static {
+        result_of: impl FnOnce(&Outcome, Published) -> ExecutionResult + Send + 'static,
+        signer: Option<Signer>,
+    ) -> impl FnOnce(&Outcome) -> Result<Ran, Box<Stop>> + Send + 'static {
         // The directory goes with this step, which the runtime drops only once the guest's
         // thread is done with the run (or before it began): whenever the directory is let go,
         // no program writes into it any more, so it may be reused.
@@ -814,11 +872,18 @@ impl Executor {
                 return Err(Box::new(Stop::new(FailureReason::MissingOutput, missing)));
             }
             let listed = unixfs::list_tree(&outputs, true).map_err(|e| Box::new(publishing(e)))?;
-            let published =
-                runtime.block_on(publish_run(ImportSource::Listed(listed), outcome, &files.on_this_thread()));
+            let sink = files.on_this_thread();
+            let finished = runtime.block_on(async {
+                let result = result_of(outcome, publish_run(ImportSource::Listed(listed), outcome, &sink).await?);
+                let signed = match signer {
+                    Some(signer) => Some(signer.finish(&result, &sink).await),
+                    None => None,
+                };
+                Ok(Ran { result, signed })
+            });
             // Emptied here and now, outside the runtime: see `RunDir`'s `Drop`.
             drop(run_dir);
-            published.map_err(Box::new)
+            finished.map_err(Box::new)
         }
     }
 

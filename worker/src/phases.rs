@@ -36,7 +36,8 @@ pub(crate) enum Phase {
     Run,
     /// Importing `/outputs`, stdout and stderr as UnixFS, blocks written to the store.
     Import,
-    /// Storing the signed receipt's block, before the record names it.
+    /// Storing the signed receipt's block, before the record names it (a WebAssembly run's on
+    /// the guest's thread, right after `import`).
     Receipt,
     /// `finish_execution`: the Lua script storing the outcome and settling the job (and, on a
     /// single Redis node, recording it against the worker, for re-verification if it is caught).
