@@ -33,8 +33,9 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on a submission's answer when it returns the job an earlier one with its key created.
 pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// Set on a submission's answer: the W3C Server Timing of its quota checks (`admit`), of storing
-/// it (`store`) and of the whole submission (`total`, what `shoal_gateway_submit_duration_seconds`
-/// observes), in ms, so a client can tell the server's time in each request from the network's.
+/// it (`store`), of the whole submission (`total`, what `shoal_gateway_submit_duration_seconds`
+/// observes) and, with `?wait=`, of the wait for the job's end (`wait`), in ms, so a client can
+/// tell the server's time in each request from the network's.
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 /// The longest Idempotency-Key accepted (the length Stripe and the IETF draft's examples use).
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
@@ -69,7 +70,8 @@ pub(crate) struct SubmitQuery {
 /// before for the same spec, 200 with the job that key created (and `Idempotent-Replayed:
 /// true`), which is not queued again. With `?wait=`, the answer waits for the job to be
 /// terminal as `GET /v1/jobs/{id}?wait=` would (201 for a new job that is, 202 for one that is
-/// not yet): a short job costs one request instead of two.
+/// not yet): a short job costs one request instead of two. Every answer is the job as
+/// `GET /v1/jobs/{id}` shows it; one stored is answered even if waiting for it fails.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
@@ -130,7 +132,8 @@ pub(crate) struct SubmitQuery {
             )),
         (status = 400, description = "`malformed_json` (not JSON, or anything after the spec's object), \
                                       `invalid_spec` (with the `field` at fault, unless the body is not an object), \
-                                      `invalid_idempotency_key`, `body_unreadable`.", body = Envelope),
+                                      `invalid_idempotency_key`, `invalid_parameter` (field `wait`), \
+                                      `body_unreadable`.", body = Envelope),
         (status = 403, description = "`quota_exceeded`: more fuel than the tenant may ask for (field `limits.fuel`).",
             body = Envelope),
         (status = 413, description = "`body_too_large` (answered with `Connection: close`), or `spec_too_large` \
@@ -228,14 +231,11 @@ pub(crate) async fn submit(
         }
     };
     let started = Instant::now();
+    let draining = draining.map(|Extension(draining)| draining);
     let (status, waited) = match wait {
-        Some(wait) if !job.state.is_terminal() => {
-            let draining = draining.map(|Extension(draining)| draining);
-            let job =
-                events::job_when(&app, &principal, &job.id, wait, draining, |job| job.state.is_terminal()).await?;
-            (status_of(&app, job).await?, Some(started.elapsed()))
-        }
-        Some(_) => (status_of(&app, job).await?, Some(Duration::ZERO)),
+        Some(wait) => (stored_job(&app, &principal, job, Some(wait), draining).await, Some(started.elapsed())),
+        // A replayed job may have fanned out or sent webhooks since; a new one has done neither.
+        None if replayed => (stored_job(&app, &principal, job, None, draining).await, None),
         None => (JobStatus::new(job, None), None),
     };
     let code = match (replayed, status.job.state.is_terminal()) {
@@ -257,6 +257,34 @@ fn server_timing(admit: Duration, store: Duration, total: Duration, waited: Opti
         value.push_str(&format!(", wait;dur={:.3}", ms(waited)));
     }
     HeaderValue::try_from(value).expect("numbers and ASCII are a valid header value")
+}
+
+/// Submitted `job` as `GET /v1/jobs/{id}` shows it — once terminal, if asked to `wait` (up to
+/// that long) — or as it was stored if that fails: a submission that stored its job answers it,
+/// since an error would have a client without an Idempotency-Key submit it again.
+async fn stored_job(
+    app: &AppState,
+    principal: &Principal,
+    job: Job,
+    wait: Option<Duration>,
+    draining: Option<Draining>,
+) -> JobStatus {
+    let shown = async {
+        let job = match wait {
+            Some(wait) if !job.state.is_terminal() => {
+                events::job_when(app, principal, &job.id, wait, draining, |job| job.state.is_terminal()).await?
+            }
+            _ => job.clone(),
+        };
+        status_of(app, job).await
+    };
+    match shown.await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::warn!(job = %job.id, error = %error.body.message, "answering a submitted job as stored");
+            JobStatus::new(job, None)
+        }
+    }
 }
 
 /// `job` as `GET /v1/jobs/{id}` shows it: how far its result is trusted, a fan-out's tasks and

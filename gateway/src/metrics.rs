@@ -188,7 +188,11 @@ impl Metrics {
         );
         let registry = root.sub_registry_with_prefix("shoal_gateway");
         registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "Time to answer HTTP requests, by route", latency.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by route (with ?wait=, the wait included)",
+            latency.clone(),
+        );
         registry.register("jobs_submitted", "New jobs accepted and queued", jobs_submitted.clone());
         registry.register(
             "jobs_replayed",

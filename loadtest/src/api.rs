@@ -17,7 +17,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How a submission ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
-    /// 202: a new job (or 201: a new job answered from an identical accepted run, memoised).
+    /// 202: a new job (or 201: a new job answered from an identical accepted run, memoised, or
+    /// that ended within the submission's wait).
     Accepted {
         /// The job id.
         id: String,
@@ -110,7 +111,8 @@ impl Api {
             match sent {
                 Ok(response) => {
                     let status = response.status();
-                    // 201: a new job answered at once from an identical accepted run (memoised).
+                    // 201: a new job answered at once from an identical accepted run (memoised), or
+                    // that ended within the submission's wait.
                     if status == StatusCode::ACCEPTED || status == StatusCode::CREATED || status == StatusCode::OK {
                         let body = response.json::<Value>().await.ok();
                         let id = body.as_ref().and_then(|body| body["id"].as_str().map(str::to_string));

@@ -240,12 +240,10 @@ pub async fn settle(
     job: &Job,
     mut execution: Execution,
 ) -> Result<JobState, StoreError> {
-    if execution.receipt.is_none() {
-        execution.receipt = Receipt::of(job, &execution, key.public()).map(|receipt| key.sign(receipt));
-        if let (Some(receipt), Some(receipts)) = (&execution.receipt, receipts) {
-            let started = Instant::now();
-            store_receipt(receipt, &job.id, receipts).await;
-            observe(Phase::Receipt, started.elapsed());
+    match &execution.receipt {
+        None => execution.receipt = sign_receipt(&job.id, job.invocation, &execution, key, receipts).await,
+        Some(signed) => {
+            debug_assert_eq!(Some(&signed.receipt), Receipt::of(job, &execution, key.public()).as_ref());
         }
     }
     // A failure the program has everywhere is a claim about it too: a worker could fail jobs it
@@ -282,14 +280,27 @@ pub async fn settle(
     Ok(state)
 }
 
-/// Stores `receipt`'s block in `receipts` — before the record names it, so whoever reads the
-/// record can fetch it; failing that, the record holds it all the same.
-async fn store_receipt(receipt: &SignedReceipt, job: &str, receipts: &dyn BlockSink) {
-    let block = Block::encode(Codec::Raw, receipt.to_bytes());
-    debug_assert_eq!(*block.cid(), receipt.cid());
-    if let Err(e) = receipts.put(&block).await {
-        warn!(job, error = %e, "could not store the receipt block; the job record holds it");
+/// The receipt of finished `execution` of job `job` (invocation `invocation`) signed with
+/// `key`, its block stored in `receipts` if given — before the record names it, so whoever reads
+/// the record can fetch it; failing that, the record holds it all the same.
+async fn sign_receipt(
+    job: &str,
+    invocation: ContentId,
+    execution: &Execution,
+    key: &WorkerKey,
+    receipts: Option<&dyn BlockSink>,
+) -> Option<SignedReceipt> {
+    let receipt = key.sign(Receipt::of_job(job, invocation, execution, key.public())?);
+    if let Some(receipts) = receipts {
+        let started = Instant::now();
+        let block = Block::encode(Codec::Raw, receipt.to_bytes());
+        debug_assert_eq!(*block.cid(), receipt.cid());
+        if let Err(e) = receipts.put(&block).await {
+            warn!(job, error = %e, "could not store the receipt block; the job record holds it");
+        }
+        observe(Phase::Receipt, started.elapsed());
     }
+    Some(receipt)
 }
 
 /// What signs an execution's receipt where a WebAssembly run ends, on the guest's thread with
@@ -309,13 +320,7 @@ impl Signer {
         let Signer { job, invocation, mut execution, key } = self;
         execution.finished_at_ms = Some(now_ms());
         execution.outcome = Some(ExecutionOutcome::Completed(result.clone()));
-        let receipt = Receipt::of_job(&job, invocation, &execution, key.public()).map(|receipt| key.sign(receipt));
-        if let Some(receipt) = &receipt {
-            let started = Instant::now();
-            store_receipt(receipt, &job, receipts).await;
-            observe(Phase::Receipt, started.elapsed());
-        }
-        execution.receipt = receipt;
+        execution.receipt = sign_receipt(&job, invocation, &execution, &key, Some(receipts)).await;
         execution
     }
 }
@@ -423,17 +428,20 @@ impl Executor {
             execution: (*execution).clone(),
             key: Arc::clone(&self.key),
         };
-        let outcome = self.run_once(&job.spec, &execution.id, Some(signer)).instrument(span).await;
+        let outcome = match self.run_once(&job.spec, &execution.id, Some(signer)).instrument(span).await {
+            // Finished and signed where it ran.
+            Ok(Ran { signed: Some(signed), .. }) => {
+                self.settle(&job, signed).await?;
+                return Ok(Settled::Done);
+            }
+            outcome => outcome,
+        };
         execution.finished_at_ms = Some(now_ms());
         // Every start counts, this one included (the record was read after it was made).
         let attempts = job.executions.len() as u32;
         let max_attempts = job.spec.retry.max_attempts;
         let outcome = match outcome {
-            Ok(Ran { signed: Some(signed), .. }) => {
-                self.settle(&job, signed).await?;
-                return Ok(Settled::Done);
-            }
-            Ok(Ran { result, signed: None }) => ExecutionOutcome::Completed(result),
+            Ok(Ran { result, .. }) => ExecutionOutcome::Completed(result),
             Err(stop) if stop.kind == StopKind::Host && attempts < max_attempts => {
                 warn!(job = job_id, attempts, max_attempts, error = %stop.failure.message,
                     "this host failed the job; leaving it for another attempt");

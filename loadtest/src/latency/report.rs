@@ -232,7 +232,8 @@ fn memoised_section(md: &mut String, m: &MemoisedFigures) {
     let _ = writeln!(md, "\nCPU per repeat: {}.", cpu.join(", "));
 }
 
-/// Redis's commands over `jobs` timed jobs, the busiest first: what Redis spent on a job.
+/// Redis's commands over `jobs` timed jobs, the busiest first: what Redis spent on a job (the
+/// commands called for fewer than one job in a hundred left out).
 fn redis_table(md: &mut String, commands: &BTreeMap<String, RedisCommand>, jobs: usize) {
     if commands.is_empty() || jobs == 0 {
         return;
@@ -246,6 +247,9 @@ fn redis_table(md: &mut String, commands: &BTreeMap<String, RedisCommand>, jobs:
     busiest.sort_by(|a, b| (b.1.calls as f64 * b.1.us_per_call).total_cmp(&(a.1.calls as f64 * a.1.us_per_call)));
     for (name, command) in busiest {
         let per_job = command.calls as f64 / jobs as f64;
+        if per_job < 0.01 {
+            continue;
+        }
         let _ = writeln!(
             md,
             "| {name} | {per_job:.2} | {:.1} | {:.1} |",

@@ -143,7 +143,9 @@ async fn probe_wait(api: &Api, spec: &Value, deadline: Instant) -> Result<WaitMe
         .id()
         .ok_or_else(|| LoadtestError::Setup(format!("the long-poll probe's submission failed: {submitted:?}")))?
         .to_string();
-    if held(started) && job.is_some_and(|job| !job.state.is_terminal()) {
+    // Held by one request, not by retries of one.
+    let first_try = matches!(submitted, Submitted::Accepted { attempts: 1, .. });
+    if first_try && held(started) && job.is_some_and(|job| !job.state.is_terminal()) {
         return Ok(WaitMethod::OnSubmit);
     }
     let started = Instant::now();

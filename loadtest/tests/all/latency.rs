@@ -36,7 +36,7 @@ async fn a_short_latency_run_reports_both_systems_and_where_the_time_went() {
             phases.iter().find(|p| p.phase == name).map_or(0, |p| p.count)
         };
         // One run, one settle and one acknowledgement per timed job: the warm-up's are taken off.
-        for phase in ["begin", "run", "import", "finish", "ack", "delivery"] {
+        for phase in ["begin", "run", "import", "receipt", "finish", "ack", "delivery"] {
             assert_eq!(count(&breakdown.worker, phase), step.completed as u64, "{phase}: {breakdown:#?}");
         }
         assert_eq!(count(&breakdown.gateway, "store"), step.submitted as u64, "{breakdown:#?}");

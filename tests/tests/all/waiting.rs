@@ -119,6 +119,14 @@ async fn a_submission_that_waits_answers_at_the_settle_or_queued_at_its_timeout(
     assert_eq!(replayed["executions"].as_array().map(Vec::len), Some(1), "{replayed}");
     assert!(asked.elapsed() < Duration::from_secs(2));
 
+    // A job that fails within the wait answers as it ended too.
+    let trap = stack.add_program("trap").await.unwrap();
+    let failing = json!({"program": trap.to_string(), "verification": {"mode": "none"}});
+    let response = stack.http.post(format!("{jobs}?wait=30s")).json(&failing).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let failed: Value = response.json().await.unwrap();
+    assert_eq!((&failed["state"], &failed["failure"]["reason"]), (&json!("failed"), &json!("trap")), "{failed}");
+
     // The first job was left queued by its wait, not lost: the worker runs it too.
     let url = format!("{jobs}/{}?wait=30s", queued["id"].as_str().unwrap());
     let first: Value = stack.http.get(url).send().await.unwrap().json().await.unwrap();
