@@ -931,17 +931,17 @@ impl JobStore {
                 reason: format!("execution {} finished without an outcome", execution.id),
             });
         };
+        let state = outcome.settles_as();
         let (result, failure) = match outcome {
-            ExecutionOutcome::Completed(result) if result.exit_code == 0 => {
-                (serde_json::to_string(result).expect("serialises"), String::new())
+            ExecutionOutcome::Completed(result) => {
+                let failure = match state {
+                    JobState::Failed => serde_json::to_string(&Failure::non_zero_exit(result)).expect("serialises"),
+                    _ => String::new(),
+                };
+                (serde_json::to_string(result).expect("serialises"), failure)
             }
-            ExecutionOutcome::Completed(result) => (
-                serde_json::to_string(result).expect("serialises"),
-                serde_json::to_string(&Failure::non_zero_exit(result)).expect("serialises"),
-            ),
             ExecutionOutcome::Failed(failure) => (String::new(), serde_json::to_string(failure).expect("serialises")),
         };
-        let state = outcome.settles_as();
         let mut conn = self.conn.clone();
         let mut script = job_script(&SCRIPTS.finish, &keys);
         if let Some(settled) = settled {
