@@ -23,10 +23,25 @@ use crate::redis_users::with_password;
 /// Number of shard streams unless configured ([`ShardRouter::DEFAULT_SHARDS`]).
 pub(crate) const DEFAULT_SHARDS: u32 = ShardRouter::DEFAULT_SHARDS;
 
+/// wasmtime-wasi opens an `info` span for every WASI call a guest makes (its `#[instrument]`s),
+/// whether anything is logged in it or not: at the default level, making them was several per
+/// cent of a small job's CPU in a worker. Its warnings and errors are still logged.
+const QUIET_TARGET: &str = "wasmtime_wasi";
+
+/// The filter of `RUST_LOG`'s value `asked` (`info` when unset or invalid), with [`QUIET_TARGET`]
+/// at `warn` unless `asked` names it.
+fn log_filter(asked: Option<&str>) -> EnvFilter {
+    let filter = asked.and_then(|spec| EnvFilter::try_new(spec).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    if asked.is_some_and(|spec| spec.contains(QUIET_TARGET)) {
+        return filter;
+    }
+    filter.add_directive(format!("{QUIET_TARGET}=warn").parse().expect("a valid directive"))
+}
+
 /// Sets up logging for a service: human-readable lines, or JSON lines with `SHOAL_LOG_FORMAT=json`;
-/// the level comes from `RUST_LOG` (default `info`).
+/// the level comes from `RUST_LOG` (see [`log_filter`]).
 pub(crate) fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colour codes only for a terminal: in a log file they are noise, and formatting them cost
     // a busy worker measurable CPU per job.
     let builder = tracing_subscriber::fmt()
@@ -335,4 +350,29 @@ pub(crate) async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<
     };
     shoal_verifier::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Whether `make` makes a span that is recorded under the filter of `RUST_LOG=asked`.
+    fn recorded(asked: Option<&str>, make: fn() -> tracing::Span) -> bool {
+        let subscriber = tracing_subscriber::registry().with(log_filter(asked));
+        tracing::subscriber::with_default(subscriber, || !make().is_disabled())
+    }
+
+    #[test]
+    fn wasmtime_wasis_spans_are_left_out_unless_asked_for_by_name() {
+        let wasi: fn() -> tracing::Span = || tracing::info_span!(target: "wasmtime_wasi::p1", "fd_write");
+        let ours: fn() -> tracing::Span = || tracing::info_span!(target: "shoal_worker::execute", "job");
+        assert!(!recorded(None, wasi), "not at the default level");
+        assert!(recorded(None, ours), "the rest is at info");
+        assert!(!recorded(Some("debug"), wasi), "not at a level that does not name it");
+        assert!(recorded(Some("info,wasmtime_wasi=info"), wasi), "named, as asked");
+        assert!(!recorded(Some("warn"), ours), "RUST_LOG sets the level");
+        assert!(recorded(Some("not a filter ,="), ours), "an invalid RUST_LOG means info");
+    }
 }

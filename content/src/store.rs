@@ -184,7 +184,7 @@ fn write_block_file(path: &Path, cid: &Cid, data: &[u8]) -> Result<()> {
         return Ok(());
     }
     let dir = path.parent().expect("block path has a parent");
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique_suffix()));
+    let tmp = dir.join(format!(".tmp-{}-{}", process_id(), unique_suffix()));
     let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp);
     let mut file = match create() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -216,6 +216,13 @@ impl BlockReader for FsBlockStore {
     async fn get(&self, cid: &Cid) -> Result<Block> {
         get_verified(self, cid).await
     }
+}
+
+/// This process's id, asked of the kernel once: `std::process::id` is a system call each time,
+/// two of a small job's.
+fn process_id() -> u32 {
+    static ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ID.get_or_init(std::process::id)
 }
 
 fn unique_suffix() -> u64 {

@@ -7,8 +7,10 @@
 //! can make them larger (see `host.rs`), and a call that would take the bound
 //! past a limit first re-measures (deletions only lower the truth) and, if it
 //! still does not fit, stops the guest before the call runs. The mounts are
-//! walked once at the start, once at the end and only otherwise when a guest
-//! comes near a limit, so a run costs time linear in what it writes.
+//! walked once at the start and otherwise only when a guest comes near a
+//! limit (at a call, or at the end when the bound is past one), so a run costs
+//! time linear in what it writes, and a run that stays well within the limits
+//! is walked once.
 
 use std::fs;
 use std::io;
@@ -55,6 +57,17 @@ pub(crate) enum Exceeded {
     Bytes(u64),
     /// [`Limits::output_files`](crate::Limits::output_files).
     Entries(u64),
+}
+
+/// The limit `usage` is past, if any (bytes first).
+fn past(usage: Usage, limits: Usage) -> Option<Exceeded> {
+    if usage.bytes > limits.bytes {
+        Some(Exceeded::Bytes(usage.bytes))
+    } else if usage.entries > limits.entries {
+        Some(Exceeded::Entries(usage.entries))
+    } else {
+        None
+    }
 }
 
 /// Raised from a WASI call to stop a guest whose outputs would exceed a limit.
@@ -114,25 +127,27 @@ impl OutputBudget {
     }
 
     fn exceeds(&self, bytes: u64, entries: u64) -> Option<Exceeded> {
-        let would_hold_bytes = self.held.bytes.saturating_add(bytes);
-        let would_hold_entries = self.held.entries.saturating_add(entries);
-        if would_hold_bytes > self.limits.bytes {
-            Some(Exceeded::Bytes(would_hold_bytes))
-        } else if would_hold_entries > self.limits.entries {
-            Some(Exceeded::Entries(would_hold_entries))
-        } else {
-            None
+        let would_hold =
+            Usage { bytes: self.held.bytes.saturating_add(bytes), entries: self.held.entries.saturating_add(entries) };
+        past(would_hold, self.limits)
+    }
+
+    /// Whether what the mounts hold once the guest has stopped is past a
+    /// limit. Walks them only if the bound is: a bound within the limits
+    /// holds the truth within them too, and a walk of the outputs was a
+    /// tenth of a small job's file-system calls.
+    pub(crate) fn at_end(&mut self) -> io::Result<Option<Exceeded>> {
+        if self.exceeds(0, 0).is_none() {
+            return Ok(None);
         }
+        self.walks += 1;
+        self.held = measure(self.roots.iter().map(PathBuf::as_path))?;
+        Ok(self.exceeds(0, 0))
     }
 
     /// Why the guest was stopped, if this account stopped it.
     pub(crate) fn take_verdict(&mut self) -> Option<io::Result<Exceeded>> {
         self.verdict.take()
-    }
-
-    /// The roots it accounts for.
-    pub(crate) fn roots(&self) -> impl Iterator<Item = &Path> {
-        self.roots.iter().map(PathBuf::as_path)
     }
 
     /// Walks of the mounts so far (one to start with).
@@ -164,6 +179,29 @@ mod tests {
         let counted = measure([mount.path()]).expect("walk");
         let link_size = fs::symlink_metadata(mount.path().join("link")).expect("lstat").len();
         assert_eq!(counted, Usage { bytes: link_size, entries: 1 });
+    }
+
+    #[test]
+    fn the_end_walks_the_mounts_only_when_the_bound_is_past_a_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = Usage { bytes: 100, entries: 1 };
+        let mut budget = OutputBudget::new(vec![dir.path().to_path_buf()], limits).expect("measure");
+        budget.reserve(100, 1).expect("fits exactly");
+        fs::write(dir.path().join("a"), [0u8; 100]).expect("write a");
+        budget.grew(100, 1);
+        assert_eq!(budget.at_end().expect("checked"), None);
+        assert_eq!(budget.walks(), 1, "a bound within the limits needs no walk");
+
+        // What the guest cannot have written itself (a bound past the limits from the start).
+        fs::write(dir.path().join("b"), [0u8; 1]).expect("write b");
+        let mut over = OutputBudget::new(vec![dir.path().to_path_buf()], limits).expect("measure");
+        fs::remove_file(dir.path().join("b")).expect("remove b");
+        assert_eq!(over.at_end().expect("checked"), None, "the walk finds the truth within the limits");
+        assert_eq!(over.walks(), 2);
+        fs::write(dir.path().join("b"), [0u8; 1]).expect("write b again");
+        let mut still_over = OutputBudget::new(vec![dir.path().to_path_buf()], limits).expect("measure");
+        assert_eq!(still_over.at_end().expect("checked"), Some(Exceeded::Bytes(101)));
+        assert_eq!(still_over.walks(), 2);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::engine::{build_engine, EpochTicker, RuntimeConfig, HOST_STACK_HEADROO
 use crate::error::{FailureKind, GuestFailure, RunError, RuntimeError};
 use crate::host::wrap_wasi;
 use crate::invocation::{Determinism, Invocation, Limits, Outcome};
-use crate::outputs::{self, Exceeded, OutputBudget, Usage};
+use crate::outputs::{Exceeded, OutputBudget, Usage};
 
 /// How long after its wall-clock limit [`Runtime::run`] gives up waiting for
 /// a guest that has not stopped (one stuck in a host call, where the epoch
@@ -498,17 +498,8 @@ fn execute(
             Ending::Failed(kind) => return Err(guest_failure(kind, fuel_consumed, out, err, duration)),
         },
     };
-    if let Some(budget) = &state.outputs {
-        // What the account says is an upper bound; this is what gets published.
-        let held =
-            outputs::measure(budget.roots()).map_err(|err| RunError::host("measuring the outputs directory", err))?;
-        let exceeded = if held.bytes > limits.output_bytes {
-            Some(Exceeded::Bytes(held.bytes))
-        } else if held.entries > limits.output_files {
-            Some(Exceeded::Entries(held.entries))
-        } else {
-            None
-        };
+    if let Some(budget) = state.outputs.as_mut() {
+        let exceeded = budget.at_end().map_err(|err| RunError::host("measuring the outputs directory", err))?;
         if let Some(exceeded) = exceeded {
             return Err(guest_failure(output_failure(exceeded, limits), fuel_consumed, out, err, duration));
         }

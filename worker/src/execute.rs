@@ -518,7 +518,7 @@ impl Executor {
             .take()
             .map_err(|e| Stop::host(format!("making a run directory for execution {execution_id}: {e}")))?;
         let outputs = run_dir.outputs();
-        let mut mounts = input_mounts(&inputs, &run_dir.path().join("inputs")).await?;
+        let mut mounts = input_mounts(&inputs, &run_dir.inputs()).await?;
         mounts.push(Mount { host: outputs.clone(), guest: OUTPUTS_MOUNT.to_string(), writable: true });
         observe(Phase::Mounts, mounts_started.elapsed());
         let invocation = invocation(spec, mounts);
