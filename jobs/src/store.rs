@@ -98,7 +98,8 @@ pub enum Started {
 // ARGV[13] and [14]: a job submitted for memoisation's memo and its expiry in ms ('' and 0
 // otherwise); the `ANSWER` prelude of `crate::memo` runs first and may answer from the memo.
 // With KEYS[12], its shard's stream (on a single node only, see `JobStore::single_node`), a
-// job it stores is also put on that stream, the entry recorded, in the same step.
+// job it stores is also put on that stream, the entry recorded, in the same step; `CLAIM` runs
+// before it all.
 // Every answer is `CREATED`'s.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return created(0) end
@@ -129,6 +130,14 @@ const CREATED: &str = r#"
 local function created(did)
   return {did, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 end
+"#;
+
+// With KEYS[13] (only beside KEYS[12]: on a single node), the submission's idempotency key, and
+// ARGV[15] its claim (`<id> <invocation>`), kept ARGV[16] seconds: the key is claimed in the same
+// step as the job is stored, a round trip fewer than claiming it first. A key claimed before
+// answers 3 and changes nothing; the caller reads what it names.
+const CLAIM: &str = r#"
+if KEYS[13] and not redis.call('SET', KEYS[13], ARGV[15], 'NX', 'EX', ARGV[16]) then return {3, {}, {}} end
 "#;
 
 // A job's tenant indexes are named after its state index (`keys::tenant_state_index`). A job
@@ -336,6 +345,31 @@ pub struct TaskOf<'a> {
     pub key: &'a str,
 }
 
+/// How long an idempotency key names its job: one day, like the idempotency windows of common
+/// payment APIs.
+const IDEMPOTENCY_SECS: u64 = 86_400;
+
+/// A job [`JobStore::create_job`] stores: what the create script is given besides its id.
+#[derive(Clone, Copy)]
+struct NewJob<'a> {
+    spec: &'a JobSpec,
+    shard: u32,
+    tenant: &'a Tenant,
+    invocation: &'a str,
+    task: Option<TaskOf<'a>>,
+    memo: Option<&'a (String, u64)>,
+    stream: Option<&'a str>,
+}
+
+/// What an idempotency key claimed before names.
+enum Claimed {
+    /// Its job, stored.
+    Stored(Box<Job>),
+    /// The id it was claimed for, whose job was never stored (its first request died between
+    /// the two).
+    Unstored(String),
+}
+
 /// What a new job is besides a job of its spec.
 #[derive(Debug, Clone, Copy)]
 enum Submission<'a> {
@@ -365,7 +399,7 @@ struct JobScripts {
 }
 
 static SCRIPTS: LazyLock<JobScripts> = LazyLock::new(|| JobScripts {
-    create: Script::new(&format!("{STATES}{CREATED}{}{CREATE}", memo::ANSWER)),
+    create: Script::new(&format!("{STATES}{CREATED}{CLAIM}{}{CREATE}", memo::ANSWER)),
     start: Script::new(&format!("{STATES}{START}")),
     finish: Script::new(&format!("{STATES}{FINISH}")),
     abandon: Script::new(&format!("{STATES}{ABANDON}")),
@@ -437,56 +471,104 @@ impl JobStore {
             Submission::Task(task) => Some(task),
             _ => None,
         };
-        let mut id = match memo {
+        let id = match memo {
             Some(_) => memo::job_id_tagged(&keys::memo_tag(tenant, &invocation)),
             None => ulid::Ulid::new().to_string(),
         };
-        let mut conn = self.conn.clone();
-        if let Some(user_key) = idempotency_key {
-            let key = keys::idempotency(user_key);
-            let claim = format!("{id} {invocation}");
-            // One day, like the idempotency windows of common payment APIs.
-            let won: bool = redis::cmd("SET")
-                .arg(&key)
-                .arg(&claim)
-                .arg("NX")
-                .arg("EX")
-                .arg(86_400)
-                .query_async::<Option<String>>(&mut conn)
-                .await?
-                .is_some();
-            if !won {
-                let existing: String = conn.get(&key).await?;
-                let (existing_id, existing_invocation) = existing.split_once(' ').ok_or_else(|| {
-                    StoreError::Corrupt { key: key.clone(), reason: "idempotency record without invocation".into() }
-                })?;
-                if existing_invocation != invocation {
-                    return Err(StoreError::IdempotencyConflict {
-                        key: user_key.as_str().to_string(),
-                        job: existing_id.to_string(),
-                    });
-                }
-                // If the first request died between claiming the key and storing its job, this
-                // one stores it under the claimed id: the script below creates at most once.
-                id = existing_id.to_string();
-                if let Some(job) = self.get(&id).await? {
-                    return Ok(Created::Existing(job));
+        let new = NewJob { spec, shard, tenant, invocation: &invocation, task, memo: memo.as_ref(), stream };
+        // Where the create script can claim the key itself (see `CLAIM`), it does; else the key
+        // is claimed first.
+        let claim_here = idempotency_key.filter(|_| stream.is_some());
+        let id = match idempotency_key {
+            Some(key) if claim_here.is_none() => match self.claim(key, &id, &invocation).await? {
+                None => id,
+                Some(Claimed::Stored(job)) => return Ok(Created::Existing(*job)),
+                Some(Claimed::Unstored(claimed)) => claimed,
+            },
+            _ => id,
+        };
+        match self.store_new(&new, &id, claim_here).await? {
+            Some(created) => Ok(created),
+            None => {
+                let key = claim_here.expect("only a claim made in the script can be lost there");
+                match self.claimed(key, &invocation).await? {
+                    Claimed::Stored(job) => Ok(Created::Existing(*job)),
+                    Claimed::Unstored(claimed) => {
+                        Ok(self.store_new(&new, &claimed, None).await?.expect("no claim to lose"))
+                    }
                 }
             }
         }
+    }
+
+    /// Claims idempotency key `key` for job `id` of `invocation`: `None` if this call claimed it,
+    /// else what the key names.
+    async fn claim(&self, key: Idempotency<'_>, id: &str, invocation: &str) -> Result<Option<Claimed>, StoreError> {
+        let mut conn = self.conn.clone();
+        let won = redis::cmd("SET")
+            .arg(keys::idempotency(key))
+            .arg(format!("{id} {invocation}"))
+            .arg("NX")
+            .arg("EX")
+            .arg(IDEMPOTENCY_SECS)
+            .query_async::<Option<String>>(&mut conn)
+            .await?
+            .is_some();
+        match won {
+            true => Ok(None),
+            false => self.claimed(key, invocation).await.map(Some),
+        }
+    }
+
+    /// What idempotency key `key`, claimed before, names; an error if it was claimed for another
+    /// invocation than `invocation`.
+    async fn claimed(&self, key: Idempotency<'_>, invocation: &str) -> Result<Claimed, StoreError> {
+        let name = keys::idempotency(key);
+        let existing: String = self.conn.clone().get(&name).await?;
+        let (existing_id, existing_invocation) = existing.split_once(' ').ok_or_else(|| StoreError::Corrupt {
+            key: name.clone(),
+            reason: "idempotency record without invocation".into(),
+        })?;
+        if existing_invocation != invocation {
+            return Err(StoreError::IdempotencyConflict {
+                key: key.as_str().to_string(),
+                job: existing_id.to_string(),
+            });
+        }
+        // If the first request died between claiming the key and storing its job, this one
+        // stores it under the claimed id: the create script creates at most once.
+        Ok(match self.get(existing_id).await? {
+            Some(job) => Claimed::Stored(Box::new(job)),
+            None => Claimed::Unstored(existing_id.to_string()),
+        })
+    }
+
+    /// Runs the create script for `new` as job `id`, claiming idempotency key `claim` in the
+    /// same step if given; `None` if that key was claimed before (and nothing was changed).
+    async fn store_new(
+        &self,
+        new: &NewJob<'_>,
+        id: &str,
+        claim: Option<Idempotency<'_>>,
+    ) -> Result<Option<Created>, StoreError> {
+        let NewJob { spec, shard, tenant, invocation, task, memo, stream } = *new;
+        let mut conn = self.conn.clone();
         let created_at = now_ms();
-        let keys = JobKeys::of(&id);
+        let keys = JobKeys::of(id);
         let spec_json = serde_json::to_string(spec).expect("a JobSpec always serialises");
         let mut script = job_script(&SCRIPTS.create, &keys);
         if let Some(stream) = stream {
             script.key(stream);
         }
+        if let Some(key) = claim {
+            script.key(keys::idempotency(key));
+        }
         let (stored, fields, executions): (i32, HashFields, HashFields) = script
             .arg(&spec_json)
-            .arg(&invocation)
+            .arg(invocation)
             .arg(created_at)
             .arg(shard)
-            .arg(&id)
+            .arg(id)
             .arg(spec.retry.max_attempts)
             .arg(spec.retry.total_timeout_ms)
             .arg(spec.retry.backoff_ms)
@@ -494,17 +576,22 @@ impl JobStore {
             .arg(if spec.notify.is_some() { "1" } else { "0" })
             .arg(task.map(|task| format!("{}/{}", task.job, task.key)).unwrap_or_default())
             .arg(if spec.verification == VerificationPolicy::None { "settle" } else { "verdict" })
-            .arg(memo.as_ref().map(|(key, _)| key.as_str()).unwrap_or_default())
-            .arg(memo.as_ref().map(|&(_, ttl_ms)| ttl_ms).unwrap_or_default())
+            .arg(memo.map(|(key, _)| key.as_str()).unwrap_or_default())
+            .arg(memo.map(|&(_, ttl_ms)| ttl_ms).unwrap_or_default())
+            .arg(format!("{id} {invocation}"))
+            .arg(IDEMPOTENCY_SECS)
             .invoke_async(&mut conn)
             .await?;
-        if fields.is_empty() {
-            return Err(StoreError::JobNotFound(id));
+        if stored == 3 {
+            return Ok(None);
         }
-        let job = decode_job(&id, &keys.job, fields, executions)?;
+        if fields.is_empty() {
+            return Err(StoreError::JobNotFound(id.to_string()));
+        }
+        let job = decode_job(id, &keys.job, fields, executions)?;
         // Two requests with one key can both reach the script; only the one that stored the
         // job reports it as new (and so queues it, unless it was answered from its memo).
-        Ok(if stored == 0 { Created::Existing(job) } else { Created::New(job) })
+        Ok(Some(if stored == 0 { Created::Existing(job) } else { Created::New(job) }))
     }
 
     /// The job `id` with its executions, or `None`.

@@ -34,6 +34,51 @@ async fn idempotency_key_returns_the_same_job_and_rejects_a_different_spec() {
 }
 
 #[tokio::test]
+async fn a_submission_claims_its_idempotency_key_as_it_stores_and_queues_its_job() {
+    let (_dir, _server, client, store, queue) = setup().await;
+    let tenant = tenant();
+    let Created::New(first) = store.submit(&queue, &spec(&["a"]), 3, &tenant, client_key(&tenant, "k")).await.unwrap()
+    else {
+        panic!("not new")
+    };
+    let Created::Existing(again) =
+        store.submit(&queue, &spec(&["a"]), 3, &tenant, client_key(&tenant, "k")).await.unwrap()
+    else {
+        panic!("not existing")
+    };
+    assert_eq!(again.id, first.id);
+    let err = store.submit(&queue, &spec(&["b"]), 3, &tenant, client_key(&tenant, "k")).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyConflict { ref job, .. } if *job == first.id), "{err}");
+
+    let spec_c = spec(&["c"]);
+    let racers = futures::future::join_all(
+        (0..8).map(|_| store.submit(&queue, &spec_c, 3, &tenant, client_key(&tenant, "raced"))),
+    )
+    .await;
+    let created: Vec<Created> = racers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(created.iter().filter(|c| matches!(c, Created::New(_))).count(), 1, "one racer stores the job");
+    let ids: std::collections::BTreeSet<&str> =
+        created.iter().map(|(Created::New(job) | Created::Existing(job))| job.id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "and every racer answers it");
+    assert_eq!(queue.len(3).await.unwrap(), 2, "each job is queued once");
+
+    // A key claimed by a request that died before storing its job: the next stores it, under
+    // the claimed id.
+    let spec_d = spec(&["d"]);
+    let claimed_id = "01JZ0000000000000000000000";
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = keys::idempotency(Idempotency::Client { tenant: &tenant, key: "orphan" });
+    let _: () =
+        redis::AsyncCommands::set(&mut conn, &key, format!("{claimed_id} {}", spec_d.invocation_cid())).await.unwrap();
+    let Created::New(resumed) = store.submit(&queue, &spec_d, 3, &tenant, client_key(&tenant, "orphan")).await.unwrap()
+    else {
+        panic!("not new")
+    };
+    assert_eq!(resumed.id, claimed_id);
+    assert_eq!(queue.len(3).await.unwrap(), 3);
+}
+
+#[tokio::test]
 async fn a_finished_job_is_never_changed_by_a_duplicate_result() {
     let (_dir, _server, _client, store, _queue) = setup().await;
     let Created::New(job) = store.create(&spec(&[]), 0, &tenant(), None).await.unwrap() else { panic!() };
