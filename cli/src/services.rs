@@ -15,6 +15,9 @@ use shoal_jobs::{Membership, ShardRouter, VerificationPolicy};
 use shoal_verifier::VerifierConfig;
 use shoal_worker::{FilecoinConfig, WorkerConfig};
 use tokio::net::TcpListener;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::home::Home;
@@ -28,30 +31,38 @@ pub(crate) const DEFAULT_SHARDS: u32 = ShardRouter::DEFAULT_SHARDS;
 /// cent of a small job's CPU in a worker. Its warnings and errors are still logged.
 const QUIET_TARGET: &str = "wasmtime_wasi";
 
-/// The filter of `RUST_LOG`'s value `asked` (`info` when unset or invalid), with [`QUIET_TARGET`]
-/// at `warn` unless `asked` names it.
-fn log_filter(asked: Option<&str>) -> EnvFilter {
-    let filter = asked.and_then(|spec| EnvFilter::try_new(spec).ok()).unwrap_or_else(|| EnvFilter::new("info"));
-    if asked.is_some_and(|spec| spec.contains(QUIET_TARGET)) {
-        return filter;
-    }
-    filter.add_directive(format!("{QUIET_TARGET}=warn").parse().expect("a valid directive"))
+/// The filter of `RUST_LOG`'s value `asked`: `info` when unset or invalid.
+fn asked_filter(asked: Option<&str>) -> EnvFilter {
+    asked.and_then(|spec| EnvFilter::try_new(spec).ok()).unwrap_or_else(|| EnvFilter::new("info"))
+}
+
+/// A filter beside [`asked_filter`]'s, so it can only quieten: [`QUIET_TARGET`] at `warn`
+/// unless `asked` has a directive for it (or a module in it).
+fn quiet_filter(asked: Option<&str>) -> Targets {
+    let named = asked.is_some_and(|spec| {
+        spec.split(',').any(|directive| {
+            let target = directive.split(['[', '=']).next().unwrap_or_default().trim();
+            target.strip_prefix(QUIET_TARGET).is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+    });
+    let level = if named { LevelFilter::TRACE } else { LevelFilter::WARN };
+    Targets::new().with_default(LevelFilter::TRACE).with_target(QUIET_TARGET, level)
 }
 
 /// Sets up logging for a service: human-readable lines, or JSON lines with `SHOAL_LOG_FORMAT=json`;
-/// the level comes from `RUST_LOG` (see [`log_filter`]).
+/// the level comes from `RUST_LOG` ([`asked_filter`], [`quiet_filter`]).
 pub(crate) fn init_logging() {
-    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let asked = std::env::var("RUST_LOG").ok();
+    let filters =
+        tracing_subscriber::registry().with(asked_filter(asked.as_deref())).with(quiet_filter(asked.as_deref()));
     // Colour codes only for a terminal: in a log file they are noise, and formatting them cost
     // a busy worker measurable CPU per job.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let lines =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let result = if std::env::var("SHOAL_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
+        filters.with(lines.json()).try_init()
     } else {
-        builder.try_init()
+        filters.with(lines).try_init()
     };
     // Already initialised (a second service in the same process): keep the first.
     drop(result);
@@ -354,24 +365,27 @@ pub(crate) async fn verifier(home: &Home, args: VerifierArgs) -> anyhow::Result<
 
 #[cfg(test)]
 mod tests {
-    use tracing_subscriber::layer::SubscriberExt;
-
     use super::*;
 
-    /// Whether `make` makes a span that is recorded under the filter of `RUST_LOG=asked`.
+    /// Whether `make` makes a span that is recorded under `RUST_LOG=asked`.
     fn recorded(asked: Option<&str>, make: fn() -> tracing::Span) -> bool {
-        let subscriber = tracing_subscriber::registry().with(log_filter(asked));
+        let subscriber = tracing_subscriber::registry().with(asked_filter(asked)).with(quiet_filter(asked));
         tracing::subscriber::with_default(subscriber, || !make().is_disabled())
     }
 
     #[test]
     fn wasmtime_wasis_spans_are_left_out_unless_asked_for_by_name() {
         let wasi: fn() -> tracing::Span = || tracing::info_span!(target: "wasmtime_wasi::p1", "fd_write");
+        let wasi_warning: fn() -> tracing::Span = || tracing::warn_span!(target: "wasmtime_wasi::p1", "warning");
         let ours: fn() -> tracing::Span = || tracing::info_span!(target: "shoal_worker::execute", "job");
         assert!(!recorded(None, wasi), "not at the default level");
+        assert!(recorded(None, wasi_warning), "its warnings are");
         assert!(recorded(None, ours), "the rest is at info");
         assert!(!recorded(Some("debug"), wasi), "not at a level that does not name it");
         assert!(recorded(Some("info,wasmtime_wasi=info"), wasi), "named, as asked");
+        assert!(recorded(Some("info,wasmtime_wasi::p1=debug"), wasi), "a module of it named");
+        assert!(!recorded(Some("info,wasmtime_wasi_http=info"), wasi), "another crate named");
+        assert!(!recorded(Some("off"), wasi_warning), "never louder than asked");
         assert!(!recorded(Some("warn"), ours), "RUST_LOG sets the level");
         assert!(recorded(Some("not a filter ,="), ours), "an invalid RUST_LOG means info");
     }

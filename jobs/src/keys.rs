@@ -78,9 +78,10 @@
 //! records from their arguments: all share the wallet's `{pay:<wallet>}` tag.
 //!
 //! Keys without a tag (`shoal:lock:requeue`, `shoal:idem:<sha256>`, `shoal:rate:…`) are only
-//! ever used by single-key commands, so their slot does not matter: an idempotency key is claimed with
-//! `SET NX` on its own, and the job it names is created afterwards by a script over the job's
-//! keys alone, which creates it at most once.
+//! ever used by single-key commands on a cluster, so their slot does not matter there: an
+//! idempotency key is claimed with `SET NX` on its own, and the job it names is created afterwards
+//! by a script over the job's keys alone, which creates it at most once. On a single node the
+//! create script claims it itself (where the shard's stream is written too).
 
 use sha2::{Digest, Sha256};
 
@@ -397,6 +398,10 @@ impl Lock {
         .to_string()
     }
 }
+
+/// How long an idempotency key (a job's or a pipeline's) names what it created: one day, like
+/// the idempotency windows of common payment APIs.
+pub(crate) const IDEMPOTENCY_SECS: u64 = 86_400;
 
 /// The key remembering which job an idempotency key created. The key is hashed (so any string is
 /// a safe key of bounded length) after a prefix that keeps namespaces apart: a NUL cannot occur

@@ -332,7 +332,7 @@ impl PipelineStore {
                 .arg("NX")
                 .arg("GET")
                 .arg("EX")
-                .arg(IDEMPOTENCY_TTL_SECS)
+                .arg(keys::IDEMPOTENCY_SECS)
                 .query_async(&mut conn)
                 .await?;
             if let Some(existing) = claimed {
@@ -678,6 +678,3 @@ pub fn per_file_input(stage: &Stage) -> Option<&str> {
 fn internal(message: String) -> Failure {
     Failure { reason: FailureReason::Internal, message, stderr: None, fuel_consumed: None }
 }
-
-/// How long a pipeline's idempotency key is remembered: as long as a job's.
-const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;

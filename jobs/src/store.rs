@@ -100,7 +100,7 @@ pub enum Started {
 // With KEYS[12], its shard's stream (on a single node only, see `JobStore::single_node`), a
 // job it stores is also put on that stream, the entry recorded, in the same step; `CLAIM` runs
 // before it all.
-// Every answer is `CREATED`'s.
+// Every answer is `CREATED`'s, or `CLAIM`'s.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return created(0) end
 local fields = {'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued', 'created_at_ms', ARGV[3],
@@ -123,8 +123,9 @@ end
 return created(1)
 "#;
 
-// The create script's answer (before `crate::memo::ANSWER` and `CREATE`): what it did — 0 the
-// job existed already, 1 it was queued, 2 it was answered from its memo — with the job's record
+// The create script's answer (before `CLAIM`, `crate::memo::ANSWER` and `CREATE`): what it did
+// — 0 the job existed already, 1 it was queued, 2 it was answered from its memo (3, `CLAIM`'s:
+// the idempotency key was claimed before, and nothing was read) — with the job's record
 // and executions as they are now, so a submission needs no second round trip to read its job.
 const CREATED: &str = r#"
 local function created(did)
@@ -345,10 +346,6 @@ pub struct TaskOf<'a> {
     pub key: &'a str,
 }
 
-/// How long an idempotency key names its job: one day, like the idempotency windows of common
-/// payment APIs.
-const IDEMPOTENCY_SECS: u64 = 86_400;
-
 /// A job [`JobStore::create_job`] stores: what the create script is given besides its id.
 #[derive(Clone, Copy)]
 struct NewJob<'a> {
@@ -359,6 +356,12 @@ struct NewJob<'a> {
     task: Option<TaskOf<'a>>,
     memo: Option<&'a (String, u64)>,
     stream: Option<&'a str>,
+}
+
+/// What an idempotency key records of the job it names: `<id> <invocation>` (read by
+/// [`JobStore::claimed`]).
+fn claim_of(id: &str, invocation: &str) -> String {
+    format!("{id} {invocation}")
 }
 
 /// What an idempotency key claimed before names.
@@ -507,10 +510,10 @@ impl JobStore {
         let mut conn = self.conn.clone();
         let won = redis::cmd("SET")
             .arg(keys::idempotency(key))
-            .arg(format!("{id} {invocation}"))
+            .arg(claim_of(id, invocation))
             .arg("NX")
             .arg("EX")
-            .arg(IDEMPOTENCY_SECS)
+            .arg(keys::IDEMPOTENCY_SECS)
             .query_async::<Option<String>>(&mut conn)
             .await?
             .is_some();
@@ -552,6 +555,8 @@ impl JobStore {
         claim: Option<Idempotency<'_>>,
     ) -> Result<Option<Created>, StoreError> {
         let NewJob { spec, shard, tenant, invocation, task, memo, stream } = *new;
+        // `CLAIM` reads the key after the stream's: without the stream it would be taken for it.
+        debug_assert!(claim.is_none() || stream.is_some(), "a claim in the script needs the stream");
         let mut conn = self.conn.clone();
         let created_at = now_ms();
         let keys = JobKeys::of(id);
@@ -578,8 +583,8 @@ impl JobStore {
             .arg(if spec.verification == VerificationPolicy::None { "settle" } else { "verdict" })
             .arg(memo.map(|(key, _)| key.as_str()).unwrap_or_default())
             .arg(memo.map(|&(_, ttl_ms)| ttl_ms).unwrap_or_default())
-            .arg(format!("{id} {invocation}"))
-            .arg(IDEMPOTENCY_SECS)
+            .arg(claim.map(|_| claim_of(id, invocation)).unwrap_or_default())
+            .arg(keys::IDEMPOTENCY_SECS)
             .invoke_async(&mut conn)
             .await?;
         if stored == 3 {

@@ -16,7 +16,8 @@
 //!   ever reaches the disk. Wrapping the calls (rather than the directory,
 //!   which wasmtime-wasi opens itself with cap-std) is the one way to see each
 //!   write before it happens; the growth a call may cause comes from the
-//!   descriptor's own size, position and flags, read through wasmtime-wasi.
+//!   descriptor's own size, position and flags, read through wasmtime-wasi,
+//!   times the file's names (each is published).
 //!
 //! Each wrapper then calls wasmtime-wasi's implementation with the same
 //! arguments, so everything else (errors, rights, sandboxing) is unchanged.
@@ -71,7 +72,8 @@ pub(crate) fn wrap_wasi(linker: &mut Linker<GuestState>) -> wasmtime::Result<()>
     )?;
     linker.func_wrap(MODULE, "fd_filestat_set_size", |mut caller: Caller<'_, GuestState>, fd: i32, size: i64| {
         with_memory(&mut caller, |state, memory| {
-            let growth = writable_file(state, memory, fd).map_or(0, |file| (size as u64).saturating_sub(file.size));
+            let growth = writable_file(state, memory, fd)
+                .map_or(0, |file| (size as u64).saturating_sub(file.size).saturating_mul(file.names));
             accounted(state, growth, 0, |state| in_tokio(p1::fd_filestat_set_size(&mut state.wasi, memory, fd, size)))
         })
     })?;
@@ -209,6 +211,8 @@ struct WritableFile {
     size: u64,
     position: u64,
     append: bool,
+    /// Its hard links: what it grows by is published once per name (none once it is deleted).
+    names: u64,
 }
 
 /// `fd` as a regular file open for writing, or `None` (not a file, not
@@ -219,13 +223,15 @@ fn writable_file(state: &mut GuestState, memory: &mut GuestMemory<'_>, fd: i32) 
     if fdstat.fs_filetype != types::Filetype::RegularFile || !fdstat.fs_rights_base.contains(types::Rights::FD_WRITE) {
         return None;
     }
-    let size = in_tokio(state.wasi.fd_filestat_get(memory, fd)).ok()?.size;
+    let stat = in_tokio(state.wasi.fd_filestat_get(memory, fd)).ok()?;
     let position = state.wasi.fd_tell(memory, fd).ok()?;
-    Some(WritableFile { size, position, append: fdstat.fs_flags.contains(types::Fdflags::APPEND) })
+    let append = fdstat.fs_flags.contains(types::Fdflags::APPEND);
+    Some(WritableFile { size: stat.size, position, append, names: stat.nlink })
 }
 
 /// How much `fd_write` (or `fd_pwrite` at `offset`) of `iovs` to `fd` may
-/// grow its file: up to the end of what it writes, holes included.
+/// grow what the mounts publish: up to the end of what it writes, holes
+/// included, once per name of the file.
 fn write_growth(
     state: &mut GuestState,
     memory: &mut GuestMemory<'_>,
@@ -246,7 +252,7 @@ fn write_growth(
         }
     }
     let start = if file.append { file.size } else { offset.unwrap_or(file.position) };
-    start.saturating_add(len).saturating_sub(file.size)
+    start.saturating_add(len).saturating_sub(file.size).saturating_mul(file.names)
 }
 
 /// `path` under `dirfd` (following a last symbolic link if `flags` say so),

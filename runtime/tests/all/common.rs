@@ -20,6 +20,7 @@ pub(crate) const PRELUDE: &str = r#"
   (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_unlink_file" (func $path_unlink_file (param i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_create_directory" (func $path_create_directory (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_link" (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   ;; Writes `len` bytes at `ptr` to `fd`, returning the errno.
   (func $write (param $fd i32) (param $ptr i32) (param $len i32) (result i32)

@@ -249,6 +249,30 @@ async fn deleted_outputs_make_room_again() {
     assert_eq!(outcome.exit_code, 0);
 }
 
+#[tokio::test]
+async fn a_write_to_a_file_with_two_names_counts_twice() {
+    // `b` names `a`'s file: 1 KiB written to it is published twice, past a 1.5 KiB limit.
+    let body = r#"
+      (data (i32.const 96) "a")
+      (data (i32.const 100) "b")
+      (func (export "_start")
+        (local $fd i32)
+        (local.set $fd (call $open (i32.const 96) (i32.const 1) (i32.const 9) (i64.const 64)))
+        (call $check (call $path_link (i32.const 3) (i32.const 0) (i32.const 96) (i32.const 1)
+          (i32.const 3) (i32.const 100) (i32.const 1)))
+        (call $check (call $write (local.get $fd) (i32.const 1024) (i32.const 1024))))
+    "#;
+    let outputs = tempfile::tempdir().expect("tempdir");
+    let mut inv = invocation();
+    inv.limits.output_bytes = 1536;
+    inv.mounts.push(outputs_mount(&outputs));
+
+    let failure = run_failing(&runtime(), body, inv).await;
+
+    assert_eq!(failure.kind, FailureKind::OutputLimit { limit_bytes: 1536, written: 2048 });
+    assert_eq!(fs::metadata(outputs.path().join("b")).expect("the second name").len(), 0, "nothing written");
+}
+
 /// Creates `$n` files named `aaa`, `aab`, … (closing each).
 const MANY_FILES: &str = r#"
   (func $files (param $n i32)
