@@ -308,6 +308,26 @@ pub struct PipelineStore {
 /// stores for every request.
 static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FINISH));
 
+// KEYS: the pipeline's record. ARGV: spec JSON, tenant, state, creation time in ms. Stores the
+// record whole unless there is one: two requests with one idempotency key may both get to
+// store its pipeline under the claimed id, and only the first may.
+const CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'tenant', ARGV[2], 'state', ARGV[3], 'created', ARGV[4])
+return 1
+"#;
+
+static CREATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CREATE));
+
+/// `pipeline`, which idempotency key `key` named, as the answer to a request for `spec` with it:
+/// the same pipeline, or a conflict if it was made of another spec.
+fn existing_pipeline(pipeline: Pipeline, spec: &PipelineSpec, key: &str) -> Result<PipelineCreated, StoreError> {
+    if pipeline.spec != *spec {
+        return Err(StoreError::IdempotencyConflict { key: key.to_string(), job: pipeline.id });
+    }
+    Ok(PipelineCreated::Existing(pipeline))
+}
+
 impl PipelineStore {
     /// A store over `conn`.
     pub fn new(conn: impl Into<RedisConnection>) -> PipelineStore {
@@ -336,13 +356,10 @@ impl PipelineStore {
                 .query_async(&mut conn)
                 .await?;
             if let Some(existing) = claimed {
-                // Claimed before: that pipeline, or if its creator died before storing it, this
-                // one under the claimed id.
+                // Claimed before: that pipeline, or if its creator died before storing it (or
+                // is storing it now), this one under the claimed id, once.
                 if let Some(pipeline) = self.load(&existing).await? {
-                    if pipeline.spec != *spec {
-                        return Err(StoreError::IdempotencyConflict { key: key.to_string(), job: existing });
-                    }
-                    return Ok(PipelineCreated::Existing(pipeline));
+                    return existing_pipeline(pipeline, spec, key);
                 }
                 id = existing;
             }
@@ -350,13 +367,22 @@ impl PipelineStore {
         let spec_json = serde_json::to_string(spec).expect("a pipeline spec serialises to JSON");
         let created = now_ms();
         let keys = PipelineKeys::of(&id);
-        let record: [(&str, String); 4] = [
-            ("spec", spec_json),
-            ("tenant", tenant.to_string()),
-            ("state", PipelineState::Running.as_str().to_string()),
-            ("created", created.to_string()),
-        ];
-        let () = conn.hset_multiple(&keys.record, &record).await?;
+        let stored: bool = CREATE_SCRIPT
+            .key(&keys.record)
+            .arg(spec_json)
+            .arg(tenant.as_str())
+            .arg(PipelineState::Running.as_str())
+            .arg(created)
+            .invoke_async(&mut conn)
+            .await?;
+        if !stored {
+            // Another request with the key stored it first.
+            let pipeline = self.load(&id).await?.ok_or_else(|| StoreError::Corrupt {
+                key: keys.record.clone(),
+                reason: "stored by another request, yet not there to read".into(),
+            })?;
+            return existing_pipeline(pipeline, spec, idempotency_key.unwrap_or_default());
+        }
         let () = conn.sadd(keys::running_pipelines(), &id).await?;
         Ok(PipelineCreated::New(Pipeline {
             id,

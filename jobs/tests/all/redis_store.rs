@@ -79,6 +79,55 @@ async fn a_submission_claims_its_idempotency_key_as_it_stores_and_queues_its_job
 }
 
 #[tokio::test]
+async fn racing_pipeline_creates_with_one_key_store_one_pipeline_of_one_spec() {
+    let (_dir, _server, client, _store, _queue) = setup().await;
+    let pipelines = PipelineStore::new(client.get_connection_manager().await.unwrap());
+    let tenant = tenant();
+    let spec = |tag: &str| {
+        let body = serde_json::json!({
+            "inputs": {"scenes": PROGRAM},
+            "stages": [{"name": "count", "program": PROGRAM, "args": [tag],
+                        "inputs": [{"from": "pipeline.scenes", "path": "/inputs"}]}]
+        });
+        PipelineSpec::from_json(body.to_string().as_bytes()).unwrap()
+    };
+    let (a, b) = (spec("a"), spec("b"));
+    // The third key was claimed by a request that died before storing its pipeline: every racer
+    // then finds it claimed and nothing stored, and stores the pipeline under the claimed id.
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let orphan = keys::pipeline_idempotency(&tenant, "orphaned");
+    let _: () = redis::AsyncCommands::set(&mut conn, &orphan, "01JZ0000000000000000000001").await.unwrap();
+    for (round, key) in ["same-spec", "two-specs", "orphaned"].into_iter().enumerate() {
+        let racers = futures::future::join_all((0..8).map(|n| {
+            let spec = if round > 0 && n % 2 == 1 { &b } else { &a };
+            pipelines.create(spec, &tenant, Some(key))
+        }))
+        .await;
+        let new: Vec<&Pipeline> = racers
+            .iter()
+            .filter_map(|created| match created {
+                Ok(PipelineCreated::New(pipeline)) => Some(pipeline),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(new.len(), 1, "{key}: one racer stores the pipeline");
+        let stored = pipelines.load(&new[0].id).await.unwrap().unwrap();
+        assert_eq!(stored.spec, new[0].spec, "{key}: as the racer that stored it said");
+        for created in &racers {
+            match created {
+                Ok(PipelineCreated::New(pipeline) | PipelineCreated::Existing(pipeline)) => {
+                    assert_eq!((&pipeline.id, &pipeline.spec), (&stored.id, &stored.spec), "{key}")
+                }
+                Err(StoreError::IdempotencyConflict { job, .. }) => {
+                    assert_eq!(*job, stored.id, "{key}: a conflict names the stored pipeline")
+                }
+                Err(e) => panic!("{key}: {e}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_finished_job_is_never_changed_by_a_duplicate_result() {
     let (_dir, _server, _client, store, _queue) = setup().await;
     let Created::New(job) = store.create(&spec(&[]), 0, &tenant(), None).await.unwrap() else { panic!() };
