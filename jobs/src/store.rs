@@ -125,7 +125,7 @@ return created(1)
 
 // The create script's answer (before `CLAIM`, `crate::memo::ANSWER` and `CREATE`): what it did
 // — 0 the job existed already, 1 it was queued, 2 it was answered from its memo (3, `CLAIM`'s:
-// the idempotency key was claimed before, and nothing was read) — with the job's record
+// the idempotency key was claimed before, answered with the claim) — with the job's record
 // and executions as they are now, so a submission needs no second round trip to read its job.
 const CREATED: &str = r#"
 local function created(did)
@@ -136,9 +136,10 @@ end
 // With KEYS[13] (only beside KEYS[12]: on a single node), the submission's idempotency key, and
 // ARGV[15] its claim (`<id> <invocation>`), kept ARGV[16] seconds: the key is claimed in the same
 // step as the job is stored, a round trip fewer than claiming it first. A key claimed before
-// answers 3 and changes nothing; the caller reads what it names.
+// answers 3 with its claim (as the one field of a record) and changes nothing.
 const CLAIM: &str = r#"
-if KEYS[13] and not redis.call('SET', KEYS[13], ARGV[15], 'NX', 'EX', ARGV[16]) then return {3, {}, {}} end
+local before = KEYS[13] and redis.call('SET', KEYS[13], ARGV[15], 'NX', 'GET', 'EX', ARGV[16])
+if before then return {3, {'claim', before}, {}} end
 "#;
 
 // A job's tenant indexes are named after its state index (`keys::tenant_state_index`). A job
@@ -364,6 +365,15 @@ fn claim_of(id: &str, invocation: &str) -> String {
     format!("{id} {invocation}")
 }
 
+/// What [`JobStore::store_new`] did.
+enum Stored {
+    /// The create script ran as [`Created`] says.
+    Created(Box<Created>),
+    /// The idempotency key it was to claim was claimed before, as this says ([`claim_of`]);
+    /// nothing was changed.
+    ClaimedBefore(String),
+}
+
 /// What an idempotency key claimed before names.
 enum Claimed {
     /// Its job, stored.
@@ -491,14 +501,15 @@ impl JobStore {
             _ => id,
         };
         match self.store_new(&new, &id, claim_here).await? {
-            Some(created) => Ok(created),
-            None => {
+            Stored::Created(created) => Ok(*created),
+            Stored::ClaimedBefore(before) => {
                 let key = claim_here.expect("only a claim made in the script can be lost there");
-                match self.claimed(key, &invocation).await? {
+                match self.claimed(key, &before, &invocation).await? {
                     Claimed::Stored(job) => Ok(Created::Existing(*job)),
-                    Claimed::Unstored(claimed) => {
-                        Ok(self.store_new(&new, &claimed, None).await?.expect("no claim to lose"))
-                    }
+                    Claimed::Unstored(claimed) => match self.store_new(&new, &claimed, None).await? {
+                        Stored::Created(created) => Ok(*created),
+                        Stored::ClaimedBefore(_) => unreachable!("no claim is made without a key"),
+                    },
                 }
             }
         }
@@ -508,28 +519,28 @@ impl JobStore {
     /// else what the key names.
     async fn claim(&self, key: Idempotency<'_>, id: &str, invocation: &str) -> Result<Option<Claimed>, StoreError> {
         let mut conn = self.conn.clone();
-        let won = redis::cmd("SET")
+        // The claim there was comes back with the refusal: no second read, which the key could
+        // have expired before.
+        let before: Option<String> = redis::cmd("SET")
             .arg(keys::idempotency(key))
             .arg(claim_of(id, invocation))
             .arg("NX")
+            .arg("GET")
             .arg("EX")
             .arg(keys::IDEMPOTENCY_SECS)
-            .query_async::<Option<String>>(&mut conn)
-            .await?
-            .is_some();
-        match won {
-            true => Ok(None),
-            false => self.claimed(key, invocation).await.map(Some),
+            .query_async(&mut conn)
+            .await?;
+        match before {
+            None => Ok(None),
+            Some(before) => self.claimed(key, &before, invocation).await.map(Some),
         }
     }
 
-    /// What idempotency key `key`, claimed before, names; an error if it was claimed for another
-    /// invocation than `invocation`.
-    async fn claimed(&self, key: Idempotency<'_>, invocation: &str) -> Result<Claimed, StoreError> {
-        let name = keys::idempotency(key);
-        let existing: String = self.conn.clone().get(&name).await?;
-        let (existing_id, existing_invocation) = existing.split_once(' ').ok_or_else(|| StoreError::Corrupt {
-            key: name.clone(),
+    /// What idempotency key `key`, found claimed as `before` ([`claim_of`]), names; an error if
+    /// it was claimed for another invocation than `invocation`.
+    async fn claimed(&self, key: Idempotency<'_>, before: &str, invocation: &str) -> Result<Claimed, StoreError> {
+        let (existing_id, existing_invocation) = before.split_once(' ').ok_or_else(|| StoreError::Corrupt {
+            key: keys::idempotency(key),
             reason: "idempotency record without invocation".into(),
         })?;
         if existing_invocation != invocation {
@@ -547,13 +558,13 @@ impl JobStore {
     }
 
     /// Runs the create script for `new` as job `id`, claiming idempotency key `claim` in the
-    /// same step if given; `None` if that key was claimed before (and nothing was changed).
+    /// same step if given.
     async fn store_new(
         &self,
         new: &NewJob<'_>,
         id: &str,
         claim: Option<Idempotency<'_>>,
-    ) -> Result<Option<Created>, StoreError> {
+    ) -> Result<Stored, StoreError> {
         let NewJob { spec, shard, tenant, invocation, task, memo, stream } = *new;
         // `CLAIM` reads the key after the stream's: without the stream it would be taken for it.
         debug_assert!(claim.is_none() || stream.is_some(), "a claim in the script needs the stream");
@@ -588,7 +599,11 @@ impl JobStore {
             .invoke_async(&mut conn)
             .await?;
         if stored == 3 {
-            return Ok(None);
+            let before = fields.into_iter().find(|(field, _)| field == "claim").map(|(_, claim)| claim);
+            return before.map(Stored::ClaimedBefore).ok_or_else(|| StoreError::Corrupt {
+                key: keys.job.clone(),
+                reason: "the create script refused a claim without answering it".into(),
+            });
         }
         if fields.is_empty() {
             return Err(StoreError::JobNotFound(id.to_string()));
@@ -596,7 +611,7 @@ impl JobStore {
         let job = decode_job(id, &keys.job, fields, executions)?;
         // Two requests with one key can both reach the script; only the one that stored the
         // job reports it as new (and so queues it, unless it was answered from its memo).
-        Ok(Some(if stored == 0 { Created::Existing(job) } else { Created::New(job) }))
+        Ok(Stored::Created(Box::new(if stored == 0 { Created::Existing(job) } else { Created::New(job) })))
     }
 
     /// The job `id` with its executions, or `None`.
