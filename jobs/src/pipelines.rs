@@ -32,7 +32,7 @@ use crate::model::{
     StageSource, VerificationPolicy,
 };
 use crate::queue::ShardQueue;
-use crate::store::{now_ms, Created, Idempotency, JobStore};
+use crate::store::{claim_key, now_ms, Created, Idempotency, JobStore};
 use crate::tenants::Tenant;
 
 /// How far a pipeline has got.
@@ -345,17 +345,7 @@ impl PipelineStore {
         let mut conn = self.conn.clone();
         let mut id = ulid::Ulid::new().to_string();
         if let Some(key) = idempotency_key {
-            let claim = keys::pipeline_idempotency(tenant, key);
-            let claimed: Option<String> = redis::cmd("SET")
-                .arg(&claim)
-                .arg(&id)
-                .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(keys::IDEMPOTENCY_SECS)
-                .query_async(&mut conn)
-                .await?;
-            if let Some(existing) = claimed {
+            if let Some(existing) = claim_key(&mut conn, &keys::pipeline_idempotency(tenant, key), &id).await? {
                 // Claimed before: that pipeline, or if its creator died before storing it (or
                 // is storing it now), this one under the claimed id, once.
                 if let Some(pipeline) = self.load(&existing).await? {

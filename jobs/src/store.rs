@@ -365,6 +365,26 @@ fn claim_of(id: &str, invocation: &str) -> String {
     format!("{id} {invocation}")
 }
 
+/// Claims idempotency key `key` (a job's or a pipeline's) with `claim` for
+/// [`keys::IDEMPOTENCY_SECS`]: `None` if this call claimed it, else the claim there was, which
+/// comes back with the refusal — no second read, which the key could have expired before.
+pub(crate) async fn claim_key(
+    conn: &mut RedisConnection,
+    key: &str,
+    claim: &str,
+) -> Result<Option<String>, StoreError> {
+    let before = redis::cmd("SET")
+        .arg(key)
+        .arg(claim)
+        .arg("NX")
+        .arg("GET")
+        .arg("EX")
+        .arg(keys::IDEMPOTENCY_SECS)
+        .query_async(conn)
+        .await?;
+    Ok(before)
+}
+
 /// What [`JobStore::store_new`] did.
 enum Stored {
     /// The create script ran as [`Created`] says.
@@ -518,18 +538,7 @@ impl JobStore {
     /// Claims idempotency key `key` for job `id` of `invocation`: `None` if this call claimed it,
     /// else what the key names.
     async fn claim(&self, key: Idempotency<'_>, id: &str, invocation: &str) -> Result<Option<Claimed>, StoreError> {
-        let mut conn = self.conn.clone();
-        // The claim there was comes back with the refusal: no second read, which the key could
-        // have expired before.
-        let before: Option<String> = redis::cmd("SET")
-            .arg(keys::idempotency(key))
-            .arg(claim_of(id, invocation))
-            .arg("NX")
-            .arg("GET")
-            .arg("EX")
-            .arg(keys::IDEMPOTENCY_SECS)
-            .query_async(&mut conn)
-            .await?;
+        let before = claim_key(&mut self.conn.clone(), &keys::idempotency(key), &claim_of(id, invocation)).await?;
         match before {
             None => Ok(None),
             Some(before) => self.claimed(key, &before, invocation).await.map(Some),
