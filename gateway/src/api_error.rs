@@ -143,6 +143,10 @@ impl From<&StoreError> for ApiError {
                 "key_conflict",
                 format!("worker {worker} is registered with another key"),
             ),
+            // Its answer says when to come back (`auth::too_many`).
+            StoreError::RateLimited { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", error.to_string())
+            }
             StoreError::Corrupt { key, reason } => {
                 tracing::error!(%key, %reason, "corrupt record in Redis");
                 ApiError::new(

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use moka::future::Cache;
-use shoal_jobs::{ApiKeys, JobSpec, JobStore, PipelineSpec, Principal, Quotas, Role, Tenant};
+use shoal_jobs::{ApiKeys, JobSpec, JobStore, PipelineSpec, Principal, Quotas, Role, StoreError, Tenant};
 
 use crate::api_error::ApiError;
 use crate::metrics::Phase;
@@ -68,85 +68,89 @@ impl Access {
             .map_err(|e| ApiError::from(e.as_ref()))
     }
 
-    /// Refuses `spec` from `tenant` if it is over one of the tenant's quotas: fuel per job
-    /// (403), submissions per second and jobs outstanding (429 with `Retry-After`). The
+    /// Refuses `spec` from `tenant` if it is over one of the tenant's quotas it can be held to
+    /// before it is stored: fuel per job (403) and jobs outstanding (429 with `Retry-After`). The
     /// outstanding count is at most one counting interval old, so a burst can pass it by what
-    /// arrives within one.
-    pub(crate) async fn admit(&self, tenant: &Tenant, spec: &JobSpec) -> Result<(), Response> {
-        self.admit_asking(tenant, [("the job".to_string(), "limits.fuel".to_string(), spec.limits.fuel)]).await
+    /// arrives within one. Admitted, it answers the tenant's submissions a second, if it has
+    /// such a quota: the job store counts the submission against them as it stores the job
+    /// ([`shoal_jobs::JobStore::submit_client`]), on one Redis node in the same round trip.
+    pub(crate) async fn admit(&self, tenant: &Tenant, spec: &JobSpec) -> Result<Option<u64>, Response> {
+        let quotas = self.quotas(tenant).await.map_err(IntoResponse::into_response)?;
+        let asking = [("the job".to_string(), "limits.fuel".to_string(), spec.limits.fuel)];
+        self.check_fuel(tenant, &quotas, asking).map_err(IntoResponse::into_response)?;
+        self.check_outstanding(tenant, &quotas).await?;
+        Ok(quotas.submissions_per_sec)
     }
 
     /// Refuses pipeline `spec` from `tenant` as [`Access::admit`] refuses a job: each stage's
-    /// jobs are held to the fuel quota, and the pipeline counts as one submission.
+    /// jobs are held to the fuel quota, and the pipeline counts as one submission, counted here.
     pub(crate) async fn admit_pipeline(&self, tenant: &Tenant, spec: &PipelineSpec) -> Result<(), Response> {
+        let quotas = self.quotas(tenant).await.map_err(IntoResponse::into_response)?;
         let asking = spec.stages().iter().map(|stage| {
             (format!("stage {}", stage.name), format!("stages.{}.limits.fuel", stage.name), stage.limits.fuel)
         });
-        self.admit_asking(tenant, asking).await
-    }
-
-    /// The quota checks of a submission whose jobs ask for fuel as `asking` says: (who asks,
-    /// the field that asks, how much).
-    async fn admit_asking(
-        &self,
-        tenant: &Tenant,
-        asking: impl IntoIterator<Item = (String, String, u64)>,
-    ) -> Result<(), Response> {
-        let quotas = self.quotas(tenant).await.map_err(IntoResponse::into_response)?;
-        if let Some(max) = quotas.max_fuel {
-            if let Some((who, field, fuel)) = asking.into_iter().find(|&(_, _, fuel)| fuel > max) {
-                let message = format!("{who} asks for {fuel} fuel; tenant {tenant} may ask for {max} at most");
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
-                    .with_field(field)
-                    .into_response());
-            }
-        }
+        self.check_fuel(tenant, &quotas, asking).map_err(IntoResponse::into_response)?;
         // The submission's count and the outstanding jobs (read again once its count is too
         // old) are independent: asked for together, a submission that needs both waits one round
-        // trip to Redis, not two. The count is made whatever the outstanding jobs, as before.
+        // trip to Redis, not two. The count is made whatever the outstanding jobs.
         let made = async {
             match quotas.submissions_per_sec {
                 Some(_) => self.keys.count_submission(tenant).await.map(Some),
                 None => Ok(None),
             }
         };
-        let outstanding = async {
-            match quotas.max_outstanding {
-                Some(_) => {
-                    let store = self.store.clone();
-                    let owned = tenant.clone();
-                    self.outstanding
-                        .try_get_with(tenant.clone(), async move { store.outstanding(&owned).await })
-                        .await
-                        .map(Some)
-                }
-                None => Ok(None),
-            }
-        };
-        let (made, outstanding) = tokio::join!(made, outstanding);
+        let (made, outstanding) = tokio::join!(made, self.check_outstanding(tenant, &quotas));
         let made = made.map_err(|e| ApiError::from(e).into_response())?;
         if let (Some(max), Some(made)) = (quotas.submissions_per_sec, made) {
             if made > max {
-                let message = format!("tenant {tenant} may submit {max} jobs per second; submit again in a second");
-                return Err(too_many("rate_limited", message));
+                let refused = StoreError::RateLimited { tenant: tenant.to_string(), per_sec: max };
+                return Err(too_many(ApiError::from(refused)));
             }
         }
-        let outstanding = outstanding.map_err(|e| ApiError::from(e.as_ref()).into_response())?;
-        if let (Some(max), Some(outstanding)) = (quotas.max_outstanding, outstanding) {
-            if outstanding >= max {
-                let message = format!(
-                    "tenant {tenant} has {outstanding} jobs queued or running, its limit is {max}: submit again once some finished"
-                );
-                return Err(too_many("too_many_outstanding", message));
+        outstanding
+    }
+
+    /// Refuses (403) a submission whose jobs ask for fuel as `asking` says (who asks, the field
+    /// that asks, how much) past the tenant's fuel quota.
+    fn check_fuel(
+        &self,
+        tenant: &Tenant,
+        quotas: &Quotas,
+        asking: impl IntoIterator<Item = (String, String, u64)>,
+    ) -> Result<(), ApiError> {
+        let Some(max) = quotas.max_fuel else { return Ok(()) };
+        match asking.into_iter().find(|&(_, _, fuel)| fuel > max) {
+            Some((who, field, fuel)) => {
+                let message = format!("{who} asks for {fuel} fuel; tenant {tenant} may ask for {max} at most");
+                Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message).with_field(field))
             }
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses (429) a submission of a tenant with as many jobs queued or running as its quota.
+    async fn check_outstanding(&self, tenant: &Tenant, quotas: &Quotas) -> Result<(), Response> {
+        let Some(max) = quotas.max_outstanding else { return Ok(()) };
+        let store = self.store.clone();
+        let owned = tenant.clone();
+        let outstanding = self
+            .outstanding
+            .try_get_with(tenant.clone(), async move { store.outstanding(&owned).await })
+            .await
+            .map_err(|e| ApiError::from(e.as_ref()).into_response())?;
+        if outstanding >= max {
+            let message = format!(
+                "tenant {tenant} has {outstanding} jobs queued or running, its limit is {max}: submit again once some finished"
+            );
+            return Err(too_many(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_outstanding", message)));
         }
         Ok(())
     }
 }
 
-/// A 429 with `Retry-After: 1`.
-fn too_many(code: &'static str, message: String) -> Response {
-    let mut refused = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
+/// `refused` (a 429) with `Retry-After: 1`.
+pub(crate) fn too_many(refused: ApiError) -> Response {
+    let mut refused = refused.into_response();
     refused.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1));
     refused
 }

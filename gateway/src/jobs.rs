@@ -15,12 +15,13 @@ use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use shoal_jobs::{
-    Acceptance, Agreement, ContentId, Created, FailureReason, Idempotency, Job, JobSpec, JobState, JobStatus,
-    Principal, Role, SpecError, StoreError, Tenant,
+    Acceptance, Agreement, ClientSubmission, ContentId, Created, FailureReason, Idempotency, Job, JobSpec, JobState,
+    JobStatus, Principal, Role, SpecError, StoreError, Tenant,
 };
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::api_error::{ApiError, Envelope};
+use crate::auth::too_many;
 use crate::connections::Draining;
 use crate::events;
 use crate::metrics::Phase;
@@ -187,10 +188,13 @@ pub(crate) async fn submit(
     let admitted = app.access.admit(tenant, &spec).await;
     let admit = started.elapsed();
     app.metrics.observe(Phase::Admit, admit);
-    if let Err(refused) = admitted {
-        app.metrics.jobs_refused.inc();
-        return Ok(refused);
-    }
+    let submissions_per_sec = match admitted {
+        Ok(per_sec) => per_sec,
+        Err(refused) => {
+            app.metrics.jobs_refused.inc();
+            return Ok(refused);
+        }
+    };
     if let Some(limit) = app.config.max_backlog {
         let outstanding = app.backlog.outstanding();
         if outstanding >= limit {
@@ -207,11 +211,22 @@ pub(crate) async fn submit(
     // for the client's retry to queue.
     let idempotency = idempotency_key.map(|key| Idempotency::Client { tenant, key });
     let started = Instant::now();
-    let created = store_job(&app, &spec, shard, tenant, idempotency).await;
+    // Stored and put on its stream, or with memoisation on (the deployment's
+    // `GatewayConfig::memo_ttl`) answered from the tenant's accepted result of the same
+    // invocation if there is one; counted against the tenant's submissions a second either way.
+    let how = ClientSubmission { memo_ttl: app.config.memo_ttl, submissions_per_sec };
+    let created = app.store.submit_client(&app.queue, &spec, shard, tenant, idempotency, how).await;
     let store = started.elapsed();
     app.metrics.observe(Phase::Store, store);
     let total = received.elapsed();
-    let (job, replayed) = match created? {
+    let created = match created {
+        Err(refused @ StoreError::RateLimited { .. }) => {
+            app.metrics.jobs_refused.inc();
+            return Ok(too_many(ApiError::from(refused)));
+        }
+        created => created?,
+    };
+    let (job, replayed) = match created {
         Created::New(job) if job.memoised_from.is_some() => {
             app.metrics.jobs_memoised.inc();
             app.metrics.submitted(Submitted::Memoised, total);
@@ -295,22 +310,6 @@ async fn status_of(app: &AppState, job: Job) -> Result<JobStatus, ApiError> {
     let mut status = JobStatus::new(job, tasks);
     status.webhook_attempts = attempts;
     Ok(status)
-}
-
-/// Stores the job and puts it on its stream — or, with memoisation on (the deployment's
-/// [`crate::GatewayConfig::memo_ttl`]), answers it from the tenant's accepted result of the same
-/// invocation if there is one.
-async fn store_job(
-    app: &AppState,
-    spec: &JobSpec,
-    shard: u32,
-    tenant: &Tenant,
-    idempotency: Option<Idempotency<'_>>,
-) -> Result<Created, StoreError> {
-    match app.config.memo_ttl {
-        Some(ttl) => app.store.submit_memoised(&app.queue, spec, shard, tenant, idempotency, ttl).await,
-        None => app.store.submit(&app.queue, spec, shard, tenant, idempotency).await,
-    }
 }
 
 fn job_response(code: StatusCode, status: JobStatus, replayed: bool) -> Response {

@@ -63,6 +63,14 @@ pub enum StoreError {
         /// The job it names.
         job: String,
     },
+    /// The submission was past its tenant's submissions a second; nothing was stored.
+    #[error("tenant {tenant} may submit {per_sec} jobs per second; submit again in a second")]
+    RateLimited {
+        /// The tenant.
+        tenant: String,
+        /// Its quota.
+        per_sec: u64,
+    },
 }
 
 impl StoreError {

@@ -429,6 +429,10 @@ pub fn submissions(tenant: &Tenant, second: u64) -> String {
     format!("shoal:rate:{tenant}:{second}")
 }
 
+/// How long a second's count of submissions ([`submissions`]) is kept: past its second, for
+/// gateways whose clocks are behind.
+pub(crate) const SUBMISSIONS_KEPT_SECS: i64 = 2;
+
 /// The keys of one wallet's spending ledger (see [`crate::SpendingLedger`]), all tagged
 /// `{pay:<wallet>}` so that every ledger script touches one slot.
 #[derive(Debug, Clone, PartialEq, Eq)]

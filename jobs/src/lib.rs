@@ -84,6 +84,6 @@ pub use retry::{with_retries, STORE_RETRY_LIMIT};
 pub use router::ShardRouter;
 pub use server::{free_port, Fsync, RedisCluster, RedisServer, ServerError};
 pub use spending::{parse_attofil, Budget, Expired, Reservation, SpendingError, SpendingLedger, DIGITS, MAX_ATTOFIL};
-pub use store::{now_ms, Created, Idempotency, JobStore, Listed, Started, TaskOf};
+pub use store::{now_ms, ClientSubmission, Created, Idempotency, JobStore, Listed, Started, TaskOf};
 pub use tenants::{ApiKeys, NewApiKey, Principal, Quotas, Role, Tenant, API_KEY_PREFIX};
 pub use webhooks::{AttemptOutcome, WebhookAttempt, WebhookDelivery, WebhookStore};

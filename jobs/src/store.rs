@@ -20,7 +20,7 @@ use crate::model::{
     Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification, VerificationPolicy,
 };
 use crate::queue::ShardQueue;
-use crate::tenants::Tenant;
+use crate::tenants::{count_submission, Tenant};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -99,8 +99,8 @@ pub enum Started {
 // otherwise); the `ANSWER` prelude of `crate::memo` runs first and may answer from the memo.
 // With KEYS[12], its shard's stream (on a single node only, see `JobStore::single_node`), a
 // job it stores is also put on that stream, the entry recorded, in the same step; `CLAIM` runs
-// before it all.
-// Every answer is `CREATED`'s, or `CLAIM`'s.
+// before it all, and `COUNT` before that.
+// Every answer is `CREATED`'s, `CLAIM`'s or `COUNT`'s.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return created(0) end
 local fields = {'spec', ARGV[1], 'invocation', ARGV[2], 'state', 'queued', 'created_at_ms', ARGV[3],
@@ -123,23 +123,37 @@ end
 return created(1)
 "#;
 
-// The create script's answer (before `CLAIM`, `crate::memo::ANSWER` and `CREATE`): what it did
-// — 0 the job existed already, 1 it was queued, 2 it was answered from its memo (3, `CLAIM`'s:
-// the idempotency key was claimed before, answered with the claim) — with the job's record
-// and executions as they are now, so a submission needs no second round trip to read its job.
+// The create script's answer (before `COUNT`, `CLAIM`, `crate::memo::ANSWER` and `CREATE`): what
+// it did — 0 the job existed already, 1 it was queued, 2 it was answered from its memo (3,
+// `CLAIM`'s: the idempotency key was claimed before, answered with the claim; 4, `COUNT`'s: past
+// the tenant's submissions a second) — with the job's record and executions as they are now, so
+// a submission needs no second round trip to read its job.
 const CREATED: &str = r#"
 local function created(did)
   return {did, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 end
 "#;
 
-// With KEYS[13] (only beside KEYS[12]: on a single node), the submission's idempotency key, and
-// ARGV[15] its claim (`<id> <invocation>`), kept ARGV[16] seconds: the key is claimed in the same
-// step as the job is stored, a round trip fewer than claiming it first. A key claimed before
-// answers 3 with its claim (as the one field of a record) and changes nothing.
+// With ARGV[15], a claim (`<id> <invocation>`) of the submission's idempotency key KEYS[13] (only
+// beside KEYS[12]: on a single node), kept ARGV[16] seconds: the key is claimed in the same step
+// as the job is stored, a round trip fewer than claiming it first. A key claimed before answers 3
+// with its claim (as the one field of a record) and changes nothing.
 const CLAIM: &str = r#"
-local before = KEYS[13] and redis.call('SET', KEYS[13], ARGV[15], 'NX', 'GET', 'EX', ARGV[16])
+local before = ARGV[15] ~= '' and redis.call('SET', KEYS[13], ARGV[15], 'NX', 'GET', 'EX', ARGV[16])
 if before then return {3, {'claim', before}, {}} end
+"#;
+
+// With ARGV[17], the tenant's submissions a second (only beside KEYS[12]: on a single node), the
+// submission is counted first, on the last key (the tenant's count for this second,
+// `keys::submissions`), as `crate::tenants::count_submission` counts it: a round trip fewer than
+// counting it before. Past the quota it answers 4 and stores nothing; a repeat or a conflict of an
+// idempotency key counts too.
+const COUNT: &str = r#"
+if ARGV[17] ~= '' then
+  local made = redis.call('INCR', KEYS[#KEYS])
+  redis.call('EXPIRE', KEYS[#KEYS], ARGV[18])
+  if made > tonumber(ARGV[17]) then return {4, {}, {}} end
+end
 "#;
 
 // A job's tenant indexes are named after its state index (`keys::tenant_state_index`). A job
@@ -357,6 +371,8 @@ struct NewJob<'a> {
     task: Option<TaskOf<'a>>,
     memo: Option<&'a (String, u64)>,
     stream: Option<&'a str>,
+    /// The tenant's submissions a second, when this submission counts against them.
+    per_sec: Option<u64>,
 }
 
 /// What an idempotency key records of the job it names: `<id> <invocation>` (read by
@@ -392,6 +408,9 @@ enum Stored {
     /// The idempotency key it was to claim was claimed before, as this says ([`claim_of`]);
     /// nothing was changed.
     ClaimedBefore(String),
+    /// The submission, counted, was past its tenant's submissions a second; nothing else was
+    /// changed.
+    OverQuota,
 }
 
 /// What an idempotency key claimed before names.
@@ -403,17 +422,25 @@ enum Claimed {
     Unstored(String),
 }
 
+/// How [`JobStore::submit_client`] takes a client's submission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientSubmission {
+    /// Answer it from the memo of an identical accepted run, else let its own result, once
+    /// accepted, answer identical submissions for this long ([`JobStore::submit_memoised`]).
+    pub memo_ttl: Option<Duration>,
+    /// Its tenant's submissions a second, which it counts against.
+    pub submissions_per_sec: Option<u64>,
+}
+
 /// What a new job is besides a job of its spec.
-#[derive(Debug, Clone, Copy)]
-enum Submission<'a> {
-    /// Nothing more.
-    Plain,
+#[derive(Debug, Clone, Copy, Default)]
+struct Submission<'a> {
     /// A fan-out's task: its record names its job and key, so the script that ends it (or
     /// records its verdict) puts it up for gathering.
-    Task(TaskOf<'a>),
-    /// A submission that a memoisable spec's memo may answer (see [`crate::memo`]); otherwise
-    /// its job, once accepted, answers for this long.
-    Memoised(Duration),
+    task: Option<TaskOf<'a>>,
+    /// How a client submitted it: whether a memoisable spec's memo may answer it (see
+    /// [`crate::memo`]), and the quota it counts against.
+    client: ClientSubmission,
 }
 
 /// The job scripts, each with its preludes, built and hashed once per process: stores are
@@ -432,7 +459,7 @@ struct JobScripts {
 }
 
 static SCRIPTS: LazyLock<JobScripts> = LazyLock::new(|| JobScripts {
-    create: Script::new(&format!("{STATES}{CREATED}{CLAIM}{}{CREATE}", memo::ANSWER)),
+    create: Script::new(&format!("{STATES}{CREATED}{COUNT}{CLAIM}{}{CREATE}", memo::ANSWER)),
     start: Script::new(&format!("{STATES}{START}")),
     finish: Script::new(&format!("{STATES}{FINISH}")),
     abandon: Script::new(&format!("{STATES}{ABANDON}")),
@@ -473,7 +500,7 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
-        self.create_job(spec, shard, tenant, idempotency_key, Submission::Plain, None).await
+        self.create_job(spec, shard, tenant, idempotency_key, Submission::default(), None).await
     }
 
     /// Whether Redis is a single node, where the scripts that make a job's changes may also
@@ -495,20 +522,22 @@ impl JobStore {
         submission: Submission<'_>,
         stream: Option<&str>,
     ) -> Result<Created, StoreError> {
+        let Submission { task, client: ClientSubmission { memo_ttl, submissions_per_sec: per_sec } } = submission;
+        // Where the create script cannot count the submission (see `COUNT`), it is counted first.
+        let count_here = per_sec.filter(|_| stream.is_some());
+        if let (Some(max), None) = (per_sec, count_here) {
+            if count_submission(&self.conn, tenant).await? > max {
+                return Err(StoreError::RateLimited { tenant: tenant.to_string(), per_sec: max });
+            }
+        }
         let invocation = spec.invocation_cid().to_string();
-        let memo = match submission {
-            Submission::Memoised(ttl) if spec.memoisable() => Some(memo::memo_of(tenant, &invocation, ttl)),
-            _ => None,
-        };
-        let task = match submission {
-            Submission::Task(task) => Some(task),
-            _ => None,
-        };
+        let memo = memo_ttl.filter(|_| spec.memoisable()).map(|ttl| memo::memo_of(tenant, &invocation, ttl));
         let id = match memo {
             Some(_) => memo::job_id_tagged(&keys::memo_tag(tenant, &invocation)),
             None => ulid::Ulid::new().to_string(),
         };
-        let new = NewJob { spec, shard, tenant, invocation: &invocation, task, memo: memo.as_ref(), stream };
+        let memo = memo.as_ref();
+        let new = NewJob { spec, shard, tenant, invocation: &invocation, task, memo, stream, per_sec: count_here };
         // Where the create script can claim the key itself (see `CLAIM`), it does; else the key
         // is claimed first.
         let claim_here = idempotency_key.filter(|_| stream.is_some());
@@ -522,14 +551,22 @@ impl JobStore {
         };
         match self.store_new(&new, &id, claim_here).await? {
             Stored::Created(created) => Ok(*created),
+            Stored::OverQuota => {
+                Err(StoreError::RateLimited { tenant: tenant.to_string(), per_sec: per_sec.unwrap_or(0) })
+            }
             Stored::ClaimedBefore(before) => {
                 let key = claim_here.expect("only a claim made in the script can be lost there");
                 match self.claimed(key, &before, &invocation).await? {
                     Claimed::Stored(job) => Ok(Created::Existing(*job)),
-                    Claimed::Unstored(claimed) => match self.store_new(&new, &claimed, None).await? {
-                        Stored::Created(created) => Ok(*created),
-                        Stored::ClaimedBefore(_) => unreachable!("no claim is made without a key"),
-                    },
+                    // Counted already, with the claim's loss.
+                    Claimed::Unstored(claimed) => {
+                        match self.store_new(&NewJob { per_sec: None, ..new }, &claimed, None).await? {
+                            Stored::Created(created) => Ok(*created),
+                            Stored::ClaimedBefore(_) | Stored::OverQuota => {
+                                unreachable!("neither a claim nor a count is made without a key")
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -574,9 +611,10 @@ impl JobStore {
         id: &str,
         claim: Option<Idempotency<'_>>,
     ) -> Result<Stored, StoreError> {
-        let NewJob { spec, shard, tenant, invocation, task, memo, stream } = *new;
+        let NewJob { spec, shard, tenant, invocation, task, memo, stream, per_sec } = *new;
         // `CLAIM` reads the key after the stream's: without the stream it would be taken for it.
         debug_assert!(claim.is_none() || stream.is_some(), "a claim in the script needs the stream");
+        debug_assert!(per_sec.is_none() || stream.is_some(), "a count in the script needs one node");
         let mut conn = self.conn.clone();
         let created_at = now_ms();
         let keys = JobKeys::of(id);
@@ -587,6 +625,9 @@ impl JobStore {
         }
         if let Some(key) = claim {
             script.key(keys::idempotency(key));
+        }
+        if per_sec.is_some() {
+            script.key(keys::submissions(tenant, created_at / 1000));
         }
         let (stored, fields, executions): (i32, HashFields, HashFields) = script
             .arg(&spec_json)
@@ -605,8 +646,13 @@ impl JobStore {
             .arg(memo.map(|&(_, ttl_ms)| ttl_ms).unwrap_or_default())
             .arg(claim.map(|_| claim_of(id, invocation)).unwrap_or_default())
             .arg(keys::IDEMPOTENCY_SECS)
+            .arg(per_sec.map(|max| max.to_string()).unwrap_or_default())
+            .arg(keys::SUBMISSIONS_KEPT_SECS)
             .invoke_async(&mut conn)
             .await?;
+        if stored == 4 {
+            return Ok(Stored::OverQuota);
+        }
         if stored == 3 {
             let before = fields.into_iter().find(|(field, _)| field == "claim").map(|(_, claim)| claim);
             return before.map(Stored::ClaimedBefore).ok_or_else(|| StoreError::Corrupt {
@@ -786,7 +832,7 @@ impl JobStore {
         tenant: &Tenant,
         idempotency_key: Option<Idempotency<'_>>,
     ) -> Result<Created, StoreError> {
-        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission::Plain).await
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission::default()).await
     }
 
     /// [`JobStore::submit`], answered from the accepted result of the tenant's identical
@@ -803,7 +849,26 @@ impl JobStore {
         idempotency_key: Option<Idempotency<'_>>,
         ttl: Duration,
     ) -> Result<Created, StoreError> {
-        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission::Memoised(ttl)).await
+        let client = ClientSubmission { memo_ttl: Some(ttl), submissions_per_sec: None };
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission { task: None, client }).await
+    }
+
+    /// [`JobStore::submit`], or [`JobStore::submit_memoised`] when `how` has a memo expiry, of a
+    /// client's submission that counts against its tenant's submissions a second when `how` has
+    /// them (over every gateway, [`keys::submissions`]). On one Redis node the count is made in
+    /// the step that stores the job, else by a round trip first; either way before anything
+    /// else, so a repeat of an idempotency key counts too. Past the quota nothing is stored:
+    /// [`StoreError::RateLimited`].
+    pub async fn submit_client(
+        &self,
+        queue: &ShardQueue,
+        spec: &JobSpec,
+        shard: u32,
+        tenant: &Tenant,
+        idempotency_key: Option<Idempotency<'_>>,
+        how: ClientSubmission,
+    ) -> Result<Created, StoreError> {
+        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission { task: None, client: how }).await
     }
 
     /// [`JobStore::submit`] for task `task` of a fan-out: its record names its job and key, so
@@ -817,7 +882,15 @@ impl JobStore {
         idempotency_key: Option<Idempotency<'_>>,
         task: TaskOf<'_>,
     ) -> Result<Created, StoreError> {
-        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission::Task(task)).await
+        self.submit_job(
+            queue,
+            spec,
+            shard,
+            tenant,
+            idempotency_key,
+            Submission { task: Some(task), ..Default::default() },
+        )
+        .await
     }
 
     async fn submit_job(

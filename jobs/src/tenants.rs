@@ -270,11 +270,18 @@ impl ApiKeys {
     /// Counts one submission of `tenant` in the current second (over every gateway) and returns
     /// how many it made in that second so far.
     pub async fn count_submission(&self, tenant: &Tenant) -> Result<u64, StoreError> {
-        let key = keys::submissions(tenant, now_ms() / 1000);
-        let mut conn = self.conn.clone();
-        let (count, _): (u64, bool) = redis::pipe().incr(&key, 1).expire(&key, 2).query_async(&mut conn).await?;
-        Ok(count)
+        count_submission(&self.conn, tenant).await
     }
+}
+
+/// Counts one submission of `tenant` in the current second and returns how many it made in that
+/// second so far. (The create script counts as this does, see `store::COUNT`.)
+pub(crate) async fn count_submission(conn: &RedisConnection, tenant: &Tenant) -> Result<u64, StoreError> {
+    let key = keys::submissions(tenant, now_ms() / 1000);
+    let mut conn = conn.clone();
+    let (count, _): (u64, bool) =
+        redis::pipe().incr(&key, 1).expire(&key, keys::SUBMISSIONS_KEPT_SECS).query_async(&mut conn).await?;
+    Ok(count)
 }
 
 fn decode_principal(record: &str) -> Result<Principal, StoreError> {

@@ -481,6 +481,15 @@ async fn batches_answer_in_order_across_the_nodes_of_a_cluster() {
 }
 
 #[tokio::test]
+async fn on_a_cluster_submissions_are_counted_against_the_tenants_quota_first() {
+    let cluster = Cluster::start().await;
+    let store = JobStore::new(cluster.conn.clone());
+    let queue = ShardQueue::new(store.connection());
+    queue.ensure_groups(SHARDS).await.unwrap();
+    common::submissions_past_the_quota_are_refused_and_store_nothing(&store, &queue, 5).await;
+}
+
+#[tokio::test]
 async fn on_a_cluster_a_submission_is_queued_and_a_claim_recorded_after_the_job_scripts() {
     let cluster = Cluster::start().await;
     let store = JobStore::new(cluster.conn.clone());

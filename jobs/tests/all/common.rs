@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use shoal_jobs::{
-    now_ms, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Idempotency, JobSpec, JobState, JobStore,
-    Tenant,
+    now_ms, ClientSubmission, ContentId, Created, Execution, ExecutionOutcome, ExecutionResult, Idempotency, JobSpec,
+    JobState, JobStore, ShardQueue, StoreError, Tenant,
 };
 
 /// The tenant the store tests' jobs belong to.
@@ -93,4 +93,42 @@ pub(crate) async fn list_all(store: &JobStore, state: JobState, page: usize) -> 
             None => return seen,
         }
     }
+}
+
+/// Five submissions of one tenant within one second, under a quota of three a second: the first
+/// three are stored and queued on `shard`, the others refused with nothing stored; a repeat of an
+/// idempotency key counts too, and another tenant is not held back.
+pub(crate) async fn submissions_past_the_quota_are_refused_and_store_nothing(
+    store: &JobStore,
+    queue: &ShardQueue,
+    shard: u32,
+) {
+    // Early in a second, so that all of them fall within it.
+    let into_second = now_ms() % 1000;
+    if into_second > 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(1000 - into_second)).await;
+    }
+    let (tenant, other): (Tenant, Tenant) = (tenant(), "other".parse().unwrap());
+    let how = ClientSubmission { memo_ttl: None, submissions_per_sec: Some(3) };
+    let mut made = Vec::new();
+    for n in 0..4 {
+        let key = format!("q{}", n.min(2));
+        made.push(store.submit_client(queue, &spec(&[&key]), shard, &tenant, client_key(&tenant, &key), how).await);
+    }
+    made.push(store.submit_client(queue, &spec(&["q4"]), shard, &tenant, None, how).await);
+    let kinds: Vec<&str> = made
+        .iter()
+        .map(|made| match made {
+            Ok(Created::New(_)) => "new",
+            Ok(Created::Existing(_)) => "existing",
+            Err(StoreError::RateLimited { per_sec: 3, .. }) => "refused",
+            Err(e) => panic!("{e}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["new", "new", "new", "refused", "refused"]);
+    assert_eq!(queue.len(shard).await.unwrap(), 3);
+    assert_eq!(store.outstanding(&tenant).await.unwrap(), 3, "a refused submission stores no job");
+    let Created::New(_) = store.submit_client(queue, &spec(&["o"]), shard, &other, None, how).await.unwrap() else {
+        panic!("another tenant's submission was not stored")
+    };
 }

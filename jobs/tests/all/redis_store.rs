@@ -79,6 +79,12 @@ async fn a_submission_claims_its_idempotency_key_as_it_stores_and_queues_its_job
 }
 
 #[tokio::test]
+async fn on_one_node_the_create_script_counts_submissions_against_the_tenants_quota() {
+    let (_dir, _server, _client, store, queue) = setup().await;
+    common::submissions_past_the_quota_are_refused_and_store_nothing(&store, &queue, 3).await;
+}
+
+#[tokio::test]
 async fn racing_pipeline_creates_with_one_key_store_one_pipeline_of_one_spec() {
     let (_dir, _server, client, _store, _queue) = setup().await;
     let pipelines = PipelineStore::new(client.get_connection_manager().await.unwrap());
