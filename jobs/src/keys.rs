@@ -528,9 +528,12 @@ const WORKER_OWN: &str =
 /// streams, never read, acknowledge or delete their entries. A job script may name a settled
 /// list beside the job's keys (the finish script on a single node adds the job to it): Redis
 /// checks each command a script runs against these rules too, so a script can do no more to
-/// the list than the worker may do directly (push, and trim to the length kept).
+/// the list than the worker may do directly (push, and trim to the length kept). It may name its
+/// shard's job stream too (the finish script on a single node acknowledges the entry the job was
+/// run from), which the root rules let the worker read and acknowledge anyway.
 const WORKER_SELECTORS: &str = "(~shoal:{w}:worker-keys -@all +hsetnx +hget) \
-    (~shoal:{w}:settled:* -@all +lpush +ltrim) (~shoal:{j*}:* ~shoal:{w}:settled:* -@all +evalsha) \
+    (~shoal:{w}:settled:* -@all +lpush +ltrim) \
+    (~shoal:{j*}:* ~shoal:{w}:settled:* ~shoal:{s*}:jobs -@all +evalsha) \
     (~shoal:{s*}:verify -@all +xadd +xgroup|create)";
 
 /// The ACL rules of `role`'s user (after `on >password`): its key patterns and its commands.

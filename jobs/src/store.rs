@@ -19,7 +19,7 @@ use crate::memo;
 use crate::model::{
     Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification, VerificationPolicy,
 };
-use crate::queue::ShardQueue;
+use crate::queue::{Delivery, ShardQueue};
 use crate::tenants::{count_submission, Tenant};
 
 /// Milliseconds since the Unix epoch.
@@ -242,19 +242,26 @@ return {'running', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]
 "#;
 
 // ARGV: id, execution id, execution JSON, final state, result JSON or '', failure JSON or '', now.
-// With KEYS[12], the list of jobs its worker settled (on a single node only, see
-// `JobStore::finish_claimed`), and ARGV[8] the list's length kept: the job settled here is
-// added to it in the same step, so a worker caught later never has a settled job unrecorded.
+// With ARGV[8], the length kept of KEYS[12], the list of jobs its worker settled (on a single
+// node only, see `JobStore::finish_claimed`): the job settled here is added to it in the same
+// step, so a worker caught later never has a settled job unrecorded.
+// With ARGV[9], the stream entry the execution was run from (on a single node only, see
+// `JobStore::finish_delivered`), the last key its stream and ARGV[10] its group: the entry is
+// acknowledged and deleted once the outcome is stored (or found stored before), in the same step.
 const FINISH: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
+if ARGV[9] ~= '' then
+  redis.call('XACK', KEYS[#KEYS], ARGV[10], ARGV[9])
+  redis.call('XDEL', KEYS[#KEYS], ARGV[9])
+end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 if terminal(state) then return {'terminal', state} end
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'updated_at_ms', ARGV[7])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'failure', ARGV[6]) end
 move(ARGV[1], state, ARGV[4], redis.call('HGET', KEYS[1], 'created_at_ms'))
-if KEYS[12] then
+if ARGV[8] ~= '' then
   redis.call('LPUSH', KEYS[12], ARGV[1])
   redis.call('LTRIM', KEYS[12], 0, ARGV[8] - 1)
 end
@@ -1090,7 +1097,7 @@ impl JobStore {
     /// Records a finished execution and, unless the job is already final, settles the job with
     /// it in the same atomic step. Returns the job's state afterwards.
     pub async fn finish_execution(&self, id: &str, execution: &Execution) -> Result<JobState, StoreError> {
-        self.finish(id, execution, None).await
+        self.finish(id, execution, None, None).await
     }
 
     /// [`JobStore::finish_execution`] for an outcome the worker that ran `execution` answers
@@ -1100,10 +1107,40 @@ impl JobStore {
     /// as a retried call finds it, so also for a late execution agreeing with the one that
     /// settled it (a record too many costs at most a needless re-verification).
     pub async fn finish_claimed(&self, id: &str, execution: &Execution) -> Result<JobState, StoreError> {
+        self.finish_recording(id, execution, None).await
+    }
+
+    /// [`JobStore::finish_claimed`] when `claimed`, else [`JobStore::finish_execution`], of an
+    /// execution run from `delivery`: on one Redis node the same script acknowledges and deletes
+    /// the delivery's stream entry once the outcome is stored (or found stored before), so that
+    /// takes no round trip of its own. Returns the job's state and whether the entry was
+    /// acknowledged; if not (on a cluster), acknowledging it is left to the caller.
+    pub async fn finish_delivered(
+        &self,
+        id: &str,
+        execution: &Execution,
+        claimed: bool,
+        delivery: &Delivery,
+    ) -> Result<(JobState, bool), StoreError> {
+        let ack = self.single_node().then_some(delivery);
+        let state = match claimed {
+            true => self.finish_recording(id, execution, ack).await?,
+            false => self.finish(id, execution, None, ack).await?,
+        };
+        Ok((state, ack.is_some()))
+    }
+
+    /// [`JobStore::finish_claimed`], acknowledging `ack` in the same script if given.
+    async fn finish_recording(
+        &self,
+        id: &str,
+        execution: &Execution,
+        ack: Option<&Delivery>,
+    ) -> Result<JobState, StoreError> {
         if self.single_node() {
-            return self.finish(id, execution, Some(&keys::settled_by(&execution.worker))).await;
+            return self.finish(id, execution, Some(&keys::settled_by(&execution.worker)), ack).await;
         }
-        let state = self.finish(id, execution, None).await?;
+        let state = self.finish(id, execution, None, ack).await?;
         if Some(state) == execution.outcome.as_ref().map(ExecutionOutcome::settles_as) {
             Membership::new(self.conn.clone()).record_settled(&execution.worker, id).await?;
         }
@@ -1111,8 +1148,15 @@ impl JobStore {
     }
 
     /// [`JobStore::finish_execution`], adding the job to list `settled` (its worker's settled
-    /// jobs) in the same script if it settles the job.
-    async fn finish(&self, id: &str, execution: &Execution, settled: Option<&str>) -> Result<JobState, StoreError> {
+    /// jobs) if it settles the job and acknowledging `ack` (on a single node only) in the same
+    /// script.
+    async fn finish(
+        &self,
+        id: &str,
+        execution: &Execution,
+        settled: Option<&str>,
+        ack: Option<&Delivery>,
+    ) -> Result<JobState, StoreError> {
         let keys = JobKeys::of(id);
         let Some(outcome) = &execution.outcome else {
             return Err(StoreError::Corrupt {
@@ -1136,6 +1180,9 @@ impl JobStore {
         if let Some(settled) = settled {
             script.key(settled);
         }
+        if let Some(delivery) = ack {
+            script.key(delivery.lane.stream(delivery.shard));
+        }
         let reply: Vec<String> = script
             .arg(id)
             .arg(&execution.id)
@@ -1144,7 +1191,9 @@ impl JobStore {
             .arg(result)
             .arg(failure)
             .arg(now_ms())
-            .arg(Membership::SETTLED_KEPT)
+            .arg(settled.map(|_| Membership::SETTLED_KEPT.to_string()).unwrap_or_default())
+            .arg(ack.map(|delivery| delivery.entry.as_str()).unwrap_or_default())
+            .arg(ack.map(|delivery| delivery.lane.group()).unwrap_or_default())
             .invoke_async(&mut conn)
             .await?;
         match reply.first().map(String::as_str) {

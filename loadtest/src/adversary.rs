@@ -213,13 +213,14 @@ impl Execute for Adversary {
         };
         execution.finished_at_ms = Some(now_ms());
         execution.outcome = Some(outcome);
-        if self.kind == AdversaryKind::Forger {
-            settle(self.inner.jobs(), self.inner.queue(), Some(self.inner.store()), &self.forged, &job, *execution)
-                .await?;
+        let (_, settled) = if self.kind == AdversaryKind::Forger {
+            let inner = &self.inner;
+            settle(inner.jobs(), inner.queue(), Some(inner.store()), &self.forged, &job, *execution, Some(delivery))
+                .await?
         } else {
-            self.inner.settle(&job, *execution).await?;
-        }
-        Ok(Settled::Done)
+            self.inner.settle(&job, *execution, Some(delivery)).await?
+        };
+        Ok(settled)
     }
 }
 

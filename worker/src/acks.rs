@@ -1,5 +1,10 @@
 //! Acknowledgements, batched off the job's slot.
 //!
+//! On a single Redis node the script that stores a job's outcome acknowledges its delivery too
+//! ([`shoal_jobs::JobStore::finish_delivered`]); what is left comes here: entries settled
+//! otherwise (found finished, a fan-out's) and every one on a cluster, where a job's record and
+//! its stream are in different slots.
+//!
 //! A delivery is acknowledged only once its job's outcome is durable; after that, nothing about
 //! the job waits on the ack, so a run's slot is given back at once and the ack is handed to one
 //! task that acknowledges whatever has gathered meanwhile in one `XACK` and `XDEL` per stream. A

@@ -158,6 +158,9 @@ impl Executor {
 pub enum Settled {
     /// The job is settled (by this execution or an earlier one): acknowledge the entry.
     Done,
+    /// The job is settled and the entry acknowledged in the same step (on one Redis node,
+    /// [`JobStore::finish_delivered`]): only forget the delivery.
+    Acknowledged,
     /// The job may not be retried yet, or this worker's host failed it and it is left for
     /// another attempt: leave the entry pending, unacknowledged (it is taken over again after
     /// the visibility timeout).
@@ -231,7 +234,9 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
 /// stores the outcome with it, settling the job (once: a later settle of the same job changes
 /// nothing), then hands a succeeded job, or one failed as the program would fail on any worker,
 /// to the verifier unless its spec says `none` — the one settle step every executor takes, the
-/// real one and the simulation's alike. Returns the job's state after it.
+/// real one and the simulation's alike. An execution run from `delivery` has its entry
+/// acknowledged with the outcome where the store can ([`JobStore::finish_delivered`]). Returns
+/// the job's state after it, and what is left to do with the delivery.
 pub async fn settle(
     jobs: &JobStore,
     queue: &ShardQueue,
@@ -239,7 +244,8 @@ pub async fn settle(
     key: &WorkerKey,
     job: &Job,
     mut execution: Execution,
-) -> Result<JobState, StoreError> {
+    delivery: Option<&Delivery>,
+) -> Result<(JobState, Settled), StoreError> {
     match &execution.receipt {
         None => execution.receipt = sign_receipt(&job.id, job.invocation, &execution, key, receipts).await,
         Some(signed) => {
@@ -259,13 +265,13 @@ pub async fn settle(
     // settle itself where Redis allows), so that if it is ever caught lying, it is re-verified.
     let claims = succeeded || (claimed_failure && verified);
     let finishing = with_retries("finish_execution", || async {
-        if claims {
-            jobs.finish_claimed(&job.id, &execution).await
-        } else {
-            jobs.finish_execution(&job.id, &execution).await
+        match delivery {
+            Some(delivery) => jobs.finish_delivered(&job.id, &execution, claims, delivery).await,
+            None if claims => Ok((jobs.finish_claimed(&job.id, &execution).await?, false)),
+            None => Ok((jobs.finish_execution(&job.id, &execution).await?, false)),
         }
     });
-    let state = timed(Phase::Finish, finishing).await?;
+    let (state, acknowledged) = timed(Phase::Finish, finishing).await?;
     info!(job = %job.id, %state, "job settled");
     // Handed over after the result is stored: a worker dying in between leaves one job
     // unverified, which sampling tolerates; the reverse order could verify a result never stored.
@@ -277,7 +283,7 @@ pub async fn settle(
         )
         .await?;
     }
-    Ok(state)
+    Ok((state, if acknowledged { Settled::Acknowledged } else { Settled::Done }))
 }
 
 /// The receipt of finished `execution` of job `job` (invocation `invocation`) signed with
@@ -430,10 +436,7 @@ impl Executor {
         };
         let outcome = match self.run_once(&job.spec, &execution.id, Some(signer)).instrument(span).await {
             // Finished and signed where it ran.
-            Ok(Ran { signed: Some(signed), .. }) => {
-                self.settle(&job, signed).await?;
-                return Ok(Settled::Done);
-            }
+            Ok(Ran { signed: Some(signed), .. }) => return Ok(self.settle(&job, signed, Some(delivery)).await?.1),
             outcome => outcome,
         };
         execution.finished_at_ms = Some(now_ms());
@@ -458,13 +461,18 @@ impl Executor {
             }
         };
         execution.outcome = Some(outcome);
-        self.settle(&job, *execution).await?;
-        Ok(Settled::Done)
+        Ok(self.settle(&job, *execution, Some(delivery)).await?.1)
     }
 
-    /// Settles `execution` of `job` through [`settle`] with this worker's key and store.
-    pub async fn settle(&self, job: &Job, execution: Execution) -> Result<JobState, StoreError> {
-        settle(&self.jobs, &self.queue, Some(self.store.as_ref()), &self.key, job, execution).await
+    /// Settles `execution` of `job`, run from `delivery` if given, through [`settle`] with this
+    /// worker's key and store.
+    pub async fn settle(
+        &self,
+        job: &Job,
+        execution: Execution,
+        delivery: Option<&Delivery>,
+    ) -> Result<(JobState, Settled), StoreError> {
+        settle(&self.jobs, &self.queue, Some(self.store.as_ref()), &self.key, job, execution, delivery).await
     }
 
     /// The local block store, where outputs, logs and receipts are written.

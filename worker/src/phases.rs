@@ -40,12 +40,13 @@ pub(crate) enum Phase {
     /// the guest's thread, right after `import`).
     Receipt,
     /// `finish_execution`: the Lua script storing the outcome and settling the job (and, on a
-    /// single Redis node, recording it against the worker, for re-verification if it is caught).
+    /// single Redis node, recording it against the worker, for re-verification if it is caught,
+    /// and acknowledging its entry).
     Finish,
     /// Handing the job to the verifier (only when its policy is not `none`).
     EnqueueVerification,
-    /// `XACK` + `XDEL` of a batch of settled entries, off the jobs' slots
-    /// ([`crate::acks`]): one observation per batch, not per job.
+    /// `XACK` + `XDEL` of a batch of entries settled without `finish` acknowledging them, off
+    /// the jobs' slots ([`crate::acks`]): one observation per batch, not per job.
     Ack,
     /// The whole delivery, from the worker starting on it to its entry being handed to be
     /// acknowledged: the time it held a slot.

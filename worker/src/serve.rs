@@ -566,6 +566,10 @@ async fn handle<E: Execute>(executor: &E, queue: &ShardQueue, acks: &Acks, deliv
             false
         }
         Ok(Settled::Later) => false,
+        Ok(Settled::Acknowledged) => {
+            phases::observe(Phase::Delivery, started.elapsed());
+            false
+        }
         // The result is durably stored: only now is the entry acknowledged.
         Ok(Settled::Done) => {
             let handed = acks.settled(delivery.clone());

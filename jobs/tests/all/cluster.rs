@@ -490,6 +490,26 @@ async fn on_a_cluster_submissions_are_counted_against_the_tenants_quota_first() 
 }
 
 #[tokio::test]
+async fn on_a_cluster_finishing_a_delivery_leaves_its_acknowledgement_to_the_caller() {
+    let mut cluster = Cluster::start().await;
+    let store = JobStore::new(cluster.conn.clone());
+    let queue = ShardQueue::new(store.connection());
+    queue.ensure_groups(SHARDS).await.unwrap();
+    let Created::New(job) = store.submit(&queue, &spec(&["delivered"]), 5, &tenant(), None).await.unwrap() else {
+        panic!("not new")
+    };
+    let block = Duration::from_millis(1500);
+    let mut reader = ShardReader::connect_cluster(&cluster.client(), Lane::Jobs, &[5], "w1", block).await.unwrap();
+    let delivery = reader.next(4).await.unwrap().remove(0);
+    store.start_delivered(&job.id, &delivery.entry, &execution("e1", None)).await.unwrap();
+    let done = execution("e1", Some(completed(0, PROGRAM)));
+    assert_eq!(store.finish_delivered(&job.id, &done, true, &delivery).await.unwrap(), (JobState::Succeeded, false));
+    assert_eq!(pending_count(&mut cluster.conn, 5, "w1").await, 1, "the job's slot is not its stream's");
+    queue.ack(&delivery).await.unwrap();
+    assert_eq!(pending_count(&mut cluster.conn, 5, "w1").await, 0);
+}
+
+#[tokio::test]
 async fn on_a_cluster_a_submission_is_queued_and_a_claim_recorded_after_the_job_scripts() {
     let cluster = Cluster::start().await;
     let store = JobStore::new(cluster.conn.clone());

@@ -171,6 +171,35 @@ async fn each_role_leaves_the_notices_of_the_tasks_it_makes_countable() {
     assert_eq!(noticed(&mut admin).await, ["fanned/a", "fanned/b"], "a plain job leaves none");
 }
 
+#[tokio::test]
+async fn each_role_runs_the_scripts_that_count_queue_settle_and_acknowledge_a_job() {
+    use shoal_jobs::{ClientSubmission, JobState, JobStore, Lane, ShardQueue, ShardReader};
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let gateway = RedisConnection::open(&[server.url_for(RedisRole::Gateway)]).await.unwrap();
+    let worker = RedisConnection::open(&[server.url_for(RedisRole::Worker)]).await.unwrap();
+    let queue = ShardQueue::new(worker.clone());
+    queue.ensure_groups(1).await.unwrap();
+    let (gateway, worker) = (JobStore::new(gateway), JobStore::new(worker));
+    let tenant: Tenant = "acme".parse().unwrap();
+    // The gateway's create script counts the submission and queues the job; the worker's finish
+    // script records the job against it and acknowledges the entry.
+    let how = ClientSubmission { memo_ttl: None, submissions_per_sec: Some(100) };
+    let spec = crate::common::spec(&["acl"]);
+    let Created::New(job) = gateway.submit_client(&queue, &spec, 0, &tenant, None, how).await.unwrap() else {
+        panic!("a new job")
+    };
+    let block = std::time::Duration::from_millis(500);
+    let mut reader =
+        ShardReader::open(&[server.url_for(RedisRole::Worker)], Lane::Jobs, &[0], "w1", block).await.unwrap();
+    let delivery = reader.next(4).await.unwrap().remove(0);
+    worker.start_delivered(&job.id, &delivery.entry, &crate::common::execution("e1", None)).await.unwrap();
+    let done = crate::common::execution("e1", Some(crate::common::completed(0, crate::common::PROGRAM)));
+    let finished = worker.finish_delivered(&job.id, &done, true, &delivery).await.unwrap();
+    assert_eq!(finished, (JobState::Succeeded, true));
+    assert_eq!(queue.len(0).await.unwrap(), 0, "acknowledged and deleted");
+}
+
 /// Every tag's gatherable notices, sorted.
 async fn noticed(admin: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
     let mut all = Vec::new();

@@ -439,6 +439,50 @@ async fn settled_by(conn: RedisConnection, worker: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn on_one_node_the_finish_script_acknowledges_the_delivery_with_the_outcome() {
+    let (_dir, server, client, store, queue) = setup().await;
+    queue.ensure_groups(4).await.unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut reader =
+        ShardReader::open(&[server.url()], Lane::Jobs, &[2], "w1", Duration::from_millis(500)).await.unwrap();
+    let mut pending = async || -> u64 {
+        let reply: redis::streams::StreamPendingReply =
+            redis::AsyncCommands::xpending(&mut conn, keys::shard_stream(2), keys::WORKER_GROUP).await.unwrap();
+        reply.count() as u64 + queue.len(2).await.unwrap()
+    };
+    let mut delivered = async |name: &str| {
+        let Created::New(job) = store.submit(&queue, &spec(&[name]), 2, &tenant(), None).await.unwrap() else {
+            panic!("not new")
+        };
+        let delivery = reader.next(10).await.unwrap().remove(0);
+        store.start_delivered(&job.id, &delivery.entry, &execution("e1", None)).await.unwrap();
+        (job, delivery)
+    };
+
+    let (job, delivery) = delivered("one").await;
+    assert_eq!(pending().await, 2, "pending, and still on its stream");
+    let done = execution("e1", Some(completed(0, PROGRAM)));
+    assert_eq!(store.finish_delivered(&job.id, &done, true, &delivery).await.unwrap(), (JobState::Succeeded, true));
+    assert_eq!(pending().await, 0, "acknowledged and deleted");
+    // A retried call finds the job finished, and acknowledges again, harmlessly.
+    assert_eq!(store.finish_delivered(&job.id, &done, true, &delivery).await.unwrap(), (JobState::Succeeded, true));
+
+    // An outcome nobody answers for: acknowledged too, not recorded against its worker.
+    let (failing, delivery) = delivered("two").await;
+    let failed = execution("e1", Some(completed(1, PROGRAM)));
+    let finished = store.finish_delivered(&failing.id, &failed, false, &delivery).await.unwrap();
+    assert_eq!((finished, pending().await), ((JobState::Failed, true), 0));
+
+    // A delivery of a job with no record stays pending, for whoever finds out more.
+    queue.enqueue(2, "ghost").await.unwrap();
+    let ghost = reader.next(10).await.unwrap().remove(0);
+    let missing = store.finish_delivered("ghost", &done, true, &ghost).await.unwrap_err();
+    assert!(matches!(missing, StoreError::JobNotFound(_)), "{missing}");
+    assert_eq!(pending().await, 2);
+    assert_eq!(settled_by(store.connection(), "w1").await, vec![job.id.clone()]);
+}
+
+#[tokio::test]
 async fn on_one_node_a_submission_is_queued_and_a_claim_recorded_by_the_job_scripts_themselves() {
     let (_dir, server, _client, store, queue) = setup().await;
     queue.ensure_groups(4).await.unwrap();

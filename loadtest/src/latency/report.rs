@@ -428,8 +428,9 @@ impl RunReport for LatencyReport {
                  (served at `shoal worker --metrics-addr`) and the gateway's `shoal_gateway_phase_seconds` \
                  histograms, the warm-up's observations taken off; means are exact, percentiles interpolated \
                  within buckets 25 % wide. `queued` (entry added → a worker starts on it) and `delivery` (start \
-                 → the slot given back) are not work of their own; `ack` is counted per batch of \
-                 entries, not per job; shares are of the other phases' total time.\n"
+                 → the slot given back) are not work of their own; `finish` acknowledges the job's entry too \
+                 on one Redis node, and `ack` (entries acknowledged otherwise, a batch at a time) is \
+                 counted per batch, not per job; shares are of the other phases' total time.\n"
             );
             let _ = writeln!(md, "Worker:\n");
             phase_table(&mut md, &breakdown.worker);

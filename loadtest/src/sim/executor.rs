@@ -192,10 +192,11 @@ impl Execute for SimulatedExecutor {
             run_ms,
             inputs_cached: cached,
         }));
-        let state = settle(&self.jobs, &self.queue, None, &self.key, &job, *execution).await?;
+        let (state, settled) =
+            settle(&self.jobs, &self.queue, None, &self.key, &job, *execution, Some(delivery)).await?;
         // The run may have stopped listening; the job's record is what counts.
         self.completions.send(Completion { job_id: job_id.to_string(), state }).ok();
-        Ok(Settled::Done)
+        Ok(settled)
     }
 
     fn held_inputs(&self) -> Vec<Cid> {
