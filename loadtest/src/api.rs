@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::Value;
 use shoal_jobs::Job;
@@ -60,6 +61,12 @@ pub enum JobRead {
     Unavailable(String),
 }
 
+/// What every answer to a submission names.
+#[derive(serde::Deserialize)]
+struct Answer {
+    id: String,
+}
+
 /// A client of one gateway.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -98,10 +105,13 @@ impl Api {
     ) -> (Submitted, Option<Job>) {
         let url = format!("{}/v1/jobs?wait={}ms", self.base, wait.as_millis().max(1));
         let (submitted, body) = self.submit_to(url, spec, key, deadline).await;
-        (submitted, body.and_then(|body| serde_json::from_value(body).ok()))
+        (submitted, body.and_then(|body| serde_json::from_slice(&body).ok()))
     }
 
-    async fn submit_to(&self, url: String, spec: &Value, key: &str, deadline: Instant) -> (Submitted, Option<Value>) {
+    /// Submits to `url`: how it ended, and the answer's body. The body is parsed here only for
+    /// the job's id, and not into a `Value` on the way: the load generator shares the machine
+    /// with what it measures.
+    async fn submit_to(&self, url: String, spec: &Value, key: &str, deadline: Instant) -> (Submitted, Option<Bytes>) {
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0;
         let mut last = String::from("never tried");
@@ -114,8 +124,9 @@ impl Api {
                     // 201: a new job answered at once from an identical accepted run (memoised), or
                     // that ended within the submission's wait.
                     if status == StatusCode::ACCEPTED || status == StatusCode::CREATED || status == StatusCode::OK {
-                        let body = response.json::<Value>().await.ok();
-                        let id = body.as_ref().and_then(|body| body["id"].as_str().map(str::to_string));
+                        let body = response.bytes().await.ok();
+                        let id =
+                            body.as_ref().and_then(|body| serde_json::from_slice::<Answer>(body).ok()).map(|a| a.id);
                         match id {
                             Some(id) if status != StatusCode::OK => {
                                 return (Submitted::Accepted { id, attempts }, body)
