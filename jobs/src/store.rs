@@ -856,8 +856,8 @@ impl JobStore {
         idempotency_key: Option<Idempotency<'_>>,
         ttl: Duration,
     ) -> Result<Created, StoreError> {
-        let client = ClientSubmission { memo_ttl: Some(ttl), submissions_per_sec: None };
-        self.submit_job(queue, spec, shard, tenant, idempotency_key, Submission { task: None, client }).await
+        let how = ClientSubmission { memo_ttl: Some(ttl), submissions_per_sec: None };
+        self.submit_client(queue, spec, shard, tenant, idempotency_key, how).await
     }
 
     /// [`JobStore::submit`], or [`JobStore::submit_memoised`] when `how` has a memo expiry, of a
