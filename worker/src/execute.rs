@@ -234,9 +234,10 @@ pub async fn begin(jobs: &JobStore, worker: &str, delivery: &Delivery) -> Result
 /// stores the outcome with it, settling the job (once: a later settle of the same job changes
 /// nothing), then hands a succeeded job, or one failed as the program would fail on any worker,
 /// to the verifier unless its spec says `none` — the one settle step every executor takes, the
-/// real one and the simulation's alike. An execution run from `delivery` has its entry
-/// acknowledged with the outcome where the store can ([`JobStore::finish_delivered`]). Returns
-/// the job's state after it, and what is left to do with the delivery.
+/// real one and the simulation's alike. An execution run from `delivery` whose outcome goes to
+/// no verifier has its entry acknowledged with the outcome where the store can
+/// ([`JobStore::finish_delivered`]). Returns the job's state after it, and what is left to do
+/// with the delivery.
 pub async fn settle(
     jobs: &JobStore,
     queue: &ShardQueue,
@@ -264,6 +265,11 @@ pub async fn settle(
     // A success, or a failure the verifier checks, is remembered against the worker (with the
     // settle itself where Redis allows), so that if it is ever caught lying, it is re-verified.
     let claims = succeeded || (claimed_failure && verified);
+    // An outcome handed to the verifier keeps its entry pending until it is: a worker dying in
+    // between leaves the entry to be taken over, and `begin` then hands the finished job over
+    // again. Only an outcome with no handoff to follow has its entry acknowledged with it.
+    let handoff = verified && (succeeded || claimed_failure);
+    let delivery = delivery.filter(|_| !handoff);
     let finishing = with_retries("finish_execution", || async {
         match delivery {
             Some(delivery) => jobs.finish_delivered(&job.id, &execution, claims, delivery).await,
@@ -1100,5 +1106,51 @@ pub fn invocation(spec: &JobSpec, mounts: Vec<Mount>) -> Invocation {
             Determinism::Deterministic => shoal_runtime::Determinism::Deterministic,
             Determinism::Nondeterministic => shoal_runtime::Determinism::Nondeterministic,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_jobs::keys::RedisRole;
+    use shoal_jobs::{ExecutionResult, Lane, ShardReader, Tenant};
+
+    use super::*;
+    use crate::fanout::tests::{executor, spec};
+
+    #[tokio::test]
+    async fn a_settle_acknowledges_with_the_outcome_only_what_goes_to_no_verifier() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, executor, _admin) = executor(dir.path()).await;
+        executor.queue.ensure_groups(1).await.unwrap();
+        let urls = [server.url_for(RedisRole::Worker)];
+        let mut reader = ShardReader::open(&urls, Lane::Jobs, &[0], "w1", Duration::from_millis(500)).await.unwrap();
+        let tenant: Tenant = "acme".parse().unwrap();
+        let cid: ContentId = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4".parse().unwrap();
+        let result = ExecutionResult {
+            exit_code: 0,
+            output: cid,
+            stdout: cid,
+            stderr: cid,
+            fuel_consumed: 1,
+            fetch_ms: 0,
+            run_ms: 0,
+            inputs_cached: 0,
+        };
+        // A success going to the verifier keeps its entry until it is handed over: a worker dying
+        // in between leaves it for whoever takes it over, whose `begin` hands the job over again.
+        for (policy, expected, entries_left) in
+            [(r#"{"mode":"none"}"#, Settled::Acknowledged, 0), (r#"{"mode":"always"}"#, Settled::Done, 1)]
+        {
+            executor.jobs.submit(&executor.queue, &spec(policy), 0, &tenant, None).await.unwrap();
+            let delivery = reader.next(1).await.unwrap().remove(0);
+            let Begun::Run(job, mut execution) = begin(&executor.jobs, "w1", &delivery).await.unwrap() else {
+                panic!("the job runs")
+            };
+            execution.finished_at_ms = Some(now_ms());
+            execution.outcome = Some(ExecutionOutcome::Completed(result.clone()));
+            let settled = executor.settle(&job, *execution, Some(&delivery)).await.unwrap();
+            assert_eq!(settled, (JobState::Succeeded, expected), "{policy}");
+            assert_eq!(executor.queue.len(0).await.unwrap(), entries_left, "{policy}");
+        }
     }
 }

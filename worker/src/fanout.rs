@@ -474,7 +474,7 @@ pub(crate) mod tests {
     }
 
     /// A spec whose program is never run; `verification` is its policy's JSON.
-    fn spec(verification: &str) -> JobSpec {
+    pub(crate) fn spec(verification: &str) -> JobSpec {
         let json = format!(
             r#"{{"program":"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4","verification":{verification}}}"#
         );
