@@ -266,8 +266,8 @@ pub async fn settle(
     // settle itself where Redis allows), so that if it is ever caught lying, it is re-verified.
     let claims = succeeded || (claimed_failure && verified);
     // An outcome handed to the verifier keeps its entry pending until it is: a worker dying in
-    // between leaves the entry to be taken over, and `begin` then hands the finished job over
-    // again. Only an outcome with no handoff to follow has its entry acknowledged with it.
+    // between leaves the entry to be taken over, and `begin` then hands a success over again.
+    // Only an outcome with no handoff to follow has its entry acknowledged with it.
     let handoff = verified && (succeeded || claimed_failure);
     let delivery = delivery.filter(|_| !handoff);
     let finishing = with_retries("finish_execution", || async {
@@ -279,8 +279,9 @@ pub async fn settle(
     });
     let (state, acknowledged) = timed(Phase::Finish, finishing).await?;
     info!(job = %job.id, %state, "job settled");
-    // Handed over after the result is stored: a worker dying in between leaves one job
-    // unverified, which sampling tolerates; the reverse order could verify a result never stored.
+    // Handed over after the result is stored (the reverse order could verify a result never
+    // stored): a worker dying in between leaves the entry pending, and `begin` hands a success
+    // found finished over again.
     let claimed = state == JobState::Succeeded || (state == JobState::Failed && claimed_failure);
     if claimed && verified {
         timed(
