@@ -1111,18 +1111,19 @@ impl JobStore {
     }
 
     /// [`JobStore::finish_claimed`] when `claimed`, else [`JobStore::finish_execution`], of an
-    /// execution run from `delivery`: on one Redis node the same script acknowledges and deletes
-    /// the delivery's stream entry once the outcome is stored (or found stored before), so that
-    /// takes no round trip of its own. Returns the job's state and whether the entry was
-    /// acknowledged; if not (on a cluster), acknowledging it is left to the caller.
+    /// execution run from `delivery` if given: on one Redis node the same script acknowledges and
+    /// deletes the delivery's stream entry once the outcome is stored (or found stored before),
+    /// so that takes no round trip of its own. Returns the job's state and whether the entry was
+    /// acknowledged; if not (no delivery given, or on a cluster), acknowledging it is left to the
+    /// caller.
     pub async fn finish_delivered(
         &self,
         id: &str,
         execution: &Execution,
         claimed: bool,
-        delivery: &Delivery,
+        delivery: Option<&Delivery>,
     ) -> Result<(JobState, bool), StoreError> {
-        let ack = self.single_node().then_some(delivery);
+        let ack = delivery.filter(|_| self.single_node());
         let state = match claimed {
             true => self.finish_recording(id, execution, ack).await?,
             false => self.finish(id, execution, None, ack).await?,

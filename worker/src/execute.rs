@@ -270,13 +270,7 @@ pub async fn settle(
     // Only an outcome with no handoff to follow has its entry acknowledged with it.
     let handoff = verified && (succeeded || claimed_failure);
     let delivery = delivery.filter(|_| !handoff);
-    let finishing = with_retries("finish_execution", || async {
-        match delivery {
-            Some(delivery) => jobs.finish_delivered(&job.id, &execution, claims, delivery).await,
-            None if claims => Ok((jobs.finish_claimed(&job.id, &execution).await?, false)),
-            None => Ok((jobs.finish_execution(&job.id, &execution).await?, false)),
-        }
-    });
+    let finishing = with_retries("finish_execution", || jobs.finish_delivered(&job.id, &execution, claims, delivery));
     let (state, acknowledged) = timed(Phase::Finish, finishing).await?;
     info!(job = %job.id, %state, "job settled");
     // Handed over after the result is stored (the reverse order could verify a result never

@@ -503,7 +503,10 @@ async fn on_a_cluster_finishing_a_delivery_leaves_its_acknowledgement_to_the_cal
     let delivery = reader.next(4).await.unwrap().remove(0);
     store.start_delivered(&job.id, &delivery.entry, &execution("e1", None)).await.unwrap();
     let done = execution("e1", Some(completed(0, PROGRAM)));
-    assert_eq!(store.finish_delivered(&job.id, &done, true, &delivery).await.unwrap(), (JobState::Succeeded, false));
+    assert_eq!(
+        store.finish_delivered(&job.id, &done, true, Some(&delivery)).await.unwrap(),
+        (JobState::Succeeded, false)
+    );
     assert_eq!(pending_count(&mut cluster.conn, 5, "w1").await, 1, "the job's slot is not its stream's");
     queue.ack(&delivery).await.unwrap();
     assert_eq!(pending_count(&mut cluster.conn, 5, "w1").await, 0);

@@ -195,7 +195,7 @@ async fn each_role_runs_the_scripts_that_count_queue_settle_and_acknowledge_a_jo
     let delivery = reader.next(4).await.unwrap().remove(0);
     worker.start_delivered(&job.id, &delivery.entry, &crate::common::execution("e1", None)).await.unwrap();
     let done = crate::common::execution("e1", Some(crate::common::completed(0, crate::common::PROGRAM)));
-    let finished = worker.finish_delivered(&job.id, &done, true, &delivery).await.unwrap();
+    let finished = worker.finish_delivered(&job.id, &done, true, Some(&delivery)).await.unwrap();
     assert_eq!(finished, (JobState::Succeeded, true));
     assert_eq!(queue.len(0).await.unwrap(), 0, "acknowledged and deleted");
 }

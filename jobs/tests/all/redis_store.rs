@@ -462,21 +462,27 @@ async fn on_one_node_the_finish_script_acknowledges_the_delivery_with_the_outcom
     let (job, delivery) = delivered("one").await;
     assert_eq!(pending().await, 2, "pending, and still on its stream");
     let done = execution("e1", Some(completed(0, PROGRAM)));
-    assert_eq!(store.finish_delivered(&job.id, &done, true, &delivery).await.unwrap(), (JobState::Succeeded, true));
+    assert_eq!(
+        store.finish_delivered(&job.id, &done, true, Some(&delivery)).await.unwrap(),
+        (JobState::Succeeded, true)
+    );
     assert_eq!(pending().await, 0, "acknowledged and deleted");
     // A retried call finds the job finished, and acknowledges again, harmlessly.
-    assert_eq!(store.finish_delivered(&job.id, &done, true, &delivery).await.unwrap(), (JobState::Succeeded, true));
+    assert_eq!(
+        store.finish_delivered(&job.id, &done, true, Some(&delivery)).await.unwrap(),
+        (JobState::Succeeded, true)
+    );
 
     // An outcome nobody answers for: acknowledged too, not recorded against its worker.
     let (failing, delivery) = delivered("two").await;
     let failed = execution("e1", Some(completed(1, PROGRAM)));
-    let finished = store.finish_delivered(&failing.id, &failed, false, &delivery).await.unwrap();
+    let finished = store.finish_delivered(&failing.id, &failed, false, Some(&delivery)).await.unwrap();
     assert_eq!((finished, pending().await), ((JobState::Failed, true), 0));
 
     // A delivery of a job with no record stays pending, for whoever finds out more.
     queue.enqueue(2, "ghost").await.unwrap();
     let ghost = reader.next(10).await.unwrap().remove(0);
-    let missing = store.finish_delivered("ghost", &done, true, &ghost).await.unwrap_err();
+    let missing = store.finish_delivered("ghost", &done, true, Some(&ghost)).await.unwrap_err();
     assert!(matches!(missing, StoreError::JobNotFound(_)), "{missing}");
     assert_eq!(pending().await, 2);
     assert_eq!(settled_by(store.connection(), "w1").await, vec![job.id.clone()]);
