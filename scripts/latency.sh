@@ -10,8 +10,14 @@
 # times in a row, each answered from the memo, the gateway's time on each (Server-Timing) and the
 # round trip (issue 15: p99 under 1 ms of server time). A few minutes.
 #
+# The workers keep their run directories (each job's /outputs) on a tmpfs when /dev/shm is one,
+# as the README advises for small jobs: on ext4 without a journal (this machine's root), the
+# inode allocator passes over every inode deleted in the last minute or more, and each job's
+# output file is one, so file creation slowed as a run went on (docs/performance/
+# latency-2026-12-08-guest.md). RUNS_DIR=disk keeps them in the stack's home.
+#
 # Knobs (environment): RATES (comma-separated), SECS (per rate), DRAIN (s), MEMOISED (repeats;
-# 0 skips them), REPORT (prefix).
+# 0 skips them), REPORT (prefix), RUNS_DIR (disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,8 +32,16 @@ REPORT=${REPORT:-docs/performance/latency-$(date -u +%Y-%m-%d)}
 memoised=()
 if [ "$MEMOISED" != 0 ]; then memoised=(--memoised "$MEMOISED"); fi
 
-exec target/release/shoal-loadtest latency \
+runs_dir=()
+if [ "${RUNS_DIR:-}" != disk ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+  runs=$(mktemp -d /dev/shm/shoal-latency.XXXXXX)
+  trap 'rm -rf "$runs"' EXIT
+  runs_dir=(--runs-dir "$runs")
+fi
+
+target/release/shoal-loadtest latency \
   --shoal target/release/shoal \
+  "${runs_dir[@]}" \
   --rates "$RATES" \
   --secs "$SECS" \
   --drain-secs "$DRAIN" \
