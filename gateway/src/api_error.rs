@@ -143,6 +143,11 @@ impl From<&StoreError> for ApiError {
                 "key_conflict",
                 format!("worker {worker} is registered with another key"),
             ),
+            // Only a worker's start-up check reports this; a gateway never meets it.
+            StoreError::NotPermitted { .. } => {
+                tracing::error!(%error, "Redis refused a command");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "redis_not_permitted", "Redis refused a command")
+            }
             // Its answer says when to come back (`auth::too_many`).
             StoreError::RateLimited { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", error.to_string())

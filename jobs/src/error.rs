@@ -63,6 +63,15 @@ pub enum StoreError {
         /// The job it names.
         job: String,
     },
+    /// Redis refused this client's user something its role needs (`NOPERM`): the server's ACL
+    /// is not the one this version writes — a Redis left running from an older version, say.
+    #[error("Redis refused {what} ({source}); restart Redis with the ACL file this version writes")]
+    NotPermitted {
+        /// What was refused.
+        what: String,
+        /// Redis's answer.
+        source: redis::RedisError,
+    },
     /// The submission was past its tenant's submissions a second; nothing was stored.
     #[error("tenant {tenant} may submit {per_sec} jobs per second; submit again in a second")]
     RateLimited {

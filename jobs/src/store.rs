@@ -19,7 +19,7 @@ use crate::memo;
 use crate::model::{
     Execution, ExecutionOutcome, Failure, FailureReason, Job, JobSpec, JobState, Verification, VerificationPolicy,
 };
-use crate::queue::{Delivery, ShardQueue};
+use crate::queue::{Delivery, Lane, ShardQueue};
 use crate::tenants::{count_submission, Tenant};
 
 /// Milliseconds since the Unix epoch.
@@ -1129,6 +1129,31 @@ impl JobStore {
             false => self.finish(id, execution, None, ack).await?,
         };
         Ok((state, ack.is_some()))
+    }
+
+    /// Checks, changing nothing, that this connection's Redis user may run the finish script
+    /// the way worker `worker` settles a job delivered from `shard` on one Redis node: naming
+    /// its settled list and the shard's job stream. A Redis still running with an older
+    /// version's ACL refuses it ([`StoreError::NotPermitted`]), which a worker had better hear
+    /// when it starts than have every settle refused later, its jobs left running. The job the
+    /// script is run for does not exist, so it stops before touching anything. On a cluster the
+    /// script names neither list nor stream, and this checks nothing.
+    pub async fn check_settle_permitted(&self, worker: &str, shard: u32) -> Result<(), StoreError> {
+        if !self.single_node() {
+            return Ok(());
+        }
+        // Not a job id: those are ULIDs.
+        let probe = "settle-permission-probe";
+        let mut script = job_script(&SCRIPTS.finish, &JobKeys::of(probe));
+        script.key(keys::settled_by(worker)).key(Lane::Jobs.stream(shard)).arg(probe);
+        match script.invoke_async::<Vec<String>>(&mut self.conn.clone()).await {
+            Ok(_) => Ok(()),
+            Err(source) if source.code() == Some("NOPERM") => Err(StoreError::NotPermitted {
+                what: format!("worker {worker} the finish script over its settled list and shard {shard}'s job stream"),
+                source,
+            }),
+            Err(source) => Err(source.into()),
+        }
     }
 
     /// [`JobStore::finish_claimed`], acknowledging `ack` in the same script if given.

@@ -101,6 +101,7 @@ pub async fn serve<E: Execute>(
     if let Some(key) = executor.public_key() {
         with_retries("bind_key", || membership.bind_key(&config.id, &key)).await?;
     }
+    with_retries("check_settle_permitted", || jobs.check_settle_permitted(&config.id, 0)).await?;
     // Join before reading anything, so the first reads are of this worker's own shards.
     let first = with_retries("join", || placement.refresh()).await?;
     let (assigned_tx, assigned) = watch::channel(first);

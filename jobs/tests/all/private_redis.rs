@@ -200,6 +200,34 @@ async fn each_role_runs_the_scripts_that_count_queue_settle_and_acknowledge_a_jo
     assert_eq!(queue.len(0).await.unwrap(), 0, "acknowledged and deleted");
 }
 
+#[tokio::test]
+async fn a_worker_is_told_when_an_older_acl_would_refuse_its_settles() {
+    use shoal_jobs::{JobStore, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), Fsync::EverySec).unwrap();
+    let worker = JobStore::new(RedisConnection::open(&[server.url_for(RedisRole::Worker)]).await.unwrap());
+    worker.check_settle_permitted("w1", 3).await.unwrap();
+    // The worker's selectors as they were before the finish script acknowledged the entry: the
+    // script could not name the shard's stream.
+    let mut admin = connect(&server.url_for(RedisRole::Admin)).await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(RedisRole::Worker.user())
+        .arg("clearselectors")
+        .arg("(~shoal:{w}:worker-keys -@all +hsetnx +hget)")
+        .arg("(~shoal:{w}:settled:* -@all +lpush +ltrim)")
+        .arg("(~shoal:{j*}:* ~shoal:{w}:settled:* -@all +evalsha)")
+        .arg("(~shoal:{s*}:verify -@all +xadd +xgroup|create)")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let refused = worker.check_settle_permitted("w1", 3).await.unwrap_err();
+    assert!(matches!(refused, StoreError::NotPermitted { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("restart Redis with the ACL file this version writes"), "{refused}");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut admin).await.unwrap();
+    assert!(keys.iter().all(|key| !key.contains("probe")), "the check wrote {keys:?}");
+}
+
 /// Every tag's gatherable notices, sorted.
 async fn noticed(admin: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
     let mut all = Vec::new();
