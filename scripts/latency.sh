@@ -41,9 +41,9 @@ fi
 
 target/release/shoal-loadtest latency \
   --shoal target/release/shoal \
-  "${runs_dir[@]}" \
+  ${runs_dir[@]+"${runs_dir[@]}"} \
   --rates "$RATES" \
   --secs "$SECS" \
   --drain-secs "$DRAIN" \
-  "${memoised[@]}" \
+  ${memoised[@]+"${memoised[@]}"} \
   --report "$REPORT"

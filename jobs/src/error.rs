@@ -65,7 +65,10 @@ pub enum StoreError {
     },
     /// Redis refused this client's user something its role needs (`NOPERM`): the server's ACL
     /// is not the one this version writes — a Redis left running from an older version, say.
-    #[error("Redis refused {what} ({source}); restart Redis with the ACL file this version writes")]
+    #[error(
+        "Redis refused {what} ({source}); write the ACL file this version makes (`shoal redis-acl`) \
+         and have Redis read it (`ACL LOAD` as the admin, or a restart)"
+    )]
     NotPermitted {
         /// What was refused.
         what: String,

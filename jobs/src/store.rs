@@ -358,6 +358,17 @@ fn job_script<'a>(script: &'a Script, keys: &JobKeys) -> ScriptInvocation<'a> {
     invocation
 }
 
+/// The finish script over job `keys`, then the keys it may also write, in the order it reads
+/// them: list `settled` (the worker's settled jobs) and stream `acked` (the delivery's), each if
+/// given.
+fn finish_script(keys: &JobKeys, settled: Option<&str>, acked: Option<&str>) -> ScriptInvocation<'static> {
+    let mut invocation = job_script(&SCRIPTS.finish, keys);
+    for key in [settled, acked].into_iter().flatten() {
+        invocation.key(key);
+    }
+    invocation
+}
+
 /// Where a fan-out's task belongs: its fanned-out job and its key there (the name of its first
 /// file). Its record keeps them, so the scripts that end it put it up for gathering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1144,9 +1155,9 @@ impl JobStore {
         }
         // Not a job id: those are ULIDs.
         let probe = "settle-permission-probe";
-        let mut script = job_script(&SCRIPTS.finish, &JobKeys::of(probe));
-        script.key(keys::settled_by(worker)).key(Lane::Jobs.stream(shard)).arg(probe);
-        match script.invoke_async::<Vec<String>>(&mut self.conn.clone()).await {
+        let stream = Lane::Jobs.stream(shard);
+        let mut script = finish_script(&JobKeys::of(probe), Some(&keys::settled_by(worker)), Some(&stream));
+        match script.arg(probe).invoke_async::<Vec<String>>(&mut self.conn.clone()).await {
             Ok(_) => Ok(()),
             Err(source) if source.code() == Some("NOPERM") => Err(StoreError::NotPermitted {
                 what: format!("worker {worker} the finish script over its settled list and shard {shard}'s job stream"),
@@ -1202,14 +1213,8 @@ impl JobStore {
             ExecutionOutcome::Failed(failure) => (String::new(), serde_json::to_string(failure).expect("serialises")),
         };
         let mut conn = self.conn.clone();
-        let mut script = job_script(&SCRIPTS.finish, &keys);
-        if let Some(settled) = settled {
-            script.key(settled);
-        }
-        if let Some(delivery) = ack {
-            script.key(delivery.lane.stream(delivery.shard));
-        }
-        let reply: Vec<String> = script
+        let acked = ack.map(|delivery| delivery.lane.stream(delivery.shard));
+        let reply: Vec<String> = finish_script(&keys, settled, acked.as_deref())
             .arg(id)
             .arg(&execution.id)
             .arg(serde_json::to_string(execution).expect("an Execution always serialises"))

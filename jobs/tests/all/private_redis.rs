@@ -223,7 +223,7 @@ async fn a_worker_is_told_when_an_older_acl_would_refuse_its_settles() {
         .unwrap();
     let refused = worker.check_settle_permitted("w1", 3).await.unwrap_err();
     assert!(matches!(refused, StoreError::NotPermitted { .. }), "{refused:?}");
-    assert!(refused.to_string().contains("restart Redis with the ACL file this version writes"), "{refused}");
+    assert!(refused.to_string().contains("`shoal redis-acl`"), "{refused}");
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut admin).await.unwrap();
     assert!(keys.iter().all(|key| !key.contains("probe")), "the check wrote {keys:?}");
 }

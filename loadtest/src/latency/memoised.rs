@@ -207,7 +207,7 @@ async fn raise_submission_quota(stack: &ProcessStack) -> Result<()> {
 
 /// The test tenant's submissions a second while repeats are timed: far above what one client can
 /// send.
-const RAISED_SUBMISSIONS_PER_SEC: u64 = 1_000_000;
+pub(crate) const RAISED_SUBMISSIONS_PER_SEC: u64 = 1_000_000;
 
 /// Waits until job `id`'s result is accepted; how long that took.
 async fn accepted(api: &Api, id: &str) -> Result<Duration> {

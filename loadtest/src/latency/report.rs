@@ -182,7 +182,7 @@ fn memoised_section(md: &mut String, m: &MemoisedFigures) {
         md,
         "## Memoised repeats\n\nOn a stack with a verifier, one echo-hash job verified `always`, accepted after \
          {:.0} ms; then its identical spec POSTed {} times in a row on one keep-alive connection, without an \
-         Idempotency-Key, after {} not counted, the tenant's submissions a second raised to a million (still \
+         Idempotency-Key, after {} not counted, the tenant's submissions a second raised to {} (still \
          counted, as every submission is): {} answered `201` from the memo, {} otherwise{}. Server time \
          is each answer's `Server-Timing` (the gateway's submit handler, start to answer: `admit` the tenant's \
          quota checks, `store` creating the job from the memo; authentication, before it, is the `auth` phase \
@@ -190,6 +190,7 @@ fn memoised_section(md: &mut String, m: &MemoisedFigures) {
         m.accepted_after_ms,
         m.repeats,
         m.warm_up,
+        super::memoised::RAISED_SUBMISSIONS_PER_SEC,
         m.memoised,
         m.other,
         m.first_other.as_ref().map(|first| format!(" (the first: {first})")).unwrap_or_default(),
