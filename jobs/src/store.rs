@@ -358,9 +358,10 @@ fn job_script<'a>(script: &'a Script, keys: &JobKeys) -> ScriptInvocation<'a> {
     invocation
 }
 
-/// The finish script over job `keys`, then the keys it may also write, in the order it reads
-/// them: list `settled` (the worker's settled jobs) and stream `acked` (the delivery's), each if
-/// given.
+/// The finish script over job `keys`, then the keys it may also write: list `settled` (the
+/// worker's settled jobs) and stream `acked` (the delivery's), each if given. The script finds
+/// the list at the first key after the job's and the stream at the last, and knows from its
+/// arguments which are there; the callers pass those.
 fn finish_script(keys: &JobKeys, settled: Option<&str>, acked: Option<&str>) -> ScriptInvocation<'static> {
     let mut invocation = job_script(&SCRIPTS.finish, keys);
     for key in [settled, acked].into_iter().flatten() {

@@ -113,6 +113,10 @@ pub struct MemoisedFigures {
     pub meets_target: bool,
     /// `/proc/loadavg`'s 1-minute figure before and after the timed repeats.
     pub loadavg: (f64, f64),
+    /// The test tenant's submissions a second while the repeats were timed (its quota, raised
+    /// for them; 0 in reports from before it was recorded).
+    #[serde(default)]
+    pub submissions_per_sec: u64,
 }
 
 /// The CPU seconds of the gateway and Redis now.
@@ -193,8 +197,8 @@ async fn metrics(http: &reqwest::Client, stack: &ProcessStack) -> String {
 
 /// Repeats after each other on one connection can be more than the test tenant's default
 /// submissions a second (2,000): its quota is raised, not lifted, so each repeat is still counted
-/// against it, as every submission is.
-async fn raise_submission_quota(stack: &ProcessStack) -> Result<()> {
+/// against it, as every submission is. Returns the raised quota.
+async fn raise_submission_quota(stack: &ProcessStack) -> Result<u64> {
     let redis = RedisConnection::open(&[stack.redis_url().to_string()])
         .await
         .map_err(|e| LoadtestError::store("connecting to the stack's Redis", e))?;
@@ -202,12 +206,13 @@ async fn raise_submission_quota(stack: &ProcessStack) -> Result<()> {
     let tenant: Tenant = TEST_TENANT.parse().map_err(|e| LoadtestError::Setup(format!("{TEST_TENANT}: {e}")))?;
     let quotas = keys.quotas(&tenant).await.map_err(|e| LoadtestError::store("reading the tenant's quotas", e))?;
     let raised = Quotas { submissions_per_sec: Some(RAISED_SUBMISSIONS_PER_SEC), ..quotas };
-    keys.set_quotas(&tenant, &raised).await.map_err(|e| LoadtestError::store("raising the tenant's quota", e))
+    keys.set_quotas(&tenant, &raised).await.map_err(|e| LoadtestError::store("raising the tenant's quota", e))?;
+    Ok(RAISED_SUBMISSIONS_PER_SEC)
 }
 
 /// The test tenant's submissions a second while repeats are timed: far above what one client can
 /// send.
-pub(crate) const RAISED_SUBMISSIONS_PER_SEC: u64 = 1_000_000;
+const RAISED_SUBMISSIONS_PER_SEC: u64 = 1_000_000;
 
 /// Waits until job `id`'s result is accepted; how long that took.
 async fn accepted(api: &Api, id: &str) -> Result<Duration> {
@@ -247,7 +252,7 @@ pub async fn run(options: &LatencyOptions, homes: &std::path::Path, repeats: usi
     spec["verification"] = json!({"mode": "always"});
 
     let stack = start_stack(options, &home).await?;
-    raise_submission_quota(&stack).await?;
+    let submissions_per_sec = raise_submission_quota(&stack).await?;
     for _ in 0..options.workers.max(1) {
         stack.start_worker(&stack.new_worker_id())?;
     }
@@ -314,6 +319,7 @@ pub async fn run(options: &LatencyOptions, homes: &std::path::Path, repeats: usi
             })
             .collect(),
         loadavg: (load_before, load_after),
+        submissions_per_sec,
     })
 }
 

@@ -176,6 +176,20 @@ fn spread_row(md: &mut String, what: &str, s: &Spread) {
     );
 }
 
+/// `n` with its digits in threes (`1,000,000`). By hand: a formatting crate for one number in a
+/// sentence would outweigh these lines.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// The memoised repeats' section.
 fn memoised_section(md: &mut String, m: &MemoisedFigures) {
     let _ = writeln!(
@@ -190,7 +204,7 @@ fn memoised_section(md: &mut String, m: &MemoisedFigures) {
         m.accepted_after_ms,
         m.repeats,
         m.warm_up,
-        super::memoised::RAISED_SUBMISSIONS_PER_SEC,
+        grouped(m.submissions_per_sec),
         m.memoised,
         m.other,
         m.first_other.as_ref().map(|first| format!(" (the first: {first})")).unwrap_or_default(),
@@ -446,5 +460,20 @@ impl RunReport for LatencyReport {
             memoised_section(&mut md, m);
         }
         vec![("md", md)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grouped;
+
+    #[test]
+    fn numbers_are_grouped_in_threes() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(2_000), "2,000");
+        assert_eq!(grouped(123_456_789), "123,456,789");
+        assert_eq!(grouped(1_000_000), "1,000,000");
     }
 }
