@@ -98,9 +98,9 @@ pub async fn serve<E: Execute>(
     let held = executor.clone();
     let placement =
         Arc::new(Placement::new(&config, jobs.clone(), membership.clone(), Box::new(move || held.held_inputs())));
-    // Before this worker binds its key or joins, so one refused its settles takes no jobs. Redis
-    // grants every shard's job stream by one pattern, so the first shard, which every layout has,
-    // stands for all.
+    // Before this worker binds its key or joins: a worker whose settles Redis would refuse must
+    // take no jobs. Redis grants every shard's job stream by one pattern, so the first shard,
+    // which every layout has, stands for all.
     with_retries("check_settle_permitted", || jobs.check_settle_permitted(&config.id, 0)).await?;
     if let Some(key) = executor.public_key() {
         with_retries("bind_key", || membership.bind_key(&config.id, &key)).await?;
